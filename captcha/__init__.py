@@ -1,0 +1,1 @@
+"""captcha: learn to read text captchas with transfer learning."""

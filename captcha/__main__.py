@@ -1,0 +1,5 @@
+"""`python -m captcha` is the `captcha` command."""
+
+from .cli import main
+
+main()

@@ -1,0 +1,74 @@
+"""One self-describing checkpoint file: written atomically, read without running any code."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .errors import CheckpointError
+
+FORMAT = "captcha-checkpoint"
+VERSION = 1
+KINDS = ("recognizer", "backbone")
+REQUIRED = {
+    "recognizer": ("arch", "charset", "preprocess", "length", "segment", "model"),
+    "backbone": ("arch", "model"),
+}
+
+
+def save_checkpoint(payload: dict[str, Any], path: str | os.PathLike) -> Path:
+    """Write ``payload`` to ``path`` via a temp file + rename, so a kill never leaves half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {"format": FORMAT, "version": VERSION, **payload}
+    if payload.get("kind") not in KINDS:
+        raise ValueError(f"checkpoint kind must be one of {KINDS}")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            torch.save(payload, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_checkpoint(path: str | os.PathLike, kind: str | None = None) -> dict[str, Any]:
+    """Read a checkpoint with ``weights_only=True`` and check that it is ours, complete and not too new."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint not found (train one with `captcha train --out {path}`)")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        # weights_only refuses anything but tensors and plain containers: a crafted file stops here.
+        lines = [ln.strip() for ln in str(exc).splitlines() if "Unsupported" in ln or "WeightsUnpickler" in ln]
+        first = lines[0] if lines else type(exc).__name__
+        raise CheckpointError(f"{path}: refused, the file holds objects other than weights ({first}); "
+                              "only load checkpoints you trust") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise CheckpointError(f"{path}: corrupt or not a PyTorch file ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not a captcha checkpoint (no format={FORMAT!r} marker)")
+    version = ckpt.get("version")
+    if not isinstance(version, int) or version > VERSION:
+        raise CheckpointError(f"{path}: checkpoint format version {version!r} is newer than this "
+                              f"captcha ({VERSION}); upgrade the package")
+    got = ckpt.get("kind")
+    if got not in KINDS:
+        raise CheckpointError(f"{path}: unknown checkpoint kind {got!r}")
+    if kind is not None and got != kind:
+        raise CheckpointError(f"{path}: is a {got} checkpoint, expected a {kind}")
+    missing = [k for k in REQUIRED[got] if k not in ckpt]
+    if missing:
+        raise CheckpointError(f"{path}: checkpoint lacks {', '.join(missing)}; it is incomplete or damaged")
+    return ckpt

@@ -1,0 +1,246 @@
+"""The `captcha` command: thin click wrappers over the library; no training loop lives here."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+from .charset import DEFAULT_ALPHABET, Charset
+from .errors import CaptchaError
+from .model import FREEZE_LEVELS
+
+
+class _Group(click.Group):
+    """Turns the project's errors into one clear line and exit code 2, not a traceback."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except CaptchaError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(2)
+
+
+def _charset(alphabet: str | None) -> Charset:
+    return Charset(alphabet) if alphabet else Charset()
+
+
+charset_option = click.option("--charset", "alphabet", default=None, metavar="CHARS",
+                              help=f"Alphabet of the classes (default {DEFAULT_ALPHABET}).")
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-v", "--verbose", is_flag=True, help="Log more detail.")
+def main(verbose: bool) -> None:
+    """Learn to read text captchas with transfer learning (ResNet-18), and read them fast on a CPU.
+
+    Typical run: `captcha data synth`, `captcha train`, `captcha eval --val`, `captcha solve IMG`.
+    """
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(message)s")
+
+
+@main.group()
+def data() -> None:
+    """Make, check and split datasets in the course layout."""
+
+
+@data.command("synth")
+@click.option("--out", type=click.Path(file_okay=False), default="data", show_default=True, help="Dataset folder to write.")
+@click.option("--seed", default=0, show_default=True, help="Same seed, byte-identical files.")
+@click.option("--train-per-class", default=50, show_default=True, help="Training images per character.")
+@click.option("--val-per-class", default=10, show_default=True, help="Validation images per character.")
+@click.option("--captchas", default=500, show_default=True, help="Validation captchas (4 val characters side by side).")
+@click.option("--train-captchas", default=0, show_default=True, help="Training captchas, made from training characters.")
+@click.option("--length", default=4, show_default=True, help="Characters per captcha.")
+@charset_option
+def data_synth(out, seed, train_per_class, val_per_class, captchas, train_captchas, length, alphabet) -> None:
+    """Write a synthetic course-sized dataset (fonts from matplotlib/Pillow, fully offline)."""
+    from .synth import SynthConfig, synth_dataset
+
+    counts = synth_dataset(out, SynthConfig(seed=seed, train_per_class=train_per_class, val_per_class=val_per_class,
+                                            captchas=captchas, train_captchas=train_captchas, length=length,
+                                            charset=_charset(alphabet)))
+    click.echo(f"wrote {out}: " + ", ".join(f"{n} {k}" for k, n in counts.items()))
+
+
+@data.command("check")
+@click.argument("directory", type=click.Path(), default="data")
+@click.option("--length", type=int, default=None, help="Expected captcha length (default: the most common one).")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@charset_option
+def data_check(directory, length, as_json, alphabet) -> None:
+    """Count a dataset and list every problem; exit 0 only when it is usable."""
+    from .data import check_dataset
+
+    report = check_dataset(directory, _charset(alphabet), length)
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), indent=2))
+    else:
+        click.echo(f"{report.root} ({report.layout} layout)")
+        for split, classes in report.chars.items():
+            counts = " ".join(f"{c}:{n}" for c, n in classes.items())
+            click.echo(f"  chars/{split}: {sum(classes.values())} images in {sum(1 for n in classes.values() if n)} classes  [{counts}]")
+        for split, n in report.captchas.items():
+            lengths = ", ".join(f"{n_}x length {k}" for k, n_ in sorted(report.lengths.get(split, {}).items()))
+            click.echo(f"  captchas/{split}: {n} labelled captchas ({lengths or 'none'})")
+        if report.problems:
+            click.echo(f"{len(report.problems)} problem(s):")
+            for p in report.problems:
+                click.echo(f"  - {p}")
+        click.echo("usable" if report.usable else "NOT usable")
+    sys.exit(0 if report.usable else 1)
+
+
+@main.command()
+@click.option("--source", type=click.Choice(["glyphs", "cifar10"]), default="glyphs", show_default=True,
+              help="Task A: synthetic glyphs (similar to captchas) or CIFAR-10 (dissimilar).")
+@click.option("--data", "data_path", type=click.Path(), default=None, help="CIFAR-10 folder, tar.gz or cifar-10-batches-py.")
+@click.option("--out", type=click.Path(dir_okay=False), default=None, help="Backbone file (default checkpoints/<source>-resnet18.pt).")
+@click.option("--steps", default=1300, show_default=True, help="Optimiser steps.")
+@click.option("--batch-size", default=128, show_default=True)
+@click.option("--lr", default=0.1, show_default=True, help="Peak learning rate (SGD, one-cycle).")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--workers", default=1, show_default=True, help="Processes rendering glyphs.")
+@click.option("--eval-every", default=200, show_default=True, help="Steps between held-out evaluations.")
+def pretrain(source, data_path, out, steps, batch_size, lr, seed, workers, eval_every) -> None:
+    """Pretrain a ResNet-18 backbone offline, for `captcha train --pretrained PATH`."""
+    from .pretrain import PretrainConfig, pretrain as run
+
+    default_out = "checkpoints/glyph-resnet18.pt" if source == "glyphs" else "checkpoints/cifar10-resnet18.pt"
+    cfg = PretrainConfig(source=source, data=data_path, out=out or default_out, steps=steps, batch_size=batch_size, lr=lr, seed=seed, workers=workers, eval_every=eval_every)
+    info = run(cfg)
+    held = ", ".join(f"{k} {100 * v:.2f}%" for k, v in info["heldout"].items())
+    click.echo(f"wrote {cfg.out} in {info['seconds'] / 60:.1f} min; held-out {held}")
+
+
+@main.command()
+@click.option("--data", "data_dir", type=click.Path(), default="data", show_default=True,
+              help="Course-layout dataset, or a flat folder of labelled captchas (made by `data synth` if absent).")
+@click.option("--out", type=click.Path(dir_okay=False), default="checkpoints/model.pt", show_default=True,
+              help="Best checkpoint; <out>.last.pt (for --resume) and <out>.curve.png are written beside it.")
+@click.option("--pretrained", default="auto", show_default=True,
+              help="auto, glyphs, imagenet, none, or a PATH to a ResNet-18 checkpoint/state_dict.")
+@click.option("--freeze", type=click.Choice(FREEZE_LEVELS), default=None,
+              help="Frozen stages: all (only the head trains), layer1..layer4 (stem through that stage), none. "
+                   "Default: layer1 with a pretrained backbone, none without.")
+@click.option("--epochs", default=10, show_default=True)
+@click.option("--batch-size", default=64, show_default=True)
+@click.option("--optimizer", type=click.Choice(["adamw", "sgd"]), default="adamw", show_default=True,
+              help="adamw (tuned default) or the course's SGD with momentum 0.9.")
+@click.option("--lr", type=float, default=None, help="Peak learning rate (default 2e-3 AdamW, 0.05 SGD).")
+@click.option("--schedule", type=click.Choice(["onecycle", "cosine", "constant"]), default="onecycle", show_default=True)
+@click.option("--seed", default=0, show_default=True)
+@click.option("--no-augment", is_flag=True, help="Switch augmentation off.")
+@click.option("--aug-passes", type=int, default=None, help="Distinct augmentation passes cycled over the epochs.")
+@click.option("--no-cache", is_flag=True, help="With frozen stages, run them every batch instead of caching their output.")
+@click.option("--length", type=int, default=None, help="Characters per captcha (default: from the labels).")
+@click.option("--split", "split_method", type=click.Choice(["equal", "projection", "components", "auto"]),
+              default="equal", show_default=True, help="How captchas are cut into characters.")
+@click.option("--val-fraction", default=0.2, show_default=True, help="Held-out share of a flat captcha folder.")
+@click.option("--resume", is_flag=True, help="Continue the interrupted run from <out>.last.pt.")
+@charset_option
+def train(data_dir, out, pretrained, freeze, epochs, batch_size, optimizer, lr, schedule, seed, no_augment,
+          aug_passes, no_cache, length, split_method, val_fraction, resume, alphabet) -> None:
+    """Train the per-character ResNet-18 classifier (transfer learning) and keep the best checkpoint."""
+    from .train import TrainConfig, train as run
+    from .transforms import AugmentConfig
+
+    cfg = TrainConfig(data=data_dir, out=out, charset=_charset(alphabet).alphabet, pretrained=pretrained,
+                      freeze=freeze, epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr,
+                      schedule=schedule, seed=seed, augment=AugmentConfig(enabled=not no_augment),
+                      aug_passes=aug_passes, cache_features=not no_cache, length=length, split=split_method,
+                      val_fraction=val_fraction, resume=resume)
+    result = run(cfg, say=click.echo, progress=sys.stderr.isatty())
+    best = result["best"]
+    click.echo(f"best: val char acc {_pct(best.get('char_acc'))}, full-string acc {_pct(best.get('string_acc'))} "
+               f"(epoch {best.get('epoch')}); {result['train_seconds']:.1f}s of training")
+    click.echo(f"wrote {result['checkpoint']} and {result['curve']}")
+
+
+def _pct(v) -> str:
+    return "n/a" if v is None or v != v else f"{100 * v:.2f}%"
+
+
+@main.command("eval")
+@click.option("--val", is_flag=True, required=True, help="Evaluate on the validation data the checkpoint names.")
+@click.option("--data", "data_dir", type=click.Path(), default=None, help="Dataset (default: the one it was trained on).")
+@click.option("--checkpoint", type=click.Path(), default="checkpoints/model.pt", show_default=True)
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
+              help="Folder for confusion.png (and errors.png); default: beside the checkpoint.")
+@click.option("--show-errors", default=0, show_default=True, help="Write a sheet of the N most confidently misread captchas.")
+@click.option("--json", "as_json", is_flag=True)
+def evaluate(val, data_dir, checkpoint, out_dir, show_errors, as_json) -> None:
+    """Character, full-string and per-position accuracy, confusions, confusion-matrix PNG."""
+    from .evaluate import evaluate_checkpoint
+
+    out_dir = out_dir or str(Path(checkpoint).with_name(Path(checkpoint).stem + "-eval"))
+    rep = evaluate_checkpoint(checkpoint, data_dir, out_dir, show_errors)
+    if as_json:
+        click.echo(json.dumps(rep.to_dict(), indent=2))
+        return
+    if rep.chars:
+        click.echo(f"character accuracy (chars/val): {_pct(rep.chars['char_acc'])} of {rep.chars['chars']}")
+    caps = rep.captchas
+    if caps.get("captchas"):
+        click.echo(f"full-string accuracy: {_pct(caps['string_acc'])} of {caps['captchas']} captchas; "
+                   f"characters {_pct(caps['captcha_char_acc'])}")
+        click.echo("per position: " + ", ".join(f"{i + 1}: {_pct(v)}" for i, v in enumerate(caps["position_acc"])))
+    if rep.confusions:
+        click.echo("most frequent confusions (true->read x count): "
+                   + ", ".join(f"{t}->{p} x{n}" for t, p, n in rep.confusions))
+    for kind, path in rep.files.items():
+        click.echo(f"wrote {path}")
+
+
+@main.command()
+@click.argument("images", nargs=-1, required=True)
+@click.option("--checkpoint", type=click.Path(), default="checkpoints/model.pt", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line: text, confidences, time.")
+def solve(images, checkpoint, as_json) -> None:
+    """Read captcha images (`-` reads image bytes from stdin); one line per image."""
+    from .errors import ImageError
+    from .solve import Solver
+
+    solver = Solver.from_checkpoint(checkpoint)
+    failed = 0
+    for name in images:
+        src = sys.stdin.buffer.read() if name == "-" else name
+        try:
+            sol = solver.solve(src)
+        except ImageError as exc:
+            failed += 1
+            click.echo(json.dumps({"file": name, "error": str(exc)}) if as_json else f"{name}\terror: {exc}",
+                       err=not as_json)
+            continue
+        if as_json:
+            click.echo(json.dumps({"file": name, "text": sol.text, "confidence": round(sol.confidence, 4),
+                                   "confidences": [round(c, 4) for c in sol.confidences],
+                                   "ms": round(1000 * sol.seconds, 2)}))
+        else:
+            click.echo(f"{name}\t{sol.text}" if len(images) > 1 else sol.text)
+    sys.exit(1 if failed else 0)
+
+
+@main.command("solve-batch")
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("--out", type=click.Path(dir_okay=False), required=True, help="CSV: filename,text,confidence,error.")
+@click.option("--checkpoint", type=click.Path(), default="checkpoints/model.pt", show_default=True)
+@click.option("--batch-size", default=64, show_default=True)
+@click.option("--workers", default=0, show_default=True, help="Processes decoding images.")
+@click.option("--resume", is_flag=True, help="Skip inputs already in --out and append the rest.")
+def solve_batch(inputs, out, checkpoint, batch_size, workers, resume) -> None:
+    """Solve directories, globs or lists of paths (a .txt file) into one CSV; bad files get error rows."""
+    from .batch import run_batch
+
+    stats = run_batch(inputs, out, checkpoint, batch_size=batch_size, workers=workers, resume=resume,
+                      progress=sys.stderr.isatty())
+    click.echo(f"{stats['solved']} solved, {stats['errors']} errors, {stats['skipped']} skipped (already in {out}); "
+               f"{stats['per_second']:.0f} captchas/s")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,424 @@
+"""Training the per-character classifier the course's way: pretrained ResNet-18, frozen stages, new head.
+
+``train(cfg)`` is the whole job behind `captcha train`; ``train_one_epoch`` and ``validate`` are the
+plain loop functions. With frozen stages, the frozen part is a fixed feature extractor: its output
+is computed once per augmentation pass and the rest trains on that cache (same result, less work).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import platform
+import random
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from .charset import DEFAULT_ALPHABET, Charset
+from .checkpoint import load_checkpoint, save_checkpoint
+from .data import (CharDataset, detect_layout, load_images, read_captcha_labels, read_char_folder)
+from .errors import DataError
+from .evaluate import char_metrics, string_metrics
+from .model import ARCH, CharNet, build_model
+from .segment import SegmentConfig, split
+from .solve import captcha_inputs
+from .synth import seed_for
+from .transforms import AugmentConfig, Preprocess, TrainTransform
+
+log = logging.getLogger(__name__)
+
+OPTIMIZERS = ("adamw", "sgd")
+SCHEDULES = ("onecycle", "cosine", "constant")
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run; stored in the checkpoint."""
+
+    data: str = "data"
+    out: str = "checkpoints/model.pt"
+    charset: str = DEFAULT_ALPHABET
+    pretrained: str = "auto"
+    freeze: str | None = None  # None: layer1 with a pretrained backbone, none without
+    epochs: int = 10
+    batch_size: int = 64
+    optimizer: str = "adamw"
+    lr: float | None = None  # None: 2e-3 for AdamW, 0.05 for SGD
+    schedule: str = "onecycle"
+    weight_decay: float = 0.05
+    label_smoothing: float = 0.1
+    seed: int = 0
+    size: tuple[int, int] = (32, 32)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    aug_passes: int | None = None  # distinct augmentation passes cycled over the epochs (None: one per epoch)
+    cache_features: bool = True
+    length: int | None = None  # None: from the labels (4 for the course data)
+    split: str = "equal"
+    val_fraction: float = 0.2  # flat folders of captchas only
+    resume: bool = False
+    synth_if_missing: bool = True
+
+
+@dataclass
+class TrainingData:
+    """Character crops to train on, and what to validate on."""
+
+    train_images: list
+    train_targets: list[int]
+    char_images: list
+    char_targets: list[int]
+    captchas: list[tuple[Any, str]]
+    length: int
+    segment: SegmentConfig
+    split: dict[str, Any]
+
+
+def _crops_of(captchas: list[tuple[Any, str]], length: int, segment: SegmentConfig, charset: Charset):
+    images, targets = [], []
+    for img, label in captchas:
+        if len(label) != length:
+            continue
+        images += split(img, length, segment)
+        targets += charset.encode(label)
+    return images, targets
+
+
+def _captchas(folder: Path, charset: Charset) -> list[tuple[Any, str]]:
+    samples = read_captcha_labels(folder, charset, problems=[])
+    images, kept = load_images(samples)
+    return list(zip(images, [s.label for s in kept]))
+
+
+def _length(cfg_length: int | None, captchas: list[tuple[Any, str]]) -> int:
+    if cfg_length:
+        return cfg_length
+    lengths = [len(lab) for _, lab in captchas]
+    return max(set(lengths), key=lengths.count) if lengths else 4
+
+
+def flat_split(names: list[str], val_fraction: float, seed: int) -> set[str]:
+    """Deterministic held-out file names of a flat captcha folder."""
+    if not 0 < val_fraction < 1:
+        raise ValueError(f"--val-fraction must be between 0 and 1, got {val_fraction}")
+    order = sorted(names)
+    random.Random(seed_for(seed, "split")).shuffle(order)
+    return set(order[: max(1, round(len(order) * val_fraction))])
+
+
+def load_training_data(cfg: TrainConfig, charset: Charset) -> TrainingData:
+    """Read the dataset at ``cfg.data`` in either layout, split captchas into training crops."""
+    root = Path(cfg.data)
+    layout = detect_layout(root)
+    if layout == "course":
+        train_chars = read_char_folder(root / "chars" / "train", charset, problems=[]) \
+            if (root / "chars" / "train").is_dir() else []
+        val_chars = read_char_folder(root / "chars" / "val", charset, problems=[]) \
+            if (root / "chars" / "val").is_dir() else []
+        val_caps = _captchas(root / "captchas" / "val", charset) if (root / "captchas" / "val").is_dir() else []
+        train_caps = _captchas(root / "captchas" / "train", charset) if (root / "captchas" / "train").is_dir() else []
+        length = _length(cfg.length, val_caps or train_caps)
+        segment = SegmentConfig(cfg.split if cfg.split != "auto" else "equal")
+        t_imgs, kept = load_images(train_chars)
+        t_targets = [charset.encode(s.label)[0] for s in kept]
+        c_imgs, c_targets = _crops_of(train_caps, length, segment, charset)
+        v_imgs, v_kept = load_images(val_chars)
+        split_info = {"layout": "course", "root": str(root)}
+        data = TrainingData(t_imgs + c_imgs, t_targets + c_targets, v_imgs,
+                            [charset.encode(s.label)[0] for s in v_kept], val_caps, length, segment, split_info)
+    else:
+        samples = read_captcha_labels(root, charset, problems=[])
+        images, kept = load_images(samples)
+        names = [s.path.name for s in kept]
+        held = flat_split(names, cfg.val_fraction, cfg.seed)
+        all_caps = list(zip(images, [s.label for s in kept]))
+        train_caps = [c for c, n in zip(all_caps, names) if n not in held]
+        val_caps = [c for c, n in zip(all_caps, names) if n in held]
+        length = _length(cfg.length, all_caps)
+        segment = SegmentConfig(cfg.split, trim=True) if cfg.split != "auto" else \
+            choose_splitter(train_caps, length, charset)
+        t_imgs, t_targets = _crops_of(train_caps, length, segment, charset)
+        split_info = {"layout": "flat", "root": str(root), "seed": cfg.seed, "val_fraction": cfg.val_fraction,
+                      "val_files": sorted(held)}
+        data = TrainingData(t_imgs, t_targets, [], [], val_caps, length, segment, split_info)
+    if not data.train_images:
+        raise DataError(f"{root}: no training images found; check it with `captcha data check {root}`")
+    return data
+
+
+def choose_splitter(captchas: list[tuple[Any, str]], length: int, charset: Charset) -> SegmentConfig:
+    """``--split auto``: the splitter whose crops a quick classifier reads best (see issue notes)."""
+    from .segment import SPLITTERS
+
+    best, best_score = SegmentConfig("equal", trim=True), -1.0
+    cut = int(len(captchas) * 0.75)
+    fit, held = captchas[:cut], captchas[cut:]
+    if not fit or not held:
+        return best
+    from sklearn.linear_model import LogisticRegression
+
+    pre = Preprocess(size=(16, 16))
+    for method in SPLITTERS:
+        seg = SegmentConfig(method, trim=True)
+        x, y = _crops_of(fit, length, seg, charset)
+        clf = LogisticRegression(max_iter=300)
+        clf.fit(np.stack([pre(c).ravel() for c in x]), y)
+        hx, hy = _crops_of(held, length, seg, charset)
+        pred = clf.predict(np.stack([pre(c).ravel() for c in hx])).reshape(-1, length)
+        truth = np.asarray(hy).reshape(-1, length)
+        score = float((pred == truth).all(1).mean())
+        log.info("split %s: quick-classifier string accuracy %.3f", method, score)
+        if score > best_score:
+            best, best_score = seg, score
+    return best
+
+
+def validation_data(ckpt: dict[str, Any], data: str | Path | None = None) -> TrainingData:
+    """The validation part of the data a checkpoint was trained on (for `captcha eval --val`)."""
+    cfg = TrainConfig(**{**ckpt["train_config"], "augment": AugmentConfig.from_dict(ckpt["train_config"]["augment"])})
+    split_info = ckpt.get("split", {})
+    cfg.data = str(data or split_info.get("root") or cfg.data)
+    if not Path(cfg.data).is_dir():
+        raise DataError(f"{cfg.data}: validation data not found; pass --data DIR")
+    charset = Charset.from_dict(ckpt["charset"])
+    if split_info.get("layout") == "flat" and detect_layout(Path(cfg.data)) == "flat":
+        held = set(split_info["val_files"])
+        samples = [s for s in read_captcha_labels(cfg.data, charset, problems=[]) if s.path.name in held]
+        images, kept = load_images(samples)
+        return TrainingData([], [], [], [], list(zip(images, [s.label for s in kept])), int(ckpt["length"]),
+                            SegmentConfig.from_dict(ckpt["segment"]), split_info)
+    root = Path(cfg.data)
+    vc = CharDataset(root / "chars" / "val", charset) if (root / "chars" / "val").is_dir() else None
+    caps = _captchas(root / "captchas" / "val", charset) if (root / "captchas" / "val").is_dir() else []
+    if vc is None and not caps:
+        raise DataError(f"{root}: no validation data (chars/val or captchas/val)")
+    return TrainingData([], [], vc.images if vc else [], vc.targets if vc else [], caps, int(ckpt["length"]),
+                        SegmentConfig.from_dict(ckpt["segment"]), split_info)
+
+
+def make_optimizer(params, name: str, lr: float, weight_decay: float) -> torch.optim.Optimizer:
+    """AdamW (default) or the course's SGD with momentum 0.9."""
+    if name == "adamw":
+        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=0.9, nesterov=True, weight_decay=weight_decay)
+    raise ValueError(f"unknown optimizer {name!r}; only {', '.join(OPTIMIZERS)} are supported")
+
+
+def make_schedule(opt: torch.optim.Optimizer, name: str, lr: float, total_steps: int):
+    """Per-step learning-rate schedule."""
+    if name == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(1, total_steps), pct_start=0.2)
+    if name == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, total_steps))
+    if name == "constant":
+        return torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
+    raise ValueError(f"unknown schedule {name!r}; choose one of {', '.join(SCHEDULES)}")
+
+
+def _pass_images(images: list, transform: TrainTransform, seed: int, pass_id: int) -> torch.Tensor:
+    """One augmentation pass over the training crops, reproducible from (seed, pass)."""
+    return torch.from_numpy(np.stack([transform(im, seed_for(seed, "aug", pass_id, i)) for i, im in enumerate(images)]))
+
+
+def _order(n: int, seed: int, epoch: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed_for(seed, "order", epoch) % (2 ** 63))
+    return torch.randperm(n, generator=g)
+
+
+def train_one_epoch(model: CharNet, inputs: torch.Tensor, targets: torch.Tensor, order: torch.Tensor,
+                    opt: torch.optim.Optimizer, sched, loss_fn: nn.Module, batch_size: int,
+                    start: str | None = None, on_batch: Callable[[int, float], None] | None = None) -> float:
+    """One pass over ``inputs`` (images, or cached outputs of frozen stage ``start``); returns mean loss."""
+    model.train()
+    total, count = 0.0, 0
+    for b, i in enumerate(range(0, len(order), batch_size)):
+        idx = order[i:i + batch_size]
+        x = inputs[idx]
+        if x.dim() == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        logits = model.head_from(x, start) if start is not None else model(x)
+        loss = loss_fn(logits, targets[idx])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        total += loss.item() * len(idx)
+        count += len(idx)
+        if on_batch:
+            on_batch(b, loss.item())
+    return total / max(count, 1)
+
+
+@torch.inference_mode()
+def frozen_outputs(model: CharNet, x: torch.Tensor, stop: str, batch_size: int = 512) -> torch.Tensor:
+    """Outputs of the frozen stages up to ``stop`` (the cached features)."""
+    model.eval()
+    outs = [model.forward_stages(x[i:i + batch_size].contiguous(memory_format=torch.channels_last), stop=stop)
+            for i in range(0, len(x), batch_size)]
+    return torch.cat(outs).contiguous()
+
+
+@torch.inference_mode()
+def validate(model: CharNet, char_x: torch.Tensor, char_y: np.ndarray, cap_x: torch.Tensor,
+             cap_labels: list[str], charset: Charset, length: int) -> dict[str, Any]:
+    """Character accuracy on val crops and full-string accuracy on val captchas."""
+    model.eval()
+
+    def forward(x):
+        return model(x.contiguous(memory_format=torch.channels_last)).numpy()
+
+    out: dict[str, Any] = {}
+    if len(char_x):
+        pred = np.concatenate([forward(char_x[i:i + 512]) for i in range(0, len(char_x), 512)]).argmax(1)
+        out.update(char_metrics(pred, char_y))
+    if len(cap_x):
+        pred = np.concatenate([forward(cap_x[i:i + 512]) for i in range(0, len(cap_x), 512)]).argmax(1)
+        texts = [charset.decode(r) for r in pred.reshape(-1, length)]
+        out.update(string_metrics(texts, cap_labels))
+    return out
+
+
+def _score(m: dict[str, Any]) -> tuple[float, float]:
+    s = m.get("string_acc", float("nan"))
+    c = m.get("char_acc", m.get("captcha_char_acc", float("nan")))
+    return (s if s == s else -1.0, c if c == c else -1.0)
+
+
+def environment() -> dict[str, str]:
+    """Library versions recorded in checkpoints, for reproducibility."""
+    import albumentations
+    import PIL
+    import torchvision
+
+    return {"python": platform.python_version(), "torch": str(torch.__version__), "torchvision": str(torchvision.__version__),
+            "numpy": np.__version__, "pillow": PIL.__version__, "albumentations": albumentations.__version__,
+            "platform": platform.platform()}
+
+
+def ensure_data(cfg: TrainConfig, say: Callable[[str], None]) -> None:
+    """Generate the synthetic course dataset at ``cfg.data`` when it is the default and absent."""
+    root = Path(cfg.data)
+    if root.exists() and any(root.iterdir()):
+        return
+    if not cfg.synth_if_missing:
+        raise DataError(f"{root}: dataset not found")
+    from .synth import SynthConfig, synth_dataset
+
+    say(f"{root} not found: generating the synthetic course dataset there first (captcha data synth --out {root})")
+    synth_dataset(root, SynthConfig(seed=cfg.seed))
+
+
+def train(cfg: TrainConfig, say: Callable[[str], None] = log.info, progress: bool = False) -> dict[str, Any]:
+    """Train a recognizer as configured; writes the best checkpoint to ``cfg.out``; returns the result."""
+    torch.manual_seed(cfg.seed)
+    ensure_data(cfg, say)
+    charset = Charset(cfg.charset)
+    out = Path(cfg.out)
+    last_path = out.with_name(out.stem + ".last.pt")
+    resume = load_checkpoint(last_path, kind="recognizer") if cfg.resume and last_path.is_file() else None
+    if cfg.resume and resume is None:
+        say(f"--resume: no {last_path} yet, starting afresh")
+    data = load_training_data(cfg, charset)
+    pretrained = resume["pretrained"] if resume else cfg.pretrained
+    model, source = build_model(len(charset), "none" if resume else pretrained, "none")
+    if source == "none" and not resume and cfg.pretrained == "auto":
+        say("no pretrained backbone found: training from random initialisation with full fine-tuning "
+            "(get one with `captcha pretrain --source glyphs`, or put ImageNet's resnet18-f37072fd.pth "
+            "in $TORCH_HOME/hub/checkpoints/)")
+    freeze = cfg.freeze or ("none" if (resume and resume["pretrained"] == "none") or source == "none" else "layer1")
+    model.freeze(freeze)
+    model = model.to(memory_format=torch.channels_last)
+    pre = Preprocess(size=cfg.size)
+    transform = TrainTransform(pre, cfg.augment)
+    augmenting = transform.aug is not None
+    passes = 1 if not augmenting else (cfg.aug_passes or cfg.epochs)
+    targets = torch.tensor(data.train_targets)
+    stop = model.frozen_stages()[-1] if model.frozen_stages() else None
+    cached = cfg.cache_features and stop is not None
+    char_x = torch.from_numpy(np.stack([pre(im) for im in data.char_images])) if data.char_images else torch.zeros(0)
+    cap_x = torch.from_numpy(np.concatenate([captcha_inputs(im, data.length, data.segment, pre)
+                                             for im, _ in data.captchas])) if data.captchas else torch.zeros(0)
+    cap_labels = [lab for _, lab in data.captchas]
+    lr = cfg.lr or (2e-3 if cfg.optimizer == "adamw" else 0.05)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = make_optimizer(params, cfg.optimizer, lr, cfg.weight_decay)
+    steps_per_epoch = math.ceil(len(targets) / cfg.batch_size)
+    sched = make_schedule(opt, cfg.schedule, lr, steps_per_epoch * cfg.epochs)
+    loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+    history: list[dict[str, Any]] = []
+    start_epoch, best = 0, (-2.0, -2.0)
+    train_seconds = 0.0
+    if resume:
+        model.load_state_dict(resume["model"])
+        opt.load_state_dict(resume["optimizer"])
+        sched.load_state_dict(resume["scheduler"])
+        history = list(resume["history"])
+        start_epoch = int(resume["epoch"]) + 1
+        train_seconds = float(resume["metrics"].get("train_seconds", 0.0))
+        best = max((_score(h) for h in history), default=best)
+        say(f"resuming from {last_path} at epoch {start_epoch + 1}/{cfg.epochs}")
+    say(f"training on {len(targets)} character crops ({data.split['layout']} layout), "
+        f"validating on {len(data.char_images)} chars and {len(data.captchas)} captchas; "
+        f"pretrained={source}, freeze={freeze}, {'cached features after ' + stop if cached else 'plain path'}")
+    from tqdm import tqdm
+
+    pass_cache: dict[int, torch.Tensor] = {}
+    for epoch in range(start_epoch, cfg.epochs):
+        t0 = time.perf_counter()
+        pass_id = epoch % passes
+        if pass_id not in pass_cache:
+            x = _pass_images(data.train_images, transform, cfg.seed, pass_id)
+            pass_cache = {pass_id: frozen_outputs(model, x, stop) if cached else x}
+        inputs = pass_cache[pass_id]
+        bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not progress, leave=False)
+        running: list[float] = []
+
+        def on_batch(b: int, loss: float) -> None:
+            if epoch == 0 and b == 0:
+                say(f"first batch loss {loss:.3f} (a fresh {len(charset)}-way head starts near "
+                    f"ln({len(charset)}) = {math.log(len(charset)):.2f})")
+            running.append(loss)
+            bar.update(1)
+            bar.set_postfix(loss=f"{np.mean(running[-20:]):.3f}")
+
+        loss = train_one_epoch(model, inputs, targets, _order(len(targets), cfg.seed, epoch), opt, sched, loss_fn,
+                               cfg.batch_size, start=stop if cached else None, on_batch=on_batch)
+        bar.close()
+        train_seconds += time.perf_counter() - t0
+        metrics = validate(model, char_x, np.asarray(data.char_targets), cap_x, cap_labels, charset, data.length)
+        history.append({"epoch": epoch + 1, "loss": loss, "train_seconds": train_seconds, **metrics})
+        say(f"epoch {epoch + 1}/{cfg.epochs}: loss {loss:.4f}, val char acc {100 * metrics.get('char_acc', float('nan')):.2f}%, "
+            f"full-string acc {100 * metrics.get('string_acc', float('nan')):.2f}% ({train_seconds:.1f}s)")
+        payload = _payload(cfg, model, charset, pre, data, source, freeze, history, train_seconds)
+        if _score(metrics) > best:
+            best = _score(metrics)
+            save_checkpoint(payload, out)
+        save_checkpoint({**payload, "optimizer": opt.state_dict(), "scheduler": sched.state_dict()}, last_path)
+    final = load_checkpoint(out, kind="recognizer") if out.is_file() else None
+    curve = out.with_name(out.stem + ".curve.png")
+    from .plots import training_curve
+
+    training_curve(history, curve, title=f"{out.name}: pretrained={source}, freeze={freeze}")
+    return {"checkpoint": str(out), "curve": str(curve), "history": history,
+            "best": final["metrics"] if final else {}, "train_seconds": train_seconds}
+
+
+def _payload(cfg: TrainConfig, model: CharNet, charset: Charset, pre: Preprocess, data: TrainingData, source: str,
+             freeze: str, history: list[dict[str, Any]], train_seconds: float) -> dict[str, Any]:
+    conf = asdict(cfg)
+    conf["size"] = list(cfg.size)
+    conf["augment"] = cfg.augment.to_dict()
+    conf["augment"]["scale"] = list(cfg.augment.scale)
+    return {"kind": "recognizer", "arch": ARCH, "charset": charset.to_dict(), "preprocess": pre.to_dict(),
+            "length": data.length, "segment": data.segment.to_dict(), "pretrained": source, "freeze": freeze,
+            "method": "classify", "train_config": conf, "epoch": history[-1]["epoch"] - 1,
+            "metrics": {**history[-1], "train_seconds": train_seconds}, "history": history, "split": data.split,
+            "environment": environment(), "command": " ".join(["captcha"] + sys.argv[1:]),
+            "model": model.state_dict()}

@@ -1,0 +1,45 @@
+"""Small data made by the tests themselves: a tiny synthetic course dataset and a tiny model."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_torch_home(tmp_path_factory):
+    """Keep tests away from the user's real torch cache (and its ImageNet file, if any)."""
+    old = os.environ.get("TORCH_HOME")
+    os.environ["TORCH_HOME"] = str(tmp_path_factory.mktemp("torch-home"))
+    yield
+    if old is None:
+        os.environ.pop("TORCH_HOME", None)
+    else:
+        os.environ["TORCH_HOME"] = old
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory) -> Path:
+    """A course-layout dataset over 6 characters: 12 train / 4 val images each, 20 val captchas."""
+    from captcha.charset import Charset
+    from captcha.synth import SynthConfig, synth_dataset
+
+    root = tmp_path_factory.mktemp("tiny") / "data"
+    synth_dataset(root, SynthConfig(seed=3, train_per_class=12, val_per_class=4, captchas=20,
+                                    charset=Charset("ABC123")))
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny_data, tmp_path_factory) -> Path:
+    """A recognizer trained for two quick epochs on ``tiny_data`` (only layer4 + head train)."""
+    from captcha.train import TrainConfig, train
+
+    out = tmp_path_factory.mktemp("model") / "model.pt"
+    train(TrainConfig(data=str(tiny_data), out=str(out), charset="ABC123", pretrained="none", freeze="layer3",
+                      epochs=2, batch_size=16, aug_passes=1))
+    return out

@@ -1,0 +1,40 @@
+import pytest
+
+from captcha.charset import DEFAULT_CHARSET, Charset, CharsetError
+
+
+def test_default_is_the_course_map():
+    assert len(DEFAULT_CHARSET) == 36
+    assert DEFAULT_CHARSET.alphabet[:10] == "0123456789" and DEFAULT_CHARSET.alphabet[10:] == "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+    assert DEFAULT_CHARSET.fold_case
+
+
+def test_encode_decode_round_trip_and_case_folding():
+    cs = Charset()
+    assert cs.encode("A7K2") == [10, 7, 20, 2]
+    assert cs.encode("a7k2") == cs.encode("A7K2")
+    assert cs.decode(cs.encode("z09y")) == "Z09Y"
+
+
+def test_unknown_characters_are_all_named():
+    with pytest.raises(CharsetError) as err:
+        Charset().encode("a-b_c-")
+    msg = str(err.value)
+    assert "'-'" in msg and "'_'" in msg and msg.count("'-'") == 1
+
+
+def test_mixed_case_alphabet_does_not_fold():
+    cs = Charset("abAB")
+    assert not cs.fold_case
+    assert cs.encode("aB") == [0, 3]
+
+
+def test_dict_round_trip_and_bad_dicts():
+    cs = Charset("XYZ12", fold_case=True)
+    assert Charset.from_dict(cs.to_dict()) == cs
+    with pytest.raises(CharsetError):
+        Charset.from_dict({"letters": "AB"})
+    with pytest.raises(CharsetError):
+        Charset("AA")
+    with pytest.raises(IndexError):
+        cs.decode([7])

@@ -1,0 +1,72 @@
+import shutil
+
+import numpy as np
+import pytest
+from torch.utils.data import DataLoader
+
+from captcha.charset import Charset
+from captcha.data import CaptchaDataset, CharDataset, check_dataset, label_from_name, read_captcha_labels
+from captcha.errors import DataError
+from captcha.transforms import Preprocess
+
+CS = Charset("ABC123")
+
+
+def test_label_from_file_name():
+    assert label_from_name("A7K2.png") == "A7K2"
+    assert label_from_name("A7K2_0031.png") == "A7K2"
+
+
+def test_clean_dataset_is_usable(tiny_data):
+    rep = check_dataset(tiny_data, CS)
+    assert rep.usable, rep.problems
+    assert rep.chars["train"] == {c: 12 for c in "ABC123"}
+    assert rep.captchas["val"] == 20 and rep.lengths["val"] == {4: 20}
+
+
+def test_broken_copy_lists_every_planted_problem(tiny_data, tmp_path):
+    root = tmp_path / "broken"
+    shutil.copytree(tiny_data, root)
+    (root / "chars" / "train" / "A" / "0000.png").write_bytes(b"garbage")          # unreadable image
+    (root / "chars" / "train" / "B" / "notes.txt").write_text("hi")                # non-image file
+    for p in (root / "chars" / "train" / "C").iterdir():                           # empty class folder
+        p.unlink()
+    (root / "chars" / "train" / "misc").mkdir()                                    # unknown folder
+    (root / "chars" / "train" / "Z").mkdir()                                        # not in charset
+    labels = root / "captchas" / "val" / "labels.csv"
+    lines = labels.read_text().splitlines()
+    first = lines[1].split(",")[0]
+    lines[1] = f"{first},AB?1"                                                       # char outside charset
+    second = lines[2].split(",")[0]
+    lines[2] = f"{second},AB1"                                                       # wrong length
+    lines.append("ghost.png,ABC1")                                                   # listed but missing
+    labels.write_text("\n".join(lines) + "\n")
+    shutil.copy(root / "captchas" / "val" / first, root / "captchas" / "val" / "unlisted.png")  # not listed
+    rep = check_dataset(root, CS)
+    text = "\n".join(map(str, rep.problems))
+    assert not rep.usable
+    for needle in ("0000.png: ", "notes.txt: not an image", "C: empty class folder", "misc: folder name",
+                   "Z: folder name", "'?'", "has 3 characters, expected 4", "ghost.png: listed in labels.csv but missing",
+                   "unlisted.png: image not listed"):
+        assert needle in text, needle
+
+
+def test_labels_csv_with_bom_and_crlf(tmp_path, tiny_data):
+    src = next((tiny_data / "captchas" / "val").glob("*.png"))
+    shutil.copy(src, tmp_path / "x.png")
+    (tmp_path / "labels.csv").write_bytes("\ufefffilename,label\r\nx.png,a1b2\r\n".encode("utf-8"))
+    samples = read_captcha_labels(tmp_path, Charset())
+    assert [(s.path.name, s.label) for s in samples] == [("x.png", "A1B2")]
+    (tmp_path / "labels.csv").write_text("name;label\n")
+    with pytest.raises(DataError, match="header"):
+        read_captcha_labels(tmp_path, Charset())
+
+
+def test_datasets_work_with_dataloader(tiny_data):
+    pre = Preprocess()
+    chars = CharDataset(tiny_data / "chars" / "train", CS, transform=pre)
+    x, y = next(iter(DataLoader(chars, batch_size=8, shuffle=True)))
+    assert tuple(x.shape) == (8, 3, 32, 32) and y.dtype.is_floating_point is False
+    caps = CaptchaDataset(tiny_data / "captchas" / "val", CS, transform=lambda im: np.asarray(im.resize((64, 16))))
+    x, labels = next(iter(DataLoader(caps, batch_size=4)))
+    assert tuple(x.shape) == (4, 16, 64, 3) and all(len(t) == 4 for t in labels)
