@@ -242,5 +242,34 @@ def solve_batch(inputs, out, checkpoint, batch_size, workers, resume) -> None:
                f"{stats['per_second']:.0f} captchas/s")
 
 
+@main.group()
+def bench() -> None:
+    """Benchmarks that print their figures (the course's CIFAR-10 warm-up, ...)."""
+
+
+@bench.command("cifar10")
+@click.option("--data", "data_path", type=click.Path(), required=True,
+              help="cifar-10-batches-py, an image-folder copy, or cifar10-jpg.tar.gz.")
+@click.option("--pretrained", default="auto", show_default=True,
+              help="Backbone for the frozen runs: imagenet, glyphs, a PATH, or auto (imagenet if cached, else glyphs).")
+@click.option("--subset", default=5000, show_default=True, help="Training images (class-balanced); 0 for all 50,000.")
+@click.option("--test-subset", default=1000, show_default=True, help="Test images; 0 for all 10,000.")
+@click.option("--epochs", default=3, show_default=True)
+@click.option("--size", default=32, show_default=True, help="Input size (the course used 224 on a GPU).")
+@click.option("--batch-size", default=64, show_default=True)
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default="runs/bench-cifar10", show_default=True)
+def bench_cifar10(data_path, pretrained, subset, test_subset, epochs, size, batch_size, out_dir) -> None:
+    """ResNet-18 from scratch vs pretrained-and-frozen on the same CIFAR-10 batches."""
+    from .cifar import bench_cifar10 as run, format_cifar_report
+    from .model import imagenet_weights_path
+
+    if pretrained == "auto":
+        pretrained = "imagenet" if imagenet_weights_path().is_file() else "glyphs"
+    res = run(data_path, pretrained, subset or None, test_subset or None, epochs, size, batch_size,
+              out_dir=out_dir, say=click.echo)
+    click.echo(format_cifar_report(res))
+    click.echo("wrote " + ", ".join(res["files"]))
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

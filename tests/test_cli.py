@@ -1,0 +1,62 @@
+import json
+import subprocess
+import sys
+
+import pytest
+from click.testing import CliRunner
+
+from captcha.cli import main
+
+COMMANDS = ["data", "data synth", "data check", "train", "eval", "solve", "solve-batch", "pretrain"]
+
+
+@pytest.mark.parametrize("cmd", COMMANDS)
+def test_every_command_explains_itself(cmd):
+    res = CliRunner().invoke(main, cmd.split() + ["--help"])
+    assert res.exit_code == 0 and "Usage:" in res.output and len(res.output.splitlines()) > 4
+
+
+def test_python_dash_m_works():
+    out = subprocess.run([sys.executable, "-m", "captcha", "--help"], capture_output=True, text=True, check=True)
+    assert "train" in out.stdout
+
+
+def test_synth_then_check(tmp_path):
+    r = CliRunner()
+    res = r.invoke(main, ["data", "synth", "--out", str(tmp_path / "d"), "--train-per-class", "2",
+                          "--val-per-class", "1", "--captchas", "3", "--charset", "AB"])
+    assert res.exit_code == 0, res.output
+    res = r.invoke(main, ["data", "check", str(tmp_path / "d"), "--charset", "AB", "--json"])
+    assert res.exit_code == 0 and json.loads(res.output)["usable"]
+    (tmp_path / "d" / "chars" / "train" / "A" / "0000.png").write_bytes(b"")
+    res = r.invoke(main, ["data", "check", str(tmp_path / "d"), "--charset", "AB"])
+    assert res.exit_code == 1 and "0000.png" in res.output and "NOT usable" in res.output
+
+
+def test_solve_eval_and_errors(tiny_model, tiny_data, tmp_path):
+    r = CliRunner()
+    img = next((tiny_data / "captchas" / "val").glob("*.png"))
+    res = r.invoke(main, ["solve", "--checkpoint", str(tiny_model), str(img)])
+    assert res.exit_code == 0 and len(res.output.strip()) == 4
+    res = r.invoke(main, ["solve", "--checkpoint", str(tiny_model), "--json", "-"], input=img.read_bytes())
+    row = json.loads(res.output)
+    assert len(row["text"]) == 4 and len(row["confidences"]) == 4 and "ms" in row
+    bad = tmp_path / "bad.png"
+    bad.write_text("nope")
+    res = r.invoke(main, ["solve", "--checkpoint", str(tiny_model), str(img), str(bad)])
+    assert res.exit_code == 1 and "not a recognised image" in res.output
+    res = r.invoke(main, ["eval", "--val", "--checkpoint", str(tiny_model), "--out", str(tmp_path / "ev"), "--json"])
+    assert res.exit_code == 0, res.output
+    rep = json.loads(res.output)
+    assert rep["captchas"]["captchas"] == 20 and len(rep["captchas"]["position_acc"]) == 4
+    assert (tmp_path / "ev" / "confusion.png").stat().st_size > 1000
+    res = r.invoke(main, ["eval", "--val", "--checkpoint", str(tmp_path / "none.pt")])
+    assert res.exit_code == 2 and "checkpoint not found" in res.output
+
+
+def test_batch_script(tiny_model, tiny_data, tmp_path):
+    out = tmp_path / "p.csv"
+    proc = subprocess.run([sys.executable, "scripts/solve_batch.py", str(tiny_data / "captchas" / "val"),
+                           "--out", str(out), "--checkpoint", str(tiny_model)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert len(out.read_text().splitlines()) == 21 and "captchas/s" in proc.stdout

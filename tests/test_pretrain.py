@@ -1,0 +1,75 @@
+import io
+import pickle
+import tarfile
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from captcha.checkpoint import load_checkpoint
+from captcha.cifar import CLASSES, load_cifar10
+from captcha.model import build_model
+from captcha.pretrain import PretrainConfig, pretrain
+
+
+def _pickles(root, n=20):
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        data = rng.integers(0, 256, size=(n, 3 * 32 * 32), dtype=np.uint8)
+        with open(folder / name, "wb") as fh:
+            pickle.dump({"data": data, "labels": list(rng.integers(0, 10, n))}, fh)
+    return root
+
+
+def _tar(root):
+    path = root / "c.tar.gz"
+    with tarfile.open(path, "w:gz") as tar:
+        for split in ("train", "test"):
+            for c, name in enumerate(CLASSES[:3]):
+                buf = io.BytesIO()
+                Image.new("RGB", (32, 32), (c * 80, 0, 0)).save(buf, "JPEG")
+                info = tarfile.TarInfo(f"{split}/{name}/0001.jpg")
+                info.size = len(buf.getvalue())
+                tar.addfile(info, io.BytesIO(buf.getvalue()))
+    return path
+
+
+def test_reads_torchvision_pickles(tmp_path):
+    root = _pickles(tmp_path)
+    x, y = load_cifar10(root, "train")
+    assert x.shape == (100, 32, 32, 3) and x.dtype == np.uint8 and y.shape == (100,)
+    tx, _ = load_cifar10(root / "cifar-10-batches-py", "test")
+    assert tx.shape == (20, 32, 32, 3)
+
+
+def test_reads_tar_and_unpacked_folder(tmp_path):
+    path = _tar(tmp_path)
+    x, y = load_cifar10(path, "train")
+    assert x.shape == (3, 32, 32, 3) and list(y) == [0, 1, 2]
+    with tarfile.open(path) as tar:
+        tar.extractall(tmp_path / "unpacked", filter="data")
+    fx, fy = load_cifar10(tmp_path / "unpacked", "test")
+    assert list(fy) == [0, 1, 2] and abs(int(fx[1, 0, 0, 0]) - 80) < 8
+
+
+def test_tiny_glyph_pretrain_makes_a_backbone_train_accepts(tmp_path):
+    out = tmp_path / "bb.pt"
+    info = pretrain(PretrainConfig(steps=3, batch_size=8, eval_every=3, workers=0, out=str(out)), progress=False)
+    assert info["history"][-1]["step"] == 3 and 0 <= info["heldout"]["acc"] <= 1
+    ck = load_checkpoint(out, kind="backbone")
+    assert all(v.dtype.is_floating_point is False or str(v.dtype) == "torch.float16"
+               for v in ck["model"].values())
+    assert not any(k.startswith("fc.") for k in ck["model"])
+    assert out.with_suffix(".md").read_text().startswith("# bb.pt")
+    model, source = build_model(36, str(out), "all")
+    assert source == f"file:{out}"
+    assert np.allclose(model.conv1.weight.detach().numpy(), ck["model"]["conv1.weight"].float().numpy())
+
+
+def test_cifar_pretrain_needs_data():
+    from captcha.errors import DataError
+
+    with pytest.raises(DataError, match="--data"):
+        pretrain(PretrainConfig(source="cifar10", steps=1), progress=False)

@@ -1,0 +1,89 @@
+import csv
+import io
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+from captcha.batch import run_batch
+from captcha.errors import CaptchaError, ImageError
+from captcha.solve import Solver
+from hostile import make_corpus
+
+
+@pytest.fixture(scope="module")
+def solver(tiny_model):
+    return Solver.from_checkpoint(tiny_model)
+
+
+@pytest.fixture(scope="module")
+def corpus(tiny_data, tmp_path_factory):
+    good = next((tiny_data / "captchas" / "val").glob("*.png"))
+    return make_corpus(tmp_path_factory.mktemp("odd"), Image.open(good))
+
+
+def test_solve_accepts_path_bytes_and_pil(solver, tiny_data):
+    path = next((tiny_data / "captchas" / "val").glob("*.png"))
+    a = solver.solve(path)
+    assert a.text == solver.solve(path.read_bytes()).text == solver.solve(Image.open(path)).text
+    assert len(a.text) == 4 and set(a.text) <= set("ABC123")
+    assert len(a.confidences) == 4 and all(0 < c <= 1 for c in a.confidences) and a.seconds > 0
+
+
+def test_every_odd_input_gives_text_or_a_specific_error(solver, corpus):
+    for name, (path, ok) in corpus.items():
+        if ok:
+            assert len(solver.solve(path).text) == 4, name
+        else:
+            with pytest.raises(ImageError, match=str(path).replace("(", r"\(")):
+                solver.solve(path)
+
+
+def test_batch_keeps_every_row_in_order(solver, corpus):
+    paths = [str(p) for p, _ in corpus.values()]
+    rows = list(solver.solve_batch(paths, batch_size=4))
+    assert [r.source for r in rows] == paths
+    for r, (_, ok) in zip(rows, corpus.values()):
+        assert r.ok == ok and (r.error == "") == ok
+
+
+def test_batch_with_worker_processes_matches(solver, corpus):
+    paths = [str(p) for p, _ in corpus.values()]
+    a = [(r.source, r.solution.text if r.ok else r.error) for r in solver.solve_batch(paths, batch_size=3)]
+    b = [(r.source, r.solution.text if r.ok else r.error) for r in solver.solve_batch(paths, batch_size=3, workers=2)]
+    assert a == b
+
+
+def test_run_batch_csv_and_resume(tiny_model, corpus, tmp_path):
+    folder = next(iter(corpus.values()))[0].parent
+    out = tmp_path / "pred.csv"
+    stats = run_batch([str(folder)], out, tiny_model, batch_size=4)
+    rows = list(csv.DictReader(open(out, encoding="utf-8")))
+    assert set(rows[0]) == {"filename", "text", "confidence", "error"}
+    names = [r["filename"] for r in rows]
+    assert len(names) == len(set(names)) == stats["solved"] + stats["errors"]
+    assert any(r["error"] for r in rows) and any(r["text"] for r in rows)
+    # simulate a run killed after 5 rows, then resume: exactly one row per input
+    lines = out.read_text(encoding="utf-8").splitlines()
+    out.write_text("\n".join(lines[:6]) + "\n", encoding="utf-8")
+    stats2 = run_batch([str(folder)], out, tiny_model, batch_size=4, resume=True)
+    again = [r["filename"] for r in csv.DictReader(open(out, encoding="utf-8"))]
+    assert sorted(again) == sorted(names) and stats2["skipped"] == 5
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.one_of(st.binary(max_size=300),
+                      st.tuples(st.integers(1, 60), st.integers(1, 60), st.sampled_from(["RGB", "L", "RGBA", "P", "1"]),
+                                st.integers(0, 255))))
+def test_property_text_or_own_error(solver, data):
+    if isinstance(data, tuple):
+        w, h, mode, v = data
+        buf = io.BytesIO()
+        Image.new(mode, (w, h), v if mode != "RGB" else (v, 255 - v, v // 2)).save(buf, "PNG")
+        data = buf.getvalue()
+    try:
+        text = solver.solve(data).text
+        assert len(text) == 4
+    except CaptchaError:
+        pass

@@ -1,0 +1,112 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from captcha.checkpoint import load_checkpoint
+from captcha.train import TrainConfig, flat_split, train
+from captcha.transforms import AugmentConfig
+
+
+def _cfg(data, out, **kw) -> TrainConfig:
+    base = dict(data=str(data), out=str(out), charset="ABC123", pretrained="none", epochs=2, batch_size=16,
+                aug_passes=1)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def test_cached_features_match_the_plain_path(tiny_data, tmp_path):
+    """Frozen stages cached once per augmentation pass give the same model as running them every batch."""
+    results = {}
+    for cache in (True, False):
+        out = tmp_path / f"cache{cache}" / "m.pt"
+        train(_cfg(tiny_data, out, freeze="layer3", cache_features=cache, epochs=2, aug_passes=2))
+        results[cache] = load_checkpoint(out.with_name("m.last.pt"))
+    a, b = results[True], results[False]
+    for k in a["model"]:
+        assert torch.allclose(a["model"][k].float(), b["model"][k].float(), atol=2e-4), k
+    assert [round(h["loss"], 4) for h in a["history"]] == pytest.approx([round(h["loss"], 4) for h in b["history"]], abs=1e-3)
+
+
+def test_tiny_run_beats_chance_and_describes_itself(tiny_model):
+    ck = load_checkpoint(tiny_model, kind="recognizer")
+    m = ck["metrics"]
+    assert m["char_acc"] > 3 * (1 / 6), m   # chance is 1/6 on 6 classes
+    assert ck["charset"]["alphabet"] == "ABC123" and ck["length"] == 4
+    assert ck["preprocess"]["size"] == [32, 32] and ck["segment"]["method"] == "equal"
+    assert ck["pretrained"] == "none" and ck["freeze"] == "layer3"
+    assert ck["train_config"]["seed"] == 0 and "torch" in ck["environment"]
+    assert ck["split"]["layout"] == "course"
+    assert tiny_model.with_name("model.curve.png").stat().st_size > 1000
+
+
+def test_first_batch_loss_is_reported_near_ln_classes(tiny_data, tmp_path):
+    said = []
+    train(_cfg(tiny_data, tmp_path / "m.pt", freeze="all", epochs=1), say=said.append)
+    line = next(s for s in said if s.startswith("first batch loss"))
+    loss = float(line.split()[3])
+    assert abs(loss - math.log(6)) < 1.0 and "ln(6)" in line
+
+
+def test_resume_finishes_an_interrupted_run_identically(tiny_data, tmp_path):
+    full = tmp_path / "full" / "m.pt"
+    train(_cfg(tiny_data, full, freeze="layer3", epochs=3))
+    part = tmp_path / "part" / "m.pt"
+    # run only the first epoch of a 3-epoch schedule by stopping after it, then resume
+    cfg = _cfg(tiny_data, part, freeze="layer3", epochs=3)
+    import captcha.train as tr
+
+    calls = {"n": 0}
+    real = tr.validate
+
+    def stop_after_first(*a, **k):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    tr.validate = stop_after_first
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            train(cfg)
+    finally:
+        tr.validate = real
+    cfg.resume = True
+    train(cfg)
+    a = load_checkpoint(full.with_name("m.last.pt"))
+    b = load_checkpoint(part.with_name("m.last.pt"))
+    assert [h["epoch"] for h in b["history"]] == [1, 2, 3]
+    assert a["history"][-1]["char_acc"] == b["history"][-1]["char_acc"]
+    for k in a["model"]:
+        assert torch.allclose(a["model"][k].float(), b["model"][k].float(), atol=1e-5), k
+
+
+def test_same_seed_same_metrics(tiny_data, tmp_path):
+    runs = []
+    for i in range(2):
+        out = tmp_path / f"r{i}" / "m.pt"
+        train(_cfg(tiny_data, out, freeze="layer4", epochs=1))
+        runs.append(load_checkpoint(out)["metrics"])
+    assert runs[0]["char_acc"] == runs[1]["char_acc"] and runs[0]["loss"] == runs[1]["loss"]
+
+
+def test_flat_split_is_deterministic():
+    names = [f"{i:04d}.png" for i in range(100)]
+    a = flat_split(names, 0.25, seed=1)
+    assert a == flat_split(list(reversed(names)), 0.25, seed=1) and len(a) == 25
+    assert a != flat_split(names, 0.25, seed=2)
+    with pytest.raises(ValueError):
+        flat_split(names, 1.5, 0)
+
+
+def test_augmentation_is_reproducible_and_switchable():
+    from PIL import Image
+
+    from captcha.transforms import Preprocess, TrainTransform
+
+    img = Image.new("RGB", (40, 40), (200, 210, 190))
+    t = TrainTransform(Preprocess(), AugmentConfig())
+    assert np.array_equal(t(img, 5), t(img, 5))
+    off = TrainTransform(Preprocess(), AugmentConfig(enabled=False))
+    assert np.array_equal(off(img, 5), Preprocess()(img))
