@@ -51,7 +51,7 @@ def run_batch(inputs: Iterable[str], out: str | os.PathLike, checkpoint: str | o
     from .solve import Solver
 
     out = Path(out)
-    solver = Solver.from_checkpoint(checkpoint)
+    solver = Solver.load(checkpoint)
     skip = done_in(out) if resume else set()
     stats = {"solved": 0, "errors": 0, "skipped": 0}
 

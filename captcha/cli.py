@@ -95,6 +95,26 @@ def data_check(directory, length, as_json, alphabet) -> None:
     sys.exit(0 if report.usable else 1)
 
 
+@data.command("split")
+@click.argument("source", type=click.Path(exists=True, file_okay=False))
+@click.option("--out", type=click.Path(file_okay=False), required=True, help="Course-layout dataset to write.")
+@click.option("--val-fraction", default=0.2, show_default=True, help="Share of captchas held out for validation.")
+@click.option("--seed", default=0, show_default=True, help="Seed of the random split (as `captcha train --seed`).")
+@click.option("--ordered", is_flag=True, help="Hold out the last captchas in file-name order instead of a random share.")
+@click.option("--link", is_flag=True, help="Symlink instead of copying the images.")
+@charset_option
+def data_split(source, out, val_fraction, seed, ordered, link, alphabet) -> None:
+    """Split a flat folder of labelled captchas into captchas/train and captchas/val."""
+    from .data import ordered_holdout, read_captcha_labels, split_captcha_folder
+    from .train import flat_split
+
+    cs = _charset(alphabet)
+    names = [s.path.name for s in read_captcha_labels(source, cs, problems=[])]
+    held = ordered_holdout(names, val_fraction) if ordered else flat_split(names, val_fraction, seed)
+    counts = split_captcha_folder(source, out, held, cs, link=link)
+    click.echo(f"wrote {out}: {counts['train']} training and {counts['val']} validation captchas")
+
+
 @main.command()
 @click.option("--source", type=click.Choice(["glyphs", "cifar10"]), default="glyphs", show_default=True,
               help="Task A: synthetic glyphs (similar to captchas) or CIFAR-10 (dissimilar).")
@@ -201,11 +221,14 @@ def evaluate(val, data_dir, checkpoint, out_dir, show_errors, as_json) -> None:
 @click.option("--checkpoint", type=click.Path(), default="checkpoints/model.pt", show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line: text, confidences, time.")
 def solve(images, checkpoint, as_json) -> None:
-    """Read captcha images (`-` reads image bytes from stdin); one line per image."""
+    """Read captcha images (`-` reads image bytes from stdin); one line per image.
+
+    --checkpoint may be an exported .onnx file: it then runs on ONNX Runtime, without PyTorch.
+    """
     from .errors import ImageError
     from .solve import Solver
 
-    solver = Solver.from_checkpoint(checkpoint)
+    solver = Solver.load(checkpoint)
     failed = 0
     for name in images:
         src = sys.stdin.buffer.read() if name == "-" else name
@@ -240,6 +263,63 @@ def solve_batch(inputs, out, checkpoint, batch_size, workers, resume) -> None:
                       progress=sys.stderr.isatty())
     click.echo(f"{stats['solved']} solved, {stats['errors']} errors, {stats['skipped']} skipped (already in {out}); "
                f"{stats['per_second']:.0f} captchas/s")
+
+
+@main.command()
+@click.option("--checkpoint", type=click.Path(), default=None, help="A trained recognizer.")
+@click.option("--pretrained", default="auto", show_default=True, help="Without --checkpoint: the backbone source.")
+@click.option("--input-size", nargs=2, type=int, default=None, metavar="H W", help="Default: the checkpoint's, else 32 32.")
+@click.option("--freeze", type=click.Choice(FREEZE_LEVELS), default=None, help="Count trainable/frozen for this level.")
+@click.option("--depth", default=3, show_default=True, help="How deep the layer table goes.")
+@click.option("--print-model", is_flag=True, help="Also print(model), as the course does.")
+@click.option("--json", "as_json", is_flag=True)
+def summary(checkpoint, pretrained, input_size, freeze, depth, print_model, as_json) -> None:
+    """Layer table (output shape, parameters), trainable vs frozen counts, sizes in MB."""
+    from .summary import load_for_inspection, print_layers, summarize
+
+    model, info = load_for_inspection(checkpoint, pretrained, freeze)
+    size = tuple(input_size) if input_size else tuple(info.get("preprocess", {}).get("size", (32, 32)))
+    s = summarize(model, size, depth)
+    if as_json:
+        click.echo(json.dumps({k: v for k, v in s.items() if k != "table"}, indent=2))
+        return
+    if print_model:
+        click.echo(print_layers(model))
+    click.echo(s["table"])
+    click.echo(f"freeze={s['freeze']} (frozen: {', '.join(s['frozen_stages']) or 'nothing'}): "
+               f"{s['trainable_params']:,} trainable, {s['frozen_params']:,} frozen of {s['total_params']:,} parameters")
+
+
+@main.command()
+@click.argument("image", type=click.Path())
+@click.option("--checkpoint", type=click.Path(), default="checkpoints/model.pt", show_default=True)
+@click.option("--layers", default="conv1,layer1,layer2,layer3,layer4", show_default=True,
+              help="Comma list of Conv2d names or stages (a stage shows its last conv), or all-conv.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default="runs/visualize", show_default=True)
+def visualize(image, checkpoint, layers, out_dir) -> None:
+    """Feature maps of each chosen conv layer (forward hooks), one PNG grid per layer."""
+    from .visualize import visualize as run
+
+    files = run(image, checkpoint, layers, out_dir)
+    n = sum(len(v) for v in files.values())
+    click.echo(f"wrote {n} PNGs to {out_dir} ({len(files['maps'])} feature-map grids, "
+               f"{len(files['crops'])} crops, conv1 filters)")
+
+
+@main.command()
+@click.option("--checkpoint", type=click.Path(), default="checkpoints/model.pt", show_default=True)
+@click.option("--onnx", "onnx_path", type=click.Path(dir_okay=False), required=True, help="ONNX file to write.")
+@click.option("--int8", is_flag=True, help="Also write <name>.int8.onnx, statically quantised with ONNX Runtime.")
+@click.option("--tolerance", default=1e-3, show_default=True, help="Largest allowed ONNX-vs-PyTorch logit difference.")
+def export(checkpoint, onnx_path, int8, tolerance) -> None:
+    """Export a recognizer to ONNX (dynamic batch) and verify it against PyTorch."""
+    from .export import export_onnx
+
+    rep = export_onnx(checkpoint, onnx_path, quantize=int8, tolerance=tolerance)
+    click.echo(f"wrote {rep['onnx']} (max |ONNX - PyTorch| = {rep['max_abs_diff']:.2e})")
+    if int8:
+        click.echo(f"wrote {rep['int8']} (top-1 agreement with PyTorch on sample crops: "
+                   f"{100 * rep['int8_top1_agreement']:.1f}%)")
 
 
 @main.group()

@@ -291,3 +291,40 @@ class CaptchaDataset(ImageDataset):
         images, kept = load_images(samples)
         super().__init__(images, [s.label for s in kept], transform)
         self.samples = kept
+
+
+def split_captcha_folder(src: str | Path, out: str | Path, val_names: set[str], charset: Charset = DEFAULT_CHARSET,
+                         link: bool = False) -> dict[str, int]:
+    """Write a flat folder of labelled captchas as ``out/captchas/{train,val}`` (course layout)."""
+    import shutil
+
+    samples = read_captcha_labels(src, charset, problems=[])
+    out = Path(out)
+    counts = {"train": 0, "val": 0}
+    rows: dict[str, list[tuple[str, str]]] = {"train": [], "val": []}
+    for s in samples:
+        split = "val" if s.path.name in val_names else "train"
+        dest = out / "captchas" / split
+        dest.mkdir(parents=True, exist_ok=True)
+        target = dest / s.path.name
+        if target.exists() or target.is_symlink():
+            target.unlink()
+        if link:
+            target.symlink_to(s.path.resolve())
+        else:
+            shutil.copy2(s.path, target)
+        rows[split].append((s.path.name, s.label))
+        counts[split] += 1
+    for split, items in rows.items():
+        if items:
+            with open(out / "captchas" / split / LABELS_FILE, "w", newline="", encoding="utf-8") as fh:
+                w = csv.writer(fh, lineterminator="\n")
+                w.writerow(("filename", "label"))
+                w.writerows(items)
+    return counts
+
+
+def ordered_holdout(names: Sequence[str], fraction: float) -> set[str]:
+    """The last ``fraction`` of file names in sorted order (the benchmark's fixed test part)."""
+    order = sorted(names)
+    return set(order[len(order) - round(len(order) * fraction):]) if fraction > 0 else set()

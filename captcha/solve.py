@@ -87,6 +87,23 @@ class TorchBackend:
             return self.model(t).float().numpy()
 
 
+class OnnxBackend:
+    """Runs an exported model with ONNX Runtime; PyTorch is never imported on this path."""
+
+    def __init__(self, path: str | os.PathLike, threads: int | None = None) -> None:
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if threads:
+            opts.intra_op_num_threads = threads
+        self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        self.input = self.session.get_inputs()[0].name
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        return self.session.run(None, {self.input: np.ascontiguousarray(x, dtype=np.float32)})[0]
+
+
 class Solver:
     """Reads captchas with a model, its charset, preprocessing, length and splitter."""
 
@@ -107,6 +124,25 @@ class Solver:
 
         ckpt = load_checkpoint(path, kind="recognizer")
         return cls.from_loaded(ckpt, path, threads, max_pixels)
+
+    @classmethod
+    def from_onnx(cls, path: str | os.PathLike, threads: int | None = None,
+                  max_pixels: int = DEFAULT_MAX_PIXELS) -> "Solver":
+        """A solver over an exported ONNX file (see `captcha export`), without PyTorch."""
+        from .export import read_metadata
+
+        meta = read_metadata(path)
+        return cls(OnnxBackend(path, threads), Charset.from_dict(meta["charset"]), Preprocess.from_dict(meta["preprocess"]),
+                   int(meta["length"]), SegmentConfig.from_dict(meta["segment"]), max_pixels)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, backend: str = "auto", threads: int | None = None) -> "Solver":
+        """``.onnx`` files run on ONNX Runtime, checkpoints on PyTorch (``backend`` forces one)."""
+        if backend == "onnx" or (backend == "auto" and str(path).endswith(".onnx")):
+            return cls.from_onnx(path, threads)
+        if backend not in ("auto", "torch"):
+            raise ValueError(f"unknown backend {backend!r}; choose auto, torch or onnx")
+        return cls.from_checkpoint(path, threads)
 
     @classmethod
     def from_loaded(cls, ckpt: dict, path: str | os.PathLike = "<checkpoint>", threads: int | None = None,

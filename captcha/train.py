@@ -124,7 +124,7 @@ def load_training_data(cfg: TrainConfig, charset: Charset) -> TrainingData:
         val_caps = _captchas(root / "captchas" / "val", charset) if (root / "captchas" / "val").is_dir() else []
         train_caps = _captchas(root / "captchas" / "train", charset) if (root / "captchas" / "train").is_dir() else []
         length = _length(cfg.length, val_caps or train_caps)
-        segment = SegmentConfig(cfg.split if cfg.split != "auto" else "equal")
+        segment = _segmenter(cfg.split, train_caps, length, charset, cells=bool(train_chars))
         t_imgs, kept = load_images(train_chars)
         t_targets = [charset.encode(s.label)[0] for s in kept]
         c_imgs, c_targets = _crops_of(train_caps, length, segment, charset)
@@ -141,8 +141,7 @@ def load_training_data(cfg: TrainConfig, charset: Charset) -> TrainingData:
         train_caps = [c for c, n in zip(all_caps, names) if n not in held]
         val_caps = [c for c, n in zip(all_caps, names) if n in held]
         length = _length(cfg.length, all_caps)
-        segment = SegmentConfig(cfg.split, trim=True) if cfg.split != "auto" else \
-            choose_splitter(train_caps, length, charset)
+        segment = _segmenter(cfg.split, train_caps, length, charset, cells=False)
         t_imgs, t_targets = _crops_of(train_caps, length, segment, charset)
         split_info = {"layout": "flat", "root": str(root), "seed": cfg.seed, "val_fraction": cfg.val_fraction,
                       "val_files": sorted(held)}
@@ -150,6 +149,15 @@ def load_training_data(cfg: TrainConfig, charset: Charset) -> TrainingData:
     if not data.train_images:
         raise DataError(f"{root}: no training images found; check it with `captcha data check {root}`")
     return data
+
+
+def _segmenter(method: str, train_caps: list[tuple[Any, str]], length: int, charset: Charset,
+               cells: bool) -> SegmentConfig:
+    """With character cells to train on (the course data), captchas are exact cells: keep them whole;
+    real captchas are trimmed to their ink first; ``auto`` picks by a quick validation."""
+    if method == "auto":
+        return choose_splitter(train_caps, length, charset) if train_caps and not cells else SegmentConfig("equal")
+    return SegmentConfig(method, trim=not cells)
 
 
 def choose_splitter(captchas: list[tuple[Any, str]], length: int, charset: Charset) -> SegmentConfig:
