@@ -88,3 +88,37 @@ def run_batch(inputs: Iterable[str], out: str | os.PathLike, checkpoint: str | o
     stats["seconds"] = seconds
     stats["per_second"] = (stats["solved"] + stats["errors"]) / seconds if seconds > 0 else 0.0
     return stats
+
+
+def parse_shard(spec: str | None) -> tuple[int, int] | None:
+    """``"i/n"`` -> (i, n): this process takes every n-th input starting at i (0-based)."""
+    if not spec:
+        return None
+    try:
+        i, n = (int(v) for v in spec.split("/"))
+    except ValueError:
+        raise ValueError(f"--shard {spec!r}: expected i/n, e.g. 0/4") from None
+    if not (n >= 1 and 0 <= i < n):
+        raise ValueError(f"--shard {spec!r}: need 0 <= i < n")
+    return i, n
+
+
+def merge_results(parts: Iterable[str | os.PathLike], out: str | os.PathLike) -> int:
+    """Merge shard CSVs into one, one row per file (a file solved twice keeps its last row)."""
+    rows: dict[str, list[str]] = {}
+    for part in parts:
+        with open(part, newline="", encoding="utf-8") as fh:
+            reader = csv.reader(fh)
+            header = next(reader, None)
+            if header is None:
+                continue
+            if tuple(header) != FIELDS:
+                raise ValueError(f"{part}: not a solve-batch CSV (header {header!r})")
+            for row in reader:
+                if row:
+                    rows[row[0]] = row
+    with open(out, "w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh, lineterminator="\n")
+        w.writerow(FIELDS)
+        w.writerows(rows.values())
+    return len(rows)

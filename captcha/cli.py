@@ -162,9 +162,11 @@ def pretrain(source, data_path, out, steps, batch_size, lr, seed, workers, eval_
               default="equal", show_default=True, help="How captchas are cut into characters.")
 @click.option("--val-fraction", default=0.2, show_default=True, help="Held-out share of a flat captcha folder.")
 @click.option("--resume", is_flag=True, help="Continue the interrupted run from <out>.last.pt.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
+              help="auto: CUDA when available (bf16 mixed precision, channels-last), else the CPU.")
 @charset_option
 def train(data_dir, out, pretrained, freeze, epochs, batch_size, optimizer, lr, schedule, seed, no_augment,
-          aug_passes, no_cache, length, split_method, val_fraction, resume, alphabet) -> None:
+          aug_passes, no_cache, length, split_method, val_fraction, resume, device, alphabet) -> None:
     """Train the per-character ResNet-18 classifier (transfer learning) and keep the best checkpoint."""
     from .train import TrainConfig, train as run
     from .transforms import AugmentConfig
@@ -173,7 +175,7 @@ def train(data_dir, out, pretrained, freeze, epochs, batch_size, optimizer, lr, 
                       freeze=freeze, epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr,
                       schedule=schedule, seed=seed, augment=AugmentConfig(enabled=not no_augment),
                       aug_passes=aug_passes, cache_features=not no_cache, length=length, split=split_method,
-                      val_fraction=val_fraction, resume=resume)
+                      val_fraction=val_fraction, resume=resume, device=device)
     result = run(cfg, say=click.echo, progress=sys.stderr.isatty())
     best = result["best"]
     click.echo(f"best: val char acc {_pct(best.get('char_acc'))}, full-string acc {_pct(best.get('string_acc'))} "
@@ -255,12 +257,17 @@ def solve(images, checkpoint, as_json) -> None:
 @click.option("--batch-size", default=64, show_default=True)
 @click.option("--workers", default=0, show_default=True, help="Processes decoding images.")
 @click.option("--resume", is_flag=True, help="Skip inputs already in --out and append the rest.")
-def solve_batch(inputs, out, checkpoint, batch_size, workers, resume) -> None:
-    """Solve directories, globs or lists of paths (a .txt file) into one CSV; bad files get error rows."""
-    from .batch import run_batch
+@click.option("--shard", default=None, metavar="I/N", help="Take every N-th input from the I-th (0-based), for N machines.")
+def solve_batch(inputs, out, checkpoint, batch_size, workers, resume, shard) -> None:
+    """Solve directories, globs or lists of paths (a .txt file) into one CSV; bad files get error rows.
+
+    --checkpoint may be an exported .onnx file (ONNX Runtime, no PyTorch). Shards' CSVs merge with
+    `captcha merge-results`.
+    """
+    from .batch import parse_shard, run_batch
 
     stats = run_batch(inputs, out, checkpoint, batch_size=batch_size, workers=workers, resume=resume,
-                      progress=sys.stderr.isatty())
+                      progress=sys.stderr.isatty(), shard=parse_shard(shard))
     click.echo(f"{stats['solved']} solved, {stats['errors']} errors, {stats['skipped']} skipped (already in {out}); "
                f"{stats['per_second']:.0f} captchas/s")
 
@@ -306,6 +313,16 @@ def visualize(image, checkpoint, layers, out_dir) -> None:
                f"{len(files['crops'])} crops, conv1 filters)")
 
 
+@main.command("merge-results")
+@click.argument("parts", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--out", type=click.Path(dir_okay=False), required=True)
+def merge_results(parts, out) -> None:
+    """Merge the CSVs of `solve-batch --shard` runs into one (one row per file)."""
+    from .batch import merge_results as run
+
+    click.echo(f"wrote {out}: {run(parts, out)} rows")
+
+
 @main.command()
 @click.option("--checkpoint", type=click.Path(), default="checkpoints/model.pt", show_default=True)
 @click.option("--onnx", "onnx_path", type=click.Path(dir_okay=False), required=True, help="ONNX file to write.")
@@ -320,6 +337,21 @@ def export(checkpoint, onnx_path, int8, tolerance) -> None:
     if int8:
         click.echo(f"wrote {rep['int8']} (top-1 agreement with PyTorch on sample crops: "
                    f"{100 * rep['int8_top1_agreement']:.1f}%)")
+
+
+@main.command()
+@click.option("--checkpoint", type=click.Path(), default="checkpoints/model.pt", show_default=True,
+              help="A checkpoint, or an exported .onnx file.")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True)
+@click.option("--max-bytes", default=2 * 1024 * 1024, show_default=True, help="Largest accepted image.")
+@click.option("--max-batch", default=64, show_default=True, help="Most images solved together.")
+@click.option("--batch-window-ms", default=2.0, show_default=True, help="How long to gather concurrent requests.")
+def serve(checkpoint, host, port, max_bytes, max_batch, batch_window_ms) -> None:
+    """HTTP service: POST /solve, POST /solve/batch, GET /health, docs at /docs."""
+    from .serve import serve as run
+
+    run(checkpoint, host, port, max_bytes=max_bytes, max_batch=max_batch, window_ms=batch_window_ms)
 
 
 @main.group()

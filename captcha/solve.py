@@ -72,19 +72,20 @@ def decode_predictions(probs: np.ndarray, charset: Charset) -> list[Solution]:
 class TorchBackend:
     """Runs the classifier with PyTorch (channels-last, inference mode)."""
 
-    def __init__(self, model: Any, threads: int | None = None) -> None:
+    def __init__(self, model: Any, threads: int | None = None, device: str = "cpu") -> None:
         import torch
 
         self.torch = torch
         if threads:
             torch.set_num_threads(threads)
-        self.model = model.eval().to(memory_format=torch.channels_last)
+        self.device = torch.device(device)
+        self.model = model.eval().to(self.device, memory_format=torch.channels_last)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         torch = self.torch
         with torch.inference_mode():
-            t = torch.from_numpy(x).contiguous(memory_format=torch.channels_last)
-            return self.model(t).float().numpy()
+            t = torch.from_numpy(x).to(self.device).contiguous(memory_format=torch.channels_last)
+            return self.model(t).float().cpu().numpy()
 
 
 class OnnxBackend:

@@ -64,6 +64,7 @@ class TrainConfig:
     val_fraction: float = 0.2  # flat folders of captchas only
     resume: bool = False
     synth_if_missing: bool = True
+    device: str = "auto"
 
 
 @dataclass
@@ -245,14 +246,16 @@ def train_one_epoch(model: CharNet, inputs: torch.Tensor, targets: torch.Tensor,
                     start: str | None = None, on_batch: Callable[[int, float], None] | None = None) -> float:
     """One pass over ``inputs`` (images, or cached outputs of frozen stage ``start``); returns mean loss."""
     model.train()
+    dev = _device_of(model)
     total, count = 0.0, 0
     for b, i in enumerate(range(0, len(order), batch_size)):
         idx = order[i:i + batch_size]
-        x = inputs[idx]
+        x = inputs[idx].to(dev, non_blocking=True)
         if x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)
-        logits = model.head_from(x, start) if start is not None else model(x)
-        loss = loss_fn(logits, targets[idx])
+        with _autocast(dev):
+            logits = model.head_from(x, start) if start is not None else model(x)
+            loss = loss_fn(logits.float(), targets[idx].to(dev))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -264,12 +267,34 @@ def train_one_epoch(model: CharNet, inputs: torch.Tensor, targets: torch.Tensor,
     return total / max(count, 1)
 
 
+def resolve_device(name: str = "auto") -> torch.device:
+    """``auto``: CUDA when available, else the CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda: no CUDA device is available here (use auto or cpu)")
+    if name not in ("cpu", "cuda"):
+        raise ValueError(f"unknown device {name!r}; choose auto, cpu or cuda")
+    return torch.device(name)
+
+
+def _device_of(model: nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+def _autocast(dev: torch.device):
+    """Mixed precision (bf16) on CUDA; full precision on the CPU, where bf16 convolutions are slower here."""
+    return torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda")
+
+
 @torch.inference_mode()
 def frozen_outputs(model: CharNet, x: torch.Tensor, stop: str, batch_size: int = 512) -> torch.Tensor:
     """Outputs of the frozen stages up to ``stop`` (the cached features)."""
     model.eval()
-    outs = [model.forward_stages(x[i:i + batch_size].contiguous(memory_format=torch.channels_last), stop=stop)
-            for i in range(0, len(x), batch_size)]
+    dev = _device_of(model)
+    with _autocast(dev):
+        outs = [model.forward_stages(x[i:i + batch_size].to(dev).contiguous(memory_format=torch.channels_last),
+                                     stop=stop).float() for i in range(0, len(x), batch_size)]
     return torch.cat(outs).contiguous()
 
 
@@ -278,9 +303,11 @@ def validate(model: CharNet, char_x: torch.Tensor, char_y: np.ndarray, cap_x: to
              cap_labels: list[str], charset: Charset, length: int) -> dict[str, Any]:
     """Character accuracy on val crops and full-string accuracy on val captchas."""
     model.eval()
+    dev = _device_of(model)
 
     def forward(x):
-        return model(x.contiguous(memory_format=torch.channels_last)).numpy()
+        with _autocast(dev):
+            return model(x.to(dev).contiguous(memory_format=torch.channels_last)).float().cpu().numpy()
 
     out: dict[str, Any] = {}
     if len(char_x):
@@ -342,7 +369,7 @@ def train(cfg: TrainConfig, say: Callable[[str], None] = log.info, progress: boo
             "in $TORCH_HOME/hub/checkpoints/)")
     freeze = cfg.freeze or ("none" if (resume and resume["pretrained"] == "none") or source == "none" else "layer1")
     model.freeze(freeze)
-    model = model.to(memory_format=torch.channels_last)
+    model = model.to(resolve_device(cfg.device), memory_format=torch.channels_last)
     pre = Preprocess(size=cfg.size)
     transform = TrainTransform(pre, cfg.augment)
     augmenting = transform.aug is not None

@@ -87,3 +87,22 @@ def test_property_text_or_own_error(solver, data):
         assert len(text) == 4
     except CaptchaError:
         pass
+
+
+def test_shards_merge_into_one_csv(tiny_model, tiny_data, tmp_path):
+    from captcha.batch import merge_results, parse_shard
+
+    folder = str(tiny_data / "captchas" / "val")
+    parts = []
+    for i in range(3):
+        part = tmp_path / f"part{i}.csv"
+        run_batch([folder], part, tiny_model, shard=parse_shard(f"{i}/3"))
+        parts.append(part)
+    single = tmp_path / "single.csv"
+    run_batch([folder], single, tiny_model)
+    merged = tmp_path / "merged.csv"
+    assert merge_results(parts, merged) == 20
+    read = lambda p: sorted(csv.DictReader(open(p, encoding="utf-8")), key=lambda r: r["filename"])  # noqa: E731
+    assert [(r["filename"], r["text"]) for r in read(merged)] == [(r["filename"], r["text"]) for r in read(single)]
+    with pytest.raises(ValueError):
+        parse_shard("3/3")
