@@ -177,6 +177,8 @@ def train(data_dir, out, pretrained, freeze, epochs, batch_size, optimizer, lr, 
                       aug_passes=aug_passes, cache_features=not no_cache, length=length, split=split_method,
                       val_fraction=val_fraction, resume=resume, device=device)
     result = run(cfg, say=click.echo, progress=sys.stderr.isatty())
+    if result.get("rank", 0) != 0:
+        return  # under torchrun, rank 0 reports
     best = result["best"]
     click.echo(f"best: val char acc {_pct(best.get('char_acc'))}, full-string acc {_pct(best.get('string_acc'))} "
                f"(epoch {best.get('epoch')}); {result['train_seconds']:.1f}s of training")

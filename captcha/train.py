@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import platform
 import random
 import sys
@@ -241,12 +242,26 @@ def _order(n: int, seed: int, epoch: int) -> torch.Tensor:
     return torch.randperm(n, generator=g)
 
 
-def train_one_epoch(model: CharNet, inputs: torch.Tensor, targets: torch.Tensor, order: torch.Tensor,
+class Trainable(nn.Module):
+    """What trains: from an image, or from the cached output of frozen stage ``start``, to the logits.
+
+    Wrapping this (not the whole model) in DDP keeps frozen stages out of gradient sync.
+    """
+
+    def __init__(self, model: CharNet, start: str | None = None) -> None:
+        super().__init__()
+        self.model, self.start = model, start
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model.head_from(x, self.start) if self.start is not None else self.model(x)
+
+
+def train_one_epoch(net: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, order: torch.Tensor,
                     opt: torch.optim.Optimizer, sched, loss_fn: nn.Module, batch_size: int,
-                    start: str | None = None, on_batch: Callable[[int, float], None] | None = None) -> float:
-    """One pass over ``inputs`` (images, or cached outputs of frozen stage ``start``); returns mean loss."""
-    model.train()
-    dev = _device_of(model)
+                    on_batch: Callable[[int, float], None] | None = None) -> float:
+    """One pass of ``net`` (a :class:`Trainable`, maybe DDP-wrapped) over ``inputs``; returns mean loss."""
+    net.train()
+    dev = _device_of(net)
     total, count = 0.0, 0
     for b, i in enumerate(range(0, len(order), batch_size)):
         idx = order[i:i + batch_size]
@@ -254,7 +269,7 @@ def train_one_epoch(model: CharNet, inputs: torch.Tensor, targets: torch.Tensor,
         if x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)
         with _autocast(dev):
-            logits = model.head_from(x, start) if start is not None else model(x)
+            logits = net(x)
             loss = loss_fn(logits.float(), targets[idx].to(dev))
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -276,6 +291,15 @@ def resolve_device(name: str = "auto") -> torch.device:
     if name not in ("cpu", "cuda"):
         raise ValueError(f"unknown device {name!r}; choose auto, cpu or cuda")
     return torch.device(name)
+
+
+def distributed() -> tuple[int, int]:
+    """(rank, world size); joins the process group when started by torchrun (gloo on CPU, nccl on GPU)."""
+    import torch.distributed as dist
+
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
 
 
 def _device_of(model: nn.Module) -> torch.device:
@@ -353,7 +377,12 @@ def ensure_data(cfg: TrainConfig, say: Callable[[str], None]) -> None:
 def train(cfg: TrainConfig, say: Callable[[str], None] = log.info, progress: bool = False) -> dict[str, Any]:
     """Train a recognizer as configured; writes the best checkpoint to ``cfg.out``; returns the result."""
     torch.manual_seed(cfg.seed)
-    ensure_data(cfg, say)
+    rank, world = distributed()
+    if rank != 0:
+        say, progress = (lambda _msg: None), False
+    if rank == 0:
+        ensure_data(cfg, say)
+    _barrier(world)
     charset = Charset(cfg.charset)
     out = Path(cfg.out)
     last_path = out.with_name(out.stem + ".last.pt")
@@ -369,7 +398,11 @@ def train(cfg: TrainConfig, say: Callable[[str], None] = log.info, progress: boo
             "in $TORCH_HOME/hub/checkpoints/)")
     freeze = cfg.freeze or ("none" if (resume and resume["pretrained"] == "none") or source == "none" else "layer1")
     model.freeze(freeze)
-    model = model.to(resolve_device(cfg.device), memory_format=torch.channels_last)
+    device = resolve_device(cfg.device)
+    if device.type == "cuda" and world > 1:
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+        torch.cuda.set_device(device)
+    model = model.to(device, memory_format=torch.channels_last)
     pre = Preprocess(size=cfg.size)
     transform = TrainTransform(pre, cfg.augment)
     augmenting = transform.aug is not None
@@ -384,7 +417,8 @@ def train(cfg: TrainConfig, say: Callable[[str], None] = log.info, progress: boo
     lr = cfg.lr or (2e-3 if cfg.optimizer == "adamw" else 0.05)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = make_optimizer(params, cfg.optimizer, lr, cfg.weight_decay)
-    steps_per_epoch = math.ceil(len(targets) / cfg.batch_size)
+    rank_batch = max(1, cfg.batch_size // world)  # the global batch is split across processes
+    steps_per_epoch = math.ceil((len(targets) // world) / rank_batch)
     sched = make_schedule(opt, cfg.schedule, lr, steps_per_epoch * cfg.epochs)
     loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
     history: list[dict[str, Any]] = []
@@ -401,7 +435,13 @@ def train(cfg: TrainConfig, say: Callable[[str], None] = log.info, progress: boo
         say(f"resuming from {last_path} at epoch {start_epoch + 1}/{cfg.epochs}")
     say(f"training on {len(targets)} character crops ({data.split['layout']} layout), "
         f"validating on {len(data.char_images)} chars and {len(data.captchas)} captchas; "
-        f"pretrained={source}, freeze={freeze}, {'cached features after ' + stop if cached else 'plain path'}")
+        f"pretrained={source}, freeze={freeze}, {'cached features after ' + stop if cached else 'plain path'}"
+        + (f", {world} processes" if world > 1 else ""))
+    net: nn.Module = Trainable(model, stop if cached else None)
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        net = DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
     from tqdm import tqdm
 
     pass_cache: dict[int, torch.Tensor] = {}
@@ -423,10 +463,13 @@ def train(cfg: TrainConfig, say: Callable[[str], None] = log.info, progress: boo
             bar.update(1)
             bar.set_postfix(loss=f"{np.mean(running[-20:]):.3f}")
 
-        loss = train_one_epoch(model, inputs, targets, _order(len(targets), cfg.seed, epoch), opt, sched, loss_fn,
-                               cfg.batch_size, start=stop if cached else None, on_batch=on_batch)
+        order = _order(len(targets), cfg.seed, epoch)
+        order = order[: len(order) - len(order) % world][rank::world]
+        loss = train_one_epoch(net, inputs, targets, order, opt, sched, loss_fn, rank_batch, on_batch=on_batch)
         bar.close()
         train_seconds += time.perf_counter() - t0
+        if rank != 0:
+            continue  # rank 0 validates and writes; DDP keeps every rank's weights identical
         metrics = validate(model, char_x, np.asarray(data.char_targets), cap_x, cap_labels, charset, data.length)
         history.append({"epoch": epoch + 1, "loss": loss, "train_seconds": train_seconds, **metrics})
         say(f"epoch {epoch + 1}/{cfg.epochs}: loss {loss:.4f}, val char acc {100 * metrics.get('char_acc', float('nan')):.2f}%, "
@@ -436,6 +479,13 @@ def train(cfg: TrainConfig, say: Callable[[str], None] = log.info, progress: boo
             best = _score(metrics)
             save_checkpoint(payload, out)
         save_checkpoint({**payload, "optimizer": opt.state_dict(), "scheduler": sched.state_dict()}, last_path)
+    _barrier(world)
+    if world > 1:
+        import torch.distributed as dist
+
+        dist.destroy_process_group()
+        if rank != 0:
+            return {"checkpoint": str(out), "rank": rank, "train_seconds": train_seconds}
     final = load_checkpoint(out, kind="recognizer") if out.is_file() else None
     curve = out.with_name(out.stem + ".curve.png")
     from .plots import training_curve
@@ -443,6 +493,13 @@ def train(cfg: TrainConfig, say: Callable[[str], None] = log.info, progress: boo
     training_curve(history, curve, title=f"{out.name}: pretrained={source}, freeze={freeze}")
     return {"checkpoint": str(out), "curve": str(curve), "history": history,
             "best": final["metrics"] if final else {}, "train_seconds": train_seconds}
+
+
+def _barrier(world: int) -> None:
+    if world > 1:
+        import torch.distributed as dist
+
+        dist.barrier()
 
 
 def _payload(cfg: TrainConfig, model: CharNet, charset: Charset, pre: Preprocess, data: TrainingData, source: str,
