@@ -37,10 +37,19 @@ def expand_inputs(inputs: Iterable[str]) -> Iterator[str]:
             yield item  # a file, or a missing one: the solver reports it as an error row
 
 
+def _drop_partial_row(out: Path) -> None:
+    """A run killed mid-write can leave half a row; cut the file back to its last complete line."""
+    data = out.read_bytes()
+    if data and not data.endswith(b"\n"):
+        with open(out, "r+b") as fh:
+            fh.truncate(data.rfind(b"\n") + 1)
+
+
 def done_in(out: Path) -> set[str]:
     """File names already present in an earlier (perhaps interrupted) output CSV."""
     if not out.is_file():
         return set()
+    _drop_partial_row(out)
     with open(out, newline="", encoding="utf-8") as fh:
         return {row["filename"] for row in csv.DictReader(fh) if row.get("filename")}
 
@@ -64,7 +73,7 @@ def run_batch(inputs: Iterable[str], out: str | os.PathLike, checkpoint: str | o
                 continue
             yield path
 
-    fresh = not (resume and out.is_file())
+    fresh = not (resume and out.is_file() and out.stat().st_size > 0)
     out.parent.mkdir(parents=True, exist_ok=True)
     from tqdm import tqdm
 
