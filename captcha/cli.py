@@ -146,7 +146,7 @@ def pretrain(source, data_path, out, steps, batch_size, lr, seed, workers, eval_
               help="auto, glyphs, imagenet, none, or a PATH to a ResNet-18 checkpoint/state_dict.")
 @click.option("--freeze", type=click.Choice(FREEZE_LEVELS), default=None,
               help="Frozen stages: all (only the head trains), layer1..layer4 (stem through that stage), none. "
-                   "Default: layer1 with a pretrained backbone, none without.")
+                   "Default: all with a pretrained backbone, none without.")
 @click.option("--epochs", default=10, show_default=True)
 @click.option("--batch-size", default=64, show_default=True)
 @click.option("--optimizer", type=click.Choice(["adamw", "sgd"]), default="adamw", show_default=True,
@@ -160,13 +160,16 @@ def pretrain(source, data_path, out, steps, batch_size, lr, seed, workers, eval_
 @click.option("--length", type=int, default=None, help="Characters per captcha (default: from the labels).")
 @click.option("--split", "split_method", type=click.Choice(["equal", "projection", "components", "auto"]),
               default="equal", show_default=True, help="How captchas are cut into characters.")
+@click.option("--method", type=click.Choice(["classify", "ctc"]), default="classify", show_default=True,
+              help="classify: split into characters, classify each (the course). ctc: read the whole captcha "
+                   "(segmentation-free, for touching or overlapping glyphs).")
 @click.option("--val-fraction", default=0.2, show_default=True, help="Held-out share of a flat captcha folder.")
 @click.option("--resume", is_flag=True, help="Continue the interrupted run from <out>.last.pt.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
               help="auto: CUDA when available (bf16 mixed precision, channels-last), else the CPU.")
 @charset_option
 def train(data_dir, out, pretrained, freeze, epochs, batch_size, optimizer, lr, schedule, seed, no_augment,
-          aug_passes, no_cache, length, split_method, val_fraction, resume, device, alphabet) -> None:
+          aug_passes, no_cache, length, split_method, method, val_fraction, resume, device, alphabet) -> None:
     """Train the per-character ResNet-18 classifier (transfer learning) and keep the best checkpoint."""
     from .train import TrainConfig, train as run
     from .transforms import AugmentConfig
@@ -175,7 +178,7 @@ def train(data_dir, out, pretrained, freeze, epochs, batch_size, optimizer, lr, 
                       freeze=freeze, epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr,
                       schedule=schedule, seed=seed, augment=AugmentConfig(enabled=not no_augment),
                       aug_passes=aug_passes, cache_features=not no_cache, length=length, split=split_method,
-                      val_fraction=val_fraction, resume=resume, device=device)
+                      val_fraction=val_fraction, resume=resume, device=device, method=method)
     result = run(cfg, say=click.echo, progress=sys.stderr.isatty())
     if result.get("rank", 0) != 0:
         return  # under torchrun, rank 0 reports
@@ -383,6 +386,23 @@ def bench_cifar10(data_path, pretrained, subset, test_subset, epochs, size, batc
               out_dir=out_dir, say=click.echo)
     click.echo(format_cifar_report(res))
     click.echo("wrote " + ", ".join(res["files"]))
+
+
+@bench.command("transfer")
+@click.option("--data", "data_path", type=click.Path(exists=True, file_okay=False), default="data", show_default=True,
+              help="A captcha dataset (course layout or a flat folder).")
+@click.option("--cifar-backbone", type=click.Path(), default="checkpoints/cifar10-resnet18.pt", show_default=True,
+              help="Backbone from `captcha pretrain --source cifar10` (its row is skipped when absent).")
+@click.option("--epochs", default=6, show_default=True)
+@click.option("--small", default=10, show_default=True, help="Images per character for the small-data column.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default="runs/bench-transfer", show_default=True)
+def bench_transfer(data_path, cifar_backbone, epochs, small, out_dir) -> None:
+    """Starting point x freeze level table of full-string accuracy and training time."""
+    from .transfer import bench_transfer as run, format_transfer
+
+    res = run(data_path, cifar_backbone, epochs, small, out_dir=out_dir, say=click.echo)
+    click.echo(format_transfer(res))
+    click.echo(f"wrote {out_dir}/transfer.md and transfer.json")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -80,7 +80,7 @@ def evaluate_checkpoint(checkpoint: str | Path, data: str | Path | None = None, 
     chars: dict[str, Any] = {}
     true_chars: list[str] = []
     pred_chars: list[str] = []
-    if len(val.char_images):
+    if len(val.char_images) and solver.method == "classify":
         x = np.stack([solver.pre(im) for im in val.char_images])
         pred = predict_logits(solver.backend, x).argmax(1)
         chars = char_metrics(pred, np.asarray(val.char_targets))

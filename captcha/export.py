@@ -54,6 +54,7 @@ def export_onnx(checkpoint: str | os.PathLike, out: str | os.PathLike, quantize:
     torch.onnx.export(model, (dummy,), str(out), input_names=[INPUT], output_names=[OUTPUT],
                       dynamic_axes={INPUT: {0: "n"}, OUTPUT: {0: "n"}}, opset_version=17, dynamo=False)
     meta = {k: ckpt[k] for k in ("charset", "preprocess", "length", "segment", "pretrained", "freeze")}
+    meta["method"] = ckpt.get("method", "classify")
     meta["metrics"] = {k: v for k, v in ckpt.get("metrics", {}).items() if isinstance(v, (int, float, str))}
     proto = onnx.load(str(out))
     entry = proto.metadata_props.add()

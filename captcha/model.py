@@ -98,6 +98,41 @@ class CharNet(ResNet):
         return self.fc(torch.flatten(self.avgpool(self.forward_stages(x, start=start)), 1))
 
 
+class SeqNet(CharNet):
+    """Segmentation-free reader (CTC): the same ResNet-18 reads the whole captcha.
+
+    layer3 and layer4 halve only the height, so a 32 x 128 input leaves 16 feature columns; the
+    head classifies each column into a character or the CTC blank (the last class). Weight names
+    and shapes are torchvision's, so every ResNet-18 backbone loads into it.
+    """
+
+    def __init__(self, num_classes: int) -> None:
+        super().__init__(num_classes)
+        for layer in (self.layer3, self.layer4):
+            layer[0].conv1.stride = (2, 1)
+            layer[0].downsample[0].stride = (2, 1)
+
+    def columns(self, fmap: torch.Tensor) -> torch.Tensor:
+        """(N, 512, h, w) feature map -> (N, w, classes) per-column logits."""
+        return self.fc(fmap.mean(2).transpose(1, 2))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.columns(self.forward_stages(x))
+
+    def head_from(self, x: torch.Tensor, start: str | None) -> torch.Tensor:
+        return self.columns(x if start == "layer4" else self.forward_stages(x, start=start))
+
+
+METHODS = {"classify": CharNet, "ctc": SeqNet}
+
+
+def new_model(method: str, num_chars: int) -> CharNet:
+    """An untrained network for ``method`` over ``num_chars`` characters (CTC adds the blank)."""
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+    return METHODS[method](num_chars + (1 if method == "ctc" else 0))
+
+
 def clean_state_dict(state: dict[str, Any]) -> dict[str, torch.Tensor]:
     """Strip DDP/compile prefixes (``module.``, ``_orig_mod.``) and keep tensors only."""
     out = {}
@@ -187,11 +222,12 @@ def load_backbone(model: CharNet, state: dict[str, torch.Tensor], source: str = 
     model.load_state_dict(state, strict=False)
 
 
-def build_model(num_classes: int, pretrained: str = "auto", freeze: str = "none") -> tuple[CharNet, str]:
-    """ResNet-18 with a ``num_classes`` head, starting weights from ``pretrained``, frozen to ``freeze``."""
+def build_model(num_classes: int, pretrained: str = "auto", freeze: str = "none",
+                method: str = "classify") -> tuple[CharNet, str]:
+    """ResNet-18 with a head over ``num_classes`` characters, weights from ``pretrained``, frozen to ``freeze``."""
     if freeze not in FREEZE_LEVELS:
         raise ValueError(f"unknown freeze level {freeze!r}; choose one of {', '.join(FREEZE_LEVELS)}")
-    model = CharNet(num_classes)
+    model = new_model(method, num_classes)
     source, state = resolve_pretrained(pretrained)
     if state is not None:
         load_backbone(model, state, source)
@@ -203,14 +239,18 @@ def model_from_checkpoint(ckpt: dict[str, Any], path: str | os.PathLike = "<chec
     """The trained network stored in a recognizer checkpoint, checked against its charset."""
     if ckpt.get("arch") != ARCH:
         raise CheckpointError(f"{path}: architecture {ckpt.get('arch')!r} is not supported (only {ARCH})")
-    num_classes = len(ckpt["charset"]["alphabet"])
+    method = ckpt.get("method", "classify")
+    if method not in METHODS:
+        raise CheckpointError(f"{path}: unknown method {method!r} (this version knows {', '.join(METHODS)})")
+    chars = len(ckpt["charset"]["alphabet"])
+    num_classes = chars + (1 if method == "ctc" else 0)
     state = clean_state_dict(ckpt["model"])
     head = state.get("fc.weight")
     if head is None or head.shape[0] != num_classes:
         got = None if head is None else head.shape[0]
-        raise CheckpointError(f"{path}: head has {got} outputs but the charset has {num_classes} characters; "
-                              "the file is inconsistent (retrain or re-export it)")
-    model = CharNet(num_classes)
+        raise CheckpointError(f"{path}: head has {got} outputs but the charset has {chars} characters "
+                              f"({method}); the file is inconsistent (retrain or re-export it)")
+    model = new_model(method, chars)
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:

@@ -62,6 +62,24 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=-1, keepdims=True)
 
 
+def ctc_decode(probs: np.ndarray, charset: Charset) -> list[Solution]:
+    """(captchas, columns, chars + blank) probabilities -> solutions by best path (blank is the last class)."""
+    blank = probs.shape[-1] - 1
+    best = probs.argmax(-1)
+    out = []
+    for row, p in zip(best, probs):
+        chars, confs, prev = [], [], blank
+        for t, k in enumerate(row):
+            if k != blank and k != prev:
+                chars.append(int(k))
+                confs.append(float(p[t, k]))
+            elif k != blank and k == prev:
+                confs[-1] = max(confs[-1], float(p[t, k]))
+            prev = k
+        out.append(Solution(charset.decode(chars), confs))
+    return out
+
+
 def decode_predictions(probs: np.ndarray, charset: Charset) -> list[Solution]:
     """(captchas, length, classes) probabilities -> solutions."""
     idx = probs.argmax(-1)
@@ -109,7 +127,10 @@ class Solver:
     """Reads captchas with a model, its charset, preprocessing, length and splitter."""
 
     def __init__(self, backend: Any, charset: Charset, pre: Preprocess, length: int,
-                 segment: SegmentConfig, max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
+                 segment: SegmentConfig, max_pixels: int = DEFAULT_MAX_PIXELS, method: str = "classify") -> None:
+        if method not in ("classify", "ctc"):
+            raise ValueError(f"unknown method {method!r}; choose classify or ctc")
+        self.method = method
         self.backend = backend
         self.charset = charset
         self.pre = pre
@@ -134,7 +155,8 @@ class Solver:
 
         meta = read_metadata(path)
         return cls(OnnxBackend(path, threads), Charset.from_dict(meta["charset"]), Preprocess.from_dict(meta["preprocess"]),
-                   int(meta["length"]), SegmentConfig.from_dict(meta["segment"]), max_pixels)
+                   int(meta["length"]), SegmentConfig.from_dict(meta["segment"]), max_pixels,
+                   meta.get("method", "classify"))
 
     @classmethod
     def load(cls, path: str | os.PathLike, backend: str = "auto", threads: int | None = None) -> "Solver":
@@ -154,22 +176,31 @@ class Solver:
         charset = Charset.from_dict(ckpt["charset"])
         model = model_from_checkpoint(ckpt, path)
         return cls(TorchBackend(model, threads), charset, Preprocess.from_dict(ckpt["preprocess"]),
-                   int(ckpt["length"]), SegmentConfig.from_dict(ckpt["segment"]), max_pixels)
+                   int(ckpt["length"]), SegmentConfig.from_dict(ckpt["segment"]), max_pixels,
+                   ckpt.get("method", "classify"))
 
     def inputs(self, image: ImageInput) -> np.ndarray:
-        """Decode and split one captcha into its preprocessed crops."""
-        return captcha_inputs(load_image(image, self.max_pixels), self.length, self.segment, self.pre)
+        """Decode one captcha into network inputs: its crops (classify) or the whole image (ctc)."""
+        img = load_image(image, self.max_pixels)
+        if self.method == "ctc":
+            return self.pre(img)[None]
+        return captcha_inputs(img, self.length, self.segment, self.pre)
 
     def predict(self, x: np.ndarray) -> np.ndarray:
-        """(captchas, length, 3, H, W) crops -> (captchas, length, classes) probabilities."""
-        n = x.shape[0]
-        logits = self.backend(x.reshape(n * self.length, *x.shape[2:]))
-        return _softmax(logits.reshape(n, self.length, -1))
+        """(captchas, k, 3, H, W) inputs -> (captchas, positions or columns, classes) probabilities."""
+        n, k = x.shape[:2]
+        logits = self.backend(x.reshape(n * k, *x.shape[2:]))
+        return _softmax(logits.reshape(n, -1, logits.shape[-1]))
+
+    def read(self, x: np.ndarray) -> list[Solution]:
+        """Network inputs of several captchas -> their solutions."""
+        probs = self.predict(x)
+        return ctc_decode(probs, self.charset) if self.method == "ctc" else decode_predictions(probs, self.charset)
 
     def solve(self, image: ImageInput) -> Solution:
         """Read one captcha (path, bytes or PIL image); raises :class:`ImageError` on bad input."""
         t0 = time.perf_counter()
-        sol = decode_predictions(self.predict(self.inputs(image)[None]), self.charset)[0]
+        sol = self.read(self.inputs(image)[None])[0]
         sol.seconds = time.perf_counter() - t0
         return sol
 
@@ -184,7 +215,7 @@ class Solver:
             sols: list[Solution] = []
             if good:
                 t0 = time.perf_counter()
-                sols = decode_predictions(self.predict(np.stack([chunk[i][1] for i in good])), self.charset)
+                sols = self.read(np.stack([chunk[i][1] for i in good]))
                 per = (time.perf_counter() - t0) / len(good)
                 for s in sols:
                     s.seconds = per

@@ -47,7 +47,7 @@ class TrainConfig:
     out: str = "checkpoints/model.pt"
     charset: str = DEFAULT_ALPHABET
     pretrained: str = "auto"
-    freeze: str | None = None  # None: layer1 with a pretrained backbone, none without
+    freeze: str | None = None  # None: all with a pretrained backbone, none without
     epochs: int = 10
     batch_size: int = 64
     optimizer: str = "adamw"
@@ -56,7 +56,8 @@ class TrainConfig:
     weight_decay: float = 0.05
     label_smoothing: float = 0.1
     seed: int = 0
-    size: tuple[int, int] = (32, 32)
+    size: tuple[int, int] | None = None  # None: 32x32 crops (classify), 32x128 whole captchas (ctc)
+    method: str = "classify"  # or "ctc": segmentation-free, reads the whole captcha
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     aug_passes: int | None = None  # distinct augmentation passes cycled over the epochs (None: one per epoch)
     cache_features: bool = True
@@ -148,6 +149,14 @@ def load_training_data(cfg: TrainConfig, charset: Charset) -> TrainingData:
         split_info = {"layout": "flat", "root": str(root), "seed": cfg.seed, "val_fraction": cfg.val_fraction,
                       "val_files": sorted(held)}
         data = TrainingData(t_imgs, t_targets, [], [], val_caps, length, segment, split_info)
+    if cfg.method == "ctc":
+        whole = [(im, lab) for im, lab in train_caps if len(lab) == length]
+        if not whole:
+            raise DataError(f"{root}: --method ctc reads whole captchas and needs labelled training captchas "
+                            "(captchas/train/ or a flat folder); single characters cannot train it")
+        data.train_images = [im for im, _ in whole]
+        data.train_targets = [charset.encode(lab) for _, lab in whole]
+        data.char_images, data.char_targets = [], []
     if not data.train_images:
         raise DataError(f"{root}: no training images found; check it with `captcha data check {root}`")
     return data
@@ -242,6 +251,21 @@ def _order(n: int, seed: int, epoch: int) -> torch.Tensor:
     return torch.randperm(n, generator=g)
 
 
+class CTCLoss(nn.Module):
+    """CTC over per-column logits (N, T, chars + blank) with fixed-length targets (N, L)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ctc = nn.CTCLoss(zero_infinity=True)
+
+    def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        n, t, c = logits.shape
+        self.ctc.blank = c - 1
+        log_probs = logits.log_softmax(-1).transpose(0, 1)
+        return self.ctc(log_probs, targets, torch.full((n,), t, dtype=torch.long),
+                        torch.full((n,), targets.shape[1], dtype=torch.long))
+
+
 class Trainable(nn.Module):
     """What trains: from an image, or from the cached output of frozen stage ``start``, to the logits.
 
@@ -324,7 +348,7 @@ def frozen_outputs(model: CharNet, x: torch.Tensor, stop: str, batch_size: int =
 
 @torch.inference_mode()
 def validate(model: CharNet, char_x: torch.Tensor, char_y: np.ndarray, cap_x: torch.Tensor,
-             cap_labels: list[str], charset: Charset, length: int) -> dict[str, Any]:
+             cap_labels: list[str], charset: Charset, length: int, method: str = "classify") -> dict[str, Any]:
     """Character accuracy on val crops and full-string accuracy on val captchas."""
     model.eval()
     dev = _device_of(model)
@@ -338,8 +362,13 @@ def validate(model: CharNet, char_x: torch.Tensor, char_y: np.ndarray, cap_x: to
         pred = np.concatenate([forward(char_x[i:i + 512]) for i in range(0, len(char_x), 512)]).argmax(1)
         out.update(char_metrics(pred, char_y))
     if len(cap_x):
-        pred = np.concatenate([forward(cap_x[i:i + 512]) for i in range(0, len(cap_x), 512)]).argmax(1)
-        texts = [charset.decode(r) for r in pred.reshape(-1, length)]
+        logits = np.concatenate([forward(cap_x[i:i + 512]) for i in range(0, len(cap_x), 512)])
+        if method == "ctc":
+            from .solve import _softmax, ctc_decode
+
+            texts = [s.text for s in ctc_decode(_softmax(logits), charset)]
+        else:
+            texts = [charset.decode(r) for r in logits.argmax(1).reshape(-1, length)]
         out.update(string_metrics(texts, cap_labels))
     return out
 
@@ -391,19 +420,21 @@ def train(cfg: TrainConfig, say: Callable[[str], None] = log.info, progress: boo
         say(f"--resume: no {last_path} yet, starting afresh")
     data = load_training_data(cfg, charset)
     pretrained = resume["pretrained"] if resume else cfg.pretrained
-    model, source = build_model(len(charset), "none" if resume else pretrained, "none")
+    model, source = build_model(len(charset), "none" if resume else pretrained, "none", cfg.method)
     if source == "none" and not resume and cfg.pretrained == "auto":
         say("no pretrained backbone found: training from random initialisation with full fine-tuning "
             "(get one with `captcha pretrain --source glyphs`, or put ImageNet's resnet18-f37072fd.pth "
             "in $TORCH_HOME/hub/checkpoints/)")
-    freeze = cfg.freeze or ("none" if (resume and resume["pretrained"] == "none") or source == "none" else "layer1")
+    # The course's rule: with a backbone pretrained on a similar task and little target data, freeze it
+    # all and train the head (measured best on the synthetic course data); without one, train everything.
+    freeze = cfg.freeze or ("none" if (resume and resume["pretrained"] == "none") or source == "none" else "all")
     model.freeze(freeze)
     device = resolve_device(cfg.device)
     if device.type == "cuda" and world > 1:
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
         torch.cuda.set_device(device)
     model = model.to(device, memory_format=torch.channels_last)
-    pre = Preprocess(size=cfg.size)
+    pre = Preprocess(size=cfg.size or ((32, 128) if cfg.method == "ctc" else (32, 32)))
     transform = TrainTransform(pre, cfg.augment)
     augmenting = transform.aug is not None
     passes = 1 if not augmenting else (cfg.aug_passes or cfg.epochs)
@@ -411,8 +442,11 @@ def train(cfg: TrainConfig, say: Callable[[str], None] = log.info, progress: boo
     stop = model.frozen_stages()[-1] if model.frozen_stages() else None
     cached = cfg.cache_features and stop is not None
     char_x = torch.from_numpy(np.stack([pre(im) for im in data.char_images])) if data.char_images else torch.zeros(0)
-    cap_x = torch.from_numpy(np.concatenate([captcha_inputs(im, data.length, data.segment, pre)
-                                             for im, _ in data.captchas])) if data.captchas else torch.zeros(0)
+    if cfg.method == "ctc":
+        cap_x = torch.from_numpy(np.stack([pre(im) for im, _ in data.captchas])) if data.captchas else torch.zeros(0)
+    else:
+        cap_x = torch.from_numpy(np.concatenate([captcha_inputs(im, data.length, data.segment, pre)
+                                                 for im, _ in data.captchas])) if data.captchas else torch.zeros(0)
     cap_labels = [lab for _, lab in data.captchas]
     lr = cfg.lr or (2e-3 if cfg.optimizer == "adamw" else 0.05)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -420,7 +454,7 @@ def train(cfg: TrainConfig, say: Callable[[str], None] = log.info, progress: boo
     rank_batch = max(1, cfg.batch_size // world)  # the global batch is split across processes
     steps_per_epoch = math.ceil((len(targets) // world) / rank_batch)
     sched = make_schedule(opt, cfg.schedule, lr, steps_per_epoch * cfg.epochs)
-    loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+    loss_fn = CTCLoss() if cfg.method == "ctc" else nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
     history: list[dict[str, Any]] = []
     start_epoch, best = 0, (-2.0, -2.0)
     train_seconds = 0.0
@@ -456,7 +490,7 @@ def train(cfg: TrainConfig, say: Callable[[str], None] = log.info, progress: boo
         running: list[float] = []
 
         def on_batch(b: int, loss: float) -> None:
-            if epoch == 0 and b == 0:
+            if epoch == 0 and b == 0 and cfg.method == "classify":
                 say(f"first batch loss {loss:.3f} (a fresh {len(charset)}-way head starts near "
                     f"ln({len(charset)}) = {math.log(len(charset)):.2f})")
             running.append(loss)
@@ -470,7 +504,8 @@ def train(cfg: TrainConfig, say: Callable[[str], None] = log.info, progress: boo
         train_seconds += time.perf_counter() - t0
         if rank != 0:
             continue  # rank 0 validates and writes; DDP keeps every rank's weights identical
-        metrics = validate(model, char_x, np.asarray(data.char_targets), cap_x, cap_labels, charset, data.length)
+        metrics = validate(model, char_x, np.asarray(data.char_targets), cap_x, cap_labels, charset, data.length,
+                           cfg.method)
         history.append({"epoch": epoch + 1, "loss": loss, "train_seconds": train_seconds, **metrics})
         say(f"epoch {epoch + 1}/{cfg.epochs}: loss {loss:.4f}, val char acc {100 * metrics.get('char_acc', float('nan')):.2f}%, "
             f"full-string acc {100 * metrics.get('string_acc', float('nan')):.2f}% ({train_seconds:.1f}s)")
@@ -505,12 +540,12 @@ def _barrier(world: int) -> None:
 def _payload(cfg: TrainConfig, model: CharNet, charset: Charset, pre: Preprocess, data: TrainingData, source: str,
              freeze: str, history: list[dict[str, Any]], train_seconds: float) -> dict[str, Any]:
     conf = asdict(cfg)
-    conf["size"] = list(cfg.size)
+    conf["size"] = list(pre.size)
     conf["augment"] = cfg.augment.to_dict()
     conf["augment"]["scale"] = list(cfg.augment.scale)
     return {"kind": "recognizer", "arch": ARCH, "charset": charset.to_dict(), "preprocess": pre.to_dict(),
             "length": data.length, "segment": data.segment.to_dict(), "pretrained": source, "freeze": freeze,
-            "method": "classify", "train_config": conf, "epoch": history[-1]["epoch"] - 1,
+            "method": cfg.method, "train_config": conf, "epoch": history[-1]["epoch"] - 1,
             "metrics": {**history[-1], "train_seconds": train_seconds}, "history": history, "split": data.split,
             "environment": environment(), "command": " ".join(["captcha"] + sys.argv[1:]),
             "model": model.state_dict()}

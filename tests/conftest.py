@@ -36,10 +36,10 @@ def tiny_data(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_model(tiny_data, tmp_path_factory) -> Path:
-    """A recognizer trained for two quick epochs on ``tiny_data`` (only layer4 + head train)."""
+    """A recognizer trained the default way (shipped glyph backbone, frozen; head only) for 3 quick epochs."""
     from captcha.train import TrainConfig, train
 
     out = tmp_path_factory.mktemp("model") / "model.pt"
-    train(TrainConfig(data=str(tiny_data), out=str(out), charset="ABC123", pretrained="none", freeze="layer3",
-                      epochs=2, batch_size=16, aug_passes=1))
+    train(TrainConfig(data=str(tiny_data), out=str(out), charset="ABC123", pretrained="glyphs", epochs=3,
+                      batch_size=16, aug_passes=1))
     return out

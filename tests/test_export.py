@@ -1,0 +1,45 @@
+import subprocess
+import sys
+
+import pytest
+
+from captcha.errors import CheckpointError
+from captcha.export import export_onnx, read_metadata
+from captcha.solve import Solver
+
+
+@pytest.fixture(scope="module")
+def exported(tiny_model, tmp_path_factory):
+    out = tmp_path_factory.mktemp("onnx") / "m.onnx"
+    return export_onnx(tiny_model, out, quantize=True)
+
+
+def test_export_is_verified_and_self_describing(exported):
+    assert exported["max_abs_diff"] < 1e-3
+    meta = read_metadata(exported["onnx"])
+    assert meta["charset"]["alphabet"] == "ABC123" and meta["length"] == 4 and meta["method"] == "classify"
+    assert 0 <= exported["int8_top1_agreement"] <= 1
+    assert read_metadata(exported["int8"])["length"] == 4
+
+
+def test_onnx_solver_matches_pytorch(exported, tiny_model, tiny_data):
+    paths = sorted(str(p) for p in (tiny_data / "captchas" / "val").glob("*.png"))
+    torch_texts = [r.solution.text for r in Solver.load(tiny_model).solve_batch(paths)]
+    onnx_texts = [r.solution.text for r in Solver.load(exported["onnx"]).solve_batch(paths)]
+    assert onnx_texts == torch_texts
+
+
+def test_onnx_path_never_imports_torch(exported, tiny_data):
+    img = next((tiny_data / "captchas" / "val").glob("*.png"))
+    code = ("import sys; from captcha.solve import Solver; "
+            f"print(Solver.load({exported['onnx']!r}).solve({str(img)!r}).text); "
+            "print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert len(out[0]) == 4 and out[1] == "False"
+
+
+def test_broken_onnx_is_a_clear_error(tmp_path):
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"nope")
+    with pytest.raises(CheckpointError, match="not a loadable ONNX model"):
+        Solver.load(bad)
