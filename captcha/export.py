@@ -77,6 +77,36 @@ def export_onnx(checkpoint: str | os.PathLike, out: str | os.PathLike, quantize:
     return report
 
 
+def cache_dir() -> Path:
+    """Where compiled models are kept: $CAPTCHA_CACHE, else $XDG_CACHE_HOME/captcha or ~/.cache/captcha."""
+    if os.environ.get("CAPTCHA_CACHE"):
+        return Path(os.environ["CAPTCHA_CACHE"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "captcha"
+
+
+def compiled_onnx(checkpoint: str | os.PathLike) -> Path:
+    """The checkpoint exported to ONNX once (keyed by its content and the torch version), then reused."""
+    import hashlib
+    import tempfile
+
+    import torch
+
+    digest = hashlib.sha256(Path(checkpoint).read_bytes())
+    digest.update(str(torch.__version__).encode())
+    target = cache_dir() / f"{digest.hexdigest()[:24]}.onnx"
+    if target.is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(suffix=".onnx", dir=target.parent)
+    os.close(fd)
+    try:
+        export_onnx(checkpoint, tmp)
+        os.replace(tmp, target)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    return target
+
+
 def _verify(path: Path, x: np.ndarray, ref: np.ndarray, tolerance: float) -> float:
     from .solve import OnnxBackend
 

@@ -123,6 +123,12 @@ class OnnxBackend:
         return self.session.run(None, {self.input: np.ascontiguousarray(x, dtype=np.float32)})[0]
 
 
+def _has_onnxruntime() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("onnxruntime") is not None and importlib.util.find_spec("onnx") is not None
+
+
 class Solver:
     """Reads captchas with a model, its charset, preprocessing, length and splitter."""
 
@@ -140,10 +146,21 @@ class Solver:
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike, threads: int | None = None,
-                        max_pixels: int = DEFAULT_MAX_PIXELS) -> "Solver":
-        """Load everything solving needs from one checkpoint file."""
+                        max_pixels: int = DEFAULT_MAX_PIXELS, backend: str = "auto") -> "Solver":
+        """Load everything solving needs from one checkpoint file.
+
+        ``auto`` runs the network on ONNX Runtime when it is installed: the checkpoint is exported
+        once (verified against PyTorch, cached by content hash), because PyTorch's CPU kernels are
+        slow on the small batches of single-captcha solving. ``torch`` forces PyTorch.
+        """
         from .checkpoint import load_checkpoint
 
+        if backend == "auto" and _has_onnxruntime():
+            from .export import compiled_onnx
+
+            return cls.from_onnx(compiled_onnx(path), threads, max_pixels)
+        if backend not in ("auto", "torch"):
+            raise ValueError(f"unknown backend {backend!r}; choose auto, torch or onnx")
         ckpt = load_checkpoint(path, kind="recognizer")
         return cls.from_loaded(ckpt, path, threads, max_pixels)
 
@@ -160,12 +177,12 @@ class Solver:
 
     @classmethod
     def load(cls, path: str | os.PathLike, backend: str = "auto", threads: int | None = None) -> "Solver":
-        """``.onnx`` files run on ONNX Runtime, checkpoints on PyTorch (``backend`` forces one)."""
-        if backend == "onnx" or (backend == "auto" and str(path).endswith(".onnx")):
+        """An ``.onnx`` file or a checkpoint; ``backend`` is auto, torch or onnx."""
+        if str(path).endswith(".onnx"):
+            if backend == "torch":
+                raise ValueError(f"{path}: an ONNX file runs on ONNX Runtime, not --backend torch")
             return cls.from_onnx(path, threads)
-        if backend not in ("auto", "torch"):
-            raise ValueError(f"unknown backend {backend!r}; choose auto, torch or onnx")
-        return cls.from_checkpoint(path, threads)
+        return cls.from_checkpoint(path, threads, backend=backend)
 
     @classmethod
     def from_loaded(cls, ckpt: dict, path: str | os.PathLike = "<checkpoint>", threads: int | None = None,

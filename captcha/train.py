@@ -233,7 +233,11 @@ def make_optimizer(params, name: str, lr: float, weight_decay: float) -> torch.o
 def make_schedule(opt: torch.optim.Optimizer, name: str, lr: float, total_steps: int):
     """Per-step learning-rate schedule."""
     if name == "onecycle":
-        return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(1, total_steps), pct_start=0.2)
+        if total_steps < 4:  # too short to warm up and anneal
+            return torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
+        # at least two warm-up steps: OneCycleLR divides by (warm-up steps - 1)
+        return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=total_steps,
+                                                   pct_start=max(0.2, 2.5 / total_steps))
     if name == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, total_steps))
     if name == "constant":

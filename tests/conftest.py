@@ -12,14 +12,16 @@ SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
 
 @pytest.fixture(autouse=True, scope="session")
 def _private_torch_home(tmp_path_factory):
-    """Keep tests away from the user's real torch cache (and its ImageNet file, if any)."""
-    old = os.environ.get("TORCH_HOME")
+    """Keep tests away from the user's real caches (torch's, with its ImageNet file if any, and ours)."""
+    saved = {k: os.environ.get(k) for k in ("TORCH_HOME", "CAPTCHA_CACHE")}
     os.environ["TORCH_HOME"] = str(tmp_path_factory.mktemp("torch-home"))
+    os.environ["CAPTCHA_CACHE"] = str(tmp_path_factory.mktemp("captcha-cache"))
     yield
-    if old is None:
-        os.environ.pop("TORCH_HOME", None)
-    else:
-        os.environ["TORCH_HOME"] = old
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
 
 
 @pytest.fixture(scope="session")

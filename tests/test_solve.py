@@ -106,3 +106,14 @@ def test_shards_merge_into_one_csv(tiny_model, tiny_data, tmp_path):
     assert [(r["filename"], r["text"]) for r in read(merged)] == [(r["filename"], r["text"]) for r in read(single)]
     with pytest.raises(ValueError):
         parse_shard("3/3")
+
+
+def test_backends_agree(tiny_model, tiny_data):
+    paths = sorted(str(p) for p in (tiny_data / "captchas" / "val").glob("*.png"))
+    auto = Solver.from_checkpoint(tiny_model)
+    torch_only = Solver.from_checkpoint(tiny_model, backend="torch")
+    assert type(auto.backend).__name__ == "OnnxBackend" and type(torch_only.backend).__name__ == "TorchBackend"
+    a = [r.solution for r in auto.solve_batch(paths)]
+    b = [r.solution for r in torch_only.solve_batch(paths)]
+    assert [s.text for s in a] == [s.text for s in b]
+    assert max(abs(x - y) for sa, sb in zip(a, b) for x, y in zip(sa.confidences, sb.confidences)) < 1e-3
