@@ -69,11 +69,11 @@ def ddddocr_score(test: list[tuple[Path, str]]) -> dict | None:
             "captchas_per_s": rate}
 
 
-def run_set(name: str, work: Path, epochs: int, limit: int | None = None, solve: bool = True) -> dict:
+def run_set(name: str, work: Path, epochs: int, limit: int | None = None, solve: bool = True, **kw) -> dict:
     data, test = prepare(name, work, limit)
     out = work / f"{name}-{limit or 'all'}.pt"
     t0 = time.perf_counter()
-    res = train(TrainConfig(data=str(data), out=str(out), split="auto", epochs=epochs), say=lambda s: None)
+    res = train(TrainConfig(data=str(data), out=str(out), split="auto", epochs=epochs, **kw), say=lambda s: None)
     wall = time.perf_counter() - t0
     rep = evaluate_checkpoint(out, data)
     row = {"set": name, "train_captchas": limit or "all", "test_captchas": len(test),
@@ -89,14 +89,18 @@ def main() -> None:
     ap.add_argument("--sets", default=",".join(SETS))
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--curve", action="store_true", help="Also train on 25, 50, 100, 200 captchas.")
+    ap.add_argument("--method", default="classify", choices=["classify", "ctc"])
+    ap.add_argument("--freeze", default=None, help="Default: all (the shipped backbone, frozen).")
+    ap.add_argument("--lr", type=float, default=None)
     ap.add_argument("--json", default="runs/bench-real.json")
     args = ap.parse_args()
+    kw = {"method": args.method, "freeze": args.freeze, "lr": args.lr}
     if not SHARED.is_dir():
         sys.exit(f"{SHARED} not found: the real datasets live beside the repository")
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.sets.split(","):
-            row = run_set(name, Path(tmp), args.epochs)
+            row = run_set(name, Path(tmp), args.epochs, **kw)
             dd = ddddocr_score(prepare(name, Path(tmp))[1])
             if dd:
                 row["ddddocr"] = dd
@@ -104,11 +108,12 @@ def main() -> None:
             print(json.dumps(row))
             if args.curve:
                 for k in (25, 50, 100, 200):
-                    r = run_set(name, Path(tmp), args.epochs, limit=k, solve=False)
+                    r = run_set(name, Path(tmp), args.epochs, limit=k, solve=False, **kw)
                     rows.append(r)
                     print(json.dumps(r))
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(rows, indent=2))
+    print(f"\nmethod {args.method}, freeze {args.freeze or 'all'}, {args.epochs} epochs")
     print("\n| set | train captchas | full-string | characters | train time | captchas/s | ddddocr full-string | ddddocr captchas/s |")
     print("|---|---|---|---|---|---|---|---|")
     for r in rows:

@@ -152,7 +152,8 @@ def bench_cifar10(data: str | Path, pretrained: str, subset: int | None = 5000, 
         torch.manual_seed(seed)
         model, src = build_model(len(CLASSES), source, freeze)
         model = model.to(memory_format=torch.channels_last)
-        results.setdefault("pretrained", src if source != "none" else results.get("pretrained"))
+        if freeze != "none":
+            results["pretrained"] = src
         opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=lr, momentum=0.9)
         feats, extract_s = None, 0.0
         if cached:

@@ -14,6 +14,7 @@ import platform
 import random
 import sys
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -187,7 +188,9 @@ def choose_splitter(captchas: list[tuple[Any, str]], length: int, charset: Chars
         seg = SegmentConfig(method, trim=True)
         x, y = _crops_of(fit, length, seg, charset)
         clf = LogisticRegression(max_iter=300)
-        clf.fit(np.stack([pre(c).ravel() for c in x]), y)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # a rough, quick proxy: convergence is not the point
+            clf.fit(np.stack([pre(c).ravel() for c in x]), y)
         hx, hy = _crops_of(held, length, seg, charset)
         pred = clf.predict(np.stack([pre(c).ravel() for c in hx])).reshape(-1, length)
         truth = np.asarray(hy).reshape(-1, length)
