@@ -40,7 +40,7 @@ def main() -> None:
     paths = [str(folder / n) for n in sorted(labels)]
     with tempfile.TemporaryDirectory() as tmp:
         rep = export_onnx(args.checkpoint, Path(tmp) / "m.onnx", quantize=True)
-        rows = {"pytorch": measure(Solver.load(args.checkpoint), paths, labels),
+        rows = {"pytorch": measure(Solver.load(args.checkpoint, backend="torch"), paths, labels),
                 "onnx fp32": measure(Solver.load(rep["onnx"]), paths, labels),
                 "onnx int8": measure(Solver.load(rep["int8"]), paths, labels)}
     print(f"{len(paths)} captchas from {folder}, solved 3 times each, batches of 256\n")
