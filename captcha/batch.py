@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from .images import is_image_name
+from .images import DEFAULT_MAX_PIXELS, is_image_name
 
 FIELDS = ("filename", "text", "confidence", "error")
 LIST_SUFFIXES = (".txt", ".lst")
@@ -55,12 +55,13 @@ def done_in(out: Path) -> set[str]:
 
 
 def run_batch(inputs: Iterable[str], out: str | os.PathLike, checkpoint: str | os.PathLike, batch_size: int = 64,
-              workers: int = 0, resume: bool = False, progress: bool = False, shard: tuple[int, int] | None = None) -> dict:
+              workers: int = 0, resume: bool = False, progress: bool = False, shard: tuple[int, int] | None = None,
+              max_pixels: int = DEFAULT_MAX_PIXELS) -> dict:
     """Solve every input into ``out``; an unreadable file becomes an error row, never a stop."""
     from .solve import Solver
 
     out = Path(out)
-    solver = Solver.load(checkpoint)
+    solver = Solver.load(checkpoint, max_pixels=max_pixels)
     skip = done_in(out) if resume else set()
     stats = {"solved": 0, "errors": 0, "skipped": 0}
 

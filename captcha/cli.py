@@ -11,6 +11,7 @@ import click
 
 from .charset import DEFAULT_ALPHABET, Charset
 from .errors import CaptchaError
+from .images import DEFAULT_MAX_PIXELS
 from .model import FREEZE_LEVELS
 
 
@@ -227,7 +228,9 @@ def evaluate(val, data_dir, checkpoint, out_dir, show_errors, as_json) -> None:
 @click.argument("images", nargs=-1, required=True)
 @click.option("--checkpoint", type=click.Path(), default="checkpoints/model.pt", show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line: text, confidences, time.")
-def solve(images, checkpoint, as_json) -> None:
+@click.option("--max-pixels", default=DEFAULT_MAX_PIXELS, show_default=True,
+              help="Refuse images larger than this (checked from the header, before decoding).")
+def solve(images, checkpoint, as_json, max_pixels) -> None:
     """Read captcha images (`-` reads image bytes from stdin); one line per image.
 
     --checkpoint may be an exported .onnx file: it then runs on ONNX Runtime, without PyTorch.
@@ -235,7 +238,7 @@ def solve(images, checkpoint, as_json) -> None:
     from .errors import ImageError
     from .solve import Solver
 
-    solver = Solver.load(checkpoint)
+    solver = Solver.load(checkpoint, max_pixels=max_pixels)
     failed = 0
     for name in images:
         src = sys.stdin.buffer.read() if name == "-" else name
@@ -263,7 +266,9 @@ def solve(images, checkpoint, as_json) -> None:
 @click.option("--workers", default=0, show_default=True, help="Processes decoding images.")
 @click.option("--resume", is_flag=True, help="Skip inputs already in --out and append the rest.")
 @click.option("--shard", default=None, metavar="I/N", help="Take every N-th input from the I-th (0-based), for N machines.")
-def solve_batch(inputs, out, checkpoint, batch_size, workers, resume, shard) -> None:
+@click.option("--max-pixels", default=DEFAULT_MAX_PIXELS, show_default=True,
+              help="Images larger than this get an error row (checked before decoding).")
+def solve_batch(inputs, out, checkpoint, batch_size, workers, resume, shard, max_pixels) -> None:
     """Solve directories, globs or lists of paths (a .txt file) into one CSV; bad files get error rows.
 
     --checkpoint may be an exported .onnx file (ONNX Runtime, no PyTorch). Shards' CSVs merge with
@@ -272,7 +277,7 @@ def solve_batch(inputs, out, checkpoint, batch_size, workers, resume, shard) -> 
     from .batch import parse_shard, run_batch
 
     stats = run_batch(inputs, out, checkpoint, batch_size=batch_size, workers=workers, resume=resume,
-                      progress=sys.stderr.isatty(), shard=parse_shard(shard))
+                      progress=sys.stderr.isatty(), shard=parse_shard(shard), max_pixels=max_pixels)
     click.echo(f"{stats['solved']} solved, {stats['errors']} errors, {stats['skipped']} skipped (already in {out}); "
                f"{stats['per_second']:.0f} captchas/s")
 

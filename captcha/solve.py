@@ -176,13 +176,14 @@ class Solver:
                    meta.get("method", "classify"))
 
     @classmethod
-    def load(cls, path: str | os.PathLike, backend: str = "auto", threads: int | None = None) -> "Solver":
+    def load(cls, path: str | os.PathLike, backend: str = "auto", threads: int | None = None,
+             max_pixels: int = DEFAULT_MAX_PIXELS) -> "Solver":
         """An ``.onnx`` file or a checkpoint; ``backend`` is auto, torch or onnx."""
         if str(path).endswith(".onnx"):
             if backend == "torch":
                 raise ValueError(f"{path}: an ONNX file runs on ONNX Runtime, not --backend torch")
-            return cls.from_onnx(path, threads)
-        return cls.from_checkpoint(path, threads, backend=backend)
+            return cls.from_onnx(path, threads, max_pixels)
+        return cls.from_checkpoint(path, threads, max_pixels, backend=backend)
 
     @classmethod
     def from_loaded(cls, ckpt: dict, path: str | os.PathLike = "<checkpoint>", threads: int | None = None,

@@ -60,3 +60,9 @@ def test_batch_script(tiny_model, tiny_data, tmp_path):
                            "--out", str(out), "--checkpoint", str(tiny_model)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert len(out.read_text().splitlines()) == 21 and "captchas/s" in proc.stdout
+
+
+def test_max_pixels_flag(tiny_model, tiny_data):
+    img = next((tiny_data / "captchas" / "val").glob("*.png"))
+    res = CliRunner().invoke(main, ["solve", "--checkpoint", str(tiny_model), "--max-pixels", "100", str(img)])
+    assert res.exit_code == 1 and "over the limit of 100" in res.output
