@@ -284,6 +284,7 @@ def _prepare(solver: Solver, images: Iterable[ImageInput], batch_size: int, work
         return
     from torch.utils.data import DataLoader, IterableDataset
 
+    # Built here so that importing this module (the ONNX path) never imports torch.
     ds = type("PrepIterable", (_PrepDataset, IterableDataset), {})(solver, images)
     loader = DataLoader(ds, batch_size=None, num_workers=workers, prefetch_factor=4 * batch_size)
     # Workers interleave; restore input order with a small reorder buffer.
