@@ -101,3 +101,31 @@ def test_batch_killed_midway_then_resume_has_one_row_per_input(tiny_model, tiny_
     assert len(names) == 600 and len(set(names)) == 600
     assert [r for r in rows if r["filename"].endswith("0007.png")][0]["error"]
     assert all(len(r["text"]) == 4 for r in rows if not r["filename"].endswith("0007.png"))
+
+
+def test_data_check_and_training_loading_name_each_hostile_file(tiny_data, tmp_path, caplog):
+    """`data check` lists every unreadable file with its reason; training loads the rest and says what it skipped."""
+    import logging
+
+    from PIL import Image
+
+    from captcha.charset import Charset
+    from captcha.data import check_dataset, load_images, read_captcha_labels
+    from hostile import make_corpus
+
+    good = Image.open(next((tiny_data / "captchas" / "val").glob("*.png")))
+    corpus = make_corpus(tmp_path / "flat", good)
+    folder = tmp_path / "flat"
+    rows = ["filename,label"] + [f"{p.name},AB12" for p, _ in corpus.values() if p.is_file()]
+    (folder / "labels.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    report = check_dataset(folder, Charset())
+    text = "\n".join(map(str, report.problems))
+    for name, (path, ok) in corpus.items():
+        if path.is_file():
+            assert (str(path) in text) != ok, name  # exactly the unreadable ones are reported
+    assert "empty file" in text and "not a recognised image" in text and "huge image" in text
+    with caplog.at_level(logging.WARNING):
+        images, kept = load_images(read_captcha_labels(folder, Charset(), problems=[]))
+    readable = [p for p, ok in corpus.values() if ok and p.is_file()]
+    assert sorted(s.path for s in kept) == sorted(readable) and len(images) == len(readable)
+    assert "bomb.png" in caplog.text and "truncated.jpg" in caplog.text
