@@ -128,10 +128,10 @@ def load_training_data(cfg: TrainConfig, charset: Charset) -> TrainingData:
         val_caps = _captchas(root / "captchas" / "val", charset) if (root / "captchas" / "val").is_dir() else []
         train_caps = _captchas(root / "captchas" / "train", charset) if (root / "captchas" / "train").is_dir() else []
         length = _length(cfg.length, val_caps or train_caps)
-        segment = _segmenter(cfg.split, train_caps, length, charset, cells=bool(train_chars))
+        segment = _segmenter(cfg, train_caps, length, charset, cells=bool(train_chars))
         t_imgs, kept = load_images(train_chars)
         t_targets = [charset.encode(s.label)[0] for s in kept]
-        c_imgs, c_targets = _crops_of(train_caps, length, segment, charset)
+        c_imgs, c_targets = _crops_of(train_caps, length, segment, charset) if cfg.method == "classify" else ([], [])
         v_imgs, v_kept = load_images(val_chars)
         split_info = {"layout": "course", "root": str(root)}
         data = TrainingData(t_imgs + c_imgs, t_targets + c_targets, v_imgs,
@@ -145,8 +145,8 @@ def load_training_data(cfg: TrainConfig, charset: Charset) -> TrainingData:
         train_caps = [c for c, n in zip(all_caps, names) if n not in held]
         val_caps = [c for c, n in zip(all_caps, names) if n in held]
         length = _length(cfg.length, all_caps)
-        segment = _segmenter(cfg.split, train_caps, length, charset, cells=False)
-        t_imgs, t_targets = _crops_of(train_caps, length, segment, charset)
+        segment = _segmenter(cfg, train_caps, length, charset, cells=False)
+        t_imgs, t_targets = _crops_of(train_caps, length, segment, charset) if cfg.method == "classify" else ([], [])
         split_info = {"layout": "flat", "root": str(root), "seed": cfg.seed, "val_fraction": cfg.val_fraction,
                       "val_files": sorted(held)}
         data = TrainingData(t_imgs, t_targets, [], [], val_caps, length, segment, split_info)
@@ -163,10 +163,14 @@ def load_training_data(cfg: TrainConfig, charset: Charset) -> TrainingData:
     return data
 
 
-def _segmenter(method: str, train_caps: list[tuple[Any, str]], length: int, charset: Charset,
+def _segmenter(cfg: TrainConfig, train_caps: list[tuple[Any, str]], length: int, charset: Charset,
                cells: bool) -> SegmentConfig:
     """With character cells to train on (the course data), captchas are exact cells: keep them whole;
-    real captchas are trimmed to their ink first; ``auto`` picks by a quick validation."""
+    real captchas are trimmed to their ink first; ``auto`` picks by a quick validation.
+    The CTC method reads whole captchas and never splits."""
+    method = cfg.split
+    if cfg.method == "ctc":
+        return SegmentConfig("equal")
     if method == "auto":
         return choose_splitter(train_caps, length, charset) if train_caps and not cells else SegmentConfig("equal")
     return SegmentConfig(method, trim=not cells)
