@@ -271,16 +271,59 @@ class _PrepDataset:
                 yield i, _prepare_one(self.solver, item)
 
 
+def _chunks(solver: Solver, images: Iterable[ImageInput], batch_size: int) -> Iterator[list]:
+    chunk = []
+    for item in images:
+        chunk.append(_prepare_one(solver, item))
+        if len(chunk) == batch_size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _prefetched(chunks: Iterator[list], depth: int = 2) -> Iterator[list]:
+    """Run ``chunks`` in a background thread, ``depth`` ahead: decoding the next batch overlaps the
+    network on the current one (ONNX Runtime and PyTorch release the GIL while they compute)."""
+    import queue
+    import threading
+
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    done = object()
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for c in chunks:
+                if stop.is_set():
+                    return
+                q.put(c)
+            q.put(done)
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer and raised there
+            q.put(exc)
+
+    thread = threading.Thread(target=produce, name="captcha-prefetch", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = q.get()
+            if item is done:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        while thread.is_alive():  # unblock a producer waiting on a full queue
+            try:
+                q.get(timeout=0.05)
+            except queue.Empty:
+                pass
+
+
 def _prepare(solver: Solver, images: Iterable[ImageInput], batch_size: int, workers: int) -> Iterator[list]:
     if workers <= 0:
-        chunk = []
-        for item in images:
-            chunk.append(_prepare_one(solver, item))
-            if len(chunk) == batch_size:
-                yield chunk
-                chunk = []
-        if chunk:
-            yield chunk
+        yield from _prefetched(_chunks(solver, images, batch_size))
         return
     from torch.utils.data import DataLoader, IterableDataset
 

@@ -117,3 +117,21 @@ def test_backends_agree(tiny_model, tiny_data):
     b = [r.solution for r in torch_only.solve_batch(paths)]
     assert [s.text for s in a] == [s.text for s in b]
     assert max(abs(x - y) for sa, sb in zip(a, b) for x, y in zip(sa.confidences, sb.confidences)) < 1e-3
+
+
+def test_prefetch_keeps_order_raises_and_stops_early():
+    from captcha.solve import _prefetched
+
+    assert list(_prefetched(iter([[1], [2], [3]]))) == [[1], [2], [3]]
+
+    def broken():
+        yield [1]
+        raise RuntimeError("disk gone")
+
+    it = _prefetched(broken())
+    assert next(it) == [1]
+    with pytest.raises(RuntimeError, match="disk gone"):
+        next(it)
+    endless = _prefetched(iter([[i] for i in range(10_000)]), depth=1)
+    assert next(endless) == [0]
+    endless.close()  # the producer thread is released, not left blocked on a full queue
