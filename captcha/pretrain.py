@@ -161,7 +161,7 @@ def _write_card(out: Path, info: dict) -> None:
              f"- source: {cfg['source']}, seed {cfg['seed']}, {cfg['steps']} steps of {cfg['batch_size']}, "
              f"input {cfg['size'][0]}x{cfg['size'][1]}",
              f"- wall time: {info['seconds'] / 60:.1f} min (torch {info['torch']}, {torch.get_num_threads()} threads)",
-             f"- held-out accuracy: " + ", ".join(f"{k} {100 * v:.2f}%" for k, v in info["heldout"].items()),
+             "- held-out accuracy: " + ", ".join(f"{k} {100 * v:.2f}%" for k, v in info["heldout"].items()),
              f"- stored in {'half' if cfg['half'] else 'full'} precision, head removed", "",
              "| step | loss | held-out acc | case-folded | minutes |", "|---|---|---|---|---|"]
     for h in info["history"]:

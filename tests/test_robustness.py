@@ -1,7 +1,6 @@
 """Interrupted runs: SIGKILL during training, during a checkpoint write, and during batch solving."""
 
 import csv
-import os
 import shutil
 import signal
 import subprocess

@@ -4,7 +4,7 @@ from PIL import Image
 
 from captcha.model import FREEZE_LEVELS, CharNet
 from captcha.summary import load_for_inspection, summarize
-from captcha.visualize import capture, conv_layers, feature_grids, resolve_layers, visualize
+from captcha.visualize import capture, feature_grids, resolve_layers, visualize
 
 
 def test_hooks_are_registered_then_removed():
