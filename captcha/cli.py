@@ -107,7 +107,7 @@ def data_check(directory, length, as_json, alphabet) -> None:
 def data_split(source, out, val_fraction, seed, ordered, link, alphabet) -> None:
     """Split a flat folder of labelled captchas into captchas/train and captchas/val."""
     from .data import ordered_holdout, read_captcha_labels, split_captcha_folder
-    from .train import flat_split
+    from .trainset import flat_split
 
     cs = _charset(alphabet)
     names = [s.path.name for s in read_captcha_labels(source, cs, problems=[])]
@@ -147,7 +147,8 @@ def pretrain(source, data_path, out, steps, batch_size, lr, seed, workers, eval_
               help="auto, glyphs, imagenet, none, or a PATH to a ResNet-18 checkpoint/state_dict.")
 @click.option("--freeze", type=click.Choice(FREEZE_LEVELS), default=None,
               help="Frozen stages: all (only the head trains), layer1..layer4 (stem through that stage), none. "
-                   "Default: all with a pretrained backbone, none without.")
+                   "Default: all when single-character images are given (a task close to the pretraining), "
+                   "else none (crops cut from real captchas, whole captchas, or no backbone).")
 @click.option("--epochs", default=10, show_default=True)
 @click.option("--batch-size", default=64, show_default=True)
 @click.option("--optimizer", type=click.Choice(["adamw", "sgd"]), default="adamw", show_default=True,
@@ -160,17 +161,22 @@ def pretrain(source, data_path, out, steps, batch_size, lr, seed, workers, eval_
 @click.option("--no-cache", is_flag=True, help="With frozen stages, run them every batch instead of caching their output.")
 @click.option("--length", type=int, default=None, help="Characters per captcha (default: from the labels).")
 @click.option("--split", "split_method", type=click.Choice(["equal", "projection", "components", "auto"]),
-              default="equal", show_default=True, help="How captchas are cut into characters.")
+              default="auto", show_default=True,
+              help="How captchas are cut into characters; auto: exact cells when chars/ is given, else the "
+                   "splitter a quick linear probe on the pretrained features reads best.")
 @click.option("--method", type=click.Choice(["classify", "ctc"]), default="classify", show_default=True,
               help="classify: split into characters, classify each (the course). ctc: read the whole captcha "
                    "(segmentation-free, for touching or overlapping glyphs).")
+@click.option("--input-size", nargs=2, type=int, default=None, metavar="H W",
+              help="Network input size (default: 32 32 crops; ctc: whole captchas near their native scale).")
 @click.option("--val-fraction", default=0.2, show_default=True, help="Held-out share of a flat captcha folder.")
 @click.option("--resume", is_flag=True, help="Continue the interrupted run from <out>.last.pt.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
               help="auto: CUDA when available (bf16 mixed precision, channels-last), else the CPU.")
 @charset_option
 def train(data_dir, out, pretrained, freeze, epochs, batch_size, optimizer, lr, schedule, seed, no_augment,
-          aug_passes, no_cache, length, split_method, method, val_fraction, resume, device, alphabet) -> None:
+          aug_passes, no_cache, length, split_method, method, input_size, val_fraction, resume, device,
+          alphabet) -> None:
     """Train the per-character ResNet-18 classifier (transfer learning) and keep the best checkpoint."""
     from .train import TrainConfig, train as run
     from .transforms import AugmentConfig
@@ -179,7 +185,8 @@ def train(data_dir, out, pretrained, freeze, epochs, batch_size, optimizer, lr, 
                       freeze=freeze, epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr,
                       schedule=schedule, seed=seed, augment=AugmentConfig(enabled=not no_augment),
                       aug_passes=aug_passes, cache_features=not no_cache, length=length, split=split_method,
-                      val_fraction=val_fraction, resume=resume, device=device, method=method)
+                      val_fraction=val_fraction, resume=resume, device=device, method=method,
+                      size=tuple(input_size) if input_size else None)
     result = run(cfg, say=click.echo, progress=sys.stderr.isatty())
     if result.get("rank", 0) != 0:
         return  # under torchrun, rank 0 reports
@@ -399,13 +406,15 @@ def bench_cifar10(data_path, pretrained, subset, test_subset, epochs, size, batc
 @click.option("--cifar-backbone", type=click.Path(), default="checkpoints/cifar10-resnet18.pt", show_default=True,
               help="Backbone from `captcha pretrain --source cifar10` (its row is skipped when absent).")
 @click.option("--epochs", default=6, show_default=True)
-@click.option("--small", default=10, show_default=True, help="Images per character for the small-data column.")
+@click.option("--small", default=10, show_default=True, help="Images per character for the small-data column (course data).")
+@click.option("--small-captchas", default=100, show_default=True,
+              help="Training captchas for the small-data column (data with captchas/train and labels.csv).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default="runs/bench-transfer", show_default=True)
-def bench_transfer(data_path, cifar_backbone, epochs, small, out_dir) -> None:
+def bench_transfer(data_path, cifar_backbone, epochs, small, small_captchas, out_dir) -> None:
     """Starting point x freeze level table of full-string accuracy and training time."""
     from .transfer import bench_transfer as run, format_transfer
 
-    res = run(data_path, cifar_backbone, epochs, small, out_dir=out_dir, say=click.echo)
+    res = run(data_path, cifar_backbone, epochs, small, out_dir=out_dir, say=click.echo, small_captchas=small_captchas)
     click.echo(format_transfer(res))
     click.echo(f"wrote {out_dir}/transfer.md and transfer.json")
 

@@ -13,7 +13,6 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from .charset import Charset
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +70,7 @@ def evaluate_checkpoint(checkpoint: str | Path, data: str | Path | None = None, 
 
     from .checkpoint import load_checkpoint
     from .solve import Solver
-    from .train import validation_data
+    from .trainset import validation_data
 
     ckpt = load_checkpoint(checkpoint, kind="recognizer")
     solver = Solver.from_loaded(ckpt, checkpoint)

@@ -49,20 +49,48 @@ def _fewer_chars(data: Path, per_class: int, out: Path, seed: int = 0) -> Path:
     return out
 
 
+def _fewer_captchas(data: Path, count: int, out: Path) -> Path:
+    """A copy (symlinks) of a captcha dataset with only its first ``count`` training captchas."""
+    from .data import LABELS_FILE
+
+    src = data / "captchas" / "train"
+    dest = out / "captchas" / "train"
+    dest.mkdir(parents=True)
+    lines = (src / LABELS_FILE).read_text(encoding="utf-8-sig").splitlines()
+    rows = sorted(line for line in lines[1:] if line.strip())[:count]
+    for row in rows:
+        name = row.split(",")[0]
+        (dest / name).symlink_to((src / name).resolve())
+    (dest / LABELS_FILE).write_text("\n".join([lines[0]] + rows) + "\n", encoding="utf-8")
+    (out / "captchas" / "val").symlink_to((data / "captchas" / "val").resolve())
+    return out
+
+
 def bench_transfer(data: str | Path, cifar_backbone: str | None = None, epochs: int = 6, small: int = 10,
                    freezes: tuple[str, ...] = FREEZES, out_dir: str | Path = "runs/bench-transfer",
-                   say: Callable[[str], None] = log.info, **train_kw: Any) -> dict[str, Any]:
-    """Train every (start, freeze) cell on ``data``; returns and writes the table (Markdown + JSON)."""
+                   say: Callable[[str], None] = log.info, small_captchas: int = 100,
+                   **train_kw: Any) -> dict[str, Any]:
+    """Train every (start, freeze) cell on ``data``; returns and writes the table (Markdown + JSON).
+
+    The small-data column keeps ``small`` images per character (course data, frozen as the default
+    does for single characters) or the first ``small_captchas`` training captchas (captcha data,
+    fine-tuned whole as the default does for crops cut from captchas).
+    """
     data = Path(data)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     rows = starting_points(cifar_backbone)
     cells: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        few = _fewer_chars(data, small, Path(tmp) / "few") if (data / "chars" / "train").is_dir() else None
+        small_col: list[tuple[str, Path, str]] = []
+        if (data / "chars" / "train").is_dir():
+            small_col = [(f"all, {small}/char", _fewer_chars(data, small, Path(tmp) / "few"), "all")]
+        elif (data / "captchas" / "train" / "labels.csv").is_file():
+            small_col = [(f"none, {small_captchas} captchas",
+                          _fewer_captchas(data, small_captchas, Path(tmp) / "few"), "none")]
         for row, source in rows.items():
             cells[row] = {}
-            columns = [(f, data, f) for f in freezes] + ([(f"all, {small}/char", few, "all")] if few else [])
+            columns = [(f, data, f) for f in freezes] + small_col
             for col, dataset, freeze in columns:
                 ckpt = Path(tmp) / f"{len(cells)}-{col.replace(' ', '').replace('/', '')}.pt"
                 res = train(TrainConfig(data=str(dataset), out=str(ckpt), pretrained=source, freeze=freeze,
@@ -72,7 +100,8 @@ def bench_transfer(data: str | Path, cifar_backbone: str | None = None, epochs: 
                                    "train_seconds": res["train_seconds"]}
                 say(f"{row:>20} | {col:<14} | full-string {100 * best.get('string_acc', 0):6.2f}% | "
                     f"{res['train_seconds']:.0f}s")
-    result = {"data": str(data), "epochs": epochs, "small_per_class": small, "cells": cells}
+    result = {"data": str(data), "epochs": epochs, "small_per_class": small, "small_captchas": small_captchas,
+              "cells": cells}
     (out_dir / "transfer.json").write_text(json.dumps(result, indent=2))
     (out_dir / "transfer.md").write_text(format_transfer(result) + "\n")
     return result

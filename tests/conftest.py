@@ -45,3 +45,15 @@ def tiny_model(tiny_data, tmp_path_factory) -> Path:
     train(TrainConfig(data=str(tiny_data), out=str(out), charset="ABC123", pretrained="glyphs", epochs=3,
                       batch_size=16, aug_passes=1))
     return out
+
+
+@pytest.fixture(scope="session")
+def flat_captchas(tmp_path_factory):
+    """A flat folder of 40 labelled captchas (labels in labels.csv), as a real site's set would be."""
+    from captcha.charset import Charset
+    from captcha.synth import SynthConfig, synth_dataset
+
+    root = tmp_path_factory.mktemp("flat")
+    synth_dataset(root / "src", SynthConfig(seed=5, train_per_class=8, val_per_class=1, captchas=1,
+                                            train_captchas=40, charset=Charset("ABC123")))
+    return root / "src" / "captchas" / "train"

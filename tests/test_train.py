@@ -1,12 +1,10 @@
 import math
 
-import numpy as np
 import pytest
 import torch
 
 from captcha.checkpoint import load_checkpoint
-from captcha.train import TrainConfig, flat_split, train
-from captcha.transforms import AugmentConfig
+from captcha.train import TrainConfig, train
 
 
 def _cfg(data, out, **kw) -> TrainConfig:
@@ -91,39 +89,6 @@ def test_same_seed_same_metrics(tiny_data, tmp_path):
     assert runs[0]["char_acc"] == runs[1]["char_acc"] and runs[0]["loss"] == runs[1]["loss"]
 
 
-def test_flat_split_is_deterministic():
-    names = [f"{i:04d}.png" for i in range(100)]
-    a = flat_split(names, 0.25, seed=1)
-    assert a == flat_split(list(reversed(names)), 0.25, seed=1) and len(a) == 25
-    assert a != flat_split(names, 0.25, seed=2)
-    with pytest.raises(ValueError):
-        flat_split(names, 1.5, 0)
-
-
-def test_augmentation_is_reproducible_and_switchable():
-    from PIL import Image
-
-    from captcha.transforms import Preprocess, TrainTransform
-
-    img = Image.new("RGB", (40, 40), (200, 210, 190))
-    t = TrainTransform(Preprocess(), AugmentConfig())
-    assert np.array_equal(t(img, 5), t(img, 5))
-    off = TrainTransform(Preprocess(), AugmentConfig(enabled=False))
-    assert np.array_equal(off(img, 5), Preprocess()(img))
-
-
-@pytest.fixture(scope="module")
-def flat_captchas(tmp_path_factory):
-    """A flat folder of 40 labelled captchas (labels in labels.csv), as a real site's set would be."""
-    from captcha.charset import Charset
-    from captcha.synth import SynthConfig, synth_dataset
-
-    root = tmp_path_factory.mktemp("flat")
-    synth_dataset(root / "src", SynthConfig(seed=5, train_per_class=8, val_per_class=1, captchas=1,
-                                            train_captchas=40, charset=Charset("ABC123")))
-    return root / "src" / "captchas" / "train"
-
-
 def test_training_from_whole_captchas_with_a_recorded_split(flat_captchas, tmp_path):
     from captcha.evaluate import evaluate_checkpoint
 
@@ -138,23 +103,6 @@ def test_training_from_whole_captchas_with_a_recorded_split(flat_captchas, tmp_p
     assert rep.captchas["string_acc"] == pytest.approx(ck["metrics"]["string_acc"])
 
 
-def test_length_comes_from_labels(tmp_path, flat_captchas):
-    import shutil
-
-    folder = tmp_path / "five"
-    folder.mkdir()
-    rows = ["filename,label"]
-    for i, src in enumerate(sorted(flat_captchas.glob("*.png"))[:12]):
-        shutil.copy(src, folder / f"{i:03d}.png")
-        rows.append(f"{i:03d}.png,{'ABC12' if i % 2 else 'C3B21'}")
-    (folder / "labels.csv").write_text("\n".join(rows) + "\n")
-    from captcha.charset import Charset
-    from captcha.train import load_training_data
-
-    data = load_training_data(_cfg(folder, tmp_path / "x.pt", val_fraction=0.25), Charset("ABC123"))
-    assert data.length == 5 and len(data.train_images) == 9 * 5
-
-
 def test_ctc_reads_whole_captchas(flat_captchas, tmp_path):
     from captcha.solve import Solver
 
@@ -165,3 +113,11 @@ def test_ctc_reads_whole_captchas(flat_captchas, tmp_path):
     assert ck["model"]["fc.weight"].shape[0] == 7  # 6 characters + the CTC blank
     sol = Solver.from_checkpoint(out).solve(next(flat_captchas.glob("*.png")))
     assert set(sol.text) <= set("ABC123") and len(sol.confidences) == len(sol.text)
+
+
+def test_default_freeze_follows_the_distance_from_the_pretraining_glyphs():
+    from captcha.train import default_freeze
+
+    assert default_freeze("classify", single_chars=True) == "all"  # clean single characters: head only
+    assert default_freeze("classify", single_chars=False) == "none"  # crops cut from real captchas
+    assert default_freeze("ctc", single_chars=True) == "none"  # whole captchas
