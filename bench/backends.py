@@ -23,7 +23,7 @@ def measure(solver: Solver, paths: list[str], labels: dict[str, str], repeat: in
     t0 = time.perf_counter()
     results = []
     for _ in range(repeat):
-        results = list(solver.solve_batch(paths, batch_size=256))
+        results = list(solver.solve_batch(paths, batch_size=64))
     rate = repeat * len(paths) / (time.perf_counter() - t0)
     right = sum(r.ok and r.solution.text == labels[Path(r.source).name] for r in results)
     return {"captchas_per_s": rate, "string_acc": right / len(paths)}
@@ -43,7 +43,7 @@ def main() -> None:
         rows = {"pytorch": measure(Solver.load(args.checkpoint, backend="torch"), paths, labels),
                 "onnx fp32": measure(Solver.load(rep["onnx"]), paths, labels),
                 "onnx int8": measure(Solver.load(rep["int8"]), paths, labels)}
-    print(f"{len(paths)} captchas from {folder}, solved 3 times each, batches of 256\n")
+    print(f"{len(paths)} captchas from {folder}, solved 3 times each, batches of 64\n")
     print("| backend | captchas/s | full-string accuracy |\n|---|---|---|")
     for name, r in rows.items():
         print(f"| {name} | {r['captchas_per_s']:.0f} | {100 * r['string_acc']:.2f}% |")
