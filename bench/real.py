@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from pipeline import solving_figures  # noqa: E402
 
 from captcha.charset import Charset  # noqa: E402
-from captcha.data import ordered_holdout, read_captcha_labels, split_captcha_folder  # noqa: E402
+from captcha.data import first_captchas, ordered_holdout, read_captcha_labels, split_captcha_folder  # noqa: E402
 from captcha.evaluate import evaluate_checkpoint  # noqa: E402
 from captcha.train import TrainConfig, train  # noqa: E402
 
@@ -42,15 +42,10 @@ def prepare(name: str, work: Path, limit: int | None = None) -> tuple[Path, list
     src = SHARED / name
     samples = read_captcha_labels(src, Charset(), problems=[])
     held = ordered_holdout([s.path.name for s in samples], 0.25)
-    out = work / f"{name}-{limit or 'all'}"
+    out = work / f"{name}-all"
     split_captcha_folder(src, out, held, Charset(), link=True)
     if limit:
-        train_dir = out / "captchas" / "train"
-        lines = (train_dir / "labels.csv").read_text().splitlines()
-        keep = lines[1:limit + 1]
-        for line in lines[limit + 1:]:
-            (train_dir / line.split(",")[0]).unlink()
-        (train_dir / "labels.csv").write_text("\n".join([lines[0]] + keep) + "\n")
+        out = first_captchas(out, limit, work / f"{name}-{limit}")
     test = [(s.path, s.label) for s in samples if s.path.name in held]
     return out, test
 

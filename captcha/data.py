@@ -317,11 +317,30 @@ def split_captcha_folder(src: str | Path, out: str | Path, val_names: set[str], 
         counts[split] += 1
     for split, items in rows.items():
         if items:
-            with open(out / "captchas" / split / LABELS_FILE, "w", newline="", encoding="utf-8") as fh:
-                w = csv.writer(fh, lineterminator="\n")
-                w.writerow(("filename", "label"))
-                w.writerows(items)
+            _write_labels(out / "captchas" / split, items)
     return counts
+
+
+def _write_labels(folder: Path, items: list[tuple[str, str]]) -> None:
+    with open(folder / LABELS_FILE, "w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh, lineterminator="\n")
+        w.writerow(("filename", "label"))
+        w.writerows(items)
+
+
+def first_captchas(data: str | Path, count: int, out: str | Path, charset: Charset = DEFAULT_CHARSET) -> Path:
+    """A course-layout view (symlinks) of ``data`` with only its first ``count`` training captchas
+    by file name, and the same validation captchas: the small-data side of a learning curve."""
+    data, out = Path(data), Path(out)
+    samples = sorted(read_captcha_labels(data / "captchas" / "train", charset, problems=[]),
+                     key=lambda s: s.path.name)[:count]
+    dest = out / "captchas" / "train"
+    dest.mkdir(parents=True)
+    for s in samples:
+        (dest / s.path.name).symlink_to(s.path.resolve())
+    _write_labels(dest, [(s.path.name, s.label) for s in samples])
+    (out / "captchas" / "val").symlink_to((data / "captchas" / "val").resolve())
+    return out
 
 
 def ordered_holdout(names: Sequence[str], fraction: float) -> set[str]:

@@ -119,17 +119,17 @@ def load_training_data(cfg: "TrainConfig", charset: Charset) -> TrainingData:
     parts = _read_parts(root, charset, cfg.val_fraction, cfg.seed)
     length = _length(cfg.length, parts.val_caps or parts.train_caps)
     segment = _segmenter(cfg, parts.train_caps, length, charset, cells=bool(parts.train_chars))
-    t_imgs, kept = load_images(parts.train_chars)
-    t_targets = [charset.encode(s.label)[0] for s in kept]
-    v_imgs, v_kept = load_images(parts.val_chars)
-    v_targets = [charset.encode(s.label)[0] for s in v_kept]
-    if cfg.method == "ctc":
+    if cfg.method == "ctc":  # whole captchas only: the single-character images are never decoded
         whole = [(im, lab) for im, lab in parts.train_caps if len(lab) == length]
         if not whole:
             raise DataError(f"{root}: --method ctc reads whole captchas and needs labelled training captchas "
                             "(captchas/train/ or a flat folder); single characters cannot train it")
         return TrainingData([im for im, _ in whole], [charset.encode(lab) for _, lab in whole], [], [],
                             parts.val_caps, length, segment, parts.split)
+    t_imgs, kept = load_images(parts.train_chars)
+    t_targets = [charset.encode(s.label)[0] for s in kept]
+    v_imgs, v_kept = load_images(parts.val_chars)
+    v_targets = [charset.encode(s.label)[0] for s in v_kept]
     c_imgs, c_targets = _crops_of(parts.train_caps, length, segment, charset)
     if not t_imgs and not c_imgs:
         raise DataError(f"{root}: no training images found; check it with `captcha data check {root}`")

@@ -16,6 +16,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
+from .charset import DEFAULT_ALPHABET, Charset
+from .data import first_captchas
 from .model import SHIPPED_BACKBONE, imagenet_weights_path
 from .train import TrainConfig, train
 
@@ -49,23 +51,6 @@ def _fewer_chars(data: Path, per_class: int, out: Path, seed: int = 0) -> Path:
     return out
 
 
-def _fewer_captchas(data: Path, count: int, out: Path) -> Path:
-    """A copy (symlinks) of a captcha dataset with only its first ``count`` training captchas."""
-    from .data import LABELS_FILE
-
-    src = data / "captchas" / "train"
-    dest = out / "captchas" / "train"
-    dest.mkdir(parents=True)
-    lines = (src / LABELS_FILE).read_text(encoding="utf-8-sig").splitlines()
-    rows = sorted(line for line in lines[1:] if line.strip())[:count]
-    for row in rows:
-        name = row.split(",")[0]
-        (dest / name).symlink_to((src / name).resolve())
-    (dest / LABELS_FILE).write_text("\n".join([lines[0]] + rows) + "\n", encoding="utf-8")
-    (out / "captchas" / "val").symlink_to((data / "captchas" / "val").resolve())
-    return out
-
-
 def bench_transfer(data: str | Path, cifar_backbone: str | None = None, epochs: int = 6, small: int = 10,
                    freezes: tuple[str, ...] = FREEZES, out_dir: str | Path = "runs/bench-transfer",
                    say: Callable[[str], None] = log.info, small_captchas: int = 100,
@@ -86,8 +71,9 @@ def bench_transfer(data: str | Path, cifar_backbone: str | None = None, epochs: 
         if (data / "chars" / "train").is_dir():
             small_col = [(f"all, {small}/char", _fewer_chars(data, small, Path(tmp) / "few"), "all")]
         elif (data / "captchas" / "train" / "labels.csv").is_file():
+            charset = Charset(train_kw.get("charset", DEFAULT_ALPHABET))
             small_col = [(f"none, {small_captchas} captchas",
-                          _fewer_captchas(data, small_captchas, Path(tmp) / "few"), "none")]
+                          first_captchas(data, small_captchas, Path(tmp) / "few", charset), "none")]
         for row, source in rows.items():
             cells[row] = {}
             columns = [(f, data, f) for f in freezes] + small_col

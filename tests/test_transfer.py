@@ -4,9 +4,9 @@ import shutil
 import pytest
 
 from captcha.charset import Charset
-from captcha.data import read_captcha_labels
+from captcha.data import first_captchas, read_captcha_labels
 from captcha.synth import SynthConfig, synth_dataset
-from captcha.transfer import _fewer_captchas, bench_transfer, format_transfer
+from captcha.transfer import bench_transfer, format_transfer
 
 
 @pytest.fixture(scope="module")
@@ -19,8 +19,8 @@ def captcha_data(tmp_path_factory):
     return root
 
 
-def test_fewer_captchas_keeps_the_first_n_and_the_same_val(captcha_data, tmp_path):
-    few = _fewer_captchas(captcha_data, 5, tmp_path / "few")
+def test_first_captchas_keeps_the_first_n_and_the_same_val(captcha_data, tmp_path):
+    few = first_captchas(captcha_data, 5, tmp_path / "few", Charset("ABC123"))
     cs = Charset("ABC123")
     kept = read_captcha_labels(few / "captchas" / "train", cs, problems=[])
     every = read_captcha_labels(captcha_data / "captchas" / "train", cs, problems=[])
