@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 from typing import Iterable, Iterator
 
+from .errors import ConfigError, DataError
 from .images import DEFAULT_MAX_PIXELS, is_image_name
 
 FIELDS = ("filename", "text", "confidence", "error")
@@ -107,9 +108,9 @@ def parse_shard(spec: str | None) -> tuple[int, int] | None:
     try:
         i, n = (int(v) for v in spec.split("/"))
     except ValueError:
-        raise ValueError(f"--shard {spec!r}: expected i/n, e.g. 0/4") from None
+        raise ConfigError(f"--shard {spec!r}: expected i/n, e.g. 0/4") from None
     if not (n >= 1 and 0 <= i < n):
-        raise ValueError(f"--shard {spec!r}: need 0 <= i < n")
+        raise ConfigError(f"--shard {spec!r}: need 0 <= i < n")
     return i, n
 
 
@@ -123,7 +124,7 @@ def merge_results(parts: Iterable[str | os.PathLike], out: str | os.PathLike) ->
             if header is None:
                 continue
             if tuple(header) != FIELDS:
-                raise ValueError(f"{part}: not a solve-batch CSV (header {header!r})")
+                raise DataError(f"{part}: not a solve-batch CSV (header {header!r})")
             for row in reader:
                 if row:
                     rows[row[0]] = row

@@ -6,10 +6,12 @@ import string
 from dataclasses import dataclass
 from typing import Any, Iterable
 
+from .errors import ConfigError
+
 DEFAULT_ALPHABET = string.digits + string.ascii_uppercase  # the course's 36 classes
 
 
-class CharsetError(ValueError):
+class CharsetError(ConfigError):
     """A label holds characters the charset cannot represent."""
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import pickle
 import tempfile
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +15,7 @@ from .errors import CheckpointError
 FORMAT = "captcha-checkpoint"
 VERSION = 1
 KINDS = ("recognizer", "backbone")
+NOT_A_CHECKPOINT = "corrupt, or not a checkpoint written by `captcha train` or `captcha pretrain`"
 REQUIRED = {
     "recognizer": ("arch", "charset", "preprocess", "length", "segment", "model"),
     "backbone": ("arch", "model"),
@@ -45,21 +45,34 @@ def save_checkpoint(payload: dict[str, Any], path: str | os.PathLike) -> Path:
     return path
 
 
-def load_checkpoint(path: str | os.PathLike, kind: str | None = None) -> dict[str, Any]:
-    """Read a checkpoint with ``weights_only=True`` and check that it is ours, complete and not too new."""
+def require_file(path: str | os.PathLike) -> Path:
+    """``path`` as a Path, or a CheckpointError saying how to get a checkpoint there."""
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"{path}: checkpoint not found (train one with `captcha train --out {path}`)")
+        raise CheckpointError(f"{path}: checkpoint not found; train one with `captcha train --out {path}`, "
+                              "or pass --checkpoint PATH")
+    return path
+
+
+def load_checkpoint(path: str | os.PathLike, kind: str | None = None) -> dict[str, Any]:
+    """Read a checkpoint with ``weights_only=True`` and check that it is ours, complete and not too new."""
+    path = require_file(path)
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         # weights_only refuses anything but tensors and plain containers: a crafted file stops here.
-        lines = [ln.strip() for ln in str(exc).splitlines() if "Unsupported" in ln or "WeightsUnpickler" in ln]
-        first = lines[0] if lines else type(exc).__name__
-        raise CheckpointError(f"{path}: refused, the file holds objects other than weights ({first}); "
+        refused = [ln.strip() for ln in str(exc).splitlines() if "Unsupported global" in ln]
+        if not refused:
+            raise CheckpointError(f"{path}: {NOT_A_CHECKPOINT}") from None
+        raise CheckpointError(f"{path}: refused, the file holds objects other than weights ({refused[0]}); "
                               "only load checkpoints you trust") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
-        raise CheckpointError(f"{path}: corrupt or not a PyTorch file ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
+    except IsADirectoryError:
+        raise CheckpointError(f"{path}: is a folder, not a checkpoint file") from None
+    except PermissionError:
+        raise CheckpointError(f"{path}: permission denied; check the file's permissions") from None
+    except Exception:  # noqa: BLE001 - torch.load raises KeyError, RuntimeError, ... on foreign bytes
+        # PyTorch's own message (which may ask the user to file a PyTorch issue) would mislead here.
+        raise CheckpointError(f"{path}: {NOT_A_CHECKPOINT}") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a captcha checkpoint (no format={FORMAT!r} marker)")
     version = ckpt.get("version")

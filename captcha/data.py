@@ -154,7 +154,9 @@ class DatasetReport:
 
     @property
     def usable(self) -> bool:
-        has_train = bool(self.chars.get("train")) or bool(self.captchas.get("train"))
+        # a flat folder ("all") is trained on after `captcha train` holds out its validation share
+        has_train = any(self.chars.get("train", {}).values()) or bool(self.captchas.get("train")) \
+            or bool(self.captchas.get("all"))
         return has_train and not self.problems
 
     def to_dict(self) -> dict:
@@ -294,12 +296,26 @@ class CaptchaDataset(ImageDataset):
 
 
 def split_captcha_folder(src: str | Path, out: str | Path, val_names: set[str], charset: Charset = DEFAULT_CHARSET,
-                         link: bool = False) -> dict[str, int]:
-    """Write a flat folder of labelled captchas as ``out/captchas/{train,val}`` (course layout)."""
+                         link: bool = False, force: bool = False) -> dict[str, int]:
+    """Write a flat folder of labelled captchas as ``out/captchas/{train,val}`` (course layout).
+
+    A non-empty ``out`` is refused (its old files would mix with the new split) unless ``force``,
+    which clears it first.
+    """
     import shutil
 
-    samples = read_captcha_labels(src, charset, problems=[])
     out = Path(out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        if not force:
+            raise DataError(f"--out {out}: already exists and is not empty; choose a new folder, "
+                            "or pass --force to replace its contents")
+        if out.resolve() in (Path(src).resolve(), *Path(src).resolve().parents):
+            raise DataError(f"--out {out}: holds the source folder {src}; --force would delete it")
+        if out.is_dir() and not out.is_symlink():
+            shutil.rmtree(out)
+        else:
+            out.unlink()
+    samples = read_captcha_labels(src, charset, problems=[])
     counts = {"train": 0, "val": 0}
     rows: dict[str, list[tuple[str, str]]] = {"train": [], "val": []}
     for s in samples:

@@ -15,3 +15,7 @@ class DataError(CaptchaError, ValueError):
 
 class CheckpointError(CaptchaError, ValueError):
     """A checkpoint file is missing, corrupt, foreign, too new or does not match."""
+
+
+class ConfigError(CaptchaError, ValueError):
+    """An option or setting is invalid (a bad value, a device that is not there, a contradiction)."""

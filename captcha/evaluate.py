@@ -64,18 +64,19 @@ class EvalReport:
 
 
 def evaluate_checkpoint(checkpoint: str | Path, data: str | Path | None = None, out_dir: str | Path | None = None,
-                        show_errors: int = 0) -> EvalReport:
-    """Evaluate a recognizer on its validation data: chars/val and captchas/val, or its held-out split."""
+                        show_errors: int = 0, dataset: str | Path | None = None) -> EvalReport:
+    """Evaluate a recognizer on its validation data (chars/val and captchas/val, or its held-out split;
+    ``data`` says where that dataset is now), or on any labelled ``dataset`` folder."""
     from sklearn.metrics import classification_report, confusion_matrix
 
     from .checkpoint import load_checkpoint
     from .solve import Solver
-    from .trainset import validation_data
+    from .trainset import labelled_data, validation_data
 
     ckpt = load_checkpoint(checkpoint, kind="recognizer")
     solver = Solver.from_loaded(ckpt, checkpoint)
     charset = solver.charset
-    val = validation_data(ckpt, data)
+    val = labelled_data(ckpt, dataset) if dataset is not None else validation_data(ckpt, data)
     chars: dict[str, Any] = {}
     true_chars: list[str] = []
     pred_chars: list[str] = []

@@ -91,7 +91,9 @@ def compiled_onnx(checkpoint: str | os.PathLike) -> Path:
 
     import torch
 
-    digest = hashlib.sha256(Path(checkpoint).read_bytes())
+    from .checkpoint import require_file
+
+    digest = hashlib.sha256(require_file(checkpoint).read_bytes())
     digest.update(str(torch.__version__).encode())
     target = cache_dir() / f"{digest.hexdigest()[:24]}.onnx"
     if target.is_file():

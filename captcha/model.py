@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import os
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ from torch import nn
 from torchvision.models import ResNet, ResNet18_Weights
 from torchvision.models.resnet import BasicBlock
 
-from .errors import CheckpointError
+from .errors import CheckpointError, ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +26,7 @@ FREEZE_LEVELS = ("none", "layer1", "layer2", "layer3", "layer4", "all")
 STAGES = ("stem", "layer1", "layer2", "layer3", "layer4")  # in forward order
 PRETRAINED_CHOICES = "auto, glyphs, imagenet, none or a PATH to a ResNet-18 checkpoint/state_dict"
 IMAGENET_FILE = "resnet18-f37072fd.pth"
-SHIPPED_BACKBONE = Path(__file__).resolve().parent.parent / "checkpoints" / "glyph-resnet18.pt"
+SHIPPED_BACKBONE_NAME = "glyph-resnet18.pt"  # package data: captcha/weights/, inside the wheel too
 
 
 class CharNet(ResNet):
@@ -55,7 +56,7 @@ class CharNet(ResNet):
     def freeze(self, level: str) -> "CharNet":
         """Freeze the stem through ``level`` (``all``: the whole backbone, only ``fc`` trains)."""
         if level not in FREEZE_LEVELS:
-            raise ValueError(f"unknown freeze level {level!r}; choose one of {', '.join(FREEZE_LEVELS)}")
+            raise ConfigError(f"unknown freeze level {level!r}; choose one of {', '.join(FREEZE_LEVELS)}")
         self.freeze_level = level
         frozen = set(self.frozen_stages())
         for name, mods in self.stage_modules().items():
@@ -129,7 +130,7 @@ METHODS = {"classify": CharNet, "ctc": SeqNet}
 def new_model(method: str, num_chars: int) -> CharNet:
     """An untrained network for ``method`` over ``num_chars`` characters (CTC adds the blank)."""
     if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+        raise ConfigError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
     return METHODS[method](num_chars + (1 if method == "ctc" else 0))
 
 
@@ -183,20 +184,31 @@ def load_backbone_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     return clean_state_dict(state)
 
 
+def shipped_backbone() -> Path:
+    """The glyph-pretrained backbone shipped inside the package (read through importlib.resources)."""
+    return Path(str(resources.files("captcha") / "weights" / SHIPPED_BACKBONE_NAME))
+
+
+def _shipped_state() -> tuple[str, dict[str, torch.Tensor]]:
+    path = shipped_backbone()
+    if not path.is_file():
+        raise CheckpointError(f"--pretrained glyphs: the shipped backbone {path} is missing from this install "
+                              "(reinstall captcha-transfer, or make one with `captcha pretrain --source glyphs` "
+                              "and pass --pretrained PATH)")
+    return f"glyphs:{path.name}", load_backbone_file(path)
+
+
 def resolve_pretrained(spec: str) -> tuple[str, dict[str, torch.Tensor] | None]:
     """Turn ``--pretrained`` into (a description of the source, a state_dict or None)."""
     spec = str(spec)
     if spec == "auto":
-        if SHIPPED_BACKBONE.is_file():
-            return f"glyphs:{SHIPPED_BACKBONE.name}", load_backbone_file(SHIPPED_BACKBONE)
+        if shipped_backbone().is_file():
+            return _shipped_state()
         if imagenet_weights_path().is_file():
             return "imagenet", _load_imagenet()
         return "none", None
     if spec == "glyphs":
-        if not SHIPPED_BACKBONE.is_file():
-            raise CheckpointError(f"--pretrained glyphs: the shipped backbone {SHIPPED_BACKBONE} is missing; "
-                                  "make one with `captcha pretrain --source glyphs`")
-        return f"glyphs:{SHIPPED_BACKBONE.name}", load_backbone_file(SHIPPED_BACKBONE)
+        return _shipped_state()
     if spec == "imagenet":
         return "imagenet", _load_imagenet()
     if spec == "none":
@@ -226,7 +238,7 @@ def build_model(num_classes: int, pretrained: str = "auto", freeze: str = "none"
                 method: str = "classify") -> tuple[CharNet, str]:
     """ResNet-18 with a head over ``num_classes`` characters, weights from ``pretrained``, frozen to ``freeze``."""
     if freeze not in FREEZE_LEVELS:
-        raise ValueError(f"unknown freeze level {freeze!r}; choose one of {', '.join(FREEZE_LEVELS)}")
+        raise ConfigError(f"unknown freeze level {freeze!r}; choose one of {', '.join(FREEZE_LEVELS)}")
     model = new_model(method, num_classes)
     source, state = resolve_pretrained(pretrained)
     if state is not None:

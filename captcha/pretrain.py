@@ -21,6 +21,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
+from .errors import ConfigError
 from .checkpoint import save_checkpoint
 from .model import ARCH, CharNet
 from .synth import GlyphStyle, font_files, render_char, seed_for
@@ -110,7 +111,7 @@ def _batches(cfg: PretrainConfig, pre: Preprocess) -> tuple[Iterator, int, tuple
         from .cifar import cifar_batches
 
         return cifar_batches(cfg, pre)
-    raise ValueError(f"unknown --source {cfg.source!r}; choose glyphs or cifar10")
+    raise ConfigError(f"unknown --source {cfg.source!r}; choose glyphs or cifar10")
 
 
 def pretrain(cfg: PretrainConfig, progress: bool = True) -> dict:

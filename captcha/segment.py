@@ -13,6 +13,8 @@ from typing import Callable
 import numpy as np
 from PIL import Image
 
+from .errors import ConfigError
+
 Box = tuple[int, int, int, int]
 SPLITTERS = ("equal", "projection", "components")
 
@@ -27,7 +29,7 @@ class SegmentConfig:
 
     def __post_init__(self) -> None:
         if self.method not in SPLITTERS:
-            raise ValueError(f"unknown splitter {self.method!r}; choose one of {', '.join(SPLITTERS)} (or auto when training)")
+            raise ConfigError(f"unknown splitter {self.method!r}; choose one of {', '.join(SPLITTERS)} (or auto when training)")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -205,7 +207,7 @@ def split_boxes(img: Image.Image, n: int, cfg: SegmentConfig | None = None) -> l
     """Boxes of the ``n`` characters of ``img``, left to right."""
     cfg = cfg or SegmentConfig()
     if n < 1:
-        raise ValueError("a captcha has at least one character")
+        raise ConfigError("a captcha has at least one character")
     boxes = _IMPL[cfg.method](img, n, cfg)
     assert len(boxes) == n, (cfg.method, len(boxes), n)
     w, h = img.size

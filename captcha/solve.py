@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image
 
 from .charset import Charset
-from .errors import CaptchaError
+from .errors import CaptchaError, ConfigError
 from .images import DEFAULT_MAX_PIXELS, ImageInput, load_image
 from .segment import SegmentConfig, split
 from .transforms import Preprocess
@@ -135,7 +135,7 @@ class Solver:
     def __init__(self, backend: Any, charset: Charset, pre: Preprocess, length: int,
                  segment: SegmentConfig, max_pixels: int = DEFAULT_MAX_PIXELS, method: str = "classify") -> None:
         if method not in ("classify", "ctc"):
-            raise ValueError(f"unknown method {method!r}; choose classify or ctc")
+            raise ConfigError(f"unknown method {method!r}; choose classify or ctc")
         self.method = method
         self.backend = backend
         self.charset = charset
@@ -160,7 +160,7 @@ class Solver:
 
             return cls.from_onnx(compiled_onnx(path), threads, max_pixels)
         if backend not in ("auto", "torch"):
-            raise ValueError(f"unknown backend {backend!r}; choose auto, torch or onnx")
+            raise ConfigError(f"unknown backend {backend!r}; choose auto, torch or onnx")
         ckpt = load_checkpoint(path, kind="recognizer")
         return cls.from_loaded(ckpt, path, threads, max_pixels)
 
@@ -181,7 +181,7 @@ class Solver:
         """An ``.onnx`` file or a checkpoint; ``backend`` is auto, torch or onnx."""
         if str(path).endswith(".onnx"):
             if backend == "torch":
-                raise ValueError(f"{path}: an ONNX file runs on ONNX Runtime, not --backend torch")
+                raise ConfigError(f"{path}: an ONNX file runs on ONNX Runtime, not --backend torch")
             return cls.from_onnx(path, threads, max_pixels)
         return cls.from_checkpoint(path, threads, max_pixels, backend=backend)
 

@@ -23,11 +23,12 @@ from torch import nn
 
 from .charset import DEFAULT_ALPHABET, Charset
 from .checkpoint import load_checkpoint, save_checkpoint
-from .errors import DataError
+from .errors import ConfigError, DataError
 from .evaluate import char_metrics, string_metrics
-from .model import ARCH, CharNet, build_model
+from .model import ARCH, CharNet, build_model, new_model
 from .solve import captcha_inputs
 from .synth import seed_for
+from .segment import SegmentConfig
 from .trainset import TrainingData, load_training_data
 from .transforms import AugmentConfig, Preprocess, TrainTransform, whole_captcha_size
 
@@ -63,8 +64,20 @@ class TrainConfig:
     split: str = "auto"  # auto: equal cells for course data, else the splitter a quick probe reads best
     val_fraction: float = 0.2  # flat folders of captchas only
     resume: bool = False
-    synth_if_missing: bool = True
+    synth_if_missing: bool = False  # the CLI sets it when --data is not given
     device: str = "auto"
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
+        """The config a checkpoint recorded (``asdict`` form), ignoring keys this version does not know."""
+        known = {f for f in cls.__dataclass_fields__}
+        kw = {k: v for k, v in d.items() if k in known}
+        kw["augment"] = AugmentConfig.from_dict(d.get("augment") or {})
+        kw["size"] = tuple(d["size"]) if d.get("size") else None
+        return cls(**kw)
+
+
+RESUME_OVERRIDES = ("epochs", "out", "device", "resume", "synth_if_missing")  # what a --resume command may change; the rest is recorded
 
 
 def default_freeze(method: str, single_chars: bool) -> str:
@@ -84,7 +97,7 @@ def make_optimizer(params, name: str, lr: float, weight_decay: float) -> torch.o
         return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
     if name == "sgd":
         return torch.optim.SGD(params, lr=lr, momentum=0.9, nesterov=True, weight_decay=weight_decay)
-    raise ValueError(f"unknown optimizer {name!r}; only {', '.join(OPTIMIZERS)} are supported")
+    raise ConfigError(f"unknown optimizer {name!r}; only {', '.join(OPTIMIZERS)} are supported")
 
 
 def make_schedule(opt: torch.optim.Optimizer, name: str, lr: float, total_steps: int):
@@ -99,7 +112,7 @@ def make_schedule(opt: torch.optim.Optimizer, name: str, lr: float, total_steps:
         return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, total_steps))
     if name == "constant":
         return torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
-    raise ValueError(f"unknown schedule {name!r}; choose one of {', '.join(SCHEDULES)}")
+    raise ConfigError(f"unknown schedule {name!r}; choose one of {', '.join(SCHEDULES)}")
 
 
 def _pass_images(images: list, transform: TrainTransform, seed: int, pass_id: int) -> torch.Tensor:
@@ -172,9 +185,9 @@ def resolve_device(name: str = "auto") -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda: no CUDA device is available here (use auto or cpu)")
+        raise ConfigError("--device cuda: no CUDA device is available here (use auto or cpu)")
     if name not in ("cpu", "cuda"):
-        raise ValueError(f"unknown device {name!r}; choose auto, cpu or cuda")
+        raise ConfigError(f"unknown device {name!r}; choose auto, cpu or cuda")
     return torch.device(name)
 
 
@@ -252,12 +265,14 @@ def environment() -> dict[str, str]:
 
 
 def ensure_data(cfg: TrainConfig, say: Callable[[str], None]) -> None:
-    """Generate the synthetic course dataset at ``cfg.data`` when it is the default and absent."""
+    """Generate the synthetic course dataset at ``cfg.data`` only when asked to and it is absent."""
     root = Path(cfg.data)
-    if root.exists() and any(root.iterdir()):
+    if root.is_dir() and any(root.iterdir()):
         return
     if not cfg.synth_if_missing:
-        raise DataError(f"{root}: dataset not found")
+        what = "is empty" if root.is_dir() else "is not a folder" if root.exists() else "does not exist"
+        raise DataError(f"--data {root}: the dataset folder {what}; check the path (without --data, "
+                        "`captcha train` makes the synthetic course dataset in ./data)")
     from .synth import SynthConfig, synth_dataset
 
     say(f"{root} not found: generating the synthetic course dataset there first (captcha data synth --out {root})")
@@ -273,23 +288,29 @@ def train(cfg: TrainConfig, say: Callable[[str], None] = log.info, progress: boo
     if rank == 0:
         ensure_data(cfg, say)
     _barrier(world)
-    charset = Charset(cfg.charset)
     out = Path(cfg.out)
     last_path = out.with_name(out.stem + ".last.pt")
     resume = load_checkpoint(last_path, kind="recognizer") if cfg.resume and last_path.is_file() else None
     if cfg.resume and resume is None:
         say(f"--resume: no {last_path} yet, starting afresh")
-    data = load_training_data(cfg, charset)
-    pretrained = resume["pretrained"] if resume else cfg.pretrained
-    model, source = build_model(len(charset), "none" if resume else pretrained, "none", cfg.method)
-    if source == "none" and not resume and cfg.pretrained == "auto":
-        say("no pretrained backbone found: training from random initialisation with full fine-tuning "
-            "(get one with `captcha pretrain --source glyphs`, or put ImageNet's resnet18-f37072fd.pth "
-            "in $TORCH_HOME/hub/checkpoints/)")
-    # The course's rule: with a backbone pretrained on a similar task and little target data, freeze it
-    # all and train the head (measured best on the synthetic course data); without one, train everything.
-    freeze = cfg.freeze or ("none" if (resume and resume["pretrained"] == "none") or source == "none"
-                            else default_freeze(cfg.method, data.single_chars))
+    if resume:
+        cfg = resumed_config(cfg, resume["train_config"])
+    charset = Charset(cfg.charset)
+    if resume:
+        # Everything that shaped the interrupted run comes from its checkpoint: the weights below
+        # replace the start point, and the splitter is not chosen again.
+        data = load_training_data(cfg, charset, SegmentConfig.from_dict(resume["segment"]))
+        model, source, freeze = new_model(cfg.method, len(charset)), resume["pretrained"], resume["freeze"]
+    else:
+        data = load_training_data(cfg, charset)
+        model, source = build_model(len(charset), cfg.pretrained, "none", cfg.method)
+        if source == "none" and cfg.pretrained == "auto":
+            say("no pretrained backbone found: training from random initialisation with full fine-tuning "
+                "(get one with `captcha pretrain --source glyphs`, or put ImageNet's resnet18-f37072fd.pth "
+                "in $TORCH_HOME/hub/checkpoints/)")
+        # The course's rule: with a backbone pretrained on a similar task and little target data, freeze
+        # it all and train the head; without one, train everything.
+        freeze = cfg.freeze or ("none" if source == "none" else default_freeze(cfg.method, data.single_chars))
     model.freeze(freeze)
     device = resolve_device(cfg.device)
     if device.type == "cuda" and world > 1:
@@ -324,9 +345,12 @@ def train(cfg: TrainConfig, say: Callable[[str], None] = log.info, progress: boo
     if resume:
         model.load_state_dict(resume["model"])
         opt.load_state_dict(resume["optimizer"])
-        sched.load_state_dict(resume["scheduler"])
         history = list(resume["history"])
         start_epoch = int(resume["epoch"]) + 1
+        if resume["train_config"]["epochs"] == cfg.epochs:
+            sched.load_state_dict(resume["scheduler"])
+        elif start_epoch < cfg.epochs:  # a longer run: follow its schedule from the step reached
+            fast_forward(sched, start_epoch * steps_per_epoch)
         train_seconds = float(resume["metrics"].get("train_seconds", 0.0))
         best = max((_score(h) for h in history), default=best)
         say(f"resuming from {last_path} at epoch {start_epoch + 1}/{cfg.epochs}")
@@ -393,6 +417,24 @@ def train(cfg: TrainConfig, say: Callable[[str], None] = log.info, progress: boo
     training_curve(history, curve, title=f"{out.name}: pretrained={source}, freeze={freeze}")
     return {"checkpoint": str(out), "curve": str(curve), "history": history,
             "best": final["metrics"] if final else {}, "train_seconds": train_seconds}
+
+
+def resumed_config(given: TrainConfig, recorded: dict[str, Any]) -> TrainConfig:
+    """The interrupted run's recorded config, with only :data:`RESUME_OVERRIDES` taken from ``given``."""
+    cfg = TrainConfig.from_dict(recorded)
+    for name in RESUME_OVERRIDES:
+        setattr(cfg, name, getattr(given, name))
+    return cfg
+
+
+def fast_forward(sched: Any, steps: int) -> None:
+    """Advance a fresh per-step schedule by ``steps`` without training (resuming with new --epochs)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "scheduler.step() before optimizer.step()": intended here
+        for _ in range(steps):
+            sched.step()
 
 
 def _barrier(world: int) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import random
 import warnings
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
@@ -19,7 +20,7 @@ import numpy as np
 
 from .charset import Charset
 from .data import detect_layout, load_images, read_captcha_labels, read_char_folder
-from .errors import DataError
+from .errors import ConfigError, DataError
 from .segment import SegmentConfig, split
 from .synth import seed_for
 from .transforms import Preprocess
@@ -59,7 +60,7 @@ class _Parts:
 def flat_split(names: list[str], val_fraction: float, seed: int) -> set[str]:
     """Deterministic held-out file names of a flat captcha folder."""
     if not 0 < val_fraction < 1:
-        raise ValueError(f"--val-fraction must be between 0 and 1, got {val_fraction}")
+        raise ConfigError(f"--val-fraction must be between 0 and 1, got {val_fraction}")
     order = sorted(names)
     random.Random(seed_for(seed, "split")).shuffle(order)
     return set(order[: max(1, round(len(order) * val_fraction))])
@@ -105,20 +106,25 @@ def _crops_of(captchas: list[Captcha], length: int, segment: SegmentConfig, char
     return images, targets
 
 
-def _length(cfg_length: int | None, captchas: list[Captcha]) -> int:
+def _length(cfg_length: int | None, captchas: list[Captcha], root: Path) -> int:
+    """The captcha length: ``--length`` when given (and found in the labels), else the most common one."""
+    counts = Counter(len(lab) for _, lab in captchas)
     if cfg_length:
+        if counts and cfg_length not in counts:
+            found = ", ".join(f"{n} of length {k}" for k, n in sorted(counts.items()))
+            raise DataError(f"--length {cfg_length}: no captcha in {root} has {cfg_length} characters "
+                            f"(found {found}); drop --length or fix the labels")
         return cfg_length
-    lengths = [len(lab) for _, lab in captchas]
-    return max(set(lengths), key=lengths.count) if lengths else 4
+    return counts.most_common(1)[0][0] if counts else 4
 
 
-def load_training_data(cfg: "TrainConfig", charset: Charset) -> TrainingData:
+def load_training_data(cfg: "TrainConfig", charset: Charset, segment: SegmentConfig | None = None) -> TrainingData:
     """Read the dataset at ``cfg.data`` in either layout; split captchas into training crops (classify)
-    or keep them whole (ctc)."""
+    or keep them whole (ctc). ``segment`` fixes the splitter (a resumed run) instead of choosing one."""
     root = Path(cfg.data)
     parts = _read_parts(root, charset, cfg.val_fraction, cfg.seed)
-    length = _length(cfg.length, parts.val_caps or parts.train_caps)
-    segment = _segmenter(cfg, parts.train_caps, length, charset, cells=bool(parts.train_chars))
+    length = _length(cfg.length, parts.val_caps + parts.train_caps, root)
+    segment = segment or _segmenter(cfg, parts.train_caps, length, charset, cells=bool(parts.train_chars))
     if cfg.method == "ctc":  # whole captchas only: the single-character images are never decoded
         whole = [(im, lab) for im, lab in parts.train_caps if len(lab) == length]
         if not whole:
@@ -147,11 +153,29 @@ def validation_data(ckpt: dict[str, Any], data: str | Path | None = None) -> Tra
     conf = ckpt["train_config"]
     recorded = info.get("val_files") if info.get("layout") == "flat" else None
     parts = _read_parts(root, charset, conf.get("val_fraction", 0.2), conf.get("seed", 0), recorded, val_only=True)
+    return _evaluation_data(parts, ckpt, charset, root)
+
+
+def labelled_data(ckpt: dict[str, Any], data: str | Path) -> TrainingData:
+    """Any labelled data for `captcha eval DATASET`: every captcha of a flat folder, or the chars/val
+    and captchas/val parts of a course-layout dataset."""
+    root = Path(data)
+    if not root.is_dir():
+        raise DataError(f"{root}: dataset folder does not exist")
+    charset = Charset.from_dict(ckpt["charset"])
+    if detect_layout(root) == "course":
+        parts = _read_parts(root, charset, 0.2, 0, val_only=True)
+    else:
+        parts = _Parts([], [], [], _captchas(root, charset), {"layout": "flat", "root": str(root)})
+    return _evaluation_data(parts, ckpt, charset, root)
+
+
+def _evaluation_data(parts: _Parts, ckpt: dict[str, Any], charset: Charset, root: Path) -> TrainingData:
     v_imgs, v_kept = load_images(parts.val_chars)
     if not v_imgs and not parts.val_caps:
-        raise DataError(f"{root}: no validation data (chars/val or captchas/val)")
+        raise DataError(f"{root}: no labelled data to evaluate (chars/val, captchas/val, or labelled captchas)")
     return TrainingData([], [], v_imgs, [charset.encode(s.label)[0] for s in v_kept], parts.val_caps,
-                        int(ckpt["length"]), SegmentConfig.from_dict(ckpt["segment"]), info)
+                        int(ckpt["length"]), SegmentConfig.from_dict(ckpt["segment"]), parts.split)
 
 
 def _segmenter(cfg: "TrainConfig", train_caps: list[Captcha], length: int, charset: Charset,

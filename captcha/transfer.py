@@ -18,7 +18,7 @@ from typing import Any, Callable
 
 from .charset import DEFAULT_ALPHABET, Charset
 from .data import first_captchas
-from .model import SHIPPED_BACKBONE, imagenet_weights_path
+from .model import imagenet_weights_path, shipped_backbone
 from .train import TrainConfig, train
 
 log = logging.getLogger(__name__)
@@ -31,7 +31,7 @@ def starting_points(cifar_backbone: str | None) -> dict[str, str]:
     rows = {"none (random init)": "none"}
     if cifar_backbone and Path(cifar_backbone).is_file():
         rows["cifar10-pretrained"] = cifar_backbone
-    if SHIPPED_BACKBONE.is_file():
+    if shipped_backbone().is_file():
         rows["glyph-pretrained"] = "glyphs"
     if imagenet_weights_path().is_file():
         rows["imagenet"] = "imagenet"
@@ -82,7 +82,7 @@ def bench_transfer(data: str | Path, cifar_backbone: str | None = None, epochs: 
                 res = train(TrainConfig(data=str(dataset), out=str(ckpt), pretrained=source, freeze=freeze,
                                         epochs=epochs, synth_if_missing=False, **train_kw), say=lambda _m: None)
                 best = res["best"]
-                cells[row][col] = {"string_acc": best.get("string_acc"), "char_acc": best.get("char_acc"),
+                cells[row][col] = {"string_acc": best.get("string_acc"), "char_acc": best.get("char_acc", best.get("captcha_char_acc")),
                                    "train_seconds": res["train_seconds"]}
                 say(f"{row:>20} | {col:<14} | full-string {100 * best.get('string_acc', 0):6.2f}% | "
                     f"{res['train_seconds']:.0f}s")

@@ -15,6 +15,8 @@ import torch
 from PIL import Image
 from torch import nn
 
+from .errors import ConfigError
+
 COLUMNS = 8
 
 
@@ -35,7 +37,7 @@ def resolve_layers(model: nn.Module, spec: str) -> list[str]:
         else:
             inside = [c for c in convs if c.startswith(item + ".")]
             if not inside:
-                raise ValueError(f"no Conv2d called {item!r}; choose from all-conv or {', '.join(convs)}")
+                raise ConfigError(f"no Conv2d called {item!r}; choose from all-conv or {', '.join(convs)}")
             names.append(inside[-1])  # a stage: its last convolution, what the stage hands on
     return names
 

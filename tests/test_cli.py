@@ -66,3 +66,22 @@ def test_max_pixels_flag(tiny_model, tiny_data):
     img = next((tiny_data / "captchas" / "val").glob("*.png"))
     res = CliRunner().invoke(main, ["solve", "--checkpoint", str(tiny_model), "--max-pixels", "100", str(img)])
     assert res.exit_code == 1 and "over the limit of 100" in res.output
+
+
+def test_eval_any_labelled_folder_and_show_errors(tiny_model, flat_captchas, tmp_path):
+    """`captcha eval DATASET` reads every captcha of a flat folder; --show-errors draws the misread ones."""
+    r = CliRunner()
+    res = r.invoke(main, ["eval", str(flat_captchas), "--checkpoint", str(tiny_model), "--json",
+                          "--out", str(tmp_path / "plain")])
+    assert res.exit_code == 0, res.output
+    rep = json.loads(res.output)
+    assert rep["captchas"]["captchas"] == 40 and "errors" not in rep["files"]
+    wrong = round(40 * (1 - rep["captchas"]["string_acc"]))
+    assert wrong >= 2 and len(rep["errors"]) == min(wrong, 50)
+    res = r.invoke(main, ["eval", str(flat_captchas), "--checkpoint", str(tiny_model), "--json",
+                          "--show-errors", "2", "--out", str(tmp_path / "shown")])
+    sheet = json.loads(res.output)["files"]["errors"]
+    assert sheet == str(tmp_path / "shown" / "errors.png")
+    from PIL import Image
+
+    assert Image.open(sheet).height > 40

@@ -5,7 +5,8 @@ import pytest
 from torch.utils.data import DataLoader
 
 from captcha.charset import Charset
-from captcha.data import CaptchaDataset, CharDataset, check_dataset, label_from_name, read_captcha_labels
+from captcha.data import (CaptchaDataset, CharDataset, check_dataset, label_from_name, ordered_holdout,
+                          read_captcha_labels, split_captcha_folder)
 from captcha.errors import DataError
 from captcha.transforms import Preprocess
 
@@ -70,3 +71,47 @@ def test_datasets_work_with_dataloader(tiny_data):
     caps = CaptchaDataset(tiny_data / "captchas" / "val", CS, transform=lambda im: np.asarray(im.resize((64, 16))))
     x, labels = next(iter(DataLoader(caps, batch_size=4)))
     assert tuple(x.shape) == (4, 16, 64, 3) and all(len(t) == 4 for t in labels)
+
+
+def _named_copy(src_folder, dest, n=12):
+    """A flat folder whose labels are in the file names (no labels.csv)."""
+    dest.mkdir()
+    labels = dict(row.split(",") for row in (src_folder / "labels.csv").read_text().splitlines()[1:])
+    for i, name in enumerate(sorted(labels)[:n]):
+        shutil.copy(src_folder / name, dest / f"{labels[name]}_{i:03d}.png")
+    return dest
+
+
+def test_a_flat_folder_of_captchas_is_usable(flat_captchas, tmp_path):
+    """Step 1 of the README's real-site recipe: labels.csv, or labels in the file names."""
+    rep = check_dataset(flat_captchas, CS)
+    assert rep.layout == "flat" and rep.captchas == {"all": 40} and rep.usable, rep.problems
+    named = check_dataset(_named_copy(flat_captchas, tmp_path / "named"), CS)
+    assert named.captchas == {"all": 12} and named.usable, named.problems
+    empty = tmp_path / "only-labels"
+    empty.mkdir()
+    (empty / "labels.csv").write_text("filename,label\n")
+    assert not check_dataset(empty, CS).usable  # nothing to train on
+
+
+def test_ordered_holdout_takes_the_last_names():
+    names = [f"{i:03d}.png" for i in range(10)][::-1]
+    assert ordered_holdout(names, 0.3) == {"007.png", "008.png", "009.png"}
+    assert ordered_holdout(names, 0) == set()
+
+
+def test_split_folder_writes_both_parts_and_refuses_a_used_out(flat_captchas, tmp_path):
+    held = ordered_holdout([p.name for p in flat_captchas.glob("*.png")], 0.25)
+    out = tmp_path / "split"
+    assert split_captcha_folder(flat_captchas, out, held, CS) == {"train": 30, "val": 10}
+    val = read_captcha_labels(out / "captchas" / "val", CS)
+    assert {s.path.name for s in val} == held
+    src = {s.path.name: s.label for s in read_captcha_labels(flat_captchas, CS)}
+    assert all(src[s.path.name] == s.label for s in val)
+    with pytest.raises(DataError, match="--force"):
+        split_captcha_folder(flat_captchas, out, set(), CS)
+    # --force clears the old split first: no stale file stays behind in val
+    assert split_captcha_folder(flat_captchas, out, set(list(held)[:2]), CS, force=True) == {"train": 38, "val": 2}
+    assert len(list((out / "captchas" / "val").glob("*.png"))) == 2
+    with pytest.raises(DataError, match="source"):
+        split_captcha_folder(flat_captchas, flat_captchas.parent, held, CS, force=True)

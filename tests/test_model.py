@@ -25,8 +25,11 @@ def test_freeze_levels_choose_what_trains(level):
     frozen_bn = [m for name, m in model.named_modules() if isinstance(m, torch.nn.BatchNorm2d)
                  and name.split(".")[0] not in EXPECTED_TRAINABLE[level]]
     assert all(not m.training for m in frozen_bn)
+    # counted independently of count_parameters: torchvision's own ResNet-18, module by module
+    ref = resnet18(num_classes=36)
+    expected = sum(p.numel() for n, p in ref.named_parameters() if n.split(".")[0] in EXPECTED_TRAINABLE[level])
     counts = count_parameters(model)
-    assert counts["trainable"] + counts["frozen"] == counts["total"]
+    assert counts["trainable"] == expected and counts["total"] == sum(p.numel() for p in ref.parameters())
     if level == "all":
         assert counts["trainable"] == 512 * 36 + 36
 
@@ -56,9 +59,20 @@ def test_imagenet_loads_through_torchvision_when_cached():
         assert source == "imagenet"
         assert torch.equal(model.conv1.weight, ref.conv1.weight)
         assert model.fc.out_features == 36
-        assert resolve_pretrained("auto")[0] in ("imagenet",) or resolve_pretrained("auto")[0].startswith("glyphs")
+        # auto prefers the shipped glyph backbone, and takes ImageNet's only without it
+        assert resolve_pretrained("auto")[0] == "glyphs:glyph-resnet18.pt"
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr("captcha.model.shipped_backbone", lambda: path.parent / "absent.pt")
+            assert resolve_pretrained("auto")[0] == "imagenet"
     finally:
         path.unlink()
+
+
+def test_auto_without_any_backbone_is_none_and_glyphs_by_name_is_an_error(monkeypatch, tmp_path):
+    monkeypatch.setattr("captcha.model.shipped_backbone", lambda: tmp_path / "absent.pt")
+    assert resolve_pretrained("auto") == ("none", None)
+    with pytest.raises(CheckpointError, match="shipped backbone"):
+        resolve_pretrained("glyphs")
 
 
 def test_path_sources_and_mismatches(tmp_path):

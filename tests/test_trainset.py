@@ -47,7 +47,11 @@ def test_validation_reads_exactly_the_held_out_captchas(flat_captchas):
     assert [im.tobytes() for im, _ in val.captchas] == [im.tobytes() for im, _ in data.captchas]
     # the recorded file list wins over the seed, so a changed seed cannot move the held-out set
     ckpt["train_config"]["seed"] = 99
-    assert len(validation_data(ckpt).captchas) == len(data.captchas)
+    names = [p.name for p in flat_captchas.glob("*.png")]
+    assert flat_split(names, 0.25, 99) != set(data.split["val_files"])  # seed 99 alone would hold out others
+    again = validation_data(ckpt)
+    assert [im.tobytes() for im, _ in again.captchas] == [im.tobytes() for im, _ in data.captchas]
+    assert [lab for _, lab in again.captchas] == [lab for _, lab in data.captchas]
 
 
 def _uneven_captcha(text: str, rng: random.Random) -> Image.Image:

@@ -53,7 +53,8 @@ def test_summary_counts_per_freeze_level(level):
     stage_params = {"stem": 9408 + 128, "layer1": 147968, "layer2": 525568, "layer3": 2099712, "layer4": 8393728}
     frozen = sum(stage_params[st] for st in s["frozen_stages"])
     assert s["frozen_params"] == frozen
-    assert s["trainable_params"] == s["total_params"] - frozen
+    head = 36 * 513
+    assert s["trainable_params"] == sum(stage_params[st] for st in stage_params if st not in s["frozen_stages"]) + head
     assert s["total_params"] == 11_689_512 - 1000 * 513 + 36 * 513  # torchvision's 1000-way ResNet-18, new head
     assert "Conv2d (conv1)" in s["table"] and s["params_mb"] > 40
 

@@ -1,0 +1,74 @@
+"""The CLI's error contract: a user mistake is one line on stderr, exit code 2, never a traceback."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from captcha.cli import main
+
+# (arguments, words the one line must contain); {data}, {model}, {img}, {tmp} are filled in per test
+BAD = [
+    (["train", "--epochs", "0"], "--epochs"),
+    (["train", "--batch-size", "0"], "--batch-size"),
+    (["train", "--lr", "-0.01"], "--lr"),
+    (["train", "--val-fraction", "1.5"], "--val-fraction"),
+    (["train", "--charset", "AAB"], "repeats 'A'"),
+    (["train", "--data", "{tmp}/no-such-folder"], "does not exist"),
+    (["train", "--data", "{data}", "--charset", "ABC123", "--length", "5", "--out", "{tmp}/m.pt"], "--length 5"),
+    (["solve", "{img}"], "checkpoint not found"),
+    (["solve-batch", "{img}", "--out", "{tmp}/o.csv"], "checkpoint not found"),
+    (["serve"], "checkpoint not found"),
+    (["solve", "--checkpoint", "{tmp}/hello.pt", "{img}"], "not a checkpoint"),
+    (["solve", "--checkpoint", "{tmp}/random.pt", "{img}"], "not a checkpoint"),
+    (["solve-batch", "{img}", "--out", "{tmp}/o.csv", "--checkpoint", "{model}", "--shard", "5/2"], "--shard"),
+    (["solve-batch", "{img}", "--out", "{tmp}/o.csv", "--checkpoint", "{model}", "--shard", "x"], "--shard"),
+    (["solve-batch", "{tmp}/nothing-here", "--out", "{tmp}/o.csv", "--checkpoint", "{model}"], "could be read"),
+    (["visualize", "{img}", "--checkpoint", "{model}", "--layers", "layer9"], "layer9"),
+    (["merge-results", "{tmp}/hello.pt", "--out", "{tmp}/m.csv"], "not a solve-batch CSV"),
+    (["eval", "--checkpoint", "{model}"], "--val"),
+    (["eval", "{data}", "--val", "--checkpoint", "{model}"], "not both"),
+    (["no-such-command"], "No such command"),
+    (["data", "check", "{tmp}/no-such-folder"], "does not exist"),
+]
+if not torch.cuda.is_available():
+    BAD.append((["train", "--device", "cuda"], "CUDA"))
+
+
+@pytest.fixture
+def place(tmp_path, tiny_data, tiny_model, monkeypatch):
+    """A fresh working folder (no checkpoints/model.pt, no data/) and the files the cases name."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "hello.pt").write_text("hello\n")
+    (tmp_path / "random.pt").write_bytes(os.urandom(3000))
+    img = next((tiny_data / "captchas" / "val").glob("*.png"))
+    return {"data": str(tiny_data), "model": str(tiny_model), "img": str(img), "tmp": str(tmp_path)}
+
+
+@pytest.mark.parametrize("args,needle", BAD, ids=[" ".join(a)[:50] for a, _ in BAD])
+def test_a_mistake_is_one_line_and_exit_2(place, args, needle):
+    res = CliRunner().invoke(main, [a.format(**place) for a in args])
+    assert res.exit_code == 2, res.output
+    assert res.exception is None or isinstance(res.exception, SystemExit), repr(res.exception)
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and needle in lines[0], res.stderr
+    assert "Traceback" not in res.output
+
+
+def test_a_missing_data_path_is_never_filled_with_synthetic_data(place, tmp_path):
+    CliRunner().invoke(main, ["train", "--data", str(tmp_path / "typo"), "--epochs", "1"])
+    assert not (tmp_path / "typo").exists() and not (tmp_path / "data").exists()
+
+
+def test_the_first_command_a_new_user_types(tmp_path, tiny_data):
+    """In a real process: `captcha solve x.png` with no model yet is one line, exit 2."""
+    img = next((tiny_data / "captchas" / "val").glob("*.png"))
+    proc = subprocess.run([sys.executable, "-m", "captcha", "solve", str(img)], cwd=tmp_path,
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        "error: checkpoints/model.pt: checkpoint not found; train one with "
+        "`captcha train --out checkpoints/model.pt`, or pass --checkpoint PATH"]
