@@ -14,8 +14,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from captcha.export import export_onnx
-from captcha.solve import Solver
+from captcha.inference.export import export_onnx
+from captcha.inference.load import load_solver
+from captcha.inference.solver import Solver
 
 
 def measure(solver: Solver, paths: list[str], labels: dict[str, str], repeat: int = 3) -> dict:
@@ -40,9 +41,9 @@ def main() -> None:
     paths = [str(folder / n) for n in sorted(labels)]
     with tempfile.TemporaryDirectory() as tmp:
         rep = export_onnx(args.checkpoint, Path(tmp) / "m.onnx", quantize=True)
-        rows = {"pytorch": measure(Solver.load(args.checkpoint, backend="torch"), paths, labels),
-                "onnx fp32": measure(Solver.load(rep["onnx"]), paths, labels),
-                "onnx int8": measure(Solver.load(rep["int8"]), paths, labels)}
+        rows = {"pytorch": measure(load_solver(args.checkpoint, backend="torch"), paths, labels),
+                "onnx fp32": measure(load_solver(rep["onnx"]), paths, labels),
+                "onnx int8": measure(load_solver(rep["int8"]), paths, labels)}
     print(f"{len(paths)} captchas from {folder}, solved 3 times each, batches of 64\n")
     print("| backend | captchas/s | full-string accuracy |\n|---|---|---|")
     for name, r in rows.items():

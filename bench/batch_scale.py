@@ -15,9 +15,11 @@ import resource
 import tempfile
 from pathlib import Path
 
-from captcha.batch import run_batch
-from captcha.synth import SynthConfig, synth_dataset
 from captcha.charset import Charset
+from captcha.config import SynthConfig
+from captcha.data.synth import synth_dataset
+from captcha.inference.batch import run_batch
+from captcha.inference.load import load_solver
 
 
 def main() -> None:
@@ -36,7 +38,7 @@ def main() -> None:
                 if i % 1000 == 0:
                     sub.mkdir(parents=True)
                 os.link(seeds[i % len(seeds)], sub / f"{i:06d}.png")
-            stats = run_batch([str(folder)], tmp / f"n{n}.csv", args.checkpoint, batch_size=256)
+            stats = run_batch([str(folder)], tmp / f"n{n}.csv", load_solver(args.checkpoint), batch_size=256)
             rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
             print(f"{n:>7} files: {stats['per_second']:.0f} captchas/s, {stats['errors']} errors, "
                   f"peak RSS so far {rss:.0f} MB")

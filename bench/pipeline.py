@@ -14,35 +14,16 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import time
 from pathlib import Path
 
 import torch
 
-from captcha.evaluate import evaluate_checkpoint
-from captcha.solve import Solver
-from captcha.train import TrainConfig, train
-
-
-def solving_figures(checkpoint: str, images: list[Path], repeat: int = 4) -> dict:
-    """Batch throughput (files decoded, split, classified) and single-image latency."""
-    solver = Solver.from_checkpoint(checkpoint)
-    paths = [str(p) for p in images] * repeat
-    list(solver.solve_batch(paths[:64]))  # warm-up
-    t0 = time.perf_counter()
-    n = sum(1 for r in solver.solve_batch(paths, batch_size=128) if r.ok)
-    batch_rate = n / (time.perf_counter() - t0)
-    data = [p.read_bytes() for p in images[:200]]
-    for d in data[:10]:
-        solver.solve(d)
-    lat = []
-    for d in data:
-        t = time.perf_counter()
-        solver.solve(d)
-        lat.append(time.perf_counter() - t)
-    return {"batch_captchas_per_s": batch_rate, "single_ms_median": 1000 * statistics.median(lat),
-            "single_ms_p90": 1000 * sorted(lat)[int(0.9 * len(lat))]}
+from captcha.bench.speed import solving_figures
+from captcha.config import TrainConfig
+from captcha.eval.evaluate import evaluate_checkpoint
+from captcha.inference.load import load_solver
+from captcha.training.train import train
 
 
 def main() -> None:
@@ -62,7 +43,7 @@ def main() -> None:
     result["val_char_acc"] = rep.chars.get("char_acc")
     result["val_string_acc"] = rep.captchas.get("string_acc")
     images = sorted((Path(args.data) / "captchas" / "val").glob("*.png"))
-    result.update(solving_figures(args.out, images))
+    result.update(solving_figures(load_solver(args.out), images))
     print(json.dumps(result, indent=2))
     print(f"\ntraining: {result.get('train_wall_s', float('nan')):.1f} s wall "
           f"({result.get('train_loop_s', float('nan')):.1f} s in the training loop); "

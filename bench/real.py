@@ -19,14 +19,18 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from pipeline import solving_figures  # noqa: E402
-
-from captcha.charset import Charset  # noqa: E402
-from captcha.data import first_captchas, ordered_holdout, read_captcha_labels, split_captcha_folder  # noqa: E402
-from captcha.evaluate import evaluate_checkpoint  # noqa: E402
-from captcha.train import TrainConfig, train  # noqa: E402
+from captcha.bench.speed import solving_figures
+from captcha.charset import Charset
+from captcha.config import TrainConfig
+from captcha.data.layout import (
+    first_captchas,
+    ordered_holdout,
+    read_captcha_labels,
+    split_captcha_folder,
+)
+from captcha.eval.evaluate import evaluate_checkpoint
+from captcha.inference.load import load_solver
+from captcha.training.train import train
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 SETS = ("henan_digits4", "sysu_alnum4", "captcha_images_v2")
@@ -81,7 +85,7 @@ def run_set(name: str, work: Path, epochs: int, limit: int | None = None, solve:
            "string_acc": rep.captchas["string_acc"], "char_acc": rep.captchas["captcha_char_acc"],
            "train_wall_s": wall, "train_loop_s": res["train_seconds"]}
     if solve:
-        row.update(solving_figures(str(out), [p for p, _ in test]))
+        row.update(solving_figures(load_solver(out), [p for p, _ in test]))
     return row
 
 

@@ -3,8 +3,8 @@
 The public API, imported lazily so that `import captcha` stays cheap and the ONNX path never
 pulls in PyTorch::
 
-    from captcha import Solver, Charset
-    Solver.from_checkpoint("checkpoints/model.pt").solve("captcha.png").text
+    from captcha import load_solver
+    load_solver("checkpoints/model.pt").solve("captcha.png").text
 """
 
 from importlib import import_module
@@ -12,9 +12,12 @@ from importlib import import_module
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "Charset": "charset", "Solver": "solve", "Solution": "solve", "TrainConfig": "train", "train": "train",
-    "SynthConfig": "synth", "synth_dataset": "synth", "check_dataset": "data", "evaluate_checkpoint": "evaluate",
-    "CaptchaError": "errors", "ImageError": "errors", "DataError": "errors", "CheckpointError": "errors",
+    "Charset": "charset", "CaptchaError": "errors", "ImageError": "errors", "DataError": "errors",
+    "CheckpointError": "errors", "ConfigError": "errors",
+    "TrainConfig": "config", "SynthConfig": "config", "PretrainConfig": "config", "ServeConfig": "config",
+    "load_solver": "inference.load", "Solver": "inference.solver", "Solution": "inference.decode",
+    "train": "training.train", "pretrain": "training.pretrain", "synth_dataset": "data.synth",
+    "check_dataset": "data.layout", "evaluate_checkpoint": "eval.evaluate",
 }
 __all__ = sorted(_EXPORTS)
 

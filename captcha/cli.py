@@ -1,4 +1,14 @@
-"""The `captcha` command: thin click wrappers over the library; no training loop lives here."""
+"""The `captcha` command: thin click wrappers over the library, with one contract for every command.
+
+- Defaults and choices come from ``config`` (shown in every --help); nothing is restated here.
+- ``--out`` always names a file, ``--out-dir`` a folder; ``--data`` always names a dataset folder.
+- ``--batch-size``, ``--device``, ``--backend``, ``--max-pixels`` and ``--json`` mean the same
+  wherever they appear.
+- Every user mistake is one ``error:`` line on stderr and exit code 2.
+
+Each command imports its library module when it runs: `captcha --help` stays instant, and
+`captcha solve model.onnx` never loads PyTorch (an optional heavy dependency on that path).
+"""
 
 from __future__ import annotations
 
@@ -6,14 +16,40 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import click
 
+from . import __version__
 from .charset import DEFAULT_ALPHABET, Charset
+from .config import (
+    BACKENDS,
+    DEFAULT_CHECKPOINT,
+    DEFAULT_DATA,
+    DEFAULT_MAX_PIXELS,
+    DEVICES,
+    FREEZE_LEVELS,
+    METHODS,
+    OPTIMIZERS,
+    PRETRAIN_SOURCES,
+    PRETRAINED_HELP,
+    SCHEDULES,
+    SOLVE_BATCH_SIZE,
+    SPLIT_CHOICES,
+    PretrainConfig,
+    ServeConfig,
+    SynthConfig,
+    TrainConfig,
+)
 from .errors import CaptchaError
-from .images import DEFAULT_MAX_PIXELS
-from .model import FREEZE_LEVELS
+
+
+class _Command(click.Command):
+    """A command whose --help shows every default."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["context_settings"] = {"show_default": True, **(kwargs.get("context_settings") or {})}
+        super().__init__(*args, **kwargs)
 
 
 class _Group(click.Group):
@@ -23,7 +59,8 @@ class _Group(click.Group):
     arguments) and files the system refuses (permissions, a full disk).
     """
 
-    group_class = type  # subgroups (data, bench) behave the same
+    group_class = type  # subgroups (data, bench, cache) behave the same
+    command_class = _Command
 
     def make_context(self, info_name, args, parent=None, **extra):
         try:
@@ -61,64 +98,106 @@ def _charset(alphabet: str | None) -> Charset:
     return Charset(alphabet) if alphabet else Charset()
 
 
+def _pct(v: Any) -> str:
+    return "n/a" if v is None or v != v else f"{100 * v:.2f}%"
+
+
+def _emit_json(obj: Any) -> None:
+    click.echo(json.dumps(obj, indent=2, default=str))
+
+
 POSITIVE = click.IntRange(min=1)
 COUNT = click.IntRange(min=0)
 POSITIVE_FLOAT = click.FloatRange(min=0, min_open=True)
 FRACTION = click.FloatRange(0, 1, min_open=True, max_open=True)
 LENGTH = click.IntRange(1, 32)
-DEFAULT_DATA = "data"
 SIDE = click.IntRange(8, 1024)
 
+# Options shared by several commands: one definition each, so they cannot drift apart.
 charset_option = click.option("--charset", "alphabet", default=None, metavar="CHARS",
-                              help=f"Alphabet of the classes (default {DEFAULT_ALPHABET}).")
+                              help=f"Alphabet of the classes [default: {DEFAULT_ALPHABET}; an alphabet without "
+                                   "lower case folds labels and answers to upper case].")
+checkpoint_option = click.option("--checkpoint", type=click.Path(), default=DEFAULT_CHECKPOINT, show_default=True,
+                                 help="A trained recognizer, or an exported .onnx file.")
+json_option = click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+max_pixels_option = click.option("--max-pixels", type=POSITIVE, default=DEFAULT_MAX_PIXELS, show_default=True,
+                                 help="Refuse images larger than this (checked from the header, before decoding).")
+backend_option = click.option("--backend", type=click.Choice(BACKENDS), default="auto", show_default=True,
+                              help="What runs the network: onnx (ONNX Runtime, the checkpoint compiled once and "
+                                   "cached), torch, or auto (onnx on the CPU when installed).")
+batch_size_option = click.option("--batch-size", type=POSITIVE, default=SOLVE_BATCH_SIZE, show_default=True,
+                                 help="Images per network call.")
+
+
+def device_option(what: str):
+    return click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True,
+                        help=f"Where {what} runs: auto (CUDA when available), cpu or cuda.")
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("-v", "--verbose", is_flag=True, help="Log more detail.")
+@click.version_option(__version__, "--version", prog_name="captcha")
+@click.option("-v", "--verbose", is_flag=True, help="Log more detail (the library's own messages only).")
 def main(verbose: bool) -> None:
     """Learn to read text captchas with transfer learning (ResNet-18), and read them fast on a CPU.
 
     Typical run: `captcha data synth`, `captcha train`, `captcha eval --val`, `captcha solve IMG`.
     """
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(message)s")
+    logger = logging.getLogger("captcha")  # ours only: other libraries' debug lines stay quiet
+    if not any(isinstance(h, _StderrHandler) for h in logger.handlers):
+        handler = _StderrHandler()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG if verbose else logging.INFO)
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is at the time (a test runner may swap it between commands)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value) -> None:
+        pass
 
 
 @main.group()
 def data() -> None:
-    """Make, check and split datasets in the course layout."""
+    """Make, check and split datasets."""
 
 
 @data.command("synth")
-@click.option("--out", type=click.Path(file_okay=False), default=DEFAULT_DATA, show_default=True, help="Dataset folder to write.")
-@click.option("--seed", default=0, show_default=True, help="Same seed, byte-identical files.")
-@click.option("--train-per-class", type=POSITIVE, default=50, show_default=True, help="Training images per character.")
-@click.option("--val-per-class", type=COUNT, default=10, show_default=True, help="Validation images per character.")
-@click.option("--captchas", type=COUNT, default=500, show_default=True, help="Validation captchas (4 val characters side by side).")
-@click.option("--train-captchas", type=COUNT, default=0, show_default=True, help="Training captchas, made from training characters.")
-@click.option("--length", type=LENGTH, default=4, show_default=True, help="Characters per captcha.")
+@click.option("--out-dir", type=click.Path(file_okay=False), default=DEFAULT_DATA, help="Dataset folder to write.")
+@click.option("--seed", default=SynthConfig.seed, help="Same seed, byte-identical files.")
+@click.option("--train-per-class", type=POSITIVE, default=SynthConfig.train_per_class, help="Training images per character.")
+@click.option("--val-per-class", type=COUNT, default=SynthConfig.val_per_class, help="Validation images per character.")
+@click.option("--captchas", type=COUNT, default=SynthConfig.captchas, help="Validation captchas (val characters side by side).")
+@click.option("--train-captchas", type=COUNT, default=SynthConfig.train_captchas, help="Training captchas, made from training characters.")
+@click.option("--length", type=LENGTH, default=SynthConfig.length, help="Characters per captcha.")
 @charset_option
-def data_synth(out, seed, train_per_class, val_per_class, captchas, train_captchas, length, alphabet) -> None:
+def data_synth(out_dir, seed, train_per_class, val_per_class, captchas, train_captchas, length, alphabet) -> None:
     """Write a synthetic course-sized dataset (fonts from matplotlib/Pillow, fully offline)."""
-    from .synth import SynthConfig, synth_dataset
+    from .data.synth import synth_dataset
 
-    counts = synth_dataset(out, SynthConfig(seed=seed, train_per_class=train_per_class, val_per_class=val_per_class,
-                                            captchas=captchas, train_captchas=train_captchas, length=length,
-                                            charset=_charset(alphabet)))
-    click.echo(f"wrote {out}: " + ", ".join(f"{n} {k}" for k, n in counts.items()))
+    counts = synth_dataset(out_dir, SynthConfig(seed=seed, train_per_class=train_per_class, val_per_class=val_per_class,
+                                                captchas=captchas, train_captchas=train_captchas, length=length,
+                                                charset=_charset(alphabet)))
+    click.echo(f"wrote {out_dir}: " + ", ".join(f"{n} {k}" for k, n in counts.items()))
 
 
 @data.command("check")
-@click.argument("directory", type=click.Path(), default=DEFAULT_DATA)
-@click.option("--length", type=LENGTH, default=None, help="Expected captcha length (default: the most common one).")
-@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option("--data", "data_dir", type=click.Path(), default=DEFAULT_DATA, help="Dataset folder.")
+@click.option("--length", type=LENGTH, default=None, help="Expected captcha length [default: the most common one].")
+@json_option
 @charset_option
-def data_check(directory, length, as_json, alphabet) -> None:
-    """Count a dataset and list every problem; exit 0 only when it is usable."""
-    from .data import check_dataset
+def data_check(data_dir, length, as_json, alphabet) -> None:
+    """Count a dataset and list every problem; exit 0 only when it is usable (1 when it is not)."""
+    from .data.layout import check_dataset
 
-    report = check_dataset(directory, _charset(alphabet), length)
+    report = check_dataset(data_dir, _charset(alphabet), length)
     if as_json:
-        click.echo(json.dumps(report.to_dict(), indent=2))
+        _emit_json(report.to_dict())
     else:
         click.echo(f"{report.root} ({report.layout} layout)")
         for split, classes in report.chars.items():
@@ -136,140 +215,140 @@ def data_check(directory, length, as_json, alphabet) -> None:
 
 
 @data.command("split")
-@click.argument("source", type=click.Path(exists=True, file_okay=False))
-@click.option("--out", type=click.Path(file_okay=False), required=True, help="Course-layout dataset to write.")
-@click.option("--val-fraction", type=FRACTION, default=0.2, show_default=True, help="Share of captchas held out for validation.")
-@click.option("--seed", default=0, show_default=True, help="Seed of the random split (as `captcha train --seed`).")
+@click.option("--data", "data_dir", type=click.Path(exists=True, file_okay=False), required=True,
+              help="A flat folder of labelled captchas.")
+@click.option("--out-dir", type=click.Path(file_okay=False), required=True, help="Dataset to write (captchas/train, captchas/val).")
+@click.option("--val-fraction", type=FRACTION, default=TrainConfig.val_fraction, help="Share of captchas held out for validation.")
+@click.option("--seed", default=TrainConfig.seed, help="Seed of the random split (as `captcha train --seed`).")
 @click.option("--ordered", is_flag=True, help="Hold out the last captchas in file-name order instead of a random share.")
 @click.option("--link", is_flag=True, help="Symlink instead of copying the images.")
-@click.option("--force", is_flag=True, help="Clear a non-empty --out first (it is refused otherwise).")
+@click.option("--force", is_flag=True, help="Clear a non-empty --out-dir first (it is refused otherwise).")
 @charset_option
-def data_split(source, out, val_fraction, seed, ordered, link, force, alphabet) -> None:
+def data_split(data_dir, out_dir, val_fraction, seed, ordered, link, force, alphabet) -> None:
     """Split a flat folder of labelled captchas into captchas/train and captchas/val."""
-    from .data import ordered_holdout, read_captcha_labels, split_captcha_folder
-    from .trainset import flat_split
+    from .data.layout import ordered_holdout, read_captcha_labels, split_captcha_folder
+    from .data.splits import flat_split
 
     cs = _charset(alphabet)
-    names = [s.path.name for s in read_captcha_labels(source, cs, problems=[])]
+    names = [s.path.name for s in read_captcha_labels(data_dir, cs, problems=[])]
     held = ordered_holdout(names, val_fraction) if ordered else flat_split(names, val_fraction, seed)
-    counts = split_captcha_folder(source, out, held, cs, link=link, force=force)
-    click.echo(f"wrote {out}: {counts['train']} training and {counts['val']} validation captchas")
+    counts = split_captcha_folder(data_dir, out_dir, held, cs, link=link, force=force)
+    click.echo(f"wrote {out_dir}: {counts['train']} training and {counts['val']} validation captchas")
 
 
 @main.command()
-@click.option("--source", type=click.Choice(["glyphs", "cifar10"]), default="glyphs", show_default=True,
+@click.option("--source", type=click.Choice(PRETRAIN_SOURCES), default=PretrainConfig.source,
               help="Task A: synthetic glyphs (similar to captchas) or CIFAR-10 (dissimilar).")
 @click.option("--data", "data_path", type=click.Path(), default=None, help="CIFAR-10 folder, tar.gz or cifar-10-batches-py.")
-@click.option("--out", type=click.Path(dir_okay=False), default=None, help="Backbone file (default checkpoints/<source>-resnet18.pt).")
-@click.option("--steps", type=POSITIVE, default=1300, show_default=True, help="Optimiser steps.")
-@click.option("--batch-size", type=POSITIVE, default=128, show_default=True)
-@click.option("--lr", type=POSITIVE_FLOAT, default=0.1, show_default=True, help="Peak learning rate (SGD, one-cycle).")
-@click.option("--seed", default=0, show_default=True)
-@click.option("--workers", type=COUNT, default=1, show_default=True, help="Processes rendering glyphs.")
-@click.option("--eval-every", type=POSITIVE, default=200, show_default=True, help="Steps between held-out evaluations.")
-def pretrain(source, data_path, out, steps, batch_size, lr, seed, workers, eval_every) -> None:
+@click.option("--out", type=click.Path(dir_okay=False), default=None, help="Backbone file [default: checkpoints/<source>-resnet18.pt].")
+@click.option("--steps", type=POSITIVE, default=PretrainConfig.steps, help="Optimiser steps.")
+@click.option("--batch-size", type=POSITIVE, default=PretrainConfig.batch_size, help="Images per step.")
+@click.option("--lr", type=POSITIVE_FLOAT, default=PretrainConfig.lr, help="Peak learning rate (SGD, one-cycle).")
+@click.option("--seed", default=PretrainConfig.seed)
+@click.option("--workers", type=COUNT, default=PretrainConfig.workers, help="Processes rendering glyphs.")
+@click.option("--eval-every", type=POSITIVE, default=PretrainConfig.eval_every, help="Steps between held-out evaluations.")
+@json_option
+def pretrain(source, data_path, out, steps, batch_size, lr, seed, workers, eval_every, as_json) -> None:
     """Pretrain a ResNet-18 backbone offline, for `captcha train --pretrained PATH`."""
-    from .pretrain import PretrainConfig, pretrain as run
+    from .training.pretrain import pretrain as run
 
-    default_out = "checkpoints/glyph-resnet18.pt" if source == "glyphs" else "checkpoints/cifar10-resnet18.pt"
-    cfg = PretrainConfig(source=source, data=data_path, out=out or default_out, steps=steps, batch_size=batch_size, lr=lr, seed=seed, workers=workers, eval_every=eval_every)
-    info = run(cfg)
+    cfg = PretrainConfig(source=source, data=data_path, out=out, steps=steps, batch_size=batch_size, lr=lr, seed=seed,
+                         workers=workers, eval_every=eval_every, command=" ".join(["captcha"] + sys.argv[1:]))
+    info = run(cfg, progress=sys.stderr.isatty() and not as_json)
+    if as_json:
+        _emit_json({"backbone": cfg.out_path, **info})
+        return
     held = ", ".join(f"{k} {100 * v:.2f}%" for k, v in info["heldout"].items())
-    click.echo(f"wrote {cfg.out} in {info['seconds'] / 60:.1f} min; held-out {held}")
+    click.echo(f"wrote {cfg.out_path} in {info['seconds'] / 60:.1f} min; held-out {held}")
 
 
 @main.command()
 @click.option("--data", "data_dir", type=click.Path(), default=None,
-              help="Course-layout dataset, or a flat folder of labelled captchas. Default: ./data, made by "
-                   "`captcha data synth` when absent (a --data path that does not exist is an error).")
-@click.option("--out", type=click.Path(dir_okay=False), default="checkpoints/model.pt", show_default=True,
+              help=f"Course-layout dataset, or a flat folder of labelled captchas [default: ./{DEFAULT_DATA}, made by "
+                   "`captcha data synth` when absent; a --data path that does not exist is an error].")
+@click.option("--out", type=click.Path(dir_okay=False), default=TrainConfig.out,
               help="Best checkpoint; <out>.last.pt (for --resume) and <out>.curve.png are written beside it.")
-@click.option("--pretrained", default="auto", show_default=True,
-              help="auto, glyphs, imagenet, none, or a PATH to a ResNet-18 checkpoint/state_dict.")
+@click.option("--pretrained", default=TrainConfig.pretrained, help=PRETRAINED_HELP + ".")
 @click.option("--freeze", type=click.Choice(FREEZE_LEVELS), default=None,
-              help="Frozen stages: all (only the head trains), layer1..layer4 (stem through that stage), none. "
-                   "Default: all when single-character images are given (a task close to the pretraining), "
-                   "else none (crops cut from real captchas, whole captchas, or no backbone).")
-@click.option("--epochs", type=POSITIVE, default=10, show_default=True)
-@click.option("--batch-size", type=POSITIVE, default=64, show_default=True)
-@click.option("--optimizer", type=click.Choice(["adamw", "sgd"]), default="adamw", show_default=True,
+              help="Frozen stages: all (only the head trains), layer1..layer4 (stem through that stage), none "
+                   "[default: all for single-character images (close to the pretraining), else none].")
+@click.option("--epochs", type=POSITIVE, default=TrainConfig.epochs)
+@click.option("--batch-size", type=POSITIVE, default=TrainConfig.batch_size, help="Images per step.")
+@click.option("--optimizer", type=click.Choice(OPTIMIZERS), default=TrainConfig.optimizer,
               help="adamw (tuned default) or the course's SGD with momentum 0.9.")
-@click.option("--lr", type=POSITIVE_FLOAT, default=None, help="Peak learning rate (default 2e-3 AdamW, 0.05 SGD).")
-@click.option("--schedule", type=click.Choice(["onecycle", "cosine", "constant"]), default="onecycle", show_default=True)
-@click.option("--seed", default=0, show_default=True)
+@click.option("--lr", type=POSITIVE_FLOAT, default=None, help="Peak learning rate [default: 2e-3 AdamW, 0.05 SGD].")
+@click.option("--schedule", type=click.Choice(SCHEDULES), default=TrainConfig.schedule)
+@click.option("--seed", default=TrainConfig.seed)
 @click.option("--no-augment", is_flag=True, help="Switch augmentation off.")
-@click.option("--aug-passes", type=POSITIVE, default=None, help="Distinct augmentation passes cycled over the epochs.")
+@click.option("--aug-passes", type=POSITIVE, default=None, help="Distinct augmentation passes cycled over the epochs [default: one per epoch].")
 @click.option("--no-cache", is_flag=True, help="With frozen stages, run them every batch instead of caching their output.")
-@click.option("--length", type=LENGTH, default=None, help="Characters per captcha (default: from the labels).")
-@click.option("--split", "split_method", type=click.Choice(["equal", "projection", "components", "auto"]),
-              default="auto", show_default=True,
+@click.option("--length", type=LENGTH, default=None, help="Characters per captcha [default: from the labels].")
+@click.option("--split", "split_method", type=click.Choice(SPLIT_CHOICES), default=TrainConfig.split,
               help="How captchas are cut into characters; auto: exact cells when chars/ is given, else the "
                    "splitter a quick linear probe on the pretrained features reads best.")
-@click.option("--method", type=click.Choice(["classify", "ctc"]), default="classify", show_default=True,
+@click.option("--method", type=click.Choice(METHODS), default=TrainConfig.method,
               help="classify: split into characters, classify each (the course). ctc: read the whole captcha "
                    "(segmentation-free, for touching or overlapping glyphs).")
 @click.option("--input-size", nargs=2, type=SIDE, default=None, metavar="H W",
-              help="Network input size (default: 32 32 crops; ctc: whole captchas near their native scale).")
-@click.option("--val-fraction", type=FRACTION, default=0.2, show_default=True, help="Held-out share of a flat captcha folder.")
+              help="Network input size [default: 32 32 crops; ctc: whole captchas near their native scale].")
+@click.option("--val-fraction", type=FRACTION, default=TrainConfig.val_fraction, help="Held-out share of a flat captcha folder.")
 @click.option("--resume", is_flag=True, help="Continue the interrupted run from <out>.last.pt.")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
-              help="auto: CUDA when available (bf16 mixed precision, channels-last), else the CPU.")
+@device_option("training")
+@json_option
 @charset_option
 def train(data_dir, out, pretrained, freeze, epochs, batch_size, optimizer, lr, schedule, seed, no_augment,
-          aug_passes, no_cache, length, split_method, method, input_size, val_fraction, resume, device,
+          aug_passes, no_cache, length, split_method, method, input_size, val_fraction, resume, device, as_json,
           alphabet) -> None:
     """Train the per-character ResNet-18 classifier (transfer learning) and keep the best checkpoint."""
-    from .train import TrainConfig, train as run
-    from .transforms import AugmentConfig
+    from .config import AugmentConfig
+    from .training.train import train as run
 
-    cfg = TrainConfig(data=data_dir or DEFAULT_DATA, synth_if_missing=data_dir is None, out=out, charset=_charset(alphabet).alphabet, pretrained=pretrained,
-                      freeze=freeze, epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr,
-                      schedule=schedule, seed=seed, augment=AugmentConfig(enabled=not no_augment),
-                      aug_passes=aug_passes, cache_features=not no_cache, length=length, split=split_method,
-                      val_fraction=val_fraction, resume=resume, device=device, method=method,
-                      size=tuple(input_size) if input_size else None)
-    result = run(cfg, say=click.echo, progress=sys.stderr.isatty())
+    cfg = TrainConfig(data=data_dir or DEFAULT_DATA, synth_if_missing=data_dir is None, out=out,
+                      charset=_charset(alphabet).alphabet, pretrained=pretrained, freeze=freeze, epochs=epochs,
+                      batch_size=batch_size, optimizer=optimizer, lr=lr, schedule=schedule, seed=seed,
+                      augment=AugmentConfig(enabled=not no_augment), aug_passes=aug_passes,
+                      cache_features=not no_cache, length=length, split=split_method, val_fraction=val_fraction,
+                      resume=resume, device=device, method=method, size=tuple(input_size) if input_size else None)
+    say = (lambda m: click.echo(m, err=True)) if as_json else click.echo
+    result = run(cfg, say=say, progress=sys.stderr.isatty() and not as_json)
     if result.get("rank", 0) != 0:
         return  # under torchrun, rank 0 reports
+    if as_json:
+        _emit_json(result)
+        return
     best = result["best"]
-    click.echo(f"best: val char acc {_pct(best.get('char_acc'))}, full-string acc {_pct(best.get('string_acc'))} "
-               f"(epoch {best.get('epoch')}); {result['train_seconds']:.1f}s of training")
+    click.echo(f"best: val char acc {_pct(best.get('char_acc', best.get('captcha_char_acc')))}, full-string acc "
+               f"{_pct(best.get('string_acc'))} (epoch {best.get('epoch')}); {result['train_seconds']:.1f}s of training")
     click.echo(f"wrote {result['checkpoint']} and {result['curve']}")
 
 
-def _pct(v) -> str:
-    return "n/a" if v is None or v != v else f"{100 * v:.2f}%"
-
-
 @main.command("eval")
-@click.argument("dataset", type=click.Path(), required=False)
 @click.option("--val", is_flag=True, help="Evaluate on the checkpoint's own validation data (the split it recorded).")
 @click.option("--data", "data_dir", type=click.Path(), default=None,
-              help="With --val: where the training dataset is now (default: the folder recorded in the checkpoint).")
-@click.option("--checkpoint", type=click.Path(), default="checkpoints/model.pt", show_default=True)
-@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
-              help="Folder for confusion.png (and errors.png); default: beside the checkpoint.")
-@click.option("--show-errors", type=COUNT, default=0, show_default=True, help="Write a sheet of the N most confidently misread captchas.")
-@click.option("--json", "as_json", is_flag=True)
-def evaluate(dataset, val, data_dir, checkpoint, out_dir, show_errors, as_json) -> None:
-    """Character, full-string and per-position accuracy, confusions, confusion-matrix PNG.
+              help="Without --val: evaluate every labelled captcha of this folder (chars/val and captchas/val of a "
+                   "course-layout dataset). With --val: where the dataset the checkpoint was trained on is now.")
+@checkpoint_option
+@click.option("--out-dir", type=click.Path(file_okay=False), default=None,
+              help="Folder for confusion.png (and errors.png) [default: <checkpoint>-eval beside the checkpoint].")
+@click.option("--show-errors", type=COUNT, default=0, help="Write a sheet of the N most confidently misread captchas.")
+@backend_option
+@device_option("the network")
+@json_option
+def evaluate(val, data_dir, checkpoint, out_dir, show_errors, backend, device, as_json) -> None:
+    """Character, full-string and per-position accuracy, confusions, confusion-matrix PNG."""
+    from .eval.evaluate import evaluate_checkpoint
 
-    `captcha eval --val` measures the held-out part of the data the checkpoint was trained on;
-    `captcha eval DATASET` measures any labelled data: every captcha of a flat folder, or the
-    chars/val and captchas/val parts of a course-layout dataset.
-    """
-    from .evaluate import evaluate_checkpoint
-
-    if val == bool(dataset):
-        fail("give --val or a DATASET folder, not both" if val else
-             "nothing to evaluate: give --val (the checkpoint's own validation data) or a DATASET folder")
-    if data_dir and not val:
-        fail("--data goes with --val; to evaluate another folder, pass it as DATASET")
+    if not val and not data_dir:
+        fail("nothing to evaluate: give --val (the checkpoint's own validation data) or --data DIR")
+    if str(checkpoint).endswith(".onnx"):
+        fail(f"{checkpoint}: evaluation needs the checkpoint (it records its data); pass the .pt file")
     out_dir = out_dir or str(Path(checkpoint).with_name(Path(checkpoint).stem + "-eval"))
-    rep = evaluate_checkpoint(checkpoint, data_dir, out_dir, show_errors, dataset=dataset)
+    rep = evaluate_checkpoint(checkpoint, data_dir if val else None, out_dir, show_errors,
+                              dataset=None if val else data_dir, backend=backend, device=device)
     if as_json:
-        click.echo(json.dumps(rep.to_dict(), indent=2))
+        _emit_json(rep.to_dict())
         return
+    click.echo(f"backend: {rep.backend}")
     if rep.chars:
         click.echo(f"character accuracy (chars/val): {_pct(rep.chars['char_acc'])} of {rep.chars['chars']}")
     caps = rep.captchas
@@ -280,25 +359,28 @@ def evaluate(dataset, val, data_dir, checkpoint, out_dir, show_errors, as_json) 
     if rep.confusions:
         click.echo("most frequent confusions (true->read x count): "
                    + ", ".join(f"{t}->{p} x{n}" for t, p, n in rep.confusions))
-    for kind, path in rep.files.items():
+    for path in rep.files.values():
         click.echo(f"wrote {path}")
 
 
 @main.command()
 @click.argument("images", nargs=-1, required=True)
-@click.option("--checkpoint", type=click.Path(), default="checkpoints/model.pt", show_default=True)
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per line: text, confidences, time.")
-@click.option("--max-pixels", type=POSITIVE, default=DEFAULT_MAX_PIXELS, show_default=True,
-              help="Refuse images larger than this (checked from the header, before decoding).")
-def solve(images, checkpoint, as_json, max_pixels) -> None:
+@checkpoint_option
+@json_option
+@max_pixels_option
+@backend_option
+@device_option("the network")
+def solve(images, checkpoint, as_json, max_pixels, backend, device) -> None:
     """Read captcha images (`-` reads image bytes from stdin); one line per image.
 
-    --checkpoint may be an exported .onnx file: it then runs on ONNX Runtime, without PyTorch.
+    Exit 1 when an image could not be read (its error is printed; the others are still read).
+    A reading that may be wrong (an image far from the training captchas' size, a CTC reading of
+    another length) carries a warning: on stderr, and in the JSON's "warnings".
     """
     from .errors import ImageError
-    from .solve import Solver
+    from .inference.load import load_solver
 
-    solver = Solver.load(checkpoint, max_pixels=max_pixels)
+    solver = load_solver(checkpoint, backend=backend, device=device, max_pixels=max_pixels)
     failed = 0
     for name in images:
         src = sys.stdin.buffer.read() if name == "-" else name
@@ -309,10 +391,12 @@ def solve(images, checkpoint, as_json, max_pixels) -> None:
             click.echo(json.dumps({"file": name, "error": str(exc)}) if as_json else f"{name}\terror: {exc}",
                        err=not as_json)
             continue
+        for w in sol.warnings:
+            click.echo(f"warning: {name}: {w}", err=True)
         if as_json:
             click.echo(json.dumps({"file": name, "text": sol.text, "confidence": round(sol.confidence, 4),
                                    "confidences": [round(c, 4) for c in sol.confidences],
-                                   "ms": round(1000 * sol.seconds, 2)}))
+                                   "ms": round(1000 * sol.seconds, 2), "warnings": sol.warnings}))
         else:
             click.echo(f"{name}\t{sol.text}" if len(images) > 1 else sol.text)
     sys.exit(1 if failed else 0)
@@ -321,25 +405,33 @@ def solve(images, checkpoint, as_json, max_pixels) -> None:
 @main.command("solve-batch")
 @click.argument("inputs", nargs=-1, required=True)
 @click.option("--out", type=click.Path(dir_okay=False), required=True, help="CSV: filename,text,confidence,error.")
-@click.option("--checkpoint", type=click.Path(), default="checkpoints/model.pt", show_default=True)
-@click.option("--batch-size", type=POSITIVE, default=64, show_default=True)
-@click.option("--workers", type=COUNT, default=0, show_default=True, help="Processes decoding images.")
+@checkpoint_option
+@batch_size_option
+@click.option("--workers", type=COUNT, default=0, help="Processes decoding images (0: one background thread).")
 @click.option("--resume", is_flag=True, help="Skip inputs already in --out and append the rest.")
 @click.option("--shard", default=None, metavar="I/N", help="Take every N-th input from the I-th (0-based), for N machines.")
-@click.option("--max-pixels", type=POSITIVE, default=DEFAULT_MAX_PIXELS, show_default=True,
-              help="Images larger than this get an error row (checked before decoding).")
-def solve_batch(inputs, out, checkpoint, batch_size, workers, resume, shard, max_pixels) -> None:
+@max_pixels_option
+@backend_option
+@device_option("the network")
+@json_option
+def solve_batch(inputs, out, checkpoint, batch_size, workers, resume, shard, max_pixels, backend, device,
+                as_json) -> None:
     """Solve directories, globs or lists of paths (a .txt file) into one CSV; bad files get error rows.
 
-    --checkpoint may be an exported .onnx file (ONNX Runtime, no PyTorch). Shards' CSVs merge with
-    `captcha merge-results`.
+    Shards' CSVs merge with `captcha merge-results`. Exit 2 when not one input could be read.
     """
-    from .batch import parse_shard, run_batch
+    from .inference.batch import parse_shard, run_batch
+    from .inference.load import load_solver
 
-    stats = run_batch(inputs, out, checkpoint, batch_size=batch_size, workers=workers, resume=resume,
-                      progress=sys.stderr.isatty(), shard=parse_shard(shard), max_pixels=max_pixels)
-    click.echo(f"{stats['solved']} solved, {stats['errors']} errors, {stats['skipped']} skipped (already in {out}); "
-               f"{stats['per_second']:.0f} captchas/s")
+    spec = parse_shard(shard)
+    solver = load_solver(checkpoint, backend=backend, device=device, max_pixels=max_pixels)
+    stats = run_batch(inputs, out, solver, batch_size=batch_size, workers=workers, resume=resume,
+                      progress=sys.stderr.isatty() and not as_json, shard=spec)
+    if as_json:
+        _emit_json({"out": out, "backend": solver.backend_name, **stats})
+    else:
+        click.echo(f"{stats['solved']} solved, {stats['errors']} errors, {stats['skipped']} skipped (already in "
+                   f"{out}); {stats['per_second']:.0f} captchas/s")
     if not stats["solved"] and not stats["skipped"]:
         fail(f"none of the {stats['errors']} inputs could be read (see the error column of {out})" if stats["errors"]
              else f"no images found in {', '.join(inputs)}")
@@ -347,21 +439,21 @@ def solve_batch(inputs, out, checkpoint, batch_size, workers, resume, shard, max
 
 @main.command()
 @click.option("--checkpoint", type=click.Path(), default=None, help="A trained recognizer.")
-@click.option("--pretrained", default="auto", show_default=True, help="Without --checkpoint: the backbone source.")
-@click.option("--input-size", nargs=2, type=SIDE, default=None, metavar="H W", help="Default: the checkpoint's, else 32 32.")
+@click.option("--pretrained", default=TrainConfig.pretrained, help="Without --checkpoint: the backbone source.")
+@click.option("--input-size", nargs=2, type=SIDE, default=None, metavar="H W", help="[default: the checkpoint's, else 32 32].")
 @click.option("--freeze", type=click.Choice(FREEZE_LEVELS), default=None, help="Count trainable/frozen for this level.")
-@click.option("--depth", type=POSITIVE, default=3, show_default=True, help="How deep the layer table goes.")
+@click.option("--depth", type=POSITIVE, default=3, help="How deep the layer table goes.")
 @click.option("--print-model", is_flag=True, help="Also print(model), as the course does.")
-@click.option("--json", "as_json", is_flag=True)
+@json_option
 def summary(checkpoint, pretrained, input_size, freeze, depth, print_model, as_json) -> None:
     """Layer table (output shape, parameters), trainable vs frozen counts, sizes in MB."""
-    from .summary import load_for_inspection, print_layers, summarize
+    from .eval.summary import load_for_inspection, print_layers, summarize
 
     model, info = load_for_inspection(checkpoint, pretrained, freeze)
     size = tuple(input_size) if input_size else tuple(info.get("preprocess", {}).get("size", (32, 32)))
     s = summarize(model, size, depth)
     if as_json:
-        click.echo(json.dumps({k: v for k, v in s.items() if k != "table"}, indent=2))
+        _emit_json({k: v for k, v in s.items() if k != "table"})
         return
     if print_model:
         click.echo(print_layers(model))
@@ -372,13 +464,13 @@ def summary(checkpoint, pretrained, input_size, freeze, depth, print_model, as_j
 
 @main.command()
 @click.argument("image", type=click.Path())
-@click.option("--checkpoint", type=click.Path(), default="checkpoints/model.pt", show_default=True)
-@click.option("--layers", default="conv1,layer1,layer2,layer3,layer4", show_default=True,
+@click.option("--checkpoint", type=click.Path(), default=DEFAULT_CHECKPOINT, help="A trained recognizer (.pt).")
+@click.option("--layers", default="conv1,layer1,layer2,layer3,layer4",
               help="Comma list of Conv2d names or stages (a stage shows its last conv), or all-conv.")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False), default="runs/visualize", show_default=True)
+@click.option("--out-dir", type=click.Path(file_okay=False), default="runs/visualize", help="Folder for the PNGs.")
 def visualize(image, checkpoint, layers, out_dir) -> None:
     """Feature maps of each chosen conv layer (forward hooks), one PNG grid per layer."""
-    from .visualize import visualize as run
+    from .eval.visualize import visualize as run
 
     files = run(image, checkpoint, layers, out_dir)
     n = sum(len(v) for v in files.values())
@@ -388,24 +480,28 @@ def visualize(image, checkpoint, layers, out_dir) -> None:
 
 @main.command("merge-results")
 @click.argument("parts", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
-@click.option("--out", type=click.Path(dir_okay=False), required=True)
+@click.option("--out", type=click.Path(dir_okay=False), required=True, help="The merged CSV.")
 def merge_results(parts, out) -> None:
     """Merge the CSVs of `solve-batch --shard` runs into one (one row per file)."""
-    from .batch import merge_results as run
+    from .inference.batch import merge_results as run
 
     click.echo(f"wrote {out}: {run(parts, out)} rows")
 
 
 @main.command()
-@click.option("--checkpoint", type=click.Path(), default="checkpoints/model.pt", show_default=True)
-@click.option("--onnx", "onnx_path", type=click.Path(dir_okay=False), required=True, help="ONNX file to write.")
+@click.option("--checkpoint", type=click.Path(), default=DEFAULT_CHECKPOINT, help="A trained recognizer (.pt).")
+@click.option("--out", type=click.Path(dir_okay=False), required=True, help="ONNX file to write.")
 @click.option("--int8", is_flag=True, help="Also write <name>.int8.onnx, statically quantised with ONNX Runtime.")
-@click.option("--tolerance", type=POSITIVE_FLOAT, default=1e-3, show_default=True, help="Largest allowed ONNX-vs-PyTorch logit difference.")
-def export(checkpoint, onnx_path, int8, tolerance) -> None:
+@click.option("--tolerance", type=POSITIVE_FLOAT, default=1e-3, help="Largest allowed ONNX-vs-PyTorch logit difference.")
+@json_option
+def export(checkpoint, out, int8, tolerance, as_json) -> None:
     """Export a recognizer to ONNX (dynamic batch) and verify it against PyTorch."""
-    from .export import export_onnx
+    from .inference.export import export_onnx
 
-    rep = export_onnx(checkpoint, onnx_path, quantize=int8, tolerance=tolerance)
+    rep = export_onnx(checkpoint, out, quantize=int8, tolerance=tolerance)
+    if as_json:
+        _emit_json(rep)
+        return
     click.echo(f"wrote {rep['onnx']} (max |ONNX - PyTorch| = {rep['max_abs_diff']:.2e})")
     if int8:
         click.echo(f"wrote {rep['int8']} (top-1 agreement with PyTorch on sample crops: "
@@ -413,40 +509,74 @@ def export(checkpoint, onnx_path, int8, tolerance) -> None:
 
 
 @main.command()
-@click.option("--checkpoint", type=click.Path(), default="checkpoints/model.pt", show_default=True,
-              help="A checkpoint, or an exported .onnx file.")
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True)
-@click.option("--max-bytes", type=POSITIVE, default=2 * 1024 * 1024, show_default=True, help="Largest accepted image.")
-@click.option("--max-batch", type=POSITIVE, default=64, show_default=True, help="Most images solved together.")
-@click.option("--batch-window-ms", type=click.FloatRange(min=0), default=2.0, show_default=True, help="How long to gather concurrent requests.")
-def serve(checkpoint, host, port, max_bytes, max_batch, batch_window_ms) -> None:
+@checkpoint_option
+@click.option("--host", default=ServeConfig.host, help="Address to bind (loopback by default).")
+@click.option("--port", type=click.IntRange(1, 65535), default=ServeConfig.port)
+@click.option("--max-bytes", type=POSITIVE, default=ServeConfig.max_bytes, help="Largest accepted image.")
+@click.option("--batch-size", type=POSITIVE, default=ServeConfig.batch_size, help="Most images solved together.")
+@click.option("--batch-window-ms", type=click.FloatRange(min=0), default=ServeConfig.batch_window_ms,
+              help="How long to gather concurrent requests.")
+@max_pixels_option
+@backend_option
+@device_option("the network")
+def serve(checkpoint, host, port, max_bytes, batch_size, batch_window_ms, max_pixels, backend, device) -> None:
     """HTTP service: POST /solve, POST /solve/batch, GET /health, docs at /docs."""
-    from .serve import serve as run
+    from .inference.serve import serve as run
 
-    run(checkpoint, host, port, max_bytes=max_bytes, max_batch=max_batch, window_ms=batch_window_ms)
+    run(checkpoint, ServeConfig(host=host, port=port, max_bytes=max_bytes, batch_size=batch_size,
+                                batch_window_ms=batch_window_ms, max_pixels=max_pixels), backend=backend, device=device)
+
+
+@main.group()
+def cache() -> None:
+    """The compiled-model cache (checkpoints exported to ONNX for solving)."""
+
+
+@cache.command("info")
+@json_option
+def cache_info(as_json) -> None:
+    """Where the cache is, what it holds and how large it is."""
+    from .inference.load import OnnxCache
+
+    c = OnnxCache()
+    entries = c.entries()
+    if as_json:
+        _emit_json({"dir": str(c.root), "keep": c.keep, "bytes": c.size(), "entries": [str(p) for p in entries]})
+        return
+    click.echo(f"{c.root}: {len(entries)} compiled model(s), {c.size() / 1e6:.1f} MB (the {c.keep} most recently "
+               "used are kept; $CAPTCHA_CACHE moves it)")
+
+
+@cache.command("clear")
+def cache_clear() -> None:
+    """Delete every compiled model (they are rebuilt on demand)."""
+    from .inference.load import OnnxCache
+
+    c = OnnxCache()
+    click.echo(f"removed {len(c.clear())} file(s) from {c.root}")
 
 
 @main.group()
 def bench() -> None:
-    """Benchmarks that print their figures (the course's CIFAR-10 warm-up, ...)."""
+    """Benchmarks that print their figures (the course's CIFAR-10 warm-up, the transfer table)."""
 
 
 @bench.command("cifar10")
 @click.option("--data", "data_path", type=click.Path(), required=True,
               help="cifar-10-batches-py, an image-folder copy, or cifar10-jpg.tar.gz.")
-@click.option("--pretrained", default="auto", show_default=True,
+@click.option("--pretrained", default="auto",
               help="Backbone for the frozen runs: imagenet, glyphs, a PATH, or auto (imagenet if cached, else glyphs).")
-@click.option("--subset", type=COUNT, default=5000, show_default=True, help="Training images (class-balanced); 0 for all 50,000.")
-@click.option("--test-subset", type=COUNT, default=1000, show_default=True, help="Test images; 0 for all 10,000.")
-@click.option("--epochs", type=POSITIVE, default=3, show_default=True)
-@click.option("--size", type=SIDE, default=32, show_default=True, help="Input size (the course used 224 on a GPU).")
-@click.option("--batch-size", type=POSITIVE, default=64, show_default=True)
-@click.option("--out", "out_dir", type=click.Path(file_okay=False), default="runs/bench-cifar10", show_default=True)
+@click.option("--subset", type=COUNT, default=5000, help="Training images (class-balanced); 0 for all 50,000.")
+@click.option("--test-subset", type=COUNT, default=1000, help="Test images; 0 for all 10,000.")
+@click.option("--epochs", type=POSITIVE, default=3)
+@click.option("--size", type=SIDE, default=32, help="Input size (the course used 224 on a GPU).")
+@click.option("--batch-size", type=POSITIVE, default=64, help="Images per step.")
+@click.option("--out-dir", type=click.Path(file_okay=False), default="runs/bench-cifar10", help="Folder for the report.")
 def bench_cifar10(data_path, pretrained, subset, test_subset, epochs, size, batch_size, out_dir) -> None:
     """ResNet-18 from scratch vs pretrained-and-frozen on the same CIFAR-10 batches."""
-    from .cifar import bench_cifar10 as run, format_cifar_report
-    from .model import imagenet_weights_path
+    from .bench.cifar import bench_cifar10 as run
+    from .bench.cifar import format_cifar_report
+    from .nn.networks import imagenet_weights_path
 
     if pretrained == "auto":
         pretrained = "imagenet" if imagenet_weights_path().is_file() else "glyphs"
@@ -457,18 +587,19 @@ def bench_cifar10(data_path, pretrained, subset, test_subset, epochs, size, batc
 
 
 @bench.command("transfer")
-@click.option("--data", "data_path", type=click.Path(exists=True, file_okay=False), default="data", show_default=True,
+@click.option("--data", "data_path", type=click.Path(exists=True, file_okay=False), default=DEFAULT_DATA,
               help="A captcha dataset (course layout or a flat folder).")
-@click.option("--cifar-backbone", type=click.Path(), default="checkpoints/cifar10-resnet18.pt", show_default=True,
+@click.option("--cifar-backbone", type=click.Path(), default="checkpoints/cifar10-resnet18.pt",
               help="Backbone from `captcha pretrain --source cifar10` (its row is skipped when absent).")
-@click.option("--epochs", type=POSITIVE, default=6, show_default=True)
-@click.option("--small", type=POSITIVE, default=10, show_default=True, help="Images per character for the small-data column (course data).")
-@click.option("--small-captchas", type=POSITIVE, default=100, show_default=True,
+@click.option("--epochs", type=POSITIVE, default=6)
+@click.option("--small", type=POSITIVE, default=10, help="Images per character for the small-data column (course data).")
+@click.option("--small-captchas", type=POSITIVE, default=100,
               help="Training captchas for the small-data column (data with captchas/train and labels.csv).")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False), default="runs/bench-transfer", show_default=True)
+@click.option("--out-dir", type=click.Path(file_okay=False), default="runs/bench-transfer", help="Folder for the report.")
 def bench_transfer(data_path, cifar_backbone, epochs, small, small_captchas, out_dir) -> None:
     """Starting point x freeze level table of full-string accuracy and training time."""
-    from .transfer import bench_transfer as run, format_transfer
+    from .bench.transfer import bench_transfer as run
+    from .bench.transfer import format_transfer
 
     res = run(data_path, cifar_backbone, epochs, small, out_dir=out_dir, say=click.echo, small_captchas=small_captchas)
     click.echo(format_transfer(res))

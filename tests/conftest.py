@@ -28,7 +28,8 @@ def _private_torch_home(tmp_path_factory):
 def tiny_data(tmp_path_factory) -> Path:
     """A course-layout dataset over 6 characters: 12 train / 4 val images each, 20 val captchas."""
     from captcha.charset import Charset
-    from captcha.synth import SynthConfig, synth_dataset
+    from captcha.config import SynthConfig
+    from captcha.data.synth import synth_dataset
 
     root = tmp_path_factory.mktemp("tiny") / "data"
     synth_dataset(root, SynthConfig(seed=3, train_per_class=12, val_per_class=4, captchas=20,
@@ -39,7 +40,8 @@ def tiny_data(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_model(tiny_data, tmp_path_factory) -> Path:
     """A recognizer trained the default way (shipped glyph backbone, frozen; head only) for 3 quick epochs."""
-    from captcha.train import TrainConfig, train
+    from captcha.config import TrainConfig
+    from captcha.training.train import train
 
     out = tmp_path_factory.mktemp("model") / "model.pt"
     train(TrainConfig(data=str(tiny_data), out=str(out), charset="ABC123", pretrained="glyphs", epochs=3,
@@ -51,7 +53,8 @@ def tiny_model(tiny_data, tmp_path_factory) -> Path:
 def flat_captchas(tmp_path_factory):
     """A flat folder of 40 labelled captchas (labels in labels.csv), as a real site's set would be."""
     from captcha.charset import Charset
-    from captcha.synth import SynthConfig, synth_dataset
+    from captcha.config import SynthConfig
+    from captcha.data.synth import synth_dataset
 
     root = tmp_path_factory.mktemp("flat")
     synth_dataset(root / "src", SynthConfig(seed=5, train_per_class=8, val_per_class=1, captchas=1,

@@ -23,13 +23,13 @@ def test_python_dash_m_works():
 
 def test_synth_then_check(tmp_path):
     r = CliRunner()
-    res = r.invoke(main, ["data", "synth", "--out", str(tmp_path / "d"), "--train-per-class", "2",
+    res = r.invoke(main, ["data", "synth", "--out-dir", str(tmp_path / "d"), "--train-per-class", "2",
                           "--val-per-class", "1", "--captchas", "3", "--charset", "AB"])
     assert res.exit_code == 0, res.output
-    res = r.invoke(main, ["data", "check", str(tmp_path / "d"), "--charset", "AB", "--json"])
+    res = r.invoke(main, ["data", "check", "--data", str(tmp_path / "d"), "--charset", "AB", "--json"])
     assert res.exit_code == 0 and json.loads(res.output)["usable"]
     (tmp_path / "d" / "chars" / "train" / "A" / "0000.png").write_bytes(b"")
-    res = r.invoke(main, ["data", "check", str(tmp_path / "d"), "--charset", "AB"])
+    res = r.invoke(main, ["data", "check", "--data", str(tmp_path / "d"), "--charset", "AB"])
     assert res.exit_code == 1 and "0000.png" in res.output and "NOT usable" in res.output
 
 
@@ -45,7 +45,7 @@ def test_solve_eval_and_errors(tiny_model, tiny_data, tmp_path):
     bad.write_text("nope")
     res = r.invoke(main, ["solve", "--checkpoint", str(tiny_model), str(img), str(bad)])
     assert res.exit_code == 1 and "not a recognised image" in res.output
-    res = r.invoke(main, ["eval", "--val", "--checkpoint", str(tiny_model), "--out", str(tmp_path / "ev"), "--json"])
+    res = r.invoke(main, ["eval", "--val", "--checkpoint", str(tiny_model), "--out-dir", str(tmp_path / "ev"), "--json"])
     assert res.exit_code == 0, res.output
     rep = json.loads(res.output)
     assert rep["captchas"]["captchas"] == 20 and len(rep["captchas"]["position_acc"]) == 4
@@ -69,19 +69,34 @@ def test_max_pixels_flag(tiny_model, tiny_data):
 
 
 def test_eval_any_labelled_folder_and_show_errors(tiny_model, flat_captchas, tmp_path):
-    """`captcha eval DATASET` reads every captcha of a flat folder; --show-errors draws the misread ones."""
+    """`captcha eval --data DIR` reads every captcha of a flat folder; --show-errors draws the misread ones."""
     r = CliRunner()
-    res = r.invoke(main, ["eval", str(flat_captchas), "--checkpoint", str(tiny_model), "--json",
-                          "--out", str(tmp_path / "plain")])
+    res = r.invoke(main, ["eval", "--data", str(flat_captchas), "--checkpoint", str(tiny_model), "--json",
+                          "--out-dir", str(tmp_path / "plain")])
     assert res.exit_code == 0, res.output
     rep = json.loads(res.output)
     assert rep["captchas"]["captchas"] == 40 and "errors" not in rep["files"]
     wrong = round(40 * (1 - rep["captchas"]["string_acc"]))
     assert wrong >= 2 and len(rep["errors"]) == min(wrong, 50)
-    res = r.invoke(main, ["eval", str(flat_captchas), "--checkpoint", str(tiny_model), "--json",
-                          "--show-errors", "2", "--out", str(tmp_path / "shown")])
+    res = r.invoke(main, ["eval", "--data", str(flat_captchas), "--checkpoint", str(tiny_model), "--json",
+                          "--show-errors", "2", "--out-dir", str(tmp_path / "shown")])
     sheet = json.loads(res.output)["files"]["errors"]
     assert sheet == str(tmp_path / "shown" / "errors.png")
     from PIL import Image
 
     assert Image.open(sheet).height > 40
+
+
+def test_version_and_quiet_verbose_logging(tiny_data):
+    from captcha import __version__
+
+    assert CliRunner().invoke(main, ["--version"]).output.strip() == f"captcha, version {__version__}"
+    proc = subprocess.run([sys.executable, "-m", "captcha", "-v", "data", "check", "--data", str(tiny_data),
+                           "--charset", "ABC123"], capture_output=True, text=True)
+    assert proc.returncode == 0 and "usable" in proc.stdout
+    assert "STREAM" not in proc.stderr and "PIL" not in proc.stderr  # other libraries' debug lines stay out
+
+
+def test_every_default_is_shown_in_help():
+    res = CliRunner().invoke(main, ["train", "--help"])
+    assert "[default: 10; x>=1]" in res.output and "[default: adamw]" in res.output and "[default: 64; x>=1]" in res.output

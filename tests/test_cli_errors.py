@@ -29,10 +29,11 @@ BAD = [
     (["solve-batch", "{tmp}/nothing-here", "--out", "{tmp}/o.csv", "--checkpoint", "{model}"], "could be read"),
     (["visualize", "{img}", "--checkpoint", "{model}", "--layers", "layer9"], "layer9"),
     (["merge-results", "{tmp}/hello.pt", "--out", "{tmp}/m.csv"], "not a solve-batch CSV"),
-    (["eval", "--checkpoint", "{model}"], "--val"),
-    (["eval", "{data}", "--val", "--checkpoint", "{model}"], "not both"),
+    (["eval", "--checkpoint", "{model}"], "nothing to evaluate"),
+    (["eval", "--data", "{tmp}/no-such-folder", "--checkpoint", "{model}"], "does not exist"),
+    (["solve", "{img}", "--checkpoint", "{model}", "--backend", "onnx", "--device", "cuda"], "--backend onnx"),
     (["no-such-command"], "No such command"),
-    (["data", "check", "{tmp}/no-such-folder"], "does not exist"),
+    (["data", "check", "--data", "{tmp}/no-such-folder"], "does not exist"),
 ]
 if not torch.cuda.is_available():
     BAD.append((["train", "--device", "cuda"], "CUDA"))

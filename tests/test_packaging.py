@@ -35,7 +35,7 @@ def test_an_installed_wheel_trains_from_the_shipped_backbone(wheel, tmp_path):
     target = tmp_path / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target), str(wheel)],
                    check=True, capture_output=True, text=True)
-    code = ("import captcha, captcha.model as m; print(captcha.__file__); print(m.shipped_backbone()); "
+    code = ("import captcha, captcha.nn.networks as m; print(captcha.__file__); print(m.shipped_backbone()); "
             "print(m.resolve_pretrained('auto')[0])")
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env={"PYTHONPATH": str(target), "PATH": ""},
                          capture_output=True, text=True, check=True).stdout.split()

@@ -10,7 +10,7 @@ import time
 import pytest
 import torch
 
-from captcha.checkpoint import load_checkpoint, save_checkpoint
+from captcha.nn.checkpoint import load_checkpoint, save_checkpoint
 
 TRAIN = ["--charset", "ABC123", "--pretrained", "none", "--freeze", "layer3", "--epochs", "3",
          "--batch-size", "16", "--aug-passes", "1", "--device", "cpu"]
@@ -54,7 +54,7 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted(tiny_data, tmp_path
 
 SLOW_WRITER = """
 import sys, torch
-from captcha.checkpoint import save_checkpoint
+from captcha.nn.checkpoint import save_checkpoint
 big = {"kind": "backbone", "arch": "resnet18", "model": {f"w{i}": torch.randn(4_000_000) for i in range(60)}}
 save_checkpoint(big, sys.argv[1])
 """
@@ -105,11 +105,11 @@ def test_data_check_and_training_loading_name_each_hostile_file(tiny_data, tmp_p
     """`data check` lists every unreadable file with its reason; training loads the rest and says what it skipped."""
     import logging
 
+    from hostile import make_corpus
     from PIL import Image
 
     from captcha.charset import Charset
-    from captcha.data import check_dataset, load_images, read_captcha_labels
-    from hostile import make_corpus
+    from captcha.data.layout import check_dataset, load_images, read_captcha_labels
 
     good = Image.open(next((tiny_data / "captchas" / "val").glob("*.png")))
     corpus = make_corpus(tmp_path / "flat", good)

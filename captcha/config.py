@@ -1,0 +1,164 @@
+"""Every default, once: the settings of each command as dataclasses, and the choices they allow.
+
+The CLI derives its options, defaults and help from here, checkpoints record these dataclasses,
+and library code reads them; nothing else restates a default. This module imports nothing heavier
+than the charset, so the CLI can read it without loading torch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from .charset import DEFAULT_ALPHABET, DEFAULT_CHARSET, Charset
+
+# --- files and folders --------------------------------------------------------------------------
+DEFAULT_DATA = "data"  # `captcha train` makes the synthetic course dataset here when --data is not given
+DEFAULT_CHECKPOINT = "checkpoints/model.pt"
+CACHE_KEEP = 8  # compiled (ONNX) models kept in the cache, most recently used first
+
+# --- choices ------------------------------------------------------------------------------------
+FREEZE_LEVELS = ("none", "layer1", "layer2", "layer3", "layer4", "all")
+METHODS = ("classify", "ctc")
+SPLITTERS = ("equal", "projection", "components")
+SPLIT_CHOICES = SPLITTERS + ("auto",)
+OPTIMIZERS = ("adamw", "sgd")
+SCHEDULES = ("onecycle", "cosine", "constant")
+DEVICES = ("auto", "cpu", "cuda")
+BACKENDS = ("auto", "onnx", "torch")
+PRETRAINED_HELP = "auto, glyphs, imagenet, none, or a PATH to a ResNet-18 checkpoint/state_dict"
+PRETRAIN_SOURCES = ("glyphs", "cifar10")
+
+# --- limits on what is read ---------------------------------------------------------------------
+DEFAULT_MAX_PIXELS = 4096 * 4096  # captchas are tiny; anything beyond this is a mistake or an attack
+SOLVE_BATCH_SIZE = 64  # captchas per network call when solving many
+
+
+@dataclass
+class AugmentConfig:
+    """Captcha-style augmentation strengths for training crops; ``enabled=False`` switches it all off."""
+
+    enabled: bool = True
+    rotate: float = 10.0  # degrees
+    shift: float = 0.08  # fraction of the crop
+    scale: tuple[float, float] = (0.85, 1.15)
+    blur: float = 0.2  # probability of each of blur, noise, distortion below
+    noise: float = 0.2
+    distort: float = 0.2
+    colour: float = 0.5
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict for the checkpoint."""
+        d = asdict(self)
+        d["scale"] = list(self.scale)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "AugmentConfig":
+        """Rebuild from :meth:`to_dict`."""
+        d = dict(d)
+        d["scale"] = tuple(d.get("scale", cls.scale))
+        return cls(**d)
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a `captcha train` run; stored in the checkpoint."""
+
+    data: str = DEFAULT_DATA
+    out: str = DEFAULT_CHECKPOINT
+    charset: str = DEFAULT_ALPHABET
+    pretrained: str = "auto"
+    freeze: str | None = None  # None: by the course's rule (see training.train.default_freeze)
+    epochs: int = 10
+    batch_size: int = 64
+    optimizer: str = "adamw"
+    lr: float | None = None  # None: 2e-3 for AdamW, 0.05 for SGD
+    schedule: str = "onecycle"
+    weight_decay: float = 0.05
+    label_smoothing: float = 0.1
+    seed: int = 0
+    size: tuple[int, int] | None = None  # None: 32x32 crops (classify); whole captchas (ctc) near native scale
+    method: str = "classify"  # or "ctc": segmentation-free, reads the whole captcha
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    aug_passes: int | None = None  # distinct augmentation passes cycled over the epochs (None: one per epoch)
+    cache_features: bool = True
+    length: int | None = None  # None: from the labels (4 for the course data)
+    split: str = "auto"  # auto: equal cells for course data, else the splitter a quick probe reads best
+    val_fraction: float = 0.2  # flat folders of captchas only
+    resume: bool = False
+    synth_if_missing: bool = False  # the CLI sets it when --data is not given
+    device: str = "auto"
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict for the checkpoint."""
+        d = asdict(self)
+        d["augment"] = self.augment.to_dict()
+        d["size"] = list(self.size) if self.size else None
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
+        """The config a checkpoint recorded, ignoring keys this version does not know."""
+        known = {f.name for f in fields(cls)}
+        kw = {k: v for k, v in d.items() if k in known}
+        kw["augment"] = AugmentConfig.from_dict(d.get("augment") or {})
+        kw["size"] = tuple(d["size"]) if d.get("size") else None
+        return cls(**kw)
+
+    @property
+    def peak_lr(self) -> float:
+        """``lr``, or the optimizer's default."""
+        return self.lr or (2e-3 if self.optimizer == "adamw" else 0.05)
+
+
+RESUME_OVERRIDES = ("epochs", "out", "device", "resume", "synth_if_missing")  # what --resume may change
+
+
+@dataclass
+class PretrainConfig:
+    """Settings of `captcha pretrain`; saved in the backbone file."""
+
+    source: str = "glyphs"
+    data: str | None = None  # CIFAR-10 location for source=cifar10
+    out: str | None = None  # None: checkpoints/<source>-resnet18.pt
+    steps: int = 1300
+    batch_size: int = 128
+    lr: float = 0.1
+    weight_decay: float = 5e-4
+    seed: int = 0
+    workers: int = 1
+    eval_every: int = 200
+    size: tuple[int, int] = (32, 32)
+    half: bool = True
+    command: str = ""
+
+    @property
+    def out_path(self) -> str:
+        """Where the backbone is written."""
+        return self.out or f"checkpoints/{self.source}-resnet18.pt"
+
+
+@dataclass
+class SynthConfig:
+    """What `captcha data synth` writes."""
+
+    seed: int = 0
+    train_per_class: int = 50
+    val_per_class: int = 10
+    captchas: int = 500  # validation captchas
+    train_captchas: int = 0
+    length: int = 4
+    charset: Charset = DEFAULT_CHARSET
+
+
+@dataclass
+class ServeConfig:
+    """Settings of `captcha serve`."""
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    max_bytes: int = 2 * 1024 * 1024  # largest accepted image
+    batch_size: int = SOLVE_BATCH_SIZE  # most images solved together
+    batch_window_ms: float = 2.0  # how long to gather concurrent requests
+    max_pixels: int = DEFAULT_MAX_PIXELS

@@ -1,0 +1,105 @@
+"""Decoding untrusted image files into RGB pixels, safely and with one error type.
+
+Kept free of torch so the ONNX solving path stays light.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import warnings
+from pathlib import Path
+from typing import Union
+
+import numpy as np
+from PIL import Image, ImageOps, ImageSequence, UnidentifiedImageError
+
+from ..config import DEFAULT_MAX_PIXELS
+from ..errors import ImageError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
+
+ImageInput = Union[str, os.PathLike, bytes, bytearray, Image.Image]
+
+
+def is_image_name(path: str | os.PathLike) -> bool:
+    """True when the file name has one of the supported image suffixes."""
+    return str(path).lower().endswith(IMAGE_SUFFIXES)
+
+
+def _describe(src: ImageInput) -> str:
+    if isinstance(src, (bytes, bytearray)):
+        return f"<{len(src)} bytes>"
+    if isinstance(src, Image.Image):
+        return "<PIL image>"
+    return str(src)
+
+
+def _flatten(img: Image.Image) -> Image.Image:
+    """Any PIL mode -> RGB, compositing transparency onto white as a browser would show it."""
+    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+        # 16/32-bit greyscale: scale 16-bit values down instead of clipping everything to white.
+        arr = np.asarray(img, dtype=np.float64)
+        if arr.max() > 255:
+            arr = arr * (255.0 / 65535.0)
+        img = Image.fromarray(np.clip(arr, 0, 255).astype("uint8"), "L")
+    if img.mode == "P":
+        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+    if img.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    if img.mode != "RGB":
+        img = img.convert("RGB")  # L, 1, CMYK, YCbCr, F ...
+    return img
+
+
+def load_image(src: ImageInput, max_pixels: int = DEFAULT_MAX_PIXELS, name: str | None = None) -> Image.Image:
+    """Decode a path, bytes or PIL image into an RGB PIL image, or raise :class:`ImageError`.
+
+    The size is checked from the header before any pixel is decoded, EXIF rotation is applied,
+    animations give their first frame, and every mode is flattened onto white RGB. Errors name the
+    input by ``name`` (default: its path, or its size for bytes).
+    """
+    name = name or _describe(src)
+    if isinstance(src, Image.Image):
+        img = src
+    else:
+        if isinstance(src, (bytes, bytearray)):
+            if len(src) == 0:
+                raise ImageError(f"{name}: empty input, no image data")
+            fp: io.BytesIO | Path = io.BytesIO(bytes(src))
+        else:
+            fp = Path(src)
+            if fp.is_dir():
+                raise ImageError(f"{name}: is a directory, not an image file")
+            if not fp.exists():
+                raise ImageError(f"{name}: no such file")
+            if fp.stat().st_size == 0:
+                raise ImageError(f"{name}: empty file (0 bytes)")
+        try:
+            img = Image.open(fp)
+        except UnidentifiedImageError:
+            raise ImageError(f"{name}: not a recognised image format (png, jpeg, bmp, gif...)") from None
+        except Image.DecompressionBombError as exc:
+            raise ImageError(f"{name}: refused, header claims a huge image: {exc}") from None
+        except OSError as exc:
+            raise ImageError(f"{name}: cannot open: {exc}") from None
+    width, height = img.size
+    if width < 1 or height < 1:
+        raise ImageError(f"{name}: image has no pixels ({width}x{height})")
+    if width * height > max_pixels:
+        raise ImageError(
+            f"{name}: {width}x{height} pixels is over the limit of {max_pixels} "
+            "(raise max_pixels if this is really a captcha)"
+        )
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # PIL's DecompressionBombWarning: we bound size ourselves
+            if getattr(img, "is_animated", False):
+                img = next(iter(ImageSequence.Iterator(img))).copy()
+            img.load()
+            img = ImageOps.exif_transpose(img) or img
+            return _flatten(img)
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+        raise ImageError(f"{name}: corrupt or truncated image data: {exc}") from None

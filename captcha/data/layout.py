@@ -1,0 +1,322 @@
+"""The dataset layout: finding, validating and loading single characters and whole captchas.
+
+Layout (see README)::
+
+    DATA/chars/{train,val}/<C>/*.png|jpg|jpeg|bmp|gif   single characters, folder = character
+    DATA/captchas/{train,val}/*.png... [+ labels.csv]    whole captchas (train optional)
+    DATA/*.png... [+ labels.csv]                         or: a flat folder of labelled captchas
+
+A captcha's label comes from ``labels.csv`` (header ``filename,label``) when present, else from
+its file name up to the first ``_`` or ``.``.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import shutil
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+from ..charset import DEFAULT_CHARSET, Charset
+from ..errors import DataError, ImageError
+from .images import IMAGE_SUFFIXES, is_image_name, load_image
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("train", "val")
+LABELS_FILE = "labels.csv"
+
+
+@dataclass
+class Problem:
+    """One thing wrong with a dataset, tied to the file or folder it is about."""
+
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}"
+
+
+@dataclass
+class Sample:
+    """One labelled image on disk."""
+
+    path: Path
+    label: str
+
+
+def label_from_name(name: str) -> str:
+    """``A7K2_0031.png`` -> ``A7K2``: the file name up to the first ``_`` or ``.``."""
+    return name.split("_", 1)[0].split(".", 1)[0]
+
+
+def _image_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if is_image_name(p.name))
+
+
+def read_captcha_labels(folder: str | Path, charset: Charset = DEFAULT_CHARSET,
+                        problems: list[Problem] | None = None) -> list[Sample]:
+    """Labelled captchas of one folder, from labels.csv or file names.
+
+    Problems (missing files, unlisted images, labels outside the charset) are appended to
+    ``problems`` and the offending entries left out; without a list they raise :class:`DataError`.
+    """
+    folder = Path(folder)
+    found: list[Problem] = []
+    if not folder.is_dir():
+        raise DataError(f"{folder}: captcha folder does not exist")
+    images = _image_files(folder)
+    labels_path = folder / LABELS_FILE
+    pairs: list[tuple[str, str]] = []
+    if labels_path.is_file():
+        # utf-8-sig strips a BOM; newline="" lets csv handle CRLF files.
+        with open(labels_path, newline="", encoding="utf-8-sig") as fh:
+            reader = csv.reader(fh)
+            header = next(reader, None)
+            if header is None or [h.strip().lower() for h in header[:2]] != ["filename", "label"]:
+                raise DataError(f"{labels_path}: first line must be the header 'filename,label', got {header!r}")
+            for lineno, row in enumerate(reader, start=2):
+                if not row or not "".join(row).strip():
+                    continue
+                if len(row) < 2:
+                    found.append(Problem(str(labels_path), f"line {lineno}: expected 'filename,label', got {row!r}"))
+                    continue
+                pairs.append((row[0].strip(), row[1].strip()))
+        listed = {name for name, _ in pairs}
+        for img in images:
+            if img.name not in listed:
+                found.append(Problem(str(img), f"image not listed in {LABELS_FILE}; add a row for it or remove it"))
+    else:
+        pairs = [(p.name, label_from_name(p.name)) for p in images]
+    samples = []
+    for name, label in pairs:
+        path = folder / name
+        if not path.is_file():
+            found.append(Problem(str(path), f"listed in {LABELS_FILE} but missing"))
+            continue
+        if not label:
+            found.append(Problem(str(path), "empty label"))
+            continue
+        bad = charset.unknown(label)
+        if bad:
+            found.append(Problem(str(path), f"label {label!r} has characters not in the charset: {', '.join(map(repr, bad))}"))
+            continue
+        samples.append(Sample(path, charset.normalize(label)))
+    if problems is not None:
+        problems.extend(found)
+    elif found:
+        raise DataError("; ".join(map(str, found[:5])) + (f" (and {len(found) - 5} more)" if len(found) > 5 else ""))
+    return samples
+
+
+def read_char_folder(split_dir: str | Path, charset: Charset = DEFAULT_CHARSET,
+                     problems: list[Problem] | None = None) -> list[Sample]:
+    """Single-character images of one split (``chars/train``); folder names are the classes."""
+    split_dir = Path(split_dir)
+    found: list[Problem] = []
+    samples: list[Sample] = []
+    for sub in sorted(split_dir.iterdir()):
+        if not sub.is_dir():
+            found.append(Problem(str(sub), "stray file in a split folder; character images go in <split>/<C>/"))
+            continue
+        if len(sub.name) != 1 or sub.name not in charset:
+            found.append(Problem(str(sub), f"folder name is not a character of the charset {charset.alphabet!r}"))
+            continue
+        files = sorted(sub.iterdir())
+        images = [p for p in files if is_image_name(p.name) and p.is_file()]
+        for p in files:
+            if p not in images:
+                found.append(Problem(str(p), f"not an image file (expected one of {', '.join(IMAGE_SUFFIXES)})"))
+        if not images:
+            found.append(Problem(str(sub), "empty class folder"))
+        label = charset.normalize(sub.name)
+        samples.extend(Sample(p, label) for p in images)
+    if problems is not None:
+        problems.extend(found)
+    elif found:
+        raise DataError("; ".join(map(str, found[:5])))
+    return samples
+
+
+@dataclass
+class DatasetReport:
+    """What `captcha data check` finds: counts and every problem."""
+
+    root: str
+    layout: str  # "course" or "flat"
+    chars: dict[str, dict[str, int]] = field(default_factory=dict)  # split -> class -> count
+    captchas: dict[str, int] = field(default_factory=dict)  # split -> count
+    lengths: dict[str, dict[int, int]] = field(default_factory=dict)  # split -> length -> count
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def usable(self) -> bool:
+        # a flat folder ("all") is trained on after `captcha train` holds out its validation share
+        has_train = any(self.chars.get("train", {}).values()) or bool(self.captchas.get("train")) \
+            or bool(self.captchas.get("all"))
+        return has_train and not self.problems
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["problems"] = [asdict(p) for p in self.problems]
+        d["usable"] = self.usable
+        return d
+
+
+def detect_layout(root: Path) -> str:
+    """``course`` when ``chars/`` or ``captchas/`` exist, ``flat`` for a folder of captchas."""
+    if (root / "chars").is_dir() or (root / "captchas").is_dir():
+        return "course"
+    if (root / LABELS_FILE).is_file() or any(is_image_name(p.name) for p in root.iterdir()):
+        return "flat"
+    raise DataError(
+        f"{root}: neither the course layout (chars/, captchas/) nor a folder of captchas; "
+        "see README 'Dataset layout' or run `captcha data synth --out DIR`"
+    )
+
+
+def check_dataset(root: str | Path, charset: Charset = DEFAULT_CHARSET, length: int | None = None,
+                  decode: bool = True) -> DatasetReport:
+    """Scan a dataset, counting what is there and listing every problem; decodes every image."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"{root}: dataset folder does not exist (make one with `captcha data synth --out {root}`)")
+    report = DatasetReport(str(root), detect_layout(root))
+    problems = report.problems
+    all_samples: list[Sample] = []
+    if report.layout == "flat":
+        caps = read_captcha_labels(root, charset, problems)
+        report.captchas["all"] = len(caps)
+        report.lengths["all"] = dict(Counter(len(s.label) for s in caps))
+        all_samples += caps
+        _check_lengths(caps, length, problems)
+    else:
+        for entry in sorted(root.iterdir()):
+            if entry.name not in ("chars", "captchas") and not entry.name.startswith("."):
+                problems.append(Problem(str(entry), "unknown entry; the layout has only chars/ and captchas/"))
+        for kind in ("chars", "captchas"):
+            base = root / kind
+            if not base.is_dir():
+                continue
+            for entry in sorted(base.iterdir()):
+                if entry.name not in SPLITS:
+                    problems.append(Problem(str(entry), f"unknown entry; {kind}/ holds only {' and '.join(SPLITS)}/"))
+        for split in SPLITS:
+            d = root / "chars" / split
+            if d.is_dir():
+                chars = read_char_folder(d, charset, problems)
+                counts = Counter(s.label for s in chars)
+                report.chars[split] = {c: counts.get(c, 0) for c in charset.alphabet}
+                all_samples += chars
+            d = root / "captchas" / split
+            if d.is_dir():
+                caps = read_captcha_labels(d, charset, problems)
+                report.captchas[split] = len(caps)
+                report.lengths[split] = dict(Counter(len(s.label) for s in caps))
+                all_samples += caps
+                _check_lengths(caps, length, problems)
+        if not (root / "chars" / "train").is_dir() and not (root / "captchas" / "train").is_dir():
+            problems.append(Problem(str(root), "no training data: expected chars/train/<C>/ or captchas/train/"))
+    if decode:
+        for s in all_samples:
+            try:
+                load_image(s.path)
+            except ImageError as exc:
+                problems.append(Problem(str(s.path), str(exc).split(": ", 1)[-1]))
+    return report
+
+
+def _check_lengths(samples: Sequence[Sample], length: int | None, problems: list[Problem]) -> None:
+    if not samples:
+        return
+    expected = length or Counter(len(s.label) for s in samples).most_common(1)[0][0]
+    for s in samples:
+        if len(s.label) != expected:
+            problems.append(Problem(str(s.path), f"label {s.label!r} has {len(s.label)} characters, expected {expected}"))
+
+
+def load_images(samples: Iterable[Sample], on_error: Callable[[Sample, ImageError], None] | None = None):
+    """Decode samples into RGB images, leaving out (and reporting) the unreadable ones."""
+    images, kept = [], []
+    for s in samples:
+        try:
+            images.append(load_image(s.path))
+            kept.append(s)
+        except ImageError as exc:
+            if on_error:
+                on_error(s, exc)
+            else:
+                log.warning("skipping %s", exc)
+    return images, kept
+
+
+def split_captcha_folder(src: str | Path, out: str | Path, val_names: set[str], charset: Charset = DEFAULT_CHARSET,
+                         link: bool = False, force: bool = False) -> dict[str, int]:
+    """Write a flat folder of labelled captchas as ``out/captchas/{train,val}`` (course layout).
+
+    A non-empty ``out`` is refused (its old files would mix with the new split) unless ``force``,
+    which clears it first.
+    """
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        if not force:
+            raise DataError(f"--out {out}: already exists and is not empty; choose a new folder, "
+                            "or pass --force to replace its contents")
+        if out.resolve() in (Path(src).resolve(), *Path(src).resolve().parents):
+            raise DataError(f"--out {out}: holds the source folder {src}; --force would delete it")
+        if out.is_dir() and not out.is_symlink():
+            shutil.rmtree(out)
+        else:
+            out.unlink()
+    samples = read_captcha_labels(src, charset, problems=[])
+    counts = {"train": 0, "val": 0}
+    rows: dict[str, list[tuple[str, str]]] = {"train": [], "val": []}
+    for s in samples:
+        split = "val" if s.path.name in val_names else "train"
+        dest = out / "captchas" / split
+        dest.mkdir(parents=True, exist_ok=True)
+        target = dest / s.path.name
+        if target.exists() or target.is_symlink():
+            target.unlink()
+        if link:
+            target.symlink_to(s.path.resolve())
+        else:
+            shutil.copy2(s.path, target)
+        rows[split].append((s.path.name, s.label))
+        counts[split] += 1
+    for split, items in rows.items():
+        if items:
+            _write_labels(out / "captchas" / split, items)
+    return counts
+
+
+def _write_labels(folder: Path, items: list[tuple[str, str]]) -> None:
+    with open(folder / LABELS_FILE, "w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh, lineterminator="\n")
+        w.writerow(("filename", "label"))
+        w.writerows(items)
+
+
+def first_captchas(data: str | Path, count: int, out: str | Path, charset: Charset = DEFAULT_CHARSET) -> Path:
+    """A course-layout view (symlinks) of ``data`` with only its first ``count`` training captchas
+    by file name, and the same validation captchas: the small-data side of a learning curve."""
+    data, out = Path(data), Path(out)
+    samples = sorted(read_captcha_labels(data / "captchas" / "train", charset, problems=[]),
+                     key=lambda s: s.path.name)[:count]
+    dest = out / "captchas" / "train"
+    dest.mkdir(parents=True)
+    for s in samples:
+        (dest / s.path.name).symlink_to(s.path.resolve())
+    _write_labels(dest, [(s.path.name, s.label) for s in samples])
+    (out / "captchas" / "val").symlink_to((data / "captchas" / "val").resolve())
+    return out
+
+
+def ordered_holdout(names: Sequence[str], fraction: float) -> set[str]:
+    """The last ``fraction`` of file names in sorted order (the benchmark's fixed test part)."""
+    order = sorted(names)
+    return set(order[len(order) - round(len(order) * fraction):]) if fraction > 0 else set()

@@ -1,0 +1,72 @@
+"""Preprocessing, defined once: crop -> fixed size -> float array -> normalisation.
+
+Training, evaluation and solving all call :class:`Preprocess`; its settings live in the
+checkpoint. Augmentation (``augment``) is added on top for training only. This module uses
+numpy and Pillow, not torch, so the ONNX solving path can share it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+from PIL import Image
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass
+class Preprocess:
+    """Turns a character crop (RGB PIL image) into the network's normalised CHW float32 input."""
+
+    size: tuple[int, int] = (32, 32)  # (height, width): small inputs keep a ResNet-18 fast on a CPU
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+
+    def __post_init__(self) -> None:
+        self.size = (int(self.size[0]), int(self.size[1]))
+        self.mean = tuple(float(v) for v in self.mean)  # type: ignore[assignment]
+        self.std = tuple(float(v) for v in self.std)  # type: ignore[assignment]
+        self._scale = (1.0 / (255.0 * np.asarray(self.std, dtype=np.float32))).reshape(3, 1, 1)
+        self._shift = (np.asarray(self.mean, dtype=np.float32) / np.asarray(self.std, dtype=np.float32)).reshape(3, 1, 1)
+
+    def resize(self, crop: Image.Image) -> np.ndarray:
+        """Crop image -> HWC uint8 array of the fixed size."""
+        h, w = self.size
+        if crop.size != (w, h):
+            crop = crop.resize((w, h), Image.BILINEAR, reducing_gap=None)
+        return np.asarray(crop, dtype=np.uint8)
+
+    def normalize(self, arr: np.ndarray) -> np.ndarray:
+        """HWC uint8 -> CHW float32, normalised as the backbone expects."""
+        return arr.transpose(2, 0, 1).astype(np.float32) * self._scale - self._shift
+
+    def __call__(self, crop: Image.Image) -> np.ndarray:
+        return self.normalize(self.resize(crop))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict for the checkpoint."""
+        return {"size": list(self.size), "mean": list(self.mean), "std": list(self.std)}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Preprocess":
+        """Rebuild from :meth:`to_dict`."""
+        return cls(size=tuple(d["size"]), mean=tuple(d["mean"]), std=tuple(d["std"]))
+
+
+def whole_captcha_size(sizes: Sequence[tuple[int, int]], stride: int = 8) -> tuple[int, int]:
+    """Network input (height, width) for reading whole captchas of these (width, height) sizes.
+
+    Keeps the glyphs near the scale the backbone was pretrained at (characters filling about 32
+    pixels): the median height rounded to a multiple of 16 within 32..64, the median aspect ratio,
+    and a width in whole feature columns (``stride`` pixels each).
+    """
+    if not sizes:
+        return (32, 128)
+    w = float(np.median([s[0] for s in sizes]))
+    h = float(np.median([s[1] for s in sizes]))
+    height = int(min(64, max(32, 16 * round(h / 16))))
+    width = int(max(2 * stride, stride * round(height * w / h / stride)))
+    return (height, width)

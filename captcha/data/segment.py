@@ -1,0 +1,215 @@
+"""Splitting a captcha image into its character crops: small strategies behind one interface.
+
+A splitter maps (RGB image, number of characters) to that many boxes ``(x0, y0, x1, y1)``, left
+to right. Crops keep a little context around each character so that training crops and solving
+crops look alike. numpy + Pillow only (the ONNX path uses it too).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Callable
+
+import numpy as np
+from PIL import Image
+from scipy import ndimage
+
+from ..config import SPLITTERS
+from ..errors import ConfigError
+
+Box = tuple[int, int, int, int]
+
+
+@dataclass
+class SegmentConfig:
+    """How to split: the method, and whether to trim margins to the ink first."""
+
+    method: str = "equal"
+    trim: bool = False  # the course's cells are exact: keep them whole
+    context: float = 0.1  # extra width on each side, as a fraction of a character's width
+
+    def __post_init__(self) -> None:
+        if self.method not in SPLITTERS:
+            raise ConfigError(f"unknown splitter {self.method!r}; choose one of {', '.join(SPLITTERS)} (or auto when training)")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "SegmentConfig":
+        return cls(**d)
+
+
+def ink_mask(img: Image.Image) -> np.ndarray:
+    """Boolean H x W mask of foreground: pixels far from the background (border median) colour."""
+    g = np.asarray(img.convert("L"), dtype=np.int16)
+    border = np.concatenate([g[0], g[-1], g[:, 0], g[:, -1]])
+    dist = np.abs(g - int(np.median(border)))
+    thr = max(30, _otsu(dist))
+    return dist > thr
+
+
+def _otsu(values: np.ndarray) -> int:
+    hist = np.bincount(values.ravel().clip(0, 255).astype(np.int64), minlength=256).astype(np.float64)
+    total = hist.sum()
+    if total == 0:
+        return 0
+    levels = np.arange(256)
+    w0 = np.cumsum(hist)
+    m0 = np.cumsum(hist * levels)
+    w1 = total - w0
+    mean_all = m0[-1]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        between = (mean_all * w0 - m0 * total) ** 2 / (w0 * w1)
+    between[~np.isfinite(between)] = 0
+    return int(np.argmax(between))
+
+
+def ink_extent(mask: np.ndarray) -> Box | None:
+    """Bounding box of the ink, or None for an empty mask."""
+    cols = np.flatnonzero(mask.any(0))
+    rows = np.flatnonzero(mask.any(1))
+    if cols.size == 0:
+        return None
+    return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
+
+
+def _with_context(cuts: list[float], top: int, bottom: int, width: int, height: int, context: float) -> list[Box]:
+    boxes = []
+    for a, b in zip(cuts[:-1], cuts[1:]):
+        pad = (b - a) * context
+        x0, x1 = max(0, int(round(a - pad))), min(width, int(round(b + pad)))
+        boxes.append((x0, top, max(x1, x0 + 1), bottom))
+    return boxes
+
+
+def split_equal(img: Image.Image, n: int, cfg: SegmentConfig) -> list[Box]:
+    """The course's cells: n equal slices (of the inked span when trimming)."""
+    w, h = img.size
+    x0, y0, x1, y1 = 0, 0, w, h
+    if cfg.trim:
+        ext = ink_extent(ink_mask(img))
+        if ext is not None:
+            x0, _, x1, _ = ext
+    step = (x1 - x0) / n
+    cuts = [x0 + i * step for i in range(n + 1)]
+    if not cfg.trim:
+        return [(int(round(a)), 0, int(round(b)), h) for a, b in zip(cuts[:-1], cuts[1:])]
+    return _with_context(cuts, y0, y1, w, h, cfg.context)
+
+
+def split_projection(img: Image.Image, n: int, cfg: SegmentConfig) -> list[Box]:
+    """Cut at the n-1 column-ink valleys nearest to the equal cuts."""
+    mask = ink_mask(img)
+    w, h = img.size
+    ext = ink_extent(mask)
+    if ext is None:
+        return split_equal(img, n, SegmentConfig("equal", trim=False))
+    x0, _, x1, _ = ext
+    profile = mask.sum(0).astype(np.float64)
+    profile = np.convolve(profile, np.ones(3) / 3, mode="same")
+    step = (x1 - x0) / n
+    cuts = [float(x0)]
+    for i in range(1, n):
+        guess = x0 + i * step
+        lo, hi = int(max(cuts[-1] + step * 0.4, guess - step * 0.45)), int(min(x1 - 1, guess + step * 0.45))
+        if hi <= lo:
+            cuts.append(guess)
+            continue
+        window = profile[lo:hi + 1]
+        # Prefer the lowest ink, and among ties the point closest to the equal cut.
+        penalty = np.abs(np.arange(lo, hi + 1) - guess) / step * window.max() * 0.3 if window.max() > 0 else 0
+        cuts.append(float(lo + int(np.argmin(window + penalty))))
+    cuts.append(float(x1))
+    return _with_context(cuts, 0, h, w, h, cfg.context)
+
+
+def _components(mask: np.ndarray) -> list[tuple[int, int, int]]:
+    """Connected components (8-neighbour) as (x0, x1, pixel count)."""
+    labels, _ = ndimage.label(mask, structure=np.ones((3, 3)))
+    out = []
+    for i, sl in enumerate(ndimage.find_objects(labels), start=1):
+        if sl is not None:
+            out.append((sl[1].start, sl[1].stop, int((labels[sl] == i).sum())))
+    return out
+
+
+def split_components(img: Image.Image, n: int, cfg: SegmentConfig) -> list[Box]:
+    """Connected components: drop specks, merge fragments, cut the widest blobs until there are n."""
+    mask = ink_mask(img)
+    w, h = img.size
+    comps = [c for c in _components(mask) if c[2] >= max(4, mask.sum() * 0.01)]
+    if not comps:
+        return split_equal(img, n, SegmentConfig("equal", trim=False))
+    spans = sorted([c[0], c[1]] for c in comps)
+    merged: list[list[int]] = []
+    for s in spans:  # components that overlap horizontally belong to one glyph (i, j, broken strokes)
+        if merged and s[0] < merged[-1][1] - 1:
+            merged[-1][1] = max(merged[-1][1], s[1])
+        else:
+            merged.append(list(s))
+    while len(merged) > n:  # merge the narrowest piece into its nearer neighbour
+        i = min(range(len(merged)), key=lambda k: merged[k][1] - merged[k][0])
+        if i == 0:
+            j = 1
+        elif i == len(merged) - 1:
+            j = i - 1
+        else:
+            j = i - 1 if merged[i][0] - merged[i - 1][1] <= merged[i + 1][0] - merged[i][1] else i + 1
+        a, b = sorted((i, j))
+        merged[a:b + 1] = [[merged[a][0], merged[b][1]]]
+    while len(merged) < n:  # cut the widest blob into equal parts
+        i = max(range(len(merged)), key=lambda k: merged[k][1] - merged[k][0])
+        x0, x1 = merged[i]
+        if x1 - x0 < 2:
+            break
+        mid = (x0 + x1) // 2
+        merged[i:i + 1] = [[x0, mid], [mid, x1]]
+    if len(merged) < n:
+        return split_equal(img, n, SegmentConfig("equal", trim=True, context=cfg.context))
+    _rebalance(merged, (merged[-1][1] - merged[0][0]) / n)
+    boxes = []
+    for x0, x1 in merged:
+        pad = (x1 - x0) * cfg.context
+        boxes.append((max(0, int(round(x0 - pad))), 0, min(w, int(round(x1 + pad))), h))
+    return boxes
+
+
+def _rebalance(pieces: list[list[int]], expected: float) -> None:
+    """A blob holding two glyphs beside a glyph broken in two: merge the pair, cut the blob."""
+    for _ in range(len(pieces)):
+        widths = [b - a for a, b in pieces]
+        wide = max(range(len(pieces)), key=lambda k: widths[k])
+        if widths[wide] < 1.7 * expected or len(pieces) < 3:
+            return
+        pair = min((k for k in range(len(pieces) - 1) if wide not in (k, k + 1)),
+                   key=lambda k: pieces[k + 1][1] - pieces[k][0], default=None)
+        if pair is None or pieces[pair + 1][1] - pieces[pair][0] > 1.1 * expected:
+            return
+        pieces[pair:pair + 2] = [[pieces[pair][0], pieces[pair + 1][1]]]
+        wide = max(range(len(pieces)), key=lambda k: pieces[k][1] - pieces[k][0])
+        x0, x1 = pieces[wide]
+        pieces[wide:wide + 1] = [[x0, (x0 + x1) // 2], [(x0 + x1) // 2, x1]]
+
+
+_IMPL: dict[str, Callable[[Image.Image, int, SegmentConfig], list[Box]]] = {
+    "equal": split_equal, "projection": split_projection, "components": split_components,
+}
+
+
+def split_boxes(img: Image.Image, n: int, cfg: SegmentConfig | None = None) -> list[Box]:
+    """Boxes of the ``n`` characters of ``img``, left to right."""
+    cfg = cfg or SegmentConfig()
+    if n < 1:
+        raise ConfigError("a captcha has at least one character")
+    boxes = _IMPL[cfg.method](img, n, cfg)
+    assert len(boxes) == n, (cfg.method, len(boxes), n)
+    w, h = img.size
+    # Never an empty crop, even from a 1x1 image: clamp into the image with at least one pixel.
+    return [(min(x0, w - 1), min(y0, h - 1), max(min(x1, w), min(x0, w - 1) + 1), max(min(y1, h), min(y0, h - 1) + 1))
+            for x0, y0, x1, y1 in boxes]
+
+
+def split(img: Image.Image, n: int, cfg: SegmentConfig | None = None) -> list[Image.Image]:
+    """The ``n`` character crops of ``img``."""
+    return [img.crop(b) for b in split_boxes(img, n, cfg)]

@@ -1,0 +1,119 @@
+"""Which samples of a dataset are for training and which for validation, in either layout.
+
+One reader serves training (``training.dataset``), `captcha eval --val` (the held-out part a
+checkpoint recorded) and `captcha eval DIR` (any labelled folder), so they can never disagree
+about which captchas were held out. Pure data: no torch.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..charset import Charset
+from ..errors import ConfigError, DataError
+from .layout import detect_layout, load_images, read_captcha_labels, read_char_folder
+from .segment import SegmentConfig
+from .synth import seed_for
+
+Captcha = tuple[Any, str]  # (RGB PIL image, label)
+
+
+@dataclass
+class EvalData:
+    """What a model is measured on: single characters and whole captchas, with its length and splitter."""
+
+    char_images: list
+    char_targets: list[int]
+    captchas: list[Captcha]
+    length: int
+    segment: SegmentConfig
+    split: dict[str, Any]
+
+
+@dataclass
+class Parts:
+    """A dataset read into its training and validation parts (samples, or decoded captchas)."""
+
+    train_chars: list
+    val_chars: list
+    train_caps: list[Captcha]
+    val_caps: list[Captcha]
+    split: dict[str, Any]
+
+
+def flat_split(names: list[str], val_fraction: float, seed: int) -> set[str]:
+    """Deterministic held-out file names of a flat captcha folder."""
+    if not 0 < val_fraction < 1:
+        raise ConfigError(f"--val-fraction must be between 0 and 1, got {val_fraction}")
+    order = sorted(names)
+    random.Random(seed_for(seed, "split")).shuffle(order)
+    return set(order[: max(1, round(len(order) * val_fraction))])
+
+
+def read_captchas(folder: Path, charset: Charset) -> list[Captcha]:
+    """Decoded labelled captchas of one folder (none when it does not exist); unreadable ones are left out."""
+    if not folder.is_dir():
+        return []
+    images, kept = load_images(read_captcha_labels(folder, charset, problems=[]))
+    return list(zip(images, [s.label for s in kept]))
+
+
+def read_parts(root: Path, charset: Charset, val_fraction: float, seed: int,
+                val_files: list[str] | None = None, val_only: bool = False) -> Parts:
+    """Both layouts: the course's chars/ + captchas/ folders, or a flat folder split by seed
+    (or by the recorded ``val_files``). ``val_only`` skips decoding the training part."""
+    if detect_layout(root) == "course":
+        def chars(part: str) -> list:
+            return read_char_folder(root / "chars" / part, charset, problems=[]) if (root / "chars" / part).is_dir() else []
+
+        return Parts([] if val_only else chars("train"), chars("val"),
+                      [] if val_only else read_captchas(root / "captchas" / "train", charset),
+                      read_captchas(root / "captchas" / "val", charset), {"layout": "course", "root": str(root)})
+    samples = read_captcha_labels(root, charset, problems=[])
+    names = [s.path.name for s in samples]
+    held = set(val_files) if val_files is not None else flat_split(names, val_fraction, seed)
+    if val_only:
+        samples = [s for s in samples if s.path.name in held]
+    images, kept = load_images(samples)
+    caps = list(zip(images, [s.label for s in kept]))
+    is_val = [s.path.name in held for s in kept]
+    info = {"layout": "flat", "root": str(root), "seed": seed, "val_fraction": val_fraction, "val_files": sorted(held)}
+    return Parts([], [], [c for c, v in zip(caps, is_val) if not v], [c for c, v in zip(caps, is_val) if v], info)
+
+
+def validation_data(ckpt: dict[str, Any], data: str | Path | None = None) -> EvalData:
+    """The validation part of the data a checkpoint was trained on (for `captcha eval --val`)."""
+    info = ckpt.get("split", {})
+    root = Path(data or info.get("root") or ckpt["train_config"]["data"])
+    if not root.is_dir():
+        raise DataError(f"{root}: validation data not found; pass --data DIR")
+    charset = Charset.from_dict(ckpt["charset"])
+    conf = ckpt["train_config"]
+    recorded = info.get("val_files") if info.get("layout") == "flat" else None
+    parts = read_parts(root, charset, conf.get("val_fraction", 0.2), conf.get("seed", 0), recorded, val_only=True)
+    return _evaluation_data(parts, ckpt, charset, root)
+
+
+def labelled_data(ckpt: dict[str, Any], data: str | Path) -> EvalData:
+    """Any labelled data for `captcha eval DATASET`: every captcha of a flat folder, or the chars/val
+    and captchas/val parts of a course-layout dataset."""
+    root = Path(data)
+    if not root.is_dir():
+        raise DataError(f"{root}: dataset folder does not exist")
+    charset = Charset.from_dict(ckpt["charset"])
+    if detect_layout(root) == "course":
+        parts = read_parts(root, charset, 0.2, 0, val_only=True)
+    else:
+        parts = Parts([], [], [], read_captchas(root, charset), {"layout": "flat", "root": str(root)})
+    return _evaluation_data(parts, ckpt, charset, root)
+
+
+def _evaluation_data(parts: Parts, ckpt: dict[str, Any], charset: Charset, root: Path) -> EvalData:
+    v_imgs, v_kept = load_images(parts.val_chars)
+    if not v_imgs and not parts.val_caps:
+        raise DataError(f"{root}: no labelled data to evaluate (chars/val, captchas/val, or labelled captchas)")
+    return EvalData(v_imgs, [charset.encode(s.label)[0] for s in v_kept], parts.val_caps,
+                    int(ckpt["length"]), SegmentConfig.from_dict(ckpt["segment"]), parts.split)

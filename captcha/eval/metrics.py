@@ -1,0 +1,50 @@
+"""Scores of readings: character, full-string and per-position accuracy, and confusions. Pure Python/numpy."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any, Sequence
+
+import numpy as np
+
+
+def char_metrics(pred: np.ndarray, target: np.ndarray) -> dict[str, float]:
+    """Accuracy of single-character predictions."""
+    return {"char_acc": float((pred == target).mean()) if len(target) else float("nan"), "chars": int(len(target))}
+
+
+def string_metrics(pred: Sequence[str], truth: Sequence[str]) -> dict[str, Any]:
+    """Full-string accuracy, per-position accuracy and character accuracy of captcha readings."""
+    if not truth:
+        return {"string_acc": float("nan"), "captchas": 0}
+    length = max(len(t) for t in truth)
+    pos = [np.mean([len(p) > i and len(t) > i and p[i] == t[i] for p, t in zip(pred, truth)]) for i in range(length)]
+    chars = sum(len(t) for t in truth)
+    right = sum(a == b for p, t in zip(pred, truth) for a, b in zip(p, t))
+    return {"string_acc": float(np.mean([p == t for p, t in zip(pred, truth)])),
+            "captcha_char_acc": right / chars, "position_acc": [float(v) for v in pos], "captchas": len(truth)}
+
+
+MISSING = "?"  # what a reading shorter than its label has at the missing positions
+
+
+def aligned_chars(pred: Sequence[str], truth: Sequence[str]) -> tuple[list[str], list[str]]:
+    """(true, read) character pairs position by position; a short reading counts as :data:`MISSING`."""
+    t_out, p_out = [], []
+    for p, t in zip(pred, truth):
+        t_out += list(t)
+        p_out += list(p.ljust(len(t), MISSING))[: len(t)]
+    return t_out, p_out
+
+
+def confusions(true_chars: Sequence[str], pred_chars: Sequence[str], top: int = 10) -> list[tuple[str, str, int]]:
+    """Most frequent (true, read, count) character mix-ups among aligned character pairs."""
+    c = Counter((t, p) for t, p in zip(true_chars, pred_chars) if p != t)
+    return [(t, p, n) for (t, p), n in c.most_common(top)]
+
+
+def score(m: dict[str, Any]) -> tuple[float, float]:
+    """Sort key of a validation result: full-string accuracy, then character accuracy (NaN lowest)."""
+    s = m.get("string_acc", float("nan"))
+    c = m.get("char_acc", m.get("captcha_char_acc", float("nan")))
+    return (s if s == s else -1.0, c if c == c else -1.0)

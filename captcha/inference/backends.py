@@ -1,0 +1,96 @@
+"""What runs the network: PyTorch or ONNX Runtime behind one call, ``backend(x) -> logits``.
+
+Both take and return numpy arrays, so decoding and batching never care which one runs. Neither
+library is imported until its backend is built: the ONNX path never loads PyTorch.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+from typing import Any, Callable
+
+import numpy as np
+
+from ..errors import CheckpointError
+
+META_KEY = "captcha"  # the ONNX metadata entry holding the solving settings (JSON)
+INPUT, OUTPUT = "crops", "logits"
+INFERENCE_BATCH = 512  # inputs per network call when a whole array is run (validation, evaluation)
+
+
+class TorchBackend:
+    """Runs a model with PyTorch: inference mode, channels-last, bf16 autocast on CUDA."""
+
+    name = "torch"
+
+    def __init__(self, model: Any, threads: int | None = None, device: str = "cpu") -> None:
+        import torch  # optional on the ONNX path: imported only when this backend is chosen
+
+        self.torch = torch
+        if threads:
+            torch.set_num_threads(threads)
+        self.device = torch.device(device)
+        self.model = model.eval().to(self.device, memory_format=torch.channels_last)
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        torch = self.torch
+        with torch.inference_mode(), torch.autocast(self.device.type, dtype=torch.bfloat16,
+                                                    enabled=self.device.type == "cuda"):
+            t = torch.as_tensor(x).to(self.device).contiguous(memory_format=torch.channels_last)
+            return self.model(t).float().cpu().numpy()
+
+
+class OnnxBackend:
+    """Runs an exported model with ONNX Runtime on the CPU."""
+
+    name = "onnx"
+
+    def __init__(self, path: str | os.PathLike, threads: int | None = None) -> None:
+        import onnxruntime as ort  # optional heavy dependency, needed only on this path
+
+        self.path = path
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if threads:
+            opts.intra_op_num_threads = threads
+        try:
+            self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # noqa: BLE001 - ORT raises its own untyped errors
+            raise CheckpointError(f"{path}: not a loadable ONNX model: {exc}") from None
+        self.input = self.session.get_inputs()[0].name
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        return self.session.run(None, {self.input: np.ascontiguousarray(x, dtype=np.float32)})[0]
+
+    def metadata(self) -> dict[str, Any]:
+        """The solving settings stored in the file by `captcha export`."""
+        raw = self.session.get_modelmeta().custom_metadata_map.get(META_KEY)
+        if raw is None:
+            raise CheckpointError(f"{self.path}: ONNX file has no captcha metadata; export it with `captcha export`")
+        try:
+            meta = json.loads(raw)
+        except json.JSONDecodeError:
+            raise CheckpointError(f"{self.path}: its captcha metadata is not valid JSON; export it again") from None
+        if not isinstance(meta, dict):
+            raise CheckpointError(f"{self.path}: its captcha metadata is not an object; export it again")
+        return meta
+
+
+def has_onnxruntime() -> bool:
+    """True when ONNX Runtime (and onnx, for exporting) are installed."""
+    return importlib.util.find_spec("onnxruntime") is not None and importlib.util.find_spec("onnx") is not None
+
+
+def run_batched(backend: Callable[[np.ndarray], np.ndarray], x: np.ndarray,
+                batch_size: int = INFERENCE_BATCH) -> np.ndarray:
+    """Run ``backend`` over ``x`` in batches: the one batched-inference helper."""
+    if not len(x):
+        return np.zeros((0,), dtype=np.float32)
+    return np.concatenate([backend(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
+
+
+def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
+    """The solving settings stored in an exported ONNX file (via ONNX Runtime, without torch)."""
+    return OnnxBackend(path).metadata()

@@ -1,0 +1,134 @@
+"""Bulk solving into a CSV: expanding inputs, streaming them through the solver, resuming."""
+
+from __future__ import annotations
+
+import csv
+import glob
+import os
+import time
+from pathlib import Path
+from typing import Iterable, Iterator
+
+from tqdm import tqdm
+
+from ..config import SOLVE_BATCH_SIZE
+from ..data.images import is_image_name
+from ..errors import ConfigError, DataError
+from .solver import Solver
+
+FIELDS = ("filename", "text", "confidence", "error")
+LIST_SUFFIXES = (".txt", ".lst")
+
+
+def expand_inputs(inputs: Iterable[str]) -> Iterator[str]:
+    """Paths from directories (recursively, sorted), globs, list files (one path a line) and plain files."""
+    for item in inputs:
+        p = Path(item)
+        if p.is_dir():
+            for root, dirs, files in os.walk(p):
+                dirs.sort()
+                for name in sorted(files):
+                    if is_image_name(name):
+                        yield os.path.join(root, name)
+        elif p.is_file() and p.suffix.lower() in LIST_SUFFIXES:
+            with open(p, encoding="utf-8-sig") as fh:
+                for line in fh:
+                    line = line.strip()
+                    if line and not line.startswith("#"):
+                        yield line
+        elif not p.exists() and glob.has_magic(item):
+            yield from sorted(glob.iglob(item, recursive=True))
+        else:
+            yield item  # a file, or a missing one: the solver reports it as an error row
+
+
+def _drop_partial_row(out: Path) -> None:
+    """A run killed mid-write can leave half a row; cut the file back to its last complete line."""
+    data = out.read_bytes()
+    if data and not data.endswith(b"\n"):
+        with open(out, "r+b") as fh:
+            fh.truncate(data.rfind(b"\n") + 1)
+
+
+def done_in(out: Path) -> set[str]:
+    """File names already present in an earlier (perhaps interrupted) output CSV."""
+    if not out.is_file():
+        return set()
+    _drop_partial_row(out)
+    with open(out, newline="", encoding="utf-8") as fh:
+        return {row["filename"] for row in csv.DictReader(fh) if row.get("filename")}
+
+
+def run_batch(inputs: Iterable[str], out: str | os.PathLike, solver: Solver, batch_size: int = SOLVE_BATCH_SIZE,
+              workers: int = 0, resume: bool = False, progress: bool = False,
+              shard: tuple[int, int] | None = None) -> dict:
+    """Solve every input into ``out`` with ``solver``; an unreadable file becomes an error row, never a stop."""
+    out = Path(out)
+    skip = done_in(out) if resume else set()
+    stats = {"solved": 0, "errors": 0, "skipped": 0}
+
+    def todo() -> Iterator[str]:
+        for i, path in enumerate(expand_inputs(inputs)):
+            if shard and i % shard[1] != shard[0]:
+                continue
+            if path in skip:
+                stats["skipped"] += 1
+                continue
+            yield path
+
+    fresh = not (resume and out.is_file() and out.stat().st_size > 0)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    with open(out, "w" if fresh else "a", newline="", encoding="utf-8") as fh, \
+            tqdm(desc="solving", unit="img", disable=not progress, mininterval=1) as bar:
+        writer = csv.writer(fh, lineterminator="\n")
+        if fresh:
+            writer.writerow(FIELDS)
+        for k, res in enumerate(solver.solve_batch(todo(), batch_size=batch_size, workers=workers), start=1):
+            if res.solution:
+                writer.writerow((res.source, res.solution.text, f"{res.solution.confidence:.4f}", ""))
+                stats["solved"] += 1
+            else:
+                writer.writerow((res.source, "", "", res.error))
+                stats["errors"] += 1
+            bar.update(1)
+            if k % batch_size == 0:
+                fh.flush()  # a killed run keeps every finished batch; --resume picks up from there
+    seconds = time.perf_counter() - t0
+    stats["seconds"] = seconds
+    stats["per_second"] = (stats["solved"] + stats["errors"]) / seconds if seconds > 0 else 0.0
+    return stats
+
+
+def parse_shard(spec: str | None) -> tuple[int, int] | None:
+    """``"i/n"`` -> (i, n): this process takes every n-th input starting at i (0-based)."""
+    if not spec:
+        return None
+    try:
+        i, n = (int(v) for v in spec.split("/"))
+    except ValueError:
+        raise ConfigError(f"--shard {spec!r}: expected i/n, e.g. 0/4") from None
+    if not (n >= 1 and 0 <= i < n):
+        raise ConfigError(f"--shard {spec!r}: need 0 <= i < n")
+    return i, n
+
+
+def merge_results(parts: Iterable[str | os.PathLike], out: str | os.PathLike) -> int:
+    """Merge shard CSVs into one, one row per file (a file solved twice keeps its last row)."""
+    rows: dict[str, list[str]] = {}
+    for part in parts:
+        with open(part, newline="", encoding="utf-8") as fh:
+            reader = csv.reader(fh)
+            header = next(reader, None)
+            if header is None:
+                continue
+            if tuple(header) != FIELDS:
+                raise DataError(f"{part}: not a solve-batch CSV (header {header!r})")
+            for row in reader:
+                if row:
+                    rows[row[0]] = row
+    with open(out, "w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh, lineterminator="\n")
+        w.writerow(FIELDS)
+        w.writerows(rows.values())
+    return len(rows)

@@ -1,0 +1,165 @@
+"""Loading a model for solving, explicitly: which backend runs it, and the compiled-model cache.
+
+``load_solver(path, backend=...)`` is the one way in:
+
+- an ``.onnx`` file (from `captcha export`) runs on ONNX Runtime; PyTorch is never imported;
+- a checkpoint with ``backend="torch"`` runs on PyTorch;
+- a checkpoint with ``backend="onnx"`` is compiled to ONNX once, through :class:`OnnxCache`: it is
+  exported, verified against PyTorch, and kept under a key made of the checkpoint's content, so a
+  retrained model is compiled afresh and an unchanged one never again (even by other processes);
+- ``auto`` (the default) is ``onnx`` on the CPU when ONNX Runtime is installed (PyTorch's CPU
+  kernels are several times slower on the small batches of solving), else ``torch``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from .. import __version__
+from ..config import BACKENDS, CACHE_KEEP, DEFAULT_MAX_PIXELS, DEVICES
+from ..errors import CheckpointError, ConfigError
+from .backends import OnnxBackend, TorchBackend, has_onnxruntime
+from .solver import Solver
+
+log = logging.getLogger(__name__)
+
+
+def cache_dir() -> Path:
+    """Where compiled models are kept: $CAPTCHA_CACHE, else $XDG_CACHE_HOME/captcha or ~/.cache/captcha."""
+    if os.environ.get("CAPTCHA_CACHE"):
+        return Path(os.environ["CAPTCHA_CACHE"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "captcha"
+
+
+class OnnxCache:
+    """Checkpoints compiled to ONNX, keyed by content, verified, bounded to the ``keep`` most recent."""
+
+    def __init__(self, root: str | os.PathLike | None = None, keep: int = CACHE_KEEP) -> None:
+        self.root = Path(root) if root is not None else cache_dir()
+        self.keep = keep
+
+    def key(self, checkpoint: Path) -> str:
+        """Content hash of the checkpoint, salted with the versions that shape the export."""
+        import torch  # the checkpoint side: torch is loaded anyway to export or verify
+
+        digest = hashlib.sha256(checkpoint.read_bytes())
+        digest.update(f"{torch.__version__}|{__version__}".encode())
+        return digest.hexdigest()[:24]
+
+    def entries(self) -> list[Path]:
+        """Cached models, most recently used first."""
+        if not self.root.is_dir():
+            return []
+        return sorted(self.root.glob("*.onnx"), key=lambda p: p.stat().st_mtime, reverse=True)
+
+    def compiled(self, checkpoint: str | os.PathLike) -> Path:
+        """The ONNX file of ``checkpoint``: from the cache when it is there and intact, else exported now."""
+        # the checkpoint side needs torch: imported here so that the .onnx path never loads it
+        from ..nn.checkpoint import require_file
+
+        path = require_file(checkpoint)
+        key = self.key(path)
+        target = self.root / f"{key}.onnx"
+        if target.is_file():
+            if self._intact(target, key):
+                target.touch()  # most recently used
+                return target
+            log.warning("compiled model %s is damaged or foreign; exporting %s again", target, path)
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            self._export(path, target, key)
+        except OSError as exc:
+            raise CheckpointError(f"cannot write the compiled model to {self.root} ({exc.strerror or exc}); "
+                                  "set $CAPTCHA_CACHE to a writable folder, or use --backend torch") from None
+        self.prune()
+        return target
+
+    def _export(self, checkpoint: Path, target: Path, key: str) -> None:
+        # exporting needs torch and onnx: loaded only when a checkpoint is compiled
+        import onnx
+
+        from .export import export_onnx
+
+        fd, tmp = tempfile.mkstemp(prefix=f".{key}.", suffix=".onnx.tmp", dir=self.root)
+        os.close(fd)
+        try:
+            export_onnx(checkpoint, tmp)  # verified against PyTorch before it is kept
+            proto = onnx.load(tmp)
+            entry = proto.metadata_props.add()
+            entry.key, entry.value = "captcha_cache_key", key
+            onnx.save(proto, tmp)
+            os.replace(tmp, target)  # atomic: concurrent processes see a whole file or none
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+
+    @staticmethod
+    def _intact(target: Path, key: str) -> bool:
+        try:
+            session = OnnxBackend(target).session
+        except CheckpointError:
+            return False
+        return session.get_modelmeta().custom_metadata_map.get("captcha_cache_key") == key
+
+    def prune(self) -> list[Path]:
+        """Remove all but the ``keep`` most recently used models, and temp files of killed exports."""
+        removed = self.entries()[self.keep:]
+        if self.root.is_dir():
+            removed += list(self.root.glob(".*.onnx.tmp"))
+        for p in removed:
+            p.unlink(missing_ok=True)
+        return removed
+
+    def clear(self) -> list[Path]:
+        """Remove every cached model."""
+        removed = self.entries() + (list(self.root.glob(".*.onnx.tmp")) if self.root.is_dir() else [])
+        for p in removed:
+            p.unlink(missing_ok=True)
+        return removed
+
+    def size(self) -> int:
+        """Bytes the cache holds."""
+        return sum(p.stat().st_size for p in self.entries())
+
+
+def resolve_backend(backend: str, device: str = "auto") -> str:
+    """``auto`` -> ``onnx`` on the CPU with ONNX Runtime installed, else ``torch``."""
+    if backend not in BACKENDS:
+        raise ConfigError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    if device not in DEVICES:
+        raise ConfigError(f"unknown device {device!r}; choose one of {', '.join(DEVICES)}")
+    if backend == "onnx" and device == "cuda":
+        raise ConfigError("--backend onnx runs on the CPU; use --backend torch (or auto) with --device cuda")
+    if backend != "auto":
+        return backend
+    if device == "cuda" or not has_onnxruntime():
+        return "torch"
+    return "onnx"
+
+
+def load_solver(path: str | os.PathLike, backend: str = "auto", device: str = "auto", threads: int | None = None,
+                max_pixels: int = DEFAULT_MAX_PIXELS, cache: OnnxCache | None = None) -> Solver:
+    """A :class:`Solver` for a checkpoint or an exported ``.onnx`` file (see the module docstring)."""
+    if str(path).endswith(".onnx"):
+        if backend == "torch":
+            raise ConfigError(f"{path}: an ONNX file runs on ONNX Runtime, not --backend torch")
+        if device == "cuda":
+            raise ConfigError(f"{path}: an ONNX file runs on the CPU; load the checkpoint for --device cuda")
+        return Solver.from_onnx(path, threads, max_pixels)
+    if resolve_backend(backend, device) == "onnx":
+        return Solver.from_onnx((cache or OnnxCache()).compiled(path), threads, max_pixels)
+    return Solver.from_metadata(*_torch_model(path, device, threads), max_pixels, str(path))
+
+
+def _torch_model(path: str | os.PathLike, device: str, threads: int | None) -> tuple[TorchBackend, dict[str, Any]]:
+    # torch-side modules, imported only when a checkpoint runs on PyTorch
+    from ..nn.checkpoint import load_checkpoint
+    from ..nn.device import resolve_device
+    from ..nn.networks import model_from_checkpoint
+
+    ckpt = load_checkpoint(path, kind="recognizer")
+    return TorchBackend(model_from_checkpoint(ckpt, path), threads, str(resolve_device(device))), ckpt

@@ -1,0 +1,232 @@
+"""Reading captchas: one image, or a stream of many in batches, with any backend.
+
+A :class:`Solver` holds a backend (see ``backends``) and the settings the model was trained with
+(charset, preprocessing, captcha length, splitter, method), read from the checkpoint or from an
+exported ONNX file, so solving can never disagree with training. ``load.load_solver`` builds one
+from a file.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import queue
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Iterator
+
+import numpy as np
+from PIL import Image
+
+from ..charset import Charset
+from ..config import DEFAULT_MAX_PIXELS, METHODS, SOLVE_BATCH_SIZE
+from ..data.images import ImageInput, load_image
+from ..data.preprocess import Preprocess
+from ..data.segment import SegmentConfig
+from ..errors import CaptchaError, CheckpointError, ConfigError
+from .backends import OnnxBackend
+from .decode import BatchResult, Solution, captcha_inputs, decode
+
+log = logging.getLogger(__name__)
+
+SIZE_TOLERANCE = 2.0  # an image whose height or aspect is this many times off the training captchas' is warned about
+
+
+@dataclass
+class Preparer:
+    """Image -> network inputs, as the model was trained: crops (classify) or the whole captcha (ctc).
+
+    Holds no backend, so worker processes can share it.
+    """
+
+    pre: Preprocess
+    length: int
+    segment: SegmentConfig
+    method: str = "classify"
+    max_pixels: int = DEFAULT_MAX_PIXELS
+
+    def inputs(self, img: Image.Image) -> np.ndarray:
+        """(k, 3, H, W) inputs of one decoded captcha."""
+        if self.method == "ctc":
+            return self.pre(img)[None]
+        return captcha_inputs(img, self.length, self.segment, self.pre)
+
+    def __call__(self, item: ImageInput | tuple[str, ImageInput]) -> tuple[str, np.ndarray | None, str, tuple[int, int]]:
+        """(source, inputs or None, error, image size) of an image or a (name, image) pair; never raises
+        for a bad input."""
+        name, item = item if isinstance(item, tuple) else (_describe(item), item)
+        try:
+            img = load_image(item, self.max_pixels, name=name)
+            return name, self.inputs(img), "", img.size
+        except CaptchaError as exc:
+            return name, None, str(exc), (0, 0)
+        except Exception as exc:  # noqa: BLE001 - one strange file must not stop a batch of millions
+            return name, None, f"{name}: unexpected {type(exc).__name__}: {exc}", (0, 0)
+
+
+class Solver:
+    """Reads captchas with a backend and the settings its model was trained with."""
+
+    def __init__(self, backend: Callable[[np.ndarray], np.ndarray], charset: Charset, preparer: Preparer,
+                 trained_size: tuple[int, int] | None = None) -> None:
+        if preparer.method not in METHODS:
+            raise ConfigError(f"unknown method {preparer.method!r}; choose one of {', '.join(METHODS)}")
+        self.backend = backend
+        self.charset = charset
+        self.preparer = preparer
+        self.trained_size = trained_size  # (width, height) of the captchas it learned from, for warnings
+
+    @property
+    def method(self) -> str:
+        return self.preparer.method
+
+    @property
+    def length(self) -> int:
+        return self.preparer.length
+
+    @property
+    def pre(self) -> Preprocess:
+        return self.preparer.pre
+
+    @property
+    def backend_name(self) -> str:
+        """``onnx`` or ``torch``: what runs the network."""
+        return getattr(self.backend, "name", type(self.backend).__name__)
+
+    @classmethod
+    def from_metadata(cls, backend: Callable[[np.ndarray], np.ndarray], meta: dict[str, Any],
+                      max_pixels: int = DEFAULT_MAX_PIXELS, source: str = "<model>") -> "Solver":
+        """A solver from the settings a checkpoint or an exported ONNX file records."""
+        try:
+            charset = Charset.from_dict(meta["charset"])
+            preparer = Preparer(Preprocess.from_dict(meta["preprocess"]), int(meta["length"]),
+                                SegmentConfig.from_dict(meta["segment"]), meta.get("method", "classify"), max_pixels)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise CheckpointError(f"{source}: its solving settings are incomplete or malformed ({exc}); "
+                                  "retrain or re-export it") from None
+        size = meta.get("captcha_size")
+        return cls(backend, charset, preparer, tuple(size) if size else None)
+
+    @classmethod
+    def from_onnx(cls, path: str | os.PathLike, threads: int | None = None,
+                  max_pixels: int = DEFAULT_MAX_PIXELS) -> "Solver":
+        """A solver over an exported ONNX file (see `captcha export`), without PyTorch."""
+        backend = OnnxBackend(path, threads)
+        return cls.from_metadata(backend, backend.metadata(), max_pixels, str(path))
+
+    def inputs(self, image: ImageInput) -> np.ndarray:
+        """Decode one captcha into network inputs; raises :class:`ImageError` on bad input."""
+        return self.preparer.inputs(load_image(image, self.preparer.max_pixels))
+
+    def read(self, x: np.ndarray) -> list[Solution]:
+        """Network inputs of several captchas, (captchas, k, 3, H, W) -> their solutions."""
+        n, k = x.shape[:2]
+        logits = self.backend(x.reshape(n * k, *x.shape[2:]))
+        return decode(logits.reshape(n, -1, logits.shape[-1]), self.charset, self.method)
+
+    def solve(self, image: ImageInput) -> Solution:
+        """Read one captcha (path, bytes or PIL image); raises :class:`ImageError` on bad input."""
+        t0 = time.perf_counter()
+        img = load_image(image, self.preparer.max_pixels)
+        sol = self.read(self.preparer.inputs(img)[None])[0]
+        sol.seconds = time.perf_counter() - t0
+        sol.warnings = self.warnings(img.size, sol)
+        return sol
+
+    def solve_batch(self, images: Iterable[ImageInput], batch_size: int = SOLVE_BATCH_SIZE,
+                    workers: int = 0) -> Iterator[BatchResult]:
+        """Read many captchas in batches, yielding one result per input, in input order.
+
+        Decoding and splitting run in a background thread (``workers=0``) or in ``workers``
+        processes; a file that cannot be read becomes an error result and never stops the run.
+        """
+        for chunk in _prefetched(_chunks(self.preparer, images, batch_size, workers)):
+            good = [i for i, row in enumerate(chunk) if row[1] is not None]
+            sols: list[Solution] = []
+            if good:
+                t0 = time.perf_counter()
+                sols = self.read(np.stack([chunk[i][1] for i in good]))
+                per = (time.perf_counter() - t0) / len(good)
+                for s, i in zip(sols, good):
+                    s.seconds = per
+                    s.warnings = self.warnings(chunk[i][3], s)
+            it = iter(sols)
+            for src, x, err, _ in chunk:
+                yield BatchResult(src, next(it), "") if x is not None else BatchResult(src, None, err)
+
+    def warnings(self, size: tuple[int, int], sol: Solution) -> list[str]:
+        """Why a reading may be wrong: an image far from the training captchas' size or aspect, or a
+        CTC reading of another length than the model was trained on."""
+        out = []
+        if self.trained_size and size[0] > 0 and size[1] > 0:
+            (w, h), (tw, th) = size, self.trained_size
+            aspect = (w / h) / (tw / th)
+            if not 1 / SIZE_TOLERANCE <= aspect <= SIZE_TOLERANCE or not 1 / SIZE_TOLERANCE <= h / th <= SIZE_TOLERANCE:
+                out.append(f"image is {w}x{h}; the model learned from captchas of about {tw}x{th}")
+        if self.method == "ctc" and len(sol.text) != self.length:
+            out.append(f"read {len(sol.text)} characters; the model was trained on {self.length}")
+        return out
+
+
+def _describe(item: ImageInput) -> str:
+    return str(item) if isinstance(item, (str, os.PathLike)) else f"<{type(item).__name__}>"
+
+
+def _chunks(preparer: Preparer, images: Iterable[ImageInput], batch_size: int, workers: int) -> Iterator[list]:
+    """Prepared rows in lists of ``batch_size``, in input order; ``workers`` processes decode when > 0."""
+    if workers > 0:
+        # spawn, not fork: the backend's thread pools are running, and forking a threaded process can hang
+        ctx = multiprocessing.get_context("spawn")
+        with ctx.Pool(workers) as pool:
+            yield from _batched(pool.imap(preparer, images, chunksize=8), batch_size)
+    else:
+        yield from _batched(map(preparer, images), batch_size)
+
+
+def _batched(rows: Iterable, size: int) -> Iterator[list]:
+    chunk = []
+    for row in rows:
+        chunk.append(row)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _prefetched(chunks: Iterator[list], depth: int = 2) -> Iterator[list]:
+    """Run ``chunks`` in a background thread, ``depth`` ahead: decoding the next batch overlaps the
+    network on the current one (ONNX Runtime and PyTorch release the GIL while they compute)."""
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    done = object()
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for c in chunks:
+                if stop.is_set():
+                    return
+                q.put(c)
+            q.put(done)
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer and raised there
+            q.put(exc)
+
+    thread = threading.Thread(target=produce, name="captcha-prefetch", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = q.get()
+            if item is done:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        while thread.is_alive():  # unblock a producer waiting on a full queue
+            try:
+                q.get(timeout=0.05)
+            except queue.Empty:
+                pass

@@ -1,0 +1,52 @@
+"""Where tensors live: the device to run on, mixed precision, and the process group of DDP runs."""
+
+from __future__ import annotations
+
+import os
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from ..config import DEVICES
+from ..errors import ConfigError
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """``auto``: CUDA when available, else the CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name not in DEVICES:
+        raise ConfigError(f"unknown device {name!r}; choose one of {', '.join(DEVICES)}")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("--device cuda: no CUDA device is available here (use auto or cpu)")
+    return torch.device(name)
+
+
+def device_of(model: nn.Module) -> torch.device:
+    """The device of a model's parameters."""
+    return next(model.parameters()).device
+
+
+def autocast(dev: torch.device):
+    """Mixed precision (bf16) on CUDA; full precision on the CPU, where bf16 convolutions are slower here."""
+    return torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda")
+
+
+def distributed() -> tuple[int, int]:
+    """(rank, world size); joins the process group when started by torchrun (gloo on CPU, nccl on GPU)."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
+
+
+def barrier(world: int) -> None:
+    """Wait for every process of a DDP run (nothing to do alone)."""
+    if world > 1:
+        dist.barrier()
+
+
+def leave_process_group(world: int) -> None:
+    """End a DDP run's process group."""
+    if world > 1 and dist.is_initialized():
+        dist.destroy_process_group()

@@ -1,0 +1,271 @@
+"""The network: torchvision's ResNet-18 with a new head, where its weights come from, what is frozen.
+
+Imports nothing from training (nanoGPT's rule): solving needs only this and the checkpoint.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torchvision.models import ResNet, ResNet18_Weights
+from torchvision.models.resnet import BasicBlock
+
+from ..config import FREEZE_LEVELS, METHODS, PRETRAINED_HELP
+from ..errors import CheckpointError, ConfigError
+from .checkpoint import check_checkpoint, is_checkpoint, read_weights_file
+
+log = logging.getLogger(__name__)
+
+ARCH = "resnet18"
+FEATURE_DIM = 512
+STAGES = ("stem", "layer1", "layer2", "layer3", "layer4")  # in forward order
+IMAGENET_FILE = "resnet18-f37072fd.pth"
+SHIPPED_BACKBONE_NAME = "glyph-resnet18.pt"  # package data: captcha/weights/, inside the wheel too
+
+
+class CharNet(ResNet):
+    """ResNet-18 whose ``fc`` is a ``num_classes``-way head, with stage-wise freezing.
+
+    Keeps torchvision's module names, so any ResNet-18 state_dict loads into it.
+    """
+
+    def __init__(self, num_classes: int) -> None:
+        super().__init__(block=BasicBlock, layers=[2, 2, 2, 2])  # exactly torchvision's resnet18()
+        self.fc = nn.Linear(FEATURE_DIM, num_classes)
+        self.freeze_level = "none"
+
+    def stage_modules(self) -> dict[str, list[nn.Module]]:
+        """Modules of each stage, stem first."""
+        return {"stem": [self.conv1, self.bn1], "layer1": [self.layer1], "layer2": [self.layer2],
+                "layer3": [self.layer3], "layer4": [self.layer4]}
+
+    def frozen_stages(self) -> list[str]:
+        """Stages whose parameters are frozen at the current level."""
+        if self.freeze_level == "none":
+            return []
+        if self.freeze_level == "all":
+            return list(STAGES)
+        return list(STAGES[: STAGES.index(self.freeze_level) + 1])
+
+    def freeze(self, level: str) -> "CharNet":
+        """Freeze the stem through ``level`` (``all``: the whole backbone, only ``fc`` trains)."""
+        if level not in FREEZE_LEVELS:
+            raise ConfigError(f"unknown freeze level {level!r}; choose one of {', '.join(FREEZE_LEVELS)}")
+        self.freeze_level = level
+        frozen = set(self.frozen_stages())
+        for name, mods in self.stage_modules().items():
+            for m in mods:
+                for p in m.parameters():
+                    p.requires_grad = name not in frozen
+        for p in self.fc.parameters():
+            p.requires_grad = True
+        return self.train(self.training)
+
+    def train(self, mode: bool = True) -> "CharNet":
+        super().train(mode)
+        # Frozen BatchNorm keeps its pretrained running statistics.
+        stages = self.stage_modules()
+        for name in self.frozen_stages():
+            for m in stages[name]:
+                m.eval()
+        return self
+
+    def forward_stages(self, x: torch.Tensor, start: str | None = None, stop: str | None = None) -> torch.Tensor:
+        """Run the stages after ``start`` up to and including ``stop`` (None: from the input / to the end)."""
+        order = list(STAGES)
+        i0 = 0 if start is None else order.index(start) + 1
+        i1 = len(order) if stop is None else order.index(stop) + 1
+        for name in order[i0:i1]:
+            if name == "stem":
+                x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+            else:
+                x = getattr(self, name)(x)
+        return x
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Pooled 512-d backbone features (the input of ``fc``)."""
+        return torch.flatten(self.avgpool(self.forward_stages(x)), 1)
+
+    def head_from(self, x: torch.Tensor, start: str | None) -> torch.Tensor:
+        """Logits from the output of stage ``start`` (used with cached frozen features)."""
+        if start == "layer4":
+            return self.fc(torch.flatten(self.avgpool(x), 1))
+        return self.fc(torch.flatten(self.avgpool(self.forward_stages(x, start=start)), 1))
+
+
+class SeqNet(CharNet):
+    """Segmentation-free reader (CTC): the same ResNet-18 reads the whole captcha.
+
+    layer3 and layer4 halve only the height, so a 32 x 128 input leaves 16 feature columns; the
+    head classifies each column into a character or the CTC blank (the last class). Weight names
+    and shapes are torchvision's, so every ResNet-18 backbone loads into it.
+    """
+
+    def __init__(self, num_classes: int) -> None:
+        super().__init__(num_classes)
+        for layer in (self.layer3, self.layer4):
+            layer[0].conv1.stride = (2, 1)
+            layer[0].downsample[0].stride = (2, 1)
+
+    def columns(self, fmap: torch.Tensor) -> torch.Tensor:
+        """(N, 512, h, w) feature map -> (N, w, classes) per-column logits."""
+        return self.fc(fmap.mean(2).transpose(1, 2))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.columns(self.forward_stages(x))
+
+    def head_from(self, x: torch.Tensor, start: str | None) -> torch.Tensor:
+        return self.columns(x if start == "layer4" else self.forward_stages(x, start=start))
+
+
+NETWORKS = {"classify": CharNet, "ctc": SeqNet}  # one per method of config.METHODS
+
+
+def new_model(method: str, num_chars: int) -> CharNet:
+    """An untrained network for ``method`` over ``num_chars`` characters (CTC adds the blank)."""
+    if method not in METHODS:
+        raise ConfigError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+    return NETWORKS[method](num_chars + (1 if method == "ctc" else 0))
+
+
+def clean_state_dict(state: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """Strip DDP/compile prefixes (``module.``, ``_orig_mod.``) and keep tensors only."""
+    out = {}
+    for k, v in state.items():
+        for prefix in ("module.", "_orig_mod."):
+            if k.startswith(prefix):
+                k = k[len(prefix):]
+        if isinstance(v, torch.Tensor):
+            out[k] = v
+    return out
+
+
+def imagenet_weights_path() -> Path:
+    """Where torchvision's weights API looks for the ImageNet ResNet-18 file."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / IMAGENET_FILE
+
+
+def _load_imagenet() -> dict[str, torch.Tensor]:
+    path = imagenet_weights_path()
+    if not path.is_file():
+        raise CheckpointError(
+            f"--pretrained imagenet needs {path} (torchvision's cache; set $TORCH_HOME to move it), "
+            f"which is absent and cannot be downloaded offline. Copy {IMAGENET_FILE} there, or choose "
+            f"another source: {PRETRAINED_HELP}"
+        )
+    # torchvision's own API: it reads the cached file and downloads nothing when it is present.
+    return ResNet18_Weights.IMAGENET1K_V1.get_state_dict(progress=False)
+
+
+def load_backbone_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """ResNet-18 weights from a project checkpoint, a backbone file or a plain state_dict."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"--pretrained {path}: no such file; choose {PRETRAINED_HELP}")
+    state = read_weights_file(path)
+    if is_checkpoint(state):
+        state = check_checkpoint(state, path)["model"]
+    elif isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path}: not a state_dict (found {type(state).__name__})")
+    return clean_state_dict(state)
+
+
+def shipped_backbone() -> Path:
+    """The glyph-pretrained backbone shipped inside the package (read through importlib.resources)."""
+    return Path(str(resources.files("captcha") / "weights" / SHIPPED_BACKBONE_NAME))
+
+
+def _shipped_state() -> tuple[str, dict[str, torch.Tensor]]:
+    path = shipped_backbone()
+    if not path.is_file():
+        raise CheckpointError(f"--pretrained glyphs: the shipped backbone {path} is missing from this install "
+                              "(reinstall captcha-transfer, or make one with `captcha pretrain --source glyphs` "
+                              "and pass --pretrained PATH)")
+    return f"glyphs:{path.name}", load_backbone_file(path)
+
+
+def resolve_pretrained(spec: str) -> tuple[str, dict[str, torch.Tensor] | None]:
+    """Turn ``--pretrained`` into (a description of the source, a state_dict or None)."""
+    spec = str(spec)
+    if spec == "auto":
+        if shipped_backbone().is_file():
+            return _shipped_state()
+        if imagenet_weights_path().is_file():
+            return "imagenet", _load_imagenet()
+        return "none", None
+    if spec == "glyphs":
+        return _shipped_state()
+    if spec == "imagenet":
+        return "imagenet", _load_imagenet()
+    if spec == "none":
+        return "none", None
+    if not Path(spec).exists():
+        raise CheckpointError(f"unknown --pretrained {spec!r}: not a file; choose {PRETRAINED_HELP}")
+    return f"file:{spec}", load_backbone_file(spec)
+
+
+def load_backbone(model: CharNet, state: dict[str, torch.Tensor], source: str = "") -> None:
+    """Copy ResNet-18 backbone weights into ``model`` (the head stays new); mismatches are errors."""
+    state = {k: v for k, v in clean_state_dict(state).items() if not k.startswith("fc.")}
+    own = {k: v for k, v in model.state_dict().items() if not k.startswith("fc.")}
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    wrong = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
+    if missing or unexpected or wrong:
+        detail = "; ".join(part for part in (
+            f"missing {len(missing)} keys (e.g. {missing[:3]})" if missing else "",
+            f"unexpected {len(unexpected)} keys (e.g. {unexpected[:3]})" if unexpected else "",
+            f"wrong shapes for {wrong[:3]}" if wrong else "") if part)
+        raise CheckpointError(f"pretrained weights {source or ''} are not a ResNet-18 backbone: {detail}")
+    model.load_state_dict(state, strict=False)
+
+
+def build_model(num_classes: int, pretrained: str = "auto", freeze: str = "none",
+                method: str = "classify") -> tuple[CharNet, str]:
+    """ResNet-18 with a head over ``num_classes`` characters, weights from ``pretrained``, frozen to ``freeze``."""
+    if freeze not in FREEZE_LEVELS:
+        raise ConfigError(f"unknown freeze level {freeze!r}; choose one of {', '.join(FREEZE_LEVELS)}")
+    model = new_model(method, num_classes)
+    source, state = resolve_pretrained(pretrained)
+    if state is not None:
+        load_backbone(model, state, source)
+    model.freeze(freeze)
+    return model, source
+
+
+def model_from_checkpoint(ckpt: dict[str, Any], path: str | os.PathLike = "<checkpoint>") -> CharNet:
+    """The trained network stored in a recognizer checkpoint, checked against its charset."""
+    if ckpt.get("arch") != ARCH:
+        raise CheckpointError(f"{path}: architecture {ckpt.get('arch')!r} is not supported (only {ARCH})")
+    method = ckpt.get("method", "classify")
+    if method not in METHODS:
+        raise CheckpointError(f"{path}: unknown method {method!r} (this version knows {', '.join(METHODS)})")
+    chars = len(ckpt["charset"]["alphabet"])
+    num_classes = chars + (1 if method == "ctc" else 0)
+    state = clean_state_dict(ckpt["model"])
+    head = state.get("fc.weight")
+    if head is None or head.shape[0] != num_classes:
+        got = None if head is None else head.shape[0]
+        raise CheckpointError(f"{path}: head has {got} outputs but the charset has {chars} characters "
+                              f"({method}); the file is inconsistent (retrain or re-export it)")
+    model = new_model(method, chars)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        raise CheckpointError(f"{path}: weights do not fit a ResNet-18: {str(exc).splitlines()[0]}") from None
+    return model.eval()
+
+
+def count_parameters(model: nn.Module) -> dict[str, int]:
+    """Trainable and frozen parameter counts."""
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    return {"total": total, "trainable": trainable, "frozen": total - trainable}

@@ -1,0 +1,167 @@
+"""What a training run reads: training crops (or whole captchas) and the held-out validation part.
+
+The parts come from ``data.splits`` (shared with `captcha eval`). ``--split auto`` (choosing a
+splitter by a quick linear probe) lives here, because it needs the pretrained backbone, which the
+torch-free ``segment`` module must not import.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from sklearn.linear_model import LogisticRegression
+from sklearn.preprocessing import StandardScaler
+
+from ..charset import Charset
+from ..config import SPLITTERS, TrainConfig
+from ..data.layout import load_images
+from ..data.preprocess import Preprocess
+from ..data.segment import SegmentConfig, split
+from ..data.splits import Captcha, EvalData, read_parts
+from ..errors import DataError
+from ..nn.networks import FEATURE_DIM, CharNet, load_backbone, resolve_pretrained
+from .loop import frozen_outputs
+
+log = logging.getLogger(__name__)
+
+
+
+@dataclass
+class TrainingData(EvalData):
+    """What to validate on (see :class:`EvalData`), plus the character crops (or whole captchas for
+    ctc) to train on."""
+
+    train_images: list = field(default_factory=list)
+    train_targets: list = field(default_factory=list)
+    single_chars: bool = False  # trained on clean single-character images (the course's chars/train)
+    captcha_size: list[int] | None = None  # median (width, height) of its captchas: solving warns far from it
+
+
+def _crops_of(captchas: list[Captcha], length: int, segment: SegmentConfig, charset: Charset):
+    images, targets = [], []
+    for img, label in captchas:
+        if len(label) != length:
+            continue
+        images += split(img, length, segment)
+        targets += charset.encode(label)
+    return images, targets
+
+
+def _length(cfg_length: int | None, captchas: list[Captcha], root: Path) -> int:
+    """The captcha length: ``--length`` when given (and found in the labels), else the most common one."""
+    counts = Counter(len(lab) for _, lab in captchas)
+    if cfg_length:
+        if counts and cfg_length not in counts:
+            found = ", ".join(f"{n} of length {k}" for k, n in sorted(counts.items()))
+            raise DataError(f"--length {cfg_length}: no captcha in {root} has {cfg_length} characters "
+                            f"(found {found}); drop --length or fix the labels")
+        return cfg_length
+    return counts.most_common(1)[0][0] if counts else 4
+
+
+def load_training_data(cfg: TrainConfig, charset: Charset, segment: SegmentConfig | None = None) -> TrainingData:
+    """Read the dataset at ``cfg.data`` in either layout; split captchas into training crops (classify)
+    or keep them whole (ctc). ``segment`` fixes the splitter (a resumed run) instead of choosing one."""
+    root = Path(cfg.data)
+    parts = read_parts(root, charset, cfg.val_fraction, cfg.seed)
+    length = _length(cfg.length, parts.val_caps + parts.train_caps, root)
+    segment = segment or _segmenter(cfg, parts.train_caps, length, charset, cells=bool(parts.train_chars))
+    size = _median_size([im for im, _ in parts.train_caps + parts.val_caps])
+    if cfg.method == "ctc":  # whole captchas only: the single-character images are never decoded
+        whole = [(im, lab) for im, lab in parts.train_caps if len(lab) == length]
+        if not whole:
+            raise DataError(f"{root}: --method ctc reads whole captchas and needs labelled training captchas "
+                            "(captchas/train/ or a flat folder); single characters cannot train it")
+        return TrainingData([], [], parts.val_caps, length, segment, parts.split, train_images=[im for im, _ in whole],
+                            train_targets=[charset.encode(lab) for _, lab in whole], captcha_size=size)
+    t_imgs, kept = load_images(parts.train_chars)
+    t_targets = [charset.encode(s.label)[0] for s in kept]
+    v_imgs, v_kept = load_images(parts.val_chars)
+    v_targets = [charset.encode(s.label)[0] for s in v_kept]
+    c_imgs, c_targets = _crops_of(parts.train_caps, length, segment, charset)
+    if not t_imgs and not c_imgs:
+        raise DataError(f"{root}: no training images found; check it with `captcha data check {root}`")
+    return TrainingData(v_imgs, v_targets, parts.val_caps, length, segment, parts.split, train_images=t_imgs + c_imgs,
+                        train_targets=t_targets + c_targets, single_chars=bool(t_imgs), captcha_size=size)
+
+
+def _median_size(images: list) -> list[int] | None:
+    if not images:
+        return None
+    return [int(np.median([im.width for im in images])), int(np.median([im.height for im in images]))]
+
+
+def _segmenter(cfg: TrainConfig, train_caps: list[Captcha], length: int, charset: Charset,
+               cells: bool) -> SegmentConfig:
+    """With character cells to train on (the course data), captchas are exact cells: keep them whole;
+    real captchas are trimmed to their ink first; ``auto`` picks by a quick validation.
+    The CTC method reads whole captchas and never splits."""
+    if cfg.method == "ctc":
+        return SegmentConfig("equal")
+    if cfg.split == "auto":
+        if not train_caps or cells:
+            return SegmentConfig("equal")
+        return choose_splitter(train_caps, length, charset, backbone_features(cfg.pretrained))
+    return SegmentConfig(cfg.split, trim=not cells)
+
+
+def backbone_features(pretrained: str) -> Callable[[list[Any]], np.ndarray]:
+    """Crops -> pooled features of the pretrained backbone (raw 16x16 pixels when there is none)."""
+    source, state = resolve_pretrained(pretrained)
+    if state is None:
+        small = Preprocess(size=(16, 16))
+        return lambda crops: np.stack([small(c).ravel() for c in crops])
+    model = CharNet(FEATURE_DIM)
+    load_backbone(model, state, source)
+    model.eval()
+    pre = Preprocess()
+
+    def features(crops: list[Any]) -> np.ndarray:
+        fmap = frozen_outputs(model, torch.from_numpy(np.stack([pre(c) for c in crops])), "layer4")
+        return fmap.mean((2, 3)).numpy()  # the pooled 512-d features the head would see
+
+    return features
+
+
+def choose_splitter(captchas: list[Captcha], length: int, charset: Charset,
+                    features: Callable[[list[Any]], np.ndarray], limit: int = 400) -> SegmentConfig:
+    """``--split auto``: the splitter whose crops a quick linear probe on ``features`` reads best.
+
+    The probe is fitted on the first 75% of (at most ``limit``) training captchas and scored by
+    full-string accuracy on the rest, so a splitter that cuts characters in half loses.
+    """
+    best, best_score = SegmentConfig("equal", trim=True), -1.0
+    captchas = captchas[:limit]
+    cut = int(len(captchas) * 0.75)
+    fit, held = captchas[:cut], captchas[cut:]
+    if not fit or not held:
+        return best
+    for method in SPLITTERS:
+        seg = SegmentConfig(method, trim=True)
+        x, y = _crops_of(fit, length, seg, charset)
+        hx, hy = _crops_of(held, length, seg, charset)
+        if not x or not hx:
+            continue
+        fx = features(x)
+        scaler = StandardScaler().fit(fx)
+        clf = LogisticRegression(max_iter=200, C=0.5)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # a quick proxy: convergence is not the point
+            clf.fit(scaler.transform(fx), y)
+        pred = clf.predict(scaler.transform(features(hx))).reshape(-1, length)
+        truth = np.asarray(hy).reshape(-1, length)
+        whole, chars = float((pred == truth).all(1).mean()), float((pred == truth).mean())
+        log.info("split %-10s linear probe on %d held-out captchas: %6.2f%% whole, %6.2f%% characters",
+                 method, len(truth), 100 * whole, 100 * chars)
+        score = whole + 1e-3 * chars  # full strings first; the character rate breaks ties
+        if score > best_score:
+            best, best_score = seg, score
+    log.info("split auto: picked %s", best.method)
+    return best

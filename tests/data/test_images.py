@@ -1,0 +1,55 @@
+import pytest
+from hostile import make_corpus
+from PIL import Image
+
+from captcha.data.images import load_image
+from captcha.errors import ImageError
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    good = Image.new("RGB", (160, 40), (240, 230, 200))
+    return make_corpus(tmp_path_factory.mktemp("hostile"), good)
+
+
+def test_every_input_is_rgb_or_a_specific_error(corpus):
+    for name, (path, ok) in corpus.items():
+        if ok:
+            img = load_image(path)
+            assert img.mode == "RGB", name
+        else:
+            with pytest.raises(ImageError) as err:
+                load_image(path)
+            assert str(path) in str(err.value), name
+
+
+def test_messages_say_what_is_wrong(corpus):
+    msgs = {}
+    for name in ("empty.png", "text.png", "bomb.png", "directory.png", "missing.png", "truncated.png"):
+        with pytest.raises(ImageError) as err:
+            load_image(corpus[name][0])
+        msgs[name] = str(err.value)
+    assert "empty" in msgs["empty.png"]
+    assert "not a recognised image" in msgs["text.png"]
+    assert "60000x60000" in msgs["bomb.png"] or "huge" in msgs["bomb.png"]
+    assert "directory" in msgs["directory.png"]
+    assert "no such file" in msgs["missing.png"]
+    assert "truncated" in msgs["truncated.png"] or "corrupt" in msgs["truncated.png"]
+
+
+def test_transparency_goes_onto_white_and_exif_rotation_applies(corpus):
+    rgba = Image.new("RGBA", (4, 4), (0, 0, 0, 0))
+    assert load_image(rgba).getpixel((0, 0)) == (255, 255, 255)
+    rotated = load_image(corpus["exif-rotated.jpg"][0])
+    assert rotated.size == (160, 40)
+    g16 = load_image(corpus["gray16.png"][0])
+    assert g16.getpixel((0, 0))[0] > 0  # rescaled, not clipped to black
+
+
+def test_bytes_and_size_limit(corpus):
+    data = corpus["good.png"][0].read_bytes()
+    assert load_image(data).size == (160, 40)
+    with pytest.raises(ImageError, match="over the limit"):
+        load_image(data, max_pixels=100)
+    with pytest.raises(ImageError, match="empty"):
+        load_image(b"")

@@ -1,0 +1,109 @@
+import shutil
+
+import pytest
+
+from captcha.charset import Charset
+from captcha.data.layout import (
+    check_dataset,
+    label_from_name,
+    ordered_holdout,
+    read_captcha_labels,
+    split_captcha_folder,
+)
+from captcha.errors import DataError
+
+CS = Charset("ABC123")
+
+
+def test_label_from_file_name():
+    assert label_from_name("A7K2.png") == "A7K2"
+    assert label_from_name("A7K2_0031.png") == "A7K2"
+
+
+def test_clean_dataset_is_usable(tiny_data):
+    rep = check_dataset(tiny_data, CS)
+    assert rep.usable, rep.problems
+    assert rep.chars["train"] == {c: 12 for c in "ABC123"}
+    assert rep.captchas["val"] == 20 and rep.lengths["val"] == {4: 20}
+
+
+def test_broken_copy_lists_every_planted_problem(tiny_data, tmp_path):
+    root = tmp_path / "broken"
+    shutil.copytree(tiny_data, root)
+    (root / "chars" / "train" / "A" / "0000.png").write_bytes(b"garbage")          # unreadable image
+    (root / "chars" / "train" / "B" / "notes.txt").write_text("hi")                # non-image file
+    for p in (root / "chars" / "train" / "C").iterdir():                           # empty class folder
+        p.unlink()
+    (root / "chars" / "train" / "misc").mkdir()                                    # unknown folder
+    (root / "chars" / "train" / "Z").mkdir()                                        # not in charset
+    labels = root / "captchas" / "val" / "labels.csv"
+    lines = labels.read_text().splitlines()
+    first = lines[1].split(",")[0]
+    lines[1] = f"{first},AB?1"                                                       # char outside charset
+    second = lines[2].split(",")[0]
+    lines[2] = f"{second},AB1"                                                       # wrong length
+    lines.append("ghost.png,ABC1")                                                   # listed but missing
+    labels.write_text("\n".join(lines) + "\n")
+    shutil.copy(root / "captchas" / "val" / first, root / "captchas" / "val" / "unlisted.png")  # not listed
+    rep = check_dataset(root, CS)
+    text = "\n".join(map(str, rep.problems))
+    assert not rep.usable
+    for needle in ("0000.png: ", "notes.txt: not an image", "C: empty class folder", "misc: folder name",
+                   "Z: folder name", "'?'", "has 3 characters, expected 4", "ghost.png: listed in labels.csv but missing",
+                   "unlisted.png: image not listed"):
+        assert needle in text, needle
+
+
+def test_labels_csv_with_bom_and_crlf(tmp_path, tiny_data):
+    src = next((tiny_data / "captchas" / "val").glob("*.png"))
+    shutil.copy(src, tmp_path / "x.png")
+    (tmp_path / "labels.csv").write_bytes("\ufefffilename,label\r\nx.png,a1b2\r\n".encode("utf-8"))
+    samples = read_captcha_labels(tmp_path, Charset())
+    assert [(s.path.name, s.label) for s in samples] == [("x.png", "A1B2")]
+    (tmp_path / "labels.csv").write_text("name;label\n")
+    with pytest.raises(DataError, match="header"):
+        read_captcha_labels(tmp_path, Charset())
+
+
+def _named_copy(src_folder, dest, n=12):
+    """A flat folder whose labels are in the file names (no labels.csv)."""
+    dest.mkdir()
+    labels = dict(row.split(",") for row in (src_folder / "labels.csv").read_text().splitlines()[1:])
+    for i, name in enumerate(sorted(labels)[:n]):
+        shutil.copy(src_folder / name, dest / f"{labels[name]}_{i:03d}.png")
+    return dest
+
+
+def test_a_flat_folder_of_captchas_is_usable(flat_captchas, tmp_path):
+    """Step 1 of the README's real-site recipe: labels.csv, or labels in the file names."""
+    rep = check_dataset(flat_captchas, CS)
+    assert rep.layout == "flat" and rep.captchas == {"all": 40} and rep.usable, rep.problems
+    named = check_dataset(_named_copy(flat_captchas, tmp_path / "named"), CS)
+    assert named.captchas == {"all": 12} and named.usable, named.problems
+    empty = tmp_path / "only-labels"
+    empty.mkdir()
+    (empty / "labels.csv").write_text("filename,label\n")
+    assert not check_dataset(empty, CS).usable  # nothing to train on
+
+
+def test_ordered_holdout_takes_the_last_names():
+    names = [f"{i:03d}.png" for i in range(10)][::-1]
+    assert ordered_holdout(names, 0.3) == {"007.png", "008.png", "009.png"}
+    assert ordered_holdout(names, 0) == set()
+
+
+def test_split_folder_writes_both_parts_and_refuses_a_used_out(flat_captchas, tmp_path):
+    held = ordered_holdout([p.name for p in flat_captchas.glob("*.png")], 0.25)
+    out = tmp_path / "split"
+    assert split_captcha_folder(flat_captchas, out, held, CS) == {"train": 30, "val": 10}
+    val = read_captcha_labels(out / "captchas" / "val", CS)
+    assert {s.path.name for s in val} == held
+    src = {s.path.name: s.label for s in read_captcha_labels(flat_captchas, CS)}
+    assert all(src[s.path.name] == s.label for s in val)
+    with pytest.raises(DataError, match="--force"):
+        split_captcha_folder(flat_captchas, out, set(), CS)
+    # --force clears the old split first: no stale file stays behind in val
+    assert split_captcha_folder(flat_captchas, out, set(list(held)[:2]), CS, force=True) == {"train": 38, "val": 2}
+    assert len(list((out / "captchas" / "val").glob("*.png"))) == 2
+    with pytest.raises(DataError, match="source"):
+        split_captcha_folder(flat_captchas, flat_captchas.parent, held, CS, force=True)

@@ -1,0 +1,33 @@
+import numpy as np
+from PIL import Image
+
+from captcha.config import AugmentConfig
+from captcha.data.augment import TrainTransform
+from captcha.data.preprocess import Preprocess, whole_captcha_size
+
+
+def test_preprocess_shape_and_normalisation():
+    pre = Preprocess(size=(32, 48))
+    x = pre(Image.new("RGB", (90, 20), (124, 116, 104)))  # ImageNet's mean colour -> about 0
+    assert x.shape == (3, 32, 48) and x.dtype == np.float32
+    assert np.abs(x).max() < 0.01
+    assert Preprocess.from_dict(pre.to_dict()).size == (32, 48)
+
+
+def test_whole_captcha_size_keeps_native_scale_and_aspect():
+    assert whole_captcha_size([(200, 50)] * 3) == (48, 192)  # captcha_images_v2
+    assert whole_captcha_size([(90, 32), (90, 32), (120, 32)]) == (32, 88)  # median, in whole 8-pixel columns
+    assert whole_captcha_size([(70, 30)]) == (32, 72)
+    assert whole_captcha_size([(400, 160)]) == (64, 160)  # huge images are scaled down to 64 high
+    assert whole_captcha_size([(40, 10)]) == (32, 128)  # tiny ones are scaled up
+    assert whole_captcha_size([(10, 40)]) == (32, 16)  # never fewer than two feature columns
+    assert whole_captcha_size([]) == (32, 128)
+
+
+def test_train_transform_is_reproducible_per_seed():
+    img = Image.fromarray(np.random.default_rng(0).integers(0, 255, (32, 32, 3), dtype=np.uint8))
+    t = TrainTransform(Preprocess(), AugmentConfig())
+    assert np.array_equal(t(img, seed=5), t(img, seed=5))
+    assert not np.array_equal(t(img, seed=5), t(img, seed=6))
+    plain = TrainTransform(Preprocess(), AugmentConfig(enabled=False))
+    assert np.array_equal(plain(img), Preprocess()(img))

@@ -1,0 +1,67 @@
+import random
+
+import pytest
+from PIL import Image, ImageDraw
+
+from captcha.config import SPLITTERS
+from captcha.data.segment import SegmentConfig, ink_mask, split, split_boxes
+
+
+def _blocks(xs: list[tuple[int, int]], width: int = 200, height: int = 50) -> Image.Image:
+    """Dark bars at known column spans on a light background (characters with known cuts)."""
+    img = Image.new("RGB", (width, height), (235, 235, 220))
+    d = ImageDraw.Draw(img)
+    for x0, x1 in xs:
+        d.rectangle([x0, 12, x1 - 1, 38], fill=(30, 40, 90))
+    return img
+
+
+SPANS = [(20, 45), (60, 80), (95, 130), (150, 172)]
+
+
+def test_equal_untrimmed_gives_the_course_cells():
+    img = Image.new("RGB", (160, 40), "white")
+    assert split_boxes(img, 4, SegmentConfig("equal")) == [(0, 0, 40, 40), (40, 0, 80, 40), (80, 0, 120, 40), (120, 0, 160, 40)]
+
+
+def test_equal_trimmed_spans_the_ink():
+    boxes = split_boxes(_blocks(SPANS), 4, SegmentConfig("equal", trim=True, context=0))
+    assert boxes[0][0] == 20 and boxes[-1][2] == 172
+
+
+@pytest.mark.parametrize("method", ["projection", "components"])
+def test_smart_splitters_find_the_gaps(method):
+    boxes = split_boxes(_blocks(SPANS), 4, SegmentConfig(method, trim=True, context=0))
+    for (x0, _, x1, _), (a, b) in zip(boxes, SPANS):
+        assert x0 <= a + 1 and x1 >= b - 1, (method, boxes)
+        # and no box reaches into the next character
+        assert x1 - x0 <= (b - a) + 20
+
+
+def test_components_merges_fragments_and_cuts_wide_blobs():
+    # a character broken in two (close fragments) plus one blob that holds two characters
+    spans = [(20, 30), (31, 44), (60, 80), (95, 170)]
+    boxes = split_boxes(_blocks(spans), 4, SegmentConfig("components", trim=True, context=0))
+    assert boxes[0][0] <= 20 and boxes[0][2] >= 44
+    assert boxes[2][0] >= 90 and boxes[3][2] >= 168 and abs(boxes[2][2] - 132) <= 3
+
+
+def test_blank_and_tiny_images_still_give_n_boxes():
+    for method in SPLITTERS:
+        for img in (Image.new("RGB", (160, 40), "white"), Image.new("RGB", (3, 3), "black"), Image.new("RGB", (1, 1))):
+            crops = split(img, 4, SegmentConfig(method, trim=True))
+            assert len(crops) == 4 and all(c.width >= 1 and c.height >= 1 for c in crops)
+
+
+def test_ink_mask_finds_dark_text_on_noise():
+    rng = random.Random(0)
+    img = _blocks(SPANS)
+    for _ in range(200):
+        img.putpixel((rng.randrange(200), rng.randrange(50)), (220, 225, 215))
+    mask = ink_mask(img)
+    assert mask[12:38, 20:45].mean() > 0.95 and mask[:10].mean() < 0.01
+
+
+def test_unknown_splitter_is_named():
+    with pytest.raises(ValueError, match="equal, projection, components"):
+        SegmentConfig("magic")

@@ -1,0 +1,66 @@
+import pytest
+import torch
+from PIL import Image
+
+from captcha.config import FREEZE_LEVELS
+from captcha.eval.summary import load_for_inspection, summarize
+from captcha.eval.visualize import capture, feature_grids, resolve_layers, visualize
+from captcha.nn.networks import CharNet
+
+
+def test_hooks_are_registered_then_removed():
+    model = CharNet(5)
+    names = resolve_layers(model, "conv1,layer2")
+    assert names == ["conv1", "layer2.1.conv2"]
+    maps = capture(model, torch.randn(1, 3, 32, 32), names)
+    assert set(maps) == set(names) and maps["conv1"].shape == (1, 64, 16, 16)
+    assert all(not m._forward_hooks for m in model.modules())
+    with pytest.raises(ValueError, match="no Conv2d"):
+        resolve_layers(model, "layer9")
+
+
+def test_hooks_removed_even_when_forward_fails():
+    model = CharNet(5)
+    with pytest.raises(RuntimeError):
+        capture(model, torch.randn(1, 2, 32, 32), ["conv1"])  # wrong channel count
+    assert all(not m._forward_hooks for m in model.modules())
+
+
+def test_grid_has_one_tile_per_filter(tmp_path):
+    from captcha.eval import visualize as viz
+
+    seen = {}
+    real = viz._grid
+
+    def spy(tiles, title, path, caption):
+        seen[title] = tiles.shape[0]
+        return real(tiles, title, path, caption)
+
+    viz._grid = spy
+    try:
+        files = feature_grids({"conv1": torch.randn(1, 64, 16, 16), "layer4.1.conv2": torch.randn(1, 512, 1, 1)},
+                              tmp_path, max_filters=20)
+    finally:
+        viz._grid = real
+    assert seen == {"conv1": 20, "layer4.1.conv2": 20} and all(f.stat().st_size > 1000 for f in files)
+    img = Image.open(files[0])
+    assert img.width > img.height  # 8 columns, 3 rows
+
+
+@pytest.mark.parametrize("level", FREEZE_LEVELS)
+def test_summary_counts_per_freeze_level(level):
+    model, _ = load_for_inspection(pretrained="none", freeze=level, num_classes=36)
+    s = summarize(model)
+    stage_params = {"stem": 9408 + 128, "layer1": 147968, "layer2": 525568, "layer3": 2099712, "layer4": 8393728}
+    frozen = sum(stage_params[st] for st in s["frozen_stages"])
+    assert s["frozen_params"] == frozen
+    head = 36 * 513
+    assert s["trainable_params"] == sum(stage_params[st] for st in stage_params if st not in s["frozen_stages"]) + head
+    assert s["total_params"] == 11_689_512 - 1000 * 513 + 36 * 513  # torchvision's 1000-way ResNet-18, new head
+    assert "Conv2d (conv1)" in s["table"] and s["params_mb"] > 40
+
+
+def test_visualize_a_whole_captcha(tiny_model, tiny_data, tmp_path):
+    img = next((tiny_data / "captchas" / "val").glob("*.png"))
+    files = visualize(img, str(tiny_model), "conv1,layer4", tmp_path)
+    assert len(files["crops"]) == 4 and len(files["maps"]) == 8 and len(files["filters"]) == 1

@@ -1,0 +1,62 @@
+import subprocess
+import sys
+
+import pytest
+
+from captcha.errors import CheckpointError
+from captcha.inference.backends import read_metadata
+from captcha.inference.export import export_onnx
+from captcha.inference.load import load_solver
+
+
+@pytest.fixture(scope="module")
+def exported(tiny_model, tmp_path_factory):
+    out = tmp_path_factory.mktemp("onnx") / "m.onnx"
+    return export_onnx(tiny_model, out, quantize=True)
+
+
+def test_export_is_verified_and_self_describing(exported):
+    assert exported["max_abs_diff"] < 1e-3
+    meta = read_metadata(exported["onnx"])
+    assert meta["charset"]["alphabet"] == "ABC123" and meta["length"] == 4 and meta["method"] == "classify"
+    assert exported["int8_top1_agreement"] >= 0.95  # int8 vs fp32 top-1 on the fixed sample crops
+    assert read_metadata(exported["int8"])["length"] == 4
+
+
+def test_onnx_solver_matches_pytorch(exported, tiny_model, tiny_data):
+    paths = sorted(str(p) for p in (tiny_data / "captchas" / "val").glob("*.png"))
+    torch_solver = load_solver(tiny_model, backend="torch")
+    assert type(torch_solver.backend).__name__ == "TorchBackend"
+    torch_texts = [r.solution.text for r in torch_solver.solve_batch(paths)]
+
+    onnx_texts = [r.solution.text for r in load_solver(exported["onnx"]).solve_batch(paths)]
+    assert onnx_texts == torch_texts
+
+
+def test_int8_reads_what_fp32_reads(exported, tiny_data):
+    paths = sorted(str(p) for p in (tiny_data / "captchas" / "val").glob("*.png"))
+    fp32 = [r.solution.text for r in load_solver(exported["onnx"]).solve_batch(paths)]
+    int8 = [r.solution.text for r in load_solver(exported["int8"]).solve_batch(paths)]
+    assert sum(a == b for a, b in zip(fp32, int8)) >= len(paths) - 1
+
+
+def test_onnx_path_never_imports_torch(exported, tiny_data):
+    """Through the library and through the CLI (`captcha solve --checkpoint model.onnx`)."""
+    img = next((tiny_data / "captchas" / "val").glob("*.png"))
+    code = ("import sys; from captcha.inference.load import load_solver; "
+            f"print(load_solver({exported['onnx']!r}).solve({str(img)!r}).text); "
+            "print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert len(out[0]) == 4 and out[1] == "False"
+    cli = ("import sys\nfrom captcha.cli import main\ntry:\n"
+           f"    main(['solve', '--checkpoint', {exported['onnx']!r}, {str(img)!r}])\n"
+           "except SystemExit as exc:\n    print('exit', exc.code, 'torch' in sys.modules, file=sys.stderr)")
+    proc = subprocess.run([sys.executable, "-c", cli], capture_output=True, text=True)
+    assert len(proc.stdout.strip()) == 4 and proc.stderr.strip().endswith("exit 0 False"), proc.stderr
+
+
+def test_broken_onnx_is_a_clear_error(tmp_path):
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"nope")
+    with pytest.raises(CheckpointError, match="not a loadable ONNX model"):
+        load_solver(bad)

@@ -1,0 +1,89 @@
+"""Loading is explicit: the backend policy, the compiled-model cache (reuse, invalidation, bounds)."""
+
+import shutil
+
+import pytest
+
+import captcha.inference.load as load
+from captcha.errors import CheckpointError, ConfigError
+from captcha.inference.load import OnnxCache, load_solver, resolve_backend
+from captcha.nn.checkpoint import load_checkpoint, save_checkpoint
+
+
+@pytest.fixture
+def exports(monkeypatch):
+    """Counts the exports the cache runs."""
+    import captcha.inference.export as export
+
+    calls = []
+    real = export.export_onnx
+
+    def counting(*a, **k):
+        calls.append(a[0])
+        return real(*a, **k)
+
+    monkeypatch.setattr(export, "export_onnx", counting)
+    return calls
+
+
+def retrained(tiny_model, folder, tag: int):
+    """A copy of the tiny model whose file content differs (as a retrained model's would)."""
+    ck = load_checkpoint(tiny_model)
+    ck["metrics"] = {**ck["metrics"], "tag": tag}
+    return save_checkpoint(ck, folder / f"m{tag}.pt")
+
+
+def test_backend_policy():
+    assert resolve_backend("auto", "cpu") == "onnx" and resolve_backend("torch", "cpu") == "torch"
+    assert resolve_backend("auto", "cuda") == "torch"
+    with pytest.raises(ConfigError, match="--backend onnx"):
+        resolve_backend("onnx", "cuda")
+    with pytest.raises(ConfigError, match="backend"):
+        resolve_backend("tensorrt")
+
+
+def test_compiled_once_then_reused_and_recompiled_when_the_checkpoint_changes(tiny_model, tmp_path, exports):
+    cache = OnnxCache(tmp_path / "cache")
+    first = cache.compiled(tiny_model)
+    assert cache.compiled(tiny_model) == first and len(exports) == 1  # same content: no second export
+    copy = tmp_path / "copy.pt"
+    shutil.copy(tiny_model, copy)
+    assert cache.compiled(copy) == first and len(exports) == 1  # keyed by content, not by path
+    other = cache.compiled(retrained(tiny_model, tmp_path, 1))
+    assert other != first and len(exports) == 2 and set(cache.entries()) == {first, other}
+    assert load_solver(tiny_model, backend="onnx", cache=cache).backend_name == "onnx" and len(exports) == 2
+
+
+def test_a_damaged_or_foreign_cache_file_is_rebuilt(tiny_model, tiny_data, tmp_path, exports):
+    cache = OnnxCache(tmp_path / "cache")
+    path = cache.compiled(tiny_model)
+    other = cache.compiled(retrained(tiny_model, tmp_path, 2))
+    shutil.copy(other, path)  # another model copied over this one's file
+    assert cache.compiled(tiny_model) == path and len(exports) == 3
+    path.write_bytes(path.read_bytes()[:1000])  # truncated
+    solver = load_solver(tiny_model, backend="onnx", cache=cache)
+    assert len(exports) == 4 and len(solver.solve(next((tiny_data / "captchas" / "val").glob("*.png"))).text) == 4
+
+
+def test_the_cache_stays_bounded_and_cleans_killed_exports(tiny_model, tmp_path, exports):
+    cache = OnnxCache(tmp_path / "cache", keep=2)
+    (tmp_path / "cache").mkdir()
+    stale = tmp_path / "cache" / ".abc.onnx.tmp"
+    stale.write_bytes(b"half an export")
+    made = [cache.compiled(retrained(tiny_model, tmp_path, i)) for i in range(3)]
+    assert cache.entries() == [made[2], made[1]] and not stale.exists()
+    assert len(cache.clear()) == 2 and cache.entries() == []
+
+
+def test_an_unwritable_cache_is_a_clear_error(tiny_model, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(CheckpointError, match="--backend torch"):
+        OnnxCache(blocker / "cache").compiled(tiny_model)
+    assert load_solver(tiny_model, backend="torch", cache=OnnxCache(blocker / "cache")).backend_name == "torch"
+
+
+def test_an_onnx_file_cannot_run_on_torch(tmp_path):
+    with pytest.raises(ConfigError, match="ONNX Runtime"):
+        load_solver(tmp_path / "m.onnx", backend="torch")
+    assert load.cache_dir().name  # $CAPTCHA_CACHE (set by conftest) or ~/.cache/captcha

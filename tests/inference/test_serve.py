@@ -1,0 +1,101 @@
+import base64
+import socket
+import statistics
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import pytest
+import uvicorn
+
+from captcha.config import ServeConfig
+from captcha.inference.load import load_solver
+from captcha.inference.serve import create_app
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tiny_model):
+    port = _free_port()
+    app = create_app(load_solver(tiny_model), ServeConfig(max_bytes=200_000))
+    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    for _ in range(200):
+        if srv.started:
+            break
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    srv.should_exit = True
+    thread.join(10)
+
+
+@pytest.fixture(scope="module")
+def image(tiny_data):
+    return next((tiny_data / "captchas" / "val").glob("*.png")).read_bytes()
+
+
+def test_health_and_docs(server):
+    r = httpx.get(f"{server}/health")
+    assert r.status_code == 200 and r.json()["length"] == 4
+    assert httpx.get(f"{server}/openapi.json").json()["paths"].keys() >= {"/solve", "/solve/batch", "/health"}
+
+
+def test_solve_multipart_json_and_raw(server, image):
+    a = httpx.post(f"{server}/solve", files={"file": ("c.png", image, "image/png")}).json()
+    b = httpx.post(f"{server}/solve", json={"image": base64.b64encode(image).decode()}).json()
+    c = httpx.post(f"{server}/solve", content=image, headers={"content-type": "image/png"}).json()
+    assert a["text"] == b["text"] == c["text"] and len(a["text"]) == 4 and len(a["confidences"]) == 4
+
+
+def test_clear_4xx_errors(server, image):
+    bad = httpx.post(f"{server}/solve", files={"file": ("x.png", b"not an image", "image/png")})
+    assert bad.status_code == 422 and "not a recognised image" in bad.json()["detail"]
+    assert httpx.post(f"{server}/solve", json={"image": "@@@"}).status_code == 422
+    assert httpx.post(f"{server}/solve", json={"nothing": 1}).status_code == 400
+    assert httpx.post(f"{server}/solve", content=b"x", headers={"content-type": "text/plain"}).status_code == 415
+    big = httpx.post(f"{server}/solve", content=b"\0" * 400_000, headers={"content-type": "image/png"})
+    assert big.status_code == 413
+
+
+def test_batch_endpoint_keeps_bad_rows(server, image):
+    r = httpx.post(f"{server}/solve/batch", json={"images": [base64.b64encode(image).decode(),
+                                                              base64.b64encode(b"junk").decode()]})
+    rows = r.json()["results"]
+    assert r.status_code == 200 and len(rows[0]["text"]) == 4 and "error" in rows[1]
+
+
+def test_load_1000_requests_16_clients(server, image):
+    def worker(n: int) -> tuple[list[float], list[str]]:
+        lat, failures = [], []
+        with httpx.Client(base_url=server, timeout=60) as client:
+            for _ in range(n):
+                t = time.perf_counter()
+                try:
+                    r = client.post("/solve", files={"file": ("c.png", image, "image/png")})
+                    if r.status_code != 200 or len(r.json().get("text", "")) != 4:
+                        failures.append(f"{r.status_code}: {r.text[:80]}")
+                except httpx.HTTPError as exc:
+                    failures.append(repr(exc))
+                lat.append(time.perf_counter() - t)
+        return lat, failures
+
+    before = httpx.get(f"{server}/health").json()  # the counters are cumulative over the module's tests
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(16) as pool:
+        parts = list(pool.map(worker, [1000 // 16 + (i < 1000 % 16) for i in range(16)]))
+    wall = time.perf_counter() - t0
+    lats = sorted(x for lat, _ in parts for x in lat)
+    failures = [f for _, fs in parts for f in fs]
+    print(f"\n1000 requests, 16 clients: {1000 / wall:.0f} req/s, p50 {1000 * statistics.median(lats):.1f} ms, "
+          f"p99 {1000 * lats[989]:.1f} ms, {len(failures)} failed")
+    assert len(lats) == 1000 and failures == []
+    after = httpx.get(f"{server}/health").json()
+    images, batches = after["images"] - before["images"], after["batches"] - before["batches"]
+    assert images == 1000 and batches < images  # these requests, and concurrent ones were batched together

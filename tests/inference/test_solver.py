@@ -1,0 +1,126 @@
+import io
+
+import pytest
+from hostile import make_corpus
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+from captcha.errors import ImageError
+from captcha.inference.load import load_solver
+
+
+@pytest.fixture(scope="module")
+def solver(tiny_model):
+    return load_solver(tiny_model)
+
+
+@pytest.fixture(scope="module")
+def corpus(tiny_data, tmp_path_factory):
+    good = next((tiny_data / "captchas" / "val").glob("*.png"))
+    return make_corpus(tmp_path_factory.mktemp("odd"), Image.open(good))
+
+
+def test_solve_accepts_path_bytes_and_pil(solver, tiny_data):
+    path = next((tiny_data / "captchas" / "val").glob("*.png"))
+    a = solver.solve(path)
+    assert a.text == solver.solve(path.read_bytes()).text == solver.solve(Image.open(path)).text
+    assert len(a.text) == 4 and set(a.text) <= set("ABC123")
+    assert len(a.confidences) == 4 and all(0 < c <= 1 for c in a.confidences) and a.seconds > 0
+
+
+def test_every_odd_input_gives_text_or_a_specific_error(solver, corpus):
+    for name, (path, ok) in corpus.items():
+        if ok:
+            assert len(solver.solve(path).text) == 4, name
+        else:
+            with pytest.raises(ImageError, match=str(path).replace("(", r"\(")):
+                solver.solve(path)
+
+
+def test_batch_keeps_every_row_in_order(solver, corpus):
+    paths = [str(p) for p, _ in corpus.values()]
+    rows = list(solver.solve_batch(paths, batch_size=4))
+    assert [r.source for r in rows] == paths
+    for r, (_, ok) in zip(rows, corpus.values()):
+        assert r.ok == ok and (r.error == "") == ok
+
+
+def test_batch_with_worker_processes_matches(solver, corpus):
+    paths = [str(p) for p, _ in corpus.values()]
+    a = [(r.source, r.solution.text if r.ok else r.error) for r in solver.solve_batch(paths, batch_size=3)]
+    b = [(r.source, r.solution.text if r.ok else r.error) for r in solver.solve_batch(paths, batch_size=3, workers=2)]
+    assert a == b
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.one_of(st.binary(max_size=300),
+                      st.tuples(st.integers(1, 60), st.integers(1, 60), st.sampled_from(["RGB", "L", "RGBA", "P", "1"]),
+                                st.integers(0, 255))))
+def test_property_text_or_own_error(solver, data):
+    """Any valid image, however small or odd its mode, is read; random bytes read or raise ImageError."""
+    if isinstance(data, tuple):
+        w, h, mode, v = data
+        buf = io.BytesIO()
+        Image.new(mode, (w, h), v if mode != "RGB" else (v, 255 - v, v // 2)).save(buf, "PNG")
+        assert len(solver.solve(buf.getvalue()).text) == 4
+        return
+    try:
+        text = solver.solve(data).text
+    except ImageError:
+        return
+    assert len(text) == 4
+
+
+def test_backends_agree(tiny_model, tiny_data):
+    paths = sorted(str(p) for p in (tiny_data / "captchas" / "val").glob("*.png"))
+    auto = load_solver(tiny_model)
+    torch_only = load_solver(tiny_model, backend="torch")
+    assert type(auto.backend).__name__ == "OnnxBackend" and type(torch_only.backend).__name__ == "TorchBackend"
+    a = [r.solution for r in auto.solve_batch(paths)]
+    b = [r.solution for r in torch_only.solve_batch(paths)]
+    assert [s.text for s in a] == [s.text for s in b]
+    assert max(abs(x - y) for sa, sb in zip(a, b) for x, y in zip(sa.confidences, sb.confidences)) < 1e-3
+
+
+def test_prefetch_keeps_order_raises_and_stops_early():
+    from captcha.inference.solver import _prefetched
+
+    assert list(_prefetched(iter([[1], [2], [3]]))) == [[1], [2], [3]]
+
+    def broken():
+        yield [1]
+        raise RuntimeError("disk gone")
+
+    it = _prefetched(broken())
+    assert next(it) == [1]
+    with pytest.raises(RuntimeError, match="disk gone"):
+        next(it)
+    endless = _prefetched(iter([[i] for i in range(10_000)]), depth=1)
+    assert next(endless) == [0]
+    endless.close()  # the producer thread is released, not left blocked on a full queue
+
+
+
+
+def test_warnings_when_an_image_is_far_from_the_training_captchas(solver, tiny_data):
+    img = Image.open(next((tiny_data / "captchas" / "val").glob("*.png")))
+    assert solver.trained_size == (160, 40)
+    assert solver.solve(img).warnings == []
+    tall = img.resize((40, 160))
+    (msg,) = solver.solve(tall).warnings
+    assert "40x160" in msg and "160x40" in msg
+    rows = list(solver.solve_batch([img, tall]))
+    assert [len(r.solution.warnings) for r in rows] == [0, 1]
+
+
+def test_ctc_warns_when_it_reads_another_length():
+    from captcha.charset import Charset
+    from captcha.data.preprocess import Preprocess
+    from captcha.data.segment import SegmentConfig
+    from captcha.inference.decode import Solution
+    from captcha.inference.solver import Preparer, Solver
+
+    ctc = Solver(lambda x: x, Charset("AB"), Preparer(Preprocess(), 4, SegmentConfig("equal"), "ctc"))
+    assert ctc.warnings((1, 1), Solution("ABA", [1.0] * 3)) == ["read 3 characters; the model was trained on 4"]
+    assert ctc.warnings((1, 1), Solution("ABAB", [1.0] * 4)) == []

@@ -1,0 +1,105 @@
+import pytest
+import torch
+from torchvision.models import resnet18
+
+from captcha.config import FREEZE_LEVELS
+from captcha.errors import CheckpointError
+from captcha.nn.networks import (
+    CharNet,
+    build_model,
+    count_parameters,
+    imagenet_weights_path,
+    load_backbone_file,
+    resolve_pretrained,
+)
+
+EXPECTED_TRAINABLE = {  # which top-level modules train at each level
+    "none": {"conv1", "bn1", "layer1", "layer2", "layer3", "layer4", "fc"},
+    "layer1": {"layer2", "layer3", "layer4", "fc"},
+    "layer2": {"layer3", "layer4", "fc"},
+    "layer3": {"layer4", "fc"},
+    "layer4": {"fc"},
+    "all": {"fc"},
+}
+
+
+@pytest.mark.parametrize("level", FREEZE_LEVELS)
+def test_freeze_levels_choose_what_trains(level):
+    model, _ = build_model(36, "none", level)
+    trainable = {n.split(".")[0] for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable == EXPECTED_TRAINABLE[level]
+    model.train()
+    frozen_bn = [m for name, m in model.named_modules() if isinstance(m, torch.nn.BatchNorm2d)
+                 and name.split(".")[0] not in EXPECTED_TRAINABLE[level]]
+    assert all(not m.training for m in frozen_bn)
+    # counted independently of count_parameters: torchvision's own ResNet-18, module by module
+    ref = resnet18(num_classes=36)
+    expected = sum(p.numel() for n, p in ref.named_parameters() if n.split(".")[0] in EXPECTED_TRAINABLE[level])
+    counts = count_parameters(model)
+    assert counts["trainable"] == expected and counts["total"] == sum(p.numel() for p in ref.parameters())
+    if level == "all":
+        assert counts["trainable"] == 512 * 36 + 36
+
+
+def test_head_and_shapes():
+    model, _ = build_model(10, "none", "none")
+    x = torch.randn(3, 3, 32, 32)
+    out = model(x)
+    assert out.shape == (3, 10) and torch.isfinite(out).all()
+    assert model.features(x).shape == (3, 512)
+
+
+def test_imagenet_missing_is_a_clear_error():
+    assert not imagenet_weights_path().exists()
+    with pytest.raises(CheckpointError) as err:
+        resolve_pretrained("imagenet")
+    assert str(imagenet_weights_path()) in str(err.value) and "none" in str(err.value)
+
+
+def test_imagenet_loads_through_torchvision_when_cached():
+    path = imagenet_weights_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ref = resnet18()
+    torch.save(ref.state_dict(), path)
+    try:
+        model, source = build_model(36, "imagenet", "all")
+        assert source == "imagenet"
+        assert torch.equal(model.conv1.weight, ref.conv1.weight)
+        assert model.fc.out_features == 36
+        # auto prefers the shipped glyph backbone, and takes ImageNet's only without it
+        assert resolve_pretrained("auto")[0] == "glyphs:glyph-resnet18.pt"
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr("captcha.nn.networks.shipped_backbone", lambda: path.parent / "absent.pt")
+            assert resolve_pretrained("auto")[0] == "imagenet"
+    finally:
+        path.unlink()
+
+
+def test_auto_without_any_backbone_is_none_and_glyphs_by_name_is_an_error(monkeypatch, tmp_path):
+    monkeypatch.setattr("captcha.nn.networks.shipped_backbone", lambda: tmp_path / "absent.pt")
+    assert resolve_pretrained("auto") == ("none", None)
+    with pytest.raises(CheckpointError, match="shipped backbone"):
+        resolve_pretrained("glyphs")
+
+
+def test_path_sources_and_mismatches(tmp_path):
+    ref = resnet18(num_classes=5)
+    plain = tmp_path / "plain.pth"
+    torch.save({"module." + k: v for k, v in ref.state_dict().items()}, plain)  # DDP-style prefixes
+    model, source = build_model(36, str(plain), "none")
+    assert source == f"file:{plain}" and torch.equal(model.layer4[1].conv2.weight, ref.layer4[1].conv2.weight)
+    bad = tmp_path / "bad.pth"
+    torch.save({"conv1.weight": torch.zeros(8, 3, 3, 3)}, bad)
+    with pytest.raises(CheckpointError, match="not a ResNet-18 backbone"):
+        build_model(36, str(bad))
+    with pytest.raises(CheckpointError, match="unknown --pretrained"):
+        resolve_pretrained("no/such/file.pt")
+    junk = tmp_path / "junk.pth"
+    junk.write_bytes(b"\x00" * 100)
+    with pytest.raises(CheckpointError):
+        load_backbone_file(junk)
+
+
+def test_freeze_level_names_are_checked():
+    with pytest.raises(ValueError, match="layer1"):
+        CharNet(3).freeze("layer9")

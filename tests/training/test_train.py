@@ -1,0 +1,151 @@
+import math
+
+import pytest
+import torch
+
+from captcha.config import TrainConfig
+from captcha.nn.checkpoint import load_checkpoint
+from captcha.training.train import train
+
+
+def _cfg(data, out, **kw) -> TrainConfig:
+    base = dict(data=str(data), out=str(out), charset="ABC123", pretrained="none", epochs=2, batch_size=16,
+                aug_passes=1)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def test_cached_features_match_the_plain_path(tiny_data, tmp_path):
+    """Frozen stages cached once per augmentation pass give the same model as running them every batch."""
+    results = {}
+    for cache in (True, False):
+        out = tmp_path / f"cache{cache}" / "m.pt"
+        train(_cfg(tiny_data, out, freeze="layer3", cache_features=cache, epochs=2, aug_passes=2))
+        results[cache] = load_checkpoint(out.with_name("m.last.pt"))
+    a, b = results[True], results[False]
+    for k in a["model"]:
+        assert torch.allclose(a["model"][k].float(), b["model"][k].float(), atol=2e-4), k
+    assert [round(h["loss"], 4) for h in a["history"]] == pytest.approx([round(h["loss"], 4) for h in b["history"]], abs=1e-3)
+
+
+def test_tiny_run_beats_chance_and_describes_itself(tiny_model):
+    ck = load_checkpoint(tiny_model, kind="recognizer")
+    m = ck["metrics"]
+    assert m["char_acc"] > 4 * (1 / 6), m   # chance is 1/6 on 6 classes
+    assert ck["charset"]["alphabet"] == "ABC123" and ck["length"] == 4
+    assert ck["preprocess"]["size"] == [32, 32] and ck["segment"]["method"] == "equal"
+    assert ck["pretrained"] == "glyphs:glyph-resnet18.pt" and ck["freeze"] == "all"
+    assert ck["train_config"]["seed"] == 0 and "torch" in ck["environment"]
+    assert ck["split"]["layout"] == "course"
+    assert tiny_model.with_name("model.curve.png").stat().st_size > 1000
+
+
+def test_first_batch_loss_is_reported_near_ln_classes(tiny_data, tmp_path):
+    said = []
+    train(_cfg(tiny_data, tmp_path / "m.pt", freeze="all", epochs=1), say=said.append)
+    line = next(s for s in said if s.startswith("first batch loss"))
+    loss = float(line.split()[3])
+    assert abs(loss - math.log(6)) < 1.0 and "ln(6)" in line
+
+
+RESUMED = {"default path": dict(pretrained="auto", freeze=None),  # shipped backbone, frozen whole, cached
+           "random start": dict(pretrained="none", freeze="layer3")}
+
+
+@pytest.mark.parametrize("start", list(RESUMED))
+def test_resume_finishes_an_interrupted_run_identically(tiny_data, tmp_path, start):
+    full = tmp_path / "full" / "m.pt"
+    train(_cfg(tiny_data, full, epochs=3, **RESUMED[start]))
+    part = tmp_path / "part" / "m.pt"
+    # run only the first epoch of a 3-epoch schedule by stopping after it, then resume
+    cfg = _cfg(tiny_data, part, epochs=3, **RESUMED[start])
+    import captcha.training.train as tr
+
+    calls = {"n": 0}
+    real = tr.validate
+
+    def stop_after_first(*a, **k):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    tr.validate = stop_after_first
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            train(cfg)
+    finally:
+        tr.validate = real
+    cfg.resume = True
+    train(cfg)
+    a = load_checkpoint(full.with_name("m.last.pt"))
+    b = load_checkpoint(part.with_name("m.last.pt"))
+    assert [h["epoch"] for h in b["history"]] == [1, 2, 3]
+    assert (b["pretrained"], b["freeze"]) == (a["pretrained"], a["freeze"])  # recorded, not re-derived
+    assert a["history"][-1]["char_acc"] == b["history"][-1]["char_acc"]
+    for k in a["model"]:
+        assert torch.allclose(a["model"][k].float(), b["model"][k].float(), atol=1e-5), k
+
+
+def test_same_seed_same_metrics(tiny_data, tmp_path):
+    runs = []
+    for i in range(2):
+        out = tmp_path / f"r{i}" / "m.pt"
+        train(_cfg(tiny_data, out, freeze="layer4", epochs=1))
+        runs.append(load_checkpoint(out)["metrics"])
+    assert runs[0]["char_acc"] == runs[1]["char_acc"] and runs[0]["loss"] == runs[1]["loss"]
+
+
+def test_training_from_whole_captchas_with_a_recorded_split(flat_captchas, tmp_path):
+    from captcha.eval.evaluate import evaluate_checkpoint
+
+    out = tmp_path / "flat.pt"
+    train(_cfg(flat_captchas, out, freeze="layer3", val_fraction=0.25, split="auto", seed=4))
+    ck = load_checkpoint(out)
+    assert ck["split"]["layout"] == "flat" and len(ck["split"]["val_files"]) == 10
+    assert ck["segment"]["method"] in ("equal", "projection", "components") and ck["segment"]["trim"]
+    assert ck["length"] == 4 and ck["metrics"]["captchas"] == 10
+    rep = evaluate_checkpoint(out)  # the same held-out captchas, from the checkpoint
+    assert rep.captchas["captchas"] == 10
+    assert rep.captchas["string_acc"] == pytest.approx(ck["metrics"]["string_acc"])
+
+
+def test_ctc_reads_whole_captchas(flat_captchas, tmp_path):
+    from captcha.inference.load import load_solver
+
+    out = tmp_path / "ctc.pt"
+    # the default start (shipped backbone, fine-tuned whole): it leaves the all-blank plateau quickly
+    train(_cfg(flat_captchas, out, method="ctc", pretrained="auto", epochs=12, batch_size=8, val_fraction=0.25))
+    ck = load_checkpoint(out)
+    assert ck["method"] == "ctc" and ck["preprocess"]["size"] == [32, 128]
+    assert ck["model"]["fc.weight"].shape[0] == 7  # 6 characters + the CTC blank
+    assert ck["metrics"]["captcha_char_acc"] >= 0.6, ck["metrics"]  # chance is 1/6 per character
+    held = [flat_captchas / name for name in ck["split"]["val_files"]]
+    sols = [r.solution for r in load_solver(out).solve_batch(held)]
+    assert sum(len(s.text) == 4 for s in sols) >= 8 and all(len(s.confidences) == len(s.text) for s in sols)
+
+
+def test_default_freeze_follows_the_distance_from_the_pretraining_glyphs():
+    from captcha.training.train import default_freeze
+
+    assert default_freeze("classify", single_chars=True) == "all"  # clean single characters: head only
+    assert default_freeze("classify", single_chars=False) == "none"  # crops cut from real captchas
+    assert default_freeze("ctc", single_chars=True) == "none"  # whole captchas
+
+
+def test_resume_with_more_epochs_on_the_default_path(tiny_data, tmp_path):
+    """`captcha train --epochs 2` then `--epochs 3 --resume`: continues the same run for one more epoch."""
+    from click.testing import CliRunner
+
+    from captcha.cli import main
+
+    out = tmp_path / "r.pt"
+    args = ["train", "--data", str(tiny_data), "--charset", "ABC123", "--out", str(out), "--batch-size", "16"]
+    assert CliRunner().invoke(main, args + ["--epochs", "2"]).exit_code == 0
+    first = load_checkpoint(out.with_name("r.last.pt"))
+    res = CliRunner().invoke(main, args + ["--epochs", "3", "--resume"])
+    assert res.exit_code == 0, res.output
+    ck = load_checkpoint(out.with_name("r.last.pt"))
+    assert [h["epoch"] for h in ck["history"]] == [1, 2, 3] and ck["history"][:2] == first["history"]
+    assert ck["pretrained"] == "glyphs:glyph-resnet18.pt" and ck["freeze"] == "all"
+    assert ck["train_config"]["epochs"] == 3 and ck["train_config"]["pretrained"] == "auto"
