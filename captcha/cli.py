@@ -28,6 +28,7 @@ from .config import (
     DEFAULT_DATA,
     DEFAULT_MAX_PIXELS,
     DEVICES,
+    FREEZE_CHOICES,
     FREEZE_LEVELS,
     METHODS,
     OPTIMIZERS,
@@ -269,10 +270,14 @@ def pretrain(source, data_path, out, steps, batch_size, lr, seed, workers, eval_
 @click.option("--out", type=click.Path(dir_okay=False), default=TrainConfig.out,
               help="Best checkpoint; <out>.last.pt (for --resume) and <out>.curve.png are written beside it.")
 @click.option("--pretrained", default=TrainConfig.pretrained, help=PRETRAINED_HELP + ".")
-@click.option("--freeze", type=click.Choice(FREEZE_LEVELS), default=None,
-              help="Frozen stages: all (only the head trains), layer1..layer4 (stem through that stage), none "
-                   "[default: all for single-character images (close to the pretraining), else none].")
-@click.option("--epochs", type=POSITIVE, default=TrainConfig.epochs)
+@click.option("--freeze", type=click.Choice(FREEZE_CHOICES), default=TrainConfig.freeze,
+              help="Frozen stages: all (only the head trains), layer1..layer4 (stem through that stage), none, or "
+                   "auto: short probes on a held-out slice of the training data choose (all, layer2 or none).")
+@click.option("--epochs", type=POSITIVE, default=None,
+              help="[default: as many as --budget allows, at the chosen recipe's measured speed, "
+                   "3 to 20; training stops early when the held-out slice stops improving].")
+@click.option("--budget", type=POSITIVE_FLOAT, default=TrainConfig.budget,
+              help="Seconds for the whole run (probes and training) when --epochs is auto.")
 @click.option("--batch-size", type=POSITIVE, default=TrainConfig.batch_size, help="Images per step.")
 @click.option("--optimizer", type=click.Choice(OPTIMIZERS), default=TrainConfig.optimizer,
               help="adamw (tuned default) or the course's SGD with momentum 0.9.")
@@ -290,13 +295,14 @@ def pretrain(source, data_path, out, steps, batch_size, lr, seed, workers, eval_
               help="classify: split into characters, classify each (the course). ctc: read the whole captcha "
                    "(segmentation-free, for touching or overlapping glyphs).")
 @click.option("--input-size", nargs=2, type=SIDE, default=None, metavar="H W",
-              help="Network input size [default: 32 32 crops; ctc: whole captchas near their native scale].")
+              help="Network input size [default: auto: 32x32 or 64x64 crops, whichever the probes read best; "
+                   "ctc: whole captchas near their native scale].")
 @click.option("--val-fraction", type=FRACTION, default=TrainConfig.val_fraction, help="Held-out share of a flat captcha folder.")
 @click.option("--resume", is_flag=True, help="Continue the interrupted run from <out>.last.pt.")
 @device_option("training")
 @json_option
 @charset_option
-def train(data_dir, out, pretrained, freeze, epochs, batch_size, optimizer, lr, schedule, seed, no_augment,
+def train(data_dir, out, pretrained, freeze, epochs, budget, batch_size, optimizer, lr, schedule, seed, no_augment,
           aug_passes, no_cache, length, split_method, method, input_size, val_fraction, resume, device, as_json,
           alphabet) -> None:
     """Train the per-character ResNet-18 classifier (transfer learning) and keep the best checkpoint."""
@@ -304,7 +310,7 @@ def train(data_dir, out, pretrained, freeze, epochs, batch_size, optimizer, lr, 
     from .training.train import train as run
 
     cfg = TrainConfig(data=data_dir or DEFAULT_DATA, synth_if_missing=data_dir is None, out=out,
-                      charset=_charset(alphabet).alphabet, pretrained=pretrained, freeze=freeze, epochs=epochs,
+                      charset=_charset(alphabet).alphabet, pretrained=pretrained, freeze=freeze, epochs=epochs, budget=budget,
                       batch_size=batch_size, optimizer=optimizer, lr=lr, schedule=schedule, seed=seed,
                       augment=AugmentConfig(enabled=not no_augment), aug_passes=aug_passes,
                       cache_features=not no_cache, length=length, split=split_method, val_fraction=val_fraction,
@@ -317,8 +323,9 @@ def train(data_dir, out, pretrained, freeze, epochs, batch_size, optimizer, lr, 
         _emit_json(result)
         return
     best = result["best"]
-    click.echo(f"best: val char acc {_pct(best.get('char_acc', best.get('captcha_char_acc')))}, full-string acc "
-               f"{_pct(best.get('string_acc'))} (epoch {best.get('epoch')}); {result['train_seconds']:.1f}s of training")
+    click.echo(f"kept epoch {best.get('epoch')} (the best on the held-out slice of the training data): val char acc "
+               f"{_pct(best.get('char_acc', best.get('captcha_char_acc')))}, full-string acc {_pct(best.get('string_acc'))}; "
+               f"{result['train_seconds']:.1f}s of training")
     click.echo(f"wrote {result['checkpoint']} and {result['curve']}")
 
 

@@ -19,6 +19,7 @@ CACHE_KEEP = 8  # compiled (ONNX) models kept in the cache, most recently used f
 
 # --- choices ------------------------------------------------------------------------------------
 FREEZE_LEVELS = ("none", "layer1", "layer2", "layer3", "layer4", "all")
+FREEZE_CHOICES = FREEZE_LEVELS + ("auto",)
 METHODS = ("classify", "ctc")
 SPLITTERS = ("equal", "projection", "components")
 SPLIT_CHOICES = SPLITTERS + ("auto",)
@@ -69,8 +70,9 @@ class TrainConfig:
     out: str = DEFAULT_CHECKPOINT
     charset: str = DEFAULT_ALPHABET
     pretrained: str = "auto"
-    freeze: str | None = None  # None: by the course's rule (see training.train.default_freeze)
-    epochs: int = 10
+    freeze: str = "auto"  # auto: chosen by short probes on a held-out slice of the training data (training.recipe)
+    epochs: int | None = None  # None: as many as the budget allows (training.recipe.auto_epochs)
+    budget: float = 240.0  # seconds for the whole run when anything is auto: probes and training
     batch_size: int = 64
     optimizer: str = "adamw"
     lr: float | None = None  # None: 2e-3 for AdamW, 0.05 for SGD
@@ -78,7 +80,7 @@ class TrainConfig:
     weight_decay: float = 0.05
     label_smoothing: float = 0.1
     seed: int = 0
-    size: tuple[int, int] | None = None  # None: 32x32 crops (classify); whole captchas (ctc) near native scale
+    size: tuple[int, int] | None = None  # None: probed (classify, 32 or 64 px); whole captchas (ctc) near native scale
     method: str = "classify"  # or "ctc": segmentation-free, reads the whole captcha
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     aug_passes: int | None = None  # distinct augmentation passes cycled over the epochs (None: one per epoch)
@@ -86,6 +88,8 @@ class TrainConfig:
     length: int | None = None  # None: from the labels (4 for the course data)
     split: str = "auto"  # auto: equal cells for course data, else the splitter a quick probe reads best
     val_fraction: float = 0.2  # flat folders of captchas only
+    select_fraction: float = 0.15  # of the training data, held out to choose the recipe and the epoch kept
+    patience: int = 5  # epochs without a better held-out slice score before training stops
     resume: bool = False
     synth_if_missing: bool = False  # the CLI sets it when --data is not given
     device: str = "auto"
@@ -113,6 +117,13 @@ class TrainConfig:
 
 
 RESUME_OVERRIDES = ("epochs", "out", "device", "resume", "synth_if_missing")  # what --resume may change
+
+# What `--freeze auto` and `--input-size auto` try, and how hard (training.recipe).
+PROBE_FREEZES = ("all", "layer2", "none")
+PROBE_SIZES = ((32, 32), (64, 64))
+PROBE_SAMPLES = 360  # training samples a probe sees per epoch (at most): ~20 s for all six probes here
+PROBE_EPOCHS = 3
+AUTO_EPOCHS = (3, 20)  # the least and the most epochs --epochs auto gives the chosen recipe
 
 
 @dataclass

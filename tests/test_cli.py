@@ -99,4 +99,4 @@ def test_version_and_quiet_verbose_logging(tiny_data):
 
 def test_every_default_is_shown_in_help():
     res = CliRunner().invoke(main, ["train", "--help"])
-    assert "[default: 10; x>=1]" in res.output and "[default: adamw]" in res.output and "[default: 64; x>=1]" in res.output
+    assert "[default: 64; x>=1]" in res.output and "[default: auto]" in res.output and "[default: adamw]" in res.output and "[default: 64; x>=1]" in res.output

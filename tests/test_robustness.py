@@ -12,7 +12,7 @@ import torch
 
 from captcha.nn.checkpoint import load_checkpoint, save_checkpoint
 
-TRAIN = ["--charset", "ABC123", "--pretrained", "none", "--freeze", "layer3", "--epochs", "3",
+TRAIN = ["--charset", "ABC123", "--pretrained", "none", "--freeze", "layer3", "--input-size", "32", "32", "--epochs", "3",
          "--batch-size", "16", "--aug-passes", "1", "--device", "cpu"]
 
 

@@ -64,6 +64,7 @@ def bench_transfer(data: str | Path, cifar_backbone: str | None = None, epochs: 
     """
     data = Path(data)
     out_dir = Path(out_dir)
+    train_kw.setdefault("size", (32, 32))  # the table compares starts and freeze levels at one resolution
     out_dir.mkdir(parents=True, exist_ok=True)
     rows = starting_points(cifar_backbone)
     cells: dict[str, dict[str, Any]] = {}

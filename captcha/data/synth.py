@@ -15,7 +15,7 @@ import logging
 import random
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import matplotlib
 import numpy as np
@@ -179,12 +179,21 @@ def concat_captcha(cells: Sequence[Image.Image]) -> Image.Image:
     return out
 
 
-def synth_dataset(out: str | Path, cfg: SynthConfig | None = None, progress: bool = False) -> dict[str, int]:
-    """Write a course-layout dataset under ``out`` and return how many files of each kind."""
+Renderer = Callable[[str, random.Random], Image.Image]  # (character, its own RNG) -> one character cell
+
+
+def synth_dataset(out: str | Path, cfg: SynthConfig | None = None, render: Renderer | None = None) -> dict[str, int]:
+    """Write a course-layout dataset under ``out`` and return how many files of each kind.
+
+    ``render`` draws each character cell (default: the course-style glyphs of :func:`render_char`).
+    """
     cfg = cfg or SynthConfig()
     out = Path(out)
-    style = GlyphStyle()
-    fonts = font_files()
+    if render is None:
+        style, fonts = GlyphStyle(), font_files()
+
+        def render(char: str, rng: random.Random) -> Image.Image:
+            return render_char(char, rng, style, fonts)
     counts: dict[str, int] = {}
     for split, per_class, n_captchas in (("train", cfg.train_per_class, cfg.train_captchas),
                                          ("val", cfg.val_per_class, cfg.captchas)):
@@ -194,7 +203,7 @@ def synth_dataset(out: str | Path, cfg: SynthConfig | None = None, progress: boo
             folder.mkdir(parents=True, exist_ok=True)
             cells[char] = []
             for i in range(per_class):
-                img = render_char(char, random.Random(seed_for(cfg.seed, split, char, i)), style, fonts)
+                img = render(char, random.Random(seed_for(cfg.seed, split, char, i)))
                 img.save(folder / f"{i:04d}.png")
                 cells[char].append(img)
         counts[f"chars/{split}"] = per_class * len(cfg.charset)

@@ -8,6 +8,7 @@ torch-free ``segment`` module must not import.
 from __future__ import annotations
 
 import logging
+import random
 import warnings
 from collections import Counter
 from dataclasses import dataclass, field
@@ -25,11 +26,14 @@ from ..data.layout import load_images
 from ..data.preprocess import Preprocess
 from ..data.segment import SegmentConfig, split
 from ..data.splits import Captcha, EvalData, read_parts
+from ..data.synth import seed_for
 from ..errors import DataError
 from ..nn.networks import FEATURE_DIM, CharNet, load_backbone, resolve_pretrained
 from .loop import frozen_outputs
 
 log = logging.getLogger(__name__)
+
+MIN_SLICE_GROUPS = 8  # with fewer training captchas (or characters) than this, nothing is held out
 
 
 
@@ -40,18 +44,32 @@ class TrainingData(EvalData):
 
     train_images: list = field(default_factory=list)
     train_targets: list = field(default_factory=list)
+    train_groups: list[int] = field(default_factory=list)  # samples of one group (a captcha's crops) stay together
     single_chars: bool = False  # trained on clean single-character images (the course's chars/train)
     captcha_size: list[int] | None = None  # median (width, height) of its captchas: solving warns far from it
 
 
 def _crops_of(captchas: list[Captcha], length: int, segment: SegmentConfig, charset: Charset):
-    images, targets = [], []
-    for img, label in captchas:
+    """The character crops of captchas of the right length, their targets, and which captcha each came from."""
+    images, targets, groups = [], [], []
+    for k, (img, label) in enumerate(captchas):
         if len(label) != length:
             continue
         images += split(img, length, segment)
         targets += charset.encode(label)
-    return images, targets
+        groups += [k] * length
+    return images, targets, groups
+
+
+def hold_out_slice(groups: list[int], fraction: float, seed: int) -> tuple[list[int], list[int]]:
+    """(indices to fit on, indices of the held-out slice): about ``fraction`` of the groups, chosen by
+    ``seed``. The slice picks the recipe and the epoch kept, so the reported val set is never used to
+    choose; all crops of one captcha fall on the same side."""
+    order = sorted(set(groups))
+    random.Random(seed_for(seed, "slice")).shuffle(order)
+    held = set(order[: round(len(order) * fraction)]) if len(order) >= MIN_SLICE_GROUPS else set()
+    fit = [i for i, g in enumerate(groups) if g not in held]
+    return fit, [i for i, g in enumerate(groups) if g in held]
 
 
 def _length(cfg_length: int | None, captchas: list[Captcha], root: Path) -> int:
@@ -80,16 +98,19 @@ def load_training_data(cfg: TrainConfig, charset: Charset, segment: SegmentConfi
             raise DataError(f"{root}: --method ctc reads whole captchas and needs labelled training captchas "
                             "(captchas/train/ or a flat folder); single characters cannot train it")
         return TrainingData([], [], parts.val_caps, length, segment, parts.split, train_images=[im for im, _ in whole],
-                            train_targets=[charset.encode(lab) for _, lab in whole], captcha_size=size)
+                            train_targets=[charset.encode(lab) for _, lab in whole],
+                            train_groups=list(range(len(whole))), captcha_size=size)
     t_imgs, kept = load_images(parts.train_chars)
     t_targets = [charset.encode(s.label)[0] for s in kept]
     v_imgs, v_kept = load_images(parts.val_chars)
     v_targets = [charset.encode(s.label)[0] for s in v_kept]
-    c_imgs, c_targets = _crops_of(parts.train_caps, length, segment, charset)
+    c_imgs, c_targets, c_groups = _crops_of(parts.train_caps, length, segment, charset)
     if not t_imgs and not c_imgs:
         raise DataError(f"{root}: no training images found; check it with `captcha data check {root}`")
+    groups = list(range(len(t_imgs))) + [len(t_imgs) + g for g in c_groups]  # a character image is its own group
     return TrainingData(v_imgs, v_targets, parts.val_caps, length, segment, parts.split, train_images=t_imgs + c_imgs,
-                        train_targets=t_targets + c_targets, single_chars=bool(t_imgs), captcha_size=size)
+                        train_targets=t_targets + c_targets, train_groups=groups, single_chars=bool(t_imgs),
+                        captcha_size=size)
 
 
 def _median_size(images: list) -> list[int] | None:
@@ -145,8 +166,8 @@ def choose_splitter(captchas: list[Captcha], length: int, charset: Charset,
         return best
     for method in SPLITTERS:
         seg = SegmentConfig(method, trim=True)
-        x, y = _crops_of(fit, length, seg, charset)
-        hx, hy = _crops_of(held, length, seg, charset)
+        x, y, _ = _crops_of(fit, length, seg, charset)
+        hx, hy, _ = _crops_of(held, length, seg, charset)
         if not x or not hx:
             continue
         fx = features(x)

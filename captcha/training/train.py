@@ -8,6 +8,7 @@ augmentation pass and the rest trains on that cache (same result, less work).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
@@ -39,8 +40,8 @@ from ..eval.plots import training_curve
 from ..inference.solver import Preparer
 from ..nn.checkpoint import load_checkpoint, save_checkpoint
 from ..nn.device import barrier, distributed, leave_process_group, resolve_device
-from ..nn.networks import ARCH, CharNet, build_model, new_model
-from .dataset import TrainingData, load_training_data
+from ..nn.networks import ARCH, CharNet, resolve_pretrained
+from .dataset import TrainingData, hold_out_slice, load_training_data
 from .loop import (
     CTCLoss,
     Trainable,
@@ -51,24 +52,9 @@ from .loop import (
     train_one_epoch,
     validate,
 )
+from .recipe import auto_epochs, choose_recipe, make_network, pass_images
 
 log = logging.getLogger(__name__)
-
-
-def default_freeze(method: str, single_chars: bool) -> str:
-    """The course's rule, by how far the target is from the pretraining glyphs (measured, see README).
-
-    Clean single-character images are close: freeze everything and train the head. Crops cut from
-    real captchas (lines, noise, neighbours, other fonts) are far: fine-tune it all (sysu_alnum4,
-    3 epochs: frozen 22.6%, layer3 45.7%, layer2 54.3%, nothing frozen 86.1% full-string).
-    Whole captchas (ctc) likewise.
-    """
-    return "all" if single_chars and method == "classify" else "none"
-
-
-def _pass_images(images: list, transform: TrainTransform, seed: int, pass_id: int) -> torch.Tensor:
-    """One augmentation pass over the training crops, reproducible from (seed, pass)."""
-    return torch.from_numpy(np.stack([transform(im, seed_for(seed, "aug", pass_id, i)) for i, im in enumerate(images)]))
 
 
 def _order(n: int, seed: int, epoch: int) -> torch.Tensor:
@@ -98,6 +84,8 @@ def ensure_data(cfg: TrainConfig, say: Callable[[str], None]) -> None:
 
 def train(cfg: TrainConfig, say: Callable[[str], None] = log.info, progress: bool = False) -> dict[str, Any]:
     """Train a recognizer as configured; writes the best checkpoint to ``cfg.out``; returns the result."""
+    started = time.perf_counter()
+    cfg = dataclasses.replace(cfg)  # the auto settings are filled in below; the caller's config stays as given
     torch.manual_seed(cfg.seed)
     device = resolve_device(cfg.device)  # a device that is not there fails before any work
     rank, world = distributed()
@@ -114,21 +102,31 @@ def train(cfg: TrainConfig, say: Callable[[str], None] = log.info, progress: boo
     if resume:
         cfg = resumed_config(cfg, resume["train_config"])
     charset = Charset(cfg.charset)
-    data, model, source, freeze = _data_and_network(cfg, charset, resume, say)
-    model.freeze(freeze)
+    data = load_training_data(cfg, charset, SegmentConfig.from_dict(resume["segment"]) if resume else None)
+    fit_idx, held_idx = hold_out_slice(data.train_groups, cfg.select_fraction, cfg.seed)
+    fit = ([data.train_images[i] for i in fit_idx], [data.train_targets[i] for i in fit_idx])
+    held = ([data.train_images[i] for i in held_idx], [data.train_targets[i] for i in held_idx])
     if device.type == "cuda" and world > 1:
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
         torch.cuda.set_device(device)
+    if resume:
+        # Everything that shaped the interrupted run comes from its checkpoint: its weights replace
+        # the start point, and neither the splitter nor the recipe is chosen again.
+        source, recipe, cfg.freeze = resume["pretrained"], resume.get("recipe", {}), resume["freeze"]
+        model = make_network(cfg, len(charset), None, source, cfg.freeze)
+    else:
+        cfg, model, source, recipe = _choose(cfg, len(charset), data, fit, held, device, started, say)
+    freeze = cfg.freeze
     model = model.to(device, memory_format=torch.channels_last)
-    default_size = whole_captcha_size([im.size for im in data.train_images]) if cfg.method == "ctc" else (32, 32)
-    pre = Preprocess(size=cfg.size or default_size)
+    pre = Preprocess(size=cfg.size)
     transform = TrainTransform(pre, cfg.augment)
     augmenting = transform.aug is not None
     passes = 1 if not augmenting else (cfg.aug_passes or cfg.epochs)
-    targets = torch.tensor(data.train_targets)
+    targets = torch.tensor(fit[1])
     stop = model.frozen_stages()[-1] if model.frozen_stages() else None
     cached = cfg.cache_features and stop is not None
     char_x, cap_x, cap_labels = _validation_inputs(data, Preparer(pre, data.length, data.segment, cfg.method))
+    select = _selector(held, pre, charset, data.length, cfg.method)
     lr = cfg.peak_lr
     params = [p for p in model.parameters() if p.requires_grad]
     opt = make_optimizer(params, cfg.optimizer, lr, cfg.weight_decay)
@@ -137,7 +135,7 @@ def train(cfg: TrainConfig, say: Callable[[str], None] = log.info, progress: boo
     sched = make_schedule(opt, cfg.schedule, lr, steps_per_epoch * cfg.epochs)
     loss_fn = CTCLoss() if cfg.method == "ctc" else nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
     history: list[dict[str, Any]] = []
-    start_epoch, best = 0, (-2.0, -2.0)
+    start_epoch, best, best_epoch = 0, (-2.0, -2.0), 0
     train_seconds = 0.0
     if resume:
         model.load_state_dict(resume["model"])
@@ -149,10 +147,11 @@ def train(cfg: TrainConfig, say: Callable[[str], None] = log.info, progress: boo
         elif start_epoch < cfg.epochs:  # a longer run: follow its schedule from the step reached
             fast_forward(sched, start_epoch * steps_per_epoch)
         train_seconds = float(resume["metrics"].get("train_seconds", 0.0))
-        best = max((score(h) for h in history), default=best)
+        best, best_epoch = max(((score(h.get("select", {})), h["epoch"]) for h in history), default=(best, 0))
         say(f"resuming from {last_path} at epoch {start_epoch + 1}/{cfg.epochs}")
     unit = "whole captchas" if cfg.method == "ctc" else "character crops"
-    say(f"training on {len(targets)} {unit} ({data.split['layout']} layout, input {pre.size[0]}x{pre.size[1]}), "
+    say(f"training on {len(targets)} {unit} ({data.split['layout']} layout, input {pre.size[0]}x{pre.size[1]}, "
+        f"{cfg.epochs} epochs), choosing the epoch kept on {len(held[0])} held out of them, "
         f"validating on {len(data.char_images)} chars and {len(data.captchas)} captchas; "
         f"pretrained={source}, freeze={freeze}, {'cached features after ' + stop if cached else 'plain path'}"
         + (f", {world} processes" if world > 1 else ""))
@@ -164,7 +163,7 @@ def train(cfg: TrainConfig, say: Callable[[str], None] = log.info, progress: boo
         t0 = time.perf_counter()
         pass_id = epoch % passes
         if pass_id not in pass_cache:
-            x = _pass_images(data.train_images, transform, cfg.seed, pass_id)
+            x = pass_images(fit[0], transform, cfg.seed, pass_id)
             pass_cache = {pass_id: frozen_outputs(model, x, stop) if cached else x}
         inputs = pass_cache[pass_id]
         bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not progress, leave=False)
@@ -188,15 +187,26 @@ def train(cfg: TrainConfig, say: Callable[[str], None] = log.info, progress: boo
             continue  # rank 0 validates and writes; DDP keeps every rank's weights identical
         metrics = validate(model, char_x, np.asarray(data.char_targets), cap_x, cap_labels, charset, data.length,
                            cfg.method)
-        history.append({"epoch": epoch + 1, "loss": loss, "train_seconds": train_seconds, **metrics})
+        held_metrics = select(model)
+        history.append({"epoch": epoch + 1, "loss": loss, "train_seconds": train_seconds, **metrics,
+                        "select": held_metrics})
         char_acc = metrics.get("char_acc", metrics.get("captcha_char_acc", float("nan")))
-        say(f"epoch {epoch + 1}/{cfg.epochs}: loss {loss:.4f}, val char acc {100 * char_acc:.2f}%, "
-            f"full-string acc {100 * metrics.get('string_acc', float('nan')):.2f}% ({train_seconds:.1f}s)")
-        payload = _payload(cfg, model, charset, pre, data, source, freeze, history, train_seconds)
-        if score(metrics) > best:
-            best = score(metrics)
+        held_acc = held_metrics.get("char_acc", held_metrics.get("string_acc", float("nan")))
+        say(f"epoch {epoch + 1}/{cfg.epochs}: loss {loss:.4f}, held-out training slice {100 * held_acc:.2f}%; "
+            f"val char acc {100 * char_acc:.2f}%, full-string acc {100 * metrics.get('string_acc', float('nan')):.2f}% "
+            f"({train_seconds:.1f}s)")
+        payload = _payload(cfg, model, charset, pre, data, source, recipe, history, train_seconds)
+        # the epoch kept is the one the held-out slice of the training data likes best (the last one when
+        # nothing was held out): the val figures above are reported, never used to choose
+        if score(held_metrics) >= best or not held[0]:  # on a tie the later (further annealed) epoch wins
+            if score(held_metrics) > best:
+                best_epoch = epoch + 1
+            best = score(held_metrics)
             save_checkpoint(payload, out)
         save_checkpoint({**payload, "optimizer": opt.state_dict(), "scheduler": sched.state_dict()}, last_path)
+        if held[0] and epoch + 1 - best_epoch >= cfg.patience:
+            say(f"stopping early: the held-out slice has not improved for {cfg.patience} epochs")
+            break
     barrier(world)
     leave_process_group(world)
     if rank != 0:
@@ -208,24 +218,39 @@ def train(cfg: TrainConfig, say: Callable[[str], None] = log.info, progress: boo
             "best": final["metrics"] if final else {}, "train_seconds": train_seconds}
 
 
-def _data_and_network(cfg: TrainConfig, charset: Charset, resume: dict[str, Any] | None,
-                      say: Callable[[str], None]) -> tuple[TrainingData, CharNet, str, str]:
-    """The data, the network with its start weights, where they came from, and the freeze level."""
-    if resume:
-        # Everything that shaped the interrupted run comes from its checkpoint: its weights replace
-        # the start point, and the splitter is not chosen again.
-        data = load_training_data(cfg, charset, SegmentConfig.from_dict(resume["segment"]))
-        return data, new_model(cfg.method, len(charset)), resume["pretrained"], resume["freeze"]
-    data = load_training_data(cfg, charset)
-    model, source = build_model(len(charset), cfg.pretrained, "none", cfg.method)
+def _choose(cfg: TrainConfig, num_chars: int, data: TrainingData, fit: tuple[list, list], held: tuple[list, list],
+            device: torch.device, started: float, say: Callable[[str], None]
+            ) -> tuple[TrainConfig, CharNet, str, dict[str, Any]]:
+    """Fill in the auto settings by measurement (see ``recipe``) and build the network they call for."""
+    source, state = resolve_pretrained(cfg.pretrained)
     if source == "none" and cfg.pretrained == "auto":
         say("no pretrained backbone found: training from random initialisation with full fine-tuning "
             "(get one with `captcha pretrain --source glyphs`, or put ImageNet's resnet18-f37072fd.pth "
             "in $TORCH_HOME/hub/checkpoints/)")
-    # The course's rule: with a backbone pretrained on a similar task and little target data, freeze
-    # it all and train the head; without one, train everything.
-    freeze = cfg.freeze or ("none" if source == "none" else default_freeze(cfg.method, data.single_chars))
-    return data, model, source, freeze
+    if cfg.method == "ctc" and not cfg.size:
+        cfg.size = whole_captcha_size([im.size for im in fit[0]])
+    chosen, probes = choose_recipe(cfg, num_chars, state, source, fit, held, device, say)
+    cfg.freeze, cfg.size = chosen.freeze, chosen.size
+    cfg.epochs = auto_epochs(cfg, chosen, len(fit[0]), time.perf_counter() - started)
+    if probes:
+        say(f"chosen: freeze={cfg.freeze}, input {cfg.size[0]}x{cfg.size[1]}, {cfg.epochs} epochs "
+            f"(the best of {len(probes)} probes on the held-out slice; --freeze/--input-size/--epochs override)")
+    recipe = {"chosen": chosen.to_dict(), "probes": [p.to_dict() for p in probes], "held_out": len(held[0]),
+              "budget": cfg.budget}
+    return cfg, make_network(cfg, num_chars, state, source, cfg.freeze), source, recipe
+
+
+def _selector(held: tuple[list, list], pre: Preprocess, charset: Charset, length: int,
+              method: str) -> Callable[[nn.Module], dict[str, Any]]:
+    """Scores a model on the held-out slice of the training data (characters, or whole captchas for ctc)."""
+    if not held[0]:
+        return lambda _model: {}
+    x = torch.from_numpy(np.stack([pre(im) for im in held[0]]))
+    if method == "ctc":
+        labels = [charset.decode(t) for t in held[1]]
+        return lambda model: validate(model, torch.zeros(0), np.zeros(0), x, labels, charset, length, method)
+    y = np.asarray(held[1])
+    return lambda model: validate(model, x, y, torch.zeros(0), [], charset, length, method)
 
 
 def _validation_inputs(data: TrainingData, preparer: Preparer) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
@@ -241,7 +266,8 @@ def resumed_config(given: TrainConfig, recorded: dict[str, Any]) -> TrainConfig:
     """The interrupted run's recorded config, with only :data:`RESUME_OVERRIDES` taken from ``given``."""
     cfg = TrainConfig.from_dict(recorded)
     for name in RESUME_OVERRIDES:
-        setattr(cfg, name, getattr(given, name))
+        if getattr(given, name) is not None:  # --epochs auto keeps the run's own number
+            setattr(cfg, name, getattr(given, name))
     return cfg
 
 
@@ -254,11 +280,12 @@ def fast_forward(sched: Any, steps: int) -> None:
 
 
 def _payload(cfg: TrainConfig, model: CharNet, charset: Charset, pre: Preprocess, data: TrainingData, source: str,
-             freeze: str, history: list[dict[str, Any]], train_seconds: float) -> dict[str, Any]:
+             recipe: dict[str, Any], history: list[dict[str, Any]], train_seconds: float) -> dict[str, Any]:
     conf = cfg.to_dict()
     conf["size"] = list(pre.size)  # the size actually used (a resumed run keeps it)
     return {"kind": "recognizer", "arch": ARCH, "charset": charset.to_dict(), "preprocess": pre.to_dict(),
-            "length": data.length, "segment": data.segment.to_dict(), "pretrained": source, "freeze": freeze,
+            "length": data.length, "segment": data.segment.to_dict(), "pretrained": source, "freeze": cfg.freeze,
+            "recipe": recipe,
             "method": cfg.method, "captcha_size": data.captcha_size, "train_config": conf, "epoch": history[-1]["epoch"] - 1,
             "metrics": {**history[-1], "train_seconds": train_seconds}, "history": history, "split": data.split,
             "environment": environment(), "command": " ".join(["captcha"] + sys.argv[1:]),

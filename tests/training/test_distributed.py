@@ -26,7 +26,7 @@ def test_torchrun_two_cpu_processes(tiny_data, tmp_path):
     cmd = torchrun.split() + ["--nproc_per_node", "2", "--master_addr", "127.0.0.1", "--master_port", str(_free_port()),
                               "-m", "captcha", "train", "--data", str(tiny_data), "--out", str(out),
                               "--charset", "ABC123", "--pretrained", "glyphs", "--freeze", "layer3", "--epochs", "2",
-                              "--batch-size", "16", "--aug-passes", "1", "--device", "cpu"]
+                              "--batch-size", "16", "--aug-passes", "1", "--device", "cpu", "--input-size", "32", "32"]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "2 processes" in proc.stdout and proc.stdout.count("epoch 2/2") == 1  # only rank 0 reports

@@ -10,7 +10,7 @@ from captcha.training.train import train
 
 def _cfg(data, out, **kw) -> TrainConfig:
     base = dict(data=str(data), out=str(out), charset="ABC123", pretrained="none", epochs=2, batch_size=16,
-                aug_passes=1)
+                aug_passes=1, size=(32, 32))
     base.update(kw)
     return TrainConfig(**base)
 
@@ -48,7 +48,7 @@ def test_first_batch_loss_is_reported_near_ln_classes(tiny_data, tmp_path):
     assert abs(loss - math.log(6)) < 1.0 and "ln(6)" in line
 
 
-RESUMED = {"default path": dict(pretrained="auto", freeze=None),  # shipped backbone, frozen whole, cached
+RESUMED = {"default path": dict(pretrained="auto", freeze="auto", size=None),  # probes choose the recipe
            "random start": dict(pretrained="none", freeze="layer3")}
 
 
@@ -66,7 +66,7 @@ def test_resume_finishes_an_interrupted_run_identically(tiny_data, tmp_path, sta
 
     def stop_after_first(*a, **k):
         calls["n"] += 1
-        if calls["n"] == 2:
+        if calls["n"] == 3:  # epoch 1 validated (val, then the held-out slice) and written
             raise KeyboardInterrupt
         return real(*a, **k)
 
@@ -115,7 +115,8 @@ def test_ctc_reads_whole_captchas(flat_captchas, tmp_path):
 
     out = tmp_path / "ctc.pt"
     # the default start (shipped backbone, fine-tuned whole): it leaves the all-blank plateau quickly
-    train(_cfg(flat_captchas, out, method="ctc", pretrained="auto", epochs=12, batch_size=8, val_fraction=0.25))
+    train(_cfg(flat_captchas, out, method="ctc", pretrained="auto", epochs=12, batch_size=8, val_fraction=0.25,
+               size=None))
     ck = load_checkpoint(out)
     assert ck["method"] == "ctc" and ck["preprocess"]["size"] == [32, 128]
     assert ck["model"]["fc.weight"].shape[0] == 7  # 6 characters + the CTC blank
@@ -123,14 +124,6 @@ def test_ctc_reads_whole_captchas(flat_captchas, tmp_path):
     held = [flat_captchas / name for name in ck["split"]["val_files"]]
     sols = [r.solution for r in load_solver(out).solve_batch(held)]
     assert sum(len(s.text) == 4 for s in sols) >= 8 and all(len(s.confidences) == len(s.text) for s in sols)
-
-
-def test_default_freeze_follows_the_distance_from_the_pretraining_glyphs():
-    from captcha.training.train import default_freeze
-
-    assert default_freeze("classify", single_chars=True) == "all"  # clean single characters: head only
-    assert default_freeze("classify", single_chars=False) == "none"  # crops cut from real captchas
-    assert default_freeze("ctc", single_chars=True) == "none"  # whole captchas
 
 
 def test_resume_with_more_epochs_on_the_default_path(tiny_data, tmp_path):
@@ -147,5 +140,6 @@ def test_resume_with_more_epochs_on_the_default_path(tiny_data, tmp_path):
     assert res.exit_code == 0, res.output
     ck = load_checkpoint(out.with_name("r.last.pt"))
     assert [h["epoch"] for h in ck["history"]] == [1, 2, 3] and ck["history"][:2] == first["history"]
-    assert ck["pretrained"] == "glyphs:glyph-resnet18.pt" and ck["freeze"] == "all"
+    assert ck["pretrained"] == "glyphs:glyph-resnet18.pt" and ck["freeze"] == first["freeze"] != "auto"
+    assert ck["recipe"] == first["recipe"] and len(ck["recipe"]["probes"]) == 6  # chosen once, then kept
     assert ck["train_config"]["epochs"] == 3 and ck["train_config"]["pretrained"] == "auto"

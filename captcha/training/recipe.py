@@ -1,0 +1,148 @@
+"""Choosing the recipe by measurement on the user's own data: freeze level, input size, epochs.
+
+The course's rule (freeze it all when the target task is close to the source, fine-tune more when
+it is far) needs to know how close the user's glyphs are to the ones the backbone learned. Rather
+than assume it, `--freeze auto` and `--input-size auto` run short probes: each candidate recipe
+trains briefly on part of the training data and is scored on a slice of the *training* data held
+out for the purpose (never on the validation data whose accuracy is reported). The best probe
+wins; ties go to the cheaper recipe. `--epochs auto` then gives the winner as many epochs as the
+time budget allows, from the probe's own timing.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import time
+from dataclasses import asdict, dataclass
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..config import (
+    AUTO_EPOCHS,
+    PROBE_EPOCHS,
+    PROBE_FREEZES,
+    PROBE_SAMPLES,
+    PROBE_SIZES,
+    TrainConfig,
+)
+from ..data.augment import TrainTransform
+from ..data.preprocess import Preprocess
+from ..data.synth import seed_for
+from ..nn.networks import CharNet, load_backbone, new_model
+from .loop import (
+    Trainable,
+    frozen_outputs,
+    indexed_batches,
+    make_optimizer,
+    make_schedule,
+    predict,
+    train_one_epoch,
+)
+
+log = logging.getLogger(__name__)
+
+COST = {"all": 0, "layer4": 1, "layer3": 2, "layer2": 3, "layer1": 4, "none": 5}  # cheaper first on ties
+
+
+@dataclass
+class Probe:
+    """One candidate recipe and what its short run measured."""
+
+    freeze: str
+    size: tuple[int, int]
+    score: float = float("nan")  # accuracy on the held-out slice of the training data
+    seconds: float = 0.0
+    samples: int = 0  # training samples it went through
+
+    @property
+    def seconds_per_sample(self) -> float:
+        return self.seconds / max(self.samples, 1)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["size"] = list(self.size)
+        return d
+
+
+def candidates(cfg: TrainConfig, pretrained: bool) -> list[Probe]:
+    """The recipes worth probing: every auto setting's choices, the fixed ones as given."""
+    if cfg.freeze != "auto":
+        freezes: tuple[str, ...] = (cfg.freeze,)
+    else:
+        freezes = PROBE_FREEZES if pretrained and cfg.method == "classify" else ("none",)
+    sizes = (tuple(cfg.size),) if cfg.size else PROBE_SIZES
+    return [Probe(f, tuple(s)) for s in sizes for f in freezes]
+
+
+def make_network(cfg: TrainConfig, num_classes: int, state: dict[str, torch.Tensor] | None, source: str,
+                 freeze: str) -> CharNet:
+    """A fresh network for ``cfg.method`` with the pretrained ``state`` loaded and ``freeze`` applied."""
+    model = new_model(cfg.method, num_classes)
+    if state is not None:
+        load_backbone(model, state, source)
+    return model.freeze(freeze)
+
+
+def run_probe(probe: Probe, cfg: TrainConfig, num_classes: int, state: dict[str, torch.Tensor] | None, source: str,
+              fit: tuple[list, list], held: tuple[list, list], device: torch.device) -> Probe:
+    """Train ``probe``'s recipe briefly on ``fit`` (images, targets) and score it on ``held``."""
+    t0 = time.perf_counter()
+    rng = random.Random(seed_for(cfg.seed, "probe"))
+    pick = sorted(rng.sample(range(len(fit[0])), min(PROBE_SAMPLES, len(fit[0]))))
+    images, targets = [fit[0][i] for i in pick], torch.tensor([fit[1][i] for i in pick])
+    model = make_network(cfg, num_classes, state, source, probe.freeze).to(device, memory_format=torch.channels_last)
+    pre = Preprocess(size=probe.size)
+    transform = TrainTransform(pre, cfg.augment)
+    stop = model.frozen_stages()[-1] if model.frozen_stages() else None
+    net = Trainable(model, stop)
+    opt = make_optimizer([p for p in model.parameters() if p.requires_grad], cfg.optimizer, cfg.peak_lr,
+                         cfg.weight_decay)
+    steps = math.ceil(len(images) / cfg.batch_size)
+    sched = make_schedule(opt, cfg.schedule, cfg.peak_lr, steps * PROBE_EPOCHS)
+    loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+    for epoch in range(PROBE_EPOCHS):
+        x = pass_images(images, transform, cfg.seed, epoch)
+        inputs = frozen_outputs(model, x, stop) if stop else x
+        order = torch.randperm(len(targets), generator=torch.Generator().manual_seed(seed_for(cfg.seed, "probe", epoch)))
+        train_one_epoch(net, indexed_batches(inputs, targets, order, cfg.batch_size), opt, sched, loss_fn)
+    probe.seconds = time.perf_counter() - t0
+    probe.samples = len(images) * PROBE_EPOCHS
+    held_x = np.stack([pre(im) for im in held[0]])
+    probe.score = float((predict(model, held_x).argmax(1) == np.asarray(held[1])).mean())
+    return probe
+
+
+def choose_recipe(cfg: TrainConfig, num_classes: int, state: dict[str, torch.Tensor] | None, source: str,
+                  fit: tuple[list, list], held: tuple[list, list], device: torch.device,
+                  say: Callable[[str], None]) -> tuple[Probe, list[Probe]]:
+    """Probe every candidate (when there is more than one, and a slice to score on); the best wins."""
+    probes = candidates(cfg, state is not None)
+    if len(probes) == 1 or not held[0] or cfg.method != "classify":
+        return probes[0], []
+    for p in probes:
+        run_probe(p, cfg, num_classes, state, source, fit, held, device)
+        say(f"probe freeze={p.freeze:<6} input {p.size[0]}x{p.size[1]}: {100 * p.score:6.2f}% of "
+            f"{len(held[0])} held-out training samples ({p.seconds:.1f}s)")
+    best = max(probes, key=lambda p: (round(p.score, 4), -COST[p.freeze], -p.size[0]))
+    return best, probes
+
+
+def auto_epochs(cfg: TrainConfig, probe: Probe, train_samples: int, spent: float) -> int:
+    """As many epochs of ``train_samples`` as the rest of the budget allows, at the probe's speed."""
+    if cfg.epochs:
+        return cfg.epochs
+    lo, hi = AUTO_EPOCHS
+    if not probe.samples:
+        return hi if probe.freeze == "all" else max(lo, hi // 2)  # nothing measured: a middle course
+    per_epoch = 1.15 * probe.seconds_per_sample * train_samples  # 15% for validation and checkpoints
+    return int(min(hi, max(lo, (cfg.budget - spent) // max(per_epoch, 1e-6))))
+
+
+def pass_images(images: list, transform: TrainTransform, seed: int, pass_id: int) -> torch.Tensor:
+    """One augmentation pass over training images, reproducible from (seed, pass)."""
+    return torch.from_numpy(np.stack([transform(im, seed_for(seed, "aug", pass_id, i)) for i, im in enumerate(images)]))

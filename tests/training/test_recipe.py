@@ -1,0 +1,99 @@
+"""The recipe chosen by measurement: the held-out slice, the candidates, the choice, the epochs."""
+
+import random
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image, ImageDraw
+
+import captcha.training.recipe as recipe
+from captcha.config import PROBE_FREEZES, PROBE_SIZES, TrainConfig
+from captcha.data.synth import render_char
+from captcha.nn.networks import resolve_pretrained
+from captcha.training.dataset import hold_out_slice
+from captcha.training.recipe import Probe, auto_epochs, candidates, choose_recipe
+
+
+def test_the_slice_is_deterministic_and_keeps_a_captchas_crops_together():
+    groups = [g for g in range(40) for _ in range(4)]  # 40 captchas of 4 crops
+    fit, held = hold_out_slice(groups, 0.15, seed=0)
+    assert (fit, held) == hold_out_slice(groups, 0.15, seed=0) and held != hold_out_slice(groups, 0.15, seed=1)[1]
+    held_groups = {groups[i] for i in held}
+    assert len(held_groups) == 6 and len(held) == 24 and not held_groups & {groups[i] for i in fit}
+    assert hold_out_slice(list(range(5)), 0.15, seed=0) == ([0, 1, 2, 3, 4], [])  # too little to hold out
+
+
+def test_candidates():
+    auto = TrainConfig()
+    assert [(p.freeze, p.size) for p in candidates(auto, pretrained=True)] == \
+        [(f, s) for s in PROBE_SIZES for f in PROBE_FREEZES]
+    assert {p.freeze for p in candidates(auto, pretrained=False)} == {"none"}  # nothing to freeze
+    assert len(candidates(TrainConfig(freeze="layer3", size=(48, 48)), pretrained=True)) == 1
+    assert {p.freeze for p in candidates(TrainConfig(method="ctc"), pretrained=True)} == {"none"}
+
+
+def test_the_best_probe_wins_and_ties_go_to_the_cheaper_recipe(monkeypatch):
+    scores = {("all", 32): 0.90, ("layer2", 32): 0.95, ("none", 32): 0.95, ("all", 64): 0.5, ("layer2", 64): 0.7,
+              ("none", 64): 0.8}
+
+    def fake(probe, *a, **k):
+        probe.score, probe.seconds, probe.samples = scores[(probe.freeze, probe.size[0])], 1.0, 100
+        return probe
+
+    monkeypatch.setattr(recipe, "run_probe", fake)
+    said = []
+    best, probes = choose_recipe(TrainConfig(), 6, {}, "test", ([0], [0]), ([0], [0]), torch.device("cpu"), said.append)
+    assert (best.freeze, best.size) == ("layer2", (32, 32)) and len(probes) == len(said) == 6
+
+
+def test_auto_epochs_fill_the_budget_within_bounds():
+    p = Probe("none", (32, 32), score=1.0, seconds=10.0, samples=1000)  # 10 ms a sample
+    assert auto_epochs(TrainConfig(budget=240), p, 1000, spent=40) == 17  # 200 s left / (11.5 s an epoch)
+    assert auto_epochs(TrainConfig(budget=240), p, 10_000, spent=40) == 3  # the least
+    assert auto_epochs(TrainConfig(budget=10_000), p, 100, spent=0) == 20  # the most
+    assert auto_epochs(TrainConfig(epochs=7), p, 100, spent=0) == 7  # given: kept
+
+
+HUES = [(200, 40, 40), (40, 160, 40), (40, 40, 200), (190, 170, 30), (30, 160, 170), (170, 40, 170)]
+
+
+def _glyph_set(n_per_class: int, far: bool, seed: int = 0) -> tuple[list, list]:
+    """Six classes: clean glyphs like the pretraining ones, or (far) one glyph shape whose class is its
+    colour, which the backbone learned to ignore (its pretraining drew every glyph in random colours)."""
+    rng = random.Random(seed)
+    images, targets = [], []
+    for k, char in enumerate("ABC123"):
+        for _ in range(n_per_class):
+            if far:
+                img = Image.new("RGB", (32, 32), (225, 225, 225))
+                x, y = rng.randint(6, 10), rng.randint(2, 6)
+                ImageDraw.Draw(img).text((x, y), rng.choice("XOX"), fill=HUES[k], font_size=22)
+            else:
+                img = render_char(char, rng)
+            images.append(img)
+            targets.append(k)
+    return images, targets
+
+
+@pytest.mark.slow
+def test_probes_pick_a_frozen_backbone_for_glyphs_like_its_own():
+    """Real probes on a set drawn like the pretraining glyphs: freezing the backbone is as good as anything."""
+    source, state = resolve_pretrained("glyphs")
+    fit, held = _glyph_set(40, far=False), _glyph_set(8, far=False, seed=1)
+    cfg = TrainConfig(charset="ABC123", size=(32, 32), batch_size=32)
+    best, probes = choose_recipe(cfg, 6, state, source, fit, held, torch.device("cpu"), lambda _m: None)
+    by = {p.freeze: p.score for p in probes}
+    assert by["all"] >= 0.8 and best.freeze == "all" or by["all"] >= max(by.values()) - 0.05, by
+
+
+@pytest.mark.slow
+def test_probes_fine_tune_when_the_glyphs_are_far_from_the_backbones():
+    """Real probes on a set the pooled glyph features cannot separate: fine-tuning wins."""
+    source, state = resolve_pretrained("glyphs")
+    fit, held = _glyph_set(40, far=True), _glyph_set(8, far=True, seed=1)
+    cfg = TrainConfig(charset="ABC123", size=(32, 32), batch_size=32)
+    best, probes = choose_recipe(cfg, 6, state, source, fit, held, torch.device("cpu"), lambda _m: None)
+    by = {p.freeze: p.score for p in probes}
+    assert best.freeze != "all" and by[best.freeze] > by["all"] + 0.1, by
+    assert np.isfinite(list(by.values())).all()
