@@ -613,5 +613,24 @@ def bench_transfer(data_path, cifar_backbone, epochs, small, small_captchas, out
     click.echo(f"wrote {out_dir}/transfer.md and transfer.json")
 
 
+@bench.command("generalize")
+@click.option("--sets", default=",".join(("warped-serif", "hollow-sans", "faint-mono", "sysu-cut")),
+              help="Comma list of held-out styles (warped-serif, hollow-sans, faint-mono) and real cuts (sysu-cut).")
+@click.option("--shared", type=click.Path(file_okay=False), default="../shared/datasets",
+              help="Where the real sets are (for sysu-cut).")
+@click.option("--scale", type=click.FloatRange(0, 1, min_open=True), default=1.0,
+              help="Shrink every count of the built sets (1: the course's 36 x 50 / 36 x 10 / 500).")
+@click.option("--out-dir", type=click.Path(file_okay=False), default="runs/bench-generalize", help="Folder for the sets and the report.")
+def bench_generalize(sets, shared, scale, out_dir) -> None:
+    """Leave-style-out: plain `captcha train` on glyph styles nobody here drew, and on a real cut."""
+    from .bench.generalize import HEADER, format_generalize
+    from .bench.generalize import bench_generalize as run
+
+    click.echo(HEADER)
+    res = run(tuple(s.strip() for s in sets.split(",") if s.strip()), out_dir, shared, scale, say=click.echo)
+    (Path(out_dir) / "generalize.md").write_text(format_generalize(res) + "\n")
+    click.echo(f"wrote {out_dir}/generalize.md and generalize.json")
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -1,7 +1,14 @@
 import numpy as np
 import pytest
 
-from captcha.eval.metrics import MISSING, aligned_chars, char_metrics, confusions, score, string_metrics
+from captcha.eval.metrics import (
+    MISSING,
+    aligned_chars,
+    char_metrics,
+    confusions,
+    score,
+    string_metrics,
+)
 
 
 def test_char_metrics():

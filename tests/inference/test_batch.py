@@ -1,8 +1,6 @@
 import csv
 
 import pytest
-from hostile import make_corpus
-from PIL import Image
 
 from captcha.errors import ConfigError
 from captcha.inference.batch import (
@@ -12,18 +10,6 @@ from captcha.inference.batch import (
     parse_shard,
     run_batch,
 )
-from captcha.inference.load import load_solver
-
-
-@pytest.fixture(scope="module")
-def solver(tiny_model):
-    return load_solver(tiny_model)
-
-
-@pytest.fixture(scope="module")
-def corpus(tiny_data, tmp_path_factory):
-    good = next((tiny_data / "captchas" / "val").glob("*.png"))
-    return make_corpus(tmp_path_factory.mktemp("odd"), Image.open(good))
 
 
 def test_parse_shard():

@@ -1,24 +1,12 @@
 import io
 
 import pytest
-from hostile import make_corpus
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
 from captcha.errors import ImageError
 from captcha.inference.load import load_solver
-
-
-@pytest.fixture(scope="module")
-def solver(tiny_model):
-    return load_solver(tiny_model)
-
-
-@pytest.fixture(scope="module")
-def corpus(tiny_data, tmp_path_factory):
-    good = next((tiny_data / "captchas" / "val").glob("*.png"))
-    return make_corpus(tmp_path_factory.mktemp("odd"), Image.open(good))
 
 
 def test_solve_accepts_path_bytes_and_pil(solver, tiny_data):

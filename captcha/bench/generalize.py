@@ -1,0 +1,128 @@
+"""`captcha bench generalize`: how the product reads glyphs nobody here drew (leave-style-out).
+
+Each set is in the course layout (chars/train 36 x 50, chars/val 36 x 10, 500 val captchas of 4
+val glyphs side by side), drawn in a style held out of pretraining and of `data synth`
+(``data.styles``), plus one cut from real captchas: sysu_alnum4 split by the equal splitter, the
+first 75% by file name as chars/train and the last 25% as captchas/val. Every set is trained as a
+user would, with `captcha train --data DIR`'s defaults, and scored on its val part: character and
+full-string accuracy, training time, the recipe the probes chose, and solving speed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import shutil
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from ..charset import DEFAULT_CHARSET
+from ..config import SynthConfig, TrainConfig
+from ..data.images import load_image
+from ..data.layout import ordered_holdout, read_captcha_labels, split_captcha_folder
+from ..data.segment import SegmentConfig, split
+from ..data.styles import STYLES, render_styled
+from ..data.synth import seed_for, synth_dataset
+from ..errors import DataError
+from ..eval.evaluate import evaluate_checkpoint
+from ..inference.load import load_solver
+from ..nn.checkpoint import load_checkpoint
+from ..training.train import train
+from .speed import solving_figures
+
+log = logging.getLogger(__name__)
+
+REAL_CUTS = {"sysu-cut": "sysu_alnum4"}
+SETS = tuple(STYLES) + tuple(REAL_CUTS)
+DEFAULT_SHARED = "../shared/datasets"
+
+
+def build_style_set(name: str, out: Path, seed: int = 0, scale: float = 1.0) -> Path:
+    """The course-layout set of held-out style ``name`` (``scale`` shrinks every count, for quick runs)."""
+    style = STYLES[name]
+    cfg = SynthConfig(seed=seed, train_per_class=max(2, round(50 * scale)), val_per_class=max(1, round(10 * scale)),
+                      captchas=max(4, round(500 * scale)))
+    synth_dataset(out, cfg, render=lambda char, rng: render_styled(char, rng, style))
+    return out
+
+
+def build_real_cut(name: str, shared: Path, out: Path, scale: float = 1.0) -> Path:
+    """Course layout cut from a real set: the first 75% split into equal cells as chars/train, the
+    last 25% whole as captchas/val."""
+    src = shared / REAL_CUTS[name]
+    if not src.is_dir():
+        raise DataError(f"{src}: not found; the real sets live in ../shared/datasets beside the repository")
+    samples = sorted(read_captcha_labels(src, DEFAULT_CHARSET, problems=[]), key=lambda s: s.path.name)
+    held = ordered_holdout([s.path.name for s in samples], 0.25)
+    split_captcha_folder(src, out / "whole", held, DEFAULT_CHARSET, link=True)
+    (out / "captchas").mkdir(parents=True, exist_ok=True)
+    shutil.move(str(out / "whole" / "captchas" / "val"), str(out / "captchas" / "val"))
+    train_samples = [s for s in samples if s.path.name not in held]
+    keep = random.Random(seed_for(0, "cut")).sample(train_samples, min(len(train_samples),
+                                                                       max(8, round(len(train_samples) * scale))))
+    for s in keep:
+        for i, (char, crop) in enumerate(zip(s.label, split(load_image(s.path), len(s.label),
+                                                            SegmentConfig("equal", trim=False)))):
+            folder = out / "chars" / "train" / char
+            folder.mkdir(parents=True, exist_ok=True)
+            crop.save(folder / f"{s.path.stem}_{i}.png")
+    shutil.rmtree(out / "whole")
+    return out
+
+
+def bench_generalize(sets: tuple[str, ...] = SETS, out_dir: str | Path = "runs/bench-generalize",
+                     shared: str | Path = DEFAULT_SHARED, scale: float = 1.0, say: Callable[[str], None] = log.info,
+                     **train_kw: Any) -> dict[str, Any]:
+    """Build each set, train it with the defaults, score it; write generalize.json and generalize.md."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for name in sets:
+        if name not in SETS:
+            raise DataError(f"unknown set {name!r}; choose from {', '.join(SETS)}")
+        data = out_dir / name
+        if data.exists():
+            shutil.rmtree(data)
+        t0 = time.perf_counter()
+        if name in REAL_CUTS:
+            build_real_cut(name, Path(shared), data, scale)
+        else:
+            build_style_set(name, data, scale=scale)
+        built = time.perf_counter() - t0
+        ckpt = out_dir / f"{name}.pt"
+        t0 = time.perf_counter()
+        res = train(TrainConfig(data=str(data), out=str(ckpt), **train_kw), say=lambda _m: None)
+        wall = time.perf_counter() - t0
+        rep = evaluate_checkpoint(ckpt)
+        chosen = load_checkpoint(ckpt)
+        row = {"set": name, "freeze": chosen["freeze"], "size": chosen["preprocess"]["size"],
+               "epochs": chosen["train_config"]["epochs"], "kept_epoch": chosen["metrics"]["epoch"],
+               "char_acc": rep.chars.get("char_acc", rep.captchas.get("captcha_char_acc")),
+               "string_acc": rep.captchas.get("string_acc"), "train_wall_s": wall,
+               "train_loop_s": res["train_seconds"], "build_s": built}
+        images = sorted((data / "captchas" / "val").glob("*.png"))
+        row.update(solving_figures(load_solver(ckpt), images, repeat=1))
+        rows.append(row)
+        say(format_row(row))
+    result = {"scale": scale, "rows": rows}
+    (out_dir / "generalize.json").write_text(json.dumps(result, indent=2))
+    (out_dir / "generalize.md").write_text(format_generalize(result) + "\n")
+    return result
+
+
+HEADER = ("| set | recipe chosen (freeze, input, epochs; kept) | val char | val full-string | training | "
+          "captchas/s |\n|---|---|---|---|---|---|")
+
+
+def format_row(r: dict[str, Any]) -> str:
+    """One set's line of the table."""
+    return (f"| {r['set']} | {r['freeze']}, {r['size'][0]}x{r['size'][1]}, {r['epochs']}; {r['kept_epoch']} | "
+            f"{100 * r['char_acc']:.2f}% | {100 * r['string_acc']:.2f}% | {r['train_wall_s']:.0f} s | "
+            f"{r['batch_captchas_per_s']:.0f} |")
+
+
+def format_generalize(result: dict[str, Any]) -> str:
+    """The table as Markdown."""
+    return "\n".join([HEADER] + [format_row(r) for r in result["rows"]])

@@ -1,0 +1,18 @@
+"""Shared by the inference tests: a solver over the tiny model, and a corpus of odd image files."""
+
+import pytest
+from hostile import make_corpus
+from PIL import Image
+
+from captcha.inference.load import load_solver
+
+
+@pytest.fixture(scope="module")
+def solver(tiny_model):
+    return load_solver(tiny_model)
+
+
+@pytest.fixture(scope="module")
+def corpus(tiny_data, tmp_path_factory):
+    good = next((tiny_data / "captchas" / "val").glob("*.png"))
+    return make_corpus(tmp_path_factory.mktemp("odd"), Image.open(good))
