@@ -132,15 +132,17 @@ def choose_recipe(cfg: TrainConfig, num_classes: int, state: dict[str, torch.Ten
     return best, probes
 
 
-def auto_epochs(cfg: TrainConfig, probe: Probe, train_samples: int, spent: float) -> int:
-    """As many epochs of ``train_samples`` as the rest of the budget allows, at the probe's speed."""
+def auto_epochs(cfg: TrainConfig, probe: Probe, train_samples: int, spent: float, eval_samples: int = 0) -> int:
+    """As many epochs as the rest of the budget allows at the probe's measured speed: each trains on
+    ``train_samples`` and then reads ``eval_samples`` (validation and the held-out slice, a forward pass
+    costing about a third of a training step)."""
     if cfg.epochs:
         return cfg.epochs
     lo, hi = AUTO_EPOCHS
     if not probe.samples:
         return hi if probe.freeze == "all" else max(lo, hi // 2)  # nothing measured: a middle course
-    per_epoch = 1.15 * probe.seconds_per_sample * train_samples  # 15% for validation and checkpoints
-    return int(min(hi, max(lo, (cfg.budget - spent) // max(per_epoch, 1e-6))))
+    per_epoch = probe.seconds_per_sample * (train_samples + eval_samples / 3) + 1.0  # + checkpoints
+    return int(min(hi, max(lo, (cfg.budget - spent) // per_epoch)))
 
 
 def pass_images(images: list, transform: TrainTransform, seed: int, pass_id: int) -> torch.Tensor:

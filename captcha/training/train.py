@@ -231,7 +231,8 @@ def _choose(cfg: TrainConfig, num_chars: int, data: TrainingData, fit: tuple[lis
         cfg.size = whole_captcha_size([im.size for im in fit[0]])
     chosen, probes = choose_recipe(cfg, num_chars, state, source, fit, held, device, say)
     cfg.freeze, cfg.size = chosen.freeze, chosen.size
-    cfg.epochs = auto_epochs(cfg, chosen, len(fit[0]), time.perf_counter() - started)
+    evals = len(held[0]) + len(data.char_images) + len(data.captchas) * (1 if cfg.method == "ctc" else data.length)
+    cfg.epochs = auto_epochs(cfg, chosen, len(fit[0]), time.perf_counter() - started, evals)
     if probes:
         say(f"chosen: freeze={cfg.freeze}, input {cfg.size[0]}x{cfg.size[1]}, {cfg.epochs} epochs "
             f"(the best of {len(probes)} probes on the held-out slice; --freeze/--input-size/--epochs override)")

@@ -49,7 +49,8 @@ def test_the_best_probe_wins_and_ties_go_to_the_cheaper_recipe(monkeypatch):
 
 def test_auto_epochs_fill_the_budget_within_bounds():
     p = Probe("none", (32, 32), score=1.0, seconds=10.0, samples=1000)  # 10 ms a sample
-    assert auto_epochs(TrainConfig(budget=240), p, 1000, spent=40) == 17  # 200 s left / (11.5 s an epoch)
+    assert auto_epochs(TrainConfig(budget=240), p, 1000, spent=40) == 18  # 200 s left / (10 + 1 s an epoch)
+    assert auto_epochs(TrainConfig(budget=240), p, 1000, spent=40, eval_samples=1500) == 12  # + 5 s reading
     assert auto_epochs(TrainConfig(budget=240), p, 10_000, spent=40) == 3  # the least
     assert auto_epochs(TrainConfig(budget=10_000), p, 100, spent=0) == 20  # the most
     assert auto_epochs(TrainConfig(epochs=7), p, 100, spent=0) == 7  # given: kept
