@@ -247,14 +247,17 @@ def data_split(data_dir, out_dir, val_fraction, seed, ordered, link, force, alph
 @click.option("--lr", type=POSITIVE_FLOAT, default=PretrainConfig.lr, help="Peak learning rate (SGD, one-cycle).")
 @click.option("--seed", default=PretrainConfig.seed)
 @click.option("--workers", type=COUNT, default=PretrainConfig.workers, help="Processes rendering glyphs.")
-@click.option("--eval-every", type=POSITIVE, default=PretrainConfig.eval_every, help="Steps between held-out evaluations.")
+@click.option("--eval-every", type=POSITIVE, default=PretrainConfig.eval_every,
+              help="Steps between held-out evaluations (each also writes <out>.last.pt for --resume).")
+@click.option("--resume", is_flag=True, help="Continue a killed run from <out>.last.pt.")
 @json_option
-def pretrain(source, data_path, out, steps, batch_size, lr, seed, workers, eval_every, as_json) -> None:
+def pretrain(source, data_path, out, steps, batch_size, lr, seed, workers, eval_every, resume, as_json) -> None:
     """Pretrain a ResNet-18 backbone offline, for `captcha train --pretrained PATH`."""
     from .training.pretrain import pretrain as run
 
     cfg = PretrainConfig(source=source, data=data_path, out=out, steps=steps, batch_size=batch_size, lr=lr, seed=seed,
-                         workers=workers, eval_every=eval_every, command=" ".join(["captcha"] + sys.argv[1:]))
+                         workers=workers, eval_every=eval_every, resume=resume,
+                         command=" ".join(["captcha"] + sys.argv[1:]))
     info = run(cfg, progress=sys.stderr.isatty() and not as_json)
     if as_json:
         _emit_json({"backbone": cfg.out_path, **info})

@@ -142,6 +142,7 @@ class PretrainConfig:
     eval_every: int = 200
     size: tuple[int, int] = (32, 32)
     half: bool = True
+    resume: bool = False  # continue a killed run from <out>.last.pt
     command: str = ""
 
     @property

@@ -61,6 +61,8 @@ def read_weights_file(path: str | os.PathLike) -> Any:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         # weights_only refuses anything but tensors and plain containers: a crafted file stops here.
+        # torch raises one exception type for both cases; only its message tells a refused global
+        # (a crafted file) from bytes that are no pickle at all
         refused = [ln.strip() for ln in str(exc).splitlines() if "Unsupported global" in ln]
         if not refused:
             raise CheckpointError(f"{path}: {NOT_A_CHECKPOINT}") from None

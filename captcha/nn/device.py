@@ -46,6 +46,13 @@ def barrier(world: int) -> None:
         dist.barrier()
 
 
+def from_rank0(values: list, world: int) -> list:
+    """``values`` as rank 0 has them, on every process (picklable objects; alone, unchanged)."""
+    if world > 1:
+        dist.broadcast_object_list(values, src=0)
+    return values
+
+
 def leave_process_group(world: int) -> None:
     """End a DDP run's process group."""
     if world > 1 and dist.is_initialized():

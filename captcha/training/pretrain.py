@@ -28,7 +28,7 @@ from ..data.cifar import cifar_batches
 from ..data.preprocess import Preprocess
 from ..data.synth import GlyphStyle, font_files, render_char, seed_for
 from ..errors import ConfigError
-from ..nn.checkpoint import save_checkpoint
+from ..nn.checkpoint import load_checkpoint, save_checkpoint
 from ..nn.networks import ARCH, CharNet
 from .loop import make_schedule, predict, train_one_epoch
 
@@ -87,9 +87,11 @@ def glyph_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict[s
     return out
 
 
-def _batches(cfg: PretrainConfig, pre: Preprocess) -> tuple[Iterator, int, tuple[torch.Tensor, torch.Tensor], str]:
+def _batches(cfg: PretrainConfig, pre: Preprocess,
+             start: int = 0) -> tuple[Iterator, int, tuple[torch.Tensor, torch.Tensor], str]:
+    """The training stream (glyphs from sample ``start`` on), the class count, the held-out set, its name."""
     if cfg.source == "glyphs":
-        loader = DataLoader(GlyphStream(cfg.seed, pre), batch_size=cfg.batch_size, num_workers=cfg.workers,
+        loader = DataLoader(GlyphStream(cfg.seed, pre, start), batch_size=cfg.batch_size, num_workers=cfg.workers,
                             persistent_workers=cfg.workers > 0)
         return iter(loader), len(GLYPH_ALPHABET), heldout_set(pre), "glyphs"
     if cfg.source == "cifar10":
@@ -101,17 +103,30 @@ def pretrain(cfg: PretrainConfig, progress: bool = True) -> dict:
     """Train a backbone from scratch on ``cfg.source`` and write it to ``cfg.out_path``.
 
     The stream of batches is cut into blocks of ``eval_every`` steps; each block is one pass of the
-    shared ``train_one_epoch``, followed by a held-out evaluation.
+    shared ``train_one_epoch``, followed by a held-out evaluation and a resumable state in
+    ``<out>.last.pt``. With ``cfg.resume`` a killed run continues from there (glyphs: the same
+    stream from the step reached; CIFAR-10: a fresh shuffle).
     """
     torch.manual_seed(cfg.seed)
     pre = Preprocess(size=cfg.size)
-    batches, num_classes, (hx, hy), name = _batches(cfg, pre)
+    out = Path(cfg.out_path)
+    last_path = out.with_name(out.stem + ".last.pt")
+    state = load_checkpoint(last_path, kind="backbone") if cfg.resume and last_path.is_file() else None
+    step = int(state["step"]) if state else 0
+    batches, num_classes, (hx, hy), name = _batches(cfg, pre, start=step * cfg.batch_size)
     model = CharNet(num_classes).to(memory_format=torch.channels_last)
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=0.9, nesterov=True, weight_decay=cfg.weight_decay)
     sched = make_schedule(opt, "onecycle", cfg.lr, cfg.steps, warmup=0.15)
+    history, elapsed = [], 0.0
+    if state:
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        history, elapsed = list(state["history"]), float(state["seconds"])
+        log.info("resuming %s at step %d/%d", last_path, step, cfg.steps)
     loss_fn = nn.CrossEntropyLoss(label_smoothing=0.1)
-    bar = tqdm(total=cfg.steps, desc=f"pretrain {name}", disable=not progress, mininterval=2)
-    history, t0, step = [], time.perf_counter(), 0
+    bar = tqdm(total=cfg.steps, initial=step, desc=f"pretrain {name}", disable=not progress, mininterval=2)
+    t0 = time.perf_counter() - elapsed
     while step < cfg.steps:
         block = min(cfg.eval_every, cfg.steps - step)
         loss = train_one_epoch(model, itertools.islice(batches, block), opt, sched, loss_fn,
@@ -120,19 +135,22 @@ def pretrain(cfg: PretrainConfig, progress: bool = True) -> dict:
         metrics = glyph_accuracy(model, hx, hy)
         history.append({"step": step, "loss": loss, "seconds": time.perf_counter() - t0, **metrics})
         log.info("step %d loss %.3f held-out %s", step, loss, metrics)
+        save_checkpoint({"kind": "backbone", "arch": ARCH, "source": name, "model": model.state_dict(),
+                         "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "step": step,
+                         "history": history, "seconds": time.perf_counter() - t0}, last_path)
     bar.close()
     seconds = time.perf_counter() - t0
     final = history[-1]
-    state = {k: (v.half() if cfg.half and v.is_floating_point() else v)
-             for k, v in model.state_dict().items() if not k.startswith("fc.")}
+    weights = {k: (v.half() if cfg.half and v.is_floating_point() else v)
+               for k, v in model.state_dict().items() if not k.startswith("fc.")}
     conf = {**asdict(cfg), "size": list(cfg.size), "out": cfg.out_path,
             "command": cfg.command or " ".join(["captcha"] + sys.argv[1:])}
     info = {"config": conf, "seconds": seconds, "history": history,
             "heldout": {k: final[k] for k in final if k.startswith("acc")}, "classes": num_classes,
             "torch": str(torch.__version__)}
-    save_checkpoint({"kind": "backbone", "arch": ARCH, "source": name, "model": state,
-                     "preprocess": pre.to_dict(), "pretrain": info}, cfg.out_path)
-    _write_card(Path(cfg.out_path), info)
+    save_checkpoint({"kind": "backbone", "arch": ARCH, "source": name, "model": weights,
+                     "preprocess": pre.to_dict(), "pretrain": info}, out)
+    _write_card(out, info)
     return info
 
 

@@ -39,7 +39,7 @@ from ..eval.metrics import score
 from ..eval.plots import training_curve
 from ..inference.solver import Preparer
 from ..nn.checkpoint import load_checkpoint, save_checkpoint
-from ..nn.device import barrier, distributed, leave_process_group, resolve_device
+from ..nn.device import barrier, distributed, from_rank0, leave_process_group, resolve_device
 from ..nn.networks import ARCH, CharNet, resolve_pretrained
 from .dataset import TrainingData, hold_out_slice, load_training_data
 from .loop import (
@@ -115,7 +115,7 @@ def train(cfg: TrainConfig, say: Callable[[str], None] = log.info, progress: boo
         source, recipe, cfg.freeze = resume["pretrained"], resume.get("recipe", {}), resume["freeze"]
         model = make_network(cfg, len(charset), None, source, cfg.freeze)
     else:
-        cfg, model, source, recipe = _choose(cfg, len(charset), data, fit, held, device, started, say)
+        cfg, model, source, recipe = _choose(cfg, len(charset), data, fit, held, device, started, say, rank, world)
     freeze = cfg.freeze
     model = model.to(device, memory_format=torch.channels_last)
     pre = Preprocess(size=cfg.size)
@@ -219,9 +219,12 @@ def train(cfg: TrainConfig, say: Callable[[str], None] = log.info, progress: boo
 
 
 def _choose(cfg: TrainConfig, num_chars: int, data: TrainingData, fit: tuple[list, list], held: tuple[list, list],
-            device: torch.device, started: float, say: Callable[[str], None]
+            device: torch.device, started: float, say: Callable[[str], None], rank: int = 0, world: int = 1
             ) -> tuple[TrainConfig, CharNet, str, dict[str, Any]]:
-    """Fill in the auto settings by measurement (see ``recipe``) and build the network they call for."""
+    """Fill in the auto settings by measurement (see ``recipe``) and build the network they call for.
+
+    Under DDP only rank 0 measures, and every rank follows its choice.
+    """
     source, state = resolve_pretrained(cfg.pretrained)
     if source == "none" and cfg.pretrained == "auto":
         say("no pretrained backbone found: training from random initialisation with full fine-tuning "
@@ -229,15 +232,18 @@ def _choose(cfg: TrainConfig, num_chars: int, data: TrainingData, fit: tuple[lis
             "in $TORCH_HOME/hub/checkpoints/)")
     if cfg.method == "ctc" and not cfg.size:
         cfg.size = whole_captcha_size([im.size for im in fit[0]])
-    chosen, probes = choose_recipe(cfg, num_chars, state, source, fit, held, device, say)
-    cfg.freeze, cfg.size = chosen.freeze, chosen.size
-    evals = len(held[0]) + len(data.char_images) + len(data.captchas) * (1 if cfg.method == "ctc" else data.length)
-    cfg.epochs = auto_epochs(cfg, chosen, len(fit[0]), time.perf_counter() - started, evals)
-    if probes:
-        say(f"chosen: freeze={cfg.freeze}, input {cfg.size[0]}x{cfg.size[1]}, {cfg.epochs} epochs "
-            f"(the best of {len(probes)} probes on the held-out slice; --freeze/--input-size/--epochs override)")
-    recipe = {"chosen": chosen.to_dict(), "probes": [p.to_dict() for p in probes], "held_out": len(held[0]),
-              "budget": cfg.budget}
+    recipe: dict[str, Any] = {}
+    if rank == 0:
+        chosen, probes = choose_recipe(cfg, num_chars, state, source, fit, held, device, say)
+        cfg.freeze, cfg.size = chosen.freeze, chosen.size
+        evals = len(held[0]) + len(data.char_images) + len(data.captchas) * (1 if cfg.method == "ctc" else data.length)
+        cfg.epochs = auto_epochs(cfg, chosen, len(fit[0]), time.perf_counter() - started, evals)
+        if probes:
+            say(f"chosen: freeze={cfg.freeze}, input {cfg.size[0]}x{cfg.size[1]}, {cfg.epochs} epochs "
+                f"(the best of {len(probes)} probes on the held-out slice; --freeze/--input-size/--epochs override)")
+        recipe = {"chosen": chosen.to_dict(), "probes": [p.to_dict() for p in probes], "held_out": len(held[0]),
+                  "budget": cfg.budget}
+    cfg.freeze, cfg.size, cfg.epochs, recipe = from_rank0([cfg.freeze, cfg.size, cfg.epochs, recipe], world)
     return cfg, make_network(cfg, num_chars, state, source, cfg.freeze), source, recipe
 
 

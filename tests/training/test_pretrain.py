@@ -70,7 +70,7 @@ def test_the_pretraining_loop_learns(tmp_path, monkeypatch):
     y = torch.tensor([s[1] for s in picked])
     assert len(set(y.tolist())) == 4
 
-    def fixed(cfg, pre):
+    def fixed(cfg, pre, start=0):
         return iter(lambda: (x, y), None), 4, (x, y), "fixed"
 
     monkeypatch.setattr(pt, "_batches", fixed)
@@ -100,3 +100,29 @@ def test_cifar_pretrain_needs_data():
 
     with pytest.raises(DataError, match="--data"):
         pretrain(PretrainConfig(source="cifar10", steps=1), progress=False)
+
+
+def test_a_killed_pretraining_resumes_to_the_same_backbone(tmp_path, monkeypatch):
+    import captcha.training.pretrain as pt
+
+    kw = dict(steps=4, batch_size=8, eval_every=2, workers=0)
+    full = tmp_path / "full.pt"
+    pretrain(PretrainConfig(out=str(full), **kw), progress=False)
+    part = tmp_path / "part.pt"
+    real, calls = pt.glyph_accuracy, []
+
+    def dies_at_the_second_evaluation(*a):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*a)
+
+    monkeypatch.setattr(pt, "glyph_accuracy", dies_at_the_second_evaluation)
+    with pytest.raises(KeyboardInterrupt):
+        pretrain(PretrainConfig(out=str(part), **kw), progress=False)
+    monkeypatch.setattr(pt, "glyph_accuracy", real)
+    assert load_checkpoint(part.with_name("part.last.pt"))["step"] == 2 and not part.exists()
+    info = pretrain(PretrainConfig(out=str(part), resume=True, **kw), progress=False)
+    assert [h["step"] for h in info["history"]] == [2, 4]
+    a, b = load_checkpoint(full)["model"], load_checkpoint(part)["model"]
+    assert all(torch.allclose(a[k].float(), b[k].float(), atol=1e-3) for k in a)
