@@ -89,7 +89,7 @@ class TrainConfig:
     split: str = "auto"  # auto: equal cells for course data, else the splitter a quick probe reads best
     val_fraction: float = 0.2  # flat folders of captchas only
     select_fraction: float = 0.15  # of the training data, held out to choose the recipe and the epoch kept
-    patience: int = 5  # epochs without a better held-out slice score before training stops
+    patience: int = 5  # epochs the held-out slice stays below its best (beyond noise) before training stops
     resume: bool = False
     synth_if_missing: bool = False  # the CLI sets it when --data is not given
     device: str = "auto"
@@ -121,8 +121,8 @@ RESUME_OVERRIDES = ("epochs", "out", "device", "resume", "synth_if_missing")  # 
 # What `--freeze auto` and `--input-size auto` try, and how hard (training.recipe).
 PROBE_FREEZES = ("all", "layer2", "none")
 PROBE_SIZES = ((32, 32), (64, 64))
-PROBE_SAMPLES = 360  # training samples a probe sees per epoch (at most): ~20 s for all six probes here
-PROBE_EPOCHS = 3
+PROBE_SAMPLES = 360  # training samples a probe sees per epoch (at most): ~25 s for all six probes here
+PROBE_EPOCHS = {"all": 12, "layer2": 6, "none": 3}  # about equal compute each: frozen stages are run once a pass
 AUTO_EPOCHS = (3, 20)  # the least and the most epochs --epochs auto gives the chosen recipe
 
 

@@ -135,7 +135,7 @@ def train(cfg: TrainConfig, say: Callable[[str], None] = log.info, progress: boo
     sched = make_schedule(opt, cfg.schedule, lr, steps_per_epoch * cfg.epochs)
     loss_fn = CTCLoss() if cfg.method == "ctc" else nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
     history: list[dict[str, Any]] = []
-    start_epoch, best, best_epoch = 0, (-2.0, -2.0), 0
+    start_epoch, best, best_epoch, best_acc, below = 0, (-2.0, -2.0), 0, 0.0, 0
     train_seconds = 0.0
     if resume:
         model.load_state_dict(resume["model"])
@@ -198,14 +198,20 @@ def train(cfg: TrainConfig, say: Callable[[str], None] = log.info, progress: boo
         payload = _payload(cfg, model, charset, pre, data, source, recipe, history, train_seconds)
         # the epoch kept is the one the held-out slice of the training data likes best (the last one when
         # nothing was held out): the val figures above are reported, never used to choose
-        if score(held_metrics) >= best or not held[0]:  # on a tie the later (further annealed) epoch wins
-            if score(held_metrics) > best:
-                best_epoch = epoch + 1
-            best = score(held_metrics)
+        if score(held_metrics) > best or not held[0]:
+            best, best_epoch = score(held_metrics), epoch + 1
             save_checkpoint(payload, out)
+        elif epoch + 1 == cfg.epochs and held_acc >= best_acc - noise(best_acc, len(held[0])):
+            save_checkpoint(payload, out)  # the annealed last epoch, as good as the best within the slice's noise
+            best_epoch = epoch + 1
+        if best_epoch == epoch + 1:
+            best_acc = held_acc
         save_checkpoint({**payload, "optimizer": opt.state_dict(), "scheduler": sched.state_dict()}, last_path)
-        if held[0] and epoch + 1 - best_epoch >= cfg.patience:
-            say(f"stopping early: the held-out slice has not improved for {cfg.patience} epochs")
+        # early stopping waits for the schedule's second half (before it the learning rate is still high)
+        # and for the slice to be worse than its best by more than its own noise, epoch after epoch
+        below = below + 1 if held[0] and held_acc < best_acc - noise(best_acc, len(held[0])) else 0
+        if below >= cfg.patience and epoch + 1 > cfg.epochs / 2:
+            say(f"stopping early: the held-out slice has been below its best for {cfg.patience} epochs")
             break
     barrier(world)
     leave_process_group(world)
@@ -216,6 +222,13 @@ def train(cfg: TrainConfig, say: Callable[[str], None] = log.info, progress: boo
     training_curve(history, curve, title=f"{out.name}: pretrained={source}, freeze={freeze}")
     return {"checkpoint": str(out), "curve": str(curve), "history": history,
             "best": final["metrics"] if final else {}, "train_seconds": train_seconds}
+
+
+def noise(accuracy: float, n: int) -> float:
+    """How far an accuracy measured on ``n`` samples moves by chance: two standard errors, plus a
+    sample and a half (near 100% the standard error alone would call one sample a change)."""
+    n = max(n, 1)
+    return 2 * math.sqrt(max(accuracy * (1 - accuracy), 0.0) / n) + 1.5 / n
 
 
 def _choose(cfg: TrainConfig, num_chars: int, data: TrainingData, fit: tuple[list, list], held: tuple[list, list],
