@@ -102,17 +102,16 @@ def run_probe(probe: Probe, cfg: TrainConfig, num_classes: int, state: dict[str,
     net = Trainable(model, stop)
     opt = make_optimizer([p for p in model.parameters() if p.requires_grad], cfg.optimizer, cfg.peak_lr,
                          cfg.weight_decay)
-    epochs = PROBE_EPOCHS.get(probe.freeze, min(PROBE_EPOCHS.values()))
     steps = math.ceil(len(images) / cfg.batch_size)
-    sched = make_schedule(opt, cfg.schedule, cfg.peak_lr, steps * epochs)
+    sched = make_schedule(opt, cfg.schedule, cfg.peak_lr, steps * PROBE_EPOCHS)
     loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
-    for epoch in range(epochs):
+    for epoch in range(PROBE_EPOCHS):
         x = pass_images(images, transform, cfg.seed, epoch)
         inputs = frozen_outputs(model, x, stop) if stop else x
         order = torch.randperm(len(targets), generator=torch.Generator().manual_seed(seed_for(cfg.seed, "probe", epoch)))
         train_one_epoch(net, indexed_batches(inputs, targets, order, cfg.batch_size), opt, sched, loss_fn)
     probe.seconds = time.perf_counter() - t0
-    probe.samples = len(images) * epochs
+    probe.samples = len(images) * PROBE_EPOCHS
     held_x = np.stack([pre(im) for im in held[0]])
     probe.score = float((predict(model, held_x).argmax(1) == np.asarray(held[1])).mean())
     return probe
