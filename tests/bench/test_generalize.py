@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import pytest
 
@@ -22,9 +23,10 @@ def test_a_held_out_style_set_trains_and_reports(tmp_path):
     assert "| hollow-sans |" in (tmp_path / "generalize.md").read_text()
 
 
-def test_the_real_cut_is_course_layout(tmp_path):
-    from conftest import SHARED
+SHARED = Path(__file__).resolve().parents[3] / "shared" / "datasets"
 
+
+def test_the_real_cut_is_course_layout(tmp_path):
     if not (SHARED / "sysu_alnum4").is_dir():
         pytest.skip("../shared/datasets/sysu_alnum4 is not here")
     out = build_real_cut("sysu-cut", SHARED, tmp_path / "cut", scale=0.05)
