@@ -59,6 +59,11 @@ class OnnxCache:
 
     def compiled(self, checkpoint: str | os.PathLike) -> Path:
         """The ONNX file of ``checkpoint``: from the cache when it is there and intact, else exported now."""
+        return Path(self.backend(checkpoint).path)
+
+    def backend(self, checkpoint: str | os.PathLike, threads: int | None = None) -> OnnxBackend:
+        """``checkpoint`` compiled and opened on ONNX Runtime: the session that checks a cached file is
+        the one returned, so a load opens the model once."""
         # the checkpoint side needs torch: imported here so that the .onnx path never loads it
         from ..nn.checkpoint import require_file
 
@@ -66,9 +71,10 @@ class OnnxCache:
         key = self.key(path)
         target = self.root / f"{key}.onnx"
         if target.is_file():
-            if self._intact(target, key):
+            opened = self._open(target, key, threads)
+            if opened is not None:
                 target.touch()  # most recently used
-                return target
+                return opened
             log.warning("compiled model %s is damaged or foreign; exporting %s again", target, path)
         try:
             self.root.mkdir(parents=True, exist_ok=True)
@@ -77,7 +83,7 @@ class OnnxCache:
             raise CheckpointError(f"cannot write the compiled model to {self.root} ({exc.strerror or exc}); "
                                   "set $CAPTCHA_CACHE to a writable folder, or use --backend torch") from None
         self.prune()
-        return target
+        return OnnxBackend(target, threads)
 
     def _export(self, checkpoint: Path, target: Path, key: str) -> None:
         # exporting needs torch and onnx: loaded only when a checkpoint is compiled
@@ -98,12 +104,13 @@ class OnnxCache:
             Path(tmp).unlink(missing_ok=True)
 
     @staticmethod
-    def _intact(target: Path, key: str) -> bool:
+    def _open(target: Path, key: str, threads: int | None) -> OnnxBackend | None:
+        """The cached model opened, or None when it is damaged or was made for other weights."""
         try:
-            session = OnnxBackend(target).session
+            backend = OnnxBackend(target, threads)
         except CheckpointError:
-            return False
-        return session.get_modelmeta().custom_metadata_map.get("captcha_cache_key") == key
+            return None
+        return backend if backend.session.get_modelmeta().custom_metadata_map.get("captcha_cache_key") == key else None
 
     def prune(self) -> list[Path]:
         """Remove all but the ``keep`` most recently used models, and temp files of killed exports."""
@@ -151,7 +158,8 @@ def load_solver(path: str | os.PathLike, backend: str = "auto", device: str = "a
             raise ConfigError(f"{path}: an ONNX file runs on the CPU; load the checkpoint for --device cuda")
         return Solver.from_onnx(path, threads, max_pixels)
     if resolve_backend(backend, device) == "onnx":
-        return Solver.from_onnx((cache or OnnxCache()).compiled(path), threads, max_pixels)
+        compiled = (cache or OnnxCache()).backend(path, threads)
+        return Solver.from_metadata(compiled, compiled.metadata(), max_pixels, str(path))
     return Solver.from_metadata(*_torch_model(path, device, threads), max_pixels, str(path))
 
 
