@@ -16,6 +16,7 @@ import platform
 import sys
 import time
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -39,7 +40,13 @@ from ..eval.metrics import score
 from ..eval.plots import training_curve
 from ..inference.solver import Preparer
 from ..nn.checkpoint import load_checkpoint, save_checkpoint
-from ..nn.device import barrier, distributed, from_rank0, leave_process_group, resolve_device
+from ..nn.device import (
+    barrier,
+    distributed,
+    from_rank0,
+    leave_process_group,
+    resolve_device,
+)
 from ..nn.networks import ARCH, CharNet, resolve_pretrained
 from .dataset import TrainingData, hold_out_slice, load_training_data
 from .loop import (
@@ -135,7 +142,8 @@ def train(cfg: TrainConfig, say: Callable[[str], None] = log.info, progress: boo
     sched = make_schedule(opt, cfg.schedule, lr, steps_per_epoch * cfg.epochs)
     loss_fn = CTCLoss() if cfg.method == "ctc" else nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
     history: list[dict[str, Any]] = []
-    start_epoch, best, best_epoch, best_acc, below = 0, (-2.0, -2.0), 0, 0.0, 0
+    start_epoch = 0
+    keeper = EpochKeeper(len(held[0]), cfg.epochs, cfg.patience)
     train_seconds = 0.0
     if resume:
         model.load_state_dict(resume["model"])
@@ -147,7 +155,8 @@ def train(cfg: TrainConfig, say: Callable[[str], None] = log.info, progress: boo
         elif start_epoch < cfg.epochs:  # a longer run: follow its schedule from the step reached
             fast_forward(sched, start_epoch * steps_per_epoch)
         train_seconds = float(resume["metrics"].get("train_seconds", 0.0))
-        best, best_epoch = max(((score(h.get("select", {})), h["epoch"]) for h in history), default=(best, 0))
+        for h in history:  # the same choice of the epoch kept, and the same stopping, as without the kill
+            keeper.update(h.get("select", {}), h["epoch"])
         say(f"resuming from {last_path} at epoch {start_epoch + 1}/{cfg.epochs}")
     unit = "whole captchas" if cfg.method == "ctc" else "character crops"
     say(f"training on {len(targets)} {unit} ({data.split['layout']} layout, input {pre.size[0]}x{pre.size[1]}, "
@@ -191,26 +200,16 @@ def train(cfg: TrainConfig, say: Callable[[str], None] = log.info, progress: boo
         history.append({"epoch": epoch + 1, "loss": loss, "train_seconds": train_seconds, **metrics,
                         "select": held_metrics})
         char_acc = metrics.get("char_acc", metrics.get("captcha_char_acc", float("nan")))
-        held_acc = held_metrics.get("char_acc", held_metrics.get("string_acc", float("nan")))
+        held_acc = EpochKeeper.accuracy(held_metrics)
         say(f"epoch {epoch + 1}/{cfg.epochs}: loss {loss:.4f}, held-out training slice {100 * held_acc:.2f}%; "
             f"val char acc {100 * char_acc:.2f}%, full-string acc {100 * metrics.get('string_acc', float('nan')):.2f}% "
             f"({train_seconds:.1f}s)")
         payload = _payload(cfg, model, charset, pre, data, source, recipe, history, train_seconds)
-        # the epoch kept is the one the held-out slice of the training data likes best (the last one when
-        # nothing was held out): the val figures above are reported, never used to choose
-        if score(held_metrics) > best or not held[0]:
-            best, best_epoch = score(held_metrics), epoch + 1
+        # the val figures above are reported, never used to choose: the held-out slice chooses
+        if keeper.update(held_metrics, epoch + 1):
             save_checkpoint(payload, out)
-        elif epoch + 1 == cfg.epochs and held_acc >= best_acc - noise(best_acc, len(held[0])):
-            save_checkpoint(payload, out)  # the annealed last epoch, as good as the best within the slice's noise
-            best_epoch = epoch + 1
-        if best_epoch == epoch + 1:
-            best_acc = held_acc
         save_checkpoint({**payload, "optimizer": opt.state_dict(), "scheduler": sched.state_dict()}, last_path)
-        # early stopping waits for the schedule's second half (before it the learning rate is still high)
-        # and for the slice to be worse than its best by more than its own noise, epoch after epoch
-        below = below + 1 if held[0] and held_acc < best_acc - noise(best_acc, len(held[0])) else 0
-        if below >= cfg.patience and epoch + 1 > cfg.epochs / 2:
+        if keeper.stop:
             say(f"stopping early: the held-out slice has been below its best for {cfg.patience} epochs")
             break
     barrier(world)
@@ -222,6 +221,47 @@ def train(cfg: TrainConfig, say: Callable[[str], None] = log.info, progress: boo
     training_curve(history, curve, title=f"{out.name}: pretrained={source}, freeze={freeze}")
     return {"checkpoint": str(out), "curve": str(curve), "history": history,
             "best": final["metrics"] if final else {}, "train_seconds": train_seconds}
+
+
+@dataclass
+class EpochKeeper:
+    """Which epoch to keep and when to stop, from the held-out slice's score after each epoch.
+
+    The epoch kept is the one the slice scores best (every epoch when nothing is held out), except
+    that the annealed last epoch wins when it is as good within the slice's noise. Training stops
+    when, in the schedule's second half, the slice stays below its best beyond noise for
+    ``patience`` epochs (before that the learning rate is still high).
+    """
+
+    held: int  # samples in the slice
+    epochs: int
+    patience: int
+    best: tuple[float, float] = (-2.0, -2.0)
+    best_acc: float = 0.0
+    below: int = 0  # epochs in a row below the best beyond noise
+    epoch: int = 0
+
+    @staticmethod
+    def accuracy(metrics: dict[str, Any]) -> float:
+        """The slice's accuracy: per character, or per whole captcha for ctc."""
+        return metrics.get("char_acc", metrics.get("string_acc", float("nan")))
+
+    def update(self, metrics: dict[str, Any], epoch: int) -> bool:
+        """Record an epoch's slice metrics; True when it is the epoch to keep (so far)."""
+        self.epoch, acc = epoch, self.accuracy(metrics)
+        keep = score(metrics) > self.best or not self.held
+        if keep:
+            self.best = score(metrics)
+        elif epoch == self.epochs and acc >= self.best_acc - noise(self.best_acc, self.held):
+            keep = True
+        if keep:
+            self.best_acc = acc
+        self.below = self.below + 1 if self.held and acc < self.best_acc - noise(self.best_acc, self.held) else 0
+        return keep
+
+    @property
+    def stop(self) -> bool:
+        return self.below >= self.patience and self.epoch > self.epochs / 2
 
 
 def noise(accuracy: float, n: int) -> float:
