@@ -30,6 +30,7 @@ from .config import (
     DEVICES,
     FREEZE_CHOICES,
     FREEZE_LEVELS,
+    GENERALIZE_SETS,
     METHODS,
     OPTIMIZERS,
     PRETRAIN_SOURCES,
@@ -42,7 +43,7 @@ from .config import (
     SynthConfig,
     TrainConfig,
 )
-from .errors import CaptchaError
+from .errors import CaptchaError, ConfigError
 
 
 class _Command(click.Command):
@@ -237,6 +238,19 @@ def data_split(data_dir, out_dir, val_fraction, seed, ordered, link, force, alph
     click.echo(f"wrote {out_dir}: {counts['train']} training and {counts['val']} validation captchas")
 
 
+def _sizes(text: str | None) -> tuple[int, ...] | None:
+    """``--sizes 32,48,64`` -> (32, 48, 64); each from 16 to 256 pixels."""
+    if text is None:
+        return None
+    try:
+        sizes = tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        sizes = ()
+    if not sizes or not all(16 <= s <= 256 for s in sizes):
+        raise ConfigError(f"--sizes {text!r}: give a comma list of whole pixel sizes from 16 to 256, e.g. 32,48,64")
+    return sizes
+
+
 @main.command()
 @click.option("--source", type=click.Choice(PRETRAIN_SOURCES), default=PretrainConfig.source,
               help="Task A: synthetic glyphs (similar to captchas) or CIFAR-10 (dissimilar).")
@@ -249,14 +263,16 @@ def data_split(data_dir, out_dir, val_fraction, seed, ordered, link, force, alph
 @click.option("--workers", type=COUNT, default=PretrainConfig.workers, help="Processes rendering glyphs.")
 @click.option("--eval-every", type=POSITIVE, default=PretrainConfig.eval_every,
               help="Steps between held-out evaluations (each also writes <out>.last.pt for --resume).")
+@click.option("--sizes", default=None, help="Comma list of square input sizes, one drawn per step "
+              "[default: 32,48,64 for glyphs, 32 for cifar10].")
 @click.option("--resume", is_flag=True, help="Continue a killed run from <out>.last.pt.")
 @json_option
-def pretrain(source, data_path, out, steps, batch_size, lr, seed, workers, eval_every, resume, as_json) -> None:
+def pretrain(source, data_path, out, steps, batch_size, lr, seed, workers, eval_every, sizes, resume, as_json) -> None:
     """Pretrain a ResNet-18 backbone offline, for `captcha train --pretrained PATH`."""
     from .training.pretrain import pretrain as run
 
     cfg = PretrainConfig(source=source, data=data_path, out=out, steps=steps, batch_size=batch_size, lr=lr, seed=seed,
-                         workers=workers, eval_every=eval_every, resume=resume,
+                         workers=workers, eval_every=eval_every, resume=resume, sizes=_sizes(sizes),
                          command=" ".join(["captcha"] + sys.argv[1:]))
     info = run(cfg, progress=sys.stderr.isatty() and not as_json)
     if as_json:
@@ -617,20 +633,26 @@ def bench_transfer(data_path, cifar_backbone, epochs, small, small_captchas, out
 
 
 @bench.command("generalize")
-@click.option("--sets", default=",".join(("warped-serif", "hollow-sans", "faint-mono", "sysu-cut")),
-              help="Comma list of held-out styles (warped-serif, hollow-sans, faint-mono) and real cuts (sysu-cut).")
+@click.option("--sets", default=",".join(GENERALIZE_SETS),
+              help=f"Comma list of held-out styles and real cuts ({', '.join(GENERALIZE_SETS)}).")
 @click.option("--shared", type=click.Path(file_okay=False), default="../shared/datasets",
               help="Where the real sets are (for sysu-cut).")
 @click.option("--scale", type=click.FloatRange(0, 1, min_open=True), default=1.0,
               help="Shrink every count of the built sets (1: the course's 36 x 50 / 36 x 10 / 500).")
 @click.option("--out-dir", type=click.Path(file_okay=False), default="runs/bench-generalize", help="Folder for the sets and the report.")
-def bench_generalize(sets, shared, scale, out_dir) -> None:
+@click.option("--grid-epochs", type=COUNT, default=0,
+              help="Also train every start (none, glyphs-v1, glyphs-v2) x freeze x input size (32, 64) for this "
+                   "many epochs, with explicit flags, and print that table (0: skip; it takes long).")
+@click.option("--pretrained", default=TrainConfig.pretrained,
+              help="The start every plain run trains from (" + PRETRAINED_HELP + "); the default is the product's.")
+def bench_generalize(sets, shared, scale, out_dir, grid_epochs, pretrained) -> None:
     """Leave-style-out: plain `captcha train` on glyph styles nobody here drew, and on a real cut."""
     from .bench.generalize import HEADER, format_generalize
     from .bench.generalize import bench_generalize as run
 
     click.echo(HEADER)
-    res = run(tuple(s.strip() for s in sets.split(",") if s.strip()), out_dir, shared, scale, say=click.echo)
+    res = run(tuple(s.strip() for s in sets.split(",") if s.strip()), out_dir, shared, scale, say=click.echo,
+              grid_epochs=grid_epochs, pretrained=pretrained)
     (Path(out_dir) / "generalize.md").write_text(format_generalize(res) + "\n")
     click.echo(f"wrote {out_dir}/generalize.md and generalize.json")
 

@@ -27,8 +27,11 @@ OPTIMIZERS = ("adamw", "sgd")
 SCHEDULES = ("onecycle", "cosine", "constant")
 DEVICES = ("auto", "cpu", "cuda")
 BACKENDS = ("auto", "onnx", "torch")
-PRETRAINED_HELP = "auto, glyphs, imagenet, none, or a PATH to a ResNet-18 checkpoint/state_dict"
+PRETRAINED_HELP = ("auto, glyphs (the default shipped backbone; glyphs-v1 and glyphs-v2 by name), imagenet, none, "
+                   "or a PATH to a ResNet-18 checkpoint/state_dict")
 PRETRAIN_SOURCES = ("glyphs", "cifar10")
+# `captcha bench generalize`: held-out glyph styles (data.styles) and cuts of real sets, in this order.
+GENERALIZE_SETS = ("halftone-serif", "striped-sans", "eroded-mono", "sysu-cut")
 
 # --- limits on what is read ---------------------------------------------------------------------
 DEFAULT_MAX_PIXELS = 4096 * 4096  # captchas are tiny; anything beyond this is a mistake or an attack
@@ -143,10 +146,16 @@ class PretrainConfig:
     seed: int = 0
     workers: int = 1
     eval_every: int = 200
-    size: tuple[int, int] = (32, 32)
+    sizes: tuple[int, ...] | None = None  # input sizes trained at, one per step; None: glyphs 32/48/64, CIFAR 32
+    bf16: bool = True  # bfloat16 autocast, on the CPU too
     half: bool = True
     resume: bool = False  # continue a killed run from <out>.last.pt
     command: str = ""
+
+    @property
+    def train_sizes(self) -> tuple[int, ...]:
+        """The square input sizes steps train at (the largest is the rendered one)."""
+        return tuple(self.sizes or ((32, 48, 64) if self.source == "glyphs" else (32,)))
 
     @property
     def out_path(self) -> str:

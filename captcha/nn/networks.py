@@ -26,7 +26,9 @@ ARCH = "resnet18"
 FEATURE_DIM = 512
 STAGES = ("stem", "layer1", "layer2", "layer3", "layer4")  # in forward order
 IMAGENET_FILE = "resnet18-f37072fd.pth"
-SHIPPED_BACKBONE_NAME = "glyph-resnet18.pt"  # package data: captcha/weights/, inside the wheel too
+# Package data (captcha/weights/, inside the wheel too), loadable by name; "glyphs" is the default one.
+SHIPPED_BACKBONES = {"glyphs-v1": "glyph-resnet18.pt", "glyphs-v2": "glyph-resnet18-v2.pt"}
+DEFAULT_GLYPHS = "glyphs-v1"
 
 
 class CharNet(ResNet):
@@ -178,15 +180,16 @@ def load_backbone_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     return clean_state_dict(state)
 
 
-def shipped_backbone() -> Path:
-    """The glyph-pretrained backbone shipped inside the package (read through importlib.resources)."""
-    return Path(str(resources.files("captcha") / "weights" / SHIPPED_BACKBONE_NAME))
+def shipped_backbone(name: str = "glyphs") -> Path:
+    """A glyph-pretrained backbone shipped inside the package (read through importlib.resources)."""
+    file = SHIPPED_BACKBONES[DEFAULT_GLYPHS if name == "glyphs" else name]
+    return Path(str(resources.files("captcha") / "weights" / file))
 
 
-def _shipped_state() -> tuple[str, dict[str, torch.Tensor]]:
-    path = shipped_backbone()
+def _shipped_state(name: str = "glyphs") -> tuple[str, dict[str, torch.Tensor]]:
+    path = shipped_backbone(name)
     if not path.is_file():
-        raise CheckpointError(f"--pretrained glyphs: the shipped backbone {path} is missing from this install "
+        raise CheckpointError(f"--pretrained {name}: the shipped backbone {path} is missing from this install "
                               "(reinstall captcha-transfer, or make one with `captcha pretrain --source glyphs` "
                               "and pass --pretrained PATH)")
     return f"glyphs:{path.name}", load_backbone_file(path)
@@ -201,8 +204,8 @@ def resolve_pretrained(spec: str) -> tuple[str, dict[str, torch.Tensor] | None]:
         if imagenet_weights_path().is_file():
             return "imagenet", _load_imagenet()
         return "none", None
-    if spec == "glyphs":
-        return _shipped_state()
+    if spec == "glyphs" or spec in SHIPPED_BACKBONES:
+        return _shipped_state(spec)
     if spec == "imagenet":
         return "imagenet", _load_imagenet()
     if spec == "none":

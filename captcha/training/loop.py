@@ -92,10 +92,11 @@ def indexed_batches(inputs: torch.Tensor, targets: torch.Tensor, order: torch.Te
 
 def train_one_epoch(net: nn.Module, batches: Iterable[Batch], opt: torch.optim.Optimizer,
                     sched: torch.optim.lr_scheduler.LRScheduler | None, loss_fn: nn.Module,
-                    on_batch: Callable[[int, float, float], None] | None = None) -> float:
+                    on_batch: Callable[[int, float, float], None] | None = None, bf16: bool = False) -> float:
     """One pass of ``net`` over ``batches``; returns the mean loss per sample.
 
-    ``on_batch(index, loss, seconds)`` is told about each step (progress bars, timing).
+    ``on_batch(index, loss, seconds)`` is told about each step (progress bars, timing); ``bf16``
+    also uses bfloat16 autocast on the CPU.
     """
     net.train()
     dev = device_of(net)
@@ -105,7 +106,7 @@ def train_one_epoch(net: nn.Module, batches: Iterable[Batch], opt: torch.optim.O
         x = x.to(dev, non_blocking=True)
         if x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)
-        with autocast(dev):
+        with autocast(dev, cpu=bf16):
             loss = loss_fn(net(x).float(), y.to(dev))
         opt.zero_grad(set_to_none=True)
         loss.backward()

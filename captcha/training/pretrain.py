@@ -1,8 +1,10 @@
 """Pretraining a ResNet-18 backbone offline: on an endless synthetic glyph corpus, or on CIFAR-10.
 
-The glyph corpus is the "task A" of the course's transfer-learning story: far more data than any
-user's captcha set, rendered on the fly (never stored) with many fonts, sizes, distortions, noise,
-clutter and fragments of neighbouring glyphs, in upper and lower case and digits.
+The glyph corpus (``data.corpus``) is the "task A" of the course's transfer-learning story: far
+more data than any user's captcha set, rendered on the fly (never stored) from every face of
+``data.fonts.pretraining_faces`` with the distortion families captcha generators use, in upper and
+lower case and digits. Each step trains at one of ``cfg.train_sizes`` (the batch is reduced from the
+largest), so the backbone serves every input size ``captcha train`` may choose.
 """
 
 from __future__ import annotations
@@ -25,8 +27,10 @@ from tqdm import tqdm
 
 from ..config import PretrainConfig
 from ..data.cifar import cifar_batches
+from ..data.corpus import FAMILIES, RATES, render_cell
+from ..data.fonts import HELD_OUT_PREFIXES, by_family, pretraining_faces
 from ..data.preprocess import Preprocess
-from ..data.synth import GlyphStyle, font_files, render_char, seed_for
+from ..data.synth import seed_for
 from ..errors import ConfigError
 from ..nn.checkpoint import load_checkpoint, save_checkpoint
 from ..nn.networks import ARCH, CharNet
@@ -37,22 +41,25 @@ log = logging.getLogger(__name__)
 GLYPH_ALPHABET = string.digits + string.ascii_uppercase + string.ascii_lowercase
 
 
-def random_style(rng: random.Random) -> GlyphStyle:
-    """A fresh, harder-than-course style per glyph: varied cell shape, clutter and noise."""
-    return GlyphStyle(
-        size=(rng.randint(24, 48), rng.randint(30, 48)),
-        font_scale=(0.45, 0.95), rotation=25.0, jitter=0.2,
-        noise_dots=(0, rng.choice((0, 20, 60))), lines=(0, rng.choice((0, 2, 4))),
-        blur=rng.choice((0.0, 0.8, 1.5)), neighbours=0.5,
-    )
-
-
 def render_glyph_sample(index: int, seed: int, pre: Preprocess) -> tuple[np.ndarray, int]:
     """Sample ``index`` of the corpus with ``seed``: (normalised CHW array, class index)."""
     rng = random.Random(seed_for(seed, "glyph", index))
     cls = rng.randrange(len(GLYPH_ALPHABET))
-    img = render_char(GLYPH_ALPHABET[cls], rng, random_style(rng), font_files(), neighbour_pool=GLYPH_ALPHABET)
+    img = render_cell(GLYPH_ALPHABET[cls], rng, by_family(pretraining_faces()), alphabet=GLYPH_ALPHABET)
     return pre(img), cls
+
+
+def rescale(x: torch.Tensor, size: int) -> torch.Tensor:
+    """A batch reduced to ``size`` x ``size`` the way Pillow reduces (antialiased bilinear)."""
+    if x.shape[-1] == size and x.shape[-2] == size:
+        return x
+    return nn.functional.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+
+
+def _sized(batches: Iterator, cfg: PretrainConfig, step: int) -> Iterator:
+    """Each step's batch at the size drawn for that step (deterministic, so a resumed run agrees)."""
+    for i, (x, y) in enumerate(batches):
+        yield rescale(x, random.Random(seed_for(cfg.seed, "size", step + i)).choice(cfg.train_sizes)), y
 
 
 class GlyphStream(IterableDataset):
@@ -77,13 +84,25 @@ def heldout_set(pre: Preprocess, per_class: int = 20, seed: int = 10_000_019) ->
 
 
 @torch.inference_mode()
-def glyph_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
-    """Accuracy, and for glyphs also case-insensitive (``o``/``O`` are often the same shape)."""
-    pred = torch.from_numpy(predict(model, x).argmax(1))
-    out = {"acc": (pred == y).float().mean().item()}
-    if model.fc.out_features == len(GLYPH_ALPHABET):
-        fold = torch.tensor([GLYPH_ALPHABET.index(c.upper()) for c in GLYPH_ALPHABET])
-        out["acc_casefold"] = (fold[pred] == fold[y]).float().mean().item()
+def glyph_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+                   sizes: tuple[int, ...] = ()) -> dict[str, float]:
+    """Accuracy, and for glyphs also case-insensitive (``o``/``O`` are often the same shape).
+
+    With several ``sizes``: each as ``acc@SIZE``, and their mean as ``acc``.
+    """
+    out: dict[str, float] = {}
+    for size in sizes or (x.shape[-1],):
+        pred = torch.from_numpy(predict(model, rescale(x, size)).argmax(1))
+        tag = f"@{size}" if len(sizes) > 1 else ""
+        out["acc" + tag] = (pred == y).float().mean().item()
+        if model.fc.out_features == len(GLYPH_ALPHABET):
+            fold = torch.tensor([GLYPH_ALPHABET.index(c.upper()) for c in GLYPH_ALPHABET])
+            out["acc_casefold" + tag] = (fold[pred] == fold[y]).float().mean().item()
+    if len(sizes) > 1:
+        for key in ("acc", "acc_casefold"):
+            values = [out[k] for k in out if k.startswith(key + "@")]
+            if values:
+                out[key] = sum(values) / len(values)
     return out
 
 
@@ -108,7 +127,7 @@ def pretrain(cfg: PretrainConfig, progress: bool = True) -> dict:
     stream from the step reached; CIFAR-10: a fresh shuffle).
     """
     torch.manual_seed(cfg.seed)
-    pre = Preprocess(size=cfg.size)
+    pre = Preprocess(size=(max(cfg.train_sizes),) * 2)
     out = Path(cfg.out_path)
     last_path = out.with_name(out.stem + ".last.pt")
     state = load_checkpoint(last_path, kind="backbone") if cfg.resume and last_path.is_file() else None
@@ -129,10 +148,11 @@ def pretrain(cfg: PretrainConfig, progress: bool = True) -> dict:
     t0 = time.perf_counter() - elapsed
     while step < cfg.steps:
         block = min(cfg.eval_every, cfg.steps - step)
-        loss = train_one_epoch(model, itertools.islice(batches, block), opt, sched, loss_fn,
-                               on_batch=lambda _b, value, _s: (bar.update(1), bar.set_postfix(loss=f"{value:.3f}")))
+        loss = train_one_epoch(model, _sized(itertools.islice(batches, block), cfg, step), opt, sched, loss_fn,
+                               on_batch=lambda _b, value, _s: (bar.update(1), bar.set_postfix(loss=f"{value:.3f}")),
+                               bf16=cfg.bf16)
         step += block
-        metrics = glyph_accuracy(model, hx, hy)
+        metrics = glyph_accuracy(model, hx, hy, cfg.train_sizes)
         history.append({"step": step, "loss": loss, "seconds": time.perf_counter() - t0, **metrics})
         log.info("step %d loss %.3f held-out %s", step, loss, metrics)
         save_checkpoint({"kind": "backbone", "arch": ARCH, "source": name, "model": model.state_dict(),
@@ -143,29 +163,52 @@ def pretrain(cfg: PretrainConfig, progress: bool = True) -> dict:
     final = history[-1]
     weights = {k: (v.half() if cfg.half and v.is_floating_point() else v)
                for k, v in model.state_dict().items() if not k.startswith("fc.")}
-    conf = {**asdict(cfg), "size": list(cfg.size), "out": cfg.out_path,
+    conf = {**asdict(cfg), "sizes": list(cfg.train_sizes), "out": cfg.out_path,
             "command": cfg.command or " ".join(["captcha"] + sys.argv[1:])}
     info = {"config": conf, "seconds": seconds, "history": history,
             "heldout": {k: final[k] for k in final if k.startswith("acc")}, "classes": num_classes,
-            "torch": str(torch.__version__)}
+            "torch": str(torch.__version__), "threads": torch.get_num_threads()}
+    if name == "glyphs":
+        info["corpus"] = {"families": list(FAMILIES), "rates": RATES,
+                          "faces": [asdict(f) for f in pretraining_faces()]}
     save_checkpoint({"kind": "backbone", "arch": ARCH, "source": name, "model": weights,
                      "preprocess": pre.to_dict(), "pretrain": info}, out)
-    _write_card(out, info)
+    write_card(out, info)
     return info
 
 
-def _write_card(out: Path, info: dict) -> None:
-    """A Markdown note next to the backbone: how it was made and how good it is."""
+def write_card(out: Path, info: dict) -> None:
+    """A Markdown note next to the backbone: how it was made, from which faces, and how good it is."""
     cfg = info["config"]
+    sizes = cfg.get("sizes") or [cfg["size"][0]]
     lines = [f"# {out.name}", "", f"- command: `{cfg['command']}`",
              f"- source: {cfg['source']}, seed {cfg['seed']}, {cfg['steps']} steps of {cfg['batch_size']}, "
-             f"input {cfg['size'][0]}x{cfg['size'][1]}",
-             f"- wall time: {info['seconds'] / 60:.1f} min (torch {info['torch']}, {torch.get_num_threads()} threads)",
+             f"input {' / '.join(f'{s}x{s}' for s in sizes)} px (one size per step)",
+             f"- wall time: {info['seconds'] / 60:.1f} min (torch {info['torch']}, "
+             f"{info.get('threads', torch.get_num_threads())} threads{', bf16 autocast' if cfg.get('bf16') else ''})",
              "- held-out accuracy: " + ", ".join(f"{k} {100 * v:.2f}%" for k, v in info["heldout"].items()),
-             f"- stored in {'half' if cfg['half'] else 'full'} precision, head removed", "",
-             "| step | loss | held-out acc | case-folded | minutes |", "|---|---|---|---|---|"]
+             f"- stored in {'half' if cfg['half'] else 'full'} precision, head removed", ""]
+    size_cols = [f"acc@{s}" for s in sizes] if len(sizes) > 1 else []
+    lines += ["| step | loss | held-out acc | case-folded | " + " | ".join(size_cols) + (" | " if size_cols else "")
+              + "minutes |", "|---" * (5 + len(size_cols)) + "|"]
     for h in info["history"]:
+        cols = "".join(f"{100 * h[c]:.2f}% | " for c in size_cols)
         lines.append(f"| {h['step']} | {h['loss']:.3f} | {100 * h['acc']:.2f}% | "
-                     f"{100 * h.get('acc_casefold', h['acc']):.2f}% | {h['seconds'] / 60:.1f} |")
+                     f"{100 * h.get('acc_casefold', h['acc']):.2f}% | {cols}{h['seconds'] / 60:.1f} |")
+    corpus = info.get("corpus")
+    if corpus:
+        faces = corpus["faces"]
+        groups: dict[tuple[str, str, str], int] = {}
+        for f in faces:
+            key = (f["family"], f["source"], f["licence"])
+            groups[key] = groups.get(key, 0) + 1
+        sources = sorted({f["source"].split(":")[0] for f in faces})
+        lines += ["", "## Corpus", "",
+                  f"{len(faces)} faces in {len({f['family'] for f in faces})} families from {len(sources)} sources "
+                  f"({', '.join(sources)}); held out for the leave-style-out benchmark: "
+                  f"{', '.join(HELD_OUT_PREFIXES)}.", "",
+                  "Distortion families and the share of cells that get each: "
+                  + ", ".join(f"{k} {100 * v:.0f}%" for k, v in corpus["rates"].items()) + ".", "",
+                  "| family | source | licence | faces |", "|---|---|---|---|"]
+        lines += [f"| {fam} | {src} | {lic} | {n} |" for (fam, src, lic), n in sorted(groups.items())]
     out.with_suffix(".md").write_text("\n".join(lines) + "\n", encoding="utf-8")
-

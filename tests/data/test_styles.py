@@ -1,7 +1,9 @@
-"""The held-out styles: deterministic per seed, and each distortion family really changes the glyph."""
+"""The held-out styles: deterministic per seed, each appearance family really changes the glyph, and none of
+them is a family the pretraining corpus draws."""
 
 import dataclasses
 import random
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -35,9 +37,8 @@ def test_each_style_is_deterministic_per_seed(name):
     assert a.tobytes() != render_styled("K", random.Random(8), style).tobytes()
 
 
-FAMILIES = {"elastic warp": dict(warp="elastic"), "sine warp": dict(warp="sine"), "perspective": dict(perspective=0.2),
-            "hollow": dict(hollow=True), "jpeg": dict(jpeg=(10, 12)), "low contrast": dict(contrast=(150, 160)),
-            "speckle": dict(speckle=0.05), "strokes": dict(strokes=2)}
+FAMILIES = {"halftone": dict(halftone=3), "stripes": dict(stripes=5), "grid": dict(grid=9), "erode": dict(erode=0.3),
+            "pixelate": dict(pixelate=2), "motion blur": dict(motion=5)}
 
 
 @needs_fonts
@@ -52,3 +53,15 @@ def test_every_distortion_family_changes_the_glyph(family):
 def test_missing_fonts_say_which_packages_to_install():
     with pytest.raises(DataError, match="fonts-liberation"):
         family_files(("NoSuchFontFamilyAnywhere",))
+
+
+def test_held_out_styles_use_neither_pretraining_fonts_nor_corpus_families():
+    from captcha.data.corpus import FAMILIES as CORPUS
+    from captcha.data.fonts import is_held_out, pretraining_faces
+
+    fields = {f.name for f in dataclasses.fields(HeldOutStyle)} - {"name", "families", "cell", "rotation"}
+    assert not fields & set(CORPUS), fields & set(CORPUS)
+    pretraining = {Path(f.path).name for f in pretraining_faces()}
+    for style in STYLES.values():
+        assert all(is_held_out(name + "-Regular.ttf") for name in style.families), style.name
+        assert not any(name.startswith(style.families) for name in pretraining), style.name

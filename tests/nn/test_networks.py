@@ -5,6 +5,7 @@ from torchvision.models import resnet18
 from captcha.config import FREEZE_LEVELS
 from captcha.errors import CheckpointError
 from captcha.nn.networks import (
+    DEFAULT_GLYPHS,
     CharNet,
     build_model,
     count_parameters,
@@ -69,14 +70,14 @@ def test_imagenet_loads_through_torchvision_when_cached():
         # auto prefers the shipped glyph backbone, and takes ImageNet's only without it
         assert resolve_pretrained("auto")[0] == "glyphs:glyph-resnet18.pt"
         with pytest.MonkeyPatch.context() as mp:
-            mp.setattr("captcha.nn.networks.shipped_backbone", lambda: path.parent / "absent.pt")
+            mp.setattr("captcha.nn.networks.shipped_backbone", lambda name="glyphs": path.parent / "absent.pt")
             assert resolve_pretrained("auto")[0] == "imagenet"
     finally:
         path.unlink()
 
 
 def test_auto_without_any_backbone_is_none_and_glyphs_by_name_is_an_error(monkeypatch, tmp_path):
-    monkeypatch.setattr("captcha.nn.networks.shipped_backbone", lambda: tmp_path / "absent.pt")
+    monkeypatch.setattr("captcha.nn.networks.shipped_backbone", lambda name="glyphs": tmp_path / "absent.pt")
     assert resolve_pretrained("auto") == ("none", None)
     with pytest.raises(CheckpointError, match="shipped backbone"):
         resolve_pretrained("glyphs")
@@ -103,3 +104,11 @@ def test_path_sources_and_mismatches(tmp_path):
 def test_freeze_level_names_are_checked():
     with pytest.raises(ValueError, match="layer1"):
         CharNet(3).freeze("layer9")
+
+
+def test_shipped_backbones_load_by_name():
+    source, state = resolve_pretrained("glyphs-v1")
+    assert source == "glyphs:glyph-resnet18.pt" and "layer4.1.conv2.weight" in state
+    assert resolve_pretrained("glyphs")[0] == resolve_pretrained(DEFAULT_GLYPHS)[0]
+    with pytest.raises(CheckpointError, match="unknown --pretrained"):
+        resolve_pretrained("glyphs-v9")

@@ -1,0 +1,191 @@
+"""Where font faces come from, which are held out, and under which licence each one is.
+
+Three independent sources: matplotlib's bundled faces (always present), Debian font packages
+(``/usr/share/fonts``; installed for pretraining and the benchmark only) and PyPI packages that
+ship font files (``font-*``, the ``pretrain`` extra). Whole families are held out of pretraining
+for the leave-style-out benchmark (``HELD_OUT_PREFIXES``). Faces are grouped by family so that
+sampling is per family: a family of forty weights does not drown a family of one.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib
+from fontTools.ttLib import TTFont, TTLibError  # matplotlib's own dependency
+
+from ..errors import DataError
+
+FONT_DIRS = (Path("/usr/share/fonts"), Path("/usr/share/texmf/fonts"), Path("/usr/local/share/fonts"))
+SYSTEM_PACKAGES_BENCH = "fonts-liberation fonts-freefont-ttf fonts-urw-base35 fonts-crosextra-carlito fonts-crosextra-caladea"
+SYSTEM_PACKAGES_PRETRAIN = (
+    "fonts-noto-core fonts-lato fonts-open-sans fonts-roboto-unhinted fonts-ebgaramond fonts-cantarell "
+    "fonts-firacode fonts-hack fonts-go fonts-sil-gentium fonts-sil-charis fonts-sil-andika fonts-comic-neue "
+    "fonts-linuxlibertine fonts-cabin fonts-comfortaa fonts-oldstandard fonts-quicksand fonts-jetbrains-mono "
+    "fonts-inconsolata fonts-tlwg-purisa fonts-humor-sans fonts-dkg-handwriting fonts-yanone-kaffeesatz "
+    "fonts-lobster fonts-adf-accanthis fonts-junicode fonts-tuffy")
+PYPI_PACKAGES = ("font_amatic_sc", "font_fredoka_one", "font_source_sans_pro", "font_roboto")
+# Held out of pretraining: the leave-style-out benchmark draws its glyphs from these families only.
+# TeX Gyre and Nimbus/URW are URW's designs; Liberation, FreeFont, Carlito and Caladea are metric clones.
+HELD_OUT_PREFIXES = ("Liberation", "Free", "Nimbus", "C059", "P052", "URW", "D050000L", "StandardSymbols",
+                     "Z003", "Carlito", "Caladea", "texgyre", "DejaVuMathTeXGyre")
+# Faces that are not text: symbol and math fonts, and matplotlib's extra-size STIX files.
+# From Noto, only the Latin text families (the script families reuse their Latin glyphs).
+NOT_TEXT = re.compile(r"^(cmex|cmmi|cmsy|STIXNonUni|STIXSiz|DejaVuMath|LastResort|Noto(?!(Sans|Serif)(Display|Mono)?-))")
+LATIN = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+# matplotlib's faces and licences (see matplotlib's LICENSE directory).
+MPL_LICENCES = {"DejaVu": "Bitstream Vera licence (DejaVu changes public domain)", "STIX": "SIL OFL 1.1",
+                "cm": "BaKoMa fonts licence (free redistribution)"}
+
+
+@dataclass(frozen=True)
+class Face:
+    """One font file: where it came from, its family and its licence."""
+
+    path: str
+    source: str  # "matplotlib", "debian:<package>" or "pypi:<package>"
+    family: str
+    licence: str
+
+
+_STYLE_SUFFIX = re.compile(r"(Std(No\d)?|Bol|BolIta|Ita|Italic|BI|Bd|It|Alt|Condensed|\d\d)+$")
+
+
+def family_of(path: str) -> str:
+    """A face's family: its file name up to the weight/style part, lower case."""
+    stem = re.split(r"[-_ ]", Path(path).stem, maxsplit=1)[0]
+    return (_STYLE_SUFFIX.sub("", stem) or stem).lower()
+
+
+def is_held_out(path: str) -> bool:
+    """Whether the benchmark reserves this face (never used for pretraining)."""
+    return "texgyre" in path.lower() or Path(path).name.startswith(HELD_OUT_PREFIXES)
+
+
+@functools.lru_cache(maxsize=None)
+def covers_alphabet(path: str, alphabet: str = LATIN) -> bool:
+    """Whether the face has a glyph for every character of ``alphabet`` (its cmap, via fontTools)."""
+    try:
+        with TTFont(path, lazy=True, fontNumber=0) as font:
+            cmap = font.getBestCmap() or {}
+    except (TTLibError, OSError, AssertionError, KeyError):
+        return False
+    return all(ord(c) in cmap for c in alphabet)
+
+
+@functools.lru_cache(maxsize=1)
+def _debian_owners() -> dict[str, str]:
+    """font path -> Debian package, from dpkg's file lists (empty off Debian)."""
+    owners: dict[str, str] = {}
+    for listing in Path("/var/lib/dpkg/info").glob("fonts-*.list"):
+        package = listing.stem.split(":")[0]
+        for line in listing.read_text(encoding="utf-8", errors="replace").splitlines():
+            if line.lower().endswith((".ttf", ".otf")):
+                owners[line] = package
+    return owners
+
+
+def _licence_in(text: str, where: str) -> str:
+    """The licence a copyright or licence file names: its first ``License:`` field, else the text."""
+    for line in text.splitlines():
+        if line.startswith("License:"):
+            return line.split(":", 1)[1].strip()
+    version = re.search(r"Open Font License,? Version (\d\.\d)", text, re.IGNORECASE)
+    if version or "SIL OPEN FONT LICENSE" in text.upper():
+        return f"OFL-{version.group(1) if version else '1.1'}"
+    if "Apache License" in text:
+        return "Apache-2.0"
+    return f"see {where}"
+
+
+def _debian_licence(package: str) -> str:
+    path = Path("/usr/share/doc") / package / "copyright"
+    text = path.read_text(encoding="utf-8", errors="replace") if path.is_file() else ""
+    return _licence_in(text, str(path))
+
+
+def _pypi_licence(folder: Path) -> str:
+    for path in sorted(folder.rglob("*")):
+        if path.name.upper().startswith(("OFL", "LICENSE", "LICENCE")):
+            return _licence_in(path.read_text(encoding="utf-8", errors="replace"), str(path))
+    return "unknown"
+
+
+def matplotlib_faces() -> list[Face]:
+    """matplotlib's bundled text faces."""
+    ttf = Path(matplotlib.get_data_path()) / "fonts" / "ttf"
+    faces = []
+    for p in sorted(ttf.glob("*.ttf")):
+        if NOT_TEXT.match(p.name):
+            continue
+        licence = next((v for k, v in MPL_LICENCES.items() if p.name.startswith(k)), "see matplotlib's LICENSE")
+        faces.append(Face(str(p), "matplotlib", family_of(str(p)), licence))
+    return faces
+
+
+def debian_faces() -> list[Face]:
+    """Faces installed by Debian packages under the system font folders."""
+    owners = _debian_owners()
+    faces = []
+    for d in FONT_DIRS:
+        if not d.is_dir():
+            continue
+        for p in sorted(d.rglob("*")):
+            if p.suffix.lower() not in (".ttf", ".otf") or NOT_TEXT.match(p.name):
+                continue
+            package = owners.get(str(p), "")
+            faces.append(Face(str(p), f"debian:{package or 'unknown'}", family_of(str(p)),
+                              _debian_licence(package) if package else "unknown"))
+    return faces
+
+
+def pypi_faces() -> list[Face]:
+    """Faces shipped inside installed PyPI font packages."""
+    faces = []
+    for module in PYPI_PACKAGES:
+        spec = importlib.util.find_spec(module)
+        if spec is None or not spec.submodule_search_locations:
+            continue
+        folder = Path(list(spec.submodule_search_locations)[0])
+        licence = _pypi_licence(folder)
+        files = sorted(folder.rglob("*.ttf"))  # a family shipped as .ttf and .otf: keep one format
+        files += [p for p in sorted(folder.rglob("*.otf")) if not p.with_suffix(".ttf").is_file()]
+        faces += [Face(str(p), f"pypi:{module.replace('_', '-')}", family_of(str(p)), licence) for p in files]
+    return faces
+
+
+@functools.lru_cache(maxsize=1)
+def pretraining_faces() -> tuple[Face, ...]:
+    """Every face found that may be used for pretraining: not held out, covering 0-9A-Za-z, one per file name."""
+    seen: set[str] = set()
+    out = []
+    for face in matplotlib_faces() + pypi_faces() + debian_faces():
+        name = Path(face.path).name
+        if name in seen or is_held_out(face.path) or not covers_alphabet(face.path):
+            continue
+        seen.add(name)
+        out.append(face)
+    return tuple(out)
+
+
+def by_family(faces: tuple[Face, ...]) -> dict[str, tuple[str, ...]]:
+    """family -> its face paths, families in a fixed order."""
+    groups: dict[str, list[str]] = {}
+    for face in faces:
+        groups.setdefault(face.family, []).append(face.path)
+    return {k: tuple(v) for k, v in sorted(groups.items())}
+
+
+@functools.lru_cache(maxsize=None)
+def held_out_files(families: tuple[str, ...]) -> tuple[str, ...]:
+    """Installed font files whose names start with one of ``families`` (the benchmark's fonts)."""
+    found = sorted({str(p) for d in FONT_DIRS if d.is_dir() for p in d.rglob("*")
+                    if p.suffix.lower() in (".ttf", ".otf") and p.name.startswith(families)})
+    if not found:
+        raise DataError(f"no font of {', '.join(families)} is installed; install the Debian packages "
+                        f"{SYSTEM_PACKAGES_BENCH} (apt-get install ...)")
+    return tuple(found)
