@@ -154,7 +154,8 @@ def pretrain(cfg: PretrainConfig, progress: bool = True) -> dict:
         step += block
         metrics = glyph_accuracy(model, hx, hy, cfg.train_sizes)
         history.append({"step": step, "loss": loss, "seconds": time.perf_counter() - t0, **metrics})
-        log.info("step %d loss %.3f held-out %s", step, loss, metrics)
+        log.info("step %d/%d loss %.3f held-out %s (%.1f min)", step, cfg.steps, loss,
+                 ", ".join(f"{k} {100 * v:.2f}%" for k, v in metrics.items()), history[-1]["seconds"] / 60)
         save_checkpoint({"kind": "backbone", "arch": ARCH, "source": name, "model": model.state_dict(),
                          "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "step": step,
                          "history": history, "seconds": time.perf_counter() - t0}, last_path)
