@@ -49,6 +49,7 @@ from ..nn.device import (
 )
 from ..nn.networks import ARCH, CharNet, resolve_pretrained
 from .dataset import TrainingData, hold_out_slice, load_training_data
+from .diagnose import diagnose
 from .loop import (
     CTCLoss,
     Trainable,
@@ -219,8 +220,16 @@ def train(cfg: TrainConfig, say: Callable[[str], None] = log.info, progress: boo
     final = load_checkpoint(out, kind="recognizer") if out.is_file() else None
     curve = out.with_name(out.stem + ".curve.png")
     training_curve(history, curve, title=f"{out.name}: pretrained={source}, freeze={freeze}")
+    problems = diagnose(len(charset), keeper.best_acc if held[0] else None,
+                        [p["score"] for p in recipe.get("probes", [])], [h["loss"] for h in history],
+                        fit[0] if cfg.method == "classify" else (), data.other_lengths, data.length, cfg.method)
+    for line in problems:
+        say(f"warning: {line}")
+    if final is not None and problems:
+        final["warnings"] = problems
+        save_checkpoint(final, out)
     return {"checkpoint": str(out), "curve": str(curve), "history": history,
-            "best": final["metrics"] if final else {}, "train_seconds": train_seconds}
+            "best": final["metrics"] if final else {}, "train_seconds": train_seconds, "warnings": problems}
 
 
 @dataclass
