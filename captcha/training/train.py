@@ -47,7 +47,8 @@ from ..nn.device import (
     leave_process_group,
     resolve_device,
 )
-from ..nn.networks import ARCH, CharNet, resolve_pretrained
+from ..nn.networks import ARCH, CharNet, model_from_checkpoint, resolve_pretrained
+from .calibrate import fit_temperature, nll
 from .dataset import TrainingData, hold_out_slice, load_training_data
 from .diagnose import diagnose
 from .loop import (
@@ -57,6 +58,7 @@ from .loop import (
     indexed_batches,
     make_optimizer,
     make_schedule,
+    predict,
     train_one_epoch,
     validate,
 )
@@ -225,7 +227,14 @@ def train(cfg: TrainConfig, say: Callable[[str], None] = log.info, progress: boo
                         fit[0] if cfg.method == "classify" else (), data.other_lengths, data.length, cfg.method)
     for line in problems:
         say(f"warning: {line}")
-    if final is not None and problems:
+    if final is not None and cfg.method == "classify" and held[0]:
+        kept = model_from_checkpoint(final)
+        logits = predict(kept, np.stack([pre(im) for im in held[0]]))
+        t = fit_temperature(logits, np.asarray(held[1]))
+        final["temperature"] = t
+        final["calibration"] = {"temperature": t, "held_out": len(held[0]),
+                                "nll": nll(logits, np.asarray(held[1])), "nll_calibrated": nll(logits, np.asarray(held[1]), t)}
+    if final is not None:
         final["warnings"] = problems
         save_checkpoint(final, out)
     return {"checkpoint": str(out), "curve": str(curve), "history": history,
