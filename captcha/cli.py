@@ -127,6 +127,9 @@ max_pixels_option = click.option("--max-pixels", type=POSITIVE, default=DEFAULT_
 backend_option = click.option("--backend", type=click.Choice(BACKENDS), default="auto", show_default=True,
                               help="What runs the network: onnx (ONNX Runtime, the checkpoint compiled once and "
                                    "cached), torch, or auto (onnx on the CPU when installed).")
+reject_option = click.option("--reject-below", type=click.FloatRange(0, 1), default=0.0, show_default=True,
+                             help="Give no answer when the reading's confidence (calibrated on held-out training "
+                                  "data) is below this; 0 answers everything.")
 batch_size_option = click.option("--batch-size", type=POSITIVE, default=SOLVE_BATCH_SIZE, show_default=True,
                                  help="Images per network call.")
 
@@ -382,6 +385,11 @@ def evaluate(val, data_dir, checkpoint, out_dir, show_errors, backend, device, a
         click.echo(f"full-string accuracy: {_pct(caps['string_acc'])} of {caps['captchas']} captchas; "
                    f"characters {_pct(caps['captcha_char_acc'])}")
         click.echo("per position: " + ", ".join(f"{i + 1}: {_pct(v)}" for i, v in enumerate(caps["position_acc"])))
+        rej = caps.get("rejection_at_95") or {}
+        if rej:
+            click.echo(f"confidence: ECE {_pct(caps['reliability']['ece'])}; refusing the least confident 5% "
+                       f"(--reject-below {rej['threshold']:.3f}) refuses {_pct(rej['wrong_rejected'])} of the wrong "
+                       f"readings and leaves {_pct(rej['kept_accuracy'])} right")
     if rep.confusions:
         click.echo("most frequent confusions (true->read x count): "
                    + ", ".join(f"{t}->{p} x{n}" for t, p, n in rep.confusions))
@@ -396,17 +404,19 @@ def evaluate(val, data_dir, checkpoint, out_dir, show_errors, backend, device, a
 @max_pixels_option
 @backend_option
 @device_option("the network")
-def solve(images, checkpoint, as_json, max_pixels, backend, device) -> None:
+@reject_option
+def solve(images, checkpoint, as_json, max_pixels, backend, device, reject_below) -> None:
     """Read captcha images (`-` reads image bytes from stdin); one line per image.
 
     Exit 1 when an image could not be read (its error is printed; the others are still read).
     A reading that may be wrong (an image far from the training captchas' size, a CTC reading of
-    another length) carries a warning: on stderr, and in the JSON's "warnings".
+    another length) carries a warning: on stderr, and in the JSON's "warnings". With --reject-below,
+    a reading less confident than that is no answer: an empty line (JSON: "text": null, "rejected").
     """
     from .errors import ImageError
     from .inference.load import load_solver
 
-    solver = load_solver(checkpoint, backend=backend, device=device, max_pixels=max_pixels)
+    solver = load_solver(checkpoint, backend=backend, device=device, max_pixels=max_pixels, reject_below=reject_below)
     failed = 0
     for name in images:
         src = sys.stdin.buffer.read() if name == "-" else name
@@ -419,12 +429,15 @@ def solve(images, checkpoint, as_json, max_pixels, backend, device) -> None:
             continue
         for w in sol.warnings:
             click.echo(f"warning: {name}: {w}", err=True)
+        if sol.rejected:
+            click.echo(f"rejected: {name}: confidence {sol.confidence:.3f} is below --reject-below {reject_below}",
+                       err=True)
         if as_json:
-            click.echo(json.dumps({"file": name, "text": sol.text, "confidence": round(sol.confidence, 4),
-                                   "confidences": [round(c, 4) for c in sol.confidences],
+            click.echo(json.dumps({"file": name, "text": sol.answer, "confidence": round(sol.confidence, 4),
+                                   "confidences": [round(c, 4) for c in sol.confidences], "rejected": sol.rejected,
                                    "ms": round(1000 * sol.seconds, 2), "warnings": sol.warnings}))
         else:
-            click.echo(f"{name}\t{sol.text}" if len(images) > 1 else sol.text)
+            click.echo(f"{name}\t{sol.answer or ''}" if len(images) > 1 else sol.answer or "")
     sys.exit(1 if failed else 0)
 
 
@@ -439,9 +452,10 @@ def solve(images, checkpoint, as_json, max_pixels, backend, device) -> None:
 @max_pixels_option
 @backend_option
 @device_option("the network")
+@reject_option
 @json_option
 def solve_batch(inputs, out, checkpoint, batch_size, workers, resume, shard, max_pixels, backend, device,
-                as_json) -> None:
+                reject_below, as_json) -> None:
     """Solve directories, globs or lists of paths (a .txt file) into one CSV; bad files get error rows.
 
     Shards' CSVs merge with `captcha merge-results`. Exit 2 when not one input could be read.
@@ -450,14 +464,15 @@ def solve_batch(inputs, out, checkpoint, batch_size, workers, resume, shard, max
     from .inference.load import load_solver
 
     spec = parse_shard(shard)
-    solver = load_solver(checkpoint, backend=backend, device=device, max_pixels=max_pixels)
+    solver = load_solver(checkpoint, backend=backend, device=device, max_pixels=max_pixels, reject_below=reject_below)
     stats = run_batch(inputs, out, solver, batch_size=batch_size, workers=workers, resume=resume,
                       progress=sys.stderr.isatty() and not as_json, shard=spec)
     if as_json:
         _emit_json({"out": out, "backend": solver.backend_name, **stats})
     else:
-        click.echo(f"{stats['solved']} solved, {stats['errors']} errors, {stats['skipped']} skipped (already in "
-                   f"{out}); {stats['per_second']:.0f} captchas/s")
+        rejected = f" ({stats['rejected']} of them rejected: below --reject-below)" if stats["rejected"] else ""
+        click.echo(f"{stats['solved']} solved{rejected}, {stats['errors']} errors, {stats['skipped']} skipped (already "
+                   f"in {out}); {stats['per_second']:.0f} captchas/s")
     if not stats["solved"] and not stats["skipped"]:
         fail(f"none of the {stats['errors']} inputs could be read (see the error column of {out})" if stats["errors"]
              else f"no images found in {', '.join(inputs)}")
@@ -545,12 +560,15 @@ def export(checkpoint, out, int8, tolerance, as_json) -> None:
 @max_pixels_option
 @backend_option
 @device_option("the network")
-def serve(checkpoint, host, port, max_bytes, batch_size, batch_window_ms, max_pixels, backend, device) -> None:
+@reject_option
+def serve(checkpoint, host, port, max_bytes, batch_size, batch_window_ms, max_pixels, backend, device,
+          reject_below) -> None:
     """HTTP service: POST /solve, POST /solve/batch, GET /health, docs at /docs."""
     from .inference.serve import serve as run
 
     run(checkpoint, ServeConfig(host=host, port=port, max_bytes=max_bytes, batch_size=batch_size,
-                                batch_window_ms=batch_window_ms, max_pixels=max_pixels), backend=backend, device=device)
+                                batch_window_ms=batch_window_ms, max_pixels=max_pixels, reject_below=reject_below),
+        backend=backend, device=device)
 
 
 @main.group()

@@ -186,3 +186,4 @@ class ServeConfig:
     batch_size: int = SOLVE_BATCH_SIZE  # most images solved together
     batch_window_ms: float = 2.0  # how long to gather concurrent requests
     max_pixels: int = DEFAULT_MAX_PIXELS
+    reject_below: float = 0.0  # readings less confident than this get "text": null

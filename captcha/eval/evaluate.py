@@ -19,7 +19,15 @@ from ..data.splits import labelled_data, validation_data
 from ..inference.backends import run_batched
 from ..inference.load import load_solver
 from ..nn.checkpoint import load_checkpoint
-from .metrics import MISSING, aligned_chars, char_metrics, confusions, string_metrics
+from .metrics import (
+    MISSING,
+    aligned_chars,
+    char_metrics,
+    confusions,
+    rejection,
+    reliability,
+    string_metrics,
+)
 from .plots import confusion_png, error_sheet
 
 log = logging.getLogger(__name__)
@@ -68,6 +76,10 @@ def evaluate_checkpoint(checkpoint: str | Path, data: str | Path | None = None, 
     confs = [s.confidence if s else 0.0 for s in rows]
     truth = [lab for _, lab in val.captchas]
     caps = string_metrics(texts, truth)
+    if truth:  # is the confidence worth trusting: refusing the least sure 5%, how many errors go with them
+        correct = [p == t for p, t in zip(texts, truth)]
+        caps["rejection_at_95"] = rejection(confs, correct, 0.95)
+        caps["reliability"] = reliability(confs, correct)
     t_chars, p_chars = aligned_chars(texts, truth)
     true_chars += t_chars
     pred_chars += p_chars

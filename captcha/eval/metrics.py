@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from typing import Any, Sequence
 
@@ -48,3 +49,33 @@ def score(m: dict[str, Any]) -> tuple[float, float]:
     s = m.get("string_acc", float("nan"))
     c = m.get("char_acc", m.get("captcha_char_acc", float("nan")))
     return (s if s == s else -1.0, c if c == c else -1.0)
+
+
+def rejection(confidences: Sequence[float], correct: Sequence[bool], coverage: float = 0.95) -> dict[str, float]:
+    """Refusing the least confident answers until ``coverage`` of them remain: the confidence
+    threshold, the share of wrong answers refused, and the accuracy of those kept."""
+    conf, ok = np.asarray(confidences, float), np.asarray(correct, bool)
+    if not len(conf):
+        return {}
+    keep = max(1, math.ceil(coverage * len(conf) - 1e-9))
+    threshold = float(np.sort(conf)[::-1][keep - 1])  # the least confidence still answered (ties keep more)
+    kept = conf >= threshold
+    wrong = ~ok
+    return {"coverage": float(kept.mean()), "threshold": threshold,
+            "wrong_rejected": float((~kept & wrong).sum() / wrong.sum()) if wrong.any() else float("nan"),
+            "kept_accuracy": float(ok[kept].mean()) if kept.any() else float("nan")}
+
+
+def reliability(confidences: Sequence[float], correct: Sequence[bool], bins: int = 10) -> dict[str, Any]:
+    """Confidence against accuracy in equal-width bins, and the expected calibration error (ECE)."""
+    conf, ok = np.asarray(confidences, float), np.asarray(correct, bool)
+    rows, ece = [], 0.0
+    edges = np.linspace(0, 1, bins + 1)
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        inside = (conf >= lo) & ((conf < hi) if hi < 1 else (conf <= hi))
+        if inside.any():
+            gap = abs(conf[inside].mean() - ok[inside].mean())
+            ece += gap * inside.mean()
+            rows.append({"from": float(lo), "to": float(hi), "count": int(inside.sum()),
+                         "confidence": float(conf[inside].mean()), "accuracy": float(ok[inside].mean())})
+    return {"ece": float(ece), "bins": rows}

@@ -65,7 +65,7 @@ def run_batch(inputs: Iterable[str], out: str | os.PathLike, solver: Solver, bat
     """Solve every input into ``out`` with ``solver``; an unreadable file becomes an error row, never a stop."""
     out = Path(out)
     skip = done_in(out) if resume else set()
-    stats = {"solved": 0, "errors": 0, "skipped": 0}
+    stats = {"solved": 0, "errors": 0, "skipped": 0, "rejected": 0}
 
     def todo() -> Iterator[str]:
         for i, path in enumerate(expand_inputs(inputs)):
@@ -86,8 +86,11 @@ def run_batch(inputs: Iterable[str], out: str | os.PathLike, solver: Solver, bat
             writer.writerow(FIELDS)
         for k, res in enumerate(solver.solve_batch(todo(), batch_size=batch_size, workers=workers), start=1):
             if res.solution:
-                writer.writerow((res.source, res.solution.text, f"{res.solution.confidence:.4f}", ""))
+                sol = res.solution
+                note = f"rejected: confidence below {solver.reject_below:g}" if sol.rejected else ""
+                writer.writerow((res.source, sol.answer or "", f"{sol.confidence:.4f}", note))
                 stats["solved"] += 1
+                stats["rejected"] += sol.rejected
             else:
                 writer.writerow((res.source, "", "", res.error))
                 stats["errors"] += 1

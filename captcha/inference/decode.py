@@ -23,6 +23,12 @@ class Solution:
     confidences: list[float]
     seconds: float = 0.0
     warnings: list[str] = field(default_factory=list)
+    rejected: bool = False  # less confident than the solver's --reject-below: no answer, ``text`` is the guess
+
+    @property
+    def answer(self) -> str | None:
+        """The reading, or None when it was rejected."""
+        return None if self.rejected else self.text
 
     @property
     def confidence(self) -> float:

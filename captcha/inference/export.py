@@ -27,7 +27,8 @@ from .backends import INPUT, META_KEY, OUTPUT, OnnxBackend
 
 log = logging.getLogger(__name__)
 
-SOLVING_KEYS = ("charset", "preprocess", "length", "segment", "method", "captcha_size", "pretrained", "freeze")
+SOLVING_KEYS = ("charset", "preprocess", "length", "segment", "method", "captcha_size", "pretrained", "freeze",
+                "temperature")
 
 
 def solving_metadata(ckpt: dict[str, Any]) -> dict[str, Any]:

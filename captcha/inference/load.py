@@ -149,18 +149,19 @@ def resolve_backend(backend: str, device: str = "auto") -> str:
 
 
 def load_solver(path: str | os.PathLike, backend: str = "auto", device: str = "auto", threads: int | None = None,
-                max_pixels: int = DEFAULT_MAX_PIXELS, cache: OnnxCache | None = None) -> Solver:
-    """A :class:`Solver` for a checkpoint or an exported ``.onnx`` file (see the module docstring)."""
+                max_pixels: int = DEFAULT_MAX_PIXELS, cache: OnnxCache | None = None, reject_below: float = 0.0) -> Solver:
+    """A :class:`Solver` for a checkpoint or an exported ``.onnx`` file (see the module docstring);
+    readings less confident than ``reject_below`` come back rejected."""
     if str(path).endswith(".onnx"):
         if backend == "torch":
             raise ConfigError(f"{path}: an ONNX file runs on ONNX Runtime, not --backend torch")
         if device == "cuda":
             raise ConfigError(f"{path}: an ONNX file runs on the CPU; load the checkpoint for --device cuda")
-        return Solver.from_onnx(path, threads, max_pixels)
+        return Solver.from_onnx(path, threads, max_pixels, reject_below)
     if resolve_backend(backend, device) == "onnx":
         compiled = (cache or OnnxCache()).backend(path, threads)
-        return Solver.from_metadata(compiled, compiled.metadata(), max_pixels, str(path))
-    return Solver.from_metadata(*_torch_model(path, device, threads), max_pixels, str(path))
+        return Solver.from_metadata(compiled, compiled.metadata(), max_pixels, str(path), reject_below)
+    return Solver.from_metadata(*_torch_model(path, device, threads), max_pixels, str(path), reject_below)
 
 
 def _torch_model(path: str | os.PathLike, device: str, threads: int | None) -> tuple[TorchBackend, dict[str, Any]]:

@@ -98,7 +98,7 @@ def _decode_b64(value: Any, what: str) -> bytes:
 
 
 def _answer(sol: Solution, ms: float) -> dict[str, Any]:
-    return {"text": sol.text, "confidence": round(sol.confidence, 4),
+    return {"text": sol.answer, "confidence": round(sol.confidence, 4), "rejected": sol.rejected,
             "confidences": [round(c, 4) for c in sol.confidences], "ms": round(ms, 2)}
 
 
@@ -206,5 +206,6 @@ def serve(checkpoint: str, cfg: ServeConfig | None = None, backend: str = "auto"
     import uvicorn  # optional heavy dependency, needed only by the service
 
     cfg = cfg or ServeConfig()
-    solver = load_solver(checkpoint, backend=backend, device=device, max_pixels=cfg.max_pixels)
+    solver = load_solver(checkpoint, backend=backend, device=device, max_pixels=cfg.max_pixels,
+                         reject_below=cfg.reject_below)
     uvicorn.run(create_app(solver, cfg), host=cfg.host, port=cfg.port, log_level="info")

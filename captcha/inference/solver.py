@@ -70,13 +70,18 @@ class Solver:
     """Reads captchas with a backend and the settings its model was trained with."""
 
     def __init__(self, backend: Callable[[np.ndarray], np.ndarray], charset: Charset, preparer: Preparer,
-                 trained_size: tuple[int, int] | None = None) -> None:
+                 trained_size: tuple[int, int] | None = None, temperature: float = 1.0,
+                 reject_below: float = 0.0) -> None:
         if preparer.method not in METHODS:
             raise ConfigError(f"unknown method {preparer.method!r}; choose one of {', '.join(METHODS)}")
+        if not 0.0 <= reject_below <= 1.0:
+            raise ConfigError(f"--reject-below {reject_below}: a confidence from 0 to 1")
         self.backend = backend
         self.charset = charset
         self.preparer = preparer
         self.trained_size = trained_size  # (width, height) of the captchas it learned from, for warnings
+        self.temperature = temperature  # fitted at training time on held-out data: calibrated confidences
+        self.reject_below = reject_below  # a reading less confident than this is refused, not guessed
 
     @property
     def method(self) -> str:
@@ -97,7 +102,8 @@ class Solver:
 
     @classmethod
     def from_metadata(cls, backend: Callable[[np.ndarray], np.ndarray], meta: dict[str, Any],
-                      max_pixels: int = DEFAULT_MAX_PIXELS, source: str = "<model>") -> "Solver":
+                      max_pixels: int = DEFAULT_MAX_PIXELS, source: str = "<model>",
+                      reject_below: float = 0.0) -> "Solver":
         """A solver from the settings a checkpoint or an exported ONNX file records."""
         try:
             charset = Charset.from_dict(meta["charset"])
@@ -107,14 +113,17 @@ class Solver:
             raise CheckpointError(f"{source}: its solving settings are incomplete or malformed ({exc}); "
                                   "retrain or re-export it") from None
         size = meta.get("captcha_size")
-        return cls(backend, charset, preparer, tuple(size) if size else None)
+        temperature = meta.get("temperature", 1.0)
+        if not isinstance(temperature, (int, float)) or not 0 < temperature < 1e3:
+            raise CheckpointError(f"{source}: temperature {temperature!r} is not a positive number; retrain or re-export it")
+        return cls(backend, charset, preparer, tuple(size) if size else None, float(temperature), reject_below)
 
     @classmethod
     def from_onnx(cls, path: str | os.PathLike, threads: int | None = None,
-                  max_pixels: int = DEFAULT_MAX_PIXELS) -> "Solver":
+                  max_pixels: int = DEFAULT_MAX_PIXELS, reject_below: float = 0.0) -> "Solver":
         """A solver over an exported ONNX file (see `captcha export`), without PyTorch."""
         backend = OnnxBackend(path, threads)
-        return cls.from_metadata(backend, backend.metadata(), max_pixels, str(path))
+        return cls.from_metadata(backend, backend.metadata(), max_pixels, str(path), reject_below)
 
     def inputs(self, image: ImageInput) -> np.ndarray:
         """Decode one captcha into network inputs; raises :class:`ImageError` on bad input."""
@@ -124,7 +133,10 @@ class Solver:
         """Network inputs of several captchas, (captchas, k, 3, H, W) -> their solutions."""
         n, k = x.shape[:2]
         logits = self.backend(x.reshape(n * k, *x.shape[2:]))
-        return decode(logits.reshape(n, -1, logits.shape[-1]), self.charset, self.method)
+        sols = decode(logits.reshape(n, -1, logits.shape[-1]) / self.temperature, self.charset, self.method)
+        for sol in sols:
+            sol.rejected = sol.confidence < self.reject_below
+        return sols
 
     def solve(self, image: ImageInput) -> Solution:
         """Read one captcha (path, bytes or PIL image); raises :class:`ImageError` on bad input."""

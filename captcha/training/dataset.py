@@ -47,6 +47,7 @@ class TrainingData(EvalData):
     train_groups: list[int] = field(default_factory=list)  # samples of one group (a captcha's crops) stay together
     single_chars: bool = False  # trained on clean single-character images (the course's chars/train)
     captcha_size: list[int] | None = None  # median (width, height) of its captchas: solving warns far from it
+    other_lengths: int = 0  # training captchas left out because their label is not ``length`` long
 
 
 def _crops_of(captchas: list[Captcha], length: int, segment: SegmentConfig, charset: Charset):
@@ -92,6 +93,7 @@ def load_training_data(cfg: TrainConfig, charset: Charset, segment: SegmentConfi
     length = _length(cfg.length, parts.val_caps + parts.train_caps, root)
     segment = segment or _segmenter(cfg, parts.train_caps, length, charset, cells=bool(parts.train_chars))
     size = _median_size([im for im, _ in parts.train_caps + parts.val_caps])
+    other = sum(len(lab) != length for _, lab in parts.train_caps)
     if cfg.method == "ctc":  # whole captchas only: the single-character images are never decoded
         whole = [(im, lab) for im, lab in parts.train_caps if len(lab) == length]
         if not whole:
@@ -99,7 +101,7 @@ def load_training_data(cfg: TrainConfig, charset: Charset, segment: SegmentConfi
                             "(captchas/train/ or a flat folder); single characters cannot train it")
         return TrainingData([], [], parts.val_caps, length, segment, parts.split, train_images=[im for im, _ in whole],
                             train_targets=[charset.encode(lab) for _, lab in whole],
-                            train_groups=list(range(len(whole))), captcha_size=size)
+                            train_groups=list(range(len(whole))), captcha_size=size, other_lengths=other)
     t_imgs, kept = load_images(parts.train_chars)
     t_targets = [charset.encode(s.label)[0] for s in kept]
     v_imgs, v_kept = load_images(parts.val_chars)
@@ -110,7 +112,7 @@ def load_training_data(cfg: TrainConfig, charset: Charset, segment: SegmentConfi
     groups = list(range(len(t_imgs))) + [len(t_imgs) + g for g in c_groups]  # a character image is its own group
     return TrainingData(v_imgs, v_targets, parts.val_caps, length, segment, parts.split, train_images=t_imgs + c_imgs,
                         train_targets=t_targets + c_targets, train_groups=groups, single_chars=bool(t_imgs),
-                        captcha_size=size)
+                        captcha_size=size, other_lengths=other)
 
 
 def _median_size(images: list) -> list[int] | None:

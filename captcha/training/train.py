@@ -47,8 +47,10 @@ from ..nn.device import (
     leave_process_group,
     resolve_device,
 )
-from ..nn.networks import ARCH, CharNet, resolve_pretrained
+from ..nn.networks import ARCH, CharNet, model_from_checkpoint, resolve_pretrained
+from .calibrate import fit_temperature, nll
 from .dataset import TrainingData, hold_out_slice, load_training_data
+from .diagnose import diagnose
 from .loop import (
     CTCLoss,
     Trainable,
@@ -56,6 +58,7 @@ from .loop import (
     indexed_batches,
     make_optimizer,
     make_schedule,
+    predict,
     train_one_epoch,
     validate,
 )
@@ -219,8 +222,23 @@ def train(cfg: TrainConfig, say: Callable[[str], None] = log.info, progress: boo
     final = load_checkpoint(out, kind="recognizer") if out.is_file() else None
     curve = out.with_name(out.stem + ".curve.png")
     training_curve(history, curve, title=f"{out.name}: pretrained={source}, freeze={freeze}")
+    problems = diagnose(len(charset), keeper.best_acc if held[0] else None,
+                        [p["score"] for p in recipe.get("probes", [])], [h["loss"] for h in history],
+                        fit[0] if cfg.method == "classify" else (), data.other_lengths, data.length, cfg.method)
+    for line in problems:
+        say(f"warning: {line}")
+    if final is not None and cfg.method == "classify" and held[0]:
+        kept = model_from_checkpoint(final)
+        logits = predict(kept, np.stack([pre(im) for im in held[0]]))
+        t = fit_temperature(logits, np.asarray(held[1]))
+        final["temperature"] = t
+        final["calibration"] = {"temperature": t, "held_out": len(held[0]),
+                                "nll": nll(logits, np.asarray(held[1])), "nll_calibrated": nll(logits, np.asarray(held[1]), t)}
+    if final is not None:
+        final["warnings"] = problems
+        save_checkpoint(final, out)
     return {"checkpoint": str(out), "curve": str(curve), "history": history,
-            "best": final["metrics"] if final else {}, "train_seconds": train_seconds}
+            "best": final["metrics"] if final else {}, "train_seconds": train_seconds, "warnings": problems}
 
 
 @dataclass

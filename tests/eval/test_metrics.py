@@ -35,3 +35,23 @@ def test_confusions_count_aligned_pairs_and_short_readings():
 def test_score_orders_strings_then_characters_and_nan_last():
     assert score({"string_acc": 0.5, "char_acc": 0.9}) > score({"string_acc": 0.5, "char_acc": 0.8})
     assert score({"string_acc": 0.1}) > score({"string_acc": float("nan"), "char_acc": 1.0})
+
+
+def test_rejection_at_coverage_refuses_the_least_confident_and_counts_the_wrong_ones_among_them():
+    from captcha.eval.metrics import rejection
+
+    conf = [0.99, 0.98, 0.97, 0.96, 0.95, 0.94, 0.93, 0.92, 0.2, 0.1]
+    ok = [True] * 7 + [False, False, False]
+    r = rejection(conf, ok, coverage=0.8)
+    assert r["coverage"] == 0.8 and r["threshold"] == 0.92
+    assert abs(r["wrong_rejected"] - 2 / 3) < 1e-9 and abs(r["kept_accuracy"] - 7 / 8) < 1e-9
+    assert rejection([], []) == {}
+
+
+def test_reliability_bins_and_ece():
+    from captcha.eval.metrics import reliability
+
+    perfect = reliability([0.95] * 20, [True] * 19 + [False])
+    assert abs(perfect["ece"]) < 1e-9 and perfect["bins"][0]["count"] == 20
+    over = reliability([0.95] * 10, [True] * 5 + [False] * 5)
+    assert abs(over["ece"] - 0.45) < 1e-9

@@ -112,3 +112,35 @@ def test_ctc_warns_when_it_reads_another_length():
     ctc = Solver(lambda x: x, Charset("AB"), Preparer(Preprocess(), 4, SegmentConfig("equal"), "ctc"))
     assert ctc.warnings((1, 1), Solution("ABA", [1.0] * 3)) == ["read 3 characters; the model was trained on 4"]
     assert ctc.warnings((1, 1), Solution("ABAB", [1.0] * 4)) == []
+
+
+def test_reject_below_gives_no_answer_but_keeps_the_guess(tiny_model, tiny_data):
+    from captcha.errors import ConfigError
+
+    img = next((tiny_data / "captchas" / "val").glob("*.png"))
+    sure = load_solver(tiny_model).solve(img)
+    assert not sure.rejected and sure.answer == sure.text
+    refused = load_solver(tiny_model, reject_below=1.0).solve(img)
+    assert refused.rejected and refused.answer is None and refused.text == sure.text
+    with pytest.raises(ConfigError, match="reject-below"):
+        load_solver(tiny_model, reject_below=1.5)
+
+
+def test_reject_below_through_the_cli(tiny_model, tiny_data, tmp_path):
+    import csv
+    import json
+
+    from click.testing import CliRunner
+
+    from captcha.cli import main
+
+    img = str(next((tiny_data / "captchas" / "val").glob("*.png")))
+    res = CliRunner().invoke(main, ["solve", img, "--checkpoint", str(tiny_model), "--reject-below", "1", "--json"])
+    row = json.loads(res.stdout)
+    assert res.exit_code == 0 and row["text"] is None and row["rejected"] and "rejected" in res.stderr
+    out = tmp_path / "o.csv"
+    res = CliRunner().invoke(main, ["solve-batch", img, "--out", str(out), "--checkpoint", str(tiny_model),
+                                    "--reject-below", "1"])
+    assert res.exit_code == 0 and "1 of them rejected" in res.stdout
+    (line,) = list(csv.DictReader(open(out)))
+    assert line["text"] == "" and line["error"].startswith("rejected")

@@ -1,0 +1,58 @@
+"""Loud failure: a run that learned nothing says so, with the likely cause, and the checkpoint records it."""
+
+import numpy as np
+from PIL import Image
+
+from captcha.config import TrainConfig
+from captcha.nn.checkpoint import load_checkpoint
+from captcha.training.diagnose import blank_share, diagnose
+from captcha.training.train import train
+
+
+def _glyphs(n):
+    rng = np.random.default_rng(0)
+    return [Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)) for _ in range(n)]
+
+
+def _blank(n):
+    return [Image.new("RGB", (32, 32), "white") for _ in range(n)]
+
+
+def test_a_run_that_learned_says_nothing():
+    assert diagnose(36, 0.93, [0.5, 0.9], [3.5, 0.4], _glyphs(10)) == []
+
+
+def test_blank_crops_point_at_margins():
+    out = diagnose(36, 0.03, [], [3.5, 3.4], _blank(30) + _glyphs(10))
+    assert "not learned" in out[0] and "3.0%" in out[0] and "chance 2.8%" in out[0]
+    assert any("blank" in line and "margins" in line for line in out)
+    assert blank_share(_blank(3) + _glyphs(1)) == 0.75
+
+
+def test_other_lengths_point_at_ctc_and_a_flat_loss_at_the_labels():
+    out = diagnose(36, 0.1, [], [3.58, 3.55], _glyphs(5), other_lengths=12, length=4)
+    assert any("12 training captchas" in line and "--method ctc" in line for line in out)
+    assert any("labels.csv" in line for line in out)
+
+
+def test_probes_near_chance_are_a_failure_even_without_a_held_out_slice():
+    out = diagnose(36, None, [0.02, 0.03], [2.0, 1.0])
+    assert out and "best recipe probe scored 3.0%" in out[0] and "fitted" in out[-1]
+
+
+def test_training_on_noise_warns_and_the_checkpoint_keeps_the_warning(tmp_path):
+    rng = np.random.default_rng(1)
+    chars = "ABCDEFGHIJKLMNOPQRST"
+    for split, n in (("train", 10), ("val", 2)):
+        for c in chars:
+            folder = tmp_path / "data" / "chars" / split / c
+            folder.mkdir(parents=True)
+            for i in range(n):
+                Image.fromarray(rng.integers(0, 255, (30, 24, 3), dtype=np.uint8)).save(folder / f"{i}.png")
+    out = tmp_path / "m.pt"
+    said = []
+    res = train(TrainConfig(data=str(tmp_path / "data"), out=str(out), charset=chars, pretrained="none",
+                            freeze="none", size=(32, 32), epochs=2), say=said.append)
+    assert res["warnings"] and "not learned" in res["warnings"][0]
+    assert any(m.startswith("warning: this model has not learned") for m in said)
+    assert load_checkpoint(out)["warnings"] == res["warnings"]
