@@ -134,7 +134,8 @@ def bench_generalize(sets: tuple[str, ...] = GENERALIZE_SETS, out_dir: str | Pat
                "epochs": chosen["train_config"]["epochs"], "kept_epoch": chosen["metrics"]["epoch"],
                "char_acc": rep.chars.get("char_acc", rep.captchas.get("captcha_char_acc")),
                "string_acc": rep.captchas.get("string_acc"), "train_wall_s": wall,
-               "train_loop_s": res["train_seconds"], "build_s": built}
+               "train_loop_s": res["train_seconds"], "build_s": built,
+               "wrong_rejected_at_95": rep.captchas.get("rejection_at_95", {}).get("wrong_rejected")}
         images = sorted((data / "captchas" / "val").glob("*.png"))
         row.update(solving_figures(load_solver(ckpt), images, repeat=1))
         say(format_row(row))
@@ -148,14 +149,18 @@ def bench_generalize(sets: tuple[str, ...] = GENERALIZE_SETS, out_dir: str | Pat
 
 
 HEADER = ("| set | recipe chosen (freeze, input, epochs; kept) | val char | val full-string | training | "
-          "captchas/s |\n|---|---|---|---|---|---|")
+          "captchas/s | wrong refused at 95% |\n|---|---|---|---|---|---|---|")
 
 
 def format_row(r: dict[str, Any]) -> str:
     """One set's line of the table."""
     return (f"| {r['set']} | {r['freeze']}, {r['size'][0]}x{r['size'][1]}, {r['epochs']}; {r['kept_epoch']} | "
             f"{100 * r['char_acc']:.2f}% | {100 * r['string_acc']:.2f}% | {r['train_wall_s']:.0f} s | "
-            f"{r['batch_captchas_per_s']:.0f} |")
+            f"{r['batch_captchas_per_s']:.0f} | {_pct(r.get('wrong_rejected_at_95'))} |")
+
+
+def _pct(v: float | None) -> str:
+    return "n/a" if v is None or v != v else f"{100 * v:.0f}%"
 
 
 def format_grid(row: dict[str, Any]) -> str:
