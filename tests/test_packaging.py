@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from captcha.nn.networks import DEFAULT_GLYPHS, SHIPPED_BACKBONES
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -26,8 +28,9 @@ def wheel(tmp_path_factory) -> Path:
 def test_the_wheel_carries_the_backbone_and_its_card(wheel):
     with zipfile.ZipFile(wheel) as zf:
         sizes = {i.filename: i.file_size for i in zf.infolist()}
-    assert sizes["captcha/weights/glyph-resnet18.pt"] > 10_000_000
-    assert "captcha/weights/glyph-resnet18.md" in sizes
+    for name in SHIPPED_BACKBONES.values():  # every shipped backbone and its card
+        assert sizes[f"captcha/weights/{name}"] > 10_000_000
+        assert f"captcha/weights/{name[:-3]}.md" in sizes
 
 
 def test_an_installed_wheel_trains_from_the_shipped_backbone(wheel, tmp_path):
@@ -40,4 +43,4 @@ def test_an_installed_wheel_trains_from_the_shipped_backbone(wheel, tmp_path):
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env={"PYTHONPATH": str(target), "PATH": ""},
                          capture_output=True, text=True, check=True).stdout.split()
     assert out[0].startswith(str(target)) and out[1].startswith(str(target))
-    assert out[2] == "glyphs:glyph-resnet18.pt"
+    assert out[2] == f"glyphs:{SHIPPED_BACKBONES[DEFAULT_GLYPHS]}"

@@ -6,6 +6,7 @@ from captcha.config import FREEZE_LEVELS
 from captcha.errors import CheckpointError
 from captcha.nn.networks import (
     DEFAULT_GLYPHS,
+    SHIPPED_BACKBONES,
     CharNet,
     build_model,
     count_parameters,
@@ -68,7 +69,7 @@ def test_imagenet_loads_through_torchvision_when_cached():
         assert torch.equal(model.conv1.weight, ref.conv1.weight)
         assert model.fc.out_features == 36
         # auto prefers the shipped glyph backbone, and takes ImageNet's only without it
-        assert resolve_pretrained("auto")[0] == "glyphs:glyph-resnet18.pt"
+        assert resolve_pretrained("auto")[0] == f"glyphs:{SHIPPED_BACKBONES[DEFAULT_GLYPHS]}"
         with pytest.MonkeyPatch.context() as mp:
             mp.setattr("captcha.nn.networks.shipped_backbone", lambda name="glyphs": path.parent / "absent.pt")
             assert resolve_pretrained("auto")[0] == "imagenet"

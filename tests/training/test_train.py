@@ -5,7 +5,10 @@ import torch
 
 from captcha.config import TrainConfig
 from captcha.nn.checkpoint import load_checkpoint
+from captcha.nn.networks import DEFAULT_GLYPHS, SHIPPED_BACKBONES
 from captcha.training.train import train
+
+DEFAULT_SOURCE = f"glyphs:{SHIPPED_BACKBONES[DEFAULT_GLYPHS]}"
 
 
 def _cfg(data, out, **kw) -> TrainConfig:
@@ -34,7 +37,7 @@ def test_tiny_run_beats_chance_and_describes_itself(tiny_model):
     assert m["char_acc"] > 4 * (1 / 6), m   # chance is 1/6 on 6 classes
     assert ck["charset"]["alphabet"] == "ABC123" and ck["length"] == 4
     assert ck["preprocess"]["size"] == [32, 32] and ck["segment"]["method"] == "equal"
-    assert ck["pretrained"] == "glyphs:glyph-resnet18.pt" and ck["freeze"] == "all"
+    assert ck["pretrained"] == DEFAULT_SOURCE and ck["freeze"] == "all"
     assert ck["train_config"]["seed"] == 0 and "torch" in ck["environment"]
     assert ck["split"]["layout"] == "course"
     assert tiny_model.with_name("model.curve.png").stat().st_size > 1000
@@ -142,7 +145,7 @@ def test_resume_with_more_epochs_on_the_default_path(tiny_data, tmp_path):
     assert res.exit_code == 0, res.output
     ck = load_checkpoint(out.with_name("r.last.pt"))
     assert [h["epoch"] for h in ck["history"]] == [1, 2, 3] and ck["history"][:2] == first["history"]
-    assert ck["pretrained"] == "glyphs:glyph-resnet18.pt" and ck["freeze"] == first["freeze"] != "auto"
+    assert ck["pretrained"] == DEFAULT_SOURCE and ck["freeze"] == first["freeze"] != "auto"
     assert ck["recipe"] == first["recipe"] and len(ck["recipe"]["probes"]) == 6  # chosen once, then kept
     assert ck["train_config"]["epochs"] == 3 and ck["train_config"]["pretrained"] == "auto"
 
