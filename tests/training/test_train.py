@@ -119,8 +119,10 @@ def test_ctc_reads_whole_captchas(flat_captchas, tmp_path):
     from captcha.inference.load import load_solver
 
     out = tmp_path / "ctc.pt"
-    # the default start (shipped backbone, fine-tuned whole): it leaves the all-blank plateau quickly
-    train(_cfg(flat_captchas, out, method="ctc", pretrained="auto", epochs=12, batch_size=8, val_fraction=0.25,
+    # the default start (shipped backbone, fine-tuned whole) leaves the all-blank plateau within 20 epochs
+    # on 30 captchas (v1, pretrained on this very renderer's glyphs, needed 12; v2 reads 75% of characters
+    # after 12 and 95% after 20)
+    train(_cfg(flat_captchas, out, method="ctc", pretrained="auto", epochs=20, batch_size=8, val_fraction=0.25,
                size=None))
     ck = load_checkpoint(out)
     assert ck["method"] == "ctc" and ck["preprocess"]["size"] == [32, 128]
