@@ -23,7 +23,7 @@ from ..errors import DataError
 FONT_DIRS = (Path("/usr/share/fonts"), Path("/usr/share/texmf/fonts"), Path("/usr/local/share/fonts"))
 SYSTEM_PACKAGES_BENCH = "fonts-liberation fonts-freefont-ttf fonts-urw-base35 fonts-crosextra-carlito fonts-crosextra-caladea"
 SYSTEM_PACKAGES_PRETRAIN = (
-    "fonts-noto-core fonts-lato fonts-open-sans fonts-roboto-unhinted fonts-ebgaramond fonts-cantarell "
+    "fonts-noto-core fonts-dejavu-extra fonts-lato fonts-open-sans fonts-roboto-unhinted fonts-ebgaramond fonts-cantarell "
     "fonts-firacode fonts-hack fonts-go fonts-sil-gentium fonts-sil-charis fonts-sil-andika fonts-comic-neue "
     "fonts-linuxlibertine fonts-cabin fonts-comfortaa fonts-oldstandard fonts-quicksand fonts-jetbrains-mono "
     "fonts-inconsolata fonts-tlwg-purisa fonts-humor-sans fonts-dkg-handwriting fonts-yanone-kaffeesatz "
