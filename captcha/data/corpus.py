@@ -11,14 +11,15 @@ and appearance families that are not in this list.
 
 from __future__ import annotations
 
-import functools
 import io
 import random
 from typing import Mapping, Sequence
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFilter, ImageFont
+from PIL import Image, ImageDraw, ImageFilter
 from scipy import ndimage
+
+from .synth import font_at
 
 SS = 2  # supersampling of the ink mask
 FAMILIES = ("affine", "perspective", "elastic", "sine", "stroke", "hollow", "shadow", "blur", "jpeg", "speckle",
@@ -29,11 +30,6 @@ RATES = {"affine": 0.8, "perspective": 0.25, "elastic": 0.25, "sine": 0.2, "stro
          "cut": 0.15, "background": 0.75, "low_contrast": 0.15, "aspect": 0.7}
 
 
-@functools.lru_cache(maxsize=1024)
-def _font(path: str, size: int) -> ImageFont.FreeTypeFont:
-    return ImageFont.truetype(path, size)
-
-
 def pick_families(rng: random.Random) -> tuple[str, ...]:
     """The distortion families one cell gets, each drawn at its own rate."""
     return tuple(f for f in FAMILIES if rng.random() < RATES[f])
@@ -41,7 +37,7 @@ def pick_families(rng: random.Random) -> tuple[str, ...]:
 
 def _glyph_mask(char: str, font_path: str, height: float, rng: random.Random, fams: Sequence[str]) -> Image.Image:
     """The character's ink as an L image, ink height ``height`` pixels (already supersampled)."""
-    font = _font(font_path, max(8, int(round(height * 1.3))))
+    font = font_at(font_path, max(8, int(round(height * 1.3))))
     box = font.getbbox(char)
     gw, gh = max(1, box[2] - box[0]), max(1, box[3] - box[1])
     pad = int(gh * 0.2) + 4

@@ -127,19 +127,23 @@ def matplotlib_faces() -> list[Face]:
     return faces
 
 
+@functools.lru_cache(maxsize=1)
+def system_font_files() -> tuple[Path, ...]:
+    """Every .ttf/.otf file under the system font folders, in a fixed order (scanned once)."""
+    return tuple(p for d in FONT_DIRS if d.is_dir() for p in sorted(d.rglob("*"))
+                 if p.suffix.lower() in (".ttf", ".otf"))
+
+
 def debian_faces() -> list[Face]:
     """Faces installed by Debian packages under the system font folders."""
     owners = _debian_owners()
     faces = []
-    for d in FONT_DIRS:
-        if not d.is_dir():
+    for p in system_font_files():
+        if NOT_TEXT.match(p.name):
             continue
-        for p in sorted(d.rglob("*")):
-            if p.suffix.lower() not in (".ttf", ".otf") or NOT_TEXT.match(p.name):
-                continue
-            package = owners.get(str(p), "")
-            faces.append(Face(str(p), f"debian:{package or 'unknown'}", family_of(str(p)),
-                              _debian_licence(package) if package else "unknown"))
+        package = owners.get(str(p), "")
+        faces.append(Face(str(p), f"debian:{package or 'unknown'}", family_of(str(p)),
+                          _debian_licence(package) if package else "unknown"))
     return faces
 
 
@@ -183,8 +187,7 @@ def by_family(faces: tuple[Face, ...]) -> dict[str, tuple[str, ...]]:
 @functools.lru_cache(maxsize=None)
 def held_out_files(families: tuple[str, ...]) -> tuple[str, ...]:
     """Installed font files whose names start with one of ``families`` (the benchmark's fonts)."""
-    found = sorted({str(p) for d in FONT_DIRS if d.is_dir() for p in d.rglob("*")
-                    if p.suffix.lower() in (".ttf", ".otf") and p.name.startswith(families)})
+    found = sorted({str(p) for p in system_font_files() if p.name.startswith(families)})
     if not found:
         raise DataError(f"no font of {', '.join(families)} is installed; install the Debian packages "
                         f"{SYSTEM_PACKAGES_BENCH} (apt-get install ...)")

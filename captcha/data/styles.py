@@ -47,16 +47,11 @@ STYLES = {
 }
 
 
-def family_files(families: tuple[str, ...]) -> tuple[str, ...]:
-    """Font files on this machine of the held-out ``families`` (see ``fonts.held_out_files``)."""
-    return held_out_files(families)
-
-
 def _ink_mask(char: str, rng: random.Random, style: HeldOutStyle, scale: int) -> np.ndarray:
     """The glyph's ink at ``scale`` times the cell size, rotated and placed, as floats in [0, 1]."""
     w, h = style.cell
     img = Image.new("L", (w * scale, h * scale), 0)
-    font = ImageFont.truetype(rng.choice(family_files(style.families)), int(min(w, h) * scale * rng.uniform(0.6, 0.85)))
+    font = ImageFont.truetype(rng.choice(held_out_files(style.families)), int(min(w, h) * scale * rng.uniform(0.6, 0.85)))
     draw = ImageDraw.Draw(img)
     box = draw.textbbox((0, 0), char, font=font)
     x = (w * scale - (box[2] - box[0])) / 2 - box[0] + rng.uniform(-0.1, 0.1) * w * scale

@@ -56,7 +56,8 @@ def font_files() -> tuple[str, ...]:
 
 
 @functools.lru_cache(maxsize=512)
-def _font(path: str, size: int) -> ImageFont.FreeTypeFont:
+def font_at(path: str, size: int) -> ImageFont.FreeTypeFont:
+    """A font face at a pixel size, cached (Pillow's built-in face by its placeholder name)."""
     if path == PILLOW_DEFAULT:
         return ImageFont.load_default(size=size)
     return ImageFont.truetype(path, size)
@@ -112,7 +113,7 @@ def _glyph_layer(char: str, rng: random.Random, style: GlyphStyle, fonts: Sequen
     """One glyph as an RGBA tile, rotated, sized to the cell height."""
     w, h = style.size
     height = rng.uniform(*style.font_scale) * h
-    font = _font(rng.choice(list(fonts)), max(8, int(round(height * 1.25))))
+    font = font_at(rng.choice(list(fonts)), max(8, int(round(height * 1.25))))
     stroke = rng.choice((0, 0, 0, 1)) if height > 18 else 0
     box = ImageDraw.Draw(Image.new("L", (1, 1))).textbbox((0, 0), char, font=font, stroke_width=stroke)
     gw, gh = box[2] - box[0], box[3] - box[1]

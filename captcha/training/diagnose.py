@@ -42,8 +42,9 @@ def diagnose(num_classes: int, held_acc: float | None, probe_scores: Sequence[fl
     if probes_dead:
         seen.append(f"the best recipe probe scored {100 * max(probe_scores):.1f}%")
     out = [f"this model has not learned to read these captchas: {'; '.join(seen)} (chance {100 * chance:.1f}%)."]
-    if method == "classify" and blank_share(crops) > BLANK_SHARE:
-        out.append(f"{100 * blank_share(crops):.0f}% of the character crops are blank: the text probably sits in "
+    blank = blank_share(crops) if method == "classify" else 0.0
+    if blank > BLANK_SHARE:
+        out.append(f"{100 * blank:.0f}% of the character crops are blank: the text probably sits in "
                    "a band of a larger image with empty margins, or the splitter cuts beside the characters. Crop the "
                    "images to their text, try another --split (cc, projection), or read whole captchas with "
                    "--method ctc.")

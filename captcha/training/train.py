@@ -136,7 +136,8 @@ def train(cfg: TrainConfig, say: Callable[[str], None] = log.info, progress: boo
     stop = model.frozen_stages()[-1] if model.frozen_stages() else None
     cached = cfg.cache_features and stop is not None
     char_x, cap_x, cap_labels = _validation_inputs(data, Preparer(pre, data.length, data.segment, cfg.method))
-    select = _selector(held, pre, charset, data.length, cfg.method)
+    held_x = torch.from_numpy(np.stack([pre(im) for im in held[0]])) if held[0] else torch.zeros(0)
+    select = _selector(held_x, held[1], charset, data.length, cfg.method)
     lr = cfg.peak_lr
     params = [p for p in model.parameters() if p.requires_grad]
     opt = make_optimizer(params, cfg.optimizer, lr, cfg.weight_decay)
@@ -228,12 +229,11 @@ def train(cfg: TrainConfig, say: Callable[[str], None] = log.info, progress: boo
     for line in problems:
         say(f"warning: {line}")
     if final is not None and cfg.method == "classify" and held[0]:
-        kept = model_from_checkpoint(final)
-        logits = predict(kept, np.stack([pre(im) for im in held[0]]))
-        t = fit_temperature(logits, np.asarray(held[1]))
+        logits, y = predict(model_from_checkpoint(final), held_x), np.asarray(held[1])
+        t = fit_temperature(logits, y)
         final["temperature"] = t
-        final["calibration"] = {"temperature": t, "held_out": len(held[0]),
-                                "nll": nll(logits, np.asarray(held[1])), "nll_calibrated": nll(logits, np.asarray(held[1]), t)}
+        final["calibration"] = {"temperature": t, "held_out": len(y), "nll": nll(logits, y),
+                                "nll_calibrated": nll(logits, y, t)}
     if final is not None:
         final["warnings"] = problems
         save_checkpoint(final, out)
@@ -318,16 +318,16 @@ def _choose(cfg: TrainConfig, num_chars: int, data: TrainingData, fit: tuple[lis
     return cfg, make_network(cfg, num_chars, state, source, cfg.freeze), source, recipe
 
 
-def _selector(held: tuple[list, list], pre: Preprocess, charset: Charset, length: int,
+def _selector(x: torch.Tensor, targets: list, charset: Charset, length: int,
               method: str) -> Callable[[nn.Module], dict[str, Any]]:
-    """Scores a model on the held-out slice of the training data (characters, or whole captchas for ctc)."""
-    if not held[0]:
+    """Scores a model on the held-out slice of the training data, its inputs ``x`` (characters, or
+    whole captchas for ctc)."""
+    if not len(x):
         return lambda _model: {}
-    x = torch.from_numpy(np.stack([pre(im) for im in held[0]]))
     if method == "ctc":
-        labels = [charset.decode(t) for t in held[1]]
+        labels = [charset.decode(t) for t in targets]
         return lambda model: validate(model, torch.zeros(0), np.zeros(0), x, labels, charset, length, method)
-    y = np.asarray(held[1])
+    y = np.asarray(targets)
     return lambda model: validate(model, x, y, torch.zeros(0), [], charset, length, method)
 
 

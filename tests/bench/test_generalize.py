@@ -9,14 +9,14 @@ from captcha.bench.generalize import (
     format_grid,
     grid_cells,
 )
+from captcha.data.fonts import held_out_files
 from captcha.data.layout import check_dataset
-from captcha.data.styles import family_files
 from captcha.errors import DataError
 
 
 def test_a_held_out_style_set_trains_and_reports(tmp_path):
     try:
-        family_files(("LiberationSans", "FreeSans", "NimbusSans", "Carlito", "URWGothic"))
+        held_out_files(("LiberationSans", "FreeSans", "NimbusSans", "Carlito", "URWGothic"))
     except DataError as exc:
         pytest.skip(str(exc))
     res = bench_generalize(("striped-sans",), tmp_path, scale=0.1, epochs=8, freeze="all", size=(32, 32))

@@ -8,11 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from captcha.data.styles import STYLES, HeldOutStyle, family_files, render_styled
+from captcha.data.fonts import held_out_files
+from captcha.data.styles import STYLES, HeldOutStyle, render_styled
 from captcha.errors import DataError
 
 try:
-    family_files(("LiberationSans", "FreeSans"))
+    held_out_files(("LiberationSans", "FreeSans"))
     HAVE_FONTS = True
 except DataError:
     HAVE_FONTS = False
@@ -52,7 +53,7 @@ def test_every_distortion_family_changes_the_glyph(family):
 
 def test_missing_fonts_say_which_packages_to_install():
     with pytest.raises(DataError, match="fonts-liberation"):
-        family_files(("NoSuchFontFamilyAnywhere",))
+        held_out_files(("NoSuchFontFamilyAnywhere",))
 
 
 def test_held_out_styles_use_neither_pretraining_fonts_nor_corpus_families():
