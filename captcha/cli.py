@@ -31,7 +31,7 @@ from .config import (
     FREEZE_CHOICES,
     FREEZE_LEVELS,
     GENERALIZE_SETS,
-    METHODS,
+    METHOD_CHOICES,
     OPTIMIZERS,
     PRETRAIN_SOURCES,
     PRETRAINED_HELP,
@@ -121,6 +121,10 @@ charset_option = click.option("--charset", "alphabet", default=None, metavar="CH
                                    "lower case folds labels and answers to upper case].")
 checkpoint_option = click.option("--checkpoint", type=click.Path(), default=DEFAULT_CHECKPOINT, show_default=True,
                                  help="A trained recognizer, or an exported .onnx file.")
+solving_checkpoint_option = click.option(
+    "--checkpoint", type=click.Path(), default=None,
+    help=f"A trained recognizer, or an exported .onnx file [default: {DEFAULT_CHECKPOINT} when it exists, else the "
+         "general reader shipped in the package, which reads 4-6 character captchas over 0-9A-Z with no training].")
 json_option = click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 max_pixels_option = click.option("--max-pixels", type=POSITIVE, default=DEFAULT_MAX_PIXELS, show_default=True,
                                  help="Refuse images larger than this (checked from the header, before decoding).")
@@ -256,28 +260,48 @@ def _sizes(text: str | None) -> tuple[int, ...] | None:
 
 @main.command()
 @click.option("--source", type=click.Choice(PRETRAIN_SOURCES), default=PretrainConfig.source,
-              help="Task A: synthetic glyphs (similar to captchas) or CIFAR-10 (dissimilar).")
+              help="Task A: synthetic glyphs (similar to captchas) or CIFAR-10 (dissimilar) for a backbone; "
+                   "synthetic whole captchas (captchas) for the general CTC reader.")
 @click.option("--data", "data_path", type=click.Path(), default=None, help="CIFAR-10 folder, tar.gz or cifar-10-batches-py.")
-@click.option("--out", type=click.Path(dir_okay=False), default=None, help="Backbone file [default: checkpoints/<source>-resnet18.pt].")
-@click.option("--steps", type=POSITIVE, default=PretrainConfig.steps, help="Optimiser steps.")
-@click.option("--batch-size", type=POSITIVE, default=PretrainConfig.batch_size, help="Images per step.")
-@click.option("--lr", type=POSITIVE_FLOAT, default=PretrainConfig.lr, help="Peak learning rate (SGD, one-cycle).")
+@click.option("--out", type=click.Path(dir_okay=False), default=None,
+              help="Output file [default: checkpoints/<source>-resnet18.pt; captchas: checkpoints/reader-ctc.pt].")
+@click.option("--steps", type=POSITIVE, default=None, help="Optimiser steps [default: 1300; captchas: 3000].")
+@click.option("--batch-size", type=POSITIVE, default=None, help="Images per step [default: 128; captchas: 64].")
+@click.option("--lr", type=POSITIVE_FLOAT, default=None,
+              help="Peak learning rate [default: 0.1 SGD; captchas: 1e-3 AdamW], one-cycle.")
 @click.option("--seed", default=PretrainConfig.seed)
-@click.option("--workers", type=COUNT, default=PretrainConfig.workers, help="Processes rendering glyphs.")
-@click.option("--eval-every", type=POSITIVE, default=PretrainConfig.eval_every,
-              help="Steps between held-out evaluations (each also writes <out>.last.pt for --resume).")
+@click.option("--workers", type=COUNT, default=PretrainConfig.workers, help="Processes rendering glyphs or captchas.")
+@click.option("--eval-every", type=POSITIVE, default=None,
+              help="Steps between held-out evaluations (each also writes <out>.last.pt for --resume) "
+                   "[default: 200; captchas: 250].")
 @click.option("--sizes", default=None, help="Comma list of square input sizes, one drawn per step "
               "[default: 32,48,64 for glyphs, 32 for cifar10].")
 @click.option("--resume", is_flag=True, help="Continue a killed run from <out>.last.pt.")
 @json_option
 def pretrain(source, data_path, out, steps, batch_size, lr, seed, workers, eval_every, sizes, resume, as_json) -> None:
-    """Pretrain a ResNet-18 backbone offline, for `captcha train --pretrained PATH`."""
+    """Pretrain offline: a ResNet-18 backbone (for `captcha train --pretrained PATH`) or the general reader."""
+    given = {k: v for k, v in {"steps": steps, "batch_size": batch_size, "lr": lr, "eval_every": eval_every}.items()
+             if v is not None}
+    command = " ".join(["captcha"] + sys.argv[1:])
+    progress = sys.stderr.isatty() and not as_json
+    if source == "captchas":
+        from .training.reader import ReaderConfig, pretrain_reader
+
+        rcfg = ReaderConfig(**given, seed=seed, workers=workers, resume=resume, command=command,
+                            **({"out": out} if out else {}))
+        rinfo = pretrain_reader(rcfg, progress=progress)
+        if as_json:
+            _emit_json({"reader": rcfg.out, **rinfo})
+            return
+        last = rinfo["history"][-1]
+        click.echo(f"wrote {rcfg.out} in {rinfo['seconds'] / 60:.1f} min; held-out synthetic captchas: "
+                   f"{100 * last['string_acc']:.2f}% full-string, {100 * last['captcha_char_acc']:.2f}% characters")
+        return
     from .training.pretrain import pretrain as run
 
-    cfg = PretrainConfig(source=source, data=data_path, out=out, steps=steps, batch_size=batch_size, lr=lr, seed=seed,
-                         workers=workers, eval_every=eval_every, resume=resume, sizes=_sizes(sizes),
-                         command=" ".join(["captcha"] + sys.argv[1:]))
-    info = run(cfg, progress=sys.stderr.isatty() and not as_json)
+    cfg = PretrainConfig(source=source, data=data_path, out=out, **given, seed=seed, workers=workers, resume=resume,
+                         sizes=_sizes(sizes), command=command)
+    info = run(cfg, progress=progress)
     if as_json:
         _emit_json({"backbone": cfg.out_path, **info})
         return
@@ -313,20 +337,25 @@ def pretrain(source, data_path, out, steps, batch_size, lr, seed, workers, eval_
 @click.option("--split", "split_method", type=click.Choice(SPLIT_CHOICES), default=TrainConfig.split,
               help="How captchas are cut into characters; auto: exact cells when chars/ is given, else the "
                    "splitter a quick linear probe on the pretrained features reads best.")
-@click.option("--method", type=click.Choice(METHODS), default=TrainConfig.method,
+@click.option("--method", type=click.Choice(METHOD_CHOICES), default=TrainConfig.method,
               help="classify: split into characters, classify each (the course). ctc: read the whole captcha "
-                   "(segmentation-free, for touching or overlapping glyphs).")
+                   "(segmentation-free, for touching or overlapping glyphs), starting from the general reader. "
+                   "auto: with only captchas to learn from, short probes of both on a held-out slice of them decide.")
 @click.option("--input-size", nargs=2, type=SIDE, default=None, metavar="H W",
               help="Network input size [default: auto: 32x32 or 64x64 crops, whichever the probes read best; "
                    "ctc: whole captchas near their native scale].")
 @click.option("--val-fraction", type=FRACTION, default=TrainConfig.val_fraction, help="Held-out share of a flat captcha folder.")
+@click.option("--unlabelled", type=click.Path(), default=None,
+              help="A folder of the site's captchas with no labels: self-training reads them with the trained model "
+                   "and trains again on the labelled captchas plus the confidently read ones (kept when the "
+                   "held-out slice of the labelled ones reads better).")
 @click.option("--resume", is_flag=True, help="Continue the interrupted run from <out>.last.pt.")
 @device_option("training")
 @json_option
 @charset_option
 def train(data_dir, out, pretrained, freeze, epochs, budget, batch_size, optimizer, lr, schedule, seed, no_augment,
-          aug_passes, no_cache, length, split_method, method, input_size, val_fraction, resume, device, as_json,
-          alphabet) -> None:
+          aug_passes, no_cache, length, split_method, method, input_size, val_fraction, unlabelled, resume, device,
+          as_json, alphabet) -> None:
     """Train the per-character ResNet-18 classifier (transfer learning) and keep the best checkpoint."""
     from .config import AugmentConfig
     from .training.train import train as run
@@ -336,7 +365,8 @@ def train(data_dir, out, pretrained, freeze, epochs, budget, batch_size, optimiz
                       batch_size=batch_size, optimizer=optimizer, lr=lr, schedule=schedule, seed=seed,
                       augment=AugmentConfig(enabled=not no_augment), aug_passes=aug_passes,
                       cache_features=not no_cache, length=length, split=split_method, val_fraction=val_fraction,
-                      resume=resume, device=device, method=method, size=tuple(input_size) if input_size else None)
+                      resume=resume, device=device, method=method, size=tuple(input_size) if input_size else None,
+                      unlabelled=unlabelled)
     say = (lambda m: click.echo(m, err=True)) if as_json else click.echo
     result = run(cfg, say=say, progress=sys.stderr.isatty() and not as_json)
     if result.get("rank", 0) != 0:
@@ -399,7 +429,7 @@ def evaluate(val, data_dir, checkpoint, out_dir, show_errors, backend, device, a
 
 @main.command()
 @click.argument("images", nargs=-1, required=True)
-@checkpoint_option
+@solving_checkpoint_option
 @json_option
 @max_pixels_option
 @backend_option
@@ -414,9 +444,10 @@ def solve(images, checkpoint, as_json, max_pixels, backend, device, reject_below
     a reading less confident than that is no answer: an empty line (JSON: "text": null, "rejected").
     """
     from .errors import ImageError
-    from .inference.load import load_solver
+    from .inference.load import load_solver, solving_checkpoint
 
-    solver = load_solver(checkpoint, backend=backend, device=device, max_pixels=max_pixels, reject_below=reject_below)
+    solver = load_solver(solving_checkpoint(checkpoint), backend=backend, device=device, max_pixels=max_pixels,
+                         reject_below=reject_below)
     failed = 0
     for name in images:
         src = sys.stdin.buffer.read() if name == "-" else name
@@ -444,7 +475,7 @@ def solve(images, checkpoint, as_json, max_pixels, backend, device, reject_below
 @main.command("solve-batch")
 @click.argument("inputs", nargs=-1, required=True)
 @click.option("--out", type=click.Path(dir_okay=False), required=True, help="CSV: filename,text,confidence,error.")
-@checkpoint_option
+@solving_checkpoint_option
 @batch_size_option
 @click.option("--workers", type=COUNT, default=0, help="Processes decoding images (0: one background thread).")
 @click.option("--resume", is_flag=True, help="Skip inputs already in --out and append the rest.")
@@ -461,10 +492,11 @@ def solve_batch(inputs, out, checkpoint, batch_size, workers, resume, shard, max
     Shards' CSVs merge with `captcha merge-results`. Exit 2 when not one input could be read.
     """
     from .inference.batch import parse_shard, run_batch
-    from .inference.load import load_solver
+    from .inference.load import load_solver, solving_checkpoint
 
     spec = parse_shard(shard)
-    solver = load_solver(checkpoint, backend=backend, device=device, max_pixels=max_pixels, reject_below=reject_below)
+    solver = load_solver(solving_checkpoint(checkpoint), backend=backend, device=device, max_pixels=max_pixels,
+                         reject_below=reject_below)
     stats = run_batch(inputs, out, solver, batch_size=batch_size, workers=workers, resume=resume,
                       progress=sys.stderr.isatty() and not as_json, shard=spec)
     if as_json:
@@ -550,7 +582,7 @@ def export(checkpoint, out, int8, tolerance, as_json) -> None:
 
 
 @main.command()
-@checkpoint_option
+@solving_checkpoint_option
 @click.option("--host", default=ServeConfig.host, help="Address to bind (loopback by default).")
 @click.option("--port", type=click.IntRange(1, 65535), default=ServeConfig.port)
 @click.option("--max-bytes", type=POSITIVE, default=ServeConfig.max_bytes, help="Largest accepted image.")
@@ -564,9 +596,10 @@ def export(checkpoint, out, int8, tolerance, as_json) -> None:
 def serve(checkpoint, host, port, max_bytes, batch_size, batch_window_ms, max_pixels, backend, device,
           reject_below) -> None:
     """HTTP service: POST /solve, POST /solve/batch, GET /health, docs at /docs."""
+    from .inference.load import solving_checkpoint
     from .inference.serve import serve as run
 
-    run(checkpoint, ServeConfig(host=host, port=port, max_bytes=max_bytes, batch_size=batch_size,
+    run(solving_checkpoint(checkpoint), ServeConfig(host=host, port=port, max_bytes=max_bytes, batch_size=batch_size,
                                 batch_window_ms=batch_window_ms, max_pixels=max_pixels, reject_below=reject_below),
         backend=backend, device=device)
 

@@ -15,21 +15,25 @@ from .charset import DEFAULT_ALPHABET, DEFAULT_CHARSET, Charset
 # --- files and folders --------------------------------------------------------------------------
 DEFAULT_DATA = "data"  # `captcha train` makes the synthetic course dataset here when --data is not given
 DEFAULT_CHECKPOINT = "checkpoints/model.pt"
+# The general reader shipped in the package (captcha/weights/): solving's checkpoint until one is trained.
+SHIPPED_READER = "reader-ctc.pt"
 CACHE_KEEP = 8  # compiled (ONNX) models kept in the cache, most recently used first
 
 # --- choices ------------------------------------------------------------------------------------
 FREEZE_LEVELS = ("none", "layer1", "layer2", "layer3", "layer4", "all")
 FREEZE_CHOICES = FREEZE_LEVELS + ("auto",)
 METHODS = ("classify", "ctc")
+METHOD_CHOICES = METHODS + ("auto",)
 SPLITTERS = ("equal", "projection", "components")
 SPLIT_CHOICES = SPLITTERS + ("auto",)
 OPTIMIZERS = ("adamw", "sgd")
 SCHEDULES = ("onecycle", "cosine", "constant")
 DEVICES = ("auto", "cpu", "cuda")
 BACKENDS = ("auto", "onnx", "torch")
-PRETRAINED_HELP = ("auto, glyphs (the default shipped backbone; glyphs-v1 and glyphs-v2 by name), imagenet, none, "
+PRETRAINED_HELP = ("auto (ctc: the general reader; classify: the glyph backbone), glyphs (the default shipped "
+                   "backbone; glyphs-v1 and glyphs-v2 by name), reader, imagenet, none, "
                    "or a PATH to a ResNet-18 checkpoint/state_dict")
-PRETRAIN_SOURCES = ("glyphs", "cifar10")
+PRETRAIN_SOURCES = ("glyphs", "cifar10", "captchas")  # captchas: the general CTC reader
 # `captcha bench generalize`: held-out glyph styles (data.styles) and cuts of real sets, in this order.
 GENERALIZE_SETS = ("halftone-serif", "striped-sans", "eroded-mono", "sysu-cut")
 
@@ -84,7 +88,7 @@ class TrainConfig:
     label_smoothing: float = 0.1
     seed: int = 0
     size: tuple[int, int] | None = None  # None: probed (classify, 32 or 64 px); whole captchas (ctc) near native scale
-    method: str = "classify"  # or "ctc": segmentation-free, reads the whole captcha
+    method: str = "auto"  # classify (split, read each crop), ctc (read the whole captcha), auto: probed (training.recipe)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     aug_passes: int | None = None  # distinct augmentation passes cycled over the epochs (None: one per epoch)
     cache_features: bool = True
@@ -93,6 +97,7 @@ class TrainConfig:
     val_fraction: float = 0.2  # flat folders of captchas only
     select_fraction: float = 0.15  # of the training data, held out to choose the recipe and the epoch kept
     patience: int = 5  # epochs the held-out slice stays below its best (beyond noise) before training stops
+    unlabelled: str | None = None  # a folder of the site's unlabelled captchas for self-training (training.selftrain)
     resume: bool = False
     synth_if_missing: bool = False  # the CLI sets it when --data is not given
     device: str = "auto"
@@ -130,6 +135,7 @@ PROBE_SAMPLES = 360  # training samples a probe sees per epoch (at most): ~25 s 
 # partial freezing where fine-tuning everything later wins.
 PROBE_EPOCHS = 3
 AUTO_EPOCHS = (3, 20)  # the least and the most epochs --epochs auto gives the chosen recipe
+PSEUDO_CONFIDENCE = 0.9  # self-training keeps an unlabelled captcha's reading at least this confident
 
 
 @dataclass
@@ -161,6 +167,28 @@ class PretrainConfig:
     def out_path(self) -> str:
         """Where the backbone is written."""
         return self.out or f"checkpoints/{self.source}-resnet18.pt"
+
+
+@dataclass
+class ReaderConfig:
+    """Settings of `captcha pretrain --source captchas`; saved in the reader's checkpoint."""
+
+    out: str = "checkpoints/reader-ctc.pt"
+    pretrained: str = "glyphs"  # the trunk's start
+    steps: int = 3000
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 0.05
+    seed: int = 0
+    workers: int = 1
+    eval_every: int = 250
+    size: tuple[int, int] = (48, 160)  # (height, width): 20 feature columns, room for 6 characters and blanks
+    lengths: tuple[int, ...] = (4, 5, 6)  # characters per synthetic captcha
+    heldout: int = 400  # synthetic captchas from a seed never trained on, read after every eval_every steps
+    bf16: bool = True
+    resume: bool = False
+    command: str = ""
+    alphabet: str = DEFAULT_ALPHABET
 
 
 @dataclass

@@ -26,6 +26,7 @@ class SegmentConfig:
 
     method: str = "equal"
     trim: bool = False  # the course's cells are exact: keep them whole
+    crop: bool = False  # cut the captcha to its content first (blank margins, a band of a larger canvas)
     context: float = 0.1  # extra width on each side, as a fraction of a character's width
 
     def __post_init__(self) -> None:
@@ -38,6 +39,39 @@ class SegmentConfig:
     @classmethod
     def from_dict(cls, d: dict) -> "SegmentConfig":
         return cls(**d)
+
+
+CONTENT_MASS = 0.01  # share of the ink allowed outside the content box on each side (specks, stray lines)
+CONTENT_PAD = 0.12  # margin kept around the content, as a fraction of its height
+CONTENT_KEEP = 0.9  # a box covering this much of both sides is no crop at all
+
+
+def content_box(img: Image.Image) -> Box:
+    """The part of ``img`` that holds the captcha's ink, with a small margin (the whole image when
+    the ink fills it): robust to specks and stray lines, which carry little of the ink mass."""
+    w, h = img.size
+    mask = ink_mask(img)
+    total = mask.sum()
+    if total == 0:
+        return (0, 0, w, h)
+    spans = []
+    for axis in (0, 1):  # columns, then rows
+        cum = np.cumsum(mask.sum(axis)) / total
+        spans.append((int(np.searchsorted(cum, CONTENT_MASS)), int(np.searchsorted(cum, 1 - CONTENT_MASS)) + 1))
+    (x0, x1), (y0, y1) = spans
+    pad = max(2, int(round((y1 - y0) * CONTENT_PAD)))
+    box = (max(0, x0 - pad), max(0, y0 - pad), min(w, x1 + pad), min(h, y1 + pad))
+    if box[2] - box[0] >= CONTENT_KEEP * w and box[3] - box[1] >= CONTENT_KEEP * h:
+        return (0, 0, w, h)
+    return box
+
+
+def to_content(img: Image.Image, cfg: SegmentConfig) -> Image.Image:
+    """``img`` cut to its content when ``cfg.crop`` asks for it: the first step of reading a captcha."""
+    if not cfg.crop:
+        return img
+    box = content_box(img)
+    return img if box == (0, 0) + img.size else img.crop(box)
 
 
 def ink_mask(img: Image.Image) -> np.ndarray:
@@ -211,5 +245,7 @@ def split_boxes(img: Image.Image, n: int, cfg: SegmentConfig | None = None) -> l
 
 
 def split(img: Image.Image, n: int, cfg: SegmentConfig | None = None) -> list[Image.Image]:
-    """The ``n`` character crops of ``img``."""
+    """The ``n`` character crops of ``img`` (cut to its content first when ``cfg.crop``)."""
+    cfg = cfg or SegmentConfig()
+    img = to_content(img, cfg)
     return [img.crop(b) for b in split_boxes(img, n, cfg)]

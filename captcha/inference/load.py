@@ -17,11 +17,19 @@ import hashlib
 import logging
 import os
 import tempfile
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from .. import __version__
-from ..config import BACKENDS, CACHE_KEEP, DEFAULT_MAX_PIXELS, DEVICES
+from ..config import (
+    BACKENDS,
+    CACHE_KEEP,
+    DEFAULT_CHECKPOINT,
+    DEFAULT_MAX_PIXELS,
+    DEVICES,
+    SHIPPED_READER,
+)
 from ..errors import CheckpointError, ConfigError
 from .backends import OnnxBackend, TorchBackend, has_onnxruntime
 from .solver import Solver
@@ -131,6 +139,20 @@ class OnnxCache:
     def size(self) -> int:
         """Bytes the cache holds."""
         return sum(p.stat().st_size for p in self.entries())
+
+
+def solving_checkpoint(path: str | os.PathLike | None) -> Path:
+    """The model to solve with: ``path`` when given, else the trained ``checkpoints/model.pt`` when it
+    exists, else the general reader shipped in the package (it reads captchas with no training)."""
+    if path is not None:
+        return Path(path)
+    trained = Path(DEFAULT_CHECKPOINT)
+    reader = Path(str(resources.files("captcha") / "weights" / SHIPPED_READER))
+    if trained.is_file() or not reader.is_file():
+        return trained
+    log.info("no %s yet: reading with the shipped general reader (%s); train one with `captcha train`",
+             trained, reader.name)
+    return reader
 
 
 def resolve_backend(backend: str, device: str = "auto") -> str:

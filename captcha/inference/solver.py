@@ -24,7 +24,7 @@ from ..charset import Charset
 from ..config import DEFAULT_MAX_PIXELS, METHODS, SOLVE_BATCH_SIZE
 from ..data.images import ImageInput, load_image
 from ..data.preprocess import Preprocess
-from ..data.segment import SegmentConfig
+from ..data.segment import SegmentConfig, to_content
 from ..errors import CaptchaError, CheckpointError, ConfigError
 from .backends import OnnxBackend
 from .decode import BatchResult, Solution, captcha_inputs, decode
@@ -50,7 +50,7 @@ class Preparer:
     def inputs(self, img: Image.Image) -> np.ndarray:
         """(k, 3, H, W) inputs of one decoded captcha."""
         if self.method == "ctc":
-            return self.pre(img)[None]
+            return self.pre(to_content(img, self.segment))[None]
         return captcha_inputs(img, self.length, self.segment, self.pre)
 
     def __call__(self, item: ImageInput | tuple[str, ImageInput]) -> tuple[str, np.ndarray | None, str, tuple[int, int]]:
@@ -71,7 +71,7 @@ class Solver:
 
     def __init__(self, backend: Callable[[np.ndarray], np.ndarray], charset: Charset, preparer: Preparer,
                  trained_size: tuple[int, int] | None = None, temperature: float = 1.0,
-                 reject_below: float = 0.0) -> None:
+                 reject_below: float = 0.0, allow: str = "") -> None:
         if preparer.method not in METHODS:
             raise ConfigError(f"unknown method {preparer.method!r}; choose one of {', '.join(METHODS)}")
         if not 0.0 <= reject_below <= 1.0:
@@ -82,6 +82,19 @@ class Solver:
         self.trained_size = trained_size  # (width, height) of the captchas it learned from, for warnings
         self.temperature = temperature  # fitted at training time on held-out data: calibrated confidences
         self.reject_below = reject_below  # a reading less confident than this is refused, not guessed
+        self.allow(allow)
+
+    def allow(self, chars: str = "") -> "Solver":
+        """Read only these characters (all of the charset's when empty): a site that shows digits only,
+        read by a model that knows letters too. Unknown characters are an error."""
+        self.allowed = chars
+        if not chars:
+            self._mask = None
+            return self
+        keep = set(self.charset.encode("".join(dict.fromkeys(chars))))
+        classes = len(self.charset) + (1 if self.method == "ctc" else 0)
+        self._mask = np.array([i in keep or i >= len(self.charset) for i in range(classes)])
+        return self
 
     @property
     def method(self) -> str:
@@ -133,7 +146,10 @@ class Solver:
         """Network inputs of several captchas, (captchas, k, 3, H, W) -> their solutions."""
         n, k = x.shape[:2]
         logits = self.backend(x.reshape(n * k, *x.shape[2:]))
-        sols = decode(logits.reshape(n, -1, logits.shape[-1]) / self.temperature, self.charset, self.method)
+        logits = logits.reshape(n, -1, logits.shape[-1]) / self.temperature
+        if self._mask is not None:
+            logits = np.where(self._mask, logits, np.float32(-1e9))
+        sols = decode(logits, self.charset, self.method)
         for sol in sols:
             sol.rejected = sol.confidence < self.reject_below
         return sols
@@ -177,7 +193,7 @@ class Solver:
             aspect = (w / h) / (tw / th)
             if not 1 / SIZE_TOLERANCE <= aspect <= SIZE_TOLERANCE or not 1 / SIZE_TOLERANCE <= h / th <= SIZE_TOLERANCE:
                 out.append(f"image is {w}x{h}; the model learned from captchas of about {tw}x{th}")
-        if self.method == "ctc" and len(sol.text) != self.length:
+        if self.method == "ctc" and self.length and len(sol.text) != self.length:  # length 0: any (the general reader)
             out.append(f"read {len(sol.text)} characters; the model was trained on {self.length}")
         return out
 

@@ -16,7 +16,8 @@ from torch import nn
 from torchvision.models import ResNet, ResNet18_Weights
 from torchvision.models.resnet import BasicBlock
 
-from ..config import FREEZE_LEVELS, METHODS, PRETRAINED_HELP
+from ..charset import DEFAULT_ALPHABET
+from ..config import FREEZE_LEVELS, METHODS, PRETRAINED_HELP, SHIPPED_READER
 from ..errors import CheckpointError, ConfigError
 from .checkpoint import check_checkpoint, is_checkpoint, read_weights_file
 
@@ -186,6 +187,35 @@ def shipped_backbone(name: str = "glyphs") -> Path:
     return Path(str(resources.files("captcha") / "weights" / file))
 
 
+def shipped_reader() -> Path:
+    """The general reader (`captcha pretrain --source captchas`) shipped inside the package: it solves
+    with no training, and every CTC fine-tune starts from it."""
+    return Path(str(resources.files("captcha") / "weights" / SHIPPED_READER))
+
+
+def reader_state(alphabet: str, fold_case: bool, path: str | os.PathLike | None = None
+                 ) -> tuple[str, dict[str, torch.Tensor]]:
+    """The general reader's weights as the start of a CTC model over ``alphabet``: the trunk as is,
+    and each head row taken from the reader's row for the same character (case-folded when the
+    target folds case) and its blank; characters the reader does not know keep a fresh row."""
+    path = Path(path) if path else shipped_reader()
+    ckpt = check_checkpoint(read_weights_file(path), path, "recognizer")
+    if ckpt.get("method") != "ctc":
+        raise CheckpointError(f"{path}: not a CTC reader (method {ckpt.get('method')!r})")
+    state = clean_state_dict(ckpt["model"])
+    known = ckpt["charset"]["alphabet"]
+    weight, bias = state.pop("fc.weight"), state.pop("fc.bias")
+    fresh = nn.Linear(FEATURE_DIM, len(alphabet) + 1)
+    rows_w, rows_b = fresh.weight.detach().clone(), fresh.bias.detach().clone()
+    for i, c in enumerate(alphabet):
+        key = c.upper() if c.upper() in known and (fold_case or c not in known) else c
+        if key in known:
+            rows_w[i], rows_b[i] = weight[known.index(key)], bias[known.index(key)]
+    rows_w[-1], rows_b[-1] = weight[-1], bias[-1]
+    state["fc.weight"], state["fc.bias"] = rows_w, rows_b
+    return f"reader:{path.name}", state
+
+
 def _shipped_state(name: str = "glyphs") -> tuple[str, dict[str, torch.Tensor]]:
     path = shipped_backbone(name)
     if not path.is_file():
@@ -208,6 +238,8 @@ def resolve_pretrained(spec: str) -> tuple[str, dict[str, torch.Tensor] | None]:
         return _shipped_state(spec)
     if spec == "imagenet":
         return "imagenet", _load_imagenet()
+    if spec == "reader":
+        return resolve_start(spec, "ctc", DEFAULT_ALPHABET, True)
     if spec == "none":
         return "none", None
     if not Path(spec).exists():
@@ -215,9 +247,26 @@ def resolve_pretrained(spec: str) -> tuple[str, dict[str, torch.Tensor] | None]:
     return f"file:{spec}", load_backbone_file(spec)
 
 
+def resolve_start(spec: str, method: str, alphabet: str, fold_case: bool) -> tuple[str, dict[str, torch.Tensor] | None]:
+    """Where `captcha train` starts: CTC with ``auto`` starts from the general reader (its head mapped onto
+    the charset) when it is installed; ``reader`` asks for it; anything else is ``resolve_pretrained``."""
+    if spec == "reader" or (spec == "auto" and method == "ctc" and shipped_reader().is_file()):
+        if not shipped_reader().is_file():
+            raise CheckpointError(f"--pretrained reader: the general reader {shipped_reader()} is missing from this "
+                                  "install (make one with `captcha pretrain --source captchas`)")
+        return reader_state(alphabet, fold_case)
+    return resolve_pretrained(spec)
+
+
 def load_backbone(model: CharNet, state: dict[str, torch.Tensor], source: str = "") -> None:
-    """Copy ResNet-18 backbone weights into ``model`` (the head stays new); mismatches are errors."""
-    state = {k: v for k, v in clean_state_dict(state).items() if not k.startswith("fc.")}
+    """Copy ResNet-18 backbone weights into ``model``; mismatches are errors. The head stays new, except
+    from the general reader (``reader:`` sources) when its mapped head fits the model's."""
+    state = clean_state_dict(state)
+    head = {k[3:]: v for k, v in state.items() if k.startswith("fc.")}
+    own = model.fc.state_dict()
+    if source.startswith("reader:") and head.keys() == own.keys() and all(head[k].shape == v.shape for k, v in own.items()):
+        model.fc.load_state_dict(head)
+    state = {k: v for k, v in state.items() if not k.startswith("fc.")}
     own = {k: v for k, v in model.state_dict().items() if not k.startswith("fc.")}
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))

@@ -22,9 +22,9 @@ from sklearn.preprocessing import StandardScaler
 
 from ..charset import Charset
 from ..config import SPLITTERS, TrainConfig
-from ..data.layout import load_images
+from ..data.layout import detect_layout, load_images
 from ..data.preprocess import Preprocess
-from ..data.segment import SegmentConfig, split
+from ..data.segment import SegmentConfig, split, to_content
 from ..data.splits import Captcha, EvalData, read_parts
 from ..data.synth import seed_for
 from ..errors import DataError
@@ -48,6 +48,7 @@ class TrainingData(EvalData):
     single_chars: bool = False  # trained on clean single-character images (the course's chars/train)
     captcha_size: list[int] | None = None  # median (width, height) of its captchas: solving warns far from it
     other_lengths: int = 0  # training captchas left out because their label is not ``length`` long
+    pseudo_groups: frozenset[int] = frozenset()  # groups of pseudo-labelled captchas: trained on, never held out
 
 
 def _crops_of(captchas: list[Captcha], length: int, segment: SegmentConfig, charset: Charset):
@@ -62,15 +63,21 @@ def _crops_of(captchas: list[Captcha], length: int, segment: SegmentConfig, char
     return images, targets, groups
 
 
-def hold_out_slice(groups: list[int], fraction: float, seed: int) -> tuple[list[int], list[int]]:
+def hold_out_slice(groups: list[int], fraction: float, seed: int,
+                   always_fit: frozenset[int] = frozenset()) -> tuple[list[int], list[int]]:
     """(indices to fit on, indices of the held-out slice): about ``fraction`` of the groups, chosen by
     ``seed``. The slice picks the recipe and the epoch kept, so the reported val set is never used to
-    choose; all crops of one captcha fall on the same side."""
-    order = sorted(set(groups))
+    choose; all crops of one captcha fall on the same side; groups in ``always_fit`` are never held out."""
+    order = sorted(set(groups) - always_fit)
     random.Random(seed_for(seed, "slice")).shuffle(order)
     held = set(order[: round(len(order) * fraction)]) if len(order) >= MIN_SLICE_GROUPS else set()
     fit = [i for i, g in enumerate(groups) if g not in held]
     return fit, [i for i, g in enumerate(groups) if g in held]
+
+
+def whole_captchas_only(root: Path) -> bool:
+    """True when ``root`` holds labelled captchas and no single-character images to train on."""
+    return detect_layout(root) == "flat" or not (root / "chars" / "train").is_dir()
 
 
 def _length(cfg_length: int | None, captchas: list[Captcha], root: Path) -> int:
@@ -85,23 +92,29 @@ def _length(cfg_length: int | None, captchas: list[Captcha], root: Path) -> int:
     return counts.most_common(1)[0][0] if counts else 4
 
 
-def load_training_data(cfg: TrainConfig, charset: Charset, segment: SegmentConfig | None = None) -> TrainingData:
+def load_training_data(cfg: TrainConfig, charset: Charset, segment: SegmentConfig | None = None,
+                       pseudo: list[Captcha] | None = None) -> TrainingData:
     """Read the dataset at ``cfg.data`` in either layout; split captchas into training crops (classify)
-    or keep them whole (ctc). ``segment`` fixes the splitter (a resumed run) instead of choosing one."""
+    or keep them whole (ctc). ``segment`` fixes the splitter (a resumed run) instead of choosing one;
+    ``pseudo`` (self-training's pseudo-labelled captchas) join the training captchas, never the slice."""
     root = Path(cfg.data)
     parts = read_parts(root, charset, cfg.val_fraction, cfg.seed)
+    real = len(parts.train_caps)
+    parts.train_caps = parts.train_caps + list(pseudo or [])
     length = _length(cfg.length, parts.val_caps + parts.train_caps, root)
     segment = segment or _segmenter(cfg, parts.train_caps, length, charset, cells=bool(parts.train_chars))
     size = _median_size([im for im, _ in parts.train_caps + parts.val_caps])
     other = sum(len(lab) != length for _, lab in parts.train_caps)
     if cfg.method == "ctc":  # whole captchas only: the single-character images are never decoded
-        whole = [(im, lab) for im, lab in parts.train_caps if len(lab) == length]
+        picked = [k for k, (_, lab) in enumerate(parts.train_caps) if len(lab) == length]
+        whole = [(to_content(parts.train_caps[k][0], segment), parts.train_caps[k][1]) for k in picked]
         if not whole:
             raise DataError(f"{root}: --method ctc reads whole captchas and needs labelled training captchas "
                             "(captchas/train/ or a flat folder); single characters cannot train it")
         return TrainingData([], [], parts.val_caps, length, segment, parts.split, train_images=[im for im, _ in whole],
                             train_targets=[charset.encode(lab) for _, lab in whole],
-                            train_groups=list(range(len(whole))), captcha_size=size, other_lengths=other)
+                            train_groups=picked, captcha_size=size, other_lengths=other,
+                            pseudo_groups=frozenset(range(real, len(parts.train_caps))))
     t_imgs, kept = load_images(parts.train_chars)
     t_targets = [charset.encode(s.label)[0] for s in kept]
     v_imgs, v_kept = load_images(parts.val_chars)
@@ -112,7 +125,8 @@ def load_training_data(cfg: TrainConfig, charset: Charset, segment: SegmentConfi
     groups = list(range(len(t_imgs))) + [len(t_imgs) + g for g in c_groups]  # a character image is its own group
     return TrainingData(v_imgs, v_targets, parts.val_caps, length, segment, parts.split, train_images=t_imgs + c_imgs,
                         train_targets=t_targets + c_targets, train_groups=groups, single_chars=bool(t_imgs),
-                        captcha_size=size, other_lengths=other)
+                        captcha_size=size, other_lengths=other,
+                        pseudo_groups=frozenset(len(t_imgs) + k for k in range(real, len(parts.train_caps))))
 
 
 def _median_size(images: list) -> list[int] | None:
@@ -124,15 +138,15 @@ def _median_size(images: list) -> list[int] | None:
 def _segmenter(cfg: TrainConfig, train_caps: list[Captcha], length: int, charset: Charset,
                cells: bool) -> SegmentConfig:
     """With character cells to train on (the course data), captchas are exact cells: keep them whole;
-    real captchas are trimmed to their ink first; ``auto`` picks by a quick validation.
-    The CTC method reads whole captchas and never splits."""
+    real captchas are cut to their content and trimmed to their ink first; ``auto`` picks by a quick
+    validation. The CTC method reads whole captchas (cut to their content) and never splits."""
     if cfg.method == "ctc":
-        return SegmentConfig("equal")
+        return SegmentConfig("equal", trim=not cells, crop=not cells)
     if cfg.split == "auto":
         if not train_caps or cells:
             return SegmentConfig("equal")
         return choose_splitter(train_caps, length, charset, backbone_features(cfg.pretrained))
-    return SegmentConfig(cfg.split, trim=not cells)
+    return SegmentConfig(cfg.split, trim=not cells, crop=not cells)
 
 
 def backbone_features(pretrained: str) -> Callable[[list[Any]], np.ndarray]:
@@ -160,14 +174,14 @@ def choose_splitter(captchas: list[Captcha], length: int, charset: Charset,
     The probe is fitted on the first 75% of (at most ``limit``) training captchas and scored by
     full-string accuracy on the rest, so a splitter that cuts characters in half loses.
     """
-    best, best_score = SegmentConfig("equal", trim=True), -1.0
+    best, best_score = SegmentConfig("equal", trim=True, crop=True), -1.0
     captchas = captchas[:limit]
     cut = int(len(captchas) * 0.75)
     fit, held = captchas[:cut], captchas[cut:]
     if not fit or not held:
         return best
     for method in SPLITTERS:
-        seg = SegmentConfig(method, trim=True)
+        seg = SegmentConfig(method, trim=True, crop=True)
         x, y, _ = _crops_of(fit, length, seg, charset)
         hx, hy, _ = _crops_of(held, length, seg, charset)
         if not x or not hx:

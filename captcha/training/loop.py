@@ -52,7 +52,8 @@ def make_schedule(opt: torch.optim.Optimizer, name: str, lr: float, total_steps:
 
 
 class CTCLoss(nn.Module):
-    """CTC over per-column logits (N, T, chars + blank) with fixed-length targets (N, L)."""
+    """CTC over per-column logits (N, T, chars + blank) and targets (N, L), each padded with -1 after
+    its own length (all L long when the captchas have one length)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -62,8 +63,8 @@ class CTCLoss(nn.Module):
         n, t, c = logits.shape
         self.ctc.blank = c - 1
         log_probs = logits.log_softmax(-1).transpose(0, 1)
-        return self.ctc(log_probs, targets, torch.full((n,), t, dtype=torch.long),
-                        torch.full((n,), targets.shape[1], dtype=torch.long))
+        return self.ctc(log_probs, targets.clamp(min=0), torch.full((n,), t, dtype=torch.long),
+                        (targets >= 0).sum(1))
 
 
 class Trainable(nn.Module):

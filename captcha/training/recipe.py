@@ -11,6 +11,7 @@ time budget allows, from the probe's own timing.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import random
@@ -22,8 +23,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..charset import Charset
 from ..config import (
     AUTO_EPOCHS,
+    METHODS,
     PROBE_EPOCHS,
     PROBE_FREEZES,
     PROBE_SAMPLES,
@@ -31,10 +34,13 @@ from ..config import (
     TrainConfig,
 )
 from ..data.augment import TrainTransform
-from ..data.preprocess import Preprocess
+from ..data.preprocess import Preprocess, whole_captcha_size
+from ..data.segment import SegmentConfig
 from ..data.synth import seed_for
-from ..nn.networks import CharNet, load_backbone, new_model
+from ..nn.networks import CharNet, load_backbone, new_model, resolve_start
+from .dataset import hold_out_slice, load_training_data
 from .loop import (
+    CTCLoss,
     Trainable,
     frozen_outputs,
     indexed_batches,
@@ -55,7 +61,9 @@ class Probe:
 
     freeze: str
     size: tuple[int, int]
-    score: float = float("nan")  # accuracy on the held-out slice of the training data
+    method: str = "classify"
+    score: float = float("nan")  # accuracy on the held-out slice of the training data (characters; ctc: strings)
+    string_score: float | None = None  # full-string accuracy on the slice's captchas, comparable across methods
     seconds: float = 0.0
     samples: int = 0  # training samples it went through
 
@@ -74,9 +82,9 @@ def candidates(cfg: TrainConfig, pretrained: bool) -> list[Probe]:
     if cfg.freeze != "auto":
         freezes: tuple[str, ...] = (cfg.freeze,)
     else:
-        freezes = PROBE_FREEZES if pretrained and cfg.method == "classify" else ("none",)
+        freezes = PROBE_FREEZES if pretrained and cfg.method != "ctc" else ("none",)
     sizes = (tuple(cfg.size),) if cfg.size else PROBE_SIZES
-    return [Probe(f, tuple(s)) for s in sizes for f in freezes]
+    return [Probe(f, tuple(s), cfg.method) for s in sizes for f in freezes]
 
 
 def make_network(cfg: TrainConfig, num_classes: int, state: dict[str, torch.Tensor] | None, source: str,
@@ -89,9 +97,11 @@ def make_network(cfg: TrainConfig, num_classes: int, state: dict[str, torch.Tens
 
 
 def run_probe(probe: Probe, cfg: TrainConfig, num_classes: int, state: dict[str, torch.Tensor] | None, source: str,
-              fit: tuple[list, list], held: tuple[list, list], device: torch.device) -> Probe:
-    """Train ``probe``'s recipe briefly on ``fit`` (images, targets) and score it on ``held``."""
+              fit: tuple[list, list], held: tuple[list, list], device: torch.device, length: int = 0) -> Probe:
+    """Train ``probe``'s recipe briefly on ``fit`` (images, targets) and score it on ``held``; with the
+    captcha ``length`` (held-out crops in whole captchas) also per whole captcha."""
     t0 = time.perf_counter()
+    torch.manual_seed(seed_for(cfg.seed, "probe-init") % 2 ** 63)  # a fresh head: the same probe, whatever ran before
     rng = random.Random(seed_for(cfg.seed, "probe"))
     pick = sorted(rng.sample(range(len(fit[0])), min(PROBE_SAMPLES, len(fit[0]))))
     images, targets = [fit[0][i] for i in pick], torch.tensor([fit[1][i] for i in pick])
@@ -104,7 +114,7 @@ def run_probe(probe: Probe, cfg: TrainConfig, num_classes: int, state: dict[str,
                          cfg.weight_decay)
     steps = math.ceil(len(images) / cfg.batch_size)
     sched = make_schedule(opt, cfg.schedule, cfg.peak_lr, steps * PROBE_EPOCHS)
-    loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+    loss_fn = CTCLoss() if cfg.method == "ctc" else nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
     for epoch in range(PROBE_EPOCHS):
         x = pass_images(images, transform, cfg.seed, epoch)
         inputs = frozen_outputs(model, x, stop) if stop else x
@@ -112,22 +122,41 @@ def run_probe(probe: Probe, cfg: TrainConfig, num_classes: int, state: dict[str,
         train_one_epoch(net, indexed_batches(inputs, targets, order, cfg.batch_size), opt, sched, loss_fn)
     probe.seconds = time.perf_counter() - t0
     probe.samples = len(images) * PROBE_EPOCHS
-    held_x = np.stack([pre(im) for im in held[0]])
-    probe.score = float((predict(model, held_x).argmax(1) == np.asarray(held[1])).mean())
+    logits = predict(model, np.stack([pre(im) for im in held[0]]))
+    if cfg.method == "ctc":
+        probe.score = probe.string_score = float(np.mean([p == tuple(t) for p, t in zip(best_paths(logits), held[1])]))
+        return probe
+    right = logits.argmax(1) == np.asarray(held[1])
+    probe.score = float(right.mean())
+    if length and len(right) % length == 0:
+        probe.string_score = float(right.reshape(-1, length).all(1).mean())
     return probe
+
+
+def best_paths(logits: np.ndarray) -> list[tuple[int, ...]]:
+    """CTC best-path readings of (N, columns, classes) logits as class-index tuples (blank: the last class)."""
+    blank = logits.shape[-1] - 1
+    out = []
+    for row in logits.argmax(-1):
+        keep = np.r_[True, row[1:] != row[:-1]] & (row != blank)
+        out.append(tuple(int(k) for k in row[keep]))
+    return out
 
 
 def choose_recipe(cfg: TrainConfig, num_classes: int, state: dict[str, torch.Tensor] | None, source: str,
                   fit: tuple[list, list], held: tuple[list, list], device: torch.device,
-                  say: Callable[[str], None]) -> tuple[Probe, list[Probe]]:
-    """Probe every candidate (when there is more than one, and a slice to score on); the best wins."""
+                  say: Callable[[str], None], length: int = 0, always: bool = False) -> tuple[Probe, list[Probe]]:
+    """Probe every candidate (when there is more than one, or ``always``, and a slice to score on); the best wins."""
     probes = candidates(cfg, state is not None)
-    if len(probes) == 1 or not held[0] or cfg.method != "classify":
+    if (len(probes) == 1 and not always) or not held[0]:
         return probes[0], []
     for p in probes:
-        run_probe(p, cfg, num_classes, state, source, fit, held, device)
-        say(f"probe freeze={p.freeze:<6} input {p.size[0]}x{p.size[1]}: {100 * p.score:6.2f}% of "
-            f"{len(held[0])} held-out training samples ({p.seconds:.1f}s)")
+        run_probe(p, cfg, num_classes, state, source, fit, held, device, length)
+        unit = "captchas" if cfg.method == "ctc" else "characters"
+        whole = "" if cfg.method == "ctc" or p.string_score is None else \
+            f", {100 * p.string_score:6.2f}% of whole captchas"
+        say(f"probe {cfg.method} freeze={p.freeze:<6} input {p.size[0]}x{p.size[1]}: {100 * p.score:6.2f}% of "
+            f"{len(held[0])} held-out training {unit}{whole} ({p.seconds:.1f}s)")
     best = max(probes, key=lambda p: (round(p.score, 4), -COST[p.freeze], -p.size[0]))
     return best, probes
 
@@ -148,3 +177,45 @@ def auto_epochs(cfg: TrainConfig, probe: Probe, train_samples: int, spent: float
 def pass_images(images: list, transform: TrainTransform, seed: int, pass_id: int) -> torch.Tensor:
     """One augmentation pass over training images, reproducible from (seed, pass)."""
     return torch.from_numpy(np.stack([transform(im, seed_for(seed, "aug", pass_id, i)) for i, im in enumerate(images)]))
+
+
+@dataclass
+class MethodChoice:
+    """What `--method auto` measured: each method's best probe, and the splitter classify would use."""
+
+    method: str
+    probes: dict[str, tuple[Probe, list[Probe]]]  # method -> (its best probe, all its probes)
+    segment: SegmentConfig  # classify's splitter (ctc never splits)
+    held_out: int  # captchas in the slice
+
+    def table(self) -> list[dict[str, Any]]:
+        """One row per method: its best probe, as stored in the checkpoint's recipe."""
+        return [{**best.to_dict(), "chosen": m == self.method} for m, (best, _) in self.probes.items()]
+
+
+def choose_method(cfg: TrainConfig, charset: Charset, device: torch.device, say: Callable[[str], None]) -> MethodChoice:
+    """``--method auto``: split-and-classify against whole-captcha CTC, each probed briefly from its own
+    start (the glyph backbone; the general reader) and scored by full-string accuracy on the same
+    held-out slice of the training captchas. Ties go to classify, the course's method."""
+    probes: dict[str, tuple[Probe, list[Probe]]] = {}
+    segment = SegmentConfig("equal")
+    held_n = 0
+    for method in METHODS:
+        mcfg = dataclasses.replace(cfg, method=method)
+        data = load_training_data(mcfg, charset)
+        if method == "classify":
+            segment = data.segment
+        fit_idx, held_idx = hold_out_slice(data.train_groups, cfg.select_fraction, cfg.seed)
+        fit = ([data.train_images[i] for i in fit_idx], [data.train_targets[i] for i in fit_idx])
+        held = ([data.train_images[i] for i in held_idx], [data.train_targets[i] for i in held_idx])
+        held_n = len(set(data.train_groups[i] for i in held_idx))
+        source, state = resolve_start(cfg.pretrained, method, charset.alphabet, bool(charset.fold_case))
+        if method == "ctc":  # a given --input-size is for character crops; CTC reads whole captchas
+            mcfg.size = whole_captcha_size([im.size for im in fit[0]])
+        probes[method] = choose_recipe(mcfg, len(charset), state, source, fit, held, device, say, data.length,
+                                       always=True)
+    scores = {m: best.string_score if best.string_score is not None else -1.0 for m, (best, _) in probes.items()}
+    method = max(METHODS, key=lambda m: (round(scores[m], 4), m == "classify"))
+    say("method auto: " + ", ".join(f"{m} {100 * s:.2f}%" for m, s in scores.items())
+        + f" of {held_n} held-out training captchas read whole; chosen: {method} (--method overrides)")
+    return MethodChoice(method, probes, segment, held_n)

@@ -30,7 +30,13 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from ..charset import Charset
-from ..config import RESUME_OVERRIDES, SynthConfig, TrainConfig
+from ..config import (
+    AUTO_EPOCHS,
+    PSEUDO_CONFIDENCE,
+    RESUME_OVERRIDES,
+    SynthConfig,
+    TrainConfig,
+)
 from ..data.augment import TrainTransform
 from ..data.preprocess import Preprocess, whole_captcha_size
 from ..data.segment import SegmentConfig
@@ -47,9 +53,14 @@ from ..nn.device import (
     leave_process_group,
     resolve_device,
 )
-from ..nn.networks import ARCH, CharNet, model_from_checkpoint, resolve_pretrained
+from ..nn.networks import ARCH, CharNet, model_from_checkpoint, resolve_start
 from .calibrate import fit_temperature, nll
-from .dataset import TrainingData, hold_out_slice, load_training_data
+from .dataset import (
+    TrainingData,
+    hold_out_slice,
+    load_training_data,
+    whole_captchas_only,
+)
 from .diagnose import diagnose
 from .loop import (
     CTCLoss,
@@ -62,7 +73,15 @@ from .loop import (
     train_one_epoch,
     validate,
 )
-from .recipe import auto_epochs, choose_recipe, make_network, pass_images
+from .recipe import (
+    MethodChoice,
+    auto_epochs,
+    choose_method,
+    choose_recipe,
+    make_network,
+    pass_images,
+)
+from .selftrain import pseudo_labels, unlabelled_images
 
 log = logging.getLogger(__name__)
 
@@ -92,8 +111,12 @@ def ensure_data(cfg: TrainConfig, say: Callable[[str], None]) -> None:
     synth_dataset(root, SynthConfig(seed=cfg.seed))
 
 
-def train(cfg: TrainConfig, say: Callable[[str], None] = log.info, progress: bool = False) -> dict[str, Any]:
-    """Train a recognizer as configured; writes the best checkpoint to ``cfg.out``; returns the result."""
+def train(cfg: TrainConfig, say: Callable[[str], None] = log.info, progress: bool = False,
+          pseudo: list | None = None) -> dict[str, Any]:
+    """Train a recognizer as configured; writes the best checkpoint to ``cfg.out``; returns the result.
+
+    With ``cfg.unlabelled`` a second round follows on labelled + pseudo-labelled captchas (``selftrain``);
+    ``pseudo`` is that round's pseudo-labelled captchas."""
     started = time.perf_counter()
     cfg = dataclasses.replace(cfg)  # the auto settings are filled in below; the caller's config stays as given
     torch.manual_seed(cfg.seed)
@@ -112,8 +135,17 @@ def train(cfg: TrainConfig, say: Callable[[str], None] = log.info, progress: boo
     if resume:
         cfg = resumed_config(cfg, resume["train_config"])
     charset = Charset(cfg.charset)
-    data = load_training_data(cfg, charset, SegmentConfig.from_dict(resume["segment"]) if resume else None)
-    fit_idx, held_idx = hold_out_slice(data.train_groups, cfg.select_fraction, cfg.seed)
+    segment = SegmentConfig.from_dict(resume["segment"]) if resume else None
+    choice = None
+    if cfg.method == "auto":
+        if whole_captchas_only(Path(cfg.data)):
+            choice = choose_method(cfg, charset, device, say) if rank == 0 else None
+            method, seg = from_rank0([choice.method, choice.segment.to_dict()] if choice else [None, None], world)
+            cfg.method, segment = method, SegmentConfig.from_dict(seg) if method == "classify" else None
+        else:  # single-character images to learn from (the course's layout): CTC cannot use them
+            cfg.method = "classify"
+    data = load_training_data(cfg, charset, segment, pseudo)
+    fit_idx, held_idx = hold_out_slice(data.train_groups, cfg.select_fraction, cfg.seed, data.pseudo_groups)
     fit = ([data.train_images[i] for i in fit_idx], [data.train_targets[i] for i in fit_idx])
     held = ([data.train_images[i] for i in held_idx], [data.train_targets[i] for i in held_idx])
     if device.type == "cuda" and world > 1:
@@ -125,7 +157,7 @@ def train(cfg: TrainConfig, say: Callable[[str], None] = log.info, progress: boo
         source, recipe, cfg.freeze = resume["pretrained"], resume.get("recipe", {}), resume["freeze"]
         model = make_network(cfg, len(charset), None, source, cfg.freeze)
     else:
-        cfg, model, source, recipe = _choose(cfg, len(charset), data, fit, held, device, started, say, rank, world)
+        cfg, model, source, recipe = _choose(cfg, charset, data, fit, held, device, started, say, rank, world, choice)
     freeze = cfg.freeze
     model = model.to(device, memory_format=torch.channels_last)
     pre = Preprocess(size=cfg.size)
@@ -236,9 +268,45 @@ def train(cfg: TrainConfig, say: Callable[[str], None] = log.info, progress: boo
                                 "nll_calibrated": nll(logits, y, t)}
     if final is not None:
         final["warnings"] = problems
+        final["self_training"] = {"pseudo_labelled": len(pseudo)} if pseudo else None
         save_checkpoint(final, out)
-    return {"checkpoint": str(out), "curve": str(curve), "history": history,
-            "best": final["metrics"] if final else {}, "train_seconds": train_seconds, "warnings": problems}
+    result = {"checkpoint": str(out), "curve": str(curve), "method": cfg.method, "history": history,
+              "best": final["metrics"] if final else {}, "train_seconds": train_seconds, "warnings": problems,
+              "held_out_acc": keeper.best_acc if held[0] else None}
+    if cfg.unlabelled and final is not None and world == 1:
+        result = self_train(cfg, data, result, say, progress)
+    return result
+
+
+def self_train(cfg: TrainConfig, data: TrainingData, first: dict[str, Any], say: Callable[[str], None],
+               progress: bool) -> dict[str, Any]:
+    """The second round of self-training (see ``selftrain``), kept only when the held-out slice of the
+    labelled captchas reads it better than the first."""
+    out = Path(cfg.out)
+    paths = unlabelled_images(cfg.unlabelled)
+    pseudo = pseudo_labels(out, paths, data.length)
+    say(f"self-training: {len(pseudo)} of {len(paths)} unlabelled captchas read with confidence >= "
+        f"{PSEUDO_CONFIDENCE}; training again on the labelled captchas and those")
+    if not pseudo:
+        return {**first, "self_training": {"unlabelled": len(paths), "pseudo_labelled": 0, "kept": False}}
+    round1 = out.with_name(out.stem + ".round1.pt")
+    os.replace(out, round1)
+    labelled = len(set(data.train_groups) - data.pseudo_groups)
+    # about the first round's compute: the epochs shrink as the pseudo-labelled captchas join
+    epochs = max(AUTO_EPOCHS[0], round(cfg.epochs * labelled / (labelled + len(pseudo))))
+    again = dataclasses.replace(cfg, unlabelled=None, resume=False, split=data.segment.method, epochs=epochs)
+    second = train(again, say, progress, pseudo=pseudo)
+    kept = (second["held_out_acc"] or 0.0) > (first["held_out_acc"] or 0.0)
+    if kept:
+        round1.unlink()
+    else:
+        os.replace(round1, out)
+    say(f"self-training: held-out slice {100 * (first['held_out_acc'] or 0):.2f}% -> "
+        f"{100 * (second['held_out_acc'] or 0):.2f}%; keeping the {'second' if kept else 'first'} round")
+    best = second if kept else first
+    return {**best, "train_seconds": first["train_seconds"] + second["train_seconds"],
+            "self_training": {"unlabelled": len(paths), "pseudo_labelled": len(pseudo), "kept": kept,
+                              "held_out_acc": [first["held_out_acc"], second["held_out_acc"]]}}
 
 
 @dataclass
@@ -289,14 +357,16 @@ def noise(accuracy: float, n: int) -> float:
     return 2 * math.sqrt(max(accuracy * (1 - accuracy), 0.0) / n) + 1.5 / n
 
 
-def _choose(cfg: TrainConfig, num_chars: int, data: TrainingData, fit: tuple[list, list], held: tuple[list, list],
-            device: torch.device, started: float, say: Callable[[str], None], rank: int = 0, world: int = 1
-            ) -> tuple[TrainConfig, CharNet, str, dict[str, Any]]:
-    """Fill in the auto settings by measurement (see ``recipe``) and build the network they call for.
+def _choose(cfg: TrainConfig, charset: Charset, data: TrainingData, fit: tuple[list, list], held: tuple[list, list],
+            device: torch.device, started: float, say: Callable[[str], None], rank: int = 0, world: int = 1,
+            choice: MethodChoice | None = None) -> tuple[TrainConfig, CharNet, str, dict[str, Any]]:
+    """Fill in the auto settings by measurement (see ``recipe``) and build the network they call for;
+    with ``--method auto`` the chosen method's probes are already run (``choice``).
 
     Under DDP only rank 0 measures, and every rank follows its choice.
     """
-    source, state = resolve_pretrained(cfg.pretrained)
+    num_chars = len(charset)
+    source, state = resolve_start(cfg.pretrained, cfg.method, charset.alphabet, bool(charset.fold_case))
     if source == "none" and cfg.pretrained == "auto":
         say("no pretrained backbone found: training from random initialisation with full fine-tuning "
             "(get one with `captcha pretrain --source glyphs`, or put ImageNet's resnet18-f37072fd.pth "
@@ -305,7 +375,8 @@ def _choose(cfg: TrainConfig, num_chars: int, data: TrainingData, fit: tuple[lis
         cfg.size = whole_captcha_size([im.size for im in fit[0]])
     recipe: dict[str, Any] = {}
     if rank == 0:
-        chosen, probes = choose_recipe(cfg, num_chars, state, source, fit, held, device, say)
+        chosen, probes = choice.probes[cfg.method] if choice else \
+            choose_recipe(cfg, num_chars, state, source, fit, held, device, say)
         cfg.freeze, cfg.size = chosen.freeze, chosen.size
         evals = len(held[0]) + len(data.char_images) + len(data.captchas) * (1 if cfg.method == "ctc" else data.length)
         cfg.epochs = auto_epochs(cfg, chosen, len(fit[0]), time.perf_counter() - started, evals)
@@ -313,7 +384,7 @@ def _choose(cfg: TrainConfig, num_chars: int, data: TrainingData, fit: tuple[lis
             say(f"chosen: freeze={cfg.freeze}, input {cfg.size[0]}x{cfg.size[1]}, {cfg.epochs} epochs "
                 f"(the best of {len(probes)} probes on the held-out slice; --freeze/--input-size/--epochs override)")
         recipe = {"chosen": chosen.to_dict(), "probes": [p.to_dict() for p in probes], "held_out": len(held[0]),
-                  "budget": cfg.budget}
+                  "budget": cfg.budget, "methods": choice.table() if choice else []}
     cfg.freeze, cfg.size, cfg.epochs, recipe = from_rank0([cfg.freeze, cfg.size, cfg.epochs, recipe], world)
     return cfg, make_network(cfg, num_chars, state, source, cfg.freeze), source, recipe
 

@@ -65,3 +65,35 @@ def test_ink_mask_finds_dark_text_on_noise():
 def test_unknown_splitter_is_named():
     with pytest.raises(ValueError, match="equal, projection, components"):
         SegmentConfig("magic")
+
+
+def test_content_box_finds_a_captcha_in_a_band_of_a_larger_canvas():
+    from captcha.data.segment import content_box, to_content
+
+    canvas = Image.new("RGB", (400, 200), (250, 250, 250))
+    canvas.paste(_blocks(SPANS), (100, 120))  # the 200x50 captcha low in a blank canvas
+    x0, y0, x1, y1 = content_box(canvas)
+    assert 100 <= x0 <= 100 + SPANS[0][0] and 100 + SPANS[-1][1] <= x1 <= 300
+    assert 120 <= y0 <= 132 and 158 <= y1 <= 172  # the bars' rows (12..38) and a small margin
+    assert to_content(canvas, SegmentConfig(crop=False)) is canvas
+    assert to_content(canvas, SegmentConfig(crop=True)).size == (x1 - x0, y1 - y0)
+
+
+def test_content_box_keeps_a_captcha_that_fills_its_image_and_ignores_specks():
+    from captcha.data.segment import content_box
+
+    full = Image.new("RGB", (100, 40), "white")
+    ImageDraw.Draw(full).rectangle([2, 2, 97, 37], fill="black")
+    assert content_box(full) == (0, 0, 100, 40)
+    img = Image.new("RGB", (300, 120), "white")
+    ImageDraw.Draw(img).rectangle([100, 40, 200, 80], fill="black")
+    img.putpixel((5, 5), (0, 0, 0))  # one stray speck far away
+    x0, y0, x1, y1 = content_box(img)
+    assert x0 > 80 and y0 > 30 and x1 < 220 and y1 < 90
+
+
+def test_crop_applies_before_splitting():
+    canvas = Image.new("RGB", (400, 200), (250, 250, 250))
+    canvas.paste(_blocks(SPANS), (100, 120))
+    crops = split(canvas, 4, SegmentConfig("projection", trim=True, crop=True))
+    assert all(c.height < 60 for c in crops)  # the blank rows above the band are gone

@@ -8,6 +8,7 @@ import torch
 from PIL import Image, ImageDraw
 
 import captcha.training.recipe as recipe
+from captcha.charset import Charset
 from captcha.config import PROBE_FREEZES, PROBE_SIZES, TrainConfig
 from captcha.data.synth import render_char
 from captcha.nn.networks import resolve_pretrained
@@ -80,7 +81,7 @@ def _glyph_set(n_per_class: int, far: bool, seed: int = 0) -> tuple[list, list]:
 def _probe_scores(far: bool) -> tuple[Probe, dict[str, float]]:
     source, state = resolve_pretrained("glyphs")
     fit, held = _glyph_set(40, far=far), _glyph_set(8, far=far, seed=1)
-    cfg = TrainConfig(charset="ABC123", size=(32, 32), batch_size=32)
+    cfg = TrainConfig(charset="ABC123", size=(32, 32), batch_size=32, method="classify")
     best, probes = choose_recipe(cfg, 6, state, source, fit, held, torch.device("cpu"), lambda _m: None)
     return best, {p.freeze: p.score for p in probes}
 
@@ -98,3 +99,35 @@ def test_probes_fine_tune_when_the_glyphs_are_far_from_the_backbones():
     best, by = _probe_scores(far=True)
     assert best.freeze != "all" and by[best.freeze] > by["all"] + 0.1, by
     assert np.isfinite(list(by.values())).all()
+
+
+@pytest.mark.parametrize("scores,expected", [({"classify": 0.5, "ctc": 0.8}, "ctc"),
+                                             ({"classify": 0.8, "ctc": 0.5}, "classify"),
+                                             ({"classify": 0.7, "ctc": 0.7}, "classify")])  # ties: the course's
+def test_method_auto_compares_whole_captchas_on_one_slice(flat_captchas, monkeypatch, scores, expected):
+    seen = {}
+
+    def fake(probe, cfg, num_classes, state, source, fit, held, device, length=0):
+        seen.setdefault(cfg.method, (len(held[0]), length, cfg.size))
+        probe.score = probe.string_score = scores[cfg.method] - (0.1 if probe.freeze == "all" else 0)
+        probe.seconds, probe.samples = 1.0, 10
+        return probe
+
+    monkeypatch.setattr(recipe, "run_probe", fake)
+    said = []
+    choice = recipe.choose_method(TrainConfig(data=str(flat_captchas), charset="ABC123", pretrained="glyphs",
+                                              size=(32, 32)), Charset("ABC123"), torch.device("cpu"), said.append)
+    assert choice.method == expected and said[-1].endswith(f"chosen: {expected} (--method overrides)")
+    (n_crops, length, crop_size), (n_caps, _, ctc_size) = seen["classify"], seen["ctc"]
+    assert n_crops == 4 * n_caps and length == 4 and n_caps == choice.held_out > 0  # the same captchas held out
+    assert crop_size == (32, 32) and ctc_size[1] > ctc_size[0]  # ctc reads the whole captcha, not a crop
+    assert [row["chosen"] for row in choice.table()] == [expected == "classify", expected == "ctc"]
+
+
+def test_method_auto_with_single_characters_to_learn_from_is_classify(tiny_data, tmp_path):
+    from captcha.training.train import train
+
+    out = tmp_path / "m.pt"
+    res = train(TrainConfig(data=str(tiny_data), out=str(out), charset="ABC123", pretrained="none", freeze="none",
+                            size=(32, 32), epochs=1, batch_size=16, aug_passes=1))
+    assert res["method"] == "classify"

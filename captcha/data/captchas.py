@@ -1,0 +1,145 @@
+"""Synthetic whole captchas in many layouts: what the general reader (a CTC model) is pretrained on.
+
+Two layouts, each drawn per captcha from its own RNG:
+
+- ``cells``: the course's way, one corpus cell (``corpus.render_cell``) per character, side by side;
+- ``text``: one canvas, the glyphs' ink masks placed left to right with random spacing (overlapping
+  when negative) and baseline jitter, the whole string then warped (perspective, elastic, sine),
+  coloured, crossed by curves, speckled, blurred, JPEG-compressed.
+
+Either may sit in a band of a larger canvas (blank margins), as some sites draw them. Faces and
+distortions come from the pretraining corpus (``fonts``, ``corpus``), so the held-out families of
+the leave-style-out benchmark stay unseen. Our own code on Pillow, numpy and scipy.
+"""
+
+from __future__ import annotations
+
+import io
+import random
+from typing import Mapping, Sequence
+
+import numpy as np
+from PIL import Image, ImageFilter
+from scipy import ndimage
+
+from .corpus import (
+    SS,
+    _background,
+    _curves,
+    _displace,
+    _glyph_mask,
+    _ink,
+    _perspective,
+    render_cell,
+)
+from .synth import concat_captcha
+
+LAYOUTS = ("cells", "text")
+LAYOUT_RATES = (0.3, 0.7)
+LENGTHS = (4, 5, 6)  # the default of random_text; the reader takes its own from ReaderConfig
+
+
+def random_text(rng: random.Random, alphabet: str, lengths: Sequence[int] = LENGTHS) -> str:
+    """A random string of one of ``lengths``, in upper or lower case (sites use both)."""
+    text = "".join(rng.choice(alphabet) for _ in range(rng.choice(lengths)))
+    case = rng.random()
+    if case < 0.3:
+        return text.lower()
+    if case < 0.45:
+        return "".join(c.lower() if rng.random() < 0.5 else c for c in text)
+    return text
+
+
+def _cells(text: str, rng: random.Random, fonts: Mapping[str, Sequence[str]], alphabet: str) -> Image.Image:
+    height = rng.randint(36, 64)
+    cells = []
+    for c in text:
+        cell = render_cell(c, rng, fonts, alphabet=alphabet)
+        cells.append(cell.resize((max(8, round(cell.width * height / cell.height)), height), Image.BILINEAR))
+    return concat_captcha(cells)
+
+
+def _text(text: str, rng: random.Random, fonts: Mapping[str, Sequence[str]]) -> Image.Image:
+    family = rng.choice(sorted(fonts))
+    faces = list(fonts[family])
+    one_face = rng.random() < 0.7
+    face = rng.choice(faces)
+    fams = tuple(f for f, p in (("affine", 0.7), ("stroke", 0.3)) if rng.random() < p)
+    ink_h = rng.uniform(20, 40) * SS
+    glyphs = [_glyph_mask(c, face if one_face else rng.choice(faces), ink_h * rng.uniform(0.85, 1.15), rng, fams)
+              for c in text]
+    glyphs = [g.crop(g.getbbox()) if g.getbbox() else g for g in glyphs]  # spacing is between the inks
+    spacing = rng.uniform(-0.25, 0.3)  # of a glyph's width; negative: glyphs overlap
+    pad = int(ink_h * rng.uniform(0.15, 0.5))
+    width = int(sum(g.width for g in glyphs) * (1 + min(spacing, 0)) + pad * 2 + ink_h)
+    height = int(max(g.height for g in glyphs) + pad * 2 + ink_h * 0.2)
+    canvas = Image.new("L", (width, height), 0)
+    x = pad
+    jitter = rng.uniform(0, 0.15) * ink_h
+    for g in glyphs:
+        y = int((height - g.height) / 2 + rng.uniform(-jitter, jitter))
+        canvas.paste(Image.new("L", g.size, 255), (x, y), g)
+        x += int(g.width * (1 + spacing * rng.uniform(0.6, 1.2)))
+    canvas = canvas.crop((0, 0, min(width, x + pad), height))
+    mask = np.asarray(canvas)
+    if rng.random() < 0.2:
+        mask = _perspective(mask, rng)
+    for kind, p in (("elastic", 0.25), ("sine", 0.3)):
+        if rng.random() < p:
+            mask = _displace(mask, rng, kind)
+    w, h = max(8, mask.shape[1] // SS), max(8, mask.shape[0] // SS)
+    alpha = np.asarray(Image.fromarray(mask).resize((w, h), Image.BILINEAR), np.float32) / 255.0
+    extras = tuple(f for f, p in (("background", 0.75), ("low_contrast", 0.1)) if rng.random() < p)
+    bg, dark = _background(rng, (w, h), extras)
+    if rng.random() < 0.3:  # one colour per character
+        edges = np.linspace(0, w, len(text) + 1)
+        ink = np.zeros((h, w, 3), np.float32)
+        for a, b in zip(edges[:-1], edges[1:]):
+            ink[:, int(a):int(b) + 1] = _ink(rng, bg, dark, extras)
+    else:
+        ink = np.broadcast_to(_ink(rng, bg, dark, extras), (h, w, 3))
+    if rng.random() < 0.08:  # outline only
+        alpha = np.clip(alpha - ndimage.grey_erosion(alpha, size=(3, 3)), 0, 1)
+    out = bg * (1 - alpha[..., None]) + ink * alpha[..., None]
+    img = Image.fromarray(np.clip(out, 0, 255).astype(np.uint8), "RGB")
+    if rng.random() < 0.45:
+        _curves(img, rng, ink[h // 2, w // 2])
+    return img
+
+
+def _degrade(img: Image.Image, rng: random.Random) -> Image.Image:
+    if rng.random() < 0.3:
+        arr = np.asarray(img).copy()
+        nrng = np.random.default_rng(rng.getrandbits(32))
+        spots = nrng.random(arr.shape[:2]) < rng.uniform(0.005, 0.05)
+        arr[spots] = nrng.integers(0, 256, (int(spots.sum()), 3 if rng.random() < 0.5 else 1))
+        img = Image.fromarray(arr)
+    if rng.random() < 0.3:
+        img = img.filter(ImageFilter.GaussianBlur(rng.uniform(0.3, 1.2)))
+    if rng.random() < 0.2:
+        buf = io.BytesIO()
+        img.save(buf, "JPEG", quality=rng.randint(15, 60))
+        img = Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
+    return img
+
+
+def _margins(img: Image.Image, rng: random.Random) -> Image.Image:
+    """The captcha in a band of a larger canvas of its own background colour (or white)."""
+    w, h = img.size
+    big = (int(w * rng.uniform(1.0, 1.6)), int(h * rng.uniform(1.3, 3.0)))
+    colour = tuple(int(v) for v in np.asarray(img)[[0, -1]][:, [0, -1]].reshape(-1, 3).mean(0)) \
+        if rng.random() < 0.6 else (255, 255, 255)
+    out = Image.new("RGB", big, colour)
+    out.paste(img, (rng.randint(0, big[0] - w), rng.randint(0, big[1] - h)))
+    return out
+
+
+def render_captcha(text: str, rng: random.Random, fonts: Mapping[str, Sequence[str]], alphabet: str) -> Image.Image:
+    """One synthetic captcha showing ``text``, in a layout and style drawn from ``rng``."""
+    layout = rng.choices(LAYOUTS, LAYOUT_RATES)[0]
+    img = _cells(text, rng, fonts, alphabet) if layout == "cells" else _text(text, rng, fonts)
+    img = _degrade(img, rng)
+    if rng.random() < 0.15:
+        img = _margins(img, rng)
+    scale = rng.uniform(0.7, 1.4)
+    return img.resize((max(8, round(img.width * scale)), max(8, round(img.height * scale))), Image.BILINEAR)

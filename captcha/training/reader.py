@@ -1,0 +1,173 @@
+"""The general reader: a whole-captcha CTC model pretrained on synthetic captchas of many layouts.
+
+It reads captchas of 4 to 6 characters over 0-9A-Z (case-insensitive) with no training on a site,
+so `captcha solve` answers out of the box, and every `captcha train --method ctc` starts from it
+(its head rows mapped onto the site's charset), so CTC learns a site from a few hundred captchas
+instead of sitting on the all-blank plateau. Its trunk starts from the shipped glyph backbone.
+The captchas (``data.captchas``) are rendered on the fly, never stored, in worker processes.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import random
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+from tqdm import tqdm
+
+from ..charset import Charset
+from ..config import ReaderConfig
+from ..data.captchas import LAYOUT_RATES, LAYOUTS, random_text, render_captcha
+from ..data.fonts import by_family, pretraining_faces
+from ..data.preprocess import Preprocess
+from ..data.segment import SegmentConfig, to_content
+from ..data.synth import seed_for
+from ..eval.metrics import string_metrics
+from ..inference.decode import decode
+from ..nn.checkpoint import load_checkpoint, save_checkpoint
+from ..nn.networks import ARCH, load_backbone, new_model, resolve_pretrained
+from .loop import CTCLoss, make_optimizer, make_schedule, predict, train_one_epoch
+
+log = logging.getLogger(__name__)
+
+READER_SEGMENT = SegmentConfig("equal", trim=True, crop=True)
+
+
+def encode_padded(text: str, charset: Charset, width: int) -> np.ndarray:
+    """Class indices of ``text``, padded with -1 to ``width`` (the CTC loss's convention)."""
+    out = np.full(width, -1, np.int64)
+    codes = charset.encode(text)
+    out[: len(codes)] = codes
+    return out
+
+
+def render_sample(index: int, seed: int, pre: Preprocess, charset: Charset,
+                  lengths: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """Sample ``index`` of the stream with ``seed``: (network input, padded target)."""
+    rng = random.Random(seed_for(seed, "captcha", index))
+    text = random_text(rng, charset.alphabet, lengths)
+    img = render_captcha(text, rng, by_family(pretraining_faces()), charset.alphabet)
+    return pre(to_content(img, READER_SEGMENT)), encode_padded(text, charset, max(lengths))
+
+
+class CaptchaStream(IterableDataset):
+    """An endless stream of rendered captchas; each worker renders its own disjoint indices."""
+
+    def __init__(self, cfg: ReaderConfig, pre: Preprocess, start: int = 0) -> None:
+        self.cfg, self.pre, self.start = cfg, pre, start
+
+    def __iter__(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        info = get_worker_info()
+        wid, nw = (info.id, info.num_workers) if info else (0, 1)
+        charset = Charset(self.cfg.alphabet)
+        i = self.start + wid
+        while True:
+            yield render_sample(i, self.cfg.seed, self.pre, charset, self.cfg.lengths)
+            i += nw
+
+
+def heldout_captchas(cfg: ReaderConfig, pre: Preprocess, seed: int = 20_000_003) -> tuple[torch.Tensor, list[str]]:
+    """A fixed evaluation set from a seed the training stream never uses."""
+    charset = Charset(cfg.alphabet)
+    rows = [render_sample(i, seed, pre, charset, cfg.lengths) for i in range(cfg.heldout)]
+    return torch.from_numpy(np.stack([x for x, _ in rows])), [charset.decode([c for c in t if c >= 0]) for _, t in rows]
+
+
+def read_accuracy(model: torch.nn.Module, x: torch.Tensor, labels: list[str], charset: Charset) -> dict[str, float]:
+    """Full-string and per-character accuracy of a CTC model on inputs ``x``."""
+    logits = predict(model, x)
+    return string_metrics([s.text for s in decode(logits, charset, "ctc")], labels)
+
+
+def pretrain_reader(cfg: ReaderConfig, progress: bool = True) -> dict:
+    """Train the general reader and write it to ``cfg.out`` as a recognizer checkpoint (resumable)."""
+    torch.manual_seed(cfg.seed)
+    charset = Charset(cfg.alphabet)
+    pre = Preprocess(size=tuple(cfg.size))
+    out = Path(cfg.out)
+    last_path = out.with_name(out.stem + ".last.pt")
+    state = load_checkpoint(last_path, kind="recognizer") if cfg.resume and last_path.is_file() else None
+    step = int(state["step"]) if state else 0
+    model = new_model("ctc", len(charset))
+    source, backbone = resolve_pretrained(cfg.pretrained)
+    if backbone is not None:
+        load_backbone(model, backbone, source)
+    model = model.to(memory_format=torch.channels_last)
+    opt = make_optimizer(model.parameters(), "adamw", cfg.lr, cfg.weight_decay)
+    sched = make_schedule(opt, "onecycle", cfg.lr, cfg.steps, warmup=0.1)
+    history: list[dict] = []
+    elapsed = 0.0
+    if state:
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        history, elapsed = list(state["history"]), float(state["seconds"])
+        log.info("resuming %s at step %d/%d", last_path, step, cfg.steps)
+    loader = DataLoader(CaptchaStream(cfg, pre, start=step * cfg.batch_size), batch_size=cfg.batch_size,
+                        num_workers=cfg.workers, persistent_workers=cfg.workers > 0)
+    batches = iter(loader)
+    hx, hlabels = heldout_captchas(cfg, pre)
+    loss_fn = CTCLoss()
+    bar = tqdm(total=cfg.steps, initial=step, desc="pretrain reader", disable=not progress, mininterval=2)
+    t0 = time.perf_counter() - elapsed
+    payload: dict = {}
+    while step < cfg.steps:
+        block = min(cfg.eval_every, cfg.steps - step)
+        loss = train_one_epoch(model, itertools.islice(batches, block), opt, sched, loss_fn,
+                               on_batch=lambda _b, value, _s: (bar.update(1), bar.set_postfix(loss=f"{value:.3f}")),
+                               bf16=cfg.bf16)
+        step += block
+        metrics = read_accuracy(model, hx, hlabels, charset)
+        history.append({"step": step, "loss": loss, "seconds": time.perf_counter() - t0, **metrics})
+        log.info("step %d/%d loss %.3f held-out full-string %.2f%%, characters %.2f%% (%.1f min)", step, cfg.steps,
+                 loss, 100 * metrics["string_acc"], 100 * metrics.get("captcha_char_acc", 0), history[-1]["seconds"] / 60)
+        payload = reader_payload(cfg, model, charset, pre, source, history)
+        save_checkpoint({**payload, "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "step": step,
+                         "seconds": time.perf_counter() - t0}, last_path)
+    bar.close()
+    if not payload:  # resumed a finished run
+        payload = reader_payload(cfg, model, charset, pre, source, history)
+    save_checkpoint(payload, out)
+    write_reader_card(out, payload)
+    return payload["pretrain"]
+
+
+def reader_payload(cfg: ReaderConfig, model: torch.nn.Module, charset: Charset, pre: Preprocess, source: str,
+                   history: list[dict]) -> dict:
+    """The reader as a recognizer checkpoint that describes itself (``length`` 0: any length)."""
+    conf = {k: v for k, v in asdict(cfg).items() if not k.startswith("_")}
+    conf["command"] = cfg.command or " ".join(["captcha"] + sys.argv[1:])
+    info = {"config": conf, "history": history, "seconds": history[-1]["seconds"] if history else 0.0,
+            "layouts": dict(zip(LAYOUTS, LAYOUT_RATES)), "torch": str(torch.__version__),
+            "threads": torch.get_num_threads(), "faces": len(pretraining_faces())}
+    return {"kind": "recognizer", "arch": ARCH, "method": "ctc", "charset": charset.to_dict(),
+            "preprocess": pre.to_dict(), "length": 0, "lengths": list(cfg.lengths), "segment": READER_SEGMENT.to_dict(),
+            "pretrained": source, "freeze": "none", "captcha_size": None, "recipe": {"general_reader": True},
+            "metrics": history[-1] if history else {}, "history": history, "pretrain": info,
+            "model": {k: v.detach().clone() for k, v in model.state_dict().items()}}
+
+
+def write_reader_card(out: Path, payload: dict) -> None:
+    """A Markdown note next to the reader: how it was made and how well it reads held-out synthetic captchas."""
+    info = payload["pretrain"]
+    cfg = info["config"]
+    lines = [f"# {out.name}: the general reader", "", f"- command: `{cfg['command']}`",
+             f"- trunk started from: {payload['pretrained']}; {cfg['steps']} steps of {cfg['batch_size']} "
+             f"synthetic captchas of {', '.join(map(str, cfg['lengths']))} characters over {cfg['alphabet']} "
+             f"(case-insensitive), input {cfg['size'][0]}x{cfg['size'][1]} after cropping to content",
+             "- layouts: " + ", ".join(f"{k} {100 * v:.0f}%" for k, v in info["layouts"].items())
+             + f"; {info['faces']} pretraining font faces (see the glyph backbone's card for their licences)",
+             f"- wall time: {info['seconds'] / 60:.1f} min (torch {info['torch']}, {info['threads']} threads"
+             f"{', bf16 autocast' if cfg['bf16'] else ''})", "",
+             "| step | loss | held-out full-string | held-out characters | minutes |", "|---|---|---|---|---|"]
+    lines += [f"| {h['step']} | {h['loss']:.3f} | {100 * h['string_acc']:.2f}% | "
+              f"{100 * h.get('captcha_char_acc', 0):.2f}% | {h['seconds'] / 60:.1f} |" for h in info["history"]]
+    out.with_suffix(".md").write_text("\n".join(lines) + "\n", encoding="utf-8")

@@ -1,0 +1,42 @@
+"""Self-training: the site's unlabelled captchas, read by the model just trained, the confident
+readings kept as labels (pseudo-labels) for a second round on labelled + pseudo-labelled captchas.
+
+The second round is kept only when the held-out slice of the *labelled* training captchas (never
+pseudo-labelled) reads it better; the reported validation captchas are never used to decide.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..config import PSEUDO_CONFIDENCE
+from ..data.images import is_image_name, load_image
+from ..data.splits import Captcha
+from ..errors import DataError
+from ..inference.batch import expand_inputs
+from ..inference.load import load_solver
+
+
+def unlabelled_images(folder: str | Path) -> list[str]:
+    """The image files under ``folder`` (recursively, sorted)."""
+    root = Path(folder)
+    if not root.is_dir():
+        raise DataError(f"--unlabelled {root}: not a folder; give a folder of the site's captcha images")
+    paths = [p for p in expand_inputs([str(root)]) if is_image_name(p)]
+    if not paths:
+        raise DataError(f"--unlabelled {root}: no image files (png, jpg, bmp, gif) in it")
+    return paths
+
+
+def pseudo_labels(checkpoint: str | Path, paths: list[str], length: int,
+                  threshold: float = PSEUDO_CONFIDENCE) -> list[Captcha]:
+    """(image, reading) of every captcha in ``paths`` that ``checkpoint`` reads with at least ``threshold``
+    confidence and, when ``length`` is set, that many characters; unreadable files are skipped."""
+    solver = load_solver(checkpoint, backend="torch")
+    kept = []
+    for r in solver.solve_batch(paths):
+        sol = r.solution
+        if sol is None or sol.confidence < threshold or (length and len(sol.text) != length):
+            continue
+        kept.append((load_image(r.source), sol.text))
+    return kept
