@@ -5,7 +5,7 @@ recipe), the last 25% solved and scored. Also: the shipped general reader with n
 with no training (when `pip install ddddocr` is done), a reliability table of the confidences, and
 optionally a learning curve (the first 25, 100, 200 captchas to train on, the same test captchas).
 
-    python bench/real.py [--sets henan_digits4,sysu_alnum4,captcha_images_v2] [--curve] [--budget S]
+    python bench/real.py [--sets henan_digits4,sysu_alnum4,captcha_images_v2] [--curve [--self-train] [--synthetic N]]
 
 Both zero-shot readers are scored case-insensitively and restricted to the set's characters. The data
 lives beside the repository in ../shared/datasets/ and is never copied into it (links only).
@@ -68,9 +68,17 @@ def scored(solver, test: list[Sample]) -> dict:
             "rejection_at_95": rejection(conf, right), "reliability": reliability(conf, right)}
 
 
-def train_plain(folder: Path, out: Path, budget: float | None) -> tuple[dict, float]:
-    """`captcha train --data DIR` exactly as a user runs it (plus --out, and --budget when asked)."""
-    cmd = ["captcha", "train", "--data", str(folder), "--out", str(out), "--json"]
+def image_folder(samples: list[Sample], out: Path) -> Path:
+    """Links to the images of ``samples`` and no labels: the site's unlabelled captchas."""
+    out.mkdir(parents=True)
+    for path, _ in samples:
+        (out / path.name).symlink_to(path)
+    return out
+
+
+def train_plain(folder: Path, out: Path, budget: float | None, extra: list[str] = ()) -> tuple[dict, float]:
+    """`captcha train --data DIR` exactly as a user runs it (plus --out, and --budget or ``extra`` flags when asked)."""
+    cmd = ["captcha", "train", "--data", str(folder), "--out", str(out), "--json", *extra]
     if budget:
         cmd += ["--budget", str(budget)]
     t0 = time.perf_counter()
@@ -109,14 +117,27 @@ def reader_score(test: list[Sample]) -> dict | None:
     return out
 
 
-def run_set(name: str, work: Path, budget: float | None, limit: int | None = None, solve_speed: bool = True) -> dict:
+def run_set(name: str, work: Path, budget: float | None, limit: int | None = None, solve_speed: bool = True,
+            variant: str = "plain", synthetic: int = 0) -> dict:
+    """Train on the first ``limit`` (all) of the set's first 75% and score on its last 25%. Variants:
+    ``unlabelled`` gives the rest of the first 75% as --unlabelled captchas; ``synthetic`` adds
+    ``synthetic`` style-matched synthetic captchas."""
     train, test = split_set(name)
-    folder = flat_folder(train[:limit] if limit else train, work / f"{name}-{limit or 'all'}")
-    out = work / f"{name}-{limit or 'all'}.pt"
-    result, wall = train_plain(folder, out, budget)
+    tag = f"{name}-{limit or 'all'}-{variant}"
+    folder = flat_folder(train[:limit] if limit else train, work / tag)
+    extra: list[str] = []
+    if variant == "unlabelled":
+        extra = ["--unlabelled", str(image_folder(train[limit:], work / f"{tag}-unlabelled"))]
+    elif variant == "synthetic":
+        extra = ["--synthetic", str(synthetic)]
+    out = work / f"{tag}.pt"
+    result, wall = train_plain(folder, out, budget, extra)
     solver = load_solver(out)
     row = {"set": name, "train_captchas": limit or len(train), "test_captchas": len(test), "train_wall_s": wall,
-           "method": result.get("method"), **scored(solver, test)}
+           "method": result.get("method"), "variant": variant,
+           "unlabelled": len(train) - limit if variant == "unlabelled" else 0,
+           "synthetic": synthetic if variant == "synthetic" else 0,
+           "self_training": result.get("self_training"), **scored(solver, test)}
     if solve_speed:
         row.update(solving_figures(solver, [p for p, _ in test]))
     return row
@@ -130,6 +151,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sets", default=",".join(SETS))
     ap.add_argument("--curve", action="store_true", help=f"Also train on the first {', '.join(map(str, CURVE))}.")
+    ap.add_argument("--curve-sets", default="sysu_alnum4", help="Sets the learning curve runs on.")
+    ap.add_argument("--self-train", action="store_true",
+                    help="In the curve, also train with the rest of the first 75%% as --unlabelled captchas.")
+    ap.add_argument("--synthetic", type=int, default=0,
+                    help="In the curve, also train with this many style-matched synthetic captchas (--synthetic N).")
     ap.add_argument("--budget", type=float, default=None, help="Passed to captcha train (default: its own).")
     ap.add_argument("--json", default="runs/bench-real.json")
     args = ap.parse_args()
@@ -144,20 +170,28 @@ def main() -> None:
             test = split_set(name)[1]
             zero.append({"set": name, "reader": reader_score(test), "ddddocr": ddddocr_score(test)})
             print(json.dumps(zero[-1], default=str)[:400], flush=True)
-            if args.curve:
+            if args.curve and name in args.curve_sets.split(","):
+                variants = ["plain"] + (["unlabelled"] if args.self_train else []) + \
+                    (["synthetic"] if args.synthetic else [])
                 for k in CURVE:
-                    r = run_set(name, Path(tmp), args.budget, limit=k, solve_speed=False)
-                    rows.append(r)
-                    print(json.dumps({k: v for k, v in r.items() if k != "reliability"}), flush=True)
+                    for variant in variants:
+                        r = run_set(name, Path(tmp), args.budget, limit=k, solve_speed=False, variant=variant,
+                                    synthetic=args.synthetic)
+                        rows.append(r)
+                        print(json.dumps({k: v for k, v in r.items() if k != "reliability"}), flush=True)
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps({"trained": rows, "zero_shot": zero}, indent=2))
     print("\nplain `captcha train --data DIR`; test = the last 25% of each set by file name\n")
-    print("| set | train captchas | method | full-string | characters | wrong refused at 95% | ECE | train time "
-          "| captchas/s |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| set | train captchas | added | method | full-string | characters | wrong refused at 95% | ECE "
+          "| train time | captchas/s |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         rate = f"{r['batch_captchas_per_s']:.0f}" if "batch_captchas_per_s" in r else "-"
-        print(f"| {r['set']} | {r['train_captchas']} | {r['method']} | {_pct(r['string_acc'])} | {_pct(r['char_acc'])} "
+        st = r.get("self_training") or {}
+        unl = f"{r['unlabelled']} unlabelled ({st.get('pseudo_labelled', 0)} used, " \
+              f"{'kept' if st.get('kept') else 'not kept'})" if r.get("unlabelled") else \
+            f"{r['synthetic']} synthetic" if r.get("synthetic") else "-"
+        print(f"| {r['set']} | {r['train_captchas']} | {unl} | {r['method']} | {_pct(r['string_acc'])} | {_pct(r['char_acc'])} "
               f"| {_pct(r['rejection_at_95'].get('wrong_rejected', float('nan')))} | {_pct(r['reliability']['ece'])} "
               f"| {r['train_wall_s']:.0f} s | {rate} |")
     print("\nno training: the shipped general reader and ddddocr, case-insensitive, restricted to the set's characters\n")

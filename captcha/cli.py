@@ -134,6 +134,9 @@ backend_option = click.option("--backend", type=click.Choice(BACKENDS), default=
 reject_option = click.option("--reject-below", type=click.FloatRange(0, 1), default=0.0, show_default=True,
                              help="Give no answer when the reading's confidence (calibrated on held-out training "
                                   "data) is below this; 0 answers everything.")
+allow_option = click.option("--allow", default="", metavar="CHARS",
+                            help="Read only these characters (e.g. 0123456789 for a digits-only site read by a model "
+                                 "that knows letters too) [default: every character the model knows].")
 batch_size_option = click.option("--batch-size", type=POSITIVE, default=SOLVE_BATCH_SIZE, show_default=True,
                                  help="Images per network call.")
 
@@ -349,13 +352,16 @@ def pretrain(source, data_path, out, steps, batch_size, lr, seed, workers, eval_
               help="A folder of the site's captchas with no labels: self-training reads them with the trained model "
                    "and trains again on the labelled captchas plus the confidently read ones (kept when the "
                    "held-out slice of the labelled ones reads better).")
+@click.option("--synthetic", type=COUNT, default=TrainConfig.synthetic,
+              help="Add this many synthetic captchas drawn in a style fitted to the training ones (size, colours, "
+                   "glyph height, characters, the nearest pretraining fonts) [default: none].")
 @click.option("--resume", is_flag=True, help="Continue the interrupted run from <out>.last.pt.")
 @device_option("training")
 @json_option
 @charset_option
 def train(data_dir, out, pretrained, freeze, epochs, budget, batch_size, optimizer, lr, schedule, seed, no_augment,
-          aug_passes, no_cache, length, split_method, method, input_size, val_fraction, unlabelled, resume, device,
-          as_json, alphabet) -> None:
+          aug_passes, no_cache, length, split_method, method, input_size, val_fraction, unlabelled, synthetic, resume,
+          device, as_json, alphabet) -> None:
     """Train the per-character ResNet-18 classifier (transfer learning) and keep the best checkpoint."""
     from .config import AugmentConfig
     from .training.train import train as run
@@ -366,7 +372,7 @@ def train(data_dir, out, pretrained, freeze, epochs, budget, batch_size, optimiz
                       augment=AugmentConfig(enabled=not no_augment), aug_passes=aug_passes,
                       cache_features=not no_cache, length=length, split=split_method, val_fraction=val_fraction,
                       resume=resume, device=device, method=method, size=tuple(input_size) if input_size else None,
-                      unlabelled=unlabelled)
+                      unlabelled=unlabelled, synthetic=synthetic)
     say = (lambda m: click.echo(m, err=True)) if as_json else click.echo
     result = run(cfg, say=say, progress=sys.stderr.isatty() and not as_json)
     if result.get("rank", 0) != 0:
@@ -435,7 +441,8 @@ def evaluate(val, data_dir, checkpoint, out_dir, show_errors, backend, device, a
 @backend_option
 @device_option("the network")
 @reject_option
-def solve(images, checkpoint, as_json, max_pixels, backend, device, reject_below) -> None:
+@allow_option
+def solve(images, checkpoint, as_json, max_pixels, backend, device, reject_below, allow) -> None:
     """Read captcha images (`-` reads image bytes from stdin); one line per image.
 
     Exit 1 when an image could not be read (its error is printed; the others are still read).
@@ -447,7 +454,7 @@ def solve(images, checkpoint, as_json, max_pixels, backend, device, reject_below
     from .inference.load import load_solver, solving_checkpoint
 
     solver = load_solver(solving_checkpoint(checkpoint), backend=backend, device=device, max_pixels=max_pixels,
-                         reject_below=reject_below)
+                         reject_below=reject_below).allow(allow)
     failed = 0
     for name in images:
         src = sys.stdin.buffer.read() if name == "-" else name
@@ -484,9 +491,10 @@ def solve(images, checkpoint, as_json, max_pixels, backend, device, reject_below
 @backend_option
 @device_option("the network")
 @reject_option
+@allow_option
 @json_option
 def solve_batch(inputs, out, checkpoint, batch_size, workers, resume, shard, max_pixels, backend, device,
-                reject_below, as_json) -> None:
+                reject_below, allow, as_json) -> None:
     """Solve directories, globs or lists of paths (a .txt file) into one CSV; bad files get error rows.
 
     Shards' CSVs merge with `captcha merge-results`. Exit 2 when not one input could be read.
@@ -496,7 +504,7 @@ def solve_batch(inputs, out, checkpoint, batch_size, workers, resume, shard, max
 
     spec = parse_shard(shard)
     solver = load_solver(solving_checkpoint(checkpoint), backend=backend, device=device, max_pixels=max_pixels,
-                         reject_below=reject_below)
+                         reject_below=reject_below).allow(allow)
     stats = run_batch(inputs, out, solver, batch_size=batch_size, workers=workers, resume=resume,
                       progress=sys.stderr.isatty() and not as_json, shard=spec)
     if as_json:
@@ -593,14 +601,16 @@ def export(checkpoint, out, int8, tolerance, as_json) -> None:
 @backend_option
 @device_option("the network")
 @reject_option
+@allow_option
 def serve(checkpoint, host, port, max_bytes, batch_size, batch_window_ms, max_pixels, backend, device,
-          reject_below) -> None:
+          reject_below, allow) -> None:
     """HTTP service: POST /solve, POST /solve/batch, GET /health, docs at /docs."""
     from .inference.load import solving_checkpoint
     from .inference.serve import serve as run
 
     run(solving_checkpoint(checkpoint), ServeConfig(host=host, port=port, max_bytes=max_bytes, batch_size=batch_size,
-                                batch_window_ms=batch_window_ms, max_pixels=max_pixels, reject_below=reject_below),
+                                batch_window_ms=batch_window_ms, max_pixels=max_pixels, reject_below=reject_below,
+                                allow=allow),
         backend=backend, device=device)
 
 

@@ -98,6 +98,7 @@ class TrainConfig:
     select_fraction: float = 0.15  # of the training data, held out to choose the recipe and the epoch kept
     patience: int = 5  # epochs the held-out slice stays below its best (beyond noise) before training stops
     unlabelled: str | None = None  # a folder of the site's unlabelled captchas for self-training (training.selftrain)
+    synthetic: int = 0  # style-matched synthetic captchas added to the training ones (training.stylematch)
     resume: bool = False
     synth_if_missing: bool = False  # the CLI sets it when --data is not given
     device: str = "auto"
@@ -215,3 +216,4 @@ class ServeConfig:
     batch_window_ms: float = 2.0  # how long to gather concurrent requests
     max_pixels: int = DEFAULT_MAX_PIXELS
     reject_below: float = 0.0  # readings less confident than this get "text": null
+    allow: str = ""  # read only these characters (empty: all the model knows)

@@ -207,5 +207,5 @@ def serve(checkpoint: str, cfg: ServeConfig | None = None, backend: str = "auto"
 
     cfg = cfg or ServeConfig()
     solver = load_solver(checkpoint, backend=backend, device=device, max_pixels=cfg.max_pixels,
-                         reject_below=cfg.reject_below)
+                         reject_below=cfg.reject_below).allow(cfg.allow)
     uvicorn.run(create_app(solver, cfg), host=cfg.host, port=cfg.port, log_level="info")

@@ -91,6 +91,10 @@ class Solver:
         if not chars:
             self._mask = None
             return self
+        unknown = "".join(self.charset.unknown(chars))
+        if unknown:
+            raise ConfigError(f"--allow {chars!r}: {unknown!r} not among the model's characters "
+                              f"{self.charset.alphabet!r}; allow only characters it knows")
         keep = set(self.charset.encode("".join(dict.fromkeys(chars))))
         classes = len(self.charset) + (1 if self.method == "ctc" else 0)
         self._mask = np.array([i in keep or i >= len(self.charset) for i in range(classes)])

@@ -45,6 +45,12 @@ def save_checkpoint(payload: dict[str, Any], path: str | os.PathLike) -> Path:
     return path
 
 
+def half_precision(state: dict[str, Any]) -> dict[str, Any]:
+    """``state`` with its floating-point tensors in float16: half the bytes of a shipped file (loading
+    into a float32 model converts them back)."""
+    return {k: v.half() if isinstance(v, torch.Tensor) and v.is_floating_point() else v for k, v in state.items()}
+
+
 def require_file(path: str | os.PathLike) -> Path:
     """``path`` as a Path, or a CheckpointError saying how to get a checkpoint there."""
     path = Path(path)

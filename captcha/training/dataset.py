@@ -30,6 +30,7 @@ from ..data.synth import seed_for
 from ..errors import DataError
 from ..nn.networks import FEATURE_DIM, CharNet, load_backbone, resolve_pretrained
 from .loop import frozen_outputs
+from .stylematch import synthesize
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +49,7 @@ class TrainingData(EvalData):
     single_chars: bool = False  # trained on clean single-character images (the course's chars/train)
     captcha_size: list[int] | None = None  # median (width, height) of its captchas: solving warns far from it
     other_lengths: int = 0  # training captchas left out because their label is not ``length`` long
-    pseudo_groups: frozenset[int] = frozenset()  # groups of pseudo-labelled captchas: trained on, never held out
+    extra_groups: frozenset[int] = frozenset()  # groups of extra (pseudo-labelled, synthetic) captchas: never held out
 
 
 def _crops_of(captchas: list[Captcha], length: int, segment: SegmentConfig, charset: Charset):
@@ -93,14 +94,14 @@ def _length(cfg_length: int | None, captchas: list[Captcha], root: Path) -> int:
 
 
 def load_training_data(cfg: TrainConfig, charset: Charset, segment: SegmentConfig | None = None,
-                       pseudo: list[Captcha] | None = None) -> TrainingData:
+                       extra: list[Captcha] | None = None) -> TrainingData:
     """Read the dataset at ``cfg.data`` in either layout; split captchas into training crops (classify)
     or keep them whole (ctc). ``segment`` fixes the splitter (a resumed run) instead of choosing one;
-    ``pseudo`` (self-training's pseudo-labelled captchas) join the training captchas, never the slice."""
+    ``extra`` captchas (pseudo-labelled or synthetic) join the training captchas, never the held-out slice."""
     root = Path(cfg.data)
     parts = read_parts(root, charset, cfg.val_fraction, cfg.seed)
     real = len(parts.train_caps)
-    parts.train_caps = parts.train_caps + list(pseudo or [])
+    parts.train_caps = parts.train_caps + list(extra or [])
     length = _length(cfg.length, parts.val_caps + parts.train_caps, root)
     segment = segment or _segmenter(cfg, parts.train_caps, length, charset, cells=bool(parts.train_chars))
     size = _median_size([im for im, _ in parts.train_caps + parts.val_caps])
@@ -114,7 +115,7 @@ def load_training_data(cfg: TrainConfig, charset: Charset, segment: SegmentConfi
         return TrainingData([], [], parts.val_caps, length, segment, parts.split, train_images=[im for im, _ in whole],
                             train_targets=[charset.encode(lab) for _, lab in whole],
                             train_groups=picked, captcha_size=size, other_lengths=other,
-                            pseudo_groups=frozenset(range(real, len(parts.train_caps))))
+                            extra_groups=frozenset(range(real, len(parts.train_caps))))
     t_imgs, kept = load_images(parts.train_chars)
     t_targets = [charset.encode(s.label)[0] for s in kept]
     v_imgs, v_kept = load_images(parts.val_chars)
@@ -126,7 +127,16 @@ def load_training_data(cfg: TrainConfig, charset: Charset, segment: SegmentConfi
     return TrainingData(v_imgs, v_targets, parts.val_caps, length, segment, parts.split, train_images=t_imgs + c_imgs,
                         train_targets=t_targets + c_targets, train_groups=groups, single_chars=bool(t_imgs),
                         captcha_size=size, other_lengths=other,
-                        pseudo_groups=frozenset(len(t_imgs) + k for k in range(real, len(parts.train_caps))))
+                        extra_groups=frozenset(len(t_imgs) + k for k in range(real, len(parts.train_caps))))
+
+
+def synthetic_captchas(cfg: TrainConfig, charset: Charset) -> tuple[list[Captcha], dict[str, Any]]:
+    """``cfg.synthetic`` captchas drawn in the style fitted to the training captchas (``stylematch``)."""
+    parts = read_parts(Path(cfg.data), charset, cfg.val_fraction, cfg.seed)
+    length = _length(cfg.length, parts.train_caps, Path(cfg.data))
+    made, style = synthesize(parts.train_caps, length, cfg.synthetic, backbone_features(cfg.pretrained),
+                             bool(charset.fold_case), cfg.seed)
+    return made, style.to_dict()
 
 
 def _median_size(images: list) -> list[int] | None:

@@ -32,7 +32,7 @@ from ..data.fonts import HELD_OUT_PREFIXES, by_family, pretraining_faces
 from ..data.preprocess import Preprocess
 from ..data.synth import seed_for
 from ..errors import ConfigError
-from ..nn.checkpoint import load_checkpoint, save_checkpoint
+from ..nn.checkpoint import half_precision, load_checkpoint, save_checkpoint
 from ..nn.networks import ARCH, CharNet
 from .loop import make_schedule, predict, train_one_epoch
 
@@ -162,8 +162,8 @@ def pretrain(cfg: PretrainConfig, progress: bool = True) -> dict:
     bar.close()
     seconds = time.perf_counter() - t0
     final = history[-1]
-    weights = {k: (v.half() if cfg.half and v.is_floating_point() else v)
-               for k, v in model.state_dict().items() if not k.startswith("fc.")}
+    weights = {k: v for k, v in model.state_dict().items() if not k.startswith("fc.")}
+    weights = half_precision(weights) if cfg.half else weights
     conf = {**asdict(cfg), "sizes": list(cfg.train_sizes), "out": cfg.out_path,
             "command": cfg.command or " ".join(["captcha"] + sys.argv[1:])}
     info = {"config": conf, "seconds": seconds, "history": history,

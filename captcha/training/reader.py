@@ -32,7 +32,7 @@ from ..data.segment import SegmentConfig, to_content
 from ..data.synth import seed_for
 from ..eval.metrics import string_metrics
 from ..inference.decode import decode
-from ..nn.checkpoint import load_checkpoint, save_checkpoint
+from ..nn.checkpoint import half_precision, load_checkpoint, save_checkpoint
 from ..nn.networks import ARCH, load_backbone, new_model, resolve_pretrained
 from .loop import CTCLoss, make_optimizer, make_schedule, predict, train_one_epoch
 
@@ -135,7 +135,7 @@ def pretrain_reader(cfg: ReaderConfig, progress: bool = True) -> dict:
     bar.close()
     if not payload:  # resumed a finished run
         payload = reader_payload(cfg, model, charset, pre, source, history)
-    save_checkpoint(payload, out)
+    save_checkpoint({**payload, "model": half_precision(payload["model"])}, out)  # shipped in the wheel: half the bytes
     write_reader_card(out, payload)
     return payload["pretrain"]
 
@@ -166,7 +166,7 @@ def write_reader_card(out: Path, payload: dict) -> None:
              "- layouts: " + ", ".join(f"{k} {100 * v:.0f}%" for k, v in info["layouts"].items())
              + f"; {info['faces']} pretraining font faces (see the glyph backbone's card for their licences)",
              f"- wall time: {info['seconds'] / 60:.1f} min (torch {info['torch']}, {info['threads']} threads"
-             f"{', bf16 autocast' if cfg['bf16'] else ''})", "",
+             f"{', bf16 autocast' if cfg['bf16'] else ''}); stored in half precision", "",
              "| step | loss | held-out full-string | held-out characters | minutes |", "|---|---|---|---|---|"]
     lines += [f"| {h['step']} | {h['loss']:.3f} | {100 * h['string_acc']:.2f}% | "
               f"{100 * h.get('captcha_char_acc', 0):.2f}% | {h['seconds'] / 60:.1f} |" for h in info["history"]]

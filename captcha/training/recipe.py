@@ -193,7 +193,8 @@ class MethodChoice:
         return [{**best.to_dict(), "chosen": m == self.method} for m, (best, _) in self.probes.items()]
 
 
-def choose_method(cfg: TrainConfig, charset: Charset, device: torch.device, say: Callable[[str], None]) -> MethodChoice:
+def choose_method(cfg: TrainConfig, charset: Charset, device: torch.device, say: Callable[[str], None],
+                  extra: list | None = None) -> MethodChoice:
     """``--method auto``: split-and-classify against whole-captcha CTC, each probed briefly from its own
     start (the glyph backbone; the general reader) and scored by full-string accuracy on the same
     held-out slice of the training captchas. Ties go to classify, the course's method."""
@@ -202,10 +203,10 @@ def choose_method(cfg: TrainConfig, charset: Charset, device: torch.device, say:
     held_n = 0
     for method in METHODS:
         mcfg = dataclasses.replace(cfg, method=method)
-        data = load_training_data(mcfg, charset)
+        data = load_training_data(mcfg, charset, extra=extra)
         if method == "classify":
             segment = data.segment
-        fit_idx, held_idx = hold_out_slice(data.train_groups, cfg.select_fraction, cfg.seed)
+        fit_idx, held_idx = hold_out_slice(data.train_groups, cfg.select_fraction, cfg.seed, data.extra_groups)
         fit = ([data.train_images[i] for i in fit_idx], [data.train_targets[i] for i in fit_idx])
         held = ([data.train_images[i] for i in held_idx], [data.train_targets[i] for i in held_idx])
         held_n = len(set(data.train_groups[i] for i in held_idx))

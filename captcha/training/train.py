@@ -59,6 +59,7 @@ from .dataset import (
     TrainingData,
     hold_out_slice,
     load_training_data,
+    synthetic_captchas,
     whole_captchas_only,
 )
 from .diagnose import diagnose
@@ -127,6 +128,7 @@ def train(cfg: TrainConfig, say: Callable[[str], None] = log.info, progress: boo
     if rank == 0:
         ensure_data(cfg, say)
     barrier(world)
+    unlabelled = unlabelled_images(cfg.unlabelled) if cfg.unlabelled else []  # a wrong folder fails before training
     out = Path(cfg.out)
     last_path = out.with_name(out.stem + ".last.pt")
     resume = load_checkpoint(last_path, kind="recognizer") if cfg.resume and last_path.is_file() else None
@@ -136,16 +138,22 @@ def train(cfg: TrainConfig, say: Callable[[str], None] = log.info, progress: boo
         cfg = resumed_config(cfg, resume["train_config"])
     charset = Charset(cfg.charset)
     segment = SegmentConfig.from_dict(resume["segment"]) if resume else None
+    extra, style = list(pseudo or []), None
+    if cfg.synthetic:
+        made, style = synthetic_captchas(cfg, charset)
+        extra += made
+        say(f"style-matched synthesis: {len(made)} captchas in fonts {', '.join(style['families'])}, "
+            f"{style['size'][0]}x{style['size'][1]}, {'grey' if style['grey'] else 'colour'}")
     choice = None
     if cfg.method == "auto":
         if whole_captchas_only(Path(cfg.data)):
-            choice = choose_method(cfg, charset, device, say) if rank == 0 else None
+            choice = choose_method(cfg, charset, device, say, extra) if rank == 0 else None
             method, seg = from_rank0([choice.method, choice.segment.to_dict()] if choice else [None, None], world)
             cfg.method, segment = method, SegmentConfig.from_dict(seg) if method == "classify" else None
         else:  # single-character images to learn from (the course's layout): CTC cannot use them
             cfg.method = "classify"
-    data = load_training_data(cfg, charset, segment, pseudo)
-    fit_idx, held_idx = hold_out_slice(data.train_groups, cfg.select_fraction, cfg.seed, data.pseudo_groups)
+    data = load_training_data(cfg, charset, segment, extra)
+    fit_idx, held_idx = hold_out_slice(data.train_groups, cfg.select_fraction, cfg.seed, data.extra_groups)
     fit = ([data.train_images[i] for i in fit_idx], [data.train_targets[i] for i in fit_idx])
     held = ([data.train_images[i] for i in held_idx], [data.train_targets[i] for i in held_idx])
     if device.type == "cuda" and world > 1:
@@ -269,21 +277,21 @@ def train(cfg: TrainConfig, say: Callable[[str], None] = log.info, progress: boo
     if final is not None:
         final["warnings"] = problems
         final["self_training"] = {"pseudo_labelled": len(pseudo)} if pseudo else None
+        final["synthetic"] = {"captchas": cfg.synthetic, "style": style} if style else None
         save_checkpoint(final, out)
     result = {"checkpoint": str(out), "curve": str(curve), "method": cfg.method, "history": history,
               "best": final["metrics"] if final else {}, "train_seconds": train_seconds, "warnings": problems,
               "held_out_acc": keeper.best_acc if held[0] else None}
-    if cfg.unlabelled and final is not None and world == 1:
-        result = self_train(cfg, data, result, say, progress)
+    if unlabelled and final is not None and world == 1:
+        result = self_train(cfg, data, unlabelled, result, say, progress)
     return result
 
 
-def self_train(cfg: TrainConfig, data: TrainingData, first: dict[str, Any], say: Callable[[str], None],
-               progress: bool) -> dict[str, Any]:
-    """The second round of self-training (see ``selftrain``), kept only when the held-out slice of the
-    labelled captchas reads it better than the first."""
+def self_train(cfg: TrainConfig, data: TrainingData, paths: list[str], first: dict[str, Any],
+               say: Callable[[str], None], progress: bool) -> dict[str, Any]:
+    """The second round of self-training on the unlabelled ``paths`` (see ``selftrain``), kept only when
+    the held-out slice of the labelled captchas reads it better than the first."""
     out = Path(cfg.out)
-    paths = unlabelled_images(cfg.unlabelled)
     pseudo = pseudo_labels(out, paths, data.length)
     say(f"self-training: {len(pseudo)} of {len(paths)} unlabelled captchas read with confidence >= "
         f"{PSEUDO_CONFIDENCE}; training again on the labelled captchas and those")
@@ -291,7 +299,7 @@ def self_train(cfg: TrainConfig, data: TrainingData, first: dict[str, Any], say:
         return {**first, "self_training": {"unlabelled": len(paths), "pseudo_labelled": 0, "kept": False}}
     round1 = out.with_name(out.stem + ".round1.pt")
     os.replace(out, round1)
-    labelled = len(set(data.train_groups) - data.pseudo_groups)
+    labelled = len(set(data.train_groups) - data.extra_groups)
     # about the first round's compute: the epochs shrink as the pseudo-labelled captchas join
     epochs = max(AUTO_EPOCHS[0], round(cfg.epochs * labelled / (labelled + len(pseudo))))
     again = dataclasses.replace(cfg, unlabelled=None, resume=False, split=data.segment.method, epochs=epochs)

@@ -1,4 +1,5 @@
 import io
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -144,3 +145,28 @@ def test_reject_below_through_the_cli(tiny_model, tiny_data, tmp_path):
     assert res.exit_code == 0 and "1 of them rejected" in res.stdout
     (line,) = list(csv.DictReader(open(out)))
     assert line["text"] == "" and line["error"].startswith("rejected")
+
+
+def test_allow_reads_only_the_given_characters(tiny_model, tiny_data):
+    from captcha.errors import ConfigError
+
+    solver = load_solver(tiny_model)
+    images = sorted((tiny_data / "captchas" / "val").glob("*.png"))[:6]
+    assert all(set(r.solution.text) <= {"1", "2"} for r in solver.allow("12").solve_batch(images))
+    assert {len(r.solution.text) for r in solver.allow("a").solve_batch(images)} == {4}  # "a" folds to "A"
+    assert solver.allow("").solve(images[0]).text == load_solver(tiny_model).solve(images[0]).text
+    with pytest.raises(ConfigError, match="--allow"):
+        solver.allow("AZ")
+
+
+def test_solving_checkpoint_prefers_a_trained_model_then_the_shipped_reader(tmp_path, monkeypatch):
+    from captcha.config import DEFAULT_CHECKPOINT
+    from captcha.inference.load import solving_checkpoint
+    from captcha.nn.networks import shipped_reader
+
+    monkeypatch.chdir(tmp_path)
+    assert solving_checkpoint("x.pt") == Path("x.pt")
+    assert solving_checkpoint(None) == (shipped_reader() if shipped_reader().is_file() else Path(DEFAULT_CHECKPOINT))
+    Path(DEFAULT_CHECKPOINT).parent.mkdir()
+    Path(DEFAULT_CHECKPOINT).write_bytes(b"")
+    assert solving_checkpoint(None) == Path(DEFAULT_CHECKPOINT)

@@ -7,7 +7,12 @@ import torch
 from captcha.charset import Charset
 from captcha.config import ReaderConfig
 from captcha.nn.checkpoint import load_checkpoint, save_checkpoint
-from captcha.nn.networks import load_backbone, model_from_checkpoint, new_model, reader_state
+from captcha.nn.networks import (
+    load_backbone,
+    model_from_checkpoint,
+    new_model,
+    reader_state,
+)
 from captcha.training.loop import CTCLoss
 from captcha.training.reader import encode_padded, pretrain_reader
 

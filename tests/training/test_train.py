@@ -174,3 +174,32 @@ def test_the_keeper_keeps_the_annealed_last_epoch_and_stops_on_a_real_drop():
     drop = [0.50, 0.90, 0.97, 0.97, 0.80, 0.75, 0.70, 0.70, 0.96, 0.96]
     assert run(drop, 10) == ([1, 2, 3], 7)
     assert run(drop, 10, replay_until=5) == ([], 7)  # resumed after epoch 5: the same stop, nothing newer kept
+
+
+def test_self_training_reads_unlabelled_captchas_and_keeps_the_better_round(flat_captchas, tmp_path):
+    import shutil
+
+    rows = (flat_captchas / "labels.csv").read_text().splitlines()
+    header, body = rows[0], rows[1:]
+    labelled, unlabelled = tmp_path / "labelled", tmp_path / "unlabelled"
+    labelled.mkdir()
+    unlabelled.mkdir()
+    for line in body[:28]:
+        shutil.copy(flat_captchas / line.split(",")[0], labelled)
+    for line in body[28:]:
+        shutil.copy(flat_captchas / line.split(",")[0], unlabelled)
+    (labelled / "labels.csv").write_text("\n".join([header] + body[:28]) + "\n")
+    out = tmp_path / "self.pt"
+    said = []
+    res = train(_cfg(labelled, out, pretrained="glyphs", freeze="all", method="classify", split="equal", epochs=3,
+                     unlabelled=str(unlabelled)), say=said.append)
+    info = res["self_training"]
+    assert info["unlabelled"] == 12 and 0 <= info["pseudo_labelled"] <= 12
+    assert any(s.startswith("self-training:") for s in said)
+    assert out.is_file() and not out.with_name("self.round1.pt").exists()
+    ck = load_checkpoint(out)
+    if info["kept"]:  # the second round's checkpoint says what it learned from
+        assert ck["self_training"]["pseudo_labelled"] == info["pseudo_labelled"] > 0
+    with pytest.raises(Exception, match="--unlabelled"):
+        train(_cfg(labelled, tmp_path / "x.pt", freeze="all", method="classify", split="equal", epochs=1,
+                   unlabelled=str(tmp_path / "nowhere")))
