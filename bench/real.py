@@ -86,7 +86,7 @@ def train_plain(folder: Path, out: Path, budget: float | None, extra: list[str] 
     wall = time.perf_counter() - t0
     if proc.returncode != 0:
         sys.exit(f"{' '.join(cmd)} failed:\n{proc.stderr[-3000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1]), wall
+    return json.loads(proc.stdout), wall
 
 
 def ddddocr_score(test: list[Sample]) -> dict | None:
@@ -152,6 +152,8 @@ def main() -> None:
     ap.add_argument("--sets", default=",".join(SETS))
     ap.add_argument("--curve", action="store_true", help=f"Also train on the first {', '.join(map(str, CURVE))}.")
     ap.add_argument("--curve-sets", default="sysu_alnum4", help="Sets the learning curve runs on.")
+    ap.add_argument("--curve-sizes", default=",".join(map(str, CURVE)), help="Training captchas at each curve point.")
+    ap.add_argument("--curve-only", action="store_true", help="Skip the full-set rows and the zero-shot readers.")
     ap.add_argument("--self-train", action="store_true",
                     help="In the curve, also train with the rest of the first 75%% as --unlabelled captchas.")
     ap.add_argument("--synthetic", type=int, default=0,
@@ -164,16 +166,17 @@ def main() -> None:
     rows, zero = [], []
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.sets.split(","):
-            row = run_set(name, Path(tmp), args.budget)
-            rows.append(row)
-            print(json.dumps({k: v for k, v in row.items() if k != "reliability"}), flush=True)
-            test = split_set(name)[1]
-            zero.append({"set": name, "reader": reader_score(test), "ddddocr": ddddocr_score(test)})
-            print(json.dumps(zero[-1], default=str)[:400], flush=True)
+            if not args.curve_only:
+                row = run_set(name, Path(tmp), args.budget)
+                rows.append(row)
+                print(json.dumps({k: v for k, v in row.items() if k != "reliability"}), flush=True)
+                test = split_set(name)[1]
+                zero.append({"set": name, "reader": reader_score(test), "ddddocr": ddddocr_score(test)})
+                print(json.dumps(zero[-1], default=str)[:400], flush=True)
             if args.curve and name in args.curve_sets.split(","):
                 variants = ["plain"] + (["unlabelled"] if args.self_train else []) + \
                     (["synthetic"] if args.synthetic else [])
-                for k in CURVE:
+                for k in map(int, args.curve_sizes.split(",")):
                     for variant in variants:
                         r = run_set(name, Path(tmp), args.budget, limit=k, solve_speed=False, variant=variant,
                                     synthetic=args.synthetic)

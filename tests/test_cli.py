@@ -4,6 +4,7 @@ import sys
 
 import pytest
 from click.testing import CliRunner
+from PIL import Image
 
 from captcha.cli import main
 
@@ -100,3 +101,18 @@ def test_version_and_quiet_verbose_logging(tiny_data):
 def test_every_default_is_shown_in_help():
     res = CliRunner().invoke(main, ["train", "--help"])
     assert "[default: 64; x>=1]" in res.output and "[default: auto]" in res.output and "[default: adamw]" in res.output and "[default: 64; x>=1]" in res.output
+
+
+def test_solve_with_no_checkpoint_reads_with_the_shipped_general_reader(tiny_data, tmp_path, monkeypatch):
+    from captcha.data.synth import concat_captcha
+
+    monkeypatch.chdir(tmp_path)  # no checkpoints/model.pt here
+    cells = [Image.open(next((tiny_data / "chars" / "val" / c).glob("*.png"))) for c in "A1B2C3"]
+    concat_captcha(cells[:5]).save(tmp_path / "five.png")
+    res = CliRunner().invoke(main, ["solve", "--json", "--allow", "ABC123", str(tmp_path / "five.png")])
+    assert res.exit_code == 0, res.output
+    line = json.loads(res.output.strip().splitlines()[-1])
+    assert set(line["text"]) <= set("ABC123") and 3 <= len(line["text"]) <= 7  # any length: no "trained on" warning
+    assert not line["warnings"]
+    bad = CliRunner().invoke(main, ["solve", "--allow", "A!", str(tmp_path / "five.png")])
+    assert bad.exit_code == 2 and "--allow" in bad.output
