@@ -145,6 +145,7 @@ class PretrainConfig:
 
     source: str = "glyphs"
     data: str | None = None  # CIFAR-10 location for source=cifar10
+    trust_pickle: bool = False  # read CIFAR-10's pickled batches (they can run code)
     out: str | None = None  # None: checkpoints/<source>-resnet18.pt
     steps: int = 1300
     batch_size: int = 128
