@@ -595,26 +595,38 @@ def export(checkpoint, out, int8, tolerance, as_json) -> None:
 
 @main.command()
 @solving_checkpoint_option
-@click.option("--host", default=ServeConfig.host, help="Address to bind (loopback by default).")
+@click.option("--host", default=ServeConfig.host, help="Address to bind (loopback by default; no TLS: put a proxy in front).")
 @click.option("--port", type=click.IntRange(1, 65535), default=ServeConfig.port)
 @click.option("--max-bytes", type=POSITIVE, default=ServeConfig.max_bytes, help="Largest accepted image.")
+@click.option("--max-images", type=POSITIVE, default=ServeConfig.max_images, help="Most images in one /solve/batch request.")
 @click.option("--batch-size", type=POSITIVE, default=ServeConfig.batch_size, help="Most images solved together.")
 @click.option("--batch-window-ms", type=click.FloatRange(min=0), default=ServeConfig.batch_window_ms,
               help="How long to gather concurrent requests.")
-@max_pixels_option
+@click.option("--max-pixels", type=POSITIVE, default=ServeConfig.max_pixels, show_default=True,
+              help="Refuse images larger than this (checked from the header, before decoding).")
+@click.option("--api-key", envvar="CAPTCHA_API_KEY", default=None, show_envvar=True,
+              help="Require this key (X-API-Key header or Authorization: Bearer) on every request but /health and /ready.")
+@click.option("--queue-size", type=POSITIVE, default=ServeConfig.queue_size,
+              help="Images waiting to be solved; beyond it requests get 503 with Retry-After.")
+@click.option("--request-timeout", type=POSITIVE_FLOAT, default=ServeConfig.request_timeout,
+              help="Seconds a request may take before a 503.")
+@click.option("--max-connections", type=POSITIVE, default=ServeConfig.max_connections,
+              help="Open connections at most; beyond it uvicorn answers 503.")
 @backend_option
 @device_option("the network")
 @reject_option
 @allow_option
-def serve(checkpoint, host, port, max_bytes, batch_size, batch_window_ms, max_pixels, backend, device,
-          reject_below, allow) -> None:
-    """HTTP service: POST /solve, POST /solve/batch, GET /health, docs at /docs."""
+def serve(checkpoint, host, port, max_bytes, max_images, batch_size, batch_window_ms, max_pixels, api_key, queue_size,
+          request_timeout, max_connections, backend, device, reject_below, allow) -> None:
+    """HTTP service: POST /solve, POST /solve/batch, GET /health, /ready, /metrics, docs at /docs."""
     from .inference.load import solving_checkpoint
     from .inference.serve import serve as run
 
-    run(solving_checkpoint(checkpoint), ServeConfig(host=host, port=port, max_bytes=max_bytes, batch_size=batch_size,
-                                batch_window_ms=batch_window_ms, max_pixels=max_pixels, reject_below=reject_below,
-                                allow=allow),
+    run(solving_checkpoint(checkpoint),
+        ServeConfig(host=host, port=port, max_bytes=max_bytes, max_images=max_images, batch_size=batch_size,
+                    batch_window_ms=batch_window_ms, max_pixels=max_pixels, reject_below=reject_below, allow=allow,
+                    api_key=api_key, queue_size=queue_size, request_timeout=request_timeout,
+                    max_connections=max_connections),
         backend=backend, device=device)
 
 

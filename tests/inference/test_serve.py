@@ -1,4 +1,6 @@
 import base64
+import contextlib
+import dataclasses
 import socket
 import statistics
 import threading
@@ -11,7 +13,7 @@ import uvicorn
 
 from captcha.config import ServeConfig
 from captcha.inference.load import load_solver
-from captcha.inference.serve import create_app
+from captcha.inference.serve import create_app, uvicorn_config
 
 
 def _free_port() -> int:
@@ -20,20 +22,33 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def server(tiny_model):
-    port = _free_port()
-    app = create_app(load_solver(tiny_model), ServeConfig(max_bytes=200_000))
-    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+@contextlib.contextmanager
+def _running(solver, cfg: ServeConfig):
+    """The service on a free loopback port, with the limits ``cfg`` sets (uvicorn's too), for the block."""
+    cfg = dataclasses.replace(cfg, host="127.0.0.1", port=_free_port())
+    config = uvicorn_config(create_app(solver, cfg), cfg)
+    config.log_level = "warning"
+    srv = uvicorn.Server(config)
     thread = threading.Thread(target=srv.run, daemon=True)
     thread.start()
     for _ in range(200):
         if srv.started:
             break
         time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
+    yield f"http://127.0.0.1:{cfg.port}"
     srv.should_exit = True
     thread.join(10)
+
+
+@pytest.fixture(scope="module")
+def solver(tiny_model):
+    return load_solver(tiny_model)
+
+
+@pytest.fixture(scope="module")
+def server(solver):
+    with _running(solver, ServeConfig(max_bytes=200_000)) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -99,3 +114,52 @@ def test_load_1000_requests_16_clients(server, image):
     after = httpx.get(f"{server}/health").json()
     images, batches = after["images"] - before["images"], after["batches"] - before["batches"]
     assert images == 1000 and batches < images  # these requests, and concurrent ones were batched together
+
+
+def test_a_chunked_body_past_the_limit_is_refused_while_reading(server):
+    sent = {"bytes": 0}
+
+    def endless():  # no Content-Length: a chunked body that would go on for a gigabyte
+        for _ in range(16_384):
+            sent["bytes"] += 65_536
+            yield b"\0" * 65_536
+
+    try:
+        r = httpx.post(f"{server}/solve", content=endless(), headers={"content-type": "image/png"}, timeout=30)
+        assert r.status_code == 413
+    except httpx.HTTPError:
+        pass  # the server may close the connection mid-upload: that also stops it
+    assert sent["bytes"] < 64 * 1024 * 1024  # stopped long before the gigabyte
+
+
+def test_batch_limits_and_deep_json(server, image):
+    one = base64.b64encode(image).decode()
+    many = httpx.post(f"{server}/solve/batch", json={"images": [one] * 65})
+    assert many.status_code == 413 and "at most 64" in many.json()["detail"]
+    deep = "[" * 100_000 + "]" * 100_000
+    r = httpx.post(f"{server}/solve", content=deep, headers={"content-type": "application/json"})
+    assert r.status_code in (400, 413)
+
+
+def test_ready_and_metrics(server, image):
+    assert httpx.get(f"{server}/ready").json()["ready"] is True
+    httpx.post(f"{server}/solve", content=image, headers={"content-type": "image/png"})
+    text = httpx.get(f"{server}/metrics").text
+    assert 'captcha_requests_total{path="/solve",status="200"}' in text
+    assert 'captcha_request_seconds{path="/solve",quantile="0.99"}' in text and "captcha_batch_size_count" in text
+
+
+def test_api_key_overload_and_timeout(solver, image):
+    with _running(solver, ServeConfig(api_key="s3cret", queue_size=2)) as url:
+        assert httpx.get(f"{url}/health").status_code == 200  # open, for probes
+        assert httpx.post(f"{url}/solve", content=image, headers={"content-type": "image/png"}).status_code == 401
+        ok = httpx.post(f"{url}/solve", content=image, headers={"content-type": "image/png", "x-api-key": "s3cret"})
+        bearer = httpx.post(f"{url}/solve", content=image,
+                            headers={"content-type": "image/png", "authorization": "Bearer s3cret"})
+        assert ok.status_code == bearer.status_code == 200
+        one = base64.b64encode(image).decode()
+        busy = httpx.post(f"{url}/solve/batch", json={"images": [one] * 3}, headers={"x-api-key": "s3cret"})
+        assert busy.status_code == 503 and busy.headers["retry-after"] == "1"
+    with _running(solver, ServeConfig(request_timeout=1e-6)) as url:
+        late = httpx.post(f"{url}/solve", content=image, headers={"content-type": "image/png"})
+        assert late.status_code == 503 and "retry-after" in late.headers
