@@ -280,8 +280,11 @@ def _sizes(text: str | None) -> tuple[int, ...] | None:
 @click.option("--sizes", default=None, help="Comma list of square input sizes, one drawn per step "
               "[default: 32,48,64 for glyphs, 32 for cifar10].")
 @click.option("--resume", is_flag=True, help="Continue a killed run from <out>.last.pt.")
+@click.option("--trust-pickle", is_flag=True,
+              help="Read CIFAR-10's pickled batches (cifar-10-batches-py); unpickling runs code, so only files you trust.")
 @json_option
-def pretrain(source, data_path, out, steps, batch_size, lr, seed, workers, eval_every, sizes, resume, as_json) -> None:
+def pretrain(source, data_path, out, steps, batch_size, lr, seed, workers, eval_every, sizes, resume, trust_pickle,
+             as_json) -> None:
     """Pretrain offline: a ResNet-18 backbone (for `captcha train --pretrained PATH`) or the general reader."""
     given = {k: v for k, v in {"steps": steps, "batch_size": batch_size, "lr": lr, "eval_every": eval_every}.items()
              if v is not None}
@@ -303,7 +306,7 @@ def pretrain(source, data_path, out, steps, batch_size, lr, seed, workers, eval_
     from .training.pretrain import pretrain as run
 
     cfg = PretrainConfig(source=source, data=data_path, out=out, **given, seed=seed, workers=workers, resume=resume,
-                         sizes=_sizes(sizes), command=command)
+                         sizes=_sizes(sizes), command=command, trust_pickle=trust_pickle)
     info = run(cfg, progress=progress)
     if as_json:
         _emit_json({"backbone": cfg.out_path, **info})
@@ -486,6 +489,7 @@ def solve(images, checkpoint, as_json, max_pixels, backend, device, reject_below
 @batch_size_option
 @click.option("--workers", type=COUNT, default=0, help="Processes decoding images (0: one background thread).")
 @click.option("--resume", is_flag=True, help="Skip inputs already in --out and append the rest.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing --out (without it, or --resume, it is refused).")
 @click.option("--shard", default=None, metavar="I/N", help="Take every N-th input from the I-th (0-based), for N machines.")
 @max_pixels_option
 @backend_option
@@ -493,7 +497,7 @@ def solve(images, checkpoint, as_json, max_pixels, backend, device, reject_below
 @reject_option
 @allow_option
 @json_option
-def solve_batch(inputs, out, checkpoint, batch_size, workers, resume, shard, max_pixels, backend, device,
+def solve_batch(inputs, out, checkpoint, batch_size, workers, resume, overwrite, shard, max_pixels, backend, device,
                 reject_below, allow, as_json) -> None:
     """Solve directories, globs or lists of paths (a .txt file) into one CSV; bad files get error rows.
 
@@ -506,7 +510,7 @@ def solve_batch(inputs, out, checkpoint, batch_size, workers, resume, shard, max
     solver = load_solver(solving_checkpoint(checkpoint), backend=backend, device=device, max_pixels=max_pixels,
                          reject_below=reject_below).allow(allow)
     stats = run_batch(inputs, out, solver, batch_size=batch_size, workers=workers, resume=resume,
-                      progress=sys.stderr.isatty() and not as_json, shard=spec)
+                      progress=sys.stderr.isatty() and not as_json, shard=spec, overwrite=overwrite)
     if as_json:
         _emit_json({"out": out, "backend": solver.backend_name, **stats})
     else:
@@ -591,26 +595,38 @@ def export(checkpoint, out, int8, tolerance, as_json) -> None:
 
 @main.command()
 @solving_checkpoint_option
-@click.option("--host", default=ServeConfig.host, help="Address to bind (loopback by default).")
+@click.option("--host", default=ServeConfig.host, help="Address to bind (loopback by default; no TLS: put a proxy in front).")
 @click.option("--port", type=click.IntRange(1, 65535), default=ServeConfig.port)
 @click.option("--max-bytes", type=POSITIVE, default=ServeConfig.max_bytes, help="Largest accepted image.")
+@click.option("--max-images", type=POSITIVE, default=ServeConfig.max_images, help="Most images in one /solve/batch request.")
 @click.option("--batch-size", type=POSITIVE, default=ServeConfig.batch_size, help="Most images solved together.")
 @click.option("--batch-window-ms", type=click.FloatRange(min=0), default=ServeConfig.batch_window_ms,
               help="How long to gather concurrent requests.")
-@max_pixels_option
+@click.option("--max-pixels", type=POSITIVE, default=ServeConfig.max_pixels, show_default=True,
+              help="Refuse images larger than this (checked from the header, before decoding).")
+@click.option("--api-key", envvar="CAPTCHA_API_KEY", default=None, show_envvar=True,
+              help="Require this key (X-API-Key header or Authorization: Bearer) on every request but /health and /ready.")
+@click.option("--queue-size", type=POSITIVE, default=ServeConfig.queue_size,
+              help="Images waiting to be solved; beyond it requests get 503 with Retry-After.")
+@click.option("--request-timeout", type=POSITIVE_FLOAT, default=ServeConfig.request_timeout,
+              help="Seconds a request may take before a 503.")
+@click.option("--max-connections", type=POSITIVE, default=ServeConfig.max_connections,
+              help="Open connections at most; beyond it uvicorn answers 503.")
 @backend_option
 @device_option("the network")
 @reject_option
 @allow_option
-def serve(checkpoint, host, port, max_bytes, batch_size, batch_window_ms, max_pixels, backend, device,
-          reject_below, allow) -> None:
-    """HTTP service: POST /solve, POST /solve/batch, GET /health, docs at /docs."""
+def serve(checkpoint, host, port, max_bytes, max_images, batch_size, batch_window_ms, max_pixels, api_key, queue_size,
+          request_timeout, max_connections, backend, device, reject_below, allow) -> None:
+    """HTTP service: POST /solve, POST /solve/batch, GET /health, /ready, /metrics, docs at /docs."""
     from .inference.load import solving_checkpoint
     from .inference.serve import serve as run
 
-    run(solving_checkpoint(checkpoint), ServeConfig(host=host, port=port, max_bytes=max_bytes, batch_size=batch_size,
-                                batch_window_ms=batch_window_ms, max_pixels=max_pixels, reject_below=reject_below,
-                                allow=allow),
+    run(solving_checkpoint(checkpoint),
+        ServeConfig(host=host, port=port, max_bytes=max_bytes, max_images=max_images, batch_size=batch_size,
+                    batch_window_ms=batch_window_ms, max_pixels=max_pixels, reject_below=reject_below, allow=allow,
+                    api_key=api_key, queue_size=queue_size, request_timeout=request_timeout,
+                    max_connections=max_connections),
         backend=backend, device=device)
 
 
@@ -659,7 +675,9 @@ def bench() -> None:
 @click.option("--size", type=SIDE, default=32, help="Input size (the course used 224 on a GPU).")
 @click.option("--batch-size", type=POSITIVE, default=64, help="Images per step.")
 @click.option("--out-dir", type=click.Path(file_okay=False), default="runs/bench-cifar10", help="Folder for the report.")
-def bench_cifar10(data_path, pretrained, subset, test_subset, epochs, size, batch_size, out_dir) -> None:
+@click.option("--trust-pickle", is_flag=True,
+              help="Read CIFAR-10's pickled batches (cifar-10-batches-py); unpickling runs code, so only files you trust.")
+def bench_cifar10(data_path, pretrained, subset, test_subset, epochs, size, batch_size, out_dir, trust_pickle) -> None:
     """ResNet-18 from scratch vs pretrained-and-frozen on the same CIFAR-10 batches."""
     from .bench.cifar import bench_cifar10 as run
     from .bench.cifar import format_cifar_report
@@ -668,7 +686,7 @@ def bench_cifar10(data_path, pretrained, subset, test_subset, epochs, size, batc
     if pretrained == "auto":
         pretrained = "imagenet" if imagenet_weights_path().is_file() else "glyphs"
     res = run(data_path, pretrained, subset or None, test_subset or None, epochs, size, batch_size,
-              out_dir=out_dir, say=click.echo)
+              out_dir=out_dir, say=click.echo, trust_pickle=trust_pickle)
     click.echo(format_cifar_report(res))
     click.echo("wrote " + ", ".join(res["files"]))
 

@@ -145,6 +145,7 @@ class PretrainConfig:
 
     source: str = "glyphs"
     data: str | None = None  # CIFAR-10 location for source=cifar10
+    trust_pickle: bool = False  # read CIFAR-10's pickled batches (they can run code)
     out: str | None = None  # None: checkpoints/<source>-resnet18.pt
     steps: int = 1300
     batch_size: int = 128
@@ -211,9 +212,16 @@ class ServeConfig:
 
     host: str = "127.0.0.1"
     port: int = 8000
-    max_bytes: int = 2 * 1024 * 1024  # largest accepted image
+    max_bytes: int = 2 * 1024 * 1024  # largest accepted image (a request body: this times max_images, base64 included)
+    max_images: int = 64  # images one /solve/batch request may carry
     batch_size: int = SOLVE_BATCH_SIZE  # most images solved together
     batch_window_ms: float = 2.0  # how long to gather concurrent requests
-    max_pixels: int = DEFAULT_MAX_PIXELS
+    max_pixels: int = 1024 * 1024  # captchas are small: a header declaring more is refused before decoding
     reject_below: float = 0.0  # readings less confident than this get "text": null
     allow: str = ""  # read only these characters (empty: all the model knows)
+    api_key: str | None = None  # when set, every request but /health and /ready needs it (X-API-Key or Bearer)
+    queue_size: int = 1024  # images waiting to be solved; beyond it requests get 503 and Retry-After
+    request_timeout: float = 30.0  # seconds a request may wait for its answer before a 503
+    max_connections: int = 256  # open connections; beyond it uvicorn answers 503
+    keep_alive: float = 5.0  # seconds an idle keep-alive connection is held
+    shutdown_grace: float = 10.0  # seconds in-flight requests get to finish on SIGTERM

@@ -1,5 +1,7 @@
 """The wheel a user installs carries the shipped backbone, and a normal install finds it."""
 
+import json
+import os
 import shutil
 import subprocess
 import sys
@@ -47,3 +49,59 @@ def test_an_installed_wheel_trains_from_the_shipped_backbone(wheel, tmp_path):
     assert out[0].startswith(str(target)) and out[1].startswith(str(target))
     assert out[2] == f"glyphs:{SHIPPED_BACKBONES[DEFAULT_GLYPHS]}"
     assert out[3].startswith(str(target)) and out[3].endswith(SHIPPED_READER)  # solving with no training
+
+
+def _dockerfile() -> list[tuple[str, str]]:
+    """(instruction, arguments) of the Dockerfile, continuation lines joined."""
+    text = (ROOT / "Dockerfile").read_text().replace("\\\n", " ")
+    rows = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.strip().startswith("#")]
+    return [(r.split(None, 1)[0], r.split(None, 1)[1] if " " in r else "") for r in rows]
+
+
+def test_the_dockerfile_is_slim_non_root_and_checks_its_health():
+    steps = _dockerfile()
+    froms = [a for i, a in steps if i == "FROM"]
+    assert froms and all("slim" in f for f in froms)
+    final = steps[max(k for k, (i, _) in enumerate(steps) if i == "FROM"):]
+    users = [a for i, a in final if i == "USER"]
+    assert users and users[-1] not in ("root", "0")
+    assert any(i == "HEALTHCHECK" and "/ready" in a for i, a in final)
+    entry = next(json.loads(a) for i, a in final if i == "ENTRYPOINT")
+    assert entry[:2] == ["captcha", "serve"] and "0.0.0.0" in entry
+
+
+def test_the_dockerfiles_steps_run_here_without_docker(wheel, tmp_path):
+    """No docker on this machine: the image's steps in order, on the wheel the build stage makes
+    (test_packaging's, built the same way): install it, start the entry point, run the HEALTHCHECK."""
+    import socket
+    import time
+
+    steps = _dockerfile()
+    assert any(i == "RUN" and "pip wheel" in a and "--no-deps" in a for i, a in steps)
+    target = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target), str(wheel)],
+                   check=True, capture_output=True, text=True)
+    entry = next(json.loads(a) for i, a in steps if i == "ENTRYPOINT")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    args = [a if a != "8000" else str(port) for a in entry[1:]]
+    args[args.index("0.0.0.0")] = "127.0.0.1"  # the same command, kept off the network in a test
+    env = {"PYTHONPATH": str(target), "PATH": os.environ.get("PATH", ""), "HOME": str(tmp_path),
+           "CAPTCHA_CACHE": str(tmp_path / "cache")}
+    server = subprocess.Popen([sys.executable, "-m", "captcha", *args, "--backend", "torch"], cwd=tmp_path, env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        check = json.loads(next(a for i, a in steps if i == "HEALTHCHECK").split("CMD", 1)[1])
+        check = [c.replace("8000", str(port)) for c in check]
+        check[0] = sys.executable
+        for _ in range(120):
+            if subprocess.run(check, capture_output=True).returncode == 0:
+                break
+            assert server.poll() is None, server.stderr.read().decode()[-2000:]
+            time.sleep(0.5)
+        else:
+            raise AssertionError("the HEALTHCHECK never passed")
+    finally:
+        server.terminate()
+        server.wait(20)

@@ -121,7 +121,7 @@ def test_data_check_and_training_loading_name_each_hostile_file(tiny_data, tmp_p
     for name, (path, ok) in corpus.items():
         if path.is_file():
             assert (str(path) in text) != ok, name  # exactly the unreadable ones are reported
-    assert "empty file" in text and "not a recognised image" in text and "huge image" in text
+    assert "empty file" in text and "not an image" in text and "huge image" in text
     with caplog.at_level(logging.WARNING):
         images, kept = load_images(read_captcha_labels(folder, Charset(), problems=[]))
     readable = [p for p, ok in corpus.values() if ok and p.is_file()]

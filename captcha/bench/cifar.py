@@ -43,11 +43,11 @@ def _subset(x: np.ndarray, y: np.ndarray, n: int | None, seed: int) -> tuple[np.
 
 def bench_cifar10(data: str | Path, pretrained: str, subset: int | None = 5000, test_subset: int | None = 1000,
                   epochs: int = 3, size: int = 32, batch_size: int = 64, lr: float = 0.01, seed: int = 0,
-                  out_dir: str | Path = "runs/bench-cifar10", say=log.info) -> dict[str, Any]:
+                  out_dir: str | Path = "runs/bench-cifar10", say=log.info, trust_pickle: bool = False) -> dict[str, Any]:
     """The course's warm-up: the same batches through ResNet-18 from scratch and through frozen backbones."""
     pre = Preprocess(size=(size, size))
-    x, y = _subset(*load_cifar10(data, "train"), subset, seed)
-    tx, ty = _subset(*load_cifar10(data, "test"), test_subset, seed + 1)
+    x, y = _subset(*load_cifar10(data, "train", trust_pickle), subset, seed)
+    tx, ty = _subset(*load_cifar10(data, "test", trust_pickle), test_subset, seed + 1)
     xt, yt = normalise(x, pre), torch.from_numpy(y)
     txt, tyt = normalise(tx, pre), torch.from_numpy(ty)
     runs = (("scratch", "none", "none", False), ("frozen", pretrained, "all", False),

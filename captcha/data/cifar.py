@@ -65,8 +65,9 @@ def _from_tar(path: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
     return np.stack(xs)[order], np.asarray(ys)[order]
 
 
-def load_cifar10(path: str | Path, split: str = "train") -> tuple[np.ndarray, np.ndarray]:
-    """CIFAR-10 ``split`` as (N x 32 x 32 x 3 uint8 images, N labels) from any supported form."""
+def load_cifar10(path: str | Path, split: str = "train", trust_pickle: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """CIFAR-10 ``split`` as (N x 32 x 32 x 3 uint8 images, N labels) from any supported form; the
+    pickled batches only with ``trust_pickle`` (unpickling a crafted file runs its code)."""
     path = Path(path)
     if split not in _BATCHES:
         raise ValueError("split is train or test")  # a programming error, not a user's
@@ -74,6 +75,9 @@ def load_cifar10(path: str | Path, split: str = "train") -> tuple[np.ndarray, np
         return _from_tar(path, split)
     for folder in (path / "cifar-10-batches-py", path):
         if (folder / _BATCHES[split][0]).is_file():
+            if not trust_pickle:
+                raise DataError(f"{folder}: CIFAR-10's pickled batches can run code when read; pass --trust-pickle "
+                                "if you trust where they came from, or give the JPEG folder or .tar.gz instead")
             return _from_pickles(folder, split)
     if (path / split).is_dir():
         return _from_folder(path, split)
@@ -104,8 +108,8 @@ def cifar_batches(cfg: Any, pre: Preprocess) -> tuple[Iterator, int, tuple[torch
     """Endless augmented training batches and a held-out test sample, for ``captcha pretrain``."""
     if not cfg.data:
         raise DataError("--source cifar10 needs --data PATH (cifar-10-batches-py, an image folder or the .tar.gz)")
-    x, y = load_cifar10(cfg.data, "train")
-    tx, ty = load_cifar10(cfg.data, "test")
+    x, y = load_cifar10(cfg.data, "train", cfg.trust_pickle)
+    tx, ty = load_cifar10(cfg.data, "test", cfg.trust_pickle)
     xt, yt = normalise(x, pre), torch.from_numpy(y)
     g = torch.Generator().manual_seed(cfg.seed)
 

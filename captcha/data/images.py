@@ -17,7 +17,10 @@ from PIL import Image, ImageOps, ImageSequence, UnidentifiedImageError
 from ..config import DEFAULT_MAX_PIXELS
 from ..errors import ImageError
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
+# The only decoders run on untrusted bytes: Pillow's others (TIFF, ICO, PCX, SGI, TGA, JPEG 2000, EPS
+# through Ghostscript...) are never reached, whatever the file says it is.
+ALLOWED_FORMATS = ("PNG", "JPEG", "BMP", "GIF", "WEBP")
 
 ImageInput = Union[str, os.PathLike, bytes, bytearray, Image.Image]
 
@@ -78,13 +81,17 @@ def load_image(src: ImageInput, max_pixels: int = DEFAULT_MAX_PIXELS, name: str 
             if fp.stat().st_size == 0:
                 raise ImageError(f"{name}: empty file (0 bytes)")
         try:
-            img = Image.open(fp)
+            img = Image.open(fp, formats=ALLOWED_FORMATS)
         except UnidentifiedImageError:
-            raise ImageError(f"{name}: not a recognised image format (png, jpeg, bmp, gif...)") from None
+            raise ImageError(f"{name}: not an image, or not in an allowed format "
+                             f"({', '.join(f.lower() for f in ALLOWED_FORMATS)}); convert it to png") from None
         except Image.DecompressionBombError as exc:
             raise ImageError(f"{name}: refused, header claims a huge image: {exc}") from None
         except OSError as exc:
             raise ImageError(f"{name}: cannot open: {exc}") from None
+        except Exception as exc:  # noqa: BLE001 - a decoder's own errors (ValueError on an oversized PNG chunk...)
+            raise ImageError(f"{name}: unreadable image header ({type(exc).__name__}: {exc}); re-save the image "
+                             "without its metadata") from None
     width, height = img.size
     if width < 1 or height < 1:
         raise ImageError(f"{name}: image has no pixels ({width}x{height})")
@@ -101,5 +108,5 @@ def load_image(src: ImageInput, max_pixels: int = DEFAULT_MAX_PIXELS, name: str 
             img.load()
             img = ImageOps.exif_transpose(img) or img
             return _flatten(img)
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+    except Exception as exc:  # noqa: BLE001 - every decoder error becomes the project's own
         raise ImageError(f"{name}: corrupt or truncated image data: {exc}") from None

@@ -17,7 +17,7 @@ import logging
 import shutil
 from collections import Counter
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Callable, Iterable, Sequence
 
 from ..charset import DEFAULT_CHARSET, Charset
@@ -58,6 +58,41 @@ def _image_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if is_image_name(p.name))
 
 
+def _read_labels_csv(labels_path: Path, found: list[Problem]) -> list[tuple[str, str]]:
+    """(file name, label) rows of a labels.csv; rows naming files outside its folder, or one file
+    twice with different labels, become problems."""
+    pairs: dict[str, str] = {}
+    try:
+        # utf-8-sig strips a BOM; newline="" lets csv handle CRLF files.
+        with open(labels_path, newline="", encoding="utf-8-sig") as fh:
+            reader = csv.reader(fh)
+            header = next(reader, None)
+            if header is None or [h.strip().lower() for h in header[:2]] != ["filename", "label"]:
+                raise DataError(f"{labels_path}: first line must be the header 'filename,label', got {header!r}")
+            for lineno, row in enumerate(reader, start=2):
+                if not row or not "".join(row).strip():
+                    continue
+                if len(row) < 2:
+                    found.append(Problem(str(labels_path), f"line {lineno}: expected 'filename,label', got {row!r}"))
+                    continue
+                name, label = row[0].strip(), row[1].strip()
+                where = PurePath(name)
+                if where.is_absolute() or ".." in where.parts or not where.parts:
+                    found.append(Problem(str(labels_path), f"line {lineno}: {name!r} is not a file inside "
+                                                           f"{labels_path.parent}; name files relative to it"))
+                    continue
+                if name in pairs and pairs[name] != label:
+                    found.append(Problem(str(labels_path), f"line {lineno}: {name!r} listed again with another label "
+                                                           f"({pairs[name]!r}, then {label!r}); keep one row"))
+                    continue
+                pairs[name] = label
+    except UnicodeDecodeError:
+        raise DataError(f"{labels_path}: not UTF-8 text; save it as UTF-8") from None
+    except csv.Error as exc:
+        raise DataError(f"{labels_path}: not a readable CSV ({exc}); one 'filename,label' row per image") from None
+    return list(pairs.items())
+
+
 def read_captcha_labels(folder: str | Path, charset: Charset = DEFAULT_CHARSET,
                         problems: list[Problem] | None = None) -> list[Sample]:
     """Labelled captchas of one folder, from labels.csv or file names.
@@ -73,19 +108,7 @@ def read_captcha_labels(folder: str | Path, charset: Charset = DEFAULT_CHARSET,
     labels_path = folder / LABELS_FILE
     pairs: list[tuple[str, str]] = []
     if labels_path.is_file():
-        # utf-8-sig strips a BOM; newline="" lets csv handle CRLF files.
-        with open(labels_path, newline="", encoding="utf-8-sig") as fh:
-            reader = csv.reader(fh)
-            header = next(reader, None)
-            if header is None or [h.strip().lower() for h in header[:2]] != ["filename", "label"]:
-                raise DataError(f"{labels_path}: first line must be the header 'filename,label', got {header!r}")
-            for lineno, row in enumerate(reader, start=2):
-                if not row or not "".join(row).strip():
-                    continue
-                if len(row) < 2:
-                    found.append(Problem(str(labels_path), f"line {lineno}: expected 'filename,label', got {row!r}"))
-                    continue
-                pairs.append((row[0].strip(), row[1].strip()))
+        pairs = _read_labels_csv(labels_path, found)
         listed = {name for name, _ in pairs}
         for img in images:
             if img.name not in listed:

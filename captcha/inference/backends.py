@@ -64,6 +64,12 @@ class OnnxBackend:
     def __call__(self, x: np.ndarray) -> np.ndarray:
         return self.session.run(None, {self.input: np.ascontiguousarray(x, dtype=np.float32)})[0]
 
+    @property
+    def classes(self) -> int | None:
+        """The network's outputs per position, when the file fixes them."""
+        dim = self.session.get_outputs()[0].shape[-1]
+        return dim if isinstance(dim, int) else None
+
     def metadata(self) -> dict[str, Any]:
         """The solving settings stored in the file by `captcha export`."""
         raw = self.session.get_modelmeta().custom_metadata_map.get(META_KEY)

@@ -20,12 +20,35 @@ FIELDS = ("filename", "text", "confidence", "error")
 LIST_SUFFIXES = (".txt", ".lst")
 
 
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")  # a spreadsheet runs a cell that starts so (OWASP)
+
+
+def csv_cell(text: str) -> str:
+    """``text`` safe to open in a spreadsheet: a leading formula character is escaped with a quote."""
+    return "'" + text if text.startswith(FORMULA_STARTS) else text
+
+
+def csv_text(cell: str) -> str:
+    """The text a :func:`csv_cell` cell stands for."""
+    return cell[1:] if cell.startswith("'") and cell[1:].startswith(FORMULA_STARTS) else cell
+
+
 def expand_inputs(inputs: Iterable[str]) -> Iterator[str]:
-    """Paths from directories (recursively, sorted), globs, list files (one path a line) and plain files."""
+    """Paths from directories (recursively, sorted), globs, list files (one path a line) and plain
+    files; a file reached twice (a symlink loop, overlapping inputs) is given once."""
+    seen: set[str] = set()
+    for path in _expanded(inputs):
+        key = os.path.realpath(path)
+        if key not in seen:
+            seen.add(key)
+            yield path
+
+
+def _expanded(inputs: Iterable[str]) -> Iterator[str]:
     for item in inputs:
         p = Path(item)
         if p.is_dir():
-            for root, dirs, files in os.walk(p):
+            for root, dirs, files in os.walk(p):  # os.walk does not follow directory symlinks: no loops
                 dirs.sort()
                 for name in sorted(files):
                     if is_image_name(name):
@@ -51,27 +74,42 @@ def _drop_partial_row(out: Path) -> None:
 
 
 def done_in(out: Path) -> set[str]:
-    """File names already present in an earlier (perhaps interrupted) output CSV."""
-    if not out.is_file():
+    """Resolved paths of the files already in an earlier (perhaps interrupted) output CSV; a CSV that
+    `solve-batch` did not write is refused."""
+    if not out.is_file() or out.stat().st_size == 0:
         return set()
     _drop_partial_row(out)
-    with open(out, newline="", encoding="utf-8") as fh:
-        return {row["filename"] for row in csv.DictReader(fh) if row.get("filename")}
+    try:
+        with open(out, newline="", encoding="utf-8") as fh:
+            reader = csv.reader(fh)
+            header = next(reader, None)
+            if header is None or tuple(header) != FIELDS:
+                raise DataError(f"--out {out}: not a solve-batch CSV (header {header!r}); choose another --out")
+            return {os.path.realpath(csv_text(row[0])) for row in reader if row and row[0]}
+    except UnicodeDecodeError:
+        raise DataError(f"--out {out}: not a solve-batch CSV (not UTF-8 text); choose another --out") from None
 
 
 def run_batch(inputs: Iterable[str], out: str | os.PathLike, solver: Solver, batch_size: int = SOLVE_BATCH_SIZE,
               workers: int = 0, resume: bool = False, progress: bool = False,
-              shard: tuple[int, int] | None = None) -> dict:
-    """Solve every input into ``out`` with ``solver``; an unreadable file becomes an error row, never a stop."""
+              shard: tuple[int, int] | None = None, overwrite: bool = False) -> dict:
+    """Solve every input into ``out`` with ``solver``; an unreadable file becomes an error row, never a stop.
+
+    An existing ``out`` is continued with ``resume`` (rows keyed by resolved path; a CSV of other inputs
+    is refused), replaced with ``overwrite``, and otherwise refused."""
     out = Path(out)
+    if out.is_file() and out.stat().st_size > 0 and not (resume or overwrite):
+        raise DataError(f"--out {out} exists; add --resume to continue it or --overwrite to replace it")
     skip = done_in(out) if resume else set()
     stats = {"solved": 0, "errors": 0, "skipped": 0, "rejected": 0}
+    todo_paths = [p for i, p in enumerate(expand_inputs(inputs)) if not shard or i % shard[1] == shard[0]]
+    if skip and not skip & {os.path.realpath(p) for p in todo_paths}:
+        raise DataError(f"--out {out} holds results for other inputs (none of its {len(skip)} files is among "
+                        "them); choose another --out, or --overwrite")
 
     def todo() -> Iterator[str]:
-        for i, path in enumerate(expand_inputs(inputs)):
-            if shard and i % shard[1] != shard[0]:
-                continue
-            if path in skip:
+        for path in todo_paths:
+            if os.path.realpath(path) in skip:
                 stats["skipped"] += 1
                 continue
             yield path
@@ -88,11 +126,11 @@ def run_batch(inputs: Iterable[str], out: str | os.PathLike, solver: Solver, bat
             if res.solution:
                 sol = res.solution
                 note = f"rejected: confidence below {solver.reject_below:g}" if sol.rejected else ""
-                writer.writerow((res.source, sol.answer or "", f"{sol.confidence:.4f}", note))
+                writer.writerow((csv_cell(res.source), csv_cell(sol.answer or ""), f"{sol.confidence:.4f}", note))
                 stats["solved"] += 1
                 stats["rejected"] += sol.rejected
             else:
-                writer.writerow((res.source, "", "", res.error))
+                writer.writerow((csv_cell(res.source), "", "", csv_cell(res.error)))
                 stats["errors"] += 1
             bar.update(1)
             if k % batch_size == 0:

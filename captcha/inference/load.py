@@ -44,6 +44,10 @@ def cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "captcha"
 
 
+class CacheUnwritable(CheckpointError):
+    """The compiled-model cache cannot be written (``backend="auto"`` falls back to PyTorch)."""
+
+
 class OnnxCache:
     """Checkpoints compiled to ONNX, keyed by content, verified, bounded to the ``keep`` most recent."""
 
@@ -88,7 +92,7 @@ class OnnxCache:
             self.root.mkdir(parents=True, exist_ok=True)
             self._export(path, target, key)
         except OSError as exc:
-            raise CheckpointError(f"cannot write the compiled model to {self.root} ({exc.strerror or exc}); "
+            raise CacheUnwritable(f"cannot write the compiled model to {self.root} ({exc.strerror or exc}); "
                                   "set $CAPTCHA_CACHE to a writable folder, or use --backend torch") from None
         self.prune()
         return OnnxBackend(target, threads)
@@ -181,8 +185,13 @@ def load_solver(path: str | os.PathLike, backend: str = "auto", device: str = "a
             raise ConfigError(f"{path}: an ONNX file runs on the CPU; load the checkpoint for --device cuda")
         return Solver.from_onnx(path, threads, max_pixels, reject_below)
     if resolve_backend(backend, device) == "onnx":
-        compiled = (cache or OnnxCache()).backend(path, threads)
-        return Solver.from_metadata(compiled, compiled.metadata(), max_pixels, str(path), reject_below)
+        try:
+            compiled = (cache or OnnxCache()).backend(path, threads)
+            return Solver.from_metadata(compiled, compiled.metadata(), max_pixels, str(path), reject_below)
+        except CacheUnwritable as exc:
+            if backend == "onnx":
+                raise
+            log.warning("%s; solving with PyTorch instead", exc)
     return Solver.from_metadata(*_torch_model(path, device, threads), max_pixels, str(path), reject_below)
 
 

@@ -126,9 +126,10 @@ class Solver:
             charset = Charset.from_dict(meta["charset"])
             preparer = Preparer(Preprocess.from_dict(meta["preprocess"]), int(meta["length"]),
                                 SegmentConfig.from_dict(meta["segment"]), meta.get("method", "classify"), max_pixels)
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, CaptchaError) as exc:
             raise CheckpointError(f"{source}: its solving settings are incomplete or malformed ({exc}); "
                                   "retrain or re-export it") from None
+        check_settings(preparer, charset, getattr(backend, "classes", None), source)
         size = meta.get("captcha_size")
         temperature = meta.get("temperature", 1.0)
         if not isinstance(temperature, (int, float)) or not 0 < temperature < 1e3:
@@ -200,6 +201,31 @@ class Solver:
         if self.method == "ctc" and self.length and len(sol.text) != self.length:  # length 0: any (the general reader)
             out.append(f"read {len(sol.text)} characters; the model was trained on {self.length}")
         return out
+
+
+MAX_LENGTH = 32  # characters a captcha model may declare
+MAX_SIDE = 1024  # pixels an input side may declare
+MAX_CLASSES = 4096
+
+
+def check_settings(preparer: Preparer, charset: Charset, classes: int | None, source: str) -> None:
+    """Refuse a model whose declared settings are out of bounds or disagree with its head, before any
+    input is allocated for it (a file can declare anything)."""
+    h, w = preparer.pre.size
+    problems = []
+    if preparer.method not in METHODS:
+        problems.append(f"method {preparer.method!r} is not one of {', '.join(METHODS)}")
+    if not (0 if preparer.method == "ctc" else 1) <= preparer.length <= MAX_LENGTH:
+        problems.append(f"captcha length {preparer.length} is outside 1..{MAX_LENGTH}")
+    if not (8 <= h <= MAX_SIDE and 8 <= w <= MAX_SIDE):
+        problems.append(f"input size {h}x{w} is outside 8..{MAX_SIDE} pixels a side")
+    if len(charset) > MAX_CLASSES:
+        problems.append(f"{len(charset)} characters is over {MAX_CLASSES}")
+    expected = len(charset) + (1 if preparer.method == "ctc" else 0)
+    if classes is not None and classes != expected:
+        problems.append(f"its head has {classes} outputs but the charset needs {expected}")
+    if problems:
+        raise CheckpointError(f"{source}: refused, {'; '.join(problems)}; retrain or re-export it")
 
 
 def _describe(item: ImageInput) -> str:

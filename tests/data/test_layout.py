@@ -1,6 +1,7 @@
 import shutil
 
 import pytest
+from PIL import Image
 
 from captcha.charset import Charset
 from captcha.data.layout import (
@@ -107,3 +108,35 @@ def test_split_folder_writes_both_parts_and_refuses_a_used_out(flat_captchas, tm
     assert len(list((out / "captchas" / "val").glob("*.png"))) == 2
     with pytest.raises(DataError, match="source"):
         split_captcha_folder(flat_captchas, flat_captchas.parent, held, CS, force=True)
+
+
+@pytest.mark.parametrize("name", ["../outside.png", "/etc/hostname", "sub/../../outside.png"])
+def test_labels_csv_cannot_name_files_outside_its_folder(tmp_path, name):
+    from captcha.data.layout import read_captcha_labels
+
+    (tmp_path / "outside.png").write_bytes(b"x")
+    site = tmp_path / "site"
+    site.mkdir()
+    Image.new("RGB", (40, 20)).save(site / "ok.png")
+    (site / "labels.csv").write_text(f"filename,label\nok.png,AB12\n{name},ABCD\n")
+    problems = []
+    samples = read_captcha_labels(site, problems=problems)
+    assert [s.path.name for s in samples] == ["ok.png"]
+    assert any("line 3" in str(p) and "not a file inside" in str(p) for p in problems)
+
+
+def test_labels_csv_oddities_are_clear_errors(tmp_path):
+    from captcha.data.layout import read_captcha_labels
+    from captcha.errors import DataError
+
+    Image.new("RGB", (40, 20)).save(tmp_path / "a.png")
+    (tmp_path / "labels.csv").write_bytes("filename,label\na.png,ÄB12\n".encode("latin-1"))
+    with pytest.raises(DataError, match="UTF-8"):
+        read_captcha_labels(tmp_path, problems=[])
+    (tmp_path / "labels.csv").write_text("filename,label\na.png," + "A" * 200_000 + "\n")
+    with pytest.raises(DataError, match="CSV"):
+        read_captcha_labels(tmp_path, problems=[])
+    (tmp_path / "labels.csv").write_text("filename,label\na.png,AB12\na.png,AB13\n")
+    problems = []
+    assert [s.label for s in read_captcha_labels(tmp_path, problems=problems)] == ["AB12"]
+    assert any("listed again" in str(p) for p in problems)

@@ -1,4 +1,5 @@
 import csv
+import os
 
 import pytest
 
@@ -23,7 +24,7 @@ def test_parse_shard():
 def test_done_in_drops_a_half_written_row(tmp_path):
     out = tmp_path / "p.csv"
     out.write_bytes(b"filename,text,confidence,error\na.png,AB12,0.9,\nb.png,CD3")
-    assert done_in(out) == {"a.png"} and out.read_bytes().endswith(b"0.9,\n")
+    assert done_in(out) == {os.path.realpath("a.png")} and out.read_bytes().endswith(b"0.9,\n")
 
 
 def test_run_batch_csv_and_resume(solver, corpus, tmp_path):
@@ -75,5 +76,57 @@ def test_expand_inputs_walks_folders_globs_and_lists(tmp_path):
     assert rel == ["d/a.PNG", "d/b.png", "d/sub/c.jpg",   # a folder: recursive, sorted, images only
                    "e/x.gif",                              # a glob
                    "e/y.bmp", "missing.png",               # a list: comments and blanks skipped
-                   "d/sub/c.jpg",                          # a recursive glob
                    "single.png"]                           # a missing file stays, to become an error row
+    # (the recursive glob found only d/sub/c.jpg, already given by the folder: each file is solved once)
+
+
+def test_formula_cells_are_neutralised_and_read_back(solver, tiny_data, tmp_path, monkeypatch):
+    import shutil
+
+    from captcha.inference.batch import csv_cell, csv_text
+
+    src = next((tiny_data / "captchas" / "val").glob("*.png"))
+    names = ["=HYPERLINK(1).png", "+1.png", "-2.png", "@SUM.png", "plain.png"]
+    for name in names:
+        shutil.copy(src, tmp_path / name)
+    (tmp_path / "=bad.png").write_bytes(b"not an image")
+    monkeypatch.chdir(tmp_path)  # relative names: the cells start with the file names themselves
+    run_batch(names + ["=bad.png"], "p.csv", solver)
+    rows = list(csv.reader(open("p.csv", encoding="utf-8")))[1:]
+    assert all(not cell.startswith(("=", "+", "-", "@")) for row in rows for cell in row)
+    assert [csv_text(r[0]) for r in rows] == names + ["=bad.png"] and rows[-1][3].startswith("'=bad.png")
+    assert csv_cell("=1") == "'=1" and csv_text("'=1") == "=1" and csv_text("'a") == "'a"
+    again = run_batch(names + ["=bad.png"], "p.csv", solver, resume=True)  # escaped names are recognised as done
+    assert again["skipped"] == 6 and again["solved"] == again["errors"] == 0
+
+
+def test_an_existing_out_is_refused_unless_resumed_or_overwritten(solver, tiny_data, tmp_path):
+    from captcha.errors import DataError
+
+    folder = tiny_data / "captchas" / "val"
+    out = tmp_path / "p.csv"
+    run_batch([str(folder)], out, solver)
+    with pytest.raises(DataError, match="--overwrite"):
+        run_batch([str(folder)], out, solver)
+    assert run_batch([str(folder)], out, solver, overwrite=True)["solved"] == 20
+    # resumed through another spelling of the same paths (relative vs absolute): no duplicate rows
+    rel = os.path.relpath(folder)
+    assert run_batch([rel], out, solver, resume=True)["skipped"] == 20
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "x.png").write_bytes((folder / next(iter(os.listdir(folder)))).read_bytes())
+    with pytest.raises(DataError, match="other inputs"):
+        run_batch([str(other)], out, solver, resume=True)
+    foreign = tmp_path / "foreign.csv"
+    foreign.write_text("name,value\na,1\n")
+    with pytest.raises(DataError, match="not a solve-batch CSV"):
+        run_batch([str(folder)], foreign, solver, resume=True)
+
+
+def test_a_symlink_loop_yields_each_file_once(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "x.png").write_bytes(b"x")
+    (tmp_path / "a" / "loop").symlink_to(tmp_path / "a")
+    found = list(expand_inputs([str(tmp_path / "a" / "**" / "*.png")]))
+    assert len(found) == 1
+    assert len(list(expand_inputs([str(tmp_path / "a"), str(tmp_path / "a" / "x.png")]))) == 1

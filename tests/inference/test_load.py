@@ -81,6 +81,10 @@ def test_an_unwritable_cache_is_a_clear_error(tiny_model, tmp_path):
     with pytest.raises(CheckpointError, match="--backend torch"):
         OnnxCache(blocker / "cache").compiled(tiny_model)
     assert load_solver(tiny_model, backend="torch", cache=OnnxCache(blocker / "cache")).backend_name == "torch"
+    # auto falls back to PyTorch with a warning; an explicit --backend onnx stays an error
+    assert load_solver(tiny_model, cache=OnnxCache(blocker / "cache")).backend_name == "torch"
+    with pytest.raises(CheckpointError, match="--backend torch"):
+        load_solver(tiny_model, backend="onnx", cache=OnnxCache(blocker / "cache"))
 
 
 def test_an_onnx_file_cannot_run_on_torch(tmp_path):

@@ -170,3 +170,26 @@ def test_solving_checkpoint_prefers_a_trained_model_then_the_shipped_reader(tmp_
     Path(DEFAULT_CHECKPOINT).parent.mkdir()
     Path(DEFAULT_CHECKPOINT).write_bytes(b"")
     assert solving_checkpoint(None) == Path(DEFAULT_CHECKPOINT)
+
+
+@pytest.mark.parametrize("change,words", [({"length": 1_000_000}, "length"), ({"length": 0}, "length"),
+                                          ({"preprocess": {"size": [20000, 20000], "mean": [0, 0, 0],
+                                                           "std": [1, 1, 1]}}, "input size"),
+                                          ({"classes": 100}, "100 outputs"), ({"method": "magic"}, "method"),
+                                          ({"segment": {"method": "nope"}}, "malformed"), ({"charset": 5}, "malformed")])
+def test_model_metadata_out_of_bounds_is_refused_before_anything_is_allocated(change, words):
+    from captcha.charset import Charset
+    from captcha.errors import CheckpointError
+    from captcha.inference.solver import Solver
+
+    class Backend:
+        classes = change.pop("classes", 6)
+
+        def __call__(self, x):
+            raise AssertionError("never run")
+
+    meta = {"charset": Charset("ABC123").to_dict(), "length": 4, "method": "classify",
+            "preprocess": {"size": [32, 32], "mean": [0, 0, 0], "std": [1, 1, 1]},
+            "segment": {"method": "equal"}, **change}
+    with pytest.raises(CheckpointError, match=words):
+        Solver.from_metadata(Backend(), meta, source="m.onnx")

@@ -38,12 +38,34 @@ def _tar(root):
     return path
 
 
-def test_reads_torchvision_pickles(tmp_path):
+def test_reads_torchvision_pickles_only_when_trusted(tmp_path):
+    from captcha.errors import DataError
+
     root = _pickles(tmp_path)
-    x, y = load_cifar10(root, "train")
+    with pytest.raises(DataError, match="--trust-pickle"):
+        load_cifar10(root, "train")
+    x, y = load_cifar10(root, "train", trust_pickle=True)
     assert x.shape == (100, 32, 32, 3) and x.dtype == np.uint8 and y.shape == (100,)
-    tx, _ = load_cifar10(root / "cifar-10-batches-py", "test")
+    tx, _ = load_cifar10(root / "cifar-10-batches-py", "test", trust_pickle=True)
     assert tx.shape == (20, 32, 32, 3)
+
+
+def test_a_pickle_payload_never_runs_without_trust(tmp_path):
+    from captcha.errors import DataError
+
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    marker = tmp_path / "ran"
+
+    class Payload:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        (folder / name).write_bytes(pickle.dumps(Payload()))
+    with pytest.raises(DataError):
+        load_cifar10(tmp_path, "train")
+    assert not marker.exists()
 
 
 def test_reads_tar_and_unpacked_folder(tmp_path):
