@@ -7,7 +7,7 @@ from click.testing import CliRunner
 
 from captcha.cli import main
 
-COMMANDS = ["data", "data synth", "data check", "train", "eval", "solve", "solve-batch", "pretrain"]
+COMMANDS = ["data", "data synth", "data check", "train", "eval", "solve", "solve-batch", "pretrain", "label"]
 
 
 @pytest.mark.parametrize("cmd", COMMANDS)
