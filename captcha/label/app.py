@@ -137,17 +137,19 @@ class Session:
 
 def create_label_app(session: Session):
     """The FastAPI application serving the page and its small JSON API."""
+    # optional heavy dependencies, needed only by the page
     from fastapi import FastAPI, HTTPException
     from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
-    from pydantic import BaseModel
 
     app = FastAPI(title="captcha label", version="1")
     page = (resources.files("captcha") / "label" / "static" / "index.html").read_text(encoding="utf-8")
 
-    class Answer(BaseModel):
-        name: str
-        label: str = ""
-        ms: float = 0.0
+    def fields(body: dict[str, Any]) -> tuple[str, str, float]:
+        """(name, label, milliseconds) of an answer; a malformed one is a 422."""
+        name, label, ms = body.get("name"), body.get("label", ""), body.get("ms", 0.0)
+        if not isinstance(name, str) or not isinstance(label, str) or not isinstance(ms, (int, float)):
+            raise HTTPException(422, "an answer is {name: str, label: str, ms: number}")
+        return name, label, float(ms)
 
     @app.exception_handler(DataError)
     async def _bad(_request, exc: DataError):
@@ -181,14 +183,15 @@ def create_label_app(session: Session):
         return FileResponse(session.store.folder / name)
 
     @app.post("/api/label")
-    def label(answer: Answer) -> dict[str, Any]:
-        stored = session.answer(answer.name, answer.label, answer.ms)
-        return {"name": answer.name, "label": stored, "progress": session.progress()}
+    def label(body: dict[str, Any]) -> dict[str, Any]:
+        name, text, ms = fields(body)
+        return {"name": name, "label": session.answer(name, text, ms), "progress": session.progress()}
 
     @app.post("/api/unreadable")
-    def unreadable(answer: Answer) -> dict[str, Any]:
-        session.store.mark_unreadable(answer.name)
-        return {"name": answer.name, "progress": session.progress()}
+    def unreadable(body: dict[str, Any]) -> dict[str, Any]:
+        name, _, _ = fields(body)
+        session.store.mark_unreadable(name)
+        return {"name": name, "progress": session.progress()}
 
     @app.post("/api/retrain")
     def retrain() -> dict[str, Any]:
