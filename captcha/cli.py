@@ -630,6 +630,30 @@ def serve(checkpoint, host, port, max_bytes, max_images, batch_size, batch_windo
         backend=backend, device=device)
 
 
+@main.command()
+@click.argument("folder", type=click.Path())
+@click.option("--checkpoint", type=click.Path(), default=None,
+              help=f"The model that guesses [default: {DEFAULT_CHECKPOINT} when it exists, else the shipped general reader].")
+@click.option("--port", type=click.IntRange(1, 65535), default=8001, show_default=True)
+@click.option("--retrain-every", type=COUNT, default=0, show_default=True,
+              help="Fine-tune on the labels so far every K answers, in the background (0: never).")
+@click.option("--length", type=LENGTH, default=None, help="Characters per captcha [default: from the labels so far].")
+@charset_option
+def label(folder, checkpoint, port, retrain_every, length, alphabet) -> None:
+    """Label a folder of captchas on a local page: the model proposes, you confirm or correct.
+
+    Answers go to FOLDER/labels.csv at once (unreadable ones to FOLDER/unreadable.txt); a restart
+    goes on where it stopped. Open http://127.0.0.1:PORT/ in a browser.
+    """
+    from .inference.load import solving_checkpoint
+    from .label.app import open_session, serve_label
+
+    session = open_session(folder, solving_checkpoint(checkpoint), _charset(alphabet), length, retrain_every)
+    todo = len(session.store.todo())
+    click.echo(f"{todo} of {len(session.store.images)} captchas to label in {folder}; open http://127.0.0.1:{port}/")
+    serve_label(session, port=port)
+
+
 @main.group()
 def cache() -> None:
     """The compiled-model cache (checkpoints exported to ONNX for solving)."""

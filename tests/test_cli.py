@@ -8,7 +8,7 @@ from PIL import Image
 
 from captcha.cli import main
 
-COMMANDS = ["data", "data synth", "data check", "train", "eval", "solve", "solve-batch", "pretrain"]
+COMMANDS = ["data", "data synth", "data check", "train", "eval", "solve", "solve-batch", "pretrain", "label"]
 
 
 @pytest.mark.parametrize("cmd", COMMANDS)

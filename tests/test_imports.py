@@ -14,7 +14,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "captcha"
 
 # floors of the pipeline, bottom first: a module imports only from lower floors or its own subpackage
 FLOORS = {"errors": 0, "charset": 0.5, "config": 1, "data": 2, "nn": 2, "inference": 3, "eval": 4, "training": 5,
-          "bench": 6, "cli": 7, "__main__": 8}
+          "bench": 6, "label": 6, "cli": 7, "__main__": 8}
 # third-party packages a function may import late (heavy, and optional on some path), with the reason beside it
 LATE_OK = ("torch", "onnxruntime", "onnx", "fastapi", "uvicorn")
 

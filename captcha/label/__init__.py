@@ -1,0 +1,1 @@
+"""`captcha label`: a local page that proposes each captcha's reading, you confirm or correct it."""

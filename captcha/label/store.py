@@ -1,0 +1,98 @@
+"""The labels being made: DIR/labels.csv (the format `captcha train` reads) and DIR/unreadable.txt.
+
+Every answer rewrites the file through a temp file and a rename, so a kill at any moment leaves
+either the old file or the new one, never half of one; a restart reads both and goes on.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import tempfile
+from pathlib import Path
+
+from ..charset import Charset
+from ..data.images import is_image_name
+from ..data.layout import LABELS_FILE, read_captcha_labels
+from ..errors import DataError
+
+UNREADABLE_FILE = "unreadable.txt"
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class LabelStore:
+    """The images of a folder, the labels given so far, and those marked unreadable."""
+
+    def __init__(self, folder: str | os.PathLike, charset: Charset, length: int | None = None) -> None:
+        self.folder = Path(folder)
+        if not self.folder.is_dir():
+            raise DataError(f"{self.folder}: not a folder; give the folder of captcha images to label")
+        self.charset = charset
+        self.images = sorted(p.name for p in self.folder.iterdir() if p.is_file() and is_image_name(p.name))
+        if not self.images:
+            raise DataError(f"{self.folder}: no images (png, jpg, bmp, gif, webp) to label")
+        self.labels: dict[str, str] = {}
+        if (self.folder / LABELS_FILE).is_file():
+            self.labels = {s.path.name: s.label for s in read_captcha_labels(self.folder, charset, problems=[])}
+        unreadable = self.folder / UNREADABLE_FILE
+        self.unreadable = set(unreadable.read_text(encoding="utf-8").split()) if unreadable.is_file() else set()
+        known = [len(v) for v in self.labels.values()]
+        self.length = length or (max(set(known), key=known.count) if known else None)
+
+    def check(self, label: str) -> str:
+        """The label as stored (case-folded by the charset), or a DataError saying what is wrong."""
+        label = label.strip()
+        if not label:
+            raise DataError("empty label")
+        bad = self.charset.unknown(label)
+        if bad:
+            raise DataError(f"{', '.join(map(repr, bad))} not in the charset {self.charset.alphabet!r}")
+        if self.length and len(label) != self.length:
+            raise DataError(f"{len(label)} characters; these captchas have {self.length}")
+        return self.charset.normalize(label)
+
+    def set(self, name: str, label: str) -> str:
+        """Store ``label`` for image ``name`` (checked), on disk at once."""
+        self._known(name)
+        label = self.check(label)
+        self.labels[name] = label
+        self.unreadable.discard(name)
+        self._write()
+        return label
+
+    def mark_unreadable(self, name: str) -> None:
+        """Leave image ``name`` out of training: no label, listed in unreadable.txt."""
+        self._known(name)
+        self.labels.pop(name, None)
+        self.unreadable.add(name)
+        self._write()
+
+    def todo(self) -> list[str]:
+        """Images with neither a label nor an unreadable mark."""
+        return [n for n in self.images if n not in self.labels and n not in self.unreadable]
+
+    def _known(self, name: str) -> None:
+        if name not in set(self.images):
+            raise DataError(f"{name!r} is not an image of {self.folder}")
+
+    def _write(self) -> None:
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        writer.writerow(("filename", "label"))
+        writer.writerows(sorted(self.labels.items()))
+        _atomic_write(self.folder / LABELS_FILE, buf.getvalue())
+        _atomic_write(self.folder / UNREADABLE_FILE, "".join(f"{n}\n" for n in sorted(self.unreadable)))

@@ -1,0 +1,185 @@
+"""`captcha label`: the store on disk, the page's API, resuming after a kill, and (when a browser is
+installed) the page itself driven by keyboard in headless Chromium."""
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+
+from captcha.charset import Charset
+from captcha.errors import DataError
+from captcha.label.app import Session, create_label_app, open_session
+from captcha.label.store import LabelStore
+
+CHARSET = Charset("ABC123")
+
+
+@pytest.fixture()
+def folder(tiny_data, tmp_path):
+    """Eight unlabelled captchas of the tiny dataset in a folder of their own."""
+    out = tmp_path / "site"
+    out.mkdir()
+    for p in sorted((tiny_data / "captchas" / "val").glob("*.png"))[:8]:
+        shutil.copy(p, out / p.name)
+    return out
+
+
+def _truth(tiny_data) -> dict:
+    rows = (tiny_data / "captchas" / "val" / "labels.csv").read_text().splitlines()[1:]
+    return dict(r.split(",") for r in rows)
+
+
+def test_the_store_checks_labels_writes_at_once_and_resumes(folder):
+    store = LabelStore(folder, CHARSET, length=4)
+    first = store.images[0]
+    with pytest.raises(DataError, match="4"):
+        store.set(first, "AB")
+    with pytest.raises(DataError, match="charset"):
+        store.set(first, "ABXZ")
+    with pytest.raises(DataError, match="not an image"):
+        store.set("../../etc/passwd", "ABCA")
+    assert store.set(first, "ab12") == "AB12"  # folded as the charset folds
+    store.mark_unreadable(store.images[1])
+    again = LabelStore(folder, CHARSET)  # a restart reads both files back
+    assert again.labels == {first: "AB12"} and again.unreadable == {store.images[1]} and again.length == 4
+    assert len(again.todo()) == 6 and not list(folder.glob(".*.tmp"))
+
+
+def test_the_api_proposes_least_confident_first_and_records_answers(folder, tiny_model, tiny_data):
+    session = open_session(folder, tiny_model, CHARSET, length=4)
+    client = TestClient(create_label_app(session))
+    assert "captcha label" in client.get("/").text
+    first = client.get("/api/next").json()["item"]
+    confs = sorted(g.confidence for g in session.guesses.values())
+    assert session.guesses[first["name"]].confidence == confs[0]  # the least sure first
+    assert len(first["guess"]) == 4 and len(first["confidences"]) == 4
+    truth = _truth(tiny_data)
+    r = client.post("/api/label", json={"name": first["name"], "label": truth[first["name"]], "ms": 1500})
+    assert r.status_code == 200 and r.json()["progress"]["labelled"] == 1
+    assert client.post("/api/label", json={"name": first["name"], "label": "A"}).status_code == 422
+    assert client.get(f"/api/item/{first['name']}").json()["label"] == truth[first["name"]]  # going back
+    second = client.get("/api/next", params={"skip": ""}).json()["item"]
+    assert second["name"] != first["name"]
+    skipped = client.get("/api/next", params={"skip": second["name"]}).json()["item"]
+    assert skipped["name"] != second["name"]
+    assert client.get("/api/image/..%2F..%2Fetc%2Fpasswd").status_code == 404
+    assert client.get(f"/api/image/{second['name']}").content[:4] == b"\x89PNG"
+    progress = client.get("/api/progress").json()
+    assert progress["answered"] == 1 and progress["seconds_per_captcha"] == pytest.approx(1.5)
+
+
+def test_nothing_is_lost_when_the_page_is_killed(folder, tiny_model, tiny_data, tmp_path):
+    truth = _truth(tiny_data)
+
+    def start():
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        proc = subprocess.Popen([sys.executable, "-m", "captcha", "label", str(folder), "--checkpoint", str(tiny_model),
+                                 "--charset", "ABC123", "--port", str(port)], stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+        url = f"http://127.0.0.1:{port}"
+        for _ in range(240):
+            try:
+                return proc, url, httpx.get(f"{url}/api/progress", timeout=2).json()
+            except httpx.HTTPError:
+                time.sleep(0.25)
+        raise AssertionError("the page never came up")
+
+    proc, url, _ = start()
+    done = []
+    try:
+        for _ in range(3):
+            item = httpx.get(f"{url}/api/next").json()["item"]
+            httpx.post(f"{url}/api/label", json={"name": item["name"], "label": truth[item["name"]]})
+            done.append(item["name"])
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    proc, url, progress = start()
+    try:
+        assert progress["labelled"] == 3
+        assert httpx.get(f"{url}/api/next").json()["item"]["name"] not in done
+    finally:
+        proc.terminate()
+        proc.wait(20)
+    rows = (folder / "labels.csv").read_text().splitlines()
+    assert rows[0] == "filename,label" and sorted(r.split(",")[0] for r in rows[1:]) == sorted(done)
+
+
+def _browser():
+    try:
+        from selenium import webdriver
+    except ImportError:
+        return None, "selenium is not installed (pip install selenium)"
+    binary = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+    driver = shutil.which("chromedriver")
+    if not binary or not driver:
+        return None, "no Chromium and chromedriver on PATH (apt-get install chromium chromium-driver)"
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = binary
+    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage"):
+        opts.add_argument(flag)
+    from selenium.webdriver.chrome.service import Service
+
+    return webdriver.Chrome(service=Service(driver), options=opts), ""
+
+
+def test_the_page_in_a_real_browser(folder, tiny_model, tiny_data):
+    browser, why = _browser()
+    if browser is None:
+        pytest.skip(f"no browser to drive: {why}")
+    import uvicorn
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    session = open_session(folder, tiny_model, CHARSET, length=4)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(create_label_app(session), host="127.0.0.1", port=port, log_level="warning"))
+    import threading
+
+    threading.Thread(target=server.run, daemon=True).start()
+    while not server.started:
+        time.sleep(0.05)
+    truth = _truth(tiny_data)
+    try:
+        browser.get(f"http://127.0.0.1:{port}/")
+        box = browser.find_element(By.ID, "label")
+        _wait(lambda: box.get_attribute("value"))
+        first = session.queue()[0]
+        box.send_keys(truth[first] + Keys.ENTER)  # typing replaces the selected guess
+        _wait(lambda: first in session.store.labels)
+        _wait(lambda: session.queue()[0] != first and box.get_attribute("value"))
+        box.send_keys(Keys.ARROW_UP)  # back to the first: it shows its label
+        _wait(lambda: box.get_attribute("value") == truth[first])
+        box.send_keys(Keys.ENTER)  # accepted again, unchanged
+        _wait(lambda: session.answered == 2)
+        assert session.store.labels[first] == truth[first]
+    finally:
+        browser.quit()
+        server.should_exit = True
+
+
+def _wait(cond, seconds: float = 15.0) -> None:
+    end = time.time() + seconds
+    while time.time() < end:
+        if cond():
+            return
+        time.sleep(0.05)
+    raise AssertionError("timed out waiting in the browser")
+
+
+def test_no_checkpoint_means_no_guesses_but_a_working_page(folder):
+    session = Session(LabelStore(folder, CHARSET), None)
+    client = TestClient(create_label_app(session))
+    item = client.get("/api/next").json()["item"]
+    assert item["guess"] == "" and os.path.exists(folder / item["name"])
