@@ -31,6 +31,7 @@ def wheel(tmp_path_factory) -> Path:
 def test_the_wheel_carries_the_backbone_and_its_card(wheel):
     with zipfile.ZipFile(wheel) as zf:
         sizes = {i.filename: i.file_size for i in zf.infolist()}
+    assert "captcha/label/static/index.html" in sizes  # the labelling page
     for name in (*SHIPPED_BACKBONES.values(), SHIPPED_READER):  # every shipped backbone, the reader, their cards
         assert sizes[f"captcha/weights/{name}"] > 10_000_000
         assert f"captcha/weights/{name[:-3]}.md" in sizes
