@@ -56,17 +56,18 @@ class Preprocess:
         return cls(size=tuple(d["size"]), mean=tuple(d["mean"]), std=tuple(d["std"]))
 
 
-def whole_captcha_size(sizes: Sequence[tuple[int, int]], stride: int = 8) -> tuple[int, int]:
+def whole_captcha_size(sizes: Sequence[tuple[int, int]], stride: int = 8, height: int | None = None) -> tuple[int, int]:
     """Network input (height, width) for reading whole captchas of these (width, height) sizes.
 
-    Keeps the glyphs near the scale the backbone was pretrained at (characters filling about 32
-    pixels): the median height rounded to a multiple of 16 within 32..64, the median aspect ratio,
-    and a width in whole feature columns (``stride`` pixels each).
+    Keeps the glyphs near the scale the start was pretrained at: ``height`` when given (the general
+    reader's own input height), else the median height rounded to a multiple of 16 within 32..64
+    (the glyph backbone's characters fill about 32 pixels); the median aspect ratio, and a width in
+    whole feature columns (``stride`` pixels each).
     """
     if not sizes:
-        return (32, 128)
+        return (height or 32, 128)
     w = float(np.median([s[0] for s in sizes]))
     h = float(np.median([s[1] for s in sizes]))
-    height = int(min(64, max(32, 16 * round(h / 16))))
+    height = height or int(min(64, max(32, 16 * round(h / 16))))
     width = int(max(2 * stride, stride * round(height * w / h / stride)))
     return (height, width)

@@ -5,6 +5,7 @@ Imports nothing from training (nanoGPT's rule): solving needs only this and the 
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from importlib import resources
@@ -191,6 +192,18 @@ def shipped_reader() -> Path:
     """The general reader (`captcha pretrain --source captchas`) shipped inside the package: it solves
     with no training, and every CTC fine-tune starts from it."""
     return Path(str(resources.files("captcha") / "weights" / SHIPPED_READER))
+
+
+@functools.lru_cache(maxsize=4)
+def reader_height(path: str | None = None) -> int:
+    """The input height the general reader was trained at: a CTC fine-tune from it reads at that scale."""
+    path = Path(path) if path else shipped_reader()
+    return int(check_checkpoint(read_weights_file(path), path, "recognizer")["preprocess"]["size"][0])
+
+
+def start_height(source: str) -> int | None:
+    """The input height a CTC model from ``source`` should read at (None: the captchas' own)."""
+    return reader_height() if source == f"reader:{SHIPPED_READER}" else None
 
 
 def reader_state(alphabet: str, fold_case: bool, path: str | os.PathLike | None = None

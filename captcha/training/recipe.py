@@ -31,13 +31,14 @@ from ..config import (
     PROBE_FREEZES,
     PROBE_SAMPLES,
     PROBE_SIZES,
+    READER_LR,
     TrainConfig,
 )
 from ..data.augment import TrainTransform
 from ..data.preprocess import Preprocess, whole_captcha_size
 from ..data.segment import SegmentConfig
 from ..data.synth import seed_for
-from ..nn.networks import CharNet, load_backbone, new_model, resolve_start
+from ..nn.networks import CharNet, load_backbone, new_model, resolve_start, start_height
 from .dataset import hold_out_slice, load_training_data
 from .loop import (
     CTCLoss,
@@ -75,6 +76,11 @@ class Probe:
         d = asdict(self)
         d["size"] = list(self.size)
         return d
+
+
+def start_lr(cfg: TrainConfig, source: str) -> float | None:
+    """``--lr`` as given; else the gentler :data:`READER_LR` when training starts from the general reader."""
+    return cfg.lr if cfg.lr is not None or not source.startswith("reader:") else READER_LR
 
 
 def candidates(cfg: TrainConfig, pretrained: bool) -> list[Probe]:
@@ -212,7 +218,8 @@ def choose_method(cfg: TrainConfig, charset: Charset, device: torch.device, say:
         held_n = len(set(data.train_groups[i] for i in held_idx))
         source, state = resolve_start(cfg.pretrained, method, charset.alphabet, bool(charset.fold_case))
         if method == "ctc":  # a given --input-size is for character crops; CTC reads whole captchas
-            mcfg.size = whole_captcha_size([im.size for im in fit[0]])
+            mcfg.size = whole_captcha_size([im.size for im in fit[0]], height=start_height(source))
+        mcfg.lr = start_lr(mcfg, source)
         probes[method] = choose_recipe(mcfg, len(charset), state, source, fit, held, device, say, data.length,
                                        always=True)
     scores = {m: best.string_score if best.string_score is not None else -1.0 for m, (best, _) in probes.items()}

@@ -53,7 +53,13 @@ from ..nn.device import (
     leave_process_group,
     resolve_device,
 )
-from ..nn.networks import ARCH, CharNet, model_from_checkpoint, resolve_start
+from ..nn.networks import (
+    ARCH,
+    CharNet,
+    model_from_checkpoint,
+    resolve_start,
+    start_height,
+)
 from .calibrate import fit_temperature, nll
 from .dataset import (
     TrainingData,
@@ -81,6 +87,7 @@ from .recipe import (
     choose_recipe,
     make_network,
     pass_images,
+    start_lr,
 )
 from .selftrain import pseudo_labels, unlabelled_images
 
@@ -380,7 +387,8 @@ def _choose(cfg: TrainConfig, charset: Charset, data: TrainingData, fit: tuple[l
             "(get one with `captcha pretrain --source glyphs`, or put ImageNet's resnet18-f37072fd.pth "
             "in $TORCH_HOME/hub/checkpoints/)")
     if cfg.method == "ctc" and not cfg.size:
-        cfg.size = whole_captcha_size([im.size for im in fit[0]])
+        cfg.size = whole_captcha_size([im.size for im in fit[0]], height=start_height(source))
+    cfg.lr = start_lr(cfg, source)
     recipe: dict[str, Any] = {}
     if rank == 0:
         chosen, probes = choice.probes[cfg.method] if choice else \
