@@ -19,9 +19,9 @@ BAD = [
     (["train", "--charset", "AAB"], "repeats 'A'"),
     (["train", "--data", "{tmp}/no-such-folder"], "does not exist"),
     (["train", "--data", "{data}", "--charset", "ABC123", "--length", "5", "--out", "{tmp}/m.pt"], "--length 5"),
-    (["solve", "{img}"], "checkpoint not found"),
-    (["solve-batch", "{img}", "--out", "{tmp}/o.csv"], "checkpoint not found"),
-    (["serve"], "checkpoint not found"),
+    (["solve", "{img}", "--checkpoint", "{tmp}/none.pt"], "checkpoint not found"),
+    (["solve-batch", "{img}", "--out", "{tmp}/o.csv", "--checkpoint", "{tmp}/none.pt"], "checkpoint not found"),
+    (["serve", "--checkpoint", "{tmp}/none.pt"], "checkpoint not found"),
     (["solve", "--checkpoint", "{tmp}/hello.pt", "{img}"], "not a checkpoint"),
     (["solve", "--checkpoint", "{tmp}/random.pt", "{img}"], "not a checkpoint"),
     (["solve-batch", "{img}", "--out", "{tmp}/o.csv", "--checkpoint", "{model}", "--shard", "5/2"], "--shard"),
@@ -68,11 +68,15 @@ def test_a_missing_data_path_is_never_filled_with_synthetic_data(place, tmp_path
 
 
 def test_the_first_command_a_new_user_types(tmp_path, tiny_data):
-    """In a real process: `captcha solve x.png` with no model yet is one line, exit 2."""
+    """In a real process: `captcha solve x.png` with no model yet reads it with the shipped general
+    reader, and says so in one line; a checkpoint that is not there is one line, exit 2."""
     img = next((tiny_data / "captchas" / "val").glob("*.png"))
     proc = subprocess.run([sys.executable, "-m", "captcha", "solve", str(img)], cwd=tmp_path,
                           capture_output=True, text=True)
-    assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    assert proc.stderr.strip().splitlines() == [
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    assert len(proc.stdout.strip()) >= 3 and "shipped general reader" in proc.stderr
+    proc = subprocess.run([sys.executable, "-m", "captcha", "solve", str(img), "--checkpoint", "checkpoints/model.pt"],
+                          cwd=tmp_path, capture_output=True, text=True)
+    assert proc.returncode == 2 and proc.stderr.strip().splitlines() == [
         "error: checkpoints/model.pt: checkpoint not found; train one with "
         "`captcha train --out checkpoints/model.pt`, or pass --checkpoint PATH"]
