@@ -1,5 +1,5 @@
 # `captcha serve` in a container: CPU only, the wheel with its shipped weights, a non-root user.
-#   docker build -t captcha .    then    docker run -p 8000:8000 -e CAPTCHA_API_KEY=... captcha
+#   docker build -t captcha-serve .   then   docker run -p 8000:8000 -e CAPTCHA_API_KEY=... captcha-serve
 # No TLS inside: put it behind a proxy that terminates TLS (and limits slow clients' headers).
 
 FROM python:3.11-slim AS build

@@ -17,7 +17,7 @@ import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import numpy as np
 import torch
@@ -136,13 +136,7 @@ def pretrain(cfg: PretrainConfig, progress: bool = True) -> dict:
     model = CharNet(num_classes).to(memory_format=torch.channels_last)
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=0.9, nesterov=True, weight_decay=cfg.weight_decay)
     sched = make_schedule(opt, "onecycle", cfg.lr, cfg.steps, warmup=0.15)
-    history, elapsed = [], 0.0
-    if state:
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        history, elapsed = list(state["history"]), float(state["seconds"])
-        log.info("resuming %s at step %d/%d", last_path, step, cfg.steps)
+    history, elapsed = restore(state, model, opt, sched, last_path, cfg.steps)
     loss_fn = nn.CrossEntropyLoss(label_smoothing=0.1)
     bar = tqdm(total=cfg.steps, initial=step, desc=f"pretrain {name}", disable=not progress, mininterval=2)
     t0 = time.perf_counter() - elapsed
@@ -176,6 +170,19 @@ def pretrain(cfg: PretrainConfig, progress: bool = True) -> dict:
                      "preprocess": pre.to_dict(), "pretrain": info}, out)
     write_card(out, info)
     return info
+
+
+def restore(state: dict | None, model: nn.Module, opt: torch.optim.Optimizer, sched: Any, path: Path,
+            steps: int) -> tuple[list[dict], float]:
+    """A killed run's weights, optimiser and schedule put back from its ``state`` (nothing when None);
+    returns its history and the seconds it had run."""
+    if not state:
+        return [], 0.0
+    model.load_state_dict(state["model"])
+    opt.load_state_dict(state["optimizer"])
+    sched.load_state_dict(state["scheduler"])
+    log.info("resuming %s at step %d/%d", path, state["step"], steps)
+    return list(state["history"]), float(state["seconds"])
 
 
 def write_card(out: Path, info: dict) -> None:

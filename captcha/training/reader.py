@@ -35,6 +35,7 @@ from ..inference.decode import decode
 from ..nn.checkpoint import half_precision, load_checkpoint, save_checkpoint
 from ..nn.networks import ARCH, load_backbone, new_model, resolve_pretrained
 from .loop import CTCLoss, make_optimizer, make_schedule, predict, train_one_epoch
+from .pretrain import restore
 
 log = logging.getLogger(__name__)
 
@@ -103,14 +104,7 @@ def pretrain_reader(cfg: ReaderConfig, progress: bool = True) -> dict:
     model = model.to(memory_format=torch.channels_last)
     opt = make_optimizer(model.parameters(), "adamw", cfg.lr, cfg.weight_decay)
     sched = make_schedule(opt, "onecycle", cfg.lr, cfg.steps, warmup=0.1)
-    history: list[dict] = []
-    elapsed = 0.0
-    if state:
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        history, elapsed = list(state["history"]), float(state["seconds"])
-        log.info("resuming %s at step %d/%d", last_path, step, cfg.steps)
+    history, elapsed = restore(state, model, opt, sched, last_path, cfg.steps)
     loader = DataLoader(CaptchaStream(cfg, pre, start=step * cfg.batch_size), batch_size=cfg.batch_size,
                         num_workers=cfg.workers, persistent_workers=cfg.workers > 0)
     batches = iter(loader)
