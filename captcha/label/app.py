@@ -22,6 +22,7 @@ from typing import Any
 
 from ..charset import Charset
 from ..errors import CaptchaError, DataError
+from ..inference.decode import Solution
 from ..inference.load import load_solver
 from ..inference.solver import Solver
 from .store import LabelStore
@@ -33,28 +34,13 @@ MODEL_FILE = ".label-model.pt"  # the retrained model, beside the images
 
 
 @dataclass
-class Guess:
-    """The model's reading of one captcha."""
-
-    text: str
-    confidences: list[float]
-
-    @property
-    def confidence(self) -> float:
-        out = 1.0
-        for c in self.confidences:
-            out *= c
-        return out if self.confidences else 0.0
-
-
-@dataclass
 class Session:
     """What the page works on: the store, the current guesses, timing and the retraining state."""
 
     store: LabelStore
     solver: Solver | None
     retrain_every: int = 0
-    guesses: dict[str, Guess] = field(default_factory=dict)
+    guesses: dict[str, Solution] = field(default_factory=dict)  # the model's reading of each captcha to label
     answered: int = 0
     accepted: int = 0
     seconds: float = 0.0
@@ -72,7 +58,7 @@ class Session:
         fresh = {}
         for name, r in zip(names, self.solver.solve_batch(paths)):
             if r.ok:
-                fresh[name] = Guess(r.solution.text, [float(c) for c in r.solution.confidences])
+                fresh[name] = r.solution
         with self.lock:
             self.guesses.update(fresh)
 

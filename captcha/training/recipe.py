@@ -38,6 +38,7 @@ from ..data.augment import TrainTransform
 from ..data.preprocess import Preprocess, whole_captcha_size
 from ..data.segment import SegmentConfig
 from ..data.synth import seed_for
+from ..inference.decode import decode
 from ..nn.networks import CharNet, load_backbone, new_model, resolve_start, start_height
 from .dataset import hold_out_slice, load_training_data
 from .loop import (
@@ -130,23 +131,15 @@ def run_probe(probe: Probe, cfg: TrainConfig, num_classes: int, state: dict[str,
     probe.samples = len(images) * PROBE_EPOCHS
     logits = predict(model, np.stack([pre(im) for im in held[0]]))
     if cfg.method == "ctc":
-        probe.score = probe.string_score = float(np.mean([p == tuple(t) for p, t in zip(best_paths(logits), held[1])]))
+        charset = Charset(cfg.charset)
+        texts = [s.text for s in decode(logits, charset, "ctc")]
+        probe.score = probe.string_score = float(np.mean([t == charset.decode(y) for t, y in zip(texts, held[1])]))
         return probe
     right = logits.argmax(1) == np.asarray(held[1])
     probe.score = float(right.mean())
     if length and len(right) % length == 0:
         probe.string_score = float(right.reshape(-1, length).all(1).mean())
     return probe
-
-
-def best_paths(logits: np.ndarray) -> list[tuple[int, ...]]:
-    """CTC best-path readings of (N, columns, classes) logits as class-index tuples (blank: the last class)."""
-    blank = logits.shape[-1] - 1
-    out = []
-    for row in logits.argmax(-1):
-        keep = np.r_[True, row[1:] != row[:-1]] & (row != blank)
-        out.append(tuple(int(k) for k in row[keep]))
-    return out
 
 
 def choose_recipe(cfg: TrainConfig, num_classes: int, state: dict[str, torch.Tensor] | None, source: str,
