@@ -40,7 +40,7 @@ from ..data.segment import SegmentConfig
 from ..data.synth import seed_for
 from ..inference.decode import decode
 from ..nn.networks import CharNet, load_backbone, new_model, resolve_start, start_height
-from .dataset import hold_out_slice, load_training_data
+from .dataset import TrainingData, hold_out_slice, load_training_data
 from .loop import (
     CTCLoss,
     Trainable,
@@ -180,12 +180,15 @@ def pass_images(images: list, transform: TrainTransform, seed: int, pass_id: int
 
 @dataclass
 class MethodChoice:
-    """What `--method auto` measured: each method's best probe, and the splitter classify would use."""
+    """What `--method auto` measured: each method's best probe, and the splitter classify would use;
+    the chosen method's training data and start, read once, for training to go on with."""
 
     method: str
     probes: dict[str, tuple[Probe, list[Probe]]]  # method -> (its best probe, all its probes)
     segment: SegmentConfig  # classify's splitter (ctc never splits)
     held_out: int  # captchas in the slice
+    data: TrainingData  # the chosen method's
+    start: tuple[str, dict[str, torch.Tensor] | None]  # the chosen method's (source, weights)
 
     def table(self) -> list[dict[str, Any]]:
         """One row per method: its best probe, as stored in the checkpoint's recipe."""
@@ -198,18 +201,18 @@ def choose_method(cfg: TrainConfig, charset: Charset, device: torch.device, say:
     start (the glyph backbone; the general reader) and scored by full-string accuracy on the same
     held-out slice of the training captchas. Ties go to classify, the course's method."""
     probes: dict[str, tuple[Probe, list[Probe]]] = {}
-    segment = SegmentConfig("equal")
+    datas: dict[str, TrainingData] = {}
+    starts: dict[str, tuple[str, dict[str, torch.Tensor] | None]] = {}
     held_n = 0
     for method in METHODS:
         mcfg = dataclasses.replace(cfg, method=method)
-        data = load_training_data(mcfg, charset, extra=extra)
-        if method == "classify":
-            segment = data.segment
+        data = datas[method] = load_training_data(mcfg, charset, extra=extra)
         fit_idx, held_idx = hold_out_slice(data.train_groups, cfg.select_fraction, cfg.seed, data.extra_groups)
         fit = ([data.train_images[i] for i in fit_idx], [data.train_targets[i] for i in fit_idx])
         held = ([data.train_images[i] for i in held_idx], [data.train_targets[i] for i in held_idx])
         held_n = len(set(data.train_groups[i] for i in held_idx))
-        source, state = resolve_start(cfg.pretrained, method, charset.alphabet, bool(charset.fold_case))
+        source, state = starts[method] = resolve_start(cfg.pretrained, method, charset.alphabet,
+                                                       bool(charset.fold_case))
         if method == "ctc":  # a given --input-size is for character crops; CTC reads whole captchas
             mcfg.size = whole_captcha_size([im.size for im in fit[0]], height=start_height(source))
         mcfg.lr = start_lr(mcfg, source)
@@ -219,4 +222,4 @@ def choose_method(cfg: TrainConfig, charset: Charset, device: torch.device, say:
     method = max(METHODS, key=lambda m: (round(scores[m], 4), m == "classify"))
     say("method auto: " + ", ".join(f"{m} {100 * s:.2f}%" for m, s in scores.items())
         + f" of {held_n} held-out training captchas read whole; chosen: {method} (--method overrides)")
-    return MethodChoice(method, probes, segment, held_n)
+    return MethodChoice(method, probes, datas["classify"].segment, held_n, datas[method], starts[method])

@@ -159,7 +159,7 @@ def train(cfg: TrainConfig, say: Callable[[str], None] = log.info, progress: boo
             cfg.method, segment = method, SegmentConfig.from_dict(seg) if method == "classify" else None
         else:  # single-character images to learn from (the course's layout): CTC cannot use them
             cfg.method = "classify"
-    data = load_training_data(cfg, charset, segment, extra)
+    data = choice.data if choice else load_training_data(cfg, charset, segment, extra)
     fit_idx, held_idx = hold_out_slice(data.train_groups, cfg.select_fraction, cfg.seed, data.extra_groups)
     fit = ([data.train_images[i] for i in fit_idx], [data.train_targets[i] for i in fit_idx])
     held = ([data.train_images[i] for i in held_idx], [data.train_targets[i] for i in held_idx])
@@ -381,7 +381,8 @@ def _choose(cfg: TrainConfig, charset: Charset, data: TrainingData, fit: tuple[l
     Under DDP only rank 0 measures, and every rank follows its choice.
     """
     num_chars = len(charset)
-    source, state = resolve_start(cfg.pretrained, cfg.method, charset.alphabet, bool(charset.fold_case))
+    source, state = choice.start if choice else \
+        resolve_start(cfg.pretrained, cfg.method, charset.alphabet, bool(charset.fold_case))
     if source == "none" and cfg.pretrained == "auto":
         say("no pretrained backbone found: training from random initialisation with full fine-tuning "
             "(get one with `captcha pretrain --source glyphs`, or put ImageNet's resnet18-f37072fd.pth "
