@@ -15,6 +15,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from rivals import ddddocr_reader
+
 from captcha.inference.export import export_onnx
 from captcha.inference.load import load_solver
 from captcha.inference.solver import Solver
@@ -34,16 +36,12 @@ def measure(solver: Solver, paths: list[str], labels: dict[str, str], repeat: in
 def measure_ddddocr(paths: list[str], labels: dict[str, str]) -> dict | None:
     """ddddocr's default model on the same files, in the same run (optional: skipped when absent),
     restricted to the labels' characters, case-insensitive."""
-    try:
-        import ddddocr
-    except ImportError:
+    read = ddddocr_reader("".join(sorted({c for lab in labels.values() for c in lab})))
+    if read is None:
         return None
-    ocr = ddddocr.DdddOcr(show_ad=False)
-    chars = "".join(sorted({c for lab in labels.values() for c in lab}))
-    ocr.set_ranges(chars + chars.lower())
     data = [(Path(p).name, Path(p).read_bytes()) for p in paths]  # files read, as our solver reads them
     t0 = time.perf_counter()
-    right = sum(ocr.classification(d).upper() == labels[name] for name, d in data)
+    right = sum(read(d) == labels[name] for name, d in data)
     return {"captchas_per_s": len(data) / (time.perf_counter() - t0), "string_acc": right / len(data)}
 
 

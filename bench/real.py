@@ -24,6 +24,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from rivals import ddddocr_reader
+
 from captcha.bench.speed import solving_figures
 from captcha.charset import Charset
 from captcha.data.layout import read_captcha_labels
@@ -91,16 +93,12 @@ def train_plain(folder: Path, out: Path, budget: float | None, extra: list[str] 
 
 def ddddocr_score(test: list[Sample]) -> dict | None:
     """ddddocr's default model on the same test captchas, case-insensitive, restricted to the set's characters."""
-    try:
-        import ddddocr
-    except ImportError:
+    read = ddddocr_reader("".join(sorted({c for _, lab in test for c in lab})))
+    if read is None:
         return None
-    ocr = ddddocr.DdddOcr(show_ad=False)
-    chars = "".join(sorted({c for _, lab in test for c in lab}))
-    ocr.set_ranges(chars + chars.lower())
     data = [p.read_bytes() for p, _ in test]
     t0 = time.perf_counter()
-    preds = [ocr.classification(d).upper() for d in data]
+    preds = [read(d) for d in data]
     rate = len(data) / (time.perf_counter() - t0)
     m = string_metrics(preds, [lab for _, lab in test])
     return {"string_acc": m["string_acc"], "char_acc": m["captcha_char_acc"], "captchas_per_s": rate}

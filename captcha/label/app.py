@@ -158,13 +158,13 @@ def create_label_app(session: Session):
 
     @app.get("/api/item/{name}")
     def item(name: str) -> dict[str, Any]:
-        if name not in set(session.store.images):
+        if name not in session.store.names:
             raise HTTPException(404, f"{name!r} is not an image of this folder")
         return session.item(name)
 
     @app.get("/api/image/{name}")
     def image(name: str):
-        if name not in set(session.store.images):  # only the folder's own images, never a path
+        if name not in session.store.names:  # only the folder's own images, never a path
             raise HTTPException(404, f"{name!r} is not an image of this folder")
         return FileResponse(session.store.folder / name)
 

@@ -43,6 +43,7 @@ class LabelStore:
             raise DataError(f"{self.folder}: not a folder; give the folder of captcha images to label")
         self.charset = charset
         self.images = sorted(p.name for p in self.folder.iterdir() if p.is_file() and is_image_name(p.name))
+        self.names = frozenset(self.images)  # for the checks on every answer and request
         if not self.images:
             raise DataError(f"{self.folder}: no images (png, jpg, bmp, gif, webp) to label")
         self.labels: dict[str, str] = {}
@@ -86,7 +87,7 @@ class LabelStore:
         return [n for n in self.images if n not in self.labels and n not in self.unreadable]
 
     def _known(self, name: str) -> None:
-        if name not in set(self.images):
+        if name not in self.names:
             raise DataError(f"{name!r} is not an image of {self.folder}")
 
     def _write(self) -> None:
