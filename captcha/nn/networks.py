@@ -201,6 +201,11 @@ def reader_height(path: str | None = None) -> int:
     return int(check_checkpoint(read_weights_file(path), path, "recognizer")["preprocess"]["size"][0])
 
 
+def reads_already(source: str) -> bool:
+    """True when a model from ``source`` reads before any training: the general reader, head and all."""
+    return source.startswith("reader:")
+
+
 def start_height(source: str) -> int | None:
     """The input height a CTC model from ``source`` should read at (None: the captchas' own)."""
     return reader_height() if source == f"reader:{SHIPPED_READER}" else None
@@ -277,7 +282,7 @@ def load_backbone(model: CharNet, state: dict[str, torch.Tensor], source: str = 
     state = clean_state_dict(state)
     head = {k[3:]: v for k, v in state.items() if k.startswith("fc.")}
     own = model.fc.state_dict()
-    if source.startswith("reader:") and head.keys() == own.keys() and all(head[k].shape == v.shape for k, v in own.items()):
+    if reads_already(source) and head.keys() == own.keys() and all(head[k].shape == v.shape for k, v in own.items()):
         model.fc.load_state_dict(head)
     state = {k: v for k, v in state.items() if not k.startswith("fc.")}
     own = {k: v for k, v in model.state_dict().items() if not k.startswith("fc.")}

@@ -38,8 +38,16 @@ from ..data.augment import TrainTransform
 from ..data.preprocess import Preprocess, whole_captcha_size
 from ..data.segment import SegmentConfig
 from ..data.synth import seed_for
+from ..eval.metrics import string_metrics
 from ..inference.decode import decode
-from ..nn.networks import CharNet, load_backbone, new_model, resolve_start, start_height
+from ..nn.networks import (
+    CharNet,
+    load_backbone,
+    new_model,
+    reads_already,
+    resolve_start,
+    start_height,
+)
 from .dataset import TrainingData, hold_out_slice, load_training_data
 from .loop import (
     CTCLoss,
@@ -66,6 +74,7 @@ class Probe:
     method: str = "classify"
     score: float = float("nan")  # accuracy on the held-out slice of the training data (characters; ctc: strings)
     string_score: float | None = None  # full-string accuracy on the slice's captchas, comparable across methods
+    char_score: float | None = None  # character accuracy on the slice's captchas (position by position)
     seconds: float = 0.0
     samples: int = 0  # training samples it went through
 
@@ -81,7 +90,7 @@ class Probe:
 
 def start_lr(cfg: TrainConfig, source: str) -> float | None:
     """``--lr`` as given; else the gentler :data:`READER_LR` when training starts from the general reader."""
-    return cfg.lr if cfg.lr is not None or not source.startswith("reader:") else READER_LR
+    return cfg.lr if cfg.lr is not None or not reads_already(source) else READER_LR
 
 
 def candidates(cfg: TrainConfig, pretrained: bool) -> list[Probe]:
@@ -132,11 +141,12 @@ def run_probe(probe: Probe, cfg: TrainConfig, num_classes: int, state: dict[str,
     logits = predict(model, np.stack([pre(im) for im in held[0]]))
     if cfg.method == "ctc":
         charset = Charset(cfg.charset)
-        texts = [s.text for s in decode(logits, charset, "ctc")]
-        probe.score = probe.string_score = float(np.mean([t == charset.decode(y) for t, y in zip(texts, held[1])]))
+        read = string_metrics([s.text for s in decode(logits, charset, "ctc")], [charset.decode(y) for y in held[1]])
+        probe.score = probe.string_score = read["string_acc"]
+        probe.char_score = read["captcha_char_acc"]
         return probe
     right = logits.argmax(1) == np.asarray(held[1])
-    probe.score = float(right.mean())
+    probe.score = probe.char_score = float(right.mean())
     if length and len(right) % length == 0:
         probe.string_score = float(right.reshape(-1, length).all(1).mean())
     return probe
@@ -178,6 +188,10 @@ def pass_images(images: list, transform: TrainTransform, seed: int, pass_id: int
     return torch.from_numpy(np.stack([transform(im, seed_for(seed, "aug", pass_id, i)) for i, im in enumerate(images)]))
 
 
+def _or(score: float | None) -> float:
+    return -1.0 if score is None else score
+
+
 @dataclass
 class MethodChoice:
     """What `--method auto` measured: each method's best probe, and the splitter classify would use;
@@ -199,7 +213,8 @@ def choose_method(cfg: TrainConfig, charset: Charset, device: torch.device, say:
                   extra: list | None = None) -> MethodChoice:
     """``--method auto``: split-and-classify against whole-captcha CTC, each probed briefly from its own
     start (the glyph backbone; the general reader) and scored by full-string accuracy on the same
-    held-out slice of the training captchas. Ties go to classify, the course's method."""
+    held-out slice of the training captchas. Equal full-string scores (likely on the few captchas of a
+    small set's slice) go to the better character accuracy, then to classify, the course's method."""
     probes: dict[str, tuple[Probe, list[Probe]]] = {}
     datas: dict[str, TrainingData] = {}
     starts: dict[str, tuple[str, dict[str, torch.Tensor] | None]] = {}
@@ -218,8 +233,8 @@ def choose_method(cfg: TrainConfig, charset: Charset, device: torch.device, say:
         mcfg.lr = start_lr(mcfg, source)
         probes[method] = choose_recipe(mcfg, len(charset), state, source, fit, held, device, say, data.length,
                                        always=True)
-    scores = {m: best.string_score if best.string_score is not None else -1.0 for m, (best, _) in probes.items()}
-    method = max(METHODS, key=lambda m: (round(scores[m], 4), m == "classify"))
-    say("method auto: " + ", ".join(f"{m} {100 * s:.2f}%" for m, s in scores.items())
+    scores = {m: (_or(best.string_score), _or(best.char_score)) for m, (best, _) in probes.items()}
+    method = max(METHODS, key=lambda m: (round(scores[m][0], 4), round(scores[m][1], 4), m == "classify"))
+    say("method auto: " + ", ".join(f"{m} {100 * s:.2f}% ({100 * c:.2f}% of characters)" for m, (s, c) in scores.items())
         + f" of {held_n} held-out training captchas read whole; chosen: {method} (--method overrides)")
     return MethodChoice(method, probes, datas["classify"].segment, held_n, datas[method], starts[method])

@@ -57,6 +57,7 @@ from ..nn.networks import (
     ARCH,
     CharNet,
     model_from_checkpoint,
+    reads_already,
     resolve_start,
     start_height,
 )
@@ -215,6 +216,15 @@ def train(cfg: TrainConfig, say: Callable[[str], None] = log.info, progress: boo
         f"validating on {len(data.char_images)} chars and {len(data.captchas)} captchas; "
         f"pretrained={source}, freeze={freeze}, {'cached features after ' + stop if cached else 'plain path'}"
         + (f", {world} processes" if world > 1 else ""))
+    if reads_already(source) and held[0] and rank == 0 and not resume:
+        # the general reader reads before training: with few captchas a short fine-tune can read the
+        # site worse than the start did, so the start competes as "epoch 0" for the checkpoint kept
+        start = {"epoch": 0, "loss": None, "train_seconds": 0.0, "select": select(model),
+                 **validate(model, char_x, np.asarray(data.char_targets), cap_x, cap_labels, charset, data.length,
+                            cfg.method)}
+        keeper.update(start["select"], 0)
+        save_checkpoint(_payload(cfg, model, charset, pre, data, source, recipe, [start], 0.0), out)
+        say(f"before training ({source}): held-out training slice {100 * keeper.best_acc:.2f}%")
     net: nn.Module = Trainable(model, stop if cached else None)
     if world > 1:
         net = DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)

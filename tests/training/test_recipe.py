@@ -101,15 +101,19 @@ def test_probes_fine_tune_when_the_glyphs_are_far_from_the_backbones():
     assert np.isfinite(list(by.values())).all()
 
 
-@pytest.mark.parametrize("scores,expected", [({"classify": 0.5, "ctc": 0.8}, "ctc"),
-                                             ({"classify": 0.8, "ctc": 0.5}, "classify"),
-                                             ({"classify": 0.7, "ctc": 0.7}, "classify")])  # ties: the course's
+@pytest.mark.parametrize("scores,expected", [({"classify": (0.5, 0.9), "ctc": (0.8, 0.9)}, "ctc"),
+                                             ({"classify": (0.8, 0.9), "ctc": (0.5, 0.9)}, "classify"),
+                                             # equal strings (a small slice): the characters decide
+                                             ({"classify": (0.0, 0.4), "ctc": (0.0, 0.8)}, "ctc"),
+                                             ({"classify": (0.7, 0.9), "ctc": (0.7, 0.9)}, "classify")])  # the course's
 def test_method_auto_compares_whole_captchas_on_one_slice(flat_captchas, monkeypatch, scores, expected):
     seen = {}
 
     def fake(probe, cfg, num_classes, state, source, fit, held, device, length=0):
         seen.setdefault(cfg.method, (len(held[0]), length, cfg.size))
-        probe.score = probe.string_score = scores[cfg.method] - (0.1 if probe.freeze == "all" else 0)
+        string, chars = scores[cfg.method]
+        probe.score = probe.string_score = string - (0.1 if probe.freeze == "all" else 0)
+        probe.char_score = chars
         probe.seconds, probe.samples = 1.0, 10
         return probe
 

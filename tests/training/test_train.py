@@ -133,6 +133,18 @@ def test_ctc_reads_whole_captchas(flat_captchas, tmp_path):
     assert sum(len(s.text) == 4 for s in sols) >= 8 and all(len(s.confidences) == len(s.text) for s in sols)
 
 
+def test_a_fine_tune_worse_than_the_reader_keeps_the_reader(flat_captchas, tmp_path):
+    """The general reader competes as epoch 0: a fine-tune that wrecks it (an absurd rate) is not kept."""
+    out = tmp_path / "wrecked.pt"
+    said: list[str] = []
+    res = train(_cfg(flat_captchas, out, method="ctc", pretrained="auto", epochs=2, batch_size=8, size=None,
+                     lr=50.0, select_fraction=0.3), say=said.append)
+    ck = load_checkpoint(out)
+    start = next(line for line in said if line.startswith("before training (reader:"))
+    assert ck["history"][-1]["epoch"] == 0 and ck["metrics"]["loss"] is None, (start, res["history"])
+    assert all(h["select"]["captcha_char_acc"] < ck["metrics"]["select"]["captcha_char_acc"] for h in res["history"])
+
+
 def test_resume_with_more_epochs_on_the_default_path(tiny_data, tmp_path):
     """`captcha train --epochs 2` then `--epochs 3 --resume`: continues the same run for one more epoch."""
     from click.testing import CliRunner
