@@ -45,8 +45,6 @@ class TorchBackend:
 class OnnxBackend:
     """Runs an exported model with ONNX Runtime on the CPU."""
 
-    name = "onnx"
-
     def __init__(self, path: str | os.PathLike, threads: int | None = None) -> None:
         import onnxruntime as ort  # optional heavy dependency, needed only on this path
 
@@ -60,6 +58,11 @@ class OnnxBackend:
         except Exception as exc:  # noqa: BLE001 - ORT raises its own untyped errors
             raise CheckpointError(f"{path}: not a loadable ONNX model: {exc}") from None
         self.input = self.session.get_inputs()[0].name
+        try:  # the name says when the file is quantised (compile_onnx records it)
+            int8 = json.loads(self.session.get_modelmeta().custom_metadata_map.get(META_KEY, "{}")).get("precision") == "int8"
+        except (json.JSONDecodeError, AttributeError):
+            int8 = False
+        self.name = "onnx-int8" if int8 else "onnx"
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         return self.session.run(None, {self.input: np.ascontiguousarray(x, dtype=np.float32)})[0]

@@ -1,8 +1,13 @@
-"""ONNX export of a recognizer, verified against PyTorch, with optional int8 quantisation.
+"""ONNX export of a recognizer, verified against PyTorch, with int8 quantisation.
 
 The ONNX file carries everything solving needs besides the weights (charset, preprocessing,
 captcha length, splitter, method) as JSON in its metadata, so ``Solver.from_onnx`` needs no
 checkpoint and no PyTorch.
+
+int8 is checked, not assumed: at the end of training (where held-out captchas exist) the model is
+quantised with training inputs stored in the checkpoint and both precisions read the held-out
+captchas (:func:`int8_check`); the result is stored in the checkpoint, and solving uses int8 by
+default only when it reads them within :data:`INT8_TOLERANCE` of fp32 (:func:`compile_onnx`).
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ import json
 import logging
 import os
 import random
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -18,12 +24,15 @@ import numpy as np
 import onnx
 import torch
 
+from ..charset import Charset
+from ..config import INT8_TOLERANCE
 from ..data.preprocess import Preprocess
 from ..data.synth import GlyphStyle, render_char
 from ..errors import CheckpointError
 from ..nn.checkpoint import load_checkpoint
 from ..nn.networks import model_from_checkpoint
-from .backends import INPUT, META_KEY, OUTPUT, OnnxBackend
+from .backends import INPUT, META_KEY, OUTPUT, OnnxBackend, run_batched
+from .decode import decode
 
 log = logging.getLogger(__name__)
 
@@ -67,10 +76,81 @@ def export_onnx(checkpoint: str | os.PathLike, out: str | os.PathLike, quantize:
     report: dict[str, Any] = {"onnx": str(out), "max_abs_diff": _verify(out, x, ref, tolerance)}
     if quantize:
         qpath = out.with_name(out.stem + ".int8.onnx")
-        quantize_int8(out, qpath, sample_crops(ckpt, 256, seed=1))
+        quantize_int8(out, qpath, _calibration(ckpt))
         report["int8"] = str(qpath)
-        report["int8_top1_agreement"] = float((OnnxBackend(qpath)(x).argmax(1) == ref.argmax(1)).mean())
+        report["int8_top1_agreement"] = float((OnnxBackend(qpath)(x).argmax(-1) == ref.argmax(-1)).mean())
+        check = {k: v for k, v in (ckpt.get("int8") or {}).items() if k != "inputs"}
+        report["int8_check"] = check or None  # from training's held-out captchas; none for older checkpoints
+        out.with_name(out.stem + ".int8.json").write_text(json.dumps(report, indent=2) + "\n")
     return report
+
+
+def calibration_inputs(ckpt: dict[str, Any]) -> np.ndarray | None:
+    """The training inputs a checkpoint stores for calibrating int8, normalised; None when it has none."""
+    stored = (ckpt.get("int8") or {}).get("inputs")
+    if stored is None:
+        return None
+    pre = Preprocess.from_dict(ckpt["preprocess"])
+    return np.stack([pre.normalize(a) for a in np.asarray(stored)])
+
+
+def _calibration(ckpt: dict[str, Any]) -> np.ndarray:
+    # older checkpoints stored no inputs: synthetic glyph crops are the next best thing for classify
+    stored = calibration_inputs(ckpt)
+    if stored is not None:
+        return stored
+    if ckpt.get("method", "classify") == "ctc":
+        raise CheckpointError("this CTC checkpoint stores no calibration inputs for int8; train it again with "
+                              "this version, or use fp32")
+    return sample_crops(ckpt, 256, seed=1)
+
+
+def compile_onnx(checkpoint: str | os.PathLike, out: str | os.PathLike, precision: str = "auto") -> str:
+    """Export ``checkpoint`` to ``out`` for solving: int8 when ``precision`` is int8, or auto and the
+    checkpoint's int8 check passed; else fp32. Returns the precision written (also in the metadata)."""
+    ckpt = load_checkpoint(checkpoint, kind="recognizer")
+    use = "int8" if precision == "int8" or (precision == "auto" and (ckpt.get("int8") or {}).get("default")) else "fp32"
+    out = Path(out)
+    export_onnx(checkpoint, out)
+    if use == "int8":
+        fp32 = out.with_name(out.name + ".fp32")
+        os.replace(out, fp32)
+        try:
+            quantize_int8(fp32, out, _calibration(ckpt))
+        finally:
+            fp32.unlink(missing_ok=True)
+    set_metadata(out, precision=use)
+    return use
+
+
+def set_metadata(path: Path, **entries: Any) -> None:
+    """Add ``entries`` to the solving settings stored in an exported file."""
+    proto = onnx.load(str(path))
+    for prop in proto.metadata_props:
+        if prop.key == META_KEY:
+            prop.value = json.dumps({**json.loads(prop.value), **entries})
+    onnx.save(proto, str(path))
+
+
+def int8_check(checkpoint: str | os.PathLike, calibration: np.ndarray, inputs: np.ndarray,
+               labels: list[str]) -> dict[str, Any]:
+    """Quantise ``checkpoint`` with ``calibration`` (HWC uint8 training inputs), read the held-out
+    ``inputs`` (network inputs of the captchas ``labels``) at fp32 and int8, and decide the default."""
+    ckpt = load_checkpoint(checkpoint, kind="recognizer")
+    ckpt["int8"] = {"inputs": calibration}
+    charset = Charset.from_dict(ckpt["charset"])
+    method = ckpt.get("method", "classify")
+    read: dict[str, float] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        fp32, int8 = Path(tmp) / "m.onnx", Path(tmp) / "m.int8.onnx"
+        export_onnx(checkpoint, fp32)
+        quantize_int8(fp32, int8, _calibration(ckpt))
+        for name, path in (("fp32", fp32), ("int8", int8)):
+            logits = run_batched(OnnxBackend(path), inputs)
+            texts = [s.text for s in decode(logits.reshape(len(labels), -1, logits.shape[-1]), charset, method)]
+            read[name] = float(np.mean([t == lab for t, lab in zip(texts, labels)]))
+    return {"inputs": calibration, **read, "captchas": len(labels), "tolerance": INT8_TOLERANCE,
+            "default": read["int8"] >= read["fp32"] - INT8_TOLERANCE}
 
 
 def _verify(path: Path, x: np.ndarray, ref: np.ndarray, tolerance: float) -> float:

@@ -7,6 +7,7 @@
 - a checkpoint with ``backend="onnx"`` is compiled to ONNX once, through :class:`OnnxCache`: it is
   exported, verified against PyTorch, and kept under a key made of the checkpoint's content, so a
   retrained model is compiled afresh and an unchanged one never again (even by other processes);
+  ``precision="auto"`` compiles it to int8 when its int8 check passed at training (``export``);
 - ``auto`` (the default) is ``onnx`` on the CPU when ONNX Runtime is installed (PyTorch's CPU
   kernels are several times slower on the small batches of solving), else ``torch``.
 """
@@ -28,6 +29,7 @@ from ..config import (
     DEFAULT_CHECKPOINT,
     DEFAULT_MAX_PIXELS,
     DEVICES,
+    PRECISIONS,
     SHIPPED_READER,
 )
 from ..errors import CheckpointError, ConfigError
@@ -69,18 +71,21 @@ class OnnxCache:
             return []
         return sorted(self.root.glob("*.onnx"), key=lambda p: p.stat().st_mtime, reverse=True)
 
-    def compiled(self, checkpoint: str | os.PathLike) -> Path:
+    def compiled(self, checkpoint: str | os.PathLike, precision: str = "auto") -> Path:
         """The ONNX file of ``checkpoint``: from the cache when it is there and intact, else exported now."""
-        return Path(self.backend(checkpoint).path)
+        return Path(self.backend(checkpoint, precision=precision).path)
 
-    def backend(self, checkpoint: str | os.PathLike, threads: int | None = None) -> OnnxBackend:
-        """``checkpoint`` compiled and opened on ONNX Runtime: the session that checks a cached file is
-        the one returned, so a load opens the model once."""
+    def backend(self, checkpoint: str | os.PathLike, threads: int | None = None, precision: str = "auto") -> OnnxBackend:
+        """``checkpoint`` compiled (at ``precision``, see :func:`~captcha.inference.export.compile_onnx`)
+        and opened on ONNX Runtime: the session that checks a cached file is the one returned, so a load
+        opens the model once."""
         # the checkpoint side needs torch: imported here so that the .onnx path never loads it
         from ..nn.checkpoint import require_file
 
+        if precision not in PRECISIONS:
+            raise ConfigError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
         path = require_file(checkpoint)
-        key = self.key(path)
+        key = f"{self.key(path)}-{precision}"
         target = self.root / f"{key}.onnx"
         if target.is_file():
             opened = self._open(target, key, threads)
@@ -90,23 +95,23 @@ class OnnxCache:
             log.warning("compiled model %s is damaged or foreign; exporting %s again", target, path)
         try:
             self.root.mkdir(parents=True, exist_ok=True)
-            self._export(path, target, key)
+            self._export(path, target, key, precision)
         except OSError as exc:
             raise CacheUnwritable(f"cannot write the compiled model to {self.root} ({exc.strerror or exc}); "
                                   "set $CAPTCHA_CACHE to a writable folder, or use --backend torch") from None
         self.prune()
         return OnnxBackend(target, threads)
 
-    def _export(self, checkpoint: Path, target: Path, key: str) -> None:
+    def _export(self, checkpoint: Path, target: Path, key: str, precision: str) -> None:
         # exporting needs torch and onnx: loaded only when a checkpoint is compiled
         import onnx
 
-        from .export import export_onnx
+        from .export import compile_onnx
 
         fd, tmp = tempfile.mkstemp(prefix=f".{key}.", suffix=".onnx.tmp", dir=self.root)
         os.close(fd)
         try:
-            export_onnx(checkpoint, tmp)  # verified against PyTorch before it is kept
+            compile_onnx(checkpoint, tmp, precision)  # verified against PyTorch before it is kept
             proto = onnx.load(tmp)
             entry = proto.metadata_props.add()
             entry.key, entry.value = "captcha_cache_key", key
@@ -175,9 +180,11 @@ def resolve_backend(backend: str, device: str = "auto") -> str:
 
 
 def load_solver(path: str | os.PathLike, backend: str = "auto", device: str = "auto", threads: int | None = None,
-                max_pixels: int = DEFAULT_MAX_PIXELS, cache: OnnxCache | None = None, reject_below: float = 0.0) -> Solver:
+                max_pixels: int = DEFAULT_MAX_PIXELS, cache: OnnxCache | None = None, reject_below: float = 0.0,
+                precision: str = "auto") -> Solver:
     """A :class:`Solver` for a checkpoint or an exported ``.onnx`` file (see the module docstring);
-    readings less confident than ``reject_below`` come back rejected."""
+    readings less confident than ``reject_below`` come back rejected. ``precision`` applies to a
+    checkpoint compiled for ONNX Runtime."""
     if str(path).endswith(".onnx"):
         if backend == "torch":
             raise ConfigError(f"{path}: an ONNX file runs on ONNX Runtime, not --backend torch")
@@ -186,7 +193,7 @@ def load_solver(path: str | os.PathLike, backend: str = "auto", device: str = "a
         return Solver.from_onnx(path, threads, max_pixels, reject_below)
     if resolve_backend(backend, device) == "onnx":
         try:
-            compiled = (cache or OnnxCache()).backend(path, threads)
+            compiled = (cache or OnnxCache()).backend(path, threads, precision)
             return Solver.from_metadata(compiled, compiled.metadata(), max_pixels, str(path), reject_below)
         except CacheUnwritable as exc:
             if backend == "onnx":

@@ -340,11 +340,12 @@ def uvicorn_config(app: Any, cfg: ServeConfig) -> Any:
                           h11_max_incomplete_event_size=64 * 1024)
 
 
-def serve(checkpoint: str, cfg: ServeConfig | None = None, backend: str = "auto", device: str = "auto") -> None:
+def serve(checkpoint: str, cfg: ServeConfig | None = None, backend: str = "auto", device: str = "auto",
+          precision: str = "auto") -> None:
     """Load the model once and serve it with uvicorn."""
     import uvicorn  # optional heavy dependency, needed only by the service
 
     cfg = cfg or ServeConfig()
     solver = load_solver(checkpoint, backend=backend, device=device, max_pixels=cfg.max_pixels,
-                         reject_below=cfg.reject_below).allow(cfg.allow)
+                         reject_below=cfg.reject_below, precision=precision).allow(cfg.allow)
     uvicorn.Server(uvicorn_config(create_app(solver, cfg), cfg)).run()

@@ -114,7 +114,7 @@ class Solver:
 
     @property
     def backend_name(self) -> str:
-        """``onnx`` or ``torch``: what runs the network."""
+        """``onnx``, ``onnx-int8`` or ``torch``: what runs the network."""
         return getattr(self.backend, "name", type(self.backend).__name__)
 
     @classmethod

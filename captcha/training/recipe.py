@@ -26,6 +26,7 @@ from torch import nn
 from ..charset import Charset
 from ..config import (
     AUTO_EPOCHS,
+    AUTO_MIN_STEPS,
     METHODS,
     PROBE_EPOCHS,
     PROBE_FREEZES,
@@ -173,10 +174,12 @@ def choose_recipe(cfg: TrainConfig, num_classes: int, state: dict[str, torch.Ten
 def auto_epochs(cfg: TrainConfig, probe: Probe, train_samples: int, spent: float, eval_samples: int = 0) -> int:
     """As many epochs as the rest of the budget allows at the probe's measured speed: each trains on
     ``train_samples`` and then reads ``eval_samples`` (validation and the held-out slice, a forward pass
-    costing about a third of a training step)."""
+    costing about a third of a training step); at most :data:`AUTO_EPOCHS`'s, or on a small set as
+    many as make :data:`AUTO_MIN_STEPS` optimizer steps."""
     if cfg.epochs:
         return cfg.epochs
     lo, hi = AUTO_EPOCHS
+    hi = max(hi, math.ceil(AUTO_MIN_STEPS / math.ceil(max(train_samples, 1) / cfg.batch_size)))
     if not probe.samples:
         return hi if probe.freeze == "all" else max(lo, hi // 2)  # nothing measured: a middle course
     per_epoch = probe.seconds_per_sample * (train_samples + eval_samples / 3) + 1.0  # + checkpoints

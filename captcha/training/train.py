@@ -8,11 +8,13 @@ augmentation pass and the rest trains on that cache (same result, less work).
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import logging
 import math
 import os
 import platform
+import random
 import sys
 import time
 import warnings
@@ -32,6 +34,7 @@ from tqdm import tqdm
 from ..charset import Charset
 from ..config import (
     AUTO_EPOCHS,
+    INT8_CALIBRATION,
     PSEUDO_CONFIDENCE,
     RESUME_OVERRIDES,
     SynthConfig,
@@ -44,6 +47,8 @@ from ..data.synth import seed_for, synth_dataset
 from ..errors import DataError
 from ..eval.metrics import score
 from ..eval.plots import training_curve
+from ..inference.backends import has_onnxruntime
+from ..inference.export import int8_check
 from ..inference.solver import Preparer
 from ..nn.checkpoint import load_checkpoint, save_checkpoint
 from ..nn.device import (
@@ -296,6 +301,12 @@ def train(cfg: TrainConfig, say: Callable[[str], None] = log.info, progress: boo
         final["self_training"] = {"pseudo_labelled": len(pseudo)} if pseudo else None
         final["synthetic"] = {"captchas": cfg.synthetic, "style": style} if style else None
         save_checkpoint(final, out)
+    checked = _held_captchas(held_x, held[1], [data.train_groups[i] for i in held_idx], charset, data.length,
+                             cfg.method)
+    if final is not None and has_onnxruntime() and (checked[1] or cap_labels):
+        final["int8"] = _int8_check(out, fit[0], pre, (torch.cat([checked[0], cap_x]) if len(cap_x) else checked[0],
+                                                       checked[1] + cap_labels), cfg.seed, say)
+        save_checkpoint(final, out)
     result = {"checkpoint": str(out), "curve": str(curve), "method": cfg.method, "history": history,
               "best": final["metrics"] if final else {}, "train_seconds": train_seconds, "warnings": problems,
               "held_out_acc": keeper.best_acc if held[0] else None}
@@ -414,6 +425,29 @@ def _choose(cfg: TrainConfig, charset: Charset, data: TrainingData, fit: tuple[l
                   "budget": cfg.budget, "methods": choice.table() if choice else []}
     cfg.freeze, cfg.size, cfg.epochs, recipe = from_rank0([cfg.freeze, cfg.size, cfg.epochs, recipe], world)
     return cfg, make_network(cfg, num_chars, state, source, cfg.freeze), source, recipe
+
+
+def _held_captchas(x: torch.Tensor, targets: list, groups: list[int], charset: Charset, length: int,
+                   method: str) -> tuple[torch.Tensor, list[str]]:
+    """The held-out slice as whole captchas: (network inputs, labels); none when it holds single
+    characters (the course's layout) rather than crops of captchas."""
+    if method == "ctc":
+        return x, [charset.decode(t) for t in targets]
+    sizes = collections.Counter(groups)
+    if not len(x) or set(sizes.values()) != {length}:
+        return x[:0], []
+    return x, [charset.decode(targets[i:i + length]) for i in range(0, len(targets), length)]
+
+
+def _int8_check(out: Path, images: list, pre: Preprocess, held: tuple[torch.Tensor, list[str]], seed: int,
+                say: Callable[[str], None]) -> dict[str, Any]:
+    """int8 against fp32 on held-out captchas, calibrated on a sample of the training ``images`` (stored)."""
+    pick = sorted(random.Random(seed_for(seed, "int8")).sample(range(len(images)), min(INT8_CALIBRATION, len(images))))
+    calibration = torch.from_numpy(np.stack([pre.resize(images[i]) for i in pick]))
+    check = int8_check(out, calibration, held[0].numpy(), held[1])
+    say(f"int8 check: {100 * check['int8']:.2f}% against fp32 {100 * check['fp32']:.2f}% of {check['captchas']} "
+        f"held-out captchas; solving on ONNX Runtime uses {'int8' if check['default'] else 'fp32'} by default")
+    return check
 
 
 def _selector(x: torch.Tensor, targets: list, charset: Charset, length: int,

@@ -60,3 +60,35 @@ def test_broken_onnx_is_a_clear_error(tmp_path):
     bad.write_bytes(b"nope")
     with pytest.raises(CheckpointError, match="not a loadable ONNX model"):
         load_solver(bad)
+
+
+def test_training_checks_int8_on_held_out_captchas(tiny_model, exported):
+    """The check ran at the end of training: calibration inputs and both precisions' readings stored."""
+    import torch
+
+    from captcha.config import INT8_TOLERANCE
+    from captcha.nn.checkpoint import load_checkpoint
+
+    check = load_checkpoint(tiny_model)["int8"]
+    assert check["inputs"].dtype == torch.uint8 and tuple(check["inputs"].shape[1:]) == (32, 32, 3)
+    assert check["captchas"] > 0 and 0 <= check["int8"] <= 1 and 0 <= check["fp32"] <= 1
+    assert check["default"] == (check["int8"] >= check["fp32"] - INT8_TOLERANCE)
+    beside = exported["onnx"].replace(".onnx", ".int8.json")
+    assert exported["int8_check"]["int8"] == check["int8"] and "int8_check" in open(beside).read()
+
+
+@pytest.mark.parametrize("passed", [True, False])
+def test_solving_uses_int8_only_when_its_check_passed(tiny_model, tmp_path, passed):
+    from captcha.inference.load import OnnxCache
+    from captcha.nn.checkpoint import load_checkpoint, save_checkpoint
+
+    ck = load_checkpoint(tiny_model)
+    ck["int8"]["default"] = passed
+    path = save_checkpoint(ck, tmp_path / "m.pt")
+    cache = OnnxCache(tmp_path / "cache")
+    auto = load_solver(path, backend="onnx", cache=cache)
+    assert auto.backend_name == ("onnx-int8" if passed else "onnx")
+    assert read_metadata(auto.backend.path)["precision"] == ("int8" if passed else "fp32")
+    assert load_solver(path, backend="onnx", cache=cache, precision="fp32").backend_name == "onnx"
+    assert load_solver(path, backend="onnx", cache=cache, precision="int8").backend_name == "onnx-int8"
+    assert len(cache.entries()) == 3  # one compiled file per precision asked for

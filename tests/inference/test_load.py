@@ -51,7 +51,7 @@ def test_compiled_once_then_reused_and_recompiled_when_the_checkpoint_changes(ti
     assert cache.compiled(copy) == first and len(exports) == 1  # keyed by content, not by path
     other = cache.compiled(retrained(tiny_model, tmp_path, 1))
     assert other != first and len(exports) == 2 and set(cache.entries()) == {first, other}
-    assert load_solver(tiny_model, backend="onnx", cache=cache).backend_name == "onnx" and len(exports) == 2
+    assert load_solver(tiny_model, backend="onnx", cache=cache).backend_name.startswith("onnx") and len(exports) == 2
 
 
 def test_a_damaged_or_foreign_cache_file_is_rebuilt(tiny_model, tiny_data, tmp_path, exports):
