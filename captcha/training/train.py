@@ -350,7 +350,8 @@ class EpochKeeper:
     """Which epoch to keep and when to stop, from the held-out slice's score after each epoch.
 
     The epoch kept is the one the slice scores best (every epoch when nothing is held out), except
-    that the annealed last epoch wins when it is as good within the slice's noise. Training stops
+    that the annealed last epoch wins when it is as good within the slice's noise as the best trained
+    epoch (not as the start, epoch 0, which a fine-tune must beat outright). Training stops
     when, in the schedule's second half, the slice stays below its best beyond noise for
     ``patience`` epochs (before that the learning rate is still high).
     """
@@ -360,6 +361,7 @@ class EpochKeeper:
     patience: int
     best: tuple[float, float] = (-2.0, -2.0)
     best_acc: float = 0.0
+    best_epoch: int = -1
     below: int = 0  # epochs in a row below the best beyond noise
     epoch: int = 0
 
@@ -374,10 +376,10 @@ class EpochKeeper:
         keep = score(metrics) > self.best or not self.held
         if keep:
             self.best = score(metrics)
-        elif epoch == self.epochs and acc >= self.best_acc - noise(self.best_acc, self.held):
+        elif epoch == self.epochs and self.best_epoch > 0 and acc >= self.best_acc - noise(self.best_acc, self.held):
             keep = True
         if keep:
-            self.best_acc = acc
+            self.best_acc, self.best_epoch = acc, epoch
         self.below = self.below + 1 if self.held and acc < self.best_acc - noise(self.best_acc, self.held) else 0
         return keep
 

@@ -167,8 +167,10 @@ def test_resume_with_more_epochs_on_the_default_path(tiny_data, tmp_path):
 def test_the_keeper_keeps_the_annealed_last_epoch_and_stops_on_a_real_drop():
     from captcha.training.train import EpochKeeper
 
-    def run(scores, epochs, replay_until=0):
+    def run(scores, epochs, replay_until=0, start=None):
         keeper, kept, stopped = EpochKeeper(held=200, epochs=epochs, patience=3), [], None
+        if start is not None and keeper.update({"char_acc": start}, 0):
+            kept.append(0)
         for e, acc in enumerate(scores, 1):
             if e <= replay_until:  # what a resumed run does with its history
                 keeper.update({"char_acc": acc}, e)
@@ -186,6 +188,9 @@ def test_the_keeper_keeps_the_annealed_last_epoch_and_stops_on_a_real_drop():
     drop = [0.50, 0.90, 0.97, 0.97, 0.80, 0.75, 0.70, 0.70, 0.96, 0.96]
     assert run(drop, 10) == ([1, 2, 3], 7)
     assert run(drop, 10, replay_until=5) == ([], 7)  # resumed after epoch 5: the same stop, nothing newer kept
+    # a start that reads already (the general reader, epoch 0) must be beaten outright, not within noise
+    assert run([0.90, 0.96], 2, start=0.97) == ([0], None)
+    assert run([0.90, 0.98], 2, start=0.97) == ([0, 2], None)
 
 
 def test_self_training_reads_unlabelled_captchas_and_keeps_the_better_round(flat_captchas, tmp_path):
