@@ -80,6 +80,7 @@ class Session:
                 "accept_rate": self.accepted / self.answered if self.answered else None,
                 "seconds_per_captcha": self.seconds / self.answered if self.answered else None,
                 "length": self.store.length, "charset": self.store.charset.alphabet,
+                "fold_case": bool(self.store.charset.fold_case),
                 "retraining": self.retraining, "retrains": self.retrains, "model": self.model}
 
     def answer(self, name: str, label: str, ms: float) -> str:

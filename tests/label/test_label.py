@@ -156,7 +156,14 @@ def test_the_page_in_a_real_browser(folder, tiny_model, tiny_data):
         box = browser.find_element(By.ID, "label")
         _wait(lambda: box.get_attribute("value"))
         first = session.queue()[0]
-        box.send_keys(truth[first] + Keys.ENTER)  # typing replaces the selected guess
+        msg = browser.find_element(By.ID, "msg")
+        box.send_keys("a%")  # checked as typed: % is not in the charset (and a is folded to A)
+        _wait(lambda: "'%' not in the charset" in msg.text and "wrong" in box.get_attribute("class"))
+        box.send_keys(Keys.BACKSPACE)
+        _wait(lambda: msg.text == "" and "wrong" not in box.get_attribute("class"))
+        assert len(browser.execute_script("return window.timings.keys")) == 3
+        box.send_keys(Keys.BACKSPACE)
+        box.send_keys(truth[first] + Keys.ENTER)
         _wait(lambda: first in session.store.labels)
         _wait(lambda: session.queue()[0] != first and box.get_attribute("value"))
         box.send_keys(Keys.ARROW_UP)  # back to the first: it shows its label
