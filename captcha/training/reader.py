@@ -20,11 +20,12 @@ from typing import Iterator
 
 import numpy as np
 import torch
+from PIL import Image
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from tqdm import tqdm
 
 from ..charset import Charset
-from ..config import ReaderConfig
+from ..config import INT8_CALIBRATION, ReaderConfig
 from ..data.captchas import LAYOUT_RATES, LAYOUTS, random_text, render_captcha
 from ..data.fonts import by_family, pretraining_faces
 from ..data.preprocess import Preprocess
@@ -32,6 +33,7 @@ from ..data.segment import SegmentConfig, to_content
 from ..data.synth import seed_for
 from ..eval.metrics import string_metrics
 from ..inference.decode import decode
+from ..inference.export import int8_check
 from ..nn.checkpoint import half_precision, load_checkpoint, save_checkpoint
 from ..nn.networks import ARCH, load_backbone, new_model, resolve_pretrained
 from .loop import CTCLoss, make_optimizer, make_schedule, predict, train_one_epoch
@@ -40,6 +42,7 @@ from .pretrain import restore
 log = logging.getLogger(__name__)
 
 READER_SEGMENT = SegmentConfig("equal", trim=True, crop=True)
+HELDOUT_SEED, CALIBRATION_SEED = 20_000_003, 20_000_011  # streams the training seed never draws
 
 
 def encode_padded(text: str, charset: Charset, width: int) -> np.ndarray:
@@ -50,13 +53,18 @@ def encode_padded(text: str, charset: Charset, width: int) -> np.ndarray:
     return out
 
 
+def render_content(index: int, seed: int, charset: Charset, lengths: tuple[int, ...]) -> tuple[Image.Image, str]:
+    """Captcha ``index`` of the stream with ``seed``, cropped to content as solving crops it: (image, text)."""
+    rng = random.Random(seed_for(seed, "captcha", index))
+    text = random_text(rng, charset.alphabet, lengths)
+    return to_content(render_captcha(text, rng, by_family(pretraining_faces()), charset.alphabet), READER_SEGMENT), text
+
+
 def render_sample(index: int, seed: int, pre: Preprocess, charset: Charset,
                   lengths: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
     """Sample ``index`` of the stream with ``seed``: (network input, padded target)."""
-    rng = random.Random(seed_for(seed, "captcha", index))
-    text = random_text(rng, charset.alphabet, lengths)
-    img = render_captcha(text, rng, by_family(pretraining_faces()), charset.alphabet)
-    return pre(to_content(img, READER_SEGMENT)), encode_padded(text, charset, max(lengths))
+    img, text = render_content(index, seed, charset, lengths)
+    return pre(img), encode_padded(text, charset, max(lengths))
 
 
 class CaptchaStream(IterableDataset):
@@ -75,7 +83,7 @@ class CaptchaStream(IterableDataset):
             i += nw
 
 
-def heldout_captchas(cfg: ReaderConfig, pre: Preprocess, seed: int = 20_000_003) -> tuple[torch.Tensor, list[str]]:
+def heldout_captchas(cfg: ReaderConfig, pre: Preprocess, seed: int = HELDOUT_SEED) -> tuple[torch.Tensor, list[str]]:
     """A fixed evaluation set from a seed the training stream never uses."""
     charset = Charset(cfg.alphabet)
     rows = [render_sample(i, seed, pre, charset, cfg.lengths) for i in range(cfg.heldout)]
@@ -130,8 +138,22 @@ def pretrain_reader(cfg: ReaderConfig, progress: bool = True) -> dict:
     if not payload:  # resumed a finished run
         payload = reader_payload(cfg, model, charset, pre, source, history)
     save_checkpoint({**payload, "model": half_precision(payload["model"])}, out)  # shipped in the wheel: half the bytes
+    payload["int8"] = check_reader_int8(out, cfg)
     write_reader_card(out, payload)
     return payload["pretrain"]
+
+
+def check_reader_int8(path: Path, cfg: ReaderConfig) -> dict:
+    """The int8 check (``inference.export.int8_check``) for the reader at ``path``, stored in it: calibrated
+    on synthetic captchas of a seed neither the training stream nor the held-out set uses."""
+    ckpt = load_checkpoint(path, kind="recognizer")
+    pre, charset = Preprocess.from_dict(ckpt["preprocess"]), Charset(cfg.alphabet)
+    calibration = np.stack([pre.resize(render_content(i, CALIBRATION_SEED, charset, cfg.lengths)[0])
+                            for i in range(INT8_CALIBRATION)])
+    hx, hlabels = heldout_captchas(cfg, pre)
+    ckpt["int8"] = int8_check(path, torch.from_numpy(calibration), hx.numpy(), hlabels)
+    save_checkpoint(ckpt, path)
+    return ckpt["int8"]
 
 
 def reader_payload(cfg: ReaderConfig, model: torch.nn.Module, charset: Charset, pre: Preprocess, source: str,
@@ -160,8 +182,17 @@ def write_reader_card(out: Path, payload: dict) -> None:
              "- layouts: " + ", ".join(f"{k} {100 * v:.0f}%" for k, v in info["layouts"].items())
              + f"; {info['faces']} pretraining font faces (see the glyph backbone's card for their licences)",
              f"- wall time: {info['seconds'] / 60:.1f} min (torch {info['torch']}, {info['threads']} threads"
-             f"{', bf16 autocast' if cfg['bf16'] else ''}); stored in half precision", "",
+             f"{', bf16 autocast' if cfg['bf16'] else ''}); stored in half precision",
+             *_int8_line(payload.get("int8")), "",
              "| step | loss | held-out full-string | held-out characters | minutes |", "|---|---|---|---|---|"]
     lines += [f"| {h['step']} | {h['loss']:.3f} | {100 * h['string_acc']:.2f}% | "
               f"{100 * h.get('captcha_char_acc', 0):.2f}% | {h['seconds'] / 60:.1f} |" for h in info["history"]]
     out.with_suffix(".md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def _int8_line(check: dict | None) -> list[str]:
+    if not check:
+        return []
+    return [f"- int8 check: {100 * check['int8']:.2f}% against fp32 {100 * check['fp32']:.2f}% of its "
+            f"{check['captchas']} held-out captchas read whole; solving on ONNX Runtime uses "
+            f"{'int8' if check['default'] else 'fp32'} by default"]

@@ -37,7 +37,11 @@ def test_pretraining_writes_a_reader_that_solving_can_load(tmp_path):
     ckpt = load_checkpoint(out, kind="recognizer")
     assert ckpt["method"] == "ctc" and ckpt["length"] == 0 and ckpt["segment"]["crop"]
     assert model_from_checkpoint(ckpt, out).fc.out_features == 5  # 4 characters and the blank
-    assert "general reader" in out.with_suffix(".md").read_text()
+    card = out.with_suffix(".md").read_text()
+    assert "general reader" in card and "int8 check:" in card
+    check = ckpt["int8"]  # checked on its held-out synthetic captchas, calibrated on another seed's
+    assert check["captchas"] == 8 and tuple(check["inputs"].shape) == (64, 48, 160, 3)
+    assert check["default"] == (check["int8"] >= check["fp32"] - 0.002)
 
 
 def test_a_site_charset_starts_from_the_readers_rows(tmp_path):
