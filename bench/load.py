@@ -1,7 +1,9 @@
 #!/usr/bin/env python
 """Load test of `captcha serve` on loopback (not in CI): concurrent clients for a while, with idle
-connections held open beside them; requests/s, p50/p99 latency, failures, the server's RSS before
-and after.
+connections held open beside them; requests/s, p50/p99 latency, failures, and the server's RSS:
+at start, after a warm-up at the largest client count (ONNX Runtime sizes its buffers for the
+largest batches it meets, once), with the idle connections open, and over the measured requests
+(sampled every second: growth there is what a leak would show).
 
     python bench/load.py --checkpoint checkpoints/model.pt --image some.png [--clients 16,64] [--seconds 60]
                          [--idle 2000]
@@ -19,6 +21,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -87,6 +90,7 @@ def main() -> None:
     ap.add_argument("--clients", default="16,64")
     ap.add_argument("--seconds", type=float, default=60)
     ap.add_argument("--idle", type=int, default=2000, help="Idle half-sent connections held during the run.")
+    ap.add_argument("--warmup", type=float, default=10, help="Seconds at the largest client count before measuring.")
     args = ap.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(soft, args.idle + 1024)), hard))
@@ -106,19 +110,35 @@ def main() -> None:
             except httpx.HTTPError:
                 pass
             time.sleep(0.5)
-        run_clients(url, image, 4, 3)  # warm-up
-        before = rss_mb(server.pid)
+        started = rss_mb(server.pid)
+        counts = [int(c) for c in args.clients.split(",")]
+        run_clients(url, image, max(counts), args.warmup)  # the largest batches, before measuring
+        warm = rss_mb(server.pid)
         idle = hold_idle(port, args.idle)
-        rows = [run_clients(url, image, int(c), args.seconds) for c in args.clients.split(",")]
+        before = rss_mb(server.pid)
+        samples: list[float] = []
+        done = threading.Event()
+
+        def sample() -> None:
+            while not done.wait(1.0):
+                samples.append(rss_mb(server.pid))
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        rows = [run_clients(url, image, c, args.seconds) for c in counts]
         health = httpx.get(f"{url}/health", timeout=10).status_code
+        done.set()
+        sampler.join()
         after = rss_mb(server.pid)
         for s in idle:
             s.close()
-        report = {"idle_connections": len(idle), "rss_before_mb": before, "rss_after_mb": after,
-                  "health_during_idle": health, "runs": rows}
+        report = {"idle_connections": len(idle), "rss_start_mb": started, "rss_warm_mb": warm,
+                  "rss_before_mb": before, "rss_peak_mb": max(samples + [after]), "rss_after_mb": after,
+                  "requests": sum(r["requests"] for r in rows), "health_during_idle": health, "runs": rows}
         print(json.dumps(report, indent=2))
-        print(f"\n{len(idle)} idle connections held; RSS {before:.0f} -> {after:.0f} MB "
-              f"({100 * (after / before - 1):+.1f}%); /health {health}\n")
+        print(f"\nRSS {started:.0f} MB at start, {warm:.0f} MB after the warm-up, {before:.0f} MB with {len(idle)} idle "
+              f"connections open; over the {report['requests']} measured requests {before:.0f} -> {after:.0f} MB "
+              f"({100 * (after / before - 1):+.1f}%, peak {report['rss_peak_mb']:.0f} MB); /health {health}\n")
         print("| clients | requests | req/s | p50 ms | p99 ms | failed |\n|---|---|---|---|---|---|")
         for r in rows:
             print(f"| {r['clients']} | {r['requests']} | {r['requests_per_s']:.0f} | {r['p50_ms']:.1f} | "
