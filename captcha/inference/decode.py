@@ -24,6 +24,7 @@ class Solution:
     seconds: float = 0.0
     warnings: list[str] = field(default_factory=list)
     rejected: bool = False  # less confident than the solver's --reject-below: no answer, ``text`` is the guess
+    length_ok: bool = True  # False: a length no captcha the model learned from had (see Solver.read)
 
     @property
     def answer(self) -> str | None:
@@ -32,8 +33,9 @@ class Solution:
 
     @property
     def confidence(self) -> float:
-        """The whole string's confidence: the product of its characters'."""
-        return float(np.prod(self.confidences)) if self.confidences else 0.0
+        """The whole string's confidence: the product of its characters', 0 for a reading of a length
+        the model never saw (it cannot be right)."""
+        return float(np.prod(self.confidences)) if self.confidences and self.length_ok else 0.0
 
 
 @dataclass

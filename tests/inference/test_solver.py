@@ -1,6 +1,7 @@
 import io
 from pathlib import Path
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -63,7 +64,7 @@ def test_property_text_or_own_error(solver, data):
 
 def test_backends_agree(tiny_model, tiny_data):
     paths = sorted(str(p) for p in (tiny_data / "captchas" / "val").glob("*.png"))
-    auto = load_solver(tiny_model)
+    auto = load_solver(tiny_model, precision="fp32")  # the same arithmetic (int8 has its own test_export check)
     torch_only = load_solver(tiny_model, backend="torch")
     assert type(auto.backend).__name__ == "OnnxBackend" and type(torch_only.backend).__name__ == "TorchBackend"
     a = [r.solution for r in auto.solve_batch(paths)]
@@ -113,6 +114,25 @@ def test_ctc_warns_when_it_reads_another_length():
     ctc = Solver(lambda x: x, Charset("AB"), Preparer(Preprocess(), 4, SegmentConfig("equal"), "ctc"))
     assert ctc.warnings((1, 1), Solution("ABA", [1.0] * 3)) == ["read 3 characters; the model was trained on 4"]
     assert ctc.warnings((1, 1), Solution("ABAB", [1.0] * 4)) == []
+
+
+def test_a_ctc_reading_of_another_length_has_no_confidence():
+    """Trained on 4-character captchas only, a 3-character reading cannot be right: confidence 0, refused."""
+    from captcha.charset import Charset
+    from captcha.data.preprocess import Preprocess
+    from captcha.data.segment import SegmentConfig
+    from captcha.inference.solver import Preparer, Solver
+
+    blank = np.eye(3)[2]
+    a, b = np.eye(3)[0], np.eye(3)[1]
+    three = np.log(np.stack([a, blank, b, blank, a, blank]) * 0.98 + 0.01)[None]  # reads "ABA", each at 0.98
+    four = np.log(np.stack([a, blank, b, blank, a, b]) * 0.98 + 0.01)[None]  # "ABAB"
+    for logits, text, ok in ((three, "ABA", False), (four, "ABAB", True)):
+        ctc = Solver(lambda x, lg=logits: lg, Charset("AB"), Preparer(Preprocess(), 4, SegmentConfig("equal"), "ctc"),
+                     reject_below=0.5)
+        (sol,) = ctc.read(np.zeros((1, 1, 3, 8, 8), np.float32))
+        assert sol.text == text and sol.length_ok == ok and min(sol.confidences) > 0.9
+        assert (sol.confidence == 0.0) != ok and sol.rejected != ok
 
 
 def test_reject_below_gives_no_answer_but_keeps_the_guess(tiny_model, tiny_data):
