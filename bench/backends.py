@@ -1,7 +1,11 @@
 #!/usr/bin/env python
 """Batch solving with PyTorch vs ONNX Runtime (fp32 and int8) side by side: captchas/s and accuracy.
 
-    python bench/backends.py --checkpoint checkpoints/model.pt [--data data]
+    python bench/backends.py --checkpoint checkpoints/model.pt [--data data | --data labelled-folder/]
+
+``--data`` is a course dataset (its captchas/val) or any labelled folder (labels.csv or names).
+The first row is what `captcha solve` uses with no flags (``--precision auto``: int8 when the
+checkpoint's int8 check passed at training). Readings are compared case-insensitively.
 
 Targets (issues 8 and 16, 2-core CPU): >= 3x ddddocr's captchas/s (measured here, in the same run, when
 ddddocr is installed) and >= 400 captchas/s, with full-string accuracy within 0.2 points of PyTorch.
@@ -10,15 +14,15 @@ ddddocr is installed) and >= 400 captchas/s, with full-string accuracy within 0.
 from __future__ import annotations
 
 import argparse
-import csv
 import tempfile
 import time
 from pathlib import Path
 
 from rivals import ddddocr_reader
 
-from captcha.inference.export import export_onnx
-from captcha.inference.load import load_solver
+from captcha.charset import Charset
+from captcha.data.layout import read_captcha_labels
+from captcha.inference.load import OnnxCache, load_solver
 from captcha.inference.solver import Solver
 
 
@@ -29,7 +33,7 @@ def measure(solver: Solver, paths: list[str], labels: dict[str, str], repeat: in
     for _ in range(repeat):
         results = list(solver.solve_batch(paths, batch_size=64))
     rate = repeat * len(paths) / (time.perf_counter() - t0)
-    right = sum(r.ok and r.solution.text == labels[Path(r.source).name] for r in results)
+    right = sum(r.ok and r.solution.text.upper() == labels[Path(r.source).name].upper() for r in results)
     return {"captchas_per_s": rate, "string_acc": right / len(paths)}
 
 
@@ -41,7 +45,7 @@ def measure_ddddocr(paths: list[str], labels: dict[str, str]) -> dict | None:
         return None
     data = [(Path(p).name, Path(p).read_bytes()) for p in paths]  # files read, as our solver reads them
     t0 = time.perf_counter()
-    right = sum(read(d) == labels[name] for name, d in data)
+    right = sum(read(d).upper() == labels[name].upper() for name, d in data)
     return {"captchas_per_s": len(data) / (time.perf_counter() - t0), "string_acc": right / len(data)}
 
 
@@ -51,14 +55,17 @@ def main() -> None:
     ap.add_argument("--data", default="data")
     args = ap.parse_args()
     folder = Path(args.data) / "captchas" / "val"
-    with open(folder / "labels.csv", encoding="utf-8") as fh:
-        labels = {r["filename"]: r["label"] for r in csv.DictReader(fh)}
-    paths = [str(folder / n) for n in sorted(labels)]
+    folder = folder if folder.is_dir() else Path(args.data)
+    samples = read_captcha_labels(folder, Charset(), problems=[])
+    labels = {s.path.name: s.label for s in samples}
+    paths = sorted(str(s.path) for s in samples)
     with tempfile.TemporaryDirectory() as tmp:
-        rep = export_onnx(args.checkpoint, Path(tmp) / "m.onnx", quantize=True)
-        rows = {"pytorch": measure(load_solver(args.checkpoint, backend="torch"), paths, labels),
-                "onnx fp32": measure(load_solver(rep["onnx"]), paths, labels),
-                "onnx int8": measure(load_solver(rep["int8"]), paths, labels)}
+        cache = OnnxCache(tmp)
+        default = load_solver(args.checkpoint, cache=cache)
+        rows = {f"default ({default.backend_name})": measure(default, paths, labels),
+                "pytorch": measure(load_solver(args.checkpoint, backend="torch"), paths, labels),
+                "onnx fp32": measure(load_solver(args.checkpoint, cache=cache, precision="fp32"), paths, labels),
+                "onnx int8": measure(load_solver(args.checkpoint, cache=cache, precision="int8"), paths, labels)}
     dd = measure_ddddocr(paths, labels)
     if dd:
         rows["ddddocr (no training)"] = dd

@@ -137,7 +137,7 @@ def run_set(name: str, work: Path, budget: float | None, limit: int | None = Non
            "synthetic": synthetic if variant == "synthetic" else 0,
            "self_training": result.get("self_training"), **scored(solver, test)}
     if solve_speed:
-        row.update(solving_figures(solver, [p for p, _ in test]))
+        row.update(solving_figures(solver, [p for p, _ in test]), backend=solver.backend_name)
     return row
 
 
@@ -187,7 +187,7 @@ def main() -> None:
           "| train time | captchas/s |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        rate = f"{r['batch_captchas_per_s']:.0f}" if "batch_captchas_per_s" in r else "-"
+        rate = f"{r['batch_captchas_per_s']:.0f} ({r['backend']})" if "batch_captchas_per_s" in r else "-"
         st = r.get("self_training") or {}
         unl = f"{r['unlabelled']} unlabelled ({st.get('pseudo_labelled', 0)} used, " \
               f"{'kept' if st.get('kept') else 'not kept'})" if r.get("unlabelled") else \
