@@ -41,6 +41,7 @@ from ..data.segment import SegmentConfig
 from ..data.synth import seed_for
 from ..eval.metrics import string_metrics
 from ..inference.decode import decode
+from ..nn.device import train_in_bf16
 from ..nn.networks import (
     CharNet,
     load_backbone,
@@ -136,7 +137,8 @@ def run_probe(probe: Probe, cfg: TrainConfig, num_classes: int, state: dict[str,
         x = pass_images(images, transform, cfg.seed, epoch)
         inputs = frozen_outputs(model, x, stop) if stop else x
         order = torch.randperm(len(targets), generator=torch.Generator().manual_seed(seed_for(cfg.seed, "probe", epoch)))
-        train_one_epoch(net, indexed_batches(inputs, targets, order, cfg.batch_size), opt, sched, loss_fn)
+        train_one_epoch(net, indexed_batches(inputs, targets, order, cfg.batch_size), opt, sched, loss_fn,
+                        bf16=train_in_bf16(cfg.bf16))
     probe.seconds = time.perf_counter() - t0
     probe.samples = len(images) * PROBE_EPOCHS
     logits = predict(model, np.stack([pre(im) for im in held[0]]))

@@ -57,6 +57,7 @@ from ..nn.device import (
     from_rank0,
     leave_process_group,
     resolve_device,
+    train_in_bf16,
 )
 from ..nn.networks import (
     ARCH,
@@ -255,7 +256,7 @@ def train(cfg: TrainConfig, say: Callable[[str], None] = log.info, progress: boo
         order = _order(len(targets), cfg.seed, epoch)
         order = order[: len(order) - len(order) % world][rank::world]
         loss = train_one_epoch(net, indexed_batches(inputs, targets, order, rank_batch), opt, sched, loss_fn,
-                               on_batch=on_batch)
+                               on_batch=on_batch, bf16=train_in_bf16(cfg.bf16))
         bar.close()
         train_seconds += time.perf_counter() - t0
         if rank != 0:

@@ -53,9 +53,10 @@ def test_auto_epochs_fill_the_budget_within_bounds():
     assert auto_epochs(TrainConfig(budget=240), p, 1000, spent=40) == 18  # 200 s left / (10 + 1 s an epoch)
     assert auto_epochs(TrainConfig(budget=240), p, 1000, spent=40, eval_samples=1500) == 12  # + 5 s reading
     assert auto_epochs(TrainConfig(budget=240), p, 10_000, spent=40) == 3  # the least
-    assert auto_epochs(TrainConfig(budget=100_000), p, 2000, spent=0) == 20  # the most
+    assert auto_epochs(TrainConfig(budget=100_000), p, 3000, spent=0) == 40  # the most
     # a small set: 100 samples are 2 steps of 64 an epoch, so up to 75 epochs make AUTO_MIN_STEPS (150) steps
     assert auto_epochs(TrainConfig(budget=100_000), p, 100, spent=0) == 75
+    assert auto_epochs(TrainConfig(budget=100_000), p, 2000, spent=0) == 40  # 32 steps an epoch: the most
     assert auto_epochs(TrainConfig(epochs=7), p, 100, spent=0) == 7  # given: kept
 
 
