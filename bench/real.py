@@ -158,12 +158,19 @@ def main() -> None:
                     help="In the curve, also train with this many style-matched synthetic captchas (--synthetic N).")
     ap.add_argument("--budget", type=float, default=None, help="Passed to captcha train (default: its own).")
     ap.add_argument("--json", default="runs/bench-real.json")
+    ap.add_argument("--keep", default=None, metavar="DIR",
+                    help="Keep the trained models and each set's test folder (links) in DIR, e.g. for bench/backends.py.")
     args = ap.parse_args()
     if not SHARED.is_dir():
         sys.exit(f"{SHARED} not found: the real datasets live beside the repository")
     rows, zero = [], []
     with tempfile.TemporaryDirectory() as tmp:
+        if args.keep:
+            tmp = args.keep
+            Path(tmp).mkdir(parents=True, exist_ok=False)  # never mixes with an earlier run's models
         for name in args.sets.split(","):
+            if args.keep:
+                flat_folder(split_set(name)[1], Path(tmp) / f"{name}-test")
             if not args.curve_only:
                 row = run_set(name, Path(tmp), args.budget)
                 rows.append(row)
