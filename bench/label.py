@@ -88,7 +88,7 @@ def in_browser(n: int, checkpoint: str | None, screenshot: str | None) -> dict:
         sys.exit("no Chromium and chromedriver on PATH (apt-get install chromium chromium-driver)")
     opts = webdriver.ChromeOptions()
     opts.binary_location = binary
-    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=900,640"):
+    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=900,800"):
         opts.add_argument(flag)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "site"
@@ -114,7 +114,7 @@ def in_browser(n: int, checkpoint: str | None, screenshot: str | None) -> dict:
                 end = time.time() + 30
                 while not (box.get_attribute("value") and shot.get_attribute("src")) and time.time() < end:
                     time.sleep(0.02)
-                if i == 2 and screenshot:
+                if i == 5 and screenshot:
                     time.sleep(0.3)
                     Path(screenshot).parent.mkdir(parents=True, exist_ok=True)
                     browser.save_screenshot(screenshot)
