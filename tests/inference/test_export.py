@@ -92,3 +92,17 @@ def test_solving_uses_int8_only_when_its_check_passed(tiny_model, tmp_path, pass
     assert load_solver(path, backend="onnx", cache=cache, precision="fp32").backend_name == "onnx"
     assert load_solver(path, backend="onnx", cache=cache, precision="int8").backend_name == "onnx-int8"
     assert len(cache.entries()) == 3  # one compiled file per precision asked for
+
+
+def test_export_cli_says_what_the_int8_check_found(tiny_model, tmp_path):
+    from click.testing import CliRunner
+
+    from captcha.cli import main
+    from captcha.nn.checkpoint import load_checkpoint
+
+    res = CliRunner().invoke(main, ["export", "--checkpoint", str(tiny_model), "--out", str(tmp_path / "m.onnx"),
+                                    "--int8"])
+    check = load_checkpoint(tiny_model)["int8"]
+    assert res.exit_code == 0, res.output
+    assert f"int8 check at training: {100 * check['int8']:.2f}% against fp32 {100 * check['fp32']:.2f}%" in res.output
+    assert (tmp_path / "m.int8.onnx").is_file() and (tmp_path / "m.int8.json").is_file()
