@@ -88,10 +88,12 @@ def export_onnx(checkpoint: str | os.PathLike, out: str | os.PathLike, quantize:
 def calibration_inputs(ckpt: dict[str, Any]) -> np.ndarray | None:
     """The training inputs a checkpoint stores for calibrating int8, normalised; None when it has none."""
     stored = (ckpt.get("int8") or {}).get("inputs")
-    if stored is None:
-        return None
+    return None if stored is None else _normalized(ckpt, stored)
+
+
+def _normalized(ckpt: dict[str, Any], pixels: Any) -> np.ndarray:
     pre = Preprocess.from_dict(ckpt["preprocess"])
-    return np.stack([pre.normalize(a) for a in np.asarray(stored)])
+    return np.stack([pre.normalize(a) for a in np.asarray(pixels)])
 
 
 def _calibration(ckpt: dict[str, Any]) -> np.ndarray:
@@ -137,14 +139,13 @@ def int8_check(checkpoint: str | os.PathLike, calibration: np.ndarray, inputs: n
     """Quantise ``checkpoint`` with ``calibration`` (HWC uint8 training inputs), read the held-out
     ``inputs`` (network inputs of the captchas ``labels``) at fp32 and int8, and decide the default."""
     ckpt = load_checkpoint(checkpoint, kind="recognizer")
-    ckpt["int8"] = {"inputs": calibration}
     charset = Charset.from_dict(ckpt["charset"])
     method = ckpt.get("method", "classify")
     read: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp:
         fp32, int8 = Path(tmp) / "m.onnx", Path(tmp) / "m.int8.onnx"
         export_onnx(checkpoint, fp32)
-        quantize_int8(fp32, int8, _calibration(ckpt))
+        quantize_int8(fp32, int8, _normalized(ckpt, calibration))
         for name, path in (("fp32", fp32), ("int8", int8)):
             logits = run_batched(OnnxBackend(path), inputs)
             texts = [s.text for s in decode(logits.reshape(len(labels), -1, logits.shape[-1]), charset, method)]
