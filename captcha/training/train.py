@@ -3,7 +3,8 @@
 ``train(cfg)`` is the whole job. It reads the data (``dataset``), builds the network from a
 pretrained source and freezes it by the course's rule, and steps through the one loop (``loop``).
 With frozen stages, the frozen part is a fixed feature extractor: its output is computed once per
-augmentation pass and the rest trains on that cache (same result, less work).
+augmentation pass and the rest trains on that cache (same result in fp32, less work; with bf16
+training the cache keeps the frozen stages' full-precision output).
 """
 
 from __future__ import annotations
