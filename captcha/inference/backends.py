@@ -51,6 +51,9 @@ class OnnxBackend:
         self.path = path
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # no busy-waiting between calls: on 2 cores the spinning threads took time from the thread that
+        # decodes the next batch (henan, int8: 380 -> 400 captchas/s; single-image latency unchanged)
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         if threads:
             opts.intra_op_num_threads = threads
         try:
