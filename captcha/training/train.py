@@ -302,12 +302,11 @@ def train(cfg: TrainConfig, say: Callable[[str], None] = log.info, progress: boo
         final["warnings"] = problems
         final["self_training"] = {"pseudo_labelled": len(pseudo)} if pseudo else None
         final["synthetic"] = {"captchas": cfg.synthetic, "style": style} if style else None
-        save_checkpoint(final, out)
-    checked = _held_captchas(held_x, held[1], [data.train_groups[i] for i in held_idx], charset, data.length,
-                             cfg.method)
-    if final is not None and has_onnxruntime() and (checked[1] or cap_labels):
-        final["int8"] = _int8_check(out, fit[0], pre, (torch.cat([checked[0], cap_x]) if len(cap_x) else checked[0],
-                                                       checked[1] + cap_labels), cfg.seed, say)
+        checked = _held_captchas(held_x, held[1], [data.train_groups[i] for i in held_idx], charset, data.length,
+                                 cfg.method)
+        if has_onnxruntime() and (checked[1] or cap_labels):  # the file at ``out`` holds the kept weights already
+            final["int8"] = _int8_check(out, fit[0], pre, (torch.cat([checked[0], cap_x]) if len(cap_x) else checked[0],
+                                                           checked[1] + cap_labels), cfg.seed, say)
         save_checkpoint(final, out)
     result = {"checkpoint": str(out), "curve": str(curve), "method": cfg.method, "history": history,
               "best": final["metrics"] if final else {}, "train_seconds": train_seconds, "warnings": problems,
