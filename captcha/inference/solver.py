@@ -158,7 +158,7 @@ class Solver:
         for sol in sols:
             # a CTC model that learned from captchas of one length only: a reading of another cannot be
             # right (on captcha_images_v2 from 100 captchas, half the wrong readings; tuned on)
-            sol.length_ok = not (self.method == "ctc" and self.length and len(sol.text) != self.length)
+            sol.length_ok = self.trained_length(sol.text)
             sol.rejected = sol.confidence < self.reject_below
         return sols
 
@@ -201,9 +201,14 @@ class Solver:
             aspect = (w / h) / (tw / th)
             if not 1 / SIZE_TOLERANCE <= aspect <= SIZE_TOLERANCE or not 1 / SIZE_TOLERANCE <= h / th <= SIZE_TOLERANCE:
                 out.append(f"image is {w}x{h}; the model learned from captchas of about {tw}x{th}")
-        if self.method == "ctc" and self.length and len(sol.text) != self.length:  # length 0: any (the general reader)
+        if not self.trained_length(sol.text):
             out.append(f"read {len(sol.text)} characters; the model was trained on {self.length}")
         return out
+
+    def trained_length(self, text: str) -> bool:
+        """False for a CTC reading of another length than the model learned from (length 0: any, the
+        general reader); a split-and-classify reading always has the trained length."""
+        return not (self.method == "ctc" and self.length and len(text) != self.length)
 
 
 MAX_LENGTH = 32  # characters a captcha model may declare
