@@ -61,14 +61,17 @@ class OnnxBackend:
         except Exception as exc:  # noqa: BLE001 - ORT raises its own untyped errors
             raise CheckpointError(f"{path}: not a loadable ONNX model: {exc}") from None
         self.input = self.session.get_inputs()[0].name
-        try:  # the name says when the file is quantised (compile_onnx records it)
-            int8 = json.loads(self.session.get_modelmeta().custom_metadata_map.get(META_KEY, "{}")).get("precision") == "int8"
-        except (json.JSONDecodeError, AttributeError):
-            int8 = False
-        self.name = "onnx-int8" if int8 else "onnx"
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         return self.session.run(None, {self.input: np.ascontiguousarray(x, dtype=np.float32)})[0]
+
+    @property
+    def name(self) -> str:
+        """``onnx-int8`` for a quantised file (compile_onnx records it in the metadata), else ``onnx``."""
+        try:
+            return "onnx-int8" if self.metadata().get("precision") == "int8" else "onnx"
+        except CheckpointError:  # no or malformed metadata: a bare file
+            return "onnx"
 
     @property
     def classes(self) -> int | None:

@@ -157,7 +157,6 @@ class Metrics:
             lines.append(f'captcha_request_seconds_sum{{path="{path}"}} {sum(ordered):.6f}')
         lines += ["# HELP captcha_batch_size Images solved together per network call.",
                   "# TYPE captcha_batch_size histogram"]
-        total = 0
         for edge in (1, 2, 4, 8, 16, 32, 64, 128, 256):
             total = sum(n for size, n in batcher.batch_sizes.items() if size <= edge)
             lines.append(f'captcha_batch_size_bucket{{le="{edge}"}} {total}')
