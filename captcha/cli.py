@@ -368,13 +368,17 @@ def pretrain(source, data_path, out, steps, batch_size, lr, seed, workers, eval_
 @click.option("--synthetic", type=COUNT, default=TrainConfig.synthetic,
               help="Add this many synthetic captchas drawn in a style fitted to the training ones (size, colours, "
                    "glyph height, characters, the nearest pretraining fonts) [default: none].")
+@click.option("--refit/--no-refit", default=None,
+              help="After choosing the epochs on the held-out captchas, train again on every labelled captcha "
+                   "(those too) for that many; the held-out figures stay as the estimate [default: when the "
+                   "budget has time for it, which on a few hundred captchas it has].")
 @click.option("--resume", is_flag=True, help="Continue the interrupted run from <out>.last.pt.")
 @device_option("training")
 @json_option
 @charset_option
 def train(data_dir, out, pretrained, freeze, epochs, budget, batch_size, optimizer, lr, schedule, seed, no_augment,
-          aug_passes, no_cache, bf16, length, split_method, method, input_size, val_fraction, unlabelled, synthetic, resume,
-          device, as_json, alphabet) -> None:
+          aug_passes, no_cache, bf16, length, split_method, method, input_size, val_fraction, unlabelled, synthetic, refit,
+          resume, device, as_json, alphabet) -> None:
     """Train the per-character ResNet-18 classifier (transfer learning) and keep the best checkpoint."""
     from .config import AugmentConfig
     from .training.train import train as run
@@ -385,7 +389,7 @@ def train(data_dir, out, pretrained, freeze, epochs, budget, batch_size, optimiz
                       augment=AugmentConfig(enabled=not no_augment), aug_passes=aug_passes,
                       cache_features=not no_cache, bf16=bf16, length=length, split=split_method, val_fraction=val_fraction,
                       resume=resume, device=device, method=method, size=tuple(input_size) if input_size else None,
-                      unlabelled=unlabelled, synthetic=synthetic)
+                      unlabelled=unlabelled, synthetic=synthetic, refit=refit)
     say = (lambda m: click.echo(m, err=True)) if as_json else click.echo
     result = run(cfg, say=say, progress=sys.stderr.isatty() and not as_json)
     if result.get("rank", 0) != 0:
@@ -397,6 +401,9 @@ def train(data_dir, out, pretrained, freeze, epochs, budget, batch_size, optimiz
     click.echo(f"kept epoch {best.get('epoch')} (the best on the held-out slice of the training data): val char acc "
                f"{_pct(best.get('char_acc', best.get('captcha_char_acc')))}, full-string acc {_pct(best.get('string_acc'))}; "
                f"{result['train_seconds']:.1f}s of training")
+    if result.get("refit"):
+        click.echo(f"then trained again on every labelled captcha for those {result['refit']['epochs']} epochs: the "
+                   "figures above are the estimate (nothing is left out to measure the refit on)")
     click.echo(f"wrote {result['checkpoint']} and {result['curve']}")
 
 

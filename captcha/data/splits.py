@@ -45,9 +45,11 @@ class Parts:
 
 
 def flat_split(names: list[str], val_fraction: float, seed: int) -> set[str]:
-    """Deterministic held-out file names of a flat captcha folder."""
-    if not 0 < val_fraction < 1:
-        raise ConfigError(f"--val-fraction must be between 0 and 1, got {val_fraction}")
+    """Deterministic held-out file names of a flat captcha folder (none for a fraction of 0)."""
+    if not 0 <= val_fraction < 1:
+        raise ConfigError(f"--val-fraction must be from 0 to below 1, got {val_fraction}")
+    if val_fraction == 0:
+        return set()
     order = sorted(names)
     random.Random(seed_for(seed, "split")).shuffle(order)
     return set(order[: max(1, round(len(order) * val_fraction))])
@@ -93,6 +95,12 @@ def validation_data(ckpt: dict[str, Any], data: str | Path | None = None) -> Eva
     charset = Charset.from_dict(ckpt["charset"])
     conf = ckpt["train_config"]
     recorded = info.get("val_files") if info.get("layout") == "flat" else None
+    if recorded == [] and ckpt.get("refit"):
+        est = ckpt["refit"]["estimate"]["val"].get("string_acc")
+        raise DataError(f"{root}: the checkpoint was trained again on every labelled captcha there (refit), so none "
+                        f"is left to validate on" + (f"; its estimate from before: {100 * est:.2f}% full-string"
+                                                     if est is not None else "")
+                        + "; evaluate on other labelled captchas with `captcha eval DIR`, or train with --no-refit")
     parts = read_parts(root, charset, conf.get("val_fraction", 0.2), conf.get("seed", 0), recorded, val_only=True)
     return _evaluation_data(parts, ckpt, charset, root)
 

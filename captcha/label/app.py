@@ -4,8 +4,8 @@ The page (``static/index.html``, plain HTML and JavaScript shipped in the packag
 from elsewhere) asks for the next captcha, shows the model's guess, and posts the answer. Captchas
 come least-confident first (active learning: the user's time goes where the model is least sure).
 With ``retrain_every`` the model is fine-tuned on the labels so far in a background process every
-so many answers (`captcha train`, a short budget); when it finishes, the remaining guesses are
-refreshed. The page is never blocked by it.
+so many answers (`captcha train`, a short budget, then trained again on every answer: while labelling
+each one counts more than a held-out figure); when it finishes, the remaining guesses are refreshed. The page is never blocked by it.
 """
 
 # no `from __future__ import annotations`: FastAPI reads the endpoint annotations at run time
@@ -29,7 +29,7 @@ from .store import LabelStore
 
 log = logging.getLogger(__name__)
 
-RETRAIN_BUDGET = 90.0  # seconds of `captcha train` per background retraining
+RETRAIN_BUDGET = 90.0  # seconds of `captcha train` per background retraining (then the refit on every label)
 MODEL_FILE = ".label-model.pt"  # the retrained model, beside the images
 
 
@@ -106,7 +106,7 @@ class Session:
     def _retrain(self) -> None:
         out = self.store.folder / MODEL_FILE
         cmd = [sys.executable, "-m", "captcha", "train", "--data", str(self.store.folder), "--out", str(out),
-               "--budget", str(RETRAIN_BUDGET), "--charset", self.store.charset.alphabet, "--json"]
+               "--budget", str(RETRAIN_BUDGET), "--refit", "--charset", self.store.charset.alphabet, "--json"]
         try:
             proc = subprocess.run(cmd, capture_output=True, text=True)
             if proc.returncode == 0 and out.is_file():

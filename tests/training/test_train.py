@@ -106,7 +106,7 @@ def test_training_from_whole_captchas_with_a_recorded_split(flat_captchas, tmp_p
     from captcha.eval.evaluate import evaluate_checkpoint
 
     out = tmp_path / "flat.pt"
-    train(_cfg(flat_captchas, out, freeze="layer3", val_fraction=0.25, split="auto", seed=4))
+    train(_cfg(flat_captchas, out, freeze="layer3", val_fraction=0.25, split="auto", seed=4, refit=False))
     ck = load_checkpoint(out)
     assert ck["split"]["layout"] == "flat" and len(ck["split"]["val_files"]) == 10
     assert ck["segment"]["method"] in ("equal", "projection", "components") and ck["segment"]["trim"]
@@ -123,7 +123,7 @@ def test_ctc_reads_whole_captchas(flat_captchas, tmp_path):
     # the default start for CTC: the general reader (its trunk, and its head rows mapped onto ABC123), read
     # at the reader's own 48 px and at its gentler rate
     train(_cfg(flat_captchas, out, method="ctc", pretrained="auto", epochs=20, batch_size=8, val_fraction=0.25,
-               size=None))
+               size=None, refit=False))
     ck = load_checkpoint(out)
     assert ck["method"] == "ctc" and ck["pretrained"] == "reader:reader-ctc.pt"
     assert ck["preprocess"]["size"][0] == 48 and ck["train_config"]["lr"] == 5e-4
@@ -221,3 +221,46 @@ def test_self_training_reads_unlabelled_captchas_and_keeps_the_better_round(flat
     with pytest.raises(Exception, match="--unlabelled"):
         train(_cfg(labelled, tmp_path / "x.pt", freeze="all", method="classify", split="equal", epochs=1,
                    unlabelled=str(tmp_path / "nowhere")))
+
+
+def test_a_small_set_is_refit_on_every_labelled_captcha(flat_captchas, tmp_path):
+    """Auto refit (the budget has time): after the epochs are chosen on the held-out captchas, the model is
+    trained again on all 40 of them (the slice and the validation share too); the first fit's figures stay as
+    the estimate, and `eval --val` says there is nothing left to validate on instead of reading trained-on ones."""
+    from captcha.errors import DataError
+    from captcha.eval.evaluate import evaluate_checkpoint
+
+    out = tmp_path / "refit.pt"
+    said: list[str] = []
+    res = train(_cfg(flat_captchas, out, pretrained="glyphs", freeze="all", method="classify", split="equal",
+                     epochs=2, val_fraction=0.25), say=said.append)
+    fits = [line for line in said if line.startswith("training on ")]
+    assert fits[0].startswith("training on 104 character crops") and "and 10 captchas" in fits[0]  # 26 of 40 captchas
+    assert fits[1].startswith("training on 160 character crops") and "and 0 captchas" in fits[1]  # all 40
+    ck = load_checkpoint(out)
+    assert res["refit"]["epochs"] == ck["refit"]["epochs"] == ck["history"][-1]["epoch"] >= 1
+    assert ck["refit"]["estimate"]["val_captchas"] == 10 and ck["refit"]["estimate"]["val"]["captchas"] == 10
+    assert ck["split"]["val_files"] == [] and len(ck["recipe"]["probes"]) == 0 and ck["recipe"]["held_out"] > 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["refit.curve.png", "refit.last.pt", "refit.pt"]
+    if "int8" in ck:
+        assert ck["int8"]["on"] == "training" and ck["int8"]["captchas"] == 40
+    with pytest.raises(DataError, match="refit"):
+        evaluate_checkpoint(out)
+
+
+def test_refit_only_when_it_fits_the_budget_or_is_asked_for():
+    import time
+
+    from captcha.training.train import _refit_wanted
+
+    now, said = time.perf_counter(), []
+    auto = TrainConfig(budget=100.0)
+    # 10 s an epoch on 80 samples, 20 more: 12.5 s an epoch, 5 epochs kept = 62.5 s of the 100 left
+    assert _refit_wanted(auto, 5, 80, 20, 10.0, now, said.append)
+    assert not _refit_wanted(auto, 10, 80, 20, 10.0, now, said.append)  # 125 s: beyond the budget
+    assert not _refit_wanted(auto, 0, 80, 20, 0.1, now, said.append)  # the untrained start was kept
+    assert not _refit_wanted(auto, 5, 80, 0, 0.1, now, said.append)  # nothing held out to add
+    assert _refit_wanted(TrainConfig(budget=1.0, refit=True), 10, 80, 20, 10.0, now, said.append)
+    assert not _refit_wanted(TrainConfig(refit=False), 5, 80, 20, 0.1, now, said.append)
+    assert not said
+    assert not _refit_wanted(TrainConfig(refit=True), 0, 80, 20, 0.1, now, said.append) and "untrained" in said[0]
