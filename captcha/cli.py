@@ -401,9 +401,12 @@ def train(data_dir, out, pretrained, freeze, epochs, budget, batch_size, optimiz
     click.echo(f"kept epoch {best.get('epoch')} (the best on the held-out slice of the training data): val char acc "
                f"{_pct(best.get('char_acc', best.get('captcha_char_acc')))}, full-string acc {_pct(best.get('string_acc'))}; "
                f"{result['train_seconds']:.1f}s of training")
-    if result.get("refit"):
-        click.echo(f"then trained again on every labelled captcha for those {result['refit']['epochs']} epochs: the "
-                   "figures above are the estimate (nothing is left out to measure the refit on)")
+    refit = result.get("refit")
+    if refit:
+        click.echo(f"then trained again on every labelled captcha for those {refit['epochs']} epochs: " +
+                   ("the figures above are the estimate (nothing is left out to measure the refit on)"
+                    if refit["validation_trained_on"] else "the figures above are the refit's, on validation data "
+                    "it never saw"))
     click.echo(f"wrote {result['checkpoint']} and {result['curve']}")
 
 

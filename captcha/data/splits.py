@@ -95,7 +95,7 @@ def validation_data(ckpt: dict[str, Any], data: str | Path | None = None) -> Eva
     charset = Charset.from_dict(ckpt["charset"])
     conf = ckpt["train_config"]
     recorded = info.get("val_files") if info.get("layout") == "flat" else None
-    if recorded == [] and ckpt.get("refit"):
+    if recorded == [] and (ckpt.get("refit") or {}).get("validation_trained_on"):
         est = ckpt["refit"]["estimate"]["val"].get("string_acc")
         raise DataError(f"{root}: the checkpoint was trained again on every labelled captcha there (refit), so none "
                         f"is left to validate on" + (f"; its estimate from before: {100 * est:.2f}% full-string"

@@ -5,6 +5,7 @@ Imports nothing from training (nanoGPT's rule): solving needs only this and the 
 
 from __future__ import annotations
 
+import copy
 import functools
 import logging
 import os
@@ -339,3 +340,50 @@ def count_parameters(model: nn.Module) -> dict[str, int]:
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())
     return {"total": total, "trainable": trainable, "frozen": total - trainable}
+
+
+def slim_for_input(model: nn.Module, size: tuple[int, int]) -> nn.Module:
+    """A copy of ``model`` for inputs of ``size`` (height, width) alone, whose convolutions leave out the
+    kernel taps that meet only zero padding at that size. The outputs are the same; the work is not:
+    at 32 px ResNet-18's layer4 sees 1x1 maps, so three of its 3x3 convolutions are 1x1 ones doing 9x
+    the multiplications (half of the network's time there)."""
+    model = copy.deepcopy(model).eval()
+    sizes: dict[str, tuple[int, int]] = {}
+    convs = {name: m for name, m in model.named_modules() if isinstance(m, nn.Conv2d)}
+    hooks = [m.register_forward_pre_hook(lambda _m, args, name=name: sizes.__setitem__(name, tuple(args[0].shape[-2:])))
+             for name, m in convs.items()]
+    with torch.inference_mode():
+        model(torch.zeros(1, 3, *size))
+    for h in hooks:
+        h.remove()
+    for name, conv in convs.items():
+        slim = _slim_conv(conv, sizes[name]) if name in sizes else None
+        if slim is not None:
+            parent, _, attr = name.rpartition(".")
+            setattr(model.get_submodule(parent) if parent else model, attr, slim)
+    return model
+
+
+def _slim_conv(conv: nn.Conv2d, size: tuple[int, int]) -> nn.Conv2d | None:
+    """``conv`` cropped to the taps that ever meet its input of ``size``; None when all of them do (or
+    the layer is of a kind this does not handle)."""
+    if conv.groups != 1 or conv.dilation != (1, 1) or conv.padding_mode != "zeros" or isinstance(conv.padding, str):
+        return None
+    spans = []
+    for n, k, s, p in zip(size, conv.kernel_size, conv.stride, conv.padding):
+        out = (n + 2 * p - k) // s + 1
+        used = [t for t in range(k) if any(0 <= o * s - p + t < n for o in range(out))]
+        first, last = used[0], used[-1]
+        if (n + 2 * (p - first) - (last - first + 1)) // s + 1 != out:
+            return None  # cropping would change the output size
+        spans.append((first, last + 1, p - first))
+    if all(a == 0 and b == k for (a, b, _), k in zip(spans, conv.kernel_size)):
+        return None
+    (r0, r1, pr), (c0, c1, pc) = spans
+    slim = nn.Conv2d(conv.in_channels, conv.out_channels, (r1 - r0, c1 - c0), conv.stride, (pr, pc),
+                     bias=conv.bias is not None)
+    with torch.no_grad():
+        slim.weight.copy_(conv.weight[:, :, r0:r1, c0:c1])
+        if conv.bias is not None:
+            slim.bias.copy_(conv.bias)
+    return slim

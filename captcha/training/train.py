@@ -269,8 +269,9 @@ def train(cfg: TrainConfig, say: Callable[[str], None] = log.info, progress: boo
                         "select": held_metrics})
         char_acc = metrics.get("char_acc", metrics.get("captcha_char_acc", float("nan")))
         held_acc = EpochKeeper.accuracy(held_metrics)
-        say(f"epoch {epoch + 1}/{cfg.epochs}: loss {loss:.4f}, held-out training slice {100 * held_acc:.2f}%; "
-            f"val char acc {100 * char_acc:.2f}%, full-string acc {100 * metrics.get('string_acc', float('nan')):.2f}% "
+        say(f"epoch {epoch + 1}/{cfg.epochs}: loss {loss:.4f}, "
+            + (f"held-out training slice {100 * held_acc:.2f}%; " if held[0] else "")
+            + f"val char acc {100 * char_acc:.2f}%, full-string acc {100 * metrics.get('string_acc', float('nan')):.2f}% "
             f"({train_seconds:.1f}s)")
         payload = _payload(cfg, model, charset, pre, data, source, recipe, history, train_seconds)
         # the val figures above are reported, never used to choose: the held-out slice chooses
@@ -357,13 +358,17 @@ def refit(cfg: TrainConfig, data: TrainingData, first: dict[str, Any], epochs: i
     for key in ("recipe", "temperature", "calibration", "warnings", "self_training", "synthetic"):
         if key in kept:
             ckpt[key] = kept[key]
-    ckpt["refit"] = {"epochs": epochs, "train_seconds": second["train_seconds"],
-                     "estimate": {"held_out_acc": first["held_out_acc"], "val": first["best"],
-                                  "val_captchas": len(data.captchas)}}
+    # a flat folder's validation share is trained on now: the first fit's figures are the estimate; the
+    # course layout's chars/val and captchas/val stay out, so the refit has figures of its own
+    folded = data.split.get("layout") == "flat"
+    ckpt["refit"] = {"epochs": epochs, "train_seconds": second["train_seconds"], "validation_trained_on": folded,
+                     "estimate" if folded else "first_fit": {"held_out_acc": first["held_out_acc"], "val": first["best"],
+                                                              "val_captchas": len(data.captchas)}}
     save_checkpoint(ckpt, out)
     for leftover in (tmp, tmp.with_name(tmp.stem + ".last.pt"), Path(second["curve"])):
         leftover.unlink(missing_ok=True)
-    return {**first, "train_seconds": first["train_seconds"] + second["train_seconds"], "refit": ckpt["refit"]}
+    return {**first, "best": first["best"] if folded else second["best"], "refit": ckpt["refit"],
+            "train_seconds": first["train_seconds"] + second["train_seconds"]}
 
 
 def _first_captchas(fit: tuple[list, list], fit_idx: list[int], data: TrainingData, pre: Preprocess, method: str,

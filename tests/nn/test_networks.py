@@ -113,3 +113,43 @@ def test_shipped_backbones_load_by_name():
     assert resolve_pretrained("glyphs")[0] == resolve_pretrained(DEFAULT_GLYPHS)[0]
     with pytest.raises(CheckpointError, match="unknown --pretrained"):
         resolve_pretrained("glyphs-v9")
+
+
+def _random_model(method: str = "classify"):
+    import torch
+
+    from captcha.nn.networks import new_model
+
+    torch.manual_seed(0)
+    model = new_model(method, 6).eval()
+    for m in model.modules():  # BatchNorm statistics that are not the identity, as a trained model's
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.normal_()
+            m.running_var.uniform_(0.5, 2.0)
+    return model
+
+
+@pytest.mark.parametrize("method,size", [("classify", (32, 32)), ("classify", (64, 64)), ("ctc", (32, 96))])
+def test_slimming_for_one_input_size_keeps_the_outputs(method, size):
+    """Convolutions lose the kernel taps that meet only padding at the input size, and nothing else
+    changes: at 32 px layer4's maps are 1x1 (its 3x3 convs become 1x1, the first keeps 2x2 of its
+    taps; CTC's are one row high and keep their width); at 64 px every tap meets the image somewhere
+    and nothing is cut."""
+    import torch
+
+    from captcha.nn.networks import slim_for_input
+
+    model = _random_model(method)
+    slim = slim_for_input(model, size)
+    x = torch.randn(4, 3, *size)
+    with torch.inference_mode():
+        assert torch.allclose(slim(x), model(x), atol=1e-4)
+    kernels = {n: m.kernel_size for n, m in slim.named_modules() if isinstance(m, torch.nn.Conv2d)}
+    if size[0] == 32:  # the CTC reader's layer4 keeps its width: only the rows go
+        wide = 3 if method == "ctc" else None
+        assert kernels["layer4.0.conv1"] == (2, wide or 2) and kernels["layer4.1.conv2"] == (1, wide or 1)
+        assert kernels["layer3.0.conv1"] == (3, 3) and kernels["conv1"] == (7, 7)
+    else:
+        assert all(k == m.kernel_size for (n, k), m in zip(kernels.items(), (dict(model.named_modules())[n]
+                                                                              for n in kernels)))
+    assert model.layer4[1].conv2.kernel_size == (3, 3)  # the model given is left as it was
