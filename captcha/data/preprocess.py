@@ -40,8 +40,8 @@ class Preprocess:
         return np.asarray(crop, dtype=np.uint8)
 
     def normalize(self, arr: np.ndarray) -> np.ndarray:
-        """HWC uint8 -> CHW float32, normalised as the backbone expects."""
-        return arr.transpose(2, 0, 1).astype(np.float32) * self._scale - self._shift
+        """HWC uint8 -> CHW float32, normalised as the backbone expects (also a stack: NHWC -> NCHW)."""
+        return np.moveaxis(arr, -1, -3).astype(np.float32, order="C") * self._scale - self._shift
 
     def __call__(self, crop: Image.Image) -> np.ndarray:
         return self.normalize(self.resize(crop))

@@ -53,7 +53,7 @@ class BatchResult:
 
 def captcha_inputs(img: Image.Image, length: int, segment: SegmentConfig, pre: Preprocess) -> np.ndarray:
     """One captcha -> its ``length`` preprocessed character crops, (length, 3, H, W) float32."""
-    return np.stack([pre(c) for c in split(img, length, segment)])
+    return pre.normalize(np.stack([pre.resize(c) for c in split(img, length, segment)]))  # one call for all crops
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:

@@ -96,7 +96,7 @@ def calibration_inputs(ckpt: dict[str, Any]) -> np.ndarray | None:
 
 def _normalized(ckpt: dict[str, Any], pixels: Any) -> np.ndarray:
     pre = Preprocess.from_dict(ckpt["preprocess"])
-    return np.stack([pre.normalize(a) for a in np.asarray(pixels)])
+    return pre.normalize(np.asarray(pixels))
 
 
 def _calibration(ckpt: dict[str, Any]) -> np.ndarray:
