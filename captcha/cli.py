@@ -369,9 +369,10 @@ def pretrain(source, data_path, out, steps, batch_size, lr, seed, workers, eval_
               help="Add this many synthetic captchas drawn in a style fitted to the training ones (size, colours, "
                    "glyph height, characters, the nearest pretraining fonts) [default: none].")
 @click.option("--refit/--no-refit", default=None,
-              help="After choosing the epochs on the held-out captchas, train again on every labelled captcha "
-                   "(those too) for that many; the held-out figures stay as the estimate [default: when the "
-                   "budget has time for it, which on a few hundred captchas it has].")
+              help="After choosing the epochs on the held-out slice, train again on every labelled captcha (the "
+                   "slice, and a flat folder's validation share) for that many; from a flat folder the first "
+                   "fit's figures stay as the estimate [default: when the budget has time for it, which on a few "
+                   "hundred captchas it has].")
 @click.option("--resume", is_flag=True, help="Continue the interrupted run from <out>.last.pt.")
 @device_option("training")
 @json_option

@@ -4,8 +4,9 @@ The page (``static/index.html``, plain HTML and JavaScript shipped in the packag
 from elsewhere) asks for the next captcha, shows the model's guess, and posts the answer. Captchas
 come least-confident first (active learning: the user's time goes where the model is least sure).
 With ``retrain_every`` the model is fine-tuned on the labels so far in a background process every
-so many answers (`captcha train`, a short budget, then trained again on every answer: while labelling
-each one counts more than a held-out figure); when it finishes, the remaining guesses are refreshed. The page is never blocked by it.
+so many answers (`captcha train`, a short budget, then trained again on every answer: while
+labelling, each one counts more than a held-out figure); when it finishes, the remaining guesses are
+refreshed. The page is never blocked by it.
 """
 
 # no `from __future__ import annotations`: FastAPI reads the endpoint annotations at run time
