@@ -264,3 +264,19 @@ def test_refit_only_when_it_fits_the_budget_or_is_asked_for():
     assert not _refit_wanted(TrainConfig(refit=False), 5, 80, 20, 0.1, now, said.append)
     assert not said
     assert not _refit_wanted(TrainConfig(refit=True), 0, 80, 20, 0.1, now, said.append) and "untrained" in said[0]
+
+
+def test_a_course_layout_refit_keeps_its_validation_folders_out(tiny_data, tmp_path):
+    """In the course layout the refit adds the held-out slice of chars/train only: chars/val and
+    captchas/val stay out, so its own figures on them are reported and `eval --val` still measures it."""
+    from captcha.eval.evaluate import evaluate_checkpoint
+
+    out = tmp_path / "course.pt"
+    said: list[str] = []
+    res = train(_cfg(tiny_data, out, pretrained="glyphs", freeze="all", epochs=2, refit=True), say=said.append)
+    fits = [line for line in said if line.startswith("training on ")]
+    assert len(fits) == 2 and all("and 20 captchas" in line for line in fits), fits
+    ck = load_checkpoint(out)
+    assert ck["refit"]["validation_trained_on"] is False and "first_fit" in ck["refit"]
+    assert res["best"] == ck["metrics"] and ck["metrics"]["captchas"] == 20  # the refit's own figures
+    assert evaluate_checkpoint(out).captchas["captchas"] == 20
