@@ -5,7 +5,7 @@ recipe), the last 25% solved and scored. Also: the shipped general reader with n
 with no training (when `pip install ddddocr` is done), a reliability table of the confidences, and
 optionally a learning curve (the first 25, 100, 200 captchas to train on, the same test captchas).
 
-    python bench/real.py [--sets henan_digits4,sysu_alnum4,captcha_images_v2] [--curve [--self-train] [--synthetic N]]
+    python bench/real.py [--sets henan_digits4,sysu_alnum4,captcha_images_v2] [--curve [--self-train] [--synthetic N] [--no-refit-too]]
 
 Both zero-shot readers are scored case-insensitively and restricted to the set's characters. The data
 lives beside the repository in ../shared/datasets/ and is never copied into it (links only).
@@ -119,7 +119,7 @@ def run_set(name: str, work: Path, budget: float | None, limit: int | None = Non
             variant: str = "plain", synthetic: int = 0) -> dict:
     """Train on the first ``limit`` (all) of the set's first 75% and score on its last 25%. Variants:
     ``unlabelled`` gives the rest of the first 75% as --unlabelled captchas; ``synthetic`` adds
-    ``synthetic`` style-matched synthetic captchas."""
+    ``synthetic`` style-matched synthetic captchas; ``no-refit`` keeps the first fit (--no-refit)."""
     train, test = split_set(name)
     tag = f"{name}-{limit or 'all'}-{variant}"
     folder = flat_folder(train[:limit] if limit else train, work / tag)
@@ -128,6 +128,8 @@ def run_set(name: str, work: Path, budget: float | None, limit: int | None = Non
         extra = ["--unlabelled", str(image_folder(train[limit:], work / f"{tag}-unlabelled"))]
     elif variant == "synthetic":
         extra = ["--synthetic", str(synthetic)]
+    elif variant == "no-refit":
+        extra = ["--no-refit"]
     out = work / f"{tag}.pt"
     result, wall = train_plain(folder, out, budget, extra)
     solver = load_solver(out)
@@ -156,6 +158,8 @@ def main() -> None:
                     help="In the curve, also train with the rest of the first 75%% as --unlabelled captchas.")
     ap.add_argument("--synthetic", type=int, default=0,
                     help="In the curve, also train with this many style-matched synthetic captchas (--synthetic N).")
+    ap.add_argument("--no-refit-too", action="store_true",
+                    help="In the curve, also train with --no-refit (the first fit, without the refit on every captcha).")
     ap.add_argument("--budget", type=float, default=None, help="Passed to captcha train (default: its own).")
     ap.add_argument("--json", default="runs/bench-real.json")
     ap.add_argument("--keep", default=None, metavar="DIR",
@@ -180,7 +184,7 @@ def main() -> None:
                 print(json.dumps(zero[-1], default=str)[:400], flush=True)
             if args.curve and name in args.curve_sets.split(","):
                 variants = ["plain"] + (["unlabelled"] if args.self_train else []) + \
-                    (["synthetic"] if args.synthetic else [])
+                    (["synthetic"] if args.synthetic else []) + (["no-refit"] if args.no_refit_too else [])
                 for k in map(int, args.curve_sizes.split(",")):
                     for variant in variants:
                         r = run_set(name, Path(tmp), args.budget, limit=k, solve_speed=False, variant=variant,
@@ -198,7 +202,8 @@ def main() -> None:
         st = r.get("self_training") or {}
         unl = f"{r['unlabelled']} unlabelled ({st.get('pseudo_labelled', 0)} used, " \
               f"{'kept' if st.get('kept') else 'not kept'})" if r.get("unlabelled") else \
-            f"{r['synthetic']} synthetic" if r.get("synthetic") else "-"
+            f"{r['synthetic']} synthetic" if r.get("synthetic") else \
+            "- (--no-refit)" if r.get("variant") == "no-refit" else "-"
         print(f"| {r['set']} | {r['train_captchas']} | {unl} | {r['method']} | {_pct(r['string_acc'])} | {_pct(r['char_acc'])} "
               f"| {_pct(r['rejection_at_95'].get('wrong_rejected', float('nan')))} | {_pct(r['reliability']['ece'])} "
               f"| {r['train_wall_s']:.0f} s | {rate} |")
