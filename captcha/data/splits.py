@@ -100,7 +100,7 @@ def validation_data(ckpt: dict[str, Any], data: str | Path | None = None) -> Eva
         raise DataError(f"{root}: the checkpoint was trained again on every labelled captcha there (refit), so none "
                         f"is left to validate on" + (f"; its estimate from before: {100 * est:.2f}% full-string"
                                                      if est is not None else "")
-                        + "; evaluate on other labelled captchas with `captcha eval DIR`, or train with --no-refit")
+                        + "; evaluate on other labelled captchas with `captcha eval --data DIR`, or train with --no-refit")
     parts = read_parts(root, charset, conf.get("val_fraction", 0.2), conf.get("seed", 0), recorded, val_only=True)
     return _evaluation_data(parts, ckpt, charset, root)
 
