@@ -299,6 +299,10 @@ def train(cfg: TrainConfig, say: Callable[[str], None] = log.info, progress: boo
         final["temperature"] = t
         final["calibration"] = {"temperature": t, "held_out": len(y), "nll": nll(logits, y),
                                 "nll_calibrated": nll(logits, y, t)}
+    added = len(held[0]) + (len(data.captchas) * (1 if cfg.method == "ctc" else data.length)
+                            if data.split.get("layout") == "flat" else 0)
+    refitting = final is not None and world == 1 and not unlabelled and \
+        _refit_wanted(cfg, keeper.best_epoch, len(fit[0]), added, train_seconds / max(len(history), 1), started, say)
     if final is not None:
         final["warnings"] = problems
         final["self_training"] = {"pseudo_labelled": len(pseudo)} if pseudo else None
@@ -310,7 +314,8 @@ def train(cfg: TrainConfig, say: Callable[[str], None] = log.info, progress: boo
         if seen:  # nothing held out (a refit on every labelled captcha): int8 against fp32 on training captchas
             checked = _held_captchas(*_first_captchas(fit, fit_idx, data, pre, cfg.method), charset, data.length,
                                      cfg.method)
-        if has_onnxruntime() and checked[1]:  # the file at ``out`` holds the kept weights already
+        # the file at ``out`` holds the kept weights already; a refit checks the model it makes instead
+        if has_onnxruntime() and checked[1] and not refitting:
             final["int8"] = _int8_check(out, fit[0], pre, checked, cfg.seed, say, seen)
         save_checkpoint(final, out)
     result = {"checkpoint": str(out), "curve": str(curve), "method": cfg.method, "history": history,
@@ -318,11 +323,8 @@ def train(cfg: TrainConfig, say: Callable[[str], None] = log.info, progress: boo
               "held_out_acc": keeper.best_acc if held[0] else None}
     if unlabelled and final is not None and world == 1:
         result = self_train(cfg, data, unlabelled, result, say, progress)
-    elif final is not None and world == 1:
-        added = len(held[0]) + (len(data.captchas) * (1 if cfg.method == "ctc" else data.length)
-                                if data.split.get("layout") == "flat" else 0)
-        if _refit_wanted(cfg, keeper.best_epoch, len(fit[0]), added, train_seconds / max(len(history), 1), started, say):
-            result = refit(cfg, data, result, keeper.best_epoch, say, progress)
+    elif refitting:
+        result = refit(cfg, data, result, keeper.best_epoch, say, progress)
     return result
 
 
