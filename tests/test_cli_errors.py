@@ -36,6 +36,8 @@ BAD = [
     (["data", "check", "--data", "{tmp}/no-such-folder"], "does not exist"),
     (["pretrain", "--sizes", "32,big"], "--sizes"),
     (["pretrain", "--sizes", "8"], "--sizes"),
+    (["pretrain", "--pretrained", "reader"], "--source captchas"),
+    (["pretrain", "--source", "captchas", "--pretrained", "{tmp}/no-reader.pt", "--out", "{tmp}/r.pt"], "no-reader.pt"),
     (["bench", "generalize", "--sets", "no-such-set", "--out-dir", "{tmp}/g"], "no-such-set"),
 ]
 if not torch.cuda.is_available():

@@ -19,7 +19,7 @@ import random
 from typing import Mapping, Sequence
 
 import numpy as np
-from PIL import Image, ImageFilter
+from PIL import Image, ImageDraw, ImageFilter
 from scipy import ndimage
 
 from .corpus import (
@@ -36,6 +36,7 @@ from .synth import concat_captcha
 
 LAYOUTS = ("cells", "text")
 LAYOUT_RATES = (0.3, 0.7)
+STRIKE_RATE = 0.2  # captchas crossed by a thick, often bent strike-through (``_strike``), besides the thin curves
 LENGTHS = (4, 5, 6)  # the default of random_text; the reader takes its own from ReaderConfig
 
 
@@ -107,6 +108,23 @@ def _text(text: str, rng: random.Random, fonts: Mapping[str, Sequence[str]]) -> 
     return img
 
 
+def _strike(img: Image.Image, rng: random.Random) -> None:
+    """A thick strike-through that starts or ends inside the text, often bent: many sites draw one that
+    crosses a glyph's top or foot and turns it into another character (n -> 7, 9 -> 8)."""
+    w, h = img.size
+    arr = np.asarray(img, np.float32)
+    colour = tuple(int(v) for v in (arr.reshape(-1, 3).min(0) if rng.random() < 0.7 else
+                                    [rng.randint(0, 160) for _ in range(3)]))
+    x0, x1 = rng.uniform(0, 0.3) * w, rng.uniform(0.7, 1.0) * w
+    xs = sorted([x0, x1] + [rng.uniform(x0, x1) for _ in range(rng.randint(0, 2))])
+    ys = [rng.uniform(0.2, 0.8) * h for _ in xs]
+    if rng.random() < 0.5:  # a short hook at the start, back across the first glyph
+        xs.insert(0, xs[0] + rng.uniform(0.02, 0.08) * w)
+        ys.insert(0, ys[0] + rng.choice((-1, 1)) * rng.uniform(0.15, 0.35) * h)
+    width = max(1, round(h * rng.uniform(0.03, 0.08)))
+    ImageDraw.Draw(img).line(list(zip(xs, ys)), fill=colour, width=width, joint="curve")
+
+
 def _degrade(img: Image.Image, rng: random.Random) -> Image.Image:
     if rng.random() < 0.3:
         arr = np.asarray(img).copy()
@@ -138,6 +156,8 @@ def render_captcha(text: str, rng: random.Random, fonts: Mapping[str, Sequence[s
     """One synthetic captcha showing ``text``, in a layout and style drawn from ``rng``."""
     layout = rng.choices(LAYOUTS, LAYOUT_RATES)[0]
     img = _cells(text, rng, fonts, alphabet) if layout == "cells" else _text(text, rng, fonts)
+    if rng.random() < STRIKE_RATE:
+        _strike(img, rng)
     img = _degrade(img, rng)
     if rng.random() < 0.15:
         img = _margins(img, rng)

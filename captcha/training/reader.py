@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from tqdm import tqdm
 
 from ..charset import Charset
-from ..config import INT8_CALIBRATION, ReaderConfig
+from ..config import INT8_CALIBRATION, SHIPPED_READER, ReaderConfig
 from ..data.captchas import LAYOUT_RATES, LAYOUTS, random_text, render_captcha
 from ..data.fonts import by_family, pretraining_faces
 from ..data.preprocess import Preprocess
@@ -35,7 +35,13 @@ from ..eval.metrics import string_metrics
 from ..inference.decode import decode
 from ..inference.export import int8_check
 from ..nn.checkpoint import half_precision, load_checkpoint, save_checkpoint
-from ..nn.networks import ARCH, load_backbone, new_model, resolve_pretrained
+from ..nn.networks import (
+    ARCH,
+    load_backbone,
+    new_model,
+    resolve_pretrained,
+    shipped_reader,
+)
 from .loop import CTCLoss, make_optimizer, make_schedule, predict, train_one_epoch
 from .pretrain import restore
 
@@ -109,6 +115,7 @@ def pretrain_reader(cfg: ReaderConfig, progress: bool = True) -> dict:
     source, backbone = resolve_pretrained(cfg.pretrained)
     if backbone is not None:
         load_backbone(model, backbone, source)
+    earlier = earlier_stages(source)
     model = model.to(memory_format=torch.channels_last)
     opt = make_optimizer(model.parameters(), "adamw", cfg.lr, cfg.weight_decay)
     sched = make_schedule(opt, "onecycle", cfg.lr, cfg.steps, warmup=0.1)
@@ -131,12 +138,12 @@ def pretrain_reader(cfg: ReaderConfig, progress: bool = True) -> dict:
         history.append({"step": step, "loss": loss, "seconds": time.perf_counter() - t0, **metrics})
         log.info("step %d/%d loss %.3f held-out full-string %.2f%%, characters %.2f%% (%.1f min)", step, cfg.steps,
                  loss, 100 * metrics["string_acc"], 100 * metrics.get("captcha_char_acc", 0), history[-1]["seconds"] / 60)
-        payload = reader_payload(cfg, model, charset, pre, source, history)
+        payload = reader_payload(cfg, model, charset, pre, source, history, earlier)
         save_checkpoint({**payload, "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "step": step,
                          "seconds": time.perf_counter() - t0}, last_path)
     bar.close()
     if not payload:  # resumed a finished run
-        payload = reader_payload(cfg, model, charset, pre, source, history)
+        payload = reader_payload(cfg, model, charset, pre, source, history, earlier)
     save_checkpoint({**payload, "model": half_precision(payload["model"])}, out)  # shipped in the wheel: half the bytes
     payload["int8"] = check_reader_int8(out, cfg)
     write_reader_card(out, payload)
@@ -156,14 +163,25 @@ def check_reader_int8(path: Path, cfg: ReaderConfig) -> dict:
     return ckpt["int8"]
 
 
+def earlier_stages(source: str) -> list[dict]:
+    """How the reader a run starts from was made (its own earlier stages first), for the card; [] from a trunk."""
+    if source != f"reader:{SHIPPED_READER}":
+        return []
+    info = load_checkpoint(shipped_reader(), kind="recognizer").get("pretrain") or {}
+    stage = {k: info[k] for k in ("seconds", "faces") if k in info}
+    stage.update({k: info.get("config", {}).get(k) for k in ("command", "steps", "lr")})
+    stage["string_acc"] = info["history"][-1]["string_acc"] if info.get("history") else None
+    return [*info.get("earlier", []), stage]
+
+
 def reader_payload(cfg: ReaderConfig, model: torch.nn.Module, charset: Charset, pre: Preprocess, source: str,
-                   history: list[dict]) -> dict:
+                   history: list[dict], earlier: list[dict] | None = None) -> dict:
     """The reader as a recognizer checkpoint that describes itself (``length`` 0: any length)."""
     conf = {k: v for k, v in asdict(cfg).items() if not k.startswith("_")}
     conf["command"] = cfg.command or " ".join(["captcha"] + sys.argv[1:])
     info = {"config": conf, "history": history, "seconds": history[-1]["seconds"] if history else 0.0,
             "layouts": dict(zip(LAYOUTS, LAYOUT_RATES)), "torch": str(torch.__version__),
-            "threads": torch.get_num_threads(), "faces": len(pretraining_faces())}
+            "threads": torch.get_num_threads(), "faces": len(pretraining_faces()), "earlier": earlier or []}
     return {"kind": "recognizer", "arch": ARCH, "method": "ctc", "charset": charset.to_dict(),
             "preprocess": pre.to_dict(), "length": 0, "lengths": list(cfg.lengths), "segment": READER_SEGMENT.to_dict(),
             "pretrained": source, "freeze": "none", "captcha_size": None, "recipe": {"general_reader": True},
@@ -183,6 +201,9 @@ def write_reader_card(out: Path, payload: dict) -> None:
              + f"; {info['faces']} pretraining font faces (see the glyph backbone's card for their licences)",
              f"- wall time: {info['seconds'] / 60:.1f} min (torch {info['torch']}, {info['threads']} threads"
              f"{', bf16 autocast' if cfg['bf16'] else ''}); stored in half precision",
+             *[f"- continues stage {i + 1}: `{e['command']}` ({e['steps']} steps, peak lr {e['lr']}, "
+               f"{e['seconds'] / 60:.1f} min; it read {100 * e['string_acc']:.2f}% of its own held-out captchas)"
+               for i, e in enumerate(info.get("earlier", []))],
              *_int8_line(payload.get("int8")), "",
              "| step | loss | held-out full-string | held-out characters | minutes |", "|---|---|---|---|---|"]
     lines += [f"| {h['step']} | {h['loss']:.3f} | {100 * h['string_acc']:.2f}% | "

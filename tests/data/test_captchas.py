@@ -6,6 +6,8 @@ import numpy as np
 
 from captcha.data.captchas import LENGTHS, random_text, render_captcha
 from captcha.data.fonts import by_family, pretraining_faces
+from captcha.data.segment import to_content
+from captcha.training.reader import READER_SEGMENT
 
 ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
@@ -26,6 +28,29 @@ def test_texts_and_images_vary_as_the_reader_needs():
     rows = [_render(s) for s in range(40)]
     assert {len(t) for t, _ in rows} == set(LENGTHS)
     assert any(t != t.upper() for t, _ in rows) and any(t == t.upper() for t, _ in rows)  # both cases
-    assert all(im.mode == "RGB" and im.width > im.height >= 8 for _, im in rows)
+    assert all(im.mode == "RGB" and min(im.size) >= 8 for _, im in rows)
+    # a band of a larger canvas may be taller than wide; what the reader sees, cropped to content, is not
+    content = [to_content(im, READER_SEGMENT) for _, im in rows]
+    assert all(c.width > c.height for c in content) and any(c.size != im.size for c, (_, im) in zip(content, rows))
     assert len({im.size for _, im in rows}) > 20  # sizes and aspect ratios vary
     assert all(np.asarray(im).std() > 5 for _, im in rows)  # something is drawn on every one
+
+
+def test_a_strike_through_crosses_most_of_the_width_at_a_thickness_that_grows_with_the_height():
+    from PIL import Image
+
+    from captcha.data.captchas import _strike
+
+    def struck(h: int, seed: int) -> np.ndarray:
+        img = Image.new("RGB", (4 * h, h), (250, 250, 250))
+        img.putpixel((0, 0), (20, 20, 20))  # the darkest ink, which the strike mostly takes
+        _strike(img, random.Random(seed))
+        return np.asarray(img)[..., 0] < 128
+
+    for seed in range(10):
+        ink = struck(60, seed)
+        cols = np.flatnonzero(ink[1:].any(0))
+        assert cols.min() <= 0.3 * 240 + 2 and cols.max() >= 0.7 * 240 - 2  # from near the start to near the end
+    thick = np.mean([struck(120, s)[1:].sum() / 480 for s in range(10)])
+    thin = np.mean([struck(30, s)[1:].sum() / 120 for s in range(10)])
+    assert thick > 2 * thin  # ink per column: about 4x the height, about 4x the thickness

@@ -66,3 +66,18 @@ def test_a_site_charset_starts_from_the_readers_rows(tmp_path):
                          "preprocess": {}, "length": 4, "segment": {}, "model": {}}, bad)
         reader_state("AB", True, bad)
     assert np.isfinite(rows.numpy()).all()
+
+
+def test_a_further_cycle_starts_from_the_shipped_reader_and_its_card_says_so(tmp_path):
+    from captcha.nn.networks import shipped_reader
+
+    shipped = load_checkpoint(shipped_reader(), kind="recognizer")
+    out = tmp_path / "again.pt"
+    info = pretrain_reader(ReaderConfig(out=str(out), pretrained="reader", steps=1, batch_size=2, eval_every=1,
+                                        workers=0, heldout=4, lengths=(2, 3)), progress=False)
+    before = info["earlier"][-1]
+    assert before["steps"] == shipped["pretrain"]["config"]["steps"]
+    assert before["command"] == shipped["pretrain"]["config"]["command"]
+    assert len(info["earlier"]) == len(shipped["pretrain"].get("earlier", [])) + 1
+    assert load_checkpoint(out, kind="recognizer")["pretrained"].startswith("reader:")
+    assert f"continues stage {len(info['earlier'])}: `{before['command']}`" in out.with_suffix(".md").read_text()
