@@ -170,7 +170,8 @@ def earlier_stages(source: str) -> list[dict]:
     info = load_checkpoint(shipped_reader(), kind="recognizer").get("pretrain") or {}
     stage = {k: info[k] for k in ("seconds", "faces") if k in info}
     stage.update({k: info.get("config", {}).get(k) for k in ("command", "steps", "lr")})
-    stage["string_acc"] = info["history"][-1]["string_acc"] if info.get("history") else None
+    stage["history"] = info.get("history", [])
+    stage["string_acc"] = stage["history"][-1]["string_acc"] if stage["history"] else None
     return [*info.get("earlier", []), stage]
 
 
@@ -205,10 +206,17 @@ def write_reader_card(out: Path, payload: dict) -> None:
                f"{e['seconds'] / 60:.1f} min; it read {100 * e['string_acc']:.2f}% of its own held-out captchas)"
                for i, e in enumerate(info.get("earlier", []))],
              *_int8_line(payload.get("int8")), "",
-             "| step | loss | held-out full-string | held-out characters | minutes |", "|---|---|---|---|---|"]
-    lines += [f"| {h['step']} | {h['loss']:.3f} | {100 * h['string_acc']:.2f}% | "
-              f"{100 * h.get('captcha_char_acc', 0):.2f}% | {h['seconds'] / 60:.1f} |" for h in info["history"]]
+             *_curve(info["history"])]
+    for i, e in enumerate(info.get("earlier", [])):
+        if e.get("history"):
+            lines += ["", f"Stage {i + 1} (held-out captchas of the synthesis of its day):", "", *_curve(e["history"])]
     out.with_suffix(".md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def _curve(history: list[dict]) -> list[str]:
+    rows = ["| step | loss | held-out full-string | held-out characters | minutes |", "|---|---|---|---|---|"]
+    return rows + [f"| {h['step']} | {h['loss']:.3f} | {100 * h['string_acc']:.2f}% | "
+                   f"{100 * h.get('captcha_char_acc', 0):.2f}% | {h['seconds'] / 60:.1f} |" for h in history]
 
 
 def _int8_line(check: dict | None) -> list[str]:

@@ -80,4 +80,7 @@ def test_a_further_cycle_starts_from_the_shipped_reader_and_its_card_says_so(tmp
     assert before["command"] == shipped["pretrain"]["config"]["command"]
     assert len(info["earlier"]) == len(shipped["pretrain"].get("earlier", [])) + 1
     assert load_checkpoint(out, kind="recognizer")["pretrained"].startswith("reader:")
-    assert f"continues stage {len(info['earlier'])}: `{before['command']}`" in out.with_suffix(".md").read_text()
+    card = out.with_suffix(".md").read_text()
+    assert f"continues stage {len(info['earlier'])}: `{before['command']}`" in card
+    assert before["history"] == shipped["pretrain"]["history"]  # each stage's curve travels with it, and is shown
+    assert f"Stage {len(info['earlier'])} (held-out" in card and card.count("| step | loss |") == 1 + len(info["earlier"])
