@@ -112,9 +112,8 @@ def _strike(img: Image.Image, rng: random.Random) -> None:
     """A thick strike-through that starts or ends inside the text, often bent: many sites draw one that
     crosses a glyph's top or foot and turns it into another character (n -> 7, 9 -> 8)."""
     w, h = img.size
-    arr = np.asarray(img, np.float32)
-    colour = tuple(int(v) for v in (arr.reshape(-1, 3).min(0) if rng.random() < 0.7 else
-                                    [rng.randint(0, 160) for _ in range(3)]))
+    colour = tuple(lo for lo, _ in img.getextrema()) if rng.random() < 0.7 else \
+        tuple(rng.randint(0, 160) for _ in range(3))  # mostly the darkest ink of each channel
     x0, x1 = rng.uniform(0, 0.3) * w, rng.uniform(0.7, 1.0) * w
     xs = sorted([x0, x1] + [rng.uniform(x0, x1) for _ in range(rng.randint(0, 2))])
     ys = [rng.uniform(0.2, 0.8) * h for _ in xs]

@@ -207,9 +207,14 @@ def reads_already(source: str) -> bool:
     return source.startswith("reader:")
 
 
+def is_shipped_reader(source: str) -> bool:
+    """True when ``source`` (as :func:`reader_state` names it) is the general reader shipped in the package."""
+    return source == f"reader:{SHIPPED_READER}"
+
+
 def start_height(source: str) -> int | None:
     """The input height a CTC model from ``source`` should read at (None: the captchas' own)."""
-    return reader_height() if source == f"reader:{SHIPPED_READER}" else None
+    return reader_height() if is_shipped_reader(source) else None
 
 
 def reader_state(alphabet: str, fold_case: bool, path: str | os.PathLike | None = None

@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from tqdm import tqdm
 
 from ..charset import Charset
-from ..config import INT8_CALIBRATION, SHIPPED_READER, ReaderConfig
+from ..config import INT8_CALIBRATION, ReaderConfig
 from ..data.captchas import LAYOUT_RATES, LAYOUTS, random_text, render_captcha
 from ..data.fonts import by_family, pretraining_faces
 from ..data.preprocess import Preprocess
@@ -37,6 +37,7 @@ from ..inference.export import int8_check
 from ..nn.checkpoint import half_precision, load_checkpoint, save_checkpoint
 from ..nn.networks import (
     ARCH,
+    is_shipped_reader,
     load_backbone,
     new_model,
     resolve_pretrained,
@@ -165,7 +166,7 @@ def check_reader_int8(path: Path, cfg: ReaderConfig) -> dict:
 
 def earlier_stages(source: str) -> list[dict]:
     """How the reader a run starts from was made (its own earlier stages first), for the card; [] from a trunk."""
-    if source != f"reader:{SHIPPED_READER}":
+    if not is_shipped_reader(source):
         return []
     info = load_checkpoint(shipped_reader(), kind="recognizer").get("pretrain") or {}
     stage = {k: info[k] for k in ("seconds", "faces") if k in info}
