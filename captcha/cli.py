@@ -376,8 +376,8 @@ def pretrain(source, data_path, out, steps, batch_size, lr, seed, workers, eval_
 @click.option("--refit/--no-refit", default=None,
               help="After choosing the epochs on the held-out slice, train again on every labelled captcha (the "
                    "slice, and a flat folder's validation share) for that many; from a flat folder the first "
-                   "fit's figures stay as the estimate [default: when the budget has time for it, which on a few "
-                   "hundred captchas it has].")
+                   "fit's figures stay as the estimate [default: yes; with automatic epochs the budget keeps room "
+                   "for it, and it runs when the time left holds it].")
 @click.option("--resume", is_flag=True, help="Continue the interrupted run from <out>.last.pt.")
 @device_option("training")
 @json_option

@@ -103,7 +103,9 @@ class TrainConfig:
     patience: int = 5  # epochs the held-out slice stays below its best (beyond noise) before training stops
     unlabelled: str | None = None  # a folder of the site's unlabelled captchas for self-training (training.selftrain)
     synthetic: int = 0  # style-matched synthetic captchas added to the training ones (training.stylematch)
-    refit: bool | None = None  # train again on every labelled captcha for the epochs kept; None: when it fits the budget
+    # train again on every labelled captcha for the epochs kept; None: auto epochs keep room for it in the
+    # budget (on sysu, 16 + 16 epochs read 95.65% against 39 with no refit 95.22%; tuned on) and it runs if it fits
+    refit: bool | None = None
     resume: bool = False
     synth_if_missing: bool = False  # the CLI sets it when --data is not given
     device: str = "auto"

@@ -173,11 +173,13 @@ def choose_recipe(cfg: TrainConfig, num_classes: int, state: dict[str, torch.Ten
     return best, probes
 
 
-def auto_epochs(cfg: TrainConfig, probe: Probe, train_samples: int, spent: float, eval_samples: int = 0) -> int:
+def auto_epochs(cfg: TrainConfig, probe: Probe, train_samples: int, spent: float, eval_samples: int = 0,
+                refit_samples: int = 0) -> int:
     """As many epochs as the rest of the budget allows at the probe's measured speed: each trains on
     ``train_samples`` and then reads ``eval_samples`` (validation and the held-out slice, a forward pass
-    costing about a third of a training step); at most :data:`AUTO_EPOCHS`'s, or on a small set as
-    many as make :data:`AUTO_MIN_STEPS` optimizer steps."""
+    costing about a third of a training step), and a refit planned after it trains as many epochs on
+    ``refit_samples``; at most :data:`AUTO_EPOCHS`'s, or on a small set as many as make
+    :data:`AUTO_MIN_STEPS` optimizer steps."""
     if cfg.epochs:
         return cfg.epochs
     lo, hi = AUTO_EPOCHS
@@ -185,6 +187,8 @@ def auto_epochs(cfg: TrainConfig, probe: Probe, train_samples: int, spent: float
     if not probe.samples:
         return hi if probe.freeze == "all" else max(lo, hi // 2)  # nothing measured: a middle course
     per_epoch = probe.seconds_per_sample * (train_samples + eval_samples / 3) + 1.0  # + checkpoints
+    if refit_samples:
+        per_epoch += probe.seconds_per_sample * refit_samples + 1.0
     return int(min(hi, max(lo, (cfg.budget - spent) // per_epoch)))
 
 

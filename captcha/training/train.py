@@ -299,8 +299,7 @@ def train(cfg: TrainConfig, say: Callable[[str], None] = log.info, progress: boo
         final["temperature"] = t
         final["calibration"] = {"temperature": t, "held_out": len(y), "nll": nll(logits, y),
                                 "nll_calibrated": nll(logits, y, t)}
-    added = len(held[0]) + (len(data.captchas) * (1 if cfg.method == "ctc" else data.length)
-                            if data.split.get("layout") == "flat" else 0)
+    added = _refit_adds(data, len(held[0]), cfg.method)
     refitting = final is not None and world == 1 and not unlabelled and \
         _refit_wanted(cfg, keeper.best_epoch, len(fit[0]), added, train_seconds / max(len(history), 1), started, say)
     if final is not None:
@@ -326,6 +325,18 @@ def train(cfg: TrainConfig, say: Callable[[str], None] = log.info, progress: boo
     elif refitting:
         result = refit(cfg, data, result, keeper.best_epoch, say, progress)
     return result
+
+
+def _refit_adds(data: TrainingData, held: int, method: str) -> int:
+    """Samples a refit trains on beyond the first fit's: the held-out slice, and a flat folder's
+    validation share (the course layout's validation folders stay out)."""
+    val = len(data.captchas) * (1 if method == "ctc" else data.length) if data.split.get("layout") == "flat" else 0
+    return held + val
+
+
+def _refit_planned(cfg: TrainConfig, world: int) -> bool:
+    """Whether the budget keeps room for a refit: unless --no-refit, alone, and not self-training."""
+    return cfg.refit is not False and world == 1 and not cfg.unlabelled
 
 
 def _refit_wanted(cfg: TrainConfig, kept_epoch: int, fit: int, added: int, epoch_seconds: float, started: float,
@@ -490,7 +501,8 @@ def _choose(cfg: TrainConfig, charset: Charset, data: TrainingData, fit: tuple[l
             choose_recipe(cfg, num_chars, state, source, fit, held, device, say)
         cfg.freeze, cfg.size = chosen.freeze, chosen.size
         evals = len(held[0]) + len(data.char_images) + len(data.captchas) * (1 if cfg.method == "ctc" else data.length)
-        cfg.epochs = auto_epochs(cfg, chosen, len(fit[0]), time.perf_counter() - started, evals)
+        again = len(fit[0]) + _refit_adds(data, len(held[0]), cfg.method) if _refit_planned(cfg, world) else 0
+        cfg.epochs = auto_epochs(cfg, chosen, len(fit[0]), time.perf_counter() - started, evals, again)
         if probes:
             say(f"chosen: freeze={cfg.freeze}, input {cfg.size[0]}x{cfg.size[1]}, {cfg.epochs} epochs "
                 f"(the best of {len(probes)} probes on the held-out slice; --freeze/--input-size/--epochs override)")

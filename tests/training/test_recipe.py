@@ -52,6 +52,8 @@ def test_auto_epochs_fill_the_budget_within_bounds():
     p = Probe("none", (32, 32), score=1.0, seconds=10.0, samples=1000)  # 10 ms a sample
     assert auto_epochs(TrainConfig(budget=240), p, 1000, spent=40) == 18  # 200 s left / (10 + 1 s an epoch)
     assert auto_epochs(TrainConfig(budget=240), p, 1000, spent=40, eval_samples=1500) == 12  # + 5 s reading
+    # a refit planned on 1500 samples after each epoch's 11 s: 15 + 1 s more an epoch
+    assert auto_epochs(TrainConfig(budget=240), p, 1000, spent=40, refit_samples=1500) == 7
     assert auto_epochs(TrainConfig(budget=240), p, 10_000, spent=40) == 3  # the least
     assert auto_epochs(TrainConfig(budget=100_000), p, 3000, spent=0) == 40  # the most
     # a small set: 100 samples are 2 steps of 64 an epoch, so up to 75 epochs make AUTO_MIN_STEPS (150) steps

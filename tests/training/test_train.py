@@ -266,6 +266,15 @@ def test_refit_only_when_it_fits_the_budget_or_is_asked_for():
     assert not _refit_wanted(TrainConfig(refit=True), 0, 80, 20, 0.1, now, said.append) and "untrained" in said[0]
 
 
+def test_the_budget_keeps_room_for_a_refit_unless_none_can_follow():
+    from captcha.training.train import _refit_planned
+
+    assert _refit_planned(TrainConfig(), 1) and _refit_planned(TrainConfig(refit=True), 1)
+    assert not _refit_planned(TrainConfig(refit=False), 1)  # --no-refit: the first fit has the whole budget
+    assert not _refit_planned(TrainConfig(), 2)  # DDP: no refit follows
+    assert not _refit_planned(TrainConfig(unlabelled="u"), 1)  # self-training follows instead
+
+
 def test_a_course_layout_refit_keeps_its_validation_folders_out(tiny_data, tmp_path):
     """In the course layout the refit adds the held-out slice of chars/train only: chars/val and
     captchas/val stay out, so its own figures on them are reported and `eval --val` still measures it."""
