@@ -63,25 +63,87 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=-1, keepdims=True)
 
 
-def ctc_decode(probs: np.ndarray, charset: Charset) -> list[Solution]:
+def ctc_decode(probs: np.ndarray, charset: Charset, length: int = 0) -> list[Solution]:
     """(captchas, columns, chars + blank) probabilities -> solutions by best path (blank is the last class).
 
-    Repeats collapse unless a blank separates them; a character's confidence is its best column's.
+    Repeats collapse unless a blank separates them; a character's confidence is its best column's. With
+    ``length`` (a model that learned from captchas of that length only), a best path of another length
+    gives way to the most probable path of exactly ``length`` characters; a character it adds has its
+    column's probability as confidence, and one it drops scales them all by the odds of its blanks.
     """
     blank = probs.shape[-1] - 1
-    best = probs.argmax(-1)
     out = []
-    for row, p in zip(best, probs):
-        chars, confs, prev = [], [], blank
-        for t, k in enumerate(row):
-            if k != blank and k != prev:
-                chars.append(int(k))
-                confs.append(float(p[t, k]))
-            elif k != blank and k == prev:
-                confs[-1] = max(confs[-1], float(p[t, k]))
-            prev = k
+    for p in probs:
+        path = p.argmax(-1)
+        chars, confs = _collapse(path, p, blank)
+        if length and len(chars) != length:
+            fixed = exact_length_path(np.log(np.maximum(p, 1e-30)), length)
+            if fixed is not None:
+                # a character the best path read and this one drops costs the odds of its columns' blanks
+                dropped = np.flatnonzero((fixed == blank) & (path != blank))
+                ratio = float(np.prod(p[dropped, blank] / p[dropped, path[dropped]]))
+                chars, confs = _collapse(fixed, p, blank)
+                confs = [c * ratio ** (1 / length) for c in confs]
         out.append(Solution(charset.decode(chars), confs))
     return out
+
+
+def _collapse(path: np.ndarray, p: np.ndarray, blank: int) -> tuple[list[int], list[float]]:
+    """A path of one symbol per column -> its characters and each one's best column probability."""
+    chars: list[int] = []
+    confs: list[float] = []
+    prev = blank
+    for t, k in enumerate(path):
+        if k != blank and k != prev:
+            chars.append(int(k))
+            confs.append(float(p[t, k]))
+        elif k != blank and k == prev:
+            confs[-1] = max(confs[-1], float(p[t, k]))
+        prev = k
+    return chars, confs
+
+
+def exact_length_path(logp: np.ndarray, length: int) -> np.ndarray | None:
+    """The most probable path (one symbol per column, blank last) that collapses to exactly ``length``
+    characters, by Viterbi over (characters emitted, last symbol); None when the columns are too few."""
+    cols, classes = logp.shape
+    blank = classes - 1
+    score = np.full((length + 1, classes), -np.inf)
+    score[0, blank] = logp[0, blank]
+    score[1, :blank] = logp[0, :blank]
+    back = np.zeros((cols, length + 1, classes, 2), dtype=np.int32)  # (emitted, symbol) one column earlier
+    chars = np.arange(blank)
+    for t in range(1, cols):
+        new = np.full_like(score, -np.inf)
+        came = np.zeros((length + 1, classes, 2), dtype=np.int32)
+        # a blank keeps the count, from any symbol
+        best = score.argmax(1)
+        new[:, blank] = score[np.arange(length + 1), best] + logp[t, blank]
+        came[:, blank, 0], came[:, blank, 1] = np.arange(length + 1), best
+        # the same character again continues it; a different symbol before it starts a new one
+        order = np.argsort(score, axis=1)
+        top, second = order[:, -1], order[:, -2]
+        for n in range(length + 1):
+            stay = score[n, :blank]
+            if n:
+                source = np.where(top[n - 1] == chars, second[n - 1], top[n - 1])
+                start = score[n - 1, source]
+            else:
+                source, start = np.zeros(blank, dtype=np.int64), np.full(blank, -np.inf)
+            new_start = start > stay
+            new[n, :blank] = np.where(new_start, start, stay) + logp[t, :blank]
+            came[n, :blank, 0] = np.where(new_start, n - 1, n)
+            came[n, :blank, 1] = np.where(new_start, source, chars)
+        score, back[t] = new, came
+    end = int(score[length].argmax())
+    if not np.isfinite(score[length, end]):
+        return None
+    path = np.empty(cols, dtype=np.int64)
+    n, k = length, end
+    for t in range(cols - 1, -1, -1):
+        path[t] = k
+        n, k = back[t, n, k]
+    return path
 
 
 def decode_predictions(probs: np.ndarray, charset: Charset) -> list[Solution]:
@@ -91,7 +153,8 @@ def decode_predictions(probs: np.ndarray, charset: Charset) -> list[Solution]:
     return [Solution(charset.decode(i), [float(c) for c in cs]) for i, cs in zip(idx, conf)]
 
 
-def decode(logits: np.ndarray, charset: Charset, method: str) -> list[Solution]:
-    """(captchas, positions or columns, classes) logits -> solutions, by the model's method."""
+def decode(logits: np.ndarray, charset: Charset, method: str, length: int = 0) -> list[Solution]:
+    """(captchas, positions or columns, classes) logits -> solutions, by the model's method (CTC readings
+    held to ``length`` characters when it is given: see :func:`ctc_decode`)."""
     probs = softmax(logits)
-    return ctc_decode(probs, charset) if method == "ctc" else decode_predictions(probs, charset)
+    return ctc_decode(probs, charset, length) if method == "ctc" else decode_predictions(probs, charset)

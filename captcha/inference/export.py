@@ -143,7 +143,7 @@ def int8_check(checkpoint: str | os.PathLike, calibration: np.ndarray, inputs: n
     ``inputs`` (network inputs of the captchas ``labels``) at fp32 and int8, and decide the default."""
     ckpt = load_checkpoint(checkpoint, kind="recognizer")
     charset = Charset.from_dict(ckpt["charset"])
-    method = ckpt.get("method", "classify")
+    method, length = ckpt.get("method", "classify"), int(ckpt.get("length") or 0)
     read: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp:
         fp32, int8 = Path(tmp) / "m.onnx", Path(tmp) / "m.int8.onnx"
@@ -151,7 +151,8 @@ def int8_check(checkpoint: str | os.PathLike, calibration: np.ndarray, inputs: n
         quantize_int8(fp32, int8, _normalized(ckpt, calibration))
         for name, path in (("fp32", fp32), ("int8", int8)):
             logits = run_batched(OnnxBackend(path), inputs)
-            texts = [s.text for s in decode(logits.reshape(len(labels), -1, logits.shape[-1]), charset, method)]
+            texts = [s.text for s in decode(logits.reshape(len(labels), -1, logits.shape[-1]), charset, method,
+                                            length)]
             read[name] = float(np.mean([t == lab for t, lab in zip(texts, labels)]))
     return {"inputs": calibration, **read, "captchas": len(labels), "tolerance": INT8_TOLERANCE,
             "default": read["int8"] >= read["fp32"] - INT8_TOLERANCE}

@@ -147,5 +147,5 @@ def validate(model: CharNet, char_x: torch.Tensor, char_y: np.ndarray, cap_x: to
     if len(cap_x):
         logits = predict(model, cap_x)
         logits = logits.reshape(len(cap_labels), -1, logits.shape[-1])
-        out.update(string_metrics([s.text for s in decode(logits, charset, method)], cap_labels))
+        out.update(string_metrics([s.text for s in decode(logits, charset, method, length)], cap_labels))
     return out

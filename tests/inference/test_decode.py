@@ -2,7 +2,13 @@ import numpy as np
 import pytest
 
 from captcha.charset import Charset
-from captcha.inference.decode import ctc_decode, decode, decode_predictions, softmax
+from captcha.inference.decode import (
+    ctc_decode,
+    decode,
+    decode_predictions,
+    exact_length_path,
+    softmax,
+)
 
 CS = Charset("AB1")  # classes A=0, B=1, 1=2; the CTC blank is 3
 
@@ -46,3 +52,45 @@ def test_decode_dispatches_on_method():
     logits = np.log(onehot([[0, 3, 1]], 4))
     assert decode(logits, CS, "ctc")[0].text == "AB"
     assert decode(np.log(onehot([[0, 1, 2]], 3)), CS, "classify")[0].text == "AB1"
+
+
+def test_the_exact_length_path_is_the_most_probable_one_of_that_length():
+    """Against every path of a few columns: the Viterbi path collapses to the length asked and none of that
+    length is more probable; None when the columns cannot hold the characters."""
+    import itertools
+
+    rng = np.random.default_rng(0)
+    for _ in range(60):
+        cols, classes, length = rng.integers(2, 6), rng.integers(2, 5), rng.integers(1, 4)
+        logp = np.log(rng.dirichlet(np.ones(classes), size=cols))
+        blank = classes - 1
+
+        def chars(path):
+            out, prev = [], blank
+            for k in path:
+                if k != blank and k != prev:
+                    out.append(k)
+                prev = k
+            return out
+
+        best = max((logp[np.arange(cols), list(q)].sum() for q in itertools.product(range(classes), repeat=cols)
+                    if len(chars(q)) == length), default=None)
+        got = exact_length_path(logp, length)
+        if best is None:
+            assert got is None
+        else:
+            assert len(chars(got)) == length and logp[np.arange(cols), got].sum() == pytest.approx(best)
+
+
+def test_ctc_held_to_a_length_only_when_the_best_path_misses_it():
+    blank = 3
+    probs = onehot([[0, blank, 1, blank, blank]], 4)
+    probs[0, 3] = [0.05, 0.05, 0.4, 0.5]  # "1" a close second in a blank column
+    assert ctc_decode(probs, CS)[0].text == "AB"
+    (held,) = ctc_decode(probs, CS, length=3)
+    assert held.text == "AB1" and held.confidence == pytest.approx(0.9 * 0.9 * 0.4)  # "1" at its column's 0.4
+    probs = onehot([[0, 1, blank, 2, blank]], 4)
+    probs[0, 1] = [0.05, 0.5, 0.05, 0.4]  # "B" read over a close blank: dropped to hold "A1" to 2
+    (dropped,) = ctc_decode(probs, CS, length=2)
+    assert dropped.text == "A1" and dropped.confidence == pytest.approx(0.9 * 0.9 * 0.4 / 0.5)
+    assert ctc_decode(onehot([[0, blank, 1, blank, 2]], 4), CS, length=3)[0].confidences == [pytest.approx(0.9)] * 3
