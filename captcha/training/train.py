@@ -300,7 +300,7 @@ def train(cfg: TrainConfig, say: Callable[[str], None] = log.info, progress: boo
         final["calibration"] = {"temperature": t, "held_out": len(y), "nll": nll(logits, y),
                                 "nll_calibrated": nll(logits, y, t)}
     added = _refit_adds(data, len(held[0]), cfg.method)
-    refitting = final is not None and world == 1 and not unlabelled and \
+    refitting = final is not None and _refit_planned(cfg, world) and \
         _refit_wanted(cfg, keeper.best_epoch, len(fit[0]), added, train_seconds / max(len(history), 1), started, say)
     if final is not None:
         final["warnings"] = problems
