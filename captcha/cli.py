@@ -143,6 +143,9 @@ reject_option = click.option("--reject-below", type=click.FloatRange(0, 1), defa
 allow_option = click.option("--allow", default="", metavar="CHARS",
                             help="Read only these characters (e.g. 0123456789 for a digits-only site read by a model "
                                  "that knows letters too) [default: every character the model knows].")
+length_option = click.option("--length", type=click.IntRange(min=0), default=0, show_default=True,
+                             help="Read exactly this many characters (a CTC model, such as the general reader, "
+                                  "on a site whose captchas all have this many); 0: the length the model learned.")
 batch_size_option = click.option("--batch-size", type=POSITIVE, default=SOLVE_BATCH_SIZE, show_default=True,
                                  help="Images per network call.")
 
@@ -472,7 +475,8 @@ def evaluate(val, data_dir, checkpoint, out_dir, show_errors, backend, device, a
 @device_option("the network")
 @reject_option
 @allow_option
-def solve(images, checkpoint, as_json, max_pixels, backend, precision, device, reject_below, allow) -> None:
+@length_option
+def solve(images, checkpoint, as_json, max_pixels, backend, precision, device, reject_below, allow, length) -> None:
     """Read captcha images (`-` reads image bytes from stdin); one line per image.
 
     Exit 1 when an image could not be read (its error is printed; the others are still read).
@@ -484,7 +488,7 @@ def solve(images, checkpoint, as_json, max_pixels, backend, precision, device, r
     from .inference.load import load_solver, solving_checkpoint
 
     solver = load_solver(solving_checkpoint(checkpoint), backend=backend, device=device, max_pixels=max_pixels,
-                         reject_below=reject_below, precision=precision).allow(allow)
+                         reject_below=reject_below, precision=precision).allow(allow).expect_length(length)
     failed = 0
     for name in images:
         src = sys.stdin.buffer.read() if name == "-" else name
@@ -524,9 +528,10 @@ def solve(images, checkpoint, as_json, max_pixels, backend, precision, device, r
 @device_option("the network")
 @reject_option
 @allow_option
+@length_option
 @json_option
 def solve_batch(inputs, out, checkpoint, batch_size, workers, resume, overwrite, shard, max_pixels, backend,
-                precision, device, reject_below, allow, as_json) -> None:
+                precision, device, reject_below, allow, length, as_json) -> None:
     """Solve directories, globs or lists of paths (a .txt file) into one CSV; bad files get error rows.
 
     Shards' CSVs merge with `captcha merge-results`. Exit 2 when not one input could be read.
@@ -536,7 +541,7 @@ def solve_batch(inputs, out, checkpoint, batch_size, workers, resume, overwrite,
 
     spec = parse_shard(shard)
     solver = load_solver(solving_checkpoint(checkpoint), backend=backend, device=device, max_pixels=max_pixels,
-                         reject_below=reject_below, precision=precision).allow(allow)
+                         reject_below=reject_below, precision=precision).allow(allow).expect_length(length)
     stats = run_batch(inputs, out, solver, batch_size=batch_size, workers=workers, resume=resume,
                       progress=sys.stderr.isatty() and not as_json, shard=spec, overwrite=overwrite)
     if as_json:
@@ -650,8 +655,9 @@ def export(checkpoint, out, int8, tolerance, as_json) -> None:
 @device_option("the network")
 @reject_option
 @allow_option
+@length_option
 def serve(checkpoint, host, port, max_bytes, max_images, batch_size, batch_window_ms, max_pixels, api_key, queue_size,
-          request_timeout, max_connections, backend, precision, device, reject_below, allow) -> None:
+          request_timeout, max_connections, backend, precision, device, reject_below, allow, length) -> None:
     """HTTP service: POST /solve, POST /solve/batch, GET /health, /ready, /metrics, docs at /docs."""
     from .inference.load import solving_checkpoint
     from .inference.serve import serve as run
@@ -659,7 +665,7 @@ def serve(checkpoint, host, port, max_bytes, max_images, batch_size, batch_windo
     run(solving_checkpoint(checkpoint),
         ServeConfig(host=host, port=port, max_bytes=max_bytes, max_images=max_images, batch_size=batch_size,
                     batch_window_ms=batch_window_ms, max_pixels=max_pixels, reject_below=reject_below, allow=allow,
-                    api_key=api_key, queue_size=queue_size, request_timeout=request_timeout,
+                    length=length, api_key=api_key, queue_size=queue_size, request_timeout=request_timeout,
                     max_connections=max_connections),
         backend=backend, device=device, precision=precision)
 

@@ -234,6 +234,7 @@ class ServeConfig:
     max_pixels: int = 1024 * 1024  # captchas are small: a header declaring more is refused before decoding
     reject_below: float = 0.0  # readings less confident than this get "text": null
     allow: str = ""  # read only these characters (empty: all the model knows)
+    length: int = 0  # read exactly this many characters (0: the length the model learned)
     api_key: str | None = None  # when set, every request but /health and /ready needs it (X-API-Key or Bearer)
     queue_size: int = 1024  # images waiting to be solved; beyond it requests get 503 and Retry-After
     request_timeout: float = 30.0  # seconds a request may wait for its answer before a 503

@@ -116,3 +116,6 @@ def test_solve_with_no_checkpoint_reads_with_the_shipped_general_reader(tiny_dat
     assert not line["warnings"]
     bad = CliRunner().invoke(main, ["solve", "--allow", "A!", str(tmp_path / "five.png")])
     assert bad.exit_code == 2 and "--allow" in bad.output
+    for n in (3, 6):  # the site's length, told: the reading holds exactly that many
+        held = CliRunner().invoke(main, ["solve", "--json", "--length", str(n), str(tmp_path / "five.png")])
+        assert held.exit_code == 0 and len(json.loads(held.output.strip().splitlines()[-1])["text"]) == n

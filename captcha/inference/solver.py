@@ -83,6 +83,7 @@ class Solver:
         self.temperature = temperature  # fitted at training time on held-out data: calibrated confidences
         self.reject_below = reject_below  # a reading less confident than this is refused, not guessed
         self.allow(allow)
+        self.expect_length()
 
     def allow(self, chars: str = "") -> "Solver":
         """Read only these characters (all of the charset's when empty): a site that shows digits only,
@@ -100,13 +101,26 @@ class Solver:
         self._mask = np.array([i in keep or i >= len(self.charset) for i in range(classes)])
         return self
 
+    def expect_length(self, length: int = 0) -> "Solver":
+        """Read exactly ``length`` characters (0: the length the model learned, any for the general reader):
+        a site whose captchas all have 5, read by a CTC model. A split-and-classify model reads the
+        length it was trained on only; another is an error."""
+        if length < 0:
+            raise ConfigError(f"--length {length}: a number of characters, 1 or more (0: the model's own)")
+        if length and self.method == "classify" and length != self.preparer.length:
+            raise ConfigError(f"--length {length}: this model splits each captcha into {self.preparer.length} "
+                              f"characters and cannot read {length}; train one on {length}-character captchas")
+        self.read_length = length or self.preparer.length
+        return self
+
     @property
     def method(self) -> str:
         return self.preparer.method
 
     @property
     def length(self) -> int:
-        return self.preparer.length
+        """Characters a reading holds (0: any, the general reader's default)."""
+        return self.read_length
 
     @property
     def pre(self) -> Preprocess:
@@ -194,7 +208,7 @@ class Solver:
 
     def warnings(self, size: tuple[int, int], sol: Solution) -> list[str]:
         """Why a reading may be wrong: an image far from the training captchas' size or aspect, or a
-        CTC reading of another length than the model was trained on."""
+        CTC reading of another length than expected (the image too narrow to hold that many)."""
         out = []
         if self.trained_size and size[0] > 0 and size[1] > 0:
             (w, h), (tw, th) = size, self.trained_size
@@ -202,12 +216,12 @@ class Solver:
             if not 1 / SIZE_TOLERANCE <= aspect <= SIZE_TOLERANCE or not 1 / SIZE_TOLERANCE <= h / th <= SIZE_TOLERANCE:
                 out.append(f"image is {w}x{h}; the model learned from captchas of about {tw}x{th}")
         if not self.trained_length(sol.text):
-            out.append(f"read {len(sol.text)} characters; the model was trained on {self.length}")
+            out.append(f"read {len(sol.text)} characters; expected {self.length}")
         return out
 
     def trained_length(self, text: str) -> bool:
-        """False for a CTC reading of another length than the model learned from (length 0: any, the
-        general reader); a split-and-classify reading always has the trained length."""
+        """False for a CTC reading of another length than expected (:meth:`expect_length`; 0: any);
+        a split-and-classify reading always has the trained length."""
         return not (self.method == "ctc" and self.length and len(text) != self.length)
 
 

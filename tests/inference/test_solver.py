@@ -112,7 +112,7 @@ def test_ctc_warns_when_it_reads_another_length():
     from captcha.inference.solver import Preparer, Solver
 
     ctc = Solver(lambda x: x, Charset("AB"), Preparer(Preprocess(), 4, SegmentConfig("equal"), "ctc"))
-    assert ctc.warnings((1, 1), Solution("ABA", [1.0] * 3)) == ["read 3 characters; the model was trained on 4"]
+    assert ctc.warnings((1, 1), Solution("ABA", [1.0] * 3)) == ["read 3 characters; expected 4"]
     assert ctc.warnings((1, 1), Solution("ABAB", [1.0] * 4)) == []
 
 
@@ -138,6 +138,26 @@ def test_a_ctc_model_reads_the_length_it_learned_and_says_what_that_cost():
         (sol,) = ctc.read(np.zeros((1, 1, 3, 8, 8), np.float32))
         assert len(sol.text) == len(text) and sol.text[:3] == text[:3] and sol.length_ok == ok, name  # ?: a tie
         assert conf[0] <= sol.confidence <= conf[1] and sol.rejected == (name != "four"), (name, sol.confidence)
+
+
+def test_a_length_told_holds_the_general_readers_reading_and_a_classify_model_refuses_another(tiny_model):
+    from captcha.charset import Charset
+    from captcha.data.preprocess import Preprocess
+    from captcha.data.segment import SegmentConfig
+    from captcha.errors import ConfigError
+    from captcha.inference.solver import Preparer, Solver
+
+    a, b, blank = np.eye(3)
+    logits = np.log(np.stack([a, blank, b, blank, a, blank]) * 0.98 + 0.01)[None]  # "ABA"
+    reader = Solver(lambda x: logits, Charset("AB"), Preparer(Preprocess(), 0, SegmentConfig("equal"), "ctc"))
+    x = np.zeros((1, 1, 3, 8, 8), np.float32)
+    assert reader.length == 0 and reader.read(x)[0].text == "ABA"  # any length
+    assert len(reader.expect_length(4).read(x)[0].text) == 4 and reader.expect_length().length == 0
+    classify = load_solver(tiny_model)
+    assert classify.expect_length(4).length == 4  # its own: fine
+    for bad in (5, -1):
+        with pytest.raises(ConfigError, match="--length"):
+            classify.expect_length(bad)
 
 
 def test_reject_below_gives_no_answer_but_keeps_the_guess(tiny_model, tiny_data):
