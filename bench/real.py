@@ -112,6 +112,9 @@ def reader_score(test: list[Sample]) -> dict | None:
     solver = load_solver(reader).allow("".join(sorted({c for _, lab in test for c in lab})))
     out = scored(solver, test)
     out.update(solving_figures(solver, [p for p, _ in test]))
+    lengths = {len(lab) for _, lab in test}
+    if len(lengths) == 1:  # told the site's length too (`solve --length N`)
+        out["told_length"] = scored(solver.expect_length(lengths.pop()), test)["string_acc"]
     return out
 
 
@@ -208,11 +211,13 @@ def main() -> None:
               f"| {_pct(r['rejection_at_95'].get('wrong_rejected', float('nan')))} | {_pct(r['reliability']['ece'])} "
               f"| {r['train_wall_s']:.0f} s | {rate} |")
     print("\nno training: the shipped general reader and ddddocr, case-insensitive, restricted to the set's characters\n")
-    print("| set | reader full-string | reader characters | reader captchas/s | ddddocr full-string | ddddocr captchas/s |")
-    print("|---|---|---|---|---|---|")
+    print("| set | reader full-string | told the length (--length) | reader characters | reader captchas/s "
+          "| ddddocr full-string | ddddocr captchas/s |")
+    print("|---|---|---|---|---|---|---|")
     for z in zero:
         rd, dd = z["reader"] or {}, z["ddddocr"] or {}
-        print(f"| {z['set']} | {_pct(rd['string_acc']) if rd else '-'} | {_pct(rd['char_acc']) if rd else '-'} "
+        print(f"| {z['set']} | {_pct(rd['string_acc']) if rd else '-'} | {_pct(rd.get('told_length', float('nan')))} "
+              f"| {_pct(rd['char_acc']) if rd else '-'} "
               f"| {rd.get('batch_captchas_per_s', float('nan')):.0f} | {_pct(dd['string_acc']) if dd else '-'} "
               f"| {dd.get('captchas_per_s', float('nan')):.0f} |")
     print("\nreliability of the trained models' confidences on the test captchas (bins by confidence)\n")
