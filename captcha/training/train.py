@@ -433,7 +433,7 @@ class EpochKeeper:
 
     The epoch kept is the one the slice scores best (every epoch when nothing is held out), except
     that the annealed last epoch wins when it is as good within the slice's noise as the best trained
-    epoch (not as the start, epoch 0, which a fine-tune must beat outright). Training stops
+    epoch (not as the start, epoch 0, which a fine-tune must at least match). Training stops
     when, in the schedule's second half, the slice stays below its best beyond noise for
     ``patience`` epochs (before that the learning rate is still high).
     """
@@ -455,7 +455,9 @@ class EpochKeeper:
     def update(self, metrics: dict[str, Any], epoch: int) -> bool:
         """Record an epoch's slice metrics; True when it is the epoch to keep (so far)."""
         self.epoch, acc = epoch, self.accuracy(metrics)
-        keep = score(metrics) > self.best or not self.held
+        # a trained epoch that reads the slice as well as the untrained start (epoch 0) replaces it: on
+        # a slice of 3 captchas a tie says nothing, and the fine-tune has learned the site's labels
+        keep = score(metrics) > self.best or not self.held or (self.best_epoch == 0 and score(metrics) == self.best)
         if keep:
             self.best = score(metrics)
         elif epoch == self.epochs and self.best_epoch > 0 and acc >= self.best_acc - noise(self.best_acc, self.held):

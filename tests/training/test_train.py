@@ -189,9 +189,11 @@ def test_the_keeper_keeps_the_annealed_last_epoch_and_stops_on_a_real_drop():
     drop = [0.50, 0.90, 0.97, 0.97, 0.80, 0.75, 0.70, 0.70, 0.96, 0.96]
     assert run(drop, 10) == ([1, 2, 3], 7)
     assert run(drop, 10, replay_until=5) == ([], 7)  # resumed after epoch 5: the same stop, nothing newer kept
-    # a start that reads already (the general reader, epoch 0) must be beaten outright, not within noise
+    # a start that reads already (the general reader, epoch 0) must be matched, not only come within noise;
+    # a tie goes to the fine-tune
     assert run([0.90, 0.96], 2, start=0.97) == ([0], None)
     assert run([0.90, 0.98], 2, start=0.97) == ([0, 2], None)
+    assert run([0.97, 0.96], 2, start=0.97) == ([0, 1, 2], None)  # then the last epoch, within noise of it
 
 
 def test_self_training_reads_unlabelled_captchas_and_keeps_the_better_round(flat_captchas, tmp_path):
