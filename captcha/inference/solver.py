@@ -105,8 +105,8 @@ class Solver:
         """Read exactly ``length`` characters (0: the length the model learned, any for the general reader):
         a site whose captchas all have 5, read by a CTC model. A split-and-classify model reads the
         length it was trained on only; another is an error."""
-        if length < 0:
-            raise ConfigError(f"--length {length}: a number of characters, 1 or more (0: the model's own)")
+        if not 0 <= length <= MAX_LENGTH:
+            raise ConfigError(f"--length {length}: a number of characters from 1 to {MAX_LENGTH} (0: the model's own)")
         if length and self.method == "classify" and length != self.preparer.length:
             raise ConfigError(f"--length {length}: this model splits each captcha into {self.preparer.length} "
                               f"characters and cannot read {length}; train one on {length}-character captchas")

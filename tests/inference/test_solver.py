@@ -155,7 +155,7 @@ def test_a_length_told_holds_the_general_readers_reading_and_a_classify_model_re
     assert len(reader.expect_length(4).read(x)[0].text) == 4 and reader.expect_length().length == 0
     classify = load_solver(tiny_model)
     assert classify.expect_length(4).length == 4  # its own: fine
-    for bad in (5, -1):
+    for bad in (5, -1, 33):
         with pytest.raises(ConfigError, match="--length"):
             classify.expect_length(bad)
 
