@@ -327,11 +327,15 @@ def train(cfg: TrainConfig, say: Callable[[str], None] = log.info, progress: boo
     return result
 
 
+def _val_samples(data: TrainingData, method: str) -> int:
+    """Network inputs of the validation captchas: one each for ctc, one per character crop for classify."""
+    return len(data.captchas) * (1 if method == "ctc" else data.length)
+
+
 def _refit_adds(data: TrainingData, held: int, method: str) -> int:
     """Samples a refit trains on beyond the first fit's: the held-out slice, and a flat folder's
     validation share (the course layout's validation folders stay out)."""
-    val = len(data.captchas) * (1 if method == "ctc" else data.length) if data.split.get("layout") == "flat" else 0
-    return held + val
+    return held + (_val_samples(data, method) if data.split.get("layout") == "flat" else 0)
 
 
 def _refit_planned(cfg: TrainConfig, world: int) -> bool:
@@ -454,12 +458,12 @@ class EpochKeeper:
 
     def update(self, metrics: dict[str, Any], epoch: int) -> bool:
         """Record an epoch's slice metrics; True when it is the epoch to keep (so far)."""
-        self.epoch, acc = epoch, self.accuracy(metrics)
+        self.epoch, acc, scored = epoch, self.accuracy(metrics), score(metrics)
         # a trained epoch that reads the slice as well as the untrained start (epoch 0) replaces it: on
         # a slice of 3 captchas a tie says nothing, and the fine-tune has learned the site's labels
-        keep = score(metrics) > self.best or not self.held or (self.best_epoch == 0 and score(metrics) == self.best)
+        keep = scored > self.best or not self.held or (self.best_epoch == 0 and scored == self.best)
         if keep:
-            self.best = score(metrics)
+            self.best = scored
         elif epoch == self.epochs and self.best_epoch > 0 and acc >= self.best_acc - noise(self.best_acc, self.held):
             keep = True
         if keep:
@@ -502,7 +506,7 @@ def _choose(cfg: TrainConfig, charset: Charset, data: TrainingData, fit: tuple[l
         chosen, probes = choice.probes[cfg.method] if choice else \
             choose_recipe(cfg, num_chars, state, source, fit, held, device, say)
         cfg.freeze, cfg.size = chosen.freeze, chosen.size
-        evals = len(held[0]) + len(data.char_images) + len(data.captchas) * (1 if cfg.method == "ctc" else data.length)
+        evals = len(held[0]) + len(data.char_images) + _val_samples(data, cfg.method)
         again = len(fit[0]) + _refit_adds(data, len(held[0]), cfg.method) if _refit_planned(cfg, world) else 0
         cfg.epochs = auto_epochs(cfg, chosen, len(fit[0]), time.perf_counter() - started, evals, again)
         if probes:
