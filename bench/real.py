@@ -1,11 +1,13 @@
 #!/usr/bin/env python
 """Real sites' captchas, as a user meets them: each shared set sorted by file name, the first 75% a
 flat folder given to plain `captcha train --data DIR` (no flags: the product picks its method and
-recipe), the last 25% solved and scored. Also: the shipped general reader with no training, ddddocr
+recipe), the last 25% solved and scored. The same for three leave-style-out sites (``lso-*``: 1,000
+captchas each in fonts and appearance families held out of every pretraining and of all tuning,
+``captcha.data.styles.CAPTCHA_STYLES``, generated once into runs/lso/): the figures no default was chosen on. Also: the shipped general reader with no training, ddddocr
 with no training (when `pip install ddddocr` is done), a reliability table of the confidences, and
 optionally a learning curve (the first 25, 100, 200 captchas to train on, the same test captchas).
 
-    python bench/real.py [--sets henan_digits4,sysu_alnum4,captcha_images_v2] [--curve [--self-train] [--synthetic N] [--no-refit-too]]
+    python bench/real.py [--sets henan_digits4,sysu_alnum4,captcha_images_v2,lso-...] [--curve [--self-train] [--synthetic N] [--no-refit-too]]
 
 Both zero-shot readers are scored case-insensitively and restricted to the set's characters. The data
 lives beside the repository in ../shared/datasets/ and is never copied into it (links only).
@@ -29,19 +31,27 @@ from rivals import ddddocr_reader
 from captcha.bench.speed import solving_figures
 from captcha.charset import Charset
 from captcha.data.layout import read_captcha_labels
+from captcha.data.styles import CAPTCHA_STYLES, write_captcha_set
 from captcha.eval.metrics import rejection, reliability, string_metrics
 from captcha.inference.load import load_solver, solving_checkpoint
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets"
-SETS = ("henan_digits4", "sysu_alnum4", "captcha_images_v2")
+LSO = Path(__file__).resolve().parents[1] / "runs" / "lso"
+SETS = ("henan_digits4", "sysu_alnum4", "captcha_images_v2", *CAPTCHA_STYLES)
+LSO_CAPTCHAS = 1000
 CURVE = (25, 100, 200)
 
 Sample = tuple[Path, str]
 
 
 def split_set(name: str) -> tuple[list[Sample], list[Sample]]:
-    """(first 75% by file name, last 25%) of a shared set's labelled captchas."""
-    samples = sorted(read_captcha_labels(SHARED / name, Charset(), problems=[]), key=lambda s: s.path.name)
+    """(first 75% by file name, last 25%) of a shared set's labelled captchas, or of a leave-style-out set's."""
+    source = SHARED / name
+    if name in CAPTCHA_STYLES:
+        source = LSO / name
+        if not (source / "labels.csv").is_file():
+            write_captcha_set(name, source, LSO_CAPTCHAS)
+    samples = sorted(read_captcha_labels(source, Charset(), problems=[]), key=lambda s: s.path.name)
     cut = round(len(samples) * 0.75)
     rows = [(s.path, s.label) for s in samples]
     return rows[:cut], rows[cut:]
@@ -168,7 +178,7 @@ def main() -> None:
     ap.add_argument("--keep", default=None, metavar="DIR",
                     help="Keep the trained models and each set's test folder (links) in DIR, e.g. for bench/backends.py.")
     args = ap.parse_args()
-    if not SHARED.is_dir():
+    if not SHARED.is_dir() and set(args.sets.split(",")) - set(CAPTCHA_STYLES):
         sys.exit(f"{SHARED} not found: the real datasets live beside the repository")
     rows, zero = [], []
     with tempfile.TemporaryDirectory() as tmp:

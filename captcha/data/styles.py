@@ -6,18 +6,24 @@ pretraining (``fonts.HELD_OUT_PREFIXES``: Liberation, FreeFont, URW, Carlito, Ca
 appearance families outside ``corpus.FAMILIES``: ink printed as a halftone dot screen, glyphs filled
 with stripes over a lattice of grid lines, ink eroded into holes, pixelation, motion blur. Our own
 code on Pillow, numpy and scipy; every cell is drawn from its own seed.
+
+``CAPTCHA_STYLES`` are whole captchas in those styles (glyphs on one canvas, touching, overlapping, on
+a bent baseline, in a band of a larger canvas): sites that the general reader and every default of
+`captcha train` met for the first time in the benchmark (``write_captcha_set``; bench/real.py).
 """
 
 from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 from scipy import ndimage
 
 from .fonts import held_out_files
+from .synth import seed_for
 
 
 @dataclass(frozen=True)
@@ -61,12 +67,10 @@ def _ink_mask(char: str, rng: random.Random, style: HeldOutStyle, scale: int) ->
     return np.asarray(img, dtype=np.float32) / 255.0
 
 
-def render_styled(char: str, rng: random.Random, style: HeldOutStyle) -> Image.Image:
-    """One character cell in ``style``."""
-    w, h = style.cell
-    scale = 4  # draw large, then reduce: smooth edges and fine screens
-    mask = _ink_mask(char, rng, style, scale)
+def _appearance(mask: np.ndarray, rng: random.Random, style: HeldOutStyle, scale: int) -> Image.Image:
+    """Ink ``mask`` (drawn at ``scale`` times the output size) printed in ``style``'s appearance families."""
     H, W = mask.shape
+    w, h = W // scale, H // scale
     yy, xx = np.mgrid[0:H, 0:W].astype(np.float32)
     if style.halftone:  # printed through a rotated dot screen: the glyph becomes rows of dots
         period, angle = style.halftone * scale, np.deg2rad(rng.uniform(10, 80))
@@ -104,3 +108,80 @@ def render_styled(char: str, rng: random.Random, style: HeldOutStyle) -> Image.I
         p = style.pixelate
         img = img.resize((max(1, w // p), max(1, h // p)), Image.BOX).resize((w, h), Image.NEAREST)
     return img.filter(ImageFilter.GaussianBlur(rng.uniform(0, 0.5)))
+
+
+SCALE = 4  # draw large, then reduce: smooth edges and fine screens
+
+
+def render_styled(char: str, rng: random.Random, style: HeldOutStyle) -> Image.Image:
+    """One character cell in ``style``."""
+    return _appearance(_ink_mask(char, rng, style, SCALE), rng, style, SCALE)
+
+
+@dataclass(frozen=True)
+class HeldOutCaptcha:
+    """A whole-captcha generator nobody here pretrained on: a held-out glyph style's fonts and appearance,
+    its glyphs on one canvas (touching or overlapping, on a bent baseline, maybe in a band of a larger canvas)."""
+
+    name: str
+    style: str  # a key of STYLES: the fonts and appearance families
+    length: int
+    alphabet: str
+    spacing: tuple[float, float] = (-0.1, 0.1)  # gap between neighbouring inks, in cell widths (< 0: overlap)
+    arc: float = 0.0  # how far the baseline bends, in cell heights
+    band: bool = False  # drawn in a band of a larger white canvas
+
+
+# No 0/O or 1/I: sites drop the pairs nobody can tell apart, and so do these.
+CAPTCHA_STYLES = {c.name: c for c in (
+    HeldOutCaptcha("lso-halftone-lower5", "halftone-serif", 5, "23456789abcdefghjkmnpqrstuvwxyz", (-0.08, 0.04), 0.15),
+    HeldOutCaptcha("lso-striped-upper4", "striped-sans", 4, "23456789ABCDEFGHJKLMNPQRSTUVWXYZ", (-0.05, 0.15)),
+    HeldOutCaptcha("lso-eroded-band6", "eroded-mono", 6, "23456789ACDEFHKMNPRTUWXY", (-0.1, 0.05), 0.1, band=True),
+)}
+
+
+def render_styled_captcha(text: str, rng: random.Random, spec: HeldOutCaptcha) -> Image.Image:
+    """One captcha showing ``text`` in held-out captcha style ``spec``."""
+    style = STYLES[spec.style]
+    w, h = style.cell
+    masks = []
+    for char in text:
+        m = _ink_mask(char, rng, style, SCALE)
+        cols = np.flatnonzero(m.max(0) > 0.05)
+        masks.append(m[:, cols[0]:cols[-1] + 1] if cols.size else m)
+    lift = spec.arc * h * SCALE
+    pad = w * SCALE // 4
+    height = h * SCALE + int(np.ceil(lift))
+    gaps = [int(rng.uniform(*spec.spacing) * w * SCALE) for _ in masks[1:]] + [0]
+    width = pad * 2 + max(sum(m.shape[1] for m in masks) + sum(gaps), 1)
+    width += -width % SCALE  # whole output pixels
+    height += -height % SCALE
+    canvas = np.zeros((height, width), np.float32)
+    x = pad
+    for i, (m, gap) in enumerate(zip(masks, gaps)):
+        y = int(lift * (1 - np.sin(np.pi * (i + 0.5) / len(masks))))  # an arch: the middle glyphs ride highest
+        x0 = max(0, min(x, width - m.shape[1]))
+        np.maximum(canvas[y:y + m.shape[0], x0:x0 + m.shape[1]], m, out=canvas[y:y + m.shape[0], x0:x0 + m.shape[1]])
+        x += m.shape[1] + gap
+    img = _appearance(canvas, rng, style, SCALE)
+    if spec.band:
+        big = Image.new("RGB", (int(img.width * rng.uniform(1.2, 1.6)), int(img.height * rng.uniform(1.8, 2.8))),
+                        (255, 255, 255))
+        big.paste(img, (rng.randint(0, big.width - img.width), rng.randint(0, big.height - img.height)))
+        img = big
+    return img
+
+
+def write_captcha_set(name: str, out: Path, count: int = 1000, seed: int = 0) -> Path:
+    """``count`` captchas of held-out captcha style ``name`` as a flat folder with labels.csv (what a user
+    hands to `captcha train --data DIR`); each from its own seed, so the set is the same on every machine."""
+    spec = CAPTCHA_STYLES[name]
+    out.mkdir(parents=True, exist_ok=True)
+    lines = ["filename,label"]
+    for i in range(count):
+        rng = random.Random(seed_for(seed, f"{name}/{i}"))
+        text = "".join(rng.choice(spec.alphabet) for _ in range(spec.length))
+        render_styled_captcha(text, rng, spec).save(out / f"{i:05d}.png")
+        lines.append(f"{i:05d}.png,{text}")
+    (out / "labels.csv").write_text("\n".join(lines) + "\n")
+    return out

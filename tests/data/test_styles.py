@@ -66,3 +66,30 @@ def test_held_out_styles_use_neither_pretraining_fonts_nor_corpus_families():
     for style in STYLES.values():
         assert all(is_held_out(name + "-Regular.ttf") for name in style.families), style.name
         assert not any(name.startswith(style.families) for name in pretraining), style.name
+
+
+@needs_fonts
+def test_held_out_captcha_sets_are_the_same_on_every_run_and_labelled_in_their_alphabet(tmp_path):
+    from captcha.charset import Charset
+    from captcha.data.layout import read_captcha_labels
+    from captcha.data.styles import CAPTCHA_STYLES, write_captcha_set
+
+    for name, spec in CAPTCHA_STYLES.items():
+        a, b = write_captcha_set(name, tmp_path / f"{name}-a", 6), write_captcha_set(name, tmp_path / f"{name}-b", 6)
+        samples = sorted(read_captcha_labels(a, Charset(), problems=[]), key=lambda s: s.path.name)
+        assert len(samples) == 6 and len({s.label for s in samples}) > 1
+        assert all(len(s.label) == spec.length and set(s.label) <= set(spec.alphabet.upper()) for s in samples)
+        assert all((a / p.name).read_bytes() == (b / p.name).read_bytes() for p in (s.path for s in samples)), name
+        assert (a / "labels.csv").read_text() == (b / "labels.csv").read_text()
+
+
+@needs_fonts
+def test_a_held_out_captcha_puts_its_glyphs_on_one_canvas_and_a_band_in_white_margins():
+    from captcha.data.styles import CAPTCHA_STYLES, render_styled_captcha
+
+    spec = dataclasses.replace(CAPTCHA_STYLES["lso-striped-upper4"], spacing=(0.0, 0.0))
+    short, long = (render_styled_captcha(t, random.Random(1), spec) for t in ("AB", "ABABAB"))
+    assert short.height == long.height and long.width > 2 * short.width  # one line, wider by its glyphs
+    band = render_styled_captcha("AB", random.Random(1), dataclasses.replace(spec, band=True))
+    white = (_pixels(band.convert("RGB")) == 255).all(-1).mean()
+    assert band.height > short.height and white > 0.5  # at least 1.2 x 1.8 times its area, the rest white
