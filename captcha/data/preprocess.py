@@ -71,3 +71,19 @@ def whole_captcha_size(sizes: Sequence[tuple[int, int]], stride: int = 8, height
     height = height or int(min(64, max(32, 16 * round(h / 16))))
     width = int(max(2 * stride, stride * round(height * w / h / stride)))
     return (height, width)
+
+
+TALL = 1.25  # captchas this many times taller than the start's height lose detail when shrunk to it
+MAX_HEIGHT = 96
+
+
+def whole_captcha_sizes(sizes: Sequence[tuple[int, int]], stride: int = 8,
+                        height: int | None = None) -> list[tuple[int, int]]:
+    """The inputs worth probing for whole captchas: :func:`whole_captcha_size`'s, and, when the captchas
+    are much taller than the start's ``height`` (fine strokes, dot screens that shrinking would blur
+    away), one nearer their own height (a multiple of 16, at most :data:`MAX_HEIGHT`)."""
+    first = whole_captcha_size(sizes, stride, height)
+    h = float(np.median([s[1] for s in sizes])) if sizes else 0.0
+    if not height or h < TALL * height:
+        return [first]
+    return [first, whole_captcha_size(sizes, stride, int(min(MAX_HEIGHT, max(height + 16, 16 * round(h / 16)))))]

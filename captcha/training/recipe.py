@@ -17,7 +17,7 @@ import math
 import random
 import time
 from dataclasses import asdict, dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -36,7 +36,7 @@ from ..config import (
     TrainConfig,
 )
 from ..data.augment import TrainTransform
-from ..data.preprocess import Preprocess, whole_captcha_size
+from ..data.preprocess import Preprocess, whole_captcha_sizes
 from ..data.segment import SegmentConfig
 from ..data.synth import seed_for
 from ..eval.metrics import string_metrics
@@ -95,14 +95,23 @@ def start_lr(cfg: TrainConfig, source: str) -> float | None:
     return cfg.lr if cfg.lr is not None or not reads_already(source) else READER_LR
 
 
-def candidates(cfg: TrainConfig, pretrained: bool) -> list[Probe]:
-    """The recipes worth probing: every auto setting's choices, the fixed ones as given."""
+def candidates(cfg: TrainConfig, pretrained: bool, sizes: Sequence[tuple[int, int]] = ()) -> list[Probe]:
+    """The recipes worth probing: every auto setting's choices (input ``sizes`` when given, else
+    :data:`PROBE_SIZES`), the fixed ones as given."""
     if cfg.freeze != "auto":
         freezes: tuple[str, ...] = (cfg.freeze,)
     else:
         freezes = PROBE_FREEZES if pretrained and cfg.method != "ctc" else ("none",)
-    sizes = (tuple(cfg.size),) if cfg.size else PROBE_SIZES
+    sizes = (tuple(cfg.size),) if cfg.size else tuple(sizes) or PROBE_SIZES
     return [Probe(f, tuple(s), cfg.method) for s in sizes for f in freezes]
+
+
+def ctc_sizes(cfg: TrainConfig, images: list, source: str) -> list[tuple[int, int]]:
+    """Whole-captcha input sizes to probe for ``images`` read from ``source``: the one given, else
+    the start's height (and a taller one for tall captchas, see :func:`whole_captcha_sizes`)."""
+    if cfg.size:
+        return [tuple(cfg.size)]
+    return whole_captcha_sizes([im.size for im in images], height=start_height(source))
 
 
 def make_network(cfg: TrainConfig, num_classes: int, state: dict[str, torch.Tensor] | None, source: str,
@@ -157,9 +166,11 @@ def run_probe(probe: Probe, cfg: TrainConfig, num_classes: int, state: dict[str,
 
 def choose_recipe(cfg: TrainConfig, num_classes: int, state: dict[str, torch.Tensor] | None, source: str,
                   fit: tuple[list, list], held: tuple[list, list], device: torch.device,
-                  say: Callable[[str], None], length: int = 0, always: bool = False) -> tuple[Probe, list[Probe]]:
-    """Probe every candidate (when there is more than one, or ``always``, and a slice to score on); the best wins."""
-    probes = candidates(cfg, state is not None)
+                  say: Callable[[str], None], length: int = 0, always: bool = False,
+                  sizes: Sequence[tuple[int, int]] = ()) -> tuple[Probe, list[Probe]]:
+    """Probe every candidate (when there is more than one, or ``always``, and a slice to score on); the
+    best wins, then the better character accuracy (CTC's score is whole captchas), then the cheaper."""
+    probes = candidates(cfg, state is not None, sizes)
     if (len(probes) == 1 and not always) or not held[0]:
         return probes[0], []
     for p in probes:
@@ -169,7 +180,7 @@ def choose_recipe(cfg: TrainConfig, num_classes: int, state: dict[str, torch.Ten
             f", {100 * p.string_score:6.2f}% of whole captchas"
         say(f"probe {cfg.method} freeze={p.freeze:<6} input {p.size[0]}x{p.size[1]}: {100 * p.score:6.2f}% of "
             f"{len(held[0])} held-out training {unit}{whole} ({p.seconds:.1f}s)")
-    best = max(probes, key=lambda p: (round(p.score, 4), -COST[p.freeze], -p.size[0]))
+    best = max(probes, key=lambda p: (round(p.score, 4), round(_or(p.char_score), 4), -COST[p.freeze], -p.size[0]))
     return best, probes
 
 
@@ -237,11 +248,13 @@ def choose_method(cfg: TrainConfig, charset: Charset, device: torch.device, say:
         held_n = len(set(data.train_groups[i] for i in held_idx))
         source, state = starts[method] = resolve_start(cfg.pretrained, method, charset.alphabet,
                                                        bool(charset.fold_case))
+        sizes: list[tuple[int, int]] = []
         if method == "ctc":  # a given --input-size is for character crops; CTC reads whole captchas
-            mcfg.size = whole_captcha_size([im.size for im in fit[0]], height=start_height(source))
+            mcfg.size = None
+            sizes = ctc_sizes(mcfg, fit[0], source)
         mcfg.lr = start_lr(mcfg, source)
         probes[method] = choose_recipe(mcfg, len(charset), state, source, fit, held, device, say, data.length,
-                                       always=True)
+                                       always=True, sizes=sizes)
     scores = {m: (_or(best.string_score), _or(best.char_score)) for m, (best, _) in probes.items()}
     method = max(METHODS, key=lambda m: (round(scores[m][0], 4), round(scores[m][1], 4), m == "classify"))
     say("method auto: " + ", ".join(f"{m} {100 * s:.2f}% ({100 * c:.2f}% of characters)" for m, (s, c) in scores.items())

@@ -42,7 +42,7 @@ from ..config import (
     TrainConfig,
 )
 from ..data.augment import TrainTransform
-from ..data.preprocess import Preprocess, whole_captcha_size
+from ..data.preprocess import Preprocess
 from ..data.segment import SegmentConfig
 from ..data.synth import seed_for, synth_dataset
 from ..errors import DataError
@@ -66,7 +66,6 @@ from ..nn.networks import (
     model_from_checkpoint,
     reads_already,
     resolve_start,
-    start_height,
 )
 from .calibrate import fit_temperature, nll
 from .dataset import (
@@ -93,6 +92,7 @@ from .recipe import (
     auto_epochs,
     choose_method,
     choose_recipe,
+    ctc_sizes,
     make_network,
     pass_images,
     start_lr,
@@ -498,13 +498,14 @@ def _choose(cfg: TrainConfig, charset: Charset, data: TrainingData, fit: tuple[l
         say("no pretrained backbone found: training from random initialisation with full fine-tuning "
             "(get one with `captcha pretrain --source glyphs`, or put ImageNet's resnet18-f37072fd.pth "
             "in $TORCH_HOME/hub/checkpoints/)")
-    if cfg.method == "ctc" and not cfg.size:
-        cfg.size = whole_captcha_size([im.size for im in fit[0]], height=start_height(source))
+    sizes = ctc_sizes(cfg, fit[0], source) if cfg.method == "ctc" else []
+    if len(sizes) == 1:
+        cfg.size = sizes[0]
     cfg.lr = start_lr(cfg, source)
     recipe: dict[str, Any] = {}
     if rank == 0:
         chosen, probes = choice.probes[cfg.method] if choice else \
-            choose_recipe(cfg, num_chars, state, source, fit, held, device, say)
+            choose_recipe(cfg, num_chars, state, source, fit, held, device, say, sizes=sizes)
         cfg.freeze, cfg.size = chosen.freeze, chosen.size
         evals = len(held[0]) + len(data.char_images) + _val_samples(data, cfg.method)
         again = len(fit[0]) + _refit_adds(data, len(held[0]), cfg.method) if _refit_planned(cfg, world) else 0

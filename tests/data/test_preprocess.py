@@ -3,7 +3,7 @@ from PIL import Image
 
 from captcha.config import AugmentConfig
 from captcha.data.augment import TrainTransform
-from captcha.data.preprocess import Preprocess, whole_captcha_size
+from captcha.data.preprocess import Preprocess, whole_captcha_size, whole_captcha_sizes
 
 
 def test_preprocess_shape_and_normalisation():
@@ -22,6 +22,13 @@ def test_whole_captcha_size_keeps_native_scale_and_aspect():
     assert whole_captcha_size([(40, 10)]) == (32, 128)  # tiny ones are scaled up
     assert whole_captcha_size([(10, 40)]) == (32, 16)  # never fewer than two feature columns
     assert whole_captcha_size([]) == (32, 128)
+
+
+def test_tall_captchas_are_also_probed_nearer_their_own_height():
+    assert whole_captcha_sizes([(200, 50)] * 3, height=48) == [(48, 192)]  # near the start's height: one size
+    assert whole_captcha_sizes([(90, 69)], height=48) == [(48, 64), (64, 80)]  # fine detail kept at 64 high
+    assert whole_captcha_sizes([(300, 200)], height=48)[1] == (96, 144)  # at most 96 high
+    assert whole_captcha_sizes([(90, 69)]) == [whole_captcha_size([(90, 69)])]  # no start height: its own already
 
 
 def test_train_transform_is_reproducible_per_seed():

@@ -48,6 +48,21 @@ def test_the_best_probe_wins_and_ties_go_to_the_cheaper_recipe(monkeypatch):
     assert (best.freeze, best.size) == ("layer2", (32, 32)) and len(probes) == len(said) == 6
 
 
+def test_ctc_probes_the_sizes_given_and_ties_on_whole_captchas_go_to_more_characters_read(monkeypatch):
+    chars = {48: 0.05, 64: 0.29}
+
+    def fake(probe, *a, **k):
+        probe.score, probe.char_score, probe.seconds, probe.samples = 0.0, chars[probe.size[0]], 1.0, 100
+        return probe
+
+    monkeypatch.setattr(recipe, "run_probe", fake)
+    cfg = TrainConfig(method="ctc")
+    best, probes = choose_recipe(cfg, 6, {}, "test", ([0], [0]), ([0], [0]), torch.device("cpu"), lambda _m: None,
+                                 sizes=[(48, 64), (64, 88)])
+    assert [p.size for p in probes] == [(48, 64), (64, 88)] and best.size == (64, 88)
+    assert [p.size for p in candidates(TrainConfig(method="ctc", size=(32, 96)), True, [(48, 64)])] == [(32, 96)]
+
+
 def test_auto_epochs_fill_the_budget_within_bounds():
     p = Probe("none", (32, 32), score=1.0, seconds=10.0, samples=1000)  # 10 ms a sample
     assert auto_epochs(TrainConfig(budget=240), p, 1000, spent=40) == 18  # 200 s left / (10 + 1 s an epoch)
@@ -115,7 +130,7 @@ def test_method_auto_compares_whole_captchas_on_one_slice(flat_captchas, monkeyp
     seen = {}
 
     def fake(probe, cfg, num_classes, state, source, fit, held, device, length=0):
-        seen.setdefault(cfg.method, (len(held[0]), length, cfg.size))
+        seen.setdefault(cfg.method, (len(held[0]), length, probe.size))
         string, chars = scores[cfg.method]
         probe.score = probe.string_score = string - (0.1 if probe.freeze == "all" else 0)
         probe.char_score = chars
