@@ -79,10 +79,17 @@ class Probe:
     char_score: float | None = None  # character accuracy on the slice's captchas (position by position)
     seconds: float = 0.0
     samples: int = 0  # training samples it went through
+    read_seconds: float = 0.0  # the forward pass over the slice, timed apart: it runs the whole network
+    read_samples: int = 0
 
     @property
     def seconds_per_sample(self) -> float:
         return self.seconds / max(self.samples, 1)
+
+    @property
+    def seconds_per_read(self) -> float:
+        """One network input read (no gradients, nothing cached), as measured; else a third of a training sample."""
+        return self.read_seconds / self.read_samples if self.read_samples else self.seconds_per_sample / 3
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -150,7 +157,10 @@ def run_probe(probe: Probe, cfg: TrainConfig, num_classes: int, state: dict[str,
                         bf16=train_in_bf16(cfg.bf16))
     probe.seconds = time.perf_counter() - t0
     probe.samples = len(images) * PROBE_EPOCHS
-    logits = predict(model, np.stack([pre(im) for im in held[0]]))
+    held_x = np.stack([pre(im) for im in held[0]])
+    t0 = time.perf_counter()
+    logits = predict(model, held_x)
+    probe.read_seconds, probe.read_samples = time.perf_counter() - t0, len(held_x)
     if cfg.method == "ctc":
         charset = Charset(cfg.charset)
         read = string_metrics([s.text for s in decode(logits, charset, "ctc")], [charset.decode(y) for y in held[1]])
@@ -185,11 +195,12 @@ def choose_recipe(cfg: TrainConfig, num_classes: int, state: dict[str, torch.Ten
 
 
 def auto_epochs(cfg: TrainConfig, probe: Probe, train_samples: int, spent: float, eval_samples: int = 0,
-                refit_samples: int = 0) -> int:
-    """As many epochs as the rest of the budget allows at the probe's measured speed: each trains on
-    ``train_samples`` and then reads ``eval_samples`` (validation and the held-out slice, a forward pass
-    costing about a third of a training step), and a refit planned after it trains as many epochs on
-    ``refit_samples``; at most :data:`AUTO_EPOCHS`'s, or on a small set as many as make
+                refit_samples: int = 0, refit_eval_samples: int = 0) -> int:
+    """As many epochs as the rest of the budget allows at the probe's measured speeds: each trains on
+    ``train_samples`` and then reads ``eval_samples`` (validation and the held-out slice, at the cost of
+    the probe's own reading of the slice: with a frozen backbone training runs on cached features, but
+    reading runs the whole network), and a refit planned after it trains as many epochs on
+    ``refit_samples`` (reading ``refit_eval_samples`` after each); at most :data:`AUTO_EPOCHS`'s, or on a small set as many as make
     :data:`AUTO_MIN_STEPS` optimizer steps."""
     if cfg.epochs:
         return cfg.epochs
@@ -197,9 +208,9 @@ def auto_epochs(cfg: TrainConfig, probe: Probe, train_samples: int, spent: float
     hi = max(hi, math.ceil(AUTO_MIN_STEPS / math.ceil(max(train_samples, 1) / cfg.batch_size)))
     if not probe.samples:
         return hi if probe.freeze == "all" else max(lo, hi // 2)  # nothing measured: a middle course
-    per_epoch = probe.seconds_per_sample * (train_samples + eval_samples / 3) + 1.0  # + checkpoints
+    per_epoch = probe.seconds_per_sample * train_samples + probe.seconds_per_read * eval_samples + 1.0  # + checkpoints
     if refit_samples:
-        per_epoch += probe.seconds_per_sample * refit_samples + 1.0
+        per_epoch += probe.seconds_per_sample * refit_samples + probe.seconds_per_read * refit_eval_samples + 1.0
     return int(min(hi, max(lo, (cfg.budget - spent) // per_epoch)))
 
 

@@ -203,7 +203,7 @@ def train(cfg: TrainConfig, say: Callable[[str], None] = log.info, progress: boo
     history: list[dict[str, Any]] = []
     start_epoch = 0
     keeper = EpochKeeper(len(held[0]), cfg.epochs, cfg.patience)
-    train_seconds = 0.0
+    train_seconds = val_seconds = 0.0
     if resume:
         model.load_state_dict(resume["model"])
         opt.load_state_dict(resume["optimizer"])
@@ -262,8 +262,10 @@ def train(cfg: TrainConfig, say: Callable[[str], None] = log.info, progress: boo
         train_seconds += time.perf_counter() - t0
         if rank != 0:
             continue  # rank 0 validates and writes; DDP keeps every rank's weights identical
+        t0 = time.perf_counter()
         metrics = validate(model, char_x, np.asarray(data.char_targets), cap_x, cap_labels, charset, data.length,
                            cfg.method)
+        val_seconds += time.perf_counter() - t0
         held_metrics = select(model)
         history.append({"epoch": epoch + 1, "loss": loss, "train_seconds": train_seconds, **metrics,
                         "select": held_metrics})
@@ -300,8 +302,9 @@ def train(cfg: TrainConfig, say: Callable[[str], None] = log.info, progress: boo
         final["calibration"] = {"temperature": t, "held_out": len(y), "nll": nll(logits, y),
                                 "nll_calibrated": nll(logits, y, t)}
     added = _refit_adds(data, len(held[0]), cfg.method)
+    epoch_seconds = (train_seconds + (val_seconds if _refit_validates(data) else 0.0)) / max(len(history), 1)
     refitting = final is not None and _refit_planned(cfg, world) and \
-        _refit_wanted(cfg, keeper.best_epoch, len(fit[0]), added, train_seconds / max(len(history), 1), started, say)
+        _refit_wanted(cfg, keeper.best_epoch, len(fit[0]), added, epoch_seconds, started, say)
     if final is not None:
         final["warnings"] = problems
         final["self_training"] = {"pseudo_labelled": len(pseudo)} if pseudo else None
@@ -332,10 +335,21 @@ def _val_samples(data: TrainingData, method: str) -> int:
     return len(data.captchas) * (1 if method == "ctc" else data.length)
 
 
+def _val_reads(data: TrainingData, method: str) -> int:
+    """Network inputs one validation pass reads: the val characters and the val captchas."""
+    return len(data.char_images) + _val_samples(data, method)
+
+
+def _refit_validates(data: TrainingData) -> bool:
+    """Whether a refit keeps validating: on the course layout's val folders yes; a flat folder's
+    validation share is trained on instead."""
+    return data.split.get("layout") != "flat"
+
+
 def _refit_adds(data: TrainingData, held: int, method: str) -> int:
     """Samples a refit trains on beyond the first fit's: the held-out slice, and a flat folder's
-    validation share (the course layout's validation folders stay out)."""
-    return held + (_val_samples(data, method) if data.split.get("layout") == "flat" else 0)
+    validation share."""
+    return held + (0 if _refit_validates(data) else _val_samples(data, method))
 
 
 def _refit_planned(cfg: TrainConfig, world: int) -> bool:
@@ -507,9 +521,11 @@ def _choose(cfg: TrainConfig, charset: Charset, data: TrainingData, fit: tuple[l
         chosen, probes = choice.probes[cfg.method] if choice else \
             choose_recipe(cfg, num_chars, state, source, fit, held, device, say, sizes=sizes)
         cfg.freeze, cfg.size = chosen.freeze, chosen.size
-        evals = len(held[0]) + len(data.char_images) + _val_samples(data, cfg.method)
-        again = len(fit[0]) + _refit_adds(data, len(held[0]), cfg.method) if _refit_planned(cfg, world) else 0
-        cfg.epochs = auto_epochs(cfg, chosen, len(fit[0]), time.perf_counter() - started, evals, again)
+        evals = len(held[0]) + _val_reads(data, cfg.method)
+        refit = _refit_planned(cfg, world)
+        again = len(fit[0]) + _refit_adds(data, len(held[0]), cfg.method) if refit else 0
+        again_reads = _val_reads(data, cfg.method) if refit and _refit_validates(data) else 0
+        cfg.epochs = auto_epochs(cfg, chosen, len(fit[0]), time.perf_counter() - started, evals, again, again_reads)
         if probes:
             say(f"chosen: freeze={cfg.freeze}, input {cfg.size[0]}x{cfg.size[1]}, {cfg.epochs} epochs "
                 f"(the best of {len(probes)} probes on the held-out slice; --freeze/--input-size/--epochs override)")

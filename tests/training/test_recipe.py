@@ -67,6 +67,14 @@ def test_auto_epochs_fill_the_budget_within_bounds():
     p = Probe("none", (32, 32), score=1.0, seconds=10.0, samples=1000)  # 10 ms a sample
     assert auto_epochs(TrainConfig(budget=240), p, 1000, spent=40) == 18  # 200 s left / (10 + 1 s an epoch)
     assert auto_epochs(TrainConfig(budget=240), p, 1000, spent=40, eval_samples=1500) == 12  # + 5 s reading
+    # reading timed by the probe (a frozen backbone trains on cached features; reading runs it all): 20 ms each
+    timed = Probe("all", (32, 32), score=1.0, seconds=10.0, samples=1000, read_seconds=2.0, read_samples=100)
+    assert auto_epochs(TrainConfig(budget=240), timed, 1000, spent=40, eval_samples=1500) == 4  # 10 + 30 + 1 s
+    # a refit that validates too (the course layout): 41 s, and again 10 + 2 + 1 s for its 1000 and 100 reads
+    assert auto_epochs(TrainConfig(budget=240), timed, 1000, spent=40, eval_samples=1500, refit_samples=1000,
+                       refit_eval_samples=100) == 3
+    assert auto_epochs(TrainConfig(budget=600), timed, 1000, spent=40, eval_samples=1500, refit_samples=1000,
+                       refit_eval_samples=100) == 10  # 560 // 54
     # a refit planned on 1500 samples after each epoch's 11 s: 15 + 1 s more an epoch
     assert auto_epochs(TrainConfig(budget=240), p, 1000, spent=40, refit_samples=1500) == 7
     assert auto_epochs(TrainConfig(budget=240), p, 10_000, spent=40) == 3  # the least
