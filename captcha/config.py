@@ -137,6 +137,11 @@ RESUME_OVERRIDES = ("epochs", "out", "device", "resume", "synth_if_missing")  # 
 # What `--freeze auto` and `--input-size auto` try, and how hard (training.recipe).
 PROBE_FREEZES = ("all", "layer2", "none")
 PROBE_SIZES = ((32, 32), (64, 64))
+# CTC reads at the general reader's own height; captchas at least CTC_TALL times taller are also probed
+# nearer their own height, at most CTC_MAX_HEIGHT: on lso-halftone-lower5 (69 px, tuned on) CTC at 48x64
+# read 1.2%, at 72x96 27.2%; on the unseen lso-halftone-band4 the taller probe won and read 80.4% (48 px: 40.8%)
+CTC_TALL = 1.25
+CTC_MAX_HEIGHT = 96
 PROBE_SAMPLES = 360  # training samples a probe sees per epoch (at most): ~25 s for all six probes here
 # Every probe gets the same epochs. Giving frozen recipes more (equal compute) was measured worse on the
 # leave-style-out sets (`captcha bench generalize`: 63% mean full-string against 85%): it favours

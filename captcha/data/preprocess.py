@@ -13,6 +13,8 @@ from typing import Any, Sequence
 import numpy as np
 from PIL import Image
 
+from ..config import CTC_MAX_HEIGHT, CTC_TALL
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -73,17 +75,13 @@ def whole_captcha_size(sizes: Sequence[tuple[int, int]], stride: int = 8, height
     return (height, width)
 
 
-TALL = 1.25  # captchas this many times taller than the start's height lose detail when shrunk to it
-MAX_HEIGHT = 96
-
-
 def whole_captcha_sizes(sizes: Sequence[tuple[int, int]], stride: int = 8,
                         height: int | None = None) -> list[tuple[int, int]]:
     """The inputs worth probing for whole captchas: :func:`whole_captcha_size`'s, and, when the captchas
     are much taller than the start's ``height`` (fine strokes, dot screens that shrinking would blur
-    away), one nearer their own height (a multiple of 16, at most :data:`MAX_HEIGHT`)."""
+    away), one nearer their own height (a multiple of 16, at most ``CTC_MAX_HEIGHT``)."""
     first = whole_captcha_size(sizes, stride, height)
     h = float(np.median([s[1] for s in sizes])) if sizes else 0.0
-    if not height or h < TALL * height:
+    if not height or h < CTC_TALL * height:
         return [first]
-    return [first, whole_captcha_size(sizes, stride, int(min(MAX_HEIGHT, max(height + 16, 16 * round(h / 16)))))]
+    return [first, whole_captcha_size(sizes, stride, int(min(CTC_MAX_HEIGHT, max(height + 16, 16 * round(h / 16)))))]
