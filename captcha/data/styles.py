@@ -8,8 +8,8 @@ with stripes over a lattice of grid lines, ink eroded into holes, pixelation, mo
 code on Pillow, numpy and scipy; every cell is drawn from its own seed.
 
 ``CAPTCHA_STYLES`` are whole captchas in those styles (glyphs on one canvas, touching, overlapping, on
-a bent baseline, in a band of a larger canvas): sites that the general reader and every default of
-`captcha train` met for the first time in the benchmark (``write_captcha_set``; bench/real.py).
+a bent baseline, in a band of a larger canvas): sites no pretraining drew, for the benchmark
+(``write_captcha_set``; bench/real.py); which of them a default was set on is said beside them.
 """
 
 from __future__ import annotations
