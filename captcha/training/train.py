@@ -522,9 +522,9 @@ def _choose(cfg: TrainConfig, charset: Charset, data: TrainingData, fit: tuple[l
             choose_recipe(cfg, num_chars, state, source, fit, held, device, say, sizes=sizes)
         cfg.freeze, cfg.size = chosen.freeze, chosen.size
         evals = len(held[0]) + _val_reads(data, cfg.method)
-        refit = _refit_planned(cfg, world)
-        again = len(fit[0]) + _refit_adds(data, len(held[0]), cfg.method) if refit else 0
-        again_reads = _val_reads(data, cfg.method) if refit and _refit_validates(data) else 0
+        planned = _refit_planned(cfg, world)
+        again = len(fit[0]) + _refit_adds(data, len(held[0]), cfg.method) if planned else 0
+        again_reads = _val_reads(data, cfg.method) if planned and _refit_validates(data) else 0
         cfg.epochs = auto_epochs(cfg, chosen, len(fit[0]), time.perf_counter() - started, evals, again, again_reads)
         if probes:
             say(f"chosen: freeze={cfg.freeze}, input {cfg.size[0]}x{cfg.size[1]}, {cfg.epochs} epochs "
