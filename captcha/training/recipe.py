@@ -131,9 +131,11 @@ def make_network(cfg: TrainConfig, num_classes: int, state: dict[str, torch.Tens
 
 
 def run_probe(probe: Probe, cfg: TrainConfig, num_classes: int, state: dict[str, torch.Tensor] | None, source: str,
-              fit: tuple[list, list], held: tuple[list, list], device: torch.device, length: int = 0) -> Probe:
+              fit: tuple[list, list], held: tuple[list, list], device: torch.device, length: int = 0,
+              epochs: int = PROBE_EPOCHS) -> Probe:
     """Train ``probe``'s recipe briefly on ``fit`` (images, targets) and score it on ``held``; with the
-    captcha ``length`` (held-out crops in whole captchas) also per whole captcha."""
+    captcha ``length`` (held-out crops in whole captchas) also per whole captcha. With no ``epochs``,
+    the start as it is."""
     t0 = time.perf_counter()
     torch.manual_seed(seed_for(cfg.seed, "probe-init") % 2 ** 63)  # a fresh head: the same probe, whatever ran before
     rng = random.Random(seed_for(cfg.seed, "probe"))
@@ -147,16 +149,16 @@ def run_probe(probe: Probe, cfg: TrainConfig, num_classes: int, state: dict[str,
     opt = make_optimizer([p for p in model.parameters() if p.requires_grad], cfg.optimizer, cfg.peak_lr,
                          cfg.weight_decay)
     steps = math.ceil(len(images) / cfg.batch_size)
-    sched = make_schedule(opt, cfg.schedule, cfg.peak_lr, steps * PROBE_EPOCHS)
+    sched = make_schedule(opt, cfg.schedule, cfg.peak_lr, max(steps * epochs, 1))
     loss_fn = CTCLoss() if cfg.method == "ctc" else nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
-    for epoch in range(PROBE_EPOCHS):
+    for epoch in range(epochs):
         x = pass_images(images, transform, cfg.seed, epoch)
         inputs = frozen_outputs(model, x, stop) if stop else x
         order = torch.randperm(len(targets), generator=torch.Generator().manual_seed(seed_for(cfg.seed, "probe", epoch)))
         train_one_epoch(net, indexed_batches(inputs, targets, order, cfg.batch_size), opt, sched, loss_fn,
                         bf16=train_in_bf16(cfg.bf16))
     probe.seconds = time.perf_counter() - t0
-    probe.samples = len(images) * PROBE_EPOCHS
+    probe.samples = len(images) * epochs
     held_x = np.stack([pre(im) for im in held[0]])
     t0 = time.perf_counter()
     logits = predict(model, held_x)
@@ -244,11 +246,13 @@ def choose_method(cfg: TrainConfig, charset: Charset, device: torch.device, say:
                   extra: list | None = None) -> MethodChoice:
     """``--method auto``: split-and-classify against whole-captcha CTC, each probed briefly from its own
     start (the glyph backbone; the general reader) and scored by full-string accuracy on the same
-    held-out slice of the training captchas. Equal full-string scores (likely on the few captchas of a
+    held-out slice of the training captchas; a start that reads already (the general reader) scores at
+    least what it reads before training. Equal full-string scores (likely on the few captchas of a
     small set's slice) go to the better character accuracy, then to classify, the course's method."""
     probes: dict[str, tuple[Probe, list[Probe]]] = {}
     datas: dict[str, TrainingData] = {}
     starts: dict[str, tuple[str, dict[str, torch.Tensor] | None]] = {}
+    scores: dict[str, tuple[float, float]] = {}  # method -> (whole captchas, characters) read of the slice
     held_n = 0
     for method in METHODS:
         mcfg = dataclasses.replace(cfg, method=method)
@@ -266,7 +270,16 @@ def choose_method(cfg: TrainConfig, charset: Charset, device: torch.device, say:
         mcfg.lr = start_lr(mcfg, source)
         probes[method] = choose_recipe(mcfg, len(charset), state, source, fit, held, device, say, data.length,
                                        always=True, sizes=sizes)
-    scores = {m: (_or(best.string_score), _or(best.char_score)) for m, (best, _) in probes.items()}
+        best = probes[method][0]
+        scores[method] = (_or(best.string_score), _or(best.char_score))
+        if reads_already(source) and held[0]:
+            # training keeps the untrained reader when no epoch reads the slice better (epoch 0), so the
+            # method is worth at least what the reader reads before training; a short probe can read less
+            start = run_probe(Probe("none", best.size, method), mcfg, len(charset), state, source, fit, held, device,
+                              data.length, epochs=0)
+            say(f"the start ({source}) before training: {100 * _or(start.string_score):.2f}% of the held-out "
+                f"training captchas ({100 * _or(start.char_score):.2f}% of characters)")
+            scores[method] = max(scores[method], (_or(start.string_score), _or(start.char_score)))
     method = max(METHODS, key=lambda m: (round(scores[m][0], 4), round(scores[m][1], 4), m == "classify"))
     say("method auto: " + ", ".join(f"{m} {100 * s:.2f}% ({100 * c:.2f}% of characters)" for m, (s, c) in scores.items())
         + f" of {held_n} held-out training captchas read whole; chosen: {method} (--method overrides)")

@@ -156,6 +156,28 @@ def test_method_auto_compares_whole_captchas_on_one_slice(flat_captchas, monkeyp
     assert [row["chosen"] for row in choice.table()] == [expected == "classify", expected == "ctc"]
 
 
+@pytest.mark.parametrize("reads", [True, False])
+def test_method_auto_counts_what_the_general_reader_reads_before_training(flat_captchas, monkeypatch, reads):
+    # a short CTC probe from the reader can read the slice worse than the reader did before it (as on a
+    # 100-captcha site: 30.6% of characters after the probe, 64.6% untrained); training keeps the better
+    def fake(probe, cfg, num_classes, state, source, fit, held, device, length=0, epochs=recipe.PROBE_EPOCHS):
+        untrained = {"classify": (0.0, 0.1), "ctc": (0.3, 0.65)}[cfg.method]
+        trained = {"classify": (0.0, 0.5), "ctc": (0.0, 0.3)}[cfg.method]
+        probe.string_score, probe.char_score = trained if epochs else untrained
+        probe.score = probe.string_score if cfg.method == "ctc" else probe.char_score
+        probe.seconds, probe.samples = 1.0, 10 * epochs
+        return probe
+
+    monkeypatch.setattr(recipe, "run_probe", fake)
+    monkeypatch.setattr(recipe, "reads_already", lambda source: reads)
+    said = []
+    choice = recipe.choose_method(TrainConfig(data=str(flat_captchas), charset="ABC123", pretrained="glyphs"),
+                                  Charset("ABC123"), torch.device("cpu"), said.append)
+    assert choice.method == ("ctc" if reads else "classify")
+    assert any("before training" in line for line in said) == reads
+    assert choice.probes["ctc"][0].samples > 0  # the recipe trained on is a probe that trained, never the start
+
+
 def test_method_auto_with_single_characters_to_learn_from_is_classify(tiny_data, tmp_path):
     from captcha.training.train import train
 
