@@ -140,15 +140,20 @@ def _degrade(img: Image.Image, rng: random.Random) -> Image.Image:
     return img
 
 
+def in_band(img: Image.Image, rng: random.Random, size: tuple[int, int], colour: tuple[int, ...]) -> Image.Image:
+    """``img`` pasted at a random place of a ``size`` canvas of ``colour``: a captcha with blank margins."""
+    out = Image.new("RGB", size, colour)
+    out.paste(img, (rng.randint(0, size[0] - img.width), rng.randint(0, size[1] - img.height)))
+    return out
+
+
 def _margins(img: Image.Image, rng: random.Random) -> Image.Image:
     """The captcha in a band of a larger canvas of its own background colour (or white)."""
     w, h = img.size
     big = (int(w * rng.uniform(1.0, 1.6)), int(h * rng.uniform(1.3, 3.0)))
     colour = tuple(int(v) for v in np.asarray(img)[[0, -1]][:, [0, -1]].reshape(-1, 3).mean(0)) \
         if rng.random() < 0.6 else (255, 255, 255)
-    out = Image.new("RGB", big, colour)
-    out.paste(img, (rng.randint(0, big[0] - w), rng.randint(0, big[1] - h)))
-    return out
+    return in_band(img, rng, big, colour)
 
 
 def render_captcha(text: str, rng: random.Random, fonts: Mapping[str, Sequence[str]], alphabet: str) -> Image.Image:

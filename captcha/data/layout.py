@@ -58,6 +58,16 @@ def _image_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if is_image_name(p.name))
 
 
+def write_labels_csv(folder: Path, rows: Iterable[tuple[str, str]]) -> Path:
+    """Write ``folder``/labels.csv from (file name, label) rows, as :func:`read_captcha_labels` reads it."""
+    path = folder / LABELS_FILE
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh, lineterminator="\n")
+        writer.writerow(("filename", "label"))
+        writer.writerows(rows)
+    return path
+
+
 def _read_labels_csv(labels_path: Path, found: list[Problem]) -> list[tuple[str, str]]:
     """(file name, label) rows of a labels.csv; rows naming files outside its folder, or one file
     twice with different labels, become problems."""

@@ -22,7 +22,9 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 from scipy import ndimage
 
+from .captchas import in_band
 from .fonts import held_out_files
+from .layout import write_labels_csv
 from .synth import seed_for
 
 
@@ -171,10 +173,8 @@ def render_styled_captcha(text: str, rng: random.Random, spec: HeldOutCaptcha) -
         x += m.shape[1] + gap
     img = _appearance(canvas, rng, style, SCALE)
     if spec.band:
-        big = Image.new("RGB", (int(img.width * rng.uniform(1.2, 1.6)), int(img.height * rng.uniform(1.8, 2.8))),
-                        (255, 255, 255))
-        big.paste(img, (rng.randint(0, big.width - img.width), rng.randint(0, big.height - img.height)))
-        img = big
+        size = (int(img.width * rng.uniform(1.2, 1.6)), int(img.height * rng.uniform(1.8, 2.8)))
+        img = in_band(img, rng, size, (255, 255, 255))
     return img
 
 
@@ -183,11 +183,11 @@ def write_captcha_set(name: str, out: Path, count: int = 1000, seed: int = 0) ->
     hands to `captcha train --data DIR`); each from its own seed, so the set is the same on every machine."""
     spec = CAPTCHA_STYLES[name]
     out.mkdir(parents=True, exist_ok=True)
-    lines = ["filename,label"]
+    rows = []
     for i in range(count):
         rng = random.Random(seed_for(seed, f"{name}/{i}"))
         text = "".join(rng.choice(spec.alphabet) for _ in range(spec.length))
         render_styled_captcha(text, rng, spec).save(out / f"{i:05d}.png")
-        lines.append(f"{i:05d}.png,{text}")
-    (out / "labels.csv").write_text("\n".join(lines) + "\n")
+        rows.append((f"{i:05d}.png", text))
+    write_labels_csv(out, rows)
     return out

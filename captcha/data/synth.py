@@ -8,7 +8,6 @@ for a given seed and independent of generation order.
 
 from __future__ import annotations
 
-import csv
 import functools
 import hashlib
 import logging
@@ -22,6 +21,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 from ..config import SynthConfig
+from .layout import write_labels_csv
 
 log = logging.getLogger(__name__)
 
@@ -224,8 +224,5 @@ def _write_captchas(folder: Path, cells: dict[str, list[Image.Image]], n: int, c
         name = f"{label}_{k:04d}.png"
         concat_captcha(picks).save(folder / name)
         rows.append((name, label))
-    with open(folder / "labels.csv", "w", newline="", encoding="utf-8") as fh:
-        writer = csv.writer(fh, lineterminator="\n")
-        writer.writerow(("filename", "label"))
-        writer.writerows(rows)
+    write_labels_csv(folder, rows)
     return n

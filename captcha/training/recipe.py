@@ -113,11 +113,9 @@ def candidates(cfg: TrainConfig, pretrained: bool, sizes: Sequence[tuple[int, in
     return [Probe(f, tuple(s), cfg.method) for s in sizes for f in freezes]
 
 
-def ctc_sizes(cfg: TrainConfig, images: list, source: str) -> list[tuple[int, int]]:
-    """Whole-captcha input sizes to probe for ``images`` read from ``source``: the one given, else
-    the start's height (and a taller one for tall captchas, see :func:`whole_captcha_sizes`)."""
-    if cfg.size:
-        return [tuple(cfg.size)]
+def ctc_sizes(images: list, source: str) -> list[tuple[int, int]]:
+    """Whole-captcha input sizes to probe for ``images`` read from ``source``: at the start's height (and
+    a taller one for tall captchas, see :func:`whole_captcha_sizes`)."""
     return whole_captcha_sizes([im.size for im in images], height=start_height(source))
 
 
@@ -266,7 +264,7 @@ def choose_method(cfg: TrainConfig, charset: Charset, device: torch.device, say:
         sizes: list[tuple[int, int]] = []
         if method == "ctc":  # a given --input-size is for character crops; CTC reads whole captchas
             mcfg.size = None
-            sizes = ctc_sizes(mcfg, fit[0], source)
+            sizes = ctc_sizes(fit[0], source)
         mcfg.lr = start_lr(mcfg, source)
         probes[method] = choose_recipe(mcfg, len(charset), state, source, fit, held, device, say, data.length,
                                        always=True, sizes=sizes)

@@ -512,7 +512,8 @@ def _choose(cfg: TrainConfig, charset: Charset, data: TrainingData, fit: tuple[l
         say("no pretrained backbone found: training from random initialisation with full fine-tuning "
             "(get one with `captcha pretrain --source glyphs`, or put ImageNet's resnet18-f37072fd.pth "
             "in $TORCH_HOME/hub/checkpoints/)")
-    sizes = ctc_sizes(cfg, fit[0], source) if cfg.method == "ctc" and not choice else []  # auto: probed already
+    # --input-size given: probed as given; --method auto: probed already
+    sizes = ctc_sizes(fit[0], source) if cfg.method == "ctc" and not cfg.size and not choice else []
     if len(sizes) == 1:
         cfg.size = sizes[0]
     cfg.lr = start_lr(cfg, source)
