@@ -33,6 +33,7 @@ from ..config import (
     PROBE_SAMPLES,
     PROBE_SIZES,
     READER_LR,
+    READER_LR_FAR,
     TrainConfig,
 )
 from ..data.augment import TrainTransform
@@ -97,9 +98,26 @@ class Probe:
         return d
 
 
-def start_lr(cfg: TrainConfig, source: str) -> float | None:
-    """``--lr`` as given; else the gentler :data:`READER_LR` when training starts from the general reader."""
-    return cfg.lr if cfg.lr is not None or not reads_already(source) else READER_LR
+def start_lr(cfg: TrainConfig, source: str, reading: Probe | None = None) -> float | None:
+    """``--lr`` as given; else, from the general reader, a peak rate set by how much of the site it reads
+    before training (``reading``, see :func:`start_reading`): the gentle :data:`READER_LR` where it reads
+    every character of the held-out slice, rising geometrically to :data:`READER_LR_FAR` where it reads none
+    (no reading: the gentle one)."""
+    if cfg.lr is not None or not reads_already(source):
+        return cfg.lr
+    near = 1.0 if reading is None else min(max(_or(reading.char_score), 0.0), 1.0)
+    return READER_LR_FAR ** (1 - near) * READER_LR ** near
+
+
+def start_reading(cfg: TrainConfig, num_classes: int, state: dict[str, torch.Tensor] | None, source: str,
+                  fit: tuple[list, list], held: tuple[list, list], device: torch.device, length: int,
+                  size: tuple[int, int]) -> Probe | None:
+    """What a start that reads already (the general reader) reads of the held-out slice before any
+    training, at input ``size``: how close the site is to what it knows. None for any other start."""
+    if cfg.method != "ctc" or not reads_already(source) or not held[0]:
+        return None
+    return run_probe(Probe("none", tuple(size), cfg.method), cfg, num_classes, state, source, fit, held, device,
+                     length, epochs=0)
 
 
 def candidates(cfg: TrainConfig, pretrained: bool, sizes: Sequence[tuple[int, int]] = ()) -> list[Probe]:
@@ -234,6 +252,7 @@ class MethodChoice:
     held_out: int  # captchas in the slice
     data: TrainingData  # the chosen method's
     start: tuple[str, dict[str, torch.Tensor] | None]  # the chosen method's (source, weights)
+    lr: float | None  # the chosen method's peak learning rate (``start_lr``), as its probes trained
 
     def table(self) -> list[dict[str, Any]]:
         """One row per method: its best probe, as stored in the checkpoint's recipe."""
@@ -251,6 +270,7 @@ def choose_method(cfg: TrainConfig, charset: Charset, device: torch.device, say:
     datas: dict[str, TrainingData] = {}
     starts: dict[str, tuple[str, dict[str, torch.Tensor] | None]] = {}
     scores: dict[str, tuple[float, float]] = {}  # method -> (whole captchas, characters) read of the slice
+    lrs: dict[str, float | None] = {}
     held_n = 0
     for method in METHODS:
         mcfg = dataclasses.replace(cfg, method=method)
@@ -265,20 +285,23 @@ def choose_method(cfg: TrainConfig, charset: Charset, device: torch.device, say:
         if method == "ctc":  # a given --input-size is for character crops; CTC reads whole captchas
             mcfg.size = None
             sizes = ctc_sizes(fit[0], source)
-        mcfg.lr = start_lr(mcfg, source)
+        first = start_reading(mcfg, len(charset), state, source, fit, held, device, data.length, sizes[0]) \
+            if sizes else None
+        mcfg.lr = lrs[method] = start_lr(mcfg, source, first)
         probes[method] = choose_recipe(mcfg, len(charset), state, source, fit, held, device, say, data.length,
                                        always=True, sizes=sizes)
         best = probes[method][0]
         scores[method] = (_or(best.string_score), _or(best.char_score))
-        if reads_already(source) and held[0]:
+        if first is not None:
             # training keeps the untrained reader when no epoch reads the slice better (epoch 0), so the
             # method is worth at least what the reader reads before training; a short probe can read less
-            start = run_probe(Probe("none", best.size, method), mcfg, len(charset), state, source, fit, held, device,
-                              data.length, epochs=0)
+            start = first if best.size == first.size else \
+                start_reading(mcfg, len(charset), state, source, fit, held, device, data.length, best.size)
             say(f"the start ({source}) before training: {100 * _or(start.string_score):.2f}% of the held-out "
-                f"training captchas ({100 * _or(start.char_score):.2f}% of characters)")
+                f"training captchas ({100 * _or(start.char_score):.2f}% of characters); peak learning rate "
+                f"{mcfg.lr:.2g}")
             scores[method] = max(scores[method], (_or(start.string_score), _or(start.char_score)))
     method = max(METHODS, key=lambda m: (round(scores[m][0], 4), round(scores[m][1], 4), m == "classify"))
     say("method auto: " + ", ".join(f"{m} {100 * s:.2f}% ({100 * c:.2f}% of characters)" for m, (s, c) in scores.items())
         + f" of {held_n} held-out training captchas read whole; chosen: {method} (--method overrides)")
-    return MethodChoice(method, probes, datas["classify"].segment, held_n, datas[method], starts[method])
+    return MethodChoice(method, probes, datas["classify"].segment, held_n, datas[method], starts[method], lrs[method])

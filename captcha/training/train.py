@@ -96,6 +96,7 @@ from .recipe import (
     make_network,
     pass_images,
     start_lr,
+    start_reading,
 )
 from .selftrain import pseudo_labels, unlabelled_images
 
@@ -516,7 +517,10 @@ def _choose(cfg: TrainConfig, charset: Charset, data: TrainingData, fit: tuple[l
     sizes = ctc_sizes(fit[0], source) if cfg.method == "ctc" and not cfg.size and not choice else []
     if len(sizes) == 1:
         cfg.size = sizes[0]
-    cfg.lr = start_lr(cfg, source)
+    reading = None
+    if rank == 0 and not choice and (cfg.size or sizes):  # how close the site is to what the start reads
+        reading = start_reading(cfg, num_chars, state, source, fit, held, device, data.length, cfg.size or sizes[0])
+    cfg.lr = choice.lr if choice else start_lr(cfg, source, reading)
     recipe: dict[str, Any] = {}
     if rank == 0:
         chosen, probes = choice.probes[cfg.method] if choice else \
@@ -528,11 +532,12 @@ def _choose(cfg: TrainConfig, charset: Charset, data: TrainingData, fit: tuple[l
         again_reads = _val_reads(data, cfg.method) if planned and _refit_validates(data) else 0
         cfg.epochs = auto_epochs(cfg, chosen, len(fit[0]), time.perf_counter() - started, evals, again, again_reads)
         if probes:
-            say(f"chosen: freeze={cfg.freeze}, input {cfg.size[0]}x{cfg.size[1]}, {cfg.epochs} epochs "
-                f"(the best of {len(probes)} probes on the held-out slice; --freeze/--input-size/--epochs override)")
+            say(f"chosen: freeze={cfg.freeze}, input {cfg.size[0]}x{cfg.size[1]}, {cfg.epochs} epochs, peak learning "
+                f"rate {cfg.peak_lr:.2g} (the best of {len(probes)} probes on the held-out slice; --freeze/--input-size/--epochs override)")
         recipe = {"chosen": chosen.to_dict(), "probes": [p.to_dict() for p in probes], "held_out": len(held[0]),
                   "budget": cfg.budget, "methods": choice.table() if choice else []}
-    cfg.freeze, cfg.size, cfg.epochs, recipe = from_rank0([cfg.freeze, cfg.size, cfg.epochs, recipe], world)
+    cfg.freeze, cfg.size, cfg.epochs, cfg.lr, recipe = from_rank0([cfg.freeze, cfg.size, cfg.epochs, cfg.lr, recipe],
+                                                                  world)
     return cfg, make_network(cfg, num_chars, state, source, cfg.freeze), source, recipe
 
 

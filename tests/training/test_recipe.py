@@ -176,6 +176,22 @@ def test_method_auto_counts_what_the_general_reader_reads_before_training(flat_c
     assert choice.method == ("ctc" if reads else "classify")
     assert any("before training" in line for line in said) == reads
     assert choice.probes["ctc"][0].samples > 0  # the recipe trained on is a probe that trained, never the start
+    if reads:  # its probes and training learn at the rate what it reads of the slice calls for
+        assert choice.lr == pytest.approx(recipe.start_lr(TrainConfig(), "reader:x", Probe("none", (48, 96), "ctc",
+                                                                                          char_score=0.65)))
+
+
+def test_the_rate_from_the_general_reader_rises_as_it_reads_less_of_the_site():
+    cfg = TrainConfig()
+
+    def lr(chars):
+        return recipe.start_lr(cfg, "reader:x", Probe("none", (48, 96), "ctc", char_score=chars))
+
+    assert lr(1.0) == pytest.approx(recipe.READER_LR) and lr(0.0) == pytest.approx(recipe.READER_LR_FAR)
+    assert recipe.READER_LR < lr(0.9) < lr(0.5) < lr(0.1) < recipe.READER_LR_FAR
+    assert recipe.start_lr(cfg, "reader:x") == recipe.READER_LR  # nothing read: the gentle rate
+    assert recipe.start_lr(TrainConfig(lr=0.01), "reader:x", Probe("none", (48, 96), "ctc", char_score=0.0)) == 0.01
+    assert recipe.start_lr(cfg, "glyphs-v2", None) is None  # other starts: the optimizer's own default
 
 
 def test_method_auto_with_single_characters_to_learn_from_is_classify(tiny_data, tmp_path):
