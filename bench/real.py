@@ -7,7 +7,7 @@ generated once into runs/lso/; which of them are tuned-on is said there). Also: 
 reader with no training, ddddocr with no training (when `pip install ddddocr` is done), a reliability table of the confidences, and
 optionally a learning curve (the first 25, 100, 200 captchas to train on, the same test captchas).
 
-    python bench/real.py [--sets henan_digits4,sysu_alnum4,captcha_images_v2,lso-...] [--curve [--self-train] [--synthetic N] [--no-refit-too]]
+    python bench/real.py [--sets henan_digits4,sysu_alnum4,captcha_images_v2,lso-...] [--curve [--self-train] [--synthetic N] [--no-refit-too] [--rates R,...]]
 
 Both zero-shot readers are scored case-insensitively and restricted to the set's characters. The data
 lives beside the repository in ../shared/datasets/ and is never copied into it (links only).
@@ -132,7 +132,8 @@ def run_set(name: str, work: Path, budget: float | None, limit: int | None = Non
             variant: str = "plain", synthetic: int = 0) -> dict:
     """Train on the first ``limit`` (all) of the set's first 75% and score on its last 25%. Variants:
     ``unlabelled`` gives the rest of the first 75% as --unlabelled captchas; ``synthetic`` adds
-    ``synthetic`` style-matched synthetic captchas; ``no-refit`` keeps the first fit (--no-refit)."""
+    ``synthetic`` style-matched synthetic captchas; ``no-refit`` keeps the first fit (--no-refit); ``lr=R``
+    trains at the peak rate R (--lr R)."""
     train, test = split_set(name)
     tag = f"{name}-{limit or 'all'}-{variant}"
     folder = flat_folder(train[:limit] if limit else train, work / tag)
@@ -143,6 +144,8 @@ def run_set(name: str, work: Path, budget: float | None, limit: int | None = Non
         extra = ["--synthetic", str(synthetic)]
     elif variant == "no-refit":
         extra = ["--no-refit"]
+    elif variant.startswith("lr="):
+        extra = ["--lr", variant[3:]]
     out = work / f"{tag}.pt"
     result, wall = train_plain(folder, out, budget, extra)
     solver = load_solver(out)
@@ -173,6 +176,9 @@ def main() -> None:
                     help="In the curve, also train with this many style-matched synthetic captchas (--synthetic N).")
     ap.add_argument("--no-refit-too", action="store_true",
                     help="In the curve, also train with --no-refit (the first fit, without the refit on every captcha).")
+    ap.add_argument("--rates", default="",
+                    help="In the curve, also train with --lr R for each of these comma-separated rates (the peak rate "
+                         "given instead of the product's choice).")
     ap.add_argument("--budget", type=float, default=None, help="Passed to captcha train (default: its own).")
     ap.add_argument("--json", default="runs/bench-real.json")
     ap.add_argument("--keep", default=None, metavar="DIR",
@@ -197,7 +203,8 @@ def main() -> None:
                 print(json.dumps(zero[-1], default=str)[:400], flush=True)
             if args.curve and name in args.curve_sets.split(","):
                 variants = ["plain"] + (["unlabelled"] if args.self_train else []) + \
-                    (["synthetic"] if args.synthetic else []) + (["no-refit"] if args.no_refit_too else [])
+                    (["synthetic"] if args.synthetic else []) + (["no-refit"] if args.no_refit_too else []) + \
+                    [f"lr={r}" for r in args.rates.split(",") if r]
                 for k in map(int, args.curve_sizes.split(",")):
                     for variant in variants:
                         r = run_set(name, Path(tmp), args.budget, limit=k, solve_speed=False, variant=variant,
@@ -216,7 +223,8 @@ def main() -> None:
         unl = f"{r['unlabelled']} unlabelled ({st.get('pseudo_labelled', 0)} used, " \
               f"{'kept' if st.get('kept') else 'not kept'})" if r.get("unlabelled") else \
             f"{r['synthetic']} synthetic" if r.get("synthetic") else \
-            "- (--no-refit)" if r.get("variant") == "no-refit" else "-"
+            "- (--no-refit)" if r.get("variant") == "no-refit" else \
+            f"- (--lr {r['variant'][3:]})" if r.get("variant", "").startswith("lr=") else "-"
         print(f"| {r['set']} | {r['train_captchas']} | {unl} | {r['method']} | {_pct(r['string_acc'])} | {_pct(r['char_acc'])} "
               f"| {_pct(r['rejection_at_95'].get('wrong_rejected', float('nan')))} | {_pct(r['reliability']['ece'])} "
               f"| {r['train_wall_s']:.0f} s | {rate} |")

@@ -252,7 +252,7 @@ class MethodChoice:
     held_out: int  # captchas in the slice
     data: TrainingData  # the chosen method's
     start: tuple[str, dict[str, torch.Tensor] | None]  # the chosen method's (source, weights)
-    lr: float | None  # the chosen method's peak learning rate (``start_lr``), as its probes trained
+    reading: Probe | None  # what the chosen method's start read of the slice before training (``start_reading``)
 
     def table(self) -> list[dict[str, Any]]:
         """One row per method: its best probe, as stored in the checkpoint's recipe."""
@@ -270,7 +270,7 @@ def choose_method(cfg: TrainConfig, charset: Charset, device: torch.device, say:
     datas: dict[str, TrainingData] = {}
     starts: dict[str, tuple[str, dict[str, torch.Tensor] | None]] = {}
     scores: dict[str, tuple[float, float]] = {}  # method -> (whole captchas, characters) read of the slice
-    lrs: dict[str, float | None] = {}
+    readings: dict[str, Probe | None] = {}
     held_n = 0
     for method in METHODS:
         mcfg = dataclasses.replace(cfg, method=method)
@@ -285,9 +285,9 @@ def choose_method(cfg: TrainConfig, charset: Charset, device: torch.device, say:
         if method == "ctc":  # a given --input-size is for character crops; CTC reads whole captchas
             mcfg.size = None
             sizes = ctc_sizes(fit[0], source)
-        first = start_reading(mcfg, len(charset), state, source, fit, held, device, data.length, sizes[0]) \
-            if sizes else None
-        mcfg.lr = lrs[method] = start_lr(mcfg, source, first)
+        first = readings[method] = start_reading(mcfg, len(charset), state, source, fit, held, device, data.length,
+                                                 sizes[0]) if sizes else None
+        mcfg.lr = start_lr(mcfg, source, first)  # the probes learn at the rate training will
         probes[method] = choose_recipe(mcfg, len(charset), state, source, fit, held, device, say, data.length,
                                        always=True, sizes=sizes)
         best = probes[method][0]
@@ -304,4 +304,5 @@ def choose_method(cfg: TrainConfig, charset: Charset, device: torch.device, say:
     method = max(METHODS, key=lambda m: (round(scores[m][0], 4), round(scores[m][1], 4), m == "classify"))
     say("method auto: " + ", ".join(f"{m} {100 * s:.2f}% ({100 * c:.2f}% of characters)" for m, (s, c) in scores.items())
         + f" of {held_n} held-out training captchas read whole; chosen: {method} (--method overrides)")
-    return MethodChoice(method, probes, datas["classify"].segment, held_n, datas[method], starts[method], lrs[method])
+    return MethodChoice(method, probes, datas["classify"].segment, held_n, datas[method], starts[method],
+                        readings[method])

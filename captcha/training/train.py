@@ -517,10 +517,10 @@ def _choose(cfg: TrainConfig, charset: Charset, data: TrainingData, fit: tuple[l
     sizes = ctc_sizes(fit[0], source) if cfg.method == "ctc" and not cfg.size and not choice else []
     if len(sizes) == 1:
         cfg.size = sizes[0]
-    reading = None
-    if rank == 0 and not choice and (cfg.size or sizes):  # how close the site is to what the start reads
+    reading = choice.reading if choice else None  # how close the site is to what the start reads
+    if rank == 0 and not choice and (cfg.size or sizes):
         reading = start_reading(cfg, num_chars, state, source, fit, held, device, data.length, cfg.size or sizes[0])
-    cfg.lr = choice.lr if choice else start_lr(cfg, source, reading)
+    cfg.lr = start_lr(cfg, source, reading)
     recipe: dict[str, Any] = {}
     if rank == 0:
         chosen, probes = choice.probes[cfg.method] if choice else \
@@ -532,10 +532,12 @@ def _choose(cfg: TrainConfig, charset: Charset, data: TrainingData, fit: tuple[l
         again_reads = _val_reads(data, cfg.method) if planned and _refit_validates(data) else 0
         cfg.epochs = auto_epochs(cfg, chosen, len(fit[0]), time.perf_counter() - started, evals, again, again_reads)
         if probes:
-            say(f"chosen: freeze={cfg.freeze}, input {cfg.size[0]}x{cfg.size[1]}, {cfg.epochs} epochs, peak learning "
-                f"rate {cfg.peak_lr:.2g} (the best of {len(probes)} probes on the held-out slice; --freeze/--input-size/--epochs override)")
+            say(f"chosen: freeze={cfg.freeze}, input {cfg.size[0]}x{cfg.size[1]}, {cfg.epochs} epochs, peak "
+                f"learning rate {cfg.peak_lr:.2g} (the best of {len(probes)} probes on the held-out slice; "
+                "--freeze/--input-size/--epochs/--lr override)")
         recipe = {"chosen": chosen.to_dict(), "probes": [p.to_dict() for p in probes], "held_out": len(held[0]),
-                  "budget": cfg.budget, "methods": choice.table() if choice else []}
+                  "budget": cfg.budget, "methods": choice.table() if choice else [],
+                  "start_reading": reading.to_dict() if reading else None}
     cfg.freeze, cfg.size, cfg.epochs, cfg.lr, recipe = from_rank0([cfg.freeze, cfg.size, cfg.epochs, cfg.lr, recipe],
                                                                   world)
     return cfg, make_network(cfg, num_chars, state, source, cfg.freeze), source, recipe

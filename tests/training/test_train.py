@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from captcha.config import TrainConfig
+from captcha.config import READER_LR, READER_LR_FAR, TrainConfig
 from captcha.nn.checkpoint import load_checkpoint
 from captcha.nn.networks import DEFAULT_GLYPHS, SHIPPED_BACKBONES
 from captcha.training.train import train
@@ -121,12 +121,14 @@ def test_ctc_reads_whole_captchas(flat_captchas, tmp_path):
 
     out = tmp_path / "ctc.pt"
     # the default start for CTC: the general reader (its trunk, and its head rows mapped onto ABC123), read
-    # at the reader's own 48 px and at its gentler rate
+    # at the reader's own 48 px and at the rate what it reads of the site before training calls for
     train(_cfg(flat_captchas, out, method="ctc", pretrained="auto", epochs=20, batch_size=8, val_fraction=0.25,
                size=None, refit=False))
     ck = load_checkpoint(out)
     assert ck["method"] == "ctc" and ck["pretrained"] == "reader:reader-ctc.pt"
-    assert ck["preprocess"]["size"][0] == 48 and ck["train_config"]["lr"] == 5e-4
+    near = ck["recipe"]["start_reading"]["char_score"]  # the share of the slice the reader read untrained
+    assert ck["preprocess"]["size"][0] == 48 and ck["recipe"]["start_reading"]["samples"] == 0
+    assert ck["train_config"]["lr"] == pytest.approx(READER_LR_FAR ** (1 - near) * READER_LR ** near)
     assert ck["model"]["fc.weight"].shape[0] == 7  # 6 characters + the CTC blank
     assert ck["metrics"]["captcha_char_acc"] >= 0.6, ck["metrics"]  # chance is 1/6 per character
     held = [flat_captchas / name for name in ck["split"]["val_files"]]
