@@ -7,7 +7,8 @@ generated once into runs/lso/; which of them are tuned-on is said there). Also: 
 reader with no training, ddddocr with no training (when `pip install ddddocr` is done), a reliability table of the confidences, and
 optionally a learning curve (the first 25, 100, 200 captchas to train on, the same test captchas).
 
-    python bench/real.py [--sets henan_digits4,sysu_alnum4,captcha_images_v2,lso-...] [--curve [--self-train] [--synthetic N] [--no-refit-too] [--rates R,...]]
+    python bench/real.py [--sets henan_digits4,sysu_alnum4,captcha_images_v2,lso-...]
+        [--curve [--self-train] [--synthetic N] [--no-refit-too] [--rates R,...]]
 
 Both zero-shot readers are scored case-insensitively and restricted to the set's characters. The data
 lives beside the repository in ../shared/datasets/ and is never copied into it (links only).

@@ -348,8 +348,9 @@ def pretrain(source, data_path, out, steps, batch_size, lr, seed, workers, eval_
 @click.option("--batch-size", type=POSITIVE, default=TrainConfig.batch_size, help="Images per step.")
 @click.option("--optimizer", type=click.Choice(OPTIMIZERS), default=TrainConfig.optimizer,
               help="adamw (tuned default) or the course's SGD with momentum 0.9.")
-@click.option("--lr", type=POSITIVE_FLOAT, default=None, help="Peak learning rate [default: 2e-3 AdamW, 0.05 SGD; from the general reader "
-              "5e-4 to 4e-3, higher the less of the site it reads before training].")
+@click.option("--lr", type=POSITIVE_FLOAT, default=None,
+              help="Peak learning rate [default: 2e-3 AdamW, 0.05 SGD; from the general reader 5e-4 to 4e-3, "
+                   "higher the less of the site it reads before training].")
 @click.option("--schedule", type=click.Choice(SCHEDULES), default=TrainConfig.schedule)
 @click.option("--seed", default=TrainConfig.seed)
 @click.option("--no-augment", is_flag=True, help="Switch augmentation off.")
