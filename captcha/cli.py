@@ -291,24 +291,32 @@ def _sizes(text: str | None) -> tuple[int, ...] | None:
 @click.option("--pretrained", "start", default=None,
               help="captchas only: where the reader starts [default: glyphs, the shipped backbone; reader: the shipped "
                    "reader, head and all, for a further cycle on today's synthesis; or a PATH: a ResNet-18 trunk].")
+@click.option("--minutes", type=POSITIVE_FLOAT, default=None,
+              help="captchas only: train for this long instead of --steps (the rate's schedule runs on the clock).")
+@click.option("--device", type=click.Choice(DEVICES), default=None, help="captchas only: where to train [default: auto].")
+@click.option("--reuse", type=POSITIVE, default=None,
+              help="captchas only: steps per rendered batch, the extra ones drawn from a pool of recent batches on "
+                   "the device; keeps a GPU busy while the workers render [default: 1].")
 @click.option("--resume", is_flag=True, help="Continue a killed run from <out>.last.pt.")
 @click.option("--trust-pickle", is_flag=True,
               help="Read CIFAR-10's pickled batches (cifar-10-batches-py); unpickling runs code, so only files you trust.")
 @json_option
-def pretrain(source, data_path, out, steps, batch_size, lr, seed, workers, eval_every, sizes, start, resume,
-             trust_pickle, as_json) -> None:
+def pretrain(source, data_path, out, steps, batch_size, lr, seed, workers, eval_every, sizes, start, minutes, device,
+             reuse, resume, trust_pickle, as_json) -> None:
     """Pretrain offline: a ResNet-18 backbone (for `captcha train --pretrained PATH`) or the general reader."""
     given = {k: v for k, v in {"steps": steps, "batch_size": batch_size, "lr": lr, "eval_every": eval_every}.items()
              if v is not None}
     command = " ".join(["captcha"] + sys.argv[1:])
     progress = sys.stderr.isatty() and not as_json
-    if start is not None and source != "captchas":
-        raise click.UsageError("--pretrained is for --source captchas (the reader's start); backbones start fresh")
+    reader_only = {"pretrained": start, "minutes": minutes, "device": device, "reuse": reuse}
+    if source != "captchas" and any(v is not None for v in reader_only.values()):
+        given_flags = ", ".join(f"--{k}" for k, v in reader_only.items() if v is not None)
+        raise click.UsageError(f"{given_flags}: only for --source captchas (the general reader)")
     if source == "captchas":
         from .training.reader import ReaderConfig, pretrain_reader
 
         rcfg = ReaderConfig(**given, seed=seed, workers=workers, resume=resume, command=command,
-                            **({"out": out} if out else {}), **({"pretrained": start} if start else {}))
+                            **({"out": out} if out else {}), **{k: v for k, v in reader_only.items() if v is not None})
         rinfo = pretrain_reader(rcfg, progress=progress)
         if as_json:
             _emit_json({"reader": rcfg.out, **rinfo})

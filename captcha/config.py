@@ -203,11 +203,15 @@ class ReaderConfig:
     out: str = "checkpoints/reader-ctc.pt"
     pretrained: str = "glyphs"  # the trunk's start
     steps: int = 3000
+    minutes: float = 0.0  # > 0: train for this long instead of ``steps`` (the schedule runs on the clock)
     batch_size: int = 64
     lr: float = 1e-3
     weight_decay: float = 0.05
     seed: int = 0
     workers: int = 1
+    device: str = "auto"
+    reuse: int = 1  # steps per rendered batch: > 1 redraws from a pool on the device while workers render
+    pool_batches: int = 512  # the pool's size in batches (reuse > 1); ~6 GB at 128 a batch
     eval_every: int = 250
     size: tuple[int, int] = (48, 160)  # (height, width): 20 feature columns, room for 6 characters and blanks
     lengths: tuple[int, ...] = (4, 5, 6)  # characters per synthetic captcha

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import itertools
 import logging
+import math
 import random
 import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -35,6 +36,7 @@ from ..eval.metrics import string_metrics
 from ..inference.decode import decode
 from ..inference.export import int8_check
 from ..nn.checkpoint import half_precision, load_checkpoint, save_checkpoint
+from ..nn.device import resolve_device
 from ..nn.networks import (
     ARCH,
     is_shipped_reader,
@@ -103,11 +105,69 @@ def read_accuracy(model: torch.nn.Module, x: torch.Tensor, labels: list[str], ch
     return string_metrics([s.text for s in decode(logits, charset, "ctc")], labels)
 
 
+class ReplayPool:
+    """Rendered batches moved to the training device, each followed by ``reuse - 1`` batches drawn at
+    random from a pool of the last ``capacity`` samples.
+
+    Rendering a captcha (Pillow, on the CPU) takes ~9 ms, a GPU's training step on a batch a few ms:
+    without reuse a GPU waits on the renderers. Each sample trains ``reuse`` times on average, whatever
+    the pool's size; ``fresh`` counts the rendered batches taken (where a resumed stream starts).
+    """
+
+    def __init__(self, batches: Iterator, reuse: int, capacity: int, device: torch.device, seed: int) -> None:
+        self.batches, self.reuse, self.capacity, self.device = batches, reuse, capacity, device
+        self.gen = torch.Generator(device=device).manual_seed(seed)
+        self.fresh, self.filled, self.at = 0, 0, 0
+        self.x: torch.Tensor | None = None
+        self.y: torch.Tensor | None = None
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for x, y in self.batches:
+            x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+            self.fresh += 1
+            yield x, y
+            if self.reuse == 1:
+                continue
+            self._keep(x, y)
+            for _ in range(self.reuse - 1):
+                idx = torch.randint(self.filled, (len(x),), device=self.device, generator=self.gen)
+                yield self.x[idx], self.y[idx]
+
+    def _keep(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        if self.x is None:
+            self.x = x.new_empty((self.capacity, *x.shape[1:]))
+            self.y = y.new_empty((self.capacity, *y.shape[1:]))
+        idx = (self.at + torch.arange(len(x), device=self.device)) % self.capacity
+        self.x[idx], self.y[idx] = x, y
+        self.at = (self.at + len(x)) % self.capacity
+        self.filled = min(self.capacity, self.filled + len(x))
+
+
+def clock_onecycle(opt: torch.optim.Optimizer, spent: Callable[[], float],
+                   warmup: float = 0.1) -> torch.optim.lr_scheduler.LambdaLR:
+    """OneCycleLR's shape (cosine up from 1/25 of the peak, cosine down to 1/25e4 of it) over the share
+    of a time budget ``spent()`` returns, rather than over a count of steps."""
+    def factor(_step: int) -> float:
+        f = min(max(spent(), 0.0), 1.0)
+        start, peak, end = 1 / 25, 1.0, 1 / 25e4
+        if f < warmup:
+            a, b, p = start, peak, f / warmup
+        else:
+            a, b, p = peak, end, (f - warmup) / (1 - warmup)
+        return b + (a - b) * (1 + math.cos(math.pi * p)) / 2
+    return torch.optim.lr_scheduler.LambdaLR(opt, factor)
+
+
 def pretrain_reader(cfg: ReaderConfig, progress: bool = True) -> dict:
-    """Train the general reader and write it to ``cfg.out`` as a recognizer checkpoint (resumable)."""
+    """Train the general reader and write it to ``cfg.out`` as a recognizer checkpoint (resumable).
+
+    ``cfg.steps`` optimiser steps, or with ``cfg.minutes`` as many as that time holds (the rate's
+    schedule then runs on the clock); on a GPU, ``cfg.reuse`` keeps it busy while workers render.
+    """
     torch.manual_seed(cfg.seed)
     charset = Charset(cfg.alphabet)
     pre = Preprocess(size=tuple(cfg.size))
+    dev = resolve_device(cfg.device)
     out = Path(cfg.out)
     last_path = out.with_name(out.stem + ".last.pt")
     state = load_checkpoint(last_path, kind="recognizer") if cfg.resume and last_path.is_file() else None
@@ -117,31 +177,47 @@ def pretrain_reader(cfg: ReaderConfig, progress: bool = True) -> dict:
     if backbone is not None:
         load_backbone(model, backbone, source)
     earlier = earlier_stages(source)
-    model = model.to(memory_format=torch.channels_last)
+    model = model.to(dev, memory_format=torch.channels_last)
     opt = make_optimizer(model.parameters(), "adamw", cfg.lr, cfg.weight_decay)
-    sched = make_schedule(opt, "onecycle", cfg.lr, cfg.steps, warmup=0.1)
-    history, elapsed = restore(state, model, opt, sched, last_path, cfg.steps)
-    loader = DataLoader(CaptchaStream(cfg, pre, start=step * cfg.batch_size), batch_size=cfg.batch_size,
-                        num_workers=cfg.workers, persistent_workers=cfg.workers > 0)
-    batches = iter(loader)
+    budget = 60 * cfg.minutes
+    t0 = time.perf_counter() - (float(state["seconds"]) if state else 0.0)
+    if budget:
+        sched = clock_onecycle(opt, lambda: (time.perf_counter() - t0) / budget)
+    else:
+        sched = make_schedule(opt, "onecycle", cfg.lr, cfg.steps, warmup=0.1)
+    history, _ = restore(state, model, opt, sched, last_path, cfg.steps)
+    fresh = int(state.get("fresh", step)) if state else 0
+    loader = DataLoader(CaptchaStream(cfg, pre, start=fresh * cfg.batch_size), batch_size=cfg.batch_size,
+                        num_workers=cfg.workers, persistent_workers=cfg.workers > 0, pin_memory=dev.type == "cuda")
+    pool = ReplayPool(iter(loader), cfg.reuse, cfg.pool_batches * cfg.batch_size, dev, cfg.seed)
+    batches = iter(pool)
     hx, hlabels = heldout_captchas(cfg, pre)
     loss_fn = CTCLoss()
-    bar = tqdm(total=cfg.steps, initial=step, desc="pretrain reader", disable=not progress, mininterval=2)
-    t0 = time.perf_counter() - elapsed
+    bar = tqdm(total=None if budget else cfg.steps, initial=step, desc="pretrain reader", disable=not progress,
+               mininterval=2)
     payload: dict = {}
-    while step < cfg.steps:
-        block = min(cfg.eval_every, cfg.steps - step)
-        loss = train_one_epoch(model, itertools.islice(batches, block), opt, sched, loss_fn,
-                               on_batch=lambda _b, value, _s: (bar.update(1), bar.set_postfix(loss=f"{value:.3f}")),
-                               bf16=cfg.bf16)
-        step += block
+    done = 0
+
+    def counted(_b: int, value: float, _s: float) -> None:
+        nonlocal done
+        done += 1
+        bar.update(1)
+        bar.set_postfix(loss=f"{value:.3f}")
+
+    while (time.perf_counter() - t0 < budget) if budget else step < cfg.steps:
+        block = cfg.eval_every if budget else min(cfg.eval_every, cfg.steps - step)
+        done = 0
+        loss = train_one_epoch(model, _until(itertools.islice(batches, block), t0 + budget if budget else None),
+                               opt, sched, loss_fn, on_batch=counted, bf16=cfg.bf16)
+        step += done
         metrics = read_accuracy(model, hx, hlabels, charset)
         history.append({"step": step, "loss": loss, "seconds": time.perf_counter() - t0, **metrics})
-        log.info("step %d/%d loss %.3f held-out full-string %.2f%%, characters %.2f%% (%.1f min)", step, cfg.steps,
-                 loss, 100 * metrics["string_acc"], 100 * metrics.get("captcha_char_acc", 0), history[-1]["seconds"] / 60)
+        log.info("step %d/%s loss %.3f held-out full-string %.2f%%, characters %.2f%% (%.1f min)", step,
+                 f"{cfg.minutes:g} min" if budget else cfg.steps, loss, 100 * metrics["string_acc"],
+                 100 * metrics.get("captcha_char_acc", 0), history[-1]["seconds"] / 60)
         payload = reader_payload(cfg, model, charset, pre, source, history, earlier)
         save_checkpoint({**payload, "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "step": step,
-                         "seconds": time.perf_counter() - t0}, last_path)
+                         "fresh": fresh + pool.fresh, "seconds": time.perf_counter() - t0}, last_path)
     bar.close()
     if not payload:  # resumed a finished run
         payload = reader_payload(cfg, model, charset, pre, source, history, earlier)
@@ -149,6 +225,14 @@ def pretrain_reader(cfg: ReaderConfig, progress: bool = True) -> dict:
     payload["int8"] = check_reader_int8(out, cfg)
     write_reader_card(out, payload)
     return payload["pretrain"]
+
+
+def _until(batches: Iterator, deadline: float | None) -> Iterator:
+    """``batches`` until ``time.perf_counter()`` passes ``deadline`` (all of them when None)."""
+    for batch in batches:
+        if deadline is not None and time.perf_counter() >= deadline:
+            return
+        yield batch
 
 
 def check_reader_int8(path: Path, cfg: ReaderConfig) -> dict:
@@ -171,6 +255,7 @@ def earlier_stages(source: str) -> list[dict]:
     info = load_checkpoint(shipped_reader(), kind="recognizer").get("pretrain") or {}
     stage = {k: info[k] for k in ("seconds", "faces") if k in info}
     stage.update({k: info.get("config", {}).get(k) for k in ("command", "steps", "lr")})
+    stage["steps"] = info.get("steps") or stage["steps"]
     stage["history"] = info.get("history", [])
     stage["string_acc"] = stage["history"][-1]["string_acc"] if stage["history"] else None
     return [*info.get("earlier", []), stage]
@@ -182,13 +267,14 @@ def reader_payload(cfg: ReaderConfig, model: torch.nn.Module, charset: Charset, 
     conf = {k: v for k, v in asdict(cfg).items() if not k.startswith("_")}
     conf["command"] = cfg.command or " ".join(["captcha"] + sys.argv[1:])
     info = {"config": conf, "history": history, "seconds": history[-1]["seconds"] if history else 0.0,
+            "steps": history[-1]["step"] if history else 0, "device": str(next(model.parameters()).device.type),
             "layouts": dict(zip(LAYOUTS, LAYOUT_RATES)), "torch": str(torch.__version__),
             "threads": torch.get_num_threads(), "faces": len(pretraining_faces()), "earlier": earlier or []}
     return {"kind": "recognizer", "arch": ARCH, "method": "ctc", "charset": charset.to_dict(),
             "preprocess": pre.to_dict(), "length": 0, "lengths": list(cfg.lengths), "segment": READER_SEGMENT.to_dict(),
             "pretrained": source, "freeze": "none", "captcha_size": None, "recipe": {"general_reader": True},
             "metrics": history[-1] if history else {}, "history": history, "pretrain": info,
-            "model": {k: v.detach().clone() for k, v in model.state_dict().items()}}
+            "model": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}}
 
 
 def write_reader_card(out: Path, payload: dict) -> None:
@@ -196,12 +282,14 @@ def write_reader_card(out: Path, payload: dict) -> None:
     info = payload["pretrain"]
     cfg = info["config"]
     lines = [f"# {out.name}: the general reader", "", f"- command: `{cfg['command']}`",
-             f"- trunk started from: {payload['pretrained']}; {cfg['steps']} steps of {cfg['batch_size']} "
+             f"- trunk started from: {payload['pretrained']}; {info.get('steps') or cfg['steps']} steps of "
+             f"{cfg['batch_size']}{_reuse(cfg)} "
              f"synthetic captchas of {', '.join(map(str, cfg['lengths']))} characters over {cfg['alphabet']} "
              f"(case-insensitive), input {cfg['size'][0]}x{cfg['size'][1]} after cropping to content",
              "- layouts: " + ", ".join(f"{k} {100 * v:.0f}%" for k, v in info["layouts"].items())
              + f"; {info['faces']} pretraining font faces (see the glyph backbone's card for their licences)",
-             f"- wall time: {info['seconds'] / 60:.1f} min (torch {info['torch']}, {info['threads']} threads"
+             f"- wall time: {info['seconds'] / 60:.1f} min (torch {info['torch']}, "
+             f"{'a CUDA GPU and ' if info.get('device') == 'cuda' else ''}{info['threads']} threads"
              f"{', bf16 autocast' if cfg['bf16'] else ''}); stored in half precision",
              *[f"- continues stage {i + 1}: `{e['command']}` ({e['steps']} steps, peak lr {e['lr']}, "
                f"{e['seconds'] / 60:.1f} min; it read {100 * e['string_acc']:.2f}% of its own held-out captchas)"
@@ -212,6 +300,12 @@ def write_reader_card(out: Path, payload: dict) -> None:
         if e.get("history"):
             lines += ["", f"Stage {i + 1} (held-out captchas of the synthesis of its day):", "", *_curve(e["history"])]
     out.with_suffix(".md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def _reuse(cfg: dict) -> str:
+    if cfg.get("reuse", 1) <= 1:
+        return ""
+    return f" (each rendered batch trained {cfg['reuse']} times on average, drawn from the last {cfg['pool_batches']})"
 
 
 def _curve(history: list[dict]) -> list[str]:

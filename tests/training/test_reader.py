@@ -84,3 +84,51 @@ def test_a_further_cycle_starts_from_the_shipped_reader_and_its_card_says_so(tmp
     assert f"continues stage {len(info['earlier'])}: `{before['command']}`" in card
     assert before["history"] == shipped["pretrain"]["history"]  # each stage's curve travels with it, and is shown
     assert f"Stage {len(info['earlier'])} (held-out" in card and card.count("| step | loss |") == 1 + len(info["earlier"])
+
+
+def test_the_replay_pool_follows_each_rendered_batch_with_redrawn_ones():
+    from captcha.training.reader import ReplayPool
+
+    fresh = [(torch.full((4, 1), float(i)), torch.full((4, 2), i)) for i in range(5)]
+    pool = ReplayPool(iter(fresh), reuse=3, capacity=8, device=torch.device("cpu"), seed=0)
+    out = list(pool)
+    assert len(out) == 15 and pool.fresh == 5
+    for i in range(5):
+        assert torch.equal(out[3 * i][0], fresh[i][0])  # the rendered batch first, as it came
+        for x, y in out[3 * i + 1:3 * i + 3]:
+            kept = {float(v) for v in x.flatten()}
+            # redrawn from the last 8 samples: this batch and the one before it
+            assert kept <= {float(i), float(max(i - 1, 0))} and torch.equal(y[:, 0].float(), x[:, 0])
+    assert len(list(ReplayPool(iter(fresh), 1, 8, torch.device("cpu"), 0))) == 5  # no reuse: as rendered
+
+
+def test_the_clock_schedule_warms_up_then_anneals_over_the_budget():
+    from captcha.training.reader import clock_onecycle
+
+    spent = [0.0]
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    sched = clock_onecycle(opt, lambda: spent[0], warmup=0.1)
+    rates = []
+    for f in (0.0, 0.05, 0.1, 0.55, 1.0, 1.5):
+        spent[0] = f
+        opt.step()
+        sched.step()
+        rates.append(opt.param_groups[0]["lr"])
+    assert rates[0] == pytest.approx(1 / 25) and rates[2] == pytest.approx(1.0)
+    assert rates[0] < rates[1] < rates[2] > rates[3] > rates[4] and rates[4] == rates[5] == pytest.approx(1 / 25e4)
+
+
+def test_a_timed_run_with_reuse_trains_until_its_minutes_are_spent(tmp_path):
+    import time
+
+    out = tmp_path / "timed.pt"
+    t0 = time.perf_counter()
+    info = pretrain_reader(ReaderConfig(out=str(out), minutes=0.05, reuse=2, pool_batches=2, batch_size=4,
+                                        eval_every=2, workers=0, heldout=4, alphabet="AB12", lengths=(2, 3)),
+                           progress=False)
+    assert time.perf_counter() - t0 >= 3 and info["seconds"] > 2 and info["steps"] == info["history"][-1]["step"] >= 2
+    assert all(b["step"] - a["step"] <= 2 for a, b in zip(info["history"], info["history"][1:]))
+    card = out.with_suffix(".md").read_text()
+    assert f"{info['steps']} steps of 4 (each rendered batch trained 2 times" in card
+    last = load_checkpoint(tmp_path / "timed.last.pt", kind="recognizer")
+    assert last["fresh"] * 2 >= last["step"] >= last["fresh"]  # where a resumed stream goes on
