@@ -11,6 +11,7 @@ import numpy as np
 from PIL import Image
 
 from ..charset import Charset
+from ..config import RECHECK_PENALTY
 from ..data.preprocess import Preprocess
 from ..data.segment import SegmentConfig, split
 
@@ -25,6 +26,8 @@ class Solution:
     warnings: list[str] = field(default_factory=list)
     rejected: bool = False  # less confident than the solver's --reject-below: no answer, ``text`` is the guess
     length_ok: bool = True  # False: a length no captcha the model learned from had (see Solver.read)
+    views: int = 0  # shifted views it was re-read in (see Solver.read)
+    disagreeing: int = 0  # of those, how many read other text
 
     @property
     def answer(self) -> str | None:
@@ -33,9 +36,12 @@ class Solution:
 
     @property
     def confidence(self) -> float:
-        """The whole string's confidence: the product of its characters', 0 for a reading of a length
-        the model never saw (it cannot be right)."""
-        return float(np.prod(self.confidences)) if self.confidences and self.length_ok else 0.0
+        """The whole string's confidence: the product of its characters', times RECHECK_PENALTY for each
+        shifted view that read it otherwise; 0 for a reading of a length the model never saw (it cannot
+        be right)."""
+        if not self.confidences or not self.length_ok:
+            return 0.0
+        return float(np.prod(self.confidences)) * RECHECK_PENALTY ** self.disagreeing
 
 
 @dataclass

@@ -21,7 +21,14 @@ import numpy as np
 from PIL import Image
 
 from ..charset import Charset
-from ..config import DEFAULT_MAX_PIXELS, METHODS, SOLVE_BATCH_SIZE
+from ..config import (
+    DEFAULT_MAX_PIXELS,
+    METHODS,
+    RECHECK_PENALTY,
+    RECHECK_SHIFT,
+    RECHECKS,
+    SOLVE_BATCH_SIZE,
+)
 from ..data.images import ImageInput, load_image
 from ..data.preprocess import Preprocess
 from ..data.segment import SegmentConfig, to_content
@@ -84,6 +91,7 @@ class Solver:
         self.reject_below = reject_below  # a reading less confident than this is refused, not guessed
         self.allow(allow)
         self.expect_length()
+        self.rechecking()
 
     def allow(self, chars: str = "") -> "Solver":
         """Read only these characters (all of the charset's when empty): a site that shows digits only,
@@ -111,6 +119,15 @@ class Solver:
             raise ConfigError(f"--length {length}: this model splits each captcha into {self.preparer.length} "
                               f"characters and cannot read {length}; train one on {length}-character captchas")
         self.read_length = length or self.preparer.length
+        return self
+
+    def rechecking(self, mode: str = "auto") -> "Solver":
+        """Which readings are re-read shifted left and right (see :meth:`read`): ``auto`` those whose
+        --reject-below decision the views can turn (none without it), ``all`` every one (for ranking
+        readings by confidence, as `captcha eval` does), ``off`` none."""
+        if mode not in RECHECKS:
+            raise ConfigError(f"unknown recheck {mode!r}; choose one of {', '.join(RECHECKS)}")
+        self.recheck = mode
         return self
 
     @property
@@ -162,7 +179,26 @@ class Solver:
         return self.preparer.inputs(load_image(image, self.preparer.max_pixels))
 
     def read(self, x: np.ndarray) -> list[Solution]:
-        """Network inputs of several captchas, (captchas, k, 3, H, W) -> their solutions."""
+        """Network inputs of several captchas, (captchas, k, 3, H, W) -> their solutions.
+
+        Readings chosen by :meth:`rechecking` are read again with the inputs moved RECHECK_SHIFT pixels
+        left and right: a reading the network holds only at one exact placement is often wrong, which
+        its softmax alone does not tell.
+        """
+        sols = self._decode(x)
+        for sol in sols:
+            sol.length_ok = self.trained_length(sol.text)
+        again = [i for i, sol in enumerate(sols) if self._rechecks(sol.confidence)]
+        if again:
+            for shift in (-RECHECK_SHIFT, RECHECK_SHIFT):
+                for i, view in zip(again, self._decode(shifted(x[again], shift))):
+                    sols[i].views += 1
+                    sols[i].disagreeing += view.text != sols[i].text
+        for sol in sols:
+            sol.rejected = sol.confidence < self.reject_below
+        return sols
+
+    def _decode(self, x: np.ndarray) -> list[Solution]:
         n, k = x.shape[:2]
         logits = self.backend(x.reshape(n * k, *x.shape[2:]))
         logits = logits.reshape(n, -1, logits.shape[-1]) / self.temperature
@@ -170,11 +206,15 @@ class Solver:
             logits = np.where(self._mask, logits, np.float32(-1e9))
         # a CTC model that learned from captchas of one length only reads that many: on captcha_images_v2
         # from 100 captchas 7 of 16 wrong readings had another length, and 6 of them were right held to 5
-        sols = decode(logits, self.charset, self.method, self.length)
-        for sol in sols:
-            sol.length_ok = self.trained_length(sol.text)
-            sol.rejected = sol.confidence < self.reject_below
-        return sols
+        return decode(logits, self.charset, self.method, self.length)
+
+    def _rechecks(self, confidence: float) -> bool:
+        if self.recheck == "all":
+            return confidence > 0
+        if self.recheck == "off" or not self.reject_below:
+            return False
+        # views can only lower a confidence, by RECHECK_PENALTY each: above this no decision can turn
+        return self.reject_below <= confidence < self.reject_below / RECHECK_PENALTY ** 2
 
     def solve(self, image: ImageInput) -> Solution:
         """Read one captcha (path, bytes or PIL image); raises :class:`ImageError` on bad input."""
@@ -223,6 +263,17 @@ class Solver:
         """False for a CTC reading of another length than expected (:meth:`expect_length`; 0: any);
         a split-and-classify reading always has the trained length."""
         return not (self.method == "ctc" and self.length and len(text) != self.length)
+
+
+def shifted(x: np.ndarray, pixels: int) -> np.ndarray:
+    """Network inputs (..., W) moved ``pixels`` columns right (left when negative), the edge column
+    repeated into the gap."""
+    out = np.roll(x, pixels, axis=-1)
+    if pixels > 0:
+        out[..., :pixels] = x[..., :1]
+    elif pixels < 0:
+        out[..., pixels:] = x[..., -1:]
+    return out
 
 
 MAX_LENGTH = 32  # characters a captcha model may declare

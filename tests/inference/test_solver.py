@@ -238,3 +238,47 @@ def test_model_metadata_out_of_bounds_is_refused_before_anything_is_allocated(ch
             "segment": {"method": "equal"}, **change}
     with pytest.raises(CheckpointError, match=words):
         Solver.from_metadata(Backend(), meta, source="m.onnx")
+
+
+def test_a_reading_that_moves_with_the_captcha_loses_confidence_when_rechecked():
+    """Re-read 3 pixels left and right: a reading the network holds at one exact placement only (the
+    second captcha) has its confidence quartered; one it holds wherever the captcha sits keeps it."""
+    from captcha.charset import Charset
+    from captcha.data.preprocess import Preprocess
+    from captcha.data.segment import SegmentConfig
+    from captcha.errors import ConfigError
+    from captcha.inference.solver import Preparer, Solver, shifted
+
+    calls = []
+
+    def backend(x):  # reads "A" when input column 4 is lit, else "B"
+        calls.append(len(x))
+        a = np.where(x[:, 0, 0, 4] == 1, 3.0, -3.0)
+        return np.stack([a, np.zeros_like(a)], 1)
+
+    x = np.zeros((2, 1, 3, 8, 8), np.float32)
+    x[0] = 1  # lit everywhere: any shift still reads "A"
+    x[1, ..., 4] = 1  # one lit column: moved away by a shift
+    assert shifted(x[1:], 3)[0, 0, 0, 0, 7] == 1 and shifted(x[1:], -3)[0, 0, 0, 0, 1] == 1
+    assert (shifted(x[:1], 3) == 1).all() and (shifted(x[:1], -3) == 1).all()  # the edge column fills the gap
+
+    def solver(**kw):
+        return Solver(backend, Charset("AB"), Preparer(Preprocess(), 1, SegmentConfig("equal")), **kw)
+
+    sure = 1 / (1 + np.exp(-3))
+    plain = solver().read(x)
+    assert [s.text for s in plain] == ["A", "A"] and calls == [2]  # no --reject-below: nothing re-read
+    assert [s.views for s in plain] == [0, 0] and plain[1].confidence == pytest.approx(sure)
+    every = solver().rechecking("all").read(x)
+    assert [s.views for s in every] == [2, 2] and [s.disagreeing for s in every] == [0, 2]
+    assert [s.text for s in every] == ["A", "A"]  # the text stays the unshifted reading
+    assert every[0].confidence == pytest.approx(sure) and every[1].confidence == pytest.approx(sure / 4)
+    calls.clear()
+    turned = solver(reject_below=0.3).read(x)  # 0.95 can fall under 0.3 after two halvings: re-read
+    assert [s.rejected for s in turned] == [False, True] and calls == [2, 2, 2]
+    calls.clear()
+    kept = solver(reject_below=0.2).read(x)  # 0.95 / 4 stays above 0.2: no view could turn it
+    assert [s.rejected for s in kept] == [False, False] and [s.views for s in kept] == [0, 0] and calls == [2]
+    assert solver().rechecking("off").read(x)[1].views == 0
+    with pytest.raises(ConfigError, match="recheck"):
+        solver().rechecking("sometimes")
