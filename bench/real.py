@@ -35,6 +35,7 @@ from captcha.data.layout import read_captcha_labels
 from captcha.data.styles import CAPTCHA_STYLES, write_captcha_set
 from captcha.eval.metrics import rejection, reliability, string_metrics
 from captcha.inference.load import load_solver, solving_checkpoint
+from captcha.nn.checkpoint import load_checkpoint
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 LSO = Path(__file__).resolve().parents[1] / "runs" / "lso"
@@ -163,6 +164,19 @@ def run_set(name: str, work: Path, budget: float | None, limit: int | None = Non
     return row
 
 
+def rescore_set(name: str, kept: Path) -> dict:
+    """Score the model an earlier ``--keep`` run trained on the whole set, without training again: for
+    a change in solving alone (confidences, decoding), on the same weights."""
+    _, test = split_set(name)
+    path = kept / f"{name}-all-plain.pt"
+    if not path.is_file():
+        sys.exit(f"{path}: no model kept for {name}; run bench/real.py --keep {kept} first")
+    ckpt = load_checkpoint(path, kind="recognizer")
+    return {"set": name, "train_captchas": len(split_set(name)[0]), "test_captchas": len(test),
+            "train_wall_s": None, "method": ckpt.get("method"), "variant": "rescored",
+            **scored(load_solver(path), test)}
+
+
 def _pct(v: float) -> str:
     return f"{100 * v:.2f}%"
 
@@ -187,6 +201,8 @@ def main() -> None:
     ap.add_argument("--json", default="runs/bench-real.json")
     ap.add_argument("--keep", default=None, metavar="DIR",
                     help="Keep the trained models and each set's test folder (links) in DIR, e.g. for bench/backends.py.")
+    ap.add_argument("--rescore", default=None, metavar="DIR",
+                    help="Train nothing: score the models an earlier --keep DIR run kept (the full-set rows only).")
     args = ap.parse_args()
     if not SHARED.is_dir() and set(args.sets.split(",")) - set(CAPTCHA_STYLES):
         sys.exit(f"{SHARED} not found: the real datasets live beside the repository")
@@ -195,7 +211,10 @@ def main() -> None:
         if args.keep:
             tmp = args.keep
             Path(tmp).mkdir(parents=True, exist_ok=False)  # never mixes with an earlier run's models
-        for name in args.sets.split(","):
+        for name in args.sets.split(",") if args.rescore else ():
+            rows.append(rescore_set(name, Path(args.rescore)))
+            print(json.dumps({k: v for k, v in rows[-1].items() if k != "reliability"}), flush=True)
+        for name in args.sets.split(",") if not args.rescore else ():
             if args.keep:
                 flat_folder(split_set(name)[1], Path(tmp) / f"{name}-test")
             if not args.curve_only:
@@ -223,6 +242,7 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         rate = f"{r['batch_captchas_per_s']:.0f} ({r['backend']})" if "batch_captchas_per_s" in r else "-"
+        wall = f"{r['train_wall_s']:.0f} s" if r["train_wall_s"] else "- (kept model)"
         st = r.get("self_training") or {}
         unl = f"{r['unlabelled']} unlabelled ({st.get('pseudo_labelled', 0)} used, " \
               f"{'kept' if st.get('kept') else 'not kept'})" if r.get("unlabelled") else \
@@ -231,7 +251,7 @@ def main() -> None:
             f"- (--lr {r['variant'][3:]})" if r.get("variant", "").startswith("lr=") else "-"
         print(f"| {r['set']} | {r['train_captchas']} | {unl} | {r['method']} | {_pct(r['string_acc'])} | {_pct(r['char_acc'])} "
               f"| {_pct(r['rejection_at_95'].get('wrong_rejected', float('nan')))} | {_pct(r['reliability']['ece'])} "
-              f"| {r['train_wall_s']:.0f} s | {rate} |")
+              f"| {wall} | {rate} |")
     print("\nno training: the shipped general reader and ddddocr, case-insensitive, restricted to the set's characters\n")
     print("| set | reader full-string | told the length (--length) | reader characters | reader captchas/s "
           "| ddddocr full-string | ddddocr captchas/s |")

@@ -21,12 +21,12 @@ PRECISIONS = ("auto", "fp32", "int8")  # auto: int8 when the model's int8 check 
 INT8_TOLERANCE = 0.002  # int8 is used by default when it reads held-out captchas within 0.2 points of fp32
 INT8_CALIBRATION = 64  # training inputs stored in the checkpoint to calibrate its int8 quantisation
 CACHE_KEEP = 8  # compiled (ONNX) models kept in the cache, most recently used first
-# A reading is checked by reading the captcha again moved this many input pixels left and right; each
-# view that reads otherwise multiplies its confidence by RECHECK_PENALTY. On sysu (tuned-on) the least
-# confident 5% then held 6 of the 7 wrong readings instead of 4; on two leave-style-out sites unseen
-# when it was set, 12 of 122 and 11 of 72 instead of 11 and 9 (bench/real.py's "wrong refused" column).
+# A reading is checked by reading the captcha again moved this many input pixels left and right; its
+# confidence is then scaled by the share of the three views that read the same text. On sysu (tuned-on)
+# the least confident 5% then held 6 of the 7 wrong readings instead of 4; on the two leave-style-out
+# sites unseen when it was set, 12 of 122 and 11 of 72 instead of 11 and 9 (`bench/real.py --rescore`).
+# Halving per disagreeing view refused the same but widened the calibration error more (ECE).
 RECHECK_SHIFT = 3
-RECHECK_PENALTY = 0.5
 RECHECKS = ("auto", "all", "off")  # auto: only readings a --reject-below decision can turn on
 
 # --- choices ------------------------------------------------------------------------------------

@@ -11,7 +11,6 @@ import numpy as np
 from PIL import Image
 
 from ..charset import Charset
-from ..config import RECHECK_PENALTY
 from ..data.preprocess import Preprocess
 from ..data.segment import SegmentConfig, split
 
@@ -36,12 +35,12 @@ class Solution:
 
     @property
     def confidence(self) -> float:
-        """The whole string's confidence: the product of its characters', times RECHECK_PENALTY for each
-        shifted view that read it otherwise; 0 for a reading of a length the model never saw (it cannot
-        be right)."""
+        """The whole string's confidence: the product of its characters', times the share of its views
+        (itself and any shifted ones) that read the same; 0 for a reading of a length the model never
+        saw (it cannot be right)."""
         if not self.confidences or not self.length_ok:
             return 0.0
-        return float(np.prod(self.confidences)) * RECHECK_PENALTY ** self.disagreeing
+        return float(np.prod(self.confidences)) * (1 + self.views - self.disagreeing) / (1 + self.views)
 
 
 @dataclass

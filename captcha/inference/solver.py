@@ -24,7 +24,6 @@ from ..charset import Charset
 from ..config import (
     DEFAULT_MAX_PIXELS,
     METHODS,
-    RECHECK_PENALTY,
     RECHECK_SHIFT,
     RECHECKS,
     SOLVE_BATCH_SIZE,
@@ -213,8 +212,8 @@ class Solver:
             return confidence > 0
         if self.recheck == "off" or not self.reject_below:
             return False
-        # views can only lower a confidence, by RECHECK_PENALTY each: above this no decision can turn
-        return self.reject_below <= confidence < self.reject_below / RECHECK_PENALTY ** 2
+        # two views can at most cut a confidence to a third: above this no decision can turn
+        return self.reject_below <= confidence < 3 * self.reject_below
 
     def solve(self, image: ImageInput) -> Solution:
         """Read one captcha (path, bytes or PIL image); raises :class:`ImageError` on bad input."""
