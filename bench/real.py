@@ -119,9 +119,9 @@ def ddddocr_score(test: list[Sample]) -> dict | None:
     return {"string_acc": m["string_acc"], "char_acc": m["captcha_char_acc"], "captchas_per_s": rate}
 
 
-def reader_score(test: list[Sample]) -> dict | None:
-    """The shipped general reader, no training, restricted to the set's characters."""
-    reader = solving_checkpoint(None)
+def reader_score(test: list[Sample], reader: Path | None = None) -> dict | None:
+    """A general reader (the shipped one unless ``reader``), no training, restricted to the set's characters."""
+    reader = reader or solving_checkpoint(None)
     if reader.name == "model.pt" or not reader.is_file():
         return None
     solver = load_solver(reader).allow("".join(sorted({c for _, lab in test for c in lab})))
@@ -201,6 +201,11 @@ def main() -> None:
     ap.add_argument("--json", default="runs/bench-real.json")
     ap.add_argument("--keep", default=None, metavar="DIR",
                     help="Keep the trained models and each set's test folder (links) in DIR, e.g. for bench/backends.py.")
+    ap.add_argument("--zero-shot-only", action="store_true",
+                    help="Train nothing: only the general reader and ddddocr with no training.")
+    ap.add_argument("--reader", default=None, metavar="PATH",
+                    help="The general reader to score with no training, e.g. a new stage from `captcha pretrain` "
+                         "[default: the shipped one].")
     ap.add_argument("--rescore", default=None, metavar="DIR",
                     help="Train nothing: score the models an earlier --keep DIR run kept (the full-set rows only).")
     args = ap.parse_args()
@@ -218,11 +223,12 @@ def main() -> None:
             if args.keep:
                 flat_folder(split_set(name)[1], Path(tmp) / f"{name}-test")
             if not args.curve_only:
-                row = run_set(name, Path(tmp), args.budget)
-                rows.append(row)
-                print(json.dumps({k: v for k, v in row.items() if k != "reliability"}), flush=True)
+                if not args.zero_shot_only:
+                    rows.append(run_set(name, Path(tmp), args.budget))
+                    print(json.dumps({k: v for k, v in rows[-1].items() if k != "reliability"}), flush=True)
                 test = split_set(name)[1]
-                zero.append({"set": name, "reader": reader_score(test), "ddddocr": ddddocr_score(test)})
+                zero.append({"set": name, "reader": reader_score(test, args.reader and Path(args.reader)),
+                             "ddddocr": ddddocr_score(test)})
                 print(json.dumps(zero[-1], default=str)[:400], flush=True)
             if args.curve and name in args.curve_sets.split(","):
                 variants = ["plain"] + (["unlabelled"] if args.self_train else []) + \
@@ -252,7 +258,8 @@ def main() -> None:
         print(f"| {r['set']} | {r['train_captchas']} | {unl} | {r['method']} | {_pct(r['string_acc'])} | {_pct(r['char_acc'])} "
               f"| {_pct(r['rejection_at_95'].get('wrong_rejected', float('nan')))} | {_pct(r['reliability']['ece'])} "
               f"| {wall} | {rate} |")
-    print("\nno training: the shipped general reader and ddddocr, case-insensitive, restricted to the set's characters\n")
+    reader = f"the general reader {args.reader}" if args.reader else "the shipped general reader"
+    print(f"\nno training: {reader} and ddddocr, case-insensitive, restricted to the set's characters\n")
     print("| set | reader full-string | told the length (--length) | reader characters | reader captchas/s "
           "| ddddocr full-string | ddddocr captchas/s |")
     print("|---|---|---|---|---|---|---|")
