@@ -37,6 +37,9 @@ from .config import (
     PRECISIONS,
     PRETRAIN_SOURCES,
     PRETRAINED_HELP,
+    RECHECK_BELOW,
+    RECHECK_SHIFT,
+    RECHECKS,
     SCHEDULES,
     SOLVE_BATCH_SIZE,
     SPLIT_CHOICES,
@@ -146,6 +149,9 @@ allow_option = click.option("--allow", default="", metavar="CHARS",
 length_option = click.option("--length", type=click.IntRange(min=0), default=0, show_default=True,
                              help="Read exactly this many characters (a CTC model, such as the general reader, "
                                   "on a site whose captchas all have this many); 0: the length the model learned.")
+recheck_option = click.option("--recheck", type=click.Choice(RECHECKS), default="auto", show_default=True,
+                              help=f"Read again, moved {RECHECK_SHIFT} pixels left and right, and let the three views "
+                                   f"vote: auto, readings less confident than {RECHECK_BELOW}; all; off (fastest).")
 batch_size_option = click.option("--batch-size", type=POSITIVE, default=SOLVE_BATCH_SIZE, show_default=True,
                                  help="Images per network call.")
 
@@ -486,7 +492,9 @@ def evaluate(val, data_dir, checkpoint, out_dir, show_errors, backend, device, a
 @reject_option
 @allow_option
 @length_option
-def solve(images, checkpoint, as_json, max_pixels, backend, precision, device, reject_below, allow, length) -> None:
+@recheck_option
+def solve(images, checkpoint, as_json, max_pixels, backend, precision, device, reject_below, allow, length,
+          recheck) -> None:
     """Read captcha images (`-` reads image bytes from stdin); one line per image.
 
     Exit 1 when an image could not be read (its error is printed; the others are still read).
@@ -499,6 +507,7 @@ def solve(images, checkpoint, as_json, max_pixels, backend, precision, device, r
 
     solver = load_solver(solving_checkpoint(checkpoint), backend=backend, device=device, max_pixels=max_pixels,
                          reject_below=reject_below, precision=precision).allow(allow).expect_length(length)
+    solver.rechecking(recheck)
     failed = 0
     for name in images:
         src = sys.stdin.buffer.read() if name == "-" else name
@@ -539,9 +548,10 @@ def solve(images, checkpoint, as_json, max_pixels, backend, precision, device, r
 @reject_option
 @allow_option
 @length_option
+@recheck_option
 @json_option
 def solve_batch(inputs, out, checkpoint, batch_size, workers, resume, overwrite, shard, max_pixels, backend,
-                precision, device, reject_below, allow, length, as_json) -> None:
+                precision, device, reject_below, allow, length, recheck, as_json) -> None:
     """Solve directories, globs or lists of paths (a .txt file) into one CSV; bad files get error rows.
 
     Shards' CSVs merge with `captcha merge-results`. Exit 2 when not one input could be read.
@@ -552,6 +562,7 @@ def solve_batch(inputs, out, checkpoint, batch_size, workers, resume, overwrite,
     spec = parse_shard(shard)
     solver = load_solver(solving_checkpoint(checkpoint), backend=backend, device=device, max_pixels=max_pixels,
                          reject_below=reject_below, precision=precision).allow(allow).expect_length(length)
+    solver.rechecking(recheck)
     stats = run_batch(inputs, out, solver, batch_size=batch_size, workers=workers, resume=resume,
                       progress=sys.stderr.isatty() and not as_json, shard=spec, overwrite=overwrite)
     if as_json:
@@ -666,8 +677,9 @@ def export(checkpoint, out, int8, tolerance, as_json) -> None:
 @reject_option
 @allow_option
 @length_option
+@recheck_option
 def serve(checkpoint, host, port, max_bytes, max_images, batch_size, batch_window_ms, max_pixels, api_key, queue_size,
-          request_timeout, max_connections, backend, precision, device, reject_below, allow, length) -> None:
+          request_timeout, max_connections, backend, precision, device, reject_below, allow, length, recheck) -> None:
     """HTTP service: POST /solve, POST /solve/batch, GET /health, /ready, /metrics, docs at /docs."""
     from .inference.load import solving_checkpoint
     from .inference.serve import serve as run
@@ -675,7 +687,8 @@ def serve(checkpoint, host, port, max_bytes, max_images, batch_size, batch_windo
     run(solving_checkpoint(checkpoint),
         ServeConfig(host=host, port=port, max_bytes=max_bytes, max_images=max_images, batch_size=batch_size,
                     batch_window_ms=batch_window_ms, max_pixels=max_pixels, reject_below=reject_below, allow=allow,
-                    length=length, api_key=api_key, queue_size=queue_size, request_timeout=request_timeout,
+                    length=length, recheck=recheck, api_key=api_key, queue_size=queue_size,
+                    request_timeout=request_timeout,
                     max_connections=max_connections),
         backend=backend, device=device, precision=precision)
 

@@ -137,8 +137,9 @@ class HeldOutCaptcha:
 # No 0/O or 1/I: sites drop the pairs nobody can tell apart, and so do these. The first three were
 # looked at while building (tuned-on from their first bench run); the next two were added unseen, to
 # confirm, and are measured only by the bench (but lso-striped-arc6's first 100 captchas showed the method
-# choice ignoring what the general reader reads before training: tuned-on for that rule); the last two were
-# added unseen to confirm the learning rate set by what the reader reads (config.READER_LR_FAR).
+# choice ignoring what the general reader reads before training: tuned-on for that rule); the next two were
+# added unseen to confirm the learning rate set by what the reader reads (config.READER_LR_FAR); the last
+# two were added unseen to confirm the re-reading vote (config.RECHECK_BELOW).
 LOWER, UPPER = "23456789abcdefghjkmnpqrstuvwxyz", "23456789ABCDEFGHJKLMNPQRSTUVWXYZ"
 CAPTCHA_STYLES = {c.name: c for c in (
     HeldOutCaptcha("lso-halftone-lower5", "halftone-serif", 5, LOWER, (-0.08, 0.04), 0.15),
@@ -148,6 +149,8 @@ CAPTCHA_STYLES = {c.name: c for c in (
     HeldOutCaptcha("lso-striped-arc6", "striped-sans", 6, LOWER, (-0.12, 0.02), 0.25),
     HeldOutCaptcha("lso-eroded-arc5", "eroded-mono", 5, LOWER, (-0.12, 0.0), 0.2),
     HeldOutCaptcha("lso-halftone-upper6", "halftone-serif", 6, UPPER, (-0.1, 0.05), 0.1),
+    HeldOutCaptcha("lso-striped-band5", "striped-sans", 5, LOWER, (-0.1, 0.05), 0.1, band=True),
+    HeldOutCaptcha("lso-eroded-upper4", "eroded-mono", 4, UPPER, (-0.08, 0.08), 0.15),
 )}
 
 

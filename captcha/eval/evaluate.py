@@ -60,7 +60,7 @@ def evaluate_checkpoint(checkpoint: str | Path, data: str | Path | None = None, 
     The model runs on the backend ``load_solver`` picks for ``backend`` (as `captcha solve` does).
     """
     ckpt = load_checkpoint(checkpoint, kind="recognizer")
-    solver = load_solver(checkpoint, backend=backend, device=device).rechecking("all")  # every confidence checked
+    solver = load_solver(checkpoint, backend=backend, device=device)
     charset = solver.charset
     val = labelled_data(ckpt, dataset) if dataset is not None else validation_data(ckpt, data)
     chars: dict[str, Any] = {}

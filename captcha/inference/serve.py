@@ -347,4 +347,5 @@ def serve(checkpoint: str, cfg: ServeConfig | None = None, backend: str = "auto"
     cfg = cfg or ServeConfig()
     solver = load_solver(checkpoint, backend=backend, device=device, max_pixels=cfg.max_pixels,
                          reject_below=cfg.reject_below, precision=precision).allow(cfg.allow).expect_length(cfg.length)
+    solver.rechecking(cfg.recheck)
     uvicorn.Server(uvicorn_config(create_app(solver, cfg), cfg)).run()

@@ -24,6 +24,7 @@ from ..charset import Charset
 from ..config import (
     DEFAULT_MAX_PIXELS,
     METHODS,
+    RECHECK_BELOW,
     RECHECK_SHIFT,
     RECHECKS,
     SOLVE_BATCH_SIZE,
@@ -121,9 +122,8 @@ class Solver:
         return self
 
     def rechecking(self, mode: str = "auto") -> "Solver":
-        """Which readings are re-read shifted left and right (see :meth:`read`): ``auto`` those whose
-        --reject-below decision the views can turn (none without it), ``all`` every one (for ranking
-        readings by confidence, as `captcha eval` does), ``off`` none."""
+        """Which readings are read again shifted left and right (see :meth:`read`): ``auto`` those less
+        confident than RECHECK_BELOW, ``all`` every one, ``off`` none (the fastest)."""
         if mode not in RECHECKS:
             raise ConfigError(f"unknown recheck {mode!r}; choose one of {', '.join(RECHECKS)}")
         self.recheck = mode
@@ -181,18 +181,15 @@ class Solver:
         """Network inputs of several captchas, (captchas, k, 3, H, W) -> their solutions.
 
         Readings chosen by :meth:`rechecking` are read again with the inputs moved RECHECK_SHIFT pixels
-        left and right: a reading the network holds only at one exact placement is often wrong, which
-        its softmax alone does not tell.
+        left and right, and the three views vote (:func:`voted`): a reading the network holds only at
+        one exact placement is often wrong, which its softmax alone does not tell.
         """
         sols = self._decode(x)
-        for sol in sols:
-            sol.length_ok = self.trained_length(sol.text)
         again = [i for i, sol in enumerate(sols) if self._rechecks(sol.confidence)]
         if again:
-            for shift in (-RECHECK_SHIFT, RECHECK_SHIFT):
-                for i, view in zip(again, self._decode(shifted(x[again], shift))):
-                    sols[i].views += 1
-                    sols[i].disagreeing += view.text != sols[i].text
+            left, right = (self._decode(shifted(x[again], s)) for s in (-RECHECK_SHIFT, RECHECK_SHIFT))
+            for i, a, b in zip(again, left, right):
+                sols[i] = voted(sols[i], a, b)
         for sol in sols:
             sol.rejected = sol.confidence < self.reject_below
         return sols
@@ -205,15 +202,13 @@ class Solver:
             logits = np.where(self._mask, logits, np.float32(-1e9))
         # a CTC model that learned from captchas of one length only reads that many: on captcha_images_v2
         # from 100 captchas 7 of 16 wrong readings had another length, and 6 of them were right held to 5
-        return decode(logits, self.charset, self.method, self.length)
+        sols = decode(logits, self.charset, self.method, self.length)
+        for sol in sols:
+            sol.length_ok = self.trained_length(sol.text)
+        return sols
 
     def _rechecks(self, confidence: float) -> bool:
-        if self.recheck == "all":
-            return confidence > 0
-        if self.recheck == "off" or not self.reject_below:
-            return False
-        # two views can at most cut a confidence to a third: above this no decision can turn
-        return self.reject_below <= confidence < 3 * self.reject_below
+        return self.recheck == "all" or (self.recheck == "auto" and confidence < RECHECK_BELOW)
 
     def solve(self, image: ImageInput) -> Solution:
         """Read one captcha (path, bytes or PIL image); raises :class:`ImageError` on bad input."""
@@ -262,6 +257,18 @@ class Solver:
         """False for a CTC reading of another length than expected (:meth:`expect_length`; 0: any);
         a split-and-classify reading always has the trained length."""
         return not (self.method == "ctc" and self.length and len(text) != self.length)
+
+
+def voted(main: Solution, left: Solution, right: Solution) -> Solution:
+    """Three readings of one captcha (as it is, moved left, moved right) -> one: the text two of them
+    share, else the unmoved one's; its confidence scaled by the share of the three that read it."""
+    if left.text == right.text != main.text:
+        chosen = max(left, right, key=lambda s: s.confidence)
+    else:
+        chosen = main
+    chosen.views = 2
+    chosen.disagreeing = sum(s.text != chosen.text for s in (main, left, right))
+    return chosen
 
 
 def shifted(x: np.ndarray, pixels: int) -> np.ndarray:
