@@ -181,15 +181,17 @@ class Solver:
         """Network inputs of several captchas, (captchas, k, 3, H, W) -> their solutions.
 
         Readings chosen by :meth:`rechecking` are read again with the inputs moved RECHECK_SHIFT pixels
-        left and right, and the three views vote (:func:`voted`): a reading the network holds only at
-        one exact placement is often wrong, which its softmax alone does not tell.
+        left (and, where that reads otherwise, right), and the views vote (:func:`voted`): a reading the
+        network holds only at one exact placement is often wrong, which its softmax alone does not tell.
         """
         sols = self._decode(x)
         again = [i for i, sol in enumerate(sols) if self._rechecks(sol.confidence)]
-        if again:
-            left, right = (self._decode(shifted(x[again], s)) for s in (-RECHECK_SHIFT, RECHECK_SHIFT))
-            for i, a, b in zip(again, left, right):
-                sols[i] = voted(sols[i], a, b)
+        left = self._decode(shifted(x[again], -RECHECK_SHIFT)) if again else []
+        # where the left view agrees, the text stands whatever the right one reads: it is not read
+        split = [i for i, view in zip(again, left) if view.text != sols[i].text]
+        right = dict(zip(split, self._decode(shifted(x[split], RECHECK_SHIFT)))) if split else {}
+        for i, view in zip(again, left):
+            sols[i] = voted(sols[i], view, right.get(i))
         for sol in sols:
             sol.rejected = sol.confidence < self.reject_below
         return sols
@@ -259,15 +261,16 @@ class Solver:
         return not (self.method == "ctc" and self.length and len(text) != self.length)
 
 
-def voted(main: Solution, left: Solution, right: Solution) -> Solution:
-    """Three readings of one captcha (as it is, moved left, moved right) -> one: the text two of them
-    share, else the unmoved one's; its confidence scaled by the share of the three that read it."""
-    if left.text == right.text != main.text:
+def voted(main: Solution, left: Solution, right: Solution | None = None) -> Solution:
+    """Readings of one captcha as it is, moved left and (when the left one disagrees) moved right -> one:
+    the text two of them share, else the unmoved one's; its confidence scaled by the share of the
+    views that read it."""
+    views = [main, left] + ([right] if right is not None else [])
+    chosen = main
+    if right is not None and left.text == right.text != main.text:
         chosen = max(left, right, key=lambda s: s.confidence)
-    else:
-        chosen = main
-    chosen.views = 2
-    chosen.disagreeing = sum(s.text != chosen.text for s in (main, left, right))
+    chosen.views = len(views) - 1
+    chosen.disagreeing = sum(s.text != chosen.text for s in views)
     return chosen
 
 
