@@ -645,10 +645,12 @@ def export(checkpoint, out, int8, tolerance, as_json) -> None:
     if int8:
         click.echo(f"wrote {rep['int8']} (top-1 agreement with PyTorch on sample inputs: "
                    f"{100 * rep['int8_top1_agreement']:.1f}%)")
+        from .inference.export import int8_passes
+
         check = rep["int8_check"]
         click.echo(f"int8 check at training: {100 * check['int8']:.2f}% against fp32 {100 * check['fp32']:.2f}% of "
-                   f"{check['captchas']} held-out captchas ({'within' if check['default'] else 'beyond'} "
-                   f"{100 * check['tolerance']:.1f} points; stored beside it)" if check else
+                   f"{check['captchas']} held-out captchas ({'within' if int8_passes(check) else 'beyond'} "
+                   f"{100 * INT8_TOLERANCE:.1f} points; stored beside it)" if check else
                    "no int8 check in this checkpoint (trained before it existed): compare on your own captchas")
 
 

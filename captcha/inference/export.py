@@ -114,7 +114,7 @@ def compile_onnx(checkpoint: str | os.PathLike, out: str | os.PathLike, precisio
     """Export ``checkpoint`` to ``out`` for solving: int8 when ``precision`` is int8, or auto and the
     checkpoint's int8 check passed; else fp32. Returns the precision written (also in the metadata)."""
     ckpt = load_checkpoint(checkpoint, kind="recognizer")
-    use = "int8" if precision == "int8" or (precision == "auto" and (ckpt.get("int8") or {}).get("default")) else "fp32"
+    use = "int8" if precision == "int8" or (precision == "auto" and int8_passes(ckpt.get("int8"))) else "fp32"
     out = Path(out)
     export_onnx(checkpoint, out)
     if use == "int8":
@@ -155,7 +155,13 @@ def int8_check(checkpoint: str | os.PathLike, calibration: np.ndarray, inputs: n
                                             length)]
             read[name] = float(np.mean([t == lab for t, lab in zip(texts, labels)]))
     return {"inputs": calibration, **read, "captchas": len(labels), "tolerance": INT8_TOLERANCE,
-            "default": read["int8"] >= read["fp32"] - INT8_TOLERANCE}
+            "default": int8_passes(read)}
+
+
+def int8_passes(check: dict[str, Any] | None) -> bool:
+    """Whether an int8 check makes int8 the default: it read within INT8_TOLERANCE of fp32 (decided when
+    solving, so a stored check follows today's tolerance)."""
+    return bool(check) and check["int8"] >= check["fp32"] - INT8_TOLERANCE
 
 
 def _verify(path: Path, x: np.ndarray, ref: np.ndarray, tolerance: float) -> float:

@@ -29,6 +29,7 @@ from ..config import (
     DEFAULT_CHECKPOINT,
     DEFAULT_MAX_PIXELS,
     DEVICES,
+    INT8_TOLERANCE,
     PRECISIONS,
     SHIPPED_READER,
 )
@@ -62,7 +63,7 @@ class OnnxCache:
         import torch  # the checkpoint side: torch is loaded anyway to export or verify
 
         digest = hashlib.sha256(checkpoint.read_bytes())
-        digest.update(f"{torch.__version__}|{__version__}".encode())
+        digest.update(f"{torch.__version__}|{__version__}|{INT8_TOLERANCE}".encode())
         return digest.hexdigest()[:24]
 
     def entries(self) -> list[Path]:
