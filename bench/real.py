@@ -168,12 +168,12 @@ def run_set(name: str, work: Path, budget: float | None, limit: int | None = Non
 def rescore_set(name: str, kept: Path) -> dict:
     """Score the model an earlier ``--keep`` run trained on the whole set, without training again: for
     a change in solving alone (confidences, decoding), on the same weights."""
-    _, test = split_set(name)
+    train, test = split_set(name)
     path = kept / f"{name}-all-plain.pt"
     if not path.is_file():
         sys.exit(f"{path}: no model kept for {name}; run bench/real.py --keep {kept} first")
     ckpt = load_checkpoint(path, kind="recognizer")
-    return {"set": name, "train_captchas": len(split_set(name)[0]), "test_captchas": len(test),
+    return {"set": name, "train_captchas": len(train), "test_captchas": len(test),
             "train_wall_s": None, "method": ckpt.get("method"), "variant": "rescored",
             **scored(load_solver(path), test)}
 
