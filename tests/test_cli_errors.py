@@ -37,11 +37,14 @@ BAD = [
     (["pretrain", "--sizes", "32,big"], "--sizes"),
     (["pretrain", "--sizes", "8"], "--sizes"),
     (["pretrain", "--pretrained", "reader"], "--source captchas"),
+    (["pretrain", "--reuse", "2", "--minutes", "1"], "--minutes, --reuse: only for --source captchas"),
+    (["solve", "{img}", "--checkpoint", "{model}", "--recheck", "sometimes"], "--recheck"),
     (["pretrain", "--source", "captchas", "--pretrained", "{tmp}/no-reader.pt", "--out", "{tmp}/r.pt"], "no-reader.pt"),
     (["bench", "generalize", "--sets", "no-such-set", "--out-dir", "{tmp}/g"], "no-such-set"),
 ]
 if not torch.cuda.is_available():
     BAD.append((["train", "--device", "cuda"], "CUDA"))
+    BAD.append((["pretrain", "--source", "captchas", "--device", "cuda", "--out", "{tmp}/r.pt"], "CUDA"))
 
 
 @pytest.fixture
