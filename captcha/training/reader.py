@@ -34,7 +34,7 @@ from ..data.segment import SegmentConfig, to_content
 from ..data.synth import seed_for
 from ..eval.metrics import string_metrics
 from ..inference.decode import decode
-from ..inference.export import int8_check
+from ..inference.export import int8_check, int8_passes
 from ..nn.checkpoint import half_precision, load_checkpoint, save_checkpoint
 from ..nn.device import resolve_device
 from ..nn.networks import (
@@ -319,4 +319,4 @@ def _int8_line(check: dict | None) -> list[str]:
         return []
     return [f"- int8 check: {100 * check['int8']:.2f}% against fp32 {100 * check['fp32']:.2f}% of its "
             f"{check['captchas']} held-out captchas read whole; solving on ONNX Runtime uses "
-            f"{'int8' if check['default'] else 'fp32'} by default"]
+            f"{'int8' if int8_passes(check) else 'fp32'} by default"]

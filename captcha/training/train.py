@@ -49,7 +49,7 @@ from ..errors import DataError
 from ..eval.metrics import score
 from ..eval.plots import training_curve
 from ..inference.backends import has_onnxruntime
-from ..inference.export import int8_check
+from ..inference.export import int8_check, int8_passes
 from ..inference.solver import Preparer
 from ..nn.checkpoint import load_checkpoint, save_checkpoint
 from ..nn.device import (
@@ -563,7 +563,7 @@ def _int8_check(out: Path, images: list, pre: Preprocess, held: tuple[torch.Tens
     calibration = torch.from_numpy(np.stack([pre.resize(images[i]) for i in pick]))
     check = {**int8_check(out, calibration, held[0].numpy(), held[1]), "on": "training" if seen else "held-out"}
     say(f"int8 check: {100 * check['int8']:.2f}% against fp32 {100 * check['fp32']:.2f}% of {check['captchas']} "
-        f"{check['on']} captchas; solving on ONNX Runtime uses {'int8' if check['default'] else 'fp32'} by default")
+        f"{check['on']} captchas; solving on ONNX Runtime uses {'int8' if int8_passes(check) else 'fp32'} by default")
     return check
 
 

@@ -79,10 +79,9 @@ def test_training_checks_int8_on_held_out_captchas(tiny_model, exported):
 
 @pytest.mark.parametrize("passed", [True, False])
 def test_solving_uses_int8_only_when_its_check_passed(tiny_model, tmp_path, passed):
+    from captcha.config import INT8_TOLERANCE
     from captcha.inference.load import OnnxCache
     from captcha.nn.checkpoint import load_checkpoint, save_checkpoint
-
-    from captcha.config import INT8_TOLERANCE
 
     ck = load_checkpoint(tiny_model)
     # decided from the check's figures by today's tolerance, whatever the check decided when it ran
