@@ -34,6 +34,7 @@ from ..config import (
     PROBE_SIZES,
     READER_LR,
     READER_LR_FAR,
+    REFIT_MIN_EPOCHS,
     TrainConfig,
 )
 from ..data.augment import TrainTransform
@@ -195,13 +196,22 @@ def run_probe(probe: Probe, cfg: TrainConfig, num_classes: int, state: dict[str,
 def choose_recipe(cfg: TrainConfig, num_classes: int, state: dict[str, torch.Tensor] | None, source: str,
                   fit: tuple[list, list], held: tuple[list, list], device: torch.device,
                   say: Callable[[str], None], length: int = 0, always: bool = False,
-                  sizes: Sequence[tuple[int, int]] = ()) -> tuple[Probe, list[Probe]]:
+                  sizes: Sequence[tuple[int, int]] = (), until: float = math.inf) -> tuple[Probe, list[Probe]]:
     """Probe every candidate (when there is more than one, or ``always``, and a slice to score on); the
-    best wins, then the better character accuracy (CTC's score is whole captchas), then the cheaper."""
-    probes = candidates(cfg, state is not None, sizes)
-    if (len(probes) == 1 and not always) or not held[0]:
-        return probes[0], []
-    for p in probes:
+    best wins, then the better character accuracy (CTC's score is whole captchas), then the cheaper.
+    Once the clock (``time.perf_counter``) passes ``until`` the candidates not yet probed are skipped;
+    the first always runs."""
+    todo = candidates(cfg, state is not None, sizes)
+    if (len(todo) == 1 and not always) or not held[0]:
+        return todo[0], []
+    probes: list[Probe] = []
+    for p in todo:
+        if probes and time.perf_counter() >= until:
+            skipped = todo[len(probes):]
+            say(f"probe {cfg.method}: the probes' share of --budget is spent; skipped "
+                + ", ".join(f"freeze={q.freeze} input {q.size[0]}x{q.size[1]}" for q in skipped))
+            break
+        probes.append(p)
         run_probe(p, cfg, num_classes, state, source, fit, held, device, length)
         unit = "captchas" if cfg.method == "ctc" else "characters"
         whole = "" if cfg.method == "ctc" or p.string_score is None else \
@@ -232,6 +242,17 @@ def auto_epochs(cfg: TrainConfig, probe: Probe, train_samples: int, spent: float
     return int(min(hi, max(lo, (cfg.budget - spent) // per_epoch)))
 
 
+def plan_fits(cfg: TrainConfig, probe: Probe, train_samples: int, spent: float, eval_samples: int = 0,
+              refit_samples: int = 0, refit_eval_samples: int = 0) -> tuple[int, bool | None]:
+    """The first fit's epochs (:func:`auto_epochs`) and ``--refit`` as it then stands: where a refit is
+    planned (``refit_samples``) but would leave each fit fewer than :data:`REFIT_MIN_EPOCHS`, no refit
+    (False) and one longer fit instead."""
+    epochs = auto_epochs(cfg, probe, train_samples, spent, eval_samples, refit_samples, refit_eval_samples)
+    if refit_samples and cfg.refit is None and not cfg.epochs and epochs < REFIT_MIN_EPOCHS:
+        return auto_epochs(cfg, probe, train_samples, spent, eval_samples), False
+    return epochs, cfg.refit
+
+
 def pass_images(images: list, transform: TrainTransform, seed: int, pass_id: int) -> torch.Tensor:
     """One augmentation pass over training images, reproducible from (seed, pass)."""
     return torch.from_numpy(np.stack([transform(im, seed_for(seed, "aug", pass_id, i)) for i, im in enumerate(images)]))
@@ -256,23 +277,24 @@ class MethodChoice:
 
     def table(self) -> list[dict[str, Any]]:
         """One row per method: its best probe, as stored in the checkpoint's recipe."""
-        return [{**best.to_dict(), "chosen": m == self.method} for m, (best, _) in self.probes.items()]
+        return [{**self.probes[m][0].to_dict(), "chosen": m == self.method} for m in METHODS if m in self.probes]
 
 
 def choose_method(cfg: TrainConfig, charset: Charset, device: torch.device, say: Callable[[str], None],
-                  extra: list | None = None) -> MethodChoice:
+                  extra: list | None = None, until: float = math.inf) -> MethodChoice:
     """``--method auto``: split-and-classify against whole-captcha CTC, each probed briefly from its own
     start (the glyph backbone; the general reader) and scored by full-string accuracy on the same
     held-out slice of the training captchas; a start that reads already (the general reader) scores at
     least what it reads before training. Equal full-string scores (likely on the few captchas of a
-    small set's slice) go to the better character accuracy, then to classify, the course's method."""
+    small set's slice) go to the better character accuracy, then to classify, the course's method.
+    CTC is probed first: past ``until`` (see :func:`choose_recipe`) each method probes only its first recipe."""
     probes: dict[str, tuple[Probe, list[Probe]]] = {}
     datas: dict[str, TrainingData] = {}
     starts: dict[str, tuple[str, dict[str, torch.Tensor] | None]] = {}
     scores: dict[str, tuple[float, float]] = {}  # method -> (whole captchas, characters) read of the slice
     readings: dict[str, Probe | None] = {}
     held_n = 0
-    for method in METHODS:
+    for method in sorted(METHODS, key=lambda m: m != "ctc"):
         mcfg = dataclasses.replace(cfg, method=method)
         data = datas[method] = load_training_data(mcfg, charset, extra=extra)
         fit_idx, held_idx = hold_out_slice(data.train_groups, cfg.select_fraction, cfg.seed, data.extra_groups)
@@ -289,7 +311,7 @@ def choose_method(cfg: TrainConfig, charset: Charset, device: torch.device, say:
                                                  sizes[0]) if sizes else None
         mcfg.lr = start_lr(mcfg, source, first)  # the probes learn at the rate training will
         probes[method] = choose_recipe(mcfg, len(charset), state, source, fit, held, device, say, data.length,
-                                       always=True, sizes=sizes)
+                                       always=True, sizes=sizes, until=until)
         best = probes[method][0]
         scores[method] = (_or(best.string_score), _or(best.char_score))
         if first is not None:
@@ -302,7 +324,8 @@ def choose_method(cfg: TrainConfig, charset: Charset, device: torch.device, say:
                 f"{mcfg.lr:.2g}")
             scores[method] = max(scores[method], (_or(start.string_score), _or(start.char_score)))
     method = max(METHODS, key=lambda m: (round(scores[m][0], 4), round(scores[m][1], 4), m == "classify"))
-    say("method auto: " + ", ".join(f"{m} {100 * s:.2f}% ({100 * c:.2f}% of characters)" for m, (s, c) in scores.items())
+    say("method auto: " + ", ".join(f"{m} {100 * scores[m][0]:.2f}% ({100 * scores[m][1]:.2f}% of characters)"
+                                    for m in METHODS)
         + f" of {held_n} held-out training captchas read whole; chosen: {method} (--method overrides)")
     return MethodChoice(method, probes, datas["classify"].segment, held_n, datas[method], starts[method],
                         readings[method])

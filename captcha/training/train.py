@@ -36,7 +36,9 @@ from ..charset import Charset
 from ..config import (
     AUTO_EPOCHS,
     INT8_CALIBRATION,
+    PROBE_SHARE,
     PSEUDO_CONFIDENCE,
+    REFIT_MIN_EPOCHS,
     RESUME_OVERRIDES,
     SynthConfig,
     TrainConfig,
@@ -89,12 +91,12 @@ from .loop import (
 )
 from .recipe import (
     MethodChoice,
-    auto_epochs,
     choose_method,
     choose_recipe,
     ctc_sizes,
     make_network,
     pass_images,
+    plan_fits,
     start_lr,
     start_reading,
 )
@@ -163,7 +165,7 @@ def train(cfg: TrainConfig, say: Callable[[str], None] = log.info, progress: boo
     choice = None
     if cfg.method == "auto":
         if whole_captchas_only(Path(cfg.data)):
-            choice = choose_method(cfg, charset, device, say, extra) if rank == 0 else None
+            choice = choose_method(cfg, charset, device, say, extra, _probes_until(cfg, started)) if rank == 0 else None
             method, seg = from_rank0([choice.method, choice.segment.to_dict()] if choice else [None, None], world)
             cfg.method, segment = method, SegmentConfig.from_dict(seg) if method == "classify" else None
         else:  # single-character images to learn from (the course's layout): CTC cannot use them
@@ -329,6 +331,12 @@ def train(cfg: TrainConfig, say: Callable[[str], None] = log.info, progress: boo
     elif refitting:
         result = refit(cfg, data, result, keeper.best_epoch, say, progress)
     return result
+
+
+def _probes_until(cfg: TrainConfig, started: float) -> float:
+    """When the probes' share of the budget is spent (a ``time.perf_counter`` reading); never with
+    --epochs given, as nothing auto then needs the rest of the budget."""
+    return math.inf if cfg.epochs else started + PROBE_SHARE * cfg.budget
 
 
 def _val_samples(data: TrainingData, method: str) -> int:
@@ -524,13 +532,18 @@ def _choose(cfg: TrainConfig, charset: Charset, data: TrainingData, fit: tuple[l
     recipe: dict[str, Any] = {}
     if rank == 0:
         chosen, probes = choice.probes[cfg.method] if choice else \
-            choose_recipe(cfg, num_chars, state, source, fit, held, device, say, sizes=sizes)
+            choose_recipe(cfg, num_chars, state, source, fit, held, device, say, sizes=sizes,
+                          until=_probes_until(cfg, started))
         cfg.freeze, cfg.size = chosen.freeze, chosen.size
         evals = len(held[0]) + _val_reads(data, cfg.method)
         planned = _refit_planned(cfg, world)
         again = len(fit[0]) + _refit_adds(data, len(held[0]), cfg.method) if planned else 0
         again_reads = _val_reads(data, cfg.method) if planned and _refit_validates(data) else 0
-        cfg.epochs = auto_epochs(cfg, chosen, len(fit[0]), time.perf_counter() - started, evals, again, again_reads)
+        epochs, refit = plan_fits(cfg, chosen, len(fit[0]), time.perf_counter() - started, evals, again, again_reads)
+        if refit is False and cfg.refit is None:
+            say(f"no refit: the budget leaves two fits fewer than {REFIT_MIN_EPOCHS} epochs each; one fit of {epochs} "
+                "epochs instead (--refit forces one)")
+        cfg.epochs, cfg.refit = epochs, refit
         if probes:
             say(f"chosen: freeze={cfg.freeze}, input {cfg.size[0]}x{cfg.size[1]}, {cfg.epochs} epochs, peak "
                 f"learning rate {cfg.peak_lr:.2g} (the best of {len(probes)} probes on the held-out slice; "
@@ -538,8 +551,8 @@ def _choose(cfg: TrainConfig, charset: Charset, data: TrainingData, fit: tuple[l
         recipe = {"chosen": chosen.to_dict(), "probes": [p.to_dict() for p in probes], "held_out": len(held[0]),
                   "budget": cfg.budget, "methods": choice.table() if choice else [],
                   "start_reading": reading.to_dict() if reading else None}
-    cfg.freeze, cfg.size, cfg.epochs, cfg.lr, recipe = from_rank0([cfg.freeze, cfg.size, cfg.epochs, cfg.lr, recipe],
-                                                                  world)
+    cfg.freeze, cfg.size, cfg.epochs, cfg.lr, cfg.refit, recipe = from_rank0(
+        [cfg.freeze, cfg.size, cfg.epochs, cfg.lr, cfg.refit, recipe], world)
     return cfg, make_network(cfg, num_chars, state, source, cfg.freeze), source, recipe
 
 

@@ -13,7 +13,13 @@ from captcha.config import PROBE_FREEZES, PROBE_SIZES, TrainConfig
 from captcha.data.synth import render_char
 from captcha.nn.networks import resolve_pretrained
 from captcha.training.dataset import hold_out_slice
-from captcha.training.recipe import Probe, auto_epochs, candidates, choose_recipe
+from captcha.training.recipe import (
+    Probe,
+    auto_epochs,
+    candidates,
+    choose_recipe,
+    plan_fits,
+)
 
 
 def test_the_slice_is_deterministic_and_keeps_a_captchas_crops_together():
@@ -46,6 +52,39 @@ def test_the_best_probe_wins_and_ties_go_to_the_cheaper_recipe(monkeypatch):
     said = []
     best, probes = choose_recipe(TrainConfig(), 6, {}, "test", ([0], [0]), ([0], [0]), torch.device("cpu"), said.append)
     assert (best.freeze, best.size) == ("layer2", (32, 32)) and len(probes) == len(said) == 6
+
+
+def test_once_the_probes_share_of_the_budget_is_spent_the_rest_are_skipped(monkeypatch):
+    clock = iter(range(100))
+    ran = []
+
+    def fake(probe, *a, **k):
+        probe.score, probe.seconds, probe.samples = {"all": 0.5, "layer2": 0.9}.get(probe.freeze, 0.7), 1.0, 100
+        ran.append((probe.freeze, probe.size[0]))
+        return probe
+
+    monkeypatch.setattr(recipe, "run_probe", fake)
+    monkeypatch.setattr(recipe.time, "perf_counter", lambda: next(clock))  # a tick each time the clock is read
+    said = []
+    best, probes = choose_recipe(TrainConfig(), 6, {}, "test", ([0], [0]), ([0], [0]), torch.device("cpu"),
+                                 said.append, until=1)
+    assert ran == [("all", 32), ("layer2", 32)] and [(p.freeze, p.size[0]) for p in probes] == ran
+    assert (best.freeze, best.size) == ("layer2", (32, 32))
+    assert "skipped freeze=none input 32x32, freeze=all input 64x64" in said[-1]
+    ran.clear()
+    best, probes = choose_recipe(TrainConfig(), 6, {}, "test", ([0], [0]), ([0], [0]), torch.device("cpu"),
+                                 said.append, until=-1)
+    assert ran == [("all", 32)] and probes == [best]  # the first runs whatever the clock says
+
+
+def test_a_refit_is_planned_only_where_both_fits_get_enough_epochs():
+    p = Probe("none", (48, 104), "ctc", score=0.5, seconds=10.0, samples=1000)  # 10 ms a sample
+    # 200 s left; a fit of 1000 is 11 s, with a refit of 1500 planned 27 s an epoch: 7 epochs each
+    assert plan_fits(TrainConfig(budget=240), p, 1000, spent=40, refit_samples=1500) == (18, False)
+    assert plan_fits(TrainConfig(budget=600), p, 1000, spent=40, refit_samples=1500) == (20, None)  # 560 // 27
+    assert plan_fits(TrainConfig(budget=240, refit=True), p, 1000, spent=40, refit_samples=1500) == (7, True)
+    assert plan_fits(TrainConfig(budget=240), p, 1000, spent=40) == (18, None)  # none planned
+    assert plan_fits(TrainConfig(budget=240, epochs=5), p, 1000, spent=40, refit_samples=1500) == (5, None)
 
 
 def test_ctc_probes_the_sizes_given_and_ties_on_whole_captchas_go_to_more_characters_read(monkeypatch):
@@ -108,7 +147,7 @@ def _glyph_set(n_per_class: int, far: bool, seed: int = 0) -> tuple[list, list]:
 
 def _probe_scores(far: bool) -> tuple[Probe, dict[str, float]]:
     source, state = resolve_pretrained("glyphs")
-    fit, held = _glyph_set(40, far=far), _glyph_set(8, far=far, seed=1)
+    fit, held = _glyph_set(80, far=far), _glyph_set(8, far=far, seed=1)
     cfg = TrainConfig(charset="ABC123", size=(32, 32), batch_size=32, method="classify")
     best, probes = choose_recipe(cfg, 6, state, source, fit, held, torch.device("cpu"), lambda _m: None)
     return best, {p.freeze: p.score for p in probes}
@@ -183,6 +222,23 @@ def test_method_auto_counts_what_the_general_reader_reads_before_training(flat_c
     if reads:  # its probes and training learn at the rate what it reads of the slice calls for
         assert choice.reading.char_score == 0.65 and choice.reading.samples == 0
         assert seen_lr == {recipe.start_lr(TrainConfig(), "reader:x", choice.reading)}
+
+
+def test_method_auto_probes_ctc_first_and_past_its_share_only_each_methods_first_recipe(flat_captchas, monkeypatch):
+    ran = []
+
+    def fake(probe, cfg, num_classes, state, source, fit, held, device, length=0, epochs=recipe.PROBE_EPOCHS):
+        if epochs:
+            ran.append(cfg.method)
+        probe.string_score, probe.char_score, probe.score = 0.5, 0.5, 0.5
+        probe.seconds, probe.samples = 1.0, 10 * epochs
+        return probe
+
+    monkeypatch.setattr(recipe, "run_probe", fake)
+    choice = recipe.choose_method(TrainConfig(data=str(flat_captchas), charset="ABC123", pretrained="glyphs"),
+                                  Charset("ABC123"), torch.device("cpu"), lambda _m: None, until=0.0)
+    assert ran == ["ctc", "classify"] and [len(choice.probes[m][1]) for m in ("classify", "ctc")] == [1, 1]
+    assert [row["method"] for row in choice.table()] == ["classify", "ctc"]
 
 
 def test_the_rate_from_the_general_reader_rises_as_it_reads_less_of_the_site():
