@@ -164,6 +164,10 @@ PROBE_SAMPLES = 360  # training samples a probe sees per epoch (at most): ~25 s 
 # leave-style-out sets (`captcha bench generalize`: 63% mean full-string against 85%): it favours
 # partial freezing where fine-tuning everything later wins.
 PROBE_EPOCHS = 3
+# A recipe with nothing to choose between (`--method ctc`, or every setting given) is not probed, but
+# --epochs auto still prices it by timing this many training steps: unpriced, it took the middle course
+# of AUTO_EPOCHS (20), 328 s of a 240 s budget on lso-eroded-arc5 on a 2-core AVX2 CPU.
+PRICE_BATCHES = 3
 # The probes' share of --budget: once spent, the recipes not yet probed are skipped (each method keeps its
 # first; CTC is probed first). All of them take ~40 s of 240 on a 2-core CPU with AVX-512 BF16, which this
 # leaves as it was; on a 2-core AVX2 CPU with no bf16 (training steps ~4x slower) ~110 s, which left

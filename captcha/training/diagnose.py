@@ -16,6 +16,7 @@ FAIL_BELOW = 0.20  # final accuracy on the held-out slice under which the run co
 NEAR_CHANCE = 2.0  # a probe scoring under this many times chance learned nothing
 BLANK_STD = 6.0  # a crop whose grey levels vary less than this has no glyph in it
 BLANK_SHARE = 0.25  # more blank crops than this: the characters are not where the splitter cut
+HELD_SLICE = "the held-out slice of the training data"
 
 
 def blank_share(images: Sequence[Image.Image], limit: int = 400) -> float:
@@ -29,8 +30,9 @@ def blank_share(images: Sequence[Image.Image], limit: int = 400) -> float:
 
 def diagnose(num_classes: int, held_acc: float | None, probe_scores: Sequence[float] = (),
              losses: Sequence[float] = (), crops: Sequence[Image.Image] = (), other_lengths: int = 0,
-             length: int = 0, method: str = "classify") -> list[str]:
-    """Warnings for a run that learned (next to) nothing, each naming a likely cause and a fix."""
+             length: int = 0, method: str = "classify", where: str = HELD_SLICE) -> list[str]:
+    """Warnings for a run that learned (next to) nothing, each naming a likely cause and a fix;
+    ``held_acc`` is the accuracy of the data held out of training, ``where`` says which."""
     chance = 1.0 / max(num_classes, 1)
     probes_dead = bool(probe_scores) and max(probe_scores) < NEAR_CHANCE * chance
     failed = held_acc is not None and held_acc < FAIL_BELOW
@@ -38,7 +40,7 @@ def diagnose(num_classes: int, held_acc: float | None, probe_scores: Sequence[fl
         return []
     seen = []
     if held_acc is not None:
-        seen.append(f"the held-out slice of the training data reads {100 * held_acc:.1f}%")
+        seen.append(f"{where} reads {100 * held_acc:.1f}%")
     if probes_dead:
         seen.append(f"the best recipe probe scored {100 * max(probe_scores):.1f}%")
     out = [f"this model has not learned to read these captchas: {'; '.join(seen)} (chance {100 * chance:.1f}%)."]
@@ -56,6 +58,6 @@ def diagnose(num_classes: int, held_acc: float | None, probe_scores: Sequence[fl
                    f"{losses[-1]:.2f}): the network cannot even fit its training data. Check that labels.csv "
                    "(or the file names) match the images and that --length is the number of characters shown.")
     else:
-        out.append("the training data was fitted but the held-out slice was not: more labelled captchas, or "
+        out.append(f"the training data was fitted but {where} was not: more labelled captchas, or "
                    "--epochs / --budget for a longer run, may help.")
     return out

@@ -28,6 +28,7 @@ from ..config import (
     AUTO_EPOCHS,
     AUTO_MIN_STEPS,
     METHODS,
+    PRICE_BATCHES,
     PROBE_EPOCHS,
     PROBE_FREEZES,
     PROBE_SAMPLES,
@@ -153,29 +154,7 @@ def run_probe(probe: Probe, cfg: TrainConfig, num_classes: int, state: dict[str,
     """Train ``probe``'s recipe briefly on ``fit`` (images, targets) and score it on ``held``; with the
     captcha ``length`` (held-out crops in whole captchas) also per whole captcha. With no ``epochs``,
     the start as it is."""
-    t0 = time.perf_counter()
-    torch.manual_seed(seed_for(cfg.seed, "probe-init") % 2 ** 63)  # a fresh head: the same probe, whatever ran before
-    rng = random.Random(seed_for(cfg.seed, "probe"))
-    pick = sorted(rng.sample(range(len(fit[0])), min(PROBE_SAMPLES, len(fit[0]))))
-    images, targets = [fit[0][i] for i in pick], torch.tensor([fit[1][i] for i in pick])
-    model = make_network(cfg, num_classes, state, source, probe.freeze).to(device, memory_format=torch.channels_last)
-    pre = Preprocess(size=probe.size)
-    transform = TrainTransform(pre, cfg.augment)
-    stop = model.frozen_stages()[-1] if model.frozen_stages() else None
-    net = Trainable(model, stop)
-    opt = make_optimizer([p for p in model.parameters() if p.requires_grad], cfg.optimizer, cfg.peak_lr,
-                         cfg.weight_decay)
-    steps = math.ceil(len(images) / cfg.batch_size)
-    sched = make_schedule(opt, cfg.schedule, cfg.peak_lr, max(steps * epochs, 1))
-    loss_fn = CTCLoss() if cfg.method == "ctc" else nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
-    for epoch in range(epochs):
-        x = pass_images(images, transform, cfg.seed, epoch)
-        inputs = frozen_outputs(model, x, stop) if stop else x
-        order = torch.randperm(len(targets), generator=torch.Generator().manual_seed(seed_for(cfg.seed, "probe", epoch)))
-        train_one_epoch(net, indexed_batches(inputs, targets, order, cfg.batch_size), opt, sched, loss_fn,
-                        bf16=train_in_bf16(cfg.bf16))
-    probe.seconds = time.perf_counter() - t0
-    probe.samples = len(images) * epochs
+    model, pre = _train_briefly(probe, cfg, num_classes, state, source, fit, device, epochs, PROBE_SAMPLES)
     held_x = np.stack([pre(im) for im in held[0]])
     t0 = time.perf_counter()
     logits = predict(model, held_x)
@@ -193,17 +172,68 @@ def run_probe(probe: Probe, cfg: TrainConfig, num_classes: int, state: dict[str,
     return probe
 
 
+def _train_briefly(probe: Probe, cfg: TrainConfig, num_classes: int, state: dict[str, torch.Tensor] | None,
+                   source: str, fit: tuple[list, list], device: torch.device, epochs: int, samples: int,
+                   timing: dict[str, Any] | None = None) -> tuple[CharNet, Preprocess]:
+    """``probe``'s recipe trained for ``epochs`` on at most ``samples`` of ``fit``, timed into the probe;
+    ``timing`` gets the seconds building the network took ("build") and each optimizer step's ("steps")."""
+    timing = {} if timing is None else timing
+    step_seconds = timing.setdefault("steps", [])
+    t0 = time.perf_counter()
+    torch.manual_seed(seed_for(cfg.seed, "probe-init") % 2 ** 63)  # a fresh head: the same probe, whatever ran before
+    rng = random.Random(seed_for(cfg.seed, "probe"))
+    pick = sorted(rng.sample(range(len(fit[0])), min(samples, len(fit[0]))))
+    images, targets = [fit[0][i] for i in pick], torch.tensor([fit[1][i] for i in pick])
+    model = make_network(cfg, num_classes, state, source, probe.freeze).to(device, memory_format=torch.channels_last)
+    timing["build"] = time.perf_counter() - t0
+    pre = Preprocess(size=probe.size)
+    transform = TrainTransform(pre, cfg.augment)
+    stop = model.frozen_stages()[-1] if model.frozen_stages() else None
+    net = Trainable(model, stop)
+    opt = make_optimizer([p for p in model.parameters() if p.requires_grad], cfg.optimizer, cfg.peak_lr,
+                         cfg.weight_decay)
+    steps = math.ceil(len(images) / cfg.batch_size)
+    sched = make_schedule(opt, cfg.schedule, cfg.peak_lr, max(steps * epochs, 1))
+    loss_fn = CTCLoss() if cfg.method == "ctc" else nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+    for epoch in range(epochs):
+        x = pass_images(images, transform, cfg.seed, epoch)
+        inputs = frozen_outputs(model, x, stop) if stop else x
+        order = torch.randperm(len(targets), generator=torch.Generator().manual_seed(seed_for(cfg.seed, "probe", epoch)))
+        train_one_epoch(net, indexed_batches(inputs, targets, order, cfg.batch_size), opt, sched, loss_fn,
+                        on_batch=lambda _b, _loss, seconds: step_seconds.append(seconds),
+                        bf16=train_in_bf16(cfg.bf16))
+    probe.seconds = time.perf_counter() - t0
+    probe.samples = len(images) * epochs
+    return model, pre
+
+
+def price(probe: Probe, cfg: TrainConfig, num_classes: int, state: dict[str, torch.Tensor] | None, source: str,
+          fit: tuple[list, list], device: torch.device) -> Probe:
+    """``probe`` with its training speed measured on :data:`PRICE_BATCHES` batches and nothing scored: what
+    `--epochs auto` prices a recipe by when there was nothing to choose between. The first step (which
+    also sets up the kernels) and building the network are left out; preparing the samples is not."""
+    timing: dict[str, Any] = {}
+    _train_briefly(probe, cfg, num_classes, state, source, fit, device, 1, PRICE_BATCHES * cfg.batch_size, timing)
+    steps = timing["steps"]
+    timed = steps[1:] or steps
+    prepare = max(probe.seconds - timing["build"] - sum(steps), 0.0)  # augmenting (and the frozen stages' pass)
+    probe.seconds = prepare + sum(timed) / len(timed) * len(steps)
+    return probe
+
+
 def choose_recipe(cfg: TrainConfig, num_classes: int, state: dict[str, torch.Tensor] | None, source: str,
                   fit: tuple[list, list], held: tuple[list, list], device: torch.device,
                   say: Callable[[str], None], length: int = 0, always: bool = False,
                   sizes: Sequence[tuple[int, int]] = (), until: float = math.inf) -> tuple[Probe, list[Probe]]:
     """Probe every candidate (when there is more than one, or ``always``, and a slice to score on); the
     best wins, then the better character accuracy (CTC's score is whole captchas), then the cheaper.
+    A single candidate is only :func:`price`\ d (unless --epochs is given).
     Once the clock (``time.perf_counter``) passes ``until`` the candidates not yet probed are skipped;
     the first always runs."""
     todo = candidates(cfg, state is not None, sizes)
     if (len(todo) == 1 and not always) or not held[0]:
-        return todo[0], []
+        # nothing to choose between (or to score on): still timed, for --epochs auto to price the fit
+        return (todo[0] if cfg.epochs else price(todo[0], cfg, num_classes, state, source, fit, device)), []
     probes: list[Probe] = []
     for p in todo:
         if probes and time.perf_counter() >= until:
@@ -243,13 +273,14 @@ def auto_epochs(cfg: TrainConfig, probe: Probe, train_samples: int, spent: float
 
 
 def plan_fits(cfg: TrainConfig, probe: Probe, train_samples: int, spent: float, eval_samples: int = 0,
-              refit_samples: int = 0, refit_eval_samples: int = 0) -> tuple[int, bool | None]:
+              refit_samples: int = 0, refit_eval_samples: int = 0, held: int = 0) -> tuple[int, bool | None]:
     """The first fit's epochs (:func:`auto_epochs`) and ``--refit`` as it then stands: where a refit is
     planned (``refit_samples``) but would leave each fit fewer than :data:`REFIT_MIN_EPOCHS`, no refit
-    (False) and one longer fit instead."""
+    (False) and one longer fit instead, which also trains on the ``held`` samples of the held-out slice
+    (read by ``eval_samples`` after each epoch until then)."""
     epochs = auto_epochs(cfg, probe, train_samples, spent, eval_samples, refit_samples, refit_eval_samples)
     if refit_samples and cfg.refit is None and not cfg.epochs and epochs < REFIT_MIN_EPOCHS:
-        return auto_epochs(cfg, probe, train_samples, spent, eval_samples), False
+        return auto_epochs(cfg, probe, train_samples + held, spent, eval_samples - held), False
     return epochs, cfg.refit
 
 

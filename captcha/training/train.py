@@ -77,7 +77,7 @@ from .dataset import (
     synthetic_captchas,
     whole_captchas_only,
 )
-from .diagnose import diagnose
+from .diagnose import HELD_SLICE, diagnose
 from .loop import (
     CTCLoss,
     Trainable,
@@ -171,9 +171,7 @@ def train(cfg: TrainConfig, say: Callable[[str], None] = log.info, progress: boo
         else:  # single-character images to learn from (the course's layout): CTC cannot use them
             cfg.method = "classify"
     data = choice.data if choice else load_training_data(cfg, charset, segment, extra)
-    fit_idx, held_idx = hold_out_slice(data.train_groups, cfg.select_fraction, cfg.seed, data.extra_groups)
-    fit = ([data.train_images[i] for i in fit_idx], [data.train_targets[i] for i in fit_idx])
-    held = ([data.train_images[i] for i in held_idx], [data.train_targets[i] for i in held_idx])
+    fit_idx, held_idx, fit, held = _split(data, cfg)
     if device.type == "cuda" and world > 1:
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
         torch.cuda.set_device(device)
@@ -184,6 +182,8 @@ def train(cfg: TrainConfig, say: Callable[[str], None] = log.info, progress: boo
         model = make_network(cfg, len(charset), None, source, cfg.freeze)
     else:
         cfg, model, source, recipe = _choose(cfg, charset, data, fit, held, device, started, say, rank, world, choice)
+        if held[0] and not cfg.select_fraction:  # one fit, no refit: the slice is trained on (``_choose``)
+            fit_idx, held_idx, fit, held = _split(data, cfg)
     freeze = cfg.freeze
     model = model.to(device, memory_format=torch.channels_last)
     pre = Preprocess(size=cfg.size)
@@ -293,9 +293,10 @@ def train(cfg: TrainConfig, say: Callable[[str], None] = log.info, progress: boo
     final = load_checkpoint(out, kind="recognizer") if out.is_file() else None
     curve = out.with_name(out.stem + ".curve.png")
     training_curve(history, curve, title=f"{out.name}: pretrained={source}, freeze={freeze}")
-    problems = diagnose(len(charset), keeper.best_acc if held[0] else None,
-                        [p["score"] for p in recipe.get("probes", [])], [h["loss"] for h in history],
-                        fit[0] if cfg.method == "classify" else (), data.other_lengths, data.length, cfg.method)
+    judged, where = _judged(keeper, bool(held[0]), final, data, cfg.method)
+    problems = diagnose(len(charset), judged, [p["score"] for p in recipe.get("probes", [])],
+                        [h["loss"] for h in history], fit[0] if cfg.method == "classify" else (), data.other_lengths,
+                        data.length, cfg.method, where)
     for line in problems:
         say(f"warning: {line}")
     if final is not None and cfg.method == "classify" and held[0]:
@@ -331,6 +332,25 @@ def train(cfg: TrainConfig, say: Callable[[str], None] = log.info, progress: boo
     elif refitting:
         result = refit(cfg, data, result, keeper.best_epoch, say, progress)
     return result
+
+
+def _judged(keeper: EpochKeeper, held: bool, final: dict[str, Any] | None, data: TrainingData,
+            method: str) -> tuple[float | None, str]:
+    """The accuracy the end-of-training diagnosis judges the run by, and whose: the held-out slice's;
+    with none (one fit trained on it, or a refit), the validation data's; else None."""
+    if held:
+        return keeper.best_acc, HELD_SLICE
+    if final is not None and _val_reads(data, method):
+        return EpochKeeper.accuracy(final["metrics"]), "the validation data"
+    return None, HELD_SLICE
+
+
+def _split(data: TrainingData, cfg: TrainConfig) -> tuple[list[int], list[int], tuple[list, list], tuple[list, list]]:
+    """The training samples' indices to fit on and of the held-out slice (``cfg.select_fraction`` of the
+    captchas), then the (images, targets) of each."""
+    fit_idx, held_idx = hold_out_slice(data.train_groups, cfg.select_fraction, cfg.seed, data.extra_groups)
+    return fit_idx, held_idx, ([data.train_images[i] for i in fit_idx], [data.train_targets[i] for i in fit_idx]), \
+        ([data.train_images[i] for i in held_idx], [data.train_targets[i] for i in held_idx])
 
 
 def _probes_until(cfg: TrainConfig, started: float) -> float:
@@ -539,11 +559,18 @@ def _choose(cfg: TrainConfig, charset: Charset, data: TrainingData, fit: tuple[l
         planned = _refit_planned(cfg, world)
         again = len(fit[0]) + _refit_adds(data, len(held[0]), cfg.method) if planned else 0
         again_reads = _val_reads(data, cfg.method) if planned and _refit_validates(data) else 0
-        epochs, refit = plan_fits(cfg, chosen, len(fit[0]), time.perf_counter() - started, evals, again, again_reads)
+        epochs, refit = plan_fits(cfg, chosen, len(fit[0]), time.perf_counter() - started, evals, again, again_reads,
+                                  len(held[0]))
         if refit is False and cfg.refit is None:
+            # the slice has chosen the recipe; with no refit to add it later, the one fit learns from it
+            cfg.select_fraction = 0.0
             say(f"no refit: the budget leaves two fits fewer than {REFIT_MIN_EPOCHS} epochs each; one fit of {epochs} "
-                "epochs instead (--refit forces one)")
+                f"epochs instead, which also trains on the held-out slice ({len(held[0])} samples) and keeps its last "
+                "epoch (--refit forces a refit)")
         cfg.epochs, cfg.refit = epochs, refit
+        if chosen.samples and not probes:
+            say(f"--epochs auto: {cfg.epochs} epochs in --budget {cfg.budget:g}s at {1000 * chosen.seconds_per_sample:.0f} "
+                "ms a training sample (timed on a few steps; --epochs overrides)")
         if probes:
             say(f"chosen: freeze={cfg.freeze}, input {cfg.size[0]}x{cfg.size[1]}, {cfg.epochs} epochs, peak "
                 f"learning rate {cfg.peak_lr:.2g} (the best of {len(probes)} probes on the held-out slice; "
@@ -551,8 +578,8 @@ def _choose(cfg: TrainConfig, charset: Charset, data: TrainingData, fit: tuple[l
         recipe = {"chosen": chosen.to_dict(), "probes": [p.to_dict() for p in probes], "held_out": len(held[0]),
                   "budget": cfg.budget, "methods": choice.table() if choice else [],
                   "start_reading": reading.to_dict() if reading else None}
-    cfg.freeze, cfg.size, cfg.epochs, cfg.lr, cfg.refit, recipe = from_rank0(
-        [cfg.freeze, cfg.size, cfg.epochs, cfg.lr, cfg.refit, recipe], world)
+    cfg.freeze, cfg.size, cfg.epochs, cfg.lr, cfg.refit, cfg.select_fraction, recipe = from_rank0(
+        [cfg.freeze, cfg.size, cfg.epochs, cfg.lr, cfg.refit, cfg.select_fraction, recipe], world)
     return cfg, make_network(cfg, num_chars, state, source, cfg.freeze), source, recipe
 
 

@@ -85,6 +85,10 @@ def test_a_refit_is_planned_only_where_both_fits_get_enough_epochs():
     assert plan_fits(TrainConfig(budget=240, refit=True), p, 1000, spent=40, refit_samples=1500) == (7, True)
     assert plan_fits(TrainConfig(budget=240), p, 1000, spent=40) == (18, None)  # none planned
     assert plan_fits(TrainConfig(budget=240, epochs=5), p, 1000, spent=40, refit_samples=1500) == (5, None)
+    # the one fit also trains on the held-out slice (150) and no longer reads it: 200 // (11.5 + 1 s)
+    assert plan_fits(TrainConfig(budget=240), p, 1000, spent=40, eval_samples=150, refit_samples=1500,
+                     held=150) == (16, False)
+    assert plan_fits(TrainConfig(budget=600), p, 1000, spent=40, refit_samples=1500, held=150) == (20, None)
 
 
 def test_ctc_probes_the_sizes_given_and_ties_on_whole_captchas_go_to_more_characters_read(monkeypatch):
@@ -166,6 +170,24 @@ def test_probes_fine_tune_when_the_glyphs_are_far_from_the_backbones():
     best, by = _probe_scores(far=True)
     assert best.freeze != "all" and by[best.freeze] > by["all"] + 0.1, by
     assert np.isfinite(list(by.values())).all()
+
+
+def test_a_single_recipe_is_priced_by_timed_steps_unless_the_epochs_are_given(monkeypatch):
+    """Nothing to choose between: not probed (nothing scored), but timed, so --epochs auto fits the budget."""
+    monkeypatch.setattr(recipe, "run_probe", lambda *a, **k: pytest.fail("a single recipe is not probed"))
+    fit, held = _glyph_set(20, far=False), _glyph_set(2, far=False, seed=1)
+    cfg = TrainConfig(charset="ABC123", size=(32, 32), freeze="layer3", batch_size=16, method="classify", budget=60)
+    said = []
+    best, probes = choose_recipe(cfg, 6, None, "none", fit, held, torch.device("cpu"), said.append)
+    assert probes == [] and said == [] and (best.freeze, best.size) == ("layer3", (32, 32))
+    assert best.samples == recipe.PRICE_BATCHES * 16 and best.seconds > 0 and np.isnan(best.score)
+    # priced, the epochs follow the budget (unpriced they would be the middle course, 20, either way)
+    assert auto_epochs(TrainConfig(budget=1, batch_size=16), best, 120, spent=0) == 3
+    assert auto_epochs(TrainConfig(budget=10 ** 6, batch_size=16), best, 120, spent=0) == 40
+    assert auto_epochs(TrainConfig(budget=1, batch_size=16), Probe("layer3", (32, 32)), 120, spent=0) == 20
+    given, _ = choose_recipe(TrainConfig(charset="ABC123", size=(32, 32), freeze="layer3", epochs=2), 6, None,
+                             "none", fit, held, torch.device("cpu"), said.append)
+    assert given.samples == 0  # --epochs given: nothing to price
 
 
 @pytest.mark.parametrize("scores,expected", [({"classify": (0.5, 0.9), "ctc": (0.8, 0.9)}, "ctc"),

@@ -252,6 +252,24 @@ def test_a_small_set_is_refit_on_every_labelled_captcha(flat_captchas, tmp_path)
         evaluate_checkpoint(out)
 
 
+def test_one_fit_instead_of_a_refit_trains_on_the_held_out_slice_too(flat_captchas, tmp_path):
+    """Auto epochs with no room for a refit (a 1 s budget): the slice that chose the recipe joins the one fit,
+    every epoch is kept in turn (the last stays), and the validation share, never trained on, judges the run."""
+    out = tmp_path / "one.pt"
+    said: list[str] = []
+    train(_cfg(flat_captchas, out, pretrained="glyphs", freeze="all", method="classify", split="equal",
+               epochs=None, budget=1.0, val_fraction=0.25), say=said.append)
+    fits = [line for line in said if line.startswith("training on ")]
+    assert len(fits) == 1 and fits[0].startswith("training on 120 character crops")  # all 30 training captchas
+    assert "on 0 held out of them" in fits[0] and "and 10 captchas" in fits[0]
+    assert any(line.startswith("no refit:") and "held-out slice (16 samples)" in line for line in said)
+    ck = load_checkpoint(out)
+    assert ck["train_config"]["select_fraction"] == 0.0 and ck["train_config"]["refit"] is False
+    assert ck["recipe"]["held_out"] == 16 and "refit" not in ck  # the slice chose, then was trained on
+    assert ck["metrics"]["epoch"] == ck["history"][-1]["epoch"] == ck["train_config"]["epochs"] == 3
+    assert ck["metrics"]["captchas"] == 10
+
+
 def test_refit_only_when_it_fits_the_budget_or_is_asked_for():
     import time
 
