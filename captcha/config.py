@@ -213,7 +213,7 @@ class PretrainConfig:
     workers: int = 1
     eval_every: int = 200
     sizes: tuple[int, ...] | None = None  # input sizes trained at, one per step; None: glyphs 32/48/64, CIFAR 32
-    bf16: bool = True  # bfloat16 autocast, on the CPU too
+    bf16: bool | None = None  # bfloat16 autocast; None: on a GPU, and on a CPU with it natively (nn.device)
     half: bool = True
     resume: bool = False  # continue a killed run from <out>.last.pt
     command: str = ""
@@ -249,7 +249,7 @@ class ReaderConfig:
     size: tuple[int, int] = (48, 160)  # (height, width): 20 feature columns, room for 6 characters and blanks
     lengths: tuple[int, ...] = (4, 5, 6)  # characters per synthetic captcha
     heldout: int = 400  # synthetic captchas from a seed never trained on, read after every eval_every steps
-    bf16: bool = True
+    bf16: bool | None = None  # as PretrainConfig's
     resume: bool = False
     command: str = ""
     alphabet: str = DEFAULT_ALPHABET

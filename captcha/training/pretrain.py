@@ -15,7 +15,7 @@ import random
 import string
 import sys
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -33,6 +33,7 @@ from ..data.preprocess import Preprocess
 from ..data.synth import seed_for
 from ..errors import ConfigError
 from ..nn.checkpoint import half_precision, load_checkpoint, save_checkpoint
+from ..nn.device import train_in_bf16
 from ..nn.networks import ARCH, CharNet
 from .loop import make_schedule, predict, train_one_epoch
 
@@ -126,6 +127,7 @@ def pretrain(cfg: PretrainConfig, progress: bool = True) -> dict:
     ``<out>.last.pt``. With ``cfg.resume`` a killed run continues from there (glyphs: the same
     stream from the step reached; CIFAR-10: a fresh shuffle).
     """
+    cfg = replace(cfg, bf16=train_in_bf16(cfg.bf16))  # emulated bf16 is slower than fp32: native only
     torch.manual_seed(cfg.seed)
     pre = Preprocess(size=(max(cfg.train_sizes),) * 2)
     out = Path(cfg.out_path)

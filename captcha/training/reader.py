@@ -15,7 +15,7 @@ import math
 import random
 import sys
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -36,7 +36,7 @@ from ..eval.metrics import string_metrics
 from ..inference.decode import decode
 from ..inference.export import int8_check, int8_passes
 from ..nn.checkpoint import half_precision, load_checkpoint, save_checkpoint
-from ..nn.device import resolve_device
+from ..nn.device import resolve_device, train_in_bf16
 from ..nn.networks import (
     ARCH,
     is_shipped_reader,
@@ -168,6 +168,8 @@ def pretrain_reader(cfg: ReaderConfig, progress: bool = True) -> dict:
     charset = Charset(cfg.alphabet)
     pre = Preprocess(size=tuple(cfg.size))
     dev = resolve_device(cfg.device)
+    # a GPU always autocasts to bf16; a CPU only where it has bf16 natively (emulated, it is slower than fp32)
+    cfg = replace(cfg, bf16=dev.type == "cuda" or train_in_bf16(cfg.bf16))
     out = Path(cfg.out)
     last_path = out.with_name(out.stem + ".last.pt")
     state = load_checkpoint(last_path, kind="recognizer") if cfg.resume and last_path.is_file() else None

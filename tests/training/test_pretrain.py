@@ -79,7 +79,7 @@ def test_reads_tar_and_unpacked_folder(tmp_path):
 
 
 def test_the_pretraining_loop_learns(tmp_path, monkeypatch):
-    """On a fixed batch of 4 glyph classes (also the held-out set, at its own 32 px), 60 bf16 steps
+    """On a fixed batch of 4 glyph classes (also the held-out set, at its own 32 px), 60 steps
     memorise it: the loop's gradients, optimiser, schedule and held-out accuracy all work."""
     import captcha.training.pretrain as pt
     from captcha.data.preprocess import Preprocess
