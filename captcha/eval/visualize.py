@@ -12,6 +12,7 @@ from typing import Sequence
 
 import numpy as np
 import torch
+from matplotlib import colormaps
 from PIL import Image
 from torch import nn
 
@@ -67,16 +68,37 @@ def capture(model: nn.Module, x: torch.Tensor, layers: Sequence[str]) -> dict[st
     return maps
 
 
-def _grid(tiles: np.ndarray, title: str, path: Path, caption: str) -> Path:
-    n = tiles.shape[0]
+def _mosaic(tiles: np.ndarray, gap: int) -> np.ndarray:
+    """``tiles`` (N, H, W) or (N, H, W, 3) laid out :data:`COLUMNS` to a row as one RGB image, each tile
+    scaled to its own range (as a plot per tile would), single-channel ones through viridis."""
+    n, h, w = tiles.shape[:3]
     rows = math.ceil(n / COLUMNS)
+    low = tiles.reshape(n, -1).min(1).reshape((n,) + (1,) * (tiles.ndim - 1))
+    high = tiles.reshape(n, -1).max(1).reshape(low.shape)
+    scaled = (tiles - low) / np.maximum(high - low, 1e-8)
+    rgb = colormaps["viridis"](scaled)[..., :3] if tiles.ndim == 3 else scaled
+    sheet = np.ones((rows * (h + gap), COLUMNS * (w + gap) - gap, 3))  # a blank band above each row
+    for i in range(n):
+        r, c = divmod(i, COLUMNS)
+        sheet[r * (h + gap) + gap:(r + 1) * (h + gap), c * (w + gap):c * (w + gap) + w] = rgb[i]
+    return sheet
+
+
+def _grid(tiles: np.ndarray, title: str, path: Path, caption: str) -> Path:
+    """One PNG of ``tiles``, a numbered tile per filter: one image drawn once, not a plot per filter
+    (64 small plots took seconds a grid)."""
+    k = max(1, math.ceil(16 / max(tiles.shape[1:3])))  # tiny maps (layer4's 1x1) drawn at least 16 px
+    tiles = tiles.repeat(k, axis=1).repeat(k, axis=2)
+    n, h, w = tiles.shape[:3]
+    rows, gap = math.ceil(n / COLUMNS), max(3, h // 5)  # room for each tile's number above it
     fig = figure(COLUMNS * 1.3, rows * 1.45 + 0.6, dpi=80)
-    axes = fig.subplots(rows, COLUMNS, squeeze=False)
-    for i, ax in enumerate(axes.ravel()):
-        ax.axis("off")
-        if i < n:
-            ax.imshow(tiles[i], cmap="viridis" if tiles[i].ndim == 2 else None)
-            ax.set_title(f"filter-{i}", fontsize=7)
+    ax = fig.add_subplot()
+    ax.imshow(_mosaic(tiles, gap), interpolation="nearest",
+              extent=(0, COLUMNS * (w + gap) - gap, rows * (h + gap) - gap, -gap))
+    ax.axis("off")
+    for i in range(n):
+        r, c = divmod(i, COLUMNS)
+        ax.text(c * (w + gap) + w / 2, r * (h + gap) - gap / 4, f"filter-{i}", fontsize=7, ha="center", va="bottom")
     fig.suptitle(f"{title}\n{caption}", fontsize=9)
     fig.tight_layout()
     fig.savefig(path)

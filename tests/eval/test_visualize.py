@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -45,6 +46,22 @@ def test_grid_has_one_tile_per_filter(tmp_path):
     assert seen == {"conv1": 20, "layer4.1.conv2": 20} and all(f.stat().st_size > 1000 for f in files)
     img = Image.open(files[0])
     assert img.width > img.height  # 8 columns, 3 rows
+
+
+def test_the_mosaic_scales_each_tile_to_its_own_range_and_lays_them_out_in_rows():
+    from captcha.eval.visualize import COLUMNS, _mosaic
+
+    tiles = np.stack([np.full((4, 5), float(i)) for i in range(COLUMNS + 1)])
+    tiles[:, 0, 0] = -100.0  # each tile spans [-100, i]: scaled on its own, its other pixels are its maximum
+    sheet = _mosaic(tiles, gap=2)
+    assert sheet.shape == (2 * (4 + 2), COLUMNS * (5 + 2) - 2, 3)
+    top = sheet[2:6, :5]  # tile 0, below the first blank band
+    assert np.allclose(top[1:, 1:], top[-1, -1]) and not np.allclose(top[0, 0], top[-1, -1])
+    second_row = sheet[8:12, :5]  # tile COLUMNS starts the second row, scaled like tile 0
+    assert np.allclose(second_row, top)
+    assert np.allclose(sheet[:2], 1.0) and np.allclose(sheet[8:12, 7:12], 1.0)  # blank band; no tile there
+    rgb = np.random.rand(3, 4, 4, 3)
+    assert np.allclose(_mosaic(rgb, gap=1)[1:5, :4].max(), 1.0)  # colour tiles keep their channels
 
 
 @pytest.mark.parametrize("level", FREEZE_LEVELS)
