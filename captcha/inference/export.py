@@ -12,6 +12,8 @@ default only when it reads them within :data:`INT8_TOLERANCE` of fp32 (:func:`co
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import logging
 import os
@@ -172,9 +174,14 @@ def _verify(path: Path, x: np.ndarray, ref: np.ndarray, tolerance: float) -> flo
     return diff
 
 
-def quantize_int8(src: Path, dst: Path, calibration: np.ndarray) -> Path:
-    """Static int8 quantisation (QDQ, per-channel weights, percentile-calibrated activations) with ONNX
-    Runtime's quantiser."""
+CALIBRATIONS = ("percentile", "minmax")
+
+
+def quantize_int8(src: Path, dst: Path, calibration: np.ndarray, ranges: str = "percentile") -> Path:
+    """Static int8 quantisation (QDQ, per-channel weights) with ONNX Runtime's quantiser; activation
+    ``ranges`` from the :data:`CALIBRATIONS` ``percentile`` (the default, see below) or ``minmax``."""
+    if ranges not in CALIBRATIONS:
+        raise ValueError(f"ranges must be one of {CALIBRATIONS}, not {ranges!r}")
     # optional heavy dependency: the quantiser is loaded only when int8 is asked for
     from onnxruntime.quantization import (
         CalibrationDataReader,
@@ -199,12 +206,14 @@ def quantize_int8(src: Path, dst: Path, calibration: np.ndarray) -> Path:
     try:
         # reduce_range (7-bit weights): on the course val set full 8-bit weights cost 2.0 points of
         # full-string accuracy (the 7x7 stem conv is the sensitive layer); 7-bit ones lost nothing.
-        # Activation ranges from the 99.999th percentile, not the extremes: on the held-out captchas of
-        # 7 trained sites (3 shared, 4 leave-style-out; runs/int8exp.py) int8 read sysu's 138 as fp32 did
-        # (min-max: 3 fewer, so sysu solved in fp32) and never fewer than min-max's on the 4 unseen styles.
-        quantize_static(str(prepped), str(dst), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                        reduce_range=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                        calibrate_method=CalibrationMethod.Percentile)
+        # Activation ranges from the 99.999th percentile, not the extremes: on 7 kept models (3 shared
+        # sites, 4 leave-style-out ones; bench/int8.py, README) int8 read sysu's validation captchas as fp32
+        # did (min-max: 3 of 138 fewer, so sysu solved in fp32), and no set's fewer than min-max's.
+        method = CalibrationMethod.Percentile if ranges == "percentile" else CalibrationMethod.MinMax
+        with contextlib.redirect_stdout(io.StringIO()):  # its calibrators print(): stdout is `--json`'s
+            quantize_static(str(prepped), str(dst), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                            reduce_range=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                            calibrate_method=method)
     finally:
         prepped.unlink(missing_ok=True)
     meta = {p.key: p.value for p in onnx.load(str(src)).metadata_props}

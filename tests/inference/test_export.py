@@ -40,6 +40,26 @@ def test_int8_reads_what_fp32_reads(exported, tiny_data):
     assert sum(a == b for a, b in zip(fp32, int8)) >= len(paths) - 1
 
 
+def test_int8_activation_ranges_are_one_of_two_calibrations(exported, tiny_model, tmp_path):
+    """Percentile ranges by default (the check and solving); min-max on request (bench/int8.py compares)."""
+    import inspect
+    from pathlib import Path
+
+    import numpy as np
+
+    from captcha.inference.backends import OnnxBackend
+    from captcha.inference.export import CALIBRATIONS, quantize_int8, sample_crops
+    from captcha.nn.checkpoint import load_checkpoint
+
+    assert inspect.signature(quantize_int8).parameters["ranges"].default == CALIBRATIONS[0] == "percentile"
+    x = sample_crops(load_checkpoint(tiny_model), 48, seed=2)
+    fp32 = OnnxBackend(exported["onnx"])(x).argmax(-1)
+    minmax = quantize_int8(Path(exported["onnx"]), tmp_path / "mm.onnx", x, ranges="minmax")
+    assert np.mean(OnnxBackend(minmax)(x).argmax(-1) == fp32) >= 0.9
+    with pytest.raises(ValueError, match="percentile"):
+        quantize_int8(Path(exported["onnx"]), tmp_path / "e.onnx", x, ranges="entropy")
+
+
 def test_onnx_path_never_imports_torch(exported, tiny_data):
     """Through the library and through the CLI (`captcha solve --checkpoint model.onnx`)."""
     img = next((tiny_data / "captchas" / "val").glob("*.png"))

@@ -1,3 +1,4 @@
+import json
 import math
 
 import pytest
@@ -156,7 +157,9 @@ def test_resume_with_more_epochs_on_the_default_path(tiny_data, tmp_path):
 
     out = tmp_path / "r.pt"
     args = ["train", "--data", str(tiny_data), "--charset", "ABC123", "--out", str(out), "--batch-size", "16"]
-    assert CliRunner().invoke(main, args + ["--epochs", "2"]).exit_code == 0
+    res = CliRunner().invoke(main, args + ["--epochs", "2", "--json"])
+    assert res.exit_code == 0 and "int8" in load_checkpoint(out)
+    assert json.loads(res.stdout)["checkpoint"] == str(out)  # nothing else on stdout (the int8 quantiser prints)
     first = load_checkpoint(out.with_name("r.last.pt"))
     res = CliRunner().invoke(main, args + ["--epochs", "3", "--resume"])
     assert res.exit_code == 0, res.output
