@@ -212,6 +212,7 @@ class PretrainConfig:
     seed: int = 0
     workers: int = 1
     eval_every: int = 200
+    heldout: int = 20  # glyphs a class (62 classes) from a seed never trained on, read after every eval_every steps
     sizes: tuple[int, ...] | None = None  # input sizes trained at, one per step; None: glyphs 32/48/64, CIFAR 32
     bf16: bool | None = None  # bfloat16 autocast; None: on a GPU, and on a CPU with it natively (nn.device)
     half: bool = True

@@ -113,7 +113,7 @@ def _batches(cfg: PretrainConfig, pre: Preprocess,
     if cfg.source == "glyphs":
         loader = DataLoader(GlyphStream(cfg.seed, pre, start), batch_size=cfg.batch_size, num_workers=cfg.workers,
                             persistent_workers=cfg.workers > 0)
-        return iter(loader), len(GLYPH_ALPHABET), heldout_set(pre), "glyphs"
+        return iter(loader), len(GLYPH_ALPHABET), heldout_set(pre, cfg.heldout), "glyphs"
     if cfg.source == "cifar10":
         return cifar_batches(cfg, pre)
     raise ConfigError(f"unknown --source {cfg.source!r}; choose glyphs or cifar10")

@@ -104,7 +104,8 @@ def test_the_pretraining_loop_learns(tmp_path, monkeypatch):
 
 def test_tiny_glyph_pretrain_makes_a_backbone_train_accepts(tmp_path):
     out = tmp_path / "bb.pt"
-    info = pretrain(PretrainConfig(steps=3, batch_size=8, eval_every=3, workers=0, out=str(out)), progress=False)
+    info = pretrain(PretrainConfig(steps=3, batch_size=8, eval_every=3, workers=0, heldout=2, out=str(out)),
+                    progress=False)
     assert info["history"][-1]["step"] == 3 and info["heldout"]["acc"] == info["history"][-1]["acc"]
     assert len(info["history"]) == 1 and info["classes"] == 62
     ck = load_checkpoint(out, kind="backbone")
@@ -127,7 +128,7 @@ def test_cifar_pretrain_needs_data():
 def test_a_killed_pretraining_resumes_to_the_same_backbone(tmp_path, monkeypatch):
     import captcha.training.pretrain as pt
 
-    kw = dict(steps=4, batch_size=8, eval_every=2, workers=0)
+    kw = dict(steps=4, batch_size=8, eval_every=2, workers=0, heldout=2)
     full = tmp_path / "full.pt"
     pretrain(PretrainConfig(out=str(full), **kw), progress=False)
     part = tmp_path / "part.pt"
