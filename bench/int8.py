@@ -25,13 +25,12 @@ from captcha.data.images import load_image
 from captcha.data.layout import read_captcha_labels
 from captcha.data.preprocess import Preprocess
 from captcha.data.segment import SegmentConfig
-from captcha.inference.backends import OnnxBackend, run_batched
-from captcha.inference.decode import decode
 from captcha.inference.export import (
     CALIBRATIONS,
     calibration_inputs,
     export_onnx,
     quantize_int8,
+    string_accuracy,
 )
 from captcha.inference.solver import Preparer
 from captcha.nn.checkpoint import load_checkpoint
@@ -61,11 +60,7 @@ def compare(path: Path) -> dict:
     inputs = {k: np.concatenate([prep.inputs(load_image(p)) for p in files]) for k, (files, _) in sets.items()}
 
     def accuracy(model: Path, key: str) -> float:
-        labels = sets[key][1]
-        logits = run_batched(OnnxBackend(model), inputs[key])
-        texts = [s.text for s in decode(logits.reshape(len(labels), -1, logits.shape[-1]), charset, prep.method,
-                                        prep.length)]
-        return float(np.mean([t == lab for t, lab in zip(texts, labels)]))
+        return string_accuracy(model, inputs[key], sets[key][1], charset, prep.method, prep.length)
 
     row: dict = {"model": str(path), "captchas": {k: len(v[1]) for k, v in sets.items()}}
     with tempfile.TemporaryDirectory() as tmp:

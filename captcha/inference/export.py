@@ -152,12 +152,17 @@ def int8_check(checkpoint: str | os.PathLike, calibration: np.ndarray, inputs: n
         export_onnx(checkpoint, fp32)
         quantize_int8(fp32, int8, _normalized(ckpt, calibration))
         for name, path in (("fp32", fp32), ("int8", int8)):
-            logits = run_batched(OnnxBackend(path), inputs)
-            texts = [s.text for s in decode(logits.reshape(len(labels), -1, logits.shape[-1]), charset, method,
-                                            length)]
-            read[name] = float(np.mean([t == lab for t, lab in zip(texts, labels)]))
+            read[name] = string_accuracy(path, inputs, labels, charset, method, length)
     return {"inputs": calibration, **read, "captchas": len(labels), "tolerance": INT8_TOLERANCE,
             "default": int8_passes(read)}
+
+
+def string_accuracy(path: Path, inputs: np.ndarray, labels: list[str], charset: Charset, method: str,
+                    length: int) -> float:
+    """The share of captchas ``labels`` that the ONNX file at ``path`` reads whole from their ``inputs``."""
+    logits = run_batched(OnnxBackend(path), inputs)
+    texts = [s.text for s in decode(logits.reshape(len(labels), -1, logits.shape[-1]), charset, method, length)]
+    return float(np.mean([t == lab for t, lab in zip(texts, labels)]))
 
 
 def int8_passes(check: dict[str, Any] | None) -> bool:
