@@ -48,9 +48,12 @@ def cpu_has_bf16(cpuinfo: str = "/proc/cpuinfo") -> bool:
     return " avx512_bf16" in flags or " amx_bf16" in flags
 
 
-def train_in_bf16(setting: bool | None) -> bool:
+def train_in_bf16(setting: bool | None, dev: torch.device | None = None) -> bool:
     """``--bf16``/``--no-bf16`` as given; by default on where the CPU has native bf16 (a fine-tune
-    from the general reader trains about 2x faster there, so the budget holds twice the epochs)."""
+    from the general reader trains about 2x faster there, so the budget holds twice the epochs). On a
+    GPU (``dev``) always, as :func:`autocast` does there."""
+    if dev is not None and dev.type == "cuda":
+        return True
     return cpu_has_bf16() if setting is None else setting
 
 

@@ -168,8 +168,7 @@ def pretrain_reader(cfg: ReaderConfig, progress: bool = True) -> dict:
     charset = Charset(cfg.alphabet)
     pre = Preprocess(size=tuple(cfg.size))
     dev = resolve_device(cfg.device)
-    # a GPU always autocasts to bf16; a CPU only where it has bf16 natively (emulated, it is slower than fp32)
-    cfg = replace(cfg, bf16=dev.type == "cuda" or train_in_bf16(cfg.bf16))
+    cfg = replace(cfg, bf16=train_in_bf16(cfg.bf16, dev))  # emulated bf16 is slower than fp32: native only
     out = Path(cfg.out)
     last_path = out.with_name(out.stem + ".last.pt")
     state = load_checkpoint(last_path, kind="recognizer") if cfg.resume and last_path.is_file() else None

@@ -1,3 +1,5 @@
+import torch
+
 from captcha.nn.device import cpu_has_bf16, train_in_bf16
 
 
@@ -9,3 +11,6 @@ def test_bf16_training_by_default_only_where_the_cpu_has_it(tmp_path):
     assert not cpu_has_bf16(str(tmp_path / "absent"))  # not Linux: no flags to read, full precision
     assert train_in_bf16(None) == cpu_has_bf16()  # the default follows this machine's CPU
     assert train_in_bf16(True) and not train_in_bf16(False)  # --bf16 / --no-bf16 as given
+    cpu = torch.device("cpu")
+    assert train_in_bf16(None, cpu) == cpu_has_bf16() and not train_in_bf16(False, cpu)
+    assert train_in_bf16(None, torch.device("cuda")) and train_in_bf16(False, torch.device("cuda"))  # as autocast
