@@ -173,9 +173,18 @@ def rescore_set(name: str, kept: Path) -> dict:
     if not path.is_file():
         sys.exit(f"{path}: no model kept for {name}; run bench/real.py --keep {kept} first")
     ckpt = load_checkpoint(path, kind="recognizer")
+    solver = load_solver(path)
     return {"set": name, "train_captchas": len(train), "test_captchas": len(test),
             "train_wall_s": None, "method": ckpt.get("method"), "variant": "rescored",
-            **scored(load_solver(path), test)}
+            **scored(solver, test), **solving_figures(solver, [p for p, _ in test]), "backend": solver.backend_name}
+
+
+def zero_shot(name: str, reader: str | None) -> dict:
+    """A general reader (the shipped one unless ``reader``) and ddddocr on the set's test captchas, no training."""
+    test = split_set(name)[1]
+    row = {"set": name, "reader": reader_score(test, reader and Path(reader)), "ddddocr": ddddocr_score(test)}
+    print(json.dumps(row, default=str)[:400], flush=True)
+    return row
 
 
 def _pct(v: float) -> str:
@@ -208,7 +217,8 @@ def main() -> None:
                     help="The general reader to score with no training, e.g. a new stage from `captcha pretrain` "
                          "[default: the shipped one].")
     ap.add_argument("--rescore", default=None, metavar="DIR",
-                    help="Train nothing: score the models an earlier --keep DIR run kept (the full-set rows only).")
+                    help="Train nothing: score the models an earlier --keep DIR run kept (the full-set rows, their "
+                         "solving speed, and the zero-shot rows).")
     args = ap.parse_args()
     if not SHARED.is_dir() and set(args.sets.split(",")) - set(CAPTCHA_STYLES):
         sys.exit(f"{SHARED} not found: the real datasets live beside the repository")
@@ -220,6 +230,7 @@ def main() -> None:
         for name in args.sets.split(",") if args.rescore else ():
             rows.append(rescore_set(name, Path(args.rescore)))
             print(json.dumps({k: v for k, v in rows[-1].items() if k != "reliability"}), flush=True)
+            zero.append(zero_shot(name, args.reader))
         for name in args.sets.split(",") if not args.rescore else ():
             if args.keep:
                 flat_folder(split_set(name)[1], Path(tmp) / f"{name}-test")
@@ -227,10 +238,7 @@ def main() -> None:
                 if not args.zero_shot_only:
                     rows.append(run_set(name, Path(tmp), args.budget))
                     print(json.dumps({k: v for k, v in rows[-1].items() if k != "reliability"}), flush=True)
-                test = split_set(name)[1]
-                zero.append({"set": name, "reader": reader_score(test, args.reader and Path(args.reader)),
-                             "ddddocr": ddddocr_score(test)})
-                print(json.dumps(zero[-1], default=str)[:400], flush=True)
+                zero.append(zero_shot(name, args.reader))
             if args.curve and name in args.curve_sets.split(","):
                 variants = ["plain"] + (["unlabelled"] if args.self_train else []) + \
                     (["synthetic"] if args.synthetic else []) + (["no-refit"] if args.no_refit_too else []) + \
