@@ -17,8 +17,6 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
-from sklearn.linear_model import LogisticRegression
-from sklearn.preprocessing import StandardScaler
 
 from ..charset import Charset
 from ..config import SPLITTERS, TrainConfig
@@ -184,6 +182,10 @@ def choose_splitter(captchas: list[Captcha], length: int, charset: Charset,
     The probe is fitted on the first 75% of (at most ``limit``) training captchas and scored by
     full-string accuracy on the rest, so a splitter that cuts characters in half loses.
     """
+    # imported here: scikit-learn takes ~1.3 s to import, and only this probe needs it
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
     best, best_score = SegmentConfig("equal", trim=True, crop=True), -1.0
     captchas = captchas[:limit]
     cut = int(len(captchas) * 0.75)
