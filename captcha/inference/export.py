@@ -123,7 +123,7 @@ def compile_onnx(checkpoint: str | os.PathLike, out: str | os.PathLike, precisio
         fp32 = out.with_name(out.name + ".fp32")
         os.replace(out, fp32)
         try:
-            quantize_int8(fp32, out, _calibration(ckpt))
+            quantize_int8(fp32, out, _calibration(ckpt), checked_ranges(ckpt.get("int8")))
         finally:
             fp32.unlink(missing_ok=True)
     set_metadata(out, precision=use)
@@ -154,7 +154,13 @@ def int8_check(checkpoint: str | os.PathLike, calibration: np.ndarray, inputs: n
         for name, path in (("fp32", fp32), ("int8", int8)):
             read[name] = string_accuracy(path, inputs, labels, charset, method, length)
     return {"inputs": calibration, **read, "captchas": len(labels), "tolerance": INT8_TOLERANCE,
-            "default": int8_passes(read)}
+            "ranges": CALIBRATIONS[0], "default": int8_passes(read)}
+
+
+def checked_ranges(check: dict[str, Any] | None) -> str:
+    """The activation ranges an int8 check read with, so that solving quantises as it was checked:
+    checks made before they were recorded used min-max (the shipped general reader's among them)."""
+    return check.get("ranges", "minmax") if check else CALIBRATIONS[0]
 
 
 def string_accuracy(path: Path, inputs: np.ndarray, labels: list[str], charset: Charset, method: str,

@@ -59,11 +59,13 @@ class OnnxCache:
         self.keep = keep
 
     def key(self, checkpoint: Path) -> str:
-        """Content hash of the checkpoint, salted with the versions that shape the export."""
+        """Content hash of the checkpoint, salted with the versions that shape the export and with the
+        export code itself: a change in how models are compiled (int8 ranges, say) compiles them again."""
         import torch  # the checkpoint side: torch is loaded anyway to export or verify
 
         digest = hashlib.sha256(checkpoint.read_bytes())
         digest.update(f"{torch.__version__}|{__version__}|{INT8_TOLERANCE}".encode())
+        digest.update(Path(__file__).with_name("export.py").read_bytes())
         return digest.hexdigest()[:24]
 
     def entries(self) -> list[Path]:

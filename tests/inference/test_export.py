@@ -116,6 +116,26 @@ def test_solving_uses_int8_only_when_its_check_passed(tiny_model, tmp_path, pass
     assert len(cache.entries()) == 3  # one compiled file per precision asked for
 
 
+def test_solving_quantises_with_the_ranges_its_int8_check_read_with(tiny_model, tmp_path, monkeypatch):
+    """A check records its activation ranges; one made before they were recorded used min-max."""
+    import captcha.inference.export as export
+    from captcha.nn.checkpoint import load_checkpoint, save_checkpoint
+
+    ck = load_checkpoint(tiny_model)
+    assert ck["int8"]["ranges"] == export.CALIBRATIONS[0] == "percentile"
+    used = []
+    real = export.quantize_int8
+    monkeypatch.setattr(export, "quantize_int8", lambda src, dst, x, ranges: used.append(ranges) or real(src, dst, x, ranges))
+    for stored in ("percentile", None):
+        if stored is None:
+            del ck["int8"]["ranges"]
+        path = save_checkpoint(ck, tmp_path / f"{stored}.pt")
+        assert export.compile_onnx(path, tmp_path / f"{stored}.onnx") == "int8"
+    del ck["int8"]
+    assert export.compile_onnx(save_checkpoint(ck, tmp_path / "none.pt"), tmp_path / "none.onnx", "int8") == "int8"
+    assert used == ["percentile", "minmax", "percentile"]  # no check at all: the default ranges
+
+
 def test_export_cli_says_what_the_int8_check_found(tiny_model, tmp_path):
     from click.testing import CliRunner
 

@@ -1,6 +1,7 @@
 """Loading is explicit: the backend policy, the compiled-model cache (reuse, invalidation, bounds)."""
 
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -52,6 +53,17 @@ def test_compiled_once_then_reused_and_recompiled_when_the_checkpoint_changes(ti
     other = cache.compiled(retrained(tiny_model, tmp_path, 1))
     assert other != first and len(exports) == 2 and set(cache.entries()) == {first, other}
     assert load_solver(tiny_model, backend="onnx", cache=cache).backend_name.startswith("onnx") and len(exports) == 2
+
+
+def test_a_change_in_the_export_code_compiles_again(tiny_model, tmp_path, monkeypatch):
+    """A cached model compiled by other export code (int8 ranges changed, say) is not reused."""
+    cache = OnnxCache(tmp_path / "cache")
+    before = cache.key(tiny_model)
+    code = tmp_path / "pkg" / "export.py"
+    code.parent.mkdir()
+    code.write_bytes((Path(load.__file__).with_name("export.py")).read_bytes() + b"# changed")
+    monkeypatch.setattr(load, "__file__", str(code.with_name("load.py")))
+    assert cache.key(tiny_model) != before
 
 
 def test_a_damaged_or_foreign_cache_file_is_rebuilt(tiny_model, tiny_data, tmp_path, exports):
