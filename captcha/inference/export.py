@@ -147,14 +147,15 @@ def int8_check(checkpoint: str | os.PathLike, calibration: np.ndarray, inputs: n
     charset = Charset.from_dict(ckpt["charset"])
     method, length = ckpt.get("method", "classify"), int(ckpt.get("length") or 0)
     read: dict[str, float] = {}
+    ranges = CALIBRATIONS[0]  # recorded with the check: solving quantises with the ranges it read with
     with tempfile.TemporaryDirectory() as tmp:
         fp32, int8 = Path(tmp) / "m.onnx", Path(tmp) / "m.int8.onnx"
         export_onnx(checkpoint, fp32)
-        quantize_int8(fp32, int8, _normalized(ckpt, calibration))
+        quantize_int8(fp32, int8, _normalized(ckpt, calibration), ranges)
         for name, path in (("fp32", fp32), ("int8", int8)):
             read[name] = string_accuracy(path, inputs, labels, charset, method, length)
     return {"inputs": calibration, **read, "captchas": len(labels), "tolerance": INT8_TOLERANCE,
-            "ranges": CALIBRATIONS[0], "default": int8_passes(read)}
+            "ranges": ranges, "default": int8_passes(read)}
 
 
 def checked_ranges(check: dict[str, Any] | None) -> str:
