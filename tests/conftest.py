@@ -10,6 +10,19 @@ import pytest
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
 
 
+def _share_the_cores() -> None:
+    """Under pytest-xdist, give each worker its share of the cores: workers that each start a thread per
+    core would fight over them (set before torch is imported; a thread count set by the user stays)."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0"))
+    if workers > 1:
+        per = str(max(1, (os.cpu_count() or 1) // workers))
+        for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            os.environ.setdefault(var, per)
+
+
+_share_the_cores()
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _private_torch_home(tmp_path_factory):
     """Keep tests away from the user's real caches (torch's, with its ImageNet file if any, and ours)."""
