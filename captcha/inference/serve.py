@@ -114,7 +114,8 @@ class Batcher:
 
     def _solve_all(self, blobs: list[bytes]) -> list[Any]:
         out: list[Any] = []
-        for r in self.solver.solve_batch([("upload", b) for b in blobs], batch_size=self.max_batch):
+        # requests batched together are unrelated: one must not set the length another is read at
+        for r in self.solver.solve_batch([("upload", b) for b in blobs], batch_size=self.max_batch, one_site=False):
             out.append(r.solution if r.ok else ImageError(r.error))
         return out
 

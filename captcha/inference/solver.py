@@ -14,6 +14,7 @@ import os
 import queue
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator
 
@@ -22,6 +23,9 @@ from PIL import Image
 
 from ..charset import Charset
 from ..config import (
+    BATCH_LENGTH_MIN,
+    BATCH_LENGTH_SHARE,
+    BATCH_LENGTH_SURE,
     DEFAULT_MAX_PIXELS,
     METHODS,
     RECHECK_BELOW,
@@ -177,26 +181,28 @@ class Solver:
         """Decode one captcha into network inputs; raises :class:`ImageError` on bad input."""
         return self.preparer.inputs(load_image(image, self.preparer.max_pixels))
 
-    def read(self, x: np.ndarray) -> list[Solution]:
-        """Network inputs of several captchas, (captchas, k, 3, H, W) -> their solutions.
+    def read(self, x: np.ndarray, length: int | None = None) -> list[Solution]:
+        """Network inputs of several captchas, (captchas, k, 3, H, W) -> their solutions (CTC readings held
+        to ``length`` characters where given, else to :attr:`length`).
 
         Readings chosen by :meth:`rechecking` are read again with the inputs moved RECHECK_SHIFT pixels
         left (and, where that reads otherwise, right), and the views vote (:func:`voted`): a reading the
         network holds only at one exact placement is often wrong, which its softmax alone does not tell.
         """
-        sols = self._decode(x)
+        length = self.length if length is None else length
+        sols = self._decode(x, length)
         again = [i for i, sol in enumerate(sols) if self._rechecks(sol.confidence)]
-        left = self._decode(shifted(x[again], -RECHECK_SHIFT)) if again else []
+        left = self._decode(shifted(x[again], -RECHECK_SHIFT), length) if again else []
         # where the left view agrees, the text stands whatever the right one reads: it is not read
         split = [i for i, view in zip(again, left) if view.text != sols[i].text]
-        right = dict(zip(split, self._decode(shifted(x[split], RECHECK_SHIFT)))) if split else {}
+        right = dict(zip(split, self._decode(shifted(x[split], RECHECK_SHIFT), length))) if split else {}
         for i, view in zip(again, left):
             sols[i] = voted(sols[i], view, right.get(i))
         for sol in sols:
             sol.rejected = sol.confidence < self.reject_below
         return sols
 
-    def _decode(self, x: np.ndarray) -> list[Solution]:
+    def _decode(self, x: np.ndarray, length: int) -> list[Solution]:
         n, k = x.shape[:2]
         logits = self.backend(x.reshape(n * k, *x.shape[2:]))
         logits = logits.reshape(n, -1, logits.shape[-1]) / self.temperature
@@ -204,7 +210,7 @@ class Solver:
             logits = np.where(self._mask, logits, np.float32(-1e9))
         # a CTC model that learned from captchas of one length only reads that many: on captcha_images_v2
         # from 100 captchas 7 of 16 wrong readings had another length, and 6 of them were right held to 5
-        sols = decode(logits, self.charset, self.method, self.length)
+        sols = decode(logits, self.charset, self.method, length)
         for sol in sols:
             sol.length_ok = self.trained_length(sol.text)
         return sols
@@ -222,25 +228,52 @@ class Solver:
         return sol
 
     def solve_batch(self, images: Iterable[ImageInput], batch_size: int = SOLVE_BATCH_SIZE,
-                    workers: int = 0) -> Iterator[BatchResult]:
+                    workers: int = 0, one_site: bool = True) -> Iterator[BatchResult]:
         """Read many captchas in batches, yielding one result per input, in input order.
 
         Decoding and splitting run in a background thread (``workers=0``) or in ``workers``
         processes; a file that cannot be read becomes an error result and never stops the run.
+        With ``one_site`` (the images come from one site), a model told no length learns the site's
+        from the readings (:meth:`held_to_usual_length`); pass False for unrelated images.
         """
+        lengths: Counter = Counter()
         for chunk in _prefetched(_chunks(self.preparer, images, batch_size, workers)):
             good = [i for i, row in enumerate(chunk) if row[1] is not None]
             sols: list[Solution] = []
             if good:
                 t0 = time.perf_counter()
-                sols = self.read(np.stack([chunk[i][1] for i in good]))
+                x = np.stack([chunk[i][1] for i in good])
+                sols = self.read(x)
+                held = self.held_to_usual_length(x, sols, lengths) if one_site else set()
                 per = (time.perf_counter() - t0) / len(good)
-                for s, i in zip(sols, good):
+                for k, (s, i) in enumerate(zip(sols, good)):
                     s.seconds = per
                     s.warnings = self.warnings(chunk[i][3], s)
+                    if k in held:
+                        s.warnings.append(f"held to {len(s.text)} characters, the length most of this batch's "
+                                          "readings have")
             it = iter(sols)
             for src, x, err, _ in chunk:
                 yield BatchResult(src, next(it), "") if x is not None else BatchResult(src, None, err)
+
+    def held_to_usual_length(self, x: np.ndarray, sols: list[Solution], lengths: Counter) -> set[int]:
+        """Where no length is expected (the general reader), count the lengths of the sure readings in
+        ``lengths`` (the batch's so far); once BATCH_LENGTH_MIN are in and BATCH_LENGTH_SHARE of them have
+        one length, re-read the unsure readings of another length held to it, in place. Returns the
+        indices re-read."""
+        if self.method != "ctc" or self.length:
+            return set()
+        lengths.update(len(s.text) for s in sols if s.confidence >= BATCH_LENGTH_SURE)
+        seen = sum(lengths.values())
+        if seen < BATCH_LENGTH_MIN:
+            return set()
+        usual, count = lengths.most_common(1)[0]
+        if count < BATCH_LENGTH_SHARE * seen:
+            return set()
+        odd = [i for i, s in enumerate(sols) if len(s.text) != usual and s.confidence < BATCH_LENGTH_SURE]
+        for i, s in zip(odd, self.read(x[odd], usual) if odd else []):
+            sols[i] = s
+        return {i for i in odd if len(sols[i].text) == usual}
 
     def warnings(self, size: tuple[int, int], sol: Solution) -> list[str]:
         """Why a reading may be wrong: an image far from the training captchas' size or aspect, or a
