@@ -54,7 +54,9 @@ def test_first_batch_loss_is_reported_near_ln_classes(tiny_data, tmp_path):
     assert abs(loss - math.log(6)) < 1.0 and "ln(6)" in line
 
 
-RESUMED = {"default path": dict(pretrained="auto", freeze="auto", size=None),  # probes choose the recipe
+# probes choose the start's freeze level (the input size is given: its 64 px probes would cost most of the
+# test; test_resume_with_more_epochs_on_the_default_path runs all six probes through the CLI)
+RESUMED = {"default path": dict(pretrained="auto", freeze="auto", size=(32, 32)),
            "random start": dict(pretrained="none", freeze="layer3")}
 
 
@@ -88,6 +90,8 @@ def test_resume_finishes_an_interrupted_run_identically(tiny_data, tmp_path, sta
     b = load_checkpoint(part.with_name("m.last.pt"))
     assert [h["epoch"] for h in b["history"]] == [1, 2, 3]
     assert (b["pretrained"], b["freeze"]) == (a["pretrained"], a["freeze"])  # recorded, not re-derived
+    probed = [[(p["freeze"], p["size"], p["score"]) for p in ck["recipe"]["probes"]] for ck in (a, b)]
+    assert probed[0] == probed[1] and (len(probed[1]) == 3) == (start == "default path")  # the same, timings aside
     # the epoch kept is chosen as without the kill (the resumed run replays the slice's history)
     assert load_checkpoint(part)["metrics"]["epoch"] == load_checkpoint(full)["metrics"]["epoch"]
     assert a["history"][-1]["char_acc"] == b["history"][-1]["char_acc"]
