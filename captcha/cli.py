@@ -497,27 +497,27 @@ def solve(images, checkpoint, as_json, max_pixels, backend, precision, device, r
           recheck) -> None:
     """Read captcha images (`-` reads image bytes from stdin); one line per image.
 
-    Exit 1 when an image could not be read (its error is printed; the others are still read).
-    A reading that may be wrong (an image far from the training captchas' size, a CTC reading of
-    another length) carries a warning: on stderr, and in the JSON's "warnings". With --reject-below,
-    a reading less confident than that is no answer: an empty line (JSON: "text": null, "rejected").
+    Many images are read in batches, as `solve-batch` reads them (a model told no length learns the
+    site's from them). Exit 1 when an image could not be read (its error is printed; the others are
+    still read). A reading that may be wrong (an image far from the training captchas' size, a CTC
+    reading of another length) carries a warning: on stderr, and in the JSON's "warnings". With
+    --reject-below, a reading less confident than that is no answer: an empty line (JSON: "text": null,
+    "rejected").
     """
-    from .errors import ImageError
     from .inference.load import load_solver, solving_checkpoint
 
     solver = load_solver(solving_checkpoint(checkpoint), backend=backend, device=device, max_pixels=max_pixels,
                          reject_below=reject_below, precision=precision).allow(allow).expect_length(length)
     solver.rechecking(recheck)
     failed = 0
-    for name in images:
-        src = sys.stdin.buffer.read() if name == "-" else name
-        try:
-            sol = solver.solve(src)
-        except ImageError as exc:
+    sources = [("<stdin>", sys.stdin.buffer.read()) if name == "-" else (name, name) for name in images]
+    for name, res in zip(images, solver.solve_batch(sources)):
+        if not res.ok:
             failed += 1
-            click.echo(json.dumps({"file": name, "error": str(exc)}) if as_json else f"{name}\terror: {exc}",
+            click.echo(json.dumps({"file": name, "error": res.error}) if as_json else f"{name}\terror: {res.error}",
                        err=not as_json)
             continue
+        sol = res.solution
         for w in sol.warnings:
             click.echo(f"warning: {name}: {w}", err=True)
         if sol.rejected:

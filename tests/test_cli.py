@@ -46,6 +46,14 @@ def test_solve_eval_and_errors(tiny_model, tiny_data, tmp_path):
     bad.write_text("nope")
     res = r.invoke(main, ["solve", "--checkpoint", str(tiny_model), str(img), str(bad)])
     assert res.exit_code == 1 and "not an image" in res.output
+    # many images are read in batches: one row each, in order, the bad one's error in its place
+    many = [str(p) for p in sorted((tiny_data / "captchas" / "val").glob("*.png"))[:4]]
+    res = r.invoke(main, ["solve", "--checkpoint", str(tiny_model), "--json", many[0], str(bad), *many[1:]])
+    rows = [json.loads(line) for line in res.stdout.splitlines()]
+    assert res.exit_code == 1 and [row["file"] for row in rows] == [many[0], str(bad), *many[1:]]
+    assert "not an image" in rows[1]["error"]
+    one = [json.loads(r.invoke(main, ["solve", "--checkpoint", str(tiny_model), "--json", m]).stdout)["text"] for m in many]
+    assert [row["text"] for row in rows if "text" in row] == one
     res = r.invoke(main, ["eval", "--val", "--checkpoint", str(tiny_model), "--out-dir", str(tmp_path / "ev"), "--json"])
     assert res.exit_code == 0, res.output
     rep = json.loads(res.output)
