@@ -259,8 +259,8 @@ class Solver:
     def held_to_usual_length(self, x: np.ndarray, sols: list[Solution], lengths: Counter) -> set[int]:
         """Where no length is expected (the general reader), count the lengths of the sure readings in
         ``lengths`` (the batch's so far); once BATCH_LENGTH_MIN are in and BATCH_LENGTH_SHARE of them have
-        one length, re-read the unsure readings of another length held to it, in place. Returns the
-        indices re-read."""
+        one length, re-read this chunk's unsure readings of another length held to it, in place. Returns
+        the indices of the readings now held to it."""
         if self.method != "ctc" or self.length:
             return set()
         lengths.update(len(s.text) for s in sols if s.confidence >= BATCH_LENGTH_SURE)
