@@ -20,6 +20,7 @@ from ..errors import ConfigError
 from ..eval.metrics import char_metrics, string_metrics
 from ..inference.backends import TorchBackend, run_batched
 from ..inference.decode import decode
+from ..nn.convgrad import gemm_weight_grads
 from ..nn.device import autocast, device_of
 from ..nn.networks import CharNet
 
@@ -97,28 +98,30 @@ def train_one_epoch(net: nn.Module, batches: Iterable[Batch], opt: torch.optim.O
     """One pass of ``net`` over ``batches``; returns the mean loss per sample.
 
     ``on_batch(index, loss, seconds)`` is told about each step (progress bars, timing); ``bf16``
-    also uses bfloat16 autocast on the CPU.
+    also uses bfloat16 autocast on the CPU (float32 CPU steps take wide convolutions' weight gradients
+    as matrix products: ``nn.convgrad``).
     """
     net.train()
     dev = device_of(net)
     total, count = 0.0, 0
-    for b, (x, y) in enumerate(batches):
-        t0 = time.perf_counter()
-        x = x.to(dev, non_blocking=True)
-        if x.dim() == 4:
-            x = x.contiguous(memory_format=torch.channels_last)
-        with autocast(dev, cpu=bf16):
-            loss = loss_fn(net(x).float(), y.to(dev))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        if sched is not None:
-            sched.step()
-        value = loss.item()
-        total += value * len(y)
-        count += len(y)
-        if on_batch:
-            on_batch(b, value, time.perf_counter() - t0)
+    with gemm_weight_grads(net, dev.type == "cpu" and not bf16):
+        for b, (x, y) in enumerate(batches):
+            t0 = time.perf_counter()
+            x = x.to(dev, non_blocking=True)
+            if x.dim() == 4:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with autocast(dev, cpu=bf16):
+                loss = loss_fn(net(x).float(), y.to(dev))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            if sched is not None:
+                sched.step()
+            value = loss.item()
+            total += value * len(y)
+            count += len(y)
+            if on_batch:
+                on_batch(b, value, time.perf_counter() - t0)
     return total / max(count, 1)
 
 

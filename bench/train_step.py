@@ -1,0 +1,66 @@
+#!/usr/bin/env python
+"""Training-step time of the network, with oneDNN's weight gradients and with ``captcha.nn.convgrad``'s.
+
+Each row trains a fresh network (the CTC reader's or the classifier's shape) on random inputs of one
+size with AdamW in float32, as `captcha train` steps on a CPU, and prints the fastest and the median
+of the timed steps (the first is left out) with the stock kernels and with the wide convolutions'
+weight gradients taken as matrix products. The two alternate, so a drifting clock treats them alike.
+
+    python bench/train_step.py [--steps 6] [--rounds 2] [--batch 64] [--threads N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+
+from captcha.nn.convgrad import gemm_weight_grads
+from captcha.nn.networks import new_model
+
+SHAPES = (("ctc", 64, 88), ("ctc", 48, 160), ("classify", 64, 64))  # a tall site's, the reader's, a crop's
+
+
+def step_times(method: str, size: tuple[int, int], batch: int, steps: int, gemm: bool) -> list[float]:
+    """Seconds of each training step after the first, ``gemm`` choosing the weight gradients."""
+    torch.manual_seed(0)
+    model = new_model(method, 37).to(memory_format=torch.channels_last).train()
+    opt = torch.optim.AdamW(model.parameters(), 1e-3)
+    x = torch.randn(batch, 3, *size).contiguous(memory_format=torch.channels_last)
+    times = []
+    with gemm_weight_grads(model, gemm):
+        for _ in range(steps + 1):
+            t0 = time.perf_counter()
+            loss = model(x).float().square().mean()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            times.append(time.perf_counter() - t0)
+    return times[1:]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--steps", type=int, default=6)
+    ap.add_argument("--rounds", type=int, default=2, help="stock and matrix-product runs, alternating")
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {args.batch}, float32")
+    print(f"{'network':<9} {'input':>7} | {'stock s/step (min, median)':>27} | {'products s/step':>16} | speed-up")
+    for method, h, w in SHAPES:
+        runs: dict[bool, list[float]] = {False: [], True: []}
+        for _ in range(args.rounds):
+            for gemm in (False, True):
+                runs[gemm] += step_times(method, (h, w), args.batch, args.steps, gemm)
+        stock, gemm = (statistics.median(runs[k]) for k in (False, True))
+        print(f"{method:<9} {h:>3}x{w:<3} | {min(runs[False]):>12.3f} {stock:>14.3f} | "
+              f"{min(runs[True]):>7.3f} {gemm:>8.3f} | {stock / gemm:.2f}x", flush=True)
+
+
+if __name__ == "__main__":
+    main()
