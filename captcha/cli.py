@@ -138,7 +138,7 @@ backend_option = click.option("--backend", type=click.Choice(BACKENDS), default=
                                    "cached), torch, or auto (onnx on the CPU when installed).")
 precision_option = click.option("--precision", type=click.Choice(PRECISIONS), default="auto", show_default=True,
                                 help="Arithmetic of a checkpoint compiled for ONNX Runtime: auto is int8 when it read the "
-                                     f"held-out captchas within {100 * INT8_TOLERANCE:.1f} points of fp32 at training "
+                                     f"held-out captchas within {100 * INT8_TOLERANCE:.1f} points (or one captcha) of fp32 at training "
                                      "(the check is stored in the checkpoint), else fp32.")
 reject_option = click.option("--reject-below", type=click.FloatRange(0, 1), default=0.0, show_default=True,
                              help="Give no answer when the reading's confidence (calibrated on held-out training "
@@ -650,7 +650,7 @@ def export(checkpoint, out, int8, tolerance, as_json) -> None:
         check = rep["int8_check"]
         click.echo(f"int8 check at training: {100 * check['int8']:.2f}% against fp32 {100 * check['fp32']:.2f}% of "
                    f"{check['captchas']} held-out captchas ({'within' if int8_passes(check) else 'beyond'} "
-                   f"{100 * INT8_TOLERANCE:.1f} points; stored beside it)" if check else
+                   f"{100 * INT8_TOLERANCE:.1f} points or one captcha; stored beside it)" if check else
                    "no int8 check in this checkpoint (trained before it existed): compare on your own captchas")
 
 
