@@ -5,6 +5,8 @@ Each row trains a fresh network (the CTC reader's or the classifier's shape) on 
 size with AdamW in float32, as `captcha train` steps on a CPU, and prints the fastest and the median
 of the timed steps (the first is left out) with the stock kernels and with the wide convolutions'
 weight gradients taken as matrix products. The two alternate, so a drifting clock treats them alike.
+First, the weight gradient alone of each 3x3 convolution shape of layer1-layer4 at a 64x88 CTC input
+(the fastest of five), both ways.
 
     python bench/train_step.py [--steps 6] [--rounds 2] [--batch 64] [--threads N]
 """
@@ -16,11 +18,40 @@ import statistics
 import time
 
 import torch
+import torch.nn.functional as F
 
-from captcha.nn.convgrad import gemm_weight_grads
+from captcha.nn.convgrad import gemm_weight_grads, weight_grad
 from captcha.nn.networks import new_model
 
 SHAPES = (("ctc", 64, 88), ("ctc", 48, 160), ("classify", 64, 64))  # a tall site's, the reader's, a crop's
+# (in channels, out channels, input rows, input columns, stride) of the CTC reader's 3x3 convolutions at 64x88
+CONVS = ((64, 64, 16, 22, (1, 1)), (128, 128, 8, 11, (1, 1)), (256, 256, 4, 11, (1, 1)), (256, 512, 4, 11, (2, 1)),
+         (512, 512, 2, 11, (1, 1)))
+
+
+def fastest(fn, repeats: int = 5) -> float:
+    """Seconds of the fastest of ``repeats`` calls after a first one."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+def conv_rows(batch: int) -> None:
+    """The weight gradient of each of :data:`CONVS`: oneDNN's against :func:`weight_grad`."""
+    print(f"{'conv (in->out @ rows x cols, stride)':<38} | {'oneDNN ms':>9} | {'products ms':>11}")
+    for cin, cout, h, w, stride in CONVS:
+        x = torch.randn(batch, cin, h, w).contiguous(memory_format=torch.channels_last)
+        wt = torch.randn(cout, cin, 3, 3).contiguous(memory_format=torch.channels_last)
+        g = torch.randn_like(F.conv2d(x, wt, None, stride, 1)).contiguous(memory_format=torch.channels_last)
+        stock = fastest(lambda: torch.ops.aten.convolution_backward(g, x, wt, None, list(stride), [1, 1], [1, 1],
+                                                                    False, [0, 0], 1, [False, True, False]))
+        gemm = fastest(lambda: weight_grad(g, x, wt.shape, stride, (1, 1)))
+        print(f"{cin:>3}->{cout:<3} @ {h:>2} x {w:<2}, stride {stride[0]}x{stride[1]}{'':<13} | "
+              f"{1000 * stock:>9.1f} | {1000 * gemm:>11.1f}", flush=True)
 
 
 def step_times(method: str, size: tuple[int, int], batch: int, steps: int, gemm: bool) -> list[float]:
@@ -51,6 +82,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {args.batch}, float32")
+    conv_rows(args.batch)
     print(f"{'network':<9} {'input':>7} | {'stock s/step (min, median)':>27} | {'products s/step':>16} | speed-up")
     for method, h, w in SHAPES:
         runs: dict[bool, list[float]] = {False: [], True: []}

@@ -138,8 +138,8 @@ backend_option = click.option("--backend", type=click.Choice(BACKENDS), default=
                                    "cached), torch, or auto (onnx on the CPU when installed).")
 precision_option = click.option("--precision", type=click.Choice(PRECISIONS), default="auto", show_default=True,
                                 help="Arithmetic of a checkpoint compiled for ONNX Runtime: auto is int8 when it read the "
-                                     f"held-out captchas within {100 * INT8_TOLERANCE:.1f} points (or one captcha) of fp32 at training "
-                                     "(the check is stored in the checkpoint), else fp32.")
+                                     f"held-out captchas within {100 * INT8_TOLERANCE:.1f} points (or one captcha) of "
+                                     "fp32 at training (the check is stored in the checkpoint), else fp32.")
 reject_option = click.option("--reject-below", type=click.FloatRange(0, 1), default=0.0, show_default=True,
                              help="Give no answer when the reading's confidence (calibrated on held-out training "
                                   "data) is below this; 0 answers everything.")

@@ -2,11 +2,12 @@
 
 oneDNN's weight-gradient kernel is slow where a convolution has many channels and a small feature
 map, which is where a ResNet-18's last stages sit at captcha sizes (layer4: 512 channels over 2 x 11
-positions at a 64 x 88 input). On a 2-core AVX2 CPU in float32 (batch 64, channels-last): layer4's 3x3 512->512 weight gradient 138 ms against 64 ms as nine products, its
-strided 256->512 49 against 34 ms, layer3's 256->256 43 against 38 ms; below 256 channels the
-products lose (128: 21 against 23 ms; 64: 22 against 37 ms). Whole training steps: `python
-bench/train_step.py`. The input gradient and the forward pass stay oneDNN's.
-bfloat16 autocast (the AVX-512 BF16 machines, GPUs) keeps the stock kernels: not measured there.
+positions at a 64 x 88 input). On a 2-core AVX2 CPU in float32 (batch 64, channels-last): layer4's
+3x3 512->512 weight gradient 138 ms against 64 ms as nine products, its strided 256->512 49 against
+34 ms, layer3's 256->256 43 against 38 ms; below 256 channels the products lose (128: 21 against
+23 ms; 64: 22 against 37 ms); `python bench/train_step.py` prints these and whole training steps.
+The input gradient and the forward pass stay oneDNN's. bfloat16 autocast (the AVX-512 BF16 machines, GPUs) keeps the
+stock kernels: not measured there.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ MIN_CHANNELS = 256  # input channels from which the products are faster (measure
 
 
 class _Conv2dGemmWeightGrad(torch.autograd.Function):
-    """``F.conv2d`` (no bias, no dilation, one group) whose weight gradient is nine matrix products."""
+    """``F.conv2d`` (no bias, no dilation, one group) whose weight gradient is :func:`weight_grad`."""
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, weight: torch.Tensor, stride: tuple[int, int],
