@@ -19,8 +19,13 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory) -> Path:
     src = tmp_path_factory.mktemp("src") / "captcha-transfer"
-    shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(".git", "build", "dist", "*.egg-info", "__pycache__",
-                                                             "data", "runs", "checkpoints", ".pytest_cache"))
+    anywhere = shutil.ignore_patterns(".git", "__pycache__", "*.egg-info", ".pytest_cache")
+    top = {"build", "dist", "data", "runs", "checkpoints"}  # the repository's own folders, not captcha/data
+
+    def ignore(folder: str, names: list[str]) -> set[str]:
+        return set(anywhere(folder, names)) | (top & set(names) if Path(folder) == ROOT else set())
+
+    shutil.copytree(ROOT, src, ignore=ignore)
     out = tmp_path_factory.mktemp("wheel")
     subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(out),
                     str(src)], check=True, capture_output=True, text=True)
@@ -37,12 +42,21 @@ def test_the_wheel_carries_the_backbone_and_its_card(wheel):
         assert f"captcha/weights/{name[:-3]}.md" in sizes
 
 
+def test_the_wheel_carries_every_module_of_the_package(wheel):
+    """Every subpackage is a regular package (find: skips folders without __init__.py)."""
+    with zipfile.ZipFile(wheel) as zf:
+        shipped = {n for n in zf.namelist() if n.startswith("captcha/") and n.endswith(".py")}
+    source = {p.relative_to(ROOT).as_posix() for p in (ROOT / "captcha").rglob("*.py") if "__pycache__" not in p.parts}
+    assert source - shipped == set()
+
+
 def test_an_installed_wheel_trains_from_the_shipped_backbone(wheel, tmp_path):
     """Installed outside the source tree, --pretrained auto resolves to the glyph backbone, not to random init."""
     target = tmp_path / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target), str(wheel)],
                    check=True, capture_output=True, text=True)
     code = ("import captcha, captcha.nn.networks as m; print(captcha.__file__); print(m.shipped_backbone()); "
+            "import captcha.training.train as t; assert t.__file__.startswith(captcha.__path__[0]), t.__file__; "
             "print(m.resolve_pretrained('auto')[0]); from captcha.inference.load import solving_checkpoint; "
             "print(solving_checkpoint(None))")
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env={"PYTHONPATH": str(target), "PATH": ""},

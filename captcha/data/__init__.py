@@ -1,0 +1,1 @@
+"""Data: the charset's images, synthesis, layouts and splits, preprocessing, augmentation, segmentation."""

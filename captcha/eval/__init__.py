@@ -1,0 +1,1 @@
+"""Evaluation: metrics, `captcha eval`, plots, layer summaries and feature-map visualisation."""

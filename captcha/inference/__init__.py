@@ -1,0 +1,1 @@
+"""Solving: decoding, backends, the compiled-model cache, `Solver`, batch solving and the service."""

@@ -1,0 +1,1 @@
+"""The network: ResNet-18 and its pretrained sources, checkpoints, devices, CPU training kernels."""

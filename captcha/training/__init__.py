@@ -1,0 +1,1 @@
+"""Training: data, recipe probes, the loop, `captcha train`, pretraining and self-training."""
