@@ -29,15 +29,15 @@ CONVS = ((64, 64, 16, 22, (1, 1)), (128, 128, 8, 11, (1, 1)), (256, 256, 4, 11, 
          (512, 512, 2, 11, (1, 1)))
 
 
-def fastest(fn, repeats: int = 5) -> float:
-    """Seconds of the fastest of ``repeats`` calls after a first one."""
+def timings(fn, repeats: int) -> list[float]:
+    """Seconds of each of ``repeats`` calls of ``fn`` after a first, untimed one (which sets up the kernels)."""
     fn()
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t0)
-    return min(times)
+    return times
 
 
 def conv_rows(batch: int) -> None:
@@ -47,9 +47,9 @@ def conv_rows(batch: int) -> None:
         x = torch.randn(batch, cin, h, w).contiguous(memory_format=torch.channels_last)
         wt = torch.randn(cout, cin, 3, 3).contiguous(memory_format=torch.channels_last)
         g = torch.randn_like(F.conv2d(x, wt, None, stride, 1)).contiguous(memory_format=torch.channels_last)
-        stock = fastest(lambda: torch.ops.aten.convolution_backward(g, x, wt, None, list(stride), [1, 1], [1, 1],
-                                                                    False, [0, 0], 1, [False, True, False]))
-        gemm = fastest(lambda: weight_grad(g, x, wt.shape, stride, (1, 1)))
+        stock = min(timings(lambda: torch.ops.aten.convolution_backward(g, x, wt, None, list(stride), [1, 1], [1, 1],
+                                                                        False, [0, 0], 1, [False, True, False]), 5))
+        gemm = min(timings(lambda: weight_grad(g, x, wt.shape, stride, (1, 1)), 5))
         print(f"{cin:>3}->{cout:<3} @ {h:>2} x {w:<2}, stride {stride[0]}x{stride[1]}{'':<13} | "
               f"{1000 * stock:>9.1f} | {1000 * gemm:>11.1f}", flush=True)
 
@@ -60,16 +60,15 @@ def step_times(method: str, size: tuple[int, int], batch: int, steps: int, gemm:
     model = new_model(method, 37).to(memory_format=torch.channels_last).train()
     opt = torch.optim.AdamW(model.parameters(), 1e-3)
     x = torch.randn(batch, 3, *size).contiguous(memory_format=torch.channels_last)
-    times = []
+
+    def step() -> None:
+        loss = model(x).float().square().mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
     with gemm_weight_grads(model, gemm):
-        for _ in range(steps + 1):
-            t0 = time.perf_counter()
-            loss = model(x).float().square().mean()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            times.append(time.perf_counter() - t0)
-    return times[1:]
+        return timings(step, steps)
 
 
 def main() -> None:
