@@ -97,3 +97,53 @@ def test_crop_applies_before_splitting():
     canvas.paste(_blocks(SPANS), (100, 120))
     crops = split(canvas, 4, SegmentConfig("projection", trim=True, crop=True))
     assert all(c.height < 60 for c in crops)  # the blank rows above the band are gone
+
+
+def _ruled(size: tuple[int, int], step: int, frame_only: bool = False) -> Image.Image:
+    """A light canvas ruled with thin grey lines every ``step`` pixels (or only a 1-px frame, inset 2 px: at
+    the very edge a frame is what the ink mask takes for the background)."""
+    w, h = size
+    img = Image.new("RGB", size, (245, 245, 250))
+    d = ImageDraw.Draw(img)
+    xs, ys = ((2, w - 3), (2, h - 3)) if frame_only else (range(3, w, step), range(3, h, step))
+    for x in xs:
+        d.line([(x, 0), (x, h - 1)], fill=(120, 120, 130))
+    for y in ys:
+        d.line([(0, y), (w - 1, y)], fill=(120, 120, 130))
+    return img
+
+
+@pytest.mark.parametrize("frame_only", [False, True])
+def test_content_box_looks_past_a_grid_or_a_frame_spanning_the_image(frame_only):
+    from captcha.data.segment import content_box, to_content
+
+    img = _ruled((240, 140), 9, frame_only)
+    for a, b in SPANS:  # the bars drawn over the lines (which run on behind them), rows 72..98
+        ImageDraw.Draw(img).rectangle([20 + a, 72, 20 + b - 1, 98], fill=(30, 40, 90))
+    assert content_box(img, lines=False) == (0, 0, 240, 140)  # the lines carry too much ink to trim
+    x0, y0, x1, y1 = content_box(img)
+    assert 20 <= x0 <= 20 + SPANS[0][0] and 20 + SPANS[-1][1] <= x1 <= 230
+    assert 60 <= y0 <= 72 and 98 <= y1 <= 112
+    assert to_content(img, SegmentConfig(crop=True)).size == (x1 - x0, y1 - y0)
+    assert to_content(img, SegmentConfig(crop=True, lines=False)) is img
+
+
+def test_content_box_keeps_a_ground_that_reads_as_ink():
+    """henan_digits4's coloured ground inside a white 1-px frame reads as ink (the border's median is the
+    frame), and its rows between the digits are nearly full: they are not ruled lines."""
+    from pathlib import Path
+
+    from captcha.data.segment import content_box
+
+    henan = Path(__file__).resolve().parents[3] / "shared" / "datasets" / "henan_digits4"
+    if not henan.is_dir():
+        pytest.skip("../shared/datasets/henan_digits4 is not here")
+    for path in sorted(henan.glob("*.jpg"))[:300]:
+        img = Image.open(path).convert("RGB")
+        assert content_box(img) == content_box(img, lines=False), path.name
+
+
+def test_a_checkpoints_splitter_from_before_lines_crops_as_it_did():
+    old = {"method": "equal", "trim": True, "crop": True, "context": 0.1}
+    assert SegmentConfig.from_dict(old).lines is False
+    assert SegmentConfig.from_dict(SegmentConfig(crop=True).to_dict()).lines is True
