@@ -1,6 +1,7 @@
 import random
 import shutil
 
+import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFont
 
@@ -10,6 +11,7 @@ from captcha.data.splits import flat_split, validation_data
 from captcha.training.dataset import (
     backbone_features,
     choose_splitter,
+    linear_probe,
     load_training_data,
 )
 
@@ -77,3 +79,14 @@ def test_auto_split_prefers_the_splitter_that_finds_the_characters():
     caps = [(_uneven_captcha(t, rng), t) for t in labels]
     chosen = choose_splitter(caps, 4, CS, backbone_features("none"))
     assert chosen.method in ("projection", "components") and chosen.trim
+
+
+def test_linear_probe_reads_classes_a_line_separates_and_not_noise():
+    rng = np.random.default_rng(0)
+    centres = rng.normal(0, 3, (5, 20))
+    y = rng.integers(0, 5, 400)
+    x = centres[y] + rng.normal(0, 1, (400, 20))
+    yq = rng.integers(0, 5, 200)
+    assert (linear_probe(x, y, centres[yq] + rng.normal(0, 1, (200, 20)), 5) == yq).mean() > 0.95
+    noise = rng.normal(0, 1, (400, 20))  # features that say nothing of the class read near chance
+    assert (linear_probe(noise, y, rng.normal(0, 1, (200, 20)), 5) == yq).mean() < 0.4
