@@ -46,14 +46,18 @@ class SegmentConfig:
 CONTENT_MASS = 0.01  # share of the ink allowed outside the content box on each side (specks, stray lines)
 CONTENT_PAD = 0.12  # margin kept around the content, as a fraction of its height
 CONTENT_KEEP = 0.9  # a box covering this much of both sides is no crop at all
-# A row (column) this much inked is a ruled line or a frame when it is at most LINE_WIDTH pixels thick: the
-# content crop leaves it out with a pixel either side (its anti-aliased edge). Where most of the image
-# reads as ink, the ink is the background (henan_digits4's coloured ground inside a white frame): no lines.
-# Plain `captcha train` on the leave-style-out sites with a grid behind the text (2-core AVX2 CPU, bench/real.py's
-# split): lso-halftone-upper6 64.8% -> 72.4% (not used to build it), lso-halftone-lower5 27-34% -> 54.0%
-# (tuned-on); no image of henan, sysu, captcha_images_v2 or four other leave-style-out sites crops otherwise.
+# Ruled lines: a grid behind the text, or a frame. A row (column) inked across at least LINE_SPAN of the
+# ink's extent is a line when it is at most LINE_WIDTH pixels thick; the content crop leaves the lines out,
+# with a pixel either side (their anti-aliased edges), when there are at least RULED_LINES of them each way
+# (a lone line is left in: across the text's own extent a glyph's stem can span it). Where most of the
+# image reads as ink, the ink is the background (henan_digits4's coloured ground in a white frame): no lines.
+# Plain `captcha train` (2-core AVX2 CPU, bench/real.py's split): lso-halftone-band4 79.2% -> 91.2% (its grid
+# in a band of a blank canvas; not used to build this); lso-halftone-upper6 64.8% -> 78.8% twice with the
+# first form (lines across the whole image, built on lso-halftone-lower5: 27-34% -> 57.6%, tuned-on), 74.0%
+# with this one (8 epochs against 9); no image of henan, sysu, captcha_images_v2 or four other leave-style-out sites cuts otherwise.
 LINE_SPAN = 0.95
 LINE_WIDTH = 3
+RULED_LINES = 2
 
 
 def content_box(img: Image.Image, lines: bool = True) -> Box:
@@ -63,7 +67,7 @@ def content_box(img: Image.Image, lines: bool = True) -> Box:
     w, h = img.size
     mask = ink_mask(img)
     if lines and mask.mean() < 0.5:
-        mask = mask & ~ruled_lines(mask.mean(1))[:, None] & ~ruled_lines(mask.mean(0))[None, :]
+        mask = mask & ~ruled_lines(mask)
     total = mask.sum()
     if total == 0:
         return (0, 0, w, h)
@@ -79,16 +83,29 @@ def content_box(img: Image.Image, lines: bool = True) -> Box:
     return box
 
 
-def ruled_lines(share: np.ndarray) -> np.ndarray:
-    """Which rows (or columns), given each one's inked ``share``, belong to thin lines spanning the image,
-    with a neighbour either side."""
+def ruled_lines(mask: np.ndarray) -> np.ndarray:
+    """The pixels of a grid's or a frame's ruled lines in an ink ``mask`` (none when there is no grid or frame)."""
+    ext = ink_extent(mask)
+    if ext is None:
+        return np.zeros_like(mask)
+    x0, y0, x1, y1 = ext
+    inside = mask[y0:y1, x0:x1]
+    rows, cols = _thin_full_runs(inside.mean(1)), _thin_full_runs(inside.mean(0))
+    out = np.zeros_like(mask)
+    if len(rows) < RULED_LINES or len(cols) < RULED_LINES:
+        return out
+    for a, b in rows:
+        out[max(y0 + a - 1, 0):y0 + b + 1] = True
+    for a, b in cols:
+        out[:, max(x0 + a - 1, 0):x0 + b + 1] = True
+    return out
+
+
+def _thin_full_runs(share: np.ndarray) -> list[tuple[int, int]]:
+    """[start, end) of each run of rows (or columns) inked across LINE_SPAN and at most LINE_WIDTH thick."""
     full = np.concatenate([[False], share >= LINE_SPAN, [False]])
     edges = np.flatnonzero(np.diff(full.astype(np.int8)))
-    out = np.zeros(len(share), bool)
-    for a, b in zip(edges[::2], edges[1::2]):  # each run of full rows: [a, b)
-        if b - a <= LINE_WIDTH:
-            out[max(a - 1, 0):b + 1] = True
-    return out
+    return [(int(a), int(b)) for a, b in zip(edges[::2], edges[1::2]) if b - a <= LINE_WIDTH]
 
 
 def to_content(img: Image.Image, cfg: SegmentConfig) -> Image.Image:

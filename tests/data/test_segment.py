@@ -128,6 +128,33 @@ def test_content_box_looks_past_a_grid_or_a_frame_spanning_the_image(frame_only)
     assert to_content(img, SegmentConfig(crop=True, lines=False)) is img
 
 
+def test_content_box_finds_the_text_in_a_ruled_band_of_a_larger_canvas():
+    from captcha.data.segment import content_box
+
+    img = Image.new("RGB", (300, 220), "white")
+    img.paste(_ruled((240, 140), 9), (30, 50))  # a gridded captcha low in a blank canvas
+    for a, b in SPANS:
+        ImageDraw.Draw(img).rectangle([50 + a, 122, 50 + b - 1, 148], fill=(30, 40, 90))
+    x0, y0, x1, y1 = content_box(img)
+    assert 50 <= x0 <= 50 + SPANS[0][0] and 50 + SPANS[-1][1] <= x1 <= 260
+    assert 110 <= y0 <= 122 and 148 <= y1 <= 162
+    x0, y0, x1, y1 = content_box(img, lines=False)
+    assert (x0, y0) <= (32, 52) and (x1, y1) >= (268, 188)  # the grid's own extent
+
+
+def test_a_lone_line_across_the_text_is_not_a_ruled_line():
+    """Across the text's own extent a glyph's stem spans it too: one line each way is left in the ink."""
+    from captcha.data.segment import content_box, ink_mask, ruled_lines
+
+    img = Image.new("RGB", (200, 60), "white")
+    d = ImageDraw.Draw(img)
+    for x in (20, 70, 120, 170):  # tall stems, each spanning the ink's full height
+        d.rectangle([x, 10, x + 2, 50], fill="black")
+    d.line([(20, 30), (172, 30)], fill="black")  # one strike-through across them
+    assert not ruled_lines(ink_mask(img)).any()
+    assert content_box(img) == content_box(img, lines=False)
+
+
 def test_content_box_keeps_a_ground_that_reads_as_ink():
     """henan_digits4's coloured ground inside a white 1-px frame reads as ink (the border's median is the
     frame), and its rows between the digits are nearly full: they are not ruled lines."""
