@@ -46,15 +46,19 @@ class SegmentConfig:
 CONTENT_MASS = 0.01  # share of the ink allowed outside the content box on each side (specks, stray lines)
 CONTENT_PAD = 0.12  # margin kept around the content, as a fraction of its height
 CONTENT_KEEP = 0.9  # a box covering this much of both sides is no crop at all
-# Ruled lines: a grid behind the text, or a frame. A row (column) inked across at least LINE_SPAN of the
-# ink's extent is a line when it is at most LINE_WIDTH pixels thick; the content crop leaves the lines out,
-# with a pixel either side (their anti-aliased edges), when there are at least RULED_LINES of them each way
-# (a lone line is left in: across the text's own extent a glyph's stem can span it). Where most of the
-# image reads as ink, the ink is the background (henan_digits4's coloured ground in a white frame): no lines.
+# Ruled lines: a grid behind the text, ruled paper, a frame. A row (column) inked across at least LINE_SPAN
+# of the ink's extent is a line when it is at most LINE_WIDTH pixels thick. Where there are at least
+# RULED_LINES such rows the content crop leaves them out, with a pixel either side (their anti-aliased
+# edges), and such columns too where there are that many. A lone line stays, and columns never go alone:
+# across the text's own extent a glyph's stem spans it (a lone line each way took 46 px of a
+# captcha_images_v2 captcha's text). Where most of the image reads as ink, the ink is the background
+# (henan_digits4's coloured ground in a white frame): no lines.
 # Plain `captcha train` (2-core AVX2 CPU, bench/real.py's split): lso-halftone-band4 79.2% -> 91.2% (its grid
-# in a band of a blank canvas; not used to build this); lso-halftone-upper6 64.8% -> 78.8% twice with the
-# first form (lines across the whole image, built on lso-halftone-lower5: 27-34% -> 57.6%, tuned-on), 74.0%
-# with this one (8 epochs against 9); no image of henan, sysu, captcha_images_v2 or four other leave-style-out sites cuts otherwise.
+# in a band of a blank canvas; not used to build this); lso-halftone-upper6 64.8% -> 73.2% (the rule was
+# tried on it: required both ways, its grids' light vertical lines, missing from the ink mask, left 41 more
+# captchas uncut: 70.8%, 74.0%; lines across the whole image, the first form: 78.8% twice);
+# lso-halftone-lower5 27-34% -> 57.6% (the first form; tuned-on). No image of henan, sysu,
+# captcha_images_v2 or four other leave-style-out sites cuts otherwise.
 LINE_SPAN = 0.95
 LINE_WIDTH = 3
 RULED_LINES = 2
@@ -84,7 +88,8 @@ def content_box(img: Image.Image, lines: bool = True) -> Box:
 
 
 def ruled_lines(mask: np.ndarray) -> np.ndarray:
-    """The pixels of a grid's or a frame's ruled lines in an ink ``mask`` (none when there is no grid or frame)."""
+    """The pixels of ruled lines in an ink ``mask``: RULED_LINES or more thin rows across the ink, and
+    columns likewise where there are such rows too (upright glyph stems can span the text's height)."""
     ext = ink_extent(mask)
     if ext is None:
         return np.zeros_like(mask)
@@ -92,11 +97,9 @@ def ruled_lines(mask: np.ndarray) -> np.ndarray:
     inside = mask[y0:y1, x0:x1]
     rows, cols = _thin_full_runs(inside.mean(1)), _thin_full_runs(inside.mean(0))
     out = np.zeros_like(mask)
-    if len(rows) < RULED_LINES or len(cols) < RULED_LINES:
-        return out
-    for a, b in rows:
+    for a, b in rows if len(rows) >= RULED_LINES else ():
         out[max(y0 + a - 1, 0):y0 + b + 1] = True
-    for a, b in cols:
+    for a, b in cols if len(cols) >= RULED_LINES and len(rows) >= RULED_LINES else ():  # stems span the text too
         out[:, max(x0 + a - 1, 0):x0 + b + 1] = True
     return out
 
