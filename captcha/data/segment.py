@@ -67,7 +67,7 @@ RULED_LINES = 2
 def content_box(img: Image.Image, lines: bool = True) -> Box:
     """The part of ``img`` that holds the captcha's ink, with a small margin (the whole image when
     the ink fills it): robust to specks and stray lines, which carry little of the ink mass, and with
-    ``lines`` to ruled lines and frames that span the image (a grid behind the text)."""
+    ``lines`` to ruled lines across the ink (a grid behind the text, ruled paper, a frame)."""
     w, h = img.size
     mask = ink_mask(img)
     if lines and mask.mean() < 0.5:
