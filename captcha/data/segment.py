@@ -64,7 +64,7 @@ LINE_WIDTH = 3
 RULED_LINES = 2
 
 
-def content_box(img: Image.Image, lines: bool = True) -> Box:
+def content_box(img: Image.Image, lines: bool = SegmentConfig.lines) -> Box:
     """The part of ``img`` that holds the captcha's ink, with a small margin (the whole image when
     the ink fills it): robust to specks and stray lines, which carry little of the ink mass, and with
     ``lines`` to ruled lines across the ink (a grid behind the text, ruled paper, a frame)."""
@@ -97,10 +97,13 @@ def ruled_lines(mask: np.ndarray) -> np.ndarray:
     inside = mask[y0:y1, x0:x1]
     rows, cols = _thin_full_runs(inside.mean(1)), _thin_full_runs(inside.mean(0))
     out = np.zeros_like(mask)
-    for a, b in rows if len(rows) >= RULED_LINES else ():
+    if len(rows) < RULED_LINES:
+        return out  # columns alone may be glyph stems spanning the text
+    for a, b in rows:
         out[max(y0 + a - 1, 0):y0 + b + 1] = True
-    for a, b in cols if len(cols) >= RULED_LINES and len(rows) >= RULED_LINES else ():  # stems span the text too
-        out[:, max(x0 + a - 1, 0):x0 + b + 1] = True
+    if len(cols) >= RULED_LINES:
+        for a, b in cols:
+            out[:, max(x0 + a - 1, 0):x0 + b + 1] = True
     return out
 
 
