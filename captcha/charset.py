@@ -103,3 +103,10 @@ class Charset:
 
 
 DEFAULT_CHARSET = Charset()
+
+
+def covering(labels: Iterable[str], base: Charset = DEFAULT_CHARSET) -> Charset:
+    """``base`` plus every other character ``labels`` use, spelled as ``base`` spells labels (upper case
+    when it folds), in sorted order after its own: a site whose captchas show ``+`` or ``@`` is read whole."""
+    extra = sorted({c for label in labels for c in base.unknown(label)})
+    return Charset(base.alphabet + "".join(extra), base.fold_case) if extra else base

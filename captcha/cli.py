@@ -222,11 +222,11 @@ def data_check(data_dir, length, as_json, alphabet) -> None:
     """Count a dataset and list every problem; exit 0 only when it is usable (1 when it is not)."""
     from .data.layout import check_dataset
 
-    report = check_dataset(data_dir, _charset(alphabet), length)
+    report = check_dataset(data_dir, _charset(alphabet) if alphabet else None, length)
     if as_json:
         _emit_json(report.to_dict())
     else:
-        click.echo(f"{report.root} ({report.layout} layout)")
+        click.echo(f"{report.root} ({report.layout} layout, {len(report.alphabet)} characters: {report.alphabet})")
         for split, classes in report.chars.items():
             counts = " ".join(f"{c}:{n}" for c, n in classes.items())
             click.echo(f"  chars/{split}: {sum(classes.values())} images in {sum(1 for n in classes.values() if n)} classes  [{counts}]")
@@ -253,14 +253,22 @@ def data_check(data_dir, length, as_json, alphabet) -> None:
 @charset_option
 def data_split(data_dir, out_dir, val_fraction, seed, ordered, link, force, alphabet) -> None:
     """Split a flat folder of labelled captchas into captchas/train and captchas/val."""
-    from .data.layout import ordered_holdout, read_captcha_labels, split_captcha_folder
+    from .data.layout import (
+        left_out_note,
+        ordered_holdout,
+        read_captcha_labels,
+        site_charset,
+        split_captcha_folder,
+    )
     from .data.splits import flat_split
 
-    cs = _charset(alphabet)
-    names = [s.path.name for s in read_captcha_labels(data_dir, cs, problems=[])]
+    cs = _charset(alphabet) if alphabet else site_charset(data_dir)
+    problems: list = []
+    names = [s.path.name for s in read_captcha_labels(data_dir, cs, problems=problems)]
     held = ordered_holdout(names, val_fraction) if ordered else flat_split(names, val_fraction, seed)
     counts = split_captcha_folder(data_dir, out_dir, held, cs, link=link, force=force)
-    click.echo(f"wrote {out_dir}: {counts['train']} training and {counts['val']} validation captchas")
+    click.echo(f"wrote {out_dir}: {counts['train']} training and {counts['val']} validation captchas"
+               + (f"; left out: {left_out_note(problems, data_dir)}" if problems else ""))
 
 
 def _sizes(text: str | None) -> tuple[int, ...] | None:
@@ -409,7 +417,8 @@ def train(data_dir, out, pretrained, freeze, epochs, budget, batch_size, optimiz
     from .training.train import train as run
 
     cfg = TrainConfig(data=data_dir or DEFAULT_DATA, synth_if_missing=data_dir is None, out=out,
-                      charset=_charset(alphabet).alphabet, pretrained=pretrained, freeze=freeze, epochs=epochs, budget=budget,
+                      charset=_charset(alphabet).alphabet if alphabet else None, pretrained=pretrained, freeze=freeze,
+                      epochs=epochs, budget=budget,
                       batch_size=batch_size, optimizer=optimizer, lr=lr, schedule=schedule, seed=seed,
                       augment=AugmentConfig(enabled=not no_augment), aug_passes=aug_passes,
                       cache_features=not no_cache, bf16=bf16, length=length, split=split_method, val_fraction=val_fraction,

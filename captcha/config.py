@@ -113,7 +113,7 @@ class TrainConfig:
 
     data: str = DEFAULT_DATA
     out: str = DEFAULT_CHECKPOINT
-    charset: str = DEFAULT_ALPHABET
+    charset: str | None = None  # None: DEFAULT_ALPHABET plus any other character the labels use (charset.covering)
     pretrained: str = "auto"
     freeze: str = "auto"  # auto: chosen by short probes on a held-out slice of the training data (training.recipe)
     epochs: int | None = None  # None: as many as the budget allows (training.recipe.auto_epochs)

@@ -38,3 +38,14 @@ def test_dict_round_trip_and_bad_dicts():
         Charset("AA")
     with pytest.raises(IndexError):
         cs.decode([7])
+
+
+def test_covering_adds_what_the_labels_use_beyond_the_base():
+    from captcha.charset import covering
+
+    assert covering(["A7K2", "b3c4"]) is DEFAULT_CHARSET  # lower case folds: nothing to add
+    cs = covering(["3+5=", "a@b", "ZZ"])
+    assert cs.alphabet == DEFAULT_CHARSET.alphabet + "".join(sorted("+=@"))
+    assert cs.fold_case and cs.encode("a@b") == [10, len(DEFAULT_CHARSET) + 2, 11]
+    digits = Charset("0123456789")
+    assert covering(["12x4"], digits).alphabet == "0123456789X"  # spelled as the base spells labels

@@ -34,6 +34,24 @@ def test_synth_then_check(tmp_path):
     assert res.exit_code == 1 and "0000.png" in res.output and "NOT usable" in res.output
 
 
+def test_check_and_split_take_the_charset_the_labels_ask_for(flat_captchas, tmp_path):
+    import shutil
+
+    data = tmp_path / "signs"
+    shutil.copytree(flat_captchas, data)
+    rows = (data / "labels.csv").read_text().splitlines()
+    rows[1] = rows[1][:-1] + "="
+    (data / "labels.csv").write_text("\n".join(rows) + "\n")
+    r = CliRunner()
+    res = r.invoke(main, ["data", "check", "--data", str(data)])
+    assert res.exit_code == 0 and "37 characters: 0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ=" in res.output, res.output
+    res = r.invoke(main, ["data", "split", "--data", str(data), "--out-dir", str(tmp_path / "all")])
+    assert res.exit_code == 0 and "32 training and 8 validation" in res.output and "left out" not in res.output
+    res = r.invoke(main, ["data", "split", "--data", str(data), "--out-dir", str(tmp_path / "some"), "--charset", "ABC123"])
+    assert res.exit_code == 0 and "31 training and 8 validation" in res.output and "left out: " in res.output, res.output
+    assert "'='" in res.output and "more:" not in res.output
+
+
 def test_solve_eval_and_errors(tiny_model, tiny_data, tmp_path):
     r = CliRunner()
     img = next((tiny_data / "captchas" / "val").glob("*.png"))

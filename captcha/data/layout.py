@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePath
 from typing import Callable, Iterable, Sequence
 
-from ..charset import DEFAULT_CHARSET, Charset
+from ..charset import DEFAULT_CHARSET, Charset, covering
 from ..errors import DataError, ImageError
 from .images import IMAGE_SUFFIXES, is_image_name, load_image
 
@@ -112,19 +112,7 @@ def read_captcha_labels(folder: str | Path, charset: Charset = DEFAULT_CHARSET,
     """
     folder = Path(folder)
     found: list[Problem] = []
-    if not folder.is_dir():
-        raise DataError(f"{folder}: captcha folder does not exist")
-    images = _image_files(folder)
-    labels_path = folder / LABELS_FILE
-    pairs: list[tuple[str, str]] = []
-    if labels_path.is_file():
-        pairs = _read_labels_csv(labels_path, found)
-        listed = {name for name, _ in pairs}
-        for img in images:
-            if img.name not in listed:
-                found.append(Problem(str(img), f"image not listed in {LABELS_FILE}; add a row for it or remove it"))
-    else:
-        pairs = [(p.name, label_from_name(p.name)) for p in images]
+    pairs = _label_pairs(folder, found)
     samples = []
     for name, label in pairs:
         path = folder / name
@@ -144,6 +132,67 @@ def read_captcha_labels(folder: str | Path, charset: Charset = DEFAULT_CHARSET,
     elif found:
         raise DataError("; ".join(map(str, found[:5])) + (f" (and {len(found) - 5} more)" if len(found) > 5 else ""))
     return samples
+
+
+def _label_pairs(folder: Path, found: list[Problem]) -> list[tuple[str, str]]:
+    """(file name, label) of each captcha of one folder, from labels.csv or the file names, unchecked."""
+    if not folder.is_dir():
+        raise DataError(f"{folder}: captcha folder does not exist")
+    images = _image_files(folder)
+    labels_path = folder / LABELS_FILE
+    if not labels_path.is_file():
+        return [(p.name, label_from_name(p.name)) for p in images]
+    pairs = _read_labels_csv(labels_path, found)
+    listed = {name for name, _ in pairs}
+    for img in images:
+        if img.name not in listed:
+            found.append(Problem(str(img), f"image not listed in {LABELS_FILE}; add a row for it or remove it"))
+    return pairs
+
+
+def dataset_labels(root: str | Path) -> list[str]:
+    """Every label a dataset gives, either layout (a class folder's name counts as one), unchecked:
+    what its charset has to cover."""
+    root = Path(root)
+    if detect_layout(root) == "flat":
+        return [label for _, label in _label_pairs(root, [])]
+    labels = []
+    for split in SPLITS:
+        chars, caps = root / "chars" / split, root / "captchas" / split
+        if chars.is_dir():
+            labels += [sub.name for sub in chars.iterdir() if sub.is_dir() and not sub.name.startswith(".")]
+        if caps.is_dir():
+            labels += [label for _, label in _label_pairs(caps, [])]
+    return labels
+
+
+def site_charset(root: str | Path) -> Charset:
+    """The charset a dataset's labels ask for when none is given: 0-9A-Z (case folded) plus any other
+    character they use."""
+    return covering(dataset_labels(root))
+
+
+def left_out(root: str | Path, charset: Charset) -> tuple[int, list[Problem]]:
+    """(labelled images kept, problems that leave entries out) when training reads ``root`` with
+    ``charset``: labels it cannot spell, missing or unlisted files; images are not decoded."""
+    root = Path(root)
+    found: list[Problem] = []
+    if detect_layout(root) == "flat":
+        return len(read_captcha_labels(root, charset, found)), found
+    kept = 0
+    for split in SPLITS:
+        chars, caps = root / "chars" / split, root / "captchas" / split
+        if chars.is_dir():
+            kept += len(read_char_folder(chars, charset, found))
+        if caps.is_dir():
+            kept += len(read_captcha_labels(caps, charset, found))
+    return kept, found
+
+
+def left_out_note(problems: Sequence[Problem], root: str | Path) -> str:
+    """One line for the entries of ``root`` a command leaves out: the first, and how to list the rest."""
+    more = len(problems) - 1
+    return f"{problems[0]}" + (f"; and {more} more: `captcha data check --data {root}` lists them" if more else "")
 
 
 def read_char_folder(split_dir: str | Path, charset: Charset = DEFAULT_CHARSET,
@@ -181,6 +230,7 @@ class DatasetReport:
 
     root: str
     layout: str  # "course" or "flat"
+    alphabet: str = DEFAULT_CHARSET.alphabet  # the characters it was checked against
     chars: dict[str, dict[str, int]] = field(default_factory=dict)  # split -> class -> count
     captchas: dict[str, int] = field(default_factory=dict)  # split -> count
     lengths: dict[str, dict[int, int]] = field(default_factory=dict)  # split -> length -> count
@@ -212,13 +262,15 @@ def detect_layout(root: Path) -> str:
     )
 
 
-def check_dataset(root: str | Path, charset: Charset = DEFAULT_CHARSET, length: int | None = None,
+def check_dataset(root: str | Path, charset: Charset | None = None, length: int | None = None,
                   decode: bool = True) -> DatasetReport:
-    """Scan a dataset, counting what is there and listing every problem; decodes every image."""
+    """Scan a dataset, counting what is there and listing every problem; decodes every image. With no
+    ``charset``, the one training would read it with (:func:`site_charset`)."""
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"{root}: dataset folder does not exist (make one with `captcha data synth --out {root}`)")
-    report = DatasetReport(str(root), detect_layout(root))
+    charset = charset or site_charset(root)
+    report = DatasetReport(str(root), detect_layout(root), charset.alphabet)
     problems = report.problems
     all_samples: list[Sample] = []
     if report.layout == "flat":

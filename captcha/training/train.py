@@ -32,7 +32,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from ..charset import Charset
+from ..charset import DEFAULT_CHARSET, Charset
 from ..config import (
     AUTO_EPOCHS,
     INT8_CALIBRATION,
@@ -44,6 +44,7 @@ from ..config import (
     TrainConfig,
 )
 from ..data.augment import TrainTransform
+from ..data.layout import left_out, left_out_note, site_charset
 from ..data.preprocess import Preprocess
 from ..data.segment import SegmentConfig
 from ..data.synth import seed_for, synth_dataset
@@ -130,6 +131,24 @@ def ensure_data(cfg: TrainConfig, say: Callable[[str], None]) -> None:
     synth_dataset(root, SynthConfig(seed=cfg.seed))
 
 
+def training_charset(cfg: TrainConfig, say: Callable[[str], None]) -> Charset:
+    """The charset a run reads: ``cfg.charset``, or with none given 0-9A-Z plus any other character the
+    labels use; says which labelled images it leaves out, and why, so none is lost unseen."""
+    root = Path(cfg.data)
+    if cfg.charset is None:
+        charset = site_charset(root)
+        if charset != DEFAULT_CHARSET:
+            extra = charset.alphabet[len(DEFAULT_CHARSET):]
+            say(f"the labels use characters besides {DEFAULT_CHARSET.alphabet}: {extra!r}; the model reads those "
+                f"{len(charset)} (--charset sets them)")
+    else:
+        charset = Charset(cfg.charset)
+    kept, problems = left_out(root, charset)
+    if problems:
+        say(f"left out of {root} ({kept} labelled images kept): {left_out_note(problems, root)}")
+    return charset
+
+
 def train(cfg: TrainConfig, say: Callable[[str], None] = log.info, progress: bool = False,
           pseudo: list | None = None) -> dict[str, Any]:
     """Train a recognizer as configured; writes the best checkpoint to ``cfg.out``; returns the result.
@@ -154,7 +173,8 @@ def train(cfg: TrainConfig, say: Callable[[str], None] = log.info, progress: boo
         say(f"--resume: no {last_path} yet, starting afresh")
     if resume:
         cfg = resumed_config(cfg, resume["train_config"])
-    charset = Charset(cfg.charset)
+    charset = training_charset(cfg, say)
+    cfg.charset = charset.alphabet  # the probes and the checkpoint read the alphabet chosen here
     segment = SegmentConfig.from_dict(resume["segment"]) if resume else None
     extra, style = list(pseudo or []), None
     if cfg.synthetic:

@@ -140,3 +140,39 @@ def test_labels_csv_oddities_are_clear_errors(tmp_path):
     problems = []
     assert [s.label for s in read_captcha_labels(tmp_path, problems=problems)] == ["AB12"]
     assert any("listed again" in str(p) for p in problems)
+
+
+def _relabelled(src, dst, relabel):
+    """A copy of a flat folder whose labels.csv rows pass through ``relabel(index, label)``."""
+    shutil.copytree(src, dst)
+    rows = (dst / "labels.csv").read_text().splitlines()
+    body = [r.split(",", 1) for r in rows[1:]]
+    (dst / "labels.csv").write_text("\n".join([rows[0]] + [f"{n},{relabel(i, lab)}" for i, (n, lab) in
+                                                           enumerate(body)]) + "\n")
+    return dst
+
+
+def test_the_charset_covers_what_the_labels_use(flat_captchas, tmp_path):
+    from captcha.data.layout import dataset_labels, left_out, site_charset
+
+    assert site_charset(flat_captchas) == Charset()  # ABC123 labels: the default covers them
+    signs = _relabelled(flat_captchas, tmp_path / "signs", lambda i, lab: lab[:-1] + "+" if i % 2 else lab)
+    assert sum(lab.endswith("+") for lab in dataset_labels(signs)) == 20
+    cs = site_charset(signs)
+    assert cs.alphabet == Charset().alphabet + "+"
+    assert left_out(signs, cs) == (40, [])
+    kept, problems = left_out(signs, CS)  # a given charset without "+": the 20 are left out, each named
+    assert kept == 20 and len(problems) == 20 and "'+'" in str(problems[0])
+    rep = check_dataset(signs)  # no charset: the one training would use, so nothing to report
+    assert rep.usable and rep.alphabet == cs.alphabet, rep.problems
+    assert len(check_dataset(signs, CS).problems) == 20
+
+
+def test_class_folders_count_as_labels(tiny_data, tmp_path):
+    from captcha.data.layout import site_charset
+
+    root = tmp_path / "d"
+    shutil.copytree(tiny_data, root)
+    shutil.copytree(root / "chars" / "train" / "A", root / "chars" / "train" / "+")
+    (root / "chars" / "train" / ".cache").mkdir()  # hidden folders are not classes
+    assert site_charset(root).alphabet == Charset().alphabet + "+"

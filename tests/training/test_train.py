@@ -320,3 +320,29 @@ def test_a_course_layout_refit_keeps_its_validation_folders_out(tiny_data, tmp_p
     assert ck["refit"]["validation_trained_on"] is False and "first_fit" in ck["refit"]
     assert res["best"] == ck["metrics"] and ck["metrics"]["captchas"] == 20  # the refit's own figures
     assert evaluate_checkpoint(out).captchas["captchas"] == 20
+
+
+def test_labels_beyond_the_charset_are_read_or_reported(flat_captchas, tmp_path):
+    """No --charset: a site's "+" becomes a class; a given charset without it: each captcha left out is said."""
+    import shutil
+
+    from captcha.charset import DEFAULT_CHARSET
+    from captcha.training.train import training_charset
+
+    data = tmp_path / "signs"
+    shutil.copytree(flat_captchas, data)
+    rows = (data / "labels.csv").read_text().splitlines()
+    rows[1::2] = [row[:-1] + "+" for row in rows[1::2]]  # every other captcha's last character is a "+"
+    (data / "labels.csv").write_text("\n".join(rows) + "\n")
+    said: list[str] = []
+    out = tmp_path / "signs.pt"
+    train(_cfg(data, out, charset=None, method="classify", split="equal", epochs=1, refit=False), say=said.append)
+    ck = load_checkpoint(out)
+    assert ck["charset"]["alphabet"] == DEFAULT_CHARSET.alphabet + "+" and ck["charset"]["fold_case"]
+    assert ck["model"]["fc.weight"].shape[0] == len(DEFAULT_CHARSET) + 1
+    assert any("'+'" in line and "besides" in line for line in said), said
+    assert not any(line.startswith("left out") for line in said)
+    said.clear()
+    assert training_charset(_cfg(data, out), said.append).alphabet == "ABC123"
+    assert len(said) == 1 and said[0].startswith(f"left out of {data} (20 labelled images kept)")
+    assert "'+'" in said[0] and "and 19 more" in said[0]
