@@ -28,6 +28,7 @@ class SegmentConfig:
     trim: bool = False  # the course's cells are exact: keep them whole
     crop: bool = False  # cut the captcha to its content first (blank margins, a band of a larger canvas)
     lines: bool = True  # the content crop looks past ruled lines and frames (False: as checkpoints made before it)
+    frame: bool = True  # the content crop reads the ground inside a frame round the edge (False: as before it)
     context: float = 0.1  # extra width on each side, as a fraction of a character's width
 
     def __post_init__(self) -> None:
@@ -40,7 +41,7 @@ class SegmentConfig:
     @classmethod
     def from_dict(cls, d: dict) -> "SegmentConfig":
         """The splitter a checkpoint recorded; one made before ``lines`` existed crops as it did then."""
-        return cls(**{"lines": False, **d})
+        return cls(**{"lines": False, "frame": False, **d})
 
 
 CONTENT_MASS = 0.01  # share of the ink allowed outside the content box on each side (specks, stray lines)
@@ -64,12 +65,13 @@ LINE_WIDTH = 3
 RULED_LINES = 2
 
 
-def content_box(img: Image.Image, lines: bool = SegmentConfig.lines) -> Box:
+def content_box(img: Image.Image, lines: bool = SegmentConfig.lines, frame: bool = SegmentConfig.frame) -> Box:
     """The part of ``img`` that holds the captcha's ink, with a small margin (the whole image when
-    the ink fills it): robust to specks and stray lines, which carry little of the ink mass, and with
-    ``lines`` to ruled lines across the ink (a grid behind the text, ruled paper, a frame)."""
+    the ink fills it): robust to specks and stray lines, which carry little of the ink mass, with
+    ``lines`` to ruled lines across the ink (a grid behind the text, ruled paper, a frame), and with
+    ``frame`` to a frame round the edge in another colour than the ground (see :func:`ground_level`)."""
     w, h = img.size
-    mask = ink_mask(img)
+    mask = ink_mask(img, frame)
     if lines and mask.mean() < 0.5:
         mask = mask & ~ruled_lines(mask)
     total = mask.sum()
@@ -118,17 +120,49 @@ def to_content(img: Image.Image, cfg: SegmentConfig) -> Image.Image:
     """``img`` cut to its content when ``cfg.crop`` asks for it: the first step of reading a captcha."""
     if not cfg.crop:
         return img
-    box = content_box(img, cfg.lines)
+    box = content_box(img, cfg.lines, cfg.frame)
     return img if box == (0, 0) + img.size else img.crop(box)
 
 
-def ink_mask(img: Image.Image) -> np.ndarray:
-    """Boolean H x W mask of foreground: pixels far from the background (border median) colour."""
+INK_MIN = 30  # grey levels from the background below which a pixel is never ink
+FRAME_WIDTH = 3  # a frame drawn round the edge up to this many pixels thick is looked past (``frame``)
+FRAME_SIDE = 0.9  # share of each of its four sides within INK_MIN of the frame's level
+
+
+def ink_mask(img: Image.Image, frame: bool = False) -> np.ndarray:
+    """Boolean H x W mask of foreground: pixels far from the background colour (:func:`ground_level`)."""
     g = np.asarray(img.convert("L"), dtype=np.int16)
-    border = np.concatenate([g[0], g[-1], g[:, 0], g[:, -1]])
-    dist = np.abs(g - int(np.median(border)))
-    thr = max(30, _otsu(dist))
+    dist = np.abs(g - ground_level(g, frame))
+    thr = max(INK_MIN, _otsu(dist))
     return dist > thr
+
+
+def ground_level(g: np.ndarray, frame: bool = False) -> int:
+    """The background's grey level in a grey image: its border's median; with ``frame``, where all four
+    edges are drawn in one level unlike the pixels just inside them (a frame round the captcha), the
+    median just inside the frame, so the ground within it does not read as ink."""
+    level = int(np.median(_ring(g, 0)))
+    if not frame:
+        return level
+    for k in range(1, FRAME_WIDTH + 1):
+        # the ground: three rings inside the frame's k, so a thin line inset from the edge is not taken for it
+        inner = [r for r in (_ring(g, k + i) for i in range(3)) if r is not None]
+        sides = (g[:k], g[-k:], g[:, :k], g[:, -k:])
+        if not inner or min(float((np.abs(side - level) <= INK_MIN).mean()) for side in sides) < FRAME_SIDE:
+            return level
+        inside = int(np.median(np.concatenate(inner)))
+        if abs(inside - level) > INK_MIN:
+            return inside
+    return level
+
+
+def _ring(g: np.ndarray, k: int) -> np.ndarray | None:
+    """The pixels k in from the edge of ``g`` all round (None when the image is too small for it)."""
+    h, w = g.shape
+    if min(h, w) <= 2 * k + 1:
+        return None if k else np.concatenate([g[0], g[-1], g[:, 0], g[:, -1]])
+    s = g[k:h - k, k:w - k]
+    return np.concatenate([s[0], s[-1], s[:, 0], s[:, -1]])
 
 
 def _otsu(values: np.ndarray) -> int:

@@ -1,5 +1,6 @@
 import random
 
+import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
@@ -157,8 +158,10 @@ def test_a_lone_line_across_the_text_is_not_a_ruled_line():
 
 
 def test_content_box_keeps_a_ground_that_reads_as_ink():
-    """henan_digits4's coloured ground inside a white 1-px frame reads as ink (the border's median is the
-    frame), and its rows between the digits are nearly full: they are not ruled lines."""
+    """henan_digits4's light ground inside a dark 1-px frame at the edge: read without ``frame``, the ground
+    is ink (the border's median is the frame) and its rows between the digits are nearly full, yet they
+    are not ruled lines; with ``frame`` (the default) the ground is read inside the frame, and the cut
+    holds the digits."""
     from pathlib import Path
 
     from captcha.data.segment import content_box
@@ -166,12 +169,54 @@ def test_content_box_keeps_a_ground_that_reads_as_ink():
     henan = Path(__file__).resolve().parents[3] / "shared" / "datasets" / "henan_digits4"
     if not henan.is_dir():
         pytest.skip("../shared/datasets/henan_digits4 is not here")
+    cut = 0
     for path in sorted(henan.glob("*.jpg"))[:300]:
         img = Image.open(path).convert("RGB")
-        assert content_box(img) == content_box(img, lines=False), path.name
+        assert content_box(img, frame=False) == content_box(img, lines=False, frame=False) == (0, 0) + img.size
+        x0, y0, x1, y1 = content_box(img)
+        cut += (x0, y0) > (0, 0) and x1 < img.width and y1 < img.height
+        assert x1 - x0 >= 0.7 * img.width and y1 - y0 >= 0.5 * img.height, path.name  # four digits kept
+    assert cut >= 150
+
+
+def _framed_band(edge=(20, 20, 20), ground=(235, 235, 225), sides=4) -> Image.Image:
+    """Bars in a band low in a light canvas, with a 1-px frame drawn along ``sides`` of its edges."""
+    img = Image.new("RGB", (300, 200), ground)
+    d = ImageDraw.Draw(img)
+    for a, b in SPANS:
+        d.rectangle([60 + a, 130, 60 + b - 1, 160], fill=(30, 40, 90))
+    for line in [[(0, 0), (299, 0)], [(0, 199), (299, 199)], [(0, 0), (0, 199)], [(299, 0), (299, 199)]][:sides]:
+        d.line(line, fill=edge)
+    return img
+
+
+@pytest.mark.parametrize("edge, ground", [((20, 20, 20), (235, 235, 225)), ((255, 255, 255), (170, 200, 215))])
+def test_the_cut_reads_the_ground_inside_a_frame_round_the_edge(edge, ground):
+    from captcha.data.segment import content_box, ground_level, to_content
+
+    img = _framed_band(edge, ground)
+    g = np.asarray(img.convert("L"), dtype=np.int16)
+    assert abs(ground_level(g) - g[0, 0]) < 5 and abs(ground_level(g, frame=True) - g[100, 30]) < 5
+    if edge[0] < 128:  # a dark frame on a light ground: without the rule the ground reads as ink, nothing is cut
+        assert content_box(img, frame=False) == (0, 0, 300, 200)
+        old = SegmentConfig.from_dict({"method": "equal", "crop": True, "lines": True})  # made before the rule
+        assert to_content(img, old) is img
+    x0, y0, x1, y1 = content_box(img)
+    assert 50 <= x0 <= 60 + SPANS[0][0] and 60 + SPANS[-1][1] <= x1 <= 290 and 118 <= y0 <= 130 and 160 <= y1 <= 175
+    assert to_content(img, SegmentConfig(crop=True)).size == (x1 - x0, y1 - y0)
+
+
+@pytest.mark.parametrize("sides", [1, 2, 3])
+def test_a_line_along_some_edges_is_no_frame(sides):
+    """Only all four edges in one colour make a frame: a grid line along an edge leaves the ground as it was."""
+    from captcha.data.segment import ground_level
+
+    g = np.asarray(_framed_band(sides=sides).convert("L"), dtype=np.int16)
+    assert ground_level(g, frame=True) == ground_level(g)
 
 
 def test_a_checkpoints_splitter_from_before_lines_crops_as_it_did():
     old = {"method": "equal", "trim": True, "crop": True, "context": 0.1}
-    assert SegmentConfig.from_dict(old).lines is False
+    assert SegmentConfig.from_dict(old).lines is False and SegmentConfig.from_dict(old).frame is False
+    assert SegmentConfig.from_dict({**old, "lines": True}).frame is False  # made before the frame rule
     assert SegmentConfig.from_dict(SegmentConfig(crop=True).to_dict()).lines is True
