@@ -206,6 +206,20 @@ def test_the_cut_reads_the_ground_inside_a_frame_round_the_edge(edge, ground):
     assert to_content(img, SegmentConfig(crop=True)).size == (x1 - x0, y1 - y0)
 
 
+def test_a_frame_round_a_gridded_band_goes_first_then_the_grid():
+    from captcha.data.segment import content_box
+
+    img = Image.new("RGB", (300, 220), "white")
+    img.paste(_ruled((240, 140), 9), (30, 50))  # a gridded captcha in a blank canvas ...
+    ImageDraw.Draw(img).rectangle([0, 0, 299, 219], outline=(20, 20, 20))  # ... with a frame round its edge
+    for a, b in SPANS:
+        ImageDraw.Draw(img).rectangle([50 + a, 122, 50 + b - 1, 148], fill=(30, 40, 90))
+    x0, y0, x1, y1 = content_box(img)
+    assert 50 <= x0 <= 50 + SPANS[0][0] and 50 + SPANS[-1][1] <= x1 <= 260
+    assert 110 <= y0 <= 122 and 148 <= y1 <= 162
+    assert content_box(img, frame=False) == (0, 0, 300, 220)  # as before the rule: nothing cut
+
+
 @pytest.mark.parametrize("sides", [1, 2, 3])
 def test_a_line_along_some_edges_is_no_frame(sides):
     """Only all four edges in one colour make a frame: a grid line along an edge leaves the ground as it was."""
