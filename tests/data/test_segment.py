@@ -220,6 +220,41 @@ def test_a_frame_round_a_gridded_band_goes_first_then_the_grid():
     assert content_box(img, frame=False) == (0, 0, 300, 220)  # as before the rule: nothing cut
 
 
+def _dotted_band(density: float, seed: int = 0) -> Image.Image:
+    """Bars in a band low in a light canvas, with dark noise dots strewn over ``density`` of its pixels."""
+    img = Image.new("RGB", (300, 200), (240, 240, 235))
+    for a, b in SPANS:
+        ImageDraw.Draw(img).rectangle([60 + a, 130, 60 + b - 1, 160], fill=(30, 40, 90))
+    px = np.asarray(img).copy()
+    px[np.random.default_rng(seed).random(px.shape[:2]) < density] = (40, 40, 40)
+    return Image.fromarray(px)
+
+
+@pytest.mark.parametrize("density", [0.005, 0.01, 0.02])
+def test_the_cut_looks_past_noise_dots_strewn_over_the_canvas(density):
+    from captcha.data.segment import content_box, to_content
+
+    img = _dotted_band(density)
+    x0, y0, x1, y1 = content_box(img, specks=False)  # the dots hold the ink's margins out at the edges
+    assert y0 < 60 and (x0, x1) == (0, 300)
+    x0, y0, x1, y1 = content_box(img)
+    assert 50 <= x0 <= 60 + SPANS[0][0] and 60 + SPANS[-1][1] <= x1 <= 290 and 118 <= y0 <= 130 and 160 <= y1 <= 175
+    old = SegmentConfig.from_dict({"method": "equal", "crop": True, "lines": True, "frame": True})
+    assert old.specks is False and to_content(img, old).size != (x1 - x0, y1 - y0)
+
+
+def test_text_in_fragments_is_not_taken_for_specks():
+    """Glyphs broken into pieces as small as specks (eroded fonts) keep the cut they had."""
+    from captcha.data.segment import content_box
+
+    img = Image.new("RGB", (200, 80), "white")
+    d = ImageDraw.Draw(img)
+    for x in range(20, 180, 2):  # text of single-pixel pieces, as an eroded stroke breaks up
+        for y in range(30, 50, 2):
+            d.point((x, y), fill="black")
+    assert content_box(img) == content_box(img, specks=False) != (0, 0, 200, 80)
+
+
 @pytest.mark.parametrize("sides", [1, 2, 3])
 def test_a_line_along_some_edges_is_no_frame(sides):
     """Only all four edges in one colour make a frame: a grid line along an edge leaves the ground as it was."""
