@@ -41,7 +41,8 @@ class SegmentConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "SegmentConfig":
-        """The splitter a checkpoint recorded; one made before ``lines`` existed crops as it did then."""
+        """The splitter a checkpoint recorded; one made before ``lines``, ``frame`` or ``specks`` existed crops
+        as it did then."""
         return cls(**{"lines": False, "frame": False, "specks": False, **d})
 
 
@@ -86,8 +87,8 @@ def content_box(img: Image.Image, lines: bool = SegmentConfig.lines, frame: bool
     the ink fills it): robust to specks and stray lines, which carry little of the ink mass, with
     ``lines`` to ruled lines across the ink (a grid behind the text, ruled paper, a frame), with
     ``frame`` to a frame round the edge in another colour than the ground (see :func:`ground_level`),
-    and with ``specks`` to noise dots strewn over the canvas (where nothing would be cut, the cut is
-    measured again without them: :func:`without_specks`)."""
+    and with ``specks`` to noise dots strewn over the canvas (the cut is measured again without them, and
+    taken where they had widened it: :func:`without_specks`)."""
     w, h = img.size
     mask = ink_mask(img, frame)
     if lines and mask.mean() < 0.5:
