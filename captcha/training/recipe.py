@@ -67,6 +67,10 @@ from .loop import (
 
 log = logging.getLogger(__name__)
 
+# Methods that read the held-out slice equally well go to the one that reads a captcha this many times faster:
+# henan_digits4 (once the cut read its ground inside the frame) tied at 100% and went to classify, which solved
+# 88 captchas/s (int8) against CTC's 271/s the run before, with ddddocr at 83/s.
+SPEED_TIE = 1.25
 COST = {"all": 0, "layer4": 1, "layer3": 2, "layer2": 3, "layer1": 4, "none": 5}  # cheaper first on ties
 
 
@@ -311,13 +315,22 @@ class MethodChoice:
         return [{**self.probes[m][0].to_dict(), "chosen": m == self.method} for m in METHODS if m in self.probes]
 
 
+def quicker_reader(best: dict[str, Probe], length: int) -> str:
+    """The method whose probe read a captcha SPEED_TIE times faster than the other's (classify reads
+    ``length`` crops of one), else classify."""
+    per_captcha = {m: p.seconds_per_read * (length if m == "classify" else 1) for m, p in best.items()}
+    fast, slow = sorted(per_captcha, key=per_captcha.get)
+    return fast if per_captcha[fast] * SPEED_TIE < per_captcha[slow] else "classify"
+
+
 def choose_method(cfg: TrainConfig, charset: Charset, device: torch.device, say: Callable[[str], None],
                   extra: list | None = None, until: float = math.inf) -> MethodChoice:
     """``--method auto``: split-and-classify against whole-captcha CTC, each probed briefly from its own
     start (the glyph backbone; the general reader) and scored by full-string accuracy on the same
     held-out slice of the training captchas; a start that reads already (the general reader) scores at
     least what it reads before training. Equal full-string scores (likely on the few captchas of a
-    small set's slice) go to the better character accuracy, then to classify, the course's method.
+    small set's slice) go to the better character accuracy, then to the method that reads a captcha
+    clearly faster (:func:`quicker_reader`), else to classify, the course's method.
     CTC is probed first: past ``until`` (see :func:`choose_recipe`) each method probes only its first recipe."""
     probes: dict[str, tuple[Probe, list[Probe]]] = {}
     datas: dict[str, TrainingData] = {}
@@ -354,9 +367,12 @@ def choose_method(cfg: TrainConfig, charset: Charset, device: torch.device, say:
                 f"training captchas ({100 * _or(start.char_score):.2f}% of characters); peak learning rate "
                 f"{mcfg.lr:.2g}")
             scores[method] = max(scores[method], (_or(start.string_score), _or(start.char_score)))
-    method = max(METHODS, key=lambda m: (round(scores[m][0], 4), round(scores[m][1], 4), m == "classify"))
+    quicker = quicker_reader({m: probes[m][0] for m in METHODS}, datas["classify"].length)
+    method = max(METHODS, key=lambda m: (round(scores[m][0], 4), round(scores[m][1], 4), m == quicker))
     say("method auto: " + ", ".join(f"{m} {100 * scores[m][0]:.2f}% ({100 * scores[m][1]:.2f}% of characters)"
                                     for m in METHODS)
-        + f" of {held_n} held-out training captchas read whole; chosen: {method} (--method overrides)")
+        + f" of {held_n} held-out training captchas read whole"
+        + ("; equal, so the clearly quicker reader (else classify)" if len({scores[m] for m in METHODS}) == 1 else "")
+        + f"; chosen: {method} (--method overrides)")
     return MethodChoice(method, probes, datas["classify"].segment, held_n, datas[method], starts[method],
                         readings[method])

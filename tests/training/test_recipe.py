@@ -194,7 +194,8 @@ def test_a_single_recipe_is_priced_by_timed_steps_unless_the_epochs_are_given(mo
                                              ({"classify": (0.8, 0.9), "ctc": (0.5, 0.9)}, "classify"),
                                              # equal strings (a small slice): the characters decide
                                              ({"classify": (0.0, 0.4), "ctc": (0.0, 0.8)}, "ctc"),
-                                             ({"classify": (0.7, 0.9), "ctc": (0.7, 0.9)}, "classify")])  # the course's
+                                             # all equal: the quicker reader (here CTC: one input, not 4 crops)
+                                             ({"classify": (0.7, 0.9), "ctc": (0.7, 0.9)}, "ctc")])
 def test_method_auto_compares_whole_captchas_on_one_slice(flat_captchas, monkeypatch, scores, expected):
     seen = {}
 
@@ -215,6 +216,18 @@ def test_method_auto_compares_whole_captchas_on_one_slice(flat_captchas, monkeyp
     assert n_crops == 4 * n_caps and length == 4 and n_caps == choice.held_out > 0  # the same captchas held out
     assert crop_size == (32, 32) and ctc_size[1] > ctc_size[0]  # ctc reads the whole captcha, not a crop
     assert [row["chosen"] for row in choice.table()] == [expected == "classify", expected == "ctc"]
+
+
+def test_equal_methods_go_to_the_clearly_quicker_reader_else_classify():
+    def probe(method, read_seconds):
+        return Probe("none", (48, 96), method, read_seconds=read_seconds, read_samples=100)
+
+    # classify reads 4 crops of a captcha: 4 x 5 ms against CTC's 30 ms a captcha; 4 x 10 ms against 10 ms
+    assert recipe.quicker_reader({"classify": probe("classify", 0.5), "ctc": probe("ctc", 3.0)}, 4) == "classify"
+    assert recipe.quicker_reader({"classify": probe("classify", 1.0), "ctc": probe("ctc", 1.0)}, 4) == "ctc"
+    # within SPEED_TIE of each other (40 ms against 35 or 44): the course's method
+    assert recipe.quicker_reader({"classify": probe("classify", 1.0), "ctc": probe("ctc", 3.5)}, 4) == "classify"
+    assert recipe.quicker_reader({"classify": probe("classify", 1.0), "ctc": probe("ctc", 4.4)}, 4) == "classify"
 
 
 @pytest.mark.parametrize("reads", [True, False])
