@@ -69,7 +69,7 @@ log = logging.getLogger(__name__)
 
 # Methods that read the held-out slice equally well go to the one that reads a captcha this many times faster:
 # henan_digits4 (once the cut read its ground inside the frame) tied at 100% and went to classify, which solved
-# 88 captchas/s (int8) against CTC's 271/s the run before, with ddddocr at 83/s.
+# 89 captchas/s (int8; ddddocr 58/s in the same run); with this rule CTC, 100% at 237/s (ddddocr 68/s).
 SPEED_TIE = 1.25
 COST = {"all": 0, "layer4": 1, "layer3": 2, "layer2": 3, "layer1": 4, "none": 5}  # cheaper first on ties
 
