@@ -206,11 +206,15 @@ def ground_level(g: np.ndarray, frame: bool = False) -> int:
     level = int(np.median(_ring(g, 0)))
     if not frame:
         return level
+    rings = [r for r in (_ring(g, k) for k in range(1, FRAME_WIDTH + 3)) if r is not None]
+    if not rings or abs(int(np.median(np.concatenate(rings))) - level) <= INK_MIN:
+        return level  # the edge's level runs on inwards: no frame (most images, decided in one step)
+    near = np.abs(g - level) <= INK_MIN
     for k in range(1, FRAME_WIDTH + 1):
         # the ground: three rings inside the frame's k, so a thin line inset from the edge is not taken for it
-        inner = [r for r in (_ring(g, k + i) for i in range(3)) if r is not None]
-        sides = (g[:k], g[-k:], g[:, :k], g[:, -k:])
-        if not inner or min(float((np.abs(side - level) <= INK_MIN).mean()) for side in sides) < FRAME_SIDE:
+        inner = rings[k - 1:k + 2]
+        sides = (near[:k], near[-k:], near[:, :k], near[:, -k:])
+        if not inner or min(float(side.mean()) for side in sides) < FRAME_SIDE:
             return level
         inside = int(np.median(np.concatenate(inner)))
         if abs(inside - level) > INK_MIN:
