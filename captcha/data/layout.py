@@ -150,20 +150,22 @@ def _label_pairs(folder: Path, found: list[Problem]) -> list[tuple[str, str]]:
     return pairs
 
 
+def _label_folders(root: Path) -> tuple[list[Path], list[Path]]:
+    """(single-character splits, captcha folders) that hold a dataset's labels: a flat folder is one
+    captcha folder."""
+    if detect_layout(root) == "flat":
+        return [], [root]
+    chars, caps = ([root / kind / split for split in SPLITS if (root / kind / split).is_dir()]
+                   for kind in ("chars", "captchas"))
+    return chars, caps
+
+
 def dataset_labels(root: str | Path) -> list[str]:
     """Every label a dataset gives, either layout (a class folder's name counts as one), unchecked:
     what its charset has to cover."""
-    root = Path(root)
-    if detect_layout(root) == "flat":
-        return [label for _, label in _label_pairs(root, [])]
-    labels = []
-    for split in SPLITS:
-        chars, caps = root / "chars" / split, root / "captchas" / split
-        if chars.is_dir():
-            labels += [sub.name for sub in chars.iterdir() if sub.is_dir() and not sub.name.startswith(".")]
-        if caps.is_dir():
-            labels += [label for _, label in _label_pairs(caps, [])]
-    return labels
+    chars, caps = _label_folders(Path(root))
+    return ([sub.name for d in chars for sub in d.iterdir() if sub.is_dir() and not sub.name.startswith(".")]
+            + [label for d in caps for _, label in _label_pairs(d, [])])
 
 
 def site_charset(root: str | Path) -> Charset:
@@ -175,17 +177,10 @@ def site_charset(root: str | Path) -> Charset:
 def left_out(root: str | Path, charset: Charset) -> tuple[int, list[Problem]]:
     """(labelled images kept, problems that leave entries out) when training reads ``root`` with
     ``charset``: labels it cannot spell, missing or unlisted files; images are not decoded."""
-    root = Path(root)
+    chars, caps = _label_folders(Path(root))
     found: list[Problem] = []
-    if detect_layout(root) == "flat":
-        return len(read_captcha_labels(root, charset, found)), found
-    kept = 0
-    for split in SPLITS:
-        chars, caps = root / "chars" / split, root / "captchas" / split
-        if chars.is_dir():
-            kept += len(read_char_folder(chars, charset, found))
-        if caps.is_dir():
-            kept += len(read_captcha_labels(caps, charset, found))
+    kept = sum(len(read_char_folder(d, charset, found)) for d in chars)
+    kept += sum(len(read_captcha_labels(d, charset, found)) for d in caps)
     return kept, found
 
 

@@ -367,12 +367,13 @@ def choose_method(cfg: TrainConfig, charset: Charset, device: torch.device, say:
                 f"training captchas ({100 * _or(start.char_score):.2f}% of characters); peak learning rate "
                 f"{mcfg.lr:.2g}")
             scores[method] = max(scores[method], (_or(start.string_score), _or(start.char_score)))
+    ranked = {m: (round(scores[m][0], 4), round(scores[m][1], 4)) for m in METHODS}
     quicker = quicker_reader({m: probes[m][0] for m in METHODS}, datas["classify"].length)
-    method = max(METHODS, key=lambda m: (round(scores[m][0], 4), round(scores[m][1], 4), m == quicker))
+    method = max(METHODS, key=lambda m: (ranked[m], m == quicker))
     say("method auto: " + ", ".join(f"{m} {100 * scores[m][0]:.2f}% ({100 * scores[m][1]:.2f}% of characters)"
                                     for m in METHODS)
         + f" of {held_n} held-out training captchas read whole"
-        + ("; equal, so the clearly quicker reader (else classify)" if len({scores[m] for m in METHODS}) == 1 else "")
+        + ("; equal, so the clearly quicker reader (else classify)" if len(set(ranked.values())) == 1 else "")
         + f"; chosen: {method} (--method overrides)")
     return MethodChoice(method, probes, datas["classify"].segment, held_n, datas[method], starts[method],
                         readings[method])
