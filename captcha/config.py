@@ -178,6 +178,12 @@ PROBE_SIZES = ((32, 32), (64, 64))
 # read 1.2%, at 72x96 27.2%; on the unseen lso-halftone-band4 the taller probe won and read 80.4% (48 px: 40.8%)
 CTC_TALL = 1.25
 CTC_MAX_HEIGHT = 96
+# With CTC's reading of the slice in hand, classify stops before a larger input size once its best probe
+# reads more than this share fewer of the slice's characters (and fewer captchas whole). In the probe lines
+# `captcha train` prints, the 64 px probes moved classify's best character reading by -4.7 to +10.0 points
+# over the 32 px ones on nine sets (the three shared, six leave-style-out) and won the method nowhere; they
+# cost ~21 s of the 240 s budget on a 2-core AVX2 CPU, which the chosen method's training gets instead.
+PROBE_SIZE_GAIN = 0.15
 PROBE_SAMPLES = 360  # training samples a probe sees per epoch (at most): ~25 s for all six probes here
 # Every probe gets the same epochs. Giving frozen recipes more (equal compute) was measured worse on the
 # leave-style-out sets (`captcha bench generalize`: 63% mean full-string against 85%): it favours

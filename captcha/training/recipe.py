@@ -32,6 +32,7 @@ from ..config import (
     PROBE_EPOCHS,
     PROBE_FREEZES,
     PROBE_SAMPLES,
+    PROBE_SIZE_GAIN,
     PROBE_SIZES,
     READER_LR,
     READER_LR_FAR,
@@ -228,21 +229,29 @@ def price(probe: Probe, cfg: TrainConfig, num_classes: int, state: dict[str, tor
 def choose_recipe(cfg: TrainConfig, num_classes: int, state: dict[str, torch.Tensor] | None, source: str,
                   fit: tuple[list, list], held: tuple[list, list], device: torch.device,
                   say: Callable[[str], None], length: int = 0, always: bool = False,
-                  sizes: Sequence[tuple[int, int]] = (), until: float = math.inf) -> tuple[Probe, list[Probe]]:
+                  sizes: Sequence[tuple[int, int]] = (), until: float = math.inf,
+                  rival: tuple[float, float] | None = None) -> tuple[Probe, list[Probe]]:
     """Probe every candidate (when there is more than one, or ``always``, and a slice to score on); the
     best wins, then the better character accuracy (CTC's score is whole captchas), then the cheaper.
     A single candidate is only :func:`price`\ d (unless --epochs is given).
     Once the clock (``time.perf_counter``) passes ``until`` the candidates not yet probed are skipped;
-    the first always runs."""
+    the first always runs. Given the other method's reading of the slice, ``rival`` (whole captchas,
+    characters), the next input size is skipped once it is far out of reach (:func:`out_of_reach`)."""
     todo = candidates(cfg, state is not None, sizes)
     if (len(todo) == 1 and not always) or not held[0]:
         # nothing to choose between (or to score on): still timed, for --epochs auto to price the fit
         return (todo[0] if cfg.epochs else price(todo[0], cfg, num_classes, state, source, fit, device)), []
     probes: list[Probe] = []
     for p in todo:
+        why = ""
         if probes and time.perf_counter() >= until:
+            why = "the probes' share of --budget is spent"
+        elif rival and probes and p.size != probes[-1].size and out_of_reach(probes, rival):
+            why = (f"{100 * max(_or(q.char_score) for q in probes):.2f}% of characters is over "
+                   f"{100 * PROBE_SIZE_GAIN:.0f} points short of the other method's {100 * rival[1]:.2f}%")
+        if why:
             skipped = todo[len(probes):]
-            say(f"probe {cfg.method}: the probes' share of --budget is spent; skipped "
+            say(f"probe {cfg.method}: {why}; skipped "
                 + ", ".join(f"freeze={q.freeze} input {q.size[0]}x{q.size[1]}" for q in skipped))
             break
         probes.append(p)
@@ -254,6 +263,15 @@ def choose_recipe(cfg: TrainConfig, num_classes: int, state: dict[str, torch.Ten
             f"{len(held[0])} held-out training {unit}{whole} ({p.seconds:.1f}s)")
     best = max(probes, key=lambda p: (round(p.score, 4), round(_or(p.char_score), 4), -COST[p.freeze], -p.size[0]))
     return best, probes
+
+
+def out_of_reach(probes: Sequence[Probe], rival: tuple[float, float]) -> bool:
+    """True when the best of ``probes`` reads fewer of the slice's captchas whole than ``rival`` (whole
+    captchas, characters) and more than :data:`PROBE_SIZE_GAIN` fewer of its characters: further input
+    sizes are not worth their time."""
+    whole = max(_or(p.string_score) for p in probes)
+    chars = max(_or(p.char_score) for p in probes)
+    return whole < rival[0] and chars + PROBE_SIZE_GAIN < rival[1]
 
 
 def auto_epochs(cfg: TrainConfig, probe: Probe, train_samples: int, spent: float, eval_samples: int = 0,
@@ -331,7 +349,8 @@ def choose_method(cfg: TrainConfig, charset: Charset, device: torch.device, say:
     least what it reads before training. Equal full-string scores (likely on the few captchas of a
     small set's slice) go to the better character accuracy, then to the method that reads a captcha
     clearly faster (:func:`quicker_reader`), else to classify, the course's method.
-    CTC is probed first: past ``until`` (see :func:`choose_recipe`) each method probes only its first recipe."""
+    CTC is probed first: past ``until`` (see :func:`choose_recipe`) each method probes only its first recipe,
+    and classify stops before a larger input size once CTC is far out of its reach (:func:`out_of_reach`)."""
     probes: dict[str, tuple[Probe, list[Probe]]] = {}
     datas: dict[str, TrainingData] = {}
     starts: dict[str, tuple[str, dict[str, torch.Tensor] | None]] = {}
@@ -355,7 +374,7 @@ def choose_method(cfg: TrainConfig, charset: Charset, device: torch.device, say:
                                                  sizes[0]) if sizes else None
         mcfg.lr = start_lr(mcfg, source, first)  # the probes learn at the rate training will
         probes[method] = choose_recipe(mcfg, len(charset), state, source, fit, held, device, say, data.length,
-                                       always=True, sizes=sizes, until=until)
+                                       always=True, sizes=sizes, until=until, rival=max(scores.values(), default=None))
         best = probes[method][0]
         scores[method] = (_or(best.string_score), _or(best.char_score))
         if first is not None:

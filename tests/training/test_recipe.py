@@ -77,6 +77,32 @@ def test_once_the_probes_share_of_the_budget_is_spent_the_rest_are_skipped(monke
     assert ran == [("all", 32)] and probes == [best]  # the first runs whatever the clock says
 
 
+def test_classify_skips_larger_inputs_once_the_other_method_is_out_of_reach(monkeypatch):
+    chars = {"all": 0.3, "layer2": 0.55, "none": 0.6}
+    ran = []
+
+    def fake(probe, *a, **k):
+        ran.append((probe.freeze, probe.size[0]))
+        probe.score = probe.char_score = chars[probe.freeze]
+        probe.string_score, probe.seconds, probe.samples = 0.1, 1.0, 100
+        return probe
+
+    monkeypatch.setattr(recipe, "run_probe", fake)
+    said = []
+    best, probes = choose_recipe(TrainConfig(), 6, {}, "test", ([0], [0]), ([0], [0]), torch.device("cpu"),
+                                 said.append, rival=(0.8, 0.76))
+    assert ran == [(f, 32) for f in ("all", "layer2", "none")] and best.freeze == "none"  # a full sweep at 32 px
+    assert "60.00% of characters is over 15 points short of the other method's 76.00%" in said[-1]
+    assert said[-1].endswith("skipped freeze=all input 64x64, freeze=layer2 input 64x64, freeze=none input 64x64")
+    for rival in [(0.8, 0.74), (0.1, 0.95), None]:  # within reach by characters, level whole, no rival: all six
+        ran.clear()
+        choose_recipe(TrainConfig(), 6, {}, "test", ([0], [0]), ([0], [0]), torch.device("cpu"), said.append,
+                      rival=rival)
+        assert len(ran) == 6
+    # no captcha read whole by either: the characters decide the method, so the larger inputs may yet win
+    assert recipe.out_of_reach([Probe("none", (32, 32), char_score=0.5, string_score=0.0)], (0.0, 0.75)) is False
+
+
 def test_a_refit_is_planned_only_where_both_fits_get_enough_epochs():
     p = Probe("none", (48, 104), "ctc", score=0.5, seconds=10.0, samples=1000)  # 10 ms a sample
     # 200 s left; a fit of 1000 is 11 s, with a refit of 1500 planned 27 s an epoch: 7 epochs each
