@@ -30,16 +30,16 @@ def main() -> None:
     if len(args.models) < 2:
         ap.error("give the model and at least one other trained on the same set")
     test = split_set(args.set)[1]
-    paths, truth = [str(p) for p, _ in test], [lab for _, lab in test]
+    paths, truth = [str(p) for p, _ in test], [lab.upper() for _, lab in test]  # scored case-insensitively
     reads = [[r.solution for r in load_solver(m).solve_batch(paths)] for m in args.models]
     first, others = reads[0], reads[1:]
-    right = [s.text == t for s, t in zip(first, truth)]
-    agree = [np.mean([o[i].text == s.text for o in others]) for i, s in enumerate(first)]
+    right = [s.text.upper() == t for s, t in zip(first, truth)]
+    agree = [np.mean([o[i].text.upper() == s.text.upper() for o in others]) for i, s in enumerate(first)]
     conf = [s.confidence for s in first]
     print(f"{args.set}: {len(test)} test captchas, {len(right) - sum(right)} read wrong by {args.models[0]}")
     print("| label | read | confidence | the others read |\n|---|---|---|---|")
     for i, (s, t) in enumerate(zip(first, truth)):
-        if s.text != t:
+        if s.text.upper() != t:
             print(f"| {t} | {s.text} | {s.confidence:.3f} | {', '.join(o[i].text for o in others)} |")
     alone = rejection(conf, right)["wrong_rejected"]
     voted = rejection([g + 1e-3 * c for g, c in zip(agree, conf)], right)["wrong_rejected"]

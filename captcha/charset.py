@@ -19,8 +19,9 @@ class CharsetError(ConfigError):
 class Charset:
     """An ordered alphabet with encode/decode and optional case folding of labels.
 
-    With ``fold_case`` on, labels are upper-cased before lookup (``a7k2`` -> ``A7K2``): the
-    default alphabet has no lower case, and real sites mix cases that a reader cannot tell apart.
+    With ``fold_case`` on, labels are folded to the one case the alphabet writes its letters in
+    before lookup (``a7k2`` -> ``A7K2`` for the default alphabet, which has no lower case; upper case
+    to lower for an alphabet of lower-case letters): real sites mix cases a reader cannot tell apart.
     """
 
     alphabet: str = DEFAULT_ALPHABET
@@ -33,8 +34,8 @@ class Charset:
         if dupes:
             raise CharsetError(f"charset {self.alphabet!r} repeats {''.join(dupes)!r}; list each character once")
         if self.fold_case is None:
-            # Fold only when it is lossless: an alphabet with no lower-case letters.
-            object.__setattr__(self, "fold_case", self.alphabet == self.alphabet.upper())
+            # Fold only when it is lossless: an alphabet whose letters are all of one case.
+            object.__setattr__(self, "fold_case", self.alphabet in (self.alphabet.upper(), self.alphabet.lower()))
 
     def __len__(self) -> int:
         return len(self.alphabet)
@@ -51,9 +52,16 @@ class Charset:
             object.__setattr__(self, "_index_cache", cache)
         return cache
 
+    @property
+    def lower_case(self) -> bool:
+        """True when the alphabet writes its letters in lower case only (labels fold down, not up)."""
+        return self.alphabet == self.alphabet.lower() != self.alphabet.upper()
+
     def normalize(self, label: str) -> str:
-        """Return ``label`` as the charset spells it (upper-cased when folding)."""
-        return label.upper() if self.fold_case else label
+        """Return ``label`` as the charset spells it (folded to the alphabet's case when folding)."""
+        if not self.fold_case:
+            return label
+        return label.lower() if self.lower_case else label.upper()
 
     def unknown(self, label: str) -> list[str]:
         """Characters of ``label`` that are not in the charset, in order of first appearance."""
@@ -105,8 +113,31 @@ class Charset:
 DEFAULT_CHARSET = Charset()
 
 
+LOWER_ALPHABET = string.digits + string.ascii_lowercase
+CASED_ALPHABET = DEFAULT_ALPHABET + string.ascii_lowercase
+# Labels are read case-sensitively when each case writes at least this share of their letters: a site that
+# draws both cases and labels them so. Below it the few letters of the other case are taken for slips and fold.
+CASE_MIXED = 0.2
+
+
+def for_labels(labels: Iterable[str]) -> Charset:
+    """The charset ``labels`` ask for when none is given: the digits and the letters in the case the labels
+    write them (upper case when they use none), both cases apart where each writes at least
+    :data:`CASE_MIXED` of their letters, plus any other character they use (:func:`covering`)."""
+    labels = list(labels)
+    upper = sum(c.isascii() and c.isupper() for label in labels for c in label)
+    lower = sum(c.isascii() and c.islower() for label in labels for c in label)
+    if upper and lower and min(upper, lower) >= CASE_MIXED * (upper + lower):
+        base = Charset(CASED_ALPHABET, fold_case=False)
+    elif lower > upper:
+        base = Charset(LOWER_ALPHABET)
+    else:
+        base = DEFAULT_CHARSET
+    return covering(labels, base)
+
+
 def covering(labels: Iterable[str], base: Charset = DEFAULT_CHARSET) -> Charset:
-    """``base`` plus every other character ``labels`` use, spelled as ``base`` spells labels (upper case
+    """``base`` plus every other character ``labels`` use, spelled as ``base`` spells labels (in its case
     when it folds), in sorted order after its own: a site whose captchas show ``+`` or ``@`` is read whole."""
     extra = sorted({c for label in labels for c in base.unknown(label)})
     return Charset(base.alphabet + "".join(extra), base.fold_case) if extra else base

@@ -29,6 +29,25 @@ def test_mixed_case_alphabet_does_not_fold():
     assert cs.encode("aB") == [0, 3]
 
 
+def test_an_alphabet_of_one_case_folds_labels_to_it():
+    lower = Charset("0123abc")
+    assert lower.fold_case and lower.lower_case and lower.normalize("aB3") == "ab3" and lower.encode("C1") == [6, 1]
+    assert not DEFAULT_CHARSET.lower_case and DEFAULT_CHARSET.normalize("aB3") == "AB3"
+    assert not Charset("0123").lower_case  # no letters: nothing to fold
+
+
+def test_the_labels_case_decides_the_charset_when_none_is_given():
+    from captcha.charset import CASED_ALPHABET, LOWER_ALPHABET, for_labels
+
+    assert for_labels(["A7K2", "B3C4"]) is DEFAULT_CHARSET
+    assert for_labels(["1234"]) is DEFAULT_CHARSET  # digits only: the course's map
+    lower = for_labels(["a7k2", "b3c4", "Xyzw"])  # 1 upper-case letter in 9: a slip, folded down
+    assert lower.alphabet == LOWER_ALPHABET and lower.fold_case and lower.normalize("Xyz") == "xyz"
+    cased = for_labels(["aBcD", "eF12"])  # both cases, each a fair share: a case-sensitive site
+    assert cased.alphabet == CASED_ALPHABET and not cased.fold_case and cased.encode("aA") == [36, 10]
+    assert for_labels(["ab+c"]).alphabet == LOWER_ALPHABET + "+"
+
+
 def test_dict_round_trip_and_bad_dicts():
     cs = Charset("XYZ12", fold_case=True)
     assert Charset.from_dict(cs.to_dict()) == cs

@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePath
 from typing import Callable, Iterable, Sequence
 
-from ..charset import DEFAULT_CHARSET, Charset, covering
+from ..charset import DEFAULT_CHARSET, Charset, for_labels
 from ..errors import DataError, ImageError
 from .images import IMAGE_SUFFIXES, is_image_name, load_image
 
@@ -169,9 +169,9 @@ def dataset_labels(root: str | Path) -> list[str]:
 
 
 def site_charset(root: str | Path) -> Charset:
-    """The charset a dataset's labels ask for when none is given: 0-9A-Z (case folded) plus any other
-    character they use."""
-    return covering(dataset_labels(root))
+    """The charset a dataset's labels ask for when none is given (:func:`captcha.charset.for_labels`): 0-9
+    and the letters in the labels' case, both cases apart where they use both, plus any other character."""
+    return for_labels(dataset_labels(root))
 
 
 def left_out(root: str | Path, charset: Charset) -> tuple[int, list[Problem]]:

@@ -40,7 +40,7 @@ class SiteStyle:
     span: float  # text width / image width
     length: int
     alphabet: str
-    fold_case: bool = True  # labels are upper-cased: draw either case
+    fold_case: bool = True  # labels fold to one case: draw either case
     families: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
@@ -106,7 +106,7 @@ def render_site_captcha(text: str, rng: random.Random, style: SiteStyle,
     face = rng.choice(list(fonts[rng.choice(style.families)]))
     ink_h = style.ink_height * h * SS * rng.uniform(0.75, 0.95)
     # a site whose labels fold case draws either case: the labels cannot say which
-    drawn = [c.lower() if style.fold_case and rng.random() < 0.5 else c for c in text]
+    drawn = [c.swapcase() if style.fold_case and rng.random() < 0.5 else c for c in text]
     glyphs = [_glyph_mask(c, face, ink_h * rng.uniform(0.92, 1.08), rng, ("affine",) if rng.random() < 0.6 else ())
               for c in drawn]
     glyphs = [g.crop(g.getbbox()) if g.getbbox() else g for g in glyphs]

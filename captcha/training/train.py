@@ -132,15 +132,17 @@ def ensure_data(cfg: TrainConfig, say: Callable[[str], None]) -> None:
 
 
 def training_charset(cfg: TrainConfig, say: Callable[[str], None]) -> Charset:
-    """The charset a run reads: ``cfg.charset``, or with none given 0-9A-Z plus any other character the
-    labels use; says which labelled images it leaves out, and why, so none is lost unseen."""
+    """The charset a run reads: ``cfg.charset``, or with none given the one the labels ask for (0-9 and the
+    letters in their case, plus any other character they use); says what it reads when that is not
+    0-9A-Z, and which labelled images it leaves out, and why, so none is lost unseen."""
     root = Path(cfg.data)
     if cfg.charset is None:
         charset = site_charset(root)
         if charset != DEFAULT_CHARSET:
-            extra = charset.alphabet[len(DEFAULT_CHARSET):]
-            say(f"the labels use characters besides {DEFAULT_CHARSET.alphabet}: {extra!r}; the model reads those "
-                f"{len(charset)} (--charset sets them)")
+            say(f"the labels ask for {len(charset)} characters, {charset.alphabet!r} ("
+                + ("upper and lower case apart" if not charset.fold_case else
+                   "lower case, as labelled" if charset.lower_case else "case folded")
+                + "; --charset sets them)")
     else:
         charset = Charset(cfg.charset)
     kept, problems = left_out(root, charset)

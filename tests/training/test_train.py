@@ -340,9 +340,32 @@ def test_labels_beyond_the_charset_are_read_or_reported(flat_captchas, tmp_path)
     ck = load_checkpoint(out)
     assert ck["charset"]["alphabet"] == DEFAULT_CHARSET.alphabet + "+" and ck["charset"]["fold_case"]
     assert ck["model"]["fc.weight"].shape[0] == len(DEFAULT_CHARSET) + 1
-    assert any("'+'" in line and "besides" in line for line in said), said
+    assert any("the labels ask for 37 characters" in line and "+'" in line and "case folded" in line
+               for line in said), said
     assert not any(line.startswith("left out") for line in said)
     said.clear()
     assert training_charset(_cfg(data, out), said.append).alphabet == "ABC123"
     assert len(said) == 1 and said[0].startswith(f"left out of {data} (20 labelled images kept)")
     assert "'+'" in said[0] and "and 19 more" in said[0]
+
+
+def test_labels_in_lower_case_train_a_model_that_answers_in_lower_case(flat_captchas, tmp_path):
+    """No --charset: a site labelled in lower case is read, and answered, in lower case."""
+    import shutil
+
+    from captcha.charset import LOWER_ALPHABET
+    from captcha.inference.load import load_solver
+
+    data = tmp_path / "lower"
+    shutil.copytree(flat_captchas, data)
+    rows = (data / "labels.csv").read_text().splitlines()
+    (data / "labels.csv").write_text("\n".join(rows[:1] + [row.lower() for row in rows[1:]]) + "\n")
+    said: list[str] = []
+    out = tmp_path / "lower.pt"
+    train(_cfg(data, out, charset=None, method="classify", split="equal", epochs=1, refit=False), say=said.append)
+    ck = load_checkpoint(out)
+    assert ck["charset"] == {"alphabet": LOWER_ALPHABET, "fold_case": True}
+    assert any("lower case, as labelled" in line for line in said), said
+    solver = load_solver(out)
+    texts = [r.solution.text for r in solver.solve_batch(sorted(data.glob("*.png"))[:4])]
+    assert solver.charset.lower_case and len(texts) == 4 and all(t and t == t.lower() for t in texts)
