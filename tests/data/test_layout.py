@@ -168,6 +168,21 @@ def test_the_charset_covers_what_the_labels_use(flat_captchas, tmp_path):
     assert len(check_dataset(signs, CS).problems) == 20
 
 
+def test_the_labels_case_is_kept(flat_captchas, tmp_path):
+    from captcha.charset import CASED_ALPHABET, LOWER_ALPHABET
+    from captcha.data.layout import read_captcha_labels, site_charset
+
+    lower = _relabelled(flat_captchas, tmp_path / "lower", lambda i, lab: lab.lower())
+    cs = site_charset(lower)
+    assert cs.alphabet == LOWER_ALPHABET and check_dataset(lower).alphabet == LOWER_ALPHABET
+    assert all(s.label == s.label.lower() for s in read_captcha_labels(lower, cs))
+    mixed = _relabelled(flat_captchas, tmp_path / "mixed", lambda i, lab: lab.lower() if i % 2 else lab)
+    cs = site_charset(mixed)
+    assert cs.alphabet == CASED_ALPHABET and not cs.fold_case
+    labels = [s.label for s in read_captcha_labels(mixed, cs)]
+    assert any(lab != lab.upper() for lab in labels) and any(lab != lab.lower() for lab in labels)
+
+
 def test_class_folders_count_as_labels(tiny_data, tmp_path):
     from captcha.data.layout import site_charset
 
