@@ -374,7 +374,7 @@ def choose_method(cfg: TrainConfig, charset: Charset, device: torch.device, say:
                                                  sizes[0]) if sizes else None
         mcfg.lr = start_lr(mcfg, source, first)  # the probes learn at the rate training will
         probes[method] = choose_recipe(mcfg, len(charset), state, source, fit, held, device, say, data.length,
-                                       always=True, sizes=sizes, until=until, rival=max(scores.values(), default=None))
+                                       always=True, sizes=sizes, until=until, rival=scores.get("ctc"))
         best = probes[method][0]
         scores[method] = (_or(best.string_score), _or(best.char_score))
         if first is not None:

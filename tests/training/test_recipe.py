@@ -302,6 +302,26 @@ def test_method_auto_probes_ctc_first_and_past_its_share_only_each_methods_first
     assert [row["method"] for row in choice.table()] == ["classify", "ctc"]
 
 
+def test_method_auto_spares_classify_its_larger_inputs_when_ctc_is_far_ahead(flat_captchas, monkeypatch):
+    ran = []
+
+    def fake(probe, cfg, num_classes, state, source, fit, held, device, length=0, epochs=recipe.PROBE_EPOCHS):
+        if epochs:
+            ran.append((cfg.method, probe.size[0]))
+        probe.string_score, probe.char_score = {"ctc": (0.9, 0.97), "classify": (0.1, 0.6)}[cfg.method]
+        probe.score = probe.string_score if cfg.method == "ctc" else probe.char_score
+        probe.seconds, probe.samples = 1.0, 10 * epochs
+        return probe
+
+    monkeypatch.setattr(recipe, "run_probe", fake)
+    said = []
+    choice = recipe.choose_method(TrainConfig(data=str(flat_captchas), charset="ABC123", pretrained="glyphs"),
+                                  Charset("ABC123"), torch.device("cpu"), said.append)
+    assert choice.method == "ctc" and ran[0][0] == "ctc"
+    assert [size for method, size in ran if method == "classify"] == [32, 32, 32]
+    assert any(line.startswith("probe classify: 60.00% of characters") for line in said), said
+
+
 def test_the_rate_from_the_general_reader_rises_as_it_reads_less_of_the_site():
     cfg = TrainConfig()
 
