@@ -241,7 +241,9 @@ def train(cfg: TrainConfig, say: Callable[[str], None] = log.info, progress: boo
         train_seconds = float(resume["metrics"].get("train_seconds", 0.0))
         for h in history:  # the same choice of the epoch kept, and the same stopping, as without the kill
             keeper.update(h.get("select", {}), h["epoch"])
-        say(f"resuming from {last_path} at epoch {start_epoch + 1}/{cfg.epochs}")
+        say(f"resuming from {last_path} at epoch {start_epoch + 1}/{cfg.epochs}" if start_epoch < cfg.epochs else
+            f"resuming from {last_path}: all {cfg.epochs} epochs were trained already, so nothing more is "
+            "(--epochs N with --resume trains on to epoch N)")
     unit = "whole captchas" if cfg.method == "ctc" else "character crops"
     say(f"training on {len(targets)} {unit} ({data.split['layout']} layout, input {pre.size[0]}x{pre.size[1]}, "
         f"{cfg.epochs} epochs), choosing the epoch kept on {len(held[0])} held out of them, "

@@ -174,6 +174,9 @@ def test_resume_with_more_epochs_on_the_default_path(tiny_data, tmp_path):
     assert ck["pretrained"] == DEFAULT_SOURCE and ck["freeze"] == first["freeze"] != "auto"
     assert ck["recipe"] == first["recipe"] and len(ck["recipe"]["probes"]) == 6  # chosen once, then kept
     assert ck["train_config"]["epochs"] == 3 and ck["train_config"]["pretrained"] == "auto"
+    res = CliRunner().invoke(main, args + ["--resume"])  # a finished run: nothing more to train
+    assert res.exit_code == 0 and "all 3 epochs were trained already" in res.output, res.output
+    assert [h["epoch"] for h in load_checkpoint(out.with_name("r.last.pt"))["history"]] == [1, 2, 3]
 
 
 def test_the_keeper_keeps_the_annealed_last_epoch_and_stops_on_a_real_drop():
