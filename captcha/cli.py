@@ -719,10 +719,14 @@ def label(folder, checkpoint, port, retrain_every, length, alphabet) -> None:
     Answers go to FOLDER/labels.csv at once (unreadable ones to FOLDER/unreadable.txt); a restart
     goes on where it stopped. Open http://127.0.0.1:PORT/ in a browser.
     """
+    from .data.layout import LABELS_FILE, site_charset
     from .inference.load import solving_checkpoint
     from .label.app import open_session, serve_label
 
-    session = open_session(folder, solving_checkpoint(checkpoint), _charset(alphabet), length, retrain_every)
+    # labels given already keep their case and characters (the charset training would read them with)
+    labelled = not alphabet and (Path(folder) / LABELS_FILE).is_file()
+    charset = site_charset(folder) if labelled else _charset(alphabet)
+    session = open_session(folder, solving_checkpoint(checkpoint), charset, length, retrain_every)
     todo = len(session.store.todo())
     click.echo(f"{todo} of {len(session.store.images)} captchas to label in {folder}; open http://127.0.0.1:{port}/")
     serve_label(session, port=port)

@@ -103,6 +103,11 @@ def _read_labels_csv(labels_path: Path, found: list[Problem]) -> list[tuple[str,
     return list(pairs.items())
 
 
+def labels_csv_rows(labels_path: str | Path) -> list[tuple[str, str]]:
+    """(file name, label) rows of a labels.csv as written, whatever characters the labels hold."""
+    return _read_labels_csv(Path(labels_path), [])
+
+
 def read_captcha_labels(folder: str | Path, charset: Charset = DEFAULT_CHARSET,
                         problems: list[Problem] | None = None) -> list[Sample]:
     """Labelled captchas of one folder, from labels.csv or file names.

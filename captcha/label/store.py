@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ..charset import Charset
 from ..data.images import is_image_name
-from ..data.layout import LABELS_FILE, read_captcha_labels
+from ..data.layout import LABELS_FILE, labels_csv_rows, read_captcha_labels
 from ..errors import DataError
 
 UNREADABLE_FILE = "unreadable.txt"
@@ -47,8 +47,10 @@ class LabelStore:
         if not self.images:
             raise DataError(f"{self.folder}: no images (png, jpg, bmp, gif, webp) to label")
         self.labels: dict[str, str] = {}
+        self.kept: dict[str, str] = {}  # rows of labels.csv this charset cannot read: written back as they were
         if (self.folder / LABELS_FILE).is_file():
             self.labels = {s.path.name: s.label for s in read_captcha_labels(self.folder, charset, problems=[])}
+            self.kept = {n: lab for n, lab in labels_csv_rows(self.folder / LABELS_FILE) if n not in self.labels}
         unreadable = self.folder / UNREADABLE_FILE
         self.unreadable = set(unreadable.read_text(encoding="utf-8").split()) if unreadable.is_file() else set()
         known = [len(v) for v in self.labels.values()]
@@ -71,6 +73,7 @@ class LabelStore:
         self._known(name)
         label = self.check(label)
         self.labels[name] = label
+        self.kept.pop(name, None)
         self.unreadable.discard(name)
         self._write()
         return label
@@ -79,12 +82,13 @@ class LabelStore:
         """Leave image ``name`` out of training: no label, listed in unreadable.txt."""
         self._known(name)
         self.labels.pop(name, None)
+        self.kept.pop(name, None)
         self.unreadable.add(name)
         self._write()
 
     def todo(self) -> list[str]:
         """Images with neither a label nor an unreadable mark."""
-        return [n for n in self.images if n not in self.labels and n not in self.unreadable]
+        return [n for n in self.images if n not in self.labels and n not in self.kept and n not in self.unreadable]
 
     def _known(self, name: str) -> None:
         if name not in self.names:
@@ -94,6 +98,6 @@ class LabelStore:
         buf = io.StringIO()
         writer = csv.writer(buf, lineterminator="\n")
         writer.writerow(("filename", "label"))
-        writer.writerows(sorted(self.labels.items()))
+        writer.writerows(sorted({**self.kept, **self.labels}.items()))
         _atomic_write(self.folder / LABELS_FILE, buf.getvalue())
         _atomic_write(self.folder / UNREADABLE_FILE, "".join(f"{n}\n" for n in sorted(self.unreadable)))

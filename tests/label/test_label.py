@@ -52,6 +52,26 @@ def test_the_store_checks_labels_writes_at_once_and_resumes(folder):
     assert len(again.todo()) == 6 and not list(folder.glob(".*.tmp"))
 
 
+def test_labels_the_charset_cannot_read_are_kept_as_written(folder):
+    from click.testing import CliRunner
+
+    from captcha.cli import main
+    from captcha.data.layout import site_charset
+
+    names = sorted(p.name for p in folder.glob("*.png"))
+    (folder / "labels.csv").write_text(f"filename,label\n{names[0]},ab+1\n{names[1]},ca12\n")
+    store = LabelStore(folder, CHARSET)  # a given charset without "+", folding to upper case
+    assert store.labels == {names[1]: "CA12"} and store.kept == {names[0]: "ab+1"} and names[0] not in store.todo()
+    store.set(names[2], "B123")
+    rows = (folder / "labels.csv").read_text().splitlines()
+    assert f"{names[0]},ab+1" in rows and f"{names[2]},B123" in rows  # nothing given before is lost
+    cs = site_charset(folder)  # what `captcha label` reads them with when no --charset is given
+    assert "+" in cs.alphabet and not cs.fold_case  # both cases in the labels: each kept as written
+    assert LabelStore(folder, cs).labels == {names[0]: "ab+1", names[1]: "CA12", names[2]: "B123"}
+    res = CliRunner().invoke(main, ["label", str(folder / "missing")])
+    assert res.exit_code == 2 and "not a folder" in res.output
+
+
 def test_the_api_proposes_least_confident_first_and_records_answers(folder, tiny_model, tiny_data):
     session = open_session(folder, tiny_model, CHARSET, length=4)
     client = TestClient(create_label_app(session))
