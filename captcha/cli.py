@@ -101,8 +101,16 @@ def _usage_fail(exc: click.UsageError) -> NoReturn:
     fail(f"{exc.format_message()} (see `{where} --help`)")
 
 
-def _charset(alphabet: str | None) -> Charset:
-    return Charset(alphabet) if alphabet else Charset()
+def _charset(alphabet: str | None, labelled: str | Path | None = None) -> Charset:
+    """``--charset`` as given; else the one the labels in the folder ``labelled`` ask for (as training
+    reads them); else 0-9A-Z."""
+    if alphabet:
+        return Charset(alphabet)
+    if labelled is not None:
+        from .data.layout import site_charset
+
+        return site_charset(labelled)
+    return Charset()
 
 
 def _pct(v: Any) -> str:
@@ -257,12 +265,11 @@ def data_split(data_dir, out_dir, val_fraction, seed, ordered, link, force, alph
         left_out_note,
         ordered_holdout,
         read_captcha_labels,
-        site_charset,
         split_captcha_folder,
     )
     from .data.splits import flat_split
 
-    cs = _charset(alphabet) if alphabet else site_charset(data_dir)
+    cs = _charset(alphabet, data_dir)
     problems: list = []
     names = [s.path.name for s in read_captcha_labels(data_dir, cs, problems=problems)]
     held = ordered_holdout(names, val_fraction) if ordered else flat_split(names, val_fraction, seed)
@@ -719,14 +726,13 @@ def label(folder, checkpoint, port, retrain_every, length, alphabet) -> None:
     Answers go to FOLDER/labels.csv at once (unreadable ones to FOLDER/unreadable.txt); a restart
     goes on where it stopped. Open http://127.0.0.1:PORT/ in a browser.
     """
-    from .data.layout import LABELS_FILE, site_charset
+    from .data.layout import LABELS_FILE
     from .inference.load import solving_checkpoint
     from .label.app import open_session, serve_label
 
-    # labels given already keep their case and characters (the charset training would read them with)
-    labelled = not alphabet and (Path(folder) / LABELS_FILE).is_file()
-    charset = site_charset(folder) if labelled else _charset(alphabet)
-    session = open_session(folder, solving_checkpoint(checkpoint), charset, length, retrain_every)
+    # labels given already keep their case and characters; an unlabelled folder's file names are no labels
+    labelled = folder if (Path(folder) / LABELS_FILE).is_file() else None
+    session = open_session(folder, solving_checkpoint(checkpoint), _charset(alphabet, labelled), length, retrain_every)
     todo = len(session.store.todo())
     click.echo(f"{todo} of {len(session.store.images)} captchas to label in {folder}; open http://127.0.0.1:{port}/")
     serve_label(session, port=port)
