@@ -205,10 +205,6 @@ PROBE_SHARE = 0.25
 # against 39 (sysu, TrainConfig.refit) the two were even; 12 is a choice between those two points, not
 # measured (the leave-style-out sites planned ~17 epochs a fit on the AVX-512 machine, so keep their refit).
 REFIT_MIN_EPOCHS = 12
-# --epochs auto is planned again from the wall time of this epoch of the fit (training, reading, checkpoints),
-# not the first: on lso-eroded-arc5 (2-core AVX-512 machine) the first epoch's training took 4.5 s against
-# 3.4-4.3 s for the other 14, and planned from it (6.5 s in all) two epochs fewer than the probes had.
-REPLAN_AFTER = 2
 # (40: on sysu (tuned on) the CTC fine-tune from 690 captchas read 91.7% after 20 epochs, 95.2% after 40, in bf16)
 AUTO_EPOCHS = (3, 40)  # the least and the most epochs --epochs auto gives the chosen recipe, except that
 # a small set gets more epochs, up to this many optimizer steps: on sysu (tuned on) 100 captchas read by CTC
