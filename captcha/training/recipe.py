@@ -284,48 +284,14 @@ def auto_epochs(cfg: TrainConfig, probe: Probe, train_samples: int, spent: float
     :data:`AUTO_MIN_STEPS` optimizer steps."""
     if cfg.epochs:
         return cfg.epochs
-    lo, hi = epoch_bounds(cfg, train_samples)
+    lo, hi = AUTO_EPOCHS
+    hi = max(hi, math.ceil(AUTO_MIN_STEPS / math.ceil(max(train_samples, 1) / cfg.batch_size)))
     if not probe.samples:
         return hi if probe.freeze == "all" else max(lo, hi // 2)  # nothing measured: a middle course
     per_epoch = probe.seconds_per_sample * train_samples + probe.seconds_per_read * eval_samples + 1.0  # + checkpoints
     if refit_samples:
         per_epoch += probe.seconds_per_sample * refit_samples + probe.seconds_per_read * refit_eval_samples + 1.0
     return int(min(hi, max(lo, (cfg.budget - spent) // per_epoch)))
-
-
-def epoch_bounds(cfg: TrainConfig, train_samples: int) -> tuple[int, int]:
-    """The least and the most epochs ``--epochs auto`` gives: :data:`AUTO_EPOCHS`, the most raised on a
-    small set to as many as make :data:`AUTO_MIN_STEPS` optimizer steps."""
-    lo, hi = AUTO_EPOCHS
-    return lo, max(hi, math.ceil(AUTO_MIN_STEPS / math.ceil(max(train_samples, 1) / cfg.batch_size)))
-
-
-@dataclass
-class EpochCost:
-    """Wall seconds one epoch of the fit took, in its three parts: training, reading (validation and the
-    held-out slice), and writing its checkpoints."""
-
-    train: float
-    read: float
-    save: float
-
-    def refit(self, scale: float, reads: bool) -> float:
-        """An epoch of a refit on ``scale`` times the samples, reading after it only when ``reads``."""
-        return self.train * scale + (self.read if reads else 0.0) + self.save
-
-
-def replanned_epochs(cfg: TrainConfig, cost: EpochCost, done: int, left: float, train_samples: int,
-                     refit_scale: float = 0.0, refit_reads: bool = False) -> int:
-    """The fit's epochs planned again once ``done`` of them are timed (``cost`` each): as many as the
-    ``left`` seconds of the budget hold, with a refit of as many epochs on ``refit_scale`` times the
-    samples where one is planned (0: none), within :func:`epoch_bounds`. The probes' timing misjudges a
-    whole epoch: they read no validation set, write no checkpoint, and a shared machine's speed drifts."""
-    lo, hi = epoch_bounds(cfg, train_samples)
-    fit = cost.train + cost.read + cost.save
-    again = cost.refit(refit_scale, refit_reads) if refit_scale else 0.0
-    # the remaining fit epochs and, where planned, the refit's whole run of epochs
-    more = (left - done * again) // (fit + again)
-    return int(min(hi, max(lo, done + 1, done + more)))
 
 
 def plan_fits(cfg: TrainConfig, probe: Probe, train_samples: int, spent: float, eval_samples: int = 0,

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import itertools
 import logging
 import math
 import os
@@ -92,7 +91,6 @@ from .loop import (
     validate,
 )
 from .recipe import (
-    EpochCost,
     MethodChoice,
     choose_method,
     choose_recipe,
@@ -100,7 +98,6 @@ from .recipe import (
     make_network,
     pass_images,
     plan_fits,
-    replanned_epochs,
     start_lr,
     start_reading,
 )
@@ -178,7 +175,6 @@ def train(cfg: TrainConfig, say: Callable[[str], None] = log.info, progress: boo
         say(f"--resume: no {last_path} yet, starting afresh")
     if resume:
         cfg = resumed_config(cfg, resume["train_config"])
-    replan = cfg.epochs is None and not resume and world == 1  # --epochs auto: timed again after the first epoch
     charset = training_charset(cfg, say)
     cfg.charset = charset.alphabet  # the probes and the checkpoint read the alphabet chosen here
     segment = SegmentConfig.from_dict(resume["segment"]) if resume else None
@@ -267,9 +263,7 @@ def train(cfg: TrainConfig, say: Callable[[str], None] = log.info, progress: boo
     if world > 1:
         net = DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
     pass_cache: dict[int, torch.Tensor] = {}
-    for epoch in itertools.count(start_epoch):
-        if epoch >= cfg.epochs:  # read each time: the first epoch may plan them again
-            break
+    for epoch in range(start_epoch, cfg.epochs):
         t0 = time.perf_counter()
         pass_id = epoch % passes
         if pass_id not in pass_cache:
@@ -292,8 +286,7 @@ def train(cfg: TrainConfig, say: Callable[[str], None] = log.info, progress: boo
         loss = train_one_epoch(net, indexed_batches(inputs, targets, order, rank_batch), opt, sched, loss_fn,
                                on_batch=on_batch, bf16=train_in_bf16(cfg.bf16))
         bar.close()
-        trained = time.perf_counter() - t0
-        train_seconds += trained
+        train_seconds += time.perf_counter() - t0
         if rank != 0:
             continue  # rank 0 validates and writes; DDP keeps every rank's weights identical
         t0 = time.perf_counter()
@@ -301,7 +294,6 @@ def train(cfg: TrainConfig, say: Callable[[str], None] = log.info, progress: boo
                            cfg.method)
         val_seconds += time.perf_counter() - t0
         held_metrics = select(model)
-        read = time.perf_counter() - t0
         history.append({"epoch": epoch + 1, "loss": loss, "train_seconds": train_seconds, **metrics,
                         "select": held_metrics})
         char_acc = metrics.get("char_acc", metrics.get("captcha_char_acc", float("nan")))
@@ -315,20 +307,6 @@ def train(cfg: TrainConfig, say: Callable[[str], None] = log.info, progress: boo
         if keeper.update(held_metrics, epoch + 1):
             save_checkpoint(payload, out)
         save_checkpoint({**payload, "optimizer": opt.state_dict(), "scheduler": sched.state_dict()}, last_path)
-        if replan and epoch == 0:
-            cost = EpochCost(trained, read, time.perf_counter() - t0 - read)
-            added = _refit_adds(data, len(held[0]), cfg.method) if _refit_planned(cfg, world) else 0
-            epochs = replanned_epochs(cfg, cost, 1, cfg.budget - (time.perf_counter() - started), len(targets),
-                                      (len(fit[0]) + added) / len(fit[0]) if added else 0.0, _refit_validates(data))
-            if epochs != cfg.epochs:
-                say(f"--epochs auto: the first epoch took {cost.train + cost.read + cost.save:.1f}s, so "
-                    f"{epochs} epochs{' and a refit of as many' if added else ''} fit --budget {cfg.budget:g}s "
-                    f"(the probes' timing planned {cfg.epochs})")
-                recipe["replanned"] = {"from": cfg.epochs, "to": epochs, "first_epoch": dataclasses.asdict(cost)}
-                cfg.epochs = keeper.epochs = epochs
-                passes = 1 if not augmenting else (cfg.aug_passes or cfg.epochs)
-                sched = make_schedule(opt, cfg.schedule, lr, steps_per_epoch * cfg.epochs)
-                fast_forward(sched, steps_per_epoch)
         if keeper.stop:
             say(f"stopping early: the held-out slice has been below its best for {cfg.patience} epochs")
             break

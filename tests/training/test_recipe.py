@@ -14,13 +14,11 @@ from captcha.data.synth import render_char
 from captcha.nn.networks import resolve_pretrained
 from captcha.training.dataset import hold_out_slice
 from captcha.training.recipe import (
-    EpochCost,
     Probe,
     auto_epochs,
     candidates,
     choose_recipe,
     plan_fits,
-    replanned_epochs,
 )
 
 
@@ -344,19 +342,3 @@ def test_method_auto_with_single_characters_to_learn_from_is_classify(tiny_data,
     res = train(TrainConfig(data=str(tiny_data), out=str(out), charset="ABC123", pretrained="none", freeze="none",
                             size=(32, 32), epochs=1, batch_size=16, aug_passes=1))
     assert res["method"] == "classify"
-
-
-def test_the_epochs_are_planned_again_from_the_first_epochs_wall_time():
-    cost = EpochCost(train=4.0, read=0.5, save=0.5)  # 5 s an epoch of the fit
-    cfg = TrainConfig(budget=240)
-    # 150 s left after one epoch: 30 more, 31 in all (1000 samples: the most is 40)
-    assert replanned_epochs(cfg, cost, 1, 150.0, 1000) == 31
-    # a refit on 1.5x the samples that reads nothing after each epoch (a flat folder): 6.5 s an epoch; the
-    # refit runs all E epochs and the fit E - 1 more: 5 (E - 1) + 6.5 E <= 150 -> E = 13
-    assert replanned_epochs(cfg, cost, 1, 150.0, 1000, refit_scale=1.5) == 13
-    assert replanned_epochs(cfg, cost, 1, 150.0, 1000, refit_scale=1.5, refit_reads=True) == 12  # 7 s an epoch
-    # a slower machine than the probes said: fewer, never below the least or the epochs done
-    assert replanned_epochs(cfg, EpochCost(30.0, 1.0, 1.0), 1, 100.0, 1000, refit_scale=1.5) == 3
-    assert replanned_epochs(cfg, cost, 4, 0.0, 1000) == 5
-    assert replanned_epochs(cfg, cost, 1, 10_000.0, 1000) == 40  # the most
-    assert replanned_epochs(cfg, cost, 1, 10_000.0, 100) == 75  # a small set: 150 steps of 2 batches

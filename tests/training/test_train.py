@@ -282,35 +282,6 @@ def test_one_fit_instead_of_a_refit_trains_on_the_held_out_slice_too(flat_captch
     assert ck["metrics"]["captchas"] == 10
 
 
-def test_auto_epochs_are_planned_again_after_the_first_epoch(flat_captchas, tmp_path, monkeypatch):
-    """--epochs auto: once the first epoch is timed the plan is made again from its wall time, said, recorded,
-    and followed to the end of a schedule stretched to it."""
-    import captcha.training.train as training
-
-    timed = []
-
-    def replanned(cfg, cost, done, left, samples, refit_scale=0.0, refit_reads=False):
-        timed.append((cost, done, refit_scale))
-        return cfg.epochs + 1
-
-    monkeypatch.setattr(training, "replanned_epochs", replanned)
-    out = tmp_path / "re.pt"
-    said: list[str] = []
-    train(_cfg(flat_captchas, out, pretrained="glyphs", freeze="all", method="classify", split="equal",
-               epochs=None, budget=1.0, val_fraction=0.25), say=said.append)
-    (cost, done, scale), = timed  # once, after the first epoch, with no refit to plan for (one fit)
-    assert done == 1 and scale == 0.0 and cost.train > 0 and cost.read > 0 and cost.save > 0
-    assert any(line.startswith("--epochs auto: the first epoch took") and "planned 3" in line for line in said)
-    ck, last = load_checkpoint(out), load_checkpoint(out.with_name("re.last.pt"))
-    assert ck["recipe"]["replanned"]["from"] == 3 and ck["recipe"]["replanned"]["to"] == 4
-    assert ck["train_config"]["epochs"] == 4 and [h["epoch"] for h in last["history"]] == [1, 2, 3, 4]
-    assert last["scheduler"]["total_steps"] == last["scheduler"]["last_epoch"]  # the stretched schedule ran out
-    given = []
-    monkeypatch.setattr(training, "replanned_epochs", lambda *a, **k: given.append(a) or 9)
-    train(_cfg(flat_captchas, tmp_path / "given.pt", method="classify", split="equal", epochs=2))
-    assert not given  # --epochs given: no plan to make again
-
-
 def test_refit_only_when_it_fits_the_budget_or_is_asked_for():
     import time
 
