@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
-from real import split_set
+from real import folded, split_set
 
 from captcha.eval.metrics import rejection
 from captcha.inference.load import load_solver
@@ -30,17 +30,18 @@ def main() -> None:
     if len(args.models) < 2:
         ap.error("give the model and at least one other trained on the same set")
     test = split_set(args.set)[1]
-    paths, truth = [str(p) for p, _ in test], [lab.upper() for _, lab in test]  # scored case-insensitively
+    paths, truth = [str(p) for p, _ in test], folded(lab for _, lab in test)
     reads = [[r.solution for r in load_solver(m).solve_batch(paths)] for m in args.models]
-    first, others = reads[0], reads[1:]
-    right = [s.text.upper() == t for s, t in zip(first, truth)]
-    agree = [np.mean([o[i].text.upper() == s.text.upper() for o in others]) for i, s in enumerate(first)]
+    texts = [folded(s.text for s in read) for read in reads]
+    first, others = reads[0], texts[1:]
+    right = [t == lab for t, lab in zip(texts[0], truth)]
+    agree = [np.mean([o[i] == t for o in others]) for i, t in enumerate(texts[0])]
     conf = [s.confidence for s in first]
     print(f"{args.set}: {len(test)} test captchas, {len(right) - sum(right)} read wrong by {args.models[0]}")
     print("| label | read | confidence | the others read |\n|---|---|---|---|")
     for i, (s, t) in enumerate(zip(first, truth)):
-        if s.text.upper() != t:
-            print(f"| {t} | {s.text} | {s.confidence:.3f} | {', '.join(o[i].text for o in others)} |")
+        if not right[i]:
+            print(f"| {t} | {s.text} | {s.confidence:.3f} | {', '.join(read[i].text for read in reads[1:])} |")
     alone = rejection(conf, right)["wrong_rejected"]
     voted = rejection([g + 1e-3 * c for g, c in zip(agree, conf)], right)["wrong_rejected"]
     print(f"wrong readings refused at 95% coverage: by confidence {100 * alone:.1f}%, "

@@ -26,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 from rivals import ddddocr_reader
@@ -70,15 +71,20 @@ def flat_folder(samples: list[Sample], out: Path) -> Path:
     return out
 
 
+def folded(texts: Iterable[str]) -> list[str]:
+    """Texts as the bench compares them: case-insensitively (a site's own case is the model's business)."""
+    return [t.upper() for t in texts]
+
+
 def scored(solver, test: list[Sample]) -> dict:
     """Full-string and character accuracy, confidences' reliability and rejection at 95% coverage, as
     solving reads by default; and the full-string accuracy without re-reading (`--recheck off`)."""
-    off = solver.rechecking("off").solve_batch([str(p) for p, _ in test])
-    plain = [r.solution.text.upper() if r.ok else "" for r in off]
-    results = list(solver.rechecking().solve_batch([str(p) for p, _ in test]))
-    texts = [r.solution.text.upper() if r.ok else "" for r in results]
+    paths = [str(p) for p, _ in test]
+    plain = folded(r.solution.text if r.ok else "" for r in solver.rechecking("off").solve_batch(paths))
+    results = list(solver.rechecking().solve_batch(paths))
+    texts = folded(r.solution.text if r.ok else "" for r in results)
     conf = [r.solution.confidence if r.ok else 0.0 for r in results]
-    truth = [lab.upper() for _, lab in test]
+    truth = folded(lab for _, lab in test)
     right = [t == lab for t, lab in zip(texts, truth)]
     m = string_metrics(texts, truth)
     return {"string_acc": m["string_acc"], "char_acc": m["captcha_char_acc"],
@@ -116,7 +122,7 @@ def ddddocr_score(test: list[Sample]) -> dict | None:
     t0 = time.perf_counter()
     preds = [read(d) for d in data]
     rate = len(data) / (time.perf_counter() - t0)
-    m = string_metrics(preds, [lab.upper() for _, lab in test])
+    m = string_metrics(folded(preds), folded(lab for _, lab in test))
     return {"string_acc": m["string_acc"], "char_acc": m["captcha_char_acc"], "captchas_per_s": rate}
 
 
