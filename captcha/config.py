@@ -178,6 +178,12 @@ PROBE_SIZES = ((32, 32), (64, 64))
 # read 1.2%, at 72x96 27.2%; on the unseen lso-halftone-band4 the taller probe won and read 80.4% (48 px: 40.8%)
 CTC_TALL = 1.25
 CTC_MAX_HEIGHT = 96
+# ... and at least this many feature columns a character (the input widened, glyphs stretched apart): CTC
+# places each character and the blanks between them in columns, and cramped, overlapping glyphs need room.
+# Plain `captcha train`, bench/real.py's split, 2-core AVX-512 CPU: lso-halftone-lower5 read 64.00% at 48x112
+# (2.8 columns a character) and 76.40% at 48x168 (4.2; `--method ctc --input-size 48 168`); the three
+# shared sets already read at 4.0-4.4 and stay as they were.
+CTC_COLUMNS = 4
 # With CTC's reading of the slice in hand, classify stops before a larger input size once its best probe
 # reads more than this share fewer of the slice's characters (and fewer captchas whole). In the probe lines
 # `captcha train` prints, the 64 px probes moved classify's best character reading by -4.7 to +10.0 points

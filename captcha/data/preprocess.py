@@ -13,7 +13,7 @@ from typing import Any, Sequence
 import numpy as np
 from PIL import Image
 
-from ..config import CTC_MAX_HEIGHT, CTC_TALL
+from ..config import CTC_COLUMNS, CTC_MAX_HEIGHT, CTC_TALL
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -58,30 +58,33 @@ class Preprocess:
         return cls(size=tuple(d["size"]), mean=tuple(d["mean"]), std=tuple(d["std"]))
 
 
-def whole_captcha_size(sizes: Sequence[tuple[int, int]], stride: int = 8, height: int | None = None) -> tuple[int, int]:
+def whole_captcha_size(sizes: Sequence[tuple[int, int]], stride: int = 8, height: int | None = None,
+                       length: int = 0) -> tuple[int, int]:
     """Network input (height, width) for reading whole captchas of these (width, height) sizes.
 
     Keeps the glyphs near the scale the start was pretrained at: ``height`` when given (the general
     reader's own input height), else the median height rounded to a multiple of 16 within 32..64
     (the glyph backbone's characters fill about 32 pixels); the median aspect ratio, and a width in
-    whole feature columns (``stride`` pixels each).
+    whole feature columns (``stride`` pixels each), widened where that leaves a captcha of ``length``
+    characters fewer than ``CTC_COLUMNS`` columns a character (cramped glyphs are stretched apart).
     """
     if not sizes:
-        return (height or 32, 128)
+        return (height or 32, max(128, stride * CTC_COLUMNS * length))
     w = float(np.median([s[0] for s in sizes]))
     h = float(np.median([s[1] for s in sizes]))
     height = height or int(min(64, max(32, 16 * round(h / 16))))
-    width = int(max(2 * stride, stride * round(height * w / h / stride)))
+    width = int(max(2 * stride, stride * round(height * w / h / stride), stride * CTC_COLUMNS * length))
     return (height, width)
 
 
 def whole_captcha_sizes(sizes: Sequence[tuple[int, int]], stride: int = 8,
-                        height: int | None = None) -> list[tuple[int, int]]:
-    """The inputs worth probing for whole captchas: :func:`whole_captcha_size`'s, and, when the captchas
-    are much taller than the start's ``height`` (fine strokes, dot screens that shrinking would blur
-    away), one nearer their own height (a multiple of 16, at most ``CTC_MAX_HEIGHT``)."""
-    first = whole_captcha_size(sizes, stride, height)
+                        height: int | None = None, length: int = 0) -> list[tuple[int, int]]:
+    """The inputs worth probing for whole captchas of up to ``length`` characters: :func:`whole_captcha_size`'s,
+    and, when the captchas are much taller than the start's ``height`` (fine strokes, dot screens that
+    shrinking would blur away), one nearer their own height (a multiple of 16, at most ``CTC_MAX_HEIGHT``)."""
+    first = whole_captcha_size(sizes, stride, height, length)
     h = float(np.median([s[1] for s in sizes])) if sizes else 0.0
     if not height or h < CTC_TALL * height:
         return [first]
-    return [first, whole_captcha_size(sizes, stride, int(min(CTC_MAX_HEIGHT, max(height + 16, 16 * round(h / 16)))))]
+    tall = int(min(CTC_MAX_HEIGHT, max(height + 16, 16 * round(h / 16))))
+    return [first, whole_captcha_size(sizes, stride, tall, length)]

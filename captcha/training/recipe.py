@@ -138,10 +138,12 @@ def candidates(cfg: TrainConfig, pretrained: bool, sizes: Sequence[tuple[int, in
     return [Probe(f, tuple(s), cfg.method) for s in sizes for f in freezes]
 
 
-def ctc_sizes(images: list, source: str) -> list[tuple[int, int]]:
+def ctc_sizes(images: list, source: str, targets: Sequence[Sequence[int]] = ()) -> list[tuple[int, int]]:
     """Whole-captcha input sizes to probe for ``images`` read from ``source``: at the start's height (and
-    a taller one for tall captchas, see :func:`whole_captcha_sizes`)."""
-    return whole_captcha_sizes([im.size for im in images], height=start_height(source))
+    a taller one for tall captchas), wide enough for the longest of their ``targets`` (see
+    :func:`whole_captcha_sizes`)."""
+    return whole_captcha_sizes([im.size for im in images], height=start_height(source),
+                               length=max(map(len, targets), default=0))
 
 
 def make_network(cfg: TrainConfig, num_classes: int, state: dict[str, torch.Tensor] | None, source: str,
@@ -369,7 +371,7 @@ def choose_method(cfg: TrainConfig, charset: Charset, device: torch.device, say:
         sizes: list[tuple[int, int]] = []
         if method == "ctc":  # a given --input-size is for character crops; CTC reads whole captchas
             mcfg.size = None
-            sizes = ctc_sizes(fit[0], source)
+            sizes = ctc_sizes(fit[0], source, fit[1])
         first = readings[method] = start_reading(mcfg, len(charset), state, source, fit, held, device, data.length,
                                                  sizes[0]) if sizes else None
         mcfg.lr = start_lr(mcfg, source, first)  # the probes learn at the rate training will

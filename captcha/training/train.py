@@ -566,7 +566,7 @@ def _choose(cfg: TrainConfig, charset: Charset, data: TrainingData, fit: tuple[l
             "(get one with `captcha pretrain --source glyphs`, or put ImageNet's resnet18-f37072fd.pth "
             "in $TORCH_HOME/hub/checkpoints/)")
     # --input-size given: probed as given; --method auto: probed already
-    sizes = ctc_sizes(fit[0], source) if cfg.method == "ctc" and not cfg.size and not choice else []
+    sizes = ctc_sizes(fit[0], source, fit[1]) if cfg.method == "ctc" and not cfg.size and not choice else []
     if len(sizes) == 1:
         cfg.size = sizes[0]
     reading = choice.reading if choice else None  # how close the site is to what the start reads

@@ -1,9 +1,10 @@
 import numpy as np
 from PIL import Image
 
-from captcha.config import AugmentConfig
+from captcha.config import CTC_COLUMNS, AugmentConfig
 from captcha.data.augment import TrainTransform
 from captcha.data.preprocess import Preprocess, whole_captcha_size, whole_captcha_sizes
+from captcha.training.recipe import ctc_sizes
 
 
 def test_preprocess_shape_and_normalisation():
@@ -29,6 +30,21 @@ def test_tall_captchas_are_also_probed_nearer_their_own_height():
     assert whole_captcha_sizes([(90, 69)], height=48) == [(48, 64), (64, 80)]  # fine detail kept at 64 high
     assert whole_captcha_sizes([(300, 200)], height=48)[1] == (96, 144)  # at most 96 high
     assert whole_captcha_sizes([(90, 69)]) == [whole_captcha_size([(90, 69)])]  # no start height: its own already
+
+
+def test_cramped_captchas_are_widened_to_enough_columns_a_character():
+    # 83x48 at 48 high is 10 columns: 5 characters get CTC_COLUMNS each
+    assert whole_captcha_size([(83, 48)], height=48) == (48, 80)
+    assert whole_captcha_size([(83, 48)], height=48, length=5) == (48, 8 * CTC_COLUMNS * 5)
+    assert whole_captcha_size([(200, 50)] * 3, length=5) == (48, 192)  # captcha_images_v2: room already
+    assert whole_captcha_sizes([(90, 69)], height=48, length=6) == [(48, 8 * CTC_COLUMNS * 6), (64, 8 * CTC_COLUMNS * 6)]
+    assert whole_captcha_size([], length=9) == (32, 8 * CTC_COLUMNS * 9)
+
+
+def test_ctc_sizes_make_room_for_the_longest_label():
+    images = [Image.new("RGB", (83, 48))] * 3
+    assert ctc_sizes(images, "none") == [(48, 80)]
+    assert ctc_sizes(images, "none", [[1] * 4, [2] * 6, [3] * 5]) == [(48, 192)]  # 6 characters x 4 columns x 8 px
 
 
 def test_train_transform_is_reproducible_per_seed():
