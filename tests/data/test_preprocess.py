@@ -4,7 +4,6 @@ from PIL import Image
 from captcha.config import CTC_COLUMNS, AugmentConfig
 from captcha.data.augment import TrainTransform
 from captcha.data.preprocess import Preprocess, whole_captcha_size, whole_captcha_sizes
-from captcha.training.recipe import ctc_sizes
 
 
 def test_preprocess_shape_and_normalisation():
@@ -39,12 +38,6 @@ def test_cramped_captchas_are_widened_to_enough_columns_a_character():
     assert whole_captcha_size([(200, 50)] * 3, length=5) == (48, 192)  # captcha_images_v2: room already
     assert whole_captcha_sizes([(90, 69)], height=48, length=6) == [(48, 8 * CTC_COLUMNS * 6), (64, 8 * CTC_COLUMNS * 6)]
     assert whole_captcha_size([], length=9) == (32, 8 * CTC_COLUMNS * 9)
-
-
-def test_ctc_sizes_make_room_for_the_longest_label():
-    images = [Image.new("RGB", (83, 48))] * 3
-    assert ctc_sizes(images, "none") == [(48, 80)]
-    assert ctc_sizes(images, "none", [[1] * 4, [2] * 6, [3] * 5]) == [(48, 192)]  # 6 characters x 4 columns x 8 px
 
 
 def test_train_transform_is_reproducible_per_seed():

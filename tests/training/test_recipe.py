@@ -18,6 +18,7 @@ from captcha.training.recipe import (
     auto_epochs,
     candidates,
     choose_recipe,
+    ctc_sizes,
     plan_fits,
 )
 
@@ -342,3 +343,9 @@ def test_method_auto_with_single_characters_to_learn_from_is_classify(tiny_data,
     res = train(TrainConfig(data=str(tiny_data), out=str(out), charset="ABC123", pretrained="none", freeze="none",
                             size=(32, 32), epochs=1, batch_size=16, aug_passes=1))
     assert res["method"] == "classify"
+
+
+def test_ctc_sizes_make_room_for_the_longest_label():
+    images = [Image.new("RGB", (83, 48))] * 3
+    assert ctc_sizes(images, "none") == [(48, 80)]
+    assert ctc_sizes(images, "none", [[1] * 4, [2] * 6, [3] * 5]) == [(48, 192)]  # 6 characters x 4 columns x 8 px
