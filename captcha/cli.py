@@ -370,8 +370,8 @@ def pretrain(source, data_path, out, steps, batch_size, lr, seed, workers, eval_
                    "auto: short probes on a held-out slice of the training data choose (all, layer2 or none).")
 @click.option("--epochs", type=POSITIVE, default=None,
               help="[default: as many as --budget allows, at the chosen recipe's measured speed, "
-                   "3 to 40 (more on a small set, up to 150 steps); training stops early when the held-out slice "
-                   "stops improving].")
+                   "3 to 40 (more on a small set, up to 150 steps); every epoch trains, and the one the held-out "
+                   "slice reads best is kept].")
 @click.option("--budget", type=POSITIVE_FLOAT, default=TrainConfig.budget,
               help="Seconds for the whole run (probes and training) when --epochs is auto.")
 @click.option("--batch-size", type=POSITIVE, default=TrainConfig.batch_size, help="Images per step.")

@@ -135,7 +135,6 @@ class TrainConfig:
     split: str = "auto"  # auto: equal cells for course data, else the splitter a quick probe reads best
     val_fraction: float = 0.2  # flat folders of captchas only
     select_fraction: float = 0.15  # of the training data, held out to choose the recipe and the epoch kept
-    patience: int = 5  # epochs the held-out slice stays below its best (beyond noise) before training stops
     unlabelled: str | None = None  # a folder of the site's unlabelled captchas for self-training (training.selftrain)
     synthetic: int = 0  # style-matched synthetic captchas added to the training ones (training.stylematch)
     # train again on every labelled captcha for the epochs kept; None: auto epochs keep room for it in the
