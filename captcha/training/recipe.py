@@ -28,6 +28,7 @@ from ..config import (
     AUTO_EPOCHS,
     AUTO_MIN_STEPS,
     METHODS,
+    NONE_WHOLE,
     PRICE_BATCHES,
     PROBE_EPOCHS,
     PROBE_FREEZES,
@@ -348,9 +349,10 @@ def choose_method(cfg: TrainConfig, charset: Charset, device: torch.device, say:
     """``--method auto``: split-and-classify against whole-captcha CTC, each probed briefly from its own
     start (the glyph backbone; the general reader) and scored by full-string accuracy on the same
     held-out slice of the training captchas; a start that reads already (the general reader) scores at
-    least what it reads before training. Equal full-string scores (likely on the few captchas of a
-    small set's slice) go to the better character accuracy, then to the method that reads a captcha
-    clearly faster (:func:`quicker_reader`), else to classify, the course's method.
+    least what it reads before training. Where neither reads a single captcha of the slice whole, CTC:
+    such short probes have barely begun (:data:`NONE_WHOLE`). Other equal full-string scores (likely on
+    the few captchas of a small set's slice) go to the better character accuracy, then to the method
+    that reads a captcha clearly faster (:func:`quicker_reader`), else to classify, the course's method.
     CTC is probed first: past ``until`` (see :func:`choose_recipe`) each method probes only its first recipe,
     and classify stops before a larger input size once CTC is far out of its reach (:func:`out_of_reach`)."""
     probes: dict[str, tuple[Probe, list[Probe]]] = {}
@@ -390,11 +392,13 @@ def choose_method(cfg: TrainConfig, charset: Charset, device: torch.device, say:
             scores[method] = max(scores[method], (_or(start.string_score), _or(start.char_score)))
     ranked = {m: (round(scores[m][0], 4), round(scores[m][1], 4)) for m in METHODS}
     quicker = quicker_reader({m: probes[m][0] for m in METHODS}, datas["classify"].length)
-    method = max(METHODS, key=lambda m: (ranked[m], m == quicker))
+    none_whole = not any(ranked[m][0] for m in METHODS)
+    method = NONE_WHOLE if none_whole else max(METHODS, key=lambda m: (ranked[m], m == quicker))
     say("method auto: " + ", ".join(f"{m} {100 * scores[m][0]:.2f}% ({100 * scores[m][1]:.2f}% of characters)"
                                     for m in METHODS)
         + f" of {held_n} held-out training captchas read whole"
-        + ("; equal, so the clearly quicker reader (else classify)" if len(set(ranked.values())) == 1 else "")
+        + (f"; none read whole, so {NONE_WHOLE}" if none_whole else
+           "; equal, so the clearly quicker reader (else classify)" if len(set(ranked.values())) == 1 else "")
         + f"; chosen: {method} (--method overrides)")
     return MethodChoice(method, probes, datas["classify"].segment, held_n, datas[method], starts[method],
                         readings[method])
