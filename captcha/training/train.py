@@ -526,7 +526,11 @@ class EpochKeeper:
         keep = scored > self.best or not self.held or (self.best_epoch == 0 and scored == self.best)
         if keep:
             self.best = scored
-        elif epoch == self.epochs and self.best_epoch > 0 and acc >= self.best_acc - noise(self.best_acc, self.held):
+        elif epoch == self.epochs and self.best_epoch > 0 and \
+                acc >= self.best_acc - noise((self.best_acc + acc) / 2, self.held):
+            # the spread of the difference is taken at the two epochs' pooled accuracy (a two-proportion
+            # test), not at the best's: at a best of 100% the best's own spread is nil, and on a slice of 3
+            # captchas an early epoch that read all three displaced the annealed last one that read one
             keep = True
         if keep:
             self.best_acc, self.best_epoch = acc, epoch
