@@ -41,6 +41,7 @@ from .config import (
     RECHECK_SHIFT,
     RECHECKS,
     SCHEDULES,
+    SECOND,
     SOLVE_BATCH_SIZE,
     SPLIT_CHOICES,
     PretrainConfig,
@@ -159,7 +160,8 @@ length_option = click.option("--length", type=click.IntRange(min=0), default=0, 
                                   "on a site whose captchas all have this many); 0: the length the model learned.")
 recheck_option = click.option("--recheck", type=click.Choice(RECHECKS), default="auto", show_default=True,
                               help=f"Read again, moved {RECHECK_SHIFT} pixels left and right, and let the three views "
-                                   f"vote: auto, readings less confident than {RECHECK_BELOW}; all; off (fastest).")
+                                   f"vote (by both networks where the model has a second, a refit's first fit): auto, "
+                                   f"readings less confident than {RECHECK_BELOW}; all; off (fastest).")
 batch_size_option = click.option("--batch-size", type=POSITIVE, default=SOLVE_BATCH_SIZE, show_default=True,
                                  help="Images per network call.")
 
@@ -653,11 +655,14 @@ def export(checkpoint, out, int8, tolerance, as_json) -> None:
     """Export a recognizer to ONNX (dynamic batch) and verify it against PyTorch."""
     from .inference.export import export_onnx
 
-    rep = export_onnx(checkpoint, out, quantize=int8, tolerance=tolerance)
+    rep = export_onnx(checkpoint, out, quantize=int8, tolerance=tolerance, with_second=True)
     if as_json:
         _emit_json(rep)
         return
     click.echo(f"wrote {rep['onnx']} (max |ONNX - PyTorch| = {rep['max_abs_diff']:.2e})")
+    if rep.get(SECOND):
+        click.echo(f"wrote {rep[SECOND]['onnx']}: the first fit, which reads the unsure captchas beside it "
+                   f"(max |ONNX - PyTorch| = {rep[SECOND]['max_abs_diff']:.2e}); keep the two files together")
     if int8:
         click.echo(f"wrote {rep['int8']} (top-1 agreement with PyTorch on sample inputs: "
                    f"{100 * rep['int8_top1_agreement']:.1f}%)")

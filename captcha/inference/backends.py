@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
@@ -17,6 +18,7 @@ from ..errors import CheckpointError
 
 META_KEY = "captcha"  # the ONNX metadata entry holding the solving settings (JSON)
 INPUT, OUTPUT = "crops", "logits"
+SECOND_SUFFIX = ".second.onnx"  # beside an exported file: the second network of a refit checkpoint (config.SECOND)
 INFERENCE_BATCH = 512  # inputs per network call when a whole array is run (validation, evaluation)
 
 
@@ -109,3 +111,9 @@ def run_batched(backend: Callable[[np.ndarray], np.ndarray], x: np.ndarray,
 def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
     """The solving settings stored in an exported ONNX file (via ONNX Runtime, without torch)."""
     return OnnxBackend(path).metadata()
+
+
+def second_path(onnx_path: str | os.PathLike) -> Path:
+    """Where `captcha export` writes the second network of a model exported to ``onnx_path``."""
+    path = Path(onnx_path)
+    return path.with_name(path.stem + SECOND_SUFFIX)

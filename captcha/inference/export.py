@@ -27,13 +27,13 @@ import onnx
 import torch
 
 from ..charset import Charset
-from ..config import INT8_TOLERANCE
+from ..config import INT8_TOLERANCE, SECOND
 from ..data.preprocess import Preprocess
 from ..data.synth import GlyphStyle, render_char
 from ..errors import CheckpointError
 from ..nn.checkpoint import load_checkpoint
 from ..nn.networks import model_from_checkpoint, slim_for_input
-from .backends import INPUT, META_KEY, OUTPUT, OnnxBackend, run_batched
+from .backends import INPUT, META_KEY, OUTPUT, OnnxBackend, run_batched, second_path
 from .decode import decode
 
 log = logging.getLogger(__name__)
@@ -42,10 +42,13 @@ SOLVING_KEYS = ("charset", "preprocess", "length", "segment", "method", "captcha
                 "temperature")
 
 
-def solving_metadata(ckpt: dict[str, Any]) -> dict[str, Any]:
-    """What an exported file records of its checkpoint: the settings solving needs, and its metrics."""
+def solving_metadata(ckpt: dict[str, Any], member: str = "") -> dict[str, Any]:
+    """What an exported file records of its checkpoint: the settings solving needs, and its metrics; the
+    main network's file also whether a second network (``member``) reads beside it."""
     meta = {k: ckpt[k] for k in SOLVING_KEYS if k in ckpt}
     meta.setdefault("method", "classify")
+    if not member and ckpt.get(SECOND):
+        meta[SECOND] = True
     meta["metrics"] = {k: v for k, v in ckpt.get("metrics", {}).items() if isinstance(v, (int, float, str))}
     return meta
 
@@ -59,10 +62,13 @@ def sample_crops(ckpt: dict[str, Any], n: int, seed: int = 0) -> np.ndarray:
 
 
 def export_onnx(checkpoint: str | os.PathLike, out: str | os.PathLike, quantize: bool = False,
-                tolerance: float = 1e-3, samples: int = 64) -> dict[str, Any]:
-    """Export, then check ONNX Runtime against PyTorch on sample crops; raise beyond ``tolerance``."""
+                tolerance: float = 1e-3, samples: int = 64, member: str = "", with_second: bool = False) -> dict[str, Any]:
+    """Export, then check ONNX Runtime against PyTorch on sample crops; raise beyond ``tolerance``.
+    ``member``: one of the checkpoint's other networks (``second``) instead of its model; ``with_second``:
+    the second network too, where the checkpoint has one, to :func:`~.backends.second_path` (its report
+    under ``second``)."""
     ckpt = load_checkpoint(checkpoint, kind="recognizer")
-    model = model_from_checkpoint(ckpt, checkpoint).eval()
+    model = model_from_checkpoint(ckpt, checkpoint, member).eval()
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     h, w = ckpt["preprocess"]["size"]
@@ -73,7 +79,7 @@ def export_onnx(checkpoint: str | os.PathLike, out: str | os.PathLike, quantize:
                       dynamic_axes={INPUT: {0: "n"}, OUTPUT: {0: "n"}}, opset_version=17, dynamo=False)
     proto = onnx.load(str(out))
     entry = proto.metadata_props.add()
-    entry.key, entry.value = META_KEY, json.dumps(solving_metadata(ckpt))
+    entry.key, entry.value = META_KEY, json.dumps(solving_metadata(ckpt, member))
     onnx.save(proto, str(out))
     x = sample_crops(ckpt, samples)
     with torch.inference_mode():
@@ -87,6 +93,8 @@ def export_onnx(checkpoint: str | os.PathLike, out: str | os.PathLike, quantize:
         check = {k: v for k, v in (ckpt.get("int8") or {}).items() if k != "inputs"}
         report["int8_check"] = check or None  # from training's held-out captchas; none for older checkpoints
         out.with_name(out.stem + ".int8.json").write_text(json.dumps(report, indent=2) + "\n")
+    if with_second and not member and ckpt.get(SECOND):
+        report[SECOND] = export_onnx(checkpoint, second_path(out), quantize, tolerance, samples, SECOND)
     return report
 
 
@@ -112,13 +120,16 @@ def _calibration(ckpt: dict[str, Any]) -> np.ndarray:
     return sample_crops(ckpt, 256, seed=1)
 
 
-def compile_onnx(checkpoint: str | os.PathLike, out: str | os.PathLike, precision: str = "auto") -> str:
-    """Export ``checkpoint`` to ``out`` for solving: int8 when ``precision`` is int8, or auto and the
-    checkpoint's int8 check passed; else fp32. Returns the precision written (also in the metadata)."""
+def compile_onnx(checkpoint: str | os.PathLike, out: str | os.PathLike, precision: str = "auto",
+                 member: str = "") -> str:
+    """Export ``checkpoint`` (its ``member`` network, see :func:`export_onnx`) to ``out`` for solving: int8
+    when ``precision`` is int8, or auto and the checkpoint's int8 check passed (a second network follows
+    its main one's, and is quantised on the same stored inputs); else fp32. Returns the precision written
+    (also in the metadata)."""
     ckpt = load_checkpoint(checkpoint, kind="recognizer")
     use = "int8" if precision == "int8" or (precision == "auto" and int8_passes(ckpt.get("int8"))) else "fp32"
     out = Path(out)
-    export_onnx(checkpoint, out)
+    export_onnx(checkpoint, out, member=member)
     if use == "int8":
         fp32 = out.with_name(out.name + ".fp32")
         os.replace(out, fp32)

@@ -31,6 +31,7 @@ from ..config import (
     DEVICES,
     INT8_TOLERANCE,
     PRECISIONS,
+    SECOND,
     SHIPPED_READER,
 )
 from ..errors import CheckpointError, ConfigError
@@ -78,17 +79,18 @@ class OnnxCache:
         """The ONNX file of ``checkpoint``: from the cache when it is there and intact, else exported now."""
         return Path(self.backend(checkpoint, precision=precision).path)
 
-    def backend(self, checkpoint: str | os.PathLike, threads: int | None = None, precision: str = "auto") -> OnnxBackend:
-        """``checkpoint`` compiled (at ``precision``, see :func:`~captcha.inference.export.compile_onnx`)
-        and opened on ONNX Runtime: the session that checks a cached file is the one returned, so a load
-        opens the model once."""
+    def backend(self, checkpoint: str | os.PathLike, threads: int | None = None, precision: str = "auto",
+                member: str = "") -> OnnxBackend:
+        """``checkpoint`` (its ``member`` network when given) compiled (at ``precision``, see
+        :func:`~captcha.inference.export.compile_onnx`) and opened on ONNX Runtime: the session that checks
+        a cached file is the one returned, so a load opens the model once."""
         # the checkpoint side needs torch: imported here so that the .onnx path never loads it
         from ..nn.checkpoint import require_file
 
         if precision not in PRECISIONS:
             raise ConfigError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
         path = require_file(checkpoint)
-        key = f"{self.key(path)}-{precision}"
+        key = f"{self.key(path)}-{precision}" + (f"-{member}" if member else "")
         target = self.root / f"{key}.onnx"
         if target.is_file():
             opened = self._open(target, key, threads)
@@ -98,14 +100,14 @@ class OnnxCache:
             log.warning("compiled model %s is damaged or foreign; exporting %s again", target, path)
         try:
             self.root.mkdir(parents=True, exist_ok=True)
-            self._export(path, target, key, precision)
+            self._export(path, target, key, precision, member)
         except OSError as exc:
             raise CacheUnwritable(f"cannot write the compiled model to {self.root} ({exc.strerror or exc}); "
                                   "set $CAPTCHA_CACHE to a writable folder, or use --backend torch") from None
         self.prune()
         return OnnxBackend(target, threads)
 
-    def _export(self, checkpoint: Path, target: Path, key: str, precision: str) -> None:
+    def _export(self, checkpoint: Path, target: Path, key: str, precision: str, member: str) -> None:
         # exporting needs torch and onnx: loaded only when a checkpoint is compiled
         import onnx
 
@@ -114,7 +116,7 @@ class OnnxCache:
         fd, tmp = tempfile.mkstemp(prefix=f".{key}.", suffix=".onnx.tmp", dir=self.root)
         os.close(fd)
         try:
-            compile_onnx(checkpoint, tmp, precision)  # verified against PyTorch before it is kept
+            compile_onnx(checkpoint, tmp, precision, member)  # verified against PyTorch before it is kept
             proto = onnx.load(tmp)
             entry = proto.metadata_props.add()
             entry.key, entry.value = "captcha_cache_key", key
@@ -196,20 +198,28 @@ def load_solver(path: str | os.PathLike, backend: str = "auto", device: str = "a
         return Solver.from_onnx(path, threads, max_pixels, reject_below)
     if resolve_backend(backend, device) == "onnx":
         try:
-            compiled = (cache or OnnxCache()).backend(path, threads, precision)
-            return Solver.from_metadata(compiled, compiled.metadata(), max_pixels, str(path), reject_below)
+            cache = cache or OnnxCache()
+            compiled = cache.backend(path, threads, precision)
+            meta = compiled.metadata()
+            second = cache.backend(path, threads, precision, SECOND) if meta.get(SECOND) else None
+            return Solver.from_metadata(compiled, meta, max_pixels, str(path), reject_below).with_second(second)
         except CacheUnwritable as exc:
             if backend == "onnx":
                 raise
             log.warning("%s; solving with PyTorch instead", exc)
-    return Solver.from_metadata(*_torch_model(path, device, threads), max_pixels, str(path), reject_below)
+    model, second, ckpt = _torch_models(path, device, threads)
+    return Solver.from_metadata(model, ckpt, max_pixels, str(path), reject_below).with_second(second)
 
 
-def _torch_model(path: str | os.PathLike, device: str, threads: int | None) -> tuple[TorchBackend, dict[str, Any]]:
+def _torch_models(path: str | os.PathLike, device: str,
+                  threads: int | None) -> tuple[TorchBackend, TorchBackend | None, dict[str, Any]]:
+    """The checkpoint's network on PyTorch, its second one where it has one, and the checkpoint."""
     # torch-side modules, imported only when a checkpoint runs on PyTorch
     from ..nn.checkpoint import load_checkpoint
     from ..nn.device import resolve_device
     from ..nn.networks import model_from_checkpoint
 
     ckpt = load_checkpoint(path, kind="recognizer")
-    return TorchBackend(model_from_checkpoint(ckpt, path), threads, str(resolve_device(device))), ckpt
+    dev = str(resolve_device(device))
+    second = TorchBackend(model_from_checkpoint(ckpt, path, SECOND), threads, dev) if ckpt.get(SECOND) else None
+    return TorchBackend(model_from_checkpoint(ckpt, path), threads, dev), second, ckpt

@@ -31,14 +31,15 @@ from ..config import (
     RECHECK_BELOW,
     RECHECK_SHIFT,
     RECHECKS,
+    SECOND,
     SOLVE_BATCH_SIZE,
 )
 from ..data.images import ImageInput, load_image
 from ..data.preprocess import Preprocess
 from ..data.segment import SegmentConfig, to_content
 from ..errors import CaptchaError, CheckpointError, ConfigError
-from .backends import OnnxBackend
-from .decode import BatchResult, Solution, captcha_inputs, decode
+from .backends import OnnxBackend, second_path
+from .decode import BatchResult, Solution, captcha_inputs, decode, softmax
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +94,7 @@ class Solver:
         self.trained_size = trained_size  # (width, height) of the captchas it learned from, for warnings
         self.temperature = temperature  # fitted at training time on held-out data: calibrated confidences
         self.reject_below = reject_below  # a reading less confident than this is refused, not guessed
+        self.second: Callable[[np.ndarray], np.ndarray] | None = None  # the first fit beside a refit (with_second)
         self.allow(allow)
         self.expect_length()
         self.rechecking()
@@ -123,6 +125,12 @@ class Solver:
             raise ConfigError(f"--length {length}: this model splits each captcha into {self.preparer.length} "
                               f"characters and cannot read {length}; train one on {length}-character captchas")
         self.read_length = length or self.preparer.length
+        return self
+
+    def with_second(self, backend: Callable[[np.ndarray], np.ndarray] | None) -> "Solver":
+        """Read the unsure readings (those :meth:`rechecking` reads again) with a second network too, their
+        probabilities averaged: the first fit a refit keeps (the checkpoint's ``second``)."""
+        self.second = backend
         return self
 
     def rechecking(self, mode: str = "auto") -> "Solver":
@@ -173,9 +181,16 @@ class Solver:
     @classmethod
     def from_onnx(cls, path: str | os.PathLike, threads: int | None = None,
                   max_pixels: int = DEFAULT_MAX_PIXELS, reject_below: float = 0.0) -> "Solver":
-        """A solver over an exported ONNX file (see `captcha export`), without PyTorch."""
+        """A solver over an exported ONNX file (see `captcha export`), without PyTorch; with the second
+        network exported beside it where the file says it has one."""
         backend = OnnxBackend(path, threads)
-        return cls.from_metadata(backend, backend.metadata(), max_pixels, str(path), reject_below)
+        meta = backend.metadata()
+        solver = cls.from_metadata(backend, meta, max_pixels, str(path), reject_below)
+        other = second_path(path)
+        if meta.get(SECOND) and not other.is_file():
+            log.warning("%s: its second network %s is missing; the unsure readings are read by one network",
+                        path, other.name)
+        return solver.with_second(OnnxBackend(other, threads) if meta.get(SECOND) and other.is_file() else None)
 
     def inputs(self, image: ImageInput) -> np.ndarray:
         """Decode one captcha into network inputs; raises :class:`ImageError` on bad input."""
@@ -188,24 +203,32 @@ class Solver:
         Readings chosen by :meth:`rechecking` are read again with the inputs moved RECHECK_SHIFT pixels
         left (and, where that reads otherwise, right), and the views vote (:func:`voted`): a reading the
         network holds only at one exact placement is often wrong, which its softmax alone does not tell.
+        With a second network (:meth:`with_second`) those readings and their views are the two networks'.
         """
         length = self.length if length is None else length
         sols = self._decode(x, length)
         again = [i for i, sol in enumerate(sols) if self._rechecks(sol.confidence)]
-        left = self._decode(shifted(x[again], -RECHECK_SHIFT), length) if again else []
+        if again and self.second is not None:
+            for i, sol in zip(again, self._decode(x[again], length, both=True)):
+                sols[i] = sol
+        left = self._decode(shifted(x[again], -RECHECK_SHIFT), length, both=True) if again else []
         # where the left view agrees, the text stands whatever the right one reads: it is not read
         split = [i for i, view in zip(again, left) if view.text != sols[i].text]
-        right = dict(zip(split, self._decode(shifted(x[split], RECHECK_SHIFT), length))) if split else {}
+        right = dict(zip(split, self._decode(shifted(x[split], RECHECK_SHIFT), length, both=True))) if split else {}
         for i, view in zip(again, left):
             sols[i] = voted(sols[i], view, right.get(i))
         for sol in sols:
             sol.rejected = sol.confidence < self.reject_below
         return sols
 
-    def _decode(self, x: np.ndarray, length: int) -> list[Solution]:
+    def _decode(self, x: np.ndarray, length: int, both: bool = False) -> list[Solution]:
         n, k = x.shape[:2]
-        logits = self.backend(x.reshape(n * k, *x.shape[2:]))
-        logits = logits.reshape(n, -1, logits.shape[-1]) / self.temperature
+        flat = x.reshape(n * k, *x.shape[2:])
+        logits = self.backend(flat) / self.temperature
+        if both and self.second is not None:
+            mean = (softmax(logits) + softmax(self.second(flat) / self.temperature)) / 2
+            logits = np.log(np.maximum(mean, np.float32(1e-30)))
+        logits = logits.reshape(n, -1, logits.shape[-1])
         if self._mask is not None:
             logits = np.where(self._mask, logits, np.float32(-1e9))
         # a CTC model that learned from captchas of one length only reads that many: on captcha_images_v2

@@ -19,7 +19,7 @@ from torchvision.models import ResNet, ResNet18_Weights
 from torchvision.models.resnet import BasicBlock
 
 from ..charset import DEFAULT_ALPHABET
-from ..config import FREEZE_LEVELS, METHODS, PRETRAINED_HELP, SHIPPED_READER
+from ..config import FREEZE_LEVELS, METHODS, PRETRAINED_HELP, SECOND, SHIPPED_READER
 from ..errors import CheckpointError, ConfigError
 from .checkpoint import check_checkpoint, is_checkpoint, read_weights_file
 
@@ -317,8 +317,9 @@ def build_model(num_classes: int, pretrained: str = "auto", freeze: str = "none"
     return model, source
 
 
-def model_from_checkpoint(ckpt: dict[str, Any], path: str | os.PathLike = "<checkpoint>") -> CharNet:
-    """The trained network stored in a recognizer checkpoint, checked against its charset."""
+def model_from_checkpoint(ckpt: dict[str, Any], path: str | os.PathLike = "<checkpoint>", member: str = "") -> CharNet:
+    """The trained network stored in a recognizer checkpoint, checked against its charset; ``member``
+    ``second``: the first fit a refit keeps beside its own weights (:data:`SECOND`)."""
     if ckpt.get("arch") != ARCH:
         raise CheckpointError(f"{path}: architecture {ckpt.get('arch')!r} is not supported (only {ARCH})")
     method = ckpt.get("method", "classify")
@@ -326,7 +327,11 @@ def model_from_checkpoint(ckpt: dict[str, Any], path: str | os.PathLike = "<chec
         raise CheckpointError(f"{path}: unknown method {method!r} (this version knows {', '.join(METHODS)})")
     chars = len(ckpt["charset"]["alphabet"])
     num_classes = chars + (1 if method == "ctc" else 0)
-    state = clean_state_dict(ckpt["model"])
+    if member not in ("", SECOND):
+        raise CheckpointError(f"{path}: no member {member!r} (a checkpoint holds its model and perhaps {SECOND!r})")
+    if member and not isinstance(ckpt.get(SECOND), dict):
+        raise CheckpointError(f"{path}: holds no second fit; it was trained without a refit")
+    state = clean_state_dict((ckpt[SECOND] if member else ckpt)["model"])
     head = state.get("fc.weight")
     if head is None or head.shape[0] != num_classes:
         got = None if head is None else head.shape[0]

@@ -40,6 +40,8 @@ from ..config import (
     PSEUDO_CONFIDENCE,
     REFIT_MIN_EPOCHS,
     RESUME_OVERRIDES,
+    SECOND,
+    SECOND_MAX_CAPTCHAS,
     SynthConfig,
     TrainConfig,
 )
@@ -54,7 +56,7 @@ from ..eval.plots import training_curve
 from ..inference.backends import has_onnxruntime
 from ..inference.export import int8_check, int8_passes
 from ..inference.solver import Preparer
-from ..nn.checkpoint import load_checkpoint, save_checkpoint
+from ..nn.checkpoint import half_precision, load_checkpoint, save_checkpoint
 from ..nn.device import (
     barrier,
     distributed,
@@ -428,7 +430,8 @@ def refit(cfg: TrainConfig, data: TrainingData, first: dict[str, Any], epochs: i
     validation share) for the ``epochs`` the first fit kept. On a few hundred captchas that is a third
     more to learn from. From a flat folder the first fit's held-out figures stay in the checkpoint as
     the estimate, since nothing is left out to measure the refit on; the course layout's validation
-    folders stay out of it and measure it."""
+    folders stay out of it and measure it. A CTC refit on at most SECOND_MAX_CAPTCHAS keeps the first
+    fit as its second network (``config.SECOND``)."""
     out = Path(cfg.out)
     tmp = out.with_name(out.stem + ".refit.pt")
     again = dataclasses.replace(cfg, out=str(tmp), epochs=epochs, select_fraction=0.0, val_fraction=0.0,
@@ -440,9 +443,14 @@ def refit(cfg: TrainConfig, data: TrainingData, first: dict[str, Any], epochs: i
     for key in ("recipe", "temperature", "calibration", "warnings", "self_training", "synthetic"):
         if key in kept:
             ckpt[key] = kept[key]
+    folded = data.split.get("layout") == "flat"
+    labelled = len(set(data.train_groups) - data.extra_groups) + (len(data.captchas) if folded else 0)
+    if cfg.method == "ctc" and labelled <= SECOND_MAX_CAPTCHAS:  # it reads the unsure captchas beside the refit
+        ckpt[SECOND] = {"model": half_precision(kept["model"]), "epoch": kept.get("epoch"), "captchas": labelled}
+        say(f"kept the first fit beside the refit: from {labelled} captchas, at most {SECOND_MAX_CAPTCHAS}, the two "
+            "read the unsure captchas together")
     # a flat folder's validation share is trained on now: the first fit's figures are the estimate; the
     # course layout's chars/val and captchas/val stay out, so the refit has figures of its own
-    folded = data.split.get("layout") == "flat"
     ckpt["refit"] = {"epochs": epochs, "train_seconds": second["train_seconds"], "validation_trained_on": folded,
                      "estimate" if folded else "first_fit": {"held_out_acc": first["held_out_acc"], "val": first["best"],
                                                               "val_captchas": len(data.captchas)}}

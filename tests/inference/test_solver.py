@@ -287,6 +287,41 @@ def test_an_unsure_reading_is_read_again_moved_and_the_views_vote():
         solver().rechecking("sometimes")
 
 
+def test_a_second_network_reads_the_unsure_readings_with_the_first():
+    """With a second network (a refit's first fit), the readings re-read are read by both, their probabilities
+    averaged, in every view; a sure reading, or any with rechecking off, is read by the first alone."""
+    from captcha.charset import Charset
+    from captcha.config import RECHECK_BELOW
+    from captcha.data.preprocess import Preprocess
+    from captcha.data.segment import SegmentConfig
+    from captcha.inference.decode import softmax
+    from captcha.inference.solver import Preparer, Solver
+
+    seconds = []
+
+    def first(x):  # "A": sure where pixel (0, 0) is 1, else unsure
+        a = np.where(x[:, 0, 0, 0] == 1, 6.0, 0.5)
+        return np.stack([a, np.zeros_like(a)], 1)
+
+    def second(x):  # "B", sure
+        seconds.append(len(x))
+        return np.tile([[-4.0, 0.0]], (len(x), 1))
+
+    x = np.zeros((2, 1, 3, 8, 8), np.float32)
+    x[1, 0, 0, 0, 0] = 1
+    solver = Solver(first, Charset("AB"), Preparer(Preprocess(), 1, SegmentConfig("equal")))
+    alone = solver.read(x)
+    assert [s.text for s in alone] == ["A", "A"] and alone[0].confidence < RECHECK_BELOW < alone[1].confidence
+    both = solver.with_second(second).read(x)
+    p_b = (softmax(np.array([0.5, 0.0]))[1] + softmax(np.array([-4.0, 0.0]))[1]) / 2
+    assert [s.text for s in both] == ["B", "A"] and both[0].confidence == pytest.approx(p_b)
+    assert both[1].confidence == pytest.approx(alone[1].confidence)
+    assert seconds == [1, 1]  # the unsure captcha, then its left view (which agrees: no right view)
+    seconds.clear()
+    assert [s.text for s in solver.rechecking("off").read(x)] == ["A", "A"] and seconds == []
+    assert [s.text for s in solver.rechecking("auto").with_second(None).read(x)] == ["A", "A"]
+
+
 def test_the_general_reader_learns_a_sites_length_from_the_batch():
     """Told no length, once BATCH_LENGTH_MIN sure readings mostly share one, an unsure reading of another length
     is read again held to it (and says so); a sure one of another length stands; too few sure readings, a

@@ -1,6 +1,7 @@
 import json
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -261,10 +262,61 @@ def test_a_small_set_is_refit_on_every_labelled_captcha(flat_captchas, tmp_path)
     assert ck["refit"]["estimate"]["val_captchas"] == 10 and ck["refit"]["estimate"]["val"]["captchas"] == 10
     assert ck["split"]["val_files"] == [] and len(ck["recipe"]["probes"]) == 0 and ck["recipe"]["held_out"] > 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["refit.curve.png", "refit.last.pt", "refit.pt"]
+    assert "second" not in ck  # split-and-classify keeps the refit alone (the second was measured on CTC)
     if "int8" in ck:
         assert ck["int8"]["on"] == "training" and ck["int8"]["captchas"] == 40
     with pytest.raises(DataError, match="refit"):
         evaluate_checkpoint(out)
+
+
+def test_a_ctc_refit_keeps_the_first_fit_to_read_the_unsure_captchas(flat_captchas, tmp_path, caplog):
+    """A CTC refit stores the first fit's weights as the checkpoint's second network (half precision); solving
+    loads both on either backend, `export` writes the second beside the main file, and an exported model whose
+    second file is missing reads with the main one and says so."""
+    from captcha.config import SECOND
+    from captcha.inference.backends import second_path
+    from captcha.inference.export import export_onnx
+    from captcha.inference.load import load_solver
+
+    out = tmp_path / "ctc.pt"
+    said: list[str] = []
+    res = train(_cfg(flat_captchas, out, method="ctc", pretrained="auto", epochs=2, batch_size=8, size=None,
+                     val_fraction=0.25), say=said.append)
+    ck, first = load_checkpoint(out), load_checkpoint(out.with_name("ctc.last.pt"))
+    assert res["refit"]["epochs"] >= 1 and ck[SECOND]["epoch"] >= 1 and ck[SECOND]["captchas"] == 40
+    assert any(line.startswith("kept the first fit beside the refit: from 40 captchas") for line in said)
+    assert ck[SECOND]["model"]["fc.weight"].dtype == torch.float16 and ck["model"]["fc.weight"].dtype == torch.float32
+    if ck[SECOND]["epoch"] == first["epoch"]:  # the kept epoch was the last: the first fit's last weights
+        assert torch.equal(ck[SECOND]["model"]["fc.weight"], first["model"]["fc.weight"].half())
+    assert not torch.equal(ck[SECOND]["model"]["fc.weight"], ck["model"]["fc.weight"].half())  # another network
+    held = sorted(flat_captchas.glob("*.png"))[:6]
+    onnx, torch_ = load_solver(out, precision="fp32"), load_solver(out, backend="torch")
+    assert onnx.second is not None and torch_.second is not None
+    x = np.stack([onnx.inputs(p) for p in held])
+    assert np.allclose(onnx.second(x[:, 0]), torch_.second(x[:, 0]), atol=1e-2)
+    assert not np.allclose(torch_.second(x[:, 0]), torch_.backend(x[:, 0]), atol=1e-2)
+    assert [s.text for s in onnx.rechecking("all").read(x)] == [s.text for s in torch_.rechecking("all").read(x)]
+    exported = tmp_path / "m.onnx"
+    rep = export_onnx(out, exported, with_second=True)
+    assert rep[SECOND]["onnx"] == str(second_path(exported)) and second_path(exported).is_file()
+    assert load_solver(exported).second is not None
+    second_path(exported).unlink()
+    assert load_solver(exported).second is None and "second network" in caplog.text
+
+
+def test_a_ctc_refit_on_more_captchas_than_the_limit_keeps_no_second(flat_captchas, tmp_path, monkeypatch):
+    """Beyond SECOND_MAX_CAPTCHAS labelled captchas the refit is kept alone: there the two fits' average read
+    the leave-style-out sites no better."""
+    import captcha.training.train as training
+    from captcha.config import SECOND
+    from captcha.inference.load import load_solver
+
+    monkeypatch.setattr(training, "SECOND_MAX_CAPTCHAS", 39)
+    out = tmp_path / "many.pt"
+    res = train(_cfg(flat_captchas, out, method="ctc", pretrained="auto", epochs=1, batch_size=8, size=None,
+                     val_fraction=0.25))
+    assert res["refit"]["epochs"] == 1 and SECOND not in load_checkpoint(out)
+    assert load_solver(out, backend="torch").second is None
 
 
 def test_one_fit_instead_of_a_refit_trains_on_the_held_out_slice_too(flat_captchas, tmp_path):
