@@ -18,6 +18,7 @@ from ..errors import CheckpointError
 
 META_KEY = "captcha"  # the ONNX metadata entry holding the solving settings (JSON)
 INPUT, OUTPUT = "crops", "logits"
+INT8_SUFFIX = ".int8.onnx"  # `captcha export --int8`'s file, beside the fp32 one
 SECOND_SUFFIX = ".second.onnx"  # beside an exported file: the second network of a refit checkpoint (config.SECOND)
 INFERENCE_BATCH = 512  # inputs per network call when a whole array is run (validation, evaluation)
 
@@ -114,6 +115,9 @@ def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
 
 
 def second_path(onnx_path: str | os.PathLike) -> Path:
-    """Where `captcha export` writes the second network of a model exported to ``onnx_path``."""
+    """Where `captcha export` writes the second network of a model exported to ``onnx_path``: beside
+    ``m.onnx``, ``m.second.onnx``; beside its int8 ``m.int8.onnx``, ``m.second.int8.onnx``."""
     path = Path(onnx_path)
+    if path.name.endswith(INT8_SUFFIX):
+        return path.with_name(path.name[:-len(INT8_SUFFIX)] + SECOND_SUFFIX[:-len(".onnx")] + INT8_SUFFIX)
     return path.with_name(path.stem + SECOND_SUFFIX)

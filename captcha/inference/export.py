@@ -33,7 +33,15 @@ from ..data.synth import GlyphStyle, render_char
 from ..errors import CheckpointError
 from ..nn.checkpoint import load_checkpoint
 from ..nn.networks import model_from_checkpoint, slim_for_input
-from .backends import INPUT, META_KEY, OUTPUT, OnnxBackend, run_batched, second_path
+from .backends import (
+    INPUT,
+    INT8_SUFFIX,
+    META_KEY,
+    OUTPUT,
+    OnnxBackend,
+    run_batched,
+    second_path,
+)
 from .decode import decode
 
 log = logging.getLogger(__name__)
@@ -86,7 +94,7 @@ def export_onnx(checkpoint: str | os.PathLike, out: str | os.PathLike, quantize:
         ref = model(torch.from_numpy(x)).numpy()
     report: dict[str, Any] = {"onnx": str(out), "max_abs_diff": _verify(out, x, ref, tolerance)}
     if quantize:
-        qpath = out.with_name(out.stem + ".int8.onnx")
+        qpath = out.with_name(out.stem + INT8_SUFFIX)
         quantize_int8(out, qpath, _calibration(ckpt))
         report["int8"] = str(qpath)
         report["int8_top1_agreement"] = float((OnnxBackend(qpath)(x).argmax(-1) == ref.argmax(-1)).mean())

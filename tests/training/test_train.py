@@ -297,9 +297,10 @@ def test_a_ctc_refit_keeps_the_first_fit_to_read_the_unsure_captchas(flat_captch
     assert not np.allclose(torch_.second(x[:, 0]), torch_.backend(x[:, 0]), atol=1e-2)
     assert [s.text for s in onnx.rechecking("all").read(x)] == [s.text for s in torch_.rechecking("all").read(x)]
     exported = tmp_path / "m.onnx"
-    rep = export_onnx(out, exported, with_second=True)
-    assert rep[SECOND]["onnx"] == str(second_path(exported)) and second_path(exported).is_file()
-    assert load_solver(exported).second is not None
+    rep = export_onnx(out, exported, quantize=True, with_second=True)
+    assert rep[SECOND]["onnx"] == str(second_path(exported)) == str(tmp_path / "m.second.onnx")
+    assert rep[SECOND]["int8"] == str(second_path(rep["int8"])) == str(tmp_path / "m.second.int8.onnx")
+    assert load_solver(exported).second is not None and load_solver(rep["int8"]).second is not None
     second_path(exported).unlink()
     assert load_solver(exported).second is None and "second network" in caplog.text
 
