@@ -670,7 +670,7 @@ def export(checkpoint, out, int8, tolerance, as_json) -> None:
 
         check = rep["int8_check"]
         click.echo(f"int8 check at training: {100 * check['int8']:.2f}% against fp32 {100 * check['fp32']:.2f}% of "
-                   f"{check['captchas']} held-out captchas ({'within' if int8_passes(check) else 'beyond'} "
+                   f"{check['captchas']} {check.get('on', 'held-out')} captchas ({'within' if int8_passes(check) else 'beyond'} "
                    f"{100 * INT8_TOLERANCE:.1f} points or one captcha; stored beside it)" if check else
                    "no int8 check in this checkpoint (trained before it existed): compare on your own captchas")
 

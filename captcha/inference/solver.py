@@ -186,11 +186,12 @@ class Solver:
         backend = OnnxBackend(path, threads)
         meta = backend.metadata()
         solver = cls.from_metadata(backend, meta, max_pixels, str(path), reject_below)
-        other = second_path(path)
-        if meta.get(SECOND) and not other.is_file():
+        other = second_path(path) if meta.get(SECOND) else None
+        if other is not None and not other.is_file():
             log.warning("%s: its second network %s is missing; the unsure readings are read by one network",
                         path, other.name)
-        return solver.with_second(OnnxBackend(other, threads) if meta.get(SECOND) and other.is_file() else None)
+            other = None
+        return solver.with_second(OnnxBackend(other, threads) if other is not None else None)
 
     def inputs(self, image: ImageInput) -> np.ndarray:
         """Decode one captcha into network inputs; raises :class:`ImageError` on bad input."""

@@ -438,7 +438,7 @@ def refit(cfg: TrainConfig, data: TrainingData, first: dict[str, Any], epochs: i
                                 split=data.segment.method, resume=False, refit=False, unlabelled=None)
     say(f"refit: training again from the start on every labelled captcha for the {epochs} epochs kept "
         "(--no-refit keeps the first fit)")
-    second = train(again, say, progress)
+    refitted = train(again, say, progress)
     kept, ckpt = load_checkpoint(out, kind="recognizer"), load_checkpoint(tmp, kind="recognizer")
     for key in ("recipe", "temperature", "calibration", "warnings", "self_training", "synthetic"):
         if key in kept:
@@ -451,14 +451,14 @@ def refit(cfg: TrainConfig, data: TrainingData, first: dict[str, Any], epochs: i
             "read the unsure captchas together")
     # a flat folder's validation share is trained on now: the first fit's figures are the estimate; the
     # course layout's chars/val and captchas/val stay out, so the refit has figures of its own
-    ckpt["refit"] = {"epochs": epochs, "train_seconds": second["train_seconds"], "validation_trained_on": folded,
+    ckpt["refit"] = {"epochs": epochs, "train_seconds": refitted["train_seconds"], "validation_trained_on": folded,
                      "estimate" if folded else "first_fit": {"held_out_acc": first["held_out_acc"], "val": first["best"],
                                                               "val_captchas": len(data.captchas)}}
     save_checkpoint(ckpt, out)
-    for leftover in (tmp, tmp.with_name(tmp.stem + ".last.pt"), Path(second["curve"])):
+    for leftover in (tmp, tmp.with_name(tmp.stem + ".last.pt"), Path(refitted["curve"])):
         leftover.unlink(missing_ok=True)
-    return {**first, "best": first["best"] if folded else second["best"], "refit": ckpt["refit"],
-            "train_seconds": first["train_seconds"] + second["train_seconds"]}
+    return {**first, "best": first["best"] if folded else refitted["best"], "refit": ckpt["refit"],
+            "train_seconds": first["train_seconds"] + refitted["train_seconds"]}
 
 
 def _first_captchas(fit: tuple[list, list], fit_idx: list[int], data: TrainingData, pre: Preprocess, method: str,
