@@ -262,7 +262,7 @@ def test_a_small_set_is_refit_on_every_labelled_captcha(flat_captchas, tmp_path)
     assert ck["refit"]["estimate"]["val_captchas"] == 10 and ck["refit"]["estimate"]["val"]["captchas"] == 10
     assert ck["split"]["val_files"] == [] and len(ck["recipe"]["probes"]) == 0 and ck["recipe"]["held_out"] > 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["refit.curve.png", "refit.last.pt", "refit.pt"]
-    assert "second" not in ck  # split-and-classify keeps the refit alone (the second was measured on CTC)
+    assert "second" not in ck  # split-and-classify keeps the refit alone (mixed on two course-layout sets)
     if "int8" in ck:
         assert ck["int8"]["on"] == "training" and ck["int8"]["captchas"] == 40
     with pytest.raises(DataError, match="refit"):
