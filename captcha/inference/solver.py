@@ -207,29 +207,38 @@ class Solver:
         With a second network (:meth:`with_second`) those readings and their views are the two networks'.
         """
         length = self.length if length is None else length
-        sols = self._decode(x, length)
+        logits = self._logits(x, self.backend)
+        sols = self._decode(logits, length)
         again = [i for i, sol in enumerate(sols) if self._rechecks(sol.confidence)]
-        if again and self.second is not None:
-            for i, sol in zip(again, self._decode(x[again], length, both=True)):
+        if again and self.second is not None:  # the first network's logits of these are read already
+            for i, sol in zip(again, self._decode(self._both(x[again], logits[again]), length)):
                 sols[i] = sol
-        left = self._decode(shifted(x[again], -RECHECK_SHIFT), length, both=True) if again else []
+        left = self._decode(self._both(shifted(x[again], -RECHECK_SHIFT)), length) if again else []
         # where the left view agrees, the text stands whatever the right one reads: it is not read
         split = [i for i, view in zip(again, left) if view.text != sols[i].text]
-        right = dict(zip(split, self._decode(shifted(x[split], RECHECK_SHIFT), length, both=True))) if split else {}
+        right = dict(zip(split, self._decode(self._both(shifted(x[split], RECHECK_SHIFT)), length))) if split else {}
         for i, view in zip(again, left):
             sols[i] = voted(sols[i], view, right.get(i))
         for sol in sols:
             sol.rejected = sol.confidence < self.reject_below
         return sols
 
-    def _decode(self, x: np.ndarray, length: int, both: bool = False) -> list[Solution]:
+    def _logits(self, x: np.ndarray, network: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+        """(captchas, k, 3, H, W) inputs -> (captchas, positions or columns, classes) tempered logits."""
         n, k = x.shape[:2]
-        flat = x.reshape(n * k, *x.shape[2:])
-        logits = self.backend(flat) / self.temperature
-        if both and self.second is not None:
-            mean = (softmax(logits) + softmax(self.second(flat) / self.temperature)) / 2
-            logits = np.log(np.maximum(mean, np.float32(1e-30)))
-        logits = logits.reshape(n, -1, logits.shape[-1])
+        logits = network(x.reshape(n * k, *x.shape[2:])) / self.temperature
+        return logits.reshape(n, -1, logits.shape[-1])
+
+    def _both(self, x: np.ndarray, first: np.ndarray | None = None) -> np.ndarray:
+        """The logits of the two networks' averaged probabilities (the first network's alone without a
+        second); ``first``: its logits of ``x`` when read already."""
+        first = self._logits(x, self.backend) if first is None else first
+        if self.second is None:
+            return first
+        mean = (softmax(first) + softmax(self._logits(x, self.second))) / 2
+        return np.log(np.maximum(mean, np.float32(1e-30)))
+
+    def _decode(self, logits: np.ndarray, length: int) -> list[Solution]:
         if self._mask is not None:
             logits = np.where(self._mask, logits, np.float32(-1e9))
         # a CTC model that learned from captchas of one length only reads that many: on captcha_images_v2

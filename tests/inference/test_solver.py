@@ -297,9 +297,10 @@ def test_a_second_network_reads_the_unsure_readings_with_the_first():
     from captcha.inference.decode import softmax
     from captcha.inference.solver import Preparer, Solver
 
-    seconds = []
+    firsts, seconds = [], []
 
     def first(x):  # "A": sure where pixel (0, 0) is 1, else unsure
+        firsts.append(len(x))
         a = np.where(x[:, 0, 0, 0] == 1, 6.0, 0.5)
         return np.stack([a, np.zeros_like(a)], 1)
 
@@ -312,11 +313,13 @@ def test_a_second_network_reads_the_unsure_readings_with_the_first():
     solver = Solver(first, Charset("AB"), Preparer(Preprocess(), 1, SegmentConfig("equal")))
     alone = solver.read(x)
     assert [s.text for s in alone] == ["A", "A"] and alone[0].confidence < RECHECK_BELOW < alone[1].confidence
+    firsts.clear()
     both = solver.with_second(second).read(x)
     p_b = (softmax(np.array([0.5, 0.0]))[1] + softmax(np.array([-4.0, 0.0]))[1]) / 2
     assert [s.text for s in both] == ["B", "A"] and both[0].confidence == pytest.approx(p_b)
     assert both[1].confidence == pytest.approx(alone[1].confidence)
     assert seconds == [1, 1]  # the unsure captcha, then its left view (which agrees: no right view)
+    assert firsts == [2, 1]  # its first reading of the unsure captcha is averaged, not read again
     seconds.clear()
     assert [s.text for s in solver.rechecking("off").read(x)] == ["A", "A"] and seconds == []
     assert [s.text for s in solver.rechecking("auto").with_second(None).read(x)] == ["A", "A"]
