@@ -79,18 +79,30 @@ class OnnxCache:
         """The ONNX file of ``checkpoint``: from the cache when it is there and intact, else exported now."""
         return Path(self.backend(checkpoint, precision=precision).path)
 
-    def backend(self, checkpoint: str | os.PathLike, threads: int | None = None, precision: str = "auto",
-                member: str = "") -> OnnxBackend:
-        """``checkpoint`` (its ``member`` network when given) compiled (at ``precision``, see
-        :func:`~captcha.inference.export.compile_onnx`) and opened on ONNX Runtime: the session that checks
-        a cached file is the one returned, so a load opens the model once."""
+    def backend(self, checkpoint: str | os.PathLike, threads: int | None = None, precision: str = "auto") -> OnnxBackend:
+        """``checkpoint`` compiled (at ``precision``, see :func:`~captcha.inference.export.compile_onnx`)
+        and opened on ONNX Runtime: the session that checks a cached file is the one returned, so a load
+        opens the model once."""
+        return self.backends(checkpoint, threads, precision, second=False)[0]
+
+    def backends(self, checkpoint: str | os.PathLike, threads: int | None = None, precision: str = "auto",
+                 second: bool = True) -> tuple[OnnxBackend, OnnxBackend | None]:
+        """:meth:`backend`, and the checkpoint's second network compiled the same way where its metadata
+        says it has one (None where not, or not asked for): the checkpoint is hashed once for both."""
         # the checkpoint side needs torch: imported here so that the .onnx path never loads it
         from ..nn.checkpoint import require_file
 
         if precision not in PRECISIONS:
             raise ConfigError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
         path = require_file(checkpoint)
-        key = f"{self.key(path)}-{precision}" + (f"-{member}" if member else "")
+        digest = self.key(path)
+        main = self._compiled(path, f"{digest}-{precision}", threads, precision, "")
+        if not (second and main.metadata().get(SECOND)):
+            return main, None
+        return main, self._compiled(path, f"{digest}-{precision}-{SECOND}", threads, precision, SECOND)
+
+    def _compiled(self, path: Path, key: str, threads: int | None, precision: str, member: str) -> OnnxBackend:
+        """The cached file ``key`` of ``path``'s ``member`` network, exported now when missing or damaged."""
         target = self.root / f"{key}.onnx"
         if target.is_file():
             opened = self._open(target, key, threads)
@@ -198,11 +210,9 @@ def load_solver(path: str | os.PathLike, backend: str = "auto", device: str = "a
         return Solver.from_onnx(path, threads, max_pixels, reject_below)
     if resolve_backend(backend, device) == "onnx":
         try:
-            cache = cache or OnnxCache()
-            compiled = cache.backend(path, threads, precision)
-            meta = compiled.metadata()
-            second = cache.backend(path, threads, precision, SECOND) if meta.get(SECOND) else None
-            return Solver.from_metadata(compiled, meta, max_pixels, str(path), reject_below).with_second(second)
+            compiled, second = (cache or OnnxCache()).backends(path, threads, precision)
+            return Solver.from_metadata(compiled, compiled.metadata(), max_pixels, str(path),
+                                        reject_below).with_second(second)
         except CacheUnwritable as exc:
             if backend == "onnx":
                 raise

@@ -269,14 +269,14 @@ def test_a_small_set_is_refit_on_every_labelled_captcha(flat_captchas, tmp_path)
         evaluate_checkpoint(out)
 
 
-def test_a_ctc_refit_keeps_the_first_fit_to_read_the_unsure_captchas(flat_captchas, tmp_path, caplog):
+def test_a_ctc_refit_keeps_the_first_fit_to_read_the_unsure_captchas(flat_captchas, tmp_path, caplog, monkeypatch):
     """A CTC refit stores the first fit's weights as the checkpoint's second network (half precision); solving
     loads both on either backend, `export` writes the second beside the main file, and an exported model whose
     second file is missing reads with the main one and says so."""
     from captcha.config import SECOND
     from captcha.inference.backends import second_path
     from captcha.inference.export import export_onnx
-    from captcha.inference.load import load_solver
+    from captcha.inference.load import OnnxCache, load_solver
 
     out = tmp_path / "ctc.pt"
     said: list[str] = []
@@ -290,8 +290,10 @@ def test_a_ctc_refit_keeps_the_first_fit_to_read_the_unsure_captchas(flat_captch
         assert torch.equal(ck[SECOND]["model"]["fc.weight"], first["model"]["fc.weight"].half())
     assert not torch.equal(ck[SECOND]["model"]["fc.weight"], ck["model"]["fc.weight"].half())  # another network
     held = sorted(flat_captchas.glob("*.png"))[:6]
+    hashed, key = [], OnnxCache.key
+    monkeypatch.setattr(OnnxCache, "key", lambda cache, path: hashed.append(path) or key(cache, path))
     onnx, torch_ = load_solver(out, precision="fp32"), load_solver(out, backend="torch")
-    assert onnx.second is not None and torch_.second is not None
+    assert onnx.second is not None and torch_.second is not None and hashed == [out]  # one hash for both networks
     x = np.stack([onnx.inputs(p) for p in held])
     assert np.allclose(onnx.second(x[:, 0]), torch_.second(x[:, 0]), atol=1e-2)
     assert not np.allclose(torch_.second(x[:, 0]), torch_.backend(x[:, 0]), atol=1e-2)
