@@ -184,6 +184,29 @@ def by_family(faces: tuple[Face, ...]) -> dict[str, tuple[str, ...]]:
     return {k: tuple(v) for k, v in sorted(groups.items())}
 
 
+def missing_font_packages() -> list[str]:
+    """The font packages pretraining draws from (Debian's, then PyPI's) that are not installed here."""
+    owners = set(_debian_owners().values())
+    debian = [p for p in SYSTEM_PACKAGES_PRETRAIN.split() if not any(o == p or o.startswith(p + "-") for o in owners)]
+    return debian + [m.replace("_", "-") for m in PYPI_PACKAGES if importlib.util.find_spec(m) is None]
+
+
+def corpus_shortfall(expected: int) -> str:
+    """Empty when pretraining finds at least ``expected`` faces (what the weights it continues or replaces
+    were made from); else what is missing and how to install it, since nothing else would tell."""
+    faces = pretraining_faces()
+    if len(faces) >= expected:
+        return ""
+    missing = missing_font_packages()
+    debian = [p for p in missing if p.startswith("fonts-")]
+    pypi = [p for p in missing if not p.startswith("fonts-")]
+    fixes = ([f"apt-get install {' '.join(debian)}"] if debian else []) + \
+        ([f"pip install {' '.join(pypi)} (the `pretrain` extra)"] if pypi else [])
+    return (f"pretraining finds {len(faces)} font faces in {len(by_family(faces))} families here, where the shipped "
+            f"weights were made from {expected}: a narrower synthesis, which reads real sites worse; "
+            + ("; ".join(fixes) if fixes else "install the font packages listed in captcha/data/fonts.py"))
+
+
 @functools.lru_cache(maxsize=None)
 def held_out_files(families: tuple[str, ...]) -> tuple[str, ...]:
     """Installed font files whose names start with one of ``families`` (the benchmark's fonts)."""

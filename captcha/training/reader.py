@@ -46,7 +46,7 @@ from ..nn.networks import (
     shipped_reader,
 )
 from .loop import CTCLoss, make_optimizer, make_schedule, predict, train_one_epoch
-from .pretrain import restore
+from .pretrain import fonts_check, restore
 
 log = logging.getLogger(__name__)
 
@@ -164,6 +164,7 @@ def pretrain_reader(cfg: ReaderConfig, progress: bool = True) -> dict:
     ``cfg.steps`` optimiser steps, or with ``cfg.minutes`` as many as that time holds (the rate's
     schedule then runs on the clock); on a GPU, ``cfg.reuse`` keeps it busy while workers render.
     """
+    fonts = fonts_check()
     torch.manual_seed(cfg.seed)
     charset = Charset(cfg.alphabet)
     pre = Preprocess(size=tuple(cfg.size))
@@ -222,6 +223,8 @@ def pretrain_reader(cfg: ReaderConfig, progress: bool = True) -> dict:
     bar.close()
     if not payload:  # resumed a finished run
         payload = reader_payload(cfg, model, charset, pre, source, history, earlier)
+    if fonts:
+        payload["pretrain"]["fonts_warning"] = fonts
     save_checkpoint({**payload, "model": half_precision(payload["model"])}, out)  # shipped in the wheel: half the bytes
     payload["int8"] = check_reader_int8(out, cfg)
     write_reader_card(out, payload)
@@ -288,7 +291,8 @@ def write_reader_card(out: Path, payload: dict) -> None:
              f"synthetic captchas of {', '.join(map(str, cfg['lengths']))} characters over {cfg['alphabet']} "
              f"(case-insensitive), input {cfg['size'][0]}x{cfg['size'][1]} after cropping to content",
              "- layouts: " + ", ".join(f"{k} {100 * v:.0f}%" for k, v in info["layouts"].items())
-             + f"; {info['faces']} pretraining font faces (see the glyph backbone's card for their licences)",
+             + f"; {info['faces']} pretraining font faces (see the glyph backbone's card for their licences)"
+             + (f". Warning: {info['fonts_warning']}" if info.get("fonts_warning") else ""),
              f"- wall time: {info['seconds'] / 60:.1f} min (torch {info['torch']}, "
              f"{'a CUDA GPU and ' if info.get('device') == 'cuda' else ''}{info['threads']} threads"
              f"{', bf16 autocast' if cfg['bf16'] else ''}); stored in half precision",

@@ -4,14 +4,17 @@ from pathlib import Path
 
 import pytest
 
+import captcha.data.fonts as fonts
 from captcha.data.fonts import (
     HELD_OUT_PREFIXES,
     by_family,
+    corpus_shortfall,
     covers_alphabet,
     debian_faces,
     family_of,
     is_held_out,
     matplotlib_faces,
+    missing_font_packages,
     pretraining_faces,
     pypi_faces,
 )
@@ -52,3 +55,22 @@ def test_the_pretraining_machine_has_150_faces_from_three_sources():
     assert len(faces) >= 150
     assert {f.source.split(":")[0] for f in faces} == {"matplotlib", "debian", "pypi"}
     assert all(f.licence != "unknown" for f in faces)
+
+
+def test_missing_font_packages_are_named_and_a_package_counts_by_the_files_it_owns(monkeypatch):
+    owners = {"/usr/share/fonts/truetype/tlwg/Purisa.ttf": "fonts-tlwg-purisa-ttf",
+              "/usr/share/fonts/truetype/lato/Lato-Regular.ttf": "fonts-lato"}
+    monkeypatch.setattr(fonts, "_debian_owners", lambda: owners)
+    missing = missing_font_packages()
+    assert "fonts-tlwg-purisa" not in missing and "fonts-lato" not in missing  # purisa's fonts are in its -ttf package
+    assert "fonts-noto-core" in missing and "fonts-go" in missing
+    assert len(missing) >= len(fonts.SYSTEM_PACKAGES_PRETRAIN.split()) - 2
+
+
+def test_fewer_faces_than_the_shipped_weights_were_made_from_is_said_with_its_fix(monkeypatch):
+    found = len(pretraining_faces())
+    assert corpus_shortfall(found) == ""
+    monkeypatch.setattr(fonts, "missing_font_packages", lambda: ["fonts-lato", "fonts-go", "font-roboto"])
+    note = corpus_shortfall(found + 5)
+    assert f"finds {found} font faces" in note and f"made from {found + 5}" in note
+    assert "apt-get install fonts-lato fonts-go" in note and "pip install font-roboto" in note

@@ -102,7 +102,13 @@ def test_the_pretraining_loop_learns(tmp_path, monkeypatch):
     assert accs[-1] >= 0.9 and accs[-1] > accs[0], accs  # chance is 0.25
 
 
-def test_tiny_glyph_pretrain_makes_a_backbone_train_accepts(tmp_path):
+def test_tiny_glyph_pretrain_makes_a_backbone_train_accepts(tmp_path, monkeypatch):
+    import captcha.data.fonts as fonts
+    from captcha.nn.networks import shipped_backbone
+
+    few = fonts.pretraining_faces()[:3]  # the font packages missing: said, with the shipped backbone's count
+    monkeypatch.setattr(fonts, "pretraining_faces", lambda: few)
+    made = len(load_checkpoint(shipped_backbone("glyphs"), kind="backbone")["pretrain"]["corpus"]["faces"])
     out = tmp_path / "bb.pt"
     info = pretrain(PretrainConfig(steps=3, batch_size=8, eval_every=3, workers=0, heldout=2, out=str(out)),
                     progress=False)
@@ -113,6 +119,9 @@ def test_tiny_glyph_pretrain_makes_a_backbone_train_accepts(tmp_path):
                for v in ck["model"].values())
     assert not any(k.startswith("fc.") for k in ck["model"])
     assert out.with_suffix(".md").read_text().startswith("# bb.pt")
+    warning = ck["pretrain"]["corpus"]["warning"]
+    assert warning.startswith("pretraining finds 3 font faces") and f"made from {made}:" in warning
+    assert f"Warning: {warning}." in out.with_suffix(".md").read_text()
     model, source = build_model(36, str(out), "all")
     assert source == f"file:{out}"
     assert np.allclose(model.conv1.weight.detach().numpy(), ck["model"]["conv1.weight"].float().numpy())

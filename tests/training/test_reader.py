@@ -29,7 +29,11 @@ def test_padded_targets_give_each_captcha_its_own_length():
     assert encode_padded("ab1", Charset("AB12"), 5).tolist() == [0, 1, 2, -1, -1]
 
 
-def test_pretraining_writes_a_reader_that_solving_can_load(tmp_path):
+def test_pretraining_writes_a_reader_that_solving_can_load(tmp_path, monkeypatch, caplog):
+    import captcha.data.fonts as fonts
+
+    few = fonts.pretraining_faces()[:2]  # a machine with the pretraining font packages missing
+    monkeypatch.setattr(fonts, "pretraining_faces", lambda: few)
     out = tmp_path / "reader.pt"
     info = pretrain_reader(ReaderConfig(out=str(out), steps=3, batch_size=4, eval_every=2, workers=0, heldout=8,
                                         alphabet="AB12", lengths=(2, 3)), progress=False)
@@ -39,6 +43,10 @@ def test_pretraining_writes_a_reader_that_solving_can_load(tmp_path):
     assert model_from_checkpoint(ckpt, out).fc.out_features == 5  # 4 characters and the blank
     card = out.with_suffix(".md").read_text()
     assert "general reader" in card and "int8 check:" in card
+    # said as it starts, and kept in the checkpoint and its card: nothing else shows a narrower synthesis
+    assert "pretraining finds 2 font faces" in caplog.text
+    assert ckpt["pretrain"]["fonts_warning"].startswith("pretraining finds 2 font faces")
+    assert "Warning: pretraining finds 2 font faces" in card
     check = ckpt["int8"]  # checked on its held-out synthetic captchas, calibrated on another seed's
     assert check["captchas"] == 8 and tuple(check["inputs"].shape) == (64, 48, 160, 3)
     assert check["default"] == (check["int8"] >= check["fp32"] - INT8_TOLERANCE)
