@@ -15,9 +15,9 @@ import math
 import random
 import sys
 import time
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -26,12 +26,15 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from tqdm import tqdm
 
 from ..charset import Charset
-from ..config import INT8_CALIBRATION, ReaderConfig
+from ..config import INT8_CALIBRATION, WATCH_CAPTCHAS, ReaderConfig
 from ..data.captchas import LAYOUT_RATES, LAYOUTS, random_text, render_captcha
 from ..data.fonts import by_family, pretraining_faces
+from ..data.images import load_image
+from ..data.layout import read_captcha_labels, site_charset
 from ..data.preprocess import Preprocess
 from ..data.segment import SegmentConfig, to_content
 from ..data.synth import seed_for
+from ..errors import DataError
 from ..eval.metrics import string_metrics
 from ..inference.decode import decode
 from ..inference.export import int8_check, int8_passes
@@ -103,6 +106,44 @@ def read_accuracy(model: torch.nn.Module, x: torch.Tensor, labels: list[str], ch
     """Full-string and per-character accuracy of a CTC model on inputs ``x``."""
     logits = predict(model, x)
     return string_metrics([s.text for s in decode(logits, charset, "ctc")], labels)
+
+
+@dataclass
+class Watched:
+    """Labelled real captchas read with no training at each evaluation (``ReaderConfig.watch``)."""
+
+    name: str
+    x: np.ndarray
+    labels: list[str]  # case-folded to the reader's alphabet
+    mask: np.ndarray  # the classes read: the folder's characters and the blank
+
+
+def watched_sets(folders: Sequence[str], pre: Preprocess, charset: Charset) -> list[Watched]:
+    """The last quarter by file name (bench/real.py's test captchas), at most WATCH_CAPTCHAS, of each folder,
+    prepared as solving prepares them; read restricted to the folder's characters, as `--allow` reads."""
+    out = []
+    for folder in folders:
+        samples = sorted(read_captcha_labels(folder, site_charset(folder), problems=[]), key=lambda s: s.path.name)
+        test = samples[len(samples) - min(WATCH_CAPTCHAS, round(len(samples) / 4)):]
+        labels = [charset.normalize(s.label) for s in test]
+        unknown = sorted({c for lab in labels for c in charset.unknown(lab)})
+        if not test or unknown:
+            raise DataError(f"--watch {folder}: " + (f"labels with characters the reader does not read ({''.join(unknown)!r})"
+                            if unknown else "no labelled captchas (labels.csv or file names)")
+                            + "; watch a folder of labelled captchas over the reader's characters")
+        x = np.stack([pre(to_content(load_image(s.path), READER_SEGMENT)) for s in test])
+        keep = set(charset.encode("".join(labels)))
+        out.append(Watched(Path(folder).name, x, labels, np.array([i in keep for i in range(len(charset))] + [True])))
+    return out
+
+
+def read_watched(model: torch.nn.Module, sets: Sequence[Watched], charset: Charset) -> dict[str, float]:
+    """Full-string accuracy of the reader on each watched folder, with no training."""
+    out = {}
+    for w in sets:
+        logits = np.where(w.mask, predict(model, w.x), np.float32(-1e9))
+        out[w.name] = string_metrics([s.text for s in decode(logits, charset, "ctc")], w.labels)["string_acc"]
+    return out
 
 
 class ReplayPool:
@@ -194,6 +235,7 @@ def pretrain_reader(cfg: ReaderConfig, progress: bool = True) -> dict:
     pool = ReplayPool(iter(loader), cfg.reuse, cfg.pool_batches * cfg.batch_size, dev, cfg.seed)
     batches = iter(pool)
     hx, hlabels = heldout_captchas(cfg, pre)
+    watched = watched_sets(cfg.watch, pre, charset)
     loss_fn = CTCLoss()
     bar = tqdm(total=None if budget else cfg.steps, initial=step, desc="pretrain reader", disable=not progress,
                mininterval=2)
@@ -213,10 +255,13 @@ def pretrain_reader(cfg: ReaderConfig, progress: bool = True) -> dict:
                                opt, sched, loss_fn, on_batch=counted, bf16=cfg.bf16)
         step += done
         metrics = read_accuracy(model, hx, hlabels, charset)
+        if watched:
+            metrics["watch"] = read_watched(model, watched, charset)
         history.append({"step": step, "loss": loss, "seconds": time.perf_counter() - t0, **metrics})
-        log.info("step %d/%s loss %.3f held-out full-string %.2f%%, characters %.2f%% (%.1f min)", step,
+        log.info("step %d/%s loss %.3f held-out full-string %.2f%%, characters %.2f%%%s (%.1f min)", step,
                  f"{cfg.minutes:g} min" if budget else cfg.steps, loss, 100 * metrics["string_acc"],
-                 100 * metrics.get("captcha_char_acc", 0), history[-1]["seconds"] / 60)
+                 100 * metrics.get("captcha_char_acc", 0),
+                 "".join(f"; {k} {100 * v:.2f}%" for k, v in metrics.get("watch", {}).items()), history[-1]["seconds"] / 60)
         payload = reader_payload(cfg, model, charset, pre, source, history, earlier)
         save_checkpoint({**payload, "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "step": step,
                          "fresh": fresh + pool.fresh, "seconds": time.perf_counter() - t0}, last_path)
@@ -299,6 +344,8 @@ def write_reader_card(out: Path, payload: dict) -> None:
              *[f"- continues stage {i + 1}: `{e['command']}` ({e['steps']} steps, peak lr {e['lr']}, "
                f"{e['seconds'] / 60:.1f} min; it read {100 * e['string_acc']:.2f}% of its own held-out captchas)"
                for i, e in enumerate(info.get("earlier", []))],
+             *([f"- watched with no training at each evaluation (real captchas, the last quarter of each folder; a "
+                f"step chosen by them makes them tuned-on): {', '.join(cfg['watch'])}"] if cfg.get("watch") else []),
              *_int8_line(payload.get("int8")), "",
              *_curve(info["history"])]
     for i, e in enumerate(info.get("earlier", [])):
@@ -314,9 +361,13 @@ def _reuse(cfg: dict) -> str:
 
 
 def _curve(history: list[dict]) -> list[str]:
-    rows = ["| step | loss | held-out full-string | held-out characters | minutes |", "|---|---|---|---|---|"]
+    watched = list(history[-1].get("watch", {})) if history else []
+    rows = ["| step | loss | held-out full-string | held-out characters | "
+            + "".join(f"{name} (watched) | " for name in watched) + "minutes |", "|---" * (5 + len(watched)) + "|"]
     return rows + [f"| {h['step']} | {h['loss']:.3f} | {100 * h['string_acc']:.2f}% | "
-                   f"{100 * h.get('captcha_char_acc', 0):.2f}% | {h['seconds'] / 60:.1f} |" for h in history]
+                   f"{100 * h.get('captcha_char_acc', 0):.2f}% | "
+                   + "".join(f"{100 * h.get('watch', {}).get(name, float('nan')):.2f}% | " for name in watched)
+                   + f"{h['seconds'] / 60:.1f} |" for h in history]
 
 
 def _int8_line(check: dict | None) -> list[str]:

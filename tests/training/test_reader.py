@@ -52,6 +52,42 @@ def test_pretraining_writes_a_reader_that_solving_can_load(tmp_path, monkeypatch
     assert check["default"] == (check["int8"] >= check["fp32"] - INT8_TOLERANCE)
 
 
+def _labelled_folder(folder, labels):
+    from PIL import Image, ImageDraw
+
+    folder.mkdir()
+    rows = ["filename,label"]
+    for i, label in enumerate(labels):
+        img = Image.new("RGB", (90, 32), "white")
+        ImageDraw.Draw(img).text((8, 8), label, fill="black")
+        img.save(folder / f"{i:03d}.png")
+        rows.append(f"{i:03d}.png,{label}")
+    (folder / "labels.csv").write_text("\n".join(rows) + "\n")
+    return folder
+
+
+def test_watched_real_captchas_are_read_at_each_evaluation_and_shown_on_the_card(tmp_path):
+    from captcha.data.preprocess import Preprocess
+    from captcha.errors import DataError
+    from captcha.training.reader import watched_sets
+
+    site = _labelled_folder(tmp_path / "site", ["ab", "ba", "abb", "bab", "aab", "bba", "ab", "ba"])
+    charset = Charset("AB12")
+    (w,) = watched_sets([str(site)], Preprocess(size=(48, 160)), charset)
+    assert w.name == "site" and w.labels == ["AB", "BA"]  # the last quarter by name, folded to the reader's case
+    assert w.x.shape == (2, 3, 48, 160) and w.mask.tolist() == [True, True, False, False, True]  # A, B, blank
+    out = tmp_path / "reader.pt"
+    info = pretrain_reader(ReaderConfig(out=str(out), steps=2, batch_size=4, eval_every=1, workers=0, heldout=4,
+                                        alphabet="AB12", lengths=(2, 3), watch=(str(site),)), progress=False)
+    assert [sorted(h["watch"]) for h in info["history"]] == [["site"], ["site"]]
+    assert all(0.0 <= h["watch"]["site"] <= 1.0 for h in info["history"])
+    card = out.with_suffix(".md").read_text()
+    assert "| site (watched) |" in card and "watched with no training at each evaluation" in card
+    odd = _labelled_folder(tmp_path / "odd", ["AZ"] * 4)
+    with pytest.raises(DataError, match="characters the reader does not read \\('Z'\\)"):
+        watched_sets([str(odd)], Preprocess(size=(48, 160)), charset)
+
+
 def test_a_site_charset_starts_from_the_readers_rows(tmp_path):
     model = new_model("ctc", 4)  # a reader over "AB12"
     with torch.no_grad():
