@@ -209,6 +209,7 @@ def pretrain_reader(cfg: ReaderConfig, progress: bool = True) -> dict:
     torch.manual_seed(cfg.seed)
     charset = Charset(cfg.alphabet)
     pre = Preprocess(size=tuple(cfg.size))
+    watched = watched_sets(cfg.watch, pre, charset)  # a folder it cannot read stops the run before any training
     dev = resolve_device(cfg.device)
     cfg = replace(cfg, bf16=train_in_bf16(cfg.bf16, dev))  # emulated bf16 is slower than fp32: native only
     out = Path(cfg.out)
@@ -235,7 +236,6 @@ def pretrain_reader(cfg: ReaderConfig, progress: bool = True) -> dict:
     pool = ReplayPool(iter(loader), cfg.reuse, cfg.pool_batches * cfg.batch_size, dev, cfg.seed)
     batches = iter(pool)
     hx, hlabels = heldout_captchas(cfg, pre)
-    watched = watched_sets(cfg.watch, pre, charset)
     loss_fn = CTCLoss()
     bar = tqdm(total=None if budget else cfg.steps, initial=step, desc="pretrain reader", disable=not progress,
                mininterval=2)
