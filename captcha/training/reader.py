@@ -38,6 +38,7 @@ from ..errors import DataError
 from ..eval.metrics import string_metrics
 from ..inference.decode import decode
 from ..inference.export import int8_check, int8_passes
+from ..inference.solver import Preparer, Solver
 from ..nn.checkpoint import half_precision, load_checkpoint, save_checkpoint
 from ..nn.device import resolve_device, train_in_bf16
 from ..nn.networks import (
@@ -113,14 +114,15 @@ class Watched:
     """Labelled real captchas read with no training at each evaluation (``ReaderConfig.watch``)."""
 
     name: str
-    x: np.ndarray
+    x: np.ndarray  # (captchas, 1, 3, H, W), as the solver's preparer makes them
     labels: list[str]  # case-folded to the reader's alphabet
-    mask: np.ndarray  # the classes read: the folder's characters and the blank
+    chars: str  # the folder's characters: the only ones read, as `solve --allow` reads
 
 
 def watched_sets(folders: Sequence[str], pre: Preprocess, charset: Charset) -> list[Watched]:
     """The last quarter by file name (bench/real.py's test captchas), at most WATCH_CAPTCHAS, of each folder,
-    prepared as solving prepares them; read restricted to the folder's characters, as `--allow` reads."""
+    prepared as solving prepares them."""
+    prepare = _reader_preparer(pre)
     out = []
     for folder in folders:
         samples = sorted(read_captcha_labels(folder, site_charset(folder), problems=[]), key=lambda s: s.path.name)
@@ -131,19 +133,24 @@ def watched_sets(folders: Sequence[str], pre: Preprocess, charset: Charset) -> l
             raise DataError(f"--watch {folder}: " + (f"labels with characters the reader does not read ({''.join(unknown)!r})"
                             if unknown else "no labelled captchas (labels.csv or file names)")
                             + "; watch a folder of labelled captchas over the reader's characters")
-        x = np.stack([pre(to_content(load_image(s.path), READER_SEGMENT)) for s in test])
-        keep = set(charset.encode("".join(labels)))
-        out.append(Watched(Path(folder).name, x, labels, np.array([i in keep for i in range(len(charset))] + [True])))
+        x = np.stack([prepare.inputs(load_image(s.path)) for s in test])
+        out.append(Watched(Path(folder).name, x, labels, "".join(sorted(set("".join(labels))))))
     return out
 
 
-def read_watched(model: torch.nn.Module, sets: Sequence[Watched], charset: Charset) -> dict[str, float]:
-    """Full-string accuracy of the reader on each watched folder, with no training."""
+def read_watched(model: torch.nn.Module, sets: Sequence[Watched], charset: Charset, pre: Preprocess) -> dict[str, float]:
+    """Full-string accuracy of the reader on each watched folder, with no training: read as `captcha solve
+    --allow CHARS --recheck off` reads them."""
     out = {}
     for w in sets:
-        logits = np.where(w.mask, predict(model, w.x), np.float32(-1e9))
-        out[w.name] = string_metrics([s.text for s in decode(logits, charset, "ctc")], w.labels)["string_acc"]
+        solver = Solver(lambda x: predict(model, x), charset, _reader_preparer(pre)).allow(w.chars).rechecking("off")
+        out[w.name] = string_metrics([s.text for s in solver.read(w.x)], w.labels)["string_acc"]
     return out
+
+
+def _reader_preparer(pre: Preprocess) -> Preparer:
+    """How solving prepares a captcha for the reader: cut to its content, then ``pre``; any length."""
+    return Preparer(pre, 0, READER_SEGMENT, "ctc")
 
 
 class ReplayPool:
@@ -256,7 +263,7 @@ def pretrain_reader(cfg: ReaderConfig, progress: bool = True) -> dict:
         step += done
         metrics = read_accuracy(model, hx, hlabels, charset)
         if watched:
-            metrics["watch"] = read_watched(model, watched, charset)
+            metrics["watch"] = read_watched(model, watched, charset, pre)
         history.append({"step": step, "loss": loss, "seconds": time.perf_counter() - t0, **metrics})
         log.info("step %d/%s loss %.3f held-out full-string %.2f%%, characters %.2f%%%s (%.1f min)", step,
                  f"{cfg.minutes:g} min" if budget else cfg.steps, loss, 100 * metrics["string_acc"],

@@ -69,13 +69,21 @@ def _labelled_folder(folder, labels):
 def test_watched_real_captchas_are_read_at_each_evaluation_and_shown_on_the_card(tmp_path):
     from captcha.data.preprocess import Preprocess
     from captcha.errors import DataError
-    from captcha.training.reader import watched_sets
+    from captcha.training.reader import read_watched, watched_sets
 
     site = _labelled_folder(tmp_path / "site", ["ab", "ba", "abb", "bab", "aab", "bba", "ab", "ba"])
     charset = Charset("AB12")
     (w,) = watched_sets([str(site)], Preprocess(size=(48, 160)), charset)
     assert w.name == "site" and w.labels == ["AB", "BA"]  # the last quarter by name, folded to the reader's case
-    assert w.x.shape == (2, 3, 48, 160) and w.mask.tolist() == [True, True, False, False, True]  # A, B, blank
+    assert w.x.shape == (2, 1, 3, 48, 160) and w.chars == "AB"  # read as solving prepares and --allow reads
+    # a head that prefers "1" in every column reads "1" unrestricted; held to the folder's characters, "A"
+    model = new_model("ctc", 4)
+    with torch.no_grad():
+        model.fc.weight.zero_()
+        model.fc.bias.copy_(torch.tensor([5.0, 0.0, 10.0, 0.0, 0.0]))
+    only_a = _labelled_folder(tmp_path / "only-a", ["a"] * 8)
+    (a,) = watched_sets([str(only_a)], Preprocess(size=(48, 160)), charset)
+    assert read_watched(model, [a], charset, Preprocess(size=(48, 160))) == {"only-a": 1.0}
     out = tmp_path / "reader.pt"
     info = pretrain_reader(ReaderConfig(out=str(out), steps=2, batch_size=4, eval_every=1, workers=0, heldout=4,
                                         alphabet="AB12", lengths=(2, 3), watch=(str(site),)), progress=False)
