@@ -6,6 +6,9 @@ captchas each in fonts and appearance families no pretraining draws, ``captcha.d
 generated once into runs/lso/; which of them are tuned-on is said there). Also: the shipped general
 reader with no training, ddddocr with no training (when `pip install ddddocr` is done), a reliability table of the confidences, and
 optionally a learning curve (the first 25, 100, 200 captchas to train on, the same test captchas).
+A leave-style-out site's model is also scored on a wider test (``--wide N``, 2,000 by default): more
+captchas of its style, drawn from another seed into runs/lso/<site>-wide/, never trained on. 250 test
+captchas leave a full-string figure near 70% one standard error of about 3 points; 2,000 about 1.
 
     python bench/real.py [--sets henan_digits4,sysu_alnum4,captcha_images_v2,lso-...]
         [--curve [--self-train] [--synthetic N] [--no-refit-too] [--rates R,...]]
@@ -22,6 +25,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -42,6 +47,7 @@ SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 LSO = Path(__file__).resolve().parents[1] / "runs" / "lso"
 SETS = ("henan_digits4", "sysu_alnum4", "captcha_images_v2", *CAPTCHA_STYLES)
 LSO_CAPTCHAS = 1000
+LSO_WIDE = 2000  # captchas in a leave-style-out site's wider test (another seed than its 1,000)
 CURVE = (25, 100, 200)
 
 Sample = tuple[Path, str]
@@ -58,6 +64,17 @@ def split_set(name: str) -> tuple[list[Sample], list[Sample]]:
     cut = round(len(samples) * 0.75)
     rows = [(s.path, s.label) for s in samples]
     return rows[:cut], rows[cut:]
+
+
+def wide_test(name: str, count: int) -> list[Sample]:
+    """``count`` more captchas of leave-style-out site ``name``, drawn from another seed than its own set's
+    (written once into runs/lso/<name>-wide/; a folder of another size is drawn again)."""
+    source = LSO / f"{name}-wide"
+    if not (source / "labels.csv").is_file() or len(list(source.glob("*.png"))) != count:
+        shutil.rmtree(source, ignore_errors=True)
+        write_captcha_set(name, source, count, seed=1)
+    samples = sorted(read_captcha_labels(source, site_charset(source), problems=[]), key=lambda s: s.path.name)
+    return [(s.path, s.label) for s in samples]
 
 
 def flat_folder(samples: list[Sample], out: Path) -> Path:
@@ -90,6 +107,15 @@ def scored(solver, test: list[Sample]) -> dict:
     return {"string_acc": m["string_acc"], "char_acc": m["captcha_char_acc"],
             "no_recheck_string_acc": string_metrics(plain, truth)["string_acc"],
             "rejection_at_95": rejection(conf, right), "reliability": reliability(conf, right)}
+
+
+def scored_wide(solver, name: str, wide: int) -> dict:
+    """``scored`` on a leave-style-out site's wider test (nothing for a shared set, or ``wide`` 0)."""
+    if name not in CAPTCHA_STYLES or not wide:
+        return {}
+    out = scored(solver, wide_test(name, wide))
+    out.pop("reliability")
+    return {"wide": {"captchas": wide, **out}}
 
 
 def image_folder(samples: list[Sample], out: Path) -> Path:
@@ -141,11 +167,11 @@ def reader_score(test: list[Sample], reader: Path | None = None) -> dict | None:
 
 
 def run_set(name: str, work: Path, budget: float | None, limit: int | None = None, solve_speed: bool = True,
-            variant: str = "plain", synthetic: int = 0) -> dict:
+            variant: str = "plain", synthetic: int = 0, wide: int = 0) -> dict:
     """Train on the first ``limit`` (all) of the set's first 75% and score on its last 25%. Variants:
     ``unlabelled`` gives the rest of the first 75% as --unlabelled captchas; ``synthetic`` adds
     ``synthetic`` style-matched synthetic captchas; ``no-refit`` keeps the first fit (--no-refit); ``lr=R``
-    trains at the peak rate R (--lr R)."""
+    trains at the peak rate R (--lr R). A leave-style-out site is also scored on ``wide`` more captchas."""
     train, test = split_set(name)
     tag = f"{name}-{limit or 'all'}-{variant}"
     folder = flat_folder(train[:limit] if limit else train, work / tag)
@@ -165,13 +191,13 @@ def run_set(name: str, work: Path, budget: float | None, limit: int | None = Non
            "method": result.get("method"), "variant": variant,
            "unlabelled": len(train) - limit if variant == "unlabelled" else 0,
            "synthetic": synthetic if variant == "synthetic" else 0,
-           "self_training": result.get("self_training"), **scored(solver, test)}
+           "self_training": result.get("self_training"), **scored(solver, test), **scored_wide(solver, name, wide)}
     if solve_speed:
         row.update(solving_figures(solver, [p for p, _ in test]), backend=solver.backend_name)
     return row
 
 
-def rescore_set(name: str, kept: Path) -> dict:
+def rescore_set(name: str, kept: Path, wide: int = 0) -> dict:
     """Score the model an earlier ``--keep`` run trained on the whole set, without training again: for
     a change in solving alone (confidences, decoding), on the same weights."""
     train, test = split_set(name)
@@ -182,7 +208,8 @@ def rescore_set(name: str, kept: Path) -> dict:
     solver = load_solver(path)
     return {"set": name, "train_captchas": len(train), "test_captchas": len(test),
             "train_wall_s": None, "method": ckpt.get("method"), "variant": "rescored",
-            **scored(solver, test), **solving_figures(solver, [p for p, _ in test]), "backend": solver.backend_name}
+            **scored(solver, test), **scored_wide(solver, name, wide), **solving_figures(solver, [p for p, _ in test]),
+            "backend": solver.backend_name}
 
 
 def zero_shot(name: str, reader: str | None) -> dict:
@@ -195,6 +222,11 @@ def zero_shot(name: str, reader: str | None) -> dict:
 
 def _pct(v: float) -> str:
     return f"{100 * v:.2f}%"
+
+
+def _with_error(v: float, n: int) -> str:
+    """A share of ``n`` captchas with its binomial standard error, in points."""
+    return f"{_pct(v)} ± {100 * math.sqrt(v * (1 - v) / max(n, 1)):.1f}"
 
 
 def main() -> None:
@@ -214,6 +246,9 @@ def main() -> None:
                     help="In the curve, also train with --lr R for each of these comma-separated rates (the peak rate "
                          "given instead of the product's choice).")
     ap.add_argument("--budget", type=float, default=None, help="Passed to captcha train (default: its own).")
+    ap.add_argument("--wide", type=int, default=LSO_WIDE, metavar="N",
+                    help="Also score each leave-style-out site's models on N more captchas of its style (another seed, "
+                         "never trained on); 0: only the last 25%%.")
     ap.add_argument("--json", default="runs/bench-real.json")
     ap.add_argument("--keep", default=None, metavar="DIR",
                     help="Keep the trained models and each set's test folder (links) in DIR, e.g. for bench/backends.py.")
@@ -234,7 +269,7 @@ def main() -> None:
             tmp = args.keep
             Path(tmp).mkdir(parents=True, exist_ok=False)  # never mixes with an earlier run's models
         for name in args.sets.split(",") if args.rescore else ():
-            rows.append(rescore_set(name, Path(args.rescore)))
+            rows.append(rescore_set(name, Path(args.rescore), args.wide))
             print(json.dumps({k: v for k, v in rows[-1].items() if k != "reliability"}), flush=True)
             zero.append(zero_shot(name, args.reader))
         for name in args.sets.split(",") if not args.rescore else ():
@@ -242,7 +277,7 @@ def main() -> None:
                 flat_folder(split_set(name)[1], Path(tmp) / f"{name}-test")
             if not args.curve_only:
                 if not args.zero_shot_only:
-                    rows.append(run_set(name, Path(tmp), args.budget))
+                    rows.append(run_set(name, Path(tmp), args.budget, wide=args.wide))
                     print(json.dumps({k: v for k, v in rows[-1].items() if k != "reliability"}), flush=True)
                 zero.append(zero_shot(name, args.reader))
             if args.curve and name in args.curve_sets.split(","):
@@ -252,15 +287,16 @@ def main() -> None:
                 for k in map(int, args.curve_sizes.split(",")):
                     for variant in variants:
                         r = run_set(name, Path(tmp), args.budget, limit=k, solve_speed=False, variant=variant,
-                                    synthetic=args.synthetic)
+                                    synthetic=args.synthetic, wide=args.wide)
                         rows.append(r)
                         print(json.dumps({k: v for k, v in r.items() if k != "reliability"}), flush=True)
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps({"trained": rows, "zero_shot": zero}, indent=2))
-    print("\nplain `captcha train --data DIR`; test = the last 25% of each set by file name\n")
+    print("\nplain `captcha train --data DIR`; test = the last 25% of each set by file name (± one standard error); "
+          "wider test: more captchas of a leave-style-out site's style, never trained on\n")
     print("| set | train captchas | added | method | full-string | without re-reading (--recheck off) | characters "
-          "| wrong refused at 95% | ECE | train time | captchas/s |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+          "| wrong refused at 95% | ECE | train time | captchas/s | wider test: full-string (captchas) |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         rate = f"{r['batch_captchas_per_s']:.0f} ({r['backend']})" if "batch_captchas_per_s" in r else "-"
         wall = f"{r['train_wall_s']:.0f} s" if r["train_wall_s"] else "- (kept model)"
@@ -270,10 +306,13 @@ def main() -> None:
             f"{r['synthetic']} synthetic" if r.get("synthetic") else \
             "- (--no-refit)" if r.get("variant") == "no-refit" else \
             f"- (--lr {r['variant'][3:]})" if r.get("variant", "").startswith("lr=") else "-"
-        print(f"| {r['set']} | {r['train_captchas']} | {unl} | {r['method']} | {_pct(r['string_acc'])} "
+        wide = f"{_with_error(r['wide']['string_acc'], r['wide']['captchas'])} ({r['wide']['captchas']})" \
+            if "wide" in r else "-"
+        print(f"| {r['set']} | {r['train_captchas']} | {unl} | {r['method']} "
+              f"| {_with_error(r['string_acc'], r['test_captchas'])} "
               f"| {_pct(r['no_recheck_string_acc'])} | {_pct(r['char_acc'])} "
               f"| {_pct(r['rejection_at_95'].get('wrong_rejected', float('nan')))} | {_pct(r['reliability']['ece'])} "
-              f"| {wall} | {rate} |")
+              f"| {wall} | {rate} | {wide} |")
     reader = f"the general reader {args.reader}" if args.reader else "the shipped general reader"
     print(f"\nno training: {reader} and ddddocr, case-insensitive, restricted to the set's characters\n")
     print("| set | reader full-string | told the length (--length) | reader characters | reader captchas/s "
