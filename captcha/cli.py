@@ -159,9 +159,11 @@ length_option = click.option("--length", type=click.IntRange(min=0), default=0, 
                              help="Read exactly this many characters (a CTC model, such as the general reader, "
                                   "on a site whose captchas all have this many); 0: the length the model learned.")
 recheck_option = click.option("--recheck", type=click.Choice(RECHECKS), default="auto", show_default=True,
-                              help=f"Read again, moved {RECHECK_SHIFT} pixels left and right, and let the three views "
-                                   f"vote (by both networks where the model has a second, a refit's first fit): auto, "
-                                   f"readings less confident than {RECHECK_BELOW}; all; off (fastest).")
+                              help=f"Read again moved {RECHECK_SHIFT} pixels left and, where that reads otherwise, "
+                                   f"right (a CTC reading held to a length: also up and down, the five views' "
+                                   f"probabilities averaged; else the three views vote), by both networks where the "
+                                   f"model has a second (a refit's first fit): auto, readings less confident than "
+                                   f"{RECHECK_BELOW}; all; off (fastest).")
 batch_size_option = click.option("--batch-size", type=POSITIVE, default=SOLVE_BATCH_SIZE, show_default=True,
                                  help="Images per network call.")
 

@@ -287,6 +287,50 @@ def test_an_unsure_reading_is_read_again_moved_and_the_views_vote():
         solver().rechecking("sometimes")
 
 
+def test_an_unsure_ctc_reading_is_read_in_four_moved_views_and_their_probabilities_averaged():
+    """A CTC reading held to a length and under RECHECK_BELOW is read again moved 3 pixels left; where that reads
+    otherwise, also right, up and down, and the five views' probabilities are averaged and read once, and the confidence is the surest view's that
+    reads that text, scaled by the share of views that do; held to no length the three views vote; a sure reading is read once,
+    and `--recheck off` reads each once."""
+    from captcha.charset import Charset
+    from captcha.config import RECHECK_BELOW
+    from captcha.data.preprocess import Preprocess
+    from captcha.data.segment import SegmentConfig
+    from captcha.inference.decode import softmax
+    from captcha.inference.solver import Preparer, Solver, shifted
+
+    calls = []
+
+    def backend(x):  # two columns: "A" (else "B") where the centre pixel is lit, then a blank; sure where (0, 0) is 2
+        calls.append(len(x))
+        a = np.where(x[:, 0, 4, 4] > 0, 2.0, -2.0) * np.where(x[:, 0, 0, 0] == 2, 3.0, 1.0)
+        char = np.stack([a, -a, np.zeros_like(a)], 1)
+        blank = np.tile([[-5.0, -5.0, 5.0]], (len(x), 1))
+        return np.stack([char, blank], 1)
+
+    x = np.zeros((3, 1, 3, 8, 8), np.float32)
+    x[0] = 1  # lit everywhere: every view reads "A"
+    x[1, ..., 4, 4] = 1  # only the centre: the four moved views read "B"
+    x[2] = 1
+    x[2, ..., 0, 0] = 2  # sure: read once
+    assert shifted(x[1:2], 3, axis=-2)[0, 0, 0, 7, 4] == 1 and shifted(x[1:2], -3, axis=-2)[0, 0, 0, 1, 4] == 1
+    assert (shifted(x[:1], 3, axis=-2) == 1).all()  # the edge row fills the gap
+    solver = Solver(backend, Charset("AB"), Preparer(Preprocess(), 1, SegmentConfig("equal"), "ctc"))
+    p = softmax(np.array([2.0, -2.0, 0.0]))  # an unmoved unsure "A"; a moved "B" mirrors it
+    assert p[0] < RECHECK_BELOW
+    sols = solver.read(x)
+    # both unsure ones are read moved left; only the second, whose left view reads otherwise, right, up and down
+    assert [s.text for s in sols] == ["A", "B", "A"] and calls == [3, 2, 1, 1, 1]
+    assert [s.views for s in sols] == [1, 4, 0] and [s.disagreeing for s in sols] == [0, 1, 0]
+    assert sols[0].confidence == pytest.approx(p[0])
+    assert sols[1].confidence == pytest.approx(p[0] * 4 / 5)  # a moved view's "B", read by 4 of the 5 views
+    free = solver.read(x, length=0)  # held to no length (the general reader told none): the vote of three views
+    assert [s.text for s in free] == ["A", "B", "A"] and [s.views for s in free] == [1, 2, 0]
+    calls.clear()
+    once = solver.rechecking("off").read(x)
+    assert [s.text for s in once] == ["A", "A", "A"] and calls == [3]
+
+
 def test_a_second_network_reads_the_unsure_readings_with_the_first():
     """With a second network (a refit's first fit), the readings re-read are read by both, their probabilities
     averaged, in every view; a sure reading, or any with rechecking off, is read by the first alone."""
