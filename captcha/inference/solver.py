@@ -205,7 +205,7 @@ class Solver:
         network holds only at one exact placement is often wrong, which its softmax alone does not tell.
         Where the left view reads the same, the text stands. Where it reads otherwise, a CTC reading held
         to a length is also read moved right, up and down, and the five views' probabilities averaged
-        (:meth:`_averaged`); split crops, and a CTC reading of any length (the general reader told none),
+        (:meth:`_averaged`, FURTHER_MOVES); split crops, and a CTC reading of any length (the general reader told none),
         are read moved right, and the three views vote (:func:`voted`): a moved view's columns fall between
         the unmoved one's, and their average read at no fixed length merges or splits characters. Either
         way the confidence is scaled by the share of the views whose own reading is the text chosen. With
@@ -227,8 +227,7 @@ class Solver:
             rows = [again[k] for k in split]
             done: dict[int, Solution] = {}
             if split and self.method == "ctc" and length:
-                others = [self._both(shifted(x[rows], dy, axis=-2) if dy else shifted(x[rows], dx))
-                          for dx, dy in MOVES[1:]]
+                others = [self._both(shifted(x[rows], pixels, axis)) for pixels, axis in FURTHER_MOVES]
                 done = dict(zip(rows, self._averaged([unmoved[split], left_logits[split], *others], length)))
             right = dict(zip(rows, self._decode(self._both(shifted(x[rows], RECHECK_SHIFT)), length))) \
                 if split and not done else {}
@@ -385,8 +384,8 @@ def shifted(x: np.ndarray, pixels: int, axis: int = -1) -> np.ndarray:
     return out
 
 
-# the moved views a CTC reading held to a length is read in (columns, rows): left, then right, up and down
-MOVES = ((-RECHECK_SHIFT, 0), (RECHECK_SHIFT, 0), (0, -RECHECK_SHIFT), (0, RECHECK_SHIFT))
+# where its left view reads otherwise, a CTC reading held to a length is also read moved right, up and down
+FURTHER_MOVES = ((RECHECK_SHIFT, -1), (-RECHECK_SHIFT, -2), (RECHECK_SHIFT, -2))  # (pixels, axis)
 
 
 MAX_LENGTH = 32  # characters a captcha model may declare
