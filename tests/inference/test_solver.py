@@ -289,9 +289,9 @@ def test_an_unsure_reading_is_read_again_moved_and_the_views_vote():
 
 def test_an_unsure_ctc_reading_is_read_in_four_moved_views_and_their_probabilities_averaged():
     """A CTC reading held to a length and under RECHECK_BELOW is read again moved 3 pixels left; where that reads
-    otherwise, also right, up and down, and the five views' probabilities are averaged and read once, and the confidence is the surest view's that
-    reads that text, scaled by the share of views that do; held to no length the three views vote; a sure reading is read once,
-    and `--recheck off` reads each once."""
+    otherwise, also right, up and down, the five views' probabilities are averaged and read once, and the
+    confidence is the surest view's that reads that text, scaled by the share of views that do. Held to no
+    length the three views vote; a sure reading is read once, and `--recheck off` reads each once."""
     from captcha.charset import Charset
     from captcha.config import RECHECK_BELOW
     from captcha.data.preprocess import Preprocess
