@@ -60,10 +60,15 @@ def split_set(name: str) -> tuple[list[Sample], list[Sample]]:
         source = LSO / name
         if not (source / "labels.csv").is_file():
             write_captcha_set(name, source, LSO_CAPTCHAS)
-    samples = sorted(read_captcha_labels(source, site_charset(source), problems=[]), key=lambda s: s.path.name)
-    cut = round(len(samples) * 0.75)
-    rows = [(s.path, s.label) for s in samples]
+    rows = by_name(source)
+    cut = round(len(rows) * 0.75)
     return rows[:cut], rows[cut:]
+
+
+def by_name(source: Path) -> list[Sample]:
+    """A folder's labelled captchas sorted by file name."""
+    samples = sorted(read_captcha_labels(source, site_charset(source), problems=[]), key=lambda s: s.path.name)
+    return [(s.path, s.label) for s in samples]
 
 
 def wide_test(name: str, count: int) -> list[Sample]:
@@ -73,8 +78,7 @@ def wide_test(name: str, count: int) -> list[Sample]:
     if not (source / "labels.csv").is_file() or len(list(source.glob("*.png"))) != count:
         shutil.rmtree(source, ignore_errors=True)
         write_captcha_set(name, source, count, seed=1)
-    samples = sorted(read_captcha_labels(source, site_charset(source), problems=[]), key=lambda s: s.path.name)
-    return [(s.path, s.label) for s in samples]
+    return by_name(source)
 
 
 def flat_folder(samples: list[Sample], out: Path) -> Path:
