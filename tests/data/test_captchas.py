@@ -54,3 +54,25 @@ def test_a_strike_through_crosses_most_of_the_width_at_a_thickness_that_grows_wi
     thick = np.mean([struck(120, s)[1:].sum() / 480 for s in range(10)])
     thin = np.mean([struck(30, s)[1:].sum() / 120 for s in range(10)])
     assert thick > 2 * thin  # ink per column: about 4x the height, about 4x the thickness
+
+
+def test_each_texture_changes_the_pixels_as_its_name_says(monkeypatch):
+    import captcha.data.captchas as captchas
+
+    base = _render(3)[1]
+    arr = np.asarray(base)
+
+    def textured(kind: str, seed: int = 0) -> np.ndarray:
+        monkeypatch.setattr(captchas, "TEXTURES", {kind: 1.0})
+        out = np.asarray(captchas._texture(base, random.Random(seed)))
+        assert out.shape == arr.shape and out.dtype == np.uint8
+        return out
+
+    scattered = textured("scatter")
+    assert not np.array_equal(scattered, arr) and np.array_equal(scattered, textured("scatter"))  # by its seed
+    colours = {tuple(p) for p in arr.reshape(-1, 3)}
+    assert all(tuple(p) in colours for p in scattered.reshape(-1, 3))  # moved, not made up
+    assert len({tuple(p) for p in textured("binary").reshape(-1, 3)}) == 2  # ink and ground, hard-edged
+    assert np.array_equal(textured("invert"), 255 - arr)
+    monkeypatch.setattr(captchas, "TEXTURES", {"scatter": 0.0})
+    assert np.array_equal(np.asarray(captchas._texture(base, random.Random(0))), arr)  # none drawn: untouched
