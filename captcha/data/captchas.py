@@ -7,7 +7,8 @@ Two layouts, each drawn per captcha from its own RNG:
   when negative) and baseline jitter, the whole string then warped (perspective, elastic, sine),
   coloured, crossed by curves, speckled, blurred, JPEG-compressed.
 
-Either may sit in a band of a larger canvas (blank margins), as some sites draw them. Faces and
+Either may have its pixels changed as some sites' are (``TEXTURES``: scattered, thresholded, inverted) and
+sit in a band of a larger canvas (blank margins), as some sites draw them. Faces and
 distortions come from the pretraining corpus (``fonts``, ``corpus``), so the held-out families of
 the leave-style-out benchmark stay unseen. Our own code on Pillow, numpy and scipy.
 """
