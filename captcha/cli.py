@@ -523,8 +523,8 @@ def solve(images, checkpoint, as_json, max_pixels, backend, precision, device, r
     """Read captcha images (`-` reads image bytes from stdin); one line per image.
 
     Many images are read in batches, as `solve-batch` reads them (a model told no length learns the
-    site's from them). Exit 1 when an image could not be read (its error is printed; the others are
-    still read). A reading that may be wrong (an image far from the training captchas' size, a CTC
+    site's from them). An image that cannot be read gets one error line and the others are still read;
+    exit 2 when not one could be read (as `solve-batch`), 1 when some could not. A reading that may be wrong (an image far from the training captchas' size, a CTC
     reading of another length) carries a warning: on stderr, and in the JSON's "warnings". With
     --reject-below, a reading less confident than that is no answer: an empty line (JSON: "text": null,
     "rejected").
@@ -554,7 +554,7 @@ def solve(images, checkpoint, as_json, max_pixels, backend, precision, device, r
                                    "ms": round(1000 * sol.seconds, 2), "warnings": sol.warnings}))
         else:
             click.echo(f"{name}\t{sol.answer or ''}" if len(images) > 1 else sol.answer or "")
-    sys.exit(1 if failed else 0)
+    sys.exit(2 if failed == len(images) else 1 if failed else 0)
 
 
 @main.command("solve-batch")

@@ -63,7 +63,9 @@ def test_solve_eval_and_errors(tiny_model, tiny_data, tmp_path):
     bad = tmp_path / "bad.png"
     bad.write_text("nope")
     res = r.invoke(main, ["solve", "--checkpoint", str(tiny_model), str(img), str(bad)])
-    assert res.exit_code == 1 and "not an image" in res.output
+    assert res.exit_code == 1 and "not an image" in res.output  # one of two read
+    res = r.invoke(main, ["solve", "--checkpoint", str(tiny_model), str(bad)])
+    assert res.exit_code == 2 and res.output.count("\n") == 1 and "not an image" in res.output
     # many images are read in batches: one row each, in order, the bad one's error in its place
     many = [str(p) for p in sorted((tiny_data / "captchas" / "val").glob("*.png"))[:4]]
     res = r.invoke(main, ["solve", "--checkpoint", str(tiny_model), "--json", many[0], str(bad), *many[1:]])
@@ -92,7 +94,7 @@ def test_batch_script(tiny_model, tiny_data, tmp_path):
 def test_max_pixels_flag(tiny_model, tiny_data):
     img = next((tiny_data / "captchas" / "val").glob("*.png"))
     res = CliRunner().invoke(main, ["solve", "--checkpoint", str(tiny_model), "--max-pixels", "100", str(img)])
-    assert res.exit_code == 1 and "over the limit of 100" in res.output
+    assert res.exit_code == 2 and "over the limit of 100" in res.output  # not one image read: a user error
 
 
 def test_eval_any_labelled_folder_and_show_errors(tiny_model, flat_captchas, tmp_path):
