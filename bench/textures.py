@@ -33,10 +33,10 @@ from captcha.inference.load import load_solver, solving_checkpoint
 SETS = ("henan_digits4", "sysu_alnum4", "captcha_images_v2")
 
 
-def _jpeg(img: Image.Image, quality: int) -> Image.Image:
+def _encoded(img: Image.Image, fmt: str, **options) -> bytes:
     buf = io.BytesIO()
-    img.save(buf, "JPEG", quality=quality)
-    return Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
+    img.save(buf, fmt, **options)
+    return buf.getvalue()
 
 
 def _blocks(img: Image.Image) -> Image.Image:
@@ -50,7 +50,7 @@ CHANGES: dict[str, Callable[[Image.Image, random.Random], Image.Image]] = {
     "inverted": lambda img, rng: ImageOps.invert(img),
     "2x2 blocks": lambda img, rng: _blocks(img),
     "dithered": lambda img, rng: img.convert("L").convert("1").convert("RGB"),
-    "JPEG q10": lambda img, rng: _jpeg(img, 10),
+    "JPEG q10": lambda img, rng: Image.open(io.BytesIO(_encoded(img, "JPEG", quality=10))).convert("RGB"),
 }
 
 
@@ -81,12 +81,7 @@ def main() -> None:
             ours = accuracy([r.solution.text if r.ok else "" for r in solver.solve_batch(images)], test)
             theirs = None
             if rival is not None:
-                data = []
-                for img in images:
-                    buf = io.BytesIO()
-                    img.save(buf, "PNG")
-                    data.append(buf.getvalue())
-                theirs = accuracy([rival(d) for d in data], test)
+                theirs = accuracy([rival(_encoded(img, "PNG")) for img in images], test)
             rows.append((name, change, ours, theirs))
             print(f"{name} {change}: reader {100 * ours:.2f}%"
                   + (f", ddddocr {100 * theirs:.2f}%" if theirs is not None else ""), flush=True)

@@ -524,10 +524,10 @@ def solve(images, checkpoint, as_json, max_pixels, backend, precision, device, r
 
     Many images are read in batches, as `solve-batch` reads them (a model told no length learns the
     site's from them). An image that cannot be read gets one error line and the others are still read;
-    exit 2 when not one could be read (as `solve-batch`), 1 when some could not. A reading that may be wrong (an image far from the training captchas' size, a CTC
-    reading of another length) carries a warning: on stderr, and in the JSON's "warnings". With
-    --reject-below, a reading less confident than that is no answer: an empty line (JSON: "text": null,
-    "rejected").
+    exit 2 when not one could be read (as `solve-batch`), 1 when some could not. A reading that may be
+    wrong (an image far from the training captchas' size, a CTC reading of another length) carries a
+    warning: on stderr, and in the JSON's "warnings". With --reject-below, a reading less confident than
+    that is no answer: an empty line (JSON: "text": null, "rejected").
     """
     from .inference.load import load_solver, solving_checkpoint
 

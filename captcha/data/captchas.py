@@ -39,8 +39,8 @@ LAYOUTS = ("cells", "text")
 LAYOUT_RATES = (0.3, 0.7)
 STRIKE_RATE = 0.2  # captchas crossed by a thick, often bent strike-through (``_strike``), besides the thin curves
 # How a site's pixels may differ from smooth anti-aliased rendering (``_texture``), and how often. Before these
-# the general reader read sysu_alnum4's test quarter 86% as it is, 1% with its pixels scattered by 2, 74% inverted.
-# Drawn small and enlarged into blocks (1%) and dithered (42%) are holes too, but they are the leave-style-out
+# the general reader read sysu_alnum4's test quarter 86% as it is, 0% scattered by 2 pixels, 70% thresholded, 71%
+# inverted (bench/textures.py). In 2x2 blocks (1%) and dithered (42%) are holes too, but they are the leave-style-out
 # families of eroded-mono (pixelated) and halftone-serif (dots): drawn here, those sites would stop being unseen.
 TEXTURES = {"scatter": 0.12, "binary": 0.06, "invert": 0.04}
 LENGTHS = (4, 5, 6)  # the default of random_text; the reader takes its own from ReaderConfig
