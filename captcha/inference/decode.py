@@ -68,6 +68,12 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=-1, keepdims=True)
 
 
+def averaged_logits(views: list[np.ndarray]) -> np.ndarray:
+    """Logits of the mean of several readings' probabilities (views of one captcha, or two networks)."""
+    mean = sum(softmax(v) for v in views) / len(views)
+    return np.log(np.maximum(mean, np.float32(1e-30)))
+
+
 def ctc_decode(probs: np.ndarray, charset: Charset, length: int = 0) -> list[Solution]:
     """(captchas, columns, chars + blank) probabilities -> solutions by best path (blank is the last class).
 

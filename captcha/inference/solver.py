@@ -39,7 +39,7 @@ from ..data.preprocess import Preprocess
 from ..data.segment import SegmentConfig, to_content
 from ..errors import CaptchaError, CheckpointError, ConfigError
 from .backends import OnnxBackend, second_path
-from .decode import BatchResult, Solution, captcha_inputs, decode, softmax
+from .decode import BatchResult, Solution, averaged_logits, captcha_inputs, decode
 
 log = logging.getLogger(__name__)
 
@@ -205,11 +205,12 @@ class Solver:
         network holds only at one exact placement is often wrong, which its softmax alone does not tell.
         Where the left view reads the same, the text stands. Where it reads otherwise, a CTC reading held
         to a length is also read moved right, up and down, and the five views' probabilities averaged
-        (:meth:`_averaged`, FURTHER_MOVES); split crops, and a CTC reading of any length (the general reader told none),
-        are read moved right, and the three views vote (:func:`voted`): a moved view's columns fall between
-        the unmoved one's, and their average read at no fixed length merges or splits characters. Either
-        way the confidence is scaled by the share of the views whose own reading is the text chosen. With
-        a second network (:meth:`with_second`) those readings and their views are the two networks'.
+        (:meth:`_averaged`, FURTHER_MOVES); split crops, and a CTC reading of any length (the general reader
+        told none), are read moved right, and the three views vote (:func:`voted`): a moved view's columns
+        fall between the unmoved one's, and their average read at no fixed length merges or splits
+        characters. Either way the confidence is scaled by the share of the views whose own reading is the
+        text chosen. With a second network (:meth:`with_second`) those readings and their views are the two
+        networks'.
         """
         length = self.length if length is None else length
         logits = self._logits(x, self.backend)
@@ -250,18 +251,16 @@ class Solver:
         first = self._logits(x, self.backend) if first is None else first
         if self.second is None:
             return first
-        mean = (softmax(first) + softmax(self._logits(x, self.second))) / 2
-        return np.log(np.maximum(mean, np.float32(1e-30)))
+        return averaged_logits([first, self._logits(x, self.second)])
 
     def _averaged(self, views: list[np.ndarray], own: list[list[Solution]], length: int) -> list[Solution]:
         """CTC readings from the logits of each of their views and each view's own readings (``own``): the
         text the average of the views' probabilities reads, with the confidence of the surest view whose own
-        reading is that text (else the average's), scaled by the share of such views. The average's own confidences are low wherever a
-        moved view's columns fall between the unmoved one's: on five leave-style-out sites its calibration
-        error was 5-22% against the views' 1-10%."""
-        mean = sum(softmax(v) for v in views) / len(views)
+        reading is that text (else the average's), scaled by the share of such views. The average's own
+        confidences are low wherever a moved view's columns fall between the unmoved one's: on five
+        leave-style-out sites its calibration error was 5-22% against the views' 1-10%."""
         sols = []
-        for k, averaged in enumerate(self._decode(np.log(np.maximum(mean, np.float32(1e-30))), length)):
+        for k, averaged in enumerate(self._decode(averaged_logits(views), length)):
             same = [o[k] for o in own if o[k].text == averaged.text]
             sol = max(same, key=lambda s: s.confidence) if same else averaged
             sol.views, sol.disagreeing = len(views) - 1, len(views) - len(same)
