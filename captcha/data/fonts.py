@@ -184,11 +184,11 @@ def by_family(faces: tuple[Face, ...]) -> dict[str, tuple[str, ...]]:
     return {k: tuple(v) for k, v in sorted(groups.items())}
 
 
-def missing_font_packages() -> list[str]:
-    """The font packages pretraining draws from (Debian's, then PyPI's) that are not installed here."""
+def missing_font_packages() -> tuple[list[str], list[str]]:
+    """The font packages pretraining draws from that are not installed here: Debian's, and PyPI's."""
     owners = set(_debian_owners().values())
     debian = [p for p in SYSTEM_PACKAGES_PRETRAIN.split() if not any(o == p or o.startswith(p + "-") for o in owners)]
-    return debian + [m.replace("_", "-") for m in PYPI_PACKAGES if importlib.util.find_spec(m) is None]
+    return debian, [m.replace("_", "-") for m in PYPI_PACKAGES if importlib.util.find_spec(m) is None]
 
 
 def corpus_shortfall(expected: int) -> str:
@@ -197,9 +197,7 @@ def corpus_shortfall(expected: int) -> str:
     faces = pretraining_faces()
     if len(faces) >= expected:
         return ""
-    missing = missing_font_packages()
-    debian = [p for p in missing if p.startswith("fonts-")]
-    pypi = [p for p in missing if not p.startswith("fonts-")]
+    debian, pypi = missing_font_packages()
     fixes = ([f"apt-get install {' '.join(debian)}"] if debian else []) + \
         ([f"pip install {' '.join(pypi)} (the `pretrain` extra)"] if pypi else [])
     return (f"pretraining finds {len(faces)} font faces in {len(by_family(faces))} families here, where the shipped "

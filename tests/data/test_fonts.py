@@ -61,7 +61,8 @@ def test_missing_font_packages_are_named_and_a_package_counts_by_the_files_it_ow
     owners = {"/usr/share/fonts/truetype/tlwg/Purisa.ttf": "fonts-tlwg-purisa-ttf",
               "/usr/share/fonts/truetype/lato/Lato-Regular.ttf": "fonts-lato"}
     monkeypatch.setattr(fonts, "_debian_owners", lambda: owners)
-    missing = missing_font_packages()
+    missing, pypi = missing_font_packages()
+    assert all(p.startswith("fonts-") for p in missing) and not any(p.startswith("fonts-") for p in pypi)
     assert "fonts-tlwg-purisa" not in missing and "fonts-lato" not in missing  # purisa's fonts are in its -ttf package
     assert "fonts-noto-core" in missing and "fonts-go" in missing
     assert len(missing) >= len(fonts.SYSTEM_PACKAGES_PRETRAIN.split()) - 2
@@ -70,7 +71,7 @@ def test_missing_font_packages_are_named_and_a_package_counts_by_the_files_it_ow
 def test_fewer_faces_than_the_shipped_weights_were_made_from_is_said_with_its_fix(monkeypatch):
     found = len(pretraining_faces())
     assert corpus_shortfall(found) == ""
-    monkeypatch.setattr(fonts, "missing_font_packages", lambda: ["fonts-lato", "fonts-go", "font-roboto"])
+    monkeypatch.setattr(fonts, "missing_font_packages", lambda: (["fonts-lato", "fonts-go"], ["font-roboto"]))
     note = corpus_shortfall(found + 5)
     assert f"finds {found} font faces" in note and f"made from {found + 5}" in note
     assert "apt-get install fonts-lato fonts-go" in note and "pip install font-roboto" in note
