@@ -32,7 +32,7 @@ from ..config import (
     INT8_TOLERANCE,
     PRECISIONS,
     SECOND,
-    SHIPPED_READER,
+    SOLVING_READER,
 )
 from ..errors import CheckpointError, ConfigError
 from .backends import OnnxBackend, TorchBackend, has_onnxruntime
@@ -169,11 +169,11 @@ class OnnxCache:
 
 def solving_checkpoint(path: str | os.PathLike | None) -> Path:
     """The model to solve with: ``path`` when given, else the trained ``checkpoints/model.pt`` when it
-    exists, else the general reader shipped in the package (it reads captchas with no training)."""
+    exists, else the general reader shipped in the package for reading with no training."""
     if path is not None:
         return Path(path)
     trained = Path(DEFAULT_CHECKPOINT)
-    reader = Path(str(resources.files("captcha") / "weights" / SHIPPED_READER))
+    reader = Path(str(resources.files("captcha") / "weights" / SOLVING_READER))
     if trained.is_file() or not reader.is_file():
         return trained
     log.info("no %s yet: reading with the shipped general reader (%s); train one with `captcha train`",

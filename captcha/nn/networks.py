@@ -190,8 +190,8 @@ def shipped_backbone(name: str = "glyphs") -> Path:
 
 
 def shipped_reader() -> Path:
-    """The general reader (`captcha pretrain --source captchas`) shipped inside the package: it solves
-    with no training, and every CTC fine-tune starts from it."""
+    """The general reader (`captcha pretrain --source captchas`) shipped inside the package that every
+    CTC fine-tune starts from (solving with no training reads ``config.SOLVING_READER``, beside it)."""
     return Path(str(resources.files("captcha") / "weights" / SHIPPED_READER))
 
 

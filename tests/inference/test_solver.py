@@ -205,13 +205,15 @@ def test_allow_reads_only_the_given_characters(tiny_model, tiny_data):
 
 
 def test_solving_checkpoint_prefers_a_trained_model_then_the_shipped_reader(tmp_path, monkeypatch):
-    from captcha.config import DEFAULT_CHECKPOINT
+    from captcha.config import DEFAULT_CHECKPOINT, SOLVING_READER
     from captcha.inference.load import solving_checkpoint
     from captcha.nn.networks import shipped_reader
 
     monkeypatch.chdir(tmp_path)
     assert solving_checkpoint("x.pt") == Path("x.pt")
-    assert solving_checkpoint(None) == (shipped_reader() if shipped_reader().is_file() else Path(DEFAULT_CHECKPOINT))
+    reader = shipped_reader().with_name(SOLVING_READER)  # not the fine-tunes' start, beside it
+    assert reader != shipped_reader()
+    assert solving_checkpoint(None) == (reader if reader.is_file() else Path(DEFAULT_CHECKPOINT))
     Path(DEFAULT_CHECKPOINT).parent.mkdir()
     Path(DEFAULT_CHECKPOINT).write_bytes(b"")
     assert solving_checkpoint(None) == Path(DEFAULT_CHECKPOINT)
