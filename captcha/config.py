@@ -15,7 +15,7 @@ from .charset import DEFAULT_ALPHABET, DEFAULT_CHARSET, Charset
 # --- files and folders --------------------------------------------------------------------------
 DEFAULT_DATA = "data"  # `captcha train` makes the synthetic course dataset here when --data is not given
 DEFAULT_CHECKPOINT = "checkpoints/model.pt"
-# The general reader shipped in the package (captcha/weights/): solving's checkpoint until one is trained.
+# The general reader shipped in the package (captcha/weights/) that every CTC fine-tune starts from.
 SHIPPED_READER = "reader-ctc.pt"
 # The reader that solves with no training: two further stages of SHIPPED_READER on the synthesis with TEXTURES. With
 # no training it reads more of every site nobody here drew (five leave-style-out test quarters: 1.6-41.2% against

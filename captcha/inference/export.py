@@ -244,9 +244,10 @@ def quantize_int8(src: Path, dst: Path, calibration: np.ndarray, ranges: str = "
         # reduce_range (7-bit weights): on the course val set full 8-bit weights cost 2.0 points of
         # full-string accuracy (the 7x7 stem conv is the sensitive layer); 7-bit ones lost nothing.
         # Activation ranges from the 99.999th percentile, not the extremes: on 8 kept models (3 shared
-        # sites, 4 leave-style-out ones; bench/int8.py, docs/measurements.md) percentile-int8 read every test quarter as
-        # well as min-max-int8 or better (+0.4 to +0.8 points on five), and where min-max failed the check
-        # (sysu, 3 of 138 validation captchas fewer than fp32, so it solved in fp32) it read them as fp32.
+        # sites, 4 leave-style-out ones; bench/int8.py, docs/measurements.md) percentile-int8 read every
+        # test quarter as well as min-max-int8 or better (+0.4 to +0.8 points on five), and where min-max
+        # failed the check (sysu, 3 of 138 validation captchas fewer than fp32, so it solved in fp32) it
+        # read them as fp32.
         method = CalibrationMethod.Percentile if ranges == "percentile" else CalibrationMethod.MinMax
         with contextlib.redirect_stdout(io.StringIO()):  # its calibrators print(): stdout is `--json`'s
             quantize_static(str(prepped), str(dst), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
