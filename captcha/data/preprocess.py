@@ -13,7 +13,7 @@ from typing import Any, Sequence
 import numpy as np
 from PIL import Image
 
-from ..config import CTC_COLUMNS, CTC_MAX_HEIGHT, CTC_TALL
+from ..config import CTC_COLUMNS, CTC_MAGNIFY, CTC_MAX_HEIGHT, CTC_TALL
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -88,3 +88,10 @@ def whole_captcha_sizes(sizes: Sequence[tuple[int, int]], stride: int = 8,
         return [first]
     tall = int(min(CTC_MAX_HEIGHT, max(height + 16, 16 * round(h / 16))))
     return [first, whole_captcha_size(sizes, stride, tall, length)]
+
+
+def magnified_size(size: tuple[int, int], factor: float = CTC_MAGNIFY, stride: int = 8) -> tuple[int, int]:
+    """Input ``size`` (height, width) ``factor`` times larger, at most ``CTC_MAX_HEIGHT`` high, the width in
+    whole feature columns (``stride`` pixels each)."""
+    scale = max(1.0, min(factor, CTC_MAX_HEIGHT / size[0]))
+    return (int(round(scale * size[0])), stride * max(2, round(scale * size[1] / stride)))

@@ -6,7 +6,9 @@ than assume it, `--freeze auto` and `--input-size auto` run short probes: each c
 trains briefly on part of the training data and is scored on a slice of the *training* data held
 out for the purpose (never on the validation data whose accuracy is reported). The best probe
 wins; ties go to the cheaper recipe. `--epochs auto` then gives the winner as many epochs as the
-time budget allows, from the probe's own timing.
+time budget allows, from the probe's own timing. What a probe is too short to see is decided by what
+the general reader reads of the slice before training: the peak rate, and for a site far from what it
+knows, a magnified input.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ from ..charset import Charset
 from ..config import (
     AUTO_EPOCHS,
     AUTO_MIN_STEPS,
+    CTC_FAR_CHARS,
+    CTC_MAGNIFY,
     METHODS,
     NONE_WHOLE,
     PRICE_BATCHES,
@@ -41,7 +45,7 @@ from ..config import (
     TrainConfig,
 )
 from ..data.augment import TrainTransform
-from ..data.preprocess import Preprocess, whole_captcha_sizes
+from ..data.preprocess import Preprocess, magnified_size, whole_captcha_sizes
 from ..data.segment import SegmentConfig
 from ..data.synth import seed_for
 from ..eval.metrics import string_metrics
@@ -137,6 +141,24 @@ def candidates(cfg: TrainConfig, pretrained: bool, sizes: Sequence[tuple[int, in
         freezes = PROBE_FREEZES if pretrained and cfg.method != "ctc" else ("none",)
     sizes = (tuple(cfg.size),) if cfg.size else tuple(sizes) or PROBE_SIZES
     return [Probe(f, tuple(s), cfg.method) for s in sizes for f in freezes]
+
+
+def far_sizes(cfg: TrainConfig, num_classes: int, state: dict[str, torch.Tensor] | None, source: str,
+              fit: tuple[list, list], held: tuple[list, list], device: torch.device, length: int,
+              sizes: list[tuple[int, int]], reading: Probe | None,
+              say: Callable[[str], None]) -> tuple[list[tuple[int, int]], Probe | None]:
+    """The input sizes to train CTC at, and the start's ``reading`` of the slice at the first: where the start
+    reads under :data:`CTC_FAR_CHARS` of its characters (a site far from what it knows), the first size
+    magnified :data:`CTC_MAGNIFY` times (alone: the short probes cannot tell the sizes apart), read again."""
+    if reading is None or not sizes or _or(reading.char_score) >= CTC_FAR_CHARS:
+        return sizes, reading
+    big = magnified_size(sizes[0])
+    if big == sizes[0]:
+        return sizes, reading
+    say(f"the start reads {100 * _or(reading.char_score):.2f}% of the held-out characters (under "
+        f"{100 * CTC_FAR_CHARS:.0f}%): a site far from what it knows, read {CTC_MAGNIFY:g} times larger, input "
+        f"{big[0]}x{big[1]} (`--method ctc --input-size H W` overrides)")
+    return [big], start_reading(cfg, num_classes, state, source, fit, held, device, length, big)
 
 
 def ctc_sizes(images: list, source: str, targets: Sequence[Sequence[int]] = ()) -> list[tuple[int, int]]:
@@ -374,8 +396,10 @@ def choose_method(cfg: TrainConfig, charset: Charset, device: torch.device, say:
         if method == "ctc":  # a given --input-size is for character crops; CTC reads whole captchas
             mcfg.size = None
             sizes = ctc_sizes(fit[0], source, fit[1])
-        first = readings[method] = start_reading(mcfg, len(charset), state, source, fit, held, device, data.length,
-                                                 sizes[0]) if sizes else None
+        first = start_reading(mcfg, len(charset), state, source, fit, held, device, data.length,
+                              sizes[0]) if sizes else None
+        sizes, first = far_sizes(mcfg, len(charset), state, source, fit, held, device, data.length, sizes, first, say)
+        readings[method] = first
         mcfg.lr = start_lr(mcfg, source, first)  # the probes learn at the rate training will
         probes[method] = choose_recipe(mcfg, len(charset), state, source, fit, held, device, say, data.length,
                                        always=True, sizes=sizes, until=until, rival=scores.get("ctc"))

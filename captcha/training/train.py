@@ -97,6 +97,7 @@ from .recipe import (
     choose_method,
     choose_recipe,
     ctc_sizes,
+    far_sizes,
     make_network,
     pass_images,
     plan_fits,
@@ -574,6 +575,10 @@ def _choose(cfg: TrainConfig, charset: Charset, data: TrainingData, fit: tuple[l
     reading = choice.reading if choice else None  # how close the site is to what the start reads
     if rank == 0 and not choice and (cfg.size or sizes):
         reading = start_reading(cfg, num_chars, state, source, fit, held, device, data.length, cfg.size or sizes[0])
+        if sizes:
+            sizes, reading = far_sizes(cfg, num_chars, state, source, fit, held, device, data.length, sizes, reading,
+                                       say)
+            cfg.size = sizes[0] if len(sizes) == 1 else cfg.size
     cfg.lr = start_lr(cfg, source, reading)
     recipe: dict[str, Any] = {}
     if rank == 0:

@@ -3,7 +3,12 @@ from PIL import Image
 
 from captcha.config import CTC_COLUMNS, AugmentConfig
 from captcha.data.augment import TrainTransform
-from captcha.data.preprocess import Preprocess, whole_captcha_size, whole_captcha_sizes
+from captcha.data.preprocess import (
+    Preprocess,
+    magnified_size,
+    whole_captcha_size,
+    whole_captcha_sizes,
+)
 
 
 def test_preprocess_shape_and_normalisation():
@@ -47,3 +52,10 @@ def test_train_transform_is_reproducible_per_seed():
     assert not np.array_equal(t(img, seed=5), t(img, seed=6))
     plain = TrainTransform(Preprocess(), AugmentConfig(enabled=False))
     assert np.array_equal(plain(img), Preprocess()(img))
+
+
+def test_magnified_sizes_keep_the_shape_in_whole_columns_up_to_the_tallest():
+    assert magnified_size((48, 160)) == (72, 240)
+    assert magnified_size((48, 136), 1.5) == (72, 8 * round(204 / 8))  # whole 8-pixel feature columns
+    assert magnified_size((80, 160)) == (96, 192)  # at most CTC_MAX_HEIGHT high
+    assert magnified_size((96, 144)) == (96, 144) and magnified_size((112, 144)) == (112, 144)  # never smaller

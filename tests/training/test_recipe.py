@@ -290,6 +290,37 @@ def test_method_auto_counts_what_the_general_reader_reads_before_training(flat_c
         assert seen_lr == {recipe.start_lr(TrainConfig(), "reader:x", choice.reading)}
 
 
+@pytest.mark.parametrize("chars", [0.2, 0.8])
+def test_a_site_far_from_what_the_reader_knows_is_read_magnified(flat_captchas, monkeypatch, chars):
+    # the reader reads under CTC_FAR_CHARS of the slice's characters untrained: CTC probes and trains on the
+    # captchas read CTC_MAGNIFY times larger, and the rate follows what it reads at that size
+    read_at = []
+
+    def fake(probe, cfg, num_classes, state, source, fit, held, device, length=0, epochs=recipe.PROBE_EPOCHS):
+        if not epochs and cfg.method == "ctc":
+            read_at.append(probe.size)
+        probe.string_score = 0.0 if not epochs else 0.2
+        probe.char_score = (chars if len(read_at) == 1 else 0.1) if not epochs else 0.4
+        probe.score = probe.string_score if cfg.method == "ctc" else probe.char_score
+        probe.seconds, probe.samples = 1.0, 10 * epochs
+        return probe
+
+    monkeypatch.setattr(recipe, "run_probe", fake)
+    said: list[str] = []
+    choice = recipe.choose_method(TrainConfig(data=str(flat_captchas), charset="ABC123"), Charset("ABC123"),
+                                  torch.device("cpu"), said.append)
+    first = read_at[0]
+    best, probes = choice.probes["ctc"]
+    if chars < recipe.CTC_FAR_CHARS:
+        big = (round(recipe.CTC_MAGNIFY * first[0]), best.size[1])
+        assert best.size == big and best.size[1] > first[1] and [p.size for p in probes] == [big]
+        assert read_at[:2] == [first, big] and choice.reading.char_score == 0.1  # read again where it trains
+        assert any("read 1.5 times larger" in line for line in said)
+    else:
+        assert best.size == first and choice.reading.char_score == chars
+        assert not any("times larger" in line for line in said)
+
+
 def test_method_auto_probes_ctc_first_and_past_its_share_only_each_methods_first_recipe(flat_captchas, monkeypatch):
     ran = []
 
