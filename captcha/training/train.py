@@ -570,15 +570,12 @@ def _choose(cfg: TrainConfig, charset: Charset, data: TrainingData, fit: tuple[l
             "in $TORCH_HOME/hub/checkpoints/)")
     # --input-size given: probed as given; --method auto: probed already
     sizes = ctc_sizes(fit[0], source, fit[1]) if cfg.method == "ctc" and not cfg.size and not choice else []
-    if len(sizes) == 1:
-        cfg.size = sizes[0]
     reading = choice.reading if choice else None  # how close the site is to what the start reads
     if rank == 0 and not choice and (cfg.size or sizes):
         reading = start_reading(cfg, num_chars, state, source, fit, held, device, data.length, cfg.size or sizes[0])
-        if sizes:
-            sizes, reading = far_sizes(cfg, num_chars, state, source, fit, held, device, data.length, sizes, reading,
-                                       say)
-            cfg.size = sizes[0] if len(sizes) == 1 else cfg.size
+        sizes, reading = far_sizes(cfg, num_chars, state, source, fit, held, device, data.length, sizes, reading, say)
+    if len(sizes) == 1:
+        cfg.size = sizes[0]
     cfg.lr = start_lr(cfg, source, reading)
     recipe: dict[str, Any] = {}
     if rank == 0:
