@@ -32,9 +32,11 @@ def diagnose(num_classes: int, held_acc: float | None, probe_scores: Sequence[fl
              losses: Sequence[float] = (), crops: Sequence[Image.Image] = (), other_lengths: int = 0,
              length: int = 0, method: str = "classify", where: str = HELD_SLICE) -> list[str]:
     """Warnings for a run that learned (next to) nothing, each naming a likely cause and a fix;
-    ``held_acc`` is the accuracy of the data held out of training, ``where`` says which."""
+    ``held_acc`` is the accuracy of the data held out of training, ``where`` says which; ``probe_scores``
+    (each recipe probe's share of characters read) judge the run only where nothing was held out: a few
+    epochs of probing read little of a far site that the full run then learns."""
     chance = 1.0 / max(num_classes, 1)
-    probes_dead = bool(probe_scores) and max(probe_scores) < NEAR_CHANCE * chance
+    probes_dead = held_acc is None and bool(probe_scores) and max(probe_scores) < NEAR_CHANCE * chance
     failed = held_acc is not None and held_acc < FAIL_BELOW
     if not (probes_dead or failed):
         return []

@@ -318,7 +318,8 @@ def train(cfg: TrainConfig, say: Callable[[str], None] = log.info, progress: boo
     curve = out.with_name(out.stem + ".curve.png")
     training_curve(history, curve, title=f"{out.name}: pretrained={source}, freeze={freeze}")
     judged, where = _judged(keeper, bool(held[0]), final, data, cfg.method)
-    problems = diagnose(len(charset), judged, [p["score"] for p in recipe.get("probes", [])],
+    problems = diagnose(len(charset), judged, [p["score"] if p.get("char_score") is None else p["char_score"]
+                                                for p in recipe.get("probes", [])],
                         [h["loss"] for h in history], fit[0] if cfg.method == "classify" else (), data.other_lengths,
                         data.length, cfg.method, where)
     for line in problems:

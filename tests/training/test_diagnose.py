@@ -40,6 +40,12 @@ def test_probes_near_chance_are_a_failure_even_without_a_held_out_slice():
     assert out and "best recipe probe scored 3.0%" in out[0] and "fitted" in out[-1]
 
 
+def test_probes_near_chance_say_nothing_when_the_held_out_slice_was_learned():
+    # a far site: the short probes read 2% of the slice, the full run 47% of its captchas whole
+    assert diagnose(36, 0.467, [0.022], [3.9, 0.25]) == []
+    assert diagnose(36, 0.1, [0.022], [3.9, 0.25])  # still a failure below FAIL_BELOW
+
+
 def test_training_on_noise_warns_and_the_checkpoint_keeps_the_warning(tmp_path):
     rng = np.random.default_rng(1)
     chars = "ABCDEFGHIJKLMNOPQRST"
