@@ -319,10 +319,11 @@ class Solver:
                 yield BatchResult(src, next(it), "") if x is not None else BatchResult(src, None, err)
 
     def held_to_usual_length(self, x: np.ndarray, sols: list[Solution], lengths: Counter) -> set[int]:
-        """Where no length is expected (the general reader), count the lengths of the sure readings in
-        ``lengths`` (the batch's so far); once BATCH_LENGTH_MIN are in and BATCH_LENGTH_SHARE of them have
-        one length, re-read this chunk's unsure readings of another length held to it, in place. Returns
-        the indices of the readings now held to it."""
+        """Where no length is expected (the general reader), count the lengths of the readings at least
+        BATCH_LENGTH_SURE confident in ``lengths`` (the batch's so far); once BATCH_LENGTH_MIN are in and
+        BATCH_LENGTH_SHARE of them have one length, re-read this chunk's unsure readings (under RECHECK_BELOW,
+        as for re-reading) of another length held to it, in place. Returns the indices of the readings now
+        held to it."""
         if self.method != "ctc" or self.length:
             return set()
         lengths.update(len(s.text) for s in sols if s.confidence >= BATCH_LENGTH_SURE)
@@ -332,7 +333,7 @@ class Solver:
         usual, count = lengths.most_common(1)[0]
         if count < BATCH_LENGTH_SHARE * seen:
             return set()
-        odd = [i for i, s in enumerate(sols) if len(s.text) != usual and s.confidence < BATCH_LENGTH_SURE]
+        odd = [i for i, s in enumerate(sols) if len(s.text) != usual and s.confidence < RECHECK_BELOW]
         for i, s in zip(odd, self.read(x[odd], usual) if odd else []):
             sols[i] = s
         return {i for i in odd if len(sols[i].text) == usual}
