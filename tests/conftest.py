@@ -75,3 +75,21 @@ def flat_captchas(tmp_path_factory):
     synth_dataset(root / "src", SynthConfig(seed=5, train_per_class=8, val_per_class=1, captchas=1,
                                             train_captchas=40, charset=Charset("ABC123")))
     return root / "src" / "captchas" / "train"
+
+
+@pytest.fixture(scope="session")
+def mixed_captchas(flat_captchas, tmp_path_factory):
+    """The flat captchas with every other one cut to its first three cells: a site whose lengths vary (3 and 4)."""
+    from PIL import Image
+
+    root = tmp_path_factory.mktemp("mixed")
+    rows = ["filename,label"]
+    for line in (flat_captchas / "labels.csv").read_text().splitlines()[1:]:
+        name, label = line.split(",")
+        img = Image.open(flat_captchas / name)
+        if len(rows) % 2:
+            img, label = img.crop((0, 0, img.width * 3 // 4, img.height)), label[:3]
+        img.save(root / name)
+        rows.append(f"{name},{label}")
+    (root / "labels.csv").write_text("\n".join(rows) + "\n")
+    return root

@@ -28,7 +28,7 @@ class EvalData:
     char_images: list
     char_targets: list[int]
     captchas: list[Captcha]
-    length: int
+    length: int  # characters a captcha; 0: any (a CTC model of a site whose lengths vary)
     segment: SegmentConfig
     split: dict[str, Any]
 

@@ -24,10 +24,10 @@ from PIL import Image
 from ..charset import Charset
 from ..config import (
     BATCH_LENGTH_MIN,
-    BATCH_LENGTH_SHARE,
     BATCH_LENGTH_SURE,
     DEFAULT_MAX_PIXELS,
     METHODS,
+    ONE_LENGTH_SHARE,
     RECHECK_BELOW,
     RECHECK_SHIFT,
     RECHECKS,
@@ -321,7 +321,7 @@ class Solver:
     def held_to_usual_length(self, x: np.ndarray, sols: list[Solution], lengths: Counter) -> set[int]:
         """Where no length is expected (the general reader), count the lengths of the readings at least
         BATCH_LENGTH_SURE confident in ``lengths`` (the batch's so far); once BATCH_LENGTH_MIN are in and
-        BATCH_LENGTH_SHARE of them have one length, re-read this chunk's unsure readings (under RECHECK_BELOW,
+        ONE_LENGTH_SHARE of them have one length, re-read this chunk's unsure readings (under RECHECK_BELOW,
         as for re-reading) of another length held to it, in place. Returns the indices of the readings now
         held to it."""
         if self.method != "ctc" or self.length:
@@ -331,7 +331,7 @@ class Solver:
         if seen < BATCH_LENGTH_MIN:
             return set()
         usual, count = lengths.most_common(1)[0]
-        if count < BATCH_LENGTH_SHARE * seen:
+        if count < ONE_LENGTH_SHARE * seen:
             return set()
         odd = [i for i, s in enumerate(sols) if len(s.text) != usual and s.confidence < RECHECK_BELOW]
         for i, s in zip(odd, self.read(x[odd], usual) if odd else []):

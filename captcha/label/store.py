@@ -10,9 +10,11 @@ import csv
 import io
 import os
 import tempfile
+from collections import Counter
 from pathlib import Path
 
 from ..charset import Charset
+from ..config import ONE_LENGTH_SHARE
 from ..data.images import is_image_name
 from ..data.layout import LABELS_FILE, labels_csv_rows, read_captcha_labels
 from ..errors import DataError
@@ -53,8 +55,10 @@ class LabelStore:
             self.kept = {n: lab for n, lab in labels_csv_rows(self.folder / LABELS_FILE) if n not in self.labels}
         unreadable = self.folder / UNREADABLE_FILE
         self.unreadable = set(unreadable.read_text(encoding="utf-8").split()) if unreadable.is_file() else set()
-        known = [len(v) for v in self.labels.values()]
-        self.length = length or (max(set(known), key=known.count) if known else None)
+        # the labels' length once ONE_LENGTH_SHARE of them have it; a site whose lengths vary takes any
+        known = Counter(len(v) for v in self.labels.values()).most_common()
+        one = known and known[0][1] >= ONE_LENGTH_SHARE * sum(n for _, n in known)
+        self.length = length or (known[0][0] if one else None)
 
     def check(self, label: str) -> str:
         """The label as stored (case-folded by the charset), or a DataError saying what is wrong."""

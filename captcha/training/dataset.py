@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from ..charset import Charset
-from ..config import PROBE_RIDGE, SPLITTERS, TrainConfig
+from ..config import ONE_LENGTH_SHARE, PROBE_RIDGE, SPLITTERS, TrainConfig
 from ..data.layout import detect_layout, load_images
 from ..data.preprocess import Preprocess
 from ..data.segment import SegmentConfig, split, to_content
@@ -78,8 +78,10 @@ def whole_captchas_only(root: Path) -> bool:
     return detect_layout(root) == "flat" or not (root / "chars" / "train").is_dir()
 
 
-def _length(cfg_length: int | None, captchas: list[Captcha], root: Path) -> int:
-    """The captcha length: ``--length`` when given (and found in the labels), else the most common one."""
+def _length(cfg_length: int | None, captchas: list[Captcha], root: Path, method: str = "classify") -> int:
+    """The captcha length: ``--length`` when given (and found in the labels), else the most common one; for
+    CTC 0 (any) where fewer than ONE_LENGTH_SHARE of the captchas have it: the site's lengths vary, and
+    CTC reads any length where split-and-classify cuts a fixed number of characters."""
     counts = Counter(len(lab) for _, lab in captchas)
     if cfg_length:
         if counts and cfg_length not in counts:
@@ -87,7 +89,10 @@ def _length(cfg_length: int | None, captchas: list[Captcha], root: Path) -> int:
             raise DataError(f"--length {cfg_length}: no captcha in {root} has {cfg_length} characters "
                             f"(found {found}); drop --length or fix the labels")
         return cfg_length
-    return counts.most_common(1)[0][0] if counts else 4
+    if not counts:
+        return 4
+    common, n = counts.most_common(1)[0]
+    return 0 if method == "ctc" and n < ONE_LENGTH_SHARE * sum(counts.values()) else common
 
 
 def load_training_data(cfg: TrainConfig, charset: Charset, segment: SegmentConfig | None = None,
@@ -99,12 +104,12 @@ def load_training_data(cfg: TrainConfig, charset: Charset, segment: SegmentConfi
     parts = read_parts(root, charset, cfg.val_fraction, cfg.seed)
     real = len(parts.train_caps)
     parts.train_caps = parts.train_caps + list(extra or [])
-    length = _length(cfg.length, parts.val_caps + parts.train_caps, root)
+    length = _length(cfg.length, parts.val_caps + parts.train_caps, root, cfg.method)
     segment = segment or _segmenter(cfg, parts.train_caps, length, charset, cells=bool(parts.train_chars))
     size = _median_size([im for im, _ in parts.train_caps + parts.val_caps])
-    other = sum(len(lab) != length for _, lab in parts.train_caps)
+    other = sum(len(lab) != length for _, lab in parts.train_caps) if length else 0
     if cfg.method == "ctc":  # whole captchas only: the single-character images are never decoded
-        picked = [k for k, (_, lab) in enumerate(parts.train_caps) if len(lab) == length]
+        picked = [k for k, (_, lab) in enumerate(parts.train_caps) if not length or len(lab) == length]
         whole = [(to_content(parts.train_caps[k][0], segment), parts.train_caps[k][1]) for k in picked]
         if not whole:
             raise DataError(f"{root}: --method ctc reads whole captchas and needs labelled training captchas "

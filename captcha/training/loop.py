@@ -82,6 +82,17 @@ class Trainable(nn.Module):
         return self.model.head_from(x, self.start) if self.start is not None else self.model(x)
 
 
+def target_tensor(targets: list) -> torch.Tensor:
+    """Training targets as one tensor: class indices (character crops), or each captcha's label indices
+    padded with -1 to the longest label (whole captchas, for :class:`CTCLoss`; a site's lengths may vary)."""
+    if not targets or not isinstance(targets[0], (list, tuple)):
+        return torch.tensor(targets, dtype=torch.long)
+    out = torch.full((len(targets), max(map(len, targets))), -1, dtype=torch.long)
+    for row, t in zip(out, targets):
+        row[: len(t)] = torch.tensor(t, dtype=torch.long)
+    return out
+
+
 def indexed_batches(inputs: torch.Tensor, targets: torch.Tensor, order: torch.Tensor, batch_size: int) -> DataLoader:
     """The course's Dataset + DataLoader over tensors held in memory, batches drawn in ``order``.
 

@@ -18,6 +18,7 @@ import logging
 import math
 import random
 import time
+from collections import Counter
 from dataclasses import asdict, dataclass
 from typing import Any, Callable, Sequence
 
@@ -33,6 +34,7 @@ from ..config import (
     CTC_MAGNIFY,
     METHODS,
     NONE_WHOLE,
+    ONE_LENGTH_SHARE,
     PRICE_BATCHES,
     PROBE_EPOCHS,
     PROBE_FREEZES,
@@ -68,6 +70,7 @@ from .loop import (
     make_optimizer,
     make_schedule,
     predict,
+    target_tensor,
     train_one_epoch,
 )
 
@@ -213,7 +216,7 @@ def _train_briefly(probe: Probe, cfg: TrainConfig, num_classes: int, state: dict
     torch.manual_seed(seed_for(cfg.seed, "probe-init") % 2 ** 63)  # a fresh head: the same probe, whatever ran before
     rng = random.Random(seed_for(cfg.seed, "probe"))
     pick = sorted(rng.sample(range(len(fit[0])), min(samples, len(fit[0]))))
-    images, targets = [fit[0][i] for i in pick], torch.tensor([fit[1][i] for i in pick])
+    images, targets = [fit[0][i] for i in pick], target_tensor([fit[1][i] for i in pick])
     model = make_network(cfg, num_classes, state, source, probe.freeze).to(device, memory_format=torch.channels_last)
     timing["build"] = time.perf_counter() - t0
     pre = Preprocess(size=probe.size)
@@ -258,7 +261,7 @@ def choose_recipe(cfg: TrainConfig, num_classes: int, state: dict[str, torch.Ten
                   rival: tuple[float, float] | None = None) -> tuple[Probe, list[Probe]]:
     """Probe every candidate (when there is more than one, or ``always``, and a slice to score on); the
     best wins, then the better character accuracy (CTC's score is whole captchas), then the cheaper.
-    A single candidate is only :func:`price`\ d (unless --epochs is given).
+    A single candidate is only priced (:func:`price`; unless --epochs is given).
     Once the clock (``time.perf_counter``) passes ``until`` the candidates not yet probed are skipped;
     the first always runs. Given the other method's reading of the slice, ``rival`` (whole captchas,
     characters), the next input size is skipped once it is far out of reach (:func:`out_of_reach`)."""
@@ -384,6 +387,13 @@ def choose_method(cfg: TrainConfig, charset: Charset, device: torch.device, say:
     readings: dict[str, Probe | None] = {}
     held_n = 0
     for method in sorted(METHODS, key=lambda m: m != "ctc"):
+        if method == "classify" and not datas["ctc"].length:
+            lengths = Counter(len(t) for t in datas["ctc"].train_targets)
+            say(f"the labels have several lengths ({', '.join(f'{n} of {k}' for k, n in sorted(lengths.items()))} "
+                f"characters; no one length is {100 * ONE_LENGTH_SHARE:.0f}% of them): ctc, which reads any length "
+                "(split-and-classify cuts a fixed number; --length N keeps one)")
+            return MethodChoice("ctc", probes, datas["ctc"].segment, held_n, datas["ctc"], starts["ctc"],
+                                readings["ctc"])
         mcfg = dataclasses.replace(cfg, method=method)
         data = datas[method] = load_training_data(mcfg, charset, extra=extra)
         fit_idx, held_idx = hold_out_slice(data.train_groups, cfg.select_fraction, cfg.seed, data.extra_groups)

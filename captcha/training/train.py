@@ -89,6 +89,7 @@ from .loop import (
     make_optimizer,
     make_schedule,
     predict,
+    target_tensor,
     train_one_epoch,
     validate,
 )
@@ -215,7 +216,7 @@ def train(cfg: TrainConfig, say: Callable[[str], None] = log.info, progress: boo
     transform = TrainTransform(pre, cfg.augment)
     augmenting = transform.aug is not None
     passes = 1 if not augmenting else (cfg.aug_passes or cfg.epochs)
-    targets = torch.tensor(fit[1])
+    targets = target_tensor(fit[1])
     stop = model.frozen_stages()[-1] if model.frozen_stages() else None
     cached = cfg.cache_features and stop is not None
     char_x, cap_x, cap_labels = _validation_inputs(data, Preparer(pre, data.length, data.segment, cfg.method))

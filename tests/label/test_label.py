@@ -50,6 +50,10 @@ def test_the_store_checks_labels_writes_at_once_and_resumes(folder):
     again = LabelStore(folder, CHARSET)  # a restart reads both files back
     assert again.labels == {first: "AB12"} and again.unreadable == {store.images[1]} and again.length == 4
     assert len(again.todo()) == 6 and not list(folder.glob(".*.tmp"))
+    with open(folder / "labels.csv", "a") as f:  # labelled elsewhere in two lengths: a site whose lengths vary
+        f.write(f"{store.images[2]},B1C\n")
+    mixed = LabelStore(folder, CHARSET)
+    assert mixed.length is None and mixed.set(store.images[3], "C12AB") == "C12AB"
 
 
 def test_labels_the_charset_cannot_read_are_kept_as_written(folder):

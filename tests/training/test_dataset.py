@@ -9,6 +9,7 @@ from captcha.charset import Charset
 from captcha.config import TrainConfig
 from captcha.data.splits import flat_split, validation_data
 from captcha.training.dataset import (
+    _length,
     backbone_features,
     choose_splitter,
     linear_probe,
@@ -43,6 +44,18 @@ def test_length_comes_from_labels(tmp_path, flat_captchas):
     assert data.length == 5 and len(data.train_images) == 9 * 5 and len(data.captchas) == 3
     ctc = load_training_data(_cfg(folder, val_fraction=0.25, method="ctc"), CS)
     assert len(ctc.train_images) == 9 and ctc.train_targets[0] in (CS.encode("ABC12"), CS.encode("C3B21"))
+
+
+def test_a_site_whose_lengths_vary_trains_ctc_on_every_length(mixed_captchas, flat_captchas):
+    ctc = load_training_data(_cfg(mixed_captchas, val_fraction=0.25, method="ctc"), CS)
+    assert ctc.length == 0 and ctc.other_lengths == 0 and len(ctc.train_images) == 30
+    assert {len(t) for t in ctc.train_targets} == {3, 4}
+    crops = load_training_data(_cfg(mixed_captchas, val_fraction=0.25, split="equal"), CS)  # a fixed number of cuts
+    assert crops.length in (3, 4) and 0 < crops.other_lengths < 30
+    # one captcha in 40 of another length is a mislabelled one, not a site of two lengths: left out
+    assert _length(None, [(None, "ABCD")] * 39 + [(None, "ABC")], flat_captchas, "ctc") == 4
+    assert _length(None, [(None, "ABCD")] * 30 + [(None, "ABC")] * 10, flat_captchas, "ctc") == 0
+    assert _length(3, [(None, "ABCD")] * 30 + [(None, "ABC")] * 10, flat_captchas, "ctc") == 3  # --length keeps one
 
 
 def test_validation_reads_exactly_the_held_out_captchas(flat_captchas):

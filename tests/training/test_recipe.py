@@ -249,6 +249,24 @@ def test_method_auto_compares_whole_captchas_on_one_slice(flat_captchas, monkeyp
     assert [row["chosen"] for row in choice.table()] == [expected == "classify", expected == "ctc"]
 
 
+def test_method_auto_on_a_site_whose_lengths_vary_is_ctc_without_probing_classify(mixed_captchas, monkeypatch):
+    probed = []
+
+    def fake(probe, cfg, num_classes, state, source, fit, held, device, length=0, epochs=None):
+        probed.append(cfg.method)
+        probe.score = probe.string_score = probe.char_score = 0.5
+        probe.seconds, probe.samples = 1.0, 10
+        return probe
+
+    monkeypatch.setattr(recipe, "run_probe", fake)
+    said = []
+    choice = recipe.choose_method(TrainConfig(data=str(mixed_captchas), charset="ABC123"), Charset("ABC123"),
+                                  torch.device("cpu"), said.append)
+    assert choice.method == "ctc" and choice.data.length == 0 and set(probed) == {"ctc"}
+    assert any("several lengths" in line and "ctc, which reads any length" in line for line in said)
+    assert [row["method"] for row in choice.table()] == ["ctc"]
+
+
 def test_equal_methods_go_to_the_clearly_quicker_reader_else_classify():
     def probe(method, read_seconds):
         return Probe("none", (48, 96), method, read_seconds=read_seconds, read_samples=100)

@@ -144,6 +144,21 @@ def test_ctc_reads_whole_captchas(flat_captchas, tmp_path):
     assert sum(len(s.text) == 4 for s in sols) >= 8 and all(len(s.confidences) == len(s.text) for s in sols)
 
 
+def test_ctc_on_a_site_whose_lengths_vary_learns_and_reads_every_length(mixed_captchas, tmp_path):
+    from captcha.inference.load import load_solver
+
+    out = tmp_path / "mixed.pt"
+    train(_cfg(mixed_captchas, out, method="ctc", pretrained="auto", epochs=3, batch_size=8, val_fraction=0.25,
+               size=None, refit=False))
+    ck = load_checkpoint(out)
+    assert ck["length"] == 0 and ck["metrics"]["captchas"] == 10  # every val captcha, whatever its length
+    labels = dict(line.split(",") for line in (mixed_captchas / "labels.csv").read_text().splitlines()[1:])
+    val = ck["split"]["val_files"]
+    sols = [r.solution for r in load_solver(out).solve_batch([mixed_captchas / n for n in val])]
+    assert {len(labels[n]) for n in val} == {3, 4} and not any(s.warnings for s in sols)
+    assert sum(len(s.text) == len(labels[n]) for s, n in zip(sols, val)) >= 8  # read at their own lengths
+
+
 def test_a_fine_tune_worse_than_the_reader_keeps_the_reader(flat_captchas, tmp_path):
     """The general reader competes as epoch 0: a fine-tune that wrecks it (an absurd rate) is not kept."""
     out = tmp_path / "wrecked.pt"
