@@ -324,7 +324,7 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|")
     for z in zero:
         rd, dd = z["reader"] or {}, z["ddddocr"] or {}
-        print(f"| {z['set']} | {_pct(rd['string_acc']) if rd else '-'} | {_pct(rd.get('told_length', float('nan')))} "
+        print(f"| {z['set']} | {_pct(rd['string_acc']) if rd else '-'} | {_pct(rd['told_length']) if rd and 'told_length' in rd else '-'} "
               f"| {_pct(rd['char_acc']) if rd else '-'} "
               f"| {rd.get('batch_captchas_per_s', float('nan')):.0f} | {_pct(dd['string_acc']) if dd else '-'} "
               f"| {dd.get('captchas_per_s', float('nan')):.0f} |")

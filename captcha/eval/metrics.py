@@ -19,7 +19,8 @@ def string_metrics(pred: Sequence[str], truth: Sequence[str]) -> dict[str, Any]:
     if not truth:
         return {"string_acc": float("nan"), "captchas": 0}
     length = max(len(t) for t in truth)
-    pos = [np.mean([len(p) > i and len(t) > i and p[i] == t[i] for p, t in zip(pred, truth)]) for i in range(length)]
+    # position i over the captchas that have one (a site whose lengths vary has fewer 6th characters than 1st)
+    pos = [np.mean([len(p) > i and p[i] == t[i] for p, t in zip(pred, truth) if len(t) > i]) for i in range(length)]
     chars = sum(len(t) for t in truth)
     right = sum(a == b for p, t in zip(pred, truth) for a, b in zip(p, t))
     return {"string_acc": float(np.mean([p == t for p, t in zip(pred, truth)])),

@@ -22,6 +22,8 @@ def test_string_metrics_count_whole_strings_positions_and_characters():
     assert m["position_acc"] == pytest.approx([1.0, 2 / 3, 2 / 3, 1 / 3])
     assert m["captcha_char_acc"] == pytest.approx((4 + 3 + 1) / 12)
     assert np.isnan(string_metrics([], [])["string_acc"])
+    mixed = string_metrics(["AB12", "AB1", "AB"], ["AB12", "AB13", "AB"])  # a site whose lengths vary
+    assert mixed["position_acc"] == pytest.approx([1.0, 1.0, 1.0, 1 / 2])  # the 4th over the two that have one
 
 
 def test_confusions_count_aligned_pairs_and_short_readings():
