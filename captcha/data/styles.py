@@ -139,7 +139,7 @@ class HeldOutCaptcha:
 # looked at while building (tuned-on from their first bench run); the next two were added unseen, to
 # confirm, and are measured only by the bench (but lso-striped-arc6's first 100 captchas showed the method
 # choice ignoring what the general reader reads before training: tuned-on for that rule); the next two were
-# added unseen to confirm the learning rate set by what the reader reads (config.READER_LR_FAR); the last
+# added unseen to confirm the learning rate set by what the reader reads (config.READER_LR_FAR); the next
 # two were added unseen to confirm the re-reading vote (config.RECHECK_BELOW); the last, of 4 to 6 characters,
 # was added to measure a site whose lengths vary (config.ONE_LENGTH_SHARE), unseen by any default.
 LOWER, UPPER = "23456789abcdefghjkmnpqrstuvwxyz", "23456789ABCDEFGHJKLMNPQRSTUVWXYZ"
