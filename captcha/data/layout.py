@@ -21,6 +21,7 @@ from pathlib import Path, PurePath
 from typing import Callable, Iterable, Sequence
 
 from ..charset import DEFAULT_CHARSET, Charset, for_labels
+from ..config import ONE_LENGTH_SHARE
 from ..errors import DataError, ImageError
 from .images import IMAGE_SUFFIXES, is_image_name, load_image
 
@@ -316,9 +317,14 @@ def check_dataset(root: str | Path, charset: Charset | None = None, length: int 
 
 
 def _check_lengths(samples: Sequence[Sample], length: int | None, problems: list[Problem]) -> None:
+    """A label of another length than ``length`` (else than the one ONE_LENGTH_SHARE of them have) is a
+    problem; where no one length is that common the site's lengths vary, which CTC learns."""
     if not samples:
         return
-    expected = length or Counter(len(s.label) for s in samples).most_common(1)[0][0]
+    common, n = Counter(len(s.label) for s in samples).most_common(1)[0]
+    if not length and n < ONE_LENGTH_SHARE * len(samples):
+        return
+    expected = length or common
     for s in samples:
         if len(s.label) != expected:
             problems.append(Problem(str(s.path), f"label {s.label!r} has {len(s.label)} characters, expected {expected}"))

@@ -55,6 +55,14 @@ def test_broken_copy_lists_every_planted_problem(tiny_data, tmp_path):
         assert needle in text, needle
 
 
+def test_a_site_whose_lengths_vary_is_usable_and_one_length_flags_the_others(mixed_captchas):
+    rep = check_dataset(mixed_captchas, CS)
+    assert rep.usable, rep.problems
+    assert rep.lengths["all"] == {3: 20, 4: 20}
+    told = check_dataset(mixed_captchas, CS, length=4)  # --length: the others are wrong
+    assert not told.usable and sum("has 3 characters, expected 4" in str(p) for p in told.problems) == 20
+
+
 def test_labels_csv_with_bom_and_crlf(tmp_path, tiny_data):
     src = next((tiny_data / "captchas" / "val").glob("*.png"))
     shutil.copy(src, tmp_path / "x.png")
