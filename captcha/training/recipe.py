@@ -387,15 +387,16 @@ def choose_method(cfg: TrainConfig, charset: Charset, device: torch.device, say:
     readings: dict[str, Probe | None] = {}
     held_n = 0
     for method in sorted(METHODS, key=lambda m: m != "ctc"):
-        if method == "classify" and not datas["ctc"].length:
-            lengths = Counter(len(t) for t in datas["ctc"].train_targets)
-            say(f"the labels have several lengths ({', '.join(f'{n} of {k}' for k, n in sorted(lengths.items()))} "
-                f"characters; no one length is {100 * ONE_LENGTH_SHARE:.0f}% of them): ctc, which reads any length "
-                "(split-and-classify cuts a fixed number; --length N keeps one)")
+        if method == "classify" and not datas["ctc"].length:  # the lengths vary: said below
             return MethodChoice("ctc", probes, datas["ctc"].segment, held_n, datas["ctc"], starts["ctc"],
                                 readings["ctc"])
         mcfg = dataclasses.replace(cfg, method=method)
         data = datas[method] = load_training_data(mcfg, charset, extra=extra)
+        if method == "ctc" and not data.length:
+            lengths = Counter(len(t) for t in data.train_targets)
+            say(f"the labels have several lengths ({', '.join(f'{n} of {k}' for k, n in sorted(lengths.items()))} "
+                f"characters; no one length is {100 * ONE_LENGTH_SHARE:.0f}% of them): ctc, which reads any length "
+                "(split-and-classify cuts a fixed number; --length N keeps one)")
         fit_idx, held_idx = hold_out_slice(data.train_groups, cfg.select_fraction, cfg.seed, data.extra_groups)
         fit = ([data.train_images[i] for i in fit_idx], [data.train_targets[i] for i in fit_idx])
         held = ([data.train_images[i] for i in held_idx], [data.train_targets[i] for i in held_idx])
