@@ -371,6 +371,29 @@ def test_a_second_network_reads_the_unsure_readings_with_the_first():
     assert [s.text for s in solver.rechecking("auto").with_second(None).read(x)] == ["A", "A"]
 
 
+def test_a_second_network_joins_only_ctc_readings_held_to_a_length():
+    """Two fits put a character's CTC spike in columns of their own, so a reading of any length (a model of a
+    site whose lengths vary) is re-read by the first network alone; one held to a length by both."""
+    from captcha.charset import Charset
+    from captcha.data.preprocess import Preprocess
+    from captcha.data.segment import SegmentConfig
+    from captcha.inference.solver import Preparer, Solver
+
+    seconds = []
+
+    def first(x):  # columns: an unsure "A", then blank
+        return np.tile([[[1.0, 0.0, 0.5], [-4.0, -4.0, 4.0]]], (len(x), 1, 1))
+
+    def second(x):  # a sure "B" in the first column
+        seconds.append(len(x))
+        return np.tile([[[-4.0, 4.0, 0.0], [-4.0, -4.0, 4.0]]], (len(x), 1, 1))
+
+    x = np.zeros((1, 1, 3, 8, 8), np.float32)
+    solver = Solver(first, Charset("AB"), Preparer(Preprocess(), 0, SegmentConfig("equal"), "ctc")).with_second(second)
+    assert [s.text for s in solver.read(x)] == ["A"] and seconds == []  # any length: the first network alone
+    assert [s.text for s in solver.read(x, length=1)] == ["B"] and seconds  # held to one character: both
+
+
 def test_the_general_reader_learns_a_sites_length_from_the_batch():
     """Told no length, once BATCH_LENGTH_MIN sure readings mostly share one, an unsure reading of another length
     (under RECHECK_BELOW, even one sure enough to count) is read again held to it (and says so); a sure one of
