@@ -316,15 +316,21 @@ def check_dataset(root: str | Path, charset: Charset | None = None, length: int 
     return report
 
 
+def one_length(counts: Counter) -> int | None:
+    """The captcha length at least ONE_LENGTH_SHARE of the labels counted (length -> how many) have; None
+    where none is that common (a site whose lengths vary) or nothing is counted."""
+    if not counts:
+        return None
+    common, n = counts.most_common(1)[0]
+    return common if n >= ONE_LENGTH_SHARE * sum(counts.values()) else None
+
+
 def _check_lengths(samples: Sequence[Sample], length: int | None, problems: list[Problem]) -> None:
-    """A label of another length than ``length`` (else than the one ONE_LENGTH_SHARE of them have) is a
-    problem; where no one length is that common the site's lengths vary, which CTC learns."""
-    if not samples:
+    """A label of another length than ``length`` (else than :func:`one_length`'s) is a problem; where no one
+    length is that common the site's lengths vary, which CTC learns."""
+    expected = length or one_length(Counter(len(s.label) for s in samples))
+    if not expected:
         return
-    common, n = Counter(len(s.label) for s in samples).most_common(1)[0]
-    if not length and n < ONE_LENGTH_SHARE * len(samples):
-        return
-    expected = length or common
     for s in samples:
         if len(s.label) != expected:
             problems.append(Problem(str(s.path), f"label {s.label!r} has {len(s.label)} characters, expected {expected}"))

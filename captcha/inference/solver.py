@@ -27,7 +27,6 @@ from ..config import (
     BATCH_LENGTH_SURE,
     DEFAULT_MAX_PIXELS,
     METHODS,
-    ONE_LENGTH_SHARE,
     RECHECK_BELOW,
     RECHECK_SHIFT,
     RECHECKS,
@@ -35,6 +34,7 @@ from ..config import (
     SOLVE_BATCH_SIZE,
 )
 from ..data.images import ImageInput, load_image
+from ..data.layout import one_length
 from ..data.preprocess import Preprocess
 from ..data.segment import SegmentConfig, to_content
 from ..errors import CaptchaError, CheckpointError, ConfigError
@@ -221,7 +221,7 @@ class Solver:
         # alone, 75.0% by both), so the second network reads only readings held to a length
         pair = bool(length)
         if again:
-            unmoved = self._both(x[again], logits[again], pair)  # the first network's logits of these are read already
+            unmoved = self._both(x[again], logits[again], pair=pair)  # the first network's logits of these are read already
             if self.second is not None and pair:
                 for i, sol in zip(again, self._decode(unmoved, length)):
                     sols[i] = sol
@@ -324,18 +324,15 @@ class Solver:
 
     def held_to_usual_length(self, x: np.ndarray, sols: list[Solution], lengths: Counter) -> set[int]:
         """Where no length is expected (the general reader), count the lengths of the readings at least
-        BATCH_LENGTH_SURE confident in ``lengths`` (the batch's so far); once BATCH_LENGTH_MIN are in and
-        ONE_LENGTH_SHARE of them have one length, re-read this chunk's unsure readings (under RECHECK_BELOW,
-        as for re-reading) of another length held to it, in place. Returns the indices of the readings now
-        held to it."""
+        BATCH_LENGTH_SURE confident in ``lengths`` (the batch's so far); once BATCH_LENGTH_MIN are in and one
+        length is common enough (:func:`~captcha.data.layout.one_length`), re-read this chunk's unsure readings
+        (under RECHECK_BELOW, as for re-reading) of another length held to it, in place. Returns the indices of
+        the readings now held to it."""
         if self.method != "ctc" or self.length:
             return set()
         lengths.update(len(s.text) for s in sols if s.confidence >= BATCH_LENGTH_SURE)
-        seen = sum(lengths.values())
-        if seen < BATCH_LENGTH_MIN:
-            return set()
-        usual, count = lengths.most_common(1)[0]
-        if count < ONE_LENGTH_SHARE * seen:
+        usual = one_length(lengths) if sum(lengths.values()) >= BATCH_LENGTH_MIN else None
+        if usual is None:
             return set()
         odd = [i for i, s in enumerate(sols) if len(s.text) != usual and s.confidence < RECHECK_BELOW]
         for i, s in zip(odd, self.read(x[odd], usual) if odd else []):

@@ -14,9 +14,8 @@ from collections import Counter
 from pathlib import Path
 
 from ..charset import Charset
-from ..config import ONE_LENGTH_SHARE
 from ..data.images import is_image_name
-from ..data.layout import LABELS_FILE, labels_csv_rows, read_captcha_labels
+from ..data.layout import LABELS_FILE, labels_csv_rows, one_length, read_captcha_labels
 from ..errors import DataError
 
 UNREADABLE_FILE = "unreadable.txt"
@@ -55,10 +54,8 @@ class LabelStore:
             self.kept = {n: lab for n, lab in labels_csv_rows(self.folder / LABELS_FILE) if n not in self.labels}
         unreadable = self.folder / UNREADABLE_FILE
         self.unreadable = set(unreadable.read_text(encoding="utf-8").split()) if unreadable.is_file() else set()
-        # the labels' length once ONE_LENGTH_SHARE of them have it; a site whose lengths vary takes any
-        known = Counter(len(v) for v in self.labels.values()).most_common()
-        one = known and known[0][1] >= ONE_LENGTH_SHARE * sum(n for _, n in known)
-        self.length = length or (known[0][0] if one else None)
+        # a site whose lengths vary takes any
+        self.length = length or one_length(Counter(len(v) for v in self.labels.values()))
 
     def check(self, label: str) -> str:
         """The label as stored (case-folded by the charset), or a DataError saying what is wrong."""

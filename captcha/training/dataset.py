@@ -18,8 +18,8 @@ import numpy as np
 import torch
 
 from ..charset import Charset
-from ..config import ONE_LENGTH_SHARE, PROBE_RIDGE, SPLITTERS, TrainConfig
-from ..data.layout import detect_layout, load_images
+from ..config import PROBE_RIDGE, SPLITTERS, TrainConfig
+from ..data.layout import detect_layout, load_images, one_length
 from ..data.preprocess import Preprocess
 from ..data.segment import SegmentConfig, split, to_content
 from ..data.splits import Captcha, EvalData, read_parts
@@ -80,7 +80,7 @@ def whole_captchas_only(root: Path) -> bool:
 
 def _length(cfg_length: int | None, captchas: list[Captcha], root: Path, method: str = "classify") -> int:
     """The captcha length: ``--length`` when given (and found in the labels), else the most common one; for
-    CTC 0 (any) where fewer than ONE_LENGTH_SHARE of the captchas have it: the site's lengths vary, and
+    CTC 0 (any) where no one length is common enough (:func:`one_length`): the site's lengths vary, and
     CTC reads any length where split-and-classify cuts a fixed number of characters."""
     counts = Counter(len(lab) for _, lab in captchas)
     if cfg_length:
@@ -91,8 +91,10 @@ def _length(cfg_length: int | None, captchas: list[Captcha], root: Path, method:
         return cfg_length
     if not counts:
         return 4
-    common, n = counts.most_common(1)[0]
-    return 0 if method == "ctc" and n < ONE_LENGTH_SHARE * sum(counts.values()) else common
+    one = one_length(counts)
+    if one is None and method == "ctc":
+        return 0
+    return one or counts.most_common(1)[0][0]
 
 
 def load_training_data(cfg: TrainConfig, charset: Charset, segment: SegmentConfig | None = None,
