@@ -46,7 +46,7 @@ from .decode import decode
 
 log = logging.getLogger(__name__)
 
-SOLVING_KEYS = ("charset", "preprocess", "length", "segment", "method", "captcha_size", "pretrained", "freeze",
+SOLVING_KEYS = ("charset", "preprocess", "length", "lengths", "segment", "method", "captcha_size", "pretrained", "freeze",
                 "temperature")
 
 

@@ -83,7 +83,7 @@ class Solver:
 
     def __init__(self, backend: Callable[[np.ndarray], np.ndarray], charset: Charset, preparer: Preparer,
                  trained_size: tuple[int, int] | None = None, temperature: float = 1.0,
-                 reject_below: float = 0.0, allow: str = "") -> None:
+                 reject_below: float = 0.0, allow: str = "", lengths: Iterable[int] = ()) -> None:
         if preparer.method not in METHODS:
             raise ConfigError(f"unknown method {preparer.method!r}; choose one of {', '.join(METHODS)}")
         if not 0.0 <= reject_below <= 1.0:
@@ -95,6 +95,7 @@ class Solver:
         self.temperature = temperature  # fitted at training time on held-out data: calibrated confidences
         self.reject_below = reject_below  # a reading less confident than this is refused, not guessed
         self.second: Callable[[np.ndarray], np.ndarray] | None = None  # the first fit beside a refit (with_second)
+        self.lengths = tuple(sorted(set(lengths)))  # a CTC model of a site whose lengths vary: the ones it learned
         self.allow(allow)
         self.expect_length()
         self.rechecking()
@@ -176,7 +177,11 @@ class Solver:
         temperature = meta.get("temperature", 1.0)
         if not isinstance(temperature, (int, float)) or not 0 < temperature < 1e3:
             raise CheckpointError(f"{source}: temperature {temperature!r} is not a positive number; retrain or re-export it")
-        return cls(backend, charset, preparer, tuple(size) if size else None, float(temperature), reject_below)
+        lengths = meta.get("lengths") or []
+        if not isinstance(lengths, list) or not all(isinstance(n, int) and 0 < n <= MAX_LENGTH for n in lengths):
+            raise CheckpointError(f"{source}: lengths {lengths!r} are not captcha lengths; retrain or re-export it")
+        return cls(backend, charset, preparer, tuple(size) if size else None, float(temperature), reject_below,
+                   lengths=lengths)
 
     @classmethod
     def from_onnx(cls, path: str | os.PathLike, threads: int | None = None,
@@ -277,9 +282,20 @@ class Solver:
         # a CTC model that learned from captchas of one length only reads that many: on captcha_images_v2
         # from 100 captchas 7 of 16 wrong readings had another length, and 6 of them were right held to 5
         sols = decode(logits, self.charset, self.method, length)
+        if self.method == "ctc" and not length and self.lengths:
+            for i, sol in enumerate(sols):
+                if len(sol.text) not in self.lengths:
+                    sols[i] = self._nearest_length(logits[i:i + 1], len(sol.text))
         for sol in sols:
             sol.length_ok = self.trained_length(sol.text)
         return sols
+
+    def _nearest_length(self, logits: np.ndarray, read: int) -> Solution:
+        """A reading of a length the model never learned, held to the learned length nearest it (the surer
+        reading where two are as near): on a site of 4 to 6 characters, 7 of 2,000 readings had 3 or 7."""
+        gap = min(abs(n - read) for n in self.lengths)
+        held = [decode(logits, self.charset, self.method, n)[0] for n in self.lengths if abs(n - read) == gap]
+        return max(held, key=lambda sol: (self.trained_length(sol.text), sol.confidence))
 
     def _rechecks(self, confidence: float) -> bool:
         return self.recheck == "all" or (self.recheck == "auto" and confidence < RECHECK_BELOW)
@@ -349,13 +365,18 @@ class Solver:
             if not 1 / SIZE_TOLERANCE <= aspect <= SIZE_TOLERANCE or not 1 / SIZE_TOLERANCE <= h / th <= SIZE_TOLERANCE:
                 out.append(f"image is {w}x{h}; the model learned from captchas of about {tw}x{th}")
         if not self.trained_length(sol.text):
-            out.append(f"read {len(sol.text)} characters; expected {self.length}")
+            expected = self.length or " or ".join(map(str, self.lengths))
+            out.append(f"read {len(sol.text)} characters; expected {expected}")
         return out
 
     def trained_length(self, text: str) -> bool:
-        """False for a CTC reading of another length than expected (:meth:`expect_length`; 0: any);
-        a split-and-classify reading always has the trained length."""
-        return not (self.method == "ctc" and self.length and len(text) != self.length)
+        """False for a CTC reading of another length than expected (:meth:`expect_length`; 0: any, or any the
+        model learned where its site's lengths vary); a split-and-classify reading always has the trained length."""
+        if self.method != "ctc":
+            return True
+        if self.length:
+            return len(text) == self.length
+        return not self.lengths or len(text) in self.lengths
 
 
 def voted(main: Solution, left: Solution, right: Solution | None = None) -> Solution:

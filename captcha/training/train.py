@@ -682,6 +682,8 @@ def _payload(cfg: TrainConfig, model: CharNet, charset: Charset, pre: Preprocess
     conf["size"] = list(pre.size)  # the size actually used (a resumed run keeps it)
     return {"kind": "recognizer", "arch": ARCH, "charset": charset.to_dict(), "preprocess": pre.to_dict(),
             "length": data.length, "segment": data.segment.to_dict(), "pretrained": source, "freeze": cfg.freeze,
+            # where the lengths vary (length 0), the ones learned: solving holds a reading of another to them
+            "lengths": sorted({len(t) for t in data.train_targets}) if cfg.method == "ctc" and not data.length else [],
             "recipe": recipe,
             "method": cfg.method, "captcha_size": data.captcha_size, "train_config": conf, "epoch": history[-1]["epoch"] - 1,
             "metrics": {**history[-1], "train_seconds": train_seconds}, "history": history, "split": data.split,

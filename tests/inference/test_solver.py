@@ -140,6 +140,46 @@ def test_a_ctc_model_reads_the_length_it_learned_and_says_what_that_cost():
         assert conf[0] <= sol.confidence <= conf[1] and sol.rejected == (name != "four"), (name, sol.confidence)
 
 
+def _within(short: str, long: str) -> bool:
+    """``short`` is ``long`` with characters left out."""
+    rest = iter(long)
+    return all(c in rest for c in short)
+
+
+def test_a_model_of_varying_lengths_holds_a_reading_to_the_lengths_it_learned():
+    """Learned 4 and 5 characters (a site whose lengths vary): a 3-character best path gives way to the best
+    4-character one, a 6-character one to the best 5; 4 and 5 stand; the general reader (no lengths) reads
+    any length; told none it could hold, the reading stays and says so."""
+    from captcha.charset import Charset
+    from captcha.data.preprocess import Preprocess
+    from captcha.data.segment import SegmentConfig
+    from captcha.inference.decode import Solution
+    from captcha.inference.solver import Preparer, Solver
+
+    blank, a, b = np.eye(3)[2], np.eye(3)[0], np.eye(3)[1]
+    paths = {"ABA": [a, blank, b, blank, a, blank, blank, blank, blank, blank, blank, blank],
+             "ABAB": [a, blank, b, blank, a, blank, b, blank, blank, blank, blank, blank],
+             "ABABA": [a, blank, b, blank, a, blank, b, blank, a, blank, blank, blank],
+             "ABABAB": [a, blank, b, blank, a, blank, b, blank, a, blank, b, blank]}
+    held = {"ABA": 4, "ABAB": 4, "ABABA": 5, "ABABAB": 5}
+    for best, length in held.items():
+        logits = np.log(np.stack(paths[best]) * 0.98 + 0.01)[None]
+
+        def site(lengths, lg=logits):
+            return Solver(lambda x: lg, Charset("AB"), Preparer(Preprocess(), 0, SegmentConfig("equal"), "ctc"),
+                          lengths=lengths)
+
+        (sol,) = site((4, 5)).read(np.zeros((1, 1, 3, 8, 8), np.float32))
+        assert len(sol.text) == length and sol.length_ok, best
+        shorter, longer = sorted((sol.text, best), key=len)
+        assert (sol.text == best) == (len(best) == length) and _within(shorter, longer), best
+        (sol,) = site(()).read(np.zeros((1, 1, 3, 8, 8), np.float32))
+        assert sol.text == best and sol.length_ok
+    ctc = Solver(lambda x: x, Charset("AB"), Preparer(Preprocess(), 0, SegmentConfig("equal"), "ctc"), lengths=(4, 6))
+    assert ctc.warnings((1, 1), Solution("ABAAA", [1.0] * 5)) == ["read 5 characters; expected 4 or 6"]
+    assert ctc.warnings((1, 1), Solution("ABAAAA", [1.0] * 6)) == []
+
+
 def test_a_length_told_holds_the_general_readers_reading_and_a_classify_model_refuses_another(tiny_model):
     from captcha.charset import Charset
     from captcha.data.preprocess import Preprocess
