@@ -20,7 +20,7 @@ from .preprocess import Preprocess
 class Augment:
     """Albumentations pipeline for training crops; deterministic given a per-sample seed."""
 
-    def __init__(self, cfg: AugmentConfig, size: tuple[int, int]) -> None:
+    def __init__(self, cfg: AugmentConfig, size: tuple[int, int], whole: bool = False) -> None:
         self.cfg = cfg
         border = dict(border_mode=cv2.BORDER_REPLICATE)
         self.pipeline = A.Compose([
@@ -32,6 +32,8 @@ class Augment:
             A.GaussNoise(std_range=(0.02, 0.08), p=cfg.noise),
             A.ColorJitter(brightness=0.3, contrast=0.3, saturation=0.4, hue=0.1, p=cfg.colour),
             A.ToGray(p=0.1 * (cfg.colour > 0)),
+            *([A.CoarseDropout(num_holes_range=(1, 4), hole_height_range=(0.1, 0.3), hole_width_range=(0.02, 0.06),
+                               fill="random_uniform", p=cfg.erase)] if whole and cfg.erase else []),
         ], seed=0)
 
     def __call__(self, arr: np.ndarray, seed: int | None = None) -> np.ndarray:
@@ -47,9 +49,9 @@ class TrainTransform:
     reproduced exactly, which is what lets the cached-feature path match the plain one.
     """
 
-    def __init__(self, pre: Preprocess, aug: AugmentConfig | None) -> None:
+    def __init__(self, pre: Preprocess, aug: AugmentConfig | None, whole: bool = False) -> None:
         self.pre = pre
-        self.aug = Augment(aug, pre.size) if aug is not None and aug.enabled else None
+        self.aug = Augment(aug, pre.size, whole) if aug is not None and aug.enabled else None
 
     def __call__(self, crop: Image.Image, seed: int | None = None) -> np.ndarray:
         arr = self.pre.resize(crop)

@@ -220,7 +220,7 @@ def _train_briefly(probe: Probe, cfg: TrainConfig, num_classes: int, state: dict
     model = make_network(cfg, num_classes, state, source, probe.freeze).to(device, memory_format=torch.channels_last)
     timing["build"] = time.perf_counter() - t0
     pre = Preprocess(size=probe.size)
-    transform = TrainTransform(pre, cfg.augment)
+    transform = TrainTransform(pre, cfg.augment, whole=probe.method == "ctc")
     stop = model.frozen_stages()[-1] if model.frozen_stages() else None
     net = Trainable(model, stop)
     opt = make_optimizer([p for p in model.parameters() if p.requires_grad], cfg.optimizer, cfg.peak_lr,

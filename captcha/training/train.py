@@ -213,7 +213,7 @@ def train(cfg: TrainConfig, say: Callable[[str], None] = log.info, progress: boo
     freeze = cfg.freeze
     model = model.to(device, memory_format=torch.channels_last)
     pre = Preprocess(size=cfg.size)
-    transform = TrainTransform(pre, cfg.augment)
+    transform = TrainTransform(pre, cfg.augment, whole=cfg.method == "ctc")
     augmenting = transform.aug is not None
     passes = 1 if not augmenting else (cfg.aug_passes or cfg.epochs)
     targets = target_tensor(fit[1])

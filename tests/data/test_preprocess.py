@@ -1,3 +1,5 @@
+import math
+
 import numpy as np
 from PIL import Image
 
@@ -59,3 +61,23 @@ def test_magnified_sizes_keep_the_shape_in_whole_columns_up_to_the_tallest():
     assert magnified_size((48, 136), 1.5) == (72, 8 * round(204 / 8))  # whole 8-pixel feature columns
     assert magnified_size((80, 160)) == (96, 192)  # at most CTC_MAX_HEIGHT high
     assert magnified_size((96, 144)) == (96, 144) and magnified_size((112, 144)) == (112, 144)  # never smaller
+
+
+def test_whole_captchas_lose_a_few_thin_holes_and_character_crops_none():
+    """The same seed draws the same augmentation but for the holes, which only whole captchas (CTC) get:
+    about half of them, each at most 6% of the width and 30% of the height."""
+    from captcha.data.augment import Augment
+
+    img = np.full((48, 160, 3), 200, np.uint8)
+    img[12:36, 20:140] = 30  # ink the holes can fall on
+    cfg = AugmentConfig()
+    holed = 0
+    for seed in range(40):
+        crop, whole = Augment(cfg, (48, 160))(img, seed), Augment(cfg, (48, 160), whole=True)(img, seed)
+        diff = (crop != whole).any(-1)
+        if diff.any():
+            holed += 1
+            cols = np.flatnonzero(diff.any(0))
+            assert len(cols) <= 4 * math.ceil(0.06 * 160) and diff.sum() <= 4 * math.ceil(0.06 * 160) * math.ceil(0.3 * 48)
+    assert 8 <= holed <= 32  # p = 0.5
+    assert np.array_equal(Augment(AugmentConfig(erase=0.0), (48, 160), whole=True)(img, 3), Augment(cfg, (48, 160))(img, 3))
