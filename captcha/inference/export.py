@@ -46,8 +46,8 @@ from .decode import decode
 
 log = logging.getLogger(__name__)
 
-SOLVING_KEYS = ("charset", "preprocess", "length", "lengths", "segment", "method", "captcha_size", "pretrained", "freeze",
-                "temperature")
+SOLVING_KEYS = ("charset", "preprocess", "length", "lengths", "segment", "method", "captcha_size", "pretrained",
+                "freeze", "temperature")
 
 
 def solving_metadata(ckpt: dict[str, Any], member: str = "") -> dict[str, Any]:
