@@ -18,7 +18,8 @@ from .preprocess import Preprocess
 
 
 class Augment:
-    """Albumentations pipeline for training crops; deterministic given a per-sample seed."""
+    """Albumentations pipeline for training crops, deterministic given a per-sample seed; a ``whole`` captcha
+    (CTC) also loses a few thin holes (``cfg.erase``)."""
 
     def __init__(self, cfg: AugmentConfig, size: tuple[int, int], whole: bool = False) -> None:
         self.cfg = cfg

@@ -283,8 +283,8 @@ def create_app(solver: Solver, cfg: ServeConfig | None = None):
 
     @app.get("/health")
     async def health() -> dict[str, Any]:
-        return {"status": "ok", "length": solver.length, "charset": solver.charset.alphabet,
-                "batches": batcher.batches, "images": batcher.images}
+        return {"status": "ok", "length": solver.length, "lengths": list(solver.lengths),
+                "charset": solver.charset.alphabet, "batches": batcher.batches, "images": batcher.images}
 
     @app.get("/ready")
     async def ready():

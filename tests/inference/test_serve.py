@@ -58,7 +58,7 @@ def image(tiny_data):
 
 def test_health_and_docs(server):
     r = httpx.get(f"{server}/health")
-    assert r.status_code == 200 and r.json()["length"] == 4
+    assert r.status_code == 200 and r.json()["length"] == 4 and r.json()["lengths"] == []
     assert httpx.get(f"{server}/openapi.json").json()["paths"].keys() >= {"/solve", "/solve/batch", "/health"}
 
 
