@@ -302,10 +302,12 @@ def train(cfg: TrainConfig, say: Callable[[str], None] = log.info, progress: boo
                         "select": held_metrics})
         char_acc = metrics.get("char_acc", metrics.get("captcha_char_acc", float("nan")))
         held_acc = EpochKeeper.accuracy(held_metrics)
-        say(f"epoch {epoch + 1}/{cfg.epochs}: loss {loss:.4f}, "
-            + (f"held-out training slice {100 * held_acc:.2f}%; " if held[0] else "")
-            + f"val char acc {100 * char_acc:.2f}%, full-string acc {100 * metrics.get('string_acc', float('nan')):.2f}% "
-            f"({train_seconds:.1f}s)")
+        validated = len(data.char_targets) + len(cap_labels) > 0  # a refit on every captcha leaves none
+        val = (f"val char acc {100 * char_acc:.2f}%, full-string acc "
+               f"{100 * metrics.get('string_acc', float('nan')):.2f}%")
+        say(f"epoch {epoch + 1}/{cfg.epochs}: loss {loss:.4f}"
+            + (f", held-out training slice {100 * held_acc:.2f}%" if held[0] else "")
+            + (("; " if held[0] else ", ") + val if validated else "") + f" ({train_seconds:.1f}s)")
         payload = _payload(cfg, model, charset, pre, data, source, recipe, history, train_seconds)
         # the val figures above are reported, never used to choose: the held-out slice chooses
         if keeper.update(held_metrics, epoch + 1):
