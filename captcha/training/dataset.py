@@ -48,6 +48,10 @@ class TrainingData(EvalData):
     other_lengths: int = 0  # training captchas left out because their label is not ``length`` long
     extra_groups: frozenset[int] = frozenset()  # groups of extra (pseudo-labelled, synthetic) captchas: never held out
 
+    def label_lengths(self) -> Counter:
+        """How many of the whole captchas CTC trains on have each label length."""
+        return Counter(map(len, self.train_targets))
+
 
 def _crops_of(captchas: list[Captcha], length: int, segment: SegmentConfig, charset: Charset):
     """The character crops of captchas of the right length, their targets, and which captcha each came from."""

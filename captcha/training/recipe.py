@@ -18,7 +18,6 @@ import logging
 import math
 import random
 import time
-from collections import Counter
 from dataclasses import asdict, dataclass
 from typing import Any, Callable, Sequence
 
@@ -393,7 +392,7 @@ def choose_method(cfg: TrainConfig, charset: Charset, device: torch.device, say:
         mcfg = dataclasses.replace(cfg, method=method)
         data = datas[method] = load_training_data(mcfg, charset, extra=extra)
         if method == "ctc" and not data.length:
-            lengths = Counter(len(t) for t in data.train_targets)
+            lengths = data.label_lengths()
             say(f"the labels have several lengths ({', '.join(f'{n} of {k}' for k, n in sorted(lengths.items()))} "
                 f"characters; no one length is {100 * ONE_LENGTH_SHARE:.0f}% of them): ctc, which reads any length "
                 "(split-and-classify cuts a fixed number; --length N keeps one)")

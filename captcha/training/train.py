@@ -220,6 +220,7 @@ def train(cfg: TrainConfig, say: Callable[[str], None] = log.info, progress: boo
     stop = model.frozen_stages()[-1] if model.frozen_stages() else None
     cached = cfg.cache_features and stop is not None
     char_x, cap_x, cap_labels = _validation_inputs(data, Preparer(pre, data.length, data.segment, cfg.method))
+    validated = len(data.char_targets) + len(cap_labels) > 0  # a refit on every captcha leaves none to validate on
     held_x = torch.from_numpy(np.stack([pre(im) for im in held[0]])) if held[0] else torch.zeros(0)
     select = _selector(held_x, held[1], charset, data.length, cfg.method)
     lr = cfg.peak_lr
@@ -302,12 +303,11 @@ def train(cfg: TrainConfig, say: Callable[[str], None] = log.info, progress: boo
                         "select": held_metrics})
         char_acc = metrics.get("char_acc", metrics.get("captcha_char_acc", float("nan")))
         held_acc = EpochKeeper.accuracy(held_metrics)
-        validated = len(data.char_targets) + len(cap_labels) > 0  # a refit on every captcha leaves none
-        val = (f"val char acc {100 * char_acc:.2f}%, full-string acc "
-               f"{100 * metrics.get('string_acc', float('nan')):.2f}%")
+        val = (("; " if held[0] else ", ") + f"val char acc {100 * char_acc:.2f}%, full-string acc "
+               f"{100 * metrics.get('string_acc', float('nan')):.2f}%") if validated else ""
         say(f"epoch {epoch + 1}/{cfg.epochs}: loss {loss:.4f}"
-            + (f", held-out training slice {100 * held_acc:.2f}%" if held[0] else "")
-            + (("; " if held[0] else ", ") + val if validated else "") + f" ({train_seconds:.1f}s)")
+            + (f", held-out training slice {100 * held_acc:.2f}%" if held[0] else "") + val
+            + f" ({train_seconds:.1f}s)")
         payload = _payload(cfg, model, charset, pre, data, source, recipe, history, train_seconds)
         # the val figures above are reported, never used to choose: the held-out slice chooses
         if keeper.update(held_metrics, epoch + 1):
@@ -685,7 +685,7 @@ def _payload(cfg: TrainConfig, model: CharNet, charset: Charset, pre: Preprocess
     return {"kind": "recognizer", "arch": ARCH, "charset": charset.to_dict(), "preprocess": pre.to_dict(),
             "length": data.length, "segment": data.segment.to_dict(), "pretrained": source, "freeze": cfg.freeze,
             # where the lengths vary (length 0), the ones learned: solving holds a reading of another to them
-            "lengths": sorted({len(t) for t in data.train_targets}) if cfg.method == "ctc" and not data.length else [],
+            "lengths": sorted(data.label_lengths()) if cfg.method == "ctc" and not data.length else [],
             "recipe": recipe,
             "method": cfg.method, "captcha_size": data.captcha_size, "train_config": conf, "epoch": history[-1]["epoch"] - 1,
             "metrics": {**history[-1], "train_seconds": train_seconds}, "history": history, "split": data.split,
