@@ -39,7 +39,8 @@ def test_each_style_is_deterministic_per_seed(name):
 
 
 FAMILIES = {"halftone": dict(halftone=3), "stripes": dict(stripes=5), "grid": dict(grid=9), "erode": dict(erode=0.3),
-            "pixelate": dict(pixelate=2), "motion blur": dict(motion=5)}
+            "pixelate": dict(pixelate=2), "motion blur": dict(motion=5), "warp": dict(warp=0.2),
+            "colourful": dict(colourful=True), "dots": dict(dots=30), "crossing": dict(crossing=True)}
 
 
 @needs_fonts
@@ -96,3 +97,21 @@ def test_a_held_out_captcha_puts_its_glyphs_on_one_canvas_and_a_band_in_white_ma
     band = render_styled_captcha("AB", random.Random(1), dataclasses.replace(spec, band=True))
     white = (_pixels(band.convert("RGB")) == 255).all(-1).mean()
     assert band.height > short.height and white > 0.5  # at least 1.2 x 1.8 times its area, the rest white
+
+
+@needs_fonts
+def test_a_colourful_captcha_inks_each_glyph_in_its_own_colour(monkeypatch):
+    from captcha.data.styles import CAPTCHA_STYLES, render_styled_captcha
+
+    spec = dataclasses.replace(CAPTCHA_STYLES["lso-warped-upper4"], spacing=(0.5, 0.5), arc=0.0)
+    quiet = dataclasses.replace(STYLES[spec.style], dots=0, crossing=False, warp=0.0, rotation=0.0)
+
+    def ink_gap(style: HeldOutStyle) -> float:  # how far apart the two glyphs' inks are
+        monkeypatch.setitem(STYLES, spec.style, style)
+        img = _pixels(render_styled_captcha("HM", random.Random(2), spec).convert("RGB"))
+        halves = img[:, : img.shape[1] // 2].reshape(-1, 3), img[:, img.shape[1] // 2:].reshape(-1, 3)
+        inks = [np.median(h[h.sum(1) <= np.quantile(h.sum(1), 0.05)], 0) for h in halves]
+        return float(np.abs(inks[0] - inks[1]).max())
+
+    assert ink_gap(quiet) > 30
+    assert ink_gap(dataclasses.replace(quiet, colourful=False)) < 10
