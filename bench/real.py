@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """Real sites' captchas, as a user meets them: each shared set sorted by file name, the first 75% a
 flat folder given to plain `captcha train --data DIR` (no flags: the product picks its method and
-recipe), the last 25% solved and scored. The same for five leave-style-out sites (``lso-*``: 1,000
-captchas each in fonts and appearance families no pretraining draws, ``captcha.data.styles.CAPTCHA_STYLES``,
+recipe), the last 25% solved and scored. The same for the leave-style-out sites (``lso-*``: 1,000
+captchas each in fonts, and mostly appearance families, no pretraining draws, ``captcha.data.styles.CAPTCHA_STYLES``,
 generated once into runs/lso/; which of them are tuned-on is said there). Also: the shipped general
 reader with no training, ddddocr with no training (when `pip install ddddocr` is done), a reliability table of the confidences, and
 optionally a learning curve (the first 25, 100, 200 captchas to train on, the same test captchas).
