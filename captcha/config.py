@@ -110,7 +110,8 @@ PRETRAINED_HELP = ("auto (ctc: the general reader; classify: the glyph backbone)
                    "backbone; glyphs-v1 and glyphs-v2 by name), reader, imagenet, none, "
                    "or a PATH to a ResNet-18 checkpoint/state_dict")
 PRETRAIN_SOURCES = ("glyphs", "cifar10", "captchas")  # captchas: the general CTC reader
-# `captcha bench generalize`: held-out glyph styles (data.styles) and cuts of real sets, in this order.
+# `captcha bench generalize` by default: the glyph styles whose appearance families no pretraining draws
+# (data.styles; warped-mixed, whose families the synthesis has, only with --sets) and cuts of real sets.
 GENERALIZE_SETS = ("halftone-serif", "striped-sans", "eroded-mono", "sysu-cut")
 
 # --- limits on what is read ---------------------------------------------------------------------
