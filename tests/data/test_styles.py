@@ -1,5 +1,6 @@
-"""The held-out styles: deterministic per seed, each appearance family really changes the glyph, and none of
-them is a family the pretraining corpus draws."""
+"""The held-out styles: deterministic per seed, each appearance family really changes the glyph, none of them
+is named as a family the pretraining corpus draws (warped-mixed's warps, dots and curve are like the synthesis's
+own by design: only its fonts are unseen), and a colourful captcha inks each glyph in its own colour."""
 
 import dataclasses
 import random
