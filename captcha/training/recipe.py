@@ -18,7 +18,7 @@ import logging
 import math
 import random
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field, fields
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -96,6 +96,9 @@ class Probe:
     samples: int = 0  # training samples it went through
     read_seconds: float = 0.0  # the forward pass over the slice, timed apart: it runs the whole network
     read_samples: int = 0
+    # the weights its short run ended with: training goes on from the chosen probe's instead of starting over
+    # (kept for each method's best probe only; never stored)
+    state: dict[str, torch.Tensor] | None = field(default=None, repr=False, compare=False)
 
     @property
     def seconds_per_sample(self) -> float:
@@ -107,7 +110,7 @@ class Probe:
         return self.read_seconds / self.read_samples if self.read_samples else self.seconds_per_sample / 3
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
+        d = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "state"}
         d["size"] = list(self.size)
         return d
 
@@ -187,6 +190,8 @@ def run_probe(probe: Probe, cfg: TrainConfig, num_classes: int, state: dict[str,
     captcha ``length`` (held-out crops in whole captchas) also per whole captcha. With no ``epochs``,
     the start as it is."""
     model, pre = _train_briefly(probe, cfg, num_classes, state, source, fit, device, epochs, PROBE_SAMPLES)
+    if epochs:
+        probe.state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     held_x = np.stack([pre(im) for im in held[0]])
     t0 = time.perf_counter()
     logits = predict(model, held_x)
@@ -289,7 +294,20 @@ def choose_recipe(cfg: TrainConfig, num_classes: int, state: dict[str, torch.Ten
         say(f"probe {cfg.method} freeze={p.freeze:<6} input {p.size[0]}x{p.size[1]}: {100 * p.score:6.2f}% of "
             f"{len(held[0])} held-out training {unit}{whole} ({p.seconds:.1f}s)")
     best = max(probes, key=lambda p: (round(p.score, 4), round(_or(p.char_score), 4), -COST[p.freeze], -p.size[0]))
+    for p in probes:
+        if p is not best:
+            p.state = None
     return best, probes
+
+
+def keep_warm(best: Probe, start: Probe | None) -> Probe:
+    """``best`` keeps its trained weights for training to go on from only where it reads the held-out slice
+    better than the untrained ``start`` did (whole captchas, then characters): from a few captchas a short
+    run can read a site the start reads already worse than the start."""
+    if start is not None and (round(_or(best.string_score), 4), round(_or(best.char_score), 4)) <= \
+            (round(_or(start.string_score), 4), round(_or(start.char_score), 4)):
+        best.state = None
+    return best
 
 
 def out_of_reach(probes: Sequence[Probe], rival: tuple[float, float]) -> bool:
@@ -424,10 +442,14 @@ def choose_method(cfg: TrainConfig, charset: Charset, device: torch.device, say:
                 f"training captchas ({100 * _or(start.char_score):.2f}% of characters); peak learning rate "
                 f"{mcfg.lr:.2g}")
             scores[method] = max(scores[method], (_or(start.string_score), _or(start.char_score)))
+            keep_warm(best, start)
     ranked = {m: (round(scores[m][0], 4), round(scores[m][1], 4)) for m in METHODS}
     quicker = quicker_reader({m: probes[m][0] for m in METHODS}, datas["classify"].length)
     none_whole = not any(ranked[m][0] for m in METHODS)
     method = NONE_WHOLE if none_whole else max(METHODS, key=lambda m: (ranked[m], m == quicker))
+    for m in METHODS:
+        if m != method:
+            probes[m][0].state = None
     say("method auto: " + ", ".join(f"{m} {100 * scores[m][0]:.2f}% ({100 * scores[m][1]:.2f}% of characters)"
                                     for m in METHODS)
         + f" of {held_n} held-out training captchas read whole"

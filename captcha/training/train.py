@@ -99,6 +99,7 @@ from .recipe import (
     choose_recipe,
     ctc_sizes,
     far_sizes,
+    keep_warm,
     make_network,
     pass_images,
     plan_fits,
@@ -156,11 +157,12 @@ def training_charset(cfg: TrainConfig, say: Callable[[str], None]) -> Charset:
 
 
 def train(cfg: TrainConfig, say: Callable[[str], None] = log.info, progress: bool = False,
-          pseudo: list | None = None) -> dict[str, Any]:
+          pseudo: list | None = None, warm: dict[str, torch.Tensor] | None = None) -> dict[str, Any]:
     """Train a recognizer as configured; writes the best checkpoint to ``cfg.out``; returns the result.
 
     With ``cfg.unlabelled`` a second round follows on labelled + pseudo-labelled captchas (``selftrain``);
-    ``pseudo`` is that round's pseudo-labelled captchas."""
+    ``pseudo`` is that round's pseudo-labelled captchas. ``warm``: weights to go on from instead of the
+    pretrained start's (a refit goes on from where its first fit began)."""
     started = time.perf_counter()
     cfg = dataclasses.replace(cfg)  # the auto settings are filled in below; the caller's config stays as given
     torch.manual_seed(cfg.seed)
@@ -207,7 +209,8 @@ def train(cfg: TrainConfig, say: Callable[[str], None] = log.info, progress: boo
         source, recipe, cfg.freeze = resume["pretrained"], resume.get("recipe", {}), resume["freeze"]
         model = make_network(cfg, len(charset), None, source, cfg.freeze)
     else:
-        cfg, model, source, recipe = _choose(cfg, charset, data, fit, held, device, started, say, rank, world, choice)
+        cfg, model, source, recipe, warm = _choose(cfg, charset, data, fit, held, device, started, say, rank, world,
+                                                   choice, warm)
         if held[0] and not cfg.select_fraction:  # one fit, no refit: the slice is trained on (``_choose``)
             fit_idx, held_idx, fit, held = _split(data, cfg)
     freeze = cfg.freeze
@@ -263,7 +266,8 @@ def train(cfg: TrainConfig, say: Callable[[str], None] = log.info, progress: boo
                             cfg.method)}
         keeper.update(start["select"], 0)
         save_checkpoint(_payload(cfg, model, charset, pre, data, source, recipe, [start], 0.0), out)
-        say(f"before training ({source}): held-out training slice {100 * keeper.best_acc:.2f}%")
+        say(f"before training ({'the chosen probe' if warm is not None else source}): held-out training slice "
+            f"{100 * keeper.best_acc:.2f}%")
     net: nn.Module = Trainable(model, stop if cached else None)
     if world > 1:
         net = DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
@@ -358,7 +362,7 @@ def train(cfg: TrainConfig, say: Callable[[str], None] = log.info, progress: boo
     if unlabelled and final is not None and world == 1:
         result = self_train(cfg, data, unlabelled, result, say, progress)
     elif refitting:
-        result = refit(cfg, data, result, keeper.best_epoch, say, progress)
+        result = refit(cfg, data, result, keeper.best_epoch, say, progress, warm)
     return result
 
 
@@ -430,10 +434,10 @@ def _refit_wanted(cfg: TrainConfig, kept_epoch: int, fit: int, added: int, epoch
 
 
 def refit(cfg: TrainConfig, data: TrainingData, first: dict[str, Any], epochs: int, say: Callable[[str], None],
-          progress: bool) -> dict[str, Any]:
-    """Train again from the same start on every labelled sample (the held-out slice, and a flat folder's
-    validation share) for the ``epochs`` the first fit kept. On a few hundred captchas that is a third
-    more to learn from. From a flat folder the first fit's held-out figures stay in the checkpoint as
+          progress: bool, warm: dict[str, torch.Tensor] | None = None) -> dict[str, Any]:
+    """Train again from the same start (``warm``: the chosen probe's weights) on every labelled sample (the
+    held-out slice, and a flat folder's validation share) for the ``epochs`` the first fit kept. On a few
+    hundred captchas that is a third more to learn from. From a flat folder the first fit's held-out figures stay in the checkpoint as
     the estimate, since nothing is left out to measure the refit on; the course layout's validation
     folders stay out of it and measure it. A CTC refit on at most SECOND_MAX_CAPTCHAS keeps the first
     fit as its second network (``config.SECOND``)."""
@@ -441,9 +445,10 @@ def refit(cfg: TrainConfig, data: TrainingData, first: dict[str, Any], epochs: i
     tmp = out.with_name(out.stem + ".refit.pt")
     again = dataclasses.replace(cfg, out=str(tmp), epochs=epochs, select_fraction=0.0, val_fraction=0.0,
                                 split=data.segment.method, resume=False, refit=False, unlabelled=None)
-    say(f"refit: training again from the start on every labelled captcha for the {epochs} epochs kept "
+    start = " (the chosen probe's weights)" if warm is not None else ""
+    say(f"refit: training again from the start{start} on every labelled captcha for the {epochs} epochs kept "
         "(--no-refit keeps the first fit)")
-    refitted = train(again, say, progress)
+    refitted = train(again, say, progress, warm=warm)
     kept, ckpt = load_checkpoint(out, kind="recognizer"), load_checkpoint(tmp, kind="recognizer")
     for key in ("recipe", "temperature", "calibration", "warnings", "self_training", "synthetic"):
         if key in kept:
@@ -559,9 +564,12 @@ def noise(accuracy: float, n: int) -> float:
 
 def _choose(cfg: TrainConfig, charset: Charset, data: TrainingData, fit: tuple[list, list], held: tuple[list, list],
             device: torch.device, started: float, say: Callable[[str], None], rank: int = 0, world: int = 1,
-            choice: MethodChoice | None = None) -> tuple[TrainConfig, CharNet, str, dict[str, Any]]:
-    """Fill in the auto settings by measurement (see ``recipe``) and build the network they call for;
-    with ``--method auto`` the chosen method's probes are already run (``choice``).
+            choice: MethodChoice | None = None, warm: dict[str, torch.Tensor] | None = None
+            ) -> tuple[TrainConfig, CharNet, str, dict[str, Any], dict[str, torch.Tensor] | None]:
+    """Fill in the auto settings by measurement (see ``recipe``) and build the network they call for, and
+    the weights it goes on from (``warm`` as given, else the chosen probe's where it read the slice better
+    than the start; see ``recipe.keep_warm``); with ``--method auto`` the chosen method's probes are
+    already run (``choice``).
 
     Under DDP only rank 0 measures, and every rank follows its choice.
     """
@@ -587,6 +595,13 @@ def _choose(cfg: TrainConfig, charset: Charset, data: TrainingData, fit: tuple[l
             choose_recipe(cfg, num_chars, state, source, fit, held, device, say, sizes=sizes,
                           until=_probes_until(cfg, started))
         cfg.freeze, cfg.size = chosen.freeze, chosen.size
+        if not choice and reading is not None:
+            keep_warm(chosen, reading if reading.size == chosen.size else
+                      start_reading(cfg, num_chars, state, source, fit, held, device, data.length, chosen.size))
+        if warm is None and chosen.state is not None:
+            warm = chosen.state
+            say(f"training goes on from the chosen probe's weights ({chosen.samples} training samples in): they "
+                "read the held-out slice better than the start")
         evals = len(held[0]) + _val_reads(data, cfg.method)
         planned = _refit_planned(cfg, world)
         again = len(fit[0]) + _refit_adds(data, len(held[0]), cfg.method) if planned else 0
@@ -609,10 +624,13 @@ def _choose(cfg: TrainConfig, charset: Charset, data: TrainingData, fit: tuple[l
                 "--freeze/--input-size/--epochs/--lr override)")
         recipe = {"chosen": chosen.to_dict(), "probes": [p.to_dict() for p in probes], "held_out": len(held[0]),
                   "budget": cfg.budget, "methods": choice.table() if choice else [],
-                  "start_reading": reading.to_dict() if reading else None}
+                  "start_reading": reading.to_dict() if reading else None, "warm_start": warm is not None}
     cfg.freeze, cfg.size, cfg.epochs, cfg.lr, cfg.refit, cfg.select_fraction, recipe = from_rank0(
         [cfg.freeze, cfg.size, cfg.epochs, cfg.lr, cfg.refit, cfg.select_fraction, recipe], world)
-    return cfg, make_network(cfg, num_chars, state, source, cfg.freeze), source, recipe
+    model = make_network(cfg, num_chars, state, source, cfg.freeze)
+    if warm is not None:
+        model.load_state_dict(warm)
+    return cfg, model, source, recipe, warm
 
 
 def _held_captchas(x: torch.Tensor, targets: list, groups: list[int], charset: Charset, length: int,

@@ -55,6 +55,30 @@ def test_the_best_probe_wins_and_ties_go_to_the_cheaper_recipe(monkeypatch):
     assert (best.freeze, best.size) == ("layer2", (32, 32)) and len(probes) == len(said) == 6
 
 
+def test_only_the_best_probe_keeps_its_weights_and_only_where_it_reads_better_than_the_start(monkeypatch):
+    # training goes on from the chosen probe's weights; the others' are dropped (memory), and a probe that
+    # reads the slice no better than the untrained start (whole captchas, then characters) keeps none
+    scores = {32: 0.5, 64: 0.7}
+
+    def fake(probe, *a, **k):
+        probe.score, probe.seconds, probe.samples = scores[probe.size[0]], 1.0, 100
+        probe.string_score, probe.char_score = probe.score, probe.score
+        probe.state = {"w": torch.full((1,), probe.score)}
+        return probe
+
+    monkeypatch.setattr(recipe, "run_probe", fake)
+    best, probes = choose_recipe(TrainConfig(freeze="none"), 6, {}, "test", ([0], [0]), ([0], [0]),
+                                 torch.device("cpu"), lambda _: None)
+    assert best.size == (64, 64) and best.state["w"].item() == pytest.approx(0.7)
+    assert [p.state is None for p in probes] == [True, False]
+    assert "state" not in best.to_dict()  # never stored in the checkpoint's recipe
+    start = Probe("none", (64, 64), string_score=0.7, char_score=0.6)
+    assert recipe.keep_warm(best, start).state is not None  # as many whole, more characters
+    start.char_score = 0.7
+    assert recipe.keep_warm(best, start).state is None  # no better than the start: training starts there
+    assert recipe.keep_warm(Probe("none", (32, 32), state={}), None).state == {}  # nothing to compare with
+
+
 def test_once_the_probes_share_of_the_budget_is_spent_the_rest_are_skipped(monkeypatch):
     clock = iter(range(100))
     ran = []
@@ -293,6 +317,7 @@ def test_method_auto_counts_what_the_general_reader_reads_before_training(flat_c
         probe.string_score, probe.char_score = trained if epochs else untrained
         probe.score = probe.string_score if cfg.method == "ctc" else probe.char_score
         probe.seconds, probe.samples = 1.0, 10 * epochs
+        probe.state = {"trained": torch.ones(1)} if epochs else None
         return probe
 
     monkeypatch.setattr(recipe, "run_probe", fake)
@@ -303,6 +328,8 @@ def test_method_auto_counts_what_the_general_reader_reads_before_training(flat_c
     assert choice.method == ("ctc" if reads else "classify")
     assert any("before training" in line for line in said) == reads
     assert choice.probes["ctc"][0].samples > 0  # the recipe trained on is a probe that trained, never the start
+    # training goes on from the chosen method's probe, unless it reads the slice worse than the reader did
+    assert choice.probes["ctc"][0].state is None and (choice.probes["classify"][0].state is None) == reads
     if reads:  # its probes and training learn at the rate what it reads of the slice calls for
         assert choice.reading.char_score == 0.65 and choice.reading.samples == 0
         assert seen_lr == {recipe.start_lr(TrainConfig(), "reader:x", choice.reading)}

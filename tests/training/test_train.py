@@ -289,6 +289,34 @@ def test_a_small_set_is_refit_on_every_labelled_captcha(flat_captchas, tmp_path)
         evaluate_checkpoint(out)
 
 
+def test_training_and_its_refit_go_on_from_the_chosen_probes_weights(flat_captchas, tmp_path, monkeypatch):
+    """The probes' short runs are not thrown away: the first fit starts from the chosen probe's trained
+    weights, and the refit on every captcha from the same ones."""
+    import captcha.training.recipe as recipe
+    import captcha.training.train as train_module
+
+    probes, starts = [], []
+    run_probe, one_epoch = recipe.run_probe, train_module.train_one_epoch
+    monkeypatch.setattr(recipe, "run_probe", lambda probe, *a, **k: probes.append(run_probe(probe, *a, **k)) or probe)
+
+    def recording(net, *a, **k):
+        starts.append(net.model.fc.weight.detach().clone())
+        return one_epoch(net, *a, **k)
+
+    monkeypatch.setattr(train_module, "train_one_epoch", recording)
+    said: list[str] = []
+    out = tmp_path / "warm.pt"
+    train(_cfg(flat_captchas, out, pretrained="glyphs", freeze="auto", method="classify", split="equal", epochs=2,
+               val_fraction=0.25, refit=True), say=said.append)
+    chosen = [p for p in probes if p.state is not None]
+    assert len(probes) == 3 and len(chosen) == 1  # one probe a freeze level; the others dropped their weights
+    assert any(line.startswith("training goes on from the chosen probe's weights") for line in said)
+    assert len(starts) == 4  # two epochs of the first fit, two of the refit
+    assert torch.equal(starts[0], chosen[0].state["fc.weight"]) and torch.equal(starts[2], starts[0])
+    assert not torch.equal(starts[1], starts[0])  # it trained
+    assert load_checkpoint(out)["recipe"]["warm_start"]
+
+
 def test_a_ctc_refit_keeps_the_first_fit_to_read_the_unsure_captchas(flat_captchas, tmp_path, caplog, monkeypatch):
     """A CTC refit stores the first fit's weights as the checkpoint's second network (half precision); solving
     loads both on either backend, `export` writes the second beside the main file, and an exported model whose
