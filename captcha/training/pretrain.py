@@ -133,7 +133,6 @@ def pretrain(cfg: PretrainConfig, progress: bool = True) -> dict:
     stream from the step reached; CIFAR-10: a fresh shuffle).
     """
     cfg = replace(cfg, bf16=train_in_bf16(cfg.bf16))  # emulated bf16 is slower than fp32: native only
-    fonts = fonts_check() if cfg.source == "glyphs" else ""
     torch.manual_seed(cfg.seed)
     pre = Preprocess(size=(max(cfg.train_sizes),) * 2)
     out = Path(cfg.out_path)
@@ -141,6 +140,7 @@ def pretrain(cfg: PretrainConfig, progress: bool = True) -> dict:
     state = load_checkpoint(last_path, kind="backbone") if cfg.resume and last_path.is_file() else None
     step = int(state["step"]) if state else 0
     batches, num_classes, (hx, hy), name = _batches(cfg, pre, start=step * cfg.batch_size)
+    fonts = fonts_check() if cfg.source == "glyphs" else ""  # after the data is found: a mistake is one line
     model = CharNet(num_classes).to(memory_format=torch.channels_last)
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=0.9, nesterov=True, weight_decay=cfg.weight_decay)
     sched = make_schedule(opt, "onecycle", cfg.lr, cfg.steps, warmup=0.15)

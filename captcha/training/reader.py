@@ -212,7 +212,6 @@ def pretrain_reader(cfg: ReaderConfig, progress: bool = True) -> dict:
     ``cfg.steps`` optimiser steps, or with ``cfg.minutes`` as many as that time holds (the rate's
     schedule then runs on the clock); on a GPU, ``cfg.reuse`` keeps it busy while workers render.
     """
-    fonts = fonts_check()
     torch.manual_seed(cfg.seed)
     charset = Charset(cfg.alphabet)
     pre = Preprocess(size=tuple(cfg.size))
@@ -225,6 +224,7 @@ def pretrain_reader(cfg: ReaderConfig, progress: bool = True) -> dict:
     step = int(state["step"]) if state else 0
     model = new_model("ctc", len(charset))
     source, backbone = resolve_pretrained(cfg.pretrained)
+    fonts = fonts_check()  # after every argument is checked: a mistake is one line
     if backbone is not None:
         load_backbone(model, backbone, source)
     earlier = earlier_stages(source)
