@@ -437,10 +437,11 @@ def refit(cfg: TrainConfig, data: TrainingData, first: dict[str, Any], epochs: i
           progress: bool, warm: dict[str, torch.Tensor] | None = None) -> dict[str, Any]:
     """Train again from the same start (``warm``: the chosen probe's weights) on every labelled sample (the
     held-out slice, and a flat folder's validation share) for the ``epochs`` the first fit kept. On a few
-    hundred captchas that is a third more to learn from. From a flat folder the first fit's held-out figures stay in the checkpoint as
-    the estimate, since nothing is left out to measure the refit on; the course layout's validation
-    folders stay out of it and measure it. A CTC refit on at most SECOND_MAX_CAPTCHAS keeps the first
-    fit as its second network (``config.SECOND``)."""
+    hundred captchas that is a third more to learn from. From a flat folder the first fit's held-out figures
+    stay in the checkpoint as the estimate, since nothing is left out to measure the refit on; the course
+    layout's validation folders stay out of it and measure it. A CTC refit on at most SECOND_MAX_CAPTCHAS
+    keeps the first fit as its second network (``config.SECOND``). A resumed run has no probe's weights
+    (nothing is probed again): its refit starts from the pretrained start."""
     out = Path(cfg.out)
     tmp = out.with_name(out.stem + ".refit.pt")
     again = dataclasses.replace(cfg, out=str(tmp), epochs=epochs, select_fraction=0.0, val_fraction=0.0,
