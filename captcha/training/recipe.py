@@ -191,7 +191,7 @@ def run_probe(probe: Probe, cfg: TrainConfig, num_classes: int, state: dict[str,
     the start as it is."""
     model, pre = _train_briefly(probe, cfg, num_classes, state, source, fit, device, epochs, PROBE_SAMPLES)
     if epochs:
-        probe.state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        probe.state = model.state_dict()  # detached; the probe's network is not used again
     held_x = np.stack([pre(im) for im in held[0]])
     t0 = time.perf_counter()
     logits = predict(model, held_x)
@@ -304,10 +304,14 @@ def keep_warm(best: Probe, start: Probe | None) -> Probe:
     """``best`` keeps its trained weights for training to go on from only where it reads the held-out slice
     better than the untrained ``start`` did (whole captchas, then characters): from a few captchas a short
     run can read a site the start reads already worse than the start."""
-    if start is not None and (round(_or(best.string_score), 4), round(_or(best.char_score), 4)) <= \
-            (round(_or(start.string_score), 4), round(_or(start.char_score), 4)):
+    if start is not None and _standing(best) <= _standing(start):
         best.state = None
     return best
+
+
+def _standing(probe: Probe) -> tuple[float, float]:
+    """What ``probe`` read of the slice: whole captchas, then characters (to 4 places, as probes are ranked)."""
+    return round(_or(probe.string_score), 4), round(_or(probe.char_score), 4)
 
 
 def out_of_reach(probes: Sequence[Probe], rival: tuple[float, float]) -> bool:
