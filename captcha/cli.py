@@ -44,6 +44,7 @@ from .config import (
     SECOND,
     SOLVE_BATCH_SIZE,
     SPLIT_CHOICES,
+    TRAIN_BATCH,
     PretrainConfig,
     ServeConfig,
     SynthConfig,
@@ -383,7 +384,9 @@ def pretrain(source, data_path, out, steps, batch_size, lr, seed, workers, eval_
                    "slice reads best is kept].")
 @click.option("--budget", type=POSITIVE_FLOAT, default=TrainConfig.budget,
               help="Seconds for the whole run (probes and training) when --epochs is auto.")
-@click.option("--batch-size", type=POSITIVE, default=TrainConfig.batch_size, help="Images per step.")
+@click.option("--batch-size", type=POSITIVE, default=TrainConfig.batch_size,
+              help=f"Images per step [default: {TRAIN_BATCH['ctc']} whole captchas (ctc), {TRAIN_BATCH['classify']} "
+                   "character crops (classify)].")
 @click.option("--optimizer", type=click.Choice(OPTIMIZERS), default=TrainConfig.optimizer,
               help="adamw (tuned default) or the course's SGD with momentum 0.9.")
 @click.option("--lr", type=POSITIVE_FLOAT, default=None,

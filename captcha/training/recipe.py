@@ -229,14 +229,14 @@ def _train_briefly(probe: Probe, cfg: TrainConfig, num_classes: int, state: dict
     net = Trainable(model, stop)
     opt = make_optimizer([p for p in model.parameters() if p.requires_grad], cfg.optimizer, cfg.peak_lr,
                          cfg.weight_decay)
-    steps = math.ceil(len(images) / cfg.batch_size)
+    steps = math.ceil(len(images) / cfg.batch)
     sched = make_schedule(opt, cfg.schedule, cfg.peak_lr, max(steps * epochs, 1))
     loss_fn = CTCLoss() if cfg.method == "ctc" else nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
     for epoch in range(epochs):
         x = pass_images(images, transform, cfg.seed, epoch)
         inputs = frozen_outputs(model, x, stop) if stop else x
         order = torch.randperm(len(targets), generator=torch.Generator().manual_seed(seed_for(cfg.seed, "probe", epoch)))
-        train_one_epoch(net, indexed_batches(inputs, targets, order, cfg.batch_size), opt, sched, loss_fn,
+        train_one_epoch(net, indexed_batches(inputs, targets, order, cfg.batch), opt, sched, loss_fn,
                         on_batch=lambda _b, _loss, seconds: step_seconds.append(seconds),
                         bf16=train_in_bf16(cfg.bf16))
     probe.seconds = time.perf_counter() - t0
@@ -250,7 +250,7 @@ def price(probe: Probe, cfg: TrainConfig, num_classes: int, state: dict[str, tor
     `--epochs auto` prices a recipe by when there was nothing to choose between. The first step (which
     also sets up the kernels) and building the network are left out; preparing the samples is not."""
     timing: dict[str, Any] = {}
-    _train_briefly(probe, cfg, num_classes, state, source, fit, device, 1, PRICE_BATCHES * cfg.batch_size, timing)
+    _train_briefly(probe, cfg, num_classes, state, source, fit, device, 1, PRICE_BATCHES * cfg.batch, timing)
     steps = timing["steps"]
     timed = steps[1:] or steps
     prepare = max(probe.seconds - timing["build"] - sum(steps), 0.0)  # augmenting (and the frozen stages' pass)
@@ -334,7 +334,7 @@ def auto_epochs(cfg: TrainConfig, probe: Probe, train_samples: int, spent: float
     if cfg.epochs:
         return cfg.epochs
     lo, hi = AUTO_EPOCHS
-    hi = max(hi, math.ceil(AUTO_MIN_STEPS / math.ceil(max(train_samples, 1) / cfg.batch_size)))
+    hi = max(hi, math.ceil(AUTO_MIN_STEPS / math.ceil(max(train_samples, 1) / cfg.batch)))
     if not probe.samples:
         return hi if probe.freeze == "all" else max(lo, hi // 2)  # nothing measured: a middle course
     per_epoch = probe.seconds_per_sample * train_samples + probe.seconds_per_read * eval_samples + 1.0  # + checkpoints

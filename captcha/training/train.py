@@ -229,7 +229,7 @@ def train(cfg: TrainConfig, say: Callable[[str], None] = log.info, progress: boo
     lr = cfg.peak_lr
     params = [p for p in model.parameters() if p.requires_grad]
     opt = make_optimizer(params, cfg.optimizer, lr, cfg.weight_decay)
-    rank_batch = max(1, cfg.batch_size // world)  # the global batch is split across processes
+    rank_batch = max(1, cfg.batch // world)  # the global batch is split across processes
     steps_per_epoch = math.ceil((len(targets) // world) / rank_batch)
     sched = make_schedule(opt, cfg.schedule, lr, steps_per_epoch * cfg.epochs)
     loss_fn = CTCLoss() if cfg.method == "ctc" else nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
@@ -590,6 +590,7 @@ def _choose(cfg: TrainConfig, charset: Charset, data: TrainingData, fit: tuple[l
     if len(sizes) == 1:
         cfg.size = sizes[0]
     cfg.lr = start_lr(cfg, source, reading)
+    cfg.batch_size = cfg.batch  # the checkpoint records the batch trained with
     recipe: dict[str, Any] = {}
     if rank == 0:
         chosen, probes = choice.probes[cfg.method] if choice else \

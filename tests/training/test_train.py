@@ -478,3 +478,26 @@ def test_labels_in_lower_case_train_a_model_that_answers_in_lower_case(flat_capt
     solver = load_solver(out)
     texts = [r.solution.text for r in solver.solve_batch(sorted(data.glob("*.png"))[:4])]
     assert solver.charset.lower_case and len(texts) == 4 and all(t and t == t.lower() for t in texts)
+
+
+def test_the_batch_follows_the_method_unless_given():
+    """Whole captchas train 16 to a step, character crops 64, unless --batch-size says otherwise."""
+    from captcha.config import TRAIN_BATCH
+    assert TrainConfig(method="ctc").batch == TRAIN_BATCH["ctc"] == 16
+    assert TrainConfig(method="classify").batch == TRAIN_BATCH["classify"] == 64
+    assert TrainConfig(method="auto").batch == 64 and TrainConfig(method="ctc", batch_size=8).batch == 8
+
+
+def test_ctc_steps_through_its_own_batch_and_records_it(flat_captchas, tmp_path):
+    """With no --batch-size a CTC run takes TRAIN_BATCH's 16 captchas a step, and the checkpoint says so."""
+    import re
+
+    from captcha.config import TRAIN_BATCH
+    out = tmp_path / "b.pt"
+    said: list[str] = []
+    train(_cfg(flat_captchas, out, method="ctc", pretrained="auto", epochs=2, batch_size=None, size=None,
+               val_fraction=0.25, refit=False), say=said.append)
+    last = load_checkpoint(out.with_name("b.last.pt"))
+    n = int(re.search(r"training on (\d+) whole captchas", "\n".join(said)).group(1))
+    assert last["train_config"]["batch_size"] == TRAIN_BATCH["ctc"]
+    assert last["scheduler"]["total_steps"] == 2 * math.ceil(n / TRAIN_BATCH["ctc"]) and n > TRAIN_BATCH["ctc"]
