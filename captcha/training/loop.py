@@ -15,7 +15,7 @@ from torch import nn
 from torch.utils.data import BatchSampler, DataLoader, TensorDataset
 
 from ..charset import Charset
-from ..config import OPTIMIZERS, SCHEDULES
+from ..config import OPTIMIZERS, SCHEDULES, WARMUP
 from ..errors import ConfigError
 from ..eval.metrics import char_metrics, string_metrics
 from ..inference.backends import TorchBackend, run_batched
@@ -37,8 +37,9 @@ def make_optimizer(params, name: str, lr: float, weight_decay: float) -> torch.o
 
 
 def make_schedule(opt: torch.optim.Optimizer, name: str, lr: float, total_steps: int,
-                  warmup: float = 0.2) -> torch.optim.lr_scheduler.LRScheduler:
-    """Per-step learning-rate schedule."""
+                  warmup: float = WARMUP) -> torch.optim.lr_scheduler.LRScheduler:
+    """Per-step learning-rate schedule; ``onecycle`` warms up over the ``warmup`` share of its steps
+    (0: at least two, the least OneCycleLR takes)."""
     if name == "onecycle":
         if total_steps < 4:  # too short to warm up and anneal
             return torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)

@@ -42,6 +42,8 @@ from ..config import (
     RESUME_OVERRIDES,
     SECOND,
     SECOND_MAX_CAPTCHAS,
+    WARM_LR_DIVISOR,
+    WARMUP,
     SynthConfig,
     TrainConfig,
 )
@@ -226,12 +228,13 @@ def train(cfg: TrainConfig, say: Callable[[str], None] = log.info, progress: boo
     validated = len(data.char_targets) + len(cap_labels) > 0  # a refit on every captcha leaves none to validate on
     held_x = torch.from_numpy(np.stack([pre(im) for im in held[0]])) if held[0] else torch.zeros(0)
     select = _selector(held_x, held[1], charset, data.length, cfg.method)
-    lr = cfg.peak_lr
+    went_on = bool(recipe.get("warm_start"))  # from the chosen probe's weights: warmed up already
+    lr = cfg.peak_lr / WARM_LR_DIVISOR if went_on else cfg.peak_lr
     params = [p for p in model.parameters() if p.requires_grad]
     opt = make_optimizer(params, cfg.optimizer, lr, cfg.weight_decay)
     rank_batch = max(1, cfg.batch // world)  # the global batch is split across processes
     steps_per_epoch = math.ceil((len(targets) // world) / rank_batch)
-    sched = make_schedule(opt, cfg.schedule, lr, steps_per_epoch * cfg.epochs)
+    sched = make_schedule(opt, cfg.schedule, lr, steps_per_epoch * cfg.epochs, warmup=0.0 if went_on else WARMUP)
     loss_fn = CTCLoss() if cfg.method == "ctc" else nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
     history: list[dict[str, Any]] = []
     start_epoch = 0
@@ -254,7 +257,9 @@ def train(cfg: TrainConfig, say: Callable[[str], None] = log.info, progress: boo
             "(--epochs N with --resume trains on to epoch N)")
     unit = "whole captchas" if cfg.method == "ctc" else "character crops"
     say(f"training on {len(targets)} {unit} ({data.split['layout']} layout, input {pre.size[0]}x{pre.size[1]}, "
-        f"{cfg.epochs} epochs), choosing the epoch kept on {len(held[0])} held out of them, "
+        f"{cfg.epochs} epochs"
+        + (f", going on from the probe at a peak rate of {lr:.2g} with no warm-up" if went_on else "")
+        + f"), choosing the epoch kept on {len(held[0])} held out of them, "
         f"validating on {len(data.char_images)} chars and {len(data.captchas)} captchas; "
         f"pretrained={source}, freeze={freeze}, {'cached features after ' + stop if cached else 'plain path'}"
         + (f", {world} processes" if world > 1 else ""))

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from captcha.config import READER_LR, READER_LR_FAR, TrainConfig
+from captcha.config import READER_LR, READER_LR_FAR, WARM_LR_DIVISOR, TrainConfig
 from captcha.nn.checkpoint import load_checkpoint
 from captcha.nn.networks import DEFAULT_GLYPHS, SHIPPED_BACKBONES
 from captcha.training.train import train
@@ -118,7 +118,9 @@ def test_training_from_whole_captchas_with_a_recorded_split(flat_captchas, tmp_p
     assert ck["split"]["layout"] == "flat" and len(ck["split"]["val_files"]) == 10
     assert ck["segment"]["method"] in ("equal", "projection", "components") and ck["segment"]["trim"]
     assert ck["length"] == 4 and ck["metrics"]["captchas"] == 10
-    rep = evaluate_checkpoint(out)  # the same held-out captchas, from the checkpoint
+    # the same held-out captchas, from the checkpoint, read by the same fp32 network as training read them
+    # (by default solving may read in int8, which its check lets read a captcha or so otherwise)
+    rep = evaluate_checkpoint(out, backend="torch")
     assert rep.captchas["captchas"] == 10
     assert rep.captchas["string_acc"] == pytest.approx(ck["metrics"]["string_acc"])
 
@@ -315,6 +317,11 @@ def test_training_and_its_refit_go_on_from_the_chosen_probes_weights(flat_captch
     assert torch.equal(starts[0], chosen[0].state["fc.weight"]) and torch.equal(starts[2], starts[0])
     assert not torch.equal(starts[1], starts[0])  # it trained
     assert load_checkpoint(out)["recipe"]["warm_start"]
+    last = load_checkpoint(out.with_name("warm.last.pt"))  # the refit's: it went on from the probe too
+    peak = TrainConfig.from_dict(last["train_config"]).peak_lr
+    assert last["optimizer"]["param_groups"][0]["max_lr"] == pytest.approx(peak / WARM_LR_DIVISOR)
+    assert last["scheduler"]["_schedule_phases"][0]["end_step"] <= 1.5  # no second warm-up: two steps at most
+    assert sum("going on from the probe at a peak rate" in line for line in said) == 2
 
 
 def test_a_ctc_refit_keeps_the_first_fit_to_read_the_unsure_captchas(flat_captchas, tmp_path, caplog, monkeypatch):
