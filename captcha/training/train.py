@@ -210,6 +210,7 @@ def train(cfg: TrainConfig, say: Callable[[str], None] = log.info, progress: boo
         # the start point, and neither the splitter nor the recipe is chosen again.
         source, recipe, cfg.freeze = resume["pretrained"], resume.get("recipe", {}), resume["freeze"]
         model = make_network(cfg, len(charset), None, source, cfg.freeze)
+        warm = resume.get("warm")  # the chosen probe's weights: the refit goes on from them as it would have
     else:
         cfg, model, source, recipe, warm = _choose(cfg, charset, data, fit, held, device, started, say, rank, world,
                                                    choice, warm)
@@ -321,7 +322,8 @@ def train(cfg: TrainConfig, say: Callable[[str], None] = log.info, progress: boo
         # the val figures above are reported, never used to choose: the held-out slice chooses
         if keeper.update(held_metrics, epoch + 1):
             save_checkpoint(payload, out)
-        save_checkpoint({**payload, "optimizer": opt.state_dict(), "scheduler": sched.state_dict()}, last_path)
+        save_checkpoint({**payload, "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                         **({"warm": warm} if warm is not None else {})}, last_path)
     barrier(world)
     leave_process_group(world)
     if rank != 0:
@@ -445,8 +447,8 @@ def refit(cfg: TrainConfig, data: TrainingData, first: dict[str, Any], epochs: i
     hundred captchas that is a third more to learn from. From a flat folder the first fit's held-out figures
     stay in the checkpoint as the estimate, since nothing is left out to measure the refit on; the course
     layout's validation folders stay out of it and measure it. A CTC refit on at most SECOND_MAX_CAPTCHAS
-    keeps the first fit as its second network (``config.SECOND``). A resumed run has no probe's weights
-    (nothing is probed again): its refit starts from the pretrained start."""
+    keeps the first fit as its second network (``config.SECOND``). A resumed run is not probed again: its
+    refit goes on from the probe's weights that the interrupted run's last file kept."""
     out = Path(cfg.out)
     tmp = out.with_name(out.stem + ".refit.pt")
     again = dataclasses.replace(cfg, out=str(tmp), epochs=epochs, select_fraction=0.0, val_fraction=0.0,

@@ -98,6 +98,12 @@ def test_resume_finishes_an_interrupted_run_identically(tiny_data, tmp_path, sta
     assert a["history"][-1]["char_acc"] == b["history"][-1]["char_acc"]
     for k in a["model"]:
         assert torch.allclose(a["model"][k].float(), b["model"][k].float(), atol=1e-5), k
+    # and the refit after it too: it goes on from the chosen probe's weights, which the last file kept
+    assert ("warm" in b) == bool(b["recipe"].get("warm_start")) == (start == "default path")
+    kept = load_checkpoint(full), load_checkpoint(part)
+    assert kept[0]["refit"]["epochs"] == kept[1]["refit"]["epochs"]
+    for k in kept[0]["model"]:
+        assert torch.allclose(kept[0]["model"][k].float(), kept[1]["model"][k].float(), atol=1e-5), k
 
 
 def test_same_seed_same_metrics(tiny_data, tmp_path):
@@ -317,7 +323,7 @@ def test_training_and_its_refit_go_on_from_the_chosen_probes_weights(flat_captch
     assert torch.equal(starts[0], chosen[0].state["fc.weight"]) and torch.equal(starts[2], starts[0])
     assert not torch.equal(starts[1], starts[0])  # it trained
     assert load_checkpoint(out)["recipe"]["warm_start"]
-    last = load_checkpoint(out.with_name("warm.last.pt"))  # the refit's: it went on from the probe too
+    last = load_checkpoint(out.with_name("warm.last.pt"))  # the first fit's (the refit's is removed)
     peak = TrainConfig.from_dict(last["train_config"]).peak_lr
     assert last["optimizer"]["param_groups"][0]["max_lr"] == pytest.approx(peak / WARM_LR_DIVISOR)
     assert last["scheduler"]["_schedule_phases"][0]["end_step"] <= 1.5  # no second warm-up: two steps at most
