@@ -330,6 +330,7 @@ class PretrainConfig:
     batch_size: int = 128
     lr: float = 0.1
     weight_decay: float = 5e-4
+    warmup: float = 0.15  # the share of the one-cycle schedule's steps spent rising to ``lr``
     seed: int = 0
     workers: int = 1
     eval_every: int = 200
@@ -362,6 +363,7 @@ class ReaderConfig:
     batch_size: int = 64
     lr: float = 1e-3
     weight_decay: float = 0.05
+    warmup: float = 0.1  # as PretrainConfig's
     seed: int = 0
     workers: int = 1
     device: str = "auto"

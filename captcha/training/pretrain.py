@@ -143,7 +143,7 @@ def pretrain(cfg: PretrainConfig, progress: bool = True) -> dict:
     fonts = fonts_check() if cfg.source == "glyphs" else ""  # after the data is found: a mistake is one line
     model = CharNet(num_classes).to(memory_format=torch.channels_last)
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=0.9, nesterov=True, weight_decay=cfg.weight_decay)
-    sched = make_schedule(opt, "onecycle", cfg.lr, cfg.steps, warmup=0.15)
+    sched = make_schedule(opt, "onecycle", cfg.lr, cfg.steps, warmup=cfg.warmup)
     history, elapsed = restore(state, model, opt, sched, last_path, cfg.steps)
     loss_fn = nn.CrossEntropyLoss(label_smoothing=0.1)
     bar = tqdm(total=cfg.steps, initial=step, desc=f"pretrain {name}", disable=not progress, mininterval=2)

@@ -192,7 +192,7 @@ class ReplayPool:
 
 
 def clock_onecycle(opt: torch.optim.Optimizer, spent: Callable[[], float],
-                   warmup: float = 0.1) -> torch.optim.lr_scheduler.LambdaLR:
+                   warmup: float) -> torch.optim.lr_scheduler.LambdaLR:
     """OneCycleLR's shape (cosine up from 1/25 of the peak, cosine down to 1/25e4 of it) over the share
     of a time budget ``spent()`` returns, rather than over a count of steps."""
     def factor(_step: int) -> float:
@@ -233,9 +233,9 @@ def pretrain_reader(cfg: ReaderConfig, progress: bool = True) -> dict:
     budget = 60 * cfg.minutes
     t0 = time.perf_counter() - (float(state["seconds"]) if state else 0.0)
     if budget:
-        sched = clock_onecycle(opt, lambda: (time.perf_counter() - t0) / budget)
+        sched = clock_onecycle(opt, lambda: (time.perf_counter() - t0) / budget, cfg.warmup)
     else:
-        sched = make_schedule(opt, "onecycle", cfg.lr, cfg.steps, warmup=0.1)
+        sched = make_schedule(opt, "onecycle", cfg.lr, cfg.steps, warmup=cfg.warmup)
     history, _ = restore(state, model, opt, sched, last_path, cfg.steps)
     fresh = int(state.get("fresh", step)) if state else 0
     loader = DataLoader(CaptchaStream(cfg, pre, start=fresh * cfg.batch_size), batch_size=cfg.batch_size,
