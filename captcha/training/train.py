@@ -274,6 +274,8 @@ def train(cfg: TrainConfig, say: Callable[[str], None] = log.info, progress: boo
         save_checkpoint(_payload(cfg, model, charset, pre, data, source, recipe, [start], 0.0), out)
         say(f"before training ({'the chosen probe' if warm is not None else source}): held-out training slice "
             f"{100 * keeper.best_acc:.2f}%")
+    # the chosen probe's weights, for the refit of a resumed run: unchanging, so kept only where a refit may follow
+    for_refit = {"warm": warm} if warm is not None and _refit_planned(cfg, world) else {}
     net: nn.Module = Trainable(model, stop if cached else None)
     if world > 1:
         net = DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
@@ -322,8 +324,8 @@ def train(cfg: TrainConfig, say: Callable[[str], None] = log.info, progress: boo
         # the val figures above are reported, never used to choose: the held-out slice chooses
         if keeper.update(held_metrics, epoch + 1):
             save_checkpoint(payload, out)
-        save_checkpoint({**payload, "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                         **({"warm": warm} if warm is not None else {})}, last_path)
+        save_checkpoint({**payload, "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), **for_refit},
+                        last_path)
     barrier(world)
     leave_process_group(world)
     if rank != 0:
