@@ -33,6 +33,7 @@ from .config import (
     GENERALIZE_SETS,
     INT8_TOLERANCE,
     METHOD_CHOICES,
+    ONE_FIT_VALIDATION,
     OPTIMIZERS,
     PRECISIONS,
     PRETRAIN_SOURCES,
@@ -45,6 +46,7 @@ from .config import (
     SOLVE_BATCH_SIZE,
     SPLIT_CHOICES,
     TRAIN_BATCH,
+    VAL_FRACTION,
     PretrainConfig,
     ServeConfig,
     SynthConfig,
@@ -258,7 +260,7 @@ def data_check(data_dir, length, as_json, alphabet) -> None:
 @click.option("--data", "data_dir", type=click.Path(exists=True, file_okay=False), required=True,
               help="A flat folder of labelled captchas.")
 @click.option("--out-dir", type=click.Path(file_okay=False), required=True, help="Dataset to write (captchas/train, captchas/val).")
-@click.option("--val-fraction", type=FRACTION, default=TrainConfig.val_fraction, help="Share of captchas held out for validation.")
+@click.option("--val-fraction", type=FRACTION, default=VAL_FRACTION, help="Share of captchas held out for validation.")
 @click.option("--seed", default=TrainConfig.seed, help="Seed of the random split (as `captcha train --seed`).")
 @click.option("--ordered", is_flag=True, help="Hold out the last captchas in file-name order instead of a random share.")
 @click.option("--link", is_flag=True, help="Symlink instead of copying the images.")
@@ -411,7 +413,9 @@ def pretrain(source, data_path, out, steps, batch_size, lr, seed, workers, eval_
 @click.option("--input-size", nargs=2, type=SIDE, default=None, metavar="H W",
               help="Network input size [default: auto: 32x32 or 64x64 crops, whichever the probes read best; "
                    "ctc: whole captchas near their native scale].")
-@click.option("--val-fraction", type=FRACTION, default=TrainConfig.val_fraction, help="Held-out share of a flat captcha folder.")
+@click.option("--val-fraction", type=FRACTION, default=None,
+              help=f"Held-out share of a flat captcha folder [default: {VAL_FRACTION:g}; a run that fits once (no "
+                   f"refit) trains on all but {ONE_FIT_VALIDATION} of them].")
 @click.option("--unlabelled", type=click.Path(), default=None,
               help="A folder of the site's captchas with no labels: self-training reads them with the trained model "
                    "and trains again on the labelled captchas plus the confidently read ones (kept when the "

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ..charset import Charset
+from ..config import VAL_FRACTION
 from ..errors import ConfigError, DataError
 from .layout import detect_layout, load_images, read_captcha_labels, read_char_folder
 from .segment import SegmentConfig
@@ -82,7 +83,8 @@ def read_parts(root: Path, charset: Charset, val_fraction: float, seed: int,
     images, kept = load_images(samples)
     caps = list(zip(images, [s.label for s in kept]))
     is_val = [s.path.name in held for s in kept]
-    info = {"layout": "flat", "root": str(root), "seed": seed, "val_fraction": val_fraction, "val_files": sorted(held)}
+    info = {"layout": "flat", "root": str(root), "seed": seed, "val_fraction": val_fraction, "val_files": sorted(held),
+            "labelled": len(names)}
     return Parts([], [], [c for c, v in zip(caps, is_val) if not v], [c for c, v in zip(caps, is_val) if v], info)
 
 
@@ -101,7 +103,9 @@ def validation_data(ckpt: dict[str, Any], data: str | Path | None = None) -> Eva
                         f"is left to validate on" + (f"; its estimate from before: {100 * est:.2f}% full-string"
                                                      if est is not None else "")
                         + "; evaluate on other labelled captchas with `captcha eval --data DIR`, or train with --no-refit")
-    parts = read_parts(root, charset, conf.get("val_fraction", 0.2), conf.get("seed", 0), recorded, val_only=True)
+    share = conf.get("val_fraction")
+    parts = read_parts(root, charset, VAL_FRACTION if share is None else share, conf.get("seed", 0), recorded,
+                       val_only=True)
     return _evaluation_data(parts, ckpt, charset, root)
 
 

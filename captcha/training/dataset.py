@@ -107,7 +107,7 @@ def load_training_data(cfg: TrainConfig, charset: Charset, segment: SegmentConfi
     or keep them whole (ctc). ``segment`` fixes the splitter (a resumed run) instead of choosing one;
     ``extra`` captchas (pseudo-labelled or synthetic) join the training captchas, never the held-out slice."""
     root = Path(cfg.data)
-    parts = read_parts(root, charset, cfg.val_fraction, cfg.seed)
+    parts = read_parts(root, charset, cfg.val_share, cfg.seed)
     real = len(parts.train_caps)
     parts.train_caps = parts.train_caps + list(extra or [])
     length = _length(cfg.length, parts.val_caps + parts.train_caps, root, cfg.method)
@@ -140,7 +140,7 @@ def load_training_data(cfg: TrainConfig, charset: Charset, segment: SegmentConfi
 
 def synthetic_captchas(cfg: TrainConfig, charset: Charset) -> tuple[list[Captcha], dict[str, Any]]:
     """``cfg.synthetic`` captchas drawn in the style fitted to the training captchas (``stylematch``)."""
-    parts = read_parts(Path(cfg.data), charset, cfg.val_fraction, cfg.seed)
+    parts = read_parts(Path(cfg.data), charset, cfg.val_share, cfg.seed)
     length = _length(cfg.length, parts.train_caps, Path(cfg.data))
     made, style = synthesize(parts.train_caps, length, cfg.synthetic, backbone_features(cfg.pretrained),
                              bool(charset.fold_case), cfg.seed)

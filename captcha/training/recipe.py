@@ -344,14 +344,17 @@ def auto_epochs(cfg: TrainConfig, probe: Probe, train_samples: int, spent: float
 
 
 def plan_fits(cfg: TrainConfig, probe: Probe, train_samples: int, spent: float, eval_samples: int = 0,
-              refit_samples: int = 0, refit_eval_samples: int = 0, held: int = 0) -> tuple[int, bool | None]:
+              refit_samples: int = 0, refit_eval_samples: int = 0, held: int = 0,
+              validation: int = 0) -> tuple[int, bool | None]:
     """The first fit's epochs (:func:`auto_epochs`) and ``--refit`` as it then stands: where a refit is
     planned (``refit_samples``) but would leave each fit fewer than :data:`REFIT_MIN_EPOCHS`, no refit
-    (False) and one longer fit instead, which also trains on the ``held`` samples of the held-out slice
-    (read by ``eval_samples`` after each epoch until then)."""
+    (False) and one longer fit instead, which also trains on the ``held`` samples of the held-out slice and
+    on ``validation`` samples of the validation share (both read by ``eval_samples`` after each epoch until
+    then)."""
     epochs = auto_epochs(cfg, probe, train_samples, spent, eval_samples, refit_samples, refit_eval_samples)
     if refit_samples and cfg.refit is None and not cfg.epochs and epochs < REFIT_MIN_EPOCHS:
-        return auto_epochs(cfg, probe, train_samples + held, spent, eval_samples - held), False
+        moved = held + validation
+        return auto_epochs(cfg, probe, train_samples + moved, spent, eval_samples - moved), False
     return epochs, cfg.refit
 
 

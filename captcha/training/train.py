@@ -36,6 +36,7 @@ from ..charset import DEFAULT_CHARSET, Charset
 from ..config import (
     AUTO_EPOCHS,
     INT8_CALIBRATION,
+    ONE_FIT_VALIDATION,
     PROBE_SHARE,
     PSEUDO_CONFIDENCE,
     REFIT_MIN_EPOCHS,
@@ -214,7 +215,10 @@ def train(cfg: TrainConfig, say: Callable[[str], None] = log.info, progress: boo
     else:
         cfg, model, source, recipe, warm = _choose(cfg, charset, data, fit, held, device, started, say, rank, world,
                                                    choice, warm)
-        if held[0] and not cfg.select_fraction:  # one fit, no refit: the slice is trained on (``_choose``)
+        widened = cfg.val_share != data.split.get("val_fraction", cfg.val_share)
+        if widened:  # one fit, no refit: it trains on most of the validation share too (``_choose``)
+            data = load_training_data(cfg, charset, data.segment, extra)
+        if widened or (held[0] and not cfg.select_fraction):  # one fit: the slice is trained on
             fit_idx, held_idx, fit, held = _split(data, cfg)
     freeze = cfg.freeze
     model = model.to(device, memory_format=torch.channels_last)
@@ -400,9 +404,22 @@ def _probes_until(cfg: TrainConfig, started: float) -> float:
     return math.inf if cfg.epochs else started + PROBE_SHARE * cfg.budget
 
 
+def _per_captcha(data: TrainingData, method: str) -> int:
+    """Network inputs of a captcha: one for ctc, one per character crop for classify."""
+    return 1 if method == "ctc" else data.length
+
+
 def _val_samples(data: TrainingData, method: str) -> int:
-    """Network inputs of the validation captchas: one each for ctc, one per character crop for classify."""
-    return len(data.captchas) * (1 if method == "ctc" else data.length)
+    """Network inputs of the validation captchas."""
+    return len(data.captchas) * _per_captcha(data, method)
+
+
+def _one_fit_validation(cfg: TrainConfig, data: TrainingData) -> int:
+    """Captchas of a flat folder's validation share that a run fitting once would train on: all but
+    :data:`ONE_FIT_VALIDATION`, unless ``--val-fraction`` was given (the course layout's val folders stay out)."""
+    if cfg.val_fraction is not None or _refit_validates(data):
+        return 0
+    return max(0, len(data.captchas) - ONE_FIT_VALIDATION)
 
 
 def _val_reads(data: TrainingData, method: str) -> int:
@@ -617,14 +634,19 @@ def _choose(cfg: TrainConfig, charset: Charset, data: TrainingData, fit: tuple[l
         planned = _refit_planned(cfg, world)
         again = len(fit[0]) + _refit_adds(data, len(held[0]), cfg.method) if planned else 0
         again_reads = _val_reads(data, cfg.method) if planned and _refit_validates(data) else 0
+        moved = _one_fit_validation(cfg, data)
         epochs, refit = plan_fits(cfg, chosen, len(fit[0]), time.perf_counter() - started, evals, again, again_reads,
-                                  len(held[0]))
+                                  len(held[0]), moved * _per_captcha(data, cfg.method))
         if refit is False and cfg.refit is None:
             # the slice has chosen the recipe; with no refit to add it later, the one fit learns from it
             cfg.select_fraction = 0.0
+            if moved:  # and from the validation captchas it needs no more of to be measured
+                cfg.val_fraction = ONE_FIT_VALIDATION / data.split["labelled"]
             say(f"no refit: the budget leaves two fits fewer than {REFIT_MIN_EPOCHS} epochs each; one fit of {epochs} "
-                f"epochs instead, which also trains on the held-out slice ({len(held[0])} samples) and keeps its last "
-                "epoch (--refit forces a refit)")
+                f"epochs instead, which also trains on the held-out slice ({len(held[0])} samples)"
+                + (f" and on {moved} of the {len(data.captchas)} validation captchas ({ONE_FIT_VALIDATION} measure "
+                   "it; --val-fraction keeps them all)" if moved else "")
+                + " and keeps its last epoch (--refit forces a refit)")
         cfg.epochs, cfg.refit = epochs, refit
         if chosen.samples and not probes:
             say(f"--epochs auto: {cfg.epochs} epochs in --budget {cfg.budget:g}s at {1000 * chosen.seconds_per_sample:.0f} "
@@ -636,8 +658,8 @@ def _choose(cfg: TrainConfig, charset: Charset, data: TrainingData, fit: tuple[l
         recipe = {"chosen": chosen.to_dict(), "probes": [p.to_dict() for p in probes], "held_out": len(held[0]),
                   "budget": cfg.budget, "methods": choice.table() if choice else [],
                   "start_reading": reading.to_dict() if reading else None, "warm_start": warm is not None}
-    cfg.freeze, cfg.size, cfg.epochs, cfg.lr, cfg.refit, cfg.select_fraction, recipe = from_rank0(
-        [cfg.freeze, cfg.size, cfg.epochs, cfg.lr, cfg.refit, cfg.select_fraction, recipe], world)
+    cfg.freeze, cfg.size, cfg.epochs, cfg.lr, cfg.refit, cfg.select_fraction, cfg.val_fraction, recipe = from_rank0(
+        [cfg.freeze, cfg.size, cfg.epochs, cfg.lr, cfg.refit, cfg.select_fraction, cfg.val_fraction, recipe], world)
     model = make_network(cfg, num_chars, state, source, cfg.freeze)
     if warm is not None:
         model.load_state_dict(warm)

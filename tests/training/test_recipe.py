@@ -139,6 +139,9 @@ def test_a_refit_is_planned_only_where_both_fits_get_enough_epochs():
     # the one fit also trains on the held-out slice (150) and no longer reads it: 200 // (11.5 + 1 s)
     assert plan_fits(TrainConfig(budget=240), p, 1000, spent=40, eval_samples=150, refit_samples=1500,
                      held=150) == (16, False)
+    # ... and on 100 validation captchas, which it no longer reads either: 200 // (12.5 + 1 s)
+    assert plan_fits(TrainConfig(budget=240), p, 1000, spent=40, eval_samples=250, refit_samples=1500,
+                     held=150, validation=100) == (14, False)
     assert plan_fits(TrainConfig(budget=600), p, 1000, spent=40, refit_samples=1500, held=150) == (20, None)
 
 

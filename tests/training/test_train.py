@@ -401,6 +401,30 @@ def test_one_fit_instead_of_a_refit_trains_on_the_held_out_slice_too(flat_captch
     assert ck["metrics"]["captchas"] == 10
 
 
+def test_one_fit_trains_on_all_but_a_few_of_the_validation_captchas_too(flat_captchas, tmp_path, monkeypatch):
+    """Told no --val-fraction, a run that fits once also trains on the validation captchas it needs no more of to be
+    measured: all but ONE_FIT_VALIDATION (4 here) of the 8 a default split holds out; the checkpoint records the
+    smaller share, and `captcha eval --val` reads the four."""
+    import captcha.training.train as train_module
+    from captcha.data.splits import flat_split, validation_data
+
+    monkeypatch.setattr(train_module, "ONE_FIT_VALIDATION", 4)
+    out = tmp_path / "one.pt"
+    said: list[str] = []
+    train(_cfg(flat_captchas, out, pretrained="glyphs", freeze="all", method="classify", split="equal",
+               epochs=None, budget=1.0), say=said.append)
+    assert any(line.startswith("no refit:") and "and on 4 of the 8 validation captchas (4 measure it" in line
+               for line in said)
+    fits = [line for line in said if line.startswith("training on ")]
+    assert len(fits) == 1 and fits[0].startswith("training on 144 character crops")  # 32 + 4 captchas
+    assert "and 4 captchas" in fits[0]
+    ck = load_checkpoint(out)
+    assert ck["train_config"]["val_fraction"] == pytest.approx(4 / 40) and ck["metrics"]["captchas"] == 4
+    names = [line.split(",")[0] for line in (flat_captchas / "labels.csv").read_text().splitlines()[1:]]
+    assert len(ck["split"]["val_files"]) == 4 and set(ck["split"]["val_files"]) < flat_split(names, 0.2, 0)
+    assert len(validation_data(ck).captchas) == 4
+
+
 def test_refit_only_when_it_fits_the_budget_or_is_asked_for():
     import time
 
