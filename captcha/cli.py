@@ -455,7 +455,9 @@ def train(data_dir, out, pretrained, freeze, epochs, budget, batch_size, optimiz
         _emit_json(result)
         return
     best = result["best"]
-    click.echo(f"kept epoch {best.get('epoch')} (the best on the held-out slice of the training data): val char acc "
+    why = "the best on the held-out slice of the training data" if result.get("held_out_acc") is not None else \
+        "the last: nothing was held out to choose by"
+    click.echo(f"kept epoch {best.get('epoch')} ({why}): val char acc "
                f"{_pct(best.get('char_acc', best.get('captcha_char_acc')))}, full-string acc {_pct(best.get('string_acc'))}; "
                f"{result['train_seconds']:.1f}s of training")
     refit = result.get("refit")

@@ -198,6 +198,7 @@ def test_resume_with_more_epochs_on_the_default_path(tiny_data, tmp_path):
     first = load_checkpoint(out.with_name("r.last.pt"))
     res = CliRunner().invoke(main, args + ["--epochs", "3", "--resume"])
     assert res.exit_code == 0, res.output
+    assert "(the best on the held-out slice of the training data)" in res.output  # a slice chose the epoch kept
     ck = load_checkpoint(out.with_name("r.last.pt"))
     assert [h["epoch"] for h in ck["history"]] == [1, 2, 3] and ck["history"][:2] == first["history"]
     assert ck["pretrained"] == DEFAULT_SOURCE and ck["freeze"] == first["freeze"] != "auto"
@@ -404,15 +405,22 @@ def test_one_fit_instead_of_a_refit_trains_on_the_held_out_slice_too(flat_captch
 def test_one_fit_trains_on_all_but_a_few_of_the_validation_captchas_too(flat_captchas, tmp_path, monkeypatch):
     """Told no --val-fraction, a run that fits once also trains on the validation captchas it needs no more of to be
     measured: all but ONE_FIT_VALIDATION (4 here) of the 8 a default split holds out; the checkpoint records the
-    smaller share, and `captcha eval --val` reads the four."""
+    smaller share, `captcha eval --val` reads the four, and the epoch kept is said to be the last."""
+    from click.testing import CliRunner
+
     import captcha.training.train as train_module
+    from captcha.cli import main
     from captcha.data.splits import flat_split, validation_data
 
     monkeypatch.setattr(train_module, "ONE_FIT_VALIDATION", 4)
     out = tmp_path / "one.pt"
-    said: list[str] = []
-    train(_cfg(flat_captchas, out, pretrained="glyphs", freeze="all", method="classify", split="equal",
-               epochs=None, budget=1.0), say=said.append)
+    res = CliRunner().invoke(main, ["train", "--data", str(flat_captchas), "--out", str(out), "--charset", "ABC123",
+                                    "--pretrained", "glyphs", "--freeze", "all", "--method", "classify", "--split",
+                                    "equal", "--budget", "1", "--batch-size", "16", "--aug-passes", "1",
+                                    "--input-size", "32", "32"])
+    assert res.exit_code == 0, res.output
+    said = res.output.splitlines()
+    assert "(the last: nothing was held out to choose by)" in res.output
     assert any(line.startswith("no refit:") and "and on 4 of the 8 validation captchas (4 measure it" in line
                for line in said)
     fits = [line for line in said if line.startswith("training on ")]
