@@ -15,8 +15,10 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, Iterator, NoReturn
 
 import click
 
@@ -90,6 +92,25 @@ class _Group(click.Group):
             if exc.filename is None:
                 raise
             fail(f"{exc.filename}: {exc.strerror or exc}")
+
+
+@contextmanager
+def resumable(out: str | Path, resume: bool) -> Iterator[None]:
+    """Ctrl-C in a long run ends as one line saying whether ``--resume`` can go on from ``<out>.last.pt``
+    (written by this run, or the one it resumes), and exit code 130."""
+    started = time.time()
+    try:
+        yield
+    except KeyboardInterrupt:
+        from .nn.checkpoint import last_file
+
+        last = last_file(out)
+        if last.is_file() and (resume or last.stat().st_mtime >= started):
+            click.echo(f"interrupted: {last} holds the run as it was last saved; the same command with --resume "
+                       "goes on from there", err=True)
+        else:
+            click.echo("interrupted before the run saved anything to resume from: run the command again", err=True)
+        sys.exit(130)
 
 
 def fail(message: str) -> NoReturn:
@@ -350,7 +371,8 @@ def pretrain(source, data_path, out, steps, batch_size, lr, seed, workers, eval_
 
         rcfg = ReaderConfig(**given, seed=seed, workers=workers, resume=resume, command=command,
                             **({"out": out} if out else {}), **{k: v for k, v in reader_only.items() if v is not None})
-        rinfo = pretrain_reader(rcfg, progress=progress)
+        with resumable(rcfg.out, resume):
+            rinfo = pretrain_reader(rcfg, progress=progress)
         if as_json:
             _emit_json({"reader": rcfg.out, **rinfo})
             return
@@ -362,7 +384,8 @@ def pretrain(source, data_path, out, steps, batch_size, lr, seed, workers, eval_
 
     cfg = PretrainConfig(source=source, data=data_path, out=out, **given, seed=seed, workers=workers, resume=resume,
                          sizes=_sizes(sizes), command=command, trust_pickle=trust_pickle)
-    info = run(cfg, progress=progress)
+    with resumable(cfg.out_path, resume):
+        info = run(cfg, progress=progress)
     if as_json:
         _emit_json({"backbone": cfg.out_path, **info})
         return
@@ -448,7 +471,8 @@ def train(data_dir, out, pretrained, freeze, epochs, budget, batch_size, optimiz
                       resume=resume, device=device, method=method, size=tuple(input_size) if input_size else None,
                       unlabelled=unlabelled, synthetic=synthetic, refit=refit)
     say = (lambda m: click.echo(m, err=True)) if as_json else click.echo
-    result = run(cfg, say=say, progress=sys.stderr.isatty() and not as_json)
+    with resumable(out, resume):
+        result = run(cfg, say=say, progress=sys.stderr.isatty() and not as_json)
     if result.get("rank", 0) != 0:
         return  # under torchrun, rank 0 reports
     if as_json:

@@ -149,3 +149,33 @@ def test_solve_with_no_checkpoint_reads_with_the_shipped_general_reader(tiny_dat
     for n in (3, 6):  # the site's length, told: the reading holds exactly that many
         held = CliRunner().invoke(main, ["solve", "--json", "--length", str(n), str(tmp_path / "five.png")])
         assert held.exit_code == 0 and len(json.loads(held.output.strip().splitlines()[-1])["text"]) == n
+
+
+def test_ctrl_c_in_training_says_whether_resume_can_go_on(tmp_path, monkeypatch):
+    """Interrupted, `captcha train` ends with exit code 130 and one line: --resume where this run (or the run it
+    resumes) saved <out>.last.pt, else run it again (a stale file of an earlier run is not this run's to resume)."""
+    import os
+
+    import captcha.training.train as training
+    from captcha.nn.checkpoint import last_file
+
+    out = tmp_path / "m.pt"
+    last = last_file(out)
+
+    def interrupted(cfg, **_kw):
+        if cfg.epochs == 2:  # this run saves before it is interrupted
+            last.write_bytes(b"saved")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(training, "train", interrupted)
+    args = ["train", "--data", str(tmp_path), "--out", str(out)]
+    res = CliRunner().invoke(main, args + ["--epochs", "1"])
+    assert res.exit_code == 130 and "interrupted before the run saved anything" in res.output
+    res = CliRunner().invoke(main, args + ["--epochs", "2"])
+    assert res.exit_code == 130 and f"interrupted: {last} holds the run" in res.output and "--resume" in res.output
+    os.utime(last, (0, 0))  # an earlier run's
+    res = CliRunner().invoke(main, args + ["--epochs", "1"])
+    assert res.exit_code == 130 and "interrupted before the run saved anything" in res.output
+    res = CliRunner().invoke(main, args + ["--epochs", "1", "--resume"])
+    assert res.exit_code == 130 and f"interrupted: {last} holds the run" in res.output
+    assert "Traceback" not in res.output and "Aborted" not in res.output

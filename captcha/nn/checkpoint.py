@@ -22,6 +22,12 @@ REQUIRED = {
 }
 
 
+def last_file(out: str | os.PathLike) -> Path:
+    """Where a run writing ``out`` keeps its latest state for ``--resume``: ``<out>.last.pt`` beside it."""
+    out = Path(out)
+    return out.with_name(out.stem + ".last.pt")
+
+
 def save_checkpoint(payload: dict[str, Any], path: str | os.PathLike) -> Path:
     """Write ``payload`` to ``path`` via a temp file + rename, so a kill never leaves half a file."""
     path = Path(path)

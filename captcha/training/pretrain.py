@@ -37,7 +37,7 @@ from ..data.fonts import (
 from ..data.preprocess import Preprocess
 from ..data.synth import seed_for
 from ..errors import ConfigError
-from ..nn.checkpoint import half_precision, load_checkpoint, save_checkpoint
+from ..nn.checkpoint import half_precision, last_file, load_checkpoint, save_checkpoint
 from ..nn.device import train_in_bf16
 from ..nn.networks import ARCH, CharNet, shipped_backbone
 from .loop import make_schedule, predict, train_one_epoch
@@ -136,7 +136,7 @@ def pretrain(cfg: PretrainConfig, progress: bool = True) -> dict:
     torch.manual_seed(cfg.seed)
     pre = Preprocess(size=(max(cfg.train_sizes),) * 2)
     out = Path(cfg.out_path)
-    last_path = out.with_name(out.stem + ".last.pt")
+    last_path = last_file(out)
     state = load_checkpoint(last_path, kind="backbone") if cfg.resume and last_path.is_file() else None
     step = int(state["step"]) if state else 0
     batches, num_classes, (hx, hy), name = _batches(cfg, pre, start=step * cfg.batch_size)

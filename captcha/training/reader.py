@@ -39,7 +39,7 @@ from ..eval.metrics import string_metrics
 from ..inference.decode import decode
 from ..inference.export import int8_check, int8_passes
 from ..inference.solver import Preparer, Solver
-from ..nn.checkpoint import half_precision, load_checkpoint, save_checkpoint
+from ..nn.checkpoint import half_precision, last_file, load_checkpoint, save_checkpoint
 from ..nn.device import resolve_device, train_in_bf16
 from ..nn.networks import (
     ARCH,
@@ -219,7 +219,7 @@ def pretrain_reader(cfg: ReaderConfig, progress: bool = True) -> dict:
     dev = resolve_device(cfg.device)
     cfg = replace(cfg, bf16=train_in_bf16(cfg.bf16, dev))  # emulated bf16 is slower than fp32: native only
     out = Path(cfg.out)
-    last_path = out.with_name(out.stem + ".last.pt")
+    last_path = last_file(out)
     state = load_checkpoint(last_path, kind="recognizer") if cfg.resume and last_path.is_file() else None
     step = int(state["step"]) if state else 0
     model = new_model("ctc", len(charset))

@@ -59,7 +59,7 @@ from ..eval.plots import training_curve
 from ..inference.backends import has_onnxruntime
 from ..inference.export import int8_check, int8_passes
 from ..inference.solver import Preparer
-from ..nn.checkpoint import half_precision, load_checkpoint, save_checkpoint
+from ..nn.checkpoint import half_precision, last_file, load_checkpoint, save_checkpoint
 from ..nn.device import (
     barrier,
     distributed,
@@ -178,7 +178,7 @@ def train(cfg: TrainConfig, say: Callable[[str], None] = log.info, progress: boo
     barrier(world)
     unlabelled = unlabelled_images(cfg.unlabelled) if cfg.unlabelled else []  # a wrong folder fails before training
     out = Path(cfg.out)
-    last_path = out.with_name(out.stem + ".last.pt")
+    last_path = last_file(out)
     resume = load_checkpoint(last_path, kind="recognizer") if cfg.resume and last_path.is_file() else None
     if cfg.resume and resume is None:
         say(f"--resume: no {last_path} yet, starting afresh")
@@ -492,7 +492,7 @@ def refit(cfg: TrainConfig, data: TrainingData, first: dict[str, Any], epochs: i
                      "estimate" if folded else "first_fit": {"held_out_acc": first["held_out_acc"], "val": first["best"],
                                                               "val_captchas": len(data.captchas)}}
     save_checkpoint(ckpt, out)
-    for leftover in (tmp, tmp.with_name(tmp.stem + ".last.pt"), Path(refitted["curve"])):
+    for leftover in (tmp, last_file(tmp), Path(refitted["curve"])):
         leftover.unlink(missing_ok=True)
     return {**first, "best": first["best"] if folded else refitted["best"], "refit": ckpt["refit"],
             "train_seconds": first["train_seconds"] + refitted["train_seconds"]}
