@@ -344,12 +344,14 @@ def train(cfg: TrainConfig, say: Callable[[str], None] = log.info, progress: boo
                         data.length, cfg.method, where)
     for line in problems:
         say(f"warning: {line}")
-    if final is not None and cfg.method == "classify" and held[0]:
-        logits, y = predict(model_from_checkpoint(final), held_x), np.asarray(held[1])
-        t = fit_temperature(logits, y)
+    calibration_x, calibration_y, calibrated_on = _calibration_set(held_x, held[1], char_x, data.char_targets,
+                                                                   cap_x, cap_labels, charset)
+    if final is not None and cfg.method == "classify" and len(calibration_y):
+        logits = predict(model_from_checkpoint(final), calibration_x)
+        t = fit_temperature(logits, calibration_y)
         final["temperature"] = t
-        final["calibration"] = {"temperature": t, "held_out": len(y), "nll": nll(logits, y),
-                                "nll_calibrated": nll(logits, y, t)}
+        final["calibration"] = {"temperature": t, "held_out": len(calibration_y), "on": calibrated_on,
+                                "nll": nll(logits, calibration_y), "nll_calibrated": nll(logits, calibration_y, t)}
     added = _refit_adds(data, len(held[0]), cfg.method)
     epoch_seconds = (train_seconds + (val_seconds if _refit_validates(data) else 0.0)) / max(len(history), 1)
     refitting = final is not None and _refit_planned(cfg, world) and \
@@ -701,6 +703,21 @@ def _selector(x: torch.Tensor, targets: list, charset: Charset, length: int,
         return lambda model: validate(model, torch.zeros(0), np.zeros(0), x, labels, charset, length, method)
     y = np.asarray(targets)
     return lambda model: validate(model, x, y, torch.zeros(0), [], charset, length, method)
+
+
+def _calibration_set(held_x: torch.Tensor, held_y: list[int], char_x: torch.Tensor, char_y: list[int],
+                     cap_x: torch.Tensor, cap_labels: list[str], charset: Charset) -> tuple[torch.Tensor, np.ndarray, str]:
+    """The character crops a classifier's temperature is fitted on, and where they come from: the held-out
+    slice, or, where one fit trained on it, the validation characters and captchas' crops, which no fit
+    trains on (a temperature changes no reading, so the accuracy reported on them stays unchosen)."""
+    if len(held_y):
+        return held_x, np.asarray(held_y), "held-out"
+    crops = [t for label in cap_labels for t in charset.encode(label)]
+    if len(crops) != len(cap_x):  # crops not one per character: nothing to pair them with
+        cap_x, crops = cap_x[:0], []
+    y = np.asarray(list(char_y) + crops, dtype=int)
+    x = torch.cat([t for t in (char_x, cap_x) if len(t)]) if len(y) else torch.zeros(0)
+    return x, y, "validation"
 
 
 def _validation_inputs(data: TrainingData, preparer: Preparer) -> tuple[torch.Tensor, torch.Tensor, list[str]]:

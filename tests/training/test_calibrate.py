@@ -32,3 +32,19 @@ def test_training_stores_a_calibration_fitted_on_the_held_out_slice(tiny_model):
     cal = ck["calibration"]
     assert ck["temperature"] == cal["temperature"] > 0 and cal["held_out"] > 0
     assert cal["nll_calibrated"] <= cal["nll"] + 1e-9
+
+
+def test_a_fit_that_trained_on_the_held_out_slice_calibrates_on_the_validation_captchas(flat_captchas, tmp_path):
+    """One fit that holds nothing out (as a planned single fit trains on the slice) still fits a
+    temperature: on the validation captchas' crops, which it never trained on."""
+    from captcha.config import TrainConfig
+    from captcha.training.train import train
+
+    out = tmp_path / "model.pt"
+    train(TrainConfig(data=str(flat_captchas), out=str(out), charset="ABC123", pretrained="glyphs", freeze="all",
+                      method="classify", size=(32, 32), epochs=2, batch_size=16, aug_passes=1, refit=False,
+                      select_fraction=0.0, val_fraction=0.25))
+    ck = load_checkpoint(out)
+    cal = ck["calibration"]
+    assert cal["on"] == "validation" and cal["held_out"] == 4 * 10  # 10 captchas of 4 crops
+    assert ck["temperature"] == cal["temperature"] > 0 and cal["nll_calibrated"] <= cal["nll"] + 1e-9
