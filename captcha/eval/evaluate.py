@@ -80,6 +80,8 @@ def evaluate_checkpoint(checkpoint: str | Path, data: str | Path | None = None, 
         correct = [p == t for p, t in zip(texts, truth)]
         caps["rejection_at_95"] = rejection(confs, correct, 0.95)
         caps["reliability"] = reliability(confs, correct)
+        # a single fit that trained on its held-out slice fits its temperature on these captchas instead
+        caps["calibrated_on_these"] = dataset is None and (ckpt.get("calibration") or {}).get("on") == "validation"
     t_chars, p_chars = aligned_chars(texts, truth)
     true_chars += t_chars
     pred_chars += p_chars

@@ -30,7 +30,7 @@ def test_nothing_to_fit_on_is_temperature_one():
 def test_training_stores_a_calibration_fitted_on_the_held_out_slice(tiny_model):
     ck = load_checkpoint(tiny_model)
     cal = ck["calibration"]
-    assert ck["temperature"] == cal["temperature"] > 0 and cal["held_out"] > 0
+    assert ck["temperature"] == cal["temperature"] > 0 and cal["held_out"] > 0 and cal["on"] == "held-out"
     assert cal["nll_calibrated"] <= cal["nll"] + 1e-9
 
 
@@ -38,6 +38,7 @@ def test_a_fit_that_trained_on_the_held_out_slice_calibrates_on_the_validation_c
     """One fit that holds nothing out (as a planned single fit trains on the slice) still fits a
     temperature: on the validation captchas' crops, which it never trained on."""
     from captcha.config import TrainConfig
+    from captcha.eval.evaluate import evaluate_checkpoint
     from captcha.training.train import train
 
     out = tmp_path / "model.pt"
@@ -48,3 +49,6 @@ def test_a_fit_that_trained_on_the_held_out_slice_calibrates_on_the_validation_c
     cal = ck["calibration"]
     assert cal["on"] == "validation" and cal["held_out"] == 4 * 10  # 10 captchas of 4 crops
     assert ck["temperature"] == cal["temperature"] > 0 and cal["nll_calibrated"] <= cal["nll"] + 1e-9
+    # `captcha eval --val` reads those captchas: it says its calibration figures are not an independent check
+    assert evaluate_checkpoint(out, backend="torch").captchas["calibrated_on_these"] is True
+    assert evaluate_checkpoint(out, dataset=flat_captchas, backend="torch").captchas["calibrated_on_these"] is False
