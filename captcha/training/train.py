@@ -344,14 +344,14 @@ def train(cfg: TrainConfig, say: Callable[[str], None] = log.info, progress: boo
                         data.length, cfg.method, where)
     for line in problems:
         say(f"warning: {line}")
-    calibration_x, calibration_y, calibrated_on = _calibration_set(held_x, held[1], char_x, data.char_targets,
-                                                                   cap_x, cap_labels, charset)
-    if final is not None and cfg.method == "classify" and len(calibration_y):
-        logits = predict(model_from_checkpoint(final), calibration_x)
-        t = fit_temperature(logits, calibration_y)
-        final["temperature"] = t
-        final["calibration"] = {"temperature": t, "held_out": len(calibration_y), "on": calibrated_on,
-                                "nll": nll(logits, calibration_y), "nll_calibrated": nll(logits, calibration_y, t)}
+    if final is not None and cfg.method == "classify":  # CTC's loss has no label smoothing to undo
+        x, y, on = _calibration_set(held_x, held[1], char_x, data.char_targets, cap_x, cap_labels, charset)
+        if len(y):
+            logits = predict(model_from_checkpoint(final), x)
+            t = fit_temperature(logits, y)
+            final["temperature"] = t
+            final["calibration"] = {"temperature": t, "held_out": len(y), "on": on, "nll": nll(logits, y),
+                                    "nll_calibrated": nll(logits, y, t)}
     added = _refit_adds(data, len(held[0]), cfg.method)
     epoch_seconds = (train_seconds + (val_seconds if _refit_validates(data) else 0.0)) / max(len(history), 1)
     refitting = final is not None and _refit_planned(cfg, world) and \
