@@ -79,6 +79,11 @@ log = logging.getLogger(__name__)
 # henan_digits4 (once the cut read its ground inside the frame) tied at 100% and went to classify, which solved
 # 89 captchas/s (int8; ddddocr 58/s in the same run); with this rule CTC, 100% at 237/s (ddddocr 68/s).
 SPEED_TIE = 1.25
+# Probes level in characters and at most this many slice captchas apart in full-string score are equal too: one
+# captcha of a slice is no evidence. henan_digits4 (tuned-on: the only such case seen), classify's probe reading 180
+# of 180 slice captchas and CTC's 179, every character of both, chose classify: 100% at 2.76x ddddocr's rate, where
+# CTC had read it 100% at 5x (docs/measurements.md, "A classifier that fit once was not calibrated").
+TIE_CAPTCHAS = 1
 COST = {"all": 0, "layer4": 1, "layer3": 2, "layer2": 3, "layer1": 4, "none": 5}  # cheaper first on ties
 
 
@@ -385,6 +390,15 @@ class MethodChoice:
         return [{**self.probes[m][0].to_dict(), "chosen": m == self.method} for m in METHODS if m in self.probes]
 
 
+def level_methods(ranked: dict[str, tuple[float, float]], held: int) -> list[str]:
+    """The methods whose probes read the slice best, by (full-string, character) score: the best, and any level
+    with it in characters and at most :data:`TIE_CAPTCHAS` of the ``held`` slice captchas behind it whole."""
+    best = max(METHODS, key=lambda m: ranked[m])
+    slack = TIE_CAPTCHAS / max(held, 1) + 1e-9
+    return [m for m in METHODS
+            if m == best or (ranked[m][1] == ranked[best][1] and ranked[m][0] >= ranked[best][0] - slack)]
+
+
 def quicker_reader(best: dict[str, Probe], length: int) -> str:
     """The method whose probe read a captcha SPEED_TIE times faster than the other's (classify reads
     ``length`` crops of one), else classify."""
@@ -401,7 +415,8 @@ def choose_method(cfg: TrainConfig, charset: Charset, device: torch.device, say:
     least what it reads before training. Where neither reads a single captcha of the slice whole, CTC:
     such short probes have barely begun (:data:`NONE_WHOLE`). Other equal full-string scores (likely on
     the few captchas of a small set's slice) go to the better character accuracy, then to the method
-    that reads a captcha clearly faster (:func:`quicker_reader`), else to classify, the course's method.
+    that reads a captcha clearly faster (:func:`quicker_reader`), else to classify, the course's method;
+    scores level in characters and one slice captcha apart whole count as equal (:func:`level_methods`).
     CTC is probed first: past ``until`` (see :func:`choose_recipe`) each method probes only its first recipe,
     and classify stops before a larger input size once CTC is far out of its reach (:func:`out_of_reach`)."""
     probes: dict[str, tuple[Probe, list[Probe]]] = {}
@@ -453,7 +468,8 @@ def choose_method(cfg: TrainConfig, charset: Charset, device: torch.device, say:
     ranked = {m: (round(scores[m][0], 4), round(scores[m][1], 4)) for m in METHODS}
     quicker = quicker_reader({m: probes[m][0] for m in METHODS}, datas["classify"].length)
     none_whole = not any(ranked[m][0] for m in METHODS)
-    method = NONE_WHOLE if none_whole else max(METHODS, key=lambda m: (ranked[m], m == quicker))
+    tied = level_methods(ranked, held_n)
+    method = NONE_WHOLE if none_whole else quicker if len(tied) > 1 else tied[0]
     for m in METHODS:
         if m != method:
             probes[m][0].state = None
@@ -461,7 +477,7 @@ def choose_method(cfg: TrainConfig, charset: Charset, device: torch.device, say:
                                     for m in METHODS)
         + f" of {held_n} held-out training captchas read whole"
         + (f"; none read whole, so {NONE_WHOLE}" if none_whole else
-           "; equal, so the clearly quicker reader (else classify)" if len(set(ranked.values())) == 1 else "")
+           "; equal, so the clearly quicker reader (else classify)" if len(tied) > 1 else "")
         + f"; chosen: {method} (--method overrides)")
     return MethodChoice(method, probes, datas["classify"].segment, held_n, datas[method], starts[method],
                         readings[method])

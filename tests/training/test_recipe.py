@@ -306,6 +306,15 @@ def test_equal_methods_go_to_the_clearly_quicker_reader_else_classify():
     assert recipe.quicker_reader({"classify": probe("classify", 1.0), "ctc": probe("ctc", 4.4)}, 4) == "classify"
 
 
+def test_probes_one_slice_captcha_apart_and_level_in_characters_are_equal():
+    # henan_digits4's probes: 180 and 179 of 180 slice captchas, every character of both
+    assert recipe.level_methods({"classify": (1.0, 1.0), "ctc": (179 / 180, 1.0)}, 180) == ["classify", "ctc"]
+    assert recipe.level_methods({"classify": (178 / 180, 1.0), "ctc": (1.0, 1.0)}, 180) == ["ctc"]  # two apart
+    assert recipe.level_methods({"classify": (1.0, 1.0), "ctc": (179 / 180, 0.99)}, 180) == ["classify"]  # characters
+    assert recipe.level_methods({"classify": (0.25, 0.5), "ctc": (0.0, 0.7)}, 4) == ["classify"]
+    assert recipe.level_methods({"classify": (0.5, 0.8), "ctc": (0.5, 0.8)}, 4) == ["classify", "ctc"]
+
+
 @pytest.mark.parametrize("reads", [True, False])
 def test_method_auto_counts_what_the_general_reader_reads_before_training(flat_captchas, monkeypatch, reads):
     # a short CTC probe from the reader can read the slice worse than the reader did before it (as on a
