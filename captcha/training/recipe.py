@@ -394,7 +394,7 @@ def level_methods(ranked: dict[str, tuple[float, float]], held: int) -> list[str
     """The methods whose probes read the slice best, by (full-string, character) score: the best, and any level
     with it in characters and at most :data:`TIE_CAPTCHAS` of the ``held`` slice captchas behind it whole."""
     best = max(METHODS, key=lambda m: ranked[m])
-    slack = TIE_CAPTCHAS / max(held, 1) + 1e-9
+    slack = TIE_CAPTCHAS / max(held, 1) + 1e-4  # the scores are rounded to 4 decimals
     return [m for m in METHODS
             if m == best or (ranked[m][1] == ranked[best][1] and ranked[m][0] >= ranked[best][0] - slack)]
 

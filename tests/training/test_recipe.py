@@ -309,6 +309,7 @@ def test_equal_methods_go_to_the_clearly_quicker_reader_else_classify():
 def test_probes_one_slice_captcha_apart_and_level_in_characters_are_equal():
     # henan_digits4's probes: 180 and 179 of 180 slice captchas, every character of both
     assert recipe.level_methods({"classify": (1.0, 1.0), "ctc": (179 / 180, 1.0)}, 180) == ["classify", "ctc"]
+    assert recipe.level_methods({"classify": (1.0, 1.0), "ctc": (0.9944, 1.0)}, 180) == ["classify", "ctc"]  # rounded
     assert recipe.level_methods({"classify": (178 / 180, 1.0), "ctc": (1.0, 1.0)}, 180) == ["ctc"]  # two apart
     assert recipe.level_methods({"classify": (1.0, 1.0), "ctc": (179 / 180, 0.99)}, 180) == ["classify"]  # characters
     assert recipe.level_methods({"classify": (0.25, 0.5), "ctc": (0.0, 0.7)}, 4) == ["classify"]
