@@ -81,8 +81,8 @@ log = logging.getLogger(__name__)
 SPEED_TIE = 1.25
 # Probes level in characters and at most this many slice captchas apart in full-string score are equal too: one
 # captcha of a slice is no evidence. henan_digits4 (tuned-on: the only such case seen), classify's probe reading 180
-# of 180 slice captchas and CTC's 179, every character of both, chose classify: 100% at 2.76x ddddocr's rate, where
-# CTC had read it 100% at 5x (docs/measurements.md, "A classifier that fit once was not calibrated").
+# of 180 slice captchas and CTC's 179, every character of both, chose classify: 100% at 2.8x ddddocr's rate; with
+# this rule CTC, 100% at 5.2x (docs/measurements.md, "A classifier that fit once was not calibrated").
 TIE_CAPTCHAS = 1
 COST = {"all": 0, "layer4": 1, "layer3": 2, "layer2": 3, "layer1": 4, "none": 5}  # cheaper first on ties
 
