@@ -6,7 +6,7 @@ from captcha.inference.decode import (
     ctc_decode,
     decode,
     decode_predictions,
-    exact_length_path,
+    exact_length_paths,
     softmax,
 )
 
@@ -75,11 +75,27 @@ def test_the_exact_length_path_is_the_most_probable_one_of_that_length():
 
         best = max((logp[np.arange(cols), list(q)].sum() for q in itertools.product(range(classes), repeat=cols)
                     if len(chars(q)) == length), default=None)
-        got = exact_length_path(logp, length)
+        (got,) = exact_length_paths(logp[None], length)
         if best is None:
             assert got is None
         else:
             assert len(chars(got)) == length and logp[np.arange(cols), got].sum() == pytest.approx(best)
+
+
+def test_a_batch_of_captchas_gets_the_paths_each_would_alone():
+    """One Viterbi pass over many captchas finds each one's path as a pass over it alone does, ties included:
+    int8 logits come in steps, so equally probable symbols are common."""
+    rng = np.random.default_rng(1)
+    logp = np.log(rng.dirichlet(np.ones(5), size=(12, 9)))
+    logp = np.round(logp * 2) / 2  # coarse steps: many exact ties
+    logp[3, :2] = -np.inf  # a captcha whose first columns can read nothing
+    for length in (1, 3, 5):
+        together = exact_length_paths(logp, length)
+        for one, got in zip(logp, together):
+            (alone,) = exact_length_paths(one[None], length)
+            assert (alone is None and got is None) or (alone == got).all()
+        assert together[3] is None and all(p is not None for k, p in enumerate(together) if k != 3)
+    assert exact_length_paths(logp[:2, :3], 5) == [None, None]  # 3 columns cannot hold 5 characters
 
 
 def test_ctc_held_to_a_length_only_when_the_best_path_misses_it():
