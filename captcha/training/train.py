@@ -261,11 +261,14 @@ def train(cfg: TrainConfig, say: Callable[[str], None] = log.info, progress: boo
             f"resuming from {last_path}: all {cfg.epochs} epochs were trained already, so nothing more is "
             "(--epochs N with --resume trains on to epoch N)")
     unit = "whole captchas" if cfg.method == "ctc" else "character crops"
+    choice = (f"choosing the epoch kept on {len(held[0])} held out of them" if len(held[0]) else
+              "keeping the last epoch (none of them held out to choose by)")
+    checks = " and ".join(f"{n} {what}" for n, what in ((len(data.char_images), "chars"),
+                                                        (len(data.captchas), "captchas")) if n) or "nothing"
     say(f"training on {len(targets)} {unit} ({data.split['layout']} layout, input {pre.size[0]}x{pre.size[1]}, "
         f"{cfg.epochs} epochs"
         + (f", going on from the probe at a peak rate of {lr:.2g} with no warm-up" if went_on else "")
-        + f"), choosing the epoch kept on {len(held[0])} held out of them, "
-        f"validating on {len(data.char_images)} chars and {len(data.captchas)} captchas; "
+        + f"), {choice}, validating on {checks}; "
         f"pretrained={source}, freeze={freeze}, {'cached features after ' + stop if cached else 'plain path'}"
         + (f", {world} processes" if world > 1 else ""))
     if reads_already(source) and held[0] and rank == 0 and not resume:

@@ -284,8 +284,8 @@ def test_a_small_set_is_refit_on_every_labelled_captcha(flat_captchas, tmp_path)
     res = train(_cfg(flat_captchas, out, pretrained="glyphs", freeze="all", method="classify", split="equal",
                      epochs=2, val_fraction=0.25), say=said.append)
     fits = [line for line in said if line.startswith("training on ")]
-    assert fits[0].startswith("training on 104 character crops") and "and 10 captchas" in fits[0]  # 26 of 40 captchas
-    assert fits[1].startswith("training on 160 character crops") and "and 0 captchas" in fits[1]  # all 40
+    assert fits[0].startswith("training on 104 character crops") and "validating on 10 captchas;" in fits[0]  # 26 of 40 captchas
+    assert fits[1].startswith("training on 160 character crops") and "validating on nothing;" in fits[1]  # all 40
     ck = load_checkpoint(out)
     assert res["refit"]["epochs"] == ck["refit"]["epochs"] == ck["history"][-1]["epoch"] >= 1
     assert ck["refit"]["estimate"]["val_captchas"] == 10 and ck["refit"]["estimate"]["val"]["captchas"] == 10
@@ -393,7 +393,7 @@ def test_one_fit_instead_of_a_refit_trains_on_the_held_out_slice_too(flat_captch
                epochs=None, budget=1.0, val_fraction=0.25), say=said.append)
     fits = [line for line in said if line.startswith("training on ")]
     assert len(fits) == 1 and fits[0].startswith("training on 120 character crops")  # all 30 training captchas
-    assert "on 0 held out of them" in fits[0] and "and 10 captchas" in fits[0]
+    assert "keeping the last epoch (none of them held out" in fits[0] and "validating on 10 captchas;" in fits[0]
     assert any(line.startswith("no refit:") and "held-out slice (16 samples)" in line for line in said)
     ck = load_checkpoint(out)
     assert ck["train_config"]["select_fraction"] == 0.0 and ck["train_config"]["refit"] is False
@@ -425,7 +425,7 @@ def test_one_fit_trains_on_all_but_a_few_of_the_validation_captchas_too(flat_cap
                for line in said)
     fits = [line for line in said if line.startswith("training on ")]
     assert len(fits) == 1 and fits[0].startswith("training on 144 character crops")  # 32 + 4 captchas
-    assert "and 4 captchas" in fits[0]
+    assert "validating on 4 captchas;" in fits[0]
     ck = load_checkpoint(out)
     assert ck["train_config"]["val_fraction"] == pytest.approx(4 / 40) and ck["metrics"]["captchas"] == 4
     names = [line.split(",")[0] for line in (flat_captchas / "labels.csv").read_text().splitlines()[1:]]
