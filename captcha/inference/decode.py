@@ -114,11 +114,17 @@ def _collapse(path: np.ndarray, p: np.ndarray, blank: int) -> tuple[list[int], l
     return chars, confs
 
 
+VITERBI_BYTES = 64 << 20  # back-pointers held at once: a batch of a site of thousands of characters goes in parts
+
+
 def exact_length_paths(logp: np.ndarray, length: int) -> list[np.ndarray | None]:
     """(captchas, columns, classes) log-probabilities -> for each captcha the most probable path (one symbol
     per column, blank last) that collapses to exactly ``length`` (>= 1) characters, by Viterbi over
     (characters emitted, last symbol); None where the columns are too few."""
     caps, cols, classes = logp.shape
+    step = max(1, VITERBI_BYTES // (cols * (length + 1) * classes * 8))  # its back-pointers' bytes per captcha
+    if caps > step:
+        return [path for i in range(0, caps, step) for path in exact_length_paths(logp[i:i + step], length)]
     blank = classes - 1
     counts, chars, each = np.arange(length + 1), np.arange(blank), np.arange(caps)
     score = np.full((caps, length + 1, classes), -np.inf)

@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 
 from captcha.charset import Charset
+from captcha.inference import decode as decode_module
 from captcha.inference.decode import (
     ctc_decode,
     decode,
@@ -82,9 +83,13 @@ def test_the_exact_length_path_is_the_most_probable_one_of_that_length():
             assert len(chars(got)) == length and logp[np.arange(cols), got].sum() == pytest.approx(best)
 
 
-def test_a_batch_of_captchas_gets_the_paths_each_would_alone():
-    """One Viterbi pass over many captchas finds each one's path as a pass over it alone does, ties included:
-    int8 logits come in steps, so equally probable symbols are common."""
+@pytest.mark.parametrize("budget", [None, 3000])
+def test_a_batch_of_captchas_gets_the_paths_each_would_alone(budget, monkeypatch):
+    """One Viterbi pass over many captchas finds each one's path as a pass over it alone does, ties included
+    (int8 logits come in steps, so equally probable symbols are common), and so does a batch too large for
+    one pass, taken in parts."""
+    if budget:
+        monkeypatch.setattr(decode_module, "VITERBI_BYTES", budget)  # a few captchas a part
     rng = np.random.default_rng(1)
     logp = np.log(rng.dirichlet(np.ones(5), size=(12, 9)))
     logp = np.round(logp * 2) / 2  # coarse steps: many exact ties
