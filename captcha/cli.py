@@ -458,7 +458,13 @@ def pretrain(source, data_path, out, steps, batch_size, lr, seed, workers, eval_
 def train(data_dir, out, pretrained, freeze, epochs, budget, batch_size, optimizer, lr, schedule, seed, no_augment,
           aug_passes, no_cache, bf16, length, split_method, method, input_size, val_fraction, unlabelled, synthetic, refit,
           resume, device, as_json, alphabet) -> None:
-    """Train the per-character ResNet-18 classifier (transfer learning) and keep the best checkpoint."""
+    """Learn to read a site's captchas (or the course dataset) with a pretrained ResNet-18 (transfer learning).
+
+    The method (split-and-classify, as the course does, or whole-captcha CTC from the shipped general
+    reader), the freeze level, the input size and the epochs are chosen by short probes on a held-out
+    slice of the training captchas unless given; the table and the choice are printed and stored in the
+    checkpoint.
+    """
     from .config import AugmentConfig
     from .training.train import train as run
 
