@@ -379,7 +379,10 @@ def train(cfg: TrainConfig, say: Callable[[str], None] = log.info, progress: boo
               "held_out_acc": keeper.best_acc if held[0] else None}
     if unlabelled and final is not None and world == 1:
         result = self_train(cfg, data, unlabelled, result, say, progress)
-    elif refitting:
+        # a second round not kept leaves the first fit, which goes on as it would have without --unlabelled
+        refitting = not result["self_training"]["kept"] and \
+            _refit_wanted(cfg, keeper.best_epoch, len(fit[0]), added, epoch_seconds, started, say)
+    if refitting:
         result = refit(cfg, data, result, keeper.best_epoch, say, progress, warm)
     return result
 

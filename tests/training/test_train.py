@@ -272,6 +272,28 @@ def test_self_training_reads_unlabelled_captchas_and_keeps_the_better_round(flat
                    unlabelled=str(tmp_path / "nowhere")))
 
 
+def test_a_second_round_not_kept_leaves_the_first_fit_refit_as_without_unlabelled(flat_captchas, tmp_path, monkeypatch):
+    """Self-training takes the refit's place in the plan; where it adds nothing (here no unlabelled captcha is
+    read surely enough), the first fit is refit on every labelled captcha as a run without --unlabelled is."""
+    import captcha.training.train as train_module
+
+    monkeypatch.setattr(train_module, "pseudo_labels", lambda *a, **k: [])
+    unlabelled = tmp_path / "unlabelled"
+    unlabelled.mkdir()
+    (unlabelled / "a.png").write_bytes(next(flat_captchas.glob("*.png")).read_bytes())
+    out = tmp_path / "m.pt"
+    said: list[str] = []
+    res = train(_cfg(flat_captchas, out, pretrained="glyphs", freeze="all", method="classify", split="equal", epochs=2,
+                     val_fraction=0.25, unlabelled=str(unlabelled)), say=said.append)
+    assert res["self_training"] == {"unlabelled": 1, "pseudo_labelled": 0, "kept": False}
+    assert any(line.startswith("refit: training again") for line in said), said
+    assert res["refit"]["epochs"] == load_checkpoint(out)["refit"]["epochs"] >= 1
+    said.clear()  # --no-refit still means none
+    res = train(_cfg(flat_captchas, out, pretrained="glyphs", freeze="all", method="classify", split="equal", epochs=2,
+                     val_fraction=0.25, unlabelled=str(unlabelled), refit=False), say=said.append)
+    assert "refit" not in res and not any(line.startswith("refit:") for line in said)
+
+
 def test_a_small_set_is_refit_on_every_labelled_captcha(flat_captchas, tmp_path):
     """Auto refit (the budget has time): after the epochs are chosen on the held-out captchas, the model is
     trained again on all 40 of them (the slice and the validation share too); the first fit's figures stay as
