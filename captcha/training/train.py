@@ -357,8 +357,11 @@ def train(cfg: TrainConfig, say: Callable[[str], None] = log.info, progress: boo
                                     "nll_calibrated": nll(logits, y, t)}
     added = _refit_adds(data, len(held[0]), cfg.method)
     epoch_seconds = (train_seconds + (val_seconds if _refit_validates(data) else 0.0)) / max(len(history), 1)
-    refitting = final is not None and _refit_planned(cfg, world) and \
-        _refit_wanted(cfg, keeper.best_epoch, len(fit[0]), added, epoch_seconds, started, say)
+
+    def refit_wanted() -> bool:  # asked when the refit would start: the budget left is read then
+        return _refit_wanted(cfg, keeper.best_epoch, len(fit[0]), added, epoch_seconds, started, say)
+
+    refitting = final is not None and _refit_planned(cfg, world) and refit_wanted()
     if final is not None:
         final["warnings"] = problems
         final["self_training"] = {"pseudo_labelled": len(pseudo)} if pseudo else None
@@ -380,8 +383,7 @@ def train(cfg: TrainConfig, say: Callable[[str], None] = log.info, progress: boo
     if unlabelled and final is not None and world == 1:
         result = self_train(cfg, data, unlabelled, result, say, progress)
         # a second round not kept leaves the first fit, which goes on as it would have without --unlabelled
-        refitting = not result["self_training"]["kept"] and \
-            _refit_wanted(cfg, keeper.best_epoch, len(fit[0]), added, epoch_seconds, started, say)
+        refitting = not result["self_training"]["kept"] and refit_wanted()
     if refitting:
         result = refit(cfg, data, result, keeper.best_epoch, say, progress, warm)
     return result
