@@ -17,6 +17,7 @@ from ..config import CTC_COLUMNS, CTC_MAGNIFY, CTC_MAX_HEIGHT, CTC_TALL
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+COLUMN_PIXELS = 8  # input pixels per feature column of the CTC network (networks.SeqNet's width stride)
 
 
 @dataclass
@@ -58,7 +59,23 @@ class Preprocess:
         return cls(size=tuple(d["size"]), mean=tuple(d["mean"]), std=tuple(d["std"]))
 
 
-def whole_captcha_size(sizes: Sequence[tuple[int, int]], stride: int = 8, height: int | None = None,
+def columns_width(length: int, stride: int = COLUMN_PIXELS) -> int:
+    """The narrowest input that gives each of ``length`` characters ``CTC_COLUMNS`` feature columns."""
+    return stride * CTC_COLUMNS * length
+
+
+def widened(x: np.ndarray, width: int) -> np.ndarray:
+    """Network inputs (..., H, W) resampled (linearly, along the width alone) to ``width`` columns: the
+    normalised arrays stretched as the image would be, with no image to decode again."""
+    old = x.shape[-1]
+    pos = np.clip((np.arange(width) + 0.5) * old / width - 0.5, 0, old - 1)
+    lo = np.floor(pos).astype(np.int64)
+    hi = np.minimum(lo + 1, old - 1)
+    frac = (pos - lo).astype(np.float32)
+    return np.ascontiguousarray(x[..., lo] * (1 - frac) + x[..., hi] * frac, dtype=np.float32)
+
+
+def whole_captcha_size(sizes: Sequence[tuple[int, int]], stride: int = COLUMN_PIXELS, height: int | None = None,
                        length: int = 0) -> tuple[int, int]:
     """Network input (height, width) for reading whole captchas of these (width, height) sizes.
 
@@ -69,15 +86,15 @@ def whole_captcha_size(sizes: Sequence[tuple[int, int]], stride: int = 8, height
     characters fewer than ``CTC_COLUMNS`` columns a character (cramped glyphs are stretched apart).
     """
     if not sizes:
-        return (height or 32, max(128, stride * CTC_COLUMNS * length))
+        return (height or 32, max(128, columns_width(length, stride)))
     w = float(np.median([s[0] for s in sizes]))
     h = float(np.median([s[1] for s in sizes]))
     height = height or int(min(64, max(32, 16 * round(h / 16))))
-    width = int(max(2 * stride, stride * round(height * w / h / stride), stride * CTC_COLUMNS * length))
+    width = int(max(2 * stride, stride * round(height * w / h / stride), columns_width(length, stride)))
     return (height, width)
 
 
-def whole_captcha_sizes(sizes: Sequence[tuple[int, int]], stride: int = 8,
+def whole_captcha_sizes(sizes: Sequence[tuple[int, int]], stride: int = COLUMN_PIXELS,
                         height: int | None = None, length: int = 0) -> list[tuple[int, int]]:
     """The inputs worth probing for whole captchas of up to ``length`` characters: :func:`whole_captcha_size`'s,
     and, when the captchas are much taller than the start's ``height`` (fine strokes, dot screens that
@@ -90,7 +107,7 @@ def whole_captcha_sizes(sizes: Sequence[tuple[int, int]], stride: int = 8,
     return [first, whole_captcha_size(sizes, stride, tall, length)]
 
 
-def magnified_size(size: tuple[int, int], factor: float = CTC_MAGNIFY, stride: int = 8) -> tuple[int, int]:
+def magnified_size(size: tuple[int, int], factor: float = CTC_MAGNIFY, stride: int = COLUMN_PIXELS) -> tuple[int, int]:
     """Input ``size`` (height, width) ``factor`` times larger, at most ``CTC_MAX_HEIGHT`` high, the width in
     whole feature columns (``stride`` pixels each)."""
     scale = max(1.0, min(factor, CTC_MAX_HEIGHT / size[0]))

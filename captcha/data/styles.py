@@ -185,6 +185,8 @@ class HeldOutCaptcha:
 # two were added unseen to confirm the re-reading vote (config.RECHECK_BELOW); the last, of 4 to 6 characters,
 # was added to measure a site whose lengths vary (config.ONE_LENGTH_SHARE), unseen by any default. The warped
 # ones (the thirtieth session) stand for the commonest web generators' look in unseen fonts; no default was set on them.
+# The eight of six characters after them (the thirty-ninth session) were added to measure how the general reader reads
+# six characters (Solver.roomy): the first four chose between widths, the last four were added unseen to confirm it.
 LOWER, UPPER = "23456789abcdefghjkmnpqrstuvwxyz", "23456789ABCDEFGHJKLMNPQRSTUVWXYZ"
 CAPTCHA_STYLES = {c.name: c for c in (
     HeldOutCaptcha("lso-halftone-lower5", "halftone-serif", 5, LOWER, (-0.08, 0.04), 0.15),
@@ -199,6 +201,14 @@ CAPTCHA_STYLES = {c.name: c for c in (
     HeldOutCaptcha("lso-striped-band4to6", "striped-sans", 4, LOWER, (-0.1, 0.05), 0.1, band=True, longest=6),
     HeldOutCaptcha("lso-warped-upper4", "warped-mixed", 4, UPPER, (-0.25, -0.05), 0.1),
     HeldOutCaptcha("lso-warped-lower5", "warped-mixed", 5, LOWER, (-0.2, 0.0), 0.2),
+    HeldOutCaptcha("lso-striped-upper6", "striped-sans", 6, UPPER, (-0.06, 0.1), 0.1),
+    HeldOutCaptcha("lso-striped-lower6", "striped-sans", 6, LOWER, (-0.1, 0.05), 0.0),
+    HeldOutCaptcha("lso-eroded-upper6", "eroded-mono", 6, UPPER, (-0.06, 0.08), 0.1),
+    HeldOutCaptcha("lso-warped-upper6", "warped-mixed", 6, UPPER, (-0.2, -0.05), 0.1),
+    HeldOutCaptcha("lso-striped-band6", "striped-sans", 6, LOWER, (-0.08, 0.06), 0.1, band=True),
+    HeldOutCaptcha("lso-eroded-lower6", "eroded-mono", 6, LOWER, (-0.1, 0.05), 0.1),
+    HeldOutCaptcha("lso-halftone-band6", "halftone-serif", 6, LOWER, (-0.08, 0.05), 0.1, band=True),
+    HeldOutCaptcha("lso-warped-lower6", "warped-mixed", 6, LOWER, (-0.2, 0.0), 0.15),
 )}
 
 

@@ -27,6 +27,7 @@ class TorchBackend:
     """Runs a model with PyTorch: inference mode, channels-last, bf16 autocast on CUDA."""
 
     name = "torch"
+    any_width = True  # convolutions read inputs of any width
 
     def __init__(self, model: Any, threads: int | None = None, device: str = "cpu") -> None:
         import torch  # optional on the ONNX path: imported only when this backend is chosen
@@ -75,6 +76,11 @@ class OnnxBackend:
             return "onnx-int8" if self.metadata().get("precision") == "int8" else "onnx"
         except CheckpointError:  # no or malformed metadata: a bare file
             return "onnx"
+
+    @property
+    def any_width(self) -> bool:
+        """True when the file reads inputs of any width (CTC models exported since it could)."""
+        return not isinstance(self.session.get_inputs()[0].shape[-1], int)
 
     @property
     def classes(self) -> int | None:

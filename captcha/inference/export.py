@@ -28,7 +28,7 @@ import torch
 
 from ..charset import Charset
 from ..config import INT8_TOLERANCE, SECOND
-from ..data.preprocess import Preprocess
+from ..data.preprocess import Preprocess, widened
 from ..data.synth import GlyphStyle, render_char
 from ..errors import CheckpointError
 from ..nn.checkpoint import load_checkpoint
@@ -82,9 +82,13 @@ def export_onnx(checkpoint: str | os.PathLike, out: str | os.PathLike, quantize:
     h, w = ckpt["preprocess"]["size"]
     # the file reads inputs of this size only, so taps that meet only padding at it go (verified below
     # against the full model)
-    torch.onnx.export(slim_for_input(model, (h, w)), (torch.zeros(2, 3, h, w),), str(out), input_names=[INPUT],
-                      output_names=[OUTPUT],
-                      dynamic_axes={INPUT: {0: "n"}, OUTPUT: {0: "n"}}, opset_version=17, dynamo=False)
+    # a CTC model reads any width (a reading held to more characters than it was trained on is read wider:
+    # Solver.read), so its width is free; the slimming is then along the height alone
+    ctc = ckpt.get("method") == "ctc"
+    axes = ({INPUT: {0: "n", 3: "width"}, OUTPUT: {0: "n", 1: "columns"}} if ctc
+            else {INPUT: {0: "n"}, OUTPUT: {0: "n"}})
+    torch.onnx.export(slim_for_input(model, (h, w), along_width=not ctc), (torch.zeros(2, 3, h, w),), str(out),
+                      input_names=[INPUT], output_names=[OUTPUT], dynamic_axes=axes, opset_version=17, dynamo=False)
     proto = onnx.load(str(out))
     entry = proto.metadata_props.add()
     entry.key, entry.value = META_KEY, json.dumps(solving_metadata(ckpt, member))
@@ -93,6 +97,10 @@ def export_onnx(checkpoint: str | os.PathLike, out: str | os.PathLike, quantize:
     with torch.inference_mode():
         ref = model(torch.from_numpy(x)).numpy()
     report: dict[str, Any] = {"onnx": str(out), "max_abs_diff": _verify(out, x, ref, tolerance)}
+    if ctc:  # and twice as wide, as a reading held to more characters may be read
+        wide = widened(x, 2 * w)
+        with torch.inference_mode():
+            report["max_abs_diff_wide"] = _verify(out, wide, model(torch.from_numpy(wide)).numpy(), tolerance)
     if quantize:
         qpath = out.with_name(out.stem + INT8_SUFFIX)
         quantize_int8(out, qpath, _calibration(ckpt))

@@ -35,7 +35,7 @@ from ..config import (
 )
 from ..data.images import ImageInput, load_image
 from ..data.layout import one_length
-from ..data.preprocess import Preprocess
+from ..data.preprocess import Preprocess, columns_width, widened
 from ..data.segment import SegmentConfig, to_content
 from ..errors import CaptchaError, CheckpointError, ConfigError
 from .backends import OnnxBackend, second_path
@@ -218,6 +218,7 @@ class Solver:
         networks' where held to a length.
         """
         length = self.length if length is None else length
+        x = self.roomy(x, length)
         logits = self._logits(x, self.backend)
         sols = self._decode(logits, length)
         again = [i for i, sol in enumerate(sols) if self._rechecks(sol.confidence)]
@@ -247,6 +248,17 @@ class Solver:
         for sol in sols:
             sol.rejected = sol.confidence < self.reject_below
         return sols
+
+    def roomy(self, x: np.ndarray, length: int) -> np.ndarray:
+        """CTC inputs ``x`` widened (:func:`~captcha.data.preprocess.widened`) where they give a reading held to
+        ``length`` characters fewer than CTC_COLUMNS feature columns each, as training sizes its inputs
+        (``whole_captcha_size``): the general reader, 48x160, held to 6 or more. Networks of one fixed width
+        (an ONNX file exported before widths were free) read ``x`` as it is."""
+        need = columns_width(length) if self.method == "ctc" and length else 0
+        networks = [n for n in (self.backend, self.second) if n is not None]
+        if x.shape[-1] >= need or not all(getattr(n, "any_width", False) for n in networks):
+            return x
+        return widened(x, need)
 
     def _logits(self, x: np.ndarray, network: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
         """(captchas, k, 3, H, W) inputs -> (captchas, positions or columns, classes) tempered logits."""
@@ -350,8 +362,11 @@ class Solver:
         usual = one_length(lengths) if sum(lengths.values()) >= BATCH_LENGTH_MIN else None
         if usual is None:
             return set()
-        odd = [i for i, s in enumerate(sols) if len(s.text) != usual and s.confidence < RECHECK_BELOW]
-        for i, s in zip(odd, self.read(x[odd], usual) if odd else []):
+        # where the usual length is read wider (roomy), the unsure readings of that length are read again too
+        wider = self.roomy(x[:1], usual).shape[-1] > x.shape[-1]
+        odd = {i for i, s in enumerate(sols) if len(s.text) != usual and s.confidence < RECHECK_BELOW}
+        again = sorted(i for i, s in enumerate(sols) if (wider or i in odd) and s.confidence < RECHECK_BELOW)
+        for i, s in zip(again, self.read(x[again], usual) if again else []):
             sols[i] = s
         return {i for i in odd if len(sols[i].text) == usual}
 

@@ -352,11 +352,12 @@ def count_parameters(model: nn.Module) -> dict[str, int]:
     return {"total": total, "trainable": trainable, "frozen": total - trainable}
 
 
-def slim_for_input(model: nn.Module, size: tuple[int, int]) -> nn.Module:
+def slim_for_input(model: nn.Module, size: tuple[int, int], along_width: bool = True) -> nn.Module:
     """A copy of ``model`` for inputs of ``size`` (height, width) alone, whose convolutions leave out the
     kernel taps that meet only zero padding at that size. The outputs are the same; the work is not:
     at 32 px ResNet-18's layer4 sees 1x1 maps, so three of its 3x3 convolutions are 1x1 ones doing 9x
-    the multiplications (half of the network's time there)."""
+    the multiplications (half of the network's time there). Without ``along_width`` only rows are left out,
+    so the copy reads inputs of that height at any width."""
     model = copy.deepcopy(model).eval()
     sizes: dict[str, tuple[int, int]] = {}
     convs = {name: m for name, m in model.named_modules() if isinstance(m, nn.Conv2d)}
@@ -367,20 +368,23 @@ def slim_for_input(model: nn.Module, size: tuple[int, int]) -> nn.Module:
     for h in hooks:
         h.remove()
     for name, conv in convs.items():
-        slim = _slim_conv(conv, sizes[name]) if name in sizes else None
+        slim = _slim_conv(conv, sizes[name], along_width) if name in sizes else None
         if slim is not None:
             parent, _, attr = name.rpartition(".")
             setattr(model.get_submodule(parent) if parent else model, attr, slim)
     return model
 
 
-def _slim_conv(conv: nn.Conv2d, size: tuple[int, int]) -> nn.Conv2d | None:
-    """``conv`` cropped to the taps that ever meet its input of ``size``; None when all of them do (or
-    the layer is of a kind this does not handle)."""
+def _slim_conv(conv: nn.Conv2d, size: tuple[int, int], along_width: bool = True) -> nn.Conv2d | None:
+    """``conv`` cropped to the taps that ever meet its input of ``size`` (its columns kept whole without
+    ``along_width``); None when all of them do (or the layer is of a kind this does not handle)."""
     if conv.groups != 1 or conv.dilation != (1, 1) or conv.padding_mode != "zeros" or isinstance(conv.padding, str):
         return None
     spans = []
-    for n, k, s, p in zip(size, conv.kernel_size, conv.stride, conv.padding):
+    for axis, (n, k, s, p) in enumerate(zip(size, conv.kernel_size, conv.stride, conv.padding)):
+        if axis == 1 and not along_width:
+            spans.append((0, k, p))
+            continue
         out = (n + 2 * p - k) // s + 1
         used = [t for t in range(k) if any(0 <= o * s - p + t < n for o in range(out))]
         first, last = used[0], used[-1]

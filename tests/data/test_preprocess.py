@@ -7,9 +7,11 @@ from captcha.config import CTC_COLUMNS, AugmentConfig
 from captcha.data.augment import TrainTransform
 from captcha.data.preprocess import (
     Preprocess,
+    columns_width,
     magnified_size,
     whole_captcha_size,
     whole_captcha_sizes,
+    widened,
 )
 
 
@@ -45,6 +47,22 @@ def test_cramped_captchas_are_widened_to_enough_columns_a_character():
     assert whole_captcha_size([(200, 50)] * 3, length=5) == (48, 192)  # captcha_images_v2: room already
     assert whole_captcha_sizes([(90, 69)], height=48, length=6) == [(48, 8 * CTC_COLUMNS * 6), (64, 8 * CTC_COLUMNS * 6)]
     assert whole_captcha_size([], length=9) == (32, 8 * CTC_COLUMNS * 9)
+    assert columns_width(6) == 8 * CTC_COLUMNS * 6 == 192  # the general reader's 160 leaves six characters 3.3
+
+
+def test_inputs_widened_as_the_image_would_be():
+    """Stretching normalised inputs along the width matches stretching the image (within rounding), keeps
+    the height and a flat image flat, and leaves an input of that width as it is."""
+    pre = Preprocess(size=(16, 40))
+    img = Image.fromarray(np.random.default_rng(0).integers(0, 255, (16, 40, 3), dtype=np.uint8))
+    x = pre(img)[None]
+    wide = widened(x, 48)
+    assert wide.shape == (1, 3, 16, 48) and wide.dtype == np.float32
+    direct = Preprocess(size=(16, 48))(img)
+    assert np.abs(wide[0] - direct).mean() < 0.05 * np.abs(direct).mean()
+    flat = pre(Image.new("RGB", (40, 16), (200, 30, 90)))[None]
+    assert np.allclose(widened(flat, 56), flat[..., :1])
+    assert np.array_equal(widened(x, 40), x)
 
 
 def test_train_transform_is_reproducible_per_seed():

@@ -4,7 +4,7 @@ import sys
 import pytest
 
 from captcha.errors import CheckpointError
-from captcha.inference.backends import read_metadata
+from captcha.inference.backends import OnnxBackend, read_metadata
 from captcha.inference.export import export_onnx
 from captcha.inference.load import load_solver
 
@@ -21,6 +21,8 @@ def test_export_is_verified_and_self_describing(exported):
     assert meta["charset"]["alphabet"] == "ABC123" and meta["length"] == 4 and meta["method"] == "classify"
     assert exported["int8_top1_agreement"] >= 0.95  # int8 vs fp32 top-1 on the fixed sample crops
     assert read_metadata(exported["int8"])["length"] == 4
+    # a classifier's file reads its own crop size alone (slimmed at it), and is checked at that size only
+    assert not OnnxBackend(exported["onnx"]).any_width and "max_abs_diff_wide" not in exported
 
 
 def test_onnx_solver_matches_pytorch(exported, tiny_model, tiny_data):
@@ -47,7 +49,6 @@ def test_int8_activation_ranges_are_one_of_two_calibrations(exported, tiny_model
 
     import numpy as np
 
-    from captcha.inference.backends import OnnxBackend
     from captcha.inference.export import CALIBRATIONS, quantize_int8, sample_crops
     from captcha.nn.checkpoint import load_checkpoint
 

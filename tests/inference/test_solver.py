@@ -483,3 +483,75 @@ def test_the_general_reader_learns_a_sites_length_from_the_batch():
     assert all(not s.warnings for s in batch[:-3] + batch[-1:])
     apart = [r.solution for r in solver.solve_batch(images, one_site=False)]
     assert all(len(s.text) == 2 and not s.warnings for s in apart[-3:-1])
+
+
+def test_a_reading_held_to_more_characters_than_its_input_has_room_for_is_read_wider():
+    """A CTC reading held to a length that leaves under CTC_COLUMNS feature columns a character (the general
+    reader's 160 pixels held to six) is read from its inputs widened, as training sizes its inputs; read at
+    any length, at a length with room, or by a network of one fixed width, the inputs stay as they are."""
+    from captcha.charset import Charset
+    from captcha.data.preprocess import Preprocess, columns_width
+    from captcha.data.segment import SegmentConfig
+    from captcha.inference.solver import Preparer, Solver
+
+    widths = []
+
+    class Free:  # a network that reads any width, as a CTC model on PyTorch or exported since
+        any_width = True
+
+        def __call__(self, x):
+            widths.append(x.shape[-1])
+            cols = np.eye(3)[[i % 3 for i in range(x.shape[-1] // 8)]] * 0.98 + 0.0067
+            return np.log(np.tile(cols, (len(x), 1, 1)))
+
+    def solver(backend):
+        return Solver(backend, Charset("AB"), Preparer(Preprocess(size=(8, 160)), 0, SegmentConfig("equal"), "ctc"))
+
+    x = np.zeros((2, 1, 3, 8, 160), np.float32)
+    free = solver(Free()).rechecking("off")
+    for length, width in ((0, 160), (5, 160), (6, 192), (7, 224)):
+        widths.clear()
+        assert len(free.read(x, length)[0].text) == (length or 14) and widths == [width], length
+    assert columns_width(6) == 192
+    widths.clear()
+    free.expect_length(6).read(x)
+    assert widths == [192]  # told the length (`--length 6`)
+    widths.clear()
+    solver(lambda v: Free()(v)).rechecking("off").read(x, 6)  # one fixed width: as it is
+    assert widths == [160]
+    widths.clear()
+    solver(Free()).with_second(lambda v: Free()(v)).rechecking("off").read(x, 6)  # both networks must read it
+    assert widths == [160]
+
+
+def test_once_the_batch_knows_a_length_its_input_is_too_narrow_for_unsure_readings_are_read_wider():
+    """The general reader told no length learns the batch's; where that length is read wider (see above),
+    every unsure reading is read again held to it, at the wider input, not only those of another length;
+    a sure one stands, and a reading whose length stood is not said to be held."""
+    from collections import Counter
+
+    from captcha.charset import Charset
+    from captcha.config import BATCH_LENGTH_MIN
+    from captcha.data.preprocess import Preprocess
+    from captcha.data.segment import SegmentConfig
+    from captcha.inference.solver import Preparer, Solver
+
+    a, b, blank = np.eye(3)
+    read_wide = []
+
+    class Free:
+        any_width = True
+
+        def __call__(self, x):
+            if x.shape[-1] >= 32:  # wide enough for one character (columns_width(1)): a sure "A" each
+                read_wide.append(len(x))
+                return np.log(np.tile(np.stack([a, blank, blank, blank]) * 0.98 + 0.0067, (len(x), 1, 1)))
+            rows = [[a, blank] if v < BATCH_LENGTH_MIN else [[0.3, 0.4, 0.3], blank] for v in x[:, 0, 0, 0]]
+            return np.log(np.array(rows) * 0.98 + 0.0067)
+
+    solver = Solver(Free(), Charset("AB"), Preparer(Preprocess(size=(8, 16)), 0, SegmentConfig("equal"), "ctc"))
+    x = np.arange(BATCH_LENGTH_MIN + 1, dtype=np.float32)[:, None, None, None, None] * np.ones((1, 1, 3, 8, 16))
+    sols = solver.rechecking("off").read(x)
+    assert sols[-1].text == "B" and {s.text for s in sols[:-1]} == {"A"}
+    assert solver.held_to_usual_length(x, sols, Counter()) == set()
+    assert sols[-1].text == "A" and read_wide == [1]  # the unsure one, read wider; the sure ones stand

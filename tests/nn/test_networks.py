@@ -152,3 +152,21 @@ def test_slimming_for_one_input_size_keeps_the_outputs(method, size):
     else:
         assert kernels == {n: m.kernel_size for n, m in model.named_modules() if isinstance(m, torch.nn.Conv2d)}
     assert model.layer4[1].conv2.kernel_size == (3, 3)  # the model given is left as it was
+
+
+def test_slimming_along_the_height_alone_reads_any_width():
+    """Without ``along_width`` the columns of every kernel stay, so the copy made at one width gives the full
+    model's outputs at another (a narrow input whose layer4 is one column wide would lose taps otherwise)."""
+    import torch
+
+    from captcha.nn.networks import slim_for_input
+
+    model = _random_model("ctc")
+    narrow = slim_for_input(model, (32, 8))
+    free = slim_for_input(model, (32, 8), along_width=False)
+    kernels = {n: m.kernel_size for n, m in free.named_modules() if isinstance(m, torch.nn.Conv2d)}
+    assert kernels["layer4.1.conv2"] == (1, 3) and dict(narrow.named_modules())["layer4.1.conv2"].kernel_size == (1, 1)
+    x = torch.randn(2, 3, 32, 64)
+    with torch.inference_mode():
+        assert torch.allclose(free(x), model(x), atol=1e-4)
+        assert not torch.allclose(narrow(x), model(x), atol=1e-4)

@@ -153,7 +153,7 @@ def test_ctc_reads_whole_captchas(flat_captchas, tmp_path):
 
 
 def test_ctc_on_a_site_whose_lengths_vary_learns_and_reads_every_length(mixed_captchas, tmp_path):
-    from captcha.inference.backends import read_metadata
+    from captcha.inference.backends import OnnxBackend, read_metadata
     from captcha.inference.export import export_onnx
     from captcha.inference.load import load_solver
 
@@ -163,8 +163,10 @@ def test_ctc_on_a_site_whose_lengths_vary_learns_and_reads_every_length(mixed_ca
     ck = load_checkpoint(out)
     assert ck["length"] == 0 and ck["metrics"]["captchas"] == 10  # every val captcha, whatever its length
     assert ck["lengths"] == [3, 4]  # solving holds a reading of another length to the nearest of these
-    export_onnx(out, tmp_path / "mixed.onnx")
+    report = export_onnx(out, tmp_path / "mixed.onnx")
     assert read_metadata(tmp_path / "mixed.onnx")["lengths"] == [3, 4]
+    # a CTC file reads any width, checked against PyTorch at twice its own (Solver.roomy widens inputs)
+    assert OnnxBackend(tmp_path / "mixed.onnx").any_width and report["max_abs_diff_wide"] < 1e-3
     labels = dict(line.split(",") for line in (mixed_captchas / "labels.csv").read_text().splitlines()[1:])
     val = ck["split"]["val_files"]
     sols = [r.solution for r in load_solver(out).solve_batch([mixed_captchas / n for n in val])]
