@@ -181,7 +181,8 @@ allow_option = click.option("--allow", default="", metavar="CHARS",
                                  "that knows letters too) [default: every character the model knows].")
 length_option = click.option("--length", type=click.IntRange(min=0), default=0, show_default=True,
                              help="Read exactly this many characters (a CTC model, such as the general reader, "
-                                  "on a site whose captchas all have this many); 0: the length the model learned.")
+                                  "on a site whose captchas all have this many; read wider where its input is too "
+                                  "narrow for them, as the reader's is for 6); 0: the length the model learned.")
 recheck_option = click.option("--recheck", type=click.Choice(RECHECKS), default="auto", show_default=True,
                               help=f"Read again moved {RECHECK_SHIFT} pixels left and, where that reads otherwise, "
                                    f"right (a CTC reading held to a length: also up and down, the five views' "

@@ -253,7 +253,12 @@ CTC_MAX_HEIGHT = 96
 # places each character and the blanks between them in columns, and cramped, overlapping glyphs need room.
 # Plain `captcha train`, bench/real.py's split, 2-core AVX-512 CPU: lso-halftone-lower5 read 64.00% at 48x112
 # (2.8 columns a character) and 76.40% at 48x168 (4.2; `--method ctc --input-size 48 168`); the three
-# shared sets already read at 4.0-4.4 and stay as they were.
+# shared sets already read at 4.0-4.4 and stay as they were. Solving holds a reading to it too (Solver.roomy): the
+# general reader, 48x160, reads a captcha held to six characters (`--length 6`, or six learned from the batch) from
+# its input widened to 192. Told the length, on eleven six-character leave-style-out sites' test quarters (int8, read
+# again where unsure; the last four added unseen to confirm it): +2.18 points on average, eight up and three down
+# (lso-striped-band6 75.2 -> 82.8%, lso-eroded-band6 16.0 -> 14.4%). Five characters stay at 160 (192 moved nine sites
+# +0.2 on average), and six read worse at 224 than at 192 on four sites of six: docs/measurements.md, "Room for six".
 CTC_COLUMNS = 4
 # Where the general reader reads under CTC_FAR_CHARS of the held-out slice's characters before training (a
 # site far from what it knows), CTC reads the captchas CTC_MAGNIFY times larger in both directions: small,
