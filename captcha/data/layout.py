@@ -316,13 +316,13 @@ def check_dataset(root: str | Path, charset: Charset | None = None, length: int 
     return report
 
 
-def one_length(counts: Counter) -> int | None:
-    """The captcha length at least ONE_LENGTH_SHARE of the labels counted (length -> how many) have; None
+def one_length(counts: Counter, share: float = ONE_LENGTH_SHARE) -> int | None:
+    """The captcha length at least ``share`` of the labels (or readings) counted (length -> how many) have; None
     where none is that common (a site whose lengths vary) or nothing is counted."""
     if not counts:
         return None
     common, n = counts.most_common(1)[0]
-    return common if n >= ONE_LENGTH_SHARE * sum(counts.values()) else None
+    return common if n >= share * sum(counts.values()) else None
 
 
 def _check_lengths(samples: Sequence[Sample], length: int | None, problems: list[Problem]) -> None:

@@ -24,6 +24,7 @@ from PIL import Image
 from ..charset import Charset
 from ..config import (
     BATCH_LENGTH_MIN,
+    BATCH_LENGTH_SHARE,
     BATCH_LENGTH_SURE,
     DEFAULT_MAX_PIXELS,
     METHODS,
@@ -352,14 +353,15 @@ class Solver:
 
     def held_to_usual_length(self, x: np.ndarray, sols: list[Solution], lengths: Counter) -> set[int]:
         """Where no length is expected (the general reader), count the lengths of the readings at least
-        BATCH_LENGTH_SURE confident in ``lengths`` (the batch's so far); once BATCH_LENGTH_MIN are in and one
-        length is common enough (:func:`~captcha.data.layout.one_length`), re-read this chunk's unsure readings
-        (under RECHECK_BELOW, as for re-reading) of another length held to it, in place. Returns the indices of
-        the readings now held to it."""
+        BATCH_LENGTH_SURE confident in ``lengths`` (the batch's so far); once BATCH_LENGTH_MIN are in and
+        BATCH_LENGTH_SHARE of them have one length (:func:`~captcha.data.layout.one_length`), re-read this
+        chunk's unsure readings (under RECHECK_BELOW, as for re-reading) of another length held to it, in place
+        (and those of that length too where it is read wider: :meth:`roomy`). Returns the indices of the
+        readings of another length now held to it."""
         if self.method != "ctc" or self.length:
             return set()
         lengths.update(len(s.text) for s in sols if s.confidence >= BATCH_LENGTH_SURE)
-        usual = one_length(lengths) if sum(lengths.values()) >= BATCH_LENGTH_MIN else None
+        usual = one_length(lengths, BATCH_LENGTH_SHARE) if sum(lengths.values()) >= BATCH_LENGTH_MIN else None
         if usual is None:
             return set()
         # where the usual length is read wider (roomy), the unsure readings of that length are read again too

@@ -63,6 +63,18 @@ def test_a_site_whose_lengths_vary_is_usable_and_one_length_flags_the_others(mix
     assert not told.usable and sum("has 3 characters, expected 4" in str(p) for p in told.problems) == 20
 
 
+def test_one_length_is_the_length_a_share_of_the_counts_have():
+    from collections import Counter
+
+    from captcha.config import BATCH_LENGTH_SHARE, ONE_LENGTH_SHARE
+    from captcha.data.layout import one_length
+
+    assert BATCH_LENGTH_SHARE < ONE_LENGTH_SHARE  # readings dilute a length with misreadings; labels do not
+    assert one_length(Counter({6: 17, 5: 3})) is None and one_length(Counter({6: 17, 5: 3}), BATCH_LENGTH_SHARE) == 6
+    assert one_length(Counter({6: 9, 5: 1})) == 6 and one_length(Counter({4: 7, 5: 7, 6: 6}), 0.3) == 4
+    assert one_length(Counter()) is None and one_length(Counter({4: 3, 5: 2}), BATCH_LENGTH_SHARE) is None
+
+
 def test_labels_csv_with_bom_and_crlf(tmp_path, tiny_data):
     src = next((tiny_data / "captchas" / "val").glob("*.png"))
     shutil.copy(src, tmp_path / "x.png")

@@ -471,6 +471,9 @@ def test_the_general_reader_learns_a_sites_length_from_the_batch():
     assert sols[-3].confidence < BATCH_LENGTH_SURE <= sols[-2].confidence < RECHECK_BELOW <= sols[-1].confidence
     assert solver.held_to_usual_length(x, sols, Counter()) == {len(kinds) - 3, len(kinds) - 2}
     assert len(sols[-3].text) == len(sols[-2].text) == 3 and sols[-1].text == "ABAB"  # held; the sure one stands
+    diluted = solver.read(x)  # 20 of 25 sure readings of three characters: BATCH_LENGTH_SHARE, under the labels' 0.9
+    assert solver.held_to_usual_length(x, diluted, Counter({2: 3})) == {len(kinds) - 3, len(kinds) - 2}
+    assert solver.held_to_usual_length(x, solver.read(x), Counter({2: 4})) == set()  # 20 of 26: no one length
     few = solver.read(x[-3:])  # two sure readings only: nothing learned
     assert solver.held_to_usual_length(x[-3:], few, Counter()) == set() and len(few[1].text) == 2
     told = solver.expect_length(4)
