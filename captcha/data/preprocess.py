@@ -107,7 +107,8 @@ def whole_captcha_sizes(sizes: Sequence[tuple[int, int]], stride: int = COLUMN_P
     return [first, whole_captcha_size(sizes, stride, tall, length)]
 
 
-def magnified_size(size: tuple[int, int], factor: float = CTC_MAGNIFY, stride: int = COLUMN_PIXELS) -> tuple[int, int]:
+def magnified_size(size: tuple[int, int], factor: float = CTC_MAGNIFY,
+                   stride: int = COLUMN_PIXELS) -> tuple[int, int]:
     """Input ``size`` (height, width) ``factor`` times larger, at most ``CTC_MAX_HEIGHT`` high, the width in
     whole feature columns (``stride`` pixels each)."""
     scale = max(1.0, min(factor, CTC_MAX_HEIGHT / size[0]))

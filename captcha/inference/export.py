@@ -80,10 +80,9 @@ def export_onnx(checkpoint: str | os.PathLike, out: str | os.PathLike, quantize:
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     h, w = ckpt["preprocess"]["size"]
-    # the file reads inputs of this size only, so taps that meet only padding at it go (verified below
-    # against the full model)
-    # a CTC model reads any width (a reading held to more characters than it was trained on is read wider:
-    # Solver.read), so its width is free; the slimming is then along the height alone
+    # taps that meet only padding at this size go (verified below against the full model); a CTC file reads
+    # any width (a reading held to more characters than its input has room for is read wider: Solver.roomy),
+    # so its slimming is along the height alone
     ctc = ckpt.get("method") == "ctc"
     axes = ({INPUT: {0: "n", 3: "width"}, OUTPUT: {0: "n", 1: "columns"}} if ctc
             else {INPUT: {0: "n"}, OUTPUT: {0: "n"}})

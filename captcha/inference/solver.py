@@ -216,7 +216,8 @@ class Solver:
         fall between the unmoved one's, and their average read at no fixed length merges or splits
         characters. Either way the confidence is scaled by the share of the views whose own reading is the
         text chosen. With a second network (:meth:`with_second`) those readings and their views are the two
-        networks' where held to a length.
+        networks' where held to a length. Inputs too narrow for the length held to are widened first
+        (:meth:`roomy`).
         """
         length = self.length if length is None else length
         x = self.roomy(x, length)
@@ -251,15 +252,18 @@ class Solver:
         return sols
 
     def roomy(self, x: np.ndarray, length: int) -> np.ndarray:
-        """CTC inputs ``x`` widened (:func:`~captcha.data.preprocess.widened`) where they give a reading held to
-        ``length`` characters fewer than CTC_COLUMNS feature columns each, as training sizes its inputs
+        """CTC inputs ``x`` widened (:func:`~captcha.data.preprocess.widened`) to :meth:`roomy_width`."""
+        width = self.roomy_width(x.shape[-1], length)
+        return x if width == x.shape[-1] else widened(x, width)
+
+    def roomy_width(self, width: int, length: int) -> int:
+        """The input width a CTC reading held to ``length`` characters is read at: ``width``, widened where it
+        gives them fewer than CTC_COLUMNS feature columns each, as training sizes its inputs
         (``whole_captcha_size``): the general reader, 48x160, held to 6 or more. Networks of one fixed width
-        (an ONNX file exported before widths were free) read ``x`` as it is."""
+        (an ONNX file exported before widths were free) read ``width``."""
         need = columns_width(length) if self.method == "ctc" and length else 0
         networks = [n for n in (self.backend, self.second) if n is not None]
-        if x.shape[-1] >= need or not all(getattr(n, "any_width", False) for n in networks):
-            return x
-        return widened(x, need)
+        return need if width < need and all(getattr(n, "any_width", False) for n in networks) else width
 
     def _logits(self, x: np.ndarray, network: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
         """(captchas, k, 3, H, W) inputs -> (captchas, positions or columns, classes) tempered logits."""
@@ -365,7 +369,7 @@ class Solver:
         if usual is None:
             return set()
         # where the usual length is read wider (roomy), the unsure readings of that length are read again too
-        wider = self.roomy(x[:1], usual).shape[-1] > x.shape[-1]
+        wider = self.roomy_width(x.shape[-1], usual) > x.shape[-1]
         odd = {i for i, s in enumerate(sols) if len(s.text) != usual and s.confidence < RECHECK_BELOW}
         again = sorted(i for i, s in enumerate(sols) if (wider or i in odd) and s.confidence < RECHECK_BELOW)
         for i, s in zip(again, self.read(x[again], usual) if again else []):
