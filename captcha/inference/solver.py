@@ -361,8 +361,9 @@ class Solver:
         BATCH_LENGTH_SHARE of them have one length (:func:`~captcha.data.layout.one_length`), re-read this
         chunk's unsure readings (under RECHECK_BELOW, as for re-reading) of another length held to it, in place
         (and those of that length too where it is read wider: :meth:`roomy`). Returns the indices of the
-        readings of another length now held to it."""
-        if self.method != "ctc" or self.length:
+        readings of another length now held to it. A model trained on a site whose labels have several lengths
+        (it knows the site's captchas and learned ``lengths``) holds none: its labels said the lengths vary."""
+        if self.method != "ctc" or self.length or (self.trained_size and len(self.lengths) > 1):
             return set()
         lengths.update(len(s.text) for s in sols if s.confidence >= BATCH_LENGTH_SURE)
         usual = one_length(lengths, BATCH_LENGTH_SHARE) if sum(lengths.values()) >= BATCH_LENGTH_MIN else None

@@ -474,6 +474,10 @@ def test_the_general_reader_learns_a_sites_length_from_the_batch():
     diluted = solver.read(x)  # 20 of 25 sure readings of three characters: BATCH_LENGTH_SHARE, under the labels' 0.9
     assert solver.held_to_usual_length(x, diluted, Counter({2: 3})) == {len(kinds) - 3, len(kinds) - 2}
     assert solver.held_to_usual_length(x, solver.read(x), Counter({2: 4})) == set()  # 20 of 26: no one length
+    site = Solver(backend, Charset("AB"), ById(Preprocess(), 0, SegmentConfig("equal"), "ctc"), trained_size=(8, 8),
+                  lengths=(2, 3)).rechecking("off")  # trained on a site whose labels have two lengths
+    varied = site.read(x)
+    assert site.held_to_usual_length(x, varied, Counter()) == set() and len(varied[-3].text) == 2
     few = solver.read(x[-3:])  # two sure readings only: nothing learned
     assert solver.held_to_usual_length(x[-3:], few, Counter()) == set() and len(few[1].text) == 2
     told = solver.expect_length(4)
