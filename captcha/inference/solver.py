@@ -369,10 +369,10 @@ class Solver:
         usual = one_length(lengths, BATCH_LENGTH_SHARE) if sum(lengths.values()) >= BATCH_LENGTH_MIN else None
         if usual is None:
             return set()
+        unsure = [i for i, s in enumerate(sols) if s.confidence < RECHECK_BELOW]
+        odd = [i for i in unsure if len(sols[i].text) != usual]
         # where the usual length is read wider (roomy), the unsure readings of that length are read again too
-        wider = self.roomy_width(x.shape[-1], usual) > x.shape[-1]
-        odd = {i for i, s in enumerate(sols) if len(s.text) != usual and s.confidence < RECHECK_BELOW}
-        again = sorted(i for i, s in enumerate(sols) if (wider or i in odd) and s.confidence < RECHECK_BELOW)
+        again = unsure if self.roomy_width(x.shape[-1], usual) > x.shape[-1] else odd
         for i, s in zip(again, self.read(x[again], usual) if again else []):
             sols[i] = s
         return {i for i in odd if len(sols[i].text) == usual}
