@@ -43,6 +43,7 @@ from .backends import (
     second_path,
 )
 from .decode import decode
+from .solver import general_reader
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +58,7 @@ def solving_metadata(ckpt: dict[str, Any], member: str = "") -> dict[str, Any]:
     meta.setdefault("method", "classify")
     if not member and ckpt.get(SECOND):
         meta[SECOND] = True
+    meta["general_reader"] = general_reader(ckpt)
     meta["metrics"] = {k: v for k, v in ckpt.get("metrics", {}).items() if isinstance(v, (int, float, str))}
     return meta
 

@@ -84,7 +84,8 @@ class Solver:
 
     def __init__(self, backend: Callable[[np.ndarray], np.ndarray], charset: Charset, preparer: Preparer,
                  trained_size: tuple[int, int] | None = None, temperature: float = 1.0,
-                 reject_below: float = 0.0, allow: str = "", lengths: Iterable[int] = ()) -> None:
+                 reject_below: float = 0.0, allow: str = "", lengths: Iterable[int] = (),
+                 general: bool = False) -> None:
         if preparer.method not in METHODS:
             raise ConfigError(f"unknown method {preparer.method!r}; choose one of {', '.join(METHODS)}")
         if not 0.0 <= reject_below <= 1.0:
@@ -97,6 +98,7 @@ class Solver:
         self.reject_below = reject_below  # a reading less confident than this is refused, not guessed
         self.second: Callable[[np.ndarray], np.ndarray] | None = None  # the first fit beside a refit (with_second)
         self.lengths = tuple(sorted(set(lengths)))  # a CTC model of a site whose lengths vary: the ones it learned
+        self.general = general  # the general reader (no site trained on): it learns a batch's length
         self.allow(allow)
         self.expect_length()
         self.rechecking()
@@ -182,7 +184,7 @@ class Solver:
         if not isinstance(lengths, list) or not all(isinstance(n, int) and 0 < n <= MAX_LENGTH for n in lengths):
             raise CheckpointError(f"{source}: lengths {lengths!r} are not captcha lengths; retrain or re-export it")
         return cls(backend, charset, preparer, tuple(size) if size else None, float(temperature), reject_below,
-                   lengths=lengths)
+                   lengths=lengths, general=general_reader(meta))
 
     @classmethod
     def from_onnx(cls, path: str | os.PathLike, threads: int | None = None,
@@ -361,9 +363,9 @@ class Solver:
         BATCH_LENGTH_SHARE of them have one length (:func:`~captcha.data.layout.one_length`), re-read this
         chunk's unsure readings (under RECHECK_BELOW, as for re-reading) of another length held to it, in place
         (and those of that length too where it is read wider: :meth:`roomy`). Returns the indices of the
-        readings of another length now held to it. A model trained on a site whose labels have several lengths
-        (it knows the site's captchas and learned ``lengths``) holds none: its labels said the lengths vary."""
-        if self.method != "ctc" or self.length or (self.trained_size and len(self.lengths) > 1):
+        readings of another length now held to it. A model trained on a site holds none: it learned the site's
+        length, or from labels of several lengths that the lengths vary."""
+        if self.method != "ctc" or self.length or not self.general:
             return set()
         lengths.update(len(s.text) for s in sols if s.confidence >= BATCH_LENGTH_SURE)
         usual = one_length(lengths, BATCH_LENGTH_SHARE) if sum(lengths.values()) >= BATCH_LENGTH_MIN else None
@@ -435,6 +437,18 @@ FURTHER_MOVES = ((RECHECK_SHIFT, -1), (-RECHECK_SHIFT, -2), (RECHECK_SHIFT, -2))
 MAX_LENGTH = 32  # characters a captcha model may declare
 MAX_SIDE = 1024  # pixels an input side may declare
 MAX_CLASSES = 4096
+
+
+def general_reader(meta: dict[str, Any]) -> bool:
+    """Whether solving settings (a checkpoint, or an exported file's metadata) are the general reader's, trained
+    on no site: its checkpoint's recipe says so and exports record it; a file exported before they did is told
+    by recording no captcha size (every trained model records its captchas')."""
+    if "general_reader" in meta:
+        return bool(meta["general_reader"])
+    recipe = meta.get("recipe")
+    if isinstance(recipe, dict):
+        return bool(recipe.get("general_reader"))
+    return not meta.get("captcha_size")
 
 
 def check_settings(preparer: Preparer, charset: Charset, classes: int | None, source: str) -> None:

@@ -143,7 +143,8 @@ def read_watched(model: torch.nn.Module, sets: Sequence[Watched], charset: Chars
     --allow CHARS --recheck off` reads them."""
     out = {}
     for w in sets:
-        solver = Solver(lambda x: predict(model, x), charset, _reader_preparer(pre)).allow(w.chars).rechecking("off")
+        solver = Solver(lambda x: predict(model, x), charset, _reader_preparer(pre), general=True)
+        solver = solver.allow(w.chars).rechecking("off")
         out[w.name] = string_metrics([s.text for s in solver.read(w.x)], w.labels)["string_acc"]
     return out
 

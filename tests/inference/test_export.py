@@ -21,6 +21,7 @@ def test_export_is_verified_and_self_describing(exported):
     assert meta["charset"]["alphabet"] == "ABC123" and meta["length"] == 4 and meta["method"] == "classify"
     assert exported["int8_top1_agreement"] >= 0.95  # int8 vs fp32 top-1 on the fixed sample crops
     assert read_metadata(exported["int8"])["length"] == 4
+    assert meta["general_reader"] is False  # a trained model: it learned its site, and says so
     # a classifier's file reads its own crop size alone (slimmed at it), and is checked at that size only
     assert not OnnxBackend(exported["onnx"]).any_width and "max_abs_diff_wide" not in exported
 

@@ -464,7 +464,8 @@ def test_the_general_reader_learns_a_sites_length_from_the_batch():
     def backend(x):
         return table[x[:, 0, 0, 0].astype(int)]
 
-    solver = Solver(backend, Charset("AB"), ById(Preprocess(), 0, SegmentConfig("equal"), "ctc")).rechecking("off")
+    solver = Solver(backend, Charset("AB"), ById(Preprocess(), 0, SegmentConfig("equal"), "ctc"),
+                    general=True).rechecking("off")
     x = np.arange(len(kinds), dtype=np.float32)[:, None, None, None, None] * np.ones((1, 1, 3, 8, 8), np.float32)
     sols = solver.read(x)
     assert [len(s.text) for s in sols[-3:]] == [2, 2, 4]
@@ -474,7 +475,7 @@ def test_the_general_reader_learns_a_sites_length_from_the_batch():
     diluted = solver.read(x)  # 20 of 25 sure readings of three characters: BATCH_LENGTH_SHARE, under the labels' 0.9
     assert solver.held_to_usual_length(x, diluted, Counter({2: 3})) == {len(kinds) - 3, len(kinds) - 2}
     assert solver.held_to_usual_length(x, solver.read(x), Counter({2: 4})) == set()  # 20 of 26: no one length
-    site = Solver(backend, Charset("AB"), ById(Preprocess(), 0, SegmentConfig("equal"), "ctc"), trained_size=(8, 8),
+    site = Solver(backend, Charset("AB"), ById(Preprocess(), 0, SegmentConfig("equal"), "ctc"),
                   lengths=(2, 3)).rechecking("off")  # trained on a site whose labels have two lengths
     varied = site.read(x)
     assert site.held_to_usual_length(x, varied, Counter()) == set() and len(varied[-3].text) == 2
@@ -490,6 +491,30 @@ def test_the_general_reader_learns_a_sites_length_from_the_batch():
     assert all(not s.warnings for s in batch[:-3] + batch[-1:])
     apart = [r.solution for r in solver.solve_batch(images, one_site=False)]
     assert all(len(s.text) == 2 and not s.warnings for s in apart[-3:-1])
+
+
+def test_solving_settings_say_whether_they_are_the_general_readers():
+    """The reader's checkpoint says so in its recipe and its exports record it; a trained model's say not; a file
+    exported before exports recorded it is the general reader when it records no captcha size."""
+    from captcha.inference.export import solving_metadata
+    from captcha.inference.solver import general_reader
+
+    reader = {"recipe": {"general_reader": True}, "captcha_size": None}
+    trained = {"recipe": {"method": "ctc"}, "captcha_size": [160, 48], "lengths": [4, 5]}
+    assert general_reader(reader) and not general_reader(trained)
+    assert solving_metadata(reader)["general_reader"] is True and solving_metadata(trained)["general_reader"] is False
+    assert general_reader({"captcha_size": None}) and not general_reader({"captcha_size": [160, 48]})
+    assert general_reader({"general_reader": False, "captcha_size": None}) is False  # what a file records wins
+
+
+def test_the_shipped_reader_is_the_general_reader_and_a_trained_model_is_not(tiny_model):
+    from captcha.config import SOLVING_READER
+    from captcha.inference.load import load_solver
+    from captcha.nn.networks import shipped_reader
+
+    reader = shipped_reader().with_name(SOLVING_READER)
+    assert load_solver(reader, backend="torch").general and load_solver(reader).general  # PyTorch and ONNX
+    assert not load_solver(tiny_model, backend="torch").general
 
 
 def test_a_reading_held_to_more_characters_than_its_input_has_room_for_is_read_wider():
@@ -556,7 +581,8 @@ def test_once_the_batch_knows_a_length_its_input_is_too_narrow_for_unsure_readin
             rows = [[a, blank] if v < BATCH_LENGTH_MIN else [[0.3, 0.4, 0.3], blank] for v in x[:, 0, 0, 0]]
             return np.log(np.array(rows) * 0.98 + 0.0067)
 
-    solver = Solver(Free(), Charset("AB"), Preparer(Preprocess(size=(8, 16)), 0, SegmentConfig("equal"), "ctc"))
+    solver = Solver(Free(), Charset("AB"), Preparer(Preprocess(size=(8, 16)), 0, SegmentConfig("equal"), "ctc"),
+                    general=True)
     x = np.arange(BATCH_LENGTH_MIN + 1, dtype=np.float32)[:, None, None, None, None] * np.ones((1, 1, 3, 8, 16))
     sols = solver.rechecking("off").read(x)
     assert sols[-1].text == "B" and {s.text for s in sols[:-1]} == {"A"}
