@@ -604,7 +604,8 @@ def solve(images, checkpoint, as_json, max_pixels, backend, precision, device, r
 @solving_checkpoint_option
 @batch_size_option
 @click.option("--workers", type=COUNT, default=0, help="Processes decoding images (0: one background thread).")
-@click.option("--resume", is_flag=True, help="Skip inputs already in --out and append the rest.")
+@click.option("--resume", is_flag=True, help="Skip inputs already read into --out and append the rest (files whose "
+                                              "rows there are errors are read again, their old rows dropped).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing --out (without it, or --resume, it is refused).")
 @click.option("--shard", default=None, metavar="I/N", help="Take every N-th input from the I-th (0-based), for N machines.")
 @max_pixels_option
@@ -635,8 +636,9 @@ def solve_batch(inputs, out, checkpoint, batch_size, workers, resume, overwrite,
         _emit_json({"out": out, "backend": solver.backend_name, **stats})
     else:
         rejected = f" ({stats['rejected']} of them rejected: below --reject-below)" if stats["rejected"] else ""
+        retried = f", {stats['retried']} read again after earlier errors" if stats["retried"] else ""
         click.echo(f"{stats['solved']} solved{rejected}, {stats['errors']} errors, {stats['skipped']} skipped (already "
-                   f"in {out}); {stats['per_second']:.0f} captchas/s")
+                   f"in {out}){retried}; {stats['per_second']:.0f} captchas/s")
     if not stats["solved"] and not stats["skipped"]:
         fail(f"none of the {stats['errors']} inputs could be read (see the error column of {out})" if stats["errors"]
              else f"no images found in {', '.join(inputs)}")

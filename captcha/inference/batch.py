@@ -73,11 +73,11 @@ def _drop_partial_row(out: Path) -> None:
             fh.truncate(data.rfind(b"\n") + 1)
 
 
-def done_in(out: Path) -> set[str]:
-    """Resolved paths of the files already in an earlier (perhaps interrupted) output CSV; a CSV that
-    `solve-batch` did not write is refused."""
+def earlier_rows(out: Path) -> dict[str, bool]:
+    """Resolved path -> whether it was read (an answer or a refusal; False: its row is an error) for each file
+    of an earlier (perhaps interrupted) output CSV; a CSV that `solve-batch` did not write is refused."""
     if not out.is_file() or out.stat().st_size == 0:
-        return set()
+        return {}
     _drop_partial_row(out)
     try:
         with open(out, newline="", encoding="utf-8") as fh:
@@ -85,9 +85,26 @@ def done_in(out: Path) -> set[str]:
             header = next(reader, None)
             if header is None or tuple(header) != FIELDS:
                 raise DataError(f"--out {out}: not a solve-batch CSV (header {header!r}); choose another --out")
-            return {os.path.realpath(csv_text(row[0])) for row in reader if row and row[0]}
+            return {os.path.realpath(csv_text(row[0])): not _failed(row) for row in reader if row and row[0]}
     except UnicodeDecodeError:
         raise DataError(f"--out {out}: not a solve-batch CSV (not UTF-8 text); choose another --out") from None
+
+
+def _failed(row: list[str]) -> bool:
+    """An error row: no text and an error (a refusal has its confidence and its note)."""
+    return len(row) >= len(FIELDS) and not row[1] and not row[2] and bool(row[3])
+
+
+def _drop_failed_rows(out: Path, paths: set[str]) -> None:
+    """Rewrite ``out`` without the error rows of ``paths`` (read again on resuming); through a temporary
+    file, so a run killed meanwhile leaves the old CSV whole."""
+    tmp = out.with_name(out.name + ".tmp")
+    with open(out, newline="", encoding="utf-8") as src, open(tmp, "w", newline="", encoding="utf-8") as dst:
+        writer = csv.writer(dst, lineterminator="\n")
+        for row in csv.reader(src):
+            if not (_failed(row) and os.path.realpath(csv_text(row[0])) in paths):
+                writer.writerow(row)
+    os.replace(tmp, out)
 
 
 def run_batch(inputs: Iterable[str], out: str | os.PathLike, solver: Solver, batch_size: int = SOLVE_BATCH_SIZE,
@@ -96,16 +113,23 @@ def run_batch(inputs: Iterable[str], out: str | os.PathLike, solver: Solver, bat
     """Solve every input into ``out`` with ``solver``; an unreadable file becomes an error row, never a stop.
 
     An existing ``out`` is continued with ``resume`` (rows keyed by resolved path; a CSV of other inputs
-    is refused), replaced with ``overwrite``, and otherwise refused."""
+    is refused; files whose rows are errors are read again, their old rows dropped), replaced with
+    ``overwrite``, and otherwise refused."""
     out = Path(out)
     if out.is_file() and out.stat().st_size > 0 and not (resume or overwrite):
         raise DataError(f"--out {out} exists; add --resume to continue it or --overwrite to replace it")
-    skip = done_in(out) if resume else set()
-    stats = {"solved": 0, "errors": 0, "skipped": 0, "rejected": 0}
+    earlier = earlier_rows(out) if resume else {}
+    stats = {"solved": 0, "errors": 0, "skipped": 0, "rejected": 0, "retried": 0}
     todo_paths = [p for i, p in enumerate(expand_inputs(inputs)) if not shard or i % shard[1] == shard[0]]
-    if skip and not skip & {os.path.realpath(p) for p in todo_paths}:
-        raise DataError(f"--out {out} holds results for other inputs (none of its {len(skip)} files is among "
+    wanted = {os.path.realpath(p) for p in todo_paths}
+    if earlier and not earlier.keys() & wanted:
+        raise DataError(f"--out {out} holds results for other inputs (none of its {len(earlier)} files is among "
                         "them); choose another --out, or --overwrite")
+    skip = {path for path, read in earlier.items() if read}
+    retry = {path for path, read in earlier.items() if not read} & wanted
+    if retry:
+        _drop_failed_rows(out, retry)
+        stats["retried"] = len(retry)
 
     def todo() -> Iterator[str]:
         for path in todo_paths:

@@ -5,7 +5,7 @@ import pytest
 
 from captcha.errors import ConfigError
 from captcha.inference.batch import (
-    done_in,
+    earlier_rows,
     expand_inputs,
     merge_results,
     parse_shard,
@@ -21,10 +21,13 @@ def test_parse_shard():
             parse_shard(bad)
 
 
-def test_done_in_drops_a_half_written_row(tmp_path):
+def test_earlier_rows_drops_a_half_written_row_and_tells_errors_from_refusals(tmp_path):
     out = tmp_path / "p.csv"
-    out.write_bytes(b"filename,text,confidence,error\na.png,AB12,0.9,\nb.png,CD3")
-    assert done_in(out) == {os.path.realpath("a.png")} and out.read_bytes().endswith(b"0.9,\n")
+    out.write_bytes(b"filename,text,confidence,error\na.png,AB12,0.9,\nr.png,,0.2100,rejected: confidence below 0.5\n"
+                    b"e.png,,,e.png: not an image\nb.png,CD3")
+    assert earlier_rows(out) == {os.path.realpath("a.png"): True, os.path.realpath("r.png"): True,
+                                 os.path.realpath("e.png"): False}
+    assert out.read_bytes().endswith(b"not an image\n")
 
 
 def test_run_batch_csv_and_resume(solver, corpus, tmp_path):
@@ -41,7 +44,30 @@ def test_run_batch_csv_and_resume(solver, corpus, tmp_path):
     out.write_text("\n".join(lines[:6]) + "\n", encoding="utf-8")
     stats2 = run_batch([str(folder)], out, solver, batch_size=4, resume=True)
     again = [r["filename"] for r in csv.DictReader(open(out, encoding="utf-8"))]
-    assert sorted(again) == sorted(names) and stats2["skipped"] == 5
+    failed = sum(bool(r["error"]) and not r["confidence"] for r in rows[:5])  # read again on resuming
+    assert sorted(again) == sorted(names) and (stats2["skipped"], stats2["retried"]) == (5 - failed, failed)
+
+
+def test_resume_reads_again_the_files_that_failed(solver, tiny_data, tmp_path):
+    """A file unreadable in the first run (a transfer not yet done, say) is read on --resume, and its error row
+    gives way to its answer: still one row an input; one that fails again keeps one error row."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    src = sorted((tiny_data / "captchas" / "val").glob("*.png"))[:4]
+    for p in src:
+        (folder / p.name).write_bytes(p.read_bytes())
+    (folder / src[1].name).write_bytes(b"half a file")
+    (folder / "broken.png").write_bytes(b"never an image")
+    out = tmp_path / "p.csv"
+    first = run_batch([str(folder)], out, solver)
+    assert (first["solved"], first["errors"]) == (3, 2)
+    (folder / src[1].name).write_bytes(src[1].read_bytes())  # the file arrives whole
+    again = run_batch([str(folder)], out, solver, resume=True)
+    assert (again["skipped"], again["retried"], again["solved"], again["errors"]) == (3, 2, 1, 1)
+    rows = {r["filename"]: r for r in csv.DictReader(open(out, encoding="utf-8"))}
+    assert len(rows) == 5 and sum(1 for _ in open(out, encoding="utf-8")) == 6
+    assert rows[str(folder / src[1].name)]["text"] and not rows[str(folder / src[1].name)]["error"]
+    assert rows[str(folder / "broken.png")]["error"] and not (tmp_path / "p.csv.tmp").exists()
 
 
 def test_shards_merge_into_one_csv(solver, tiny_data, tmp_path):
@@ -97,7 +123,8 @@ def test_formula_cells_are_neutralised_and_read_back(solver, tiny_data, tmp_path
     assert [csv_text(r[0]) for r in rows] == names + ["=bad.png"] and rows[-1][3].startswith("'=bad.png")
     assert csv_cell("=1") == "'=1" and csv_text("'=1") == "=1" and csv_text("'a") == "'a"
     again = run_batch(names + ["=bad.png"], "p.csv", solver, resume=True)  # escaped names are recognised as done
-    assert again["skipped"] == 6 and again["solved"] == again["errors"] == 0
+    assert again["skipped"] == 5 and again["solved"] == 0 and again["errors"] == again["retried"] == 1
+    assert [csv_text(r[0]) for r in list(csv.reader(open("p.csv", encoding="utf-8")))[1:]] == names + ["=bad.png"]
 
 
 def test_an_existing_out_is_refused_unless_resumed_or_overwritten(solver, tiny_data, tmp_path):
