@@ -4,7 +4,8 @@ The public API, imported lazily so that `import captcha` stays cheap and the ONN
 pulls in PyTorch::
 
     from captcha import load_solver
-    load_solver("checkpoints/model.pt").solve("captcha.png").text
+    load_solver().solve("captcha.png").text                        # the shipped general reader, no training
+    load_solver("checkpoints/model.pt").solve("captcha.png").text  # a model trained with `captcha train`
 """
 
 from importlib import import_module

@@ -71,5 +71,6 @@ def test_python_blocks_run_as_written(tiny_model, tiny_data, tmp_path):
         proc = subprocess.run([sys.executable, "-c", block], cwd=tmp_path, capture_output=True, text=True)
         assert proc.returncode == 0, proc.stderr[-2000:]
         lines = proc.stdout.splitlines()
-        assert len(lines[0]) == 4 and len(lines) == 1 + 21  # the single captcha, then one row per file
+        # the captcha read by the general reader, then by the trained model, then one row per file
+        assert lines[0].strip() and len(lines[1]) == 4 and len(lines) == 2 + 21
         assert sum("broken.png" in ln and "not an image" in ln for ln in lines) == 1

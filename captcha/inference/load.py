@@ -1,6 +1,7 @@
 """Loading a model for solving, explicitly: which backend runs it, and the compiled-model cache.
 
-``load_solver(path, backend=...)`` is the one way in:
+``load_solver(path, backend=...)`` is the one way in (``load_solver()``: the general reader shipped in the
+package, which reads 4-6 character captchas over 0-9A-Z with no training):
 
 - an ``.onnx`` file (from `captcha export`) runs on ONNX Runtime; PyTorch is never imported;
 - a checkpoint with ``backend="torch"`` runs on PyTorch;
@@ -172,13 +173,17 @@ def solving_checkpoint(path: str | os.PathLike | None) -> Path:
     exists, else the general reader shipped in the package for reading with no training."""
     if path is not None:
         return Path(path)
-    trained = Path(DEFAULT_CHECKPOINT)
-    reader = Path(str(resources.files("captcha") / "weights" / SOLVING_READER))
+    trained, reader = Path(DEFAULT_CHECKPOINT), general_reader_path()
     if trained.is_file() or not reader.is_file():
         return trained
     log.info("no %s yet: reading with the shipped general reader (%s); train one with `captcha train`",
              trained, reader.name)
     return reader
+
+
+def general_reader_path() -> Path:
+    """The general reader shipped in the package that solving reads with until a model is trained."""
+    return Path(str(resources.files("captcha") / "weights" / SOLVING_READER))
 
 
 def resolve_backend(backend: str, device: str = "auto") -> str:
@@ -196,12 +201,13 @@ def resolve_backend(backend: str, device: str = "auto") -> str:
     return "onnx"
 
 
-def load_solver(path: str | os.PathLike, backend: str = "auto", device: str = "auto", threads: int | None = None,
+def load_solver(path: str | os.PathLike | None = None, backend: str = "auto", device: str = "auto", threads: int | None = None,
                 max_pixels: int = DEFAULT_MAX_PIXELS, cache: OnnxCache | None = None, reject_below: float = 0.0,
                 precision: str = "auto") -> Solver:
-    """A :class:`Solver` for a checkpoint or an exported ``.onnx`` file (see the module docstring);
-    readings less confident than ``reject_below`` come back rejected. ``precision`` applies to a
-    checkpoint compiled for ONNX Runtime."""
+    """A :class:`Solver` for a checkpoint or an exported ``.onnx`` file (see the module docstring), or with no
+    ``path`` for the general reader shipped in the package; readings less confident than ``reject_below`` come
+    back rejected. ``precision`` applies to a checkpoint compiled for ONNX Runtime."""
+    path = general_reader_path() if path is None else path
     if str(path).endswith(".onnx"):
         if backend == "torch":
             raise ConfigError(f"{path}: an ONNX file runs on ONNX Runtime, not --backend torch")

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from captcha.errors import ImageError
 from captcha.inference.load import load_solver
@@ -515,6 +515,12 @@ def test_the_shipped_reader_is_the_general_reader_and_a_trained_model_is_not(tin
     reader = shipped_reader().with_name(SOLVING_READER)
     assert load_solver(reader, backend="torch").general and load_solver(reader).general  # PyTorch and ONNX
     assert not load_solver(tiny_model, backend="torch").general
+    # with no path, the library reads with it too (as ddddocr's users expect of its default model), whatever
+    # checkpoints/model.pt a working folder holds
+    img = Image.new("RGB", (120, 40), "white")
+    ImageDraw.Draw(img).text((10, 10), "7K2P", fill="black")
+    default, explicit = load_solver(), load_solver(reader)
+    assert default.general and default.solve(img).text == explicit.solve(img).text
 
 
 def test_a_reading_held_to_more_characters_than_its_input_has_room_for_is_read_wider():
