@@ -282,6 +282,11 @@ CTC_COLUMNS = 4
 # lso-striped-arc6 (70.7%; 87.20 -> 86.80 when forced) and the shared sets (90-99%) are read as before.
 CTC_FAR_CHARS = 0.5
 CTC_MAGNIFY = 1.5
+# A CTC fine-tune from the general reader keeps the first CTC_WIDTH of its layer4's 512 channels, which the reader
+# stores most-used first (networks.order_layer4): layer4 is about half of the network's work at captcha sizes, and
+# 256 channels do a quarter of it. Plain `captcha train` from 750 captchas (bench/real.py; wider tests of 2,000,
+# int8 captchas/s; 2-core AVX-512 CPU): docs/measurements.md, "A narrower layer4".
+CTC_WIDTH = 256
 # With CTC's reading of the slice in hand, classify stops before a larger input size once its best probe
 # reads more than this share fewer of the slice's characters (and fewer captchas whole). In the probe lines
 # `captcha train` prints, the 64 px probes moved classify's best character reading by -4.7 to +10.0 points

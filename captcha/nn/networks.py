@@ -16,10 +16,17 @@ from typing import Any
 import torch
 from torch import nn
 from torchvision.models import ResNet, ResNet18_Weights
-from torchvision.models.resnet import BasicBlock
+from torchvision.models.resnet import BasicBlock, conv1x1
 
 from ..charset import DEFAULT_ALPHABET
-from ..config import FREEZE_LEVELS, METHODS, PRETRAINED_HELP, SECOND, SHIPPED_READER
+from ..config import (
+    CTC_WIDTH,
+    FREEZE_LEVELS,
+    METHODS,
+    PRETRAINED_HELP,
+    SECOND,
+    SHIPPED_READER,
+)
 from ..errors import CheckpointError, ConfigError
 from .checkpoint import check_checkpoint, is_checkpoint, read_weights_file
 
@@ -27,6 +34,7 @@ log = logging.getLogger(__name__)
 
 ARCH = "resnet18"
 FEATURE_DIM = 512
+LAYER4_ORDER = "layer4_order"  # a reader's record that its layer4 channels are stored most-used first
 STAGES = ("stem", "layer1", "layer2", "layer3", "layer4")  # in forward order
 IMAGENET_FILE = "resnet18-f37072fd.pth"
 # Package data (captcha/weights/, inside the wheel too), loadable by name; "glyphs" is the default one.
@@ -44,6 +52,11 @@ class CharNet(ResNet):
         super().__init__(block=BasicBlock, layers=[2, 2, 2, 2])  # exactly torchvision's resnet18()
         self.fc = nn.Linear(FEATURE_DIM, num_classes)
         self.freeze_level = "none"
+
+    @property
+    def width(self) -> int:
+        """Channels of layer4, which the head reads."""
+        return self.fc.in_features
 
     def stage_modules(self) -> dict[str, list[nn.Module]]:
         """Modules of each stage, stem first."""
@@ -109,17 +122,22 @@ class SeqNet(CharNet):
 
     layer3 and layer4 halve only the height, so a 32 x 128 input leaves 16 feature columns; the
     head classifies each column into a character or the CTC blank (the last class). Weight names
-    and shapes are torchvision's, so every ResNet-18 backbone loads into it.
+    and shapes are torchvision's, so every ResNet-18 backbone loads into it; with a ``width`` under
+    512, layer4 (half the network's work) has that many channels, and the head reads them.
     """
 
-    def __init__(self, num_classes: int) -> None:
+    def __init__(self, num_classes: int, width: int = FEATURE_DIM) -> None:
         super().__init__(num_classes)
+        if width != FEATURE_DIM:
+            down = nn.Sequential(conv1x1(256, width, stride=2), nn.BatchNorm2d(width))
+            self.layer4 = nn.Sequential(BasicBlock(256, width, stride=2, downsample=down), BasicBlock(width, width))
+            self.fc = nn.Linear(width, num_classes)
         for layer in (self.layer3, self.layer4):
             layer[0].conv1.stride = (2, 1)
             layer[0].downsample[0].stride = (2, 1)
 
     def columns(self, fmap: torch.Tensor) -> torch.Tensor:
-        """(N, 512, h, w) feature map -> (N, w, classes) per-column logits."""
+        """(N, width, h, w) feature map -> (N, w, classes) per-column logits."""
         return self.fc(fmap.mean(2).transpose(1, 2))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -132,11 +150,87 @@ class SeqNet(CharNet):
 NETWORKS = {"classify": CharNet, "ctc": SeqNet}  # one per method of config.METHODS
 
 
-def new_model(method: str, num_chars: int) -> CharNet:
-    """An untrained network for ``method`` over ``num_chars`` characters (CTC adds the blank)."""
+def new_model(method: str, num_chars: int, width: int = FEATURE_DIM) -> CharNet:
+    """An untrained network for ``method`` over ``num_chars`` characters (CTC adds the blank); a CTC one with
+    ``width`` channels in layer4 (:class:`SeqNet`)."""
     if method not in METHODS:
         raise ConfigError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
-    return NETWORKS[method](num_chars + (1 if method == "ctc" else 0))
+    if method == "ctc":
+        return SeqNet(num_chars + 1, width)
+    if width != FEATURE_DIM:
+        raise ConfigError(f"a {method} network has {FEATURE_DIM} channels in layer4, not {width}")
+    return NETWORKS[method](num_chars)
+
+
+def state_width(state: dict[str, torch.Tensor] | None) -> int:
+    """Channels of layer4 in ``state`` (a ResNet-18's 512 where it holds no layer4)."""
+    weight = (state or {}).get("layer4.0.conv1.weight")
+    return FEATURE_DIM if weight is None else int(weight.shape[0])
+
+
+# layer4's BatchNorms over its output channels (the residual stream, which the head reads)
+_STREAM = ("layer4.0.bn2", "layer4.0.downsample.1", "layer4.1.bn2")
+_BN = ("weight", "bias", "running_mean", "running_var")
+Index = slice | torch.Tensor
+
+
+def _layer4_taken(state: dict[str, torch.Tensor], inner: tuple[Index, Index], stream: Index) -> dict[str, torch.Tensor]:
+    """``state`` with layer4's channels taken by index: each block's inner ones (``inner``) and its output ones
+    (``stream``), in every weight that has them and in the head."""
+    out = dict(state)
+    for block, own in zip(("layer4.0", "layer4.1"), inner):
+        out[f"{block}.conv1.weight"] = state[f"{block}.conv1.weight"][own]
+        out[f"{block}.conv2.weight"] = state[f"{block}.conv2.weight"][stream][:, own]
+        for name in _BN:
+            out[f"{block}.bn1.{name}"] = state[f"{block}.bn1.{name}"][own]
+    out["layer4.1.conv1.weight"] = out["layer4.1.conv1.weight"][:, stream]
+    out["layer4.0.downsample.0.weight"] = state["layer4.0.downsample.0.weight"][stream]
+    for prefix in _STREAM:
+        for name in _BN:
+            out[f"{prefix}.{name}"] = state[f"{prefix}.{name}"][stream]
+    if "fc.weight" in state:
+        out["fc.weight"] = state["fc.weight"][:, stream]
+    return out
+
+
+def narrowed(state: dict[str, torch.Tensor], width: int) -> dict[str, torch.Tensor]:
+    """A ResNet-18 ``state`` (a :class:`SeqNet`'s) with only the first ``width`` channels of layer4 (the inner
+    ones of each block and its output, which the head reads): the general reader stores them most-used
+    first (:func:`order_layer4`), so these are the ones it leans on."""
+    if width == state_width(state):
+        return state
+    keep = slice(0, width)
+    return _layer4_taken(state, (keep, keep), keep)
+
+
+@torch.inference_mode()
+def layer4_energy(model: SeqNet, x: torch.Tensor, batch_size: int = 64) -> dict[str, torch.Tensor]:
+    """How much ``model`` uses each channel of layer4 reading inputs ``x``, for :func:`order_layer4`: the mean
+    squared activation of each block's inner channels, and the root of it for layer4's output times the norm
+    of the head's weights on the channel (what it adds to the head's logits)."""
+    seen: dict[str, torch.Tensor] = {}
+    taps = {"layer4.0": model.layer4[0].bn1, "layer4.1": model.layer4[1].bn1, "out": model.layer4}
+    hooks = [m.register_forward_hook(lambda _m, _i, o, k=k: seen.__setitem__(k, o.relu()))
+             for k, m in taps.items()]
+    energy = {k: torch.zeros(model.width) for k in taps}
+    try:
+        for i in range(0, len(x), batch_size):
+            batch = x[i:i + batch_size]
+            model(batch)
+            for k in taps:
+                energy[k] += seen[k].float().pow(2).mean((0, 2, 3)).cpu() * len(batch) / len(x)
+    finally:
+        for h in hooks:
+            h.remove()
+    energy["out"] = energy["out"].sqrt() * model.fc.weight.detach().float().norm(dim=0).cpu()
+    return energy
+
+
+def order_layer4(state: dict[str, torch.Tensor], energy: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``state`` with layer4's channels reordered, most-used first, by ``energy`` (:func:`layer4_energy`). The
+    network computes the same function; :func:`narrowed` keeps the first."""
+    first = {k: torch.argsort(v, descending=True) for k, v in energy.items()}
+    return _layer4_taken(state, (first["layer4.0"], first["layer4.1"]), first["out"])
 
 
 def clean_state_dict(state: dict[str, Any]) -> dict[str, torch.Tensor]:
@@ -217,19 +311,27 @@ def start_height(source: str) -> int | None:
     return reader_height() if is_shipped_reader(source) else None
 
 
-def reader_state(alphabet: str, fold_case: bool, path: str | os.PathLike | None = None
+def reader_state(alphabet: str, fold_case: bool, path: str | os.PathLike | None = None, width: int = FEATURE_DIM
                  ) -> tuple[str, dict[str, torch.Tensor]]:
-    """The general reader's weights as the start of a CTC model over ``alphabet``: the trunk as is,
-    and each head row taken from the reader's row for the same character (case-folded when the
-    target folds case) and its blank; characters the reader does not know keep a fresh row."""
+    """The general reader's weights as the start of a CTC model over ``alphabet``: the trunk as is (with
+    ``width`` under 512, the first that many channels of layer4, where the reader stores them most-used first;
+    a reader that does not keeps them all), and each head row taken from the reader's row for the same
+    character (case-folded when the target folds case) and its blank; characters the reader does not
+    know keep a fresh row."""
     path = Path(path) if path else shipped_reader()
     ckpt = check_checkpoint(read_weights_file(path), path, "recognizer")
     if ckpt.get("method") != "ctc":
         raise CheckpointError(f"{path}: not a CTC reader (method {ckpt.get('method')!r})")
     state = clean_state_dict(ckpt["model"])
+    if width != state_width(state):
+        if ckpt.get(LAYER4_ORDER) and width < state_width(state):
+            state = narrowed(state, width)
+        else:
+            log.info("%s does not store layer4 most-used first: a fine-tune from it keeps all %d channels",
+                     path.name, state_width(state))
     known = ckpt["charset"]["alphabet"]
     weight, bias = state.pop("fc.weight"), state.pop("fc.bias")
-    fresh = nn.Linear(FEATURE_DIM, len(alphabet) + 1)
+    fresh = nn.Linear(weight.shape[1], len(alphabet) + 1)
     rows_w, rows_b = fresh.weight.detach().clone(), fresh.bias.detach().clone()
     for i, c in enumerate(alphabet):
         key = c.upper() if c.upper() in known and (fold_case or c not in known) else c
@@ -262,8 +364,11 @@ def resolve_pretrained(spec: str) -> tuple[str, dict[str, torch.Tensor] | None]:
         return _shipped_state(spec)
     if spec == "imagenet":
         return "imagenet", _load_imagenet()
-    if spec == "reader":
-        return resolve_start(spec, "ctc", DEFAULT_ALPHABET, True)
+    if spec == "reader":  # the reader whole (`captcha pretrain --pretrained reader` goes on from it)
+        if not shipped_reader().is_file():
+            raise CheckpointError(f"--pretrained reader: the general reader {shipped_reader()} is missing from this "
+                                  "install (make one with `captcha pretrain --source captchas`)")
+        return reader_state(DEFAULT_ALPHABET, True)
     if spec == "none":
         return "none", None
     if not Path(spec).exists():
@@ -273,12 +378,13 @@ def resolve_pretrained(spec: str) -> tuple[str, dict[str, torch.Tensor] | None]:
 
 def resolve_start(spec: str, method: str, alphabet: str, fold_case: bool) -> tuple[str, dict[str, torch.Tensor] | None]:
     """Where `captcha train` starts: CTC with ``auto`` starts from the general reader (its head mapped onto
-    the charset) when it is installed; ``reader`` asks for it; anything else is ``resolve_pretrained``."""
+    the charset, layer4 narrowed to :data:`CTC_WIDTH` channels) when it is installed; ``reader`` asks for it;
+    anything else is ``resolve_pretrained``."""
     if spec == "reader" or (spec == "auto" and method == "ctc" and shipped_reader().is_file()):
         if not shipped_reader().is_file():
             raise CheckpointError(f"--pretrained reader: the general reader {shipped_reader()} is missing from this "
                                   "install (make one with `captcha pretrain --source captchas`)")
-        return reader_state(alphabet, fold_case)
+        return reader_state(alphabet, fold_case, width=CTC_WIDTH if method == "ctc" else FEATURE_DIM)
     return resolve_pretrained(spec)
 
 
@@ -309,8 +415,8 @@ def build_model(num_classes: int, pretrained: str = "auto", freeze: str = "none"
     """ResNet-18 with a head over ``num_classes`` characters, weights from ``pretrained``, frozen to ``freeze``."""
     if freeze not in FREEZE_LEVELS:
         raise ConfigError(f"unknown freeze level {freeze!r}; choose one of {', '.join(FREEZE_LEVELS)}")
-    model = new_model(method, num_classes)
     source, state = resolve_pretrained(pretrained)
+    model = new_model(method, num_classes, state_width(state) if method == "ctc" else FEATURE_DIM)
     if state is not None:
         load_backbone(model, state, source)
     model.freeze(freeze)
@@ -337,7 +443,11 @@ def model_from_checkpoint(ckpt: dict[str, Any], path: str | os.PathLike = "<chec
         got = None if head is None else head.shape[0]
         raise CheckpointError(f"{path}: head has {got} outputs but the charset has {chars} characters "
                               f"({method}); the file is inconsistent (retrain or re-export it)")
-    model = new_model(method, chars)
+    width = ckpt.get("width", FEATURE_DIM)
+    if not isinstance(width, int) or not 1 <= width <= FEATURE_DIM or head.shape[1] != width:
+        raise CheckpointError(f"{path}: head reads {head.shape[1]} features but the checkpoint records layer4 "
+                              f"width {width!r}; the file is inconsistent (retrain or re-export it)")
+    model = new_model(method, chars, width)
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:

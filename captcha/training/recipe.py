@@ -53,12 +53,14 @@ from ..eval.metrics import string_metrics
 from ..inference.decode import decode
 from ..nn.device import train_in_bf16
 from ..nn.networks import (
+    FEATURE_DIM,
     CharNet,
     load_backbone,
     new_model,
     reads_already,
     resolve_start,
     start_height,
+    state_width,
 )
 from .dataset import TrainingData, hold_out_slice, load_training_data
 from .loop import (
@@ -180,9 +182,10 @@ def ctc_sizes(images: list, source: str, targets: Sequence[Sequence[int]] = ()) 
 
 
 def make_network(cfg: TrainConfig, num_classes: int, state: dict[str, torch.Tensor] | None, source: str,
-                 freeze: str) -> CharNet:
-    """A fresh network for ``cfg.method`` with the pretrained ``state`` loaded and ``freeze`` applied."""
-    model = new_model(cfg.method, num_classes)
+                 freeze: str, width: int | None = None) -> CharNet:
+    """A fresh network for ``cfg.method`` with the pretrained ``state`` loaded and ``freeze`` applied; a CTC one
+    as wide in layer4 as ``state`` (or ``width``, with no state: a resumed run's)."""
+    model = new_model(cfg.method, num_classes, (width or state_width(state)) if cfg.method == "ctc" else FEATURE_DIM)
     if state is not None:
         load_backbone(model, state, source)
     return model.freeze(freeze)

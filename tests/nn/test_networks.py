@@ -170,3 +170,51 @@ def test_slimming_along_the_height_alone_reads_any_width():
     with torch.inference_mode():
         assert torch.allclose(free(x), model(x), atol=1e-4)
         assert not torch.allclose(narrow(x), model(x), atol=1e-4)
+
+
+def test_layer4_reordered_most_used_first_computes_the_same_and_narrows_to_its_first_channels():
+    """Reordering layer4's channels by use changes no output; narrowing keeps the first ``width`` of them, the
+    inner ones and the output the head reads, and the narrowed network runs on the same inputs."""
+    from captcha.nn.networks import (
+        SeqNet,
+        layer4_energy,
+        narrowed,
+        new_model,
+        order_layer4,
+        state_width,
+    )
+
+    model = _random_model("ctc")
+    x = torch.randn(3, 3, 32, 96)
+    energy = layer4_energy(model, x, batch_size=2)
+    assert set(energy) == {"layer4.0", "layer4.1", "out"} and all(e.shape == (512,) for e in energy.values())
+    ordered = order_layer4(model.state_dict(), energy)
+    again = new_model("ctc", 6).eval()
+    again.load_state_dict(ordered)
+    assert torch.allclose(again(x), model(x), atol=1e-4)
+    now = layer4_energy(again, x)
+    assert all(bool((e[:-1] >= e[1:]).all()) for e in now.values())  # most-used first
+    slim = SeqNet(7, width=128).eval()
+    slim.load_state_dict(narrowed(ordered, 128))
+    assert slim.width == 128 and state_width(slim.state_dict()) == 128 and slim(x).shape == model(x).shape
+    assert narrowed(ordered, 512) is ordered
+    with pytest.raises(Exception, match="channels in layer4"):
+        new_model("classify", 6, width=128)
+
+
+def test_a_narrow_model_round_trips_through_its_checkpoint_and_a_wrong_width_is_refused():
+    from captcha.charset import Charset
+    from captcha.nn.networks import model_from_checkpoint, new_model
+
+    model = new_model("ctc", 4, width=64).eval()
+    ckpt = {"arch": "resnet18", "method": "ctc", "charset": Charset("AB12").to_dict(), "width": 64,
+            "model": model.state_dict()}
+    x = torch.randn(2, 3, 32, 96)
+    assert torch.equal(model_from_checkpoint(ckpt)(x), model(x))
+    for width in (512, 100, "64", None):
+        with pytest.raises(CheckpointError, match="layer4 width"):
+            model_from_checkpoint({**ckpt, "width": width})
+    assert model_from_checkpoint({**ckpt, "width": 512, "model": new_model("ctc", 4).state_dict()}).width == 512
+    older = {k: v for k, v in ckpt.items() if k != "width"}  # before widths were recorded: all were 512
+    with pytest.raises(CheckpointError, match="layer4 width"):
+        model_from_checkpoint(older)

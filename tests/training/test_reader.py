@@ -43,6 +43,7 @@ def test_pretraining_writes_a_reader_that_solving_can_load(tmp_path, monkeypatch
     assert model_from_checkpoint(ckpt, out).fc.out_features == 5  # 4 characters and the blank
     card = out.with_suffix(".md").read_text()
     assert "general reader" in card and "int8 check:" in card
+    assert ckpt["layer4_order"].startswith("most-used first") and "layer4's channels stored most-used first" in card
     # said as it starts, and kept in the checkpoint and its card: nothing else shows a narrower synthesis
     assert "pretraining finds 2 font faces" in caplog.text
     assert ckpt["pretrain"]["fonts_warning"].startswith("pretraining finds 2 font faces")
@@ -118,6 +119,47 @@ def test_a_site_charset_starts_from_the_readers_rows(tmp_path):
                          "preprocess": {}, "length": 4, "segment": {}, "model": {}}, bad)
         reader_state("AB", True, bad)
     assert np.isfinite(rows.numpy()).all()
+
+
+def test_a_fine_tune_keeps_the_first_channels_of_a_reader_that_stores_them_most_used_first(tmp_path, caplog):
+    """A reader recorded as ordered starts a narrower CTC model from the first channels of its layer4; one that
+    is not keeps them all (with a line saying so); the width a site's network gets follows the start's."""
+    import logging
+
+    from captcha.nn.networks import LAYER4_ORDER, narrowed, state_width
+
+    model = new_model("ctc", 4)
+    payload = {"kind": "recognizer", "arch": "resnet18", "method": "ctc", "charset": Charset("AB12").to_dict(),
+               "preprocess": {}, "length": 0, "segment": {}, "model": model.state_dict()}
+    ordered, plain = tmp_path / "ordered.pt", tmp_path / "plain.pt"
+    save_checkpoint({**payload, LAYER4_ORDER: "by hand"}, ordered)
+    save_checkpoint(payload, plain)
+    _, state = reader_state("AB12", True, ordered, width=128)
+    expected = narrowed(model.state_dict(), 128)
+    assert state_width(state) == 128 and state["fc.weight"].shape == (5, 128)
+    assert torch.equal(state["layer4.1.conv2.weight"], expected["layer4.1.conv2.weight"])
+    site = new_model("ctc", 4, width=128)
+    load_backbone(site, state, "reader:ordered.pt")
+    assert torch.equal(site.fc.weight, expected["fc.weight"])
+    with caplog.at_level(logging.INFO, logger="captcha"):
+        _, full = reader_state("AB12", True, plain, width=128)
+    assert state_width(full) == 512 and "keeps all 512 channels" in caplog.text
+    assert state_width(reader_state("AB12", True, ordered)[1]) == 512  # the reader whole, as pretraining goes on
+
+
+def test_the_shipped_reader_stores_layer4_most_used_first_and_fine_tunes_start_narrow():
+    from captcha.config import CTC_WIDTH
+    from captcha.nn.networks import (
+        LAYER4_ORDER,
+        resolve_pretrained,
+        resolve_start,
+        shipped_reader,
+        state_width,
+    )
+
+    assert load_checkpoint(shipped_reader(), kind="recognizer").get(LAYER4_ORDER)
+    assert state_width(resolve_start("auto", "ctc", "AB12", True)[1]) == CTC_WIDTH < 512
+    assert state_width(resolve_pretrained("reader")[1]) == 512
 
 
 def test_a_further_cycle_starts_from_the_shipped_reader_and_its_card_says_so(tmp_path):
