@@ -5,7 +5,13 @@ import numpy as np
 import pytest
 import torch
 
-from captcha.config import READER_LR, READER_LR_FAR, WARM_LR_DIVISOR, TrainConfig
+from captcha.config import (
+    CTC_WIDTH,
+    READER_LR,
+    READER_LR_FAR,
+    WARM_LR_DIVISOR,
+    TrainConfig,
+)
 from captcha.nn.checkpoint import load_checkpoint
 from captcha.nn.networks import DEFAULT_GLYPHS, SHIPPED_BACKBONES
 from captcha.training.train import train
@@ -145,11 +151,26 @@ def test_ctc_reads_whole_captchas(flat_captchas, tmp_path):
     near = ck["recipe"]["start_reading"]["char_score"]  # the share of the slice the reader read untrained
     assert ck["preprocess"]["size"][0] == 48 and ck["recipe"]["start_reading"]["samples"] == 0
     assert ck["train_config"]["lr"] == pytest.approx(READER_LR_FAR ** (1 - near) * READER_LR ** near)
-    assert ck["model"]["fc.weight"].shape[0] == 7  # 6 characters + the CTC blank
+    assert ck["model"]["fc.weight"].shape == (7, CTC_WIDTH) == (7, ck["width"])  # 6 characters + the CTC blank,
+    # read from the reader's first CTC_WIDTH layer4 channels
     assert ck["metrics"]["captcha_char_acc"] >= 0.6, ck["metrics"]  # chance is 1/6 per character
     held = [flat_captchas / name for name in ck["split"]["val_files"]]
     sols = [r.solution for r in load_solver(out).solve_batch(held)]
     assert sum(len(s.text) == 4 for s in sols) >= 8 and all(len(s.confidences) == len(s.text) for s in sols)
+
+
+def test_a_narrow_ctc_run_resumes_at_its_own_width(flat_captchas, tmp_path):
+    """A resumed CTC run rebuilds its network as wide as the checkpoint it goes on from records."""
+    out = tmp_path / "ctc.pt"
+    cfg = _cfg(flat_captchas, out, method="ctc", pretrained="auto", epochs=1, batch_size=8, size=None, refit=False)
+    train(cfg)
+    cfg.epochs, cfg.resume = 2, True
+    said: list[str] = []
+    train(cfg, say=said.append)
+    assert any(line.startswith("resuming from") and "epoch 2/2" in line for line in said), said
+    ck = load_checkpoint(out.with_name("ctc.last.pt"))
+    assert [h["epoch"] for h in ck["history"]] == [1, 2] and ck["width"] == CTC_WIDTH
+    assert ck["model"]["layer4.1.conv2.weight"].shape[:2] == (CTC_WIDTH, CTC_WIDTH)
 
 
 def test_ctc_on_a_site_whose_lengths_vary_learns_and_reads_every_length(mixed_captchas, tmp_path):
