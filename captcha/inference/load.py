@@ -201,9 +201,9 @@ def resolve_backend(backend: str, device: str = "auto") -> str:
     return "onnx"
 
 
-def load_solver(path: str | os.PathLike | None = None, backend: str = "auto", device: str = "auto", threads: int | None = None,
-                max_pixels: int = DEFAULT_MAX_PIXELS, cache: OnnxCache | None = None, reject_below: float = 0.0,
-                precision: str = "auto") -> Solver:
+def load_solver(path: str | os.PathLike | None = None, backend: str = "auto", device: str = "auto",
+                threads: int | None = None, max_pixels: int = DEFAULT_MAX_PIXELS, cache: OnnxCache | None = None,
+                reject_below: float = 0.0, precision: str = "auto") -> Solver:
     """A :class:`Solver` for a checkpoint or an exported ``.onnx`` file (see the module docstring), or with no
     ``path`` for the general reader shipped in the package; readings less confident than ``reject_below`` come
     back rejected. ``precision`` applies to a checkpoint compiled for ONNX Runtime."""
