@@ -323,8 +323,8 @@ def reader_state(alphabet: str, fold_case: bool, path: str | os.PathLike | None 
     if ckpt.get("method") != "ctc":
         raise CheckpointError(f"{path}: not a CTC reader (method {ckpt.get('method')!r})")
     state = clean_state_dict(ckpt["model"])
-    if width != state_width(state):
-        if ckpt.get(LAYER4_ORDER) and width < state_width(state):
+    if width < state_width(state):
+        if ckpt.get(LAYER4_ORDER):
             state = narrowed(state, width)
         else:
             log.info("%s does not store layer4 most-used first: a fine-tune from it keeps all %d channels",
@@ -365,10 +365,7 @@ def resolve_pretrained(spec: str) -> tuple[str, dict[str, torch.Tensor] | None]:
     if spec == "imagenet":
         return "imagenet", _load_imagenet()
     if spec == "reader":  # the reader whole (`captcha pretrain --pretrained reader` goes on from it)
-        if not shipped_reader().is_file():
-            raise CheckpointError(f"--pretrained reader: the general reader {shipped_reader()} is missing from this "
-                                  "install (make one with `captcha pretrain --source captchas`)")
-        return reader_state(DEFAULT_ALPHABET, True)
+        return _shipped_reader_state(DEFAULT_ALPHABET, True, FEATURE_DIM)
     if spec == "none":
         return "none", None
     if not Path(spec).exists():
@@ -381,11 +378,16 @@ def resolve_start(spec: str, method: str, alphabet: str, fold_case: bool) -> tup
     the charset, layer4 narrowed to :data:`CTC_WIDTH` channels) when it is installed; ``reader`` asks for it;
     anything else is ``resolve_pretrained``."""
     if spec == "reader" or (spec == "auto" and method == "ctc" and shipped_reader().is_file()):
-        if not shipped_reader().is_file():
-            raise CheckpointError(f"--pretrained reader: the general reader {shipped_reader()} is missing from this "
-                                  "install (make one with `captcha pretrain --source captchas`)")
-        return reader_state(alphabet, fold_case, width=CTC_WIDTH if method == "ctc" else FEATURE_DIM)
+        return _shipped_reader_state(alphabet, fold_case, CTC_WIDTH if method == "ctc" else FEATURE_DIM)
     return resolve_pretrained(spec)
+
+
+def _shipped_reader_state(alphabet: str, fold_case: bool, width: int) -> tuple[str, dict[str, torch.Tensor]]:
+    """:func:`reader_state` of the general reader shipped in the package, or one line saying it is missing."""
+    if not shipped_reader().is_file():
+        raise CheckpointError(f"--pretrained reader: the general reader {shipped_reader()} is missing from this "
+                              "install (make one with `captcha pretrain --source captchas`)")
+    return reader_state(alphabet, fold_case, width=width)
 
 
 def load_backbone(model: CharNet, state: dict[str, torch.Tensor], source: str = "") -> None:
