@@ -287,6 +287,13 @@ CTC_MAGNIFY = 1.5
 # 256 channels do a quarter of it. Plain `captcha train` from 750 captchas (bench/real.py; wider tests of 2,000,
 # int8 captchas/s; 2-core AVX-512 CPU): docs/measurements.md, "A narrower layer4".
 CTC_WIDTH = 256
+# ... and the first CTC_LAYER3_INNER of the 256 channels inside each layer3 block (between its two convolutions; the
+# residual stream keeps 256), which the reader also stores most-used first: layer3 reads every feature column at
+# twice layer4's height, and was 30% of an int8 reading at 72x240 (ONNX Runtime's profiler) once layer4 narrowed.
+# Chosen on three far sites (lso-warped-upper4, lso-warped-lower5, lso-eroded-arc5: wider tests +1.50, -0.25, +0.90
+# points) and confirmed on four more and the shared sets (+0.00, -0.10, +0.55, +1.20; sysu, captcha_images_v2 and
+# henan as before); solving 1.06-1.22x faster, paired in one session: docs/measurements.md, "Narrower inside layer3".
+CTC_LAYER3_INNER = 128
 # With CTC's reading of the slice in hand, classify stops before a larger input size once its best probe
 # reads more than this share fewer of the slice's characters (and fewer captchas whole). In the probe lines
 # `captcha train` prints, the 64 px probes moved classify's best character reading by -4.7 to +10.0 points

@@ -20,6 +20,7 @@ from torchvision.models.resnet import BasicBlock, conv1x1
 
 from ..charset import DEFAULT_ALPHABET
 from ..config import (
+    CTC_LAYER3_INNER,
     CTC_WIDTH,
     FREEZE_LEVELS,
     METHODS,
@@ -35,6 +36,8 @@ log = logging.getLogger(__name__)
 ARCH = "resnet18"
 FEATURE_DIM = 512
 LAYER4_ORDER = "layer4_order"  # a reader's record that its layer4 channels are stored most-used first
+LAYER3_ORDER = "layer3_order"  # ... and its layer3 blocks' inner channels
+LAYER3_INNER = 256  # a ResNet-18's inner channels in each layer3 block
 STAGES = ("stem", "layer1", "layer2", "layer3", "layer4")  # in forward order
 IMAGENET_FILE = "resnet18-f37072fd.pth"
 # Package data (captcha/weights/, inside the wheel too), loadable by name; "glyphs" is the default one.
@@ -57,6 +60,11 @@ class CharNet(ResNet):
     def width(self) -> int:
         """Channels of layer4, which the head reads."""
         return self.fc.in_features
+
+    @property
+    def layer3_inner(self) -> int:
+        """Channels between each layer3 block's two convolutions."""
+        return self.layer3[0].conv1.out_channels
 
     def stage_modules(self) -> dict[str, list[nn.Module]]:
         """Modules of each stage, stem first."""
@@ -123,15 +131,21 @@ class SeqNet(CharNet):
     layer3 and layer4 halve only the height, so a 32 x 128 input leaves 16 feature columns; the
     head classifies each column into a character or the CTC blank (the last class). Weight names
     and shapes are torchvision's, so every ResNet-18 backbone loads into it; with a ``width`` under
-    512, layer4 (half the network's work) has that many channels, and the head reads them.
+    512, layer4 (half the network's work) has that many channels, and the head reads them; with a
+    ``layer3_inner`` under 256, so many channels lie between each layer3 block's two convolutions.
     """
 
-    def __init__(self, num_classes: int, width: int = FEATURE_DIM) -> None:
+    def __init__(self, num_classes: int, width: int = FEATURE_DIM, layer3_inner: int = LAYER3_INNER) -> None:
         super().__init__(num_classes)
         if width != FEATURE_DIM:
             down = nn.Sequential(conv1x1(256, width, stride=2), nn.BatchNorm2d(width))
             self.layer4 = nn.Sequential(BasicBlock(256, width, stride=2, downsample=down), BasicBlock(width, width))
             self.fc = nn.Linear(width, num_classes)
+        for block in self.layer3 if layer3_inner != LAYER3_INNER else ():
+            # the block's own channels between its two convolutions: the residual stream keeps its 256
+            block.conv1 = nn.Conv2d(block.conv1.in_channels, layer3_inner, 3, block.conv1.stride, 1, bias=False)
+            block.bn1 = nn.BatchNorm2d(layer3_inner)
+            block.conv2 = nn.Conv2d(layer3_inner, block.conv2.out_channels, 3, 1, 1, bias=False)
         for layer in (self.layer3, self.layer4):
             layer[0].conv1.stride = (2, 1)
             layer[0].downsample[0].stride = (2, 1)
@@ -150,15 +164,16 @@ class SeqNet(CharNet):
 NETWORKS = {"classify": CharNet, "ctc": SeqNet}  # one per method of config.METHODS
 
 
-def new_model(method: str, num_chars: int, width: int = FEATURE_DIM) -> CharNet:
+def new_model(method: str, num_chars: int, width: int = FEATURE_DIM, layer3_inner: int = LAYER3_INNER) -> CharNet:
     """An untrained network for ``method`` over ``num_chars`` characters (CTC adds the blank); a CTC one with
-    ``width`` channels in layer4 (:class:`SeqNet`)."""
+    ``width`` channels in layer4 and ``layer3_inner`` inside each layer3 block (:class:`SeqNet`)."""
     if method not in METHODS:
         raise ConfigError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
     if method == "ctc":
-        return SeqNet(num_chars + 1, width)
-    if width != FEATURE_DIM:
-        raise ConfigError(f"a {method} network has {FEATURE_DIM} channels in layer4, not {width}")
+        return SeqNet(num_chars + 1, width, layer3_inner)
+    if (width, layer3_inner) != (FEATURE_DIM, LAYER3_INNER):
+        raise ConfigError(f"a {method} network has ResNet-18's channels, not {width} in layer4 and {layer3_inner} "
+                          "inside layer3")
     return NETWORKS[method](num_chars)
 
 
@@ -168,21 +183,40 @@ def state_width(state: dict[str, torch.Tensor] | None) -> int:
     return FEATURE_DIM if weight is None else int(weight.shape[0])
 
 
+def state_layer3_inner(state: dict[str, torch.Tensor] | None) -> int:
+    """Channels inside each layer3 block of ``state`` (a ResNet-18's 256 where it holds no layer3)."""
+    weight = (state or {}).get("layer3.0.conv1.weight")
+    return LAYER3_INNER if weight is None else int(weight.shape[0])
+
+
+def network_shape(method: str, state: dict[str, torch.Tensor] | None) -> tuple[int, int]:
+    """The channels a ``method`` network from ``state`` has, as :func:`new_model` takes them: a CTC one's
+    follow the state (layer4's, those inside each layer3 block), any other is ResNet-18's."""
+    return (state_width(state), state_layer3_inner(state)) if method == "ctc" else (FEATURE_DIM, LAYER3_INNER)
+
+
 # layer4's BatchNorms over its output channels (the residual stream, which the head reads)
 _STREAM = ("layer4.0.bn2", "layer4.0.downsample.1", "layer4.1.bn2")
 _BN = ("weight", "bias", "running_mean", "running_var")
 Index = slice | torch.Tensor
 
 
-def _layer4_taken(state: dict[str, torch.Tensor], inner: tuple[Index, Index], stream: Index) -> dict[str, torch.Tensor]:
-    """``state`` with layer4's channels taken by index: each block's inner ones (``inner``) and its output ones
-    (``stream``), in every weight that has them and in the head."""
+def _inner_taken(out: dict[str, torch.Tensor], block: str, own: Index) -> None:
+    """The channels between ``block``'s two convolutions taken by index, in place."""
+    out[f"{block}.conv1.weight"] = out[f"{block}.conv1.weight"][own]
+    out[f"{block}.conv2.weight"] = out[f"{block}.conv2.weight"][:, own]
+    for name in _BN:
+        out[f"{block}.bn1.{name}"] = out[f"{block}.bn1.{name}"][own]
+
+
+def _taken(state: dict[str, torch.Tensor], inner: dict[str, Index], stream: Index) -> dict[str, torch.Tensor]:
+    """``state`` with channels taken by index: the inner ones of each block named in ``inner``, and layer4's
+    output ones (``stream``), in every weight that has them and in the head."""
     out = dict(state)
-    for block, own in zip(("layer4.0", "layer4.1"), inner):
-        out[f"{block}.conv1.weight"] = state[f"{block}.conv1.weight"][own]
-        out[f"{block}.conv2.weight"] = state[f"{block}.conv2.weight"][stream][:, own]
-        for name in _BN:
-            out[f"{block}.bn1.{name}"] = state[f"{block}.bn1.{name}"][own]
+    for block, own in inner.items():
+        _inner_taken(out, block, own)
+    out["layer4.0.conv2.weight"] = out["layer4.0.conv2.weight"][stream]
+    out["layer4.1.conv2.weight"] = out["layer4.1.conv2.weight"][stream]
     out["layer4.1.conv1.weight"] = out["layer4.1.conv1.weight"][:, stream]
     out["layer4.0.downsample.0.weight"] = state["layer4.0.downsample.0.weight"][stream]
     for prefix in _STREAM:
@@ -193,26 +227,32 @@ def _layer4_taken(state: dict[str, torch.Tensor], inner: tuple[Index, Index], st
     return out
 
 
-def narrowed(state: dict[str, torch.Tensor], width: int) -> dict[str, torch.Tensor]:
+def narrowed(state: dict[str, torch.Tensor], width: int, layer3_inner: int | None = None) -> dict[str, torch.Tensor]:
     """A ResNet-18 ``state`` (a :class:`SeqNet`'s) with only the first ``width`` channels of layer4 (the inner
-    ones of each block and its output, which the head reads): the general reader stores them most-used
-    first (:func:`order_layer4`), so these are the ones it leans on."""
-    if width == state_width(state):
+    ones of each block and its output, which the head reads) and, given ``layer3_inner``, the first that many
+    inside each layer3 block: the general reader stores them most-used first (:func:`order_channels`), so
+    these are the ones it leans on."""
+    layer3_inner = layer3_inner or state_layer3_inner(state)
+    if (width, layer3_inner) == (state_width(state), state_layer3_inner(state)):
         return state
-    keep = slice(0, width)
-    return _layer4_taken(state, (keep, keep), keep)
+    keep, keep3 = slice(0, width), slice(0, layer3_inner)
+    return _taken(state, {"layer3.0": keep3, "layer3.1": keep3, "layer4.0": keep, "layer4.1": keep}, keep)
+
+
+_INNER = ("layer3.0", "layer3.1", "layer4.0", "layer4.1")  # the blocks whose inner channels are ordered
 
 
 @torch.inference_mode()
-def layer4_energy(model: SeqNet, x: torch.Tensor, batch_size: int = 64) -> dict[str, torch.Tensor]:
-    """How much ``model`` uses each channel of layer4 reading inputs ``x``, for :func:`order_layer4`: the mean
-    squared activation of each block's inner channels, and the root of it for layer4's output times the norm
-    of the head's weights on the channel (what it adds to the head's logits)."""
+def channel_energy(model: SeqNet, x: torch.Tensor, batch_size: int = 64) -> dict[str, torch.Tensor]:
+    """How much ``model`` uses each channel it can be narrowed in reading inputs ``x``, for
+    :func:`order_channels`: the mean squared activation of each layer3 and layer4 block's inner channels, and
+    the root of it for layer4's output times the norm of the head's weights on the channel (what it adds to the
+    head's logits)."""
     seen: dict[str, torch.Tensor] = {}
-    taps = {"layer4.0": model.layer4[0].bn1, "layer4.1": model.layer4[1].bn1, "out": model.layer4}
+    taps = {**{b: model.get_submodule(b).bn1 for b in _INNER}, "out": model.layer4}
     hooks = [m.register_forward_hook(lambda _m, _i, o, k=k: seen.__setitem__(k, o.relu()))
              for k, m in taps.items()]
-    energy = {k: torch.zeros(model.width) for k in taps}
+    energy = {k: torch.zeros(m.num_features if k != "out" else model.width) for k, m in taps.items()}
     try:
         for i in range(0, len(x), batch_size):
             batch = x[i:i + batch_size]
@@ -226,11 +266,12 @@ def layer4_energy(model: SeqNet, x: torch.Tensor, batch_size: int = 64) -> dict[
     return energy
 
 
-def order_layer4(state: dict[str, torch.Tensor], energy: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """``state`` with layer4's channels reordered, most-used first, by ``energy`` (:func:`layer4_energy`). The
-    network computes the same function; :func:`narrowed` keeps the first."""
+def order_channels(state: dict[str, torch.Tensor], energy: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``state`` with layer4's channels and those inside each layer3 block reordered, most-used first, by
+    ``energy`` (:func:`channel_energy`). The network computes the same function; :func:`narrowed` keeps the
+    first."""
     first = {k: torch.argsort(v, descending=True) for k, v in energy.items()}
-    return _layer4_taken(state, (first["layer4.0"], first["layer4.1"]), first["out"])
+    return _taken(state, {b: first[b] for b in _INNER}, first["out"])
 
 
 def clean_state_dict(state: dict[str, Any]) -> dict[str, torch.Tensor]:
@@ -311,24 +352,26 @@ def start_height(source: str) -> int | None:
     return reader_height() if is_shipped_reader(source) else None
 
 
-def reader_state(alphabet: str, fold_case: bool, path: str | os.PathLike | None = None, width: int = FEATURE_DIM
-                 ) -> tuple[str, dict[str, torch.Tensor]]:
+def reader_state(alphabet: str, fold_case: bool, path: str | os.PathLike | None = None, width: int = FEATURE_DIM,
+                 layer3_inner: int = LAYER3_INNER) -> tuple[str, dict[str, torch.Tensor]]:
     """The general reader's weights as the start of a CTC model over ``alphabet``: the trunk as is (with
-    ``width`` under 512, the first that many channels of layer4, where the reader stores them most-used first;
-    a reader that does not keeps them all), and each head row taken from the reader's row for the same
-    character (case-folded when the target folds case) and its blank; characters the reader does not
-    know keep a fresh row."""
+    ``width`` under 512, the first that many channels of layer4, and with ``layer3_inner`` under 256 the first
+    that many inside each layer3 block, where the reader stores them most-used first; a reader that does not
+    keeps them all), and each head row taken from the reader's row for the same character (case-folded when
+    the target folds case) and its blank; characters the reader does not know keep a fresh row."""
     path = Path(path) if path else shipped_reader()
     ckpt = check_checkpoint(read_weights_file(path), path, "recognizer")
     if ckpt.get("method") != "ctc":
         raise CheckpointError(f"{path}: not a CTC reader (method {ckpt.get('method')!r})")
     state = clean_state_dict(ckpt["model"])
-    if width < state_width(state):
-        if ckpt.get(LAYER4_ORDER):
-            state = narrowed(state, width)
-        else:
-            log.info("%s does not store layer4 most-used first: a fine-tune from it keeps all %d channels",
-                     path.name, state_width(state))
+    wanted = {"layer4": (width, state_width(state), LAYER4_ORDER),
+              "layer3": (layer3_inner, state_layer3_inner(state), LAYER3_ORDER)}
+    for stage, (asked, has, record) in wanted.items():
+        if asked < has and not ckpt.get(record):
+            log.info("%s does not store %s's channels most-used first: a fine-tune from it keeps all %d",
+                     path.name, stage, has)
+    state = narrowed(state, *(asked if asked < has and ckpt.get(record) else has
+                              for asked, has, record in wanted.values()))
     known = ckpt["charset"]["alphabet"]
     weight, bias = state.pop("fc.weight"), state.pop("fc.bias")
     fresh = nn.Linear(weight.shape[1], len(alphabet) + 1)
@@ -365,7 +408,7 @@ def resolve_pretrained(spec: str) -> tuple[str, dict[str, torch.Tensor] | None]:
     if spec == "imagenet":
         return "imagenet", _load_imagenet()
     if spec == "reader":  # the reader whole (`captcha pretrain --pretrained reader` goes on from it)
-        return _shipped_reader_state(DEFAULT_ALPHABET, True, FEATURE_DIM)
+        return _shipped_reader_state(DEFAULT_ALPHABET, True, narrow=False)
     if spec == "none":
         return "none", None
     if not Path(spec).exists():
@@ -375,19 +418,23 @@ def resolve_pretrained(spec: str) -> tuple[str, dict[str, torch.Tensor] | None]:
 
 def resolve_start(spec: str, method: str, alphabet: str, fold_case: bool) -> tuple[str, dict[str, torch.Tensor] | None]:
     """Where `captcha train` starts: CTC with ``auto`` starts from the general reader (its head mapped onto
-    the charset, layer4 narrowed to :data:`CTC_WIDTH` channels) when it is installed; ``reader`` asks for it;
+    the charset, narrowed to :data:`CTC_WIDTH` channels in layer4 and :data:`CTC_LAYER3_INNER` inside layer3)
+    when it is installed; ``reader`` asks for it;
     anything else is ``resolve_pretrained``."""
     if spec == "reader" or (spec == "auto" and method == "ctc" and shipped_reader().is_file()):
-        return _shipped_reader_state(alphabet, fold_case, CTC_WIDTH if method == "ctc" else FEATURE_DIM)
+        return _shipped_reader_state(alphabet, fold_case, method == "ctc")
     return resolve_pretrained(spec)
 
 
-def _shipped_reader_state(alphabet: str, fold_case: bool, width: int) -> tuple[str, dict[str, torch.Tensor]]:
-    """:func:`reader_state` of the general reader shipped in the package, or one line saying it is missing."""
+def _shipped_reader_state(alphabet: str, fold_case: bool, narrow: bool) -> tuple[str, dict[str, torch.Tensor]]:
+    """:func:`reader_state` of the general reader shipped in the package (``narrow``: with the channels a CTC
+    fine-tune keeps, :data:`CTC_WIDTH` and :data:`CTC_LAYER3_INNER`), or one line saying it is missing."""
     if not shipped_reader().is_file():
         raise CheckpointError(f"--pretrained reader: the general reader {shipped_reader()} is missing from this "
                               "install (make one with `captcha pretrain --source captchas`)")
-    return reader_state(alphabet, fold_case, width=width)
+    if not narrow:
+        return reader_state(alphabet, fold_case)
+    return reader_state(alphabet, fold_case, width=CTC_WIDTH, layer3_inner=CTC_LAYER3_INNER)
 
 
 def load_backbone(model: CharNet, state: dict[str, torch.Tensor], source: str = "") -> None:
@@ -418,7 +465,7 @@ def build_model(num_classes: int, pretrained: str = "auto", freeze: str = "none"
     if freeze not in FREEZE_LEVELS:
         raise ConfigError(f"unknown freeze level {freeze!r}; choose one of {', '.join(FREEZE_LEVELS)}")
     source, state = resolve_pretrained(pretrained)
-    model = new_model(method, num_classes, state_width(state) if method == "ctc" else FEATURE_DIM)
+    model = new_model(method, num_classes, *network_shape(method, state))
     if state is not None:
         load_backbone(model, state, source)
     model.freeze(freeze)
@@ -449,7 +496,11 @@ def model_from_checkpoint(ckpt: dict[str, Any], path: str | os.PathLike = "<chec
     if not isinstance(width, int) or not 1 <= width <= FEATURE_DIM or head.shape[1] != width:
         raise CheckpointError(f"{path}: head reads {head.shape[1]} features but the checkpoint records layer4 "
                               f"width {width!r}; the file is inconsistent (retrain or re-export it)")
-    model = new_model(method, chars, width)
+    inner = ckpt.get("layer3_inner", LAYER3_INNER)
+    if not isinstance(inner, int) or not 1 <= inner <= LAYER3_INNER or state_layer3_inner(state) != inner:
+        raise CheckpointError(f"{path}: layer3 holds {state_layer3_inner(state)} inner channels but the checkpoint "
+                              f"records {inner!r}; the file is inconsistent (retrain or re-export it)")
+    model = new_model(method, chars, width, inner)
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:

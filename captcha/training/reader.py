@@ -43,14 +43,15 @@ from ..nn.checkpoint import half_precision, last_file, load_checkpoint, save_che
 from ..nn.device import resolve_device, train_in_bf16
 from ..nn.networks import (
     ARCH,
+    LAYER3_ORDER,
     LAYER4_ORDER,
+    channel_energy,
     clean_state_dict,
     is_shipped_reader,
-    layer4_energy,
     load_backbone,
     model_from_checkpoint,
     new_model,
-    order_layer4,
+    order_channels,
     resolve_pretrained,
     shipped_reader,
 )
@@ -284,7 +285,7 @@ def pretrain_reader(cfg: ReaderConfig, progress: bool = True) -> dict:
     if fonts:
         payload["pretrain"]["fonts_warning"] = fonts
     save_checkpoint({**payload, "model": half_precision(payload["model"])}, out)  # shipped in the wheel: half the bytes
-    payload[LAYER4_ORDER] = order_reader(out, cfg)
+    payload[LAYER4_ORDER] = payload[LAYER3_ORDER] = order_reader(out, cfg)
     payload["int8"] = check_reader_int8(out, cfg)
     write_reader_card(out, payload)
     return payload["pretrain"]
@@ -299,15 +300,16 @@ def _until(batches: Iterator, deadline: float | None) -> Iterator:
 
 
 def order_reader(path: Path, cfg: ReaderConfig) -> str:
-    """Store the reader at ``path`` with its layer4 channels most-used first on its held-out synthetic captchas
-    (``networks.order_layer4``; it reads the same), so a fine-tune can keep the first ones
-    (``config.CTC_WIDTH``); returns how they were ordered, as recorded in the checkpoint."""
+    """Store the reader at ``path`` with its layer4 channels and those inside each layer3 block most-used first
+    on its held-out synthetic captchas (``networks.order_channels``; it reads the same), so a fine-tune can keep
+    the first ones (``config.CTC_WIDTH``, ``config.CTC_LAYER3_INNER``); returns how they were ordered, as
+    recorded in the checkpoint."""
     ckpt = load_checkpoint(path, kind="recognizer")
     model = model_from_checkpoint(ckpt, path).float()
     x, _ = heldout_captchas(cfg, Preprocess.from_dict(ckpt["preprocess"]))
-    state = order_layer4(clean_state_dict(ckpt["model"]), layer4_energy(model, x))
+    state = order_channels(clean_state_dict(ckpt["model"]), channel_energy(model, x))
     how = f"most-used first on {len(x)} held-out synthetic captchas"
-    save_checkpoint({**ckpt, "model": half_precision(state), LAYER4_ORDER: how}, path)
+    save_checkpoint({**ckpt, "model": half_precision(state), LAYER4_ORDER: how, LAYER3_ORDER: how}, path)
     return how
 
 
@@ -369,7 +371,9 @@ def write_reader_card(out: Path, payload: dict) -> None:
              f"{'a CUDA GPU and ' if info.get('device') == 'cuda' else ''}{info['threads']} threads"
              f"{', bf16 autocast' if cfg['bf16'] else ''}); stored in half precision"
              + (f", layer4's channels stored {payload[LAYER4_ORDER]} (a fine-tune keeps the first "
-                "`config.CTC_WIDTH`)" if payload.get(LAYER4_ORDER) else ""),
+                "`config.CTC_WIDTH`)" if payload.get(LAYER4_ORDER) else "")
+             + (f", the channels inside each layer3 block stored {payload[LAYER3_ORDER]} (a fine-tune keeps the "
+                "first `config.CTC_LAYER3_INNER`)" if payload.get(LAYER3_ORDER) else ""),
              *[f"- continues stage {i + 1}: `{e['command']}` ({e['steps']} steps, peak lr {e['lr']}, "
                f"{e['seconds'] / 60:.1f} min; it read {100 * e['string_acc']:.2f}% of its own held-out captchas)"
                for i, e in enumerate(info.get("earlier", []))],

@@ -53,14 +53,13 @@ from ..eval.metrics import string_metrics
 from ..inference.decode import decode
 from ..nn.device import train_in_bf16
 from ..nn.networks import (
-    FEATURE_DIM,
     CharNet,
     load_backbone,
+    network_shape,
     new_model,
     reads_already,
     resolve_start,
     start_height,
-    state_width,
 )
 from .dataset import TrainingData, hold_out_slice, load_training_data
 from .loop import (
@@ -182,10 +181,12 @@ def ctc_sizes(images: list, source: str, targets: Sequence[Sequence[int]] = ()) 
 
 
 def make_network(cfg: TrainConfig, num_classes: int, state: dict[str, torch.Tensor] | None, source: str,
-                 freeze: str, width: int | None = None) -> CharNet:
+                 freeze: str, shape: tuple[int, int] | None = None) -> CharNet:
     """A fresh network for ``cfg.method`` with the pretrained ``state`` loaded and ``freeze`` applied; a CTC one
-    as wide in layer4 as ``state`` (or ``width``, with no state: a resumed run's)."""
-    model = new_model(cfg.method, num_classes, (width or state_width(state)) if cfg.method == "ctc" else FEATURE_DIM)
+    with the channels of ``state`` (or ``shape``, layer4's and those inside layer3, with no state: a resumed
+    run's)."""
+    model = new_model(cfg.method, num_classes, *(shape if shape and cfg.method == "ctc" else
+                                                 network_shape(cfg.method, state)))
     if state is not None:
         load_backbone(model, state, source)
     return model.freeze(freeze)

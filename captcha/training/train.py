@@ -70,6 +70,8 @@ from ..nn.device import (
 )
 from ..nn.networks import (
     ARCH,
+    FEATURE_DIM,
+    LAYER3_INNER,
     CharNet,
     model_from_checkpoint,
     reads_already,
@@ -210,7 +212,8 @@ def train(cfg: TrainConfig, say: Callable[[str], None] = log.info, progress: boo
         # Everything that shaped the interrupted run comes from its checkpoint: its weights replace
         # the start point, and neither the splitter nor the recipe is chosen again.
         source, recipe, cfg.freeze = resume["pretrained"], resume.get("recipe", {}), resume["freeze"]
-        model = make_network(cfg, len(charset), None, source, cfg.freeze, resume.get("width"))
+        model = make_network(cfg, len(charset), None, source, cfg.freeze,
+                             (resume.get("width", FEATURE_DIM), resume.get("layer3_inner", LAYER3_INNER)))
         warm = resume.get("warm")  # the chosen probe's weights: the refit goes on from them as it would have
     else:
         cfg, model, source, recipe, warm = _choose(cfg, charset, data, fit, held, device, started, say, rank, world,
@@ -763,7 +766,8 @@ def _payload(cfg: TrainConfig, model: CharNet, charset: Charset, pre: Preprocess
             # where the lengths vary (length 0), the ones learned: solving holds a reading of another to them
             "lengths": sorted(data.label_lengths()) if cfg.method == "ctc" and not data.length else [],
             "recipe": recipe,
-            "method": cfg.method, "width": model.width, "captcha_size": data.captcha_size,
+            "method": cfg.method, "width": model.width, "layer3_inner": model.layer3_inner,
+            "captcha_size": data.captcha_size,
             "train_config": conf, "epoch": history[-1]["epoch"] - 1,
             "metrics": {**history[-1], "train_seconds": train_seconds}, "history": history, "split": data.split,
             "environment": environment(), "command": " ".join(["captcha"] + sys.argv[1:]),

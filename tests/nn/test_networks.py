@@ -172,34 +172,42 @@ def test_slimming_along_the_height_alone_reads_any_width():
         assert not torch.allclose(narrow(x), model(x), atol=1e-4)
 
 
-def test_layer4_reordered_most_used_first_computes_the_same_and_narrows_to_its_first_channels():
-    """Reordering layer4's channels by use changes no output; narrowing keeps the first ``width`` of them, the
-    inner ones and the output the head reads, and the narrowed network runs on the same inputs."""
+def test_channels_reordered_most_used_first_compute_the_same_and_narrow_to_the_first():
+    """Reordering layer4's channels and those inside each layer3 block by use changes no output; narrowing keeps
+    the first of them (layer4's inner ones and the output the head reads, layer3's inner ones), and the narrowed
+    network runs on the same inputs."""
     from captcha.nn.networks import (
         SeqNet,
-        layer4_energy,
+        channel_energy,
         narrowed,
         new_model,
-        order_layer4,
+        order_channels,
+        state_layer3_inner,
         state_width,
     )
 
     model = _random_model("ctc")
     x = torch.randn(3, 3, 32, 96)
-    energy = layer4_energy(model, x, batch_size=2)
-    assert set(energy) == {"layer4.0", "layer4.1", "out"} and all(e.shape == (512,) for e in energy.values())
-    ordered = order_layer4(model.state_dict(), energy)
+    energy = channel_energy(model, x, batch_size=2)
+    assert set(energy) == {"layer3.0", "layer3.1", "layer4.0", "layer4.1", "out"}
+    assert [e.shape[0] for e in energy.values()] == [256, 256, 512, 512, 512]
+    ordered = order_channels(model.state_dict(), energy)
     again = new_model("ctc", 6).eval()
     again.load_state_dict(ordered)
     assert torch.allclose(again(x), model(x), atol=1e-4)
-    now = layer4_energy(again, x)
+    now = channel_energy(again, x)
     assert all(bool((e[:-1] >= e[1:]).all()) for e in now.values())  # most-used first
-    slim = SeqNet(7, width=128).eval()
-    slim.load_state_dict(narrowed(ordered, 128))
-    assert slim.width == 128 and state_width(slim.state_dict()) == 128 and slim(x).shape == model(x).shape
+    slim = SeqNet(7, width=128, layer3_inner=64).eval()
+    state = narrowed(ordered, 128, 64)
+    slim.load_state_dict(state)
+    assert (slim.width, slim.layer3_inner) == (128, 64) == (state_width(state), state_layer3_inner(state))
+    assert slim.layer3[1].conv2.out_channels == 256 and slim(x).shape == model(x).shape  # the stream keeps 256
+    assert state_layer3_inner(narrowed(ordered, 128)) == 256  # layer3 as it was unless asked
     assert narrowed(ordered, 512) is ordered
-    with pytest.raises(Exception, match="channels in layer4"):
+    with pytest.raises(Exception, match="ResNet-18's channels"):
         new_model("classify", 6, width=128)
+    with pytest.raises(Exception, match="ResNet-18's channels"):
+        new_model("classify", 6, layer3_inner=128)
 
 
 def test_a_narrow_model_round_trips_through_its_checkpoint_and_a_wrong_width_is_refused():
@@ -218,3 +226,11 @@ def test_a_narrow_model_round_trips_through_its_checkpoint_and_a_wrong_width_is_
     older = {k: v for k, v in ckpt.items() if k != "width"}  # before widths were recorded: all were 512
     with pytest.raises(CheckpointError, match="layer4 width"):
         model_from_checkpoint(older)
+    slim = new_model("ctc", 4, width=64, layer3_inner=32).eval()
+    inner = {**ckpt, "layer3_inner": 32, "model": slim.state_dict()}
+    assert torch.equal(model_from_checkpoint(inner)(x), slim(x))
+    for bad in (256, 64, "32", None):
+        with pytest.raises(CheckpointError, match="layer3 holds 32 inner channels"):
+            model_from_checkpoint({**inner, "layer3_inner": bad})
+    with pytest.raises(CheckpointError, match="layer3 holds 32 inner channels"):  # recorded before: 256
+        model_from_checkpoint({k: v for k, v in inner.items() if k != "layer3_inner"})

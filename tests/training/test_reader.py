@@ -44,6 +44,7 @@ def test_pretraining_writes_a_reader_that_solving_can_load(tmp_path, monkeypatch
     card = out.with_suffix(".md").read_text()
     assert "general reader" in card and "int8 check:" in card
     assert ckpt["layer4_order"].startswith("most-used first") and "layer4's channels stored most-used first" in card
+    assert ckpt["layer3_order"] == ckpt["layer4_order"] and "inside each layer3 block stored most-used first" in card
     # said as it starts, and kept in the checkpoint and its card: nothing else shows a narrower synthesis
     assert "pretraining finds 2 font faces" in caplog.text
     assert ckpt["pretrain"]["fonts_warning"].startswith("pretraining finds 2 font faces")
@@ -122,44 +123,62 @@ def test_a_site_charset_starts_from_the_readers_rows(tmp_path):
 
 
 def test_a_fine_tune_keeps_the_first_channels_of_a_reader_that_stores_them_most_used_first(tmp_path, caplog):
-    """A reader recorded as ordered starts a narrower CTC model from the first channels of its layer4; one that
-    is not keeps them all (with a line saying so); the width a site's network gets follows the start's."""
+    """A reader recorded as ordered starts a narrower CTC model from the first channels of its layer4 and of
+    each layer3 block's inside; one that is not keeps them all (with a line saying so); the channels a site's
+    network gets follow the start's."""
     import logging
 
-    from captcha.nn.networks import LAYER4_ORDER, narrowed, state_width
+    from captcha.nn.networks import (
+        LAYER3_ORDER,
+        LAYER4_ORDER,
+        narrowed,
+        state_layer3_inner,
+        state_width,
+    )
 
     model = new_model("ctc", 4)
     payload = {"kind": "recognizer", "arch": "resnet18", "method": "ctc", "charset": Charset("AB12").to_dict(),
                "preprocess": {}, "length": 0, "segment": {}, "model": model.state_dict()}
-    ordered, plain = tmp_path / "ordered.pt", tmp_path / "plain.pt"
-    save_checkpoint({**payload, LAYER4_ORDER: "by hand"}, ordered)
+    ordered, plain, four = tmp_path / "ordered.pt", tmp_path / "plain.pt", tmp_path / "four.pt"
+    save_checkpoint({**payload, LAYER4_ORDER: "by hand", LAYER3_ORDER: "by hand"}, ordered)
     save_checkpoint(payload, plain)
-    _, state = reader_state("AB12", True, ordered, width=128)
-    expected = narrowed(model.state_dict(), 128)
-    assert state_width(state) == 128 and state["fc.weight"].shape == (5, 128)
-    assert torch.equal(state["layer4.1.conv2.weight"], expected["layer4.1.conv2.weight"])
-    site = new_model("ctc", 4, width=128)
+    save_checkpoint({**payload, LAYER4_ORDER: "by hand"}, four)  # ordered before layer3 was
+    _, state = reader_state("AB12", True, ordered, width=128, layer3_inner=64)
+    expected = narrowed(model.state_dict(), 128, 64)
+    assert (state_width(state), state_layer3_inner(state)) == (128, 64) and state["fc.weight"].shape == (5, 128)
+    for key in ("layer4.1.conv2.weight", "layer3.1.conv2.weight", "layer3.0.bn1.running_var"):
+        assert torch.equal(state[key], expected[key])
+    site = new_model("ctc", 4, width=128, layer3_inner=64)
     load_backbone(site, state, "reader:ordered.pt")
     assert torch.equal(site.fc.weight, expected["fc.weight"])
     with caplog.at_level(logging.INFO, logger="captcha"):
-        _, full = reader_state("AB12", True, plain, width=128)
-    assert state_width(full) == 512 and "keeps all 512 channels" in caplog.text
-    assert state_width(reader_state("AB12", True, ordered)[1]) == 512  # the reader whole, as pretraining goes on
+        _, full = reader_state("AB12", True, plain, width=128, layer3_inner=64)
+    assert (state_width(full), state_layer3_inner(full)) == (512, 256) and "keeps all 512" in caplog.text
+    assert "layer3's channels most-used first: a fine-tune from it keeps all 256" in caplog.text
+    _, half = reader_state("AB12", True, four, width=128, layer3_inner=64)
+    assert (state_width(half), state_layer3_inner(half)) == (128, 256)
+    whole = reader_state("AB12", True, ordered)[1]  # the reader whole, as pretraining goes on
+    assert (state_width(whole), state_layer3_inner(whole)) == (512, 256)
 
 
-def test_the_shipped_reader_stores_layer4_most_used_first_and_fine_tunes_start_narrow():
-    from captcha.config import CTC_WIDTH
+def test_the_shipped_reader_stores_its_channels_most_used_first_and_fine_tunes_start_narrow():
+    from captcha.config import CTC_LAYER3_INNER, CTC_WIDTH
     from captcha.nn.networks import (
+        LAYER3_ORDER,
         LAYER4_ORDER,
         resolve_pretrained,
         resolve_start,
         shipped_reader,
+        state_layer3_inner,
         state_width,
     )
 
-    assert load_checkpoint(shipped_reader(), kind="recognizer").get(LAYER4_ORDER)
-    assert state_width(resolve_start("auto", "ctc", "AB12", True)[1]) == CTC_WIDTH < 512
-    assert state_width(resolve_pretrained("reader")[1]) == 512
+    ckpt = load_checkpoint(shipped_reader(), kind="recognizer")
+    assert ckpt.get(LAYER4_ORDER) and ckpt.get(LAYER3_ORDER)
+    start = resolve_start("auto", "ctc", "AB12", True)[1]
+    assert (state_width(start), state_layer3_inner(start)) == (CTC_WIDTH, CTC_LAYER3_INNER) < (512, 256)
+    whole = resolve_pretrained("reader")[1]
+    assert (state_width(whole), state_layer3_inner(whole)) == (512, 256)
 
 
 def test_a_further_cycle_starts_from_the_shipped_reader_and_its_card_says_so(tmp_path):

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from captcha.config import (
+    CTC_LAYER3_INNER,
     CTC_WIDTH,
     READER_LR,
     READER_LR_FAR,
@@ -152,7 +153,8 @@ def test_ctc_reads_whole_captchas(flat_captchas, tmp_path):
     assert ck["preprocess"]["size"][0] == 48 and ck["recipe"]["start_reading"]["samples"] == 0
     assert ck["train_config"]["lr"] == pytest.approx(READER_LR_FAR ** (1 - near) * READER_LR ** near)
     assert ck["model"]["fc.weight"].shape == (7, CTC_WIDTH) == (7, ck["width"])  # 6 characters + the CTC blank,
-    # read from the reader's first CTC_WIDTH layer4 channels
+    # read from the reader's first CTC_WIDTH layer4 channels; its layer3 blocks keep CTC_LAYER3_INNER inside
+    assert ck["model"]["layer3.1.conv1.weight"].shape[0] == CTC_LAYER3_INNER == ck["layer3_inner"]
     assert ck["metrics"]["captcha_char_acc"] >= 0.6, ck["metrics"]  # chance is 1/6 per character
     held = [flat_captchas / name for name in ck["split"]["val_files"]]
     sols = [r.solution for r in load_solver(out).solve_batch(held)]
@@ -171,6 +173,7 @@ def test_a_narrow_ctc_run_resumes_at_its_own_width(flat_captchas, tmp_path):
     ck = load_checkpoint(out.with_name("ctc.last.pt"))
     assert [h["epoch"] for h in ck["history"]] == [1, 2] and ck["width"] == CTC_WIDTH
     assert ck["model"]["layer4.1.conv2.weight"].shape[:2] == (CTC_WIDTH, CTC_WIDTH)
+    assert ck["layer3_inner"] == CTC_LAYER3_INNER == ck["model"]["layer3.0.bn1.weight"].shape[0]
 
 
 def test_ctc_on_a_site_whose_lengths_vary_learns_and_reads_every_length(mixed_captchas, tmp_path):
