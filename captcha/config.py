@@ -294,6 +294,12 @@ CTC_WIDTH = 256
 # points) and confirmed on four more and the shared sets (+0.00, -0.10, +0.55, +1.20; sysu, captcha_images_v2 and
 # henan as before); solving 1.06-1.22x faster, paired in one session: docs/measurements.md, "Narrower inside layer3".
 CTC_LAYER3_INNER = 128
+# ... from this many labelled captchas up; a fine-tune from fewer keeps all 256, which lose less of what the reader
+# knows. Plain `captcha train` on the first 25/100/200 (bench/real.py --curve; wider tests of 2,000), 128 against 256
+# inside layer3: sysu -12.2/-0.9/0.0 points (its test quarter; tuned-on for the curve), lso-eroded-band6
+# -2.9/-1.7/+2.3, lso-halftone-upper6 -1.7/-1.6/+0.1: docs/measurements.md, "Narrower inside layer3 from 200
+# labelled captchas".
+CTC_LAYER3_NARROW_FROM = 200
 # With CTC's reading of the slice in hand, classify stops before a larger input size once its best probe
 # reads more than this share fewer of the slice's characters (and fewer captchas whole). In the probe lines
 # `captcha train` prints, the 64 px probes moved classify's best character reading by -4.7 to +10.0 points

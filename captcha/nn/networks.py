@@ -189,6 +189,11 @@ def state_layer3_inner(state: dict[str, torch.Tensor] | None) -> int:
     return LAYER3_INNER if weight is None else int(weight.shape[0])
 
 
+def checkpoint_shape(ckpt: dict[str, Any]) -> tuple[int, int]:
+    """The channels a checkpoint records in layer4 and inside layer3 (ResNet-18's where it records none: older files)."""
+    return ckpt.get("width", FEATURE_DIM), ckpt.get("layer3_inner", LAYER3_INNER)
+
+
 def network_shape(method: str, state: dict[str, torch.Tensor] | None) -> tuple[int, int]:
     """The channels a ``method`` network from ``state`` has, as :func:`new_model` takes them: a CTC one's
     follow the state (layer4's, those inside each layer3 block), any other is ResNet-18's."""
@@ -408,7 +413,7 @@ def resolve_pretrained(spec: str) -> tuple[str, dict[str, torch.Tensor] | None]:
     if spec == "imagenet":
         return "imagenet", _load_imagenet()
     if spec == "reader":  # the reader whole (`captcha pretrain --pretrained reader` goes on from it)
-        return _shipped_reader_state(DEFAULT_ALPHABET, True, narrow=False)
+        return _shipped_reader_state(DEFAULT_ALPHABET, True, None)
     if spec == "none":
         return "none", None
     if not Path(spec).exists():
@@ -416,25 +421,27 @@ def resolve_pretrained(spec: str) -> tuple[str, dict[str, torch.Tensor] | None]:
     return f"file:{spec}", load_backbone_file(spec)
 
 
-def resolve_start(spec: str, method: str, alphabet: str, fold_case: bool) -> tuple[str, dict[str, torch.Tensor] | None]:
+def resolve_start(spec: str, method: str, alphabet: str, fold_case: bool,
+                  layer3_inner: int = CTC_LAYER3_INNER) -> tuple[str, dict[str, torch.Tensor] | None]:
     """Where `captcha train` starts: CTC with ``auto`` starts from the general reader (its head mapped onto
-    the charset, narrowed to :data:`CTC_WIDTH` channels in layer4 and :data:`CTC_LAYER3_INNER` inside layer3)
+    the charset, narrowed to :data:`CTC_WIDTH` channels in layer4 and ``layer3_inner`` inside layer3)
     when it is installed; ``reader`` asks for it;
     anything else is ``resolve_pretrained``."""
     if spec == "reader" or (spec == "auto" and method == "ctc" and shipped_reader().is_file()):
-        return _shipped_reader_state(alphabet, fold_case, method == "ctc")
+        return _shipped_reader_state(alphabet, fold_case, (CTC_WIDTH, layer3_inner) if method == "ctc" else None)
     return resolve_pretrained(spec)
 
 
-def _shipped_reader_state(alphabet: str, fold_case: bool, narrow: bool) -> tuple[str, dict[str, torch.Tensor]]:
-    """:func:`reader_state` of the general reader shipped in the package (``narrow``: with the channels a CTC
-    fine-tune keeps, :data:`CTC_WIDTH` and :data:`CTC_LAYER3_INNER`), or one line saying it is missing."""
+def _shipped_reader_state(alphabet: str, fold_case: bool,
+                          shape: tuple[int, int] | None) -> tuple[str, dict[str, torch.Tensor]]:
+    """:func:`reader_state` of the general reader shipped in the package (with ``shape``: narrowed to that
+    many channels in layer4 and inside layer3, as a CTC fine-tune keeps), or one line saying it is missing."""
     if not shipped_reader().is_file():
         raise CheckpointError(f"--pretrained reader: the general reader {shipped_reader()} is missing from this "
                               "install (make one with `captcha pretrain --source captchas`)")
-    if not narrow:
+    if shape is None:
         return reader_state(alphabet, fold_case)
-    return reader_state(alphabet, fold_case, width=CTC_WIDTH, layer3_inner=CTC_LAYER3_INNER)
+    return reader_state(alphabet, fold_case, width=shape[0], layer3_inner=shape[1])
 
 
 def load_backbone(model: CharNet, state: dict[str, torch.Tensor], source: str = "") -> None:
@@ -492,11 +499,10 @@ def model_from_checkpoint(ckpt: dict[str, Any], path: str | os.PathLike = "<chec
         got = None if head is None else head.shape[0]
         raise CheckpointError(f"{path}: head has {got} outputs but the charset has {chars} characters "
                               f"({method}); the file is inconsistent (retrain or re-export it)")
-    width = ckpt.get("width", FEATURE_DIM)
+    width, inner = checkpoint_shape(ckpt)
     if not isinstance(width, int) or not 1 <= width <= FEATURE_DIM or head.shape[1] != width:
         raise CheckpointError(f"{path}: head reads {head.shape[1]} features but the checkpoint records layer4 "
                               f"width {width!r}; the file is inconsistent (retrain or re-export it)")
-    inner = ckpt.get("layer3_inner", LAYER3_INNER)
     if not isinstance(inner, int) or not 1 <= inner <= LAYER3_INNER or state_layer3_inner(state) != inner:
         raise CheckpointError(f"{path}: layer3 holds {state_layer3_inner(state)} inner channels but the checkpoint "
                               f"records {inner!r}; the file is inconsistent (retrain or re-export it)")

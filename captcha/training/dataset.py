@@ -52,6 +52,12 @@ class TrainingData(EvalData):
         """How many of the whole captchas CTC trains on have each label length."""
         return Counter(map(len, self.train_targets))
 
+    def labelled_captchas(self) -> int:
+        """How many labelled captchas there are to learn from: the training ones (extras aside) and a flat
+        folder's validation share, which the refit learns from too (so a first fit and its refit count alike)."""
+        flat = self.split.get("layout") == "flat"
+        return len(set(self.train_groups) - self.extra_groups) + (len(self.captchas) if flat else 0)
+
 
 def _crops_of(captchas: list[Captcha], length: int, segment: SegmentConfig, charset: Charset):
     """The character crops of captchas of the right length, their targets, and which captcha each came from."""

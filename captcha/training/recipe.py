@@ -30,6 +30,8 @@ from ..config import (
     AUTO_EPOCHS,
     AUTO_MIN_STEPS,
     CTC_FAR_CHARS,
+    CTC_LAYER3_INNER,
+    CTC_LAYER3_NARROW_FROM,
     CTC_MAGNIFY,
     METHODS,
     NONE_WHOLE,
@@ -53,6 +55,7 @@ from ..eval.metrics import string_metrics
 from ..inference.decode import decode
 from ..nn.device import train_in_bf16
 from ..nn.networks import (
+    LAYER3_INNER,
     CharNet,
     load_backbone,
     network_shape,
@@ -178,6 +181,15 @@ def ctc_sizes(images: list, source: str, targets: Sequence[Sequence[int]] = ()) 
     :func:`whole_captcha_sizes`)."""
     return whole_captcha_sizes([im.size for im in images], height=start_height(source),
                                length=max(map(len, targets), default=0))
+
+
+def training_start(cfg: TrainConfig, method: str, charset: Charset,
+                   data: TrainingData) -> tuple[str, dict[str, torch.Tensor] | None]:
+    """Where training ``method`` on ``data`` starts (:func:`resolve_start`): a CTC fine-tune from the general
+    reader keeps :data:`CTC_LAYER3_INNER` channels inside each layer3 block from CTC_LAYER3_NARROW_FROM labelled
+    captchas up, all of them from fewer (the first fit and its refit count the same captchas)."""
+    inner = CTC_LAYER3_INNER if data.labelled_captchas() >= CTC_LAYER3_NARROW_FROM else LAYER3_INNER
+    return resolve_start(cfg.pretrained, method, charset.alphabet, bool(charset.fold_case), layer3_inner=inner)
 
 
 def make_network(cfg: TrainConfig, num_classes: int, state: dict[str, torch.Tensor] | None, source: str,
@@ -444,8 +456,7 @@ def choose_method(cfg: TrainConfig, charset: Charset, device: torch.device, say:
         fit = ([data.train_images[i] for i in fit_idx], [data.train_targets[i] for i in fit_idx])
         held = ([data.train_images[i] for i in held_idx], [data.train_targets[i] for i in held_idx])
         held_n = len(set(data.train_groups[i] for i in held_idx))
-        source, state = starts[method] = resolve_start(cfg.pretrained, method, charset.alphabet,
-                                                       bool(charset.fold_case))
+        source, state = starts[method] = training_start(cfg, method, charset, data)
         sizes: list[tuple[int, int]] = []
         if method == "ctc":  # a given --input-size is for character crops; CTC reads whole captchas
             mcfg.size = None

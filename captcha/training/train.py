@@ -70,12 +70,10 @@ from ..nn.device import (
 )
 from ..nn.networks import (
     ARCH,
-    FEATURE_DIM,
-    LAYER3_INNER,
     CharNet,
+    checkpoint_shape,
     model_from_checkpoint,
     reads_already,
-    resolve_start,
 )
 from .calibrate import fit_temperature, nll
 from .dataset import (
@@ -110,6 +108,7 @@ from .recipe import (
     plan_fits,
     start_lr,
     start_reading,
+    training_start,
 )
 from .selftrain import pseudo_labels, unlabelled_images
 
@@ -212,8 +211,7 @@ def train(cfg: TrainConfig, say: Callable[[str], None] = log.info, progress: boo
         # Everything that shaped the interrupted run comes from its checkpoint: its weights replace
         # the start point, and neither the splitter nor the recipe is chosen again.
         source, recipe, cfg.freeze = resume["pretrained"], resume.get("recipe", {}), resume["freeze"]
-        model = make_network(cfg, len(charset), None, source, cfg.freeze,
-                             (resume.get("width", FEATURE_DIM), resume.get("layer3_inner", LAYER3_INNER)))
+        model = make_network(cfg, len(charset), None, source, cfg.freeze, checkpoint_shape(resume))
         warm = resume.get("warm")  # the chosen probe's weights: the refit goes on from them as it would have
     else:
         cfg, model, source, recipe, warm = _choose(cfg, charset, data, fit, held, device, started, say, rank, world,
@@ -494,7 +492,7 @@ def refit(cfg: TrainConfig, data: TrainingData, first: dict[str, Any], epochs: i
         if key in kept:
             ckpt[key] = kept[key]
     folded = data.split.get("layout") == "flat"
-    labelled = len(set(data.train_groups) - data.extra_groups) + (len(data.captchas) if folded else 0)
+    labelled = data.labelled_captchas()
     if cfg.method == "ctc" and labelled <= SECOND_MAX_CAPTCHAS:  # it reads the unsure captchas beside the refit
         ckpt[SECOND] = {"model": half_precision(kept["model"]), "epoch": kept.get("epoch"), "captchas": labelled}
         say(f"kept the first fit beside the refit: from {labelled} captchas, at most {SECOND_MAX_CAPTCHAS}, the two "
@@ -614,8 +612,7 @@ def _choose(cfg: TrainConfig, charset: Charset, data: TrainingData, fit: tuple[l
     Under DDP only rank 0 measures, and every rank follows its choice.
     """
     num_chars = len(charset)
-    source, state = choice.start if choice else \
-        resolve_start(cfg.pretrained, cfg.method, charset.alphabet, bool(charset.fold_case))
+    source, state = choice.start if choice else training_start(cfg, cfg.method, charset, data)
     if source == "none" and cfg.pretrained == "auto":
         say("no pretrained backbone found: training from random initialisation with full fine-tuning "
             "(get one with `captcha pretrain --source glyphs`, or put ImageNet's resnet18-f37072fd.pth "

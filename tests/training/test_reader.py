@@ -245,3 +245,33 @@ def test_a_timed_run_with_reuse_trains_until_its_minutes_are_spent(tmp_path):
     assert f"{info['steps']} steps of 4 (each rendered batch trained 2 times" in card
     last = load_checkpoint(tmp_path / "timed.last.pt", kind="recognizer")
     assert last["fresh"] * 2 >= last["step"] >= last["fresh"]  # where a resumed stream goes on
+
+
+def test_a_fine_tune_from_few_labelled_captchas_keeps_all_the_channels_inside_layer3():
+    from captcha.charset import Charset
+    from captcha.config import (
+        CTC_LAYER3_INNER,
+        CTC_LAYER3_NARROW_FROM,
+        CTC_WIDTH,
+        TrainConfig,
+    )
+    from captcha.data.segment import SegmentConfig
+    from captcha.nn.networks import state_layer3_inner, state_width
+    from captcha.training.dataset import TrainingData
+    from captcha.training.recipe import training_start
+
+    def data(training: int, validation: int, extra: int = 0) -> TrainingData:
+        return TrainingData([], [], [None] * validation, 4, SegmentConfig(), {"layout": "flat"},
+                            train_groups=[g for g in range(training + extra) for _ in range(2)],
+                            extra_groups=frozenset(range(training, training + extra)))
+
+    def inner(d: TrainingData) -> tuple[int, int]:
+        state = training_start(TrainConfig(method="ctc"), "ctc", Charset("AB12"), d)[1]
+        return state_width(state), state_layer3_inner(state)
+
+    few, enough = CTC_LAYER3_NARROW_FROM - 1, CTC_LAYER3_NARROW_FROM
+    # a flat folder's validation share counts (the refit learns from it); synthetic or pseudo-labelled extras do not
+    assert data(few - 20, 20, extra=50).labelled_captchas() == few
+    assert inner(data(few - 20, 20, extra=50)) == (CTC_WIDTH, 256)
+    assert inner(data(enough - 20, 20)) == (CTC_WIDTH, CTC_LAYER3_INNER)
+    assert inner(data(enough, 0)) == (CTC_WIDTH, CTC_LAYER3_INNER)

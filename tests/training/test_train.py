@@ -153,16 +153,19 @@ def test_ctc_reads_whole_captchas(flat_captchas, tmp_path):
     assert ck["preprocess"]["size"][0] == 48 and ck["recipe"]["start_reading"]["samples"] == 0
     assert ck["train_config"]["lr"] == pytest.approx(READER_LR_FAR ** (1 - near) * READER_LR ** near)
     assert ck["model"]["fc.weight"].shape == (7, CTC_WIDTH) == (7, ck["width"])  # 6 characters + the CTC blank,
-    # read from the reader's first CTC_WIDTH layer4 channels; its layer3 blocks keep CTC_LAYER3_INNER inside
-    assert ck["model"]["layer3.1.conv1.weight"].shape[0] == CTC_LAYER3_INNER == ck["layer3_inner"]
+    # read from the reader's first CTC_WIDTH layer4 channels; from 40 captchas its layer3 blocks keep all 256 inside
+    assert ck["model"]["layer3.1.conv1.weight"].shape[0] == 256 == ck["layer3_inner"] > CTC_LAYER3_INNER
     assert ck["metrics"]["captcha_char_acc"] >= 0.6, ck["metrics"]  # chance is 1/6 per character
     held = [flat_captchas / name for name in ck["split"]["val_files"]]
     sols = [r.solution for r in load_solver(out).solve_batch(held)]
     assert sum(len(s.text) == 4 for s in sols) >= 8 and all(len(s.confidences) == len(s.text) for s in sols)
 
 
-def test_a_narrow_ctc_run_resumes_at_its_own_width(flat_captchas, tmp_path):
+def test_a_narrow_ctc_run_resumes_at_its_own_width(flat_captchas, tmp_path, monkeypatch):
     """A resumed CTC run rebuilds its network as wide as the checkpoint it goes on from records."""
+    import captcha.training.recipe as recipe
+
+    monkeypatch.setattr(recipe, "CTC_LAYER3_NARROW_FROM", 1)  # narrowed inside layer3 too, from these 40 captchas
     out = tmp_path / "ctc.pt"
     cfg = _cfg(flat_captchas, out, method="ctc", pretrained="auto", epochs=1, batch_size=8, size=None, refit=False)
     train(cfg)
@@ -383,12 +386,16 @@ def test_training_and_its_refit_go_on_from_the_chosen_probes_weights(flat_captch
 def test_a_ctc_refit_keeps_the_first_fit_to_read_the_unsure_captchas(flat_captchas, tmp_path, caplog, monkeypatch):
     """A CTC refit stores the first fit's weights as the checkpoint's second network (half precision); solving
     loads both on either backend, `export` writes the second beside the main file, and an exported model whose
-    second file is missing reads with the main one and says so."""
+    second file is missing reads with the main one and says so. Layer3 is narrowed from CTC_LAYER3_NARROW_FROM
+    labelled captchas, here 40: the first fit (a slice and a validation share held out) and the refit on all 40
+    count them alike, so the refit goes on from the first fit's probe and both networks are narrowed."""
+    import captcha.training.recipe as recipe
     from captcha.config import SECOND
     from captcha.inference.backends import second_path
     from captcha.inference.export import export_onnx
     from captcha.inference.load import OnnxCache, load_solver
 
+    monkeypatch.setattr(recipe, "CTC_LAYER3_NARROW_FROM", 40)
     out = tmp_path / "ctc.pt"
     said: list[str] = []
     res = train(_cfg(flat_captchas, out, method="ctc", pretrained="auto", epochs=2, batch_size=8, size=None,
@@ -397,6 +404,7 @@ def test_a_ctc_refit_keeps_the_first_fit_to_read_the_unsure_captchas(flat_captch
     assert res["refit"]["epochs"] >= 1 and ck[SECOND]["epoch"] >= 1 and ck[SECOND]["captchas"] == 40
     assert any(line.startswith("kept the first fit beside the refit: from 40 captchas") for line in said)
     assert ck[SECOND]["model"]["fc.weight"].dtype == torch.float16 and ck["model"]["fc.weight"].dtype == torch.float32
+    assert ck["layer3_inner"] == CTC_LAYER3_INNER == ck[SECOND]["model"]["layer3.1.conv1.weight"].shape[0]
     if ck[SECOND]["epoch"] == first["epoch"]:  # the kept epoch was the last: the first fit's last weights
         assert torch.equal(ck[SECOND]["model"]["fc.weight"], first["model"]["fc.weight"].half())
     assert not torch.equal(ck[SECOND]["model"]["fc.weight"], ck["model"]["fc.weight"].half())  # another network
