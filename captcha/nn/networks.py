@@ -371,12 +371,13 @@ def reader_state(alphabet: str, fold_case: bool, path: str | os.PathLike | None 
     state = clean_state_dict(ckpt["model"])
     wanted = {"layer4": (width, state_width(state), LAYER4_ORDER),
               "layer3": (layer3_inner, state_layer3_inner(state), LAYER3_ORDER)}
+    kept = []
     for stage, (asked, has, record) in wanted.items():
         if asked < has and not ckpt.get(record):
             log.info("%s does not store %s's channels most-used first: a fine-tune from it keeps all %d",
                      path.name, stage, has)
-    state = narrowed(state, *(asked if asked < has and ckpt.get(record) else has
-                              for asked, has, record in wanted.values()))
+        kept.append(asked if asked < has and ckpt.get(record) else has)
+    state = narrowed(state, *kept)
     known = ckpt["charset"]["alphabet"]
     weight, bias = state.pop("fc.weight"), state.pop("fc.bias")
     fresh = nn.Linear(weight.shape[1], len(alphabet) + 1)
