@@ -271,6 +271,8 @@ def train(cfg: TrainConfig, say: Callable[[str], None] = log.info, progress: boo
         + (f", going on from the probe at a peak rate of {lr:.2g} with no warm-up" if went_on else "")
         + f"), {choice}, validating on {checks}; "
         f"pretrained={source}, freeze={freeze}, {'cached features after ' + stop if cached else 'plain path'}"
+        + (f", {model.width} channels in layer4 and {model.layer3_inner} inside each layer3 block"
+           if cfg.method == "ctc" else "")
         + (f", {world} processes" if world > 1 else ""))
     if reads_already(source) and held[0] and rank == 0 and not resume:
         # the general reader reads before training: with few captchas a short fine-tune can read the

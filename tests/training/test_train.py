@@ -400,6 +400,8 @@ def test_a_ctc_refit_keeps_the_first_fit_to_read_the_unsure_captchas(flat_captch
     said: list[str] = []
     res = train(_cfg(flat_captchas, out, method="ctc", pretrained="auto", epochs=2, batch_size=8, size=None,
                      val_fraction=0.25), say=said.append)
+    shape = f"{CTC_WIDTH} channels in layer4 and {CTC_LAYER3_INNER} inside each layer3 block"
+    assert sum(line.startswith("training on") and shape in line for line in said) == 2, said  # the fit and the refit
     ck, first = load_checkpoint(out), load_checkpoint(out.with_name("ctc.last.pt"))
     assert res["refit"]["epochs"] >= 1 and ck[SECOND]["epoch"] >= 1 and ck[SECOND]["captchas"] == 40
     assert any(line.startswith("kept the first fit beside the refit: from 40 captchas") for line in said)
