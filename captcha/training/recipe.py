@@ -64,7 +64,7 @@ from ..nn.networks import (
     resolve_start,
     start_height,
 )
-from .dataset import TrainingData, hold_out_slice, load_training_data
+from .dataset import MIN_SLICE_GROUPS, TrainingData, hold_out_slice, load_training_data
 from .loop import (
     CTCLoss,
     Trainable,
@@ -433,6 +433,7 @@ def choose_method(cfg: TrainConfig, charset: Charset, device: torch.device, say:
     the few captchas of a small set's slice) go to the better character accuracy, then to the method
     that reads a captcha clearly faster (:func:`quicker_reader`), else to classify, the course's method;
     scores level in characters and one slice captcha apart whole count as equal (:func:`level_methods`).
+    With too few captchas to hold any out, nothing ranks them: CTC, as where the lengths vary.
     CTC is probed first: past ``until`` (see :func:`choose_recipe`) each method probes only its first recipe,
     and classify stops before a larger input size once CTC is far out of its reach (:func:`out_of_reach`)."""
     probes: dict[str, tuple[Probe, list[Probe]]] = {}
@@ -442,7 +443,10 @@ def choose_method(cfg: TrainConfig, charset: Charset, device: torch.device, say:
     readings: dict[str, Probe | None] = {}
     held_n = 0
     for method in sorted(METHODS, key=lambda m: m != "ctc"):
-        if method == "classify" and not datas["ctc"].length:  # the lengths vary: said below
+        if method == "classify" and (not datas["ctc"].length or not held_n):  # the lengths vary: said below
+            if not held_n and datas["ctc"].length:
+                say(f"method auto: no training captchas held out to rank the methods on (a slice needs "
+                    f"{MIN_SLICE_GROUPS} to train on beside the validation share), so ctc (--method overrides)")
             return MethodChoice("ctc", probes, datas["ctc"].segment, held_n, datas["ctc"], starts["ctc"],
                                 readings["ctc"])
         mcfg = dataclasses.replace(cfg, method=method)

@@ -294,6 +294,31 @@ def test_method_auto_on_a_site_whose_lengths_vary_is_ctc_without_probing_classif
     assert [row["method"] for row in choice.table()] == ["ctc"]
 
 
+def test_method_auto_with_too_few_captchas_to_hold_any_out_is_ctc_without_probing_classify(flat_captchas, tmp_path,
+                                                                                          monkeypatch):
+    """Six labelled captchas leave none for the slice: no probe can rank the methods, so CTC (whose start reads)."""
+    import shutil
+
+    lines = (flat_captchas / "labels.csv").read_text().splitlines()
+    for line in lines[1:7]:
+        shutil.copy(flat_captchas / line.split(",")[0], tmp_path)
+    (tmp_path / "labels.csv").write_text("\n".join(lines[:7]) + "\n")
+    probed = []
+
+    def fake(probe, cfg, num_classes, state, source, fit, held, device, length=0, epochs=None):
+        probed.append(cfg.method)
+        probe.seconds, probe.samples = 1.0, 10
+        return probe
+
+    monkeypatch.setattr(recipe, "run_probe", fake)
+    said = []
+    choice = recipe.choose_method(TrainConfig(data=str(tmp_path), charset="ABC123"), Charset("ABC123"),
+                                  torch.device("cpu"), said.append)
+    assert choice.method == "ctc" and choice.held_out == 0 and set(probed) <= {"ctc"}
+    assert any("no training captchas held out to rank the methods" in line for line in said), said
+    assert not any("-100.00%" in line for line in said)
+
+
 def test_equal_methods_go_to_the_clearly_quicker_reader_else_classify():
     def probe(method, read_seconds):
         return Probe("none", (48, 96), method, read_seconds=read_seconds, read_samples=100)
