@@ -348,6 +348,14 @@ AUTO_EPOCHS = (3, 40)  # the least and the most epochs --epochs auto gives the c
 # a small set gets more epochs, up to this many optimizer steps: on sysu (tuned on) 100 captchas read by CTC
 # from the general reader 70.4% after 10 epochs (20 steps), 84.3% after 60 (120 steps) and after 150 (300)
 AUTO_MIN_STEPS = 150
+# ... but where nothing is held out to choose the epoch by (under 8 training captchas, `dataset.MIN_SLICE_GROUPS`),
+# the last is kept, and a few captchas' many steps overfit them: at most this many epochs, and no least number of
+# steps. `captcha train --epochs N` on the first 5 or 9 captchas (bench/real.py's split; test quarters; tuned-on),
+# N = 5 / 20 / 40 against the least steps' 105-109: sysu from 5 81.74 / 70.00 / 53.04 / 47.83%, from 9 - / 76.52 /
+# 66.09 / 58.26; captcha_images_v2 from 5 74.23 / 76.54 / 63.85 / 51.15, from 9 - / 70.38 / 64.23 / 56.15;
+# lso-halftone-band4 from 5 - / 38.00 / 32.80 / 27.60, from 9 22.00 / 42.40 / 42.80 / 37.60: docs/measurements.md,
+# "Too few captchas to hold any out".
+UNCHOSEN_EPOCHS = 20
 PSEUDO_CONFIDENCE = 0.9  # self-training keeps an unlabelled captcha's reading at least this confident
 # A fine-tune that starts from the general reader (a whole trained model, not a trunk) keeps it with a
 # gentler peak rate where the reader reads the site already: on sysu's first 100 captchas 79.6% full-string

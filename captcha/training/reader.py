@@ -373,7 +373,8 @@ def write_reader_card(out: Path, payload: dict) -> None:
              + (f", layer4's channels stored {payload[LAYER4_ORDER]} (a fine-tune keeps the first "
                 "`config.CTC_WIDTH`)" if payload.get(LAYER4_ORDER) else "")
              + (f", the channels inside each layer3 block stored {payload[LAYER3_ORDER]} (a fine-tune keeps the "
-                "first `config.CTC_LAYER3_INNER` from `config.CTC_LAYER3_NARROW_FROM` labelled captchas up)" if payload.get(LAYER3_ORDER) else ""),
+                "first `config.CTC_LAYER3_INNER` from `config.CTC_LAYER3_NARROW_FROM` labelled captchas up)"
+                if payload.get(LAYER3_ORDER) else ""),
              *[f"- continues stage {i + 1}: `{e['command']}` ({e['steps']} steps, peak lr {e['lr']}, "
                f"{e['seconds'] / 60:.1f} min; it read {100 * e['string_acc']:.2f}% of its own held-out captchas)"
                for i, e in enumerate(info.get("earlier", []))],

@@ -45,6 +45,7 @@ from ..config import (
     READER_LR,
     READER_LR_FAR,
     REFIT_MIN_EPOCHS,
+    UNCHOSEN_EPOCHS,
     TrainConfig,
 )
 from ..data.augment import TrainTransform
@@ -345,17 +346,21 @@ def out_of_reach(probes: Sequence[Probe], rival: tuple[float, float]) -> bool:
 
 
 def auto_epochs(cfg: TrainConfig, probe: Probe, train_samples: int, spent: float, eval_samples: int = 0,
-                refit_samples: int = 0, refit_eval_samples: int = 0) -> int:
+                refit_samples: int = 0, refit_eval_samples: int = 0, keeps_last: bool = False) -> int:
     """As many epochs as the rest of the budget allows at the probe's measured speeds: each trains on
     ``train_samples`` and then reads ``eval_samples`` (validation and the held-out slice, at the cost of
     the probe's own reading of the slice: with a frozen backbone training runs on cached features, but
     reading runs the whole network), and a refit planned after it trains as many epochs on
     ``refit_samples`` (reading ``refit_eval_samples`` after each); at most :data:`AUTO_EPOCHS`'s, or on a small set as many as make
-    :data:`AUTO_MIN_STEPS` optimizer steps."""
+    :data:`AUTO_MIN_STEPS` optimizer steps; where nothing held out chooses the epoch (``keeps_last``), at most
+    :data:`UNCHOSEN_EPOCHS`."""
     if cfg.epochs:
         return cfg.epochs
     lo, hi = AUTO_EPOCHS
-    hi = max(hi, math.ceil(AUTO_MIN_STEPS / math.ceil(max(train_samples, 1) / cfg.batch)))
+    if keeps_last:
+        hi = min(hi, UNCHOSEN_EPOCHS)
+    else:
+        hi = max(hi, math.ceil(AUTO_MIN_STEPS / math.ceil(max(train_samples, 1) / cfg.batch)))
     if not probe.samples:
         return hi if probe.freeze == "all" else max(lo, hi // 2)  # nothing measured: a middle course
     per_epoch = probe.seconds_per_sample * train_samples + probe.seconds_per_read * eval_samples + 1.0  # + checkpoints
@@ -366,16 +371,16 @@ def auto_epochs(cfg: TrainConfig, probe: Probe, train_samples: int, spent: float
 
 def plan_fits(cfg: TrainConfig, probe: Probe, train_samples: int, spent: float, eval_samples: int = 0,
               refit_samples: int = 0, refit_eval_samples: int = 0, held: int = 0,
-              validation: int = 0) -> tuple[int, bool | None]:
+              validation: int = 0, keeps_last: bool = False) -> tuple[int, bool | None]:
     """The first fit's epochs (:func:`auto_epochs`) and ``--refit`` as it then stands: where a refit is
     planned (``refit_samples``) but would leave each fit fewer than :data:`REFIT_MIN_EPOCHS`, no refit
     (False) and one longer fit instead, which also trains on the ``held`` samples of the held-out slice and
     on ``validation`` samples of the validation share (both read by ``eval_samples`` after each epoch until
-    then)."""
-    epochs = auto_epochs(cfg, probe, train_samples, spent, eval_samples, refit_samples, refit_eval_samples)
+    then). ``keeps_last``: nothing is held out to choose the epoch by (see :func:`auto_epochs`)."""
+    epochs = auto_epochs(cfg, probe, train_samples, spent, eval_samples, refit_samples, refit_eval_samples, keeps_last)
     if refit_samples and cfg.refit is None and not cfg.epochs and epochs < REFIT_MIN_EPOCHS:
         moved = held + validation
-        return auto_epochs(cfg, probe, train_samples + moved, spent, eval_samples - moved), False
+        return auto_epochs(cfg, probe, train_samples + moved, spent, eval_samples - moved, keeps_last=keeps_last), False
     return epochs, cfg.refit
 
 

@@ -648,7 +648,7 @@ def _choose(cfg: TrainConfig, charset: Charset, data: TrainingData, fit: tuple[l
         again_reads = _val_reads(data, cfg.method) if planned and _refit_validates(data) else 0
         moved = _one_fit_validation(cfg, data)
         epochs, refit = plan_fits(cfg, chosen, len(fit[0]), time.perf_counter() - started, evals, again, again_reads,
-                                  len(held[0]), moved * _per_captcha(data, cfg.method))
+                                  len(held[0]), moved * _per_captcha(data, cfg.method), keeps_last=not held[0])
         if refit is False and cfg.refit is None:
             # the slice has chosen the recipe; with no refit to add it later, the one fit learns from it
             cfg.select_fraction = 0.0

@@ -9,7 +9,7 @@ from PIL import Image, ImageDraw
 
 import captcha.training.recipe as recipe
 from captcha.charset import Charset
-from captcha.config import PROBE_FREEZES, PROBE_SIZES, TrainConfig
+from captcha.config import PROBE_FREEZES, PROBE_SIZES, UNCHOSEN_EPOCHS, TrainConfig
 from captcha.data.synth import render_char
 from captcha.nn.networks import resolve_pretrained
 from captcha.training.dataset import hold_out_slice
@@ -178,6 +178,11 @@ def test_auto_epochs_fill_the_budget_within_bounds():
     assert auto_epochs(TrainConfig(budget=100_000), p, 3000, spent=0) == 40  # the most
     # a small set: 100 samples are 2 steps of 64 an epoch, so up to 75 epochs make AUTO_MIN_STEPS (150) steps
     assert auto_epochs(TrainConfig(budget=100_000), p, 100, spent=0) == 75
+    # ... unless nothing held out chooses the epoch: the last is kept, and a few captchas' many steps overfit them
+    assert auto_epochs(TrainConfig(budget=100_000), p, 4, spent=0, keeps_last=True) == UNCHOSEN_EPOCHS < 40
+    assert plan_fits(TrainConfig(budget=100_000), p, 4, spent=0, refit_samples=5, keeps_last=True) == \
+        (UNCHOSEN_EPOCHS, None)
+    assert auto_epochs(TrainConfig(budget=240), p, 1000, spent=40, keeps_last=True) == 18  # the budget binds first
     assert auto_epochs(TrainConfig(budget=100_000), p, 2000, spent=0) == 40  # 32 steps an epoch: the most
     assert auto_epochs(TrainConfig(epochs=7), p, 100, spent=0) == 7  # given: kept
 
