@@ -93,3 +93,16 @@ def mixed_captchas(flat_captchas, tmp_path_factory):
         rows.append(f"{name},{label}")
     (root / "labels.csv").write_text("\n".join(rows) + "\n")
     return root
+
+
+@pytest.fixture(scope="session")
+def six_captchas(flat_captchas, tmp_path_factory):
+    """The first six flat captchas: too few to hold any out (a slice needs 8 to train on beside validation)."""
+    import shutil
+
+    root = tmp_path_factory.mktemp("six")
+    lines = (flat_captchas / "labels.csv").read_text().splitlines()[:7]
+    for line in lines[1:]:
+        shutil.copy(flat_captchas / line.split(",")[0], root)
+    (root / "labels.csv").write_text("\n".join(lines) + "\n")
+    return root

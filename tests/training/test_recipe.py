@@ -281,44 +281,33 @@ def test_method_auto_compares_whole_captchas_on_one_slice(flat_captchas, monkeyp
     assert [row["chosen"] for row in choice.table()] == [expected == "classify", expected == "ctc"]
 
 
-def test_method_auto_on_a_site_whose_lengths_vary_is_ctc_without_probing_classify(mixed_captchas, monkeypatch):
-    probed = []
+def _choose_with_quick_probes(data, monkeypatch) -> tuple[recipe.MethodChoice, list[str], list[str]]:
+    """``choose_method`` on ``data`` with every probe faked to read half the slice: (choice, methods probed, said)."""
+    probed, said = [], []
 
     def fake(probe, cfg, num_classes, state, source, fit, held, device, length=0, epochs=None):
         probed.append(cfg.method)
-        probe.score = probe.string_score = probe.char_score = 0.5
+        probe.score = probe.string_score = probe.char_score = 0.5 if held[0] else None
         probe.seconds, probe.samples = 1.0, 10
         return probe
 
     monkeypatch.setattr(recipe, "run_probe", fake)
-    said = []
-    choice = recipe.choose_method(TrainConfig(data=str(mixed_captchas), charset="ABC123"), Charset("ABC123"),
+    choice = recipe.choose_method(TrainConfig(data=str(data), charset="ABC123"), Charset("ABC123"),
                                   torch.device("cpu"), said.append)
+    return choice, probed, said
+
+
+def test_method_auto_on_a_site_whose_lengths_vary_is_ctc_without_probing_classify(mixed_captchas, monkeypatch):
+    choice, probed, said = _choose_with_quick_probes(mixed_captchas, monkeypatch)
     assert choice.method == "ctc" and choice.data.length == 0 and set(probed) == {"ctc"}
     assert any("several lengths" in line and "ctc, which reads any length" in line for line in said)
     assert [row["method"] for row in choice.table()] == ["ctc"]
 
 
-def test_method_auto_with_too_few_captchas_to_hold_any_out_is_ctc_without_probing_classify(flat_captchas, tmp_path,
+def test_method_auto_with_too_few_captchas_to_hold_any_out_is_ctc_without_probing_classify(six_captchas,
                                                                                           monkeypatch):
     """Six labelled captchas leave none for the slice: no probe can rank the methods, so CTC (whose start reads)."""
-    import shutil
-
-    lines = (flat_captchas / "labels.csv").read_text().splitlines()
-    for line in lines[1:7]:
-        shutil.copy(flat_captchas / line.split(",")[0], tmp_path)
-    (tmp_path / "labels.csv").write_text("\n".join(lines[:7]) + "\n")
-    probed = []
-
-    def fake(probe, cfg, num_classes, state, source, fit, held, device, length=0, epochs=None):
-        probed.append(cfg.method)
-        probe.seconds, probe.samples = 1.0, 10
-        return probe
-
-    monkeypatch.setattr(recipe, "run_probe", fake)
-    said = []
-    choice = recipe.choose_method(TrainConfig(data=str(tmp_path), charset="ABC123"), Charset("ABC123"),
-                                  torch.device("cpu"), said.append)
+    choice, probed, said = _choose_with_quick_probes(six_captchas, monkeypatch)
     assert choice.method == "ctc" and choice.held_out == 0 and set(probed) <= {"ctc"}
     assert any("no training captchas held out to rank the methods" in line for line in said), said
     assert not any("-100.00%" in line for line in said)

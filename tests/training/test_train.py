@@ -272,21 +272,13 @@ def test_the_keeper_keeps_the_annealed_last_epoch_and_trains_every_epoch():
     assert run([0.97, 0.96], 2, start=0.97) == [0, 1, 2]  # then the last epoch, within noise of it
 
 
-def test_too_few_captchas_to_hold_any_out_train_ctc_for_a_few_epochs(flat_captchas, tmp_path):
+def test_too_few_captchas_to_hold_any_out_train_ctc_for_a_few_epochs(six_captchas, tmp_path):
     """Plain `captcha train` on six labelled captchas: nothing is held out to rank the methods or choose the epoch,
     so CTC from the general reader, for at most UNCHOSEN_EPOCHS (its least number of steps would overfit them)."""
-    import shutil
-
     from captcha.config import UNCHOSEN_EPOCHS
 
-    lines = (flat_captchas / "labels.csv").read_text().splitlines()
-    data = tmp_path / "six"
-    data.mkdir()
-    for line in lines[1:7]:
-        shutil.copy(flat_captchas / line.split(",")[0], data)
-    (data / "labels.csv").write_text("\n".join(lines[:7]) + "\n")
     said: list[str] = []
-    train(TrainConfig(data=str(data), out=str(tmp_path / "six.pt"), charset="ABC123"), say=said.append)
+    train(TrainConfig(data=str(six_captchas), out=str(tmp_path / "six.pt"), charset="ABC123"), say=said.append)
     ck = load_checkpoint(tmp_path / "six.pt")
     assert ck["method"] == "ctc" and ck["pretrained"] == "reader:reader-ctc.pt"
     assert ck["train_config"]["epochs"] == UNCHOSEN_EPOCHS == ck["refit"]["epochs"], said
