@@ -20,7 +20,6 @@ from torchvision.models.resnet import BasicBlock, conv1x1
 
 from ..charset import DEFAULT_ALPHABET
 from ..config import (
-    CTC_LAYER3_INNER,
     CTC_WIDTH,
     FREEZE_LEVELS,
     METHODS,
@@ -423,10 +422,10 @@ def resolve_pretrained(spec: str) -> tuple[str, dict[str, torch.Tensor] | None]:
 
 
 def resolve_start(spec: str, method: str, alphabet: str, fold_case: bool,
-                  layer3_inner: int = CTC_LAYER3_INNER) -> tuple[str, dict[str, torch.Tensor] | None]:
+                  layer3_inner: int) -> tuple[str, dict[str, torch.Tensor] | None]:
     """Where `captcha train` starts: CTC with ``auto`` starts from the general reader (its head mapped onto
-    the charset, narrowed to :data:`CTC_WIDTH` channels in layer4 and ``layer3_inner`` inside layer3)
-    when it is installed; ``reader`` asks for it;
+    the charset, narrowed to :data:`CTC_WIDTH` channels in layer4 and ``layer3_inner`` inside layer3, which
+    ``recipe.training_start`` chooses) when it is installed; ``reader`` asks for it;
     anything else is ``resolve_pretrained``."""
     if spec == "reader" or (spec == "auto" and method == "ctc" and shipped_reader().is_file()):
         return _shipped_reader_state(alphabet, fold_case, (CTC_WIDTH, layer3_inner) if method == "ctc" else None)

@@ -448,8 +448,8 @@ def choose_method(cfg: TrainConfig, charset: Charset, device: torch.device, say:
     readings: dict[str, Probe | None] = {}
     held_n = 0
     for method in sorted(METHODS, key=lambda m: m != "ctc"):
-        if method == "classify" and (not datas["ctc"].length or not held_n):  # the lengths vary: said below
-            if not held_n and datas["ctc"].length:
+        if method == "classify" and not (datas["ctc"].length and held_n):  # the lengths vary: said below
+            if datas["ctc"].length:  # one length, but nothing held out to rank the methods on
                 say(f"method auto: no training captchas held out to rank the methods on (a slice needs "
                     f"{MIN_SLICE_GROUPS} to train on beside the validation share), so ctc (--method overrides)")
             return MethodChoice("ctc", probes, datas["ctc"].segment, held_n, datas["ctc"], starts["ctc"],

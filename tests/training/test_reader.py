@@ -175,7 +175,7 @@ def test_the_shipped_reader_stores_its_channels_most_used_first_and_fine_tunes_s
 
     ckpt = load_checkpoint(shipped_reader(), kind="recognizer")
     assert ckpt.get(LAYER4_ORDER) and ckpt.get(LAYER3_ORDER)
-    start = resolve_start("auto", "ctc", "AB12", True)[1]
+    start = resolve_start("auto", "ctc", "AB12", True, CTC_LAYER3_INNER)[1]
     assert (state_width(start), state_layer3_inner(start)) == (CTC_WIDTH, CTC_LAYER3_INNER) < (512, 256)
     whole = resolve_pretrained("reader")[1]
     assert (state_width(whole), state_layer3_inner(whole)) == (512, 256)
