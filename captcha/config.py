@@ -327,6 +327,15 @@ PRICE_BATCHES = 3
 # lso-eroded-arc5 3 + 3 epochs (the refit's): 22.4% full-string.
 PROBE_SHARE = 0.25
 VAL_FRACTION = 0.2  # of a flat folder's captchas, held out to measure the model (not to choose anything)
+# A slice of fewer than MIN_SLICE held-out captchas (characters, in the course layout) is none: one captcha is a fifth
+# of it or more, and what the slice chose on 2 or 3 was chance, e.g. the general reader reading none of a far
+# site's slice set a high peak rate and a magnified input, which a handful of captchas cannot train. Plain `captcha
+# train` on the first 12 / 25 / 50 (bench/real.py's split; test quarters, leave-style-out sites on the first 1,000 of
+# their wider tests), a slice of 2 / 3 / 6 against none (tuned-on; set between 3 and 6): sysu 69.13 -> 76.09, 79.57
+# -> 82.61, 86.52 -> 85.65%; captcha_images_v2 82.31 -> 79.62, 72.69 -> 89.62, 98.08 -> 98.08; lso-halftone-band4
+# 5.80 -> 46.50, 52.50 -> 61.60, 80.40 -> 70.60; lso-eroded-band6 1.30 -> 13.20, 17.90 -> 24.20, 46.10 -> 37.80:
+# docs/measurements.md, "A slice too small to measure".
+MIN_SLICE = 4
 # A run that fits once (no refit: REFIT_MIN_EPOCHS) chooses nothing by the validation share, which then only measures
 # it, and would learn from every captcha of it that it does not need: unless --val-fraction is given, such a run
 # trains on all but ONE_FIT_VALIDATION of them (at most 7 points of standard error on the figure it reports). Plain
@@ -348,7 +357,7 @@ AUTO_EPOCHS = (3, 40)  # the least and the most epochs --epochs auto gives the c
 # a small set gets more epochs, up to this many optimizer steps: on sysu (tuned on) 100 captchas read by CTC
 # from the general reader 70.4% after 10 epochs (20 steps), 84.3% after 60 (120 steps) and after 150 (300)
 AUTO_MIN_STEPS = 150
-# ... but where nothing is held out to choose the epoch by (under 8 training captchas, `dataset.MIN_SLICE_GROUPS`),
+# ... but where nothing is held out to choose the epoch by (fewer than MIN_SLICE captchas would be),
 # the last is kept, and a few captchas' many steps overfit them: at most this many epochs, and no least number of
 # steps. `captcha train --epochs N` on the first 5 or 9 captchas (bench/real.py's split; test quarters; tuned-on),
 # N = 5 / 20 / 40 against the least steps' 105-109: sysu from 5 81.74 / 70.00 / 53.04 / 47.83%, from 9 - / 76.52 /

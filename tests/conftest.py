@@ -97,7 +97,7 @@ def mixed_captchas(flat_captchas, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def six_captchas(flat_captchas, tmp_path_factory):
-    """The first six flat captchas: too few to hold any out (a slice needs 8 to train on beside validation)."""
+    """The first six flat captchas: too few to hold any out (`config.MIN_SLICE`)."""
     import shutil
 
     root = tmp_path_factory.mktemp("six")

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from ..charset import Charset
-from ..config import PROBE_RIDGE, SPLITTERS, TrainConfig
+from ..config import MIN_SLICE, PROBE_RIDGE, SPLITTERS, TrainConfig
 from ..data.layout import detect_layout, load_images, one_length
 from ..data.preprocess import Preprocess
 from ..data.segment import SegmentConfig, split, to_content
@@ -30,9 +30,6 @@ from .loop import frozen_outputs
 from .stylematch import synthesize
 
 log = logging.getLogger(__name__)
-
-MIN_SLICE_GROUPS = 8  # with fewer training captchas (or characters) than this, nothing is held out
-
 
 
 @dataclass
@@ -75,10 +72,12 @@ def hold_out_slice(groups: list[int], fraction: float, seed: int,
                    always_fit: frozenset[int] = frozenset()) -> tuple[list[int], list[int]]:
     """(indices to fit on, indices of the held-out slice): about ``fraction`` of the groups, chosen by
     ``seed``. The slice picks the recipe and the epoch kept, so the reported val set is never used to
-    choose; all crops of one captcha fall on the same side; groups in ``always_fit`` are never held out."""
+    choose; all crops of one captcha fall on the same side; groups in ``always_fit`` are never held out. A slice
+    of fewer than :data:`MIN_SLICE` groups is none."""
     order = sorted(set(groups) - always_fit)
     random.Random(seed_for(seed, "slice")).shuffle(order)
-    held = set(order[: round(len(order) * fraction)]) if len(order) >= MIN_SLICE_GROUPS else set()
+    share = round(len(order) * fraction)
+    held = set(order[:share]) if share >= MIN_SLICE else set()
     fit = [i for i, g in enumerate(groups) if g not in held]
     return fit, [i for i, g in enumerate(groups) if g in held]
 

@@ -34,6 +34,7 @@ from ..config import (
     CTC_LAYER3_NARROW_FROM,
     CTC_MAGNIFY,
     METHODS,
+    MIN_SLICE,
     NONE_WHOLE,
     ONE_LENGTH_SHARE,
     PRICE_BATCHES,
@@ -65,7 +66,7 @@ from ..nn.networks import (
     resolve_start,
     start_height,
 )
-from .dataset import MIN_SLICE_GROUPS, TrainingData, hold_out_slice, load_training_data
+from .dataset import TrainingData, hold_out_slice, load_training_data
 from .loop import (
     CTCLoss,
     Trainable,
@@ -450,8 +451,8 @@ def choose_method(cfg: TrainConfig, charset: Charset, device: torch.device, say:
     for method in sorted(METHODS, key=lambda m: m != "ctc"):
         if method == "classify" and not (datas["ctc"].length and held_n):  # the lengths vary: said below
             if datas["ctc"].length:  # one length, but nothing held out to rank the methods on
-                say(f"method auto: no training captchas held out to rank the methods on (a slice needs "
-                    f"{MIN_SLICE_GROUPS} to train on beside the validation share), so ctc (--method overrides)")
+                say(f"method auto: no training captchas held out to rank the methods on (a slice of fewer than "
+                    f"{MIN_SLICE} would measure nothing), so ctc (--method overrides)")
             return MethodChoice("ctc", probes, datas["ctc"].segment, held_n, datas["ctc"], starts["ctc"],
                                 readings["ctc"])
         mcfg = dataclasses.replace(cfg, method=method)

@@ -32,6 +32,14 @@ def test_the_slice_is_deterministic_and_keeps_a_captchas_crops_together():
     assert hold_out_slice(list(range(5)), 0.15, seed=0) == ([0, 1, 2, 3, 4], [])  # too little to hold out
 
 
+def test_a_slice_of_fewer_than_min_slice_captchas_is_none():
+    """Fifteen percent of 20 training captchas (3) would measure nothing: none is held out; of 24 (4), it is."""
+    from captcha.config import MIN_SLICE
+
+    assert hold_out_slice(list(range(20)), 0.15, seed=0)[1] == [] and round(20 * 0.15) == MIN_SLICE - 1
+    assert len(hold_out_slice(list(range(24)), 0.15, seed=0)[1]) == MIN_SLICE
+
+
 def test_candidates():
     auto = TrainConfig()
     assert [(p.freeze, p.size) for p in candidates(auto, pretrained=True)] == \
