@@ -488,7 +488,9 @@ def train(data_dir, out, pretrained, freeze, epochs, budget, batch_size, optimiz
     best = result["best"]
     why = "the best on the held-out slice of the training data" if result.get("held_out_acc") is not None else \
         "the last: nothing was held out to choose by"
-    click.echo(f"kept epoch {best.get('epoch')} ({why}): val char acc "
+    kept = "the general reader, untrained (it read the training captchas better than fine-tunes on half of them)" \
+        if result.get("kept_reader") else f"epoch {best.get('epoch')} ({why})"
+    click.echo(f"kept {kept}: val char acc "
                f"{_pct(best.get('char_acc', best.get('captcha_char_acc')))}, full-string acc {_pct(best.get('string_acc'))}; "
                f"{result['train_seconds']:.1f}s of training")
     refit = result.get("refit")

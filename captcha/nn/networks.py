@@ -335,10 +335,16 @@ def shipped_reader() -> Path:
 
 
 @functools.lru_cache(maxsize=4)
+def reader_size(path: str | None = None) -> tuple[int, int]:
+    """The input size (height, width) a general reader (the shipped one by default) reads at."""
+    path = Path(path) if path else shipped_reader()
+    height, width = check_checkpoint(read_weights_file(path), path, "recognizer")["preprocess"]["size"]
+    return int(height), int(width)
+
+
 def reader_height(path: str | None = None) -> int:
     """The input height the general reader was trained at: a CTC fine-tune from it reads at that scale."""
-    path = Path(path) if path else shipped_reader()
-    return int(check_checkpoint(read_weights_file(path), path, "recognizer")["preprocess"]["size"][0])
+    return reader_size(path)[0]
 
 
 def reads_already(source: str) -> bool:

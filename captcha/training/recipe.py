@@ -212,7 +212,7 @@ def run_probe(probe: Probe, cfg: TrainConfig, num_classes: int, state: dict[str,
     """Train ``probe``'s recipe briefly on ``fit`` (images, targets) and score it on ``held``; with the
     captcha ``length`` (held-out crops in whole captchas) also per whole captcha. With no ``epochs``,
     the start as it is."""
-    model, pre = _train_briefly(probe, cfg, num_classes, state, source, fit, device, epochs, PROBE_SAMPLES)
+    model, pre = train_briefly(probe, cfg, num_classes, state, source, fit, device, epochs, PROBE_SAMPLES)
     if epochs:
         probe.state = model.state_dict()  # detached; the probe's network is not used again
     held_x = np.stack([pre(im) for im in held[0]])
@@ -232,7 +232,7 @@ def run_probe(probe: Probe, cfg: TrainConfig, num_classes: int, state: dict[str,
     return probe
 
 
-def _train_briefly(probe: Probe, cfg: TrainConfig, num_classes: int, state: dict[str, torch.Tensor] | None,
+def train_briefly(probe: Probe, cfg: TrainConfig, num_classes: int, state: dict[str, torch.Tensor] | None,
                    source: str, fit: tuple[list, list], device: torch.device, epochs: int, samples: int,
                    timing: dict[str, Any] | None = None) -> tuple[CharNet, Preprocess]:
     """``probe``'s recipe trained for ``epochs`` on at most ``samples`` of ``fit``, timed into the probe;
@@ -273,7 +273,7 @@ def price(probe: Probe, cfg: TrainConfig, num_classes: int, state: dict[str, tor
     `--epochs auto` prices a recipe by when there was nothing to choose between. The first step (which
     also sets up the kernels) and building the network are left out; preparing the samples is not."""
     timing: dict[str, Any] = {}
-    _train_briefly(probe, cfg, num_classes, state, source, fit, device, 1, PRICE_BATCHES * cfg.batch, timing)
+    train_briefly(probe, cfg, num_classes, state, source, fit, device, 1, PRICE_BATCHES * cfg.batch, timing)
     steps = timing["steps"]
     timed = steps[1:] or steps
     prepare = max(probe.seconds - timing["build"] - sum(steps), 0.0)  # augmenting (and the frozen stages' pass)

@@ -96,6 +96,7 @@ from .loop import (
     train_one_epoch,
     validate,
 )
+from .readercheck import check_reader, solving_reader
 from .recipe import (
     MethodChoice,
     choose_method,
@@ -161,12 +162,14 @@ def training_charset(cfg: TrainConfig, say: Callable[[str], None]) -> Charset:
 
 
 def train(cfg: TrainConfig, say: Callable[[str], None] = log.info, progress: bool = False,
-          pseudo: list | None = None, warm: dict[str, torch.Tensor] | None = None) -> dict[str, Any]:
+          pseudo: list | None = None, warm: dict[str, torch.Tensor] | None = None,
+          refitting: bool = False) -> dict[str, Any]:
     """Train a recognizer as configured; writes the best checkpoint to ``cfg.out``; returns the result.
 
     With ``cfg.unlabelled`` a second round follows on labelled + pseudo-labelled captchas (``selftrain``);
     ``pseudo`` is that round's pseudo-labelled captchas. ``warm``: weights to go on from instead of the
-    pretrained start's (a refit goes on from where its first fit began)."""
+    pretrained start's (a refit goes on from where its first fit began); ``refitting``: this is a refit, which
+    trains as its first fit chose."""
     started = time.perf_counter()
     cfg = dataclasses.replace(cfg)  # the auto settings are filled in below; the caller's config stays as given
     torch.manual_seed(cfg.seed)
@@ -204,6 +207,7 @@ def train(cfg: TrainConfig, say: Callable[[str], None] = log.info, progress: boo
             cfg.method = "classify"
     data = choice.data if choice else load_training_data(cfg, charset, segment, extra)
     fit_idx, held_idx, fit, held = _split(data, cfg)
+    none_held = not held[0]  # (one fit may train on the slice later: it was held out to choose the recipe by)
     if device.type == "cuda" and world > 1:
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
         torch.cuda.set_device(device)
@@ -221,6 +225,20 @@ def train(cfg: TrainConfig, say: Callable[[str], None] = log.info, progress: boo
             data = load_training_data(cfg, charset, data.segment, extra)
         if widened or (held[0] and not cfg.select_fraction):  # one fit: the slice is trained on
             fit_idx, held_idx, fit, held = _split(data, cfg)
+    kept_reader = False
+    if _checks_reader(cfg, source, none_held, extra, unlabelled, resume) and not refitting and rank == 0 and \
+            world == 1:
+        reader = solving_reader(charset)
+        check = check_reader(cfg, charset, model.state_dict(), source, fit, data.length, device, reader)
+        recipe["reader_check"] = check.to_dict()
+        kept_reader = check.kept
+        say(f"none of the {len(fit[0])} training captchas held out, so the general reader ({reader[0]}), untrained, "
+            f"read them all: {check.reader} right; two fine-tunes of {check.epochs} epochs, each on half of them, read "
+            f"{check.fine_tuned} of the other halves right: "
+            + ("keeping the reader, nothing trained (--pretrained reader fine-tunes it anyway)" if kept_reader else
+               "training"))
+        if kept_reader:
+            source, model, cfg.size, cfg.freeze, cfg.epochs = reader[0], reader[1], reader[2], "none", 0
     freeze = cfg.freeze
     model = model.to(device, memory_format=torch.channels_last)
     pre = Preprocess(size=cfg.size)
@@ -266,24 +284,27 @@ def train(cfg: TrainConfig, say: Callable[[str], None] = log.info, progress: boo
               "keeping the last epoch (none of them held out to choose by)")
     checks = " and ".join(f"{n} {what}" for n, what in ((len(data.char_images), "chars"),
                                                         (len(data.captchas), "captchas")) if n) or "nothing"
-    say(f"training on {len(targets)} {unit} ({data.split['layout']} layout, input {pre.size[0]}x{pre.size[1]}, "
-        f"{cfg.epochs} epochs"
-        + (f", going on from the probe at a peak rate of {lr:.2g} with no warm-up" if went_on else "")
-        + f"), {choice}, validating on {checks}; "
-        f"pretrained={source}, freeze={freeze}, {'cached features after ' + stop if cached else 'plain path'}"
-        + (f", {model.width} channels in layer4 and {model.layer3_inner} inside each layer3 block"
-           if cfg.method == "ctc" else "")
-        + (f", {world} processes" if world > 1 else ""))
-    if reads_already(source) and held[0] and rank == 0 and not resume:
+    if not kept_reader:
+        say(f"training on {len(targets)} {unit} ({data.split['layout']} layout, input {pre.size[0]}x{pre.size[1]}, "
+            f"{cfg.epochs} epochs"
+            + (f", going on from the probe at a peak rate of {lr:.2g} with no warm-up" if went_on else "")
+            + f"), {choice}, validating on {checks}; "
+            f"pretrained={source}, freeze={freeze}, {'cached features after ' + stop if cached else 'plain path'}"
+            + (f", {model.width} channels in layer4 and {model.layer3_inner} inside each layer3 block"
+               if cfg.method == "ctc" else "")
+            + (f", {world} processes" if world > 1 else ""))
+    if reads_already(source) and (held[0] or kept_reader) and rank == 0 and not resume:
         # the general reader reads before training: with few captchas a short fine-tune can read the
         # site worse than the start did, so the start competes as "epoch 0" for the checkpoint kept
+        # (and where the untrained reader is kept, it is the checkpoint)
         start = {"epoch": 0, "loss": None, "train_seconds": 0.0, "select": select(model),
                  **validate(model, char_x, np.asarray(data.char_targets), cap_x, cap_labels, charset, data.length,
                             cfg.method)}
         keeper.update(start["select"], 0)
         save_checkpoint(_payload(cfg, model, charset, pre, data, source, recipe, [start], 0.0), out)
-        say(f"before training ({'the chosen probe' if warm is not None else source}): held-out training slice "
-            f"{100 * keeper.best_acc:.2f}%")
+        if held[0]:
+            say(f"before training ({'the chosen probe' if warm is not None else source}): held-out training slice "
+                f"{100 * keeper.best_acc:.2f}%")
     # the chosen probe's weights, for the refit of a resumed run: unchanging, so kept only where a refit may follow
     for_refit = {"warm": warm} if warm is not None and _refit_planned(cfg, world) else {}
     net: nn.Module = Trainable(model, stop if cached else None)
@@ -382,7 +403,7 @@ def train(cfg: TrainConfig, say: Callable[[str], None] = log.info, progress: boo
         save_checkpoint(final, out)
     result = {"checkpoint": str(out), "curve": str(curve), "method": cfg.method, "history": history,
               "best": final["metrics"] if final else {}, "train_seconds": train_seconds, "warnings": problems,
-              "held_out_acc": keeper.best_acc if held[0] else None}
+              "held_out_acc": keeper.best_acc if held[0] else None, "kept_reader": kept_reader}
     if unlabelled and final is not None and world == 1:
         result = self_train(cfg, data, unlabelled, result, say, progress)
         # a second round not kept leaves the first fit, which goes on as it would have without --unlabelled
@@ -390,6 +411,15 @@ def train(cfg: TrainConfig, say: Callable[[str], None] = log.info, progress: boo
     if refitting:
         result = refit(cfg, data, result, keeper.best_epoch, say, progress, warm)
     return result
+
+
+def _checks_reader(cfg: TrainConfig, source: str, none_held: bool, extra: list, unlabelled: list,
+                   resume: dict[str, Any] | None) -> bool:
+    """Whether a run asks if the general reader, untrained, reads the site better than a fine-tune (see
+    ``readercheck``): a CTC fine-tune from the reader that `--pretrained auto` chose, nothing held out to measure
+    it by, and no captchas to learn from but the labelled ones."""
+    return (cfg.method == "ctc" and cfg.pretrained == "auto" and reads_already(source) and none_held
+            and not extra and not unlabelled and not resume)
 
 
 def _judged(keeper: EpochKeeper, held: bool, final: dict[str, Any] | None, data: TrainingData,
@@ -488,7 +518,7 @@ def refit(cfg: TrainConfig, data: TrainingData, first: dict[str, Any], epochs: i
     start = " (the chosen probe's weights)" if warm is not None else ""
     say(f"refit: training again from the start{start} on every labelled captcha for the {epochs} epochs kept "
         "(--no-refit keeps the first fit)")
-    refitted = train(again, say, progress, warm=warm)
+    refitted = train(again, say, progress, warm=warm, refitting=True)
     kept, ckpt = load_checkpoint(out, kind="recognizer"), load_checkpoint(tmp, kind="recognizer")
     for key in ("recipe", "temperature", "calibration", "warnings", "self_training", "synthetic"):
         if key in kept:

@@ -272,16 +272,64 @@ def test_the_keeper_keeps_the_annealed_last_epoch_and_trains_every_epoch():
     assert run([0.97, 0.96], 2, start=0.97) == [0, 1, 2]  # then the last epoch, within noise of it
 
 
-def test_too_few_captchas_to_hold_any_out_train_ctc_for_a_few_epochs(six_captchas, tmp_path):
+def _reader_checked(monkeypatch, reader: int, fine_tuned: int) -> list:
+    """The reader check as if the untrained reader read ``reader`` training captchas right and the half fine-tunes
+    ``fine_tuned``; returns the list its calls are recorded in."""
+    from captcha.training import train as train_module
+    from captcha.training.readercheck import ReaderCheck
+
+    calls = []
+
+    def checked(cfg, charset, state, source, fit, length, device, reader_):
+        calls.append((len(fit[0]), source, reader_[0]))
+        return ReaderCheck(len(fit[0]), reader, fine_tuned, cfg.epochs)
+
+    monkeypatch.setattr(train_module, "check_reader", checked)
+    return calls
+
+
+def test_too_few_captchas_to_hold_any_out_train_ctc_for_a_few_epochs(six_captchas, tmp_path, monkeypatch):
     """Plain `captcha train` on six labelled captchas: nothing is held out to rank the methods or choose the epoch,
-    so CTC from the general reader, for at most UNCHOSEN_EPOCHS (its least number of steps would overfit them)."""
+    so CTC from the general reader, for at most UNCHOSEN_EPOCHS (its least number of steps would overfit them),
+    unless the untrained reader reads them better than fine-tunes on half of them (here it does not)."""
     from captcha.config import UNCHOSEN_EPOCHS
 
+    calls = _reader_checked(monkeypatch, reader=1, fine_tuned=2)
     said: list[str] = []
     train(TrainConfig(data=str(six_captchas), out=str(tmp_path / "six.pt"), charset="ABC123"), say=said.append)
     ck = load_checkpoint(tmp_path / "six.pt")
     assert ck["method"] == "ctc" and ck["pretrained"] == "reader:reader-ctc.pt"
     assert ck["train_config"]["epochs"] == UNCHOSEN_EPOCHS == ck["refit"]["epochs"], said
+    assert calls == [(len(calls) and calls[0][0], "reader:reader-ctc.pt", "reader:reader-ctc-textures.pt")]
+    assert ck["recipe"]["reader_check"] == {"captchas": calls[0][0], "reader": 1, "fine_tuned": 2,
+                                            "epochs": UNCHOSEN_EPOCHS, "kept": False}
+
+
+def test_too_few_captchas_that_the_untrained_reader_reads_better_keep_it(six_captchas, tmp_path, monkeypatch):
+    """Where the untrained reader reads the training captchas better than fine-tunes on half of them, the run keeps
+    it, nothing trained: the whole solving reader, its head on the site's characters, held to the site's length,
+    measured on the validation captchas like any model."""
+    from captcha.inference.load import load_solver
+
+    _reader_checked(monkeypatch, reader=3, fine_tuned=1)
+    said: list[str] = []
+    out = tmp_path / "kept.pt"
+    result = train(TrainConfig(data=str(six_captchas), out=str(out), charset="ABC123"), say=said.append)
+    ck = load_checkpoint(out)
+    assert result["kept_reader"] and not result.get("refit") and result["train_seconds"] == 0.0
+    assert ck["pretrained"] == "reader:reader-ctc-textures.pt" and ck["train_config"]["epochs"] == 0
+    assert (ck["width"], ck["layer3_inner"], ck["length"]) == (512, 256, 4)
+    assert ck["recipe"]["reader_check"]["kept"] and "string_acc" in ck["metrics"]
+    assert not any(s.startswith("training on") for s in said), said
+    image = sorted(six_captchas.glob("*.png"))[0]
+    assert len(load_solver(out).solve(image).text) == 4
+
+
+def test_the_reader_check_is_skipped_where_the_start_was_asked_for(six_captchas, tmp_path, monkeypatch):
+    calls = _reader_checked(monkeypatch, reader=3, fine_tuned=1)
+    train(TrainConfig(data=str(six_captchas), out=str(tmp_path / "asked.pt"), charset="ABC123", pretrained="reader",
+                      epochs=1))
+    assert calls == [] and load_checkpoint(tmp_path / "asked.pt")["train_config"]["epochs"] == 1
 
 
 def test_self_training_reads_unlabelled_captchas_and_keeps_the_better_round(flat_captchas, tmp_path):

@@ -1,0 +1,54 @@
+import torch
+
+from captcha.charset import Charset
+from captcha.config import TrainConfig
+from captcha.inference.load import general_reader_path
+from captcha.nn.networks import reader_size
+from captcha.training import readercheck
+from captcha.training.dataset import load_training_data
+from captcha.training.readercheck import (
+    ReaderCheck,
+    check_reader,
+    reads_right,
+    solving_reader,
+)
+from captcha.training.recipe import training_start
+
+
+def test_the_reader_is_kept_only_where_it_reads_more_than_the_fine_tunes():
+    assert not ReaderCheck(captchas=6, reader=3, fine_tuned=3, epochs=20).kept  # a tie trains: it learns the labels
+    assert ReaderCheck(captchas=6, reader=4, fine_tuned=3, epochs=20).to_dict() == \
+        {"captchas": 6, "reader": 4, "fine_tuned": 3, "epochs": 20, "kept": True}
+
+
+def test_solving_reader_is_the_whole_reader_with_its_head_on_the_sites_characters():
+    source, model, size = solving_reader(Charset("ABC123"))
+    assert source == f"reader:{general_reader_path().name}"
+    assert model.fc.out_features == 6 + 1  # and the blank
+    assert (model.width, model.layer3_inner) == (512, 256)  # not narrowed: nothing is trained from it
+    assert size == reader_size(str(general_reader_path()))
+
+
+def test_check_reader_reads_every_training_captcha_untrained_and_each_half_with_the_other_halfs_fine_tune(
+        six_captchas, monkeypatch):
+    charset = Charset("ABC123")
+    cfg = TrainConfig(data=str(six_captchas), charset=charset.alphabet, method="ctc", epochs=1, size=(48, 96),
+                      batch_size=4)
+    data = load_training_data(cfg, charset)
+    fit = (data.train_images, data.train_targets)
+    source, state = training_start(cfg, "ctc", charset, data)
+    trained_on = []
+    real = readercheck.train_briefly
+
+    def recorded(probe, cfg, num, state, source, fit, *args):
+        trained_on.append(len(fit[0]))
+        return real(probe, cfg, num, state, source, fit, *args)
+
+    monkeypatch.setattr(readercheck, "train_briefly", recorded)
+    reader = solving_reader(charset)
+    check = check_reader(cfg, charset, state, source, fit, data.length, torch.device("cpu"), reader)
+    n = len(fit[0])
+    assert check.captchas == n and sorted(trained_on) == [n // 2, n - n // 2]
+    assert 0 <= check.fine_tuned <= n and check.epochs == 1
+    labels = [charset.decode(t) for t in fit[1]]
+    assert check.reader == reads_right(reader[1], reader[2], fit[0], labels, charset, data.length)
