@@ -488,7 +488,7 @@ def train(data_dir, out, pretrained, freeze, epochs, budget, batch_size, optimiz
     best = result["best"]
     why = "the best on the held-out slice of the training data" if result.get("held_out_acc") is not None else \
         "the last: nothing was held out to choose by"
-    kept = "the general reader, untrained (it read the training captchas better than fine-tunes on half of them)" \
+    kept = "the general reader, untrained (it read clearly more of the training captchas than fine-tunes on the rest)" \
         if result.get("kept_reader") else f"epoch {best.get('epoch')} ({why})"
     click.echo(f"kept {kept}: val char acc "
                f"{_pct(best.get('char_acc', best.get('captcha_char_acc')))}, full-string acc {_pct(best.get('string_acc'))}; "

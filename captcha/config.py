@@ -336,6 +336,12 @@ VAL_FRACTION = 0.2  # of a flat folder's captchas, held out to measure the model
 # 5.80 -> 46.50, 52.50 -> 61.60, 80.40 -> 70.60; lso-eroded-band6 1.30 -> 13.20, 17.90 -> 24.20, 46.10 -> 37.80:
 # docs/measurements.md, "A slice too small to measure".
 MIN_SLICE = 4
+# With none held out, the untrained general reader competes with fine-tunes on the training captchas
+# (training.readercheck), each fine-tune on all but one of READER_CHECK_FOLDS folds: on half of them (two folds), the
+# fine-tunes on a far site read too little to be told from the reader (lso-eroded-band6 from 25: 2 of 20 against the
+# reader's 4; kept, the reader read 12.40% of the test quarter where a fine-tune reads 22.80%); a quarter left out
+# costs twice the training of a half, and fewer captchas kept out of each fit.
+READER_CHECK_FOLDS = 4
 # A run that fits once (no refit: REFIT_MIN_EPOCHS) chooses nothing by the validation share, which then only measures
 # it, and would learn from every captcha of it that it does not need: unless --val-fraction is given, such a run
 # trains on all but ONE_FIT_VALIDATION of them (at most 7 points of standard error on the figure it reports). Plain

@@ -226,15 +226,16 @@ def train(cfg: TrainConfig, say: Callable[[str], None] = log.info, progress: boo
         if widened or (held[0] and not cfg.select_fraction):  # one fit: the slice is trained on
             fit_idx, held_idx, fit, held = _split(data, cfg)
     kept_reader = False
-    if _checks_reader(cfg, source, none_held, extra, unlabelled, resume) and not refitting and rank == 0 and \
+    if _checks_reader(cfg, source, none_held, fit, extra, unlabelled, resume) and not refitting and rank == 0 and \
             world == 1:
         reader = solving_reader(charset)
         check = check_reader(cfg, charset, model.state_dict(), source, fit, data.length, device, reader)
         recipe["reader_check"] = check.to_dict()
         kept_reader = check.kept
         say(f"none of the {len(fit[0])} training captchas held out, so the general reader ({reader[0]}), untrained, "
-            f"read them all: {check.reader} right; two fine-tunes of {check.epochs} epochs, each on half of them, read "
-            f"{check.fine_tuned} of the other halves right: "
+            f"read them all against fine-tunes of {check.epochs} epochs on all but a quarter of them reading that "
+            f"quarter: {check.reader_only} read right by the reader only, {check.fine_tuned_only} by the fine-tunes "
+            "only: "
             + ("keeping the reader, nothing trained (--pretrained reader fine-tunes it anyway)" if kept_reader else
                "training"))
         if kept_reader:
@@ -413,13 +414,14 @@ def train(cfg: TrainConfig, say: Callable[[str], None] = log.info, progress: boo
     return result
 
 
-def _checks_reader(cfg: TrainConfig, source: str, none_held: bool, extra: list, unlabelled: list,
-                   resume: dict[str, Any] | None) -> bool:
+def _checks_reader(cfg: TrainConfig, source: str, none_held: bool, fit: tuple[list, list], extra: list,
+                   unlabelled: list, resume: dict[str, Any] | None) -> bool:
     """Whether a run asks if the general reader, untrained, reads the site better than a fine-tune (see
     ``readercheck``): a CTC fine-tune from the reader that `--pretrained auto` chose, nothing held out to measure
-    it by, and no captchas to learn from but the labelled ones."""
+    it by, at least two captchas to fit (one fine-tune reads what the other leaves out), and none to learn from but
+    the labelled ones."""
     return (cfg.method == "ctc" and cfg.pretrained == "auto" and reads_already(source) and none_held
-            and not extra and not unlabelled and not resume)
+            and not extra and not unlabelled and not resume and len(fit[0]) >= 2)
 
 
 def _judged(keeper: EpochKeeper, held: bool, final: dict[str, Any] | None, data: TrainingData,
