@@ -233,8 +233,8 @@ def run_probe(probe: Probe, cfg: TrainConfig, num_classes: int, state: dict[str,
 
 
 def train_briefly(probe: Probe, cfg: TrainConfig, num_classes: int, state: dict[str, torch.Tensor] | None,
-                   source: str, fit: tuple[list, list], device: torch.device, epochs: int, samples: int,
-                   timing: dict[str, Any] | None = None) -> tuple[CharNet, Preprocess]:
+                  source: str, fit: tuple[list, list], device: torch.device, epochs: int, samples: int,
+                  timing: dict[str, Any] | None = None) -> tuple[CharNet, Preprocess]:
     """``probe``'s recipe trained for ``epochs`` on at most ``samples`` of ``fit``, timed into the probe;
     ``timing`` gets the seconds building the network took ("build") and each optimizer step's ("steps")."""
     timing = {} if timing is None else timing

@@ -226,8 +226,7 @@ def train(cfg: TrainConfig, say: Callable[[str], None] = log.info, progress: boo
         if widened or (held[0] and not cfg.select_fraction):  # one fit: the slice is trained on
             fit_idx, held_idx, fit, held = _split(data, cfg)
     kept_reader = False
-    if _checks_reader(cfg, source, none_held, fit, extra, unlabelled, resume) and not refitting and rank == 0 and \
-            world == 1:
+    if _checks_reader(cfg, source, none_held, fit, extra, unlabelled, bool(resume) or refitting) and rank == 0 and world == 1:
         reader = solving_reader(charset)
         check = check_reader(cfg, charset, model.state_dict(), source, fit, data.length, device, reader)
         recipe["reader_check"] = check.to_dict()
@@ -415,13 +414,13 @@ def train(cfg: TrainConfig, say: Callable[[str], None] = log.info, progress: boo
 
 
 def _checks_reader(cfg: TrainConfig, source: str, none_held: bool, fit: tuple[list, list], extra: list,
-                   unlabelled: list, resume: dict[str, Any] | None) -> bool:
+                   unlabelled: list, going_on: bool) -> bool:
     """Whether a run asks if the general reader, untrained, reads the site better than a fine-tune (see
     ``readercheck``): a CTC fine-tune from the reader that `--pretrained auto` chose, nothing held out to measure
-    it by, at least two captchas to fit (one fine-tune reads what the other leaves out), and none to learn from but
-    the labelled ones."""
+    it by, at least two captchas to fit (one fine-tune reads what the other leaves out), none to learn from but
+    the labelled ones, and not ``going_on`` from an earlier fit (a resumed run, or a refit: its first fit asked)."""
     return (cfg.method == "ctc" and cfg.pretrained == "auto" and reads_already(source) and none_held
-            and not extra and not unlabelled and not resume and len(fit[0]) >= 2)
+            and not extra and not unlabelled and not going_on and len(fit[0]) >= 2)
 
 
 def _judged(keeper: EpochKeeper, held: bool, final: dict[str, Any] | None, data: TrainingData,
