@@ -226,7 +226,8 @@ def train(cfg: TrainConfig, say: Callable[[str], None] = log.info, progress: boo
         if widened or (held[0] and not cfg.select_fraction):  # one fit: the slice is trained on
             fit_idx, held_idx, fit, held = _split(data, cfg)
     kept_reader = False
-    if _checks_reader(cfg, source, none_held, fit, extra, unlabelled, bool(resume) or refitting) and rank == 0 and world == 1:
+    going_on = bool(resume) or refitting
+    if _checks_reader(cfg, source, none_held, fit, extra, unlabelled, going_on) and rank == 0 and world == 1:
         reader = solving_reader(charset)
         check = check_reader(cfg, charset, model.state_dict(), source, fit, data.length, device, reader)
         recipe["reader_check"] = check.to_dict()
