@@ -171,6 +171,7 @@ def train(cfg: TrainConfig, say: Callable[[str], None] = log.info, progress: boo
     pretrained start's (a refit goes on from where its first fit began); ``refitting``: this is a refit, which
     trains as its first fit chose."""
     started = time.perf_counter()
+    whole_run = not refitting and pseudo is None  # not a refit's or a self-training round's inner run
     cfg = dataclasses.replace(cfg)  # the auto settings are filled in below; the caller's config stays as given
     torch.manual_seed(cfg.seed)
     device = resolve_device(cfg.device)  # a device that is not there fails before any work
@@ -183,6 +184,9 @@ def train(cfg: TrainConfig, say: Callable[[str], None] = log.info, progress: boo
     unlabelled = unlabelled_images(cfg.unlabelled) if cfg.unlabelled else []  # a wrong folder fails before training
     out = Path(cfg.out)
     last_path = last_file(out)
+    done = _finished_run(out, last_path, cfg.epochs, say) if cfg.resume and rank == 0 and world == 1 else None
+    if done is not None:
+        return done
     resume = load_checkpoint(last_path, kind="recognizer") if cfg.resume and last_path.is_file() else None
     if cfg.resume and resume is None:
         say(f"--resume: no {last_path} yet, starting afresh")
@@ -411,7 +415,27 @@ def train(cfg: TrainConfig, say: Callable[[str], None] = log.info, progress: boo
         refitting = not result["self_training"]["kept"] and refit_wanted()
     if refitting:
         result = refit(cfg, data, result, keeper.best_epoch, say, progress, warm)
+    if whole_run and out.is_file():
+        save_checkpoint({**load_checkpoint(out), "finished": {"epochs": cfg.epochs, "result": result}}, out)
     return result
+
+
+def _finished_run(out: Path, last_path: Path, epochs: int | None, say: Callable[[str], None]) -> dict[str, Any] | None:
+    """What ``--resume`` of a finished run returns where it asks for no more epochs than were trained: the run's
+    own result, nothing trained again. Asked for more, a run whose refit replaced the first fit's checkpoint gets
+    that fit's last state back there (the refit goes on from the fit, not from itself); None: train."""
+    ckpt = load_checkpoint(out, kind="recognizer") if out.is_file() else None
+    done = ckpt.get("finished") if ckpt else None
+    if done is None:
+        return None
+    if epochs is None or epochs <= done["epochs"]:
+        say(f"--resume: {out} is a finished run of {done['epochs']} epochs, so nothing is trained again "
+            "(--epochs N above that trains on to epoch N; without --resume a run starts afresh)")
+        return done["result"]
+    if "refit" in ckpt and last_path.is_file():
+        last = load_checkpoint(last_path, kind="recognizer")
+        save_checkpoint({k: v for k, v in last.items() if k not in ("optimizer", "scheduler", "warm")}, out)
+    return None
 
 
 def _checks_reader(cfg: TrainConfig, source: str, none_held: bool, fit: tuple[list, list], extra: list,

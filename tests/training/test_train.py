@@ -227,15 +227,20 @@ def test_resume_with_more_epochs_on_the_default_path(tiny_data, tmp_path):
     first = load_checkpoint(out.with_name("r.last.pt"))
     res = CliRunner().invoke(main, args + ["--epochs", "3", "--resume"])
     assert res.exit_code == 0, res.output
+    said = [line for line in res.output.splitlines() if line.startswith("kept epoch")]
     assert "(the best on the held-out slice of the training data)" in res.output  # a slice chose the epoch kept
     ck = load_checkpoint(out.with_name("r.last.pt"))
     assert [h["epoch"] for h in ck["history"]] == [1, 2, 3] and ck["history"][:2] == first["history"]
     assert ck["pretrained"] == DEFAULT_SOURCE and ck["freeze"] == first["freeze"] != "auto"
     assert ck["recipe"] == first["recipe"] and len(ck["recipe"]["probes"]) == 6  # chosen once, then kept
     assert ck["train_config"]["epochs"] == 3 and ck["train_config"]["pretrained"] == "auto"
+    assert "refit" in load_checkpoint(out)  # the refit replaced the first fit's checkpoint, which went on above
+    kept = out.read_bytes()
     res = CliRunner().invoke(main, args + ["--resume"])  # a finished run: nothing more to train
-    assert res.exit_code == 0 and "all 3 epochs were trained already" in res.output, res.output
-    assert [h["epoch"] for h in load_checkpoint(out.with_name("r.last.pt"))["history"]] == [1, 2, 3]
+    assert res.exit_code == 0 and "is a finished run of 3 epochs, so nothing is trained again" in res.output, res.output
+    assert [line for line in res.output.splitlines() if line.startswith("kept epoch")] == said  # the same report
+    assert "epoch 1/3" not in res.output
+    assert out.read_bytes() == kept and "refit:" not in res.output  # neither trained nor refit again
 
 
 def test_the_keeper_keeps_the_annealed_last_epoch_and_trains_every_epoch():
@@ -324,6 +329,9 @@ def test_too_few_captchas_that_the_untrained_reader_reads_better_keep_it(six_cap
     assert not any(s.startswith("training on") for s in said), said
     image = sorted(six_captchas.glob("*.png"))[0]
     assert len(load_solver(out).solve(image).text) == 4
+    said.clear()  # --resume of the finished run: the same result, the check not made again
+    again = train(TrainConfig(data=str(six_captchas), out=str(out), charset="ABC123", resume=True), say=said.append)
+    assert again == result and len(said) == 1 and "is a finished run of 0 epochs" in said[0], said
 
 
 def test_the_reader_check_is_skipped_where_the_start_was_asked_for(six_captchas, tmp_path, monkeypatch):
