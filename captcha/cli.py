@@ -452,7 +452,9 @@ def pretrain(source, data_path, out, steps, batch_size, lr, seed, workers, eval_
                    "slice, and a flat folder's validation share) for that many; from a flat folder the first "
                    "fit's figures stay as the estimate [default: yes; with automatic epochs the budget keeps room "
                    "for it, and it runs when the time left holds it].")
-@click.option("--resume", is_flag=True, help="Continue the interrupted run from <out>.last.pt.")
+@click.option("--resume", is_flag=True,
+              help="Continue the interrupted run from <out>.last.pt (a finished run trains nothing again unless "
+                   "--epochs asks for more).")
 @device_option("training")
 @json_option
 @charset_option
