@@ -1,5 +1,8 @@
 """The project's exception types: every failure a user can cause is one of these."""
 
+import os
+from pathlib import Path
+
 
 class CaptchaError(Exception):
     """Base class: the CLI turns any of these into one clear line and a non-zero exit."""
@@ -19,3 +22,12 @@ class CheckpointError(CaptchaError, ValueError):
 
 class ConfigError(CaptchaError, ValueError):
     """An option or setting is invalid (a bad value, a device that is not there, a contradiction)."""
+
+
+def require_file(path: str | os.PathLike) -> Path:
+    """``path`` as a Path, or a CheckpointError saying how to get a checkpoint there."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint not found; train one with `captcha train --out {path}`, "
+                              "or pass --checkpoint PATH")
+    return path

@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from ..errors import CheckpointError
+from ..errors import CheckpointError, require_file
 
 FORMAT = "captcha-checkpoint"
 VERSION = 1
@@ -55,15 +55,6 @@ def half_precision(state: dict[str, Any]) -> dict[str, Any]:
     """``state`` with its floating-point tensors in float16: half the bytes of a shipped file (loading
     into a float32 model converts them back)."""
     return {k: v.half() if isinstance(v, torch.Tensor) and v.is_floating_point() else v for k, v in state.items()}
-
-
-def require_file(path: str | os.PathLike) -> Path:
-    """``path`` as a Path, or a CheckpointError saying how to get a checkpoint there."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: checkpoint not found; train one with `captcha train --out {path}`, "
-                              "or pass --checkpoint PATH")
-    return path
 
 
 def read_weights_file(path: str | os.PathLike) -> Any:

@@ -1,6 +1,9 @@
 """Loading is explicit: the backend policy, the compiled-model cache (reuse, invalidation, bounds)."""
 
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -53,6 +56,19 @@ def test_compiled_once_then_reused_and_recompiled_when_the_checkpoint_changes(ti
     other = cache.compiled(retrained(tiny_model, tmp_path, 1))
     assert other != first and len(exports) == 2 and set(cache.entries()) == {first, other}
     assert load_solver(tiny_model, backend="onnx", cache=cache).backend_name.startswith("onnx") and len(exports) == 2
+
+
+def test_a_compiled_checkpoint_is_solved_without_importing_torch(tiny_model, tiny_data, tmp_path):
+    """Once the cache holds a checkpoint's model, solving it (library and CLI) never loads PyTorch."""
+    OnnxCache(tmp_path / "cache").compiled(tiny_model)
+    img = next((tiny_data / "captchas" / "val").glob("*.png"))
+    env = {**os.environ, "CAPTCHA_CACHE": str(tmp_path / "cache")}
+    code = ("import sys\nfrom captcha.cli import main\ntry:\n"
+            f"    main(['solve', '--checkpoint', {str(tiny_model)!r}, {str(img)!r}])\n"
+            "except SystemExit as exc:\n    print('exit', exc.code, 'torch' in sys.modules, file=sys.stderr)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert len(proc.stdout.strip()) == 4 and proc.stderr.strip().endswith("exit 0 False"), proc.stderr
+    assert len(list((tmp_path / "cache").glob("*.onnx"))) == 1  # read from the cache, not compiled again
 
 
 def test_a_change_in_the_export_code_compiles_again(tiny_model, tmp_path, monkeypatch):
