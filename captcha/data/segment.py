@@ -2,7 +2,7 @@
 
 A splitter maps (RGB image, number of characters) to that many boxes ``(x0, y0, x1, y1)``, left
 to right. Crops keep a little context around each character so that training crops and solving
-crops look alike. numpy + Pillow only (the ONNX path uses it too).
+crops look alike. numpy, Pillow and scipy's labelling only: the ONNX path uses it too, without PyTorch.
 """
 
 from __future__ import annotations
