@@ -215,7 +215,14 @@ def main(verbose: bool) -> None:
 
 
 class _StderrHandler(logging.StreamHandler):
-    """Writes to whatever ``sys.stderr`` is at the time (a test runner may swap it between commands)."""
+    """Writes to whatever ``sys.stderr`` is at the time (a test runner may swap it between commands); a
+    progress record (``extra={"progress": True}``) only where that is a terminal, as the progress bars:
+    a script reading stderr sees its errors alone."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if getattr(record, "progress", False) and not sys.stderr.isatty():
+            return
+        super().emit(record)
 
     @property
     def stream(self):

@@ -1,4 +1,6 @@
+import io
 import json
+import logging
 import subprocess
 import sys
 
@@ -6,7 +8,7 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from captcha.cli import main
+from captcha.cli import _StderrHandler, main
 
 COMMANDS = ["data", "data synth", "data check", "train", "eval", "solve", "solve-batch", "pretrain", "label"]
 
@@ -56,9 +58,9 @@ def test_solve_eval_and_errors(tiny_model, tiny_data, tmp_path):
     r = CliRunner()
     img = next((tiny_data / "captchas" / "val").glob("*.png"))
     res = r.invoke(main, ["solve", "--checkpoint", str(tiny_model), str(img)])
-    assert res.exit_code == 0 and len(res.output.strip()) == 4
+    assert res.exit_code == 0 and len(res.stdout.strip()) == 4  # stderr may say the model is being compiled
     res = r.invoke(main, ["solve", "--checkpoint", str(tiny_model), "--json", "-"], input=img.read_bytes())
-    row = json.loads(res.output)
+    row = json.loads(res.stdout)
     assert len(row["text"]) == 4 and len(row["confidences"]) == 4 and "ms" in row
     bad = tmp_path / "bad.png"
     bad.write_text("nope")
@@ -179,3 +181,17 @@ def test_ctrl_c_in_training_says_whether_resume_can_go_on(tmp_path, monkeypatch)
     res = CliRunner().invoke(main, args + ["--epochs", "1", "--resume"])
     assert res.exit_code == 130 and f"interrupted: {last} holds the run" in res.output
     assert "Traceback" not in res.output and "Aborted" not in res.output
+
+
+def test_progress_lines_only_on_a_terminal(monkeypatch):
+    """A progress record (compiling a model, ~10 s) shows on a terminal; a script reading stderr sees errors alone."""
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    handler = _StderrHandler()
+    for stream, shown in ((io.StringIO(), ""), (Terminal(), "compiling m.pt\nerror\n")):
+        monkeypatch.setattr(sys, "stderr", stream)
+        handler.handle(logging.makeLogRecord({"msg": "compiling m.pt", "progress": True, "levelno": logging.INFO}))
+        handler.handle(logging.makeLogRecord({"msg": "error", "levelno": logging.ERROR}))
+        assert stream.getvalue() == (shown or "error\n")

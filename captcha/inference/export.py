@@ -145,6 +145,9 @@ def compile_onnx(checkpoint: str | os.PathLike, out: str | os.PathLike, precisio
     (also in the metadata)."""
     ckpt = load_checkpoint(checkpoint, kind="recognizer")
     use = "int8" if precision == "int8" or (precision == "auto" and int8_passes(ckpt.get("int8"))) else "fp32"
+    # the first solve with a model compiles it (~10 s on 2 cores): said, so that the wait is not silent
+    log.info("compiling %s%s for ONNX Runtime in %s (once: solving reuses it)", Path(checkpoint).name,
+             f" ({member} network)" if member else "", use, extra={"progress": True})
     out = Path(out)
     export_onnx(checkpoint, out, member=member)
     if use == "int8":

@@ -116,8 +116,6 @@ class OnnxCache:
                 target.touch()  # most recently used
                 return opened
             log.warning("compiled model %s is damaged or foreign; exporting %s again", target, path)
-        log.info("compiling %s%s for ONNX Runtime, once (about 10 s on 2 cores); kept in %s", path.name,
-                 f" ({member} network)" if member else "", self.root)
         try:
             self.root.mkdir(parents=True, exist_ok=True)
             self._export(path, target, key, precision, member)
