@@ -23,6 +23,9 @@ SHIPPED_READER = "reader-ctc.pt"
 # as the start of a fine-tune it is level (seven sets, mean -0.03 points), so fine-tunes keep SHIPPED_READER and
 # no trained model changes (docs/measurements.md, "Two readers").
 SOLVING_READER = "reader-ctc-textures.pt"
+# SOLVING_READER compiled for ONNX Runtime in int8, shipped beside it (scripts/compile_reader.py makes it; it records
+# the digest of the weights it was made from): solving with no training compiles nothing on first use (~10 s here).
+SOLVING_READER_ONNX = "reader-ctc-textures.int8.onnx"
 PRECISIONS = ("auto", "fp32", "int8")  # auto: int8 when the model's int8 check passed (inference.export)
 # int8 is used by default when it reads the check's captchas within half a point of fp32 (one captcha in
 # 200), or at most one captcha fewer (inference.export.int8_allowance). On the test quarters of eight kept

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from captcha.config import SHIPPED_READER, SOLVING_READER
+from captcha.config import SHIPPED_READER, SOLVING_READER, SOLVING_READER_ONNX
 from captcha.nn.networks import DEFAULT_GLYPHS, SHIPPED_BACKBONES
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -40,6 +40,7 @@ def test_the_wheel_carries_the_backbone_and_its_card(wheel):
     for name in (*SHIPPED_BACKBONES.values(), SHIPPED_READER, SOLVING_READER):  # every backbone, both readers, cards
         assert sizes[f"captcha/weights/{name}"] > 10_000_000
         assert f"captcha/weights/{name[:-3]}.md" in sizes
+    assert sizes[f"captcha/weights/{SOLVING_READER_ONNX}"] > 5_000_000  # solving with no training compiles nothing
 
 
 def test_the_wheel_carries_every_module_of_the_package(wheel):

@@ -39,6 +39,7 @@ from .backends import (
     META_KEY,
     OUTPUT,
     OnnxBackend,
+    file_digest,
     run_batched,
     second_path,
 )
@@ -157,7 +158,7 @@ def compile_onnx(checkpoint: str | os.PathLike, out: str | os.PathLike, precisio
             quantize_int8(fp32, out, _calibration(ckpt), checked_ranges(ckpt.get("int8")))
         finally:
             fp32.unlink(missing_ok=True)
-    set_metadata(out, precision=use)
+    set_metadata(out, precision=use, source_sha256=file_digest(checkpoint))
     return use
 
 

@@ -10,6 +10,8 @@ package, which reads 4-6 character captchas over 0-9A-Z with no training):
   retrained model is compiled afresh and an unchanged one never again (even by other processes), and
   once compiled it is solved without importing PyTorch;
   ``precision="auto"`` compiles it to int8 when its int8 check passed at training (``export``);
+- the general reader shipped in the package runs from its compiled file shipped beside it
+  (``shipped_compiled``) while that was made from its weights, so solving with no training compiles nothing;
 - ``auto`` (the default) is ``onnx`` on the CPU when ONNX Runtime is installed (PyTorch's CPU
   kernels are several times slower on the small batches of solving), else ``torch``.
 """
@@ -35,9 +37,10 @@ from ..config import (
     PRECISIONS,
     SECOND,
     SOLVING_READER,
+    SOLVING_READER_ONNX,
 )
 from ..errors import CheckpointError, ConfigError, require_file
-from .backends import OnnxBackend, TorchBackend, has_onnxruntime
+from .backends import OnnxBackend, TorchBackend, file_digest, has_onnxruntime
 from .solver import Solver
 
 log = logging.getLogger(__name__)
@@ -191,6 +194,25 @@ def general_reader_path() -> Path:
     return Path(str(resources.files("captcha") / "weights" / SOLVING_READER))
 
 
+def shipped_compiled(path: str | os.PathLike, precision: str = "auto", threads: int | None = None) -> OnnxBackend | None:
+    """The general reader's compiled file shipped beside it (SOLVING_READER_ONNX), opened, when ``path`` is that
+    reader, ``precision`` allows the file's, and the file was made from these very weights; else None (the cache
+    compiles it, as any checkpoint)."""
+    path = Path(path)
+    compiled = path.with_name(SOLVING_READER_ONNX)
+    if path.name != SOLVING_READER or not compiled.is_file():
+        return None
+    try:
+        backend = OnnxBackend(compiled, threads)
+        meta = backend.metadata()
+    except CheckpointError:
+        return None
+    if precision not in ("auto", meta.get("precision")) or meta.get("source_sha256") != file_digest(path):
+        log.debug("%s was not made from %s as it is now; compiling the reader instead", compiled, path)
+        return None
+    return backend
+
+
 def resolve_backend(backend: str, device: str = "auto") -> str:
     """``auto`` -> ``onnx`` on the CPU with ONNX Runtime installed, else ``torch``."""
     if backend not in BACKENDS:
@@ -220,6 +242,9 @@ def load_solver(path: str | os.PathLike | None = None, backend: str = "auto", de
             raise ConfigError(f"{path}: an ONNX file runs on the CPU; load the checkpoint for --device cuda")
         return Solver.from_onnx(path, threads, max_pixels, reject_below)
     if resolve_backend(backend, device) == "onnx":
+        shipped = shipped_compiled(path, precision, threads)
+        if shipped is not None:
+            return Solver.from_metadata(shipped, shipped.metadata(), max_pixels, str(path), reject_below)
         try:
             compiled, second = (cache or OnnxCache()).backends(path, threads, precision)
             return Solver.from_metadata(compiled, compiled.metadata(), max_pixels, str(path),

@@ -6,11 +6,21 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image, ImageDraw
 
 import captcha.inference.load as load
+from captcha.config import SOLVING_READER, SOLVING_READER_ONNX
 from captcha.errors import CheckpointError, ConfigError
-from captcha.inference.load import OnnxCache, load_solver, resolve_backend
+from captcha.inference.backends import read_metadata
+from captcha.inference.load import (
+    OnnxCache,
+    general_reader_path,
+    load_solver,
+    resolve_backend,
+    shipped_compiled,
+)
 from captcha.nn.checkpoint import load_checkpoint, save_checkpoint
 
 
@@ -119,3 +129,44 @@ def test_an_onnx_file_cannot_run_on_torch(tmp_path):
     with pytest.raises(ConfigError, match="ONNX Runtime"):
         load_solver(tmp_path / "m.onnx", backend="torch")
     assert load.cache_dir().name  # $CAPTCHA_CACHE (set by conftest) or ~/.cache/captcha
+
+
+def test_the_shipped_reader_solves_from_its_compiled_file_as_pytorch_reads(tmp_path):
+    """Solving with no training opens the compiled reader shipped beside it (nothing compiled, the cache
+    untouched), made from the reader's weights as they are, and reading as PyTorch does."""
+    reader = general_reader_path()
+    assert read_metadata(reader.with_name(SOLVING_READER_ONNX))["precision"] == "int8"
+    cache = OnnxCache(tmp_path / "cache")
+    solver = load_solver(cache=cache)
+    assert solver.backend_name == "onnx-int8" and cache.entries() == []
+    images, texts = [], ["7K2P", "X4B9", "M3QZ", "25HT", "WP8D", "C6NJ", "R7EU", "L2VA"]
+    for k, text in enumerate(texts):
+        img = Image.new("RGB", (120, 40), "white")
+        ImageDraw.Draw(img).text((10 + k, 12), text, fill="black")
+        images.append(img)
+    onnx = [r.solution.text for r in solver.solve_batch(images)]
+    torch = [r.solution.text for r in load_solver(reader, backend="torch").solve_batch(images)]
+    assert np.mean([a == b for a, b in zip(onnx, texts)]) >= 0.75, onnx  # each reads all eight here
+    assert np.mean([a == b for a, b in zip(onnx, torch)]) >= 0.75, (onnx, torch)
+
+
+def test_a_compiled_reader_not_made_from_these_weights_is_compiled_again(tmp_path, monkeypatch):
+    """The shipped compiled file is used only beside the very weights it was made from, at its precision."""
+    reader = general_reader_path()
+    same, other = tmp_path / "same", tmp_path / "other"
+    for folder in (same, other):
+        folder.mkdir()
+        shutil.copy(reader.with_name(SOLVING_READER_ONNX), folder / SOLVING_READER_ONNX)
+    shutil.copy(reader, same / SOLVING_READER)
+    ck = load_checkpoint(reader, kind="recognizer")
+    save_checkpoint({**ck, "metrics": {**ck.get("metrics", {}), "tag": 1}}, other / SOLVING_READER)  # retrained
+    assert shipped_compiled(same / SOLVING_READER) is not None
+    assert shipped_compiled(same / SOLVING_READER, precision="fp32") is None
+    assert shipped_compiled(other / SOLVING_READER) is None
+    (same / SOLVING_READER_ONNX).write_bytes(b"damaged")
+    assert shipped_compiled(same / SOLVING_READER) is None
+    compiled = []
+    monkeypatch.setattr(OnnxCache, "backends", lambda cache, path, *a, **k: compiled.append(path) or 1 / 0)
+    with pytest.raises(ZeroDivisionError):
+        load_solver(other / SOLVING_READER, backend="onnx")
+    assert compiled == [other / SOLVING_READER]
