@@ -144,6 +144,14 @@ def test_the_shipped_reader_solves_from_its_compiled_file_as_pytorch_reads(tmp_p
         img = Image.new("RGB", (120, 40), "white")
         ImageDraw.Draw(img).text((10 + k, 12), text, fill="black")
         images.append(img)
+    images[0].save(tmp_path / "first.png")
+    code = ("import sys\nfrom captcha.cli import main\ntry:\n"
+            f"    main(['solve', {str(tmp_path / 'first.png')!r}])\n"
+            "except SystemExit as exc:\n    print('exit', exc.code, 'torch' in sys.modules, file=sys.stderr)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path,
+                          env={**os.environ, "CAPTCHA_CACHE": str(tmp_path / "cache")})
+    assert proc.stdout.strip() == texts[0] and proc.stderr.strip().endswith("exit 0 False"), proc.stderr
+    assert cache.entries() == []  # the first solve after an install: nothing compiled, PyTorch never imported
     onnx = [r.solution.text for r in solver.solve_batch(images)]
     torch = [r.solution.text for r in load_solver(reader, backend="torch").solve_batch(images)]
     assert np.mean([a == b for a, b in zip(onnx, texts)]) >= 0.75, onnx  # each reads all eight here
