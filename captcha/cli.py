@@ -516,24 +516,34 @@ def train(data_dir, out, pretrained, freeze, epochs, budget, batch_size, optimiz
 @click.option("--data", "data_dir", type=click.Path(), default=None,
               help="Without --val: evaluate every labelled captcha of this folder (chars/val and captchas/val of a "
                    "course-layout dataset). With --val: where the dataset the checkpoint was trained on is now.")
-@checkpoint_option
+@click.option("--checkpoint", type=click.Path(), default=None,
+              help=f"A trained recognizer [default: {DEFAULT_CHECKPOINT}; with --data and no model trained yet, the "
+                   "general reader shipped in the package, as `captcha solve` reads with].")
 @click.option("--out-dir", type=click.Path(file_okay=False), default=None,
-              help="Folder for confusion.png (and errors.png) [default: <checkpoint>-eval beside the checkpoint].")
+              help="Folder for confusion.png (and errors.png) [default: <checkpoint>-eval beside the checkpoint; "
+                   "for a model shipped in the package, in the current folder].")
 @click.option("--show-errors", type=COUNT, default=0, help="Write a sheet of the N most confidently misread captchas.")
+@allow_option
+@length_option
 @backend_option
 @device_option("the network")
 @json_option
-def evaluate(val, data_dir, checkpoint, out_dir, show_errors, backend, device, as_json) -> None:
+def evaluate(val, data_dir, checkpoint, out_dir, show_errors, allow, length, backend, device, as_json) -> None:
     """Character, full-string and per-position accuracy, confusions, confusion-matrix PNG."""
     from .eval.evaluate import evaluate_checkpoint
+    from .inference.load import general_reader_path, solving_checkpoint
 
     if not val and not data_dir:
         fail("nothing to evaluate: give --val (the checkpoint's own validation data) or --data DIR")
+    checkpoint = checkpoint or (DEFAULT_CHECKPOINT if val else solving_checkpoint(None))
     if str(checkpoint).endswith(".onnx"):
         fail(f"{checkpoint}: evaluation needs the checkpoint (it records its data); pass the .pt file")
-    out_dir = out_dir or str(Path(checkpoint).with_name(Path(checkpoint).stem + "-eval"))
+    shipped = Path(checkpoint).resolve().parent == general_reader_path().resolve().parent
+    # the package's own folder is no place for a user's plots (and may not be writable)
+    out_dir = out_dir or str((Path.cwd() if shipped else Path(checkpoint).parent) / (Path(checkpoint).stem + "-eval"))
     rep = evaluate_checkpoint(checkpoint, data_dir if val else None, out_dir, show_errors,
-                              dataset=None if val else data_dir, backend=backend, device=device)
+                              dataset=None if val else data_dir, backend=backend, device=device, allow=allow,
+                              length=length)
     if as_json:
         _emit_json(rep.to_dict())
         return

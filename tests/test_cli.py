@@ -195,3 +195,22 @@ def test_progress_lines_only_on_a_terminal(monkeypatch):
         handler.handle(logging.makeLogRecord({"msg": "compiling m.pt", "progress": True, "levelno": logging.INFO}))
         handler.handle(logging.makeLogRecord({"msg": "error", "levelno": logging.ERROR}))
         assert stream.getvalue() == (shown or "error\n")
+
+
+def test_eval_reads_with_the_general_reader_until_a_model_is_trained(flat_captchas, tmp_path, monkeypatch):
+    """`captcha eval --data DIR` with no model yet measures the shipped reader as `captcha solve` reads (held to
+    --allow), writing its plots in the current folder, never into the package; --val of it is one clear line."""
+    from captcha.inference.load import general_reader_path
+
+    monkeypatch.chdir(tmp_path)
+    shipped = sorted(general_reader_path().parent.iterdir())
+    res = CliRunner().invoke(main, ["eval", "--data", str(flat_captchas), "--allow", "ABC123", "--json"])
+    assert res.exit_code == 0, res.output
+    rep = json.loads(res.stdout)
+    assert rep["captchas"]["captchas"] == 40 and rep["backend"] == "onnx-int8" and rep["captchas"]["string_acc"] >= 0.5
+    assert set("".join(e["pred"] for e in rep["errors"])) <= set("ABC123")
+    assert rep["files"]["confusion"] == str(tmp_path / "reader-ctc-textures-eval" / "confusion.png")
+    assert sorted(general_reader_path().parent.iterdir()) == shipped
+    res = CliRunner().invoke(main, ["eval", "--val", "--checkpoint", str(general_reader_path())])
+    assert res.exit_code == 2 and "records no training data" in res.stderr and "--data DIR" in res.stderr
+    assert res.exception is None or isinstance(res.exception, SystemExit)

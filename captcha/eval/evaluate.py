@@ -16,6 +16,7 @@ import numpy as np
 from sklearn.metrics import classification_report, confusion_matrix
 
 from ..data.splits import labelled_data, validation_data
+from ..errors import DataError
 from ..inference.backends import run_batched
 from ..inference.load import load_solver
 from ..nn.checkpoint import load_checkpoint
@@ -53,14 +54,18 @@ class EvalReport:
 
 def evaluate_checkpoint(checkpoint: str | Path, data: str | Path | None = None, out_dir: str | Path | None = None,
                         show_errors: int = 0, dataset: str | Path | None = None, backend: str = "auto",
-                        device: str = "auto") -> EvalReport:
+                        device: str = "auto", allow: str = "", length: int = 0) -> EvalReport:
     """Evaluate a recognizer on its validation data (chars/val and captchas/val, or its held-out split;
     ``data`` says where that dataset is now), or on any labelled ``dataset`` folder.
 
-    The model runs on the backend ``load_solver`` picks for ``backend`` (as `captcha solve` does).
+    The model runs on the backend ``load_solver`` picks for ``backend`` and reads as `captcha solve` does, held
+    to the characters ``allow`` and to ``length`` where given (as its ``--allow`` and ``--length``).
     """
     ckpt = load_checkpoint(checkpoint, kind="recognizer")
-    solver = load_solver(checkpoint, backend=backend, device=device)
+    if dataset is None and "train_config" not in ckpt:
+        raise DataError(f"{checkpoint}: records no training data to validate on (a reader made by `captcha pretrain` "
+                        "learned from synthetic captchas); evaluate it on labelled captchas with `captcha eval --data DIR`")
+    solver = load_solver(checkpoint, backend=backend, device=device).allow(allow).expect_length(length)
     charset = solver.charset
     val = labelled_data(ckpt, dataset) if dataset is not None else validation_data(ckpt, data)
     chars: dict[str, Any] = {}
