@@ -31,6 +31,8 @@ BAD = [
     (["merge-results", "{tmp}/hello.pt", "--out", "{tmp}/m.csv"], "not a solve-batch CSV"),
     (["eval", "--checkpoint", "{model}"], "nothing to evaluate"),
     (["eval", "--data", "{tmp}/no-such-folder", "--checkpoint", "{model}"], "does not exist"),
+    (["eval", "--data", "{img}", "--checkpoint", "{model}"], "a file, not a dataset folder"),
+    (["data", "check", "--data", "{img}"], "a file, not a dataset folder"),
     (["solve", "{img}", "--checkpoint", "{model}", "--backend", "onnx", "--device", "cuda"], "--backend onnx"),
     (["no-such-command"], "No such command"),
     (["data", "check", "--data", "{tmp}/no-such-folder"], "does not exist"),

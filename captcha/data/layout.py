@@ -269,6 +269,8 @@ def check_dataset(root: str | Path, charset: Charset | None = None, length: int 
     ``charset``, the one training would read it with (:func:`site_charset`)."""
     root = Path(root)
     if not root.is_dir():
+        if root.exists():
+            raise DataError(f"{root}: a file, not a dataset folder: pass the folder that holds the captchas")
         raise DataError(f"{root}: dataset folder does not exist (make one with `captcha data synth --out {root}`)")
     charset = charset or site_charset(root)
     report = DatasetReport(str(root), detect_layout(root), charset.alphabet)

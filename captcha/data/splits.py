@@ -114,7 +114,8 @@ def labelled_data(ckpt: dict[str, Any], data: str | Path) -> EvalData:
     and captchas/val parts of a course-layout dataset."""
     root = Path(data)
     if not root.is_dir():
-        raise DataError(f"{root}: dataset folder does not exist")
+        raise DataError(f"{root}: " + ("a file, not a dataset folder: pass the folder that holds the captchas"
+                                       if root.exists() else "dataset folder does not exist"))
     charset = Charset.from_dict(ckpt["charset"])
     if detect_layout(root) == "course":
         parts = read_parts(root, charset, 0.2, 0, val_only=True)

@@ -18,7 +18,7 @@ from torch import nn
 
 from ..data.images import load_image
 from ..data.preprocess import Preprocess
-from ..data.segment import SegmentConfig, split
+from ..data.segment import SegmentConfig, split, to_content
 from ..errors import ConfigError
 from ..nn.checkpoint import load_checkpoint
 from ..nn.networks import model_from_checkpoint
@@ -90,8 +90,9 @@ def _grid(tiles: np.ndarray, title: str, path: Path, caption: str) -> Path:
     k = max(1, math.ceil(16 / max(tiles.shape[1:3])))  # tiny maps (layer4's 1x1) drawn at least 16 px
     tiles = tiles.repeat(k, axis=1).repeat(k, axis=2)
     n, h, w = tiles.shape[:3]
-    rows, gap = math.ceil(n / COLUMNS), max(3, h // 5)  # room for each tile's number above it
-    fig = figure(COLUMNS * 1.3, rows * 1.45 + 0.6, dpi=80)
+    rows, gap = math.ceil(n / COLUMNS), max(3, h // 5, math.ceil(w / 9))  # room for each tile's number above it
+    # each row as tall as its tiles are for their width (a whole captcha's maps are wide), plus their numbers
+    fig = figure(COLUMNS * 1.3, rows * (1.3 * (h + gap) / (w + gap) + 0.15) + 0.6, dpi=80)
     ax = fig.add_subplot()
     ax.imshow(_mosaic(tiles, gap), interpolation="nearest",
               extent=(0, COLUMNS * (w + gap) - gap, rows * (h + gap) - gap, -gap))
@@ -126,15 +127,18 @@ def filter_grid(model: nn.Module, path: str | Path, max_filters: int = 64) -> Pa
 
 def visualize(image, checkpoint: str, layers: str = "conv1,layer1,layer2,layer3,layer4", out_dir: str | Path = "runs/visualize",
               single: bool | None = None) -> dict[str, list[str]]:
-    """Feature-map grids for a character crop or a whole captcha (then for each of its crops)."""
+    """Feature-map grids for a character crop or a whole captcha (then for each of its crops, or, for a CTC
+    model, which reads the whole captcha, for the captcha cut to its content as solving cuts it)."""
     ckpt = load_checkpoint(checkpoint, kind="recognizer")
     model = model_from_checkpoint(ckpt, checkpoint)
     pre = Preprocess.from_dict(ckpt["preprocess"])
     img = load_image(image)
-    length = int(ckpt["length"])
+    segment = SegmentConfig.from_dict(ckpt["segment"])
+    if ckpt.get("method") == "ctc":
+        single, img = True, to_content(img, segment)
     if single is None:  # wider than two cells: treat it as a whole captcha
         single = img.width < 2 * img.height
-    crops = [img] if single else split(img, length, SegmentConfig.from_dict(ckpt["segment"]))
+    crops = [img] if single else split(img, int(ckpt["length"]), segment)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     names = resolve_layers(model, layers)

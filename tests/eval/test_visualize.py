@@ -81,3 +81,16 @@ def test_visualize_a_whole_captcha(tiny_model, tiny_data, tmp_path):
     img = next((tiny_data / "captchas" / "val").glob("*.png"))
     files = visualize(img, str(tiny_model), "conv1,layer4", tmp_path)
     assert len(files["crops"]) == 4 and len(files["maps"]) == 8 and len(files["filters"]) == 1
+
+
+def test_a_ctc_model_is_shown_the_whole_captcha(tmp_path):
+    """A CTC model (here the shipped general reader, of no fixed length) reads the whole captcha: its maps are
+    of the captcha cut to its content, as solving cuts it, not of split crops."""
+    from PIL import Image, ImageDraw
+
+    from captcha.inference.load import general_reader_path
+
+    img = Image.new("RGB", (200, 60), "white")
+    ImageDraw.Draw(img).text((60, 25), "7K2P", fill="black")
+    files = visualize(img, str(general_reader_path()), "conv1,layer4", tmp_path)
+    assert files["crops"] == [] and len(files["maps"]) == 2 and len(files["filters"]) == 1
