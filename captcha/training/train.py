@@ -594,7 +594,9 @@ def self_train(cfg: TrainConfig, data: TrainingData, paths: list[str], first: di
     labelled = len(set(data.train_groups) - data.extra_groups)
     # about the first round's compute: the epochs shrink as the pseudo-labelled captchas join
     epochs = max(AUTO_EPOCHS[0], round(cfg.epochs * labelled / (labelled + len(pseudo))))
-    again = dataclasses.replace(cfg, unlabelled=None, resume=False, split=data.segment.method, epochs=epochs)
+    # refit=False: a refit of this round would train on the labelled captchas alone, dropping the pseudo-labelled
+    again = dataclasses.replace(cfg, unlabelled=None, resume=False, split=data.segment.method, epochs=epochs,
+                                refit=False)
     second = train(again, say, progress, pseudo=pseudo)
     kept = (second["held_out_acc"] or 0.0) > (first["held_out_acc"] or 0.0)
     if kept:

@@ -392,6 +392,26 @@ def test_a_second_round_not_kept_leaves_the_first_fit_refit_as_without_unlabelle
     assert "refit" not in res and not any(line.startswith("refit:") for line in said)
 
 
+def test_a_second_round_is_not_refit_on_the_labelled_captchas_alone(flat_captchas, tmp_path, monkeypatch):
+    """The second round learns from the labelled and the pseudo-labelled captchas and stands as trained: a refit
+    inside it, on the labelled ones alone, dropped what the unlabelled taught and spent a third round's time."""
+    import captcha.training.train as train_module
+    from captcha.data.images import load_image
+
+    rows = [line.split(",") for line in (flat_captchas / "labels.csv").read_text().splitlines()[1:7]]
+    monkeypatch.setattr(train_module, "pseudo_labels",
+                        lambda *a, **k: [(load_image(flat_captchas / name), label) for name, label in rows])
+    unlabelled = tmp_path / "unlabelled"
+    unlabelled.mkdir()
+    (unlabelled / "a.png").write_bytes(next(flat_captchas.glob("*.png")).read_bytes())
+    said: list[str] = []
+    res = train(_cfg(flat_captchas, tmp_path / "m.pt", pretrained="glyphs", freeze="all", method="classify",
+                     split="equal", epochs=2, val_fraction=0.25, unlabelled=str(unlabelled)), say=said.append)
+    verdict = next(i for i, line in enumerate(said) if line.startswith("self-training: held-out slice"))
+    assert res["self_training"]["pseudo_labelled"] == 6
+    assert not any(line.startswith("refit:") for line in said[:verdict]), said
+
+
 def test_a_small_set_is_refit_on_every_labelled_captcha(flat_captchas, tmp_path):
     """Auto refit (the budget has time): after the epochs are chosen on the held-out captchas, the model is
     trained again on all 40 of them (the slice and the validation share too); the first fit's figures stay as
