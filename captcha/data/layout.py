@@ -263,15 +263,21 @@ def detect_layout(root: Path) -> str:
     )
 
 
+def dataset_folder(root: str | Path, hint: str = "") -> Path:
+    """``root`` as a Path when it is a folder, else a DataError saying it is a file or missing (then ``hint``)."""
+    root = Path(root)
+    if root.is_dir():
+        return root
+    if root.exists():
+        raise DataError(f"{root}: a file, not a dataset folder: pass the folder that holds the captchas")
+    raise DataError(f"{root}: dataset folder does not exist{hint}")
+
+
 def check_dataset(root: str | Path, charset: Charset | None = None, length: int | None = None,
                   decode: bool = True) -> DatasetReport:
     """Scan a dataset, counting what is there and listing every problem; decodes every image. With no
     ``charset``, the one training would read it with (:func:`site_charset`)."""
-    root = Path(root)
-    if not root.is_dir():
-        if root.exists():
-            raise DataError(f"{root}: a file, not a dataset folder: pass the folder that holds the captchas")
-        raise DataError(f"{root}: dataset folder does not exist (make one with `captcha data synth --out {root}`)")
+    root = dataset_folder(root, f" (make one with `captcha data synth --out {root}`)")
     charset = charset or site_charset(root)
     report = DatasetReport(str(root), detect_layout(root), charset.alphabet)
     problems = report.problems

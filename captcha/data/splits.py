@@ -15,7 +15,13 @@ from typing import Any
 from ..charset import Charset
 from ..config import VAL_FRACTION
 from ..errors import ConfigError, DataError
-from .layout import detect_layout, load_images, read_captcha_labels, read_char_folder
+from .layout import (
+    dataset_folder,
+    detect_layout,
+    load_images,
+    read_captcha_labels,
+    read_char_folder,
+)
 from .segment import SegmentConfig
 from .synth import seed_for
 
@@ -112,10 +118,7 @@ def validation_data(ckpt: dict[str, Any], data: str | Path | None = None) -> Eva
 def labelled_data(ckpt: dict[str, Any], data: str | Path) -> EvalData:
     """Any labelled data for `captcha eval DATASET`: every captcha of a flat folder, or the chars/val
     and captchas/val parts of a course-layout dataset."""
-    root = Path(data)
-    if not root.is_dir():
-        raise DataError(f"{root}: " + ("a file, not a dataset folder: pass the folder that holds the captchas"
-                                       if root.exists() else "dataset folder does not exist"))
+    root = dataset_folder(data)
     charset = Charset.from_dict(ckpt["charset"])
     if detect_layout(root) == "course":
         parts = read_parts(root, charset, 0.2, 0, val_only=True)
