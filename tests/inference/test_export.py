@@ -2,6 +2,7 @@ import subprocess
 import sys
 
 import pytest
+from fresh_process import run_cli
 
 from captcha.errors import CheckpointError
 from captcha.inference.backends import OnnxBackend, read_metadata
@@ -70,10 +71,7 @@ def test_onnx_path_never_imports_torch(exported, tiny_data):
             "print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert len(out[0]) == 4 and out[1] == "False"
-    cli = ("import sys\nfrom captcha.cli import main\ntry:\n"
-           f"    main(['solve', '--checkpoint', {exported['onnx']!r}, {str(img)!r}])\n"
-           "except SystemExit as exc:\n    print('exit', exc.code, 'torch' in sys.modules, file=sys.stderr)")
-    proc = subprocess.run([sys.executable, "-c", cli], capture_output=True, text=True)
+    proc = run_cli(["solve", "--checkpoint", exported["onnx"], img])
     assert len(proc.stdout.strip()) == 4 and proc.stderr.strip().endswith("exit 0 False"), proc.stderr
 
 

@@ -2,12 +2,11 @@
 
 import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from fresh_process import run_cli
 from PIL import Image, ImageDraw
 
 import captcha.inference.load as load
@@ -73,10 +72,7 @@ def test_a_compiled_checkpoint_is_solved_without_importing_torch(tiny_model, tin
     OnnxCache(tmp_path / "cache").compiled(tiny_model)
     img = next((tiny_data / "captchas" / "val").glob("*.png"))
     env = {**os.environ, "CAPTCHA_CACHE": str(tmp_path / "cache")}
-    code = ("import sys\nfrom captcha.cli import main\ntry:\n"
-            f"    main(['solve', '--checkpoint', {str(tiny_model)!r}, {str(img)!r}])\n"
-            "except SystemExit as exc:\n    print('exit', exc.code, 'torch' in sys.modules, file=sys.stderr)")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    proc = run_cli(["solve", "--checkpoint", tiny_model, img], env=env)
     assert len(proc.stdout.strip()) == 4 and proc.stderr.strip().endswith("exit 0 False"), proc.stderr
     assert len(list((tmp_path / "cache").glob("*.onnx"))) == 1  # read from the cache, not compiled again
 
@@ -145,11 +141,8 @@ def test_the_shipped_reader_solves_from_its_compiled_file_as_pytorch_reads(tmp_p
         ImageDraw.Draw(img).text((10 + k, 12), text, fill="black")
         images.append(img)
     images[0].save(tmp_path / "first.png")
-    code = ("import sys\nfrom captcha.cli import main\ntry:\n"
-            f"    main(['solve', {str(tmp_path / 'first.png')!r}])\n"
-            "except SystemExit as exc:\n    print('exit', exc.code, 'torch' in sys.modules, file=sys.stderr)")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path,
-                          env={**os.environ, "CAPTCHA_CACHE": str(tmp_path / "cache")})
+    proc = run_cli(["solve", tmp_path / "first.png"], cwd=tmp_path,
+                   env={**os.environ, "CAPTCHA_CACHE": str(tmp_path / "cache")})
     assert proc.stdout.strip() == texts[0] and proc.stderr.strip().endswith("exit 0 False"), proc.stderr
     assert cache.entries() == []  # the first solve after an install: nothing compiled, PyTorch never imported
     onnx = [r.solution.text for r in solver.solve_batch(images)]
