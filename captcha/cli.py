@@ -176,7 +176,7 @@ precision_option = click.option("--precision", type=click.Choice(PRECISIONS), de
 reject_option = click.option("--reject-below", type=click.FloatRange(0, 1), default=0.0, show_default=True,
                              help="Give no answer when the reading's confidence (calibrated on held-out training "
                                   "data) is below this; 0 answers everything.")
-allow_option = click.option("--allow", default="", metavar="CHARS",
+allow_option = click.option("--allow", default="", metavar="CHARS", show_default=False,
                             help="Read only these characters (e.g. 0123456789 for a digits-only site read by a model "
                                  "that knows letters too) [default: every character the model knows].")
 length_option = click.option("--length", type=click.IntRange(min=0), default=0, show_default=True,
@@ -207,21 +207,33 @@ def main(verbose: bool) -> None:
     Typical run: `captcha data synth`, `captcha train`, `captcha eval --val`, `captcha solve IMG`.
     """
     logger = logging.getLogger("captcha")  # ours only: other libraries' debug lines stay quiet
-    if not any(isinstance(h, _StderrHandler) for h in logger.handlers):
+    handler = next((h for h in logger.handlers if isinstance(h, _StderrHandler)), None)
+    if handler is None:
         handler = _StderrHandler()
         handler.setFormatter(logging.Formatter("%(message)s"))
         logger.addHandler(handler)
+    handler.warned.clear()  # each command says each warning once, even in a process that runs several
     logger.setLevel(logging.DEBUG if verbose else logging.INFO)
 
 
 class _StderrHandler(logging.StreamHandler):
     """Writes to whatever ``sys.stderr`` is at the time (a test runner may swap it between commands); a
     progress record (``extra={"progress": True}``) only where that is a terminal, as the progress bars:
-    a script reading stderr sees its errors alone."""
+    a script reading stderr sees its errors alone. A warning already written is not written again: training
+    decodes a site's images once per method it probes, and an unreadable one is said once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.warned: set[str] = set()
 
     def emit(self, record: logging.LogRecord) -> None:
         if getattr(record, "progress", False) and not sys.stderr.isatty():
             return
+        if record.levelno >= logging.WARNING:
+            text = record.getMessage()
+            if text in self.warned:
+                return
+            self.warned.add(text)
         super().emit(record)
 
     @property
@@ -451,7 +463,7 @@ def pretrain(source, data_path, out, steps, batch_size, lr, seed, workers, eval_
               help="A folder of the site's captchas with no labels: self-training reads them with the trained model "
                    "and trains again on the labelled captchas plus the confidently read ones (kept when the "
                    "held-out slice of the labelled ones reads better).")
-@click.option("--synthetic", type=COUNT, default=TrainConfig.synthetic,
+@click.option("--synthetic", type=COUNT, default=TrainConfig.synthetic, show_default=False,
               help="Add this many synthetic captchas drawn in a style fitted to the training ones (size, colours, "
                    "glyph height, characters, the nearest pretraining fonts) [default: none].")
 @click.option("--refit/--no-refit", default=None,

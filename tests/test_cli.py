@@ -4,6 +4,7 @@ import logging
 import subprocess
 import sys
 
+import click
 import pytest
 from click.testing import CliRunner
 from PIL import Image
@@ -135,6 +136,21 @@ def test_every_default_is_shown_in_help():
     assert "[default: 16 whole captchas (ctc), 64 character crops (classify)]" in text  # --batch-size: by method
 
 
+def test_no_option_shows_two_defaults():
+    """An option whose help says its default in words is not also given click's "[default: ...]"."""
+    def commands(group, path):
+        for name, cmd in group.commands.items():
+            yield path + [name], cmd
+            if isinstance(cmd, click.Group):
+                yield from commands(cmd, path + [name])
+
+    for path, cmd in commands(main, []):
+        ctx = click.Context(cmd, info_name=" ".join(path), **cmd.context_settings)
+        for param in cmd.params:
+            record = param.get_help_record(ctx)
+            assert record is None or record[1].count("[default:") <= 1, (path, record)
+
+
 def test_solve_with_no_checkpoint_reads_with_the_shipped_general_reader(tiny_data, tmp_path, monkeypatch):
     from captcha.data.synth import concat_captcha
 
@@ -189,12 +205,28 @@ def test_progress_lines_only_on_a_terminal(monkeypatch):
         def isatty(self) -> bool:
             return True
 
-    handler = _StderrHandler()
     for stream, shown in ((io.StringIO(), ""), (Terminal(), "compiling m.pt\nerror\n")):
+        handler = _StderrHandler()
         monkeypatch.setattr(sys, "stderr", stream)
         handler.handle(logging.makeLogRecord({"msg": "compiling m.pt", "progress": True, "levelno": logging.INFO}))
         handler.handle(logging.makeLogRecord({"msg": "error", "levelno": logging.ERROR}))
         assert stream.getvalue() == (shown or "error\n")
+
+
+def test_each_warning_is_written_once_per_command(monkeypatch):
+    """Training decodes a site's images once per method it probes: an unreadable image is said once, and said
+    again by the next command run in the same process."""
+    handler = _StderrHandler()
+    stream = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", stream)
+    for msg, level in (("skipping a.png: empty", logging.WARNING), ("epoch 1", logging.INFO),
+                       ("skipping a.png: empty", logging.WARNING), ("epoch 1", logging.INFO)):
+        handler.handle(logging.makeLogRecord({"msg": msg, "levelno": level}))
+    assert stream.getvalue() == "skipping a.png: empty\nepoch 1\nepoch 1\n"
+    logger = logging.getLogger("captcha")
+    monkeypatch.setattr(logger, "handlers", [handler])
+    res = CliRunner().invoke(main, ["cache", "--help"])  # any command: it starts with no warning said
+    assert res.exit_code == 0 and not handler.warned
 
 
 def test_eval_reads_with_the_general_reader_until_a_model_is_trained(flat_captchas, tmp_path, monkeypatch):

@@ -192,7 +192,7 @@ def train(cfg: TrainConfig, say: Callable[[str], None] = log.info, progress: boo
         say(f"--resume: no {last_path} yet, starting afresh")
     if resume:
         cfg = resumed_config(cfg, resume["train_config"])
-    charset = training_charset(cfg, say)
+    charset = training_charset(cfg, say if whole_run else (lambda _msg: None))  # the inner runs' data is said
     cfg.charset = charset.alphabet  # the probes and the checkpoint read the alphabet chosen here
     segment = SegmentConfig.from_dict(resume["segment"]) if resume else None
     extra, style = list(pseudo or []), None
@@ -210,6 +210,9 @@ def train(cfg: TrainConfig, say: Callable[[str], None] = log.info, progress: boo
         else:  # single-character images to learn from (the course's layout): CTC cannot use them
             cfg.method = "classify"
     data = choice.data if choice else load_training_data(cfg, charset, segment, extra)
+    if data.other_lengths and whole_run:
+        say(f"left out {data.other_lengths} of the training captchas, labelled with another length than "
+            f"{data.length}, the length of most (`captcha data check --data {cfg.data}` lists them)")
     fit_idx, held_idx, fit, held = _split(data, cfg)
     none_held = not held[0]  # (one fit may train on the slice later: it was held out to choose the recipe by)
     if device.type == "cuda" and world > 1:

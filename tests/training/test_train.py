@@ -651,6 +651,32 @@ def test_labels_beyond_the_charset_are_read_or_reported(flat_captchas, tmp_path)
     assert "'+'" in said[0] and "and 19 more" in said[0]
 
 
+def test_captchas_left_out_are_said_once_even_with_a_refit(flat_captchas, tmp_path):
+    """A label of another length than most is left out of training and said (it was silent unless training
+    failed), and a labels.csv row for a missing file too: once each, not again by the refit's inner run."""
+    import shutil
+
+    from PIL import Image
+
+    data = tmp_path / "site"
+    shutil.copytree(flat_captchas, data)
+    rows = (data / "labels.csv").read_text().splitlines()
+    for k in (1, 2, 3):  # three captchas cut to their first three cells, in the training share or the slice
+        name, label = rows[k].split(",")
+        img = Image.open(data / name)
+        img.crop((0, 0, img.width * 3 // 4, img.height)).save(data / name)
+        rows[k] = f"{name},{label[:3]}"
+    rows.append("gone.png,ABCA")
+    (data / "labels.csv").write_text("\n".join(rows) + "\n")
+    said: list[str] = []
+    train(_cfg(data, tmp_path / "m.pt", method="classify", split="equal", epochs=1, val_fraction=0.1), say=said.append)
+    assert sum(line.startswith("refit:") for line in said) == 1
+    missing = [line for line in said if line.startswith("left out of")]
+    assert len(missing) == 1 and "gone.png: listed in labels.csv but missing" in missing[0]
+    lengths = [line for line in said if line.startswith("left out") and "another length than 4" in line]
+    assert len(lengths) == 1 and int(lengths[0].split()[2]) >= 1
+
+
 def test_labels_in_lower_case_train_a_model_that_answers_in_lower_case(flat_captchas, tmp_path):
     """No --charset: a site labelled in lower case is read, and answered, in lower case."""
     import shutil
