@@ -257,6 +257,14 @@ def detect_layout(root: Path) -> str:
         return "course"
     if (root / LABELS_FILE).is_file() or any(is_image_name(p.name) for p in root.iterdir()):
         return "flat"
+    # a site's captchas split into folders of its own naming (train/, test/): which one to pass
+    holding = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")
+                     and ((p / LABELS_FILE).is_file() or any(is_image_name(q.name) for q in p.iterdir())))
+    if holding:
+        named = ", ".join(f"{name}/" for name in holding[:4]) + (", ..." if len(holding) > 4 else "")
+        example = "train" if "train" in holding else holding[0]
+        raise DataError(f"{root}: no captchas here, but its folders {named} hold some: pass one of them "
+                        f"(--data {root / example})")
     raise DataError(
         f"{root}: neither the course layout (chars/, captchas/) nor a folder of captchas; "
         "see README 'Dataset layout' or run `captcha data synth --out DIR`"

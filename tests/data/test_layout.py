@@ -107,6 +107,19 @@ def test_a_flat_folder_of_captchas_is_usable(flat_captchas, tmp_path):
     assert not check_dataset(empty, CS).usable  # nothing to train on
 
 
+def test_a_folder_of_site_folders_names_the_one_to_pass(flat_captchas, tmp_path):
+    """A site split into train/ and test/ of its own: the error names them and the folder to pass."""
+    root = tmp_path / "site"
+    shutil.copytree(flat_captchas, root / "test")
+    _named_copy(flat_captchas, root / "train")
+    (root / "notes").mkdir()
+    with pytest.raises(DataError, match=r"its folders test/, train/ hold some: pass one of them \(--data .*site/train\)"):
+        check_dataset(root, CS)
+    assert check_dataset(root / "train", CS).usable
+    with pytest.raises(DataError, match="neither the course layout"):
+        check_dataset(root / "notes", CS)
+
+
 def test_ordered_holdout_takes_the_last_names():
     names = [f"{i:03d}.png" for i in range(10)][::-1]
     assert ordered_holdout(names, 0.3) == {"007.png", "008.png", "009.png"}
