@@ -40,7 +40,6 @@ class TrainingData(EvalData):
     train_images: list = field(default_factory=list)
     train_targets: list = field(default_factory=list)
     train_groups: list[int] = field(default_factory=list)  # samples of one group (a captcha's crops) stay together
-    single_chars: bool = False  # trained on clean single-character images (the course's chars/train)
     captcha_size: list[int] | None = None  # median (width, height) of its captchas: solving warns far from it
     other_lengths: int = 0  # training captchas left out because their label is not ``length`` long
     extra_groups: frozenset[int] = frozenset()  # groups of extra (pseudo-labelled, synthetic) captchas: never held out
@@ -138,7 +137,7 @@ def load_training_data(cfg: TrainConfig, charset: Charset, segment: SegmentConfi
         raise DataError(f"{root}: no training images found; check it with `captcha data check {root}`")
     groups = list(range(len(t_imgs))) + [len(t_imgs) + g for g in c_groups]  # a character image is its own group
     return TrainingData(v_imgs, v_targets, parts.val_caps, length, segment, parts.split, train_images=t_imgs + c_imgs,
-                        train_targets=t_targets + c_targets, train_groups=groups, single_chars=bool(t_imgs),
+                        train_targets=t_targets + c_targets, train_groups=groups,
                         captcha_size=size, other_lengths=other,
                         extra_groups=frozenset(len(t_imgs) + k for k in range(real, len(parts.train_caps))))
 
