@@ -594,28 +594,42 @@ def evaluate(val, data_dir, checkpoint, out_dir, show_errors, allow, length, bac
 @recheck_option
 def solve(images, checkpoint, as_json, max_pixels, backend, precision, device, reject_below, allow, length,
           recheck) -> None:
-    """Read captcha images (`-` reads image bytes from stdin); one line per image.
+    """Read captcha images, folders of them or globs (`-` reads image bytes from stdin); one line per image.
 
     Many images are read in batches, as `solve-batch` reads them (a model told no length learns the
-    site's from them). An image that cannot be read gets one error line and the others are still read;
+    site's from them); a folder gives its images, sorted, as `solve-batch` takes them. An image that cannot be read gets one error line and the others are still read;
     exit 2 when not one could be read (as `solve-batch`), 1 when some could not. A reading that may be
     wrong (an image far from the training captchas' size, a CTC reading of another length) carries a
     warning: on stderr, and in the JSON's "warnings". With --reject-below, a reading less confident than
     that is no answer: an empty line (JSON: "text": null, "rejected").
     """
+    from .inference.batch import expand_inputs
     from .inference.load import load_solver, solving_checkpoint
 
     solver = load_solver(solving_checkpoint(checkpoint), backend=backend, device=device, max_pixels=max_pixels,
                          reject_below=reject_below, precision=precision).allow(allow).expect_length(length)
     solver.rechecking(recheck)
     failed = 0
-    sources = [("<stdin>", sys.stdin.buffer.read()) if name == "-" else (name, name) for name in images]
-    for name, res in zip(images, solver.solve_batch(sources)):
+
+    def error(name: str, message: str) -> None:
+        nonlocal failed
+        failed += 1
+        click.echo(json.dumps({"file": name, "error": message}) if as_json else f"{name}\terror: {message}",
+                   err=not as_json)
+
+    names: list[str] = []
+    for arg in images:
+        found = [arg] if arg == "-" else list(expand_inputs([arg], lists=False))
+        if not found:  # a folder with no images in it, or a glob that matched nothing
+            error(arg, f"{arg}: no images there" if Path(arg).is_dir() else f"{arg}: matches no file")
+        names += found
+    sources = [("<stdin>", sys.stdin.buffer.read()) if name == "-" else (name, name) for name in names]
+    read = 0
+    for name, res in zip(names, solver.solve_batch(sources)):
         if not res.ok:
-            failed += 1
-            click.echo(json.dumps({"file": name, "error": res.error}) if as_json else f"{name}\terror: {res.error}",
-                       err=not as_json)
+            error(name, res.error)
             continue
+        read += 1
         sol = res.solution
         for w in sol.warnings:
             click.echo(f"warning: {name}: {w}", err=True)
@@ -627,8 +641,8 @@ def solve(images, checkpoint, as_json, max_pixels, backend, precision, device, r
                                    "confidences": [round(c, 4) for c in sol.confidences], "rejected": sol.rejected,
                                    "ms": round(1000 * sol.seconds, 2), "warnings": sol.warnings}))
         else:
-            click.echo(f"{name}\t{sol.answer or ''}" if len(images) > 1 else sol.answer or "")
-    sys.exit(2 if failed == len(images) else 1 if failed else 0)
+            click.echo(f"{name}\t{sol.answer or ''}" if len(images) > 1 or names != list(images) else sol.answer or "")
+    sys.exit(2 if not read else 1 if failed else 0)
 
 
 @main.command("solve-batch")

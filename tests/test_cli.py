@@ -86,6 +86,26 @@ def test_solve_eval_and_errors(tiny_model, tiny_data, tmp_path):
     assert res.exit_code == 2 and "checkpoint not found" in res.output
 
 
+def test_solve_reads_a_folder_or_a_glob(tiny_model, tiny_data, tmp_path):
+    """A folder gives its images in order, named, as solve-batch takes them; an empty folder or a glob that
+    matches nothing is an error line of its own, and the exit code counts what was read."""
+    r = CliRunner()
+    val = tiny_data / "captchas" / "val"
+    images = sorted(str(p) for p in val.glob("*.png"))
+    res = r.invoke(main, ["solve", "--checkpoint", str(tiny_model), str(val)])
+    lines = res.stdout.splitlines()
+    assert res.exit_code == 0 and [line.split("\t")[0] for line in lines] == images
+    assert all(len(line.split("\t")[1]) == 4 for line in lines)
+    res = r.invoke(main, ["solve", "--checkpoint", str(tiny_model), str(val / "*.png")])
+    assert res.exit_code == 0 and res.stdout.splitlines() == lines
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    res = r.invoke(main, ["solve", "--checkpoint", str(tiny_model), str(empty), images[0]])
+    assert res.exit_code == 1 and f"{empty}: no images there" in res.stderr and res.stdout == lines[0] + "\n"
+    res = r.invoke(main, ["solve", "--checkpoint", str(tiny_model), str(empty), str(tmp_path / "none*.png")])
+    assert res.exit_code == 2 and "matches no file" in res.stderr and not res.stdout
+
+
 def test_batch_script(tiny_model, tiny_data, tmp_path):
     out = tmp_path / "p.csv"
     proc = subprocess.run([sys.executable, "scripts/solve_batch.py", str(tiny_data / "captchas" / "val"),

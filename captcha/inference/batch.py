@@ -33,18 +33,18 @@ def csv_text(cell: str) -> str:
     return cell[1:] if cell.startswith("'") and cell[1:].startswith(FORMULA_STARTS) else cell
 
 
-def expand_inputs(inputs: Iterable[str]) -> Iterator[str]:
-    """Paths from directories (recursively, sorted), globs, list files (one path a line) and plain
-    files; a file reached twice (a symlink loop, overlapping inputs) is given once."""
+def expand_inputs(inputs: Iterable[str], lists: bool = True) -> Iterator[str]:
+    """Paths from directories (recursively, sorted), globs, list files (one path a line; with ``lists``)
+    and plain files; a file reached twice (a symlink loop, overlapping inputs) is given once."""
     seen: set[str] = set()
-    for path in _expanded(inputs):
+    for path in _expanded(inputs, lists):
         key = os.path.realpath(path)
         if key not in seen:
             seen.add(key)
             yield path
 
 
-def _expanded(inputs: Iterable[str]) -> Iterator[str]:
+def _expanded(inputs: Iterable[str], lists: bool) -> Iterator[str]:
     for item in inputs:
         p = Path(item)
         if p.is_dir():
@@ -53,7 +53,7 @@ def _expanded(inputs: Iterable[str]) -> Iterator[str]:
                 for name in sorted(files):
                     if is_image_name(name):
                         yield os.path.join(root, name)
-        elif p.is_file() and p.suffix.lower() in LIST_SUFFIXES:
+        elif lists and p.is_file() and p.suffix.lower() in LIST_SUFFIXES:
             with open(p, encoding="utf-8-sig") as fh:
                 for line in fh:
                     line = line.strip()
