@@ -3,6 +3,7 @@ import json
 import logging
 import subprocess
 import sys
+from pathlib import Path
 
 import click
 import pytest
@@ -104,6 +105,27 @@ def test_solve_reads_a_folder_or_a_glob(tiny_model, tiny_data, tmp_path):
     assert res.exit_code == 1 and f"{empty}: no images there" in res.stderr and res.stdout == lines[0] + "\n"
     res = r.invoke(main, ["solve", "--checkpoint", str(tiny_model), str(empty), str(tmp_path / "none*.png")])
     assert res.exit_code == 2 and "matches no file" in res.stderr and not res.stdout
+
+
+def test_training_compiles_its_model_for_solving(flat_captchas, tmp_path, monkeypatch):
+    """`captcha train` ends by compiling the model into the cache as the first `captcha solve` would (its
+    ~10 s spent where the user is waiting anyway): solving it afterwards compiles nothing."""
+    import captcha.inference.load as load
+
+    out = tmp_path / "m.pt"
+    res = CliRunner().invoke(main, ["train", "--data", str(flat_captchas), "--out", str(out), "--charset", "ABC123",
+                                    "--pretrained", "none", "--method", "classify", "--split", "equal", "--epochs",
+                                    "1", "--input-size", "32", "32", "--freeze", "none", "--no-refit", "--json"])
+    assert res.exit_code == 0, res.output
+    compiled = json.loads(res.stdout)["compiled"]
+    assert compiled["precision"] in ("int8", "fp32") and load.cache_dir() in Path(compiled["onnx"]).parents
+
+    def compile_again(*_args, **_kwargs):
+        raise AssertionError("compiled again")
+
+    monkeypatch.setattr(load.OnnxCache, "_export", compile_again)
+    solver = load.load_solver(out)
+    assert str(solver.backend.path) == compiled["onnx"]
 
 
 def test_batch_script(tiny_model, tiny_data, tmp_path):

@@ -257,6 +257,22 @@ def load_solver(path: str | os.PathLike | None = None, backend: str = "auto", de
     return Solver.from_metadata(model, ckpt, max_pixels, str(path), reject_below).with_second(second)
 
 
+def compile_for_solving(path: str | os.PathLike, cache: OnnxCache | None = None) -> OnnxBackend | None:
+    """``path`` compiled into the cache as the first `captcha solve` with its defaults would compile it (ONNX
+    Runtime where solving runs on it, at the precision its int8 check chose, its second network too), so that
+    solve reads at once; None where solving would run on PyTorch or the cache cannot be written (solving
+    says so then)."""
+    if resolve_backend("auto") != "onnx":
+        return None
+    try:
+        return (cache or OnnxCache()).backends(path)[0]
+    except CacheUnwritable as exc:
+        log.debug("not compiled for solving: %s", exc)
+    except CheckpointError as exc:  # the model is written and PyTorch reads it: not a failed training
+        log.warning("not compiled for solving: %s; `captcha solve --backend torch` reads it", exc)
+    return None
+
+
 def _torch_models(path: str | os.PathLike, device: str,
                   threads: int | None) -> tuple[TorchBackend, TorchBackend | None, dict[str, Any]]:
     """The checkpoint's network on PyTorch, its second one where it has one, and the checkpoint."""
