@@ -198,6 +198,15 @@ def device_option(what: str):
                         help=f"Where {what} runs: auto (CUDA when available), cpu or cuda.")
 
 
+def reading_options(command):
+    """The options of every command that reads captchas for a caller (solve, solve-batch, serve): what runs
+    the network and how, and what a reading may be."""
+    for option in reversed((backend_option, precision_option, device_option("the network"), reject_option,
+                            allow_option, length_option, recheck_option)):
+        command = option(command)
+    return command
+
+
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "--version", prog_name="captcha")
 @click.option("-v", "--verbose", is_flag=True, help="Log more detail (the library's own messages only).")
@@ -596,13 +605,7 @@ def evaluate(val, data_dir, checkpoint, out_dir, show_errors, allow, length, bac
 @solving_checkpoint_option
 @json_option
 @max_pixels_option
-@backend_option
-@precision_option
-@device_option("the network")
-@reject_option
-@allow_option
-@length_option
-@recheck_option
+@reading_options
 def solve(images, checkpoint, as_json, max_pixels, backend, precision, device, reject_below, allow, length,
           recheck) -> None:
     """Read captcha images, folders of them or globs (`-` reads image bytes from stdin); one line per image.
@@ -667,13 +670,7 @@ def solve(images, checkpoint, as_json, max_pixels, backend, precision, device, r
 @click.option("--overwrite", is_flag=True, help="Replace an existing --out (without it, or --resume, it is refused).")
 @click.option("--shard", default=None, metavar="I/N", help="Take every N-th input from the I-th (0-based), for N machines.")
 @max_pixels_option
-@backend_option
-@precision_option
-@device_option("the network")
-@reject_option
-@allow_option
-@length_option
-@recheck_option
+@reading_options
 @json_option
 def solve_batch(inputs, out, checkpoint, batch_size, workers, resume, overwrite, shard, max_pixels, backend,
                 precision, device, reject_below, allow, length, recheck, as_json) -> None:
@@ -803,13 +800,7 @@ def export(checkpoint, out, int8, tolerance, as_json) -> None:
               help="Seconds a request may take before a 503.")
 @click.option("--max-connections", type=POSITIVE, default=ServeConfig.max_connections,
               help="Open connections at most; beyond it uvicorn answers 503.")
-@backend_option
-@precision_option
-@device_option("the network")
-@reject_option
-@allow_option
-@length_option
-@recheck_option
+@reading_options
 def serve(checkpoint, host, port, max_bytes, max_images, batch_size, batch_window_ms, max_pixels, api_key, queue_size,
           request_timeout, max_connections, backend, precision, device, reject_below, allow, length, recheck) -> None:
     """HTTP service: POST /solve, POST /solve/batch, GET /health, /ready, /metrics, docs at /docs."""
