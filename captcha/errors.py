@@ -1,6 +1,7 @@
 """The project's exception types: every failure a user can cause is one of these."""
 
 import os
+import tempfile
 from pathlib import Path
 
 
@@ -30,4 +31,18 @@ def require_file(path: str | os.PathLike) -> Path:
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint not found; train one with `captcha train --out {path}`, "
                               "or pass --checkpoint PATH")
+    return path
+
+
+def require_writable(path: str | os.PathLike, option: str = "--out") -> Path:
+    """``path`` as a Path once its folder is made and a file could be written in it, else a ConfigError: a run
+    that would write there learns it before training, not at its first checkpoint."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path.parent):
+            pass
+    except OSError as exc:
+        raise ConfigError(f"{option} {path}: cannot write there ({exc.strerror or exc}); choose a folder you can "
+                          "write to") from None
     return path

@@ -45,6 +45,10 @@ BAD = [
     (["solve", "{img}", "--checkpoint", "{model}", "--recheck", "sometimes"], "--recheck"),
     (["pretrain", "--source", "captchas", "--pretrained", "{tmp}/no-reader.pt", "--out", "{tmp}/r.pt"], "no-reader.pt"),
     (["bench", "generalize", "--sets", "no-such-set", "--out-dir", "{tmp}/g"], "no-such-set"),
+    # an --out that cannot be written is said before any training, not at the first checkpoint
+    (["train", "--data", "{data}", "--charset", "ABC123", "--out", "{img}/m.pt"], "cannot write there"),
+    (["pretrain", "--steps", "1", "--out", "{img}/b.pt"], "cannot write there"),
+    (["pretrain", "--source", "captchas", "--steps", "1", "--out", "{img}/r.pt"], "cannot write there"),
 ]
 if not torch.cuda.is_available():
     BAD.append((["train", "--device", "cuda"], "CUDA"))

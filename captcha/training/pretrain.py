@@ -36,7 +36,7 @@ from ..data.fonts import (
 )
 from ..data.preprocess import Preprocess
 from ..data.synth import seed_for
-from ..errors import ConfigError
+from ..errors import ConfigError, require_writable
 from ..nn.checkpoint import half_precision, last_file, load_checkpoint, save_checkpoint
 from ..nn.device import train_in_bf16
 from ..nn.networks import ARCH, CharNet, shipped_backbone
@@ -135,7 +135,7 @@ def pretrain(cfg: PretrainConfig, progress: bool = True) -> dict:
     cfg = replace(cfg, bf16=train_in_bf16(cfg.bf16))  # emulated bf16 is slower than fp32: native only
     torch.manual_seed(cfg.seed)
     pre = Preprocess(size=(max(cfg.train_sizes),) * 2)
-    out = Path(cfg.out_path)
+    out = require_writable(cfg.out_path)
     last_path = last_file(out)
     state = load_checkpoint(last_path, kind="backbone") if cfg.resume and last_path.is_file() else None
     step = int(state["step"]) if state else 0

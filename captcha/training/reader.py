@@ -34,7 +34,7 @@ from ..data.layout import read_captcha_labels, site_charset
 from ..data.preprocess import Preprocess
 from ..data.segment import SegmentConfig, to_content
 from ..data.synth import seed_for
-from ..errors import DataError
+from ..errors import DataError, require_writable
 from ..eval.metrics import string_metrics
 from ..inference.decode import decode
 from ..inference.export import int8_check, int8_passes
@@ -220,6 +220,7 @@ def pretrain_reader(cfg: ReaderConfig, progress: bool = True) -> dict:
     schedule then runs on the clock); on a GPU, ``cfg.reuse`` keeps it busy while workers render.
     """
     torch.manual_seed(cfg.seed)
+    require_writable(cfg.out)
     charset = Charset(cfg.alphabet)
     pre = Preprocess(size=tuple(cfg.size))
     watched = watched_sets(cfg.watch, pre, charset)  # a folder it cannot read stops the run before any training

@@ -53,7 +53,7 @@ from ..data.layout import left_out, left_out_note, site_charset
 from ..data.preprocess import Preprocess
 from ..data.segment import SegmentConfig
 from ..data.synth import seed_for, synth_dataset
-from ..errors import DataError
+from ..errors import DataError, require_writable
 from ..eval.metrics import score
 from ..eval.plots import training_curve
 from ..inference.backends import has_onnxruntime
@@ -179,6 +179,7 @@ def train(cfg: TrainConfig, say: Callable[[str], None] = log.info, progress: boo
     if rank != 0:
         say, progress = (lambda _msg: None), False
     if rank == 0:
+        require_writable(cfg.out)
         ensure_data(cfg, say)
     barrier(world)
     unlabelled = unlabelled_images(cfg.unlabelled) if cfg.unlabelled else []  # a wrong folder fails before training
