@@ -497,6 +497,7 @@ def train(data_dir, out, pretrained, freeze, epochs, budget, batch_size, optimiz
     checkpoint.
     """
     from .config import AugmentConfig
+    from .inference.load import compile_for_solving
     from .training.train import train as run
 
     cfg = TrainConfig(data=data_dir or DEFAULT_DATA, synth_if_missing=data_dir is None, out=out,
@@ -507,8 +508,6 @@ def train(data_dir, out, pretrained, freeze, epochs, budget, batch_size, optimiz
                       cache_features=not no_cache, bf16=bf16, length=length, split=split_method, val_fraction=val_fraction,
                       resume=resume, device=device, method=method, size=tuple(input_size) if input_size else None,
                       unlabelled=unlabelled, synthetic=synthetic, refit=refit)
-    from .inference.load import compile_for_solving
-
     say = (lambda m: click.echo(m, err=True)) if as_json else click.echo
     with resumable(out, resume):
         result = run(cfg, say=say, progress=sys.stderr.isatty() and not as_json)
@@ -611,11 +610,12 @@ def solve(images, checkpoint, as_json, max_pixels, backend, precision, device, r
     """Read captcha images, folders of them or globs (`-` reads image bytes from stdin); one line per image.
 
     Many images are read in batches, as `solve-batch` reads them (a model told no length learns the
-    site's from them); a folder gives its images, sorted, as `solve-batch` takes them. An image that cannot be read gets one error line and the others are still read;
-    exit 2 when not one could be read (as `solve-batch`), 1 when some could not. A reading that may be
-    wrong (an image far from the training captchas' size, a CTC reading of another length) carries a
-    warning: on stderr, and in the JSON's "warnings". With --reject-below, a reading less confident than
-    that is no answer: an empty line (JSON: "text": null, "rejected").
+    site's from them); a folder gives its images, sorted, as `solve-batch` takes them. An image that
+    cannot be read gets one error line and the others are still read; exit 2 when not one could be read
+    (as `solve-batch`), 1 when some could not. A reading that may be wrong (an image far from the training
+    captchas' size, a CTC reading of another length) carries a warning: on stderr, and in the JSON's
+    "warnings". With --reject-below, a reading less confident than that is no answer: an empty line (JSON:
+    "text": null, "rejected").
     """
     from .inference.batch import expand_inputs
     from .inference.load import load_solver, solving_checkpoint
