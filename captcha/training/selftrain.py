@@ -7,6 +7,7 @@ pseudo-labelled) reads it better; the reported validation captchas are never use
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 from ..config import PSEUDO_CONFIDENCE
@@ -17,15 +18,29 @@ from ..inference.batch import expand_inputs
 from ..inference.load import load_solver
 
 
-def unlabelled_images(folder: str | Path) -> list[str]:
-    """The image files under ``folder`` (recursively, sorted)."""
+def unlabelled_images(folder: str | Path, labelled: str | Path | None = None) -> tuple[list[str], int]:
+    """The image files under ``folder`` (recursively, sorted) but those whose content is an image under the
+    ``labelled`` dataset's folder, and how many those were: read as unlabelled, the labelled folder's own
+    captchas (the held-out slice among them) would be trained on under the model's readings, and the slice
+    that decides whether that round is kept would have been learned."""
     root = Path(folder)
     if not root.is_dir():
         raise DataError(f"--unlabelled {root}: not a folder; give a folder of the site's captcha images")
     paths = [p for p in expand_inputs([str(root)]) if is_image_name(p)]
     if not paths:
         raise DataError(f"--unlabelled {root}: no image files (png, jpg, bmp, gif) in it")
-    return paths
+    if labelled is None or not Path(labelled).is_dir():
+        return paths, 0
+    known = {_digest(p) for p in expand_inputs([str(labelled)]) if is_image_name(p)}
+    kept = [p for p in paths if _digest(p) not in known]
+    if not kept:
+        raise DataError(f"--unlabelled {root}: every image in it is one of the labelled captchas of {labelled}; give "
+                        "a folder of the site's captchas with no labels")
+    return kept, len(paths) - len(kept)
+
+
+def _digest(path: str) -> bytes:
+    return hashlib.blake2b(Path(path).read_bytes(), digest_size=16).digest()
 
 
 def pseudo_labels(checkpoint: str | Path, paths: list[str], length: int,

@@ -182,7 +182,11 @@ def train(cfg: TrainConfig, say: Callable[[str], None] = log.info, progress: boo
         require_writable(cfg.out)
         ensure_data(cfg, say)
     barrier(world)
-    unlabelled = unlabelled_images(cfg.unlabelled) if cfg.unlabelled else []  # a wrong folder fails before training
+    # a wrong folder fails before training
+    unlabelled, copies = unlabelled_images(cfg.unlabelled, cfg.data) if cfg.unlabelled else ([], 0)
+    if copies and whole_run:
+        say(f"--unlabelled: left out {copies} of its images, labelled captchas of {cfg.data} (self-training reads "
+            "captchas with no label)")
     out = Path(cfg.out)
     last_path = last_file(out)
     done = _finished_run(out, last_path, cfg.epochs, say) if cfg.resume and rank == 0 and world == 1 else None
@@ -590,7 +594,8 @@ def self_train(cfg: TrainConfig, data: TrainingData, paths: list[str], first: di
     out = Path(cfg.out)
     pseudo = pseudo_labels(out, paths, data.length)
     say(f"self-training: {len(pseudo)} of {len(paths)} unlabelled captchas read with confidence >= "
-        f"{PSEUDO_CONFIDENCE}; training again on the labelled captchas and those")
+        f"{PSEUDO_CONFIDENCE}; " + ("training again on the labelled captchas and those" if pseudo else
+                                    "no second round, the first fit stands"))
     if not pseudo:
         return {**first, "self_training": {"unlabelled": len(paths), "pseudo_labelled": 0, "kept": False}}
     round1 = out.with_name(out.stem + ".round1.pt")

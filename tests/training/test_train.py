@@ -4,6 +4,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from captcha.config import (
     CTC_LAYER3_INNER,
@@ -378,7 +379,7 @@ def test_a_second_round_not_kept_leaves_the_first_fit_refit_as_without_unlabelle
     monkeypatch.setattr(train_module, "pseudo_labels", lambda *a, **k: [])
     unlabelled = tmp_path / "unlabelled"
     unlabelled.mkdir()
-    (unlabelled / "a.png").write_bytes(next(flat_captchas.glob("*.png")).read_bytes())
+    Image.open(next(flat_captchas.glob("*.png"))).save(unlabelled / "a.png", compress_level=1)  # not a labelled file
     out = tmp_path / "m.pt"
     said: list[str] = []
     res = train(_cfg(flat_captchas, out, pretrained="glyphs", freeze="all", method="classify", split="equal", epochs=2,
@@ -403,7 +404,7 @@ def test_a_second_round_is_not_refit_on_the_labelled_captchas_alone(flat_captcha
                         lambda *a, **k: [(load_image(flat_captchas / name), label) for name, label in rows])
     unlabelled = tmp_path / "unlabelled"
     unlabelled.mkdir()
-    (unlabelled / "a.png").write_bytes(next(flat_captchas.glob("*.png")).read_bytes())
+    Image.open(next(flat_captchas.glob("*.png"))).save(unlabelled / "a.png", compress_level=1)  # not a labelled file
     said: list[str] = []
     res = train(_cfg(flat_captchas, tmp_path / "m.pt", pretrained="glyphs", freeze="all", method="classify",
                      split="equal", epochs=2, val_fraction=0.25, unlabelled=str(unlabelled)), say=said.append)
@@ -655,8 +656,6 @@ def test_captchas_left_out_are_said_once_even_with_a_refit(flat_captchas, tmp_pa
     """A label of another length than most is left out of training and said (it was silent unless training
     failed), and a labels.csv row for a missing file too: once each, not again by the refit's inner run."""
     import shutil
-
-    from PIL import Image
 
     data = tmp_path / "site"
     shutil.copytree(flat_captchas, data)
