@@ -5,6 +5,7 @@ Kept free of torch so the ONNX solving path stays light.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import warnings
@@ -110,3 +111,9 @@ def load_image(src: ImageInput, max_pixels: int = DEFAULT_MAX_PIXELS, name: str 
             return _flatten(img)
     except Exception as exc:  # noqa: BLE001 - every decoder error becomes the project's own
         raise ImageError(f"{name}: corrupt or truncated image data: {exc}") from None
+
+
+def file_digest(path: str | os.PathLike) -> str:
+    """The sha256 of a file's bytes, in hex: the same file wherever it is copied (a captcha in two folders, the
+    checkpoint a compiled model was made from)."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()

@@ -6,7 +6,6 @@ library is imported until its backend is built: the ONNX path never loads PyTorc
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import json
 import os
@@ -101,11 +100,6 @@ class OnnxBackend:
         if not isinstance(meta, dict):
             raise CheckpointError(f"{self.path}: its captcha metadata is not an object; export it again")
         return meta
-
-
-def file_digest(path: str | os.PathLike) -> str:
-    """The sha256 of a file's bytes, in hex: what a compiled model records of the checkpoint it was made from."""
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def has_onnxruntime() -> bool:

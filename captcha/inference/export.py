@@ -28,6 +28,7 @@ import torch
 
 from ..charset import Charset
 from ..config import INT8_TOLERANCE, SECOND
+from ..data.images import file_digest
 from ..data.preprocess import Preprocess, widened
 from ..data.synth import GlyphStyle, render_char
 from ..errors import CheckpointError
@@ -39,7 +40,6 @@ from .backends import (
     META_KEY,
     OUTPUT,
     OnnxBackend,
-    file_digest,
     run_batched,
     second_path,
 )

@@ -39,8 +39,9 @@ from ..config import (
     SOLVING_READER,
     SOLVING_READER_ONNX,
 )
+from ..data.images import file_digest
 from ..errors import CheckpointError, ConfigError, require_file
-from .backends import OnnxBackend, TorchBackend, file_digest, has_onnxruntime
+from .backends import OnnxBackend, TorchBackend, has_onnxruntime
 from .solver import Solver
 
 log = logging.getLogger(__name__)

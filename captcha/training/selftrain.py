@@ -7,11 +7,10 @@ pseudo-labelled) reads it better; the reported validation captchas are never use
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 from ..config import PSEUDO_CONFIDENCE
-from ..data.images import is_image_name, load_image
+from ..data.images import file_digest, is_image_name, load_image
 from ..data.splits import Captcha
 from ..errors import DataError
 from ..inference.batch import expand_inputs
@@ -31,16 +30,12 @@ def unlabelled_images(folder: str | Path, labelled: str | Path | None = None) ->
         raise DataError(f"--unlabelled {root}: no image files (png, jpg, bmp, gif) in it")
     if labelled is None or not Path(labelled).is_dir():
         return paths, 0
-    known = {_digest(p) for p in expand_inputs([str(labelled)]) if is_image_name(p)}
-    kept = [p for p in paths if _digest(p) not in known]
+    known = {file_digest(p) for p in expand_inputs([str(labelled)]) if is_image_name(p)}
+    kept = [p for p in paths if file_digest(p) not in known]
     if not kept:
         raise DataError(f"--unlabelled {root}: every image in it is one of the labelled captchas of {labelled}; give "
                         "a folder of the site's captchas with no labels")
     return kept, len(paths) - len(kept)
-
-
-def _digest(path: str) -> bytes:
-    return hashlib.blake2b(Path(path).read_bytes(), digest_size=16).digest()
 
 
 def pseudo_labels(checkpoint: str | Path, paths: list[str], length: int,
