@@ -586,6 +586,10 @@ def evaluate(val, data_dir, checkpoint, out_dir, show_errors, allow, length, bac
         click.echo(f"full-string accuracy: {_pct(caps['string_acc'])} of {caps['captchas']} captchas; "
                    f"characters {_pct(caps['captcha_char_acc'])}")
         click.echo("per position: " + ", ".join(f"{i + 1}: {_pct(v)}" for i, v in enumerate(caps["position_acc"])))
+        if caps.get("trained_on"):
+            click.echo(f"warning: {caps['trained_on']} of the images in {data_dir} are files of the model's training "
+                       "data (all of it but what it held out): the figures overstate what it reads of new captchas "
+                       "(`captcha eval --val` reads what it held out, where it held some)", err=True)
         rej = caps.get("rejection_at_95") or {}
         if rej:
             click.echo(f"confidence: ECE {_pct(caps['reliability']['ece'])}; refusing the least confident 5% "

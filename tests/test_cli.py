@@ -11,6 +11,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from captcha.cli import _StderrHandler, main
+from captcha.nn.checkpoint import load_checkpoint
 
 COMMANDS = ["data", "data synth", "data check", "train", "eval", "solve", "solve-batch", "pretrain", "label"]
 
@@ -107,25 +108,45 @@ def test_solve_reads_a_folder_or_a_glob(tiny_model, tiny_data, tmp_path):
     assert res.exit_code == 2 and "matches no file" in res.stderr and not res.stdout
 
 
-def test_training_compiles_its_model_for_solving(flat_captchas, tmp_path, monkeypatch):
-    """`captcha train` ends by compiling the model into the cache as the first `captcha solve` would (its
-    ~10 s spent where the user is waiting anyway): solving it afterwards compiles nothing."""
-    import captcha.inference.load as load
-
-    out = tmp_path / "m.pt"
+@pytest.fixture(scope="module")
+def cli_trained(flat_captchas, tmp_path_factory):
+    """A model trained through `captcha train --json` on the flat captchas (one quick fit, no refit): its path and
+    the command's JSON."""
+    out = tmp_path_factory.mktemp("cli-trained") / "m.pt"
     res = CliRunner().invoke(main, ["train", "--data", str(flat_captchas), "--out", str(out), "--charset", "ABC123",
                                     "--pretrained", "none", "--method", "classify", "--split", "equal", "--epochs",
                                     "1", "--input-size", "32", "32", "--freeze", "none", "--no-refit", "--json"])
     assert res.exit_code == 0, res.output
-    compiled = json.loads(res.stdout)["compiled"]
+    return out, json.loads(res.stdout)
+
+
+def test_training_compiles_its_model_for_solving(cli_trained, monkeypatch):
+    """`captcha train` ends by compiling the model into the cache as the first `captcha solve` would (its
+    ~10 s spent where the user is waiting anyway): solving it afterwards compiles nothing."""
+    import captcha.inference.load as load
+
+    out, result = cli_trained
+    compiled = result["compiled"]
     assert compiled["precision"] in ("int8", "fp32") and load.cache_dir() in Path(compiled["onnx"]).parents
 
     def compile_again(*_args, **_kwargs):
         raise AssertionError("compiled again")
 
     monkeypatch.setattr(load.OnnxCache, "_export", compile_again)
-    solver = load.load_solver(out)
-    assert str(solver.backend.path) == compiled["onnx"]
+    assert str(load.load_solver(out).backend.path) == compiled["onnx"]
+
+
+def test_eval_on_the_training_folder_says_its_figures_overstate(cli_trained, flat_captchas):
+    """Evaluated on the folder it trained on, a model's figures come with a warning counting the files it trained on
+    (all but the ones it held out); on its held-out ones (--val) there is none."""
+    out, _ = cli_trained
+    held = len(load_checkpoint(out)["split"]["val_files"])
+    res = CliRunner().invoke(main, ["eval", "--data", str(flat_captchas), "--checkpoint", str(out)])
+    assert res.exit_code == 0, res.output
+    assert f"warning: {40 - held} of the images in {flat_captchas} are files of the model's training data" in res.stderr
+    assert 0 < held < 40
+    res = CliRunner().invoke(main, ["eval", "--val", "--checkpoint", str(out)])
+    assert res.exit_code == 0 and "warning" not in res.stderr
 
 
 def test_batch_script(tiny_model, tiny_data, tmp_path):

@@ -15,6 +15,7 @@ from typing import Any
 from ..charset import Charset
 from ..config import VAL_FRACTION
 from ..errors import ConfigError, DataError
+from .images import file_digest, is_image_name
 from .layout import (
     dataset_folder,
     detect_layout,
@@ -113,6 +114,34 @@ def validation_data(ckpt: dict[str, Any], data: str | Path | None = None) -> Eva
     parts = read_parts(root, charset, VAL_FRACTION if share is None else share, conf.get("seed", 0), recorded,
                        val_only=True)
     return _evaluation_data(parts, ckpt, charset, root)
+
+
+def trained_on(ckpt: dict[str, Any], data: str | Path) -> int:
+    """How many of the images `captcha eval --data` reads in ``data`` (a flat folder's, or a course layout's
+    val parts) are, byte for byte, files of the checkpoint's training data: its training folder's but those it
+    held out, where that folder is still there (0 where it is not). Figures read on them overstate what it reads
+    of new captchas."""
+    info = ckpt.get("split") or {}
+    root = Path(info.get("root") or (ckpt.get("train_config") or {}).get("data") or "")
+    if not str(root) or not root.is_dir():
+        return 0
+    if info.get("layout") == "flat":
+        held = set(info.get("val_files") or [])
+        files = [p for p in _images_under(root, flat=True) if p.name not in held]
+    else:
+        files = _images_under(root / "chars" / "train") + _images_under(root / "captchas" / "train")
+    seen = {file_digest(p) for p in files}
+    data = Path(data)
+    read = _images_under(data, flat=True) if detect_layout(data) == "flat" else \
+        _images_under(data / "chars" / "val") + _images_under(data / "captchas" / "val")
+    return sum(file_digest(p) in seen for p in read)
+
+
+def _images_under(folder: Path, flat: bool = False) -> list[Path]:
+    """The image files in ``folder`` (``flat``) or anywhere below it; none where it does not exist."""
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in (folder.iterdir() if flat else folder.rglob("*")) if p.is_file() and is_image_name(p.name))
 
 
 def labelled_data(ckpt: dict[str, Any], data: str | Path) -> EvalData:
