@@ -6,6 +6,7 @@ from typing import Any
 
 import torch
 from torchinfo import summary
+from torchinfo.enums import Units
 
 from ..nn.checkpoint import load_checkpoint
 from ..nn.networks import CharNet, build_model, count_parameters, model_from_checkpoint
@@ -34,7 +35,11 @@ def summarize(model: CharNet, input_size: tuple[int, int] = (32, 32), depth: int
                        "params": int(info.num_params) if info.is_leaf_layer or info.depth == 1 else None,
                        "trainable": bool(info.trainable_params) if hasattr(info, "trainable_params") else None})
     counts = count_parameters(model)
-    return {"table": str(stats), "layers": layers, **{f"{k}_params": v for k, v in counts.items()},
+    # torchinfo writes its unit as the enum's repr on Python 3.11+ ("Total mult-adds (Units.MEGABYTES)"): its letter
+    table = str(stats)
+    for unit in Units:
+        table = table.replace(f"(Units.{unit.name})", f"({unit.value})")
+    return {"table": table, "layers": layers, **{f"{k}_params": v for k, v in counts.items()},
             "freeze": model.freeze_level, "frozen_stages": model.frozen_stages(), "input_size": list(input_size),
             "input_mb": stats.to_megabytes(stats.total_input),
             "activations_mb": stats.to_megabytes(stats.total_output_bytes),

@@ -75,6 +75,7 @@ def test_summary_counts_per_freeze_level(level):
     assert s["trainable_params"] == sum(stage_params[st] for st in stage_params if st not in s["frozen_stages"]) + head
     assert s["total_params"] == 11_689_512 - 1000 * 513 + 36 * 513  # torchvision's 1000-way ResNet-18, new head
     assert "Conv2d (conv1)" in s["table"] and s["params_mb"] > 40
+    assert "Total mult-adds (M): " in s["table"] and "Units." not in s["table"]  # the unit's letter, not its repr
 
 
 def test_visualize_a_whole_captcha(tiny_model, tiny_data, tmp_path):
