@@ -197,7 +197,8 @@ def train(cfg: TrainConfig, say: Callable[[str], None] = log.info, progress: boo
         say(f"--resume: no {last_path} yet, starting afresh")
     if resume:
         cfg = resumed_config(cfg, resume["train_config"])
-    charset = training_charset(cfg, say if whole_run else (lambda _msg: None))  # the inner runs' data is said
+    # what the run leaves out is said once: not again by its refit or its second round
+    charset = training_charset(cfg, say if whole_run else (lambda _msg: None))
     cfg.charset = charset.alphabet  # the probes and the checkpoint read the alphabet chosen here
     segment = SegmentConfig.from_dict(resume["segment"]) if resume else None
     extra, style = list(pseudo or []), None
