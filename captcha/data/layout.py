@@ -13,7 +13,9 @@ its file name up to the first ``_`` or ``.``.
 from __future__ import annotations
 
 import csv
+import itertools
 import logging
+import re
 import shutil
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -55,6 +57,29 @@ def label_from_name(name: str) -> str:
     return name.split("_", 1)[0].split(".", 1)[0]
 
 
+NAMES_JUDGED_FROM = 10  # file names judged as labels (a numbering, one name for all) from this many images up
+
+
+def names_not_labels(labels: Sequence[str]) -> str | None:
+    """Why labels read from file names cannot be the captchas' text, or None where they may be: most share one
+    label (``img_0001.png``, ``img_0002.png``: "img"), or they number the files (``0001.png``, ``0002.png``,
+    ``shot-17.png``...: one pattern, its last number running on by one), which text drawn at random does not do."""
+    if len(labels) < NAMES_JUDGED_FROM:
+        return None
+    common, n = Counter(labels).most_common(1)[0]
+    if n > len(labels) / 2:
+        return f"give {n} of the {len(labels)} images the same label {common!r}"
+    patterns = {re.sub(r"\d+", "#", label) for label in labels}
+    if len(patterns) > 1 or "#" not in next(iter(patterns)):
+        return None
+    numbers = sorted(int(re.findall(r"\d+", label)[-1]) for label in labels)
+    # drawn at random, k-digit labels run on by one about len/10**k of the time; a numbering nearly always does
+    if sum(b - a == 1 for a, b in zip(numbers, numbers[1:])) >= 0.9 * (len(numbers) - 1):
+        first, last = sorted(labels, key=lambda label: int(re.findall(r"\d+", label)[-1]))[::len(labels) - 1]
+        return f"number the images ({first}, ..., {last}) rather than spell what each shows"
+    return None
+
+
 def _image_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if is_image_name(p.name))
 
@@ -69,6 +94,25 @@ def write_labels_csv(folder: Path, rows: Iterable[tuple[str, str]]) -> Path:
     return path
 
 
+FILE_COLUMNS = ("filename", "file", "file_name", "image", "img", "image_name", "name", "path")
+LABEL_COLUMNS = ("label", "text", "code", "captcha", "answer", "value", "solution")
+
+
+def _label_columns(header: list[str] | None, labels_path: Path) -> tuple[int, int, bool]:
+    """(file column, label column, whether the first row is already data) of a labels.csv: the header names
+    them (``filename,label``, or as other tools write it: ``image,text``, ``label,file``...), or there is no
+    header and each row is ``file,label`` (its first cell names an image beside it)."""
+    names = [h.strip().lower() for h in header or []]
+    file_col = next((i for i, h in enumerate(names) if h in FILE_COLUMNS), None)
+    label_col = next((i for i, h in enumerate(names) if h in LABEL_COLUMNS), None)
+    if file_col is not None and label_col is not None:
+        return file_col, label_col, False
+    if len(names) >= 2 and is_image_name(names[0]) and (labels_path.parent / header[0].strip()).is_file():
+        return 0, 1, True
+    raise DataError(f"{labels_path}: first line must be the header 'filename,label' (or one naming a file and a "
+                    f"label column, such as 'image,text'), or a first row 'file,label' of an image here; got {header!r}")
+
+
 def _read_labels_csv(labels_path: Path, found: list[Problem]) -> list[tuple[str, str]]:
     """(file name, label) rows of a labels.csv; rows naming files outside its folder, or one file
     twice with different labels, become problems."""
@@ -78,15 +122,15 @@ def _read_labels_csv(labels_path: Path, found: list[Problem]) -> list[tuple[str,
         with open(labels_path, newline="", encoding="utf-8-sig") as fh:
             reader = csv.reader(fh)
             header = next(reader, None)
-            if header is None or [h.strip().lower() for h in header[:2]] != ["filename", "label"]:
-                raise DataError(f"{labels_path}: first line must be the header 'filename,label', got {header!r}")
-            for lineno, row in enumerate(reader, start=2):
+            file_col, label_col, headerless = _label_columns(header, labels_path)
+            rows = enumerate(itertools.chain([header] if headerless else [], reader), start=1 if headerless else 2)
+            for lineno, row in rows:
                 if not row or not "".join(row).strip():
                     continue
-                if len(row) < 2:
+                if len(row) <= max(file_col, label_col):
                     found.append(Problem(str(labels_path), f"line {lineno}: expected 'filename,label', got {row!r}"))
                     continue
-                name, label = row[0].strip(), row[1].strip()
+                name, label = row[file_col].strip(), row[label_col].strip()
                 where = PurePath(name)
                 if where.is_absolute() or ".." in where.parts or not where.parts:
                     found.append(Problem(str(labels_path), f"line {lineno}: {name!r} is not a file inside "
@@ -147,7 +191,13 @@ def _label_pairs(folder: Path, found: list[Problem]) -> list[tuple[str, str]]:
     images = _image_files(folder)
     labels_path = folder / LABELS_FILE
     if not labels_path.is_file():
-        return [(p.name, label_from_name(p.name)) for p in images]
+        pairs = [(p.name, label_from_name(p.name)) for p in images]
+        wrong = names_not_labels([label for _, label in pairs])
+        if wrong:
+            raise DataError(f"{folder}: no {LABELS_FILE}, and its file names, read as labels, {wrong}: put each "
+                            f"image's text in {folder / LABELS_FILE} (header 'filename,label'; `captcha label "
+                            f"{folder}` helps), or name each file by its text (A7K2.png, A7K2_2.png)")
+        return pairs
     pairs = _read_labels_csv(labels_path, found)
     listed = {name for name, _ in pairs}
     for img in images:

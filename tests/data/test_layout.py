@@ -7,6 +7,7 @@ from captcha.charset import Charset
 from captcha.data.layout import (
     check_dataset,
     label_from_name,
+    names_not_labels,
     ordered_holdout,
     read_captcha_labels,
     split_captcha_folder,
@@ -107,6 +108,30 @@ def test_a_flat_folder_of_captchas_is_usable(flat_captchas, tmp_path):
     assert not check_dataset(empty, CS).usable  # nothing to train on
 
 
+def test_file_names_that_number_the_images_are_not_taken_as_labels(flat_captchas, tmp_path):
+    """A folder of 0001.png, 0002.png... with no labels.csv would train on its numbering: one line says so."""
+    numbered = tmp_path / "numbered"
+    numbered.mkdir()
+    labels = dict(row.split(",") for row in (flat_captchas / "labels.csv").read_text().splitlines()[1:])
+    for i, name in enumerate(sorted(labels), start=1):
+        shutil.copy(flat_captchas / name, numbered / f"{i:04d}.png")
+    with pytest.raises(DataError, match=r"no labels.csv, and its file names, read as labels, number the images "
+                                        r"\(0001, \.\.\., 0040\).*labels.csv \(header 'filename,label'"):
+        check_dataset(numbered, CS)
+    with pytest.raises(DataError, match="number the images"):
+        read_captcha_labels(numbered, Charset())
+    (numbered / "labels.csv").write_text("filename,label\n" + "".join(
+        f"{i:04d}.png,{labels[name]}\n" for i, name in enumerate(sorted(labels), start=1)))
+    assert check_dataset(numbered, CS).usable  # the same names, with their labels beside them
+    assert names_not_labels([f"shot-{i}" for i in range(3, 30)]).startswith("number the images (shot-3, ..., shot-29)")
+    assert names_not_labels(["img"] * 11 + ["A7K2"]) == "give 11 of the 12 images the same label 'img'"
+    # digits drawn at random, even many of them (names of one pattern), are labels
+    rng = __import__("random").Random(0)
+    assert names_not_labels([f"{rng.randrange(10_000):04d}" for _ in range(5000)]) is None
+    assert names_not_labels([f"{i:04d}" for i in range(9)]) is None  # too few to tell
+    assert check_dataset(_named_copy(flat_captchas, tmp_path / "named", n=40), CS).usable
+
+
 def test_a_folder_of_site_folders_names_the_one_to_pass(flat_captchas, tmp_path):
     """A site split into train/ and test/ of its own: the error names them and the folder to pass."""
     root = tmp_path / "site"
@@ -158,6 +183,17 @@ def test_labels_csv_cannot_name_files_outside_its_folder(tmp_path, name):
     assert any("line 3" in str(p) and "not a file inside" in str(p) for p in problems)
 
 
+@pytest.mark.parametrize("text", ["image,text\na.png,AB12\nb.png,C3\n", "Label,File\nAB12,a.png\nC3,b.png\n",
+                                  "a.png,AB12\nb.png,C3\n", "id,file,width,code\n1,a.png,40,AB12\n2,b.png,40,C3\n"])
+def test_labels_csv_as_other_tools_write_it(tmp_path, text):
+    """Another header naming a file and a label column, in any order, or no header at all."""
+    for name in ("a.png", "b.png"):
+        Image.new("RGB", (40, 20)).save(tmp_path / name)
+    (tmp_path / "labels.csv").write_text(text)
+    assert [(s.path.name, s.label) for s in read_captcha_labels(tmp_path, Charset())] == [("a.png", "AB12"),
+                                                                                         ("b.png", "C3")]
+
+
 def test_labels_csv_oddities_are_clear_errors(tmp_path):
     from captcha.data.layout import read_captcha_labels
     from captcha.errors import DataError
@@ -168,6 +204,12 @@ def test_labels_csv_oddities_are_clear_errors(tmp_path):
         read_captcha_labels(tmp_path, problems=[])
     (tmp_path / "labels.csv").write_text("filename,label\na.png," + "A" * 200_000 + "\n")
     with pytest.raises(DataError, match="CSV"):
+        read_captcha_labels(tmp_path, problems=[])
+    (tmp_path / "labels.csv").write_text("width,height\n40,20\n")
+    with pytest.raises(DataError, match="first line must be the header 'filename,label'.*got \\['width', 'height'\\]"):
+        read_captcha_labels(tmp_path, problems=[])
+    (tmp_path / "labels.csv").write_text("c.png,AB12\n")  # headerless, but naming no image here
+    with pytest.raises(DataError, match="first line must be the header"):
         read_captcha_labels(tmp_path, problems=[])
     (tmp_path / "labels.csv").write_text("filename,label\na.png,AB12\na.png,AB13\n")
     problems = []
