@@ -6,8 +6,8 @@ Layout (see README)::
     DATA/captchas/{train,val}/*.png... [+ labels.csv]    whole captchas (train optional)
     DATA/*.png... [+ labels.csv]                         or: a flat folder of labelled captchas
 
-A captcha's label comes from ``labels.csv`` (header ``filename,label``) when present, else from
-its file name up to the first ``_`` or ``.``.
+A captcha's label comes from ``labels.csv`` (header ``filename,label``, another naming a file and a label
+column, or none) when present, else from its file name up to the first ``_`` or ``.``.
 """
 
 from __future__ import annotations
