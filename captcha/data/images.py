@@ -5,9 +5,12 @@ Kept free of torch so the ONNX solving path stays light.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import io
 import os
+import re
 import warnings
 from pathlib import Path
 from typing import Union
@@ -24,6 +27,9 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
 ALLOWED_FORMATS = ("PNG", "JPEG", "BMP", "GIF", "WEBP")
 
 ImageInput = Union[str, os.PathLike, bytes, bytearray, Image.Image]
+# Text this long of base64's characters alone (never a '.', so never a file name with its suffix) is an image
+# written out, as web pages embed them and scrapers pass them on
+_BASE64_TEXT = re.compile(r"[A-Za-z0-9+/=\s]{64,}")
 
 
 def is_image_name(path: str | os.PathLike) -> bool:
@@ -31,12 +37,25 @@ def is_image_name(path: str | os.PathLike) -> bool:
     return str(path).lower().endswith(IMAGE_SUFFIXES)
 
 
-def _describe(src: ImageInput) -> str:
+def describe(src: object) -> str:
+    """How an error names an input: its path, or what it is (bytes, a PIL image, an image written out as text)."""
     if isinstance(src, (bytes, bytearray)):
         return f"<{len(src)} bytes>"
     if isinstance(src, Image.Image):
         return "<PIL image>"
-    return str(src)
+    if isinstance(src, str) and (src.startswith("data:") or _BASE64_TEXT.fullmatch(src)):
+        return f"<image as text, {len(src)} characters>"
+    return str(src) if isinstance(src, (str, os.PathLike)) else f"<{type(src).__name__}>"
+
+
+def decode_base64(text: str, name: str) -> bytes:
+    """The bytes of an image written out as base64, bare or in a ``data:`` URL; :class:`ImageError` if it is not."""
+    if text.startswith("data:") and "," in text:
+        text = text.split(",", 1)[1]
+    try:
+        return base64.b64decode("".join(text.split()), validate=True)
+    except (binascii.Error, ValueError):
+        raise ImageError(f"{name}: not valid base64") from None
 
 
 def _flatten(img: Image.Image) -> Image.Image:
@@ -59,13 +78,16 @@ def _flatten(img: Image.Image) -> Image.Image:
 
 
 def load_image(src: ImageInput, max_pixels: int = DEFAULT_MAX_PIXELS, name: str | None = None) -> Image.Image:
-    """Decode a path, bytes or PIL image into an RGB PIL image, or raise :class:`ImageError`.
+    """Decode a path, bytes, a PIL image or an image written out as base64 text (bare or a ``data:`` URL) into an
+    RGB PIL image, or raise :class:`ImageError`.
 
     The size is checked from the header before any pixel is decoded, EXIF rotation is applied,
     animations give their first frame, and every mode is flattened onto white RGB. Errors name the
     input by ``name`` (default: its path, or its size for bytes).
     """
-    name = name or _describe(src)
+    name = name or describe(src)
+    if isinstance(src, str) and (src.startswith("data:") or _BASE64_TEXT.fullmatch(src)):
+        src = decode_base64(src, name)
     if isinstance(src, Image.Image):
         img = src
     else:

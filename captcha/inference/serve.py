@@ -15,8 +15,6 @@ is no TLS: put it behind a proxy that terminates it.
 # no `from __future__ import annotations`: FastAPI reads the endpoint annotations at run time
 
 import asyncio
-import base64
-import binascii
 import collections
 import hmac
 import json
@@ -26,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..config import ServeConfig
+from ..data.images import decode_base64
 from ..errors import ImageError
 from .decode import Solution
 from .load import load_solver
@@ -123,12 +122,7 @@ class Batcher:
 def _decode_b64(value: Any, what: str) -> bytes:
     if not isinstance(value, str):
         raise ImageError(f"{what}: expected a base64 string")
-    if value.startswith("data:") and "," in value:
-        value = value.split(",", 1)[1]
-    try:
-        return base64.b64decode(value, validate=True)
-    except (binascii.Error, ValueError):
-        raise ImageError(f"{what}: not valid base64") from None
+    return decode_base64(value, what)
 
 
 @dataclass

@@ -34,7 +34,7 @@ from ..config import (
     SECOND,
     SOLVE_BATCH_SIZE,
 )
-from ..data.images import ImageInput, load_image
+from ..data.images import ImageInput, describe, load_image
 from ..data.layout import one_length
 from ..data.preprocess import Preprocess, columns_width, widened
 from ..data.segment import SegmentConfig, to_content
@@ -69,7 +69,7 @@ class Preparer:
     def __call__(self, item: ImageInput | tuple[str, ImageInput]) -> tuple[str, np.ndarray | None, str, tuple[int, int]]:
         """(source, inputs or None, error, image size) of an image or a (name, image) pair; never raises
         for a bad input."""
-        name, item = item if isinstance(item, tuple) else (_describe(item), item)
+        name, item = item if isinstance(item, tuple) else (describe(item), item)
         try:
             img = load_image(item, self.max_pixels, name=name)
             return name, self.inputs(img), "", img.size
@@ -320,7 +320,7 @@ class Solver:
         return self.recheck == "all" or (self.recheck == "auto" and confidence < RECHECK_BELOW)
 
     def solve(self, image: ImageInput) -> Solution:
-        """Read one captcha (path, bytes or PIL image); raises :class:`ImageError` on bad input."""
+        """Read one captcha (a path, bytes, a PIL image or base64 text); raises :class:`ImageError` on bad input."""
         t0 = time.perf_counter()
         img = load_image(image, self.preparer.max_pixels)
         sol = self.read(self.preparer.inputs(img)[None])[0]
@@ -469,10 +469,6 @@ def check_settings(preparer: Preparer, charset: Charset, classes: int | None, so
         problems.append(f"its head has {classes} outputs but the charset needs {expected}")
     if problems:
         raise CheckpointError(f"{source}: refused, {'; '.join(problems)}; retrain or re-export it")
-
-
-def _describe(item: ImageInput) -> str:
-    return str(item) if isinstance(item, (str, os.PathLike)) else f"<{type(item).__name__}>"
 
 
 def _chunks(preparer: Preparer, images: Iterable[ImageInput], batch_size: int, workers: int) -> Iterator[list]:

@@ -55,6 +55,22 @@ def test_bytes_and_size_limit(corpus):
         load_image(b"")
 
 
+def test_an_image_written_out_as_base64_text_is_read(corpus):
+    """As scrapers pass captchas on (and ddddocr takes them): bare base64, wrapped lines, or a data: URL."""
+    import base64
+
+    data = corpus["good.png"][0].read_bytes()
+    for text in (base64.b64encode(data).decode(), base64.encodebytes(data).decode(),
+                 "data:image/png;base64," + base64.b64encode(data).decode()):
+        assert load_image(text).size == (160, 40)
+    with pytest.raises(ImageError, match=r"^<image as text, 26 characters>: not valid base64$"):
+        load_image("data:image/png;base64,!!!!")
+    with pytest.raises(ImageError, match=r"^<image as text, 100 characters>: not an image"):
+        load_image("A" * 100)
+    with pytest.raises(ImageError, match="no such file"):  # a path, even one of base64's characters
+        load_image("captchas/A7K2")
+
+
 def test_an_oversized_png_text_chunk_is_the_projects_error_not_a_crash():
     import io
 
