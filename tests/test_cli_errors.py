@@ -33,6 +33,9 @@ BAD = [
     (["eval", "--data", "{tmp}/no-such-folder", "--checkpoint", "{model}"], "does not exist"),
     (["eval", "--data", "{img}", "--checkpoint", "{model}"], "a file, not a dataset folder"),
     (["data", "check", "--data", "{img}"], "a file, not a dataset folder"),
+    (["train", "--data", "{img}"], "a file, not a dataset folder: pass the folder that holds the captchas (--data "),
+    (["train", "--data", "{tmp}/site.zip"], "an archive, not a dataset folder: unpack it first (unzip "),
+    (["data", "check", "--data", "{tmp}/site.tar.gz"], "an archive, not a dataset folder: unpack it first (tar xf "),
     (["solve", "{img}", "--checkpoint", "{model}", "--backend", "onnx", "--device", "cuda"], "--backend onnx"),
     (["no-such-command"], "No such command"),
     (["data", "check", "--data", "{tmp}/no-such-folder"], "does not exist"),
@@ -61,6 +64,8 @@ def place(tmp_path, tiny_data, tiny_model, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "hello.pt").write_text("hello\n")
     (tmp_path / "random.pt").write_bytes(os.urandom(3000))
+    for archive in ("site.zip", "site.tar.gz"):
+        (tmp_path / archive).write_bytes(os.urandom(100))
     img = next((tiny_data / "captchas" / "val").glob("*.png"))
     return {"data": str(tiny_data), "model": str(tiny_model), "img": str(img), "tmp": str(tmp_path)}
 

@@ -321,13 +321,23 @@ def detect_layout(root: Path) -> str:
     )
 
 
+ARCHIVE_SUFFIXES = (".zip", ".tar", ".tgz", ".tar.gz", ".tar.bz2", ".tar.xz", ".7z", ".rar")
+
+
 def dataset_folder(root: str | Path, hint: str = "") -> Path:
-    """``root`` as a Path when it is a folder, else a DataError saying it is a file or missing (then ``hint``)."""
+    """``root`` as a Path when it is a folder, else a DataError saying it is an archive, a file or missing (then
+    ``hint``)."""
     root = Path(root)
     if root.is_dir():
         return root
+    if root.exists() and root.name.lower().endswith(ARCHIVE_SUFFIXES):
+        unpack = f"unzip {root} -d {root.parent / root.name.split('.')[0]}" if root.suffix.lower() == ".zip" \
+            else f"tar xf {root}" if ".tar" in root.name.lower() or root.suffix.lower() == ".tgz" else "unpack it"
+        raise DataError(f"{root}: an archive, not a dataset folder: unpack it first ({unpack}) and pass the folder "
+                        "that holds the captchas")
     if root.exists():
-        raise DataError(f"{root}: a file, not a dataset folder: pass the folder that holds the captchas")
+        inside = f" (--data {root.parent})" if root.name == LABELS_FILE or is_image_name(root.name) else ""
+        raise DataError(f"{root}: a file, not a dataset folder: pass the folder that holds the captchas{inside}")
     raise DataError(f"{root}: dataset folder does not exist{hint}")
 
 

@@ -49,7 +49,7 @@ from ..config import (
     TrainConfig,
 )
 from ..data.augment import TrainTransform
-from ..data.layout import left_out, left_out_note, site_charset
+from ..data.layout import dataset_folder, left_out, left_out_note, site_charset
 from ..data.preprocess import Preprocess
 from ..data.segment import SegmentConfig
 from ..data.synth import seed_for, synth_dataset
@@ -134,9 +134,9 @@ def ensure_data(cfg: TrainConfig, say: Callable[[str], None]) -> None:
     if root.is_dir() and any(root.iterdir()):
         return
     if not cfg.synth_if_missing:
-        what = "is empty" if root.is_dir() else "is not a folder" if root.exists() else "does not exist"
-        raise DataError(f"--data {root}: the dataset folder {what}; check the path (without --data, "
-                        "`captcha train` makes the synthetic course dataset in ./data)")
+        hint = "; check the path (without --data, `captcha train` makes the synthetic course dataset in ./data)"
+        dataset_folder(root, hint)  # an archive, a file, or nothing there: said as every command says it
+        raise DataError(f"--data {root}: the dataset folder is empty{hint}")
     say(f"{root} not found: generating the synthetic course dataset there first (captcha data synth --out {root})")
     synth_dataset(root, SynthConfig(seed=cfg.seed))
 
