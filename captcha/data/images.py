@@ -32,6 +32,21 @@ ImageInput = Union[str, os.PathLike, bytes, bytearray, Image.Image]
 _BASE64_TEXT = re.compile(r"[A-Za-z0-9+/=\s]{64,}")
 
 
+ARCHIVE_SUFFIXES = (".zip", ".tar", ".tgz", ".tar.gz", ".tar.bz2", ".tar.xz", ".7z", ".rar")
+
+
+def unpack_hint(path: str | os.PathLike) -> str | None:
+    """How to unpack ``path`` where its name is an archive's (``unzip site.zip -d site``), else None: a folder of
+    captchas often arrives as one, and no command here reads inside it."""
+    path = Path(path)
+    name = path.name.lower()
+    if not name.endswith(ARCHIVE_SUFFIXES):
+        return None
+    if name.endswith(".zip"):
+        return f"unzip {path} -d {path.parent / path.name.split('.')[0]}"
+    return f"tar xf {path}" if ".tar" in name or name.endswith(".tgz") else "unpack it"
+
+
 def is_image_name(path: str | os.PathLike) -> bool:
     """True when the file name has one of the supported image suffixes."""
     return str(path).lower().endswith(IMAGE_SUFFIXES)
@@ -106,6 +121,10 @@ def load_image(src: ImageInput, max_pixels: int = DEFAULT_MAX_PIXELS, name: str 
         try:
             img = Image.open(fp, formats=ALLOWED_FORMATS)
         except UnidentifiedImageError:
+            unpack = unpack_hint(fp) if isinstance(fp, Path) else None
+            if unpack:
+                raise ImageError(f"{name}: an archive, not an image: unpack it first ({unpack}) and pass its images "
+                                 "or their folder") from None
             raise ImageError(f"{name}: not an image, or not in an allowed format "
                              f"({', '.join(f.lower() for f in ALLOWED_FORMATS)}); convert it to png") from None
         except Image.DecompressionBombError as exc:

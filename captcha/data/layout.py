@@ -25,7 +25,7 @@ from typing import Callable, Iterable, Sequence
 from ..charset import DEFAULT_CHARSET, Charset, for_labels
 from ..config import ONE_LENGTH_SHARE
 from ..errors import DataError, ImageError
-from .images import IMAGE_SUFFIXES, is_image_name, load_image
+from .images import IMAGE_SUFFIXES, is_image_name, load_image, unpack_hint
 
 log = logging.getLogger(__name__)
 
@@ -321,20 +321,15 @@ def detect_layout(root: Path) -> str:
     )
 
 
-ARCHIVE_SUFFIXES = (".zip", ".tar", ".tgz", ".tar.gz", ".tar.bz2", ".tar.xz", ".7z", ".rar")
-
-
 def dataset_folder(root: str | Path, hint: str = "") -> Path:
     """``root`` as a Path when it is a folder, else a DataError saying it is an archive, a file or missing (then
     ``hint``)."""
     root = Path(root)
     if root.is_dir():
         return root
-    if root.exists() and root.name.lower().endswith(ARCHIVE_SUFFIXES):
-        unpack = f"unzip {root} -d {root.parent / root.name.split('.')[0]}" if root.suffix.lower() == ".zip" \
-            else f"tar xf {root}" if ".tar" in root.name.lower() or root.suffix.lower() == ".tgz" else "unpack it"
-        raise DataError(f"{root}: an archive, not a dataset folder: unpack it first ({unpack}) and pass the folder "
-                        "that holds the captchas")
+    if root.exists() and unpack_hint(root):
+        raise DataError(f"{root}: an archive, not a dataset folder: unpack it first ({unpack_hint(root)}) and pass "
+                        "the folder that holds the captchas")
     if root.exists():
         inside = f" (--data {root.parent})" if root.name == LABELS_FILE or is_image_name(root.name) else ""
         raise DataError(f"{root}: a file, not a dataset folder: pass the folder that holds the captchas{inside}")

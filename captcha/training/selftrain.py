@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..config import PSEUDO_CONFIDENCE
-from ..data.images import file_digest, is_image_name, load_image
+from ..data.images import file_digest, is_image_name, load_image, unpack_hint
 from ..data.splits import Captcha
 from ..errors import DataError
 from ..inference.batch import expand_inputs
@@ -24,7 +24,9 @@ def unlabelled_images(folder: str | Path, labelled: str | Path | None = None) ->
     that decides whether that round is kept would have been learned."""
     root = Path(folder)
     if not root.is_dir():
-        raise DataError(f"--unlabelled {root}: not a folder; give a folder of the site's captcha images")
+        unpack = unpack_hint(root) if root.exists() else None
+        raise DataError(f"--unlabelled {root}: " + (f"an archive: unpack it first ({unpack}) and give its folder"
+                                                    if unpack else "not a folder; give a folder of the site's captcha images"))
     paths = [p for p in expand_inputs([str(root)]) if is_image_name(p)]
     if not paths:
         raise DataError(f"--unlabelled {root}: no image files (png, jpg, bmp, gif) in it")

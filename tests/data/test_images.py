@@ -71,6 +71,17 @@ def test_an_image_written_out_as_base64_text_is_read(corpus):
         load_image("captchas/A7K2")
 
 
+def test_an_archive_is_not_an_image_and_says_how_to_unpack_it(tmp_path):
+    from captcha.data.images import unpack_hint
+
+    (tmp_path / "site.zip").write_bytes(b"PK\x03\x04" + bytes(60))
+    with pytest.raises(ImageError, match=r"site.zip: an archive, not an image: unpack it first \(unzip .*site.zip -d "
+                                         r".*site\)"):
+        load_image(tmp_path / "site.zip")
+    assert unpack_hint("a/site.tar.gz") == "tar xf a/site.tar.gz" and unpack_hint("site.7z") == "unpack it"
+    assert unpack_hint("site.png") is None
+
+
 def test_an_oversized_png_text_chunk_is_the_projects_error_not_a_crash():
     import io
 

@@ -22,3 +22,12 @@ def test_the_labelled_captchas_are_never_read_as_unlabelled(flat_captchas, tmp_p
     assert unlabelled_images(mixed) == (sorted(str(p) for p in mixed.iterdir()), 0)
     with pytest.raises(DataError, match="every image in it is one of the labelled captchas"):
         unlabelled_images(flat_captchas, flat_captchas)
+
+
+def test_an_archive_or_a_file_given_as_the_unlabelled_folder_is_one_clear_error(tmp_path):
+    (tmp_path / "site.zip").write_bytes(b"PK\x03\x04")
+    (tmp_path / "notes.txt").write_text("hello\n")
+    with pytest.raises(DataError, match=r"--unlabelled .*site.zip: an archive: unpack it first \(unzip "):
+        unlabelled_images(tmp_path / "site.zip")
+    with pytest.raises(DataError, match="not a folder"):
+        unlabelled_images(tmp_path / "notes.txt")
