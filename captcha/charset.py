@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import string
 from dataclasses import dataclass
 from typing import Any, Iterable
@@ -9,6 +10,19 @@ from typing import Any, Iterable
 from .errors import ConfigError
 
 DEFAULT_ALPHABET = string.digits + string.ascii_uppercase  # the course's 36 classes
+
+
+_RANGE = re.compile(r"[0-9]-[0-9]|[A-Z]-[A-Z]|[a-z]-[a-z]")
+
+
+def spell_out(chars: str) -> str:
+    """Characters as a user types them, ranges spelled out: ``0-9A-F`` -> ``0123456789ABCDEF`` (digits, or letters
+    of one case, in order); a ``-`` anywhere else (``+-=``, ``-0-9``) is the character itself."""
+    def spell(m: re.Match) -> str:
+        first, last = m.group()[0], m.group()[2]
+        return "".join(map(chr, range(ord(first), ord(last) + 1))) if first < last else m.group()
+
+    return _RANGE.sub(spell, chars)
 
 
 class CharsetError(ConfigError):

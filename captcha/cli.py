@@ -23,7 +23,7 @@ from typing import Any, Iterator, NoReturn
 import click
 
 from . import __version__
-from .charset import DEFAULT_ALPHABET, Charset
+from .charset import DEFAULT_ALPHABET, Charset, spell_out
 from .config import (
     BACKENDS,
     DEFAULT_CHECKPOINT,
@@ -130,7 +130,7 @@ def _charset(alphabet: str | None, labelled: str | Path | None = None) -> Charse
     """``--charset`` as given; else the one the labels in the folder ``labelled`` ask for (as training
     reads them); else 0-9A-Z."""
     if alphabet:
-        return Charset(alphabet)
+        return Charset(spell_out(alphabet))
     if labelled is not None:
         from .data.layout import site_charset
 
@@ -155,8 +155,9 @@ SIDE = click.IntRange(8, 1024)
 
 # Options shared by several commands: one definition each, so they cannot drift apart.
 charset_option = click.option("--charset", "alphabet", default=None, metavar="CHARS",
-                              help=f"Alphabet of the classes [default: {DEFAULT_ALPHABET}; an alphabet without "
-                                   "lower case folds labels and answers to upper case].")
+                              help="Alphabet of the classes, ranges spelled out (0-9A-F) [default: what the labels "
+                                   f"use, 0-9 and their letters in their case; {DEFAULT_ALPHABET} for synthesis; an "
+                                   "alphabet without lower case folds labels and answers to upper case].")
 checkpoint_option = click.option("--checkpoint", type=click.Path(), default=DEFAULT_CHECKPOINT, show_default=True,
                                  help="A trained recognizer, or an exported .onnx file.")
 solving_checkpoint_option = click.option(
@@ -177,8 +178,8 @@ reject_option = click.option("--reject-below", type=click.FloatRange(0, 1), defa
                              help="Give no answer when the reading's confidence (calibrated on held-out training "
                                   "data) is below this; 0 answers everything.")
 allow_option = click.option("--allow", default="", metavar="CHARS", show_default=False,
-                            help="Read only these characters (e.g. 0123456789 for a digits-only site read by a model "
-                                 "that knows letters too) [default: every character the model knows].")
+                            help="Read only these characters, ranges spelled out (e.g. 0-9 for a digits-only site "
+                                 "read by a model that knows letters too) [default: every character the model knows].")
 length_option = click.option("--length", type=click.IntRange(min=0), default=0, show_default=True,
                              help="Read exactly this many characters (a CTC model, such as the general reader, "
                                   "on a site whose captchas all have this many; read wider where its input is too "

@@ -1,6 +1,6 @@
 import pytest
 
-from captcha.charset import DEFAULT_CHARSET, Charset, CharsetError
+from captcha.charset import DEFAULT_CHARSET, Charset, CharsetError, spell_out
 
 
 def test_default_is_the_course_map():
@@ -68,3 +68,10 @@ def test_covering_adds_what_the_labels_use_beyond_the_base():
     assert cs.fold_case and cs.encode("a@b") == [10, len(DEFAULT_CHARSET) + 2, 11]
     digits = Charset("0123456789")
     assert covering(["12x4"], digits).alphabet == "0123456789X"  # spelled as the base spells labels
+
+
+def test_ranges_are_spelled_out_as_users_type_them():
+    assert spell_out("0-9A-F") == "0123456789ABCDEF" and spell_out("a-c") == "abc"
+    assert spell_out("+-=0-2") == "+-=012" and spell_out("-0-2") == "-012"  # a '-' between no range is itself
+    assert spell_out("9-0") == "9-0" and spell_out("A-c") == "A-c"  # backwards, or across cases: as typed
+    assert Charset(spell_out("0-9A-Z")) == DEFAULT_CHARSET

@@ -32,8 +32,8 @@ def test_synth_then_check(tmp_path):
     res = r.invoke(main, ["data", "synth", "--out-dir", str(tmp_path / "d"), "--train-per-class", "2",
                           "--val-per-class", "1", "--captchas", "3", "--charset", "AB"])
     assert res.exit_code == 0, res.output
-    res = r.invoke(main, ["data", "check", "--data", str(tmp_path / "d"), "--charset", "AB", "--json"])
-    assert res.exit_code == 0 and json.loads(res.output)["usable"]
+    res = r.invoke(main, ["data", "check", "--data", str(tmp_path / "d"), "--charset", "A-B", "--json"])
+    assert res.exit_code == 0 and json.loads(res.output)["usable"] and json.loads(res.output)["alphabet"] == "AB"
     (tmp_path / "d" / "chars" / "train" / "A" / "0000.png").write_bytes(b"")
     res = r.invoke(main, ["data", "check", "--data", str(tmp_path / "d"), "--charset", "AB"])
     assert res.exit_code == 1 and "0000.png" in res.output and "NOT usable" in res.output

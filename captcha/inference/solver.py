@@ -21,7 +21,7 @@ from typing import Any, Callable, Iterable, Iterator
 import numpy as np
 from PIL import Image
 
-from ..charset import Charset
+from ..charset import Charset, spell_out
 from ..config import (
     BATCH_LENGTH_MIN,
     BATCH_LENGTH_SHARE,
@@ -104,15 +104,16 @@ class Solver:
         self.rechecking()
 
     def allow(self, chars: str = "") -> "Solver":
-        """Read only these characters (all of the charset's when empty): a site that shows digits only,
-        read by a model that knows letters too. Unknown characters are an error."""
+        """Read only these characters (all of the charset's when empty; ranges such as ``0-9A-F`` spelled out): a
+        site that shows digits only, read by a model that knows letters too. Unknown characters are an error."""
+        given, chars = chars, spell_out(chars)
         self.allowed = chars
         if not chars:
             self._mask = None
             return self
         unknown = "".join(self.charset.unknown(chars))
         if unknown:
-            raise ConfigError(f"--allow {chars!r}: {unknown!r} not among the model's characters "
+            raise ConfigError(f"--allow {given!r}: {unknown!r} not among the model's characters "
                               f"{self.charset.alphabet!r}; allow only characters it knows")
         keep = set(self.charset.encode("".join(dict.fromkeys(chars))))
         classes = len(self.charset) + (1 if self.method == "ctc" else 0)

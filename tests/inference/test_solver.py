@@ -238,6 +238,8 @@ def test_allow_reads_only_the_given_characters(tiny_model, tiny_data):
     solver = load_solver(tiny_model)
     images = sorted((tiny_data / "captchas" / "val").glob("*.png"))[:6]
     assert all(set(r.solution.text) <= {"1", "2"} for r in solver.allow("12").solve_batch(images))
+    assert all(set(r.solution.text) <= {"A", "B", "C"} for r in solver.allow("A-C").solve_batch(images))
+    assert solver.allowed == "ABC"
     assert {len(r.solution.text) for r in solver.allow("a").solve_batch(images)} == {4}  # "a" folds to "A"
     assert solver.allow("").solve(images[0]).text == load_solver(tiny_model).solve(images[0]).text
     with pytest.raises(ConfigError, match="--allow"):
