@@ -45,6 +45,7 @@ from .decode import BatchResult, Solution, averaged_logits, captcha_inputs, deco
 log = logging.getLogger(__name__)
 
 SIZE_TOLERANCE = 2.0  # an image whose height or aspect is this many times off the training captchas' is warned about
+BLANK_LEVELS = 12.0  # an input none of whose channels spans this many grey levels (of 255) is a blank: nothing drawn
 
 
 @dataclass
@@ -324,9 +325,10 @@ class Solver:
         """Read one captcha (a path, bytes, a PIL image or base64 text); raises :class:`ImageError` on bad input."""
         t0 = time.perf_counter()
         img = load_image(image, self.preparer.max_pixels)
-        sol = self.read(self.preparer.inputs(img)[None])[0]
+        x = self.preparer.inputs(img)
+        sol = self.read(x[None])[0]
         sol.seconds = time.perf_counter() - t0
-        sol.warnings = self.warnings(img.size, sol)
+        sol.warnings = self.warnings(img.size, sol, x)
         return sol
 
     def solve_batch(self, images: Iterable[ImageInput], batch_size: int = SOLVE_BATCH_SIZE,
@@ -350,7 +352,7 @@ class Solver:
                 per = (time.perf_counter() - t0) / len(good)
                 for k, (s, i) in enumerate(zip(sols, good)):
                     s.seconds = per
-                    s.warnings = self.warnings(chunk[i][3], s)
+                    s.warnings = self.warnings(chunk[i][3], s, chunk[i][1])
                     if k in held:
                         s.warnings.append(f"held to {len(s.text)} characters, the length most of this batch's "
                                           "readings have")
@@ -380,10 +382,13 @@ class Solver:
             sols[i] = s
         return {i for i in odd if len(sols[i].text) == usual}
 
-    def warnings(self, size: tuple[int, int], sol: Solution) -> list[str]:
-        """Why a reading may be wrong: an image far from the training captchas' size or aspect, or a
-        CTC reading of another length than expected (the image too narrow to hold that many)."""
+    def warnings(self, size: tuple[int, int], sol: Solution, x: np.ndarray | None = None) -> list[str]:
+        """Why a reading may be wrong: an image of one colour (``x``, its inputs: nothing drawn, as a page's
+        placeholder), far from the training captchas' size or aspect, or a CTC reading of another length than
+        expected (the image too narrow to hold that many)."""
         out = []
+        if x is not None and self.blank(x):
+            out.append("the image is blank (one colour): there is no text in it to read")
         if self.trained_size and size[0] > 0 and size[1] > 0:
             (w, h), (tw, th) = size, self.trained_size
             aspect = (w / h) / (tw / th)
@@ -393,6 +398,13 @@ class Solver:
             expected = self.length or " or ".join(map(str, self.lengths))
             out.append(f"read {len(sol.text)} characters; expected {expected}")
         return out
+
+    def blank(self, x: np.ndarray) -> bool:
+        """True when a captcha's inputs (its crops, or the whole of it) show one colour: no channel spans
+        BLANK_LEVELS grey levels (a page's placeholder; compression noise spans a few)."""
+        x = x.reshape(-1, 3, x.shape[-2] * x.shape[-1])
+        span = (x.max(axis=(0, 2)) - x.min(axis=(0, 2))) * np.asarray(self.preparer.pre.std, np.float32) * 255.0
+        return float(span.max()) < BLANK_LEVELS
 
     def trained_length(self, text: str) -> bool:
         """False for a CTC reading of another length than expected (:meth:`expect_length`; 0: any, or any the

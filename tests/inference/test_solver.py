@@ -232,6 +232,21 @@ def test_reject_below_through_the_cli(tiny_model, tiny_data, tmp_path):
     assert line["text"] == "" and line["error"].startswith("rejected")
 
 
+def test_a_blank_image_is_said_to_be_blank(tiny_model, tiny_data):
+    """A page's placeholder (one colour, compression noise and all) is warned about, one by one and in a batch."""
+    import io
+
+    solver = load_solver(tiny_model)
+    real = sorted((tiny_data / "captchas" / "val").glob("*.png"))[0]
+    buf = io.BytesIO()
+    Image.new("RGB", (120, 40), (250, 248, 245)).save(buf, "JPEG", quality=40)
+    blank = "the image is blank (one colour): there is no text in it to read"
+    assert blank in solver.solve(buf.getvalue()).warnings
+    assert blank not in solver.solve(real).warnings
+    rows = list(solver.solve_batch([real, buf.getvalue()]))
+    assert [blank in r.solution.warnings for r in rows] == [False, True]
+
+
 def test_allow_reads_only_the_given_characters(tiny_model, tiny_data):
     from captcha.errors import ConfigError
 
@@ -461,7 +476,9 @@ def test_the_general_reader_learns_a_sites_length_from_the_batch():
 
     class ById(Preparer):  # an image's grey level says which row of the table the network reads for it
         def inputs(self, img):
-            return np.full((1, 3, 8, 8), img.getpixel((0, 0))[0], np.float32)
+            x = np.full((1, 3, 8, 8), img.getpixel((0, 0))[0], np.float32)
+            x[..., -1, -1] = 255.0  # a mark, so that no image reads as blank
+            return x
 
     def backend(x):
         return table[x[:, 0, 0, 0].astype(int)]
