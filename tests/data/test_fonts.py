@@ -10,13 +10,11 @@ from captcha.data.fonts import (
     by_family,
     corpus_shortfall,
     covers_alphabet,
-    debian_faces,
     family_of,
     is_held_out,
     matplotlib_faces,
     missing_font_packages,
     pretraining_faces,
-    pypi_faces,
 )
 
 
@@ -48,8 +46,8 @@ def test_a_file_that_is_not_a_font_covers_nothing(tmp_path):
     assert not covers_alphabet(str(bogus))
 
 
-@pytest.mark.skipif(not (debian_faces() and pypi_faces()), reason="pretraining fonts not installed "
-                    "(Debian fonts-* packages and the PyPI `pretrain` extra)")
+@pytest.mark.skipif(any(missing_font_packages()), reason="not every pretraining font package is installed (the Debian "
+                    "fonts-* packages of captcha/data/fonts.py and the PyPI `pretrain` extra)")
 def test_the_pretraining_machine_has_150_faces_from_three_sources():
     faces = pretraining_faces()
     assert len(faces) >= 150
