@@ -7,7 +7,7 @@ Layout (see README)::
     DATA/*.png... [+ labels.csv]                         or: a flat folder of labelled captchas
 
 A captcha's label comes from ``labels.csv`` (header ``filename,label``, another naming a file and a label
-column, or none) when present, else from its file name up to the first ``_`` or ``.``.
+column, or none) when present, else from its file name up to the first ``_``, space or ``.``.
 """
 
 from __future__ import annotations
@@ -53,8 +53,9 @@ class Sample:
 
 
 def label_from_name(name: str) -> str:
-    """``A7K2_0031.png`` -> ``A7K2``: the file name up to the first ``_`` or ``.``."""
-    return name.split("_", 1)[0].split(".", 1)[0]
+    """``A7K2_0031.png`` (or ``A7K2 (2).png``, as a browser saves a second copy) -> ``A7K2``: the file name up
+    to the first ``_``, space or ``.``."""
+    return re.split(r"[_ .]", name, maxsplit=1)[0]
 
 
 NAMES_JUDGED_FROM = 10  # file names judged as labels (a numbering, one name for all) from this many images up

@@ -20,6 +20,7 @@ CS = Charset("ABC123")
 def test_label_from_file_name():
     assert label_from_name("A7K2.png") == "A7K2"
     assert label_from_name("A7K2_0031.png") == "A7K2"
+    assert label_from_name("A7K2 (2).png") == "A7K2" and label_from_name("a7k2.jpeg") == "a7k2"
 
 
 def test_clean_dataset_is_usable(tiny_data):
