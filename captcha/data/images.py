@@ -30,8 +30,6 @@ ImageInput = Union[str, os.PathLike, bytes, bytearray, Image.Image]
 # Text this long of base64's characters alone (never a '.', so never a file name with its suffix) is an image
 # written out, as web pages embed them and scrapers pass them on
 _BASE64_TEXT = re.compile(r"[A-Za-z0-9+/=\s]{64,}")
-
-
 ARCHIVE_SUFFIXES = (".zip", ".tar", ".tgz", ".tar.gz", ".tar.bz2", ".tar.xz", ".7z", ".rar")
 
 
@@ -52,13 +50,18 @@ def is_image_name(path: str | os.PathLike) -> bool:
     return str(path).lower().endswith(IMAGE_SUFFIXES)
 
 
+def _written_out(src: object) -> bool:
+    """True for an image given as text: base64, bare or in a ``data:`` URL."""
+    return isinstance(src, str) and (src.startswith("data:") or _BASE64_TEXT.fullmatch(src) is not None)
+
+
 def describe(src: object) -> str:
     """How an error names an input: its path, or what it is (bytes, a PIL image, an image written out as text)."""
     if isinstance(src, (bytes, bytearray)):
         return f"<{len(src)} bytes>"
     if isinstance(src, Image.Image):
         return "<PIL image>"
-    if isinstance(src, str) and (src.startswith("data:") or _BASE64_TEXT.fullmatch(src)):
+    if _written_out(src):
         return f"<image as text, {len(src)} characters>"
     return str(src) if isinstance(src, (str, os.PathLike)) else f"<{type(src).__name__}>"
 
@@ -101,7 +104,7 @@ def load_image(src: ImageInput, max_pixels: int = DEFAULT_MAX_PIXELS, name: str 
     input by ``name`` (default: its path, or its size for bytes).
     """
     name = name or describe(src)
-    if isinstance(src, str) and (src.startswith("data:") or _BASE64_TEXT.fullmatch(src)):
+    if _written_out(src):
         src = decode_base64(src, name)
     if isinstance(src, Image.Image):
         img = src

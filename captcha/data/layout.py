@@ -73,11 +73,10 @@ def names_not_labels(labels: Sequence[str]) -> str | None:
     patterns = {re.sub(r"\d+", "#", label) for label in labels}
     if len(patterns) > 1 or "#" not in next(iter(patterns)):
         return None
-    numbers = sorted(int(re.findall(r"\d+", label)[-1]) for label in labels)
+    numbered = sorted((int(re.findall(r"\d+", label)[-1]), label) for label in labels)
     # drawn at random, k-digit labels run on by one about len/10**k of the time; a numbering nearly always does
-    if sum(b - a == 1 for a, b in zip(numbers, numbers[1:])) >= 0.9 * (len(numbers) - 1):
-        first, last = sorted(labels, key=lambda label: int(re.findall(r"\d+", label)[-1]))[::len(labels) - 1]
-        return f"number the images ({first}, ..., {last}) rather than spell what each shows"
+    if sum(b[0] - a[0] == 1 for a, b in zip(numbered, numbered[1:])) >= 0.9 * (len(numbered) - 1):
+        return f"number the images ({numbered[0][1]}, ..., {numbered[-1][1]}) rather than spell what each shows"
     return None
 
 
@@ -328,9 +327,10 @@ def dataset_folder(root: str | Path, hint: str = "") -> Path:
     root = Path(root)
     if root.is_dir():
         return root
-    if root.exists() and unpack_hint(root):
-        raise DataError(f"{root}: an archive, not a dataset folder: unpack it first ({unpack_hint(root)}) and pass "
-                        "the folder that holds the captchas")
+    unpack = unpack_hint(root) if root.exists() else None
+    if unpack:
+        raise DataError(f"{root}: an archive, not a dataset folder: unpack it first ({unpack}) and pass the folder "
+                        "that holds the captchas")
     if root.exists():
         inside = f" (--data {root.parent})" if root.name == LABELS_FILE or is_image_name(root.name) else ""
         raise DataError(f"{root}: a file, not a dataset folder: pass the folder that holds the captchas{inside}")
