@@ -7,7 +7,7 @@ printed at the end of `captcha train`, so a model at chance is never shipped sil
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 from PIL import Image
@@ -17,6 +17,9 @@ NEAR_CHANCE = 2.0  # a probe scoring under this many times chance learned nothin
 BLANK_STD = 6.0  # a crop whose grey levels vary less than this has no glyph in it
 BLANK_SHARE = 0.25  # more blank crops than this: the characters are not where the splitter cut
 HELD_SLICE = "the held-out slice of the training data"
+READER_SURE = 0.9  # the general reader's readings at least this sure are evidence about the labels
+READER_EVIDENCE = 10  # sure readings needed before the labels are judged by them
+READER_AGREES = 0.2  # labels matching fewer than this share of the sure readings do not match their images
 
 
 def blank_share(images: Sequence[Image.Image], limit: int = 400) -> float:
@@ -28,13 +31,38 @@ def blank_share(images: Sequence[Image.Image], limit: int = 400) -> float:
     return sum(float(np.asarray(im.convert("L"), np.float32).std()) < BLANK_STD for im in picked) / len(picked)
 
 
+def labels_against_reader(captchas: Sequence[tuple[Image.Image, str]], limit: int = 200) -> str | None:
+    """Where the shipped general reader reads at least READER_EVIDENCE of (up to ``limit``, evenly spread) labelled
+    captchas surely and fewer than READER_AGREES of those as labelled, a line saying so with an example: labels that
+    do not match their images (rows shifted, another folder's labels.csv). None where it cannot tell: a site the
+    reader is unsure of says nothing about the labels."""
+    # solving's reader, loaded here: only a failed run pays for it
+    from ..inference.load import load_solver
+
+    picked = list(captchas[::max(1, len(captchas) // limit)])[:limit]
+    if len(picked) < READER_EVIDENCE:
+        return None
+    rows = load_solver(backend="auto").solve_batch([img for img, _ in picked])
+    sure = [(label, row.solution.text) for (_, label), row in zip(picked, rows)
+            if row.ok and row.solution.confidence >= READER_SURE]
+    differ = [(label, text) for label, text in sure if label.upper() != text.upper()]
+    if len(sure) < READER_EVIDENCE or len(sure) - len(differ) >= READER_AGREES * len(sure):
+        return None
+    label, text = differ[0]
+    return (f"the shipped general reader reads {len(differ)} of the {len(sure)} captchas it is sure of otherwise than "
+            f"labelled (one labelled {label!r} reads {text!r}): check that labels.csv (or the file names) name what "
+            "each image shows, row by row.")
+
+
 def diagnose(num_classes: int, held_acc: float | None, probe_scores: Sequence[float] = (),
              losses: Sequence[float] = (), crops: Sequence[Image.Image] = (), other_lengths: int = 0,
-             length: int = 0, method: str = "classify", where: str = HELD_SLICE) -> list[str]:
+             length: int = 0, method: str = "classify", where: str = HELD_SLICE,
+             read_labels: Callable[[], str | None] | None = None) -> list[str]:
     """Warnings for a run that learned (next to) nothing, each naming a likely cause and a fix;
     ``held_acc`` is the accuracy of the data held out of training, ``where`` says which; ``probe_scores``
     (each recipe probe's share of characters read) judge the run only where nothing was held out: a few
-    epochs of probing read little of a far site that the full run then learns."""
+    epochs of probing read little of a far site that the full run then learns. ``read_labels`` (called only
+    for a failed run: :func:`labels_against_reader` on its captchas) says whether the labels match the images."""
     chance = 1.0 / max(num_classes, 1)
     probes_dead = held_acc is None and bool(probe_scores) and max(probe_scores) < NEAR_CHANCE * chance
     failed = held_acc is not None and held_acc < FAIL_BELOW
@@ -55,7 +83,10 @@ def diagnose(num_classes: int, held_acc: float | None, probe_scores: Sequence[fl
     if other_lengths:
         out.append(f"{other_lengths} training captchas have labels of another length than {length} and were left out: "
                    "if the site's captchas vary in length, use --method ctc; otherwise fix those labels.")
-    if losses and len(losses) >= 2 and losses[-1] > 0.8 * math.log(max(num_classes, 2)):
+    mismatch = read_labels() if read_labels else None
+    if mismatch:
+        out.append(mismatch)
+    elif losses and len(losses) >= 2 and losses[-1] > 0.8 * math.log(max(num_classes, 2)):
         out.append(f"the training loss stayed near ln({num_classes}) = {math.log(num_classes):.2f} (last "
                    f"{losses[-1]:.2f}): the network cannot even fit its training data. Check that labels.csv "
                    "(or the file names) match the images and that --length is the number of characters shown.")

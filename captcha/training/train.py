@@ -83,7 +83,7 @@ from .dataset import (
     synthetic_captchas,
     whole_captchas_only,
 )
-from .diagnose import HELD_SLICE, diagnose
+from .diagnose import HELD_SLICE, diagnose, labels_against_reader
 from .loop import (
     CTCLoss,
     Trainable,
@@ -382,7 +382,7 @@ def train(cfg: TrainConfig, say: Callable[[str], None] = log.info, progress: boo
     problems = diagnose(len(charset), judged, [p["score"] if p.get("char_score") is None else p["char_score"]
                                                 for p in recipe.get("probes", [])],
                         [h["loss"] for h in history], fit[0] if cfg.method == "classify" else (), data.other_lengths,
-                        data.length, cfg.method, where)
+                        data.length, cfg.method, where, lambda: labels_against_reader(data.captchas))
     for line in problems:
         say(f"warning: {line}")
     if final is not None and cfg.method == "classify":  # CTC's loss has no label smoothing to undo

@@ -1,11 +1,14 @@
 """Loud failure: a run that learned nothing says so, with the likely cause, and the checkpoint records it."""
 
+import re
+from pathlib import Path
+
 import numpy as np
 from PIL import Image
 
 from captcha.config import TrainConfig
 from captcha.nn.checkpoint import load_checkpoint
-from captcha.training.diagnose import blank_share, diagnose
+from captcha.training.diagnose import blank_share, diagnose, labels_against_reader
 from captcha.training.train import train
 
 
@@ -62,3 +65,34 @@ def test_training_on_noise_warns_and_the_checkpoint_keeps_the_warning(tmp_path):
     assert res["warnings"] and "not learned" in res["warnings"][0]
     assert any(m.startswith("warning: this model has not learned") for m in said)
     assert load_checkpoint(out)["warnings"] == res["warnings"]
+
+
+def _printed(texts):
+    """Captchas any reader reads: dark text in a plain font on white."""
+    import matplotlib
+    from PIL import ImageDraw, ImageFont
+
+    font = ImageFont.truetype(str(Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans-Bold.ttf"), 34)
+    out = []
+    for text in texts:
+        img = Image.new("RGB", (160, 50), "white")
+        ImageDraw.Draw(img).text((14, 6), text, fill=(20, 20, 60), font=font)
+        out.append(img)
+    return out
+
+
+def test_labels_that_do_not_match_their_images_are_named_by_the_general_reader():
+    """A failed run whose labels are shifted by a row: the shipped reader, sure of most captchas, reads them
+    otherwise, and the diagnosis says to check labels.csv instead of asking for more captchas."""
+    texts = ["A7K2", "B3XP", "Q9MZ", "H4TR", "W2EN", "K8DV", "P5GS", "Z6CJ", "M3RB", "T7HU", "E9FL", "N2WY"]
+    images = _printed(texts)
+    assert labels_against_reader(list(zip(images, texts))) is None  # labels that match say nothing
+    shifted = list(zip(images, texts[1:] + texts[:1]))
+    line = labels_against_reader(shifted)
+    sure = re.search(r"reads (\d+) of the (\d+) captchas it is sure of otherwise than labelled", line or "")
+    assert sure and sure[1] == sure[2] and int(sure[1]) >= 10, line
+    assert "labelled 'B3XP' reads 'A7K2'" in line
+    out = diagnose(36, 0.0, [], [1.9, 1.5], read_labels=lambda: labels_against_reader(shifted))
+    assert out[-1] == line and not any("fitted" in o for o in out)
+    assert labels_against_reader(shifted[:5]) is None  # too few to tell
+    assert labels_against_reader(list(zip(_glyphs(12), texts))) is None  # noise: the reader is sure of nothing
