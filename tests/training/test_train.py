@@ -66,11 +66,15 @@ def test_first_batch_loss_is_reported_near_ln_classes(tiny_data, tmp_path):
 # probes choose the start's freeze level (the input size is given: its 64 px probes would cost most of the
 # test; test_resume_with_more_epochs_on_the_default_path runs all six probes through the CLI)
 RESUMED = {"default path": dict(pretrained="auto", freeze="auto", size=(32, 32)),
-           "random start": dict(pretrained="none", freeze="layer3")}
+           "random start": dict(pretrained="none", freeze="layer3"),
+           # whole captchas: each epoch's time masks are drawn again on resuming as they were
+           "ctc": dict(pretrained="none", freeze="layer3", method="ctc", size=(32, 96))}
 
 
 @pytest.mark.parametrize("start", list(RESUMED))
-def test_resume_finishes_an_interrupted_run_identically(tiny_data, tmp_path, start):
+def test_resume_finishes_an_interrupted_run_identically(tiny_data, flat_captchas, tmp_path, start):
+    if start == "ctc":
+        tiny_data = flat_captchas
     full = tmp_path / "full" / "m.pt"
     train(_cfg(tiny_data, full, epochs=3, **RESUMED[start]))
     part = tmp_path / "part" / "m.pt"
@@ -103,7 +107,8 @@ def test_resume_finishes_an_interrupted_run_identically(tiny_data, tmp_path, sta
     assert probed[0] == probed[1] and (len(probed[1]) == 3) == (start == "default path")  # the same, timings aside
     # the epoch kept is chosen as without the kill (the resumed run replays the slice's history)
     assert load_checkpoint(part)["metrics"]["epoch"] == load_checkpoint(full)["metrics"]["epoch"]
-    assert a["history"][-1]["char_acc"] == b["history"][-1]["char_acc"]
+    acc = "captcha_char_acc" if start == "ctc" else "char_acc"
+    assert a["history"][-1][acc] == b["history"][-1][acc]
     for k in a["model"]:
         assert torch.allclose(a["model"][k].float(), b["model"][k].float(), atol=1e-5), k
     # and the refit after it too: it goes on from the chosen probe's weights, which the last file kept
