@@ -183,17 +183,6 @@ class AugmentConfig:
 TRAIN_BATCH = {"classify": 64, "ctc": 16}
 
 
-# While a CTC network fine-tunes on a site, this share of its training captchas each pass has a run of one in
-# TIME_MASK_SPAN of its feature columns zeroed before the head (SpecAugment's time mask): the head learns to read a character from
-# its neighbours' context where a stroke is hidden or warped. Five leave-style-out sites never used to choose it (wider
-# tests of 2,000, plain `captcha train` from 750) read better with it, each by under a standard error: lso-warped-upper4
-# 56.90 -> 57.20%, lso-eroded-arc5 70.10 -> 71.35, lso-warped-lower5 51.20 -> 51.95, lso-eroded-band6 85.50 -> 86.45,
-# lso-halftone-upper6 95.35 -> 96.05 (the sign of five alike: 1 in 32 by chance); sysu_alnum4 and captcha_images_v2
-# one captcha down and one up: docs/measurements.md, "the time mask".
-TIME_MASK = 0.5
-TIME_MASK_SPAN = 12
-
-
 @dataclass
 class TrainConfig:
     """Everything that defines a `captcha train` run; stored in the checkpoint."""
@@ -211,7 +200,6 @@ class TrainConfig:
     schedule: str = "onecycle"
     weight_decay: float = 0.05
     label_smoothing: float = 0.1
-    time_mask: float = TIME_MASK  # share of whole captchas (ctc) with a run of feature columns hidden each pass
     seed: int = 0
     size: tuple[int, int] | None = None  # None: probed (classify, 32 or 64 px); whole captchas (ctc) near native scale
     method: str = "auto"  # classify (split, read each crop), ctc (read the whole captcha), auto: probed (training.recipe)

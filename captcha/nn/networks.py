@@ -26,7 +26,6 @@ from ..config import (
     PRETRAINED_HELP,
     SECOND,
     SHIPPED_READER,
-    TIME_MASK_SPAN,
 )
 from ..errors import CheckpointError, ConfigError
 from .checkpoint import check_checkpoint, is_checkpoint, read_weights_file
@@ -150,13 +149,8 @@ class SeqNet(CharNet):
             layer[0].conv1.stride = (2, 1)
             layer[0].downsample[0].stride = (2, 1)
 
-    time_mask = 0.0  # while training: the share of captchas with a run of columns hidden (training sets it)
-
     def columns(self, fmap: torch.Tensor) -> torch.Tensor:
-        """(N, width, h, w) feature map -> (N, w, classes) per-column logits; training with a ``time_mask``, a
-        run of one in TIME_MASK_SPAN of the columns zeroed in that share of the captchas (the global RNG's draws)."""
-        if self.training and self.time_mask:
-            fmap = fmap * columns_kept(fmap.shape[0], fmap.shape[-1], self.time_mask, fmap.device).to(fmap.dtype)
+        """(N, width, h, w) feature map -> (N, w, classes) per-column logits."""
         return self.fc(fmap.mean(2).transpose(1, 2))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -164,16 +158,6 @@ class SeqNet(CharNet):
 
     def head_from(self, x: torch.Tensor, start: str | None) -> torch.Tensor:
         return self.columns(x if start == "layer4" else self.forward_stages(x, start=start))
-
-
-def columns_kept(n: int, width: int, share: float, device: torch.device | str = "cpu") -> torch.Tensor:
-    """(n, 1, 1, width) of ones, but in ``share`` of the n rows a run of one in TIME_MASK_SPAN of the columns (at
-    least one) is zero: SpecAugment's time mask over a CTC network's feature columns."""
-    span = max(1, width // TIME_MASK_SPAN)
-    start = torch.randint(0, width - span + 1, (n, 1), device=device)
-    cols = torch.arange(width, device=device)
-    hidden = (cols >= start) & (cols < start + span) & (torch.rand(n, 1, device=device) < share)
-    return (~hidden)[:, None, None, :]
 
 
 NETWORKS = {"classify": CharNet, "ctc": SeqNet}  # one per method of config.METHODS

@@ -59,7 +59,6 @@ from ..nn.device import train_in_bf16
 from ..nn.networks import (
     LAYER3_INNER,
     CharNet,
-    SeqNet,
     load_backbone,
     network_shape,
     new_model,
@@ -204,8 +203,6 @@ def make_network(cfg: TrainConfig, num_classes: int, state: dict[str, torch.Tens
                                                  network_shape(cfg.method, state)))
     if state is not None:
         load_backbone(model, state, source)
-    if isinstance(model, SeqNet):
-        model.time_mask = cfg.time_mask
     return model.freeze(freeze)
 
 
@@ -262,7 +259,6 @@ def train_briefly(probe: Probe, cfg: TrainConfig, num_classes: int, state: dict[
         x = pass_images(images, transform, cfg.seed, epoch)
         inputs = frozen_outputs(model, x, stop) if stop else x
         order = torch.randperm(len(targets), generator=torch.Generator().manual_seed(seed_for(cfg.seed, "probe", epoch)))
-        torch.manual_seed(seed_for(cfg.seed, "mask", epoch) % 2 ** 63)  # the pass's time masks, whatever ran before
         train_one_epoch(net, indexed_batches(inputs, targets, order, cfg.batch), opt, sched, loss_fn,
                         on_batch=lambda _b, _loss, seconds: step_seconds.append(seconds),
                         bf16=train_in_bf16(cfg.bf16))

@@ -345,7 +345,6 @@ def train(cfg: TrainConfig, say: Callable[[str], None] = log.info, progress: boo
 
         order = _order(len(targets), cfg.seed, epoch)
         order = order[: len(order) - len(order) % world][rank::world]
-        torch.manual_seed(seed_for(cfg.seed, "mask", epoch) % 2 ** 63)  # the epoch's time masks: a resumed run's too
         loss = train_one_epoch(net, indexed_batches(inputs, targets, order, rank_batch), opt, sched, loss_fn,
                                on_batch=on_batch, bf16=train_in_bf16(cfg.bf16))
         bar.close()

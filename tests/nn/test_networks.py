@@ -234,25 +234,3 @@ def test_a_narrow_model_round_trips_through_its_checkpoint_and_a_wrong_width_is_
             model_from_checkpoint({**inner, "layer3_inner": bad})
     with pytest.raises(CheckpointError, match="layer3 holds 32 inner channels"):  # recorded before: 256
         model_from_checkpoint({k: v for k, v in inner.items() if k != "layer3_inner"})
-
-
-def test_the_time_mask_hides_a_run_of_columns_in_training_only():
-    from captcha.config import TIME_MASK_SPAN
-    from captcha.nn.networks import SeqNet, columns_kept
-
-    torch.manual_seed(0)
-    kept = columns_kept(2000, 36, 0.5).squeeze()
-    hidden = (~kept).sum(1)
-    assert set(hidden.tolist()) == {0, 36 // TIME_MASK_SPAN} and 0.45 < (hidden > 0).float().mean() < 0.55
-    runs = [torch.nonzero(~row).squeeze(1) for row in kept if (~row).any()]
-    assert all(int(r[-1] - r[0]) == len(r) - 1 for r in runs)  # one run, not scattered columns
-    assert (~columns_kept(10, 8, 1.0)).squeeze().sum(1).tolist() == [1] * 10  # at least one column
-    net = SeqNet(5)
-    net.time_mask = 1.0
-    fmap = torch.randn(3, 512, 1, 24)
-    net.eval()
-    assert torch.equal(net.columns(fmap), net.columns(fmap))  # solving never masks
-    net.train()
-    assert not torch.equal(net.columns(fmap), net.eval().columns(fmap))
-    net.time_mask = 0.0
-    assert torch.equal(net.train().columns(fmap), net.eval().columns(fmap))  # the pretrained reader's default

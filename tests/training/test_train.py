@@ -67,7 +67,7 @@ def test_first_batch_loss_is_reported_near_ln_classes(tiny_data, tmp_path):
 # test; test_resume_with_more_epochs_on_the_default_path runs all six probes through the CLI)
 RESUMED = {"default path": dict(pretrained="auto", freeze="auto", size=(32, 32)),
            "random start": dict(pretrained="none", freeze="layer3"),
-           # whole captchas: each epoch's time masks are drawn again on resuming as they were
+           # whole captchas (CTC) resume as identically
            "ctc": dict(pretrained="none", freeze="layer3", method="ctc", size=(32, 96))}
 
 
