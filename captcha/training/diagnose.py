@@ -12,6 +12,8 @@ from typing import Callable, Sequence
 import numpy as np
 from PIL import Image
 
+from ..inference.load import load_solver
+
 FAIL_BELOW = 0.20  # final accuracy on the held-out slice under which the run counts as failed
 NEAR_CHANCE = 2.0  # a probe scoring under this many times chance learned nothing
 BLANK_STD = 6.0  # a crop whose grey levels vary less than this has no glyph in it
@@ -36,9 +38,6 @@ def labels_against_reader(captchas: Sequence[tuple[Image.Image, str]], limit: in
     captchas surely and fewer than READER_AGREES of those as labelled, a line saying so with an example: labels that
     do not match their images (rows shifted, another folder's labels.csv). None where it cannot tell: a site the
     reader is unsure of says nothing about the labels."""
-    # solving's reader, loaded here: only a failed run pays for it
-    from ..inference.load import load_solver
-
     picked = list(captchas[::max(1, len(captchas) // limit)])[:limit]
     if len(picked) < READER_EVIDENCE:
         return None
