@@ -286,9 +286,13 @@ def data_synth(out_dir, seed, train_per_class, val_per_class, captchas, train_ca
 @charset_option
 def data_check(data_dir, length, as_json, alphabet) -> None:
     """Count a dataset and list every problem; exit 0 only when it is usable (1 when it is not)."""
-    from .data.layout import check_dataset
+    from .data.layout import Problem, check_dataset
+    from .training.diagnose import dataset_against_reader
 
     report = check_dataset(data_dir, _charset(alphabet) if alphabet else None, length)
+    mismatch = dataset_against_reader(data_dir, Charset(report.alphabet)) if report.captchas else None
+    if mismatch:
+        report.problems.append(Problem(report.root, mismatch))
     if as_json:
         _emit_json(report.to_dict())
     else:

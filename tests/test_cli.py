@@ -309,3 +309,27 @@ def test_eval_reads_with_the_general_reader_until_a_model_is_trained(flat_captch
     res = CliRunner().invoke(main, ["eval", "--val", "--checkpoint", str(general_reader_path())])
     assert res.exit_code == 2 and "records no training data" in res.stderr and "--data DIR" in res.stderr
     assert res.exception is None or isinstance(res.exception, SystemExit)
+
+
+def test_data_check_finds_labels_that_do_not_match_their_images(tmp_path):
+    """Rows shifted by one in labels.csv: the shipped reader, sure of most captchas, reads them otherwise."""
+    import matplotlib
+    from PIL import Image, ImageDraw, ImageFont
+
+    font = ImageFont.truetype(str(Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans-Bold.ttf"), 34)
+    texts = ["A7K2", "B3XP", "Q9MZ", "H4TR", "W2EN", "K8DV", "P5GS", "Z6CJ", "M3RB", "T7HU", "E9FL", "N2WY"]
+    site = tmp_path / "site"
+    site.mkdir()
+    for i, text in enumerate(texts):
+        img = Image.new("RGB", (160, 50), "white")
+        ImageDraw.Draw(img).text((14, 6), text, fill=(20, 20, 60), font=font)
+        img.save(site / f"c{i:02d}.png")
+    rows = [f"c{i:02d}.png,{text}" for i, text in enumerate(texts)]
+    (site / "labels.csv").write_text("filename,label\n" + "\n".join(rows) + "\n")
+    res = CliRunner().invoke(main, ["data", "check", "--data", str(site)])
+    assert res.exit_code == 0 and res.output.strip().endswith("usable"), res.output
+    shifted = [f"c{i:02d}.png,{texts[(i + 1) % len(texts)]}" for i in range(len(texts))]
+    (site / "labels.csv").write_text("filename,label\n" + "\n".join(shifted) + "\n")
+    res = CliRunner().invoke(main, ["data", "check", "--data", str(site)])
+    assert res.exit_code == 1 and "captchas it is sure of otherwise than labelled" in res.output, res.output
+    assert "NOT usable" in res.output

@@ -224,6 +224,12 @@ def dataset_labels(root: str | Path) -> list[str]:
             + [label for d in caps for _, label in _label_pairs(d, [])])
 
 
+def labelled_captchas(root: str | Path, charset: Charset) -> list[Sample]:
+    """Every whole captcha a dataset labels (a flat folder's, or the course layout's captchas/ splits) that
+    ``charset`` can spell, in folder and file-name order; what it cannot read is left out."""
+    return [s for d in _label_folders(Path(root))[1] for s in read_captcha_labels(d, charset, [])]
+
+
 def site_charset(root: str | Path) -> Charset:
     """The charset a dataset's labels ask for when none is given (:func:`captcha.charset.for_labels`): 0-9
     and the letters in the labels' case, both cases apart where they use both, plus any other character."""

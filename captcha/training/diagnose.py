@@ -7,11 +7,14 @@ printed at the end of `captcha train`, so a model at chance is never shipped sil
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 from PIL import Image
 
+from ..charset import Charset
+from ..data.layout import labelled_captchas, load_images
 from ..inference.load import load_solver
 
 FAIL_BELOW = 0.20  # final accuracy on the held-out slice under which the run counts as failed
@@ -51,6 +54,15 @@ def labels_against_reader(captchas: Sequence[tuple[Image.Image, str]], limit: in
     return (f"the shipped general reader reads {len(differ)} of the {len(sure)} captchas it is sure of otherwise than "
             f"labelled (one labelled {label!r} reads {text!r}): check that labels.csv (or the file names) name what "
             "each image shows, row by row.")
+
+
+def dataset_against_reader(root: str | Path, charset: Charset, limit: int = 200) -> str | None:
+    """:func:`labels_against_reader` on (up to ``limit``, evenly spread) labelled whole captchas of a dataset, for
+    `captcha data check`: labels that do not match their images are found before any training."""
+    samples = labelled_captchas(root, charset)
+    picked = samples[::max(1, len(samples) // limit)][:limit]
+    images, kept = load_images(picked, on_error=lambda *_: None)
+    return labels_against_reader([(img, s.label) for img, s in zip(images, kept)], limit)
 
 
 def diagnose(num_classes: int, held_acc: float | None, probe_scores: Sequence[float] = (),
