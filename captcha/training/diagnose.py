@@ -27,12 +27,16 @@ READER_EVIDENCE = 10  # sure readings needed before the labels are judged by the
 READER_AGREES = 0.2  # labels matching fewer than this share of the sure readings do not match their images
 
 
+def _spread(items: Sequence, limit: int) -> list:
+    """Up to about ``limit`` of ``items``, evenly spread (every k-th)."""
+    return list(items[::max(1, len(items) // limit)])
+
+
 def blank_share(images: Sequence[Image.Image], limit: int = 400) -> float:
     """Share of (up to ``limit``, evenly spread) crops with no visible ink."""
     if not images:
         return 0.0
-    step = max(1, len(images) // limit)
-    picked = images[::step]
+    picked = _spread(images, limit)
     return sum(float(np.asarray(im.convert("L"), np.float32).std()) < BLANK_STD for im in picked) / len(picked)
 
 
@@ -41,7 +45,7 @@ def labels_against_reader(captchas: Sequence[tuple[Image.Image, str]], limit: in
     captchas surely and fewer than READER_AGREES of those as labelled, a line saying so with an example: labels that
     do not match their images (rows shifted, another folder's labels.csv). None where it cannot tell: a site the
     reader is unsure of says nothing about the labels."""
-    picked = list(captchas[::max(1, len(captchas) // limit)])[:limit]
+    picked = _spread(captchas, limit)[:limit]
     if len(picked) < READER_EVIDENCE:
         return None
     rows = load_solver(backend="auto").solve_batch([img for img, _ in picked])
@@ -59,8 +63,7 @@ def labels_against_reader(captchas: Sequence[tuple[Image.Image, str]], limit: in
 def dataset_against_reader(root: str | Path, charset: Charset, limit: int = 200) -> str | None:
     """:func:`labels_against_reader` on (up to ``limit``, evenly spread) labelled whole captchas of a dataset, for
     `captcha data check`: labels that do not match their images are found before any training."""
-    samples = labelled_captchas(root, charset)
-    picked = samples[::max(1, len(samples) // limit)][:limit]
+    picked = _spread(labelled_captchas(root, charset), limit)[:limit]
     images, kept = load_images(picked, on_error=lambda *_: None)
     return labels_against_reader([(img, s.label) for img, s in zip(images, kept)], limit)
 
