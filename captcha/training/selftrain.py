@@ -10,7 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..config import PSEUDO_CONFIDENCE
-from ..data.images import file_digest, is_image_name, load_image, unpack_hint
+from ..data.images import file_digest, is_image_name, load_image
+from ..data.layout import dataset_folder
 from ..data.splits import Captcha
 from ..errors import DataError
 from ..inference.batch import expand_inputs
@@ -22,11 +23,10 @@ def unlabelled_images(folder: str | Path, labelled: str | Path | None = None) ->
     ``labelled`` dataset's folder, and how many those were: read as unlabelled, the labelled folder's own
     captchas (the held-out slice among them) would be trained on under the model's readings, and the slice
     that decides whether that round is kept would have been learned."""
-    root = Path(folder)
-    if not root.is_dir():
-        unpack = unpack_hint(root) if root.exists() else None
-        raise DataError(f"--unlabelled {root}: " + (f"an archive: unpack it first ({unpack}) and give its folder"
-                                                    if unpack else "not a folder; give a folder of the site's captcha images"))
+    try:
+        root = dataset_folder(folder)
+    except DataError as exc:  # an archive, a file or nothing there, said as for --data
+        raise DataError(f"--unlabelled {exc}") from None
     paths = [p for p in expand_inputs([str(root)]) if is_image_name(p)]
     if not paths:
         raise DataError(f"--unlabelled {root}: no image files (png, jpg, bmp, gif) in it")

@@ -27,7 +27,10 @@ def test_the_labelled_captchas_are_never_read_as_unlabelled(flat_captchas, tmp_p
 def test_an_archive_or_a_file_given_as_the_unlabelled_folder_is_one_clear_error(tmp_path):
     (tmp_path / "site.zip").write_bytes(b"PK\x03\x04")
     (tmp_path / "notes.txt").write_text("hello\n")
-    with pytest.raises(DataError, match=r"--unlabelled .*site.zip: an archive: unpack it first \(unzip "):
+    with pytest.raises(DataError, match=r"--unlabelled .*site.zip: an archive, not a dataset folder: unpack it first "
+                                        r"\(unzip "):
         unlabelled_images(tmp_path / "site.zip")
-    with pytest.raises(DataError, match="not a folder"):
+    with pytest.raises(DataError, match=r"--unlabelled .*notes.txt: a file, not a dataset folder"):
         unlabelled_images(tmp_path / "notes.txt")
+    with pytest.raises(DataError, match=r"--unlabelled .*nowhere: dataset folder does not exist"):
+        unlabelled_images(tmp_path / "nowhere")
