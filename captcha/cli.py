@@ -58,11 +58,24 @@ from .errors import CaptchaError, ConfigError
 
 
 class _Command(click.Command):
-    """A command whose --help shows every default."""
+    """A command whose --help shows every default, and which names --data for a folder given without it."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs["context_settings"] = {"show_default": True, **(kwargs.get("context_settings") or {})}
         super().__init__(*args, **kwargs)
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        # `captcha train site` is the first thing many users type: name --data rather than only refuse `site`
+        allowed, ctx.allow_extra_args = ctx.allow_extra_args, True
+        rest = super().parse_args(ctx, args)
+        ctx.allow_extra_args = allowed
+        if rest and not allowed and not ctx.resilient_parsing:
+            data = next((p.name for p in self.params if "--data" in p.opts), None)
+            if data and len(rest) == 1 and ctx.get_parameter_source(data) is not click.core.ParameterSource.COMMANDLINE:
+                ctx.fail(f"unexpected argument {rest[0]}: name the dataset folder with --data "
+                         f"(`{ctx.command_path} --data {rest[0]}`)")
+            ctx.fail(f"unexpected argument{'s' if len(rest) > 1 else ''} {' '.join(rest)}")
+        return rest
 
 
 class _Group(click.Group):

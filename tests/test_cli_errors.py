@@ -38,6 +38,10 @@ BAD = [
     (["data", "check", "--data", "{tmp}/site.tar.gz"], "an archive, not a dataset folder: unpack it first (tar xf "),
     (["solve", "{img}", "--checkpoint", "{model}", "--backend", "onnx", "--device", "cuda"], "--backend onnx"),
     (["no-such-command"], "No such command"),
+    (["train", "{data}"], "unexpected argument {data}: name the dataset folder with --data (`captcha train --data {data}`)"),
+    (["data", "check", "{data}"], "(`captcha data check --data {data}`)"),
+    (["eval", "--data", "{data}", "{img}"], "unexpected argument {img} ("),
+    (["eval", "{data}", "{img}"], "unexpected arguments {data} {img} ("),
     (["data", "check", "--data", "{tmp}/no-such-folder"], "does not exist"),
     (["pretrain", "--sizes", "32,big"], "--sizes"),
     (["pretrain", "--sizes", "8"], "--sizes"),
@@ -72,11 +76,11 @@ def place(tmp_path, tiny_data, tiny_model, monkeypatch):
 
 @pytest.mark.parametrize("args,needle", BAD, ids=[" ".join(a)[:50] for a, _ in BAD])
 def test_a_mistake_is_one_line_and_exit_2(place, args, needle):
-    res = CliRunner().invoke(main, [a.format(**place) for a in args])
+    res = CliRunner().invoke(main, [a.format(**place) for a in args], prog_name="captcha")
     assert res.exit_code == 2, res.output
     assert res.exception is None or isinstance(res.exception, SystemExit), repr(res.exception)
     lines = res.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: ") and needle in lines[0], res.stderr
+    assert len(lines) == 1 and lines[0].startswith("error: ") and needle.format(**place) in lines[0], res.stderr
     assert "Traceback" not in res.output
 
 
