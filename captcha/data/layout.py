@@ -18,9 +18,13 @@ import logging
 import re
 import shutil
 from collections import Counter
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePath
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
+
+from PIL import Image
 
 from ..charset import DEFAULT_CHARSET, Charset, for_labels
 from ..config import ONE_LENGTH_SHARE
@@ -414,18 +418,45 @@ def _check_lengths(samples: Sequence[Sample], length: int | None, problems: list
             problems.append(Problem(str(s.path), f"label {s.label!r} has {len(s.label)} characters, expected {expected}"))
 
 
+_decoded: ContextVar[dict[Path, Image.Image | ImageError] | None] = ContextVar("decoded", default=None)
+
+
+@contextmanager
+def decoding_once() -> Iterator[None]:
+    """Within it, ``load_images`` decodes each file once, however often it is asked (nested: the outer scope's).
+
+    A training run reads its folder once for each method it probes and again for its fit: on 6,000 captchas that
+    was about 8 s of decoding again (docs/measurements.md). The images are the same objects each time, which no
+    reader changes in place."""
+    token = _decoded.set({}) if _decoded.get() is None else None
+    try:
+        yield
+    finally:
+        if token is not None:
+            _decoded.reset(token)
+
+
 def load_images(samples: Iterable[Sample], on_error: Callable[[Sample, ImageError], None] | None = None):
     """Decode samples into RGB images, leaving out (and reporting) the unreadable ones."""
     images, kept = [], []
+    decoded = _decoded.get()
     for s in samples:
-        try:
-            images.append(load_image(s.path))
-            kept.append(s)
-        except ImageError as exc:
+        got = decoded.get(s.path) if decoded is not None else None
+        if got is None:
+            try:
+                got = load_image(s.path)
+            except ImageError as exc:
+                got = exc
+            if decoded is not None:
+                decoded[s.path] = got
+        if isinstance(got, ImageError):
             if on_error:
-                on_error(s, exc)
+                on_error(s, got)
             else:
-                log.warning("skipping %s", exc)
+                log.warning("skipping %s", got)
+            continue
+        images.append(got)
+        kept.append(s)
     return images, kept
 
 

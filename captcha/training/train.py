@@ -49,7 +49,13 @@ from ..config import (
     TrainConfig,
 )
 from ..data.augment import TrainTransform
-from ..data.layout import dataset_folder, left_out, left_out_note, site_charset
+from ..data.layout import (
+    dataset_folder,
+    decoding_once,
+    left_out,
+    left_out_note,
+    site_charset,
+)
 from ..data.preprocess import Preprocess
 from ..data.segment import SegmentConfig
 from ..data.synth import seed_for, synth_dataset
@@ -161,6 +167,7 @@ def training_charset(cfg: TrainConfig, say: Callable[[str], None]) -> Charset:
     return charset
 
 
+@decoding_once()  # the probes, the fit, its refit and a self-training round read one decoding of the folder
 def train(cfg: TrainConfig, say: Callable[[str], None] = log.info, progress: bool = False,
           pseudo: list | None = None, warm: dict[str, torch.Tensor] | None = None,
           refitting: bool = False) -> dict[str, Any]:

@@ -267,3 +267,23 @@ def test_class_folders_count_as_labels(tiny_data, tmp_path):
     shutil.copytree(root / "chars" / "train" / "A", root / "chars" / "train" / "+")
     (root / "chars" / "train" / ".cache").mkdir()  # hidden folders are not classes
     assert site_charset(root).alphabet == Charset().alphabet + "+"
+
+
+def test_decoding_once_decodes_each_file_once_and_reports_a_bad_one_each_time(flat_captchas, tmp_path):
+    import shutil
+
+    from captcha.data.layout import Sample, decoding_once, load_images
+
+    for name in ("a.png", "b.png"):
+        shutil.copy(next(flat_captchas.glob("*.png")), tmp_path / name)
+    (tmp_path / "bad.png").write_bytes(b"not an image")
+    samples = [Sample(tmp_path / n, "ABCA") for n in ("a.png", "bad.png", "b.png")]
+    bad: list[str] = []
+    with decoding_once():
+        first, kept = load_images(samples, on_error=lambda s, e: bad.append(s.path.name))
+        with decoding_once():  # a nested scope reads the outer one's
+            again, _ = load_images(samples, on_error=lambda s, e: bad.append(s.path.name))
+    assert [s.path.name for s in kept] == ["a.png", "b.png"] and bad == ["bad.png", "bad.png"]
+    assert all(x is y for x, y in zip(first, again))
+    outside, _ = load_images(samples, on_error=lambda s, e: None)
+    assert not any(x is y for x, y in zip(first, outside))

@@ -724,3 +724,24 @@ def test_ctc_steps_through_its_own_batch_and_records_it(flat_captchas, tmp_path)
     n = int(re.search(r"training on (\d+) whole captchas", "\n".join(said)).group(1))
     assert last["train_config"]["batch_size"] == TRAIN_BATCH["ctc"]
     assert last["scheduler"]["total_steps"] == 2 * math.ceil(n / TRAIN_BATCH["ctc"]) and n > TRAIN_BATCH["ctc"]
+
+
+def test_a_run_decodes_its_folder_once(flat_captchas, tmp_path, monkeypatch):
+    """The probes, the fit and its refit each read the folder; each image is decoded once for all of them."""
+    from collections import Counter
+
+    import captcha.data.layout as layout
+
+    decoded: Counter = Counter()
+    real = layout.load_image
+
+    def counting(path, *args, **kwargs):
+        decoded[str(path)] += 1
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(layout, "load_image", counting)
+    said: list[str] = []
+    train(_cfg(flat_captchas, tmp_path / "m.pt", pretrained="glyphs", split="auto", epochs=1, val_fraction=0.25),
+          say=said.append)
+    assert sum(line.startswith("probe ") for line in said) >= 2 and sum(line.startswith("refit:") for line in said) == 1
+    assert len(decoded) == 40 and set(decoded.values()) == {1}
