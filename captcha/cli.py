@@ -316,10 +316,12 @@ def data_check(data_dir, length, as_json, alphabet) -> None:
         for split, n in report.captchas.items():
             lengths = ", ".join(f"{n_}x length {k}" for k, n_ in sorted(report.lengths.get(split, {}).items()))
             click.echo(f"  captchas/{split}: {n} labelled captchas ({lengths or 'none'})")
-        if report.problems:
-            click.echo(f"{len(report.problems)} problem(s):")
-            for p in report.problems:
-                click.echo(f"  - {p}")
+        for blocking, what in ((True, "problem(s)"), (False, "note(s), which leave it usable")):
+            said = [p for p in report.problems if p.blocking == blocking]
+            if said:
+                click.echo(f"{len(said)} {what}:")
+                for p in said:
+                    click.echo(f"  - {p}")
         click.echo("usable" if report.usable else "NOT usable")
     sys.exit(0 if report.usable else 1)
 

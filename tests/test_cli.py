@@ -333,3 +333,23 @@ def test_data_check_finds_labels_that_do_not_match_their_images(tmp_path):
     res = CliRunner().invoke(main, ["data", "check", "--data", str(site)])
     assert res.exit_code == 1 and "captchas it is sure of otherwise than labelled" in res.output, res.output
     assert "NOT usable" in res.output
+
+
+def test_data_check_says_copies_apart_from_problems(flat_captchas, tmp_path):
+    """A copy of another captcha is a note and the folder stays usable (exit 0); a copy labelled otherwise is a
+    problem (exit 1)."""
+    import shutil
+
+    site = tmp_path / "site"
+    shutil.copytree(flat_captchas, site)
+    name, label = (site / "labels.csv").read_text().splitlines()[1].split(",")
+    shutil.copy(site / name, site / "again.png")
+    with open(site / "labels.csv", "a") as f:
+        f.write(f"again.png,{label}\n")
+    res = CliRunner().invoke(main, ["data", "check", "--data", str(site), "--charset", "ABC123"])
+    assert res.exit_code == 0, res.output
+    assert f"1 note(s), which leave it usable:\n  - {site / 'again.png'}: a copy of {name}" in res.output
+    assert "problem" not in res.output and res.output.strip().endswith("usable")
+    (site / "labels.csv").write_text((site / "labels.csv").read_text().replace(f"again.png,{label}", "again.png,CCCC"))
+    res = CliRunner().invoke(main, ["data", "check", "--data", str(site), "--charset", "ABC123"])
+    assert res.exit_code == 1 and "2 problem(s):" in res.output and "one label is wrong" in res.output, res.output

@@ -29,7 +29,7 @@ from PIL import Image
 from ..charset import DEFAULT_CHARSET, Charset, for_labels
 from ..config import ONE_LENGTH_SHARE
 from ..errors import DataError, ImageError
-from .images import IMAGE_SUFFIXES, is_image_name, load_image, unpack_hint
+from .images import IMAGE_SUFFIXES, file_digest, is_image_name, load_image, unpack_hint
 
 log = logging.getLogger(__name__)
 
@@ -39,10 +39,12 @@ LABELS_FILE = "labels.csv"
 
 @dataclass
 class Problem:
-    """One thing wrong with a dataset, tied to the file or folder it is about."""
+    """One thing wrong with a dataset, tied to the file or folder it is about; one that is not ``blocking`` (a copy
+    of another captcha, read once) is said but leaves the dataset usable."""
 
     path: str
     message: str
+    blocking: bool = True
 
     def __str__(self) -> str:
         return f"{self.path}: {self.message}"
@@ -158,8 +160,9 @@ def labels_csv_rows(labels_path: str | Path) -> list[tuple[str, str]]:
 
 
 def read_captcha_labels(folder: str | Path, charset: Charset = DEFAULT_CHARSET,
-                        problems: list[Problem] | None = None) -> list[Sample]:
-    """Labelled captchas of one folder, from labels.csv or file names.
+                        problems: list[Problem] | None = None, copies: bool = False) -> list[Sample]:
+    """Labelled captchas of one folder, from labels.csv or file names; a copy of another file is read once
+    (unless ``copies``: every labelled file, as the labelling page lists them).
 
     Problems (missing files, unlisted images, labels outside the charset) are appended to
     ``problems`` and the offending entries left out; without a list they raise :class:`DataError`.
@@ -181,11 +184,39 @@ def read_captcha_labels(folder: str | Path, charset: Charset = DEFAULT_CHARSET,
             found.append(Problem(str(path), f"label {label!r} has characters not in the charset: {', '.join(map(repr, bad))}"))
             continue
         samples.append(Sample(path, charset.normalize(label)))
+    if not copies:
+        samples = _read_once(samples, found)
+    blocking = [p for p in found if p.blocking]
     if problems is not None:
         problems.extend(found)
-    elif found:
-        raise DataError("; ".join(map(str, found[:5])) + (f" (and {len(found) - 5} more)" if len(found) > 5 else ""))
+    elif blocking:
+        raise DataError("; ".join(map(str, blocking[:5])) + (f" (and {len(blocking) - 5} more)" if len(blocking) > 5 else ""))
     return samples
+
+
+def _read_once(samples: list[Sample], found: list[Problem]) -> list[Sample]:
+    """``samples`` with a file that repeats another's bytes read once: a site that serves a captcha twice, or one
+    saved twice, would otherwise count it twice and could put one copy in the captchas held out to measure and the
+    other in training. Copies labelled apart are problems (one label is wrong), left out, every one of them."""
+    sizes = [s.path.stat().st_size for s in samples]
+    repeated = Counter(sizes)
+    keys = [(size, file_digest(s.path) if repeated[size] > 1 else "") for s, size in zip(samples, sizes)]
+    copies: dict[tuple[int, str], list[Sample]] = {}
+    for s, key in zip(samples, keys):
+        copies.setdefault(key, []).append(s)
+    kept = []
+    for s, key in zip(samples, keys):
+        group = copies[key]
+        other = next((c for c in group if c.label != s.label), None)
+        if other is not None:
+            found.append(Problem(str(s.path), f"the same image as {other.path.name}, which is labelled {other.label!r} "
+                                              f"(here {s.label!r}): one label is wrong; correct it or remove the copy"))
+        elif s is group[0]:
+            kept.append(s)
+        else:
+            found.append(Problem(str(s.path), f"a copy of {group[0].path.name} (the same file and label): read once",
+                                 blocking=False))
+    return kept
 
 
 def _label_pairs(folder: Path, found: list[Problem]) -> list[tuple[str, str]]:
@@ -253,6 +284,7 @@ def left_out(root: str | Path, charset: Charset) -> tuple[int, list[Problem]]:
 def left_out_note(problems: Sequence[Problem], root: str | Path) -> str:
     """One line for the entries of ``root`` a command leaves out: the first, and how to list the rest."""
     more = len(problems) - 1
+    problems = sorted(problems, key=lambda p: not p.blocking)  # a copy read once is the least of them
     return f"{problems[0]}" + (f"; and {more} more: `captcha data check --data {root}` lists them" if more else "")
 
 
@@ -302,7 +334,7 @@ class DatasetReport:
         # a flat folder ("all") is trained on after `captcha train` holds out its validation share
         has_train = any(self.chars.get("train", {}).values()) or bool(self.captchas.get("train")) \
             or bool(self.captchas.get("all"))
-        return has_train and not self.problems
+        return has_train and not any(p.blocking for p in self.problems)
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -363,6 +395,7 @@ def check_dataset(root: str | Path, charset: Charset | None = None, length: int 
         all_samples += caps
         _check_lengths(caps, length, problems)
     else:
+        split_caps: dict[str, list[Sample]] = {}
         for entry in sorted(root.iterdir()):
             if entry.name not in ("chars", "captchas") and not entry.name.startswith("."):
                 problems.append(Problem(str(entry), "unknown entry; the layout has only chars/ and captchas/"))
@@ -382,11 +415,12 @@ def check_dataset(root: str | Path, charset: Charset | None = None, length: int 
                 all_samples += chars
             d = root / "captchas" / split
             if d.is_dir():
-                caps = read_captcha_labels(d, charset, problems)
+                caps = split_caps[split] = read_captcha_labels(d, charset, problems)
                 report.captchas[split] = len(caps)
                 report.lengths[split] = dict(Counter(len(s.label) for s in caps))
                 all_samples += caps
                 _check_lengths(caps, length, problems)
+        problems += _trained_on(*(split_caps.get(split, []) for split in SPLITS))
         if not (root / "chars" / "train").is_dir() and not (root / "captchas" / "train").is_dir():
             problems.append(Problem(str(root), "no training data: expected chars/train/<C>/ or captchas/train/"))
     if decode:
@@ -396,6 +430,16 @@ def check_dataset(root: str | Path, charset: Charset | None = None, length: int 
             except ImageError as exc:
                 problems.append(Problem(str(s.path), str(exc).split(": ", 1)[-1]))
     return report
+
+
+def _trained_on(train: list[Sample], val: list[Sample]) -> list[Problem]:
+    """A validation captcha that is a copy of a training one (the same file) is a problem: it measures a captcha
+    the model learned, not a new one."""
+    if not train or not val:
+        return []
+    trained = {file_digest(s.path): s for s in train}
+    return [Problem(str(s.path), f"a copy of {trained[d].path} (training): it would measure a captcha trained on; "
+                                 "remove one of them") for s in val if (d := file_digest(s.path)) in trained]
 
 
 def one_length(counts: Counter, share: float = ONE_LENGTH_SHARE) -> int | None:

@@ -50,7 +50,7 @@ class LabelStore:
         self.labels: dict[str, str] = {}
         self.kept: dict[str, str] = {}  # rows of labels.csv this charset cannot read: written back as they were
         if (self.folder / LABELS_FILE).is_file():
-            self.labels = {s.path.name: s.label for s in read_captcha_labels(self.folder, charset, problems=[])}
+            self.labels = {s.path.name: s.label for s in read_captcha_labels(self.folder, charset, [], copies=True)}
             self.kept = {n: lab for n, lab in labels_csv_rows(self.folder / LABELS_FILE) if n not in self.labels}
         unreadable = self.folder / UNREADABLE_FILE
         self.unreadable = set(unreadable.read_text(encoding="utf-8").split()) if unreadable.is_file() else set()

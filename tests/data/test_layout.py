@@ -188,8 +188,8 @@ def test_labels_csv_cannot_name_files_outside_its_folder(tmp_path, name):
                                   "a.png,AB12\nb.png,C3\n", "id,file,width,code\n1,a.png,40,AB12\n2,b.png,40,C3\n"])
 def test_labels_csv_as_other_tools_write_it(tmp_path, text):
     """Another header naming a file and a label column, in any order, or no header at all."""
-    for name in ("a.png", "b.png"):
-        Image.new("RGB", (40, 20)).save(tmp_path / name)
+    for k, name in enumerate(("a.png", "b.png")):
+        Image.new("RGB", (40, 20), (k, k, k)).save(tmp_path / name)
     (tmp_path / "labels.csv").write_text(text)
     assert [(s.path.name, s.label) for s in read_captcha_labels(tmp_path, Charset())] == [("a.png", "AB12"),
                                                                                          ("b.png", "C3")]
@@ -270,8 +270,6 @@ def test_class_folders_count_as_labels(tiny_data, tmp_path):
 
 
 def test_decoding_once_decodes_each_file_once_and_reports_a_bad_one_each_time(flat_captchas, tmp_path):
-    import shutil
-
     from captcha.data.layout import Sample, decoding_once, load_images
 
     for name in ("a.png", "b.png"):
@@ -287,3 +285,61 @@ def test_decoding_once_decodes_each_file_once_and_reports_a_bad_one_each_time(fl
     assert all(x is y for x, y in zip(first, again))
     outside, _ = load_images(samples, on_error=lambda s, e: None)
     assert not any(x is y for x, y in zip(first, outside))
+
+
+def _with_copies(flat_captchas, root, conflict: bool):
+    """The flat captchas plus copies of two of them under other names: one labelled as its original, and one
+    labelled otherwise (``conflict``) or alike."""
+    shutil.copytree(flat_captchas, root)
+    rows = (root / "labels.csv").read_text().splitlines()
+    (a, la), (b, lb) = (r.split(",") for r in rows[1:3])
+    shutil.copy(root / a, root / "again.png")
+    shutil.copy(root / b, root / "other.png")
+    wrong = next(c for c in "ABC123" if c != lb[0]) + lb[1:]
+    rows += [f"again.png,{la.lower()}", f"other.png,{wrong if conflict else lb}"]  # a label's case is no difference
+    (root / "labels.csv").write_text("\n".join(rows) + "\n")
+    return root, a, b
+
+
+def test_a_copy_of_a_captcha_is_read_once_and_one_labelled_otherwise_is_a_problem(flat_captchas, tmp_path):
+    """A site that served a captcha twice: the copy would count twice, and could sit in training while its twin
+    measures the model. Read once (a note: still usable); a copy labelled otherwise means one label is wrong."""
+    from captcha.data.splits import read_parts
+
+    root, a, b = _with_copies(flat_captchas, tmp_path / "alike", conflict=False)
+    found: list = []
+    names = [s.path.name for s in read_captcha_labels(root, CS, found)]
+    assert len(names) == 40 and "again.png" not in names and "other.png" not in names
+    assert [(p.blocking, p.message) for p in found] == [
+        (False, f"a copy of {a} (the same file and label): read once"),
+        (False, f"a copy of {b} (the same file and label): read once")]
+    assert len(read_captcha_labels(root, CS)) == 40  # copies alone never raise
+    assert len(read_captcha_labels(root, CS, [], copies=True)) == 42
+    rep = check_dataset(root, CS)
+    assert rep.usable and rep.captchas == {"all": 40} and len(rep.problems) == 2
+    parts = read_parts(root, CS, 0.25, 0)
+    assert len(parts.train_caps) + len(parts.val_caps) == 40
+
+    root, a, b = _with_copies(flat_captchas, tmp_path / "apart", conflict=True)
+    rep = check_dataset(root, CS)
+    text = "\n".join(map(str, rep.problems))
+    assert not rep.usable and rep.captchas == {"all": 39}  # both of the pair labelled apart are left out
+    assert f"{b}: the same image as other.png, which is labelled" in text and "other.png: the same image as " in text
+    assert "one label is wrong" in text
+    with pytest.raises(DataError, match="one label is wrong"):
+        read_captcha_labels(root, CS)
+
+
+def test_a_validation_captcha_copied_from_training_is_a_problem(tiny_data, tmp_path):
+    root = tmp_path / "course"
+    shutil.copytree(tiny_data, root)
+    train = root / "captchas" / "train"
+    train.mkdir()
+    val = root / "captchas" / "val"
+    name, label = (val / "labels.csv").read_text().splitlines()[1].split(",")
+    shutil.copy(val / name, train / "seen.png")
+    (train / "labels.csv").write_text(f"filename,label\nseen.png,{label}\n")
+    rep = check_dataset(root, CS)
+    assert not rep.usable and [str(p) for p in rep.problems] == [
+        f"{val / name}: a copy of {train / 'seen.png'} (training): it would measure a captcha trained on; "
+        "remove one of them"]

@@ -77,6 +77,17 @@ def test_labels_the_charset_cannot_read_are_kept_as_written(folder):
     assert res.exit_code == 2 and "not a folder" in res.output
 
 
+def test_a_copy_labelled_on_the_page_stays_labelled(folder):
+    """Training reads a copy of another captcha once; the labelling page still counts it as labelled."""
+    names = sorted(p.name for p in folder.glob("*.png"))
+    shutil.copy(folder / names[0], folder / "again.png")
+    store = LabelStore(folder, CHARSET)
+    store.set(names[0], "AB12")
+    store.set("again.png", "AB12")
+    assert LabelStore(folder, CHARSET).labels == {names[0]: "AB12", "again.png": "AB12"}
+    assert "again.png" not in LabelStore(folder, CHARSET).todo()
+
+
 def test_the_api_proposes_least_confident_first_and_records_answers(folder, tiny_model, tiny_data):
     session = open_session(folder, tiny_model, CHARSET, length=4)
     client = TestClient(create_label_app(session))
