@@ -388,7 +388,8 @@ def _sizes(text: str | None) -> tuple[int, ...] | None:
               "[default: 32,48,64 for glyphs, 32 for cifar10].")
 @click.option("--pretrained", "start", default=None,
               help="captchas only: where the reader starts [default: glyphs, the shipped backbone; reader: the shipped "
-                   "reader, head and all, for a further cycle on today's synthesis; or a PATH: a ResNet-18 trunk].")
+                   "reader, head and all, for a further cycle on today's synthesis; a PATH to a reader this command wrote: "
+                   "that one, head and all; another PATH: a ResNet-18 trunk].")
 @click.option("--minutes", type=POSITIVE_FLOAT, default=None,
               help="captchas only: train for this long instead of --steps (the rate's schedule runs on the clock).")
 @click.option("--device", type=click.Choice(DEVICES), default=None, help="captchas only: where to train [default: auto].")

@@ -357,6 +357,25 @@ def is_shipped_reader(source: str) -> bool:
     return source == f"reader:{SHIPPED_READER}"
 
 
+def reader_file(source: str) -> Path | None:
+    """The checkpoint a ``reader:`` source was read from (the shipped reader, or a reader's path); None for others."""
+    if not reads_already(source):
+        return None
+    return shipped_reader() if is_shipped_reader(source) else Path(source[len("reader:"):])
+
+
+def reader_start(spec: str) -> tuple[str, dict[str, torch.Tensor] | None]:
+    """Where `captcha pretrain --source captchas` starts: ``reader``, or the path of a reader it wrote, goes on from
+    that reader whole, head and all (a further stage); anything else is :func:`resolve_pretrained` (a trunk)."""
+    path = Path(str(spec))
+    if spec != "reader" and path.is_file():
+        ckpt = read_weights_file(path)
+        if is_checkpoint(ckpt) and ckpt.get("method") == "ctc":
+            path = path.resolve()  # never the bare name the shipped reader goes by
+            return f"reader:{path}", reader_state(DEFAULT_ALPHABET, True, path)[1]
+    return resolve_pretrained(spec)
+
+
 def start_height(source: str) -> int | None:
     """The input height a CTC model from ``source`` should read at (None: the captchas' own)."""
     return reader_height() if is_shipped_reader(source) else None

@@ -47,13 +47,12 @@ from ..nn.networks import (
     LAYER4_ORDER,
     channel_energy,
     clean_state_dict,
-    is_shipped_reader,
     load_backbone,
     model_from_checkpoint,
     new_model,
     order_channels,
-    resolve_pretrained,
-    shipped_reader,
+    reader_file,
+    reader_start,
 )
 from .loop import CTCLoss, make_optimizer, make_schedule, predict, train_one_epoch
 from .pretrain import fonts_check, restore
@@ -231,7 +230,7 @@ def pretrain_reader(cfg: ReaderConfig, progress: bool = True) -> dict:
     state = load_checkpoint(last_path, kind="recognizer") if cfg.resume and last_path.is_file() else None
     step = int(state["step"]) if state else 0
     model = new_model("ctc", len(charset))
-    source, backbone = resolve_pretrained(cfg.pretrained)
+    source, backbone = reader_start(cfg.pretrained)
     fonts = fonts_check()  # after every argument is checked: a mistake is one line
     if backbone is not None:
         load_backbone(model, backbone, source)
@@ -329,9 +328,10 @@ def check_reader_int8(path: Path, cfg: ReaderConfig) -> dict:
 
 def earlier_stages(source: str) -> list[dict]:
     """How the reader a run starts from was made (its own earlier stages first), for the card; [] from a trunk."""
-    if not is_shipped_reader(source):
+    path = reader_file(source)
+    if path is None:
         return []
-    info = load_checkpoint(shipped_reader(), kind="recognizer").get("pretrain") or {}
+    info = load_checkpoint(path, kind="recognizer").get("pretrain") or {}
     stage = {k: info[k] for k in ("seconds", "faces") if k in info}
     stage.update({k: info.get("config", {}).get(k) for k in ("command", "steps", "lr")})
     stage["steps"] = info.get("steps") or stage["steps"]

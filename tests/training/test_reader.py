@@ -199,6 +199,27 @@ def test_a_further_cycle_starts_from_the_shipped_reader_and_its_card_says_so(tmp
     assert f"Stage {len(info['earlier'])} (held-out" in card and card.count("| step | loss |") == 1 + len(info["earlier"])
 
 
+def test_a_further_stage_goes_on_from_a_reader_file_head_and_all(tmp_path):
+    """`--pretrained PATH` naming a reader this command wrote goes on from it whole (its head too, not a fresh one),
+    and the new card lists the stages it was made in; a trunk file stays a trunk."""
+    from captcha.nn.networks import reader_start
+
+    first = tmp_path / "first.pt"
+    pretrain_reader(ReaderConfig(out=str(first), steps=1, batch_size=2, eval_every=1, workers=0, heldout=4,
+                                 lengths=(2, 3)), progress=False)
+    source, state = reader_start(str(first))
+    weights = load_checkpoint(first, kind="recognizer")["model"]
+    assert source == f"reader:{first.resolve()}" and torch.equal(state["fc.weight"], weights["fc.weight"].float())
+    out = tmp_path / "second.pt"
+    info = pretrain_reader(ReaderConfig(out=str(out), pretrained=str(first), steps=1, batch_size=2, eval_every=1,
+                                        workers=0, heldout=4, lengths=(2, 3)), progress=False)
+    assert len(info["earlier"]) == 1 + len(load_checkpoint(first, kind="recognizer")["pretrain"].get("earlier", []))
+    assert "continues stage" in out.with_suffix(".md").read_text()
+    trunk = tmp_path / "trunk.pt"
+    torch.save({k: v for k, v in weights.items() if not k.startswith("fc.")}, trunk)
+    assert reader_start(str(trunk))[0] == f"file:{trunk}"
+
+
 def test_the_replay_pool_follows_each_rendered_batch_with_redrawn_ones():
     from captcha.training.reader import ReplayPool
 
