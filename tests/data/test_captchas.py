@@ -76,3 +76,50 @@ def test_each_texture_changes_the_pixels_as_its_name_says(monkeypatch):
     assert np.array_equal(textured("invert"), 255 - arr)
     monkeypatch.setattr(captchas, "TEXTURES", {"scatter": 0.0})
     assert np.array_equal(np.asarray(captchas._texture(base, random.Random(0))), arr)  # none drawn: untouched
+
+
+def test_heavily_overlapping_glyphs_make_narrower_captchas_in_their_order(monkeypatch):
+    """The text layout's heavy overlap: the same strings drawn overlapping are narrower than drawn as before, and each
+    glyph still starts right of the one before it (a third of its width at least)."""
+    from PIL import Image
+
+    import captcha.data.captchas as captchas
+
+    fonts = by_family(pretraining_faces())
+    placed: list[list[tuple[int, int]]] = []
+    paste = Image.Image.paste
+
+    def spy(self, im, box=None, mask=None):  # where each glyph lands on the text layout's canvas
+        if self.mode == "L" and isinstance(box, tuple) and mask is not None:
+            placed[-1].append((box[0], mask.width))
+        return paste(self, im, box, mask)
+
+    def widths(rate: float) -> list[float]:
+        monkeypatch.setattr(captchas, "OVERLAP_RATE", rate)
+        out = []
+        for seed in range(12):
+            rng = random.Random(seed)
+            placed.append([])
+            img = captchas._text("ABCDE", rng, fonts)
+            out.append(img.width / img.height)
+        return out
+
+    monkeypatch.setattr(Image.Image, "paste", spy)
+    apart, overlapping = widths(0.0), widths(1.0)
+    assert np.mean(overlapping) < 0.85 * np.mean(apart)
+    assert all(len(p) == 5 and all(b[0] - a[0] >= a[1] / 3 for a, b in zip(p, p[1:])) for p in placed)
+
+
+def test_dots_are_small_round_and_inside_the_captcha():
+    from PIL import Image
+
+    from captcha.data.captchas import _dots
+
+    img = Image.new("RGB", (160, 50), (255, 255, 255))
+    _dots(img, random.Random(2), np.array([10, 20, 30]))
+    ink = np.asarray(img).min(2) < 200
+    from scipy import ndimage
+
+    blobs, n = ndimage.label(ink)
+    sizes = ndimage.sum(ink, blobs, range(1, n + 1))
+    assert 5 <= n <= 60 and sizes.max() <= 40  # a few dozen dots, none larger than a small disc
