@@ -372,7 +372,7 @@ def reader_start(spec: str) -> tuple[str, dict[str, torch.Tensor] | None]:
         ckpt = read_weights_file(path)
         if is_checkpoint(ckpt) and ckpt.get("method") == "ctc":
             path = path.resolve()  # never the bare name the shipped reader goes by
-            return f"reader:{path}", reader_state(DEFAULT_ALPHABET, True, path)[1]
+            return f"reader:{path}", reader_state(DEFAULT_ALPHABET, True, path, ckpt=ckpt)[1]
     return resolve_pretrained(spec)
 
 
@@ -382,14 +382,15 @@ def start_height(source: str) -> int | None:
 
 
 def reader_state(alphabet: str, fold_case: bool, path: str | os.PathLike | None = None, width: int = FEATURE_DIM,
-                 layer3_inner: int = LAYER3_INNER) -> tuple[str, dict[str, torch.Tensor]]:
+                 layer3_inner: int = LAYER3_INNER, ckpt: dict | None = None) -> tuple[str, dict[str, torch.Tensor]]:
     """The general reader's weights as the start of a CTC model over ``alphabet``: the trunk as is (with
     ``width`` under 512, the first that many channels of layer4, and with ``layer3_inner`` under 256 the first
     that many inside each layer3 block, where the reader stores them most-used first; a reader that does not
     keeps them all), and each head row taken from the reader's row for the same character (case-folded when
-    the target folds case) and its blank; characters the reader does not know keep a fresh row."""
+    the target folds case) and its blank; characters the reader does not know keep a fresh row. ``ckpt``: the
+    file's contents when the caller has read them already."""
     path = Path(path) if path else shipped_reader()
-    ckpt = check_checkpoint(read_weights_file(path), path, "recognizer")
+    ckpt = check_checkpoint(ckpt if ckpt is not None else read_weights_file(path), path, "recognizer")
     if ckpt.get("method") != "ctc":
         raise CheckpointError(f"{path}: not a CTC reader (method {ckpt.get('method')!r})")
     state = clean_state_dict(ckpt["model"])
