@@ -304,7 +304,7 @@ def test_eval_reads_with_the_general_reader_until_a_model_is_trained(flat_captch
     rep = json.loads(res.stdout)
     assert rep["captchas"]["captchas"] == 40 and rep["backend"] == "onnx-int8" and rep["captchas"]["string_acc"] >= 0.5
     assert set("".join(e["pred"] for e in rep["errors"])) <= set("ABC123")
-    assert rep["files"]["confusion"] == str(tmp_path / "reader-ctc-textures-eval" / "confusion.png")
+    assert rep["files"]["confusion"] == str(tmp_path / "reader-ctc-eval" / "confusion.png")
     assert sorted(general_reader_path().parent.iterdir()) == shipped
     res = CliRunner().invoke(main, ["eval", "--val", "--checkpoint", str(general_reader_path())])
     assert res.exit_code == 2 and "records no training data" in res.stderr and "--data DIR" in res.stderr

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from captcha.config import SHIPPED_READER, SOLVING_READER, SOLVING_READER_ONNX
+from captcha.config import SHIPPED_READER, SHIPPED_READER_ONNX
 from captcha.nn.networks import DEFAULT_GLYPHS, SHIPPED_BACKBONES
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,10 +37,10 @@ def test_the_wheel_carries_the_backbone_and_its_card(wheel):
     with zipfile.ZipFile(wheel) as zf:
         sizes = {i.filename: i.file_size for i in zf.infolist()}
     assert "captcha/label/static/index.html" in sizes  # the labelling page
-    for name in (*SHIPPED_BACKBONES.values(), SHIPPED_READER, SOLVING_READER):  # every backbone, both readers, cards
+    for name in (*SHIPPED_BACKBONES.values(), SHIPPED_READER):  # every backbone, the reader, their cards
         assert sizes[f"captcha/weights/{name}"] > 10_000_000
         assert f"captcha/weights/{name[:-3]}.md" in sizes
-    assert sizes[f"captcha/weights/{SOLVING_READER_ONNX}"] > 5_000_000  # solving with no training compiles nothing
+    assert sizes[f"captcha/weights/{SHIPPED_READER_ONNX}"] > 5_000_000  # solving with no training compiles nothing
 
 
 def test_the_wheel_carries_every_module_of_the_package(wheel):
@@ -64,7 +64,7 @@ def test_an_installed_wheel_trains_from_the_shipped_backbone(wheel, tmp_path):
                          capture_output=True, text=True, check=True).stdout.split()
     assert out[0].startswith(str(target)) and out[1].startswith(str(target))
     assert out[2] == f"glyphs:{SHIPPED_BACKBONES[DEFAULT_GLYPHS]}"
-    assert out[3].startswith(str(target)) and out[3].endswith(SOLVING_READER)  # solving with no training
+    assert out[3].startswith(str(target)) and out[3].endswith(SHIPPED_READER)  # solving with no training
 
 
 def _dockerfile() -> list[tuple[str, str]]:

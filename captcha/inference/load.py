@@ -36,8 +36,8 @@ from ..config import (
     INT8_TOLERANCE,
     PRECISIONS,
     SECOND,
-    SOLVING_READER,
-    SOLVING_READER_ONNX,
+    SHIPPED_READER,
+    SHIPPED_READER_ONNX,
 )
 from ..data.images import file_digest
 from ..errors import CheckpointError, ConfigError, require_file
@@ -191,17 +191,18 @@ def solving_checkpoint(path: str | os.PathLike | None) -> Path:
 
 
 def general_reader_path() -> Path:
-    """The general reader shipped in the package that solving reads with until a model is trained."""
-    return Path(str(resources.files("captcha") / "weights" / SOLVING_READER))
+    """The general reader shipped in the package that solving reads with until a model is trained (the file
+    ``nn.networks.shipped_reader`` gives, found here without importing torch)."""
+    return Path(str(resources.files("captcha") / "weights" / SHIPPED_READER))
 
 
 def shipped_compiled(path: str | os.PathLike, precision: str = "auto", threads: int | None = None) -> OnnxBackend | None:
-    """The general reader's compiled file shipped beside it (SOLVING_READER_ONNX), opened, when ``path`` is that
+    """The general reader's compiled file shipped beside it (SHIPPED_READER_ONNX), opened, when ``path`` is that
     reader, ``precision`` allows the file's, and the file was made from these very weights; else None (the cache
     compiles it, as any checkpoint)."""
     path = Path(path)
-    compiled = path.with_name(SOLVING_READER_ONNX)
-    if path.name != SOLVING_READER or not compiled.is_file():
+    compiled = path.with_name(SHIPPED_READER_ONNX)
+    if path.name != SHIPPED_READER or not compiled.is_file():
         return None
     try:
         backend = OnnxBackend(compiled, threads)

@@ -329,8 +329,8 @@ def shipped_backbone(name: str = "glyphs") -> Path:
 
 
 def shipped_reader() -> Path:
-    """The general reader (`captcha pretrain --source captchas`) shipped inside the package that every
-    CTC fine-tune starts from (solving with no training reads ``config.SOLVING_READER``, beside it)."""
+    """The general reader (`captcha pretrain --source captchas`) shipped inside the package: solving with no
+    training reads with it, and every CTC fine-tune starts from it."""
     return Path(str(resources.files("captcha") / "weights" / SHIPPED_READER))
 
 

@@ -10,7 +10,7 @@ from fresh_process import run_cli
 from PIL import Image, ImageDraw
 
 import captcha.inference.load as load
-from captcha.config import SOLVING_READER, SOLVING_READER_ONNX
+from captcha.config import SHIPPED_READER, SHIPPED_READER_ONNX
 from captcha.errors import CheckpointError, ConfigError
 from captcha.inference.backends import read_metadata
 from captcha.inference.load import (
@@ -131,7 +131,7 @@ def test_the_shipped_reader_solves_from_its_compiled_file_as_pytorch_reads(tmp_p
     """Solving with no training opens the compiled reader shipped beside it (nothing compiled, the cache
     untouched), made from the reader's weights as they are, and reading as PyTorch does."""
     reader = general_reader_path()
-    assert read_metadata(reader.with_name(SOLVING_READER_ONNX))["precision"] == "int8"
+    assert read_metadata(reader.with_name(SHIPPED_READER_ONNX))["precision"] == "int8"
     cache = OnnxCache(tmp_path / "cache")
     solver = load_solver(cache=cache)
     assert solver.backend_name == "onnx-int8" and cache.entries() == []
@@ -157,17 +157,17 @@ def test_a_compiled_reader_not_made_from_these_weights_is_compiled_again(tmp_pat
     same, other = tmp_path / "same", tmp_path / "other"
     for folder in (same, other):
         folder.mkdir()
-        shutil.copy(reader.with_name(SOLVING_READER_ONNX), folder / SOLVING_READER_ONNX)
-    shutil.copy(reader, same / SOLVING_READER)
+        shutil.copy(reader.with_name(SHIPPED_READER_ONNX), folder / SHIPPED_READER_ONNX)
+    shutil.copy(reader, same / SHIPPED_READER)
     ck = load_checkpoint(reader, kind="recognizer")
-    save_checkpoint({**ck, "metrics": {**ck.get("metrics", {}), "tag": 1}}, other / SOLVING_READER)  # retrained
-    assert shipped_compiled(same / SOLVING_READER) is not None
-    assert shipped_compiled(same / SOLVING_READER, precision="fp32") is None
-    assert shipped_compiled(other / SOLVING_READER) is None
-    (same / SOLVING_READER_ONNX).write_bytes(b"damaged")
-    assert shipped_compiled(same / SOLVING_READER) is None
+    save_checkpoint({**ck, "metrics": {**ck.get("metrics", {}), "tag": 1}}, other / SHIPPED_READER)  # retrained
+    assert shipped_compiled(same / SHIPPED_READER) is not None
+    assert shipped_compiled(same / SHIPPED_READER, precision="fp32") is None
+    assert shipped_compiled(other / SHIPPED_READER) is None
+    (same / SHIPPED_READER_ONNX).write_bytes(b"damaged")
+    assert shipped_compiled(same / SHIPPED_READER) is None
     compiled = []
     monkeypatch.setattr(OnnxCache, "backends", lambda cache, path, *a, **k: compiled.append(path) or 1 / 0)
     with pytest.raises(ZeroDivisionError):
-        load_solver(other / SOLVING_READER, backend="onnx")
-    assert compiled == [other / SOLVING_READER]
+        load_solver(other / SHIPPED_READER, backend="onnx")
+    assert compiled == [other / SHIPPED_READER]

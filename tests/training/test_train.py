@@ -312,7 +312,7 @@ def test_too_few_captchas_to_hold_any_out_train_ctc_for_a_few_epochs(six_captcha
     assert ck["method"] == "ctc" and ck["pretrained"] == "reader:reader-ctc.pt"
     assert ck["train_config"]["epochs"] == UNCHOSEN_EPOCHS == ck["refit"]["epochs"], said
     # checked once, on the five training captchas (the sixth is validation), not again in the refit
-    assert calls == [(5, "reader:reader-ctc.pt", "reader:reader-ctc-textures.pt")]
+    assert calls == [(5, "reader:reader-ctc.pt", "reader:reader-ctc.pt")]
     assert ck["recipe"]["reader_check"] == {"captchas": 5, "reader_only": 3, "fine_tuned_only": 0,
                                             "epochs": UNCHOSEN_EPOCHS, "kept": False}
 
@@ -329,7 +329,7 @@ def test_too_few_captchas_that_the_untrained_reader_reads_better_keep_it(six_cap
     result = train(TrainConfig(data=str(six_captchas), out=str(out), charset="ABC123"), say=said.append)
     ck = load_checkpoint(out)
     assert result["kept_reader"] and not result.get("refit") and result["train_seconds"] == 0.0
-    assert ck["pretrained"] == "reader:reader-ctc-textures.pt" and ck["train_config"]["epochs"] == 0
+    assert ck["pretrained"] == "reader:reader-ctc.pt" and ck["train_config"]["epochs"] == 0
     assert (ck["width"], ck["layer3_inner"], ck["length"]) == (512, 256, 4)
     assert ck["recipe"]["reader_check"]["kept"] and "string_acc" in ck["metrics"]
     assert not any(s.startswith("training on") for s in said), said
