@@ -20,9 +20,9 @@ DEFAULT_CHECKPOINT = "checkpoints/model.pt"
 # TEXTURES, stage 6 on glyphs that overlap heavily and ink dots (data.captchas.OVERLAP_RATE, DOTS_RATE). With no
 # training it reads twenty leave-style-out sites 34.72% on average (stage 5: 31.56%), sysu 90.43%, captcha_images_v2
 # 88.85%, henan 100%. As the start of plain `captcha train` from 750 it replaced stage 3 (CTC_FAR_CHARS moved with it):
-# seven leave-style-out sites nobody chose it on, wider tests of 2,000, +1.50 points on average (5 up, 1 level, 1 down by 0.4;
-# lso-warped-upper6 66.05 -> 70.10%, lso-warped-lower6 47.70 -> 52.75%), the shared sets level within a captcha:
-# docs/measurements.md, "One reader".
+# seven leave-style-out sites nobody chose it on, wider tests of 2,000, +1.50 points on average (5 up, 1 level, 1 down
+# by 0.4; lso-warped-upper6 66.05 -> 70.10%, lso-warped-lower6 47.70 -> 52.75%), the shared sets level within a
+# captcha: docs/measurements.md, "One reader".
 SHIPPED_READER = "reader-ctc.pt"
 # SHIPPED_READER compiled for ONNX Runtime in int8, shipped beside it (scripts/compile_reader.py makes it; it records
 # the digest of the weights it was made from): solving with no training compiles nothing on first use (~10 s here).

@@ -197,8 +197,8 @@ def general_reader_path() -> Path:
 
 
 def shipped_compiled(path: str | os.PathLike, precision: str = "auto", threads: int | None = None) -> OnnxBackend | None:
-    """The general reader's compiled file shipped beside it (SHIPPED_READER_ONNX), opened, when ``path`` is that
-    reader, ``precision`` allows the file's, and the file was made from these very weights; else None (the cache
+    """The general reader's compiled file shipped beside it (SHIPPED_READER_ONNX), opened, when ``path`` is
+    that reader, ``precision`` allows the file's, and the file was made from these very weights; else None (the cache
     compiles it, as any checkpoint)."""
     path = Path(path)
     compiled = path.with_name(SHIPPED_READER_ONNX)
