@@ -119,10 +119,11 @@ def _text(text: str, rng: random.Random, fonts: Mapping[str, Sequence[str]]) -> 
         alpha = np.clip(alpha - ndimage.grey_erosion(alpha, size=(3, 3)), 0, 1)
     out = bg * (1 - alpha[..., None]) + ink * alpha[..., None]
     img = Image.fromarray(np.clip(out, 0, 255).astype(np.uint8), "RGB")
+    middle = ink[h // 2, w // 2]  # the ink dots and curves are drawn in, when not a colour of their own
     if rng.random() < DOTS_RATE:
-        _dots(img, rng, ink[h // 2, w // 2])
+        _dots(img, rng, middle)
     if rng.random() < 0.45:
-        _curves(img, rng, ink[h // 2, w // 2])
+        _curves(img, rng, middle)
     return img
 
 
