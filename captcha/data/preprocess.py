@@ -107,9 +107,10 @@ def whole_captcha_sizes(sizes: Sequence[tuple[int, int]], stride: int = COLUMN_P
     return [first, whole_captcha_size(sizes, stride, tall, length)]
 
 
-def magnified_size(size: tuple[int, int], factor: float = CTC_MAGNIFY,
+def magnified_size(size: tuple[int, int], factor: tuple[float, float] = CTC_MAGNIFY,
                    stride: int = COLUMN_PIXELS) -> tuple[int, int]:
-    """Input ``size`` (height, width) ``factor`` times larger, at most ``CTC_MAX_HEIGHT`` high, the width in
-    whole feature columns (``stride`` pixels each)."""
-    scale = max(1.0, min(factor, CTC_MAX_HEIGHT / size[0]))
-    return (int(round(scale * size[0])), stride * max(2, round(scale * size[1] / stride)))
+    """Input ``size`` (height, width) ``factor`` (height's, width's) times larger, at most ``CTC_MAX_HEIGHT`` high
+    and never smaller, the width in whole feature columns (``stride`` pixels each)."""
+    tall = max(1.0, min(factor[0], CTC_MAX_HEIGHT / size[0]))
+    wide = max(1.0, factor[1])
+    return (int(round(tall * size[0])), stride * max(2, round(wide * size[1] / stride)))

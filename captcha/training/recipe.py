@@ -32,7 +32,6 @@ from ..config import (
     CTC_FAR_CHARS,
     CTC_LAYER3_INNER,
     CTC_LAYER3_NARROW_FROM,
-    CTC_MAGNIFY,
     METHODS,
     MIN_SLICE,
     NONE_WHOLE,
@@ -165,15 +164,15 @@ def far_sizes(cfg: TrainConfig, num_classes: int, state: dict[str, torch.Tensor]
               say: Callable[[str], None]) -> tuple[list[tuple[int, int]], Probe | None]:
     """The input sizes to train CTC at, and the start's ``reading`` of the slice at the first: where the start
     reads under :data:`CTC_FAR_CHARS` of its characters (a site far from what it knows), the first size
-    magnified :data:`CTC_MAGNIFY` times (alone: the short probes cannot tell the sizes apart), read again."""
+    magnified by :data:`CTC_MAGNIFY` (alone: the short probes cannot tell the sizes apart), read again."""
     if reading is None or not sizes or _or(reading.char_score) >= CTC_FAR_CHARS:
         return sizes, reading
     big = magnified_size(sizes[0])
     if big == sizes[0]:
         return sizes, reading
     say(f"the start reads {100 * _or(reading.char_score):.2f}% of the held-out characters (under "
-        f"{100 * CTC_FAR_CHARS:.0f}%): a site far from what it knows, read {CTC_MAGNIFY:g} times larger, input "
-        f"{big[0]}x{big[1]} (`--method ctc --input-size H W` overrides)")
+        f"{100 * CTC_FAR_CHARS:.0f}%): a site far from what it knows, read magnified, input {big[0]}x{big[1]} "
+        f"(`--method ctc --input-size H W` overrides)")
     return [big], start_reading(cfg, num_classes, state, source, fit, held, device, length, big)
 
 

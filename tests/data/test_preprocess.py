@@ -3,7 +3,7 @@ import math
 import numpy as np
 from PIL import Image
 
-from captcha.config import CTC_COLUMNS, AugmentConfig
+from captcha.config import CTC_COLUMNS, CTC_MAGNIFY, AugmentConfig
 from captcha.data.augment import TrainTransform
 from captcha.data.preprocess import (
     Preprocess,
@@ -74,11 +74,13 @@ def test_train_transform_is_reproducible_per_seed():
     assert np.array_equal(plain(img), Preprocess()(img))
 
 
-def test_magnified_sizes_keep_the_shape_in_whole_columns_up_to_the_tallest():
-    assert magnified_size((48, 160)) == (72, 240)
-    assert magnified_size((48, 136), 1.5) == (72, 8 * round(204 / 8))  # whole 8-pixel feature columns
-    assert magnified_size((80, 160)) == (96, 192)  # at most CTC_MAX_HEIGHT high
-    assert magnified_size((96, 144)) == (96, 144) and magnified_size((112, 144)) == (112, 144)  # never smaller
+def test_magnified_sizes_grow_each_side_by_its_own_factor_in_whole_columns_up_to_the_tallest():
+    tall, wide = CTC_MAGNIFY
+    assert magnified_size((48, 160)) == (round(tall * 48), 8 * round(wide * 160 / 8))
+    assert magnified_size((48, 136), (1.5, 1.5)) == (72, 8 * round(204 / 8))  # whole 8-pixel feature columns
+    assert magnified_size((48, 160), (2.0, 1.0)) == (96, 160)  # taller alone
+    assert magnified_size((80, 160), (1.5, 1.5)) == (96, 240)  # at most CTC_MAX_HEIGHT high
+    assert magnified_size((112, 144), (0.5, 0.5)) == (112, 144)  # never smaller
 
 
 def test_whole_captchas_lose_a_few_thin_holes_and_character_crops_none():

@@ -10,6 +10,7 @@ from PIL import Image, ImageDraw
 import captcha.training.recipe as recipe
 from captcha.charset import Charset
 from captcha.config import PROBE_FREEZES, PROBE_SIZES, UNCHOSEN_EPOCHS, TrainConfig
+from captcha.data.preprocess import magnified_size
 from captcha.data.synth import render_char
 from captcha.nn.networks import resolve_pretrained
 from captcha.training.dataset import hold_out_slice
@@ -378,7 +379,7 @@ def test_method_auto_counts_what_the_general_reader_reads_before_training(flat_c
 @pytest.mark.parametrize("chars", [0.2, 0.8])
 def test_a_site_far_from_what_the_reader_knows_is_read_magnified(flat_captchas, monkeypatch, chars):
     # the reader reads under CTC_FAR_CHARS of the slice's characters untrained: CTC probes and trains on the
-    # captchas read CTC_MAGNIFY times larger, and the rate follows what it reads at that size
+    # captchas read magnified (CTC_MAGNIFY: taller, and wider), and the rate follows what it reads at that size
     read_at = []
 
     def fake(probe, cfg, num_classes, state, source, fit, held, device, length=0, epochs=recipe.PROBE_EPOCHS):
@@ -397,13 +398,13 @@ def test_a_site_far_from_what_the_reader_knows_is_read_magnified(flat_captchas, 
     first = read_at[0]
     best, probes = choice.probes["ctc"]
     if chars < recipe.CTC_FAR_CHARS:
-        big = (round(recipe.CTC_MAGNIFY * first[0]), best.size[1])
-        assert best.size == big and best.size[1] > first[1] and [p.size for p in probes] == [big]
+        big = magnified_size(first)
+        assert best.size == big and big[0] > first[0] and [p.size for p in probes] == [big]
         assert read_at[:2] == [first, big] and choice.reading.char_score == 0.1  # read again where it trains
-        assert any("read 1.5 times larger" in line for line in said)
+        assert any(f"read magnified, input {big[0]}x{big[1]}" in line for line in said)
     else:
         assert best.size == first and choice.reading.char_score == chars
-        assert not any("times larger" in line for line in said)
+        assert not any("magnified" in line for line in said)
 
 
 def test_method_auto_probes_ctc_first_and_past_its_share_only_each_methods_first_recipe(flat_captchas, monkeypatch):
