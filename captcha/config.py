@@ -290,8 +290,9 @@ CTC_COLUMNS = 4
 # 52.75%, 72x192 46.90, 72x384 51.05, 48x384 38.85, 96x192 54.30, 96x288 60.15, 96x384 58.55: the height decides,
 # the width past six columns a character does not. 2x taller and 1.5x wider against 1.5x both ways on six far sites
 # not chosen on: lso-warped-upper6 70.10 -> 72.85%, lso-eroded-band6 86.30 -> 87.10, lso-halftone-upper6 96.10 ->
-# 96.80, lso-eroded-upper4 91.60 -> 91.65, lso-halftone-band4 98.70 -> 98.70, lso-eroded-arc5 71.55 -> 70.35; solving
-# 15-25% slower, training 225-249 s: docs/measurements.md, "Far sites read taller".
+# 96.80, lso-eroded-upper4 91.60 -> 91.65, lso-halftone-band4 98.70 -> 98.70, lso-eroded-arc5 71.55 -> 70.35, and
+# once committed lso-warped-lower5 54.85 -> 61.10 (+1.34 on average over the seven); solving 8-25% slower, training
+# 216-249 s: docs/measurements.md, "Far sites read taller".
 CTC_FAR_CHARS = 0.6
 CTC_MAGNIFY = (2.0, 1.5)
 # A CTC fine-tune from the general reader keeps the first CTC_WIDTH of its layer4's 512 channels, which the reader
