@@ -276,23 +276,23 @@ CTC_MAX_HEIGHT = 96
 # (lso-striped-band6 75.2 -> 82.8%, lso-eroded-band6 16.0 -> 14.4%). Five characters stay at 160 (192 moved nine sites
 # +0.2 on average), and six read worse at 224 than at 192 on four sites of six: docs/measurements.md, "Room for six".
 CTC_COLUMNS = 4
-# Where the general reader reads under CTC_FAR_CHARS of the held-out slice's characters before training (a
-# site far from what it knows), CTC reads the captchas magnified, CTC_MAGNIFY = (taller, wider) times: small, worn
-# glyphs keep more of their strokes through the network's first strides. The short probes cannot see it (it pays
-# after a dozen epochs), so the reader's own reading decides. First 1.5 both ways (plain `captcha train` from 750
-# captchas, wider tests of 2,000, 2-core AVX-512 CPU; arc5 set the factor): lso-eroded-arc5 63.35 -> 64.80%,
-# lso-eroded-band6 81.20 -> 83.05, lso-halftone-upper6 90.30 -> 93.75, lso-halftone-band4 96.65 -> 97.90; lso-striped-arc6
-# (70.7%; 87.20 -> 86.80 when forced) and the shared sets (90-99%) are read as before. Set at 0.5 for stage 3 of the
-# reader; stage 6 reads more of every warped site before training, so the line moved to 0.6, where it parts the twenty
-# leave-style-out sites and the shared sets as 0.5 did for stage 3 (stage 6 reads the far ones' slices 10-55% of
-# characters, the others 70-99%), chosen on those readings alone. Then taller: the network halves the height five
-# times and the width three, so the rows are what a small input loses. On lso-warped-lower6 (tuned-on) 72x288 read
-# 52.75%, 72x192 46.90, 72x384 51.05, 48x384 38.85, 96x192 54.30, 96x288 60.15, 96x384 58.55: the height decides,
-# the width past six columns a character does not. 2x taller and 1.5x wider against 1.5x both ways on six far sites
-# not chosen on: lso-warped-upper6 70.10 -> 72.85%, lso-eroded-band6 86.30 -> 87.10, lso-halftone-upper6 96.10 ->
-# 96.80, lso-eroded-upper4 91.60 -> 91.65, lso-halftone-band4 98.70 -> 98.70, lso-eroded-arc5 71.55 -> 70.35, and
-# once committed lso-warped-lower5 54.85 -> 61.10 (+1.34 on average over the seven); solving 8-25% slower, training
-# 216-249 s: docs/measurements.md, "Far sites read taller".
+# Where the general reader reads under CTC_FAR_CHARS of the held-out slice's characters before training (a site far from
+# what it knows), CTC reads the captchas magnified, CTC_MAGNIFY = (taller, wider) times: small, worn glyphs keep more of
+# their strokes through the network's first strides. The short probes cannot see it (it pays after a dozen epochs), so
+# the reader's own reading decides. First 1.5 both ways (plain `captcha train` from 750 captchas, wider tests of 2,000,
+# 2-core AVX-512 CPU; arc5 set the factor): lso-eroded-arc5 63.35 -> 64.80%, lso-eroded-band6 81.20 -> 83.05,
+# lso-halftone-upper6 90.30 -> 93.75, lso-halftone-band4 96.65 -> 97.90; lso-striped-arc6 (70.7%; 87.20 -> 86.80 when
+# forced) and the shared sets (90-99%) are read as before. Set at 0.5 for stage 3 of the reader; stage 6 reads more of
+# every warped site before training, so the line moved to 0.6, where it parts the twenty leave-style-out sites and the
+# shared sets as 0.5 did for stage 3 (stage 6 reads the far ones' slices 10-55% of characters, the others 70-99%),
+# chosen on those readings alone. Then taller: the network halves the height five times and the width three, so the rows
+# are what a small input loses. On lso-warped-lower6 (tuned-on) 72x288 read 52.75%, 72x192 46.90, 72x384 51.05, 48x384
+# 38.85, 96x192 54.30, 96x288 60.15, 96x384 58.55: the height decides, the width past six columns a character does not.
+# 2x taller and 1.5x wider against 1.5x both ways on six far sites not chosen on: lso-warped-upper6 70.10 -> 72.85%,
+# lso-eroded-band6 86.30 -> 87.10, lso-halftone-upper6 96.10 -> 96.80, lso-eroded-upper4 91.60 -> 91.65,
+# lso-halftone-band4 98.70 -> 98.70, lso-eroded-arc5 71.55 -> 70.35, and once committed lso-warped-lower5 54.85 -> 61.10
+# (+1.34 on average over the seven); solving 8-25% slower, training 216-249 s: docs/measurements.md, "Far sites read
+# taller".
 CTC_FAR_CHARS = 0.6
 CTC_MAGNIFY = (2.0, 1.5)
 # A CTC fine-tune from the general reader keeps the first CTC_WIDTH of its layer4's 512 channels, which the reader

@@ -399,7 +399,7 @@ def test_a_site_far_from_what_the_reader_knows_is_read_magnified(flat_captchas, 
     best, probes = choice.probes["ctc"]
     if chars < recipe.CTC_FAR_CHARS:
         big = magnified_size(first)
-        assert best.size == big and big[0] > first[0] and [p.size for p in probes] == [big]
+        assert best.size == big and big[0] > first[0] and big[1] > first[1] and [p.size for p in probes] == [big]
         assert read_at[:2] == [first, big] and choice.reading.char_score == 0.1  # read again where it trains
         assert any(f"read magnified, input {big[0]}x{big[1]}" in line for line in said)
     else:
