@@ -3,7 +3,7 @@ import math
 import numpy as np
 from PIL import Image
 
-from captcha.config import CTC_COLUMNS, CTC_MAGNIFY, AugmentConfig
+from captcha.config import CTC_COLUMNS, CTC_MAGNIFY, CTC_MAX_HEIGHT, AugmentConfig
 from captcha.data.augment import TrainTransform
 from captcha.data.preprocess import (
     Preprocess,
@@ -36,7 +36,7 @@ def test_whole_captcha_size_keeps_native_scale_and_aspect():
 def test_tall_captchas_are_also_probed_nearer_their_own_height():
     assert whole_captcha_sizes([(200, 50)] * 3, height=48) == [(48, 192)]  # near the start's height: one size
     assert whole_captcha_sizes([(90, 69)], height=48) == [(48, 64), (64, 80)]  # fine detail kept at 64 high
-    assert whole_captcha_sizes([(300, 200)], height=48)[1] == (96, 144)  # at most 96 high
+    assert whole_captcha_sizes([(300, 200)], height=48)[1] == (CTC_MAX_HEIGHT, 8 * round(1.5 * CTC_MAX_HEIGHT / 8))  # at most
     assert whole_captcha_sizes([(90, 69)]) == [whole_captcha_size([(90, 69)])]  # no start height: its own already
 
 
@@ -79,8 +79,8 @@ def test_magnified_sizes_grow_each_side_by_its_own_factor_in_whole_columns_up_to
     assert magnified_size((48, 160)) == (round(tall * 48), 8 * round(wide * 160 / 8))
     assert magnified_size((48, 136), (1.5, 1.5)) == (72, 8 * round(204 / 8))  # whole 8-pixel feature columns
     assert magnified_size((48, 160), (2.0, 1.0)) == (96, 160)  # taller alone
-    assert magnified_size((80, 160), (1.5, 1.5)) == (96, 240)  # at most CTC_MAX_HEIGHT high
-    assert magnified_size((96, 144), (2.0, 1.5)) == (96, 216)  # already the tallest: only wider
+    assert magnified_size((96, 160), (1.5, 1.5)) == (CTC_MAX_HEIGHT, 240)  # at most CTC_MAX_HEIGHT high
+    assert magnified_size((CTC_MAX_HEIGHT, 144), (2.0, 1.5)) == (CTC_MAX_HEIGHT, 216)  # already the tallest: only wider
     assert magnified_size((112, 144), (0.5, 0.5)) == (112, 144)  # never smaller
 
 
