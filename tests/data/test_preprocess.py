@@ -36,7 +36,8 @@ def test_whole_captcha_size_keeps_native_scale_and_aspect():
 def test_tall_captchas_are_also_probed_nearer_their_own_height():
     assert whole_captcha_sizes([(200, 50)] * 3, height=48) == [(48, 192)]  # near the start's height: one size
     assert whole_captcha_sizes([(90, 69)], height=48) == [(48, 64), (64, 80)]  # fine detail kept at 64 high
-    assert whole_captcha_sizes([(300, 200)], height=48)[1] == (CTC_MAX_HEIGHT, 8 * round(1.5 * CTC_MAX_HEIGHT / 8))  # at most
+    tall = whole_captcha_sizes([(300, 200)], height=48)[1]
+    assert tall == (CTC_MAX_HEIGHT, 8 * round(1.5 * CTC_MAX_HEIGHT / 8))  # at most CTC_MAX_HEIGHT high, 3:2
     assert whole_captcha_sizes([(90, 69)]) == [whole_captcha_size([(90, 69)])]  # no start height: its own already
 
 
