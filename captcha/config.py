@@ -297,7 +297,7 @@ CTC_COLUMNS = 4
 # 64.55%; seven far sites not chosen on: lso-warped-upper6 72.85 -> 74.75, lso-warped-lower5 61.10 -> 64.00,
 # lso-eroded-arc5 70.35 -> 71.95, lso-halftone-upper6 96.80 -> 97.05, lso-eroded-band6 87.10 -> 86.70,
 # lso-halftone-band4 98.80 -> 98.70, lso-eroded-upper4 91.65 -> 90.55 (+0.72 on average; the warped sites gain beyond
-# the one longer fit 128 leaves room for, arc5's gain is that fit's); solving 20-44% slower: "Far sites read taller
+# the one longer fit 128 leaves room for, arc5's gain is that fit's); solving 17-44% slower: "Far sites read taller
 # still".
 CTC_FAR_CHARS = 0.6
 CTC_MAGNIFY = (8 / 3, 1.5)
