@@ -111,19 +111,29 @@ class _Group(click.Group):
 def resumable(out: str | Path, resume: bool) -> Iterator[None]:
     """Ctrl-C in a long run ends as one line saying whether ``--resume`` can go on from ``<out>.last.pt``
     (written by this run, or the one it resumes), and exit code 130."""
-    started = time.time()
+    from .nn.checkpoint import last_file
+
+    last = last_file(out)
+    # the file as it stood, not the clock: a file's time stamp can trail time.time() by a few milliseconds
+    before = _stamp(last)
     try:
         yield
     except KeyboardInterrupt:
-        from .nn.checkpoint import last_file
-
-        last = last_file(out)
-        if last.is_file() and (resume or last.stat().st_mtime >= started):
+        if last.is_file() and (resume or _stamp(last) != before):
             click.echo(f"interrupted: {last} holds the run as it was last saved; the same command with --resume "
                        "goes on from there", err=True)
         else:
             click.echo("interrupted before the run saved anything to resume from: run the command again", err=True)
         sys.exit(130)
+
+
+def _stamp(path: Path) -> tuple[int, int, int] | None:
+    """A file's (inode, size, modification time in ns), or None where there is none."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return (st.st_ino, st.st_size, st.st_mtime_ns)
 
 
 def fail(message: str) -> NoReturn:
