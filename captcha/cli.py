@@ -410,21 +410,23 @@ def _sizes(text: str | None) -> tuple[int, ...] | None:
               help="captchas only: a folder of labelled real captchas read with no training at each evaluation (its "
                    "last quarter by file name; repeatable), beside the held-out synthesis; a step chosen by them makes "
                    "them tuned-on.")
+@click.option("--input-size", "size", nargs=2, type=SIDE, default=None, metavar="H W",
+              help="captchas only: the reader's input, HEIGHT WIDTH [default: 48 160].")
 @click.option("--resume", is_flag=True, help="Continue a killed run from <out>.last.pt.")
 @click.option("--trust-pickle", is_flag=True,
               help="Read CIFAR-10's pickled batches (cifar-10-batches-py); unpickling runs code, so only files you trust.")
 @json_option
 def pretrain(source, data_path, out, steps, batch_size, lr, seed, workers, eval_every, sizes, start, minutes, device,
-             reuse, watch, resume, trust_pickle, as_json) -> None:
+             reuse, watch, size, resume, trust_pickle, as_json) -> None:
     """Pretrain offline: a ResNet-18 backbone (for `captcha train --pretrained PATH`) or the general reader."""
     given = {k: v for k, v in {"steps": steps, "batch_size": batch_size, "lr": lr, "eval_every": eval_every}.items()
              if v is not None}
     command = " ".join(["captcha"] + sys.argv[1:])
     progress = sys.stderr.isatty() and not as_json
     reader_only = {"pretrained": start, "minutes": minutes, "device": device, "reuse": reuse,
-                   "watch": tuple(watch) or None}
+                   "watch": tuple(watch) or None, "size": size}
     if source != "captchas" and any(v is not None for v in reader_only.values()):
-        given_flags = ", ".join(f"--{k}" for k, v in reader_only.items() if v is not None)
+        given_flags = ", ".join(f"--{'input-size' if k == 'size' else k}" for k, v in reader_only.items() if v is not None)
         raise click.UsageError(f"{given_flags}: only for --source captchas (the general reader)")
     if source == "captchas":
         from .training.reader import ReaderConfig, pretrain_reader

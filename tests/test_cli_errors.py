@@ -48,6 +48,7 @@ BAD = [
     (["pretrain", "--pretrained", "reader"], "--source captchas"),
     (["pretrain", "--reuse", "2", "--minutes", "1"], "--minutes, --reuse: only for --source captchas"),
     (["pretrain", "--watch", "{tmp}"], "--watch: only for --source captchas"),
+    (["pretrain", "--input-size", "96", "288"], "--input-size: only for --source captchas"),
     (["pretrain", "--source", "captchas", "--watch", "{tmp}/no-such-folder", "--out", "{tmp}/r.pt"], "no-such-folder"),
     (["solve", "{img}", "--checkpoint", "{model}", "--recheck", "sometimes"], "--recheck"),
     (["pretrain", "--source", "captchas", "--pretrained", "{tmp}/no-reader.pt", "--out", "{tmp}/r.pt"], "no-reader.pt"),

@@ -210,11 +210,12 @@ def test_a_further_stage_goes_on_from_a_reader_file_head_and_all(tmp_path):
     source, state = reader_start(str(first))
     weights = load_checkpoint(first, kind="recognizer")["model"]
     assert source == f"reader:{first.resolve()}" and torch.equal(state["fc.weight"], weights["fc.weight"].float())
-    out = tmp_path / "second.pt"
+    out = tmp_path / "second.pt"  # a further stage may read at another size (`--input-size`): the head is per column
     info = pretrain_reader(ReaderConfig(out=str(out), pretrained=str(first), steps=1, batch_size=2, eval_every=1,
-                                        workers=0, heldout=4, lengths=(2, 3)), progress=False)
+                                        workers=0, heldout=4, lengths=(2, 3), size=(64, 96)), progress=False)
     assert len(info["earlier"]) == 1 + len(load_checkpoint(first, kind="recognizer")["pretrain"].get("earlier", []))
-    assert "continues stage" in out.with_suffix(".md").read_text()
+    assert load_checkpoint(out, kind="recognizer")["preprocess"]["size"] == [64, 96]
+    assert "continues stage" in out.with_suffix(".md").read_text() and "input 64x96" in out.with_suffix(".md").read_text()
     trunk = tmp_path / "trunk.pt"
     torch.save({k: v for k, v in weights.items() if not k.startswith("fc.")}, trunk)
     assert reader_start(str(trunk))[0] == f"file:{trunk}"
