@@ -423,16 +423,16 @@ def pretrain(source, data_path, out, steps, batch_size, lr, seed, workers, eval_
              if v is not None}
     command = " ".join(["captcha"] + sys.argv[1:])
     progress = sys.stderr.isatty() and not as_json
-    reader_only = {"pretrained": start, "minutes": minutes, "device": device, "reuse": reuse,
-                   "watch": tuple(watch) or None, "size": size}
-    if source != "captchas" and any(v is not None for v in reader_only.values()):
-        given_flags = ", ".join(f"--{'input-size' if k == 'size' else k}" for k, v in reader_only.items() if v is not None)
+    reader_only = {"--pretrained": ("pretrained", start), "--minutes": ("minutes", minutes), "--device": ("device", device),
+                   "--reuse": ("reuse", reuse), "--watch": ("watch", tuple(watch) or None), "--input-size": ("size", size)}
+    if source != "captchas" and any(v is not None for _, v in reader_only.values()):
+        given_flags = ", ".join(flag for flag, (_, v) in reader_only.items() if v is not None)
         raise click.UsageError(f"{given_flags}: only for --source captchas (the general reader)")
     if source == "captchas":
         from .training.reader import ReaderConfig, pretrain_reader
 
         rcfg = ReaderConfig(**given, seed=seed, workers=workers, resume=resume, command=command,
-                            **({"out": out} if out else {}), **{k: v for k, v in reader_only.items() if v is not None})
+                            **({"out": out} if out else {}), **{field: v for field, v in reader_only.values() if v is not None})
         with resumable(rcfg.out, resume):
             rinfo = pretrain_reader(rcfg, progress=progress)
         if as_json:
