@@ -12,7 +12,6 @@ each kept glyph's outline and hinting as they are) they weigh a few MB:
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import shutil
 import sys
@@ -22,7 +21,7 @@ import numpy as np
 from fontTools import subset
 from PIL import Image, ImageDraw, ImageFont
 
-from captcha.data.fonts import LATIN, PYPI_PACKAGES, pretraining_faces
+from captcha.data.fonts import LATIN, pretraining_faces, pypi_folders
 
 KEEP = "".join(chr(c) for c in range(0x20, 0x7F))
 
@@ -54,12 +53,8 @@ def pack(out: Path) -> None:
     """Subset every pretraining face into ``out`` (Debian faces under sys/<absolute path>, PyPI packages under
     pypi/<module>/) with a manifest; stops if a subset face renders any glyph differently."""
     faces, rows = pretraining_faces(), []
-    pypi_roots = {}
-    for module in PYPI_PACKAGES:
-        spec = importlib.util.find_spec(module)
-        if spec is None:  # not installed here: pretraining_faces has none of its faces either
-            continue
-        pypi_roots[module] = Path(list(spec.submodule_search_locations)[0])
+    pypi_roots = pypi_folders()
+    for module in pypi_roots:
         for extra in pypi_roots[module].rglob("*"):  # __init__.py and the licence file: not fonts
             if extra.is_file() and extra.suffix.lower() not in (".ttf", ".otf", ".pyc"):
                 target = out / "pypi" / module / extra.relative_to(pypi_roots[module])

@@ -147,14 +147,20 @@ def debian_faces() -> list[Face]:
     return faces
 
 
+def pypi_folders() -> dict[str, Path]:
+    """module -> its folder, for each PyPI font package (``PYPI_PACKAGES``) installed here."""
+    folders = {}
+    for module in PYPI_PACKAGES:
+        spec = importlib.util.find_spec(module)
+        if spec is not None and spec.submodule_search_locations:
+            folders[module] = Path(list(spec.submodule_search_locations)[0])
+    return folders
+
+
 def pypi_faces() -> list[Face]:
     """Faces shipped inside installed PyPI font packages."""
     faces = []
-    for module in PYPI_PACKAGES:
-        spec = importlib.util.find_spec(module)
-        if spec is None or not spec.submodule_search_locations:
-            continue
-        folder = Path(list(spec.submodule_search_locations)[0])
+    for module, folder in pypi_folders().items():
         licence = _pypi_licence(folder)
         files = sorted(folder.rglob("*.ttf"))  # a family shipped as .ttf and .otf: keep one format
         files += [p for p in sorted(folder.rglob("*.otf")) if not p.with_suffix(".ttf").is_file()]
