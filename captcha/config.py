@@ -217,7 +217,8 @@ class TrainConfig:
     synthetic: int = 0  # style-matched synthetic captchas added to the training ones (training.stylematch)
     # train again on every labelled captcha for the epochs kept; None: auto epochs keep room for it in the
     # budget when it leaves each fit REFIT_MIN_EPOCHS (on sysu, 16 + 16 epochs read 95.65% against 39 with no
-    # refit 95.22%; tuned on), and it runs if it fits
+    # refit 95.22%; tuned on), and it runs if it fits, shortened to what the budget left holds down to
+    # REFIT_MIN_EPOCHS (training.train._refit_epochs)
     refit: bool | None = None
     resume: bool = False
     synth_if_missing: bool = False  # the CLI sets it when --data is not given

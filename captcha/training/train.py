@@ -403,10 +403,10 @@ def train(cfg: TrainConfig, say: Callable[[str], None] = log.info, progress: boo
     added = _refit_adds(data, len(held[0]), cfg.method)
     epoch_seconds = (train_seconds + (val_seconds if _refit_validates(data) else 0.0)) / max(len(history), 1)
 
-    def refit_wanted() -> bool:  # asked when the refit would start: the budget left is read then
-        return _refit_wanted(cfg, keeper.best_epoch, len(fit[0]), added, epoch_seconds, started, say)
+    def refit_epochs() -> int:  # asked when the refit would start: the budget left is read then
+        return _refit_epochs(cfg, keeper.best_epoch, len(fit[0]), added, epoch_seconds, started, say)
 
-    refitting = final is not None and _refit_planned(cfg, world) and refit_wanted()
+    refitting = refit_epochs() if final is not None and _refit_planned(cfg, world) else 0
     if final is not None:
         final["warnings"] = problems
         final["self_training"] = {"pseudo_labelled": len(pseudo)} if pseudo else None
@@ -428,9 +428,9 @@ def train(cfg: TrainConfig, say: Callable[[str], None] = log.info, progress: boo
     if unlabelled and final is not None and world == 1:
         result = self_train(cfg, data, unlabelled, result, say, progress)
         # a second round not kept leaves the first fit, which goes on as it would have without --unlabelled
-        refitting = not result["self_training"]["kept"] and refit_wanted()
+        refitting = 0 if result["self_training"]["kept"] else refit_epochs()
     if refitting:
-        result = refit(cfg, data, result, keeper.best_epoch, say, progress, warm)
+        result = refit(cfg, data, result, refitting, say, progress, warm)
     if whole_run and out.is_file():
         save_checkpoint({**load_checkpoint(out), "finished": {"epochs": cfg.epochs, "result": result}}, out)
     return result
@@ -529,26 +529,40 @@ def _refit_planned(cfg: TrainConfig, world: int) -> bool:
     return cfg.refit is not False and world == 1 and not cfg.unlabelled
 
 
-def _refit_wanted(cfg: TrainConfig, kept_epoch: int, fit: int, added: int, epoch_seconds: float, started: float,
-                  say: Callable[[str], None]) -> bool:
-    """Whether to train again on every labelled sample: as ``--refit`` says, or (auto) when the first fit
-    kept a trained epoch, there are held-out samples to add, and the estimated time fits the budget."""
+def _refit_epochs(cfg: TrainConfig, kept_epoch: int, fit: int, added: int, epoch_seconds: float, started: float,
+                  say: Callable[[str], None]) -> int:
+    """The epochs of a refit on every labelled sample, 0 for none: as ``--refit`` says, or (auto) where the first
+    fit kept a trained epoch and there are held-out samples to add, the epochs it kept when the budget left holds
+    them. Where it holds fewer but still a long fit (REFIT_MIN_EPOCHS), that many: a plan of two fits that the
+    first overran by an epoch would otherwise leave the rest of the budget and the held-out samples unused; where
+    it holds fewer still, none. Either is said."""
     if kept_epoch <= 0 or not added:
         if cfg.refit:
             say("refit: nothing to do (" + ("the untrained start was kept" if kept_epoch <= 0 else
                                             "nothing was held out") + ")")
-        return False
+        return 0
     if cfg.refit is not None:
-        return cfg.refit
-    estimate = epoch_seconds * kept_epoch * (fit + added) / max(fit, 1)
-    return estimate <= cfg.budget - (time.perf_counter() - started)
+        return kept_epoch if cfg.refit else 0
+    per_epoch = epoch_seconds * (fit + added) / max(fit, 1)
+    left = cfg.budget - (time.perf_counter() - started)
+    held = kept_epoch if per_epoch <= 0 else min(kept_epoch, int(max(left, 0.0) // per_epoch))
+    if held == kept_epoch:
+        return held
+    if held >= REFIT_MIN_EPOCHS:
+        say(f"refit shortened to {held} of the {kept_epoch} epochs the first fit kept: {left:.0f}s of --budget are "
+            f"left, at {per_epoch:.1f}s an epoch on every labelled sample")
+        return held
+    say(f"no refit: {kept_epoch} epochs on every labelled sample would take ~{kept_epoch * per_epoch:.0f}s and "
+        f"{max(left, 0.0):.0f}s of --budget are left; the model is the first fit's, which did not train on the "
+        f"{added} held-out samples (a larger --budget, or --refit, refits)")
+    return 0
 
 
 def refit(cfg: TrainConfig, data: TrainingData, first: dict[str, Any], epochs: int, say: Callable[[str], None],
           progress: bool, warm: dict[str, torch.Tensor] | None = None) -> dict[str, Any]:
     """Train again from the same start (``warm``: the chosen probe's weights) on every labelled sample (the
-    held-out slice, and a flat folder's validation share) for the ``epochs`` the first fit kept. On a few
-    hundred captchas that is a third more to learn from. From a flat folder the first fit's held-out figures
+    held-out slice, and a flat folder's validation share) for ``epochs`` (those the first fit kept, or as many as
+    the budget holds: :func:`_refit_epochs`). On a few hundred captchas that is a third more to learn from. From a flat folder the first fit's held-out figures
     stay in the checkpoint as the estimate, since nothing is left out to measure the refit on; the course
     layout's validation folders stay out of it and measure it. A CTC refit on at most SECOND_MAX_CAPTCHAS
     keeps the first fit as its second network (``config.SECOND``). A resumed run is not probed again: its
@@ -558,7 +572,7 @@ def refit(cfg: TrainConfig, data: TrainingData, first: dict[str, Any], epochs: i
     again = dataclasses.replace(cfg, out=str(tmp), epochs=epochs, select_fraction=0.0, val_fraction=0.0,
                                 split=data.segment.method, resume=False, refit=False, unlabelled=None)
     start = " (the chosen probe's weights)" if warm is not None else ""
-    say(f"refit: training again from the start{start} on every labelled captcha for the {epochs} epochs kept "
+    say(f"refit: training again from the start{start} on every labelled captcha for {epochs} epochs "
         "(--no-refit keeps the first fit)")
     refitted = train(again, say, progress, warm=warm, refitting=True)
     kept, ckpt = load_checkpoint(out, kind="recognizer"), load_checkpoint(tmp, kind="recognizer")

@@ -590,19 +590,33 @@ def test_one_fit_trains_on_all_but_a_few_of_the_validation_captchas_too(flat_cap
 def test_refit_only_when_it_fits_the_budget_or_is_asked_for():
     import time
 
-    from captcha.training.train import _refit_wanted
+    from captcha.config import REFIT_MIN_EPOCHS
+    from captcha.training.train import _refit_epochs
 
     now, said = time.perf_counter(), []
     auto = TrainConfig(budget=100.0)
     # 10 s an epoch on 80 samples, 20 more: 12.5 s an epoch, 5 epochs kept = 62.5 s of the 100 left
-    assert _refit_wanted(auto, 5, 80, 20, 10.0, now, said.append)
-    assert not _refit_wanted(auto, 10, 80, 20, 10.0, now, said.append)  # 125 s: beyond the budget
-    assert not _refit_wanted(auto, 0, 80, 20, 0.1, now, said.append)  # the untrained start was kept
-    assert not _refit_wanted(auto, 5, 80, 0, 0.1, now, said.append)  # nothing held out to add
-    assert _refit_wanted(TrainConfig(budget=1.0, refit=True), 10, 80, 20, 10.0, now, said.append)
-    assert not _refit_wanted(TrainConfig(refit=False), 5, 80, 20, 0.1, now, said.append)
+    assert _refit_epochs(auto, 5, 80, 20, 10.0, now, said.append) == 5
+    assert _refit_epochs(auto, 0, 80, 20, 0.1, now, said.append) == 0  # the untrained start was kept
+    assert _refit_epochs(auto, 5, 80, 0, 0.1, now, said.append) == 0  # nothing held out to add
+    assert _refit_epochs(TrainConfig(budget=1.0, refit=True), 10, 80, 20, 10.0, now, said.append) == 10
+    assert _refit_epochs(TrainConfig(refit=False), 5, 80, 20, 0.1, now, said.append) == 0
     assert not said
-    assert not _refit_wanted(TrainConfig(refit=True), 0, 80, 20, 0.1, now, said.append) and "untrained" in said[0]
+    assert _refit_epochs(TrainConfig(refit=True), 0, 80, 20, 0.1, now, said.append) == 0 and "untrained" in said[0]
+    # 10 kept need 125 s of the 100 left, and 8 fit: under REFIT_MIN_EPOCHS, so none, and the run says why
+    said.clear()
+    assert _refit_epochs(auto, 10, 80, 20, 10.0, now, said.append) == 0
+    assert said[0].startswith("no refit: 10 epochs") and "--budget" in said[0]
+    # a first fit that kept more than REFIT_MIN_EPOCHS, one epoch short of room for all of them: the refit is
+    # shortened to what the budget holds instead of dropped
+    kept = REFIT_MIN_EPOCHS + 4
+    room = TrainConfig(budget=12.5 * (kept - 1) + 6)
+    said.clear()
+    assert _refit_epochs(room, kept, 80, 20, 10.0, time.perf_counter(), said.append) == kept - 1
+    assert said[0].startswith(f"refit shortened to {kept - 1} of the {kept} epochs")
+    # ... but never below REFIT_MIN_EPOCHS
+    tight = TrainConfig(budget=12.5 * (REFIT_MIN_EPOCHS - 1) + 6)
+    assert _refit_epochs(tight, kept, 80, 20, 10.0, time.perf_counter(), said.append) == 0
 
 
 def test_the_budget_keeps_room_for_a_refit_unless_none_can_follow():
