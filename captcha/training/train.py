@@ -403,8 +403,8 @@ def train(cfg: TrainConfig, say: Callable[[str], None] = log.info, progress: boo
     added = _refit_adds(data, len(held[0]), cfg.method)
     epoch_seconds = (train_seconds + (val_seconds if _refit_validates(data) else 0.0)) / max(len(history), 1)
 
-    def refit_epochs() -> int:  # asked when the refit would start: the budget left is read then
-        return _refit_epochs(cfg, keeper.best_epoch, len(fit[0]), added, epoch_seconds, started, say)
+    def refit_epochs(past_budget: bool = False) -> int:  # asked when the refit would start: the budget is read then
+        return _refit_epochs(cfg, keeper.best_epoch, len(fit[0]), added, epoch_seconds, started, say, past_budget)
 
     refitting = refit_epochs() if final is not None and _refit_planned(cfg, world) else 0
     if final is not None:
@@ -427,8 +427,10 @@ def train(cfg: TrainConfig, say: Callable[[str], None] = log.info, progress: boo
               "held_out_acc": keeper.best_acc if held[0] else None, "kept_reader": kept_reader}
     if unlabelled and final is not None and world == 1:
         result = self_train(cfg, data, unlabelled, result, say, progress)
-        # a second round not kept leaves the first fit, which goes on as it would have without --unlabelled
-        refitting = 0 if result["self_training"]["kept"] else refit_epochs()
+        # a second round not kept leaves the first fit, refit on every labelled captcha as without --unlabelled.
+        # Self-training runs past --budget (its second round does), and so does this refit: the first fit planned
+        # no room for one, and without it the model never learns from the captchas held out to judge the rounds
+        refitting = 0 if result["self_training"]["kept"] else refit_epochs(past_budget=True)
     if refitting:
         result = refit(cfg, data, result, refitting, say, progress, warm)
     if whole_run and out.is_file():
@@ -530,19 +532,19 @@ def _refit_planned(cfg: TrainConfig, world: int) -> bool:
 
 
 def _refit_epochs(cfg: TrainConfig, kept_epoch: int, fit: int, added: int, epoch_seconds: float, started: float,
-                  say: Callable[[str], None]) -> int:
+                  say: Callable[[str], None], past_budget: bool = False) -> int:
     """The epochs of a refit on every labelled sample, 0 for none: as ``--refit`` says, or (auto) where the first
     fit kept a trained epoch and there are held-out samples to add, the epochs it kept when the budget left holds
-    them. Where it holds fewer but still a long fit (REFIT_MIN_EPOCHS), that many: a plan of two fits that the
-    first overran by an epoch would otherwise leave the rest of the budget and the held-out samples unused; where
-    it holds fewer still, none. Either is said."""
+    them (``past_budget``: whatever the budget left). Where it holds fewer but still a long fit (REFIT_MIN_EPOCHS),
+    that many: a plan of two fits that the first overran by an epoch would otherwise leave the rest of the budget
+    and the held-out samples unused; where it holds fewer still, none. Either is said."""
     if kept_epoch <= 0 or not added:
         if cfg.refit:
             say("refit: nothing to do (" + ("the untrained start was kept" if kept_epoch <= 0 else
                                             "nothing was held out") + ")")
         return 0
-    if cfg.refit is not None:
-        return kept_epoch if cfg.refit else 0
+    if cfg.refit is not None or past_budget:
+        return kept_epoch if cfg.refit is not False else 0
     per_epoch = epoch_seconds * (fit + added) / max(fit, 1)
     left = cfg.budget - (time.perf_counter() - started)
     held = kept_epoch if per_epoch <= 0 else min(kept_epoch, int(max(left, 0.0) // per_epoch))
@@ -562,11 +564,11 @@ def refit(cfg: TrainConfig, data: TrainingData, first: dict[str, Any], epochs: i
           progress: bool, warm: dict[str, torch.Tensor] | None = None) -> dict[str, Any]:
     """Train again from the same start (``warm``: the chosen probe's weights) on every labelled sample (the
     held-out slice, and a flat folder's validation share) for ``epochs`` (those the first fit kept, or as many as
-    the budget holds: :func:`_refit_epochs`). On a few hundred captchas that is a third more to learn from. From a flat folder the first fit's held-out figures
-    stay in the checkpoint as the estimate, since nothing is left out to measure the refit on; the course
-    layout's validation folders stay out of it and measure it. A CTC refit on at most SECOND_MAX_CAPTCHAS
-    keeps the first fit as its second network (``config.SECOND``). A resumed run is not probed again: its
-    refit goes on from the probe's weights that the interrupted run's last file kept."""
+    the budget holds: :func:`_refit_epochs`). On a few hundred captchas that is a third more to learn from. From a
+    flat folder the first fit's held-out figures stay in the checkpoint as the estimate, since nothing is left out
+    to measure the refit on; the course layout's validation folders stay out of it and measure it. A CTC refit on
+    at most SECOND_MAX_CAPTCHAS keeps the first fit as its second network (``config.SECOND``). A resumed run is not
+    probed again: its refit goes on from the probe's weights that the interrupted run's last file kept."""
     out = Path(cfg.out)
     tmp = out.with_name(out.stem + ".refit.pt")
     again = dataclasses.replace(cfg, out=str(tmp), epochs=epochs, select_fraction=0.0, val_fraction=0.0,

@@ -617,6 +617,11 @@ def test_refit_only_when_it_fits_the_budget_or_is_asked_for():
     # ... but never below REFIT_MIN_EPOCHS
     tight = TrainConfig(budget=12.5 * (REFIT_MIN_EPOCHS - 1) + 6)
     assert _refit_epochs(tight, kept, 80, 20, 10.0, time.perf_counter(), said.append) == 0
+    # after a self-training round that was not kept the refit runs past the budget, as that round did; --no-refit
+    # still refuses it
+    spent = time.perf_counter() - 1000.0
+    assert _refit_epochs(auto, 10, 80, 20, 10.0, spent, said.append, past_budget=True) == 10
+    assert _refit_epochs(TrainConfig(refit=False), 10, 80, 20, 10.0, spent, said.append, past_budget=True) == 0
 
 
 def test_the_budget_keeps_room_for_a_refit_unless_none_can_follow():
