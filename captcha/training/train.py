@@ -547,13 +547,13 @@ def _refit_epochs(cfg: TrainConfig, kept_epoch: int, fit: int, added: int, epoch
         return kept_epoch if cfg.refit is not False else 0
     per_epoch = epoch_seconds * (fit + added) / max(fit, 1)
     left = cfg.budget - (time.perf_counter() - started)
-    held = kept_epoch if per_epoch <= 0 else min(kept_epoch, int(max(left, 0.0) // per_epoch))
-    if held == kept_epoch:
-        return held
-    if held >= REFIT_MIN_EPOCHS:
-        say(f"refit shortened to {held} of the {kept_epoch} epochs the first fit kept: {left:.0f}s of --budget are "
+    fits = kept_epoch if per_epoch <= 0 else min(kept_epoch, int(max(left, 0.0) // per_epoch))
+    if fits == kept_epoch:
+        return fits
+    if fits >= REFIT_MIN_EPOCHS:
+        say(f"refit shortened to {fits} of the {kept_epoch} epochs the first fit kept: {left:.0f}s of --budget are "
             f"left, at {per_epoch:.1f}s an epoch on every labelled sample")
-        return held
+        return fits
     say(f"no refit: {kept_epoch} epochs on every labelled sample would take ~{kept_epoch * per_epoch:.0f}s and "
         f"{max(left, 0.0):.0f}s of --budget are left; the model is the first fit's, which did not train on the "
         f"{added} held-out samples (a larger --budget, or --refit, refits)")
