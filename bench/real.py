@@ -10,8 +10,11 @@ A leave-style-out site's model is also scored on a wider test (``--wide N``, 2,0
 captchas of its style, drawn from another seed into runs/lso/<site>-wide/, never trained on. 250 test
 captchas leave a full-string figure near 70% one standard error of about 3 points; 2,000 about 1.
 
-    python bench/real.py [--sets henan_digits4,sysu_alnum4,captcha_images_v2,lso-...]
+    python bench/real.py [--sets henan_digits4,sysu_alnum4,captcha_images_v2,lso-...] [--rows plain,no-labels]
         [--curve [--self-train] [--synthetic N] [--no-refit-too] [--rates R,...]]
+
+With ``--rows plain,no-labels`` each set is also learned from its first 75% with no labels at all (`captcha train
+--unlabelled DIR`: the general reader's sure readings, then a second round's), scored the same way.
 
 Training gets the labels as the site writes them; every reading is scored case-insensitively, and both
 zero-shot readers are restricted to the set's characters. The data
@@ -130,9 +133,10 @@ def image_folder(samples: list[Sample], out: Path) -> Path:
     return out
 
 
-def train_plain(folder: Path, out: Path, budget: float | None, extra: list[str] = ()) -> tuple[dict, float]:
-    """`captcha train --data DIR` exactly as a user runs it (plus --out, and --budget or ``extra`` flags when asked)."""
-    cmd = ["captcha", "train", "--data", str(folder), "--out", str(out), "--json", *extra]
+def train_plain(data: list[str], out: Path, budget: float | None, extra: list[str] = ()) -> tuple[dict, float]:
+    """`captcha train --data DIR` (``data``: its data flags) exactly as a user runs it (plus --out, and --budget or
+    ``extra`` flags when asked)."""
+    cmd = ["captcha", "train", *data, "--out", str(out), "--json", *extra]
     if budget:
         cmd += ["--budget", str(budget)]
     t0 = time.perf_counter()
@@ -175,10 +179,13 @@ def run_set(name: str, work: Path, budget: float | None, limit: int | None = Non
     """Train on the first ``limit`` (all) of the set's first 75% and score on its last 25%. Variants:
     ``unlabelled`` gives the rest of the first 75% as --unlabelled captchas; ``synthetic`` adds
     ``synthetic`` style-matched synthetic captchas; ``no-refit`` keeps the first fit (--no-refit); ``lr=R``
-    trains at the peak rate R (--lr R). A leave-style-out site is also scored on ``wide`` more captchas."""
+    trains at the peak rate R (--lr R); ``no-labels`` gives the captchas with no labels at all (--unlabelled and
+    no --data). A leave-style-out site is also scored on ``wide`` more captchas."""
     train, test = split_set(name)
     tag = f"{name}-{limit or 'all'}-{variant}"
-    folder = flat_folder(train[:limit] if limit else train, work / tag)
+    given = train[:limit] if limit else train
+    data = ["--unlabelled", str(image_folder(given, work / tag))] if variant == "no-labels" else \
+        ["--data", str(flat_folder(given, work / tag))]
     extra: list[str] = []
     if variant == "unlabelled":
         extra = ["--unlabelled", str(image_folder(train[limit:], work / f"{tag}-unlabelled"))]
@@ -189,13 +196,14 @@ def run_set(name: str, work: Path, budget: float | None, limit: int | None = Non
     elif variant.startswith("lr="):
         extra = ["--lr", variant[3:]]
     out = work / f"{tag}.pt"
-    result, wall = train_plain(folder, out, budget, extra)
+    result, wall = train_plain(data, out, budget, extra)
     solver = load_solver(out)
     row = {"set": name, "train_captchas": limit or len(train), "test_captchas": len(test), "train_wall_s": wall,
            "method": result.get("method"), "variant": variant,
            "unlabelled": len(train) - limit if variant == "unlabelled" else 0,
            "synthetic": synthetic if variant == "synthetic" else 0,
-           "self_training": result.get("self_training"), **scored(solver, test), **scored_wide(solver, name, wide)}
+           "self_training": result.get("self_training"), "no_labels": result.get("no_labels"),
+           **scored(solver, test), **scored_wide(solver, name, wide)}
     if solve_speed:
         row.update(solving_figures(solver, [p for p, _ in test]), backend=solver.backend_name)
     return row
@@ -246,6 +254,9 @@ def main() -> None:
                     help="In the curve, also train with this many style-matched synthetic captchas (--synthetic N).")
     ap.add_argument("--no-refit-too", action="store_true",
                     help="In the curve, also train with --no-refit (the first fit, without the refit on every captcha).")
+    ap.add_argument("--rows", default="plain",
+                    help="The full-set rows to train, comma-separated: plain (`captcha train --data DIR`) and/or "
+                         "no-labels (the same captchas with no labels: `captcha train --unlabelled DIR`, no --data).")
     ap.add_argument("--rates", default="",
                     help="In the curve, also train with --lr R for each of these comma-separated rates (the peak rate "
                          "given instead of the product's choice).")
@@ -281,8 +292,9 @@ def main() -> None:
                 flat_folder(split_set(name)[1], Path(tmp) / f"{name}-test")
             if not args.curve_only:
                 if not args.zero_shot_only:
-                    rows.append(run_set(name, Path(tmp), args.budget, wide=args.wide))
-                    print(json.dumps({k: v for k, v in rows[-1].items() if k != "reliability"}), flush=True)
+                    for variant in args.rows.split(","):
+                        rows.append(run_set(name, Path(tmp), args.budget, wide=args.wide, variant=variant))
+                        print(json.dumps({k: v for k, v in rows[-1].items() if k != "reliability"}), flush=True)
                 zero.append(zero_shot(name, args.reader))
             if args.curve and name in args.curve_sets.split(","):
                 variants = ["plain"] + (["unlabelled"] if args.self_train else []) + \
@@ -309,7 +321,9 @@ def main() -> None:
               f"{'kept' if st.get('kept') else 'not kept'})" if r.get("unlabelled") else \
             f"{r['synthetic']} synthetic" if r.get("synthetic") else \
             "- (--no-refit)" if r.get("variant") == "no-refit" else \
-            f"- (--lr {r['variant'][3:]})" if r.get("variant", "").startswith("lr=") else "-"
+            f"- (--lr {r['variant'][3:]})" if r.get("variant", "").startswith("lr=") else \
+            "none: no labels ({})".format(" then ".join(str(k["pseudo_labelled"]) for k in r["no_labels"]["rounds"])
+                                          + " read surely") if r.get("variant") == "no-labels" else "-"
         wide = f"{_with_error(r['wide']['string_acc'], r['wide']['captchas'])} ({r['wide']['captchas']})" \
             if "wide" in r else "-"
         print(f"| {r['set']} | {r['train_captchas']} | {unl} | {r['method']} "

@@ -108,18 +108,20 @@ class _Group(click.Group):
 
 
 @contextmanager
-def resumable(out: str | Path, resume: bool) -> Iterator[None]:
-    """Ctrl-C in a long run ends as one line saying whether ``--resume`` can go on from ``<out>.last.pt``
-    (written by this run, or the one it resumes), and exit code 130."""
+def resumable(out: str | Path, resume: bool, *more: str | Path) -> Iterator[None]:
+    """Ctrl-C in a long run ends as one line saying whether ``--resume`` can go on from ``<out>.last.pt`` (or
+    the first of ``more`` models' that this run wrote: a run of several rounds), and exit code 130."""
     from .nn.checkpoint import last_file
 
-    last = last_file(out)
-    # the file as it stood, not the clock: a file's time stamp can trail time.time() by a few milliseconds
-    before = _stamp(last)
+    files = [last_file(path) for path in (out, *more)]
+    # the files as they stood, not the clock: a file's time stamp can trail time.time() by a few milliseconds
+    before = [_stamp(path) for path in files]
     try:
         yield
     except KeyboardInterrupt:
-        if last.is_file() and (resume or _stamp(last) != before):
+        written = [path for path, was in zip(files, before) if path.is_file() and (resume or _stamp(path) != was)]
+        last = written[0] if written else files[0]
+        if written:
             click.echo(f"interrupted: {last} holds the run as it was last saved; the same command with --resume "
                        "goes on from there", err=True)
         else:
@@ -504,7 +506,10 @@ def pretrain(source, data_path, out, steps, batch_size, lr, seed, workers, eval_
 @click.option("--unlabelled", type=click.Path(), default=None,
               help="A folder of the site's captchas with no labels: self-training reads them with the trained model "
                    "and trains again on the labelled captchas plus the confidently read ones (kept when the "
-                   "held-out slice of the labelled ones reads better).")
+                   "held-out slice of the labelled ones reads better). Without --data, the site is learned from "
+                   "these alone: the general reader's sure readings train a first model, which reads them again for "
+                   "a second (each round gets --budget); each round's readings are written as a labelled folder "
+                   "beside --out.")
 @click.option("--synthetic", type=COUNT, default=TrainConfig.synthetic, show_default=False,
               help="Add this many synthetic captchas drawn in a style fitted to the training ones (size, colours, "
                    "glyph height, characters, the nearest pretraining fonts) [default: none].")
@@ -542,7 +547,12 @@ def train(data_dir, out, pretrained, freeze, epochs, budget, batch_size, optimiz
                       resume=resume, device=device, method=method, size=tuple(input_size) if input_size else None,
                       unlabelled=unlabelled, synthetic=synthetic, refit=refit)
     say = (lambda m: click.echo(m, err=True)) if as_json else click.echo
-    with resumable(out, resume):
+    rounds: list[Path] = []
+    if unlabelled and data_dir is None:  # no labels at all: learned from the site's captchas alone
+        from .training.nolabels import UNLABELLED_ROUNDS, round_checkpoint
+        from .training.nolabels import train_unlabelled as run
+        rounds = [round_checkpoint(out, k) for k in range(UNLABELLED_ROUNDS, 0, -1)]
+    with resumable(out, resume, *rounds):
         result = run(cfg, say=say, progress=sys.stderr.isatty() and not as_json)
     if result.get("rank", 0) != 0:
         return  # under torchrun, rank 0 reports

@@ -393,6 +393,18 @@ AUTO_MIN_STEPS = 150
 # "Too few captchas to hold any out".
 UNCHOSEN_EPOCHS = 20
 PSEUDO_CONFIDENCE = 0.9  # self-training keeps an unlabelled captcha's reading at least this confident
+# Training with no labels (training.nolabels): the general reader's sure readings train a first model, which
+# reads the site again for a second. Two rounds, no labels, test quarters (docs/measurements.md, "A site
+# learned from its captchas alone"): captcha_images_v2 83.85 -> 92.31 -> 95.77%, sysu 86.96 -> 96.96% (round 1).
+UNLABELLED_ROUNDS = 2
+# Fewer sure readings than this are too few to learn a site from: the few-label curve reads sysu 79.6% from
+# 25 labelled captchas and a far site under 20% (README), and pseudo-labels are wrong at times besides.
+UNLABELLED_MIN = 50
+# A site's lengths from the general reader's sure readings: those read at least this share as often as the
+# commonest. Its sure readings of a fixed-length site's other lengths are all wrong (a glyph dropped: lso-striped-arc6
+# 33 of length 5 beside 129 of 6, none right; lso-striped-lower6 28 beside 284), while a site whose lengths vary
+# shows each (lso-striped-band4to6: 154 / 114 / 67 of 4 / 5 / 6, 94% right). Chosen on those leave-style-out sites.
+UNLABELLED_LENGTH_SHARE = 1 / 3
 # A fine-tune that starts from the general reader (a whole trained model, not a trunk) keeps it with a
 # gentler peak rate where the reader reads the site already: on sysu's first 100 captchas 79.6% full-string
 # at 5e-4, 77.4% at 2e-4, 60.4% at AdamW's 2e-3 (the reader alone reads 72.2%): `bench/real.py`, tuned-on.

@@ -16,6 +16,7 @@ from ..data.splits import Captcha
 from ..errors import DataError
 from ..inference.batch import expand_inputs
 from ..inference.load import load_solver
+from ..inference.solver import Solver
 
 
 def unlabelled_images(folder: str | Path, labelled: str | Path | None = None) -> tuple[list[str], int]:
@@ -40,15 +41,18 @@ def unlabelled_images(folder: str | Path, labelled: str | Path | None = None) ->
     return kept, len(paths) - len(kept)
 
 
+def confident_readings(solver: Solver, paths: list[str], length: int | None = None,
+                       threshold: float = PSEUDO_CONFIDENCE) -> list[tuple[str, str]]:
+    """(path, reading) of every captcha in ``paths`` that ``solver`` reads with at least ``threshold``
+    confidence and, when ``length`` is set, that many characters; unreadable files are skipped."""
+    return [(r.source, r.solution.text) for r in solver.solve_batch(paths)
+            if r.solution is not None and r.solution.confidence >= threshold
+            and (not length or len(r.solution.text) == length)]
+
+
 def pseudo_labels(checkpoint: str | Path, paths: list[str], length: int,
                   threshold: float = PSEUDO_CONFIDENCE) -> list[Captcha]:
     """(image, reading) of every captcha in ``paths`` that ``checkpoint`` reads with at least ``threshold``
-    confidence and, when ``length`` is set, that many characters; unreadable files are skipped."""
-    solver = load_solver(checkpoint, backend="torch")
-    kept = []
-    for r in solver.solve_batch(paths):
-        sol = r.solution
-        if sol is None or sol.confidence < threshold or (length and len(sol.text) != length):
-            continue
-        kept.append((load_image(r.source), sol.text))
-    return kept
+    confidence and, when ``length`` is set, that many characters (``confident_readings``)."""
+    readings = confident_readings(load_solver(checkpoint, backend="torch"), paths, length, threshold)
+    return [(load_image(path), text) for path, text in readings]

@@ -1,0 +1,140 @@
+import dataclasses
+import shutil
+
+import pytest
+from click.testing import CliRunner
+
+import captcha.training.nolabels as nolabels
+from captcha.cli import main
+from captcha.config import PSEUDO_CONFIDENCE, TrainConfig
+from captcha.errors import DataError
+from captcha.inference.decode import Solution
+from captcha.inference.solver import BatchResult
+from captcha.nn.checkpoint import load_checkpoint
+from captcha.training.selftrain import confident_readings
+
+
+class _Reader:
+    """A stand-in solver: reads each path as ``texts`` says, at ``sure`` confidence for each character."""
+
+    def __init__(self, texts: dict[str, tuple[str, float]]):
+        self.texts = texts
+
+    def solve_batch(self, paths):
+        for path in paths:
+            text, sure = self.texts[path]
+            yield BatchResult(path, Solution(text, [sure] * len(text)) if text else None, "" if text else "unreadable")
+
+
+def test_confident_readings_keep_only_sure_readings_of_the_length_asked():
+    reader = _Reader({"a": ("AB12", 0.99), "b": ("AB1", 0.999), "c": ("C123", 0.9), "d": ("", 0.0), "e": ("B123", 0.99)})
+    assert confident_readings(reader, list("abcde"), 4) == [("a", "AB12"), ("e", "B123")]  # c: 0.9**4 < 0.9
+    assert confident_readings(reader, list("abcde")) == [("a", "AB12"), ("b", "AB1"), ("e", "B123")]
+    assert confident_readings(reader, list("abcde"), 4, threshold=0.5) == [("a", "AB12"), ("c", "C123"), ("e", "B123")]
+
+
+def test_a_sites_lengths_are_those_read_surely_a_third_as_often_as_the_commonest():
+    def readings(*counts):
+        return [("p", "A" * n) for n, c in counts for _ in range(c)]
+
+    assert nolabels.site_lengths(readings((6, 129), (5, 33), (4, 3))) == [6]  # a glyph dropped: not a length
+    assert nolabels.site_lengths(readings((4, 154), (5, 114), (6, 67))) == [4, 5, 6]
+    assert nolabels.site_lengths(readings((6, 129), (5, 33)), told=5) == [5]
+    assert nolabels.site_lengths([]) == []
+
+
+@pytest.fixture()
+def site(flat_captchas, tmp_path):
+    """The flat captchas' images with no labels, two of them in a subfolder, and their true labels by path."""
+    folder = tmp_path / "site"
+    (folder / "more").mkdir(parents=True)
+    truth = {}
+    for k, line in enumerate((flat_captchas / "labels.csv").read_text().splitlines()[1:]):
+        name, label = line.split(",")
+        dest = folder / ("more" if k < 2 else "") / name
+        shutil.copy(flat_captchas / name, dest)
+        truth[str(dest)] = label
+    return folder, truth
+
+
+def _fake_reading(monkeypatch, truth, wrong_length=()):
+    """Every reader reads the truth (``wrong_length`` paths one character short), and records which model read."""
+    models = []
+
+    class Loaded:
+        def __init__(self, path):
+            models.append(str(path))
+
+        def allow(self, chars):
+            return self
+
+    def readings(solver, paths, length=None, threshold=PSEUDO_CONFIDENCE):
+        out = [(p, truth[p][:-1] if p in wrong_length else truth[p]) for p in paths]
+        return [(p, t) for p, t in out if t and (not length or len(t) == length)]
+
+    monkeypatch.setattr(nolabels, "load_solver", Loaded)
+    monkeypatch.setattr(nolabels, "confident_readings", readings)
+    return models
+
+
+def test_a_site_is_learned_from_its_captchas_alone_in_rounds(site, tmp_path, monkeypatch):
+    """Round 1 learns the general reader's sure readings of the site's length; round 2 the first model's; each
+    round's readings are a labelled folder beside the model, which the model records as its data."""
+    folder, truth = site
+    short = [p for p in sorted(truth) if "/more/" not in p][:3]
+    models = _fake_reading(monkeypatch, truth, wrong_length=short)
+    monkeypatch.setattr(nolabels, "UNLABELLED_MIN", 10)
+    out = tmp_path / "out" / "site.pt"
+    said: list[str] = []
+    cfg = TrainConfig(out=str(out), unlabelled=str(folder), charset="ABC123", pretrained="none", method="classify",
+                      split="equal", epochs=1, batch_size=16, aug_passes=1, size=(32, 32), refit=False)
+    result = nolabels.train_unlabelled(cfg, say=said.append)
+
+    assert models == [str(nolabels.general_reader_path()), str(out.with_name("site.round1.pt"))]
+    rounds = result["no_labels"]["rounds"]
+    assert [r["pseudo_labelled"] for r in rounds] == [37, 37] and {r["length"] for r in rounds} == {4}
+    for k in (1, 2):
+        written = out.with_name(f"site.round{k}")
+        rows = (written / "labels.csv").read_text().splitlines()
+        assert rows[0] == "filename,label" and len(rows) == 38
+        labels = dict(row.split(",") for row in rows[1:])
+        assert sum(name.startswith("more_") for name in labels) == 2  # a subfolder's images, named by their path
+        assert all((written / name).is_file() for name in labels)
+        assert sorted(labels.values()) == sorted(truth[p] for p in truth if p not in short)
+    assert out.is_file() and out.with_name("site.round1.pt").is_file()
+    assert load_checkpoint(out)["train_config"]["data"] == str(out.with_name("site.round2"))
+    assert any(line.startswith("no labels, round 1 of 2: the general reader read 37 of 40 captchas") for line in said)
+    assert said[-1].startswith("no labels: the held-out figures compare the model with the readings it learned from")
+    assert (folder / "more").is_dir() and not (folder / "labels.csv").exists()  # the user's folder is left as it was
+    said.clear()  # --resume of the finished run reads the site again and trains neither round again
+    again = nolabels.train_unlabelled(dataclasses.replace(cfg, resume=True), say=said.append)
+    assert sum("is a finished run of 1 epochs" in line for line in said) == 2, said
+    assert again["checkpoint"] == result["checkpoint"] and again["best"] == result["best"]
+
+
+def test_too_few_sure_readings_are_one_clear_line_and_exit_2(site, tmp_path, monkeypatch):
+    folder, truth = site
+    few = {p: t for p, t in list(truth.items())[:5]}
+    _fake_reading(monkeypatch, {**truth, **{p: "" for p in truth if p not in few}})
+    with pytest.raises(DataError, match=r"the general reader read only 5 of its 40 captchas with confidence >= 0.9, "
+                                        r"too few to learn the site from \(at least 50\); label some of them"):
+        nolabels.train_unlabelled(TrainConfig(out=str(tmp_path / "m.pt"), unlabelled=str(folder)))
+    res = CliRunner().invoke(main, ["train", "--unlabelled", str(folder), "--out", str(tmp_path / "m.pt")])
+    assert res.exit_code == 2 and len(res.output.strip().splitlines()) == 1, res.output
+    assert "too few to learn the site from" in res.output and "Traceback" not in res.output
+    assert not (tmp_path / "m.round1").exists() and not (tmp_path / "data").exists()  # no course data made either
+
+
+def test_ctrl_c_in_the_first_round_says_resume_goes_on_from_it(tmp_path, monkeypatch):
+    from captcha.nn.checkpoint import last_file
+
+    out = tmp_path / "m.pt"
+    first = last_file(nolabels.round_checkpoint(out, 1))
+
+    def interrupted(cfg, **_kw):
+        first.write_bytes(b"saved")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(nolabels, "train_unlabelled", interrupted)
+    res = CliRunner().invoke(main, ["train", "--unlabelled", str(tmp_path), "--out", str(out)])
+    assert res.exit_code == 130 and f"interrupted: {first} holds the run" in res.output and "--resume" in res.output
