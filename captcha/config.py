@@ -402,7 +402,7 @@ UNLABELLED_ROUNDS = 2
 UNLABELLED_MIN = 50
 # A site's lengths from the general reader's sure readings: those read at least this share as often as the
 # commonest. Its sure readings of a fixed-length site's other lengths are all wrong (a glyph dropped: lso-striped-arc6
-# 33 of length 5 beside 129 of 6, none right; lso-striped-lower6 28 beside 284), while a site whose lengths vary
+# 36 of lengths 4-5 beside 129 of 6, none right; lso-striped-lower6 30 beside 284), while a site whose lengths vary
 # shows each (lso-striped-band4to6: 154 / 114 / 67 of 4 / 5 / 6, 94% right). Chosen on those leave-style-out sites.
 UNLABELLED_LENGTH_SHARE = 1 / 3
 # A fine-tune that starts from the general reader (a whole trained model, not a trunk) keeps it with a
