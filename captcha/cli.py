@@ -579,6 +579,9 @@ def train(data_dir, out, pretrained, freeze, epochs, budget, batch_size, optimiz
                    ("the figures above are the estimate (nothing is left out to measure the refit on)"
                     if refit["validation_trained_on"] else "the figures above are the refit's, on validation data "
                     "it never saw"))
+    if result.get("no_labels"):
+        from .training.nolabels import no_labels_caveat
+        click.echo(no_labels_caveat(result["checkpoint"]))
     click.echo(f"wrote {result['checkpoint']} and {result['curve']}")
     if result["compiled"]:
         click.echo(f"compiled it for ONNX Runtime ({result['compiled']['precision']}) in "

@@ -115,8 +115,12 @@ def train_unlabelled(cfg: TrainConfig, say: Callable[[str], None] = print, progr
         reader = Path(result["checkpoint"])
     result["no_labels"] = {"unlabelled": len(paths), "rounds": rounds}
     result["train_seconds"] = sum(r["seconds"] for r in rounds)
-    say("no labels: the held-out figures compare the model with the readings it learned from, not with the truth; "
-        f"to measure it, label a few dozen captchas it did not learn from and run `captcha eval --data DIR "
-        f"--checkpoint {out}`")
     return result
+
+
+def no_labels_caveat(out: str | Path) -> str:
+    """What the figures of a model trained with no labels mean, and how to measure it."""
+    return ("no labels: those figures compare the model with the readings it learned from, not with the truth; to "
+            f"measure it, label a few dozen captchas it did not learn from and run `captcha eval --data DIR "
+            f"--checkpoint {out}`")
 
