@@ -395,7 +395,7 @@ UNCHOSEN_EPOCHS = 20
 PSEUDO_CONFIDENCE = 0.9  # self-training keeps an unlabelled captcha's reading at least this confident
 # Training with no labels (training.nolabels): the general reader's sure readings train a first model, which
 # reads the site again for a second. Two rounds, no labels, test quarters (docs/measurements.md, "A site
-# learned from its captchas alone"): captcha_images_v2 83.85 -> 92.31 -> 95.77%, sysu 86.96 -> 96.96% (round 1).
+# learned from its captchas alone"): captcha_images_v2 83.85 -> 92.31 -> 95.77%, sysu 86.96 -> 96.96 -> 98.26%.
 UNLABELLED_ROUNDS = 2
 # Fewer sure readings than this are too few to learn a site from: the few-label curve reads sysu 79.6% from
 # 25 labelled captchas and a far site under 20% (README), and pseudo-labels are wrong at times besides.

@@ -51,9 +51,12 @@ def write_labelled(readings: list[tuple[str, str]], root: Path, folder: Path) ->
     (copied where links cannot be made) under its path below ``root`` flattened, and a labels.csv."""
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
-    rows = ["filename,label"]
-    for path, text in readings:
+    rows, taken = ["filename,label"], set()
+    for k, (path, text) in enumerate(readings):
         name = Path(os.path.relpath(os.path.abspath(path), os.path.abspath(root))).as_posix().replace("/", "_")
+        if name in taken:  # a/b.png and a_b.png flatten alike
+            name = f"{k}-{name}"
+        taken.add(name)
         try:
             os.link(path, folder / name)
         except OSError:  # another file system, or one without hard links
@@ -78,6 +81,9 @@ def train_unlabelled(cfg: TrainConfig, say: Callable[[str], None] = print, progr
     when given, hold the readings to that length and those characters."""
     paths, _ = unlabelled_images(cfg.unlabelled)  # a wrong folder is said as --unlabelled's
     root = dataset_folder(cfg.unlabelled)
+    if (root / LABELS_FILE).is_file():
+        say(f"--unlabelled {root}: its {LABELS_FILE} is not read (learning with no labels; `captcha train --data "
+            f"{root}` trains on those labels)")
     out = Path(cfg.out)
     reader: Path = general_reader_path()
     rounds: list[dict[str, Any]] = []
@@ -123,4 +129,3 @@ def no_labels_caveat(out: str | Path) -> str:
     return ("no labels: those figures compare the model with the readings it learned from, not with the truth; to "
             f"measure it, label a few dozen captchas it did not learn from and run `captcha eval --data DIR "
             f"--checkpoint {out}`")
-

@@ -2,6 +2,7 @@ import shutil
 
 import pytest
 from click.testing import CliRunner
+from PIL import Image
 
 import captcha.training.nolabels as nolabels
 from captcha.cli import main
@@ -104,6 +105,7 @@ def test_a_site_is_learned_from_its_captchas_alone_in_rounds(site, tmp_path, mon
     assert load_checkpoint(out)["train_config"]["data"] == str(out.with_name("site.round2"))
     assert any(line.startswith("no labels, round 1 of 2: the general reader read 37 of 40 captchas") for line in said)
     assert (folder / "more").is_dir() and not (folder / "labels.csv").exists()  # the user's folder is left as it was
+    assert not any("is not read" in line for line in said)
     # --resume of the finished run reads the site again and trains neither round again; the figures are said to be
     # agreement with the readings, not accuracy
     res = CliRunner().invoke(main, ["train", "--unlabelled", str(folder), "--out", str(out), "--resume", "--charset",
@@ -123,6 +125,12 @@ def test_too_few_sure_readings_are_one_clear_line_and_exit_2(site, tmp_path, mon
         nolabels.train_unlabelled(TrainConfig(out=str(tmp_path / "m.pt"), unlabelled=str(folder)))
     res = CliRunner().invoke(main, ["train", "--unlabelled", str(folder), "--out", str(tmp_path / "m.pt")])
     assert res.exit_code == 2 and len(res.output.strip().splitlines()) == 1, res.output
+    said: list[str] = []
+    (folder / "labels.csv").write_text("filename,label\n")
+    with pytest.raises(DataError, match="too few"):
+        nolabels.train_unlabelled(TrainConfig(out=str(tmp_path / "m.pt"), unlabelled=str(folder)), say=said.append)
+    assert said == [f"--unlabelled {folder}: its labels.csv is not read (learning with no labels; `captcha train "
+                    f"--data {folder}` trains on those labels)"]
     assert "too few to learn the site from" in res.output and "Traceback" not in res.output
     assert not (tmp_path / "m.round1").exists() and not (tmp_path / "data").exists()  # no course data made either
 
@@ -140,3 +148,15 @@ def test_ctrl_c_in_the_first_round_says_resume_goes_on_from_it(tmp_path, monkeyp
     monkeypatch.setattr(nolabels, "train_unlabelled", interrupted)
     res = CliRunner().invoke(main, ["train", "--unlabelled", str(tmp_path), "--out", str(out)])
     assert res.exit_code == 130 and f"interrupted: {first} holds the run" in res.output and "--resume" in res.output
+
+
+def test_a_rounds_folder_names_each_image_by_its_path_and_never_twice(tmp_path):
+    root = tmp_path / "site"
+    (root / "a").mkdir(parents=True)
+    for rel in ("a/b.png", "a_b.png", "c.png"):
+        Image.new("L", (8, 4), 255).save(root / rel)
+    out = nolabels.write_labelled([(str(root / "a/b.png"), "AB"), (str(root / "a_b.png"), "CD"),
+                                   (str(root / "c.png"), "EF")], root, tmp_path / "m.round1")
+    assert (out / "labels.csv").read_text().splitlines() == ["filename,label", "a_b.png,AB", "1-a_b.png,CD",
+                                                             "c.png,EF"]
+    assert sorted(p.name for p in out.glob("*.png")) == ["1-a_b.png", "a_b.png", "c.png"]
