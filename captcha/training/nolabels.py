@@ -95,7 +95,12 @@ def train_unlabelled(cfg: TrainConfig, say: Callable[[str], None] = print, progr
             solver = solver.allow(cfg.charset)
         if cfg.length:
             solver = solver.expect_length(cfg.length)
-        readings = confident_readings(solver, paths, cfg.length)
+        failed: list[tuple[str, str]] = []
+        readings = confident_readings(solver, paths, cfg.length, failed=failed)
+        if failed and k == 1:  # the same files fail every round: said once
+            path, error = failed[0]
+            say(f"left out of {root} ({len(failed)} of its {len(paths)} images could not be read): {error or path}"
+                + (f"; and {len(failed) - 1} more" if len(failed) > 1 else ""))
         lengths = site_lengths(readings, cfg.length)
         readings = [(path, text) for path, text in readings if len(text) in lengths]
         length = lengths[0] if len(lengths) == 1 else None

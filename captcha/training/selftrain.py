@@ -42,12 +42,19 @@ def unlabelled_images(folder: str | Path, labelled: str | Path | None = None) ->
 
 
 def confident_readings(solver: Solver, paths: list[str], length: int | None = None,
-                       threshold: float = PSEUDO_CONFIDENCE) -> list[tuple[str, str]]:
+                       threshold: float = PSEUDO_CONFIDENCE,
+                       failed: list[tuple[str, str]] | None = None) -> list[tuple[str, str]]:
     """(path, reading) of every captcha in ``paths`` that ``solver`` reads with at least ``threshold``
-    confidence and, when ``length`` is set, that many characters; unreadable files are skipped."""
-    return [(r.source, r.solution.text) for r in solver.solve_batch(paths)
-            if r.solution is not None and r.solution.confidence >= threshold
-            and (not length or len(r.solution.text) == length)]
+    confidence and, when ``length`` is set, that many characters; unreadable files are skipped (and appended to
+    ``failed`` as (path, error))."""
+    kept = []
+    for r in solver.solve_batch(paths):
+        if r.solution is None:
+            if failed is not None:
+                failed.append((r.source, r.error))
+        elif r.solution.confidence >= threshold and (not length or len(r.solution.text) == length):
+            kept.append((r.source, r.solution.text))
+    return kept
 
 
 def pseudo_labels(checkpoint: str | Path, paths: list[str], length: int,

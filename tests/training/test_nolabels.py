@@ -28,7 +28,9 @@ class _Reader:
 
 def test_confident_readings_keep_only_sure_readings_of_the_length_asked():
     reader = _Reader({"a": ("AB12", 0.99), "b": ("AB1", 0.999), "c": ("C123", 0.9), "d": ("", 0.0), "e": ("B123", 0.99)})
-    assert confident_readings(reader, list("abcde"), 4) == [("a", "AB12"), ("e", "B123")]  # c: 0.9**4 < 0.9
+    failed: list = []
+    assert confident_readings(reader, list("abcde"), 4, failed=failed) == [("a", "AB12"), ("e", "B123")]  # c: 0.9**4
+    assert failed == [("d", "unreadable")]
     assert confident_readings(reader, list("abcde")) == [("a", "AB12"), ("b", "AB1"), ("e", "B123")]
     assert confident_readings(reader, list("abcde"), 4, threshold=0.5) == [("a", "AB12"), ("c", "C123"), ("e", "B123")]
 
@@ -68,8 +70,9 @@ def _fake_reading(monkeypatch, truth, wrong_length=()):
         def allow(self, chars):
             return self
 
-    def readings(solver, paths, length=None, threshold=PSEUDO_CONFIDENCE):
-        out = [(p, truth[p][:-1] if p in wrong_length else truth[p]) for p in paths]
+    def readings(solver, paths, length=None, threshold=PSEUDO_CONFIDENCE, failed=None):
+        failed.extend((p, f"{p}: cannot open") for p in paths if truth[p] is None)
+        out = [(p, truth[p][:-1] if p in wrong_length else truth[p]) for p in paths if truth[p] is not None]
         return [(p, t) for p, t in out if t and (not length or len(t) == length)]
 
     monkeypatch.setattr(nolabels, "load_solver", Loaded)
@@ -125,12 +128,16 @@ def test_too_few_sure_readings_are_one_clear_line_and_exit_2(site, tmp_path, mon
         nolabels.train_unlabelled(TrainConfig(out=str(tmp_path / "m.pt"), unlabelled=str(folder)))
     res = CliRunner().invoke(main, ["train", "--unlabelled", str(folder), "--out", str(tmp_path / "m.pt")])
     assert res.exit_code == 2 and len(res.output.strip().splitlines()) == 1, res.output
+    # a labels.csv in the folder is said not to be read; images that cannot be read are said, once
     said: list[str] = []
     (folder / "labels.csv").write_text("filename,label\n")
+    broken = sorted(p for p in truth if p not in few)[:2]
+    _fake_reading(monkeypatch, {**truth, **{p: "" for p in truth if p not in few}, **{p: None for p in broken}})
     with pytest.raises(DataError, match="too few"):
         nolabels.train_unlabelled(TrainConfig(out=str(tmp_path / "m.pt"), unlabelled=str(folder)), say=said.append)
     assert said == [f"--unlabelled {folder}: its labels.csv is not read (learning with no labels; `captcha train "
-                    f"--data {folder}` trains on those labels)"]
+                    f"--data {folder}` trains on those labels)",
+                    f"left out of {folder} (2 of its 40 images could not be read): {broken[0]}: cannot open; and 1 more"]
     assert "too few to learn the site from" in res.output and "Traceback" not in res.output
     assert not (tmp_path / "m.round1").exists() and not (tmp_path / "data").exists()  # no course data made either
 
