@@ -551,7 +551,7 @@ def train(data_dir, out, pretrained, freeze, epochs, budget, batch_size, optimiz
     if unlabelled and data_dir is None:  # no labels at all: learned from the site's captchas alone
         from .training.nolabels import UNLABELLED_ROUNDS, round_checkpoint
         from .training.nolabels import train_unlabelled as run
-        rounds = [round_checkpoint(out, k) for k in range(UNLABELLED_ROUNDS, 0, -1)]
+        rounds = [round_checkpoint(out, k) for k in range(UNLABELLED_ROUNDS - 1, 0, -1)]  # the last one is --out
     with resumable(out, resume, *rounds):
         result = run(cfg, say=say, progress=sys.stderr.isatty() and not as_json)
     if result.get("rank", 0) != 0:

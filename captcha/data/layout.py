@@ -13,6 +13,7 @@ column, or none) when present, else from its file name up to the first ``_``, sp
 from __future__ import annotations
 
 import csv
+import io
 import itertools
 import logging
 import re
@@ -157,6 +158,16 @@ def _read_labels_csv(labels_path: Path, found: list[Problem]) -> list[tuple[str,
 def labels_csv_rows(labels_path: str | Path) -> list[tuple[str, str]]:
     """(file name, label) rows of a labels.csv as written, whatever characters the labels hold."""
     return _read_labels_csv(Path(labels_path), [])
+
+
+def labels_csv_text(rows: Iterable[tuple[str, str]]) -> str:
+    """A labels.csv's text for (file name, label) ``rows``: the header, then each row quoted as CSV needs (a name
+    or a label holding a comma or a quote reads back as written)."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(("filename", "label"))
+    writer.writerows(rows)
+    return buf.getvalue()
 
 
 def read_captcha_labels(folder: str | Path, charset: Charset = DEFAULT_CHARSET,

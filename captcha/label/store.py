@@ -6,8 +6,6 @@ either the old file or the new one, never half of one; a restart reads both and 
 
 from __future__ import annotations
 
-import csv
-import io
 import os
 import tempfile
 from collections import Counter
@@ -15,7 +13,13 @@ from pathlib import Path
 
 from ..charset import Charset
 from ..data.images import is_image_name
-from ..data.layout import LABELS_FILE, labels_csv_rows, one_length, read_captcha_labels
+from ..data.layout import (
+    LABELS_FILE,
+    labels_csv_rows,
+    labels_csv_text,
+    one_length,
+    read_captcha_labels,
+)
 from ..errors import DataError
 
 UNREADABLE_FILE = "unreadable.txt"
@@ -96,9 +100,5 @@ class LabelStore:
             raise DataError(f"{name!r} is not an image of {self.folder}")
 
     def _write(self) -> None:
-        buf = io.StringIO()
-        writer = csv.writer(buf, lineterminator="\n")
-        writer.writerow(("filename", "label"))
-        writer.writerows(sorted({**self.kept, **self.labels}.items()))
-        _atomic_write(self.folder / LABELS_FILE, buf.getvalue())
+        _atomic_write(self.folder / LABELS_FILE, labels_csv_text(sorted({**self.kept, **self.labels}.items())))
         _atomic_write(self.folder / UNREADABLE_FILE, "".join(f"{n}\n" for n in sorted(self.unreadable)))

@@ -27,7 +27,7 @@ from ..config import (
     UNLABELLED_ROUNDS,
     TrainConfig,
 )
-from ..data.layout import LABELS_FILE, dataset_folder
+from ..data.layout import LABELS_FILE, dataset_folder, labels_csv_text
 from ..errors import DataError
 from ..inference.load import general_reader_path, load_solver
 from .selftrain import confident_readings, unlabelled_images
@@ -51,7 +51,7 @@ def write_labelled(readings: list[tuple[str, str]], root: Path, folder: Path) ->
     (copied where links cannot be made) under its path below ``root`` flattened, and a labels.csv."""
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
-    rows, taken = ["filename,label"], set()
+    rows, taken = [], set()
     for k, (path, text) in enumerate(readings):
         name = Path(os.path.relpath(os.path.abspath(path), os.path.abspath(root))).as_posix().replace("/", "_")
         if name in taken:  # a/b.png and a_b.png flatten alike
@@ -61,8 +61,8 @@ def write_labelled(readings: list[tuple[str, str]], root: Path, folder: Path) ->
             os.link(path, folder / name)
         except OSError:  # another file system, or one without hard links
             shutil.copyfile(path, folder / name)
-        rows.append(f"{name},{text}")
-    (folder / LABELS_FILE).write_text("\n".join(rows) + "\n")
+        rows.append((name, text))
+    (folder / LABELS_FILE).write_text(labels_csv_text(rows), encoding="utf-8")
     return folder
 
 

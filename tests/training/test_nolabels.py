@@ -7,6 +7,7 @@ from PIL import Image
 import captcha.training.nolabels as nolabels
 from captcha.cli import main
 from captcha.config import PSEUDO_CONFIDENCE, TrainConfig
+from captcha.data.layout import labels_csv_rows
 from captcha.errors import DataError
 from captcha.inference.decode import Solution
 from captcha.inference.solver import BatchResult
@@ -167,3 +168,7 @@ def test_a_rounds_folder_names_each_image_by_its_path_and_never_twice(tmp_path):
     assert (out / "labels.csv").read_text().splitlines() == ["filename,label", "a_b.png,AB", "1-a_b.png,CD",
                                                              "c.png,EF"]
     assert sorted(p.name for p in out.glob("*.png")) == ["1-a_b.png", "a_b.png", "c.png"]
+    # written as CSV: a name with a comma reads back as the file it names
+    Image.new("L", (8, 4), 255).save(root / "d,1.png")
+    out = nolabels.write_labelled([(str(root / "d,1.png"), "GH")], root, tmp_path / "m.round2")
+    assert labels_csv_rows(out / "labels.csv") == [("d,1.png", "GH")] and (out / "d,1.png").is_file()
