@@ -39,7 +39,7 @@ from ..data.synth import seed_for
 from ..errors import ConfigError, require_writable
 from ..nn.checkpoint import half_precision, last_file, load_checkpoint, save_checkpoint
 from ..nn.device import train_in_bf16
-from ..nn.networks import ARCH, CharNet, shipped_backbone
+from ..nn.networks import ARCH, CharNet, shipped_backbone, shipped_reader
 from .loop import make_schedule, predict, train_one_epoch
 
 log = logging.getLogger(__name__)
@@ -194,11 +194,13 @@ def restore(state: dict | None, model: nn.Module, opt: torch.optim.Optimizer, sc
 
 
 def fonts_check() -> str:
-    """Warn (and return the warning) when this machine has fewer pretraining faces than the shipped glyph
-    backbone was made from: a narrower synthesis, which a reader's held-out synthetic captchas do not show
-    (a reader stage on 30 faces read its own synthesis better and sysu 85.65% -> 81.30% with no training)."""
+    """Warn (and return the warning) when this machine has fewer pretraining faces than the shipped weights (the
+    glyph backbone, the general reader) were made from: a narrower synthesis, which a reader's held-out synthetic
+    captchas do not show (a reader stage on 30 faces read its own synthesis better and sysu 85.65% -> 81.30% with
+    no training)."""
     made = load_checkpoint(shipped_backbone("glyphs"), kind="backbone").get("pretrain", {})
-    note = corpus_shortfall(len(made.get("corpus", {}).get("faces", [])))
+    reader = load_checkpoint(shipped_reader(), kind="recognizer").get("pretrain", {})
+    note = corpus_shortfall(max(len(made.get("corpus", {}).get("faces", [])), reader.get("faces", 0)))
     if note:
         log.warning("warning: %s", note)
     return note
@@ -224,18 +226,22 @@ def write_card(out: Path, info: dict) -> None:
                      f"{100 * h.get('acc_casefold', h['acc']):.2f}% | {cols}{h['seconds'] / 60:.1f} |")
     corpus = info.get("corpus")
     if corpus:
-        faces = corpus["faces"]
-        groups: dict[tuple[str, str, str], int] = {}
-        for f in faces:
-            key = (f["family"], f["source"], f["licence"])
-            groups[key] = groups.get(key, 0) + 1
-        sources = sorted({f["source"].split(":")[0] for f in faces})
-        lines += ["", "## Corpus", "",
-                  f"{len(faces)} faces in {len({f['family'] for f in faces})} families from {len(sources)} sources "
-                  f"({', '.join(sources)}); held out for the leave-style-out benchmark: "
-                  f"{', '.join(HELD_OUT_PREFIXES)}." + (f" Warning: {corpus['warning']}." if corpus.get("warning") else ""), "",
+        lines += ["", "## Corpus", "", *faces_table(corpus["faces"], corpus.get("warning", "")), "",
                   "Distortion families and the share of cells that get each: "
-                  + ", ".join(f"{k} {100 * v:.0f}%" for k, v in corpus["rates"].items()) + ".", "",
-                  "| family | source | licence | faces |", "|---|---|---|---|"]
-        lines += [f"| {fam} | {src} | {lic} | {n} |" for (fam, src, lic), n in sorted(groups.items())]
+                  + ", ".join(f"{k} {100 * v:.0f}%" for k, v in corpus["rates"].items()) + "."]
     out.with_suffix(".md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def faces_table(faces: list[dict], warning: str = "") -> list[str]:
+    """Markdown lines for a card: how many pretraining faces, which families are held out, and a table of
+    family, source, licence and face count (``faces``: ``data.fonts.Face`` as dicts)."""
+    groups: dict[tuple[str, str, str], int] = {}
+    for f in faces:
+        key = (f["family"], f["source"], f["licence"])
+        groups[key] = groups.get(key, 0) + 1
+    sources = sorted({f["source"].split(":")[0] for f in faces})
+    return [f"{len(faces)} faces in {len({f['family'] for f in faces})} families from {len(sources)} sources "
+            f"({', '.join(sources)}); held out for the leave-style-out benchmark: {', '.join(HELD_OUT_PREFIXES)}."
+            + (f" Warning: {warning}." if warning else ""), "",
+            "| family | source | licence | faces |", "|---|---|---|---|",
+            *[f"| {fam} | {src} | {lic} | {n} |" for (fam, src, lic), n in sorted(groups.items())]]

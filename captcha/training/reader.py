@@ -55,7 +55,7 @@ from ..nn.networks import (
     reader_start,
 )
 from .loop import CTCLoss, make_optimizer, make_schedule, predict, train_one_epoch
-from .pretrain import fonts_check, restore
+from .pretrain import faces_table, fonts_check, restore
 
 log = logging.getLogger(__name__)
 
@@ -348,7 +348,8 @@ def reader_payload(cfg: ReaderConfig, model: torch.nn.Module, charset: Charset, 
     info = {"config": conf, "history": history, "seconds": history[-1]["seconds"] if history else 0.0,
             "steps": history[-1]["step"] if history else 0, "device": str(next(model.parameters()).device.type),
             "layouts": dict(zip(LAYOUTS, LAYOUT_RATES)), "torch": str(torch.__version__),
-            "threads": torch.get_num_threads(), "faces": len(pretraining_faces()), "earlier": earlier or []}
+            "threads": torch.get_num_threads(), "faces": len(pretraining_faces()),
+            "face_list": [asdict(f) for f in pretraining_faces()], "earlier": earlier or []}
     return {"kind": "recognizer", "arch": ARCH, "method": "ctc", "charset": charset.to_dict(),
             "preprocess": pre.to_dict(), "length": 0, "lengths": list(cfg.lengths), "segment": READER_SEGMENT.to_dict(),
             "pretrained": source, "freeze": "none", "captcha_size": None, "recipe": {"general_reader": True},
@@ -366,7 +367,8 @@ def write_reader_card(out: Path, payload: dict) -> None:
              f"synthetic captchas of {', '.join(map(str, cfg['lengths']))} characters over {cfg['alphabet']} "
              f"(case-insensitive), input {cfg['size'][0]}x{cfg['size'][1]} after cropping to content",
              "- layouts: " + ", ".join(f"{k} {100 * v:.0f}%" for k, v in info["layouts"].items())
-             + f"; {info['faces']} pretraining font faces (see the glyph backbone's card for their licences)"
+             + f"; {info['faces']} pretraining font faces"
+             + (" (their licences below)" if info.get("face_list") else " (see the glyph backbone's card for their licences)")
              + (f". Warning: {info['fonts_warning']}" if info.get("fonts_warning") else ""),
              f"- wall time: {info['seconds'] / 60:.1f} min (torch {info['torch']}, "
              f"{'a CUDA GPU and ' if info.get('device') == 'cuda' else ''}{info['threads']} threads"
@@ -386,6 +388,8 @@ def write_reader_card(out: Path, payload: dict) -> None:
     for i, e in enumerate(info.get("earlier", [])):
         if e.get("history"):
             lines += ["", f"Stage {i + 1} (held-out captchas of the synthesis of its day):", "", *_curve(e["history"])]
+    if info.get("face_list"):
+        lines += ["", "## Font faces", "", *faces_table(info["face_list"], info.get("fonts_warning", ""))]
     out.with_suffix(".md").write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 

@@ -104,11 +104,12 @@ def test_the_pretraining_loop_learns(tmp_path, monkeypatch):
 
 def test_tiny_glyph_pretrain_makes_a_backbone_train_accepts(tmp_path, monkeypatch):
     import captcha.data.fonts as fonts
-    from captcha.nn.networks import shipped_backbone
+    from captcha.nn.networks import shipped_backbone, shipped_reader
 
-    few = fonts.pretraining_faces()[:3]  # the font packages missing: said, with the shipped backbone's count
+    few = fonts.pretraining_faces()[:3]  # the font packages missing: said, with the shipped weights' count
     monkeypatch.setattr(fonts, "pretraining_faces", lambda: few)
-    made = len(load_checkpoint(shipped_backbone("glyphs"), kind="backbone")["pretrain"]["corpus"]["faces"])
+    made = max(len(load_checkpoint(shipped_backbone("glyphs"), kind="backbone")["pretrain"]["corpus"]["faces"]),
+               load_checkpoint(shipped_reader(), kind="recognizer")["pretrain"]["faces"])
     out = tmp_path / "bb.pt"
     info = pretrain(PretrainConfig(steps=3, batch_size=8, eval_every=3, workers=0, heldout=2, out=str(out)),
                     progress=False)

@@ -49,6 +49,9 @@ def test_pretraining_writes_a_reader_that_solving_can_load(tmp_path, monkeypatch
     assert "pretraining finds 2 font faces" in caplog.text
     assert ckpt["pretrain"]["fonts_warning"].startswith("pretraining finds 2 font faces")
     assert "Warning: pretraining finds 2 font faces" in card
+    faces = ckpt["pretrain"]["face_list"]  # the faces it was made from, with their licences, on its card
+    assert len(faces) == ckpt["pretrain"]["faces"] and all(f["licence"] for f in faces)
+    assert "## Font faces" in card and f"| {faces[0]['family']} | {faces[0]['source']} | {faces[0]['licence']} |" in card
     check = ckpt["int8"]  # checked on its held-out synthetic captchas, calibrated on another seed's
     assert check["captchas"] == 8 and tuple(check["inputs"].shape) == (64, 48, 160, 3)
     assert check["default"] == (check["int8"] >= check["fp32"] - INT8_TOLERANCE)
