@@ -110,6 +110,17 @@ def train_unlabelled(cfg: TrainConfig, say: Callable[[str], None] = print, progr
                 f"--unlabelled {root}: {by} read only {len(readings)} of its {len(paths)} captchas with confidence >= "
                 f"{PSEUDO_CONFIDENCE}, too few to learn the site from (at least {UNLABELLED_MIN}); label some of them "
                 f"(`captcha label {root}`, then `captcha train --data {root}`)")
+        if k > 1 and len(readings) < UNLABELLED_MIN:
+            # a round model sure of too few captchas (a budget too short to learn the site) has nothing to teach
+            # another round: it is kept as it is rather than a round trained on next to nothing
+            kept = out.with_name(f".{out.name}.tmp")
+            shutil.copyfile(reader, kept)
+            os.replace(kept, out)
+            say(f"no labels, round {k} of {UNLABELLED_ROUNDS}: {by} read only {len(readings)} of {len(paths)} captchas "
+                f"with confidence >= {PSEUDO_CONFIDENCE}, too few for another round (at least {UNLABELLED_MIN}); "
+                f"{out} is round {k - 1}'s model (a longer --budget learns more)")
+            result["checkpoint"] = str(out)
+            break
         folder = write_labelled(readings, root, round_folder(out, k))
         what = f"{length} characters" if length else \
             f"lengths that vary ({', '.join(map(str, lengths))} characters; --length N holds one)"

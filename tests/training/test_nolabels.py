@@ -172,3 +172,32 @@ def test_a_rounds_folder_names_each_image_by_its_path_and_never_twice(tmp_path):
     Image.new("L", (8, 4), 255).save(root / "d,1.png")
     out = nolabels.write_labelled([(str(root / "d,1.png"), "GH")], root, tmp_path / "m.round2")
     assert labels_csv_rows(out / "labels.csv") == [("d,1.png", "GH")] and (out / "d,1.png").is_file()
+
+
+def test_a_first_round_model_sure_of_too_few_is_kept_rather_than_a_second_round_on_nothing(site, tmp_path,
+                                                                                          monkeypatch):
+    """A budget too short to learn the site leaves round 1's model sure of next to nothing: the run keeps it as
+    --out and says why, where a second round on no captchas would end in an error and lose the first."""
+    folder, truth = site
+    calls = []
+    _fake_reading(monkeypatch, truth)
+    sure_then_not = nolabels.confident_readings
+
+    def readings(solver, paths, length=None, threshold=PSEUDO_CONFIDENCE, failed=None):
+        calls.append(solver)
+        return sure_then_not(solver, paths, length, threshold, failed) if len(calls) == 1 else []
+
+    monkeypatch.setattr(nolabels, "confident_readings", readings)
+    monkeypatch.setattr(nolabels, "UNLABELLED_MIN", 10)
+    out = tmp_path / "site.pt"
+    said: list[str] = []
+    cfg = TrainConfig(out=str(out), unlabelled=str(folder), charset="ABC123", pretrained="none", method="classify",
+                      split="equal", epochs=1, batch_size=16, aug_passes=1, size=(32, 32), refit=False)
+    result = nolabels.train_unlabelled(cfg, say=said.append)
+    assert len(calls) == 2 and result["checkpoint"] == str(out)
+    assert out.read_bytes() == out.with_name("site.round1.pt").read_bytes()
+    assert [r["pseudo_labelled"] for r in result["no_labels"]["rounds"]] == [40]
+    assert said[-1] == (f"no labels, round 2 of 2: round 1's model read only 0 of 40 captchas with confidence >= 0.9, "
+                        f"too few for another round (at least 10); {out} is round 1's model (a longer --budget "
+                        "learns more)")
+    assert not out.with_name("site.round2").exists()
