@@ -96,10 +96,6 @@ def covers_alphabet(path: str, alphabet: str = LATIN) -> bool:
     return all(ord(c) in cmap for c in alphabet)
 
 
-def _mask_bytes(mask) -> tuple[tuple[int, int], bytes]:
-    return mask.size, bytes(mask)
-
-
 @functools.lru_cache(maxsize=None)
 def renders_text(path: str, alphabet: str = LATIN) -> bool:
     """Whether every character of ``alphabet`` draws as a glyph: some ink, and not a filled box. A cmap can
@@ -111,7 +107,8 @@ def renders_text(path: str, alphabet: str = LATIN) -> bool:
         return False
     boxes = 0
     for c in alphabet:
-        ink = np.asarray(Image.frombytes("L", *_mask_bytes(font.getmask(c))), np.float32)
+        mask = font.getmask(c)
+        ink = np.asarray(Image.frombytes("L", mask.size, bytes(mask)), np.float32)
         rows, cols = np.nonzero(ink)
         if not len(rows):
             return False
