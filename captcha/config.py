@@ -36,6 +36,11 @@ PRECISIONS = ("auto", "fp32", "int8")  # auto: int8 when the model's int8 check 
 # against 118 read, 87 captchas/s in fp32), hence the one captcha.
 INT8_TOLERANCE = 0.005
 INT8_CALIBRATION = 64  # training inputs stored in the checkpoint to calibrate its int8 quantisation
+# Rendered glyph crops an export is checked on against PyTorch before solving or the int8 check uses it (a CTC
+# export at twice the width too). A wrong export differs on any input; at a far site's 96x288, 64 of them took 6.4 s
+# of each export on a 2-core Xeon, 16 take 1.8 s, and a training exports twice (its int8 check, then the compile
+# for solving). `captcha export` checks on 64 and reports int8's agreement on them.
+EXPORT_CHECK_SAMPLES = 16
 CACHE_KEEP = 8  # compiled (ONNX) models kept in the cache, most recently used first
 # A reading less confident than RECHECK_BELOW is read again with the captcha moved RECHECK_SHIFT input
 # pixels left and right; the text two of the three views share wins, and its confidence is scaled by

@@ -27,7 +27,7 @@ import onnx
 import torch
 
 from ..charset import Charset
-from ..config import INT8_TOLERANCE, SECOND
+from ..config import EXPORT_CHECK_SAMPLES, INT8_TOLERANCE, SECOND
 from ..data.images import file_digest
 from ..data.preprocess import Preprocess, widened
 from ..data.synth import GlyphStyle, render_char
@@ -150,7 +150,7 @@ def compile_onnx(checkpoint: str | os.PathLike, out: str | os.PathLike, precisio
     log.info("compiling %s%s for ONNX Runtime in %s (once: solving reuses it)", Path(checkpoint).name,
              f" ({member} network)" if member else "", use, extra={"progress": True})
     out = Path(out)
-    export_onnx(checkpoint, out, member=member)
+    export_onnx(checkpoint, out, member=member, samples=EXPORT_CHECK_SAMPLES)
     if use == "int8":
         fp32 = out.with_name(out.name + ".fp32")
         os.replace(out, fp32)
@@ -182,7 +182,7 @@ def int8_check(checkpoint: str | os.PathLike, calibration: np.ndarray, inputs: n
     ranges = CALIBRATIONS[0]  # recorded with the check: solving quantises with the ranges it read with
     with tempfile.TemporaryDirectory() as tmp:
         fp32, int8 = Path(tmp) / "m.onnx", Path(tmp) / "m.int8.onnx"
-        export_onnx(checkpoint, fp32)
+        export_onnx(checkpoint, fp32, samples=EXPORT_CHECK_SAMPLES)
         quantize_int8(fp32, int8, _normalized(ckpt, calibration), ranges)
         for name, path in (("fp32", fp32), ("int8", int8)):
             read[name] = string_accuracy(path, inputs, labels, charset, method, length)

@@ -179,6 +179,7 @@ def train(cfg: TrainConfig, say: Callable[[str], None] = log.info, progress: boo
     trains as its first fit chose."""
     started = time.perf_counter()
     whole_run = not refitting and pseudo is None  # not a refit's or a self-training round's inner run
+    epochs_by_budget = not cfg.epochs
     cfg = dataclasses.replace(cfg)  # the auto settings are filled in below; the caller's config stays as given
     torch.manual_seed(cfg.seed)
     device = resolve_device(cfg.device)  # a device that is not there fails before any work
@@ -332,7 +333,26 @@ def train(cfg: TrainConfig, say: Callable[[str], None] = log.info, progress: boo
     if world > 1:
         net = DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
     pass_cache: dict[int, torch.Tensor] = {}
+    # one fit the budget planned (no refit after it to shorten instead) is held to the budget as it goes
+    held_to_budget = epochs_by_budget and whole_run and not resume and world == 1 and not kept_reader and \
+        not (cfg.refit is not False and _refit_planned(cfg, world))
+    fit_started = time.perf_counter()
     for epoch in range(start_epoch, cfg.epochs):
+        if epoch >= cfg.epochs:  # shortened below
+            break
+        if held_to_budget and epoch > start_epoch:
+            epoch_seconds = (time.perf_counter() - fit_started) / (epoch - start_epoch)
+            epochs = _fit_epochs(cfg, epoch, epoch_seconds, started)
+            if epochs < cfg.epochs:
+                say(f"the epochs take {epoch_seconds:.1f}s each, longer than the probes measured (a slower or "
+                    f"busier machine): {epochs} of the {cfg.epochs} planned fit in --budget {cfg.budget:g}s, and the "
+                    f"rate now anneals by epoch {epochs} (a larger --budget trains all {cfg.epochs})")
+                recipe["shortened"] = {"planned": cfg.epochs, "epochs": epochs, "after": epoch,
+                                       "epoch_seconds": epoch_seconds}
+                cfg.epochs = keeper.epochs = epochs
+                sched = make_schedule(opt, cfg.schedule, lr, steps_per_epoch * epochs,
+                                      warmup=0.0 if went_on else WARMUP)
+                fast_forward(sched, epoch * steps_per_epoch)
         t0 = time.perf_counter()
         pass_id = epoch % passes
         if pass_id not in pass_cache:
@@ -558,6 +578,15 @@ def _refit_epochs(cfg: TrainConfig, kept_epoch: int, fit: int, added: int, epoch
         f"{max(left, 0.0):.0f}s of --budget are left; the model is the first fit's, which did not train on the "
         f"{added} held-out samples (a larger --budget, or --refit, refits)")
     return 0
+
+
+def _fit_epochs(cfg: TrainConfig, done: int, epoch_seconds: float, started: float) -> int:
+    """The epochs a fit planned to fill --budget runs in all, now that ``done`` of them took ``epoch_seconds``
+    each: as planned (``cfg.epochs``), or fewer where the rest would end past the budget; never fewer than one
+    more (in which the rate anneals) nor than the least AUTO_EPOCHS gives."""
+    left = cfg.budget - (time.perf_counter() - started)
+    fits = done + int(max(left, 0.0) // epoch_seconds) if epoch_seconds > 0 else cfg.epochs
+    return min(cfg.epochs, max(fits, done + 1, AUTO_EPOCHS[0]))
 
 
 def refit(cfg: TrainConfig, data: TrainingData, first: dict[str, Any], epochs: int, say: Callable[[str], None],
