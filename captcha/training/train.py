@@ -335,7 +335,7 @@ def train(cfg: TrainConfig, say: Callable[[str], None] = log.info, progress: boo
     pass_cache: dict[int, torch.Tensor] = {}
     # one fit the budget planned (no refit after it to shorten instead) is held to the budget as it goes
     held_to_budget = epochs_by_budget and whole_run and not resume and world == 1 and not kept_reader and \
-        not (cfg.refit is not False and _refit_planned(cfg, world))
+        not _refit_planned(cfg, world)
     fit_started = time.perf_counter()
     for epoch in range(start_epoch, cfg.epochs):
         if epoch >= cfg.epochs:  # shortened below
