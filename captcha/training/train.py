@@ -334,8 +334,7 @@ def train(cfg: TrainConfig, say: Callable[[str], None] = log.info, progress: boo
         net = DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
     pass_cache: dict[int, torch.Tensor] = {}
     # one fit the budget planned (no refit after it to shorten instead) is held to the budget as it goes
-    held_to_budget = epochs_by_budget and whole_run and not resume and world == 1 and not kept_reader and \
-        not _refit_planned(cfg, world)
+    held_to_budget = epochs_by_budget and whole_run and not resume and world == 1 and not _refit_planned(cfg, world)
     fit_started = time.perf_counter()
     for epoch in range(start_epoch, cfg.epochs):
         if epoch >= cfg.epochs:  # shortened below
