@@ -575,7 +575,7 @@ def train(data_dir, out, pretrained, freeze, epochs, budget, batch_size, optimiz
                f"{result['train_seconds']:.1f}s of training")
     refit = result.get("refit")
     if refit:
-        click.echo(f"then trained again on every labelled captcha for those {refit['epochs']} epochs: " +
+        click.echo(f"then trained again on every labelled captcha for {refit['epochs']} epochs: " +
                    ("the figures above are the estimate (nothing is left out to measure the refit on)"
                     if refit["validation_trained_on"] else "the figures above are the refit's, on validation data "
                     "it never saw"))

@@ -170,13 +170,14 @@ def training_charset(cfg: TrainConfig, say: Callable[[str], None]) -> Charset:
 @decoding_once()  # the probes, the fit, its refit and a self-training round read one decoding of the folder
 def train(cfg: TrainConfig, say: Callable[[str], None] = log.info, progress: bool = False,
           pseudo: list | None = None, warm: dict[str, torch.Tensor] | None = None,
-          refitting: bool = False) -> dict[str, Any]:
+          refitting: bool = False, deadline: float | None = None) -> dict[str, Any]:
     """Train a recognizer as configured; writes the best checkpoint to ``cfg.out``; returns the result.
 
     With ``cfg.unlabelled`` a second round follows on labelled + pseudo-labelled captchas (``selftrain``);
     ``pseudo`` is that round's pseudo-labelled captchas. ``warm``: weights to go on from instead of the
     pretrained start's (a refit goes on from where its first fit began); ``refitting``: this is a refit, which
-    trains as its first fit chose."""
+    trains as its first fit chose; ``deadline``: the ``time.perf_counter`` reading by which a refit whose epochs the
+    budget set is to end (it is held to it as it goes, as one fit the budget planned is)."""
     started = time.perf_counter()
     whole_run = not refitting and pseudo is None  # not a refit's or a self-training round's inner run
     epochs_by_budget = not cfg.epochs
@@ -205,6 +206,7 @@ def train(cfg: TrainConfig, say: Callable[[str], None] = log.info, progress: boo
         say(f"--resume: no {last_path} yet, starting afresh")
     if resume:
         cfg = resumed_config(cfg, resume["train_config"])
+    ends = started + cfg.budget  # where anything is auto, when the whole run is to end
     # what the run leaves out is said once: not again by its refit or its second round
     charset = training_charset(cfg, say if whole_run else (lambda _msg: None))
     cfg.charset = charset.alphabet  # the probes and the checkpoint read the alphabet chosen here
@@ -333,19 +335,23 @@ def train(cfg: TrainConfig, say: Callable[[str], None] = log.info, progress: boo
     if world > 1:
         net = DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
     pass_cache: dict[int, torch.Tensor] = {}
-    # one fit the budget planned (no refit after it to shorten instead) is held to the budget as it goes
-    held_to_budget = epochs_by_budget and whole_run and not resume and world == 1 and not _refit_planned(cfg, world)
+    # one fit the budget planned (no refit after it to shorten instead), and a refit the budget shortened, are held
+    # to the budget as they go: a refit never below REFIT_MIN_EPOCHS, the least it was planned for
+    if epochs_by_budget and whole_run and not resume and world == 1 and not _refit_planned(cfg, world):
+        deadline = ends
+    least = min(cfg.epochs, REFIT_MIN_EPOCHS) if refitting else AUTO_EPOCHS[0]
     fit_started = time.perf_counter()
     for epoch in range(start_epoch, cfg.epochs):
         if epoch >= cfg.epochs:  # shortened below
             break
-        if held_to_budget and epoch > start_epoch:
+        if deadline is not None and epoch > start_epoch:
             epoch_seconds = (time.perf_counter() - fit_started) / (epoch - start_epoch)
-            epochs = _fit_epochs(cfg, epoch, epoch_seconds, started)
+            epochs = _fit_epochs(cfg.epochs, epoch, epoch_seconds, deadline, least)
             if epochs < cfg.epochs:
-                say(f"the epochs take {epoch_seconds:.1f}s each, longer than the probes measured (a slower or "
-                    f"busier machine): {epochs} of the {cfg.epochs} planned fit in --budget {cfg.budget:g}s, and the "
-                    f"rate now anneals by epoch {epochs} (a larger --budget trains all {cfg.epochs})")
+                say(f"the {'refit' if refitting else 'fit'}'s epochs take {epoch_seconds:.1f}s each, longer than "
+                    f"planned (a slower or busier machine): {epochs} of the {cfg.epochs} planned fit in --budget "
+                    f"{cfg.budget:g}s, and the rate now anneals by epoch {epochs} (a larger --budget trains all "
+                    f"{cfg.epochs})")
                 recipe["shortened"] = {"planned": cfg.epochs, "epochs": epochs, "after": epoch,
                                        "epoch_seconds": epoch_seconds}
                 cfg.epochs = keeper.epochs = epochs
@@ -423,7 +429,7 @@ def train(cfg: TrainConfig, say: Callable[[str], None] = log.info, progress: boo
     epoch_seconds = (train_seconds + (val_seconds if _refit_validates(data) else 0.0)) / max(len(history), 1)
 
     def refit_epochs(past_budget: bool = False) -> int:  # asked when the refit would start: the budget is read then
-        return _refit_epochs(cfg, keeper.best_epoch, len(fit[0]), added, epoch_seconds, started, say, past_budget)
+        return _refit_epochs(cfg, keeper.best_epoch, len(fit[0]), added, epoch_seconds, ends, say, past_budget)
 
     refitting = refit_epochs() if final is not None and _refit_planned(cfg, world) else 0
     if final is not None:
@@ -451,7 +457,9 @@ def train(cfg: TrainConfig, say: Callable[[str], None] = log.info, progress: boo
         # no room for one, and without it the model never learns from the captchas held out to judge the rounds
         refitting = 0 if result["self_training"]["kept"] else refit_epochs(past_budget=True)
     if refitting:
-        result = refit(cfg, data, result, refitting, say, progress, warm)
+        # held to the budget as it goes where the budget set it (not --refit, nor the refit past it above)
+        result = refit(cfg, data, result, refitting, say, progress, warm,
+                       ends if cfg.refit is None and not unlabelled else None)
     if whole_run and out.is_file():
         save_checkpoint({**load_checkpoint(out), "finished": {"epochs": cfg.epochs, "result": result}}, out)
     return result
@@ -550,11 +558,11 @@ def _refit_planned(cfg: TrainConfig, world: int) -> bool:
     return cfg.refit is not False and world == 1 and not cfg.unlabelled
 
 
-def _refit_epochs(cfg: TrainConfig, kept_epoch: int, fit: int, added: int, epoch_seconds: float, started: float,
+def _refit_epochs(cfg: TrainConfig, kept_epoch: int, fit: int, added: int, epoch_seconds: float, deadline: float,
                   say: Callable[[str], None], past_budget: bool = False) -> int:
     """The epochs of a refit on every labelled sample, 0 for none: as ``--refit`` says, or (auto) where the first
     fit kept a trained epoch and there are held-out samples to add, the epochs it kept when the budget left holds
-    them (``past_budget``: whatever the budget left). Where it holds fewer but still a long fit (REFIT_MIN_EPOCHS),
+    them by the budget's ``deadline`` (``past_budget``: whatever the budget left). Where it holds fewer but still a long fit (REFIT_MIN_EPOCHS),
     that many: a plan of two fits that the first overran by an epoch would otherwise leave the rest of the budget
     and the held-out samples unused; where it holds fewer still, none. Either is said."""
     if kept_epoch <= 0 or not added:
@@ -565,7 +573,7 @@ def _refit_epochs(cfg: TrainConfig, kept_epoch: int, fit: int, added: int, epoch
     if cfg.refit is not None or past_budget:
         return kept_epoch if cfg.refit is not False else 0
     per_epoch = epoch_seconds * (fit + added) / max(fit, 1)
-    left = cfg.budget - (time.perf_counter() - started)
+    left = deadline - time.perf_counter()
     fits = kept_epoch if per_epoch <= 0 else min(kept_epoch, int(max(left, 0.0) // per_epoch))
     if fits == kept_epoch:
         return fits
@@ -579,24 +587,25 @@ def _refit_epochs(cfg: TrainConfig, kept_epoch: int, fit: int, added: int, epoch
     return 0
 
 
-def _fit_epochs(cfg: TrainConfig, done: int, epoch_seconds: float, started: float) -> int:
-    """The epochs a fit planned to fill --budget runs in all, now that ``done`` of them took ``epoch_seconds``
-    each: as planned (``cfg.epochs``), or fewer where the rest would end past the budget; never fewer than one
-    more (in which the rate anneals) nor than the least AUTO_EPOCHS gives."""
-    left = cfg.budget - (time.perf_counter() - started)
-    fits = done + int(max(left, 0.0) // epoch_seconds) if epoch_seconds > 0 else cfg.epochs
-    return min(cfg.epochs, max(fits, done + 1, AUTO_EPOCHS[0]))
+def _fit_epochs(planned: int, done: int, epoch_seconds: float, deadline: float, least: int) -> int:
+    """The epochs a fit held to the budget runs in all, now that ``done`` of them took ``epoch_seconds`` each: as
+    ``planned``, or fewer where the rest would end past the ``deadline``; never fewer than one more (in which the
+    rate anneals) nor than ``least``."""
+    left = deadline - time.perf_counter()
+    fits = done + int(max(left, 0.0) // epoch_seconds) if epoch_seconds > 0 else planned
+    return min(planned, max(fits, done + 1, least))
 
 
 def refit(cfg: TrainConfig, data: TrainingData, first: dict[str, Any], epochs: int, say: Callable[[str], None],
-          progress: bool, warm: dict[str, torch.Tensor] | None = None) -> dict[str, Any]:
+          progress: bool, warm: dict[str, torch.Tensor] | None = None, deadline: float | None = None) -> dict[str, Any]:
     """Train again from the same start (``warm``: the chosen probe's weights) on every labelled sample (the
     held-out slice, and a flat folder's validation share) for ``epochs`` (those the first fit kept, or as many as
     the budget holds: :func:`_refit_epochs`). On a few hundred captchas that is a third more to learn from. From a
     flat folder the first fit's held-out figures stay in the checkpoint as the estimate, since nothing is left out
     to measure the refit on; the course layout's validation folders stay out of it and measure it. A CTC refit on
     at most SECOND_MAX_CAPTCHAS keeps the first fit as its second network (``config.SECOND``). A resumed run is not
-    probed again: its refit goes on from the probe's weights that the interrupted run's last file kept."""
+    probed again: its refit goes on from the probe's weights that the interrupted run's last file kept. With a
+    ``deadline`` it runs fewer epochs where the rest would end past it (``train``'s)."""
     out = Path(cfg.out)
     tmp = out.with_name(out.stem + ".refit.pt")
     again = dataclasses.replace(cfg, out=str(tmp), epochs=epochs, select_fraction=0.0, val_fraction=0.0,
@@ -604,8 +613,9 @@ def refit(cfg: TrainConfig, data: TrainingData, first: dict[str, Any], epochs: i
     start = " (the chosen probe's weights)" if warm is not None else ""
     say(f"refit: training again from the start{start} on every labelled captcha for {epochs} epochs "
         "(--no-refit keeps the first fit)")
-    refitted = train(again, say, progress, warm=warm, refitting=True)
+    refitted = train(again, say, progress, warm=warm, refitting=True, deadline=deadline)
     kept, ckpt = load_checkpoint(out, kind="recognizer"), load_checkpoint(tmp, kind="recognizer")
+    shortened = ckpt.get("recipe", {}).get("shortened")
     for key in ("recipe", "temperature", "calibration", "warnings", "self_training", "synthetic"):
         if key in kept:
             ckpt[key] = kept[key]
@@ -617,7 +627,8 @@ def refit(cfg: TrainConfig, data: TrainingData, first: dict[str, Any], epochs: i
             "read the unsure captchas together")
     # a flat folder's validation share is trained on now: the first fit's figures are the estimate; the
     # course layout's chars/val and captchas/val stay out, so the refit has figures of its own
-    ckpt["refit"] = {"epochs": epochs, "train_seconds": refitted["train_seconds"], "validation_trained_on": folded,
+    ckpt["refit"] = {"epochs": shortened["epochs"] if shortened else epochs, "shortened": shortened,
+                     "train_seconds": refitted["train_seconds"], "validation_trained_on": folded,
                      "estimate" if folded else "first_fit": {"held_out_acc": first["held_out_acc"], "val": first["best"],
                                                               "val_captchas": len(data.captchas)}}
     save_checkpoint(ckpt, out)

@@ -595,31 +595,32 @@ def test_refit_only_when_it_fits_the_budget_or_is_asked_for():
 
     now, said = time.perf_counter(), []
     auto = TrainConfig(budget=100.0)
+    ends = now + 100.0  # the budget's deadline
     # 10 s an epoch on 80 samples, 20 more: 12.5 s an epoch, 5 epochs kept = 62.5 s of the 100 left
-    assert _refit_epochs(auto, 5, 80, 20, 10.0, now, said.append) == 5
-    assert _refit_epochs(auto, 0, 80, 20, 0.1, now, said.append) == 0  # the untrained start was kept
-    assert _refit_epochs(auto, 5, 80, 0, 0.1, now, said.append) == 0  # nothing held out to add
+    assert _refit_epochs(auto, 5, 80, 20, 10.0, ends, said.append) == 5
+    assert _refit_epochs(auto, 0, 80, 20, 0.1, ends, said.append) == 0  # the untrained start was kept
+    assert _refit_epochs(auto, 5, 80, 0, 0.1, ends, said.append) == 0  # nothing held out to add
     assert _refit_epochs(TrainConfig(budget=1.0, refit=True), 10, 80, 20, 10.0, now, said.append) == 10
     assert _refit_epochs(TrainConfig(refit=False), 5, 80, 20, 0.1, now, said.append) == 0
     assert not said
     assert _refit_epochs(TrainConfig(refit=True), 0, 80, 20, 0.1, now, said.append) == 0 and "untrained" in said[0]
     # 10 kept need 125 s of the 100 left, and 8 fit: under REFIT_MIN_EPOCHS, so none, and the run says why
     said.clear()
-    assert _refit_epochs(auto, 10, 80, 20, 10.0, now, said.append) == 0
+    assert _refit_epochs(auto, 10, 80, 20, 10.0, ends, said.append) == 0
     assert said[0].startswith("no refit: 10 epochs") and "--budget" in said[0]
     # a first fit that kept more than REFIT_MIN_EPOCHS, one epoch short of room for all of them: the refit is
     # shortened to what the budget holds instead of dropped
     kept = REFIT_MIN_EPOCHS + 4
-    room = TrainConfig(budget=12.5 * (kept - 1) + 6)
+    room = time.perf_counter() + 12.5 * (kept - 1) + 6
     said.clear()
-    assert _refit_epochs(room, kept, 80, 20, 10.0, time.perf_counter(), said.append) == kept - 1
+    assert _refit_epochs(auto, kept, 80, 20, 10.0, room, said.append) == kept - 1
     assert said[0].startswith(f"refit shortened to {kept - 1} of the {kept} epochs")
     # ... but never below REFIT_MIN_EPOCHS
-    tight = TrainConfig(budget=12.5 * (REFIT_MIN_EPOCHS - 1) + 6)
-    assert _refit_epochs(tight, kept, 80, 20, 10.0, time.perf_counter(), said.append) == 0
+    tight = time.perf_counter() + 12.5 * (REFIT_MIN_EPOCHS - 1) + 6
+    assert _refit_epochs(auto, kept, 80, 20, 10.0, tight, said.append) == 0
     # after a self-training round that was not kept the refit runs past the budget, as that round did; --no-refit
     # still refuses it
-    spent = time.perf_counter() - 1000.0
+    spent = time.perf_counter() - 900.0  # the deadline long past
     assert _refit_epochs(auto, 10, 80, 20, 10.0, spent, said.append, past_budget=True) == 10
     assert _refit_epochs(TrainConfig(refit=False), 10, 80, 20, 10.0, spent, said.append, past_budget=True) == 0
 
@@ -651,14 +652,57 @@ def test_a_fit_slower_than_its_probe_is_held_to_the_budget(tiny_data, tmp_path, 
     cut = ck["recipe"]["shortened"]
     assert cut["planned"] > 6 and cut["after"] == 1 and cut["epoch_seconds"] >= 10.0
     assert len(res["history"]) == cut["epochs"] == ck["train_config"]["epochs"] <= 6
-    assert any(line.startswith("the epochs take") and f"{cut['epochs']} of the {cut['planned']} planned" in line
+    assert any(line.startswith("the fit's epochs take") and f"{cut['epochs']} of the {cut['planned']} planned" in line
                for line in said), said
-    # the arithmetic: 11 s left at 2 s an epoch after 3 done holds 5 more; never fewer than one more
+    # the arithmetic: 11 s left at 2 s an epoch after 3 done holds 5 more; never fewer than one more nor the least
     late["by"] = 0.0
-    started = time.perf_counter() - 29.0
-    assert _fit_epochs(TrainConfig(budget=40.0, epochs=20), 3, 2.0, started) == 8
-    assert _fit_epochs(TrainConfig(budget=40.0, epochs=6), 3, 2.0, started) == 6  # as planned: it fits
-    assert _fit_epochs(TrainConfig(budget=20.0, epochs=20), 3, 2.0, started) == 4
+    ends = time.perf_counter() + 11.0
+    assert _fit_epochs(20, 3, 2.0, ends, 3) == 8
+    assert _fit_epochs(6, 3, 2.0, ends, 3) == 6  # as planned: it fits
+    assert _fit_epochs(20, 3, 2.0, ends - 20.0, 3) == 4
+    assert _fit_epochs(20, 3, 2.0, ends - 20.0, 18) == 18
+
+
+def test_a_refit_slower_than_its_first_fit_is_held_to_the_budget(tiny_data, tmp_path, monkeypatch):
+    """A refit whose epochs the budget set, that then runs slower than its first fit did, is cut to what the
+    budget still holds (never below REFIT_MIN_EPOCHS); the checkpoint's refit record says so."""
+    import time
+    import types
+
+    import captcha.training.train as train_module
+
+    late, refitting = {"by": 0.0}, {"now": False}
+    clock = types.SimpleNamespace(perf_counter=lambda: time.perf_counter() + late["by"])
+    monkeypatch.setattr(train_module, "time", clock)
+    real_epoch, real_refit = train_module.train_one_epoch, train_module.refit
+
+    def slow_epoch(*args, **kwargs):  # the refit's epochs, and only they, take 10 s more than the first fit's
+        late["by"] += 10.0 if refitting["now"] else 0.0
+        return real_epoch(*args, **kwargs)
+
+    def watched_refit(*args, **kwargs):
+        refitting["now"] = True
+        return real_refit(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, "train_one_epoch", slow_epoch)
+    monkeypatch.setattr(train_module, "refit", watched_refit)
+    monkeypatch.setattr(train_module, "_refit_epochs", lambda *args, **kwargs: 8)  # the plan: 8 epochs fit
+    monkeypatch.setattr(train_module, "REFIT_MIN_EPOCHS", 3)
+    out, said = tmp_path / "m.pt", []
+    res = train(_cfg(tiny_data, out, pretrained="glyphs", freeze="all", epochs=2, budget=60.0), say=said.append)
+    record = load_checkpoint(out)["refit"]
+    cut = record["shortened"]
+    assert cut["planned"] == 8 and cut["after"] == 1 and cut["epoch_seconds"] >= 10.0
+    assert 3 <= record["epochs"] == cut["epochs"] < 8 and res["refit"]["epochs"] == cut["epochs"]
+    assert any(line.startswith("the refit's epochs take") and f"{cut['epochs']} of the 8 planned" in line
+               for line in said), said
+    # --refit asks for the epochs the first fit kept whatever the budget: not held to it
+    late["by"], refitting["now"] = 0.0, False
+    said.clear()
+    train(_cfg(tiny_data, out, pretrained="glyphs", freeze="all", epochs=2, budget=60.0, refit=True), say=said.append)
+    record = load_checkpoint(out)["refit"]
+    assert record["shortened"] is None and record["epochs"] == 8
+    assert not any("epochs take" in line for line in said)
 
 
 def test_the_budget_keeps_room_for_a_refit_unless_none_can_follow():
