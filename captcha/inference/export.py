@@ -13,6 +13,7 @@ default only when it reads them within :func:`int8_allowance` of fp32 (:func:`co
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import json
 import logging
@@ -139,55 +140,102 @@ def _calibration(ckpt: dict[str, Any]) -> np.ndarray:
 
 
 def compile_onnx(checkpoint: str | os.PathLike, out: str | os.PathLike, precision: str = "auto",
-                 member: str = "") -> str:
+                 member: str = "", stash: Path | None = None) -> str:
     """Export ``checkpoint`` (its ``member`` network, see :func:`export_onnx`) to ``out`` for solving: int8
     when ``precision`` is int8, or auto and the checkpoint's int8 check passed (a second network follows
-    its main one's, and is quantised on the same stored inputs); else fp32. Returns the precision written
-    (also in the metadata)."""
+    its main one's, and is quantised on the same stored inputs); else fp32. Where the int8 check left the
+    same network's file in ``stash`` (:func:`int8_check`), that file is taken instead of exporting again.
+    Returns the precision written (also in the metadata)."""
     ckpt = load_checkpoint(checkpoint, kind="recognizer")
     use = "int8" if precision == "int8" or (precision == "auto" and int8_passes(ckpt.get("int8"))) else "fp32"
-    # the first solve with a model compiles it (~10 s on 2 cores): said, so that the wait is not silent
-    log.info("compiling %s%s for ONNX Runtime in %s (once: solving reuses it)", Path(checkpoint).name,
-             f" ({member} network)" if member else "", use, extra={"progress": True})
     out = Path(out)
-    export_onnx(checkpoint, out, member=member, samples=EXPORT_CHECK_SAMPLES)
-    if use == "int8":
-        fp32 = out.with_name(out.name + ".fp32")
-        os.replace(out, fp32)
-        try:
-            quantize_int8(fp32, out, _calibration(ckpt), checked_ranges(ckpt.get("int8")))
-        finally:
-            fp32.unlink(missing_ok=True)
-    set_metadata(out, precision=use, source_sha256=file_digest(checkpoint))
+    calibration, ranges = (_calibration(ckpt), checked_ranges(ckpt.get("int8"))) if use == "int8" else (None, "")
+    kept = stashed(stash, network_key(ckpt, member, calibration, ranges)) if stash is not None else None
+    base = None
+    if kept is not None:  # training's int8 check made this very file: only the settings stored with it are new
+        os.replace(kept, out)
+        base = solving_metadata(ckpt, member)
+    else:
+        # the first solve with a model compiles it (~10 s on 2 cores): said, so that the wait is not silent
+        log.info("compiling %s%s for ONNX Runtime in %s (once: solving reuses it)", Path(checkpoint).name,
+                 f" ({member} network)" if member else "", use, extra={"progress": True})
+        export_onnx(checkpoint, out, member=member, samples=EXPORT_CHECK_SAMPLES)
+        if use == "int8":
+            fp32 = out.with_name(out.name + ".fp32")
+            os.replace(out, fp32)
+            try:
+                quantize_int8(fp32, out, calibration, ranges)
+            finally:
+                fp32.unlink(missing_ok=True)
+    set_metadata(out, base, precision=use, source_sha256=file_digest(checkpoint))
     return use
 
 
-def set_metadata(path: Path, **entries: Any) -> None:
-    """Add ``entries`` to the solving settings stored in an exported file."""
+def set_metadata(path: Path, base: dict[str, Any] | None = None, **entries: Any) -> None:
+    """Add ``entries`` to the solving settings stored in an exported file (to ``base`` instead, where given)."""
     proto = onnx.load(str(path))
     for prop in proto.metadata_props:
         if prop.key == META_KEY:
-            prop.value = json.dumps({**json.loads(prop.value), **entries})
+            prop.value = json.dumps({**(json.loads(prop.value) if base is None else base), **entries})
     onnx.save(proto, str(path))
 
 
 def int8_check(checkpoint: str | os.PathLike, calibration: np.ndarray, inputs: np.ndarray,
-               labels: list[str]) -> dict[str, Any]:
+               labels: list[str], stash: Path | None = None) -> dict[str, Any]:
     """Quantise ``checkpoint`` with ``calibration`` (HWC uint8 training inputs), read the held-out
-    ``inputs`` (network inputs of the captchas ``labels``) at fp32 and int8, and decide the default."""
+    ``inputs`` (network inputs of the captchas ``labels``) at fp32 and int8, and decide the default. With a
+    ``stash`` folder both files are left there, for :func:`compile_onnx` to take rather than make again."""
     ckpt = load_checkpoint(checkpoint, kind="recognizer")
     charset = Charset.from_dict(ckpt["charset"])
     method, length = ckpt.get("method", "classify"), int(ckpt.get("length") or 0)
     read: dict[str, float] = {}
     ranges = CALIBRATIONS[0]  # recorded with the check: solving quantises with the ranges it read with
+    normalized = _normalized(ckpt, calibration)
     with tempfile.TemporaryDirectory() as tmp:
         fp32, int8 = Path(tmp) / "m.onnx", Path(tmp) / "m.int8.onnx"
         export_onnx(checkpoint, fp32, samples=EXPORT_CHECK_SAMPLES)
-        quantize_int8(fp32, int8, _normalized(ckpt, calibration), ranges)
+        quantize_int8(fp32, int8, normalized, ranges)
         for name, path in (("fp32", fp32), ("int8", int8)):
             read[name] = string_accuracy(path, inputs, labels, charset, method, length)
+        if stash is not None:
+            for path, key in ((fp32, network_key(ckpt)), (int8, network_key(ckpt, "", normalized, ranges))):
+                stash_file(path, stash, key)
     check = {**read, "captchas": len(labels), "tolerance": INT8_TOLERANCE, "ranges": ranges}
     return {"inputs": calibration, **check, "default": int8_passes(check)}
+
+
+STASH_SUFFIX = ".checked.onnx"  # a file an int8 check made, in the compile cache until compile_onnx takes it
+
+
+def network_key(ckpt: dict[str, Any], member: str = "", calibration: np.ndarray | None = None,
+                ranges: str = "") -> str:
+    """A hash of what an exported file of ``ckpt``'s ``member`` network is made from: its weights, input size
+    and method, this module's code and PyTorch's version, and for int8 the ``calibration`` inputs and ``ranges``
+    (not the settings stored beside the network, which :func:`compile_onnx` writes afresh)."""
+    digest = hashlib.sha256(f"{torch.__version__}|{ckpt['preprocess']['size']}|{ckpt.get('method')}|{ranges}".encode())
+    digest.update(Path(__file__).read_bytes())
+    for name, tensor in sorted((ckpt[member]["model"] if member else ckpt["model"]).items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    if calibration is not None:
+        digest.update(np.ascontiguousarray(calibration).tobytes())
+    return digest.hexdigest()[:24]
+
+
+def stash_file(path: Path, stash: Path, key: str) -> None:
+    """Move ``path`` into the ``stash`` folder as ``key``'s file; skipped where the folder cannot be written (the
+    file is then made again when needed)."""
+    try:
+        stash.mkdir(parents=True, exist_ok=True)
+        os.replace(path, stash / f"{key}{STASH_SUFFIX}")
+    except OSError as exc:
+        log.debug("not kept for solving: %s", exc)
+
+
+def stashed(stash: Path, key: str) -> Path | None:
+    """``key``'s file in the ``stash`` folder (:func:`stash_file`), or None."""
+    path = stash / f"{key}{STASH_SUFFIX}"
+    return path if path.is_file() else None
 
 
 def checked_ranges(check: dict[str, Any] | None) -> str:

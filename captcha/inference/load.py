@@ -138,7 +138,8 @@ class OnnxCache:
         fd, tmp = tempfile.mkstemp(prefix=f".{key}.", suffix=".onnx.tmp", dir=self.root)
         os.close(fd)
         try:
-            compile_onnx(checkpoint, tmp, precision, member)  # verified against PyTorch before it is kept
+            # verified against PyTorch before it is kept (or by training's int8 check, which left it here)
+            compile_onnx(checkpoint, tmp, precision, member, stash=self.root)
             proto = onnx.load(tmp)
             entry = proto.metadata_props.add()
             entry.key, entry.value = "captcha_cache_key", key

@@ -64,6 +64,7 @@ from ..eval.metrics import score
 from ..eval.plots import training_curve
 from ..inference.backends import has_onnxruntime
 from ..inference.export import int8_check, int8_passes
+from ..inference.load import cache_dir
 from ..inference.solver import Preparer
 from ..nn.checkpoint import half_precision, last_file, load_checkpoint, save_checkpoint
 from ..nn.device import (
@@ -826,7 +827,9 @@ def _int8_check(out: Path, images: list, pre: Preprocess, held: tuple[torch.Tens
     calibrated on a sample of the training ``images`` (stored)."""
     pick = sorted(random.Random(seed_for(seed, "int8")).sample(range(len(images)), min(INT8_CALIBRATION, len(images))))
     calibration = torch.from_numpy(np.stack([pre.resize(images[i]) for i in pick]))
-    check = {**int8_check(out, calibration, held[0].numpy(), held[1]), "on": "training" if seen else "held-out"}
+    # the files checked wait in the compile cache: compiling the model for solving takes them, not makes them again
+    check = {**int8_check(out, calibration, held[0].numpy(), held[1], stash=cache_dir()),
+             "on": "training" if seen else "held-out"}
     say(f"int8 check: {100 * check['int8']:.2f}% against fp32 {100 * check['fp32']:.2f}% of {check['captchas']} "
         f"{check['on']} captchas; solving on ONNX Runtime uses {'int8' if int8_passes(check) else 'fp32'} by default")
     return check

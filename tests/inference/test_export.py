@@ -161,3 +161,41 @@ def test_export_cli_says_what_the_int8_check_found(tiny_model, tmp_path):
     assert res.exit_code == 0, res.output
     assert f"int8 check at training: {100 * check['int8']:.2f}% against fp32 {100 * check['fp32']:.2f}%" in res.output
     assert (tmp_path / "m.int8.onnx").is_file() and (tmp_path / "m.int8.json").is_file()
+
+
+def test_compiling_takes_the_files_the_int8_check_made_for_the_same_weights(tiny_model, tmp_path, monkeypatch):
+    """Training's int8 check leaves its fp32 and int8 files in the cache; compiling the finished checkpoint (whose
+    settings, not weights, changed since) takes the one it needs instead of exporting and quantising again, writes
+    the finished checkpoint's settings into it, and reads exactly as a file made afresh. Other weights: made anew."""
+    import numpy as np
+
+    import captcha.inference.export as export
+    from captcha.nn.checkpoint import load_checkpoint, save_checkpoint
+
+    ck = load_checkpoint(tiny_model)
+    checked = save_checkpoint(ck, tmp_path / "checked.pt")
+    stash = tmp_path / "cache"
+    x = export.sample_crops(ck, 8)
+    export.int8_check(checked, ck["int8"]["inputs"], x, ["AB12", "C3A1"], stash=stash)
+    assert len(list(stash.glob(f"*{export.STASH_SUFFIX}"))) == 2  # fp32 and int8
+    ck["temperature"], ck["metrics"] = 1.7, {**ck["metrics"], "string_acc": 0.5}  # as training ends
+    final = save_checkpoint(ck, tmp_path / "final.pt")
+    made = []
+    for name in ("export_onnx", "quantize_int8"):
+        real = getattr(export, name)
+        monkeypatch.setattr(export, name, lambda *a, _real=real, _name=name, **k: made.append(_name) or _real(*a, **k))
+    assert export.compile_onnx(final, tmp_path / "taken.onnx", "int8", stash=stash) == "int8"
+    assert made == [] and len(list(stash.glob(f"*{export.STASH_SUFFIX}"))) == 1  # the int8 file, taken
+    meta = read_metadata(tmp_path / "taken.onnx")
+    assert meta["temperature"] == 1.7 and meta["metrics"]["string_acc"] == 0.5 and meta["precision"] == "int8"
+    assert meta == {**export.solving_metadata(ck), "precision": "int8", "source_sha256": meta["source_sha256"]}
+    assert export.compile_onnx(final, tmp_path / "fresh.onnx", "int8") == "int8"
+    assert made == ["export_onnx", "quantize_int8"]
+    assert np.array_equal(OnnxBackend(tmp_path / "taken.onnx")(x), OnnxBackend(tmp_path / "fresh.onnx")(x))
+    # the fp32 file is there too, but not for other weights
+    first = next(k for k in ck["model"] if k.endswith("weight"))
+    ck["model"][first] = ck["model"][first] * 1.01
+    export.compile_onnx(save_checkpoint(ck, tmp_path / "other.pt"), tmp_path / "other.onnx", "fp32", stash=stash)
+    assert made[-1] == "export_onnx" and len(list(stash.glob(f"*{export.STASH_SUFFIX}"))) == 1
+    export.compile_onnx(final, tmp_path / "fp32.onnx", "fp32", stash=stash)
+    assert made[-1] == "export_onnx" and len(made) == 3 and not list(stash.glob(f"*{export.STASH_SUFFIX}"))
