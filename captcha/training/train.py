@@ -336,8 +336,8 @@ def train(cfg: TrainConfig, say: Callable[[str], None] = log.info, progress: boo
     if world > 1:
         net = DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
     pass_cache: dict[int, torch.Tensor] = {}
-    # one fit the budget planned (no refit after it to shorten instead), and a refit the budget shortened, are held
-    # to the budget as they go: a refit never below REFIT_MIN_EPOCHS, the least it was planned for
+    # one fit the budget planned (no refit after it to shorten instead), and a refit whose epochs the budget set, are
+    # held to the budget as they go: a refit never below REFIT_MIN_EPOCHS, the least a refit is planned for
     if epochs_by_budget and whole_run and not resume and world == 1 and not _refit_planned(cfg, world):
         deadline = ends
     least = min(cfg.epochs, REFIT_MIN_EPOCHS) if refitting else AUTO_EPOCHS[0]
@@ -563,9 +563,10 @@ def _refit_epochs(cfg: TrainConfig, kept_epoch: int, fit: int, added: int, epoch
                   say: Callable[[str], None], past_budget: bool = False) -> int:
     """The epochs of a refit on every labelled sample, 0 for none: as ``--refit`` says, or (auto) where the first
     fit kept a trained epoch and there are held-out samples to add, the epochs it kept when the budget left holds
-    them by the budget's ``deadline`` (``past_budget``: whatever the budget left). Where it holds fewer but still a long fit (REFIT_MIN_EPOCHS),
-    that many: a plan of two fits that the first overran by an epoch would otherwise leave the rest of the budget
-    and the held-out samples unused; where it holds fewer still, none. Either is said."""
+    them by the budget's ``deadline`` (``past_budget``: whatever the budget left). Where it holds fewer but still a
+    long fit (REFIT_MIN_EPOCHS), that many: a plan of two fits that the first overran by an epoch would otherwise
+    leave the rest of the budget and the held-out samples unused; where it holds fewer still, none. Either is
+    said."""
     if kept_epoch <= 0 or not added:
         if cfg.refit:
             say("refit: nothing to do (" + ("the untrained start was kept" if kept_epoch <= 0 else
