@@ -19,6 +19,7 @@ import json
 import logging
 import os
 import random
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -150,11 +151,9 @@ def compile_onnx(checkpoint: str | os.PathLike, out: str | os.PathLike, precisio
     use = "int8" if precision == "int8" or (precision == "auto" and int8_passes(ckpt.get("int8"))) else "fp32"
     out = Path(out)
     calibration, ranges = (_calibration(ckpt), checked_ranges(ckpt.get("int8"))) if use == "int8" else (None, "")
-    kept = stashed(stash, network_key(ckpt, member, calibration, ranges)) if stash is not None else None
     base = None
-    if kept is not None:  # training's int8 check made this very file: only the settings stored with it are new
-        os.replace(kept, out)
-        base = solving_metadata(ckpt, member)
+    if stash is not None and took_stashed(stash, network_key(ckpt, member, calibration, ranges), out):
+        base = solving_metadata(ckpt, member)  # training's int8 check made this very file: only these are new
     else:
         # the first solve with a model compiles it (~10 s on 2 cores): said, so that the wait is not silent
         log.info("compiling %s%s for ONNX Runtime in %s (once: solving reuses it)", Path(checkpoint).name,
@@ -223,19 +222,30 @@ def network_key(ckpt: dict[str, Any], member: str = "", calibration: np.ndarray 
 
 
 def stash_file(path: Path, stash: Path, key: str) -> None:
-    """Move ``path`` into the ``stash`` folder as ``key``'s file; skipped where the folder cannot be written (the
-    file is then made again when needed)."""
+    """Copy ``path`` into the ``stash`` folder as ``key``'s file, whole or not at all (the compile cache's temp-file
+    naming, so that its pruning removes a copy cut short); skipped where the folder cannot be written (the file is
+    then made again when needed)."""
+    tmp = None
     try:
         stash.mkdir(parents=True, exist_ok=True)
-        os.replace(path, stash / f"{key}{STASH_SUFFIX}")
+        fd, tmp = tempfile.mkstemp(prefix=f".{key}.", suffix=".onnx.tmp", dir=stash)
+        os.close(fd)
+        shutil.copyfile(path, tmp)
+        os.replace(tmp, stash / f"{key}{STASH_SUFFIX}")
     except OSError as exc:
         log.debug("not kept for solving: %s", exc)
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
 
 
-def stashed(stash: Path, key: str) -> Path | None:
-    """``key``'s file in the ``stash`` folder (:func:`stash_file`), or None."""
-    path = stash / f"{key}{STASH_SUFFIX}"
-    return path if path.is_file() else None
+def took_stashed(stash: Path, key: str, out: Path) -> bool:
+    """Whether ``key``'s file was in the ``stash`` folder (:func:`stash_file`) and is now ``out`` (another process
+    may take it first: then False, and the caller makes the file itself)."""
+    try:
+        os.replace(stash / f"{key}{STASH_SUFFIX}", out)
+    except OSError:
+        return False
+    return True
 
 
 def checked_ranges(check: dict[str, Any] | None) -> str:
