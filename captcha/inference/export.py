@@ -183,7 +183,7 @@ def int8_check(checkpoint: str | os.PathLike, calibration: np.ndarray, inputs: n
                labels: list[str], stash: Path | None = None) -> dict[str, Any]:
     """Quantise ``checkpoint`` with ``calibration`` (HWC uint8 training inputs), read the held-out
     ``inputs`` (network inputs of the captchas ``labels``) at fp32 and int8, and decide the default. With a
-    ``stash`` folder both files are left there, for :func:`compile_onnx` to take rather than make again."""
+    ``stash`` folder the default's file is left there, for :func:`compile_onnx` to take rather than make again."""
     ckpt = load_checkpoint(checkpoint, kind="recognizer")
     charset = Charset.from_dict(ckpt["charset"])
     method, length = ckpt.get("method", "classify"), int(ckpt.get("length") or 0)
@@ -196,10 +196,10 @@ def int8_check(checkpoint: str | os.PathLike, calibration: np.ndarray, inputs: n
         quantize_int8(fp32, int8, normalized, ranges)
         for name, path in (("fp32", fp32), ("int8", int8)):
             read[name] = string_accuracy(path, inputs, labels, charset, method, length)
-        if stash is not None:
-            for path, key in ((fp32, network_key(ckpt)), (int8, network_key(ckpt, "", normalized, ranges))):
-                stash_file(path, stash, key)
-    check = {**read, "captchas": len(labels), "tolerance": INT8_TOLERANCE, "ranges": ranges}
+        check = {**read, "captchas": len(labels), "tolerance": INT8_TOLERANCE, "ranges": ranges}
+        if stash is not None:  # the file solving will use by default; another precision asked for is made anew
+            stash_file(*((int8, stash, network_key(ckpt, "", normalized, ranges)) if int8_passes(check) else
+                         (fp32, stash, network_key(ckpt))))
     return {"inputs": calibration, **check, "default": int8_passes(check)}
 
 
