@@ -570,12 +570,17 @@ def train(data_dir, out, pretrained, freeze, epochs, budget, batch_size, optimiz
         "the last: nothing was held out to choose by"
     kept = "the general reader, untrained (it read clearly more of the training captchas than fine-tunes on the rest)" \
         if result.get("kept_reader") else f"epoch {best.get('epoch')} ({why})"
+    cut = result.get("shortened")
     click.echo(f"kept {kept}: val char acc "
                f"{_pct(best.get('char_acc', best.get('captcha_char_acc')))}, full-string acc {_pct(best.get('string_acc'))}; "
-               f"{result['train_seconds']:.1f}s of training")
+               f"{result['train_seconds']:.1f}s of training"
+               + (f" ({cut['epochs']} of the {cut['planned']} epochs planned: the rest did not fit in --budget)"
+                  if cut else ""))
     refit = result.get("refit")
     if refit:
-        click.echo(f"then trained again on every labelled captcha for {refit['epochs']} epochs: " +
+        cut = refit.get("shortened")
+        click.echo(f"then trained again on every labelled captcha for {refit['epochs']} epochs"
+                   + (f" (of the {cut['planned']} planned: the rest did not fit in --budget)" if cut else "") + ": " +
                    ("the figures above are the estimate (nothing is left out to measure the refit on)"
                     if refit["validation_trained_on"] else "the figures above are the refit's, on validation data "
                     "it never saw"))

@@ -450,7 +450,8 @@ def train(cfg: TrainConfig, say: Callable[[str], None] = log.info, progress: boo
         save_checkpoint(final, out)
     result = {"checkpoint": str(out), "curve": str(curve), "method": cfg.method, "history": history,
               "best": final["metrics"] if final else {}, "train_seconds": train_seconds, "warnings": problems,
-              "held_out_acc": keeper.best_acc if held[0] else None, "kept_reader": kept_reader}
+              "held_out_acc": keeper.best_acc if held[0] else None, "kept_reader": kept_reader,
+              "shortened": recipe.get("shortened")}
     if unlabelled and final is not None and world == 1:
         result = self_train(cfg, data, unlabelled, result, say, progress)
         # a second round not kept leaves the first fit, refit on every labelled captcha as without --unlabelled.

@@ -627,11 +627,15 @@ def test_refit_only_when_it_fits_the_budget_or_is_asked_for():
 
 def test_a_fit_slower_than_its_probe_is_held_to_the_budget(tiny_data, tmp_path, monkeypatch):
     """Epochs planned from a probe's speed that then run slower (a busier machine) are cut to what the budget
-    still holds, and the rate is annealed by the new last epoch; the checkpoint says so."""
+    still holds, and the rate is annealed by the new last epoch; the checkpoint and `captcha train --json` say so."""
+    import json
     import time
     import types
 
+    from click.testing import CliRunner
+
     import captcha.training.train as train_module
+    from captcha.cli import main
     from captcha.training.train import _fit_epochs
 
     # training's clock runs 10 s further with each epoch (the probes, timed on the real one, planned fast epochs)
@@ -645,15 +649,18 @@ def test_a_fit_slower_than_its_probe_is_held_to_the_budget(tiny_data, tmp_path, 
         return real_epoch(*args, **kwargs)
 
     monkeypatch.setattr(train_module, "train_one_epoch", slow_epoch)
-    out, said = tmp_path / "m.pt", []
-    res = train(_cfg(tiny_data, out, pretrained="glyphs", freeze="all", epochs=None, budget=60.0, refit=False),
-                say=said.append)
+    out = tmp_path / "m.pt"
+    res = CliRunner().invoke(main, ["train", "--data", str(tiny_data), "--out", str(out), "--charset", "ABC123",
+                                    "--pretrained", "glyphs", "--freeze", "all", "--budget", "60", "--no-refit",
+                                    "--batch-size", "16", "--aug-passes", "1", "--input-size", "32", "32", "--json"])
+    assert res.exit_code == 0, res.output
     ck = load_checkpoint(out)
     cut = ck["recipe"]["shortened"]
     assert cut["planned"] > 6 and cut["after"] == 1 and cut["epoch_seconds"] >= 10.0
-    assert len(res["history"]) == cut["epochs"] == ck["train_config"]["epochs"] <= 6
+    result = json.loads(res.stdout)
+    assert len(result["history"]) == cut["epochs"] == ck["train_config"]["epochs"] <= 6 and result["shortened"] == cut
     assert any(line.startswith("the fit's epochs take") and f"{cut['epochs']} of the {cut['planned']} planned" in line
-               for line in said), said
+               for line in res.stderr.splitlines()), res.stderr
     # the arithmetic: 11 s left at 2 s an epoch after 3 done holds 5 more; never fewer than one more nor the least
     late["by"] = 0.0
     ends = time.perf_counter() + 11.0
@@ -665,11 +672,14 @@ def test_a_fit_slower_than_its_probe_is_held_to_the_budget(tiny_data, tmp_path, 
 
 def test_a_refit_slower_than_its_first_fit_is_held_to_the_budget(tiny_data, tmp_path, monkeypatch):
     """A refit whose epochs the budget set, that then runs slower than its first fit did, is cut to what the
-    budget still holds (never below REFIT_MIN_EPOCHS); the checkpoint's refit record says so."""
+    budget still holds (never below REFIT_MIN_EPOCHS); the checkpoint's refit record and `captcha train` say so."""
     import time
     import types
 
+    from click.testing import CliRunner
+
     import captcha.training.train as train_module
+    from captcha.cli import main
 
     late, refitting = {"by": 0.0}, {"now": False}
     clock = types.SimpleNamespace(perf_counter=lambda: time.perf_counter() + late["by"])
@@ -688,17 +698,22 @@ def test_a_refit_slower_than_its_first_fit_is_held_to_the_budget(tiny_data, tmp_
     monkeypatch.setattr(train_module, "refit", watched_refit)
     monkeypatch.setattr(train_module, "_refit_epochs", lambda *args, **kwargs: 8)  # the plan: 8 epochs fit
     monkeypatch.setattr(train_module, "REFIT_MIN_EPOCHS", 3)
-    out, said = tmp_path / "m.pt", []
-    res = train(_cfg(tiny_data, out, pretrained="glyphs", freeze="all", epochs=2, budget=60.0), say=said.append)
+    out = tmp_path / "m.pt"
+    res = CliRunner().invoke(main, ["train", "--data", str(tiny_data), "--out", str(out), "--charset", "ABC123",
+                                    "--pretrained", "glyphs", "--freeze", "all", "--epochs", "2", "--budget", "60",
+                                    "--batch-size", "16", "--aug-passes", "1", "--input-size", "32", "32"])
+    assert res.exit_code == 0, res.output
+    said = res.output.splitlines()
     record = load_checkpoint(out)["refit"]
     cut = record["shortened"]
     assert cut["planned"] == 8 and cut["after"] == 1 and cut["epoch_seconds"] >= 10.0
-    assert 3 <= record["epochs"] == cut["epochs"] < 8 and res["refit"]["epochs"] == cut["epochs"]
+    assert 3 <= record["epochs"] == cut["epochs"] < 8
     assert any(line.startswith("the refit's epochs take") and f"{cut['epochs']} of the 8 planned" in line
                for line in said), said
+    assert f"for {cut['epochs']} epochs (of the 8 planned: the rest did not fit in --budget)" in res.output
     # --refit asks for the epochs the first fit kept whatever the budget: not held to it
     late["by"], refitting["now"] = 0.0, False
-    said.clear()
+    said = []
     train(_cfg(tiny_data, out, pretrained="glyphs", freeze="all", epochs=2, budget=60.0, refit=True), say=said.append)
     record = load_checkpoint(out)["refit"]
     assert record["shortened"] is None and record["epochs"] == 8
