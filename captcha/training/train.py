@@ -337,7 +337,8 @@ def train(cfg: TrainConfig, say: Callable[[str], None] = log.info, progress: boo
         net = DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
     pass_cache: dict[int, torch.Tensor] = {}
     # one fit the budget planned (no refit after it to shorten instead), and a refit whose epochs the budget set, are
-    # held to the budget as they go: a refit never below REFIT_MIN_EPOCHS, the least a refit is planned for
+    # held to the budget as they go: a refit never below REFIT_MIN_EPOCHS, the least a refit is planned for (it
+    # stops instead, and the first fit stands)
     if epochs_by_budget and whole_run and not resume and world == 1 and not _refit_planned(cfg, world):
         deadline = ends
     least = min(cfg.epochs, REFIT_MIN_EPOCHS) if refitting else AUTO_EPOCHS[0]
@@ -347,7 +348,11 @@ def train(cfg: TrainConfig, say: Callable[[str], None] = log.info, progress: boo
             break
         if deadline is not None and epoch > start_epoch:
             epoch_seconds = (time.perf_counter() - fit_started) / (epoch - start_epoch)
-            epochs = _fit_epochs(cfg.epochs, epoch, epoch_seconds, deadline, least)
+            epochs = _fit_epochs(cfg.epochs, epoch, epoch_seconds, deadline)
+            if refitting and epochs < least:  # as a refit the budget cannot hold is not begun (_refit_epochs)
+                raise RefitStopped({"planned": cfg.epochs, "after": epoch, "epoch_seconds": epoch_seconds,
+                                    "fit": epochs})
+            epochs = max(epochs, epoch + 1, least)  # one more at least, in which the rate anneals
             if epochs < cfg.epochs:
                 say(f"the {'refit' if refitting else 'fit'}'s epochs take {epoch_seconds:.1f}s each, longer than "
                     f"planned (a slower or busier machine): {epochs} of the {cfg.epochs} planned fit in --budget "
@@ -459,9 +464,20 @@ def train(cfg: TrainConfig, say: Callable[[str], None] = log.info, progress: boo
         # no room for one, and without it the model never learns from the captchas held out to judge the rounds
         refitting = 0 if result["self_training"]["kept"] else refit_epochs(past_budget=True)
     if refitting:
-        # held to the budget as it goes where the budget set it (not --refit, nor the refit past it above)
-        result = refit(cfg, data, result, refitting, say, progress, warm,
-                       ends if cfg.refit is None and not unlabelled else None)
+        try:
+            # held to the budget as it goes where the budget set it (not --refit, nor the refit past it above)
+            result = refit(cfg, data, result, refitting, say, progress, warm,
+                           ends if cfg.refit is None and not unlabelled else None)
+        except RefitStopped as stop:
+            say(f"refit stopped after {stop.record['after']} of its {stop.record['planned']} epochs: they take "
+                f"{stop.record['epoch_seconds']:.1f}s each (a slower or busier machine) and --budget {cfg.budget:g}s "
+                f"holds {stop.record['fit']}, under the {REFIT_MIN_EPOCHS} a refit needs; the model is the first "
+                "fit's (a larger --budget, or --refit, refits)")
+            final["recipe"]["refit_stopped"] = stop.record  # the first fit stands: checked for int8 as one fit is
+            if has_onnxruntime() and checked[1]:
+                final["int8"] = _int8_check(out, fit[0], pre, checked, cfg.seed, say, seen)
+            save_checkpoint(final, out)
+            result = {**result, "refit_stopped": stop.record}
     if whole_run and out.is_file():
         save_checkpoint({**load_checkpoint(out), "finished": {"epochs": cfg.epochs, "result": result}}, out)
     return result
@@ -590,13 +606,20 @@ def _refit_epochs(cfg: TrainConfig, kept_epoch: int, fit: int, added: int, epoch
     return 0
 
 
-def _fit_epochs(planned: int, done: int, epoch_seconds: float, deadline: float, least: int) -> int:
-    """The epochs a fit held to the budget runs in all, now that ``done`` of them took ``epoch_seconds`` each: as
-    ``planned``, or fewer where the rest would end past the ``deadline``; never fewer than one more (in which the
-    rate anneals) nor than ``least``."""
+def _fit_epochs(planned: int, done: int, epoch_seconds: float, deadline: float) -> int:
+    """The epochs of the ``planned`` that a fit held to the budget has time for in all, now that ``done`` of them
+    took ``epoch_seconds`` each: those done, and as many more as end by the ``deadline``."""
     left = deadline - time.perf_counter()
-    fits = done + int(max(left, 0.0) // epoch_seconds) if epoch_seconds > 0 else planned
-    return min(planned, max(fits, done + 1, least))
+    return min(planned, done + int(max(left, 0.0) // epoch_seconds)) if epoch_seconds > 0 else planned
+
+
+class RefitStopped(Exception):
+    """A refit held to the budget that has time for fewer epochs than the least a refit is planned for: its
+    ``record`` (planned, after which epoch, seconds an epoch, the epochs it had time for)."""
+
+    def __init__(self, record: dict[str, Any]) -> None:
+        super().__init__(record)
+        self.record = record
 
 
 def refit(cfg: TrainConfig, data: TrainingData, first: dict[str, Any], epochs: int, say: Callable[[str], None],
@@ -608,7 +631,8 @@ def refit(cfg: TrainConfig, data: TrainingData, first: dict[str, Any], epochs: i
     to measure the refit on; the course layout's validation folders stay out of it and measure it. A CTC refit on
     at most SECOND_MAX_CAPTCHAS keeps the first fit as its second network (``config.SECOND``). A resumed run is not
     probed again: its refit goes on from the probe's weights that the interrupted run's last file kept. With a
-    ``deadline`` it runs fewer epochs where the rest would end past it (``train``'s)."""
+    ``deadline`` it runs fewer epochs where the rest would end past it (``train``'s), and stops with
+    :class:`RefitStopped` where fewer than it is planned for at least would."""
     out = Path(cfg.out)
     tmp = out.with_name(out.stem + ".refit.pt")
     again = dataclasses.replace(cfg, out=str(tmp), epochs=epochs, select_fraction=0.0, val_fraction=0.0,
@@ -616,7 +640,12 @@ def refit(cfg: TrainConfig, data: TrainingData, first: dict[str, Any], epochs: i
     start = " (the chosen probe's weights)" if warm is not None else ""
     say(f"refit: training again from the start{start} on every labelled captcha for {epochs} epochs "
         "(--no-refit keeps the first fit)")
-    refitted = train(again, say, progress, warm=warm, refitting=True, deadline=deadline)
+    try:
+        refitted = train(again, say, progress, warm=warm, refitting=True, deadline=deadline)
+    except RefitStopped:
+        for leftover in (tmp, last_file(tmp)):
+            leftover.unlink(missing_ok=True)
+        raise
     kept, ckpt = load_checkpoint(out, kind="recognizer"), load_checkpoint(tmp, kind="recognizer")
     shortened = ckpt.get("recipe", {}).get("shortened")
     for key in ("recipe", "temperature", "calibration", "warnings", "self_training", "synthetic"):

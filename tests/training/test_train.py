@@ -664,10 +664,9 @@ def test_a_fit_slower_than_its_probe_is_held_to_the_budget(tiny_data, tmp_path, 
     # the arithmetic: 11 s left at 2 s an epoch after 3 done holds 5 more; never fewer than one more nor the least
     late["by"] = 0.0
     ends = time.perf_counter() + 11.0
-    assert _fit_epochs(20, 3, 2.0, ends, 3) == 8
-    assert _fit_epochs(6, 3, 2.0, ends, 3) == 6  # as planned: it fits
-    assert _fit_epochs(20, 3, 2.0, ends - 20.0, 3) == 4
-    assert _fit_epochs(20, 3, 2.0, ends - 20.0, 18) == 18
+    assert _fit_epochs(20, 3, 2.0, ends) == 8
+    assert _fit_epochs(6, 3, 2.0, ends) == 6  # as planned: it fits
+    assert _fit_epochs(20, 3, 2.0, ends - 20.0) == 3  # none more (the fit runs one more all the same)
 
 
 def test_a_refit_slower_than_its_first_fit_is_held_to_the_budget(tiny_data, tmp_path, monkeypatch):
@@ -718,6 +717,18 @@ def test_a_refit_slower_than_its_first_fit_is_held_to_the_budget(tiny_data, tmp_
     record = load_checkpoint(out)["refit"]
     assert record["shortened"] is None and record["epochs"] == 8
     assert not any("epochs take" in line for line in said)
+    # where the budget holds fewer than the least a refit is planned for, it stops and the first fit stands, checked
+    # for int8 as a run of one fit is
+    monkeypatch.setattr(train_module, "REFIT_MIN_EPOCHS", 7)
+    late["by"], refitting["now"] = 0.0, False
+    said = []
+    res = train(_cfg(tiny_data, out, pretrained="glyphs", freeze="all", epochs=2, budget=60.0), say=said.append)
+    ck = load_checkpoint(out)
+    stop = ck["recipe"]["refit_stopped"]
+    assert "refit" not in ck and res["refit_stopped"] == stop and "refit" not in res
+    assert stop["planned"] == 8 and stop["after"] == 1 and stop["fit"] < 7 and ck["int8"]["captchas"] > 0
+    assert len(ck["history"]) == 2 and not list(tmp_path.glob("m.refit*"))
+    assert any(line.startswith("refit stopped after 1 of its 8 epochs") for line in said), said
 
 
 def test_the_budget_keeps_room_for_a_refit_unless_none_can_follow():
