@@ -197,10 +197,11 @@ def int8_check(checkpoint: str | os.PathLike, calibration: np.ndarray, inputs: n
         for name, path in (("fp32", fp32), ("int8", int8)):
             read[name] = string_accuracy(path, inputs, labels, charset, method, length)
         check = {**read, "captchas": len(labels), "tolerance": INT8_TOLERANCE, "ranges": ranges}
+        default = int8_passes(check)
         if stash is not None:  # the file solving will use by default; another precision asked for is made anew
-            stash_file(*((int8, stash, network_key(ckpt, "", normalized, ranges)) if int8_passes(check) else
+            stash_file(*((int8, stash, network_key(ckpt, "", normalized, ranges)) if default else
                          (fp32, stash, network_key(ckpt))))
-    return {"inputs": calibration, **check, "default": int8_passes(check)}
+    return {"inputs": calibration, **check, "default": default}
 
 
 STASH_SUFFIX = ".checked.onnx"  # a file an int8 check made, in the compile cache until compile_onnx takes it

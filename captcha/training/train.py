@@ -449,9 +449,13 @@ def train(cfg: TrainConfig, say: Callable[[str], None] = log.info, progress: boo
         if seen:  # nothing held out (a refit on every labelled captcha): int8 against fp32 on training captchas
             checked = _held_captchas(*_first_captchas(fit, fit_idx, data, pre, cfg.method), charset, data.length,
                                      cfg.method)
-        # the file at ``out`` holds the kept weights already; a refit checks the model it makes instead
-        if has_onnxruntime() and checked[1] and not refitting:
-            final["int8"] = _int8_check(out, fit[0], pre, checked, cfg.seed, say, seen)
+
+        def check_int8() -> None:  # the file at ``out`` holds the kept weights already
+            if has_onnxruntime() and checked[1]:
+                final["int8"] = _int8_check(out, fit[0], pre, checked, cfg.seed, say, seen)
+
+        if not refitting:  # a refit checks the model it makes instead
+            check_int8()
         save_checkpoint(final, out)
     result = {"checkpoint": str(out), "curve": str(curve), "method": cfg.method, "history": history,
               "best": final["metrics"] if final else {}, "train_seconds": train_seconds, "warnings": problems,
@@ -474,8 +478,7 @@ def train(cfg: TrainConfig, say: Callable[[str], None] = log.info, progress: boo
                 f"holds {stop.record['fit']}, under the {REFIT_MIN_EPOCHS} a refit needs; the model is the first "
                 "fit's (a larger --budget, or --refit, refits)")
             final["recipe"]["refit_stopped"] = stop.record  # the first fit stands: checked for int8 as one fit is
-            if has_onnxruntime() and checked[1]:
-                final["int8"] = _int8_check(out, fit[0], pre, checked, cfg.seed, say, seen)
+            check_int8()
             save_checkpoint(final, out)
             result = {**result, "refit_stopped": stop.record}
     if whole_run and out.is_file():
