@@ -5,7 +5,14 @@ import pytest
 from PIL import Image, ImageDraw
 
 from captcha.config import SPLITTERS
-from captcha.data.segment import SegmentConfig, components, ink_mask, split, split_boxes, without_specks
+from captcha.data.segment import (
+    SegmentConfig,
+    components,
+    ink_mask,
+    split,
+    split_boxes,
+    without_specks,
+)
 
 
 def _blocks(xs: list[tuple[int, int]], width: int = 200, height: int = 50) -> Image.Image:
