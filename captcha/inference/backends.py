@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
@@ -20,6 +21,7 @@ META_KEY = "captcha"  # the ONNX metadata entry holding the solving settings (JS
 INPUT, OUTPUT = "crops", "logits"
 INT8_SUFFIX = ".int8.onnx"  # `captcha export --int8`'s file, beside the fp32 one
 SECOND_SUFFIX = ".second.onnx"  # beside an exported file: the second network of a refit checkpoint (config.SECOND)
+TEMP_GLOB = ".*.onnx.tmp"  # an exported file still being written (temp_onnx): what a killed process leaves behind
 INFERENCE_BATCH = 512  # inputs per network call when a whole array is run (validation, evaluation)
 
 
@@ -118,6 +120,14 @@ def run_batched(backend: Callable[[np.ndarray], np.ndarray], x: np.ndarray,
 def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
     """The solving settings stored in an exported ONNX file (via ONNX Runtime, without torch)."""
     return OnnxBackend(path).metadata()
+
+
+def temp_onnx(folder: Path, key: str) -> Path:
+    """A new empty file in ``folder`` to write ``key``'s exported model into before it is renamed into place; its
+    name matches TEMP_GLOB, so that the compile cache's pruning removes one a killed process left."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{key}.", suffix=".onnx.tmp", dir=folder)
+    os.close(fd)
+    return Path(tmp)
 
 
 def second_path(onnx_path: str | os.PathLike) -> Path:

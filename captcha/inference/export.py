@@ -44,6 +44,7 @@ from .backends import (
     OnnxBackend,
     run_batched,
     second_path,
+    temp_onnx,
 )
 from .decode import decode
 from .solver import general_reader
@@ -199,8 +200,8 @@ def int8_check(checkpoint: str | os.PathLike, calibration: np.ndarray, inputs: n
         check = {**read, "captchas": len(labels), "tolerance": INT8_TOLERANCE, "ranges": ranges}
         default = int8_passes(check)
         if stash is not None:  # the file solving will use by default; another precision asked for is made anew
-            stash_file(*((int8, stash, network_key(ckpt, "", normalized, ranges)) if default else
-                         (fp32, stash, network_key(ckpt))))
+            kept, key = (int8, network_key(ckpt, "", normalized, ranges)) if default else (fp32, network_key(ckpt))
+            stash_file(kept, stash, key)
     return {"inputs": calibration, **check, "default": default}
 
 
@@ -223,20 +224,19 @@ def network_key(ckpt: dict[str, Any], member: str = "", calibration: np.ndarray 
 
 
 def stash_file(path: Path, stash: Path, key: str) -> None:
-    """Copy ``path`` into the ``stash`` folder as ``key``'s file, whole or not at all (the compile cache's temp-file
-    naming, so that its pruning removes a copy cut short); skipped where the folder cannot be written (the file is
-    then made again when needed)."""
+    """Copy ``path`` into the ``stash`` folder as ``key``'s file, whole or not at all (through :func:`temp_onnx`, so
+    that the compile cache's pruning removes a copy cut short); skipped where the folder cannot be written (the file
+    is then made again when needed)."""
     tmp = None
     try:
         stash.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{key}.", suffix=".onnx.tmp", dir=stash)
-        os.close(fd)
+        tmp = temp_onnx(stash, key)
         shutil.copyfile(path, tmp)
         os.replace(tmp, stash / f"{key}{STASH_SUFFIX}")
     except OSError as exc:
         log.debug("not kept for solving: %s", exc)
         if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
+            tmp.unlink(missing_ok=True)
 
 
 def took_stashed(stash: Path, key: str, out: Path) -> bool:

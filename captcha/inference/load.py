@@ -21,7 +21,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import tempfile
 from importlib import metadata, resources
 from pathlib import Path
 from typing import Any
@@ -41,7 +40,7 @@ from ..config import (
 )
 from ..data.images import file_digest
 from ..errors import CheckpointError, ConfigError, require_file
-from .backends import OnnxBackend, TorchBackend, has_onnxruntime
+from .backends import TEMP_GLOB, OnnxBackend, TorchBackend, has_onnxruntime, temp_onnx
 from .solver import Solver
 
 log = logging.getLogger(__name__)
@@ -135,8 +134,7 @@ class OnnxCache:
 
         from .export import compile_onnx
 
-        fd, tmp = tempfile.mkstemp(prefix=f".{key}.", suffix=".onnx.tmp", dir=self.root)
-        os.close(fd)
+        tmp = temp_onnx(self.root, key)
         try:
             # verified against PyTorch before it is kept (or by training's int8 check, which left it here)
             compile_onnx(checkpoint, tmp, precision, member, stash=self.root)
@@ -146,7 +144,7 @@ class OnnxCache:
             onnx.save(proto, tmp)
             os.replace(tmp, target)  # atomic: concurrent processes see a whole file or none
         finally:
-            Path(tmp).unlink(missing_ok=True)
+            tmp.unlink(missing_ok=True)
 
     @staticmethod
     def _open(target: Path, key: str, threads: int | None) -> OnnxBackend | None:
@@ -161,14 +159,14 @@ class OnnxCache:
         """Remove all but the ``keep`` most recently used models, and temp files of killed exports."""
         removed = self.entries()[self.keep:]
         if self.root.is_dir():
-            removed += list(self.root.glob(".*.onnx.tmp"))
+            removed += list(self.root.glob(TEMP_GLOB))
         for p in removed:
             p.unlink(missing_ok=True)
         return removed
 
     def clear(self) -> list[Path]:
         """Remove every cached model."""
-        removed = self.entries() + (list(self.root.glob(".*.onnx.tmp")) if self.root.is_dir() else [])
+        removed = self.entries() + (list(self.root.glob(TEMP_GLOB)) if self.root.is_dir() else [])
         for p in removed:
             p.unlink(missing_ok=True)
         return removed
