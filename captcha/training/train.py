@@ -1,7 +1,9 @@
 """`captcha train`: the course's transfer learning, pretrained ResNet-18, frozen stages, new head.
 
-``train(cfg)`` is the whole job. It reads the data (``dataset``), builds the network from a
-pretrained source and freezes it by the course's rule, and steps through the one loop (``loop``).
+``train(cfg)`` is the whole job. It reads the data (``dataset``), chooses the method and recipe
+(``recipe``, ``_choose``), builds the network from a pretrained source and freezes it by the course's
+rule, trains one :class:`Fit` through its epochs with the one loop (``loop``), and finishes
+(``_finish``: the diagnosis, calibration and int8 check, then self-training and the refit).
 With frozen stages, the frozen part is a fixed feature extractor: its output is computed once per
 augmentation pass and the rest trains on that cache (same result in fp32, less work; with bf16
 training the cache keeps the frozen stages' full-precision output).
@@ -249,182 +251,276 @@ def train(cfg: TrainConfig, say: Callable[[str], None] = log.info, progress: boo
             data = load_training_data(cfg, charset, data.segment, extra)
         if widened or (held[0] and not cfg.select_fraction):  # one fit: the slice is trained on
             fit_idx, held_idx, fit, held = _split(data, cfg)
-    kept_reader = False
     going_on = bool(resume) or refitting
-    if _checks_reader(cfg, source, none_held, fit, extra, unlabelled, going_on) and rank == 0 and world == 1:
-        reader = solving_reader(charset)
-        check = check_reader(cfg, charset, model.state_dict(), source, fit, data.length, device, reader)
-        recipe["reader_check"] = check.to_dict()
-        kept_reader = check.kept
-        say(f"none of the {len(fit[0])} training captchas held out, so the general reader ({reader[0]}), untrained, "
-            f"read them all against fine-tunes of {check.epochs} epochs on all but a quarter of them reading that "
-            f"quarter: {check.reader_only} read right by the reader only, {check.fine_tuned_only} by the fine-tunes "
-            "only: "
-            + ("keeping the reader, nothing trained (--pretrained reader fine-tunes it anyway)" if kept_reader else
-               "training"))
-        if kept_reader:
-            source, model, cfg.size, cfg.freeze, cfg.epochs = reader[0], reader[1], reader[2], "none", 0
-    freeze = cfg.freeze
-    model = model.to(device, memory_format=torch.channels_last)
-    pre = Preprocess(size=cfg.size)
-    transform = TrainTransform(pre, cfg.augment, whole=cfg.method == "ctc")
-    augmenting = transform.aug is not None
-    passes = 1 if not augmenting else (cfg.aug_passes or cfg.epochs)
-    targets = target_tensor(fit[1])
-    stop = model.frozen_stages()[-1] if model.frozen_stages() else None
-    cached = cfg.cache_features and stop is not None
-    char_x, cap_x, cap_labels = _validation_inputs(data, Preparer(pre, data.length, data.segment, cfg.method))
-    validated = len(data.char_targets) + len(cap_labels) > 0  # a refit on every captcha leaves none to validate on
-    held_x = torch.from_numpy(np.stack([pre(im) for im in held[0]])) if held[0] else torch.zeros(0)
-    select = _selector(held_x, held[1], charset, data.length, cfg.method)
-    went_on = bool(recipe.get("warm_start"))  # from the chosen probe's weights: warmed up already
-    lr = cfg.peak_lr / WARM_LR_DIVISOR if went_on else cfg.peak_lr
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = make_optimizer(params, cfg.optimizer, lr, cfg.weight_decay)
-    rank_batch = max(1, cfg.batch // world)  # the global batch is split across processes
-    steps_per_epoch = math.ceil((len(targets) // world) / rank_batch)
-    sched = make_schedule(opt, cfg.schedule, lr, steps_per_epoch * cfg.epochs, warmup=0.0 if went_on else WARMUP)
-    loss_fn = CTCLoss() if cfg.method == "ctc" else nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
-    history: list[dict[str, Any]] = []
-    start_epoch = 0
-    keeper = EpochKeeper(len(held[0]), cfg.epochs)
-    train_seconds = val_seconds = 0.0
+    kept = _reader_kept(cfg, charset, data, fit, device, recipe, say, model, source) \
+        if _checks_reader(cfg, source, none_held, fit, extra, unlabelled, going_on) and rank == 0 and world == 1 else None
+    if kept is not None:
+        source, model = kept
+    kept_reader = kept is not None
+    run = Fit(cfg, charset, data, fit, held, model.to(device, memory_format=torch.channels_last), source, recipe,
+              world)
     if resume:
-        model.load_state_dict(resume["model"])
-        opt.load_state_dict(resume["optimizer"])
-        history = list(resume["history"])
-        start_epoch = int(resume["epoch"]) + 1
-        if resume["train_config"]["epochs"] == cfg.epochs:
-            sched.load_state_dict(resume["scheduler"])
-        elif start_epoch < cfg.epochs:  # a longer run: follow its schedule from the step reached
-            fast_forward(sched, start_epoch * steps_per_epoch)
-        train_seconds = float(resume["metrics"].get("train_seconds", 0.0))
-        for h in history:  # the same choice of the epoch kept as without the kill
-            keeper.update(h.get("select", {}), h["epoch"])
-        say(f"resuming from {last_path} at epoch {start_epoch + 1}/{cfg.epochs}" if start_epoch < cfg.epochs else
-            f"resuming from {last_path}: all {cfg.epochs} epochs were trained already, so nothing more is "
-            "(--epochs N with --resume trains on to epoch N)")
-    unit = "whole captchas" if cfg.method == "ctc" else "character crops"
-    choice = (f"choosing the epoch kept on {len(held[0])} held out of them" if len(held[0]) else
-              "keeping the last epoch (none of them held out to choose by)")
-    checks = " and ".join(f"{n} {what}" for n, what in ((len(data.char_images), "chars"),
-                                                        (len(data.captchas), "captchas")) if n) or "nothing"
+        run.restore(resume, last_path, say)
     if not kept_reader:
-        say(f"training on {len(targets)} {unit} ({data.split['layout']} layout, input {pre.size[0]}x{pre.size[1]}, "
-            f"{cfg.epochs} epochs"
-            + (f", going on from the probe at a peak rate of {lr:.2g} with no warm-up" if went_on else "")
-            + f"), {choice}, validating on {checks}; "
-            f"pretrained={source}, freeze={freeze}, {'cached features after ' + stop if cached else 'plain path'}"
-            + (f", {model.width} channels in layer4 and {model.layer3_inner} inside each layer3 block"
-               if cfg.method == "ctc" else "")
-            + (f", {world} processes" if world > 1 else ""))
+        say(run.announcement())
     if reads_already(source) and (held[0] or kept_reader) and rank == 0 and not resume:
         # the general reader reads before training: with few captchas a short fine-tune can read the
         # site worse than the start did, so the start competes as "epoch 0" for the checkpoint kept
         # (and where the untrained reader is kept, it is the checkpoint)
-        start = {"epoch": 0, "loss": None, "train_seconds": 0.0, "select": select(model),
-                 **validate(model, char_x, np.asarray(data.char_targets), cap_x, cap_labels, charset, data.length,
-                            cfg.method)}
-        keeper.update(start["select"], 0)
-        save_checkpoint(_payload(cfg, model, charset, pre, data, source, recipe, [start], 0.0), out)
-        if held[0]:
-            say(f"before training ({'the chosen probe' if warm is not None else source}): held-out training slice "
-                f"{100 * keeper.best_acc:.2f}%")
-    # the chosen probe's weights, for the refit of a resumed run: unchanging, so kept only where a refit may follow
-    for_refit = {"warm": warm} if warm is not None and _refit_planned(cfg, world) else {}
-    net: nn.Module = Trainable(model, stop if cached else None)
-    if world > 1:
-        net = DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
-    pass_cache: dict[int, torch.Tensor] = {}
+        run.start_competes(out, say, from_probe=warm is not None)
     # one fit the budget planned (no refit after it to shorten instead), and a refit whose epochs the budget set, are
     # held to the budget as they go: a refit never below REFIT_MIN_EPOCHS, the least a refit is planned for (it
     # stops instead, and the first fit stands)
     if epochs_by_budget and whole_run and not resume and world == 1 and not _refit_planned(cfg, world):
         deadline = ends
-    least = min(cfg.epochs, REFIT_MIN_EPOCHS) if refitting else AUTO_EPOCHS[0]
-    fit_started = time.perf_counter()
-    for epoch in range(start_epoch, cfg.epochs):
-        if epoch >= cfg.epochs:  # shortened below
-            break
-        if deadline is not None and epoch > start_epoch:
-            epoch_seconds = (time.perf_counter() - fit_started) / (epoch - start_epoch)
-            epochs = _fit_epochs(cfg.epochs, epoch, epoch_seconds, deadline)
-            if refitting and epochs < least:  # as a refit the budget cannot hold is not begun (_refit_epochs)
-                raise RefitStopped({"planned": cfg.epochs, "after": epoch, "epoch_seconds": epoch_seconds,
-                                    "fit": epochs})
-            epochs = max(epochs, epoch + 1, least)  # one more at least, in which the rate anneals
-            if epochs < cfg.epochs:
-                say(f"the {'refit' if refitting else 'fit'}'s epochs take {epoch_seconds:.1f}s each, longer than "
-                    f"planned (a slower or busier machine): {epochs} of the {cfg.epochs} planned fit in --budget "
-                    f"{cfg.budget:g}s, and the rate now anneals by epoch {epochs} (a larger --budget trains all "
-                    f"{cfg.epochs})")
-                recipe["shortened"] = {"planned": cfg.epochs, "epochs": epochs, "after": epoch,
-                                       "epoch_seconds": epoch_seconds}
-                cfg.epochs = keeper.epochs = epochs
-                sched = make_schedule(opt, cfg.schedule, lr, steps_per_epoch * epochs,
-                                      warmup=0.0 if went_on else WARMUP)
-                fast_forward(sched, epoch * steps_per_epoch)
+    # the chosen probe's weights, for the refit of a resumed run: unchanging, so kept only where a refit may follow
+    for_refit = {"warm": warm} if warm is not None and _refit_planned(cfg, world) else {}
+    run.run_epochs(out, last_path, for_refit, rank, device, deadline, refitting, say, progress)
+    barrier(world)
+    leave_process_group(world)
+    if rank != 0:
+        return {"checkpoint": str(out), "rank": rank, "train_seconds": run.train_seconds}
+    return _finish(run, out, fit_idx, held_idx, ends, warm, unlabelled, pseudo or [], style, kept_reader,
+                   whole_run, say, progress)
+
+
+def _reader_kept(cfg: TrainConfig, charset: Charset, data: TrainingData, fit: tuple[list, list], device: torch.device,
+                 recipe: dict[str, Any], say: Callable[[str], None], model: CharNet,
+                 source: str) -> tuple[str, CharNet] | None:
+    """Where no captcha is held out, whether the general reader, untrained, reads the training captchas better than
+    fine-tunes on part of them (``readercheck``): its (source, network) to keep as the model, nothing trained (and
+    ``cfg`` set to train no epochs), else None. The check is recorded in ``recipe``."""
+    reader = solving_reader(charset)
+    check = check_reader(cfg, charset, model.state_dict(), source, fit, data.length, device, reader)
+    recipe["reader_check"] = check.to_dict()
+    say(f"none of the {len(fit[0])} training captchas held out, so the general reader ({reader[0]}), untrained, "
+        f"read them all against fine-tunes of {check.epochs} epochs on all but a quarter of them reading that "
+        f"quarter: {check.reader_only} read right by the reader only, {check.fine_tuned_only} by the fine-tunes "
+        "only: "
+        + ("keeping the reader, nothing trained (--pretrained reader fine-tunes it anyway)" if check.kept else
+           "training"))
+    if not check.kept:
+        return None
+    cfg.size, cfg.freeze, cfg.epochs = reader[2], "none", 0
+    return reader[0], reader[1]
+
+
+class Fit:
+    """One fit's optimisation: the inputs of each augmentation pass, the optimizer and its schedule, the
+    validation data and held-out slice each epoch is judged on, and the epoch kept (:class:`EpochKeeper`).
+
+    ``cfg`` is the run's own copy: a fit the budget shortens sets its ``epochs``.
+    """
+
+    def __init__(self, cfg: TrainConfig, charset: Charset, data: TrainingData, fit: tuple[list, list],
+                 held: tuple[list, list], model: CharNet, source: str, recipe: dict[str, Any], world: int) -> None:
+        self.cfg, self.charset, self.data, self.fit, self.held = cfg, charset, data, fit, held
+        self.model, self.source, self.recipe, self.world = model, source, recipe, world
+        self.pre = Preprocess(size=cfg.size)
+        self.transform = TrainTransform(self.pre, cfg.augment, whole=cfg.method == "ctc")
+        self.passes = 1 if self.transform.aug is None else (cfg.aug_passes or cfg.epochs)
+        self.targets = target_tensor(fit[1])
+        frozen = model.frozen_stages()
+        self.stop = frozen[-1] if frozen else None
+        self.cached = cfg.cache_features and self.stop is not None
+        self.char_x, self.cap_x, self.cap_labels = _validation_inputs(
+            data, Preparer(self.pre, data.length, data.segment, cfg.method))
+        self.validated = len(data.char_targets) + len(self.cap_labels) > 0  # a refit on every captcha has none
+        self.held_x = torch.from_numpy(np.stack([self.pre(im) for im in held[0]])) if held[0] else torch.zeros(0)
+        self.select = _selector(self.held_x, held[1], charset, data.length, cfg.method)
+        self.went_on = bool(recipe.get("warm_start"))  # from the chosen probe's weights: warmed up already
+        self.lr = cfg.peak_lr / WARM_LR_DIVISOR if self.went_on else cfg.peak_lr
+        self.opt = make_optimizer([p for p in model.parameters() if p.requires_grad], cfg.optimizer, self.lr,
+                                  cfg.weight_decay)
+        self.batch = max(1, cfg.batch // world)  # the global batch is split across processes
+        self.steps_per_epoch = math.ceil((len(self.targets) // world) / self.batch)
+        self.sched = self.schedule(cfg.epochs)
+        self.loss_fn = CTCLoss() if cfg.method == "ctc" else nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+        self.history: list[dict[str, Any]] = []
+        self.first_epoch = 0
+        self.keeper = EpochKeeper(len(held[0]), cfg.epochs)
+        self.train_seconds = self.val_seconds = 0.0
+        self._pass: dict[int, torch.Tensor] = {}
+
+    def schedule(self, epochs: int) -> torch.optim.lr_scheduler.LRScheduler:
+        """The learning-rate schedule over ``epochs`` (no warm-up going on from the probe's weights)."""
+        return make_schedule(self.opt, self.cfg.schedule, self.lr, self.steps_per_epoch * epochs,
+                             warmup=0.0 if self.went_on else WARMUP)
+
+    def restore(self, resume: dict[str, Any], last_path: Path, say: Callable[[str], None]) -> None:
+        """Pick up an interrupted run from its last file: weights, optimizer, schedule, history and the epoch kept."""
+        cfg = self.cfg
+        self.model.load_state_dict(resume["model"])
+        self.opt.load_state_dict(resume["optimizer"])
+        self.history = list(resume["history"])
+        self.first_epoch = int(resume["epoch"]) + 1
+        if resume["train_config"]["epochs"] == cfg.epochs:
+            self.sched.load_state_dict(resume["scheduler"])
+        elif self.first_epoch < cfg.epochs:  # a longer run: follow its schedule from the step reached
+            fast_forward(self.sched, self.first_epoch * self.steps_per_epoch)
+        self.train_seconds = float(resume["metrics"].get("train_seconds", 0.0))
+        for h in self.history:  # the same choice of the epoch kept as without the kill
+            self.keeper.update(h.get("select", {}), h["epoch"])
+        say(f"resuming from {last_path} at epoch {self.first_epoch + 1}/{cfg.epochs}" if self.first_epoch < cfg.epochs
+            else f"resuming from {last_path}: all {cfg.epochs} epochs were trained already, so nothing more is "
+            "(--epochs N with --resume trains on to epoch N)")
+
+    def announcement(self) -> str:
+        """What the fit trains on, how, and what judges it."""
+        cfg, data, pre = self.cfg, self.data, self.pre
+        unit = "whole captchas" if cfg.method == "ctc" else "character crops"
+        held = len(self.held[0])
+        choice = (f"choosing the epoch kept on {held} held out of them" if held else
+                  "keeping the last epoch (none of them held out to choose by)")
+        checks = " and ".join(f"{n} {what}" for n, what in ((len(data.char_images), "chars"),
+                                                            (len(data.captchas), "captchas")) if n) or "nothing"
+        return (f"training on {len(self.targets)} {unit} ({data.split['layout']} layout, input {pre.size[0]}x"
+                f"{pre.size[1]}, {cfg.epochs} epochs"
+                + (f", going on from the probe at a peak rate of {self.lr:.2g} with no warm-up" if self.went_on else "")
+                + f"), {choice}, validating on {checks}; "
+                f"pretrained={self.source}, freeze={cfg.freeze}, "
+                f"{'cached features after ' + self.stop if self.cached else 'plain path'}"
+                + (f", {self.model.width} channels in layer4 and {self.model.layer3_inner} inside each layer3 block"
+                   if cfg.method == "ctc" else "")
+                + (f", {self.world} processes" if self.world > 1 else ""))
+
+    def scores(self) -> dict[str, Any]:
+        """The model's figures on the validation data."""
+        return validate(self.model, self.char_x, np.asarray(self.data.char_targets), self.cap_x, self.cap_labels,
+                        self.charset, self.data.length, self.cfg.method)
+
+    def payload(self, history: list[dict[str, Any]], train_seconds: float) -> dict[str, Any]:
+        """The checkpoint of the model as it is now."""
+        return _payload(self.cfg, self.model, self.charset, self.pre, self.data, self.source, self.recipe, history,
+                        train_seconds)
+
+    def start_competes(self, out: Path, say: Callable[[str], None], from_probe: bool) -> None:
+        """Score the untrained start as epoch 0 and write it as the checkpoint kept until an epoch beats it."""
+        start = {"epoch": 0, "loss": None, "train_seconds": 0.0, "select": self.select(self.model), **self.scores()}
+        self.keeper.update(start["select"], 0)
+        save_checkpoint(self.payload([start], 0.0), out)
+        if self.held[0]:
+            say(f"before training ({'the chosen probe' if from_probe else self.source}): held-out training slice "
+                f"{100 * self.keeper.best_acc:.2f}%")
+
+    def run_epochs(self, out: Path, last_path: Path, for_refit: dict[str, Any], rank: int, device: torch.device,
+               deadline: float | None, refitting: bool, say: Callable[[str], None], progress: bool) -> None:
+        """Train the planned epochs (fewer where ``deadline`` comes first), writing the epoch kept to ``out`` and
+        each epoch's state, to resume from, to ``last_path`` (with ``for_refit``)."""
+        cfg = self.cfg
+        net: nn.Module = Trainable(self.model, self.stop if self.cached else None)
+        if self.world > 1:
+            net = DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
+        least = min(cfg.epochs, REFIT_MIN_EPOCHS) if refitting else AUTO_EPOCHS[0]
+        fit_started = time.perf_counter()
+        for epoch in range(self.first_epoch, cfg.epochs):
+            if epoch >= cfg.epochs:  # shortened below
+                break
+            if deadline is not None and epoch > self.first_epoch:
+                self.hold_to(deadline, epoch, (time.perf_counter() - fit_started) / (epoch - self.first_epoch),
+                             least, refitting, say)
+            loss = self.one_epoch(net, epoch, rank, say, progress)
+            if rank != 0:
+                continue  # rank 0 validates and writes; DDP keeps every rank's weights identical
+            self.judge(epoch, loss, out, last_path, for_refit, say)
+
+    def hold_to(self, deadline: float, epoch: int, epoch_seconds: float, least: int, refitting: bool,
+                say: Callable[[str], None]) -> None:
+        """Before ``epoch``: where the epochs left would end past ``deadline``, run only those that fit (never fewer
+        than ``least`` in all, nor than one more), the rate annealed by the new last epoch; a refit that cannot
+        have ``least`` stops (:class:`RefitStopped`), as one the budget cannot hold is not begun."""
+        cfg = self.cfg
+        epochs = _fit_epochs(cfg.epochs, epoch, epoch_seconds, deadline)
+        if refitting and epochs < least:
+            raise RefitStopped({"planned": cfg.epochs, "after": epoch, "epoch_seconds": epoch_seconds, "fit": epochs})
+        epochs = max(epochs, epoch + 1, least)  # one more at least, in which the rate anneals
+        if epochs >= cfg.epochs:
+            return
+        say(f"the {'refit' if refitting else 'fit'}'s epochs take {epoch_seconds:.1f}s each, longer than "
+            f"planned (a slower or busier machine): {epochs} of the {cfg.epochs} planned fit in --budget "
+            f"{cfg.budget:g}s, and the rate now anneals by epoch {epochs} (a larger --budget trains all "
+            f"{cfg.epochs})")
+        self.recipe["shortened"] = {"planned": cfg.epochs, "epochs": epochs, "after": epoch,
+                                    "epoch_seconds": epoch_seconds}
+        cfg.epochs = self.keeper.epochs = epochs
+        self.sched = self.schedule(epochs)
+        fast_forward(self.sched, epoch * self.steps_per_epoch)
+
+    def one_epoch(self, net: nn.Module, epoch: int, rank: int, say: Callable[[str], None], progress: bool) -> float:
+        """One pass over the fit's samples (this process's share); returns its mean loss."""
+        cfg = self.cfg
         t0 = time.perf_counter()
-        pass_id = epoch % passes
-        if pass_id not in pass_cache:
-            x = pass_images(fit[0], transform, cfg.seed, pass_id)
-            pass_cache = {pass_id: frozen_outputs(model, x, stop) if cached else x}
-        inputs = pass_cache[pass_id]
-        bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not progress, leave=False)
+        pass_id = epoch % self.passes
+        if pass_id not in self._pass:
+            x = pass_images(self.fit[0], self.transform, cfg.seed, pass_id)
+            self._pass = {pass_id: frozen_outputs(self.model, x, self.stop) if self.cached else x}
+        bar = tqdm(total=self.steps_per_epoch, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not progress,
+                   leave=False)
         running: list[float] = []
 
         def on_batch(b: int, loss: float, _seconds: float) -> None:
             if epoch == 0 and b == 0 and cfg.method == "classify":
-                say(f"first batch loss {loss:.3f} (a fresh {len(charset)}-way head starts near "
-                    f"ln({len(charset)}) = {math.log(len(charset)):.2f})")
+                classes = len(self.charset)
+                say(f"first batch loss {loss:.3f} (a fresh {classes}-way head starts near "
+                    f"ln({classes}) = {math.log(classes):.2f})")
             running.append(loss)
             bar.update(1)
             bar.set_postfix(loss=f"{np.mean(running[-20:]):.3f}")
 
-        order = _order(len(targets), cfg.seed, epoch)
-        order = order[: len(order) - len(order) % world][rank::world]
-        loss = train_one_epoch(net, indexed_batches(inputs, targets, order, rank_batch), opt, sched, loss_fn,
-                               on_batch=on_batch, bf16=train_in_bf16(cfg.bf16))
+        order = _order(len(self.targets), cfg.seed, epoch)
+        order = order[: len(order) - len(order) % self.world][rank::self.world]
+        loss = train_one_epoch(net, indexed_batches(self._pass[pass_id], self.targets, order, self.batch), self.opt,
+                               self.sched, self.loss_fn, on_batch=on_batch, bf16=train_in_bf16(cfg.bf16))
         bar.close()
-        train_seconds += time.perf_counter() - t0
-        if rank != 0:
-            continue  # rank 0 validates and writes; DDP keeps every rank's weights identical
+        self.train_seconds += time.perf_counter() - t0
+        return loss
+
+    def judge(self, epoch: int, loss: float, out: Path, last_path: Path, for_refit: dict[str, Any],
+              say: Callable[[str], None]) -> None:
+        """Score the epoch just trained, say so, write it to ``out`` where it is the one to keep, and the state to
+        resume from to ``last_path``."""
         t0 = time.perf_counter()
-        metrics = validate(model, char_x, np.asarray(data.char_targets), cap_x, cap_labels, charset, data.length,
-                           cfg.method)
-        val_seconds += time.perf_counter() - t0
-        held_metrics = select(model)
-        history.append({"epoch": epoch + 1, "loss": loss, "train_seconds": train_seconds, **metrics,
-                        "select": held_metrics})
+        metrics = self.scores()
+        self.val_seconds += time.perf_counter() - t0
+        held_metrics = self.select(self.model)
+        self.history.append({"epoch": epoch + 1, "loss": loss, "train_seconds": self.train_seconds, **metrics,
+                             "select": held_metrics})
         char_acc = metrics.get("char_acc", metrics.get("captcha_char_acc", float("nan")))
         held_acc = EpochKeeper.accuracy(held_metrics)
-        val = (("; " if held[0] else ", ") + f"val char acc {100 * char_acc:.2f}%, full-string acc "
-               f"{100 * metrics.get('string_acc', float('nan')):.2f}%") if validated else ""
-        say(f"epoch {epoch + 1}/{cfg.epochs}: loss {loss:.4f}"
-            + (f", held-out training slice {100 * held_acc:.2f}%" if held[0] else "") + val
-            + f" ({train_seconds:.1f}s)")
-        payload = _payload(cfg, model, charset, pre, data, source, recipe, history, train_seconds)
+        held = bool(self.held[0])
+        val = (("; " if held else ", ") + f"val char acc {100 * char_acc:.2f}%, full-string acc "
+               f"{100 * metrics.get('string_acc', float('nan')):.2f}%") if self.validated else ""
+        say(f"epoch {epoch + 1}/{self.cfg.epochs}: loss {loss:.4f}"
+            + (f", held-out training slice {100 * held_acc:.2f}%" if held else "") + val
+            + f" ({self.train_seconds:.1f}s)")
+        payload = self.payload(self.history, self.train_seconds)
         # the val figures above are reported, never used to choose: the held-out slice chooses
-        if keeper.update(held_metrics, epoch + 1):
+        if self.keeper.update(held_metrics, epoch + 1):
             save_checkpoint(payload, out)
-        save_checkpoint({**payload, "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), **for_refit},
-                        last_path)
-    barrier(world)
-    leave_process_group(world)
-    if rank != 0:
-        return {"checkpoint": str(out), "rank": rank, "train_seconds": train_seconds}
+        save_checkpoint({**payload, "optimizer": self.opt.state_dict(), "scheduler": self.sched.state_dict(),
+                         **for_refit}, last_path)
+
+
+def _finish(run: Fit, out: Path, fit_idx: list[int], held_idx: list[int], ends: float,
+            warm: dict[str, torch.Tensor] | None, unlabelled: list[str], pseudo: list, style: dict[str, Any] | None,
+            kept_reader: bool, whole_run: bool, say: Callable[[str], None], progress: bool) -> dict[str, Any]:
+    """After the fit: the curve, the diagnosis, the calibration and the int8 check of the model kept at ``out``,
+    then the second round of self-training and the refit where they follow; returns the run's result."""
+    cfg, data, fit, held, history = run.cfg, run.data, run.fit, run.held, run.history
     final = load_checkpoint(out, kind="recognizer") if out.is_file() else None
     curve = out.with_name(out.stem + ".curve.png")
-    training_curve(history, curve, title=f"{out.name}: pretrained={source}, freeze={freeze}")
-    judged, where = _judged(keeper, bool(held[0]), final, data, cfg.method)
-    problems = diagnose(len(charset), judged, [p["score"] if p.get("char_score") is None else p["char_score"]
-                                                for p in recipe.get("probes", [])],
+    training_curve(history, curve, title=f"{out.name}: pretrained={run.source}, freeze={cfg.freeze}")
+    judged, where = _judged(run.keeper, bool(held[0]), final, data, cfg.method)
+    problems = diagnose(len(run.charset), judged,
+                        [p["score"] if p.get("char_score") is None else p["char_score"]
+                         for p in run.recipe.get("probes", [])],
                         [h["loss"] for h in history], fit[0] if cfg.method == "classify" else (), data.other_lengths,
                         data.length, cfg.method, where, lambda: labels_against_reader(data.captchas))
     for line in problems:
         say(f"warning: {line}")
     if final is not None and cfg.method == "classify":  # CTC's loss has no label smoothing to undo
-        x, y, on = _calibration_set(held_x, held[1], char_x, data.char_targets, cap_x, cap_labels, charset)
+        x, y, on = _calibration_set(run.held_x, held[1], run.char_x, data.char_targets, run.cap_x, run.cap_labels,
+                                    run.charset)
         if len(y):
             logits = predict(model_from_checkpoint(final), x)
             t = fit_temperature(logits, y)
@@ -432,36 +528,36 @@ def train(cfg: TrainConfig, say: Callable[[str], None] = log.info, progress: boo
             final["calibration"] = {"temperature": t, "held_out": len(y), "on": on, "nll": nll(logits, y),
                                     "nll_calibrated": nll(logits, y, t)}
     added = _refit_adds(data, len(held[0]), cfg.method)
-    epoch_seconds = (train_seconds + (val_seconds if _refit_validates(data) else 0.0)) / max(len(history), 1)
+    epoch_seconds = (run.train_seconds + (run.val_seconds if _refit_validates(data) else 0.0)) / max(len(history), 1)
 
     def refit_epochs(past_budget: bool = False) -> int:  # asked when the refit would start: the budget is read then
-        return _refit_epochs(cfg, keeper.best_epoch, len(fit[0]), added, epoch_seconds, ends, say, past_budget)
+        return _refit_epochs(cfg, run.keeper.best_epoch, len(fit[0]), added, epoch_seconds, ends, say, past_budget)
 
-    refitting = refit_epochs() if final is not None and _refit_planned(cfg, world) else 0
+    refitting = refit_epochs() if final is not None and _refit_planned(cfg, run.world) else 0
     if final is not None:
         final["warnings"] = problems
         final["self_training"] = {"pseudo_labelled": len(pseudo)} if pseudo else None
         final["synthetic"] = {"captchas": cfg.synthetic, "style": style} if style else None
-        checked = _held_captchas(held_x, held[1], [data.train_groups[i] for i in held_idx], charset, data.length,
-                                 cfg.method)
-        checked = (torch.cat([checked[0], cap_x]) if len(cap_x) else checked[0], checked[1] + cap_labels)
+        checked = _held_captchas(run.held_x, held[1], [data.train_groups[i] for i in held_idx], run.charset,
+                                 data.length, cfg.method)
+        checked = (torch.cat([checked[0], run.cap_x]) if len(run.cap_x) else checked[0], checked[1] + run.cap_labels)
         seen = not checked[1]
         if seen:  # nothing held out (a refit on every labelled captcha): int8 against fp32 on training captchas
-            checked = _held_captchas(*_first_captchas(fit, fit_idx, data, pre, cfg.method), charset, data.length,
-                                     cfg.method)
+            checked = _held_captchas(*_first_captchas(fit, fit_idx, data, run.pre, cfg.method), run.charset,
+                                     data.length, cfg.method)
 
         def check_int8() -> None:  # the file at ``out`` holds the kept weights already
             if has_onnxruntime() and checked[1]:
-                final["int8"] = _int8_check(out, fit[0], pre, checked, cfg.seed, say, seen)
+                final["int8"] = _int8_check(out, fit[0], run.pre, checked, cfg.seed, say, seen)
 
         if not refitting:  # a refit checks the model it makes instead
             check_int8()
         save_checkpoint(final, out)
     result = {"checkpoint": str(out), "curve": str(curve), "method": cfg.method, "history": history,
-              "best": final["metrics"] if final else {}, "train_seconds": train_seconds, "warnings": problems,
-              "held_out_acc": keeper.best_acc if held[0] else None, "kept_reader": kept_reader,
-              "shortened": recipe.get("shortened")}
-    if unlabelled and final is not None and world == 1:
+              "best": final["metrics"] if final else {}, "train_seconds": run.train_seconds, "warnings": problems,
+              "held_out_acc": run.keeper.best_acc if held[0] else None, "kept_reader": kept_reader,
+              "shortened": run.recipe.get("shortened")}
+    if unlabelled and final is not None and run.world == 1:
         result = self_train(cfg, data, unlabelled, result, say, progress)
         # a second round not kept leaves the first fit, refit on every labelled captcha as without --unlabelled.
         # Self-training runs past --budget (its second round does), and so does this refit: the first fit planned
