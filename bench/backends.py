@@ -1,5 +1,6 @@
 #!/usr/bin/env python
-"""Batch solving with PyTorch vs ONNX Runtime (fp32 and int8) side by side: captchas/s and accuracy.
+"""Batch solving with PyTorch vs the compiled ONNX file (fp32 and int8, on OpenVINO and on ONNX Runtime) side by
+side: captchas/s and accuracy.
 
     python bench/backends.py --checkpoint checkpoints/model.pt [--data data | --data labelled-folder/]
 
@@ -14,6 +15,8 @@ ddddocr is installed) and >= 400 captchas/s, with full-string accuracy within 0.
 from __future__ import annotations
 
 import argparse
+import importlib.util
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -21,6 +24,7 @@ from pathlib import Path
 from rivals import ddddocr_reader
 
 from captcha.charset import Charset
+from captcha.config import ONNX_RUNTIME_ENV, ONNX_RUNTIMES
 from captcha.data.layout import read_captcha_labels
 from captcha.inference.load import OnnxCache, load_solver
 from captcha.inference.solver import Solver
@@ -35,6 +39,19 @@ def measure(solver: Solver, paths: list[str], labels: dict[str, str], repeat: in
     rate = repeat * len(paths) / (time.perf_counter() - t0)
     right = sum(r.ok and r.solution.text.upper() == labels[Path(r.source).name].upper() for r in results)
     return {"captchas_per_s": rate, "string_acc": right / len(paths)}
+
+
+def loaded_on(runtime: str, checkpoint: str, **kw) -> Solver:
+    """``load_solver`` with the ONNX file run by ``runtime`` (as $CAPTCHA_ONNX_RUNTIME chooses it)."""
+    before = os.environ.get(ONNX_RUNTIME_ENV)
+    os.environ[ONNX_RUNTIME_ENV] = runtime
+    try:
+        return load_solver(checkpoint, **kw)
+    finally:
+        if before is None:
+            del os.environ[ONNX_RUNTIME_ENV]
+        else:
+            os.environ[ONNX_RUNTIME_ENV] = before
 
 
 def measure_ddddocr(paths: list[str], labels: dict[str, str]) -> dict | None:
@@ -62,10 +79,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         cache = OnnxCache(tmp)
         default = load_solver(args.checkpoint, cache=cache)
-        rows = {f"default ({default.backend_name})": measure(default, paths, labels),
-                "pytorch": measure(load_solver(args.checkpoint, backend="torch"), paths, labels),
-                "onnx fp32": measure(load_solver(args.checkpoint, cache=cache, precision="fp32"), paths, labels),
-                "onnx int8": measure(load_solver(args.checkpoint, cache=cache, precision="int8"), paths, labels)}
+        rows = {f"default ({default.backend_name} on {default.runtime})": measure(default, paths, labels),
+                "pytorch": measure(load_solver(args.checkpoint, backend="torch"), paths, labels)}
+        for runtime in (r for r in ONNX_RUNTIMES if importlib.util.find_spec(r) is not None):
+            for precision in ("fp32", "int8"):
+                solver = loaded_on(runtime, args.checkpoint, cache=cache, precision=precision)
+                rows[f"onnx {precision} on {runtime}"] = measure(solver, paths, labels)
     dd = measure_ddddocr(paths, labels)
     if dd:
         rows["ddddocr (no training)"] = dd

@@ -205,7 +205,7 @@ def run_set(name: str, work: Path, budget: float | None, limit: int | None = Non
            "self_training": result.get("self_training"), "no_labels": result.get("no_labels"),
            **scored(solver, test), **scored_wide(solver, name, wide)}
     if solve_speed:
-        row.update(solving_figures(solver, [p for p, _ in test]), backend=solver.backend_name)
+        row.update(solving_figures(solver, [p for p, _ in test]), backend=solver.backend_name, runtime=solver.runtime)
     return row
 
 
@@ -221,7 +221,7 @@ def rescore_set(name: str, kept: Path, wide: int = 0) -> dict:
     return {"set": name, "train_captchas": len(train), "test_captchas": len(test),
             "train_wall_s": None, "method": ckpt.get("method"), "variant": "rescored",
             **scored(solver, test), **scored_wide(solver, name, wide), **solving_figures(solver, [p for p, _ in test]),
-            "backend": solver.backend_name}
+            "backend": solver.backend_name, "runtime": solver.runtime}
 
 
 def zero_shot(name: str, reader: str | None) -> dict:

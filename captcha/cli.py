@@ -36,6 +36,7 @@ from .config import (
     INT8_TOLERANCE,
     METHOD_CHOICES,
     ONE_FIT_VALIDATION,
+    ONNX_RUNTIME_ENV,
     OPTIMIZERS,
     PRECISIONS,
     PRETRAIN_SOURCES,
@@ -193,10 +194,10 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Print the re
 max_pixels_option = click.option("--max-pixels", type=POSITIVE, default=DEFAULT_MAX_PIXELS, show_default=True,
                                  help="Refuse images larger than this (checked from the header, before decoding).")
 backend_option = click.option("--backend", type=click.Choice(BACKENDS), default="auto", show_default=True,
-                              help="What runs the network: onnx (ONNX Runtime, the checkpoint compiled once and "
-                                   "cached), torch, or auto (onnx on the CPU when installed).")
+                              help="What runs the network: onnx (the checkpoint compiled to ONNX once and cached, run "
+                                   "by OpenVINO, else ONNX Runtime), torch, or auto (onnx on the CPU when installed).")
 precision_option = click.option("--precision", type=click.Choice(PRECISIONS), default="auto", show_default=True,
-                                help="Arithmetic of a checkpoint compiled for ONNX Runtime: auto is int8 when it read the "
+                                help="Arithmetic of a checkpoint compiled to ONNX: auto is int8 when it read the "
                                      f"held-out captchas within {100 * INT8_TOLERANCE:.1f} points (or one captcha) of "
                                      "fp32 at training (the check is stored in the checkpoint), else fp32.")
 reject_option = click.option("--reject-below", type=click.FloatRange(0, 1), default=0.0, show_default=True,
@@ -589,7 +590,7 @@ def train(data_dir, out, pretrained, freeze, epochs, budget, batch_size, optimiz
         click.echo(no_labels_caveat(result["checkpoint"]))
     click.echo(f"wrote {result['checkpoint']} and {result['curve']}")
     if result["compiled"]:
-        click.echo(f"compiled it for ONNX Runtime ({result['compiled']['precision']}) in "
+        click.echo(f"compiled it to ONNX ({result['compiled']['precision']}) in "
                    f"{result['compiled']['seconds']:.1f}s, cached: solving with it starts at once")
 
 
@@ -743,7 +744,7 @@ def solve_batch(inputs, out, checkpoint, batch_size, workers, resume, overwrite,
     stats = run_batch(inputs, out, solver, batch_size=batch_size, workers=workers, resume=resume,
                       progress=sys.stderr.isatty() and not as_json, shard=spec, overwrite=overwrite)
     if as_json:
-        _emit_json({"out": out, "backend": solver.backend_name, **stats})
+        _emit_json({"out": out, "backend": solver.backend_name, "runtime": solver.runtime, **stats})
     else:
         rejected = f" ({stats['rejected']} of them rejected: below --reject-below)" if stats["rejected"] else ""
         retried = f", {stats['retried']} read again after earlier errors" if stats["retried"] else ""
@@ -907,15 +908,17 @@ def cache() -> None:
 @json_option
 def cache_info(as_json) -> None:
     """Where the cache is, what it holds and how large it is."""
+    from .inference.backends import onnx_runtime
     from .inference.load import OnnxCache
 
     c = OnnxCache()
     entries = c.entries()
     if as_json:
-        _emit_json({"dir": str(c.root), "keep": c.keep, "bytes": c.size(), "entries": [str(p) for p in entries]})
+        _emit_json({"dir": str(c.root), "keep": c.keep, "bytes": c.size(), "entries": [str(p) for p in entries],
+                    "runtime": onnx_runtime()})
         return
     click.echo(f"{c.root}: {len(entries)} compiled model(s), {c.size() / 1e6:.1f} MB (the {c.keep} most recently "
-               "used are kept; $CAPTCHA_CACHE moves it)")
+               f"used are kept; $CAPTCHA_CACHE moves it), run by {onnx_runtime()} (${ONNX_RUNTIME_ENV} names one)")
 
 
 @cache.command("clear")

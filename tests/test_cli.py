@@ -353,3 +353,13 @@ def test_data_check_says_copies_apart_from_problems(flat_captchas, tmp_path):
     (site / "labels.csv").write_text((site / "labels.csv").read_text().replace(f"again.png,{label}", "again.png,CCCC"))
     res = CliRunner().invoke(main, ["data", "check", "--data", str(site), "--charset", "ABC123"])
     assert res.exit_code == 1 and "2 problem(s):" in res.output and "one label is wrong" in res.output, res.output
+
+
+def test_cache_info_names_the_runtime_and_a_wrong_one_is_one_line(tmp_path, monkeypatch):
+    monkeypatch.setenv("CAPTCHA_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("CAPTCHA_ONNX_RUNTIME", "onnxruntime")
+    res = CliRunner().invoke(main, ["cache", "info", "--json"])
+    assert res.exit_code == 0 and json.loads(res.output)["runtime"] == "onnxruntime"
+    monkeypatch.setenv("CAPTCHA_ONNX_RUNTIME", "tensorrt")
+    res = CliRunner().invoke(main, ["cache", "info"])
+    assert res.exit_code == 2 and "unknown ONNX runtime 'tensorrt'" in res.output and "Traceback" not in res.output

@@ -16,7 +16,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "captcha"
 FLOORS = {"errors": 0, "charset": 0.5, "config": 1, "data": 2, "nn": 2, "inference": 3, "eval": 4, "training": 5,
           "bench": 6, "label": 6, "cli": 7, "__main__": 8}
 # third-party packages a function may import late (heavy, and optional on some path), with the reason beside it
-LATE_OK = ("torch", "onnxruntime", "onnx", "fastapi", "uvicorn", "sklearn")  # sklearn: only the splitter probe
+LATE_OK = ("torch", "onnxruntime", "openvino", "onnx", "fastapi", "uvicorn", "sklearn")  # sklearn: only the splitter probe
 
 
 def modules() -> dict[str, ast.Module]:

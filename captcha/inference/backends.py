@@ -1,7 +1,8 @@
-"""What runs the network: PyTorch or ONNX Runtime behind one call, ``backend(x) -> logits``.
+"""What runs the network: PyTorch or an exported ONNX file (on OpenVINO or ONNX Runtime) behind one call,
+``backend(x) -> logits``.
 
-Both take and return numpy arrays, so decoding and batching never care which one runs. Neither
-library is imported until its backend is built: the ONNX path never loads PyTorch.
+Both take and return numpy arrays, so decoding and batching never care which one runs. No runtime is
+imported until its backend is built: the ONNX path never loads PyTorch.
 """
 
 from __future__ import annotations
@@ -10,12 +11,14 @@ import importlib.util
 import json
 import os
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
-from ..errors import CheckpointError
+from ..config import ONNX_RUNTIME_ENV, ONNX_RUNTIMES
+from ..errors import CheckpointError, ConfigError
 
 META_KEY = "captcha"  # the ONNX metadata entry holding the solving settings (JSON)
 INPUT, OUTPUT = "crops", "logits"
@@ -49,27 +52,18 @@ class TorchBackend:
 
 
 class OnnxBackend:
-    """Runs an exported model with ONNX Runtime on the CPU."""
+    """Runs an exported model on the CPU: on OpenVINO where it is installed, else on ONNX Runtime
+    (:func:`onnx_runtime`; ``runtime`` names one). OpenVINO keeps the network it compiles for this CPU in
+    ``blobs`` where given (the compile cache's, see ``inference.load``), so that the next process loads it at once."""
 
-    def __init__(self, path: str | os.PathLike, threads: int | None = None) -> None:
-        import onnxruntime as ort  # optional heavy dependency, needed only on this path
-
+    def __init__(self, path: str | os.PathLike, threads: int | None = None, runtime: str | None = None,
+                 blobs: str | os.PathLike | None = None) -> None:
         self.path = path
-        opts = ort.SessionOptions()
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        # no busy-waiting between calls: on 2 cores the spinning threads took time from the thread that
-        # decodes the next batch (henan, int8: 380 -> 400 captchas/s; single-image latency unchanged)
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        if threads:
-            opts.intra_op_num_threads = threads
-        try:
-            self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-        except Exception as exc:  # noqa: BLE001 - ORT raises its own untyped errors
-            raise CheckpointError(f"{path}: not a loadable ONNX model: {exc}") from None
-        self.input = self.session.get_inputs()[0].name
+        self.runtime = onnx_runtime(runtime)
+        self.session = _OpenVino(path, threads, blobs) if self.runtime == "openvino" else _OnnxRuntime(path, threads)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        return self.session.run(None, {self.input: np.ascontiguousarray(x, dtype=np.float32)})[0]
+        return self.session.run(np.ascontiguousarray(x, dtype=np.float32))
 
     @property
     def name(self) -> str:
@@ -82,17 +76,20 @@ class OnnxBackend:
     @property
     def any_width(self) -> bool:
         """True when the file reads inputs of any width (CTC models exported since it could)."""
-        return not isinstance(self.session.get_inputs()[0].shape[-1], int)
+        return self.session.input_width is None
 
     @property
     def classes(self) -> int | None:
         """The network's outputs per position, when the file fixes them."""
-        dim = self.session.get_outputs()[0].shape[-1]
-        return dim if isinstance(dim, int) else None
+        return self.session.classes
+
+    def stored(self, key: str) -> str | None:
+        """The file's metadata entry ``key`` as written, or None."""
+        return self.session.stored(key)
 
     def metadata(self) -> dict[str, Any]:
         """The solving settings stored in the file by `captcha export`."""
-        raw = self.session.get_modelmeta().custom_metadata_map.get(META_KEY)
+        raw = self.stored(META_KEY)
         if raw is None:
             raise CheckpointError(f"{self.path}: ONNX file has no captcha metadata; export it with `captcha export`")
         try:
@@ -102,6 +99,97 @@ class OnnxBackend:
         if not isinstance(meta, dict):
             raise CheckpointError(f"{self.path}: its captcha metadata is not an object; export it again")
         return meta
+
+
+class _OnnxRuntime:
+    """An ONNX file opened in ONNX Runtime."""
+
+    def __init__(self, path: str | os.PathLike, threads: int | None) -> None:
+        import onnxruntime as ort  # optional heavy dependency, needed only on this path
+
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # no busy-waiting between calls: on 2 cores the spinning threads took time from the thread that
+        # decodes the next batch (henan, int8: 380 -> 400 captchas/s; single-image latency unchanged)
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        if threads:
+            opts.intra_op_num_threads = threads
+        try:
+            self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # noqa: BLE001 - ORT raises its own untyped errors
+            raise CheckpointError(f"{path}: not a loadable ONNX model: {exc}") from None
+        self.input = self.session.get_inputs()[0].name
+        width, classes = self.session.get_inputs()[0].shape[-1], self.session.get_outputs()[0].shape[-1]
+        self.input_width = width if isinstance(width, int) else None
+        self.classes = classes if isinstance(classes, int) else None
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        return self.session.run(None, {self.input: x})[0]
+
+    def stored(self, key: str) -> str | None:
+        return self.session.get_modelmeta().custom_metadata_map.get(key)
+
+
+class _OpenVino:
+    """An ONNX file compiled by OpenVINO for this CPU: one stream over ``threads`` cores, as solving calls it
+    one batch at a time; quantised layers in int8 at the precision OpenVINO picks for the rest of an int8
+    file (bf16 where the CPU has AMX), all of a float file in fp32 (it must match PyTorch, and its int8 did not
+    read as well)."""
+
+    def __init__(self, path: str | os.PathLike, threads: int | None, blobs: str | os.PathLike | None) -> None:
+        import openvino as ov  # optional heavy dependency, needed only on this path
+
+        core = ov.Core()
+        try:
+            self.model = core.read_model(str(path))
+            config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY"}
+            if threads:
+                config["INFERENCE_NUM_THREADS"] = threads
+            if not any(op.get_type_name() == "FakeQuantize" for op in self.model.get_ops()):
+                config["INFERENCE_PRECISION_HINT"] = "f32"
+            # compiling takes 0.25 s of a one-image `captcha solve` on 2 cores; a kept blob loads in 0.05 s
+            if blobs is not None and _writable(Path(blobs)):
+                config["CACHE_DIR"] = str(blobs)
+            self.compiled = core.compile_model(self.model, "CPU", config)
+        except Exception as exc:  # noqa: BLE001 - OpenVINO raises its own untyped errors
+            raise CheckpointError(f"{path}: not a loadable ONNX model: {exc}") from None
+        width, classes = self.model.inputs[0].get_partial_shape()[-1], self.model.outputs[0].get_partial_shape()[-1]
+        self.input_width = None if width.is_dynamic else width.get_length()
+        self.classes = None if classes.is_dynamic else classes.get_length()
+        self.requests = threading.local()  # an infer request serves one call at a time: one per thread
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        request = getattr(self.requests, "request", None)
+        if request is None:
+            request = self.requests.request = self.compiled.create_infer_request()
+        request.infer({0: x})
+        return request.get_output_tensor(0).data.copy()  # the request's buffer is overwritten by its next call
+
+    def stored(self, key: str) -> str | None:
+        entry = ["framework", key]
+        return str(self.model.get_rt_info(entry).astype(str)) if self.model.has_rt_info(entry) else None
+
+
+def _writable(folder: Path) -> bool:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return False
+    return os.access(folder, os.W_OK)
+
+
+def onnx_runtime(runtime: str | None = None) -> str:
+    """The runtime that runs ONNX files: ``runtime`` or $CAPTCHA_ONNX_RUNTIME where given, else OpenVINO where it is
+    installed (about twice ONNX Runtime's rate on the int8 files, config.ONNX_RUNTIMES), else ONNX Runtime."""
+    chosen = runtime or os.environ.get(ONNX_RUNTIME_ENV, "")
+    if not chosen:
+        return "openvino" if importlib.util.find_spec("openvino") is not None else "onnxruntime"
+    if chosen not in ONNX_RUNTIMES:
+        raise ConfigError(f"unknown ONNX runtime {chosen!r} (${ONNX_RUNTIME_ENV}); choose one of "
+                          f"{', '.join(ONNX_RUNTIMES)}")
+    if importlib.util.find_spec(chosen) is None:
+        raise ConfigError(f"{chosen} is not installed (${ONNX_RUNTIME_ENV}={chosen}): pip install {chosen}")
+    return chosen
 
 
 def has_onnxruntime() -> bool:
@@ -118,7 +206,7 @@ def run_batched(backend: Callable[[np.ndarray], np.ndarray], x: np.ndarray,
 
 
 def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
-    """The solving settings stored in an exported ONNX file (via ONNX Runtime, without torch)."""
+    """The solving settings stored in an exported ONNX file (without torch)."""
     return OnnxBackend(path).metadata()
 
 

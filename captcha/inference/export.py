@@ -77,7 +77,7 @@ def sample_crops(ckpt: dict[str, Any], n: int, seed: int = 0) -> np.ndarray:
 
 def export_onnx(checkpoint: str | os.PathLike, out: str | os.PathLike, quantize: bool = False,
                 tolerance: float = 1e-3, samples: int = 64, member: str = "", with_second: bool = False) -> dict[str, Any]:
-    """Export, then check ONNX Runtime against PyTorch on sample crops; raise beyond ``tolerance``.
+    """Export, then check the ONNX runtime against PyTorch on sample crops; raise beyond ``tolerance``.
     ``member``: one of the checkpoint's other networks (``second``) instead of its model; ``with_second``:
     the second network too, where the checkpoint has one, to :func:`~.backends.second_path` (its report
     under ``second``)."""
@@ -157,7 +157,7 @@ def compile_onnx(checkpoint: str | os.PathLike, out: str | os.PathLike, precisio
         base = solving_metadata(ckpt, member)  # training's int8 check made this very file: only these are new
     else:
         # the first solve with a model compiles it (~10 s on 2 cores): said, so that the wait is not silent
-        log.info("compiling %s%s for ONNX Runtime in %s (once: solving reuses it)", Path(checkpoint).name,
+        log.info("compiling %s%s to ONNX in %s (once: solving reuses it)", Path(checkpoint).name,
                  f" ({member} network)" if member else "", use, extra={"progress": True})
         export_onnx(checkpoint, out, member=member, samples=EXPORT_CHECK_SAMPLES)
         if use == "int8":
@@ -276,9 +276,10 @@ def int8_passes(check: dict[str, Any] | None) -> bool:
 
 
 def _verify(path: Path, x: np.ndarray, ref: np.ndarray, tolerance: float) -> float:
-    diff = float(np.abs(OnnxBackend(path)(x) - ref).max())
+    backend = OnnxBackend(path)
+    diff = float(np.abs(backend(x) - ref).max())
     if not np.isfinite(diff) or diff > tolerance:
-        raise CheckpointError(f"{path}: ONNX Runtime and PyTorch disagree by {diff:.2e} (> {tolerance:.0e}); "
+        raise CheckpointError(f"{path}: {backend.runtime} and PyTorch disagree by {diff:.2e} (> {tolerance:.0e}); "
                               "the export is wrong, do not use it")
     return diff
 

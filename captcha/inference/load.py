@@ -3,7 +3,8 @@
 ``load_solver(path, backend=...)`` is the one way in (``load_solver()``: the general reader shipped in the
 package, which reads 4-6 character captchas over 0-9A-Z with no training):
 
-- an ``.onnx`` file (from `captcha export`) runs on ONNX Runtime; PyTorch is never imported;
+- an ``.onnx`` file (from `captcha export`) runs on OpenVINO where it is installed, else on ONNX Runtime
+  (:func:`~captcha.inference.backends.onnx_runtime`); PyTorch is never imported;
 - a checkpoint with ``backend="torch"`` runs on PyTorch;
 - a checkpoint with ``backend="onnx"`` is compiled to ONNX once, through :class:`OnnxCache`: it is
   exported, verified against PyTorch, and kept under a key made of the checkpoint's content, so a
@@ -73,6 +74,17 @@ class OnnxCache:
         self.root = Path(root) if root is not None else cache_dir()
         self.keep = keep
 
+    @property
+    def blobs(self) -> Path:
+        """Where OpenVINO keeps the networks it compiled from the cache's files for this CPU (its own names)."""
+        return self.root / "openvino"
+
+    def blob_files(self) -> list[Path]:
+        """OpenVINO's compiled networks, newest first."""
+        if not self.blobs.is_dir():
+            return []
+        return sorted(self.blobs.glob("*.blob"), key=lambda p: p.stat().st_mtime, reverse=True)
+
     def key(self, checkpoint: Path) -> str:
         """Content hash of the checkpoint, salted with the versions that shape the export and with the
         export code itself: a change in how models are compiled (int8 ranges, say) compiles them again."""
@@ -93,7 +105,7 @@ class OnnxCache:
 
     def backend(self, checkpoint: str | os.PathLike, threads: int | None = None, precision: str = "auto") -> OnnxBackend:
         """``checkpoint`` compiled (at ``precision``, see :func:`~captcha.inference.export.compile_onnx`)
-        and opened on ONNX Runtime: the session that checks a cached file is the one returned, so a load
+        and opened (``OnnxBackend``): the session that checks a cached file is the one returned, so a load
         opens the model once."""
         return self.backends(checkpoint, threads, precision, second=False)[0]
 
@@ -125,8 +137,9 @@ class OnnxCache:
         except OSError as exc:
             raise CacheUnwritable(f"cannot write the compiled model to {self.root} ({exc.strerror or exc}); "
                                   "set $CAPTCHA_CACHE to a writable folder, or use --backend torch") from None
-        self.prune()
-        return OnnxBackend(target, threads)
+        backend = OnnxBackend(target, threads, blobs=self.blobs)
+        self.prune()  # after opening it: OpenVINO's network of it is among the newest kept
+        return backend
 
     def _export(self, checkpoint: Path, target: Path, key: str, precision: str, member: str) -> None:
         # exporting needs torch and onnx: loaded only when a checkpoint is compiled
@@ -146,18 +159,18 @@ class OnnxCache:
         finally:
             tmp.unlink(missing_ok=True)
 
-    @staticmethod
-    def _open(target: Path, key: str, threads: int | None) -> OnnxBackend | None:
+    def _open(self, target: Path, key: str, threads: int | None) -> OnnxBackend | None:
         """The cached model opened, or None when it is damaged or was made for other weights."""
         try:
-            backend = OnnxBackend(target, threads)
+            backend = OnnxBackend(target, threads, blobs=self.blobs)
         except CheckpointError:
             return None
-        return backend if backend.session.get_modelmeta().custom_metadata_map.get("captcha_cache_key") == key else None
+        return backend if backend.stored("captcha_cache_key") == key else None
 
     def prune(self) -> list[Path]:
-        """Remove all but the ``keep`` most recently used models, and temp files of killed exports."""
-        removed = self.entries()[self.keep:]
+        """Remove all but the ``keep`` most recently used models and OpenVINO's ``keep`` newest compiled networks,
+        and temp files of killed exports."""
+        removed = self.entries()[self.keep:] + self.blob_files()[self.keep:]
         if self.root.is_dir():
             removed += list(self.root.glob(TEMP_GLOB))
         for p in removed:
@@ -166,14 +179,14 @@ class OnnxCache:
 
     def clear(self) -> list[Path]:
         """Remove every cached model."""
-        removed = self.entries() + (list(self.root.glob(TEMP_GLOB)) if self.root.is_dir() else [])
+        removed = self.entries() + self.blob_files() + (list(self.root.glob(TEMP_GLOB)) if self.root.is_dir() else [])
         for p in removed:
             p.unlink(missing_ok=True)
         return removed
 
     def size(self) -> int:
         """Bytes the cache holds."""
-        return sum(p.stat().st_size for p in self.entries())
+        return sum(p.stat().st_size for p in self.entries() + self.blob_files())
 
 
 def solving_checkpoint(path: str | os.PathLike | None) -> Path:
@@ -195,16 +208,17 @@ def general_reader_path() -> Path:
     return Path(str(resources.files("captcha") / "weights" / SHIPPED_READER))
 
 
-def shipped_compiled(path: str | os.PathLike, precision: str = "auto", threads: int | None = None) -> OnnxBackend | None:
-    """The general reader's compiled file shipped beside it (SHIPPED_READER_ONNX), opened, when ``path`` is
-    that reader, ``precision`` allows the file's, and the file was made from these very weights; else None (the cache
-    compiles it, as any checkpoint)."""
+def shipped_compiled(path: str | os.PathLike, precision: str = "auto", threads: int | None = None,
+                     blobs: Path | None = None) -> OnnxBackend | None:
+    """The general reader's compiled file shipped beside it (SHIPPED_READER_ONNX), opened (OpenVINO's network of it
+    kept in ``blobs``), when ``path`` is that reader, ``precision`` allows the file's, and the file was made from these
+    very weights; else None (the cache compiles it, as any checkpoint)."""
     path = Path(path)
     compiled = path.with_name(SHIPPED_READER_ONNX)
     if path.name != SHIPPED_READER or not compiled.is_file():
         return None
     try:
-        backend = OnnxBackend(compiled, threads)
+        backend = OnnxBackend(compiled, threads, blobs=blobs)
         meta = backend.metadata()
     except CheckpointError:
         return None
@@ -234,20 +248,21 @@ def load_solver(path: str | os.PathLike | None = None, backend: str = "auto", de
                 reject_below: float = 0.0, precision: str = "auto") -> Solver:
     """A :class:`Solver` for a checkpoint or an exported ``.onnx`` file (see the module docstring), or with no
     ``path`` for the general reader shipped in the package; readings less confident than ``reject_below`` come
-    back rejected. ``precision`` applies to a checkpoint compiled for ONNX Runtime."""
+    back rejected. ``precision`` applies to a checkpoint compiled to ONNX."""
     path = general_reader_path() if path is None else path
     if str(path).endswith(".onnx"):
         if backend == "torch":
-            raise ConfigError(f"{path}: an ONNX file runs on ONNX Runtime, not --backend torch")
+            raise ConfigError(f"{path}: an ONNX file runs on OpenVINO or ONNX Runtime, not --backend torch")
         if device == "cuda":
             raise ConfigError(f"{path}: an ONNX file runs on the CPU; load the checkpoint for --device cuda")
-        return Solver.from_onnx(path, threads, max_pixels, reject_below)
+        return Solver.from_onnx(path, threads, max_pixels, reject_below, (cache or OnnxCache()).blobs)
     if resolve_backend(backend, device) == "onnx":
-        shipped = shipped_compiled(path, precision, threads)
+        cache = cache or OnnxCache()
+        shipped = shipped_compiled(path, precision, threads, cache.blobs)
         if shipped is not None:
             return Solver.from_metadata(shipped, shipped.metadata(), max_pixels, str(path), reject_below)
         try:
-            compiled, second = (cache or OnnxCache()).backends(path, threads, precision)
+            compiled, second = cache.backends(path, threads, precision)
             return Solver.from_metadata(compiled, compiled.metadata(), max_pixels, str(path),
                                         reject_below).with_second(second)
         except CacheUnwritable as exc:
@@ -259,8 +274,8 @@ def load_solver(path: str | os.PathLike | None = None, backend: str = "auto", de
 
 
 def compile_for_solving(path: str | os.PathLike, cache: OnnxCache | None = None) -> OnnxBackend | None:
-    """``path`` compiled into the cache as the first `captcha solve` with its defaults would compile it (ONNX
-    Runtime where solving runs on it, at the precision its int8 check chose, its second network too), so that
+    """``path`` compiled into the cache as the first `captcha solve` with its defaults would compile it (to ONNX
+    where solving runs on it, at the precision its int8 check chose, its second network too), so that
     solve reads at once; None where solving would run on PyTorch or the cache cannot be written (solving
     says so then)."""
     if resolve_backend("auto") != "onnx":

@@ -165,6 +165,11 @@ class Solver:
         """``onnx``, ``onnx-int8`` or ``torch``: what runs the network."""
         return getattr(self.backend, "name", type(self.backend).__name__)
 
+    @property
+    def runtime(self) -> str:
+        """``openvino``, ``onnxruntime`` or ``torch``: the library that runs the network."""
+        return getattr(self.backend, "runtime", "torch")
+
     @classmethod
     def from_metadata(cls, backend: Callable[[np.ndarray], np.ndarray], meta: dict[str, Any],
                       max_pixels: int = DEFAULT_MAX_PIXELS, source: str = "<model>",
@@ -189,11 +194,11 @@ class Solver:
                    lengths=lengths, general=general_reader(meta))
 
     @classmethod
-    def from_onnx(cls, path: str | os.PathLike, threads: int | None = None,
-                  max_pixels: int = DEFAULT_MAX_PIXELS, reject_below: float = 0.0) -> "Solver":
+    def from_onnx(cls, path: str | os.PathLike, threads: int | None = None, max_pixels: int = DEFAULT_MAX_PIXELS,
+                  reject_below: float = 0.0, blobs: str | os.PathLike | None = None) -> "Solver":
         """A solver over an exported ONNX file (see `captcha export`), without PyTorch; with the second
-        network exported beside it where the file says it has one."""
-        backend = OnnxBackend(path, threads)
+        network exported beside it where the file says it has one (``blobs``: see :class:`OnnxBackend`)."""
+        backend = OnnxBackend(path, threads, blobs=blobs)
         meta = backend.metadata()
         solver = cls.from_metadata(backend, meta, max_pixels, str(path), reject_below)
         other = second_path(path) if meta.get(SECOND) else None
@@ -201,7 +206,7 @@ class Solver:
             log.warning("%s: its second network %s is missing; the unsure readings are read by one network",
                         path, other.name)
             other = None
-        return solver.with_second(OnnxBackend(other, threads) if other is not None else None)
+        return solver.with_second(OnnxBackend(other, threads, blobs=blobs) if other is not None else None)
 
     def inputs(self, image: ImageInput) -> np.ndarray:
         """Decode one captcha into network inputs; raises :class:`ImageError` on bad input."""
@@ -508,7 +513,7 @@ def _batched(rows: Iterable, size: int) -> Iterator[list]:
 
 def _prefetched(chunks: Iterator[list], depth: int = 2) -> Iterator[list]:
     """Run ``chunks`` in a background thread, ``depth`` ahead: decoding the next batch overlaps the
-    network on the current one (ONNX Runtime and PyTorch release the GIL while they compute)."""
+    network on the current one (OpenVINO, ONNX Runtime and PyTorch release the GIL while they compute)."""
     q: queue.Queue = queue.Queue(maxsize=depth)
     done = object()
     stop = threading.Event()

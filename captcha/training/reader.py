@@ -413,5 +413,5 @@ def _int8_line(check: dict | None) -> list[str]:
     if not check:
         return []
     return [f"- int8 check: {100 * check['int8']:.2f}% against fp32 {100 * check['fp32']:.2f}% of its "
-            f"{check['captchas']} held-out captchas read whole; solving on ONNX Runtime uses "
+            f"{check['captchas']} held-out captchas read whole; solving from ONNX uses "
             f"{'int8' if int8_passes(check) else 'fp32'} by default"]

@@ -961,7 +961,7 @@ def _int8_check(out: Path, images: list, pre: Preprocess, held: tuple[torch.Tens
     check = {**int8_check(out, calibration, held[0].numpy(), held[1], stash=cache_dir()),
              "on": "training" if seen else "held-out"}
     say(f"int8 check: {100 * check['int8']:.2f}% against fp32 {100 * check['fp32']:.2f}% of {check['captchas']} "
-        f"{check['on']} captchas; solving on ONNX Runtime uses {'int8' if int8_passes(check) else 'fp32'} by default")
+        f"{check['on']} captchas; solving from ONNX uses {'int8' if int8_passes(check) else 'fp32'} by default")
     return check
 
 

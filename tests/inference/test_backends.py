@@ -1,0 +1,125 @@
+"""The two runtimes of an exported file: the same readings, the same file described alike, and the choice between them."""
+
+import importlib.util
+import threading
+
+import numpy as np
+import pytest
+
+from captcha.config import ONNX_RUNTIME_ENV
+from captcha.errors import ConfigError
+from captcha.inference import backends
+from captcha.inference.backends import OnnxBackend, onnx_runtime
+from captcha.inference.export import export_onnx
+from captcha.inference.load import general_reader_path, load_solver
+from captcha.inference.solver import Solver
+
+needs_openvino = pytest.mark.skipif(importlib.util.find_spec("openvino") is None, reason="OpenVINO is not installed")
+RUNTIMES = ("openvino", "onnxruntime")
+
+
+@pytest.fixture(scope="module")
+def exported(tiny_model, tmp_path_factory):
+    out = tmp_path_factory.mktemp("onnx") / "m.onnx"
+    return export_onnx(tiny_model, out, quantize=True)
+
+
+@pytest.fixture(scope="module")
+def reader_file():
+    path = general_reader_path().with_name("reader-ctc.int8.onnx")
+    if not path.is_file():
+        pytest.skip("the shipped reader's compiled file is not in this checkout")
+    return path
+
+
+def _crops(n: int, h: int, w: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).standard_normal((n, 3, h, w)).astype(np.float32)
+
+
+@needs_openvino
+def test_a_float_file_reads_the_same_on_both_runtimes(exported):
+    ov, ort = (OnnxBackend(exported["onnx"], runtime=r) for r in RUNTIMES)
+    x = _crops(8, *ov.metadata()["preprocess"]["size"])
+    # a float file runs all in fp32 on OpenVINO too: it must match ONNX Runtime (and so PyTorch) closely
+    np.testing.assert_allclose(ov(x), ort(x), atol=1e-4)
+    assert (ov.runtime, ort.runtime) == RUNTIMES and ov.name == ort.name == "onnx"
+    assert ov.metadata() == ort.metadata() and ov.classes == ort.classes and ov.any_width is ort.any_width is False
+    assert ov.stored("no such entry") is None and ort.stored("no such entry") is None
+
+
+@needs_openvino
+def test_an_int8_file_of_any_width_reads_alike_on_both_runtimes(reader_file):
+    ov, ort = (OnnxBackend(reader_file, runtime=r) for r in RUNTIMES)
+    assert ov.name == ort.name == "onnx-int8" and ov.any_width and ort.any_width and ov.classes == ort.classes
+    for width in (160, 224):  # one compiled file serves every width and batch size
+        x = _crops(3, 48, width, seed=width)
+        a, b = ov(x), ort(x)
+        assert a.shape == b.shape and np.mean(a.argmax(-1) == b.argmax(-1)) >= 0.95
+
+
+@needs_openvino
+def test_the_shipped_reader_solves_alike_on_both_runtimes(tiny_data, reader_file):
+    paths = sorted(str(p) for p in (tiny_data / "captchas" / "val").glob("*.png"))[:12]
+    read = {}
+    for runtime in RUNTIMES:
+        backend = OnnxBackend(reader_file, runtime=runtime)
+        solver = Solver.from_metadata(backend, backend.metadata())
+        assert solver.runtime == runtime
+        read[runtime] = [r.solution.text for r in solver.solve_batch(paths)]
+    assert np.mean([a == b for a, b in zip(*read.values())]) >= 0.9
+
+
+@needs_openvino
+def test_threads_calling_one_backend_at_once_each_get_their_own_answer(exported):
+    backend = OnnxBackend(exported["onnx"], runtime="openvino")
+    inputs = [_crops(4, *backend.metadata()["preprocess"]["size"], seed=i) for i in range(8)]
+    expected = [backend(x) for x in inputs]
+    got: dict[int, np.ndarray] = {}
+
+    def call(i: int) -> None:
+        for _ in range(5):
+            got[i] = backend(inputs[i])
+
+    threads = [threading.Thread(target=call, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for i in range(8):
+        np.testing.assert_array_equal(got[i], expected[i])
+
+
+def test_the_runtime_is_openvino_where_installed_else_onnx_runtime(monkeypatch):
+    monkeypatch.delenv(ONNX_RUNTIME_ENV, raising=False)
+    installed = {"onnxruntime"}
+    monkeypatch.setattr(backends.importlib.util, "find_spec", lambda name: object() if name in installed else None)
+    assert onnx_runtime() == "onnxruntime"
+    installed.add("openvino")
+    assert onnx_runtime() == "openvino"
+    monkeypatch.setenv(ONNX_RUNTIME_ENV, "onnxruntime")
+    assert onnx_runtime() == "onnxruntime" and onnx_runtime("openvino") == "openvino"
+    monkeypatch.setenv(ONNX_RUNTIME_ENV, "tensorrt")
+    with pytest.raises(ConfigError, match="unknown ONNX runtime 'tensorrt'.*openvino, onnxruntime"):
+        onnx_runtime()
+    installed.discard("openvino")
+    monkeypatch.setenv(ONNX_RUNTIME_ENV, "openvino")
+    with pytest.raises(ConfigError, match="openvino is not installed.*pip install openvino"):
+        onnx_runtime()
+
+
+def test_the_environment_picks_the_runtime_a_solver_loads(exported, monkeypatch):
+    monkeypatch.setenv(ONNX_RUNTIME_ENV, "onnxruntime")
+    assert load_solver(exported["onnx"]).runtime == "onnxruntime"
+    assert load_solver(exported["onnx"], backend="auto").backend_name == "onnx"
+
+
+@needs_openvino
+def test_openvino_keeps_its_compiled_network_where_it_can_and_loads_without_where_it_cannot(exported, tmp_path):
+    x = _crops(2, *OnnxBackend(exported["onnx"], runtime="onnxruntime").metadata()["preprocess"]["size"])
+    kept = OnnxBackend(exported["onnx"], runtime="openvino", blobs=tmp_path / "blobs")
+    assert list((tmp_path / "blobs").glob("*.blob"))
+    again = OnnxBackend(exported["onnx"], runtime="openvino", blobs=tmp_path / "blobs")  # from the kept network
+    np.testing.assert_array_equal(kept(x), again(x))
+    blocker = tmp_path / "a file"
+    blocker.write_text("not a folder")
+    np.testing.assert_array_equal(OnnxBackend(exported["onnx"], runtime="openvino", blobs=blocker)(x), kept(x))
