@@ -915,10 +915,11 @@ def cache_info(as_json) -> None:
     entries = c.entries()
     if as_json:
         _emit_json({"dir": str(c.root), "keep": c.keep, "bytes": c.size(), "entries": [str(p) for p in entries],
-                    "runtime": onnx_runtime()})
+                    "openvino_networks": [str(p) for p in c.blob_files()], "runtime": onnx_runtime()})
         return
-    click.echo(f"{c.root}: {len(entries)} compiled model(s), {c.size() / 1e6:.1f} MB (the {c.keep} most recently "
-               f"used are kept; $CAPTCHA_CACHE moves it), run by {onnx_runtime()} (${ONNX_RUNTIME_ENV} names one)")
+    click.echo(f"{c.root}: {len(entries)} compiled model(s) and {len(c.blob_files())} network(s) OpenVINO compiled "
+               f"for this CPU, {c.size() / 1e6:.1f} MB (the {c.keep} most recently used of each are kept; $CAPTCHA_CACHE "
+               f"moves it); run by {onnx_runtime()} (${ONNX_RUNTIME_ENV} names one)")
 
 
 @cache.command("clear")
