@@ -55,6 +55,21 @@ def test_an_int8_file_of_any_width_reads_alike_on_both_runtimes(reader_file):
         x = _crops(3, 48, width, seed=width)
         a, b = ov(x), ort(x)
         assert a.shape == b.shape and np.mean(a.argmax(-1) == b.argmax(-1)) >= 0.95
+    assert ov(_crops(0, 48, 160)).shape == ort(_crops(0, 48, 160)).shape == (0, 20, ov.classes)
+
+
+@needs_openvino
+def test_openvino_reads_a_batch_in_parts_of_powers_of_two_as_it_would_whole(reader_file):
+    """Memory OpenVINO keeps for each batch size it meets stays bounded: 37 captchas are read as 32 + 4 + 1, each
+    row as it reads alone."""
+    backend = OnnxBackend(reader_file, runtime="openvino")
+    sizes = []
+    infer = backend.session._infer
+    backend.session._infer = lambda x: sizes.append(len(x)) or infer(x)
+    x = _crops(37, 48, 160, seed=1)
+    whole = backend(x)
+    assert sizes == [32, 4, 1] and whole.shape[0] == 37
+    np.testing.assert_allclose(whole[33:37], backend(x[33:37]), atol=1e-5)
 
 
 @needs_openvino
