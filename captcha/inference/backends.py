@@ -156,8 +156,8 @@ class _OpenVino:
         width, classes = self.model.inputs[0].get_partial_shape()[-1], self.model.outputs[0].get_partial_shape()[-1]
         self.input_width = None if width.is_dynamic else width.get_length()
         self.classes = None if classes.is_dynamic else classes.get_length()
-        # one infer request, one call at a time: it uses every core it is given, and one per thread (the service's
-        # executor runs batches on several) held buffers and kernels for every batch size each met (RSS +54%)
+        # one infer request, one call at a time: a call uses every core it is given, so calls from several threads
+        # (the service's executor) gain nothing by overlapping, and one request holds one set of buffers
         self.request = self.compiled.create_infer_request()
         self.lock = threading.Lock()
 
