@@ -129,7 +129,7 @@ DEVICES = ("auto", "cpu", "cuda")
 BACKENDS = ("auto", "onnx", "torch")
 # What runs an ONNX file (a compiled checkpoint or `captcha export`'s): OpenVINO where it is installed, else ONNX
 # Runtime; $CAPTCHA_ONNX_RUNTIME names one. The same int8 file of lso-eroded-band6's model at 96x288 (batches of
-# 128, 2 threads, a 2-core Xeon with AVX-512, VNNI and AMX): OpenVINO 668-1048 network inputs/s, ONNX Runtime
+# 128, 2 threads, a 2-core Xeon with AVX-512, VNNI and AMX): OpenVINO 663-1,048 network inputs/s, ONNX Runtime
 # 277-452; `solve-batch` 183-228 captchas/s against 128-149, the readings the same (docs/measurements.md,
 # "Another runtime for the same files").
 ONNX_RUNTIMES = ("openvino", "onnxruntime")
