@@ -912,14 +912,14 @@ def cache_info(as_json) -> None:
     from .inference.load import OnnxCache
 
     c = OnnxCache()
-    entries = c.entries()
+    entries, blobs, runtime = c.entries(), c.blob_files(), onnx_runtime()
     if as_json:
         _emit_json({"dir": str(c.root), "keep": c.keep, "bytes": c.size(), "entries": [str(p) for p in entries],
-                    "openvino_networks": [str(p) for p in c.blob_files()], "runtime": onnx_runtime()})
+                    "openvino_networks": [str(p) for p in blobs], "runtime": runtime})
         return
-    click.echo(f"{c.root}: {len(entries)} compiled model(s) and {len(c.blob_files())} network(s) OpenVINO compiled "
+    click.echo(f"{c.root}: {len(entries)} compiled model(s) and {len(blobs)} network(s) OpenVINO compiled "
                f"for this CPU, {c.size() / 1e6:.1f} MB (the {c.keep} most recently used of each are kept; $CAPTCHA_CACHE "
-               f"moves it); run by {onnx_runtime()} (${ONNX_RUNTIME_ENV} names one)")
+               f"moves it); run by {runtime} (${ONNX_RUNTIME_ENV} names one)")
 
 
 @cache.command("clear")

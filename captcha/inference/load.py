@@ -170,19 +170,21 @@ class OnnxCache:
     def prune(self) -> list[Path]:
         """Remove all but the ``keep`` most recently used models and OpenVINO's ``keep`` newest compiled networks,
         and temp files of killed exports."""
-        removed = self.entries()[self.keep:] + self.blob_files()[self.keep:]
-        if self.root.is_dir():
-            removed += list(self.root.glob(TEMP_GLOB))
+        removed = self.entries()[self.keep:] + self.blob_files()[self.keep:] + self._temp_files()
         for p in removed:
             p.unlink(missing_ok=True)
         return removed
 
     def clear(self) -> list[Path]:
         """Remove every cached model."""
-        removed = self.entries() + self.blob_files() + (list(self.root.glob(TEMP_GLOB)) if self.root.is_dir() else [])
+        removed = self.entries() + self.blob_files() + self._temp_files()
         for p in removed:
             p.unlink(missing_ok=True)
         return removed
+
+    def _temp_files(self) -> list[Path]:
+        """Exports a killed process left half written (:func:`~.backends.temp_onnx`)."""
+        return list(self.root.glob(TEMP_GLOB)) if self.root.is_dir() else []
 
     def size(self) -> int:
         """Bytes the cache holds."""
@@ -250,14 +252,14 @@ def load_solver(path: str | os.PathLike | None = None, backend: str = "auto", de
     ``path`` for the general reader shipped in the package; readings less confident than ``reject_below`` come
     back rejected. ``precision`` applies to a checkpoint compiled to ONNX."""
     path = general_reader_path() if path is None else path
+    cache = cache or OnnxCache()
     if str(path).endswith(".onnx"):
         if backend == "torch":
             raise ConfigError(f"{path}: an ONNX file runs on OpenVINO or ONNX Runtime, not --backend torch")
         if device == "cuda":
             raise ConfigError(f"{path}: an ONNX file runs on the CPU; load the checkpoint for --device cuda")
-        return Solver.from_onnx(path, threads, max_pixels, reject_below, (cache or OnnxCache()).blobs)
+        return Solver.from_onnx(path, threads, max_pixels, reject_below, cache.blobs)
     if resolve_backend(backend, device) == "onnx":
-        cache = cache or OnnxCache()
         shipped = shipped_compiled(path, precision, threads, cache.blobs)
         if shipped is not None:
             return Solver.from_metadata(shipped, shipped.metadata(), max_pixels, str(path), reject_below)

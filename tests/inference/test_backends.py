@@ -10,18 +10,11 @@ from captcha.config import ONNX_RUNTIME_ENV
 from captcha.errors import ConfigError
 from captcha.inference import backends
 from captcha.inference.backends import OnnxBackend, onnx_runtime
-from captcha.inference.export import export_onnx
 from captcha.inference.load import general_reader_path, load_solver
 from captcha.inference.solver import Solver
 
 needs_openvino = pytest.mark.skipif(importlib.util.find_spec("openvino") is None, reason="OpenVINO is not installed")
 RUNTIMES = ("openvino", "onnxruntime")
-
-
-@pytest.fixture(scope="module")
-def exported(tiny_model, tmp_path_factory):
-    out = tmp_path_factory.mktemp("onnx") / "m.onnx"
-    return export_onnx(tiny_model, out, quantize=True)
 
 
 @pytest.fixture(scope="module")

@@ -6,14 +6,7 @@ from fresh_process import run_cli
 
 from captcha.errors import CheckpointError
 from captcha.inference.backends import OnnxBackend, read_metadata
-from captcha.inference.export import export_onnx
 from captcha.inference.load import load_solver
-
-
-@pytest.fixture(scope="module")
-def exported(tiny_model, tmp_path_factory):
-    out = tmp_path_factory.mktemp("onnx") / "m.onnx"
-    return export_onnx(tiny_model, out, quantize=True)
 
 
 def test_export_is_verified_and_self_describing(exported):
