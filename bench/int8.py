@@ -25,6 +25,7 @@ from captcha.data.images import load_image
 from captcha.data.layout import read_captcha_labels
 from captcha.data.preprocess import Preprocess
 from captcha.data.segment import SegmentConfig
+from captcha.inference.backends import OnnxBackend
 from captcha.inference.export import (
     CALIBRATIONS,
     calibration_inputs,
@@ -60,7 +61,7 @@ def compare(path: Path) -> dict:
     inputs = {k: np.concatenate([prep.inputs(load_image(p)) for p in files]) for k, (files, _) in sets.items()}
 
     def accuracy(model: Path, key: str) -> float:
-        return string_accuracy(model, inputs[key], sets[key][1], charset, prep.method, prep.length)
+        return string_accuracy(OnnxBackend(model), inputs[key], sets[key][1], charset, prep.method, prep.length)
 
     row: dict = {"model": str(path), "captchas": {k: len(v[1]) for k, v in sets.items()}}
     with tempfile.TemporaryDirectory() as tmp:

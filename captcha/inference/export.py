@@ -81,6 +81,13 @@ def export_onnx(checkpoint: str | os.PathLike, out: str | os.PathLike, quantize:
     ``member``: one of the checkpoint's other networks (``second``) instead of its model; ``with_second``:
     the second network too, where the checkpoint has one, to :func:`~.backends.second_path` (its report
     under ``second``)."""
+    return _export(checkpoint, out, quantize, tolerance, samples, member, with_second)[0]
+
+
+def _export(checkpoint: str | os.PathLike, out: str | os.PathLike, quantize: bool = False, tolerance: float = 1e-3,
+            samples: int = 64, member: str = "", with_second: bool = False) -> tuple[dict[str, Any], OnnxBackend]:
+    """:func:`export_onnx`'s report, and the file it wrote opened (the checks read it: opening it again would
+    compile it again)."""
     ckpt = load_checkpoint(checkpoint, kind="recognizer")
     model = model_from_checkpoint(ckpt, checkpoint, member).eval()
     out = Path(out)
@@ -101,11 +108,12 @@ def export_onnx(checkpoint: str | os.PathLike, out: str | os.PathLike, quantize:
     x = sample_crops(ckpt, samples)
     with torch.inference_mode():
         ref = model(torch.from_numpy(x)).numpy()
-    report: dict[str, Any] = {"onnx": str(out), "max_abs_diff": _verify(out, x, ref, tolerance)}
+    opened = OnnxBackend(out)
+    report: dict[str, Any] = {"onnx": str(out), "max_abs_diff": _verify(opened, x, ref, tolerance)}
     if ctc:  # and twice as wide, as a reading held to more characters may be read
         wide = widened(x, 2 * w)
         with torch.inference_mode():
-            report["max_abs_diff_wide"] = _verify(out, wide, model(torch.from_numpy(wide)).numpy(), tolerance)
+            report["max_abs_diff_wide"] = _verify(opened, wide, model(torch.from_numpy(wide)).numpy(), tolerance)
     if quantize:
         qpath = out.with_name(out.stem + INT8_SUFFIX)
         quantize_int8(out, qpath, _calibration(ckpt))
@@ -116,7 +124,7 @@ def export_onnx(checkpoint: str | os.PathLike, out: str | os.PathLike, quantize:
         out.with_name(out.stem + ".int8.json").write_text(json.dumps(report, indent=2) + "\n")
     if with_second and not member and ckpt.get(SECOND):
         report[SECOND] = export_onnx(checkpoint, second_path(out), quantize, tolerance, samples, SECOND)
-    return report
+    return report, opened
 
 
 def calibration_inputs(ckpt: dict[str, Any]) -> np.ndarray | None:
@@ -193,10 +201,10 @@ def int8_check(checkpoint: str | os.PathLike, calibration: np.ndarray, inputs: n
     normalized = _normalized(ckpt, calibration)
     with tempfile.TemporaryDirectory() as tmp:
         fp32, int8 = Path(tmp) / "m.onnx", Path(tmp) / "m.int8.onnx"
-        export_onnx(checkpoint, fp32, samples=EXPORT_CHECK_SAMPLES)
+        opened = _export(checkpoint, fp32, samples=EXPORT_CHECK_SAMPLES)[1]
         quantize_int8(fp32, int8, normalized, ranges)
-        for name, path in (("fp32", fp32), ("int8", int8)):
-            read[name] = string_accuracy(path, inputs, labels, charset, method, length)
+        for name, model in (("fp32", opened), ("int8", OnnxBackend(int8))):
+            read[name] = string_accuracy(model, inputs, labels, charset, method, length)
         check = {**read, "captchas": len(labels), "tolerance": INT8_TOLERANCE, "ranges": ranges}
         default = int8_passes(check)
         if stash is not None:  # the file solving will use by default; another precision asked for is made anew
@@ -255,10 +263,10 @@ def checked_ranges(check: dict[str, Any] | None) -> str:
     return check.get("ranges", "minmax") if check else CALIBRATIONS[0]
 
 
-def string_accuracy(path: Path, inputs: np.ndarray, labels: list[str], charset: Charset, method: str,
+def string_accuracy(model: OnnxBackend, inputs: np.ndarray, labels: list[str], charset: Charset, method: str,
                     length: int) -> float:
-    """The share of captchas ``labels`` that the ONNX file at ``path`` reads whole from their ``inputs``."""
-    logits = run_batched(OnnxBackend(path), inputs)
+    """The share of captchas ``labels`` that the opened ONNX file ``model`` reads whole from their ``inputs``."""
+    logits = run_batched(model, inputs)
     texts = [s.text for s in decode(logits.reshape(len(labels), -1, logits.shape[-1]), charset, method, length)]
     return float(np.mean([t == lab for t, lab in zip(texts, labels)]))
 
@@ -275,11 +283,10 @@ def int8_passes(check: dict[str, Any] | None) -> bool:
     return bool(check) and check["int8"] >= check["fp32"] - int8_allowance(check.get("captchas")) - 1e-9
 
 
-def _verify(path: Path, x: np.ndarray, ref: np.ndarray, tolerance: float) -> float:
-    backend = OnnxBackend(path)
+def _verify(backend: OnnxBackend, x: np.ndarray, ref: np.ndarray, tolerance: float) -> float:
     diff = float(np.abs(backend(x) - ref).max())
     if not np.isfinite(diff) or diff > tolerance:
-        raise CheckpointError(f"{path}: {backend.runtime} and PyTorch disagree by {diff:.2e} (> {tolerance:.0e}); "
+        raise CheckpointError(f"{backend.path}: {backend.runtime} and PyTorch disagree by {diff:.2e} (> {tolerance:.0e}); "
                               "the export is wrong, do not use it")
     return diff
 

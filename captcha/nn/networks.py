@@ -532,12 +532,23 @@ def model_from_checkpoint(ckpt: dict[str, Any], path: str | os.PathLike = "<chec
     if not isinstance(inner, int) or not 1 <= inner <= LAYER3_INNER or state_layer3_inner(state) != inner:
         raise CheckpointError(f"{path}: layer3 holds {state_layer3_inner(state)} inner channels but the checkpoint "
                               f"records {inner!r}; the file is inconsistent (retrain or re-export it)")
-    model = new_model(method, chars, width, inner)
     try:
-        model.load_state_dict(state)
+        model = holding(state, method, chars, width, inner)
     except RuntimeError as exc:
         raise CheckpointError(f"{path}: weights do not fit a ResNet-18: {str(exc).splitlines()[0]}") from None
     return model.eval()
+
+
+def holding(state: dict[str, torch.Tensor], method: str, num_chars: int, width: int = FEATURE_DIM,
+            layer3_inner: int = LAYER3_INNER) -> CharNet:
+    """:func:`new_model`'s network with every weight and buffer from ``state`` (strictly: a key missing or left
+    over raises). Built on the meta device, so the random weights it would overwrite are never drawn (a tenth of
+    a second on the CPU, and the global random stream is left as it was)."""
+    with torch.device("meta"):
+        model = new_model(method, num_chars, width, layer3_inner)
+    model = model.to_empty(device="cpu")
+    model.load_state_dict(state)
+    return model
 
 
 def count_parameters(model: nn.Module) -> dict[str, int]:

@@ -25,7 +25,7 @@ from ..config import READER_CHECK_FOLDS, TrainConfig
 from ..data.preprocess import Preprocess
 from ..inference.decode import decode
 from ..inference.load import general_reader_path
-from ..nn.networks import CharNet, network_shape, new_model, reader_size, reader_state
+from ..nn.networks import CharNet, holding, network_shape, reader_size, reader_state
 from .loop import predict
 from .recipe import Probe, train_briefly
 
@@ -61,8 +61,7 @@ def solving_reader(charset: Charset, path: Path | None = None) -> tuple[str, Cha
     input size)."""
     path = path or general_reader_path()
     source, state = reader_state(charset.alphabet, bool(charset.fold_case), path)
-    model = new_model("ctc", len(charset), *network_shape("ctc", state))
-    model.load_state_dict(state)
+    model = holding(state, "ctc", len(charset), *network_shape("ctc", state))
     return source, model.eval(), reader_size(str(path))
 
 

@@ -189,7 +189,7 @@ def test_compiling_takes_the_file_the_int8_check_made_for_the_same_weights(tiny_
     assert made == ["export_onnx", "quantize_int8"]
     assert np.array_equal(OnnxBackend(tmp_path / "taken.onnx")(x), OnnxBackend(tmp_path / "fresh.onnx")(x))
     # where int8 read worse, the fp32 file is left instead; other weights do not take it
-    monkeypatch.setattr(export, "string_accuracy", lambda path, *a: 0.0 if "int8" in str(path) else 0.9)
+    monkeypatch.setattr(export, "string_accuracy", lambda model, *a: 0.0 if "int8" in str(model.path) else 0.9)
     assert not export.int8_check(checked, ck["int8"]["inputs"], x, ["AB12", "C3A1"], stash=stash)["default"]
     first = next(k for k in ck["model"] if k.endswith("weight"))
     other = {**ck, "model": {**ck["model"], first: ck["model"][first] * 1.01}}
