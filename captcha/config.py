@@ -134,6 +134,10 @@ BACKENDS = ("auto", "onnx", "torch")
 # "Another runtime for the same files").
 ONNX_RUNTIMES = ("openvino", "onnxruntime")
 ONNX_RUNTIME_ENV = "CAPTCHA_ONNX_RUNTIME"
+# The thread budget a process is given by convention (PyTorch and NumPy's BLAS follow it): an ONNX file runs on
+# that many threads when set, as the network would under PyTorch, not on every core (several solving or test
+# processes on one machine would otherwise each start a thread per core and fight over them).
+THREADS_ENV = "OMP_NUM_THREADS"
 PRETRAINED_HELP = ("auto (ctc: the general reader; classify: the glyph backbone), glyphs (the default shipped "
                    "backbone; glyphs-v1 and glyphs-v2 by name), reader, imagenet, none, "
                    "or a PATH to a ResNet-18 checkpoint/state_dict")

@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..config import ONNX_RUNTIME_ENV, ONNX_RUNTIMES
+from ..config import ONNX_RUNTIME_ENV, ONNX_RUNTIMES, THREADS_ENV
 from ..errors import CheckpointError, ConfigError
 
 META_KEY = "captcha"  # the ONNX metadata entry holding the solving settings (JSON)
@@ -60,6 +60,7 @@ class OnnxBackend:
                  blobs: str | os.PathLike | None = None) -> None:
         self.path = path
         self.runtime = onnx_runtime(runtime)
+        threads = threads or process_threads()
         self.session = _OpenVino(path, threads, blobs) if self.runtime == "openvino" else _OnnxRuntime(path, threads)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
@@ -205,6 +206,13 @@ def onnx_runtime(runtime: str | None = None) -> str:
     if importlib.util.find_spec(chosen) is None:
         raise ConfigError(f"{chosen} is not installed (${ONNX_RUNTIME_ENV}={chosen}): pip install {chosen}")
     return chosen
+
+
+def process_threads() -> int | None:
+    """The threads this process is given by $OMP_NUM_THREADS (:data:`~captcha.config.THREADS_ENV`), or None
+    (unset or not a positive number): the runtime's own choice, every core."""
+    value = os.environ.get(THREADS_ENV, "").strip()
+    return int(value) if value.isdigit() and int(value) > 0 else None
 
 
 def has_onnxruntime() -> bool:

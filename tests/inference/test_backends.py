@@ -131,3 +131,22 @@ def test_openvino_keeps_its_compiled_network_where_it_can_and_loads_without_wher
     blocker = tmp_path / "a file"
     blocker.write_text("not a folder")
     np.testing.assert_array_equal(OnnxBackend(exported["onnx"], runtime="openvino", blobs=blocker)(x), kept(x))
+
+
+@needs_openvino
+def test_an_onnx_file_runs_on_the_threads_the_process_is_given(exported, monkeypatch):
+    from captcha.config import THREADS_ENV
+
+    def used(backend: OnnxBackend) -> int:
+        session = backend.session
+        if backend.runtime == "openvino":
+            return int(session.compiled.get_property("INFERENCE_NUM_THREADS"))
+        return session.session.get_session_options().intra_op_num_threads
+
+    for value, expected in (("1", 1), ("2", 2), ("", None), ("0", None), ("four", None)):
+        monkeypatch.setenv(THREADS_ENV, value)
+        assert backends.process_threads() == expected
+        for runtime in RUNTIMES:
+            if expected is not None:
+                assert used(OnnxBackend(exported["onnx"], runtime=runtime)) == expected, (runtime, value)
+                assert used(OnnxBackend(exported["onnx"], 3 - expected, runtime=runtime)) == 3 - expected  # asked for
