@@ -533,13 +533,13 @@ def model_from_checkpoint(ckpt: dict[str, Any], path: str | os.PathLike = "<chec
         raise CheckpointError(f"{path}: layer3 holds {state_layer3_inner(state)} inner channels but the checkpoint "
                               f"records {inner!r}; the file is inconsistent (retrain or re-export it)")
     try:
-        model = holding(state, method, chars, width, inner)
+        model = model_holding(state, method, chars, width, inner)
     except RuntimeError as exc:
         raise CheckpointError(f"{path}: weights do not fit a ResNet-18: {str(exc).splitlines()[0]}") from None
     return model.eval()
 
 
-def holding(state: dict[str, torch.Tensor], method: str, num_chars: int, width: int = FEATURE_DIM,
+def model_holding(state: dict[str, torch.Tensor], method: str, num_chars: int, width: int = FEATURE_DIM,
             layer3_inner: int = LAYER3_INNER) -> CharNet:
     """:func:`new_model`'s network with every weight and buffer from ``state`` (strictly: a key missing or left
     over raises). Built on the meta device, so the random weights it would overwrite are never drawn (a tenth of

@@ -25,7 +25,13 @@ from ..config import READER_CHECK_FOLDS, TrainConfig
 from ..data.preprocess import Preprocess
 from ..inference.decode import decode
 from ..inference.load import general_reader_path
-from ..nn.networks import CharNet, holding, network_shape, reader_size, reader_state
+from ..nn.networks import (
+    CharNet,
+    model_holding,
+    network_shape,
+    reader_size,
+    reader_state,
+)
 from .loop import predict
 from .recipe import Probe, train_briefly
 
@@ -61,7 +67,7 @@ def solving_reader(charset: Charset, path: Path | None = None) -> tuple[str, Cha
     input size)."""
     path = path or general_reader_path()
     source, state = reader_state(charset.alphabet, bool(charset.fold_case), path)
-    model = holding(state, "ctc", len(charset), *network_shape("ctc", state))
+    model = model_holding(state, "ctc", len(charset), *network_shape("ctc", state))
     return source, model.eval(), reader_size(str(path))
 
 

@@ -237,15 +237,15 @@ def test_a_narrow_model_round_trips_through_its_checkpoint_and_a_wrong_width_is_
 
 
 def test_a_network_built_to_hold_a_state_draws_no_weights_and_takes_every_one():
-    from captcha.nn.networks import holding, new_model
+    from captcha.nn.networks import model_holding, new_model
 
     state = new_model("classify", 6).eval().state_dict()
     state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}  # as shipped files keep them
     torch.manual_seed(7)
     before = torch.get_rng_state()
-    model = holding(state, "classify", 6).eval()
+    model = model_holding(state, "classify", 6).eval()
     assert torch.equal(torch.get_rng_state(), before)  # no random initial weights drawn, then overwritten
     assert all(v.dtype == (torch.float32 if v.is_floating_point() else state[k].dtype) and v.device.type == "cpu"
                and torch.equal(v, state[k].to(v.dtype)) for k, v in model.state_dict().items())
     with pytest.raises(RuntimeError, match="Missing key"):
-        holding({k: v for k, v in state.items() if k != "layer2.0.bn1.running_var"}, "classify", 6)
+        model_holding({k: v for k, v in state.items() if k != "layer2.0.bn1.running_var"}, "classify", 6)
