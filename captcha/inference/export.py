@@ -286,8 +286,8 @@ def int8_passes(check: dict[str, Any] | None) -> bool:
 def _verify(backend: OnnxBackend, x: np.ndarray, ref: np.ndarray, tolerance: float) -> float:
     diff = float(np.abs(backend(x) - ref).max())
     if not np.isfinite(diff) or diff > tolerance:
-        raise CheckpointError(f"{backend.path}: {backend.runtime} and PyTorch disagree by {diff:.2e} (> {tolerance:.0e}); "
-                              "the export is wrong, do not use it")
+        raise CheckpointError(f"{backend.path}: {backend.runtime} and PyTorch disagree by {diff:.2e} "
+                              f"(> {tolerance:.0e}); the export is wrong, do not use it")
     return diff
 
 

@@ -540,7 +540,7 @@ def model_from_checkpoint(ckpt: dict[str, Any], path: str | os.PathLike = "<chec
 
 
 def model_holding(state: dict[str, torch.Tensor], method: str, num_chars: int, width: int = FEATURE_DIM,
-            layer3_inner: int = LAYER3_INNER) -> CharNet:
+                  layer3_inner: int = LAYER3_INNER) -> CharNet:
     """:func:`new_model`'s network with every weight and buffer from ``state`` (strictly: a key missing or left
     over raises). Built on the meta device, so the random weights it would overwrite are never drawn (a tenth of
     a second on the CPU, and the global random stream is left as it was)."""
