@@ -41,7 +41,14 @@ from ..config import (
 )
 from ..data.images import file_digest
 from ..errors import CheckpointError, ConfigError, require_file
-from .backends import TEMP_GLOB, OnnxBackend, TorchBackend, has_onnxruntime, temp_onnx
+from .backends import (
+    DESCRIPTION_SUFFIX,
+    TEMP_GLOB,
+    OnnxBackend,
+    TorchBackend,
+    has_onnxruntime,
+    temp_onnx,
+)
 from .solver import Solver
 
 log = logging.getLogger(__name__)
@@ -79,11 +86,16 @@ class OnnxCache:
         """Where OpenVINO keeps the networks it compiled from the cache's files for this CPU (its own names)."""
         return self.root / "openvino"
 
-    def blob_files(self) -> list[Path]:
-        """OpenVINO's compiled networks, newest first."""
+    def blob_files(self, pattern: str = "*.blob") -> list[Path]:
+        """OpenVINO's compiled networks, newest first (``pattern`` :data:`~.backends.DESCRIPTION_SUFFIX`'s: what was
+        read of the files they were compiled from)."""
         if not self.blobs.is_dir():
             return []
-        return sorted(self.blobs.glob("*.blob"), key=lambda p: p.stat().st_mtime, reverse=True)
+        return sorted(self.blobs.glob(pattern), key=lambda p: p.stat().st_mtime, reverse=True)
+
+    def _openvino_files(self, beyond: int = 0) -> list[Path]:
+        """OpenVINO's networks and the descriptions of their files, all but the ``beyond`` newest of each kind."""
+        return [p for pattern in ("*.blob", f"*{DESCRIPTION_SUFFIX}") for p in self.blob_files(pattern)[beyond:]]
 
     def key(self, checkpoint: Path) -> str:
         """Content hash of the checkpoint, salted with the versions that shape the export and with the
@@ -170,25 +182,27 @@ class OnnxCache:
     def prune(self) -> list[Path]:
         """Remove all but the ``keep`` most recently used models and OpenVINO's ``keep`` newest compiled networks,
         and temp files of killed exports."""
-        removed = self.entries()[self.keep:] + self.blob_files()[self.keep:] + self._temp_files()
+        removed = self.entries()[self.keep:] + self._openvino_files(self.keep) + self._temp_files()
         for p in removed:
             p.unlink(missing_ok=True)
         return removed
 
     def clear(self) -> list[Path]:
         """Remove every cached model."""
-        removed = self.entries() + self.blob_files() + self._temp_files()
+        removed = self.entries() + self._openvino_files() + self._temp_files()
         for p in removed:
             p.unlink(missing_ok=True)
         return removed
 
     def _temp_files(self) -> list[Path]:
-        """Exports a killed process left half written (:func:`~.backends.temp_onnx`)."""
-        return list(self.root.glob(TEMP_GLOB)) if self.root.is_dir() else []
+        """Exports a killed process left half written (:func:`~.backends.temp_onnx`), and descriptions of files
+        (:data:`~.backends.DESCRIPTION_SUFFIX`) left so."""
+        return (list(self.root.glob(TEMP_GLOB)) if self.root.is_dir() else []) + \
+            (list(self.blobs.glob(".*.tmp")) if self.blobs.is_dir() else [])
 
     def size(self) -> int:
         """Bytes the cache holds."""
-        return sum(p.stat().st_size for p in self.entries() + self.blob_files())
+        return sum(p.stat().st_size for p in self.entries() + self._openvino_files())
 
 
 def solving_checkpoint(path: str | os.PathLike | None) -> Path:

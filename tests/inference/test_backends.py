@@ -150,3 +150,32 @@ def test_an_onnx_file_runs_on_the_threads_the_process_is_given(exported, monkeyp
             if expected is not None:
                 assert used(OnnxBackend(exported["onnx"], runtime=runtime)) == expected, (runtime, value)
                 assert used(OnnxBackend(exported["onnx"], 3 - expected, runtime=runtime)) == 3 - expected  # asked for
+
+
+@needs_openvino
+def test_a_file_opened_again_from_the_kept_network_is_not_read_and_a_changed_file_is(exported, reader_file, tmp_path,
+                                                                                      monkeypatch):
+    import shutil
+
+    import openvino as ov
+
+    from captcha.inference.export import set_metadata
+
+    blobs = tmp_path / "blobs"
+    local = shutil.copy(exported["onnx"], tmp_path / "m.onnx")
+    first = OnnxBackend(local, runtime="openvino", blobs=blobs)
+    int8 = OnnxBackend(reader_file, runtime="openvino", blobs=blobs)
+    reads = []
+    real = ov.Core.read_model
+    monkeypatch.setattr(ov.Core, "read_model", lambda core, *a, **k: reads.append(a) or real(core, *a, **k))
+    again, int8_again = (OnnxBackend(f, runtime="openvino", blobs=blobs) for f in (local, reader_file))
+    assert reads == []  # what compiling needs and the stored settings came from the description kept
+    assert again.metadata() == first.metadata() and (again.classes, again.any_width) == (first.classes, first.any_width)
+    x = _crops(2, *first.metadata()["preprocess"]["size"])
+    np.testing.assert_array_equal(again(x), first(x))
+    y = _crops(2, 48, 160)
+    np.testing.assert_array_equal(int8_again(y), int8(y))
+    hint = [b.session.compiled.get_property("INFERENCE_PRECISION_HINT") for b in (again, int8_again)]
+    assert str(hint[0]) == "<Type: 'float32'>" and str(hint[1]) != str(hint[0])  # a float file in fp32, as before
+    set_metadata(local, temperature=2.5)  # written again: read again, its new settings with it
+    assert OnnxBackend(local, runtime="openvino", blobs=blobs).metadata()["temperature"] == 2.5 and len(reads) == 1
