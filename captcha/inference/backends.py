@@ -145,7 +145,7 @@ class _OpenVino:
         kept = Path(blobs) if blobs is not None and _writable(Path(blobs)) else None
         try:
             # what compiling needs to know of the file, and the settings stored in it: from the description kept
-            # beside OpenVINO's networks, else read from the file (0.13 s for the general reader's)
+            # beside OpenVINO's networks, else read from the file (0.03-0.05 s of opening the general reader's)
             known = _described(path, kept)
             model = None
             if known is None:

@@ -180,8 +180,8 @@ class OnnxCache:
         return backend if backend.stored("captcha_cache_key") == key else None
 
     def prune(self) -> list[Path]:
-        """Remove all but the ``keep`` most recently used models and OpenVINO's ``keep`` newest compiled networks,
-        and temp files of killed exports."""
+        """Remove all but the ``keep`` most recently used models and OpenVINO's ``keep`` newest compiled networks
+        (and descriptions of their files), and temp files of killed exports."""
         removed = self.entries()[self.keep:] + self._openvino_files(self.keep) + self._temp_files()
         for p in removed:
             p.unlink(missing_ok=True)
