@@ -16,8 +16,10 @@ import csv
 import io
 import itertools
 import logging
+import os
 import re
 import shutil
+import tempfile
 from collections import Counter
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -168,6 +170,22 @@ def labels_csv_text(rows: Iterable[tuple[str, str]]) -> str:
     writer.writerow(("filename", "label"))
     writer.writerows(rows)
     return buf.getvalue()
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temp file beside it and a rename: a kill at any moment leaves the old
+    file or the new one whole, never half of one (a temp file cut short is removed where it can be)."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def read_captcha_labels(folder: str | Path, charset: Charset = DEFAULT_CHARSET,

@@ -19,6 +19,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ..config import ONNX_RUNTIME_ENV, ONNX_RUNTIMES, THREADS_ENV
+from ..data.layout import write_atomically
 from ..errors import CheckpointError, ConfigError
 
 META_KEY = "captcha"  # the ONNX metadata entry holding the solving settings (JSON)
@@ -146,9 +147,10 @@ class _OpenVino:
         try:
             # what compiling needs to know of the file, and the settings stored in it: from the description kept
             # beside OpenVINO's networks, else read from the file (0.03-0.05 s of opening the general reader's)
-            known = _described(path, kept)
-            model = None
-            if known is None:
+            description = _description_file(path, kept) if kept is not None else None
+            known = _described(description)
+            fresh, model = known is None, None
+            if fresh:
                 model = core.read_model(str(path))
                 known = {"int8": any(op.get_type_name() == "FakeQuantize" for op in model.get_ops()),
                          "stored": {k: v.astype(str) for k, v in _framework_info(model).items()}}
@@ -162,7 +164,7 @@ class _OpenVino:
                 # finds the network it compiled from that file's content before and loads it (0.04 s), the file unread
                 config["CACHE_DIR"] = str(kept)
                 self.compiled = core.compile_model(str(path), "CPU", config)
-                _describe(path, kept, known)
+                _keep_description(description, known, fresh)
             else:
                 self.compiled = core.compile_model(model, "CPU", config)
         except Exception as exc:  # noqa: BLE001 - OpenVINO raises its own untyped errors
@@ -180,8 +182,8 @@ class _OpenVino:
     def run(self, x: np.ndarray) -> np.ndarray:
         # OpenVINO keeps memory for every input shape it has run (~4 MB a batch size at 48x160, never given back:
         # 363 -> 615 MB once batches of 1 to 64 had been read), so a batch is read in parts whose sizes are powers
-        # of two (37 = 32 + 4 + 1): a handful of shapes, at the same rate (it reads one input at a time about as
-        # fast as 128)
+        # of two (37 = 32 + 4 + 1): a handful of shapes. The small parts cost some speed (lso-eroded-arc5's int8 file
+        # at 96x240: 628 inputs/s one at a time, 1,393 in 32s, 1,028 in 128s; docs/measurements.md)
         if not len(x):  # OpenVINO refuses an empty batch; ONNX Runtime answers it with no rows
             return self._infer(np.zeros((1, *x.shape[1:]), dtype=x.dtype))[:0]
         parts, start = [], 0
@@ -209,38 +211,42 @@ def _framework_info(model: Any) -> dict[str, Any]:
     return dict(info["framework"]) if "framework" in info else {}
 
 
-def _description_file(path: str | os.PathLike, kept: Path) -> Path:
-    # the file as it is now: another file written at the path (an atomic replace) has another size or time
-    stat = Path(path).stat()
+def _description_file(path: str | os.PathLike, kept: Path) -> Path | None:
+    """Where the description of the file at ``path``, as it is now, is kept in ``kept`` (another file written at the
+    path, an atomic replace, has another size or time); None where there is no such file (opening it fails)."""
+    try:
+        stat = Path(path).stat()
+    except OSError:
+        return None
     name = f"{Path(path).resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
     return kept / (hashlib.sha256(name.encode()).hexdigest()[:24] + DESCRIPTION_SUFFIX)
 
 
-def _described(path: str | os.PathLike, kept: Path | None) -> dict[str, Any] | None:
-    """What :func:`_describe` kept of the file at ``path`` as it is now, or None."""
-    if kept is None:
+def _described(description: Path | None) -> dict[str, Any] | None:
+    """What :func:`_keep_description` kept in ``description``, or None."""
+    if description is None:
         return None
     try:
-        known = json.loads(_description_file(path, kept).read_text(encoding="utf-8"))
+        known = json.loads(description.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
     ok = isinstance(known, dict) and isinstance(known.get("int8"), bool) and isinstance(known.get("stored"), dict)
     return known if ok else None
 
 
-def _describe(path: str | os.PathLike, kept: Path, known: dict[str, Any]) -> None:
-    """Keep ``known`` (whether the file is quantised, its metadata entries) for the next process that opens it, whole
-    or not at all; nothing where it cannot be written."""
-    tmp = None
+def _keep_description(description: Path | None, known: dict[str, Any], fresh: bool) -> None:
+    """Keep ``known`` (whether the file is quantised, its metadata entries) in ``description`` for the next process
+    that opens the file where it was ``fresh``ly read, else mark the kept one used (the cache prunes the least
+    recently used); nothing where the folder cannot be written."""
+    if description is None:
+        return
     try:
-        target = _description_file(path, kept)
-        fd, tmp = tempfile.mkstemp(prefix=".", suffix=".tmp", dir=kept)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(known, fh)
-        os.replace(tmp, target)
+        if fresh:
+            write_atomically(description, json.dumps(known))
+        else:
+            os.utime(description)
     except OSError:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
+        pass
 
 
 def _writable(folder: Path) -> bool:

@@ -7,7 +7,6 @@ either the old file or the new one, never half of one; a restart reads both and 
 from __future__ import annotations
 
 import os
-import tempfile
 from collections import Counter
 from pathlib import Path
 
@@ -19,24 +18,11 @@ from ..data.layout import (
     labels_csv_text,
     one_length,
     read_captcha_labels,
+    write_atomically,
 )
 from ..errors import DataError
 
 UNREADABLE_FILE = "unreadable.txt"
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 class LabelStore:
@@ -100,5 +86,5 @@ class LabelStore:
             raise DataError(f"{name!r} is not an image of {self.folder}")
 
     def _write(self) -> None:
-        _atomic_write(self.folder / LABELS_FILE, labels_csv_text(sorted({**self.kept, **self.labels}.items())))
-        _atomic_write(self.folder / UNREADABLE_FILE, "".join(f"{n}\n" for n in sorted(self.unreadable)))
+        write_atomically(self.folder / LABELS_FILE, labels_csv_text(sorted({**self.kept, **self.labels}.items())))
+        write_atomically(self.folder / UNREADABLE_FILE, "".join(f"{n}\n" for n in sorted(self.unreadable)))
