@@ -38,6 +38,16 @@ def _private_torch_home(tmp_path_factory):
             os.environ[k] = v
 
 
+@pytest.fixture
+def no_int8_check(monkeypatch):
+    """Training as on a machine without ONNX Runtime: no int8 check at the end of each run (2-3 s of a test-sized run,
+    most of it ONNX Runtime's quantiser). For tests about something else; the check itself is tested in
+    tests/inference/test_export.py and by the training tests that keep it (the default path's among them)."""
+    import captcha.training.train as train_module
+
+    monkeypatch.setattr(train_module, "has_onnxruntime", lambda: False)
+
+
 @pytest.fixture(scope="session")
 def tiny_data(tmp_path_factory) -> Path:
     """A course-layout dataset over 6 characters: 12 train / 4 val images each, 20 val captchas."""

@@ -30,6 +30,7 @@ def test_first_captchas_keeps_the_first_n_and_the_same_val(captcha_data, tmp_pat
     assert len(read_captcha_labels(few / "captchas" / "val", cs, problems=[])) == 8
 
 
+@pytest.mark.usefixtures("no_int8_check")
 def test_bench_transfer_table_on_captcha_data(captcha_data, tmp_path):
     res = bench_transfer(captcha_data, None, epochs=1, freezes=("all",), out_dir=tmp_path, small_captchas=6,
                          charset="ABC123", batch_size=16, aug_passes=1)

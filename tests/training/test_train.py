@@ -28,6 +28,7 @@ def _cfg(data, out, **kw) -> TrainConfig:
     return TrainConfig(**base)
 
 
+@pytest.mark.usefixtures("no_int8_check")
 def test_cached_features_match_the_plain_path(tiny_data, tmp_path):
     """Frozen stages cached once per augmentation pass give the same model as running them every batch
     (in fp32: in bf16 the plain path runs them in bf16 every batch, the cache keeps their fp32 output)."""
@@ -55,6 +56,7 @@ def test_tiny_run_beats_chance_and_describes_itself(tiny_model):
     assert tiny_model.with_name("model.curve.png").stat().st_size > 1000
 
 
+@pytest.mark.usefixtures("no_int8_check")
 def test_first_batch_loss_is_reported_near_ln_classes(tiny_data, tmp_path):
     said = []
     train(_cfg(tiny_data, tmp_path / "m.pt", freeze="all", epochs=1), say=said.append)
@@ -72,6 +74,7 @@ RESUMED = {"default path": dict(pretrained="auto", freeze="auto", size=(32, 32))
 
 
 @pytest.mark.parametrize("start", list(RESUMED))
+@pytest.mark.usefixtures("no_int8_check")
 def test_resume_finishes_an_interrupted_run_identically(tiny_data, flat_captchas, tmp_path, start):
     if start == "ctc":
         tiny_data = flat_captchas
@@ -119,6 +122,7 @@ def test_resume_finishes_an_interrupted_run_identically(tiny_data, flat_captchas
         assert torch.allclose(kept[0]["model"][k].float(), kept[1]["model"][k].float(), atol=1e-5), k
 
 
+@pytest.mark.usefixtures("no_int8_check")
 def test_same_seed_same_metrics(tiny_data, tmp_path):
     runs = []
     for i in range(2):
@@ -167,6 +171,7 @@ def test_ctc_reads_whole_captchas(flat_captchas, tmp_path):
     assert sum(len(s.text) == 4 for s in sols) >= 8 and all(len(s.confidences) == len(s.text) for s in sols)
 
 
+@pytest.mark.usefixtures("no_int8_check")
 def test_a_narrow_ctc_run_resumes_at_its_own_width(flat_captchas, tmp_path, monkeypatch):
     """A resumed CTC run rebuilds its network as wide as the checkpoint it goes on from records."""
     import captcha.training.recipe as recipe
@@ -207,6 +212,7 @@ def test_ctc_on_a_site_whose_lengths_vary_learns_and_reads_every_length(mixed_ca
     assert sum(len(s.text) == len(labels[n]) for s, n in zip(sols, val)) >= 8  # read at their own lengths
 
 
+@pytest.mark.usefixtures("no_int8_check")
 def test_a_fine_tune_worse_than_the_reader_keeps_the_reader(flat_captchas, tmp_path):
     """The general reader competes as epoch 0: a fine-tune that wrecks it (an absurd rate) is not kept."""
     out = tmp_path / "wrecked.pt"
@@ -347,6 +353,7 @@ def test_the_reader_check_is_skipped_where_the_start_was_asked_for(six_captchas,
     assert calls == [] and load_checkpoint(tmp_path / "asked.pt")["train_config"]["epochs"] == 1
 
 
+@pytest.mark.usefixtures("no_int8_check")
 def test_self_training_reads_unlabelled_captchas_and_keeps_the_better_round(flat_captchas, tmp_path):
     import shutil
 
@@ -376,6 +383,7 @@ def test_self_training_reads_unlabelled_captchas_and_keeps_the_better_round(flat
                    unlabelled=str(tmp_path / "nowhere")))
 
 
+@pytest.mark.usefixtures("no_int8_check")
 def test_a_second_round_not_kept_leaves_the_first_fit_refit_as_without_unlabelled(flat_captchas, tmp_path, monkeypatch):
     """Self-training takes the refit's place in the plan; where it adds nothing (here no unlabelled captcha is
     read surely enough), the first fit is refit on every labelled captcha as a run without --unlabelled is."""
@@ -398,6 +406,7 @@ def test_a_second_round_not_kept_leaves_the_first_fit_refit_as_without_unlabelle
     assert "refit" not in res and not any(line.startswith("refit:") for line in said)
 
 
+@pytest.mark.usefixtures("no_int8_check")
 def test_a_second_round_is_not_refit_on_the_labelled_captchas_alone(flat_captchas, tmp_path, monkeypatch):
     """The second round learns from the labelled and the pseudo-labelled captchas and stands as trained: a refit
     inside it, on the labelled ones alone, dropped what the unlabelled taught and spent a third round's time."""
@@ -445,6 +454,7 @@ def test_a_small_set_is_refit_on_every_labelled_captcha(flat_captchas, tmp_path)
         evaluate_checkpoint(out)
 
 
+@pytest.mark.usefixtures("no_int8_check")
 def test_training_and_its_refit_go_on_from_the_chosen_probes_weights(flat_captchas, tmp_path, monkeypatch):
     """The probes' short runs are not thrown away: the first fit starts from the chosen probe's trained
     weights, and the refit on every captcha from the same ones."""
@@ -523,6 +533,7 @@ def test_a_ctc_refit_keeps_the_first_fit_to_read_the_unsure_captchas(flat_captch
     assert load_solver(exported).second is None and "second network" in caplog.text
 
 
+@pytest.mark.usefixtures("no_int8_check")
 def test_a_ctc_refit_on_more_captchas_than_the_limit_keeps_no_second(flat_captchas, tmp_path, monkeypatch):
     """Beyond SECOND_MAX_CAPTCHAS labelled captchas the refit is kept alone: there the two fits' average read
     the leave-style-out sites no better."""
@@ -538,6 +549,7 @@ def test_a_ctc_refit_on_more_captchas_than_the_limit_keeps_no_second(flat_captch
     assert load_solver(out, backend="torch").second is None
 
 
+@pytest.mark.usefixtures("no_int8_check")
 def test_one_fit_instead_of_a_refit_trains_on_the_held_out_slice_too(flat_captchas, tmp_path):
     """Auto epochs with no room for a refit (a 1 s budget): the slice that chose the recipe joins the one fit,
     every epoch is kept in turn (the last stays), and the validation share, never trained on, judges the run."""
@@ -556,6 +568,7 @@ def test_one_fit_instead_of_a_refit_trains_on_the_held_out_slice_too(flat_captch
     assert ck["metrics"]["captchas"] == 10
 
 
+@pytest.mark.usefixtures("no_int8_check")
 def test_one_fit_trains_on_all_but_a_few_of_the_validation_captchas_too(flat_captchas, tmp_path, monkeypatch):
     """Told no --val-fraction, a run that fits once also trains on the validation captchas it needs no more of to be
     measured: all but ONE_FIT_VALIDATION (4 here) of the 8 a default split holds out; the checkpoint records the
@@ -625,6 +638,7 @@ def test_refit_only_when_it_fits_the_budget_or_is_asked_for():
     assert _refit_epochs(TrainConfig(refit=False), 10, 80, 20, 10.0, spent, said.append, past_budget=True) == 0
 
 
+@pytest.mark.usefixtures("no_int8_check")
 def test_a_fit_slower_than_its_probe_is_held_to_the_budget(tiny_data, tmp_path, monkeypatch):
     """Epochs planned from a probe's speed that then run slower (a busier machine) are cut to what the budget
     still holds, and the rate is annealed by the new last epoch; the checkpoint and `captcha train --json` say so."""
@@ -740,6 +754,7 @@ def test_the_budget_keeps_room_for_a_refit_unless_none_can_follow():
     assert not _refit_planned(TrainConfig(unlabelled="u"), 1)  # self-training follows instead
 
 
+@pytest.mark.usefixtures("no_int8_check")
 def test_a_course_layout_refit_keeps_its_validation_folders_out(tiny_data, tmp_path):
     """In the course layout the refit adds the held-out slice of chars/train only: chars/val and
     captchas/val stay out, so its own figures on them are reported and `eval --val` still measures it."""
@@ -756,6 +771,7 @@ def test_a_course_layout_refit_keeps_its_validation_folders_out(tiny_data, tmp_p
     assert evaluate_checkpoint(out).captchas["captchas"] == 20
 
 
+@pytest.mark.usefixtures("no_int8_check")
 def test_labels_beyond_the_charset_are_read_or_reported(flat_captchas, tmp_path):
     """No --charset: a site's "+" becomes a class; a given charset without it: each captcha left out is said."""
     import shutil
@@ -783,6 +799,7 @@ def test_labels_beyond_the_charset_are_read_or_reported(flat_captchas, tmp_path)
     assert "'+'" in said[0] and "and 19 more" in said[0]
 
 
+@pytest.mark.usefixtures("no_int8_check")
 def test_captchas_left_out_are_said_once_even_with_a_refit(flat_captchas, tmp_path):
     """A label of another length than most is left out of training and said (it was silent unless training
     failed), and a labels.csv row for a missing file too: once each, not again by the refit's inner run."""
@@ -807,6 +824,7 @@ def test_captchas_left_out_are_said_once_even_with_a_refit(flat_captchas, tmp_pa
     assert len(lengths) == 1 and int(lengths[0].split()[2]) >= 1
 
 
+@pytest.mark.usefixtures("no_int8_check")
 def test_labels_in_lower_case_train_a_model_that_answers_in_lower_case(flat_captchas, tmp_path):
     """No --charset: a site labelled in lower case is read, and answered, in lower case."""
     import shutil
@@ -837,6 +855,7 @@ def test_the_batch_follows_the_method_unless_given():
     assert TrainConfig(method="auto").batch == 64 and TrainConfig(method="ctc", batch_size=8).batch == 8
 
 
+@pytest.mark.usefixtures("no_int8_check")
 def test_ctc_steps_through_its_own_batch_and_records_it(flat_captchas, tmp_path):
     """With no --batch-size a CTC run takes TRAIN_BATCH's 16 captchas a step, and the checkpoint says so."""
     import re
@@ -852,6 +871,7 @@ def test_ctc_steps_through_its_own_batch_and_records_it(flat_captchas, tmp_path)
     assert last["scheduler"]["total_steps"] == 2 * math.ceil(n / TRAIN_BATCH["ctc"]) and n > TRAIN_BATCH["ctc"]
 
 
+@pytest.mark.usefixtures("no_int8_check")
 def test_a_run_decodes_its_folder_once(flat_captchas, tmp_path, monkeypatch):
     """The probes, the fit and its refit each read the folder; each image is decoded once for all of them."""
     from collections import Counter
