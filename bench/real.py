@@ -147,6 +147,19 @@ def train_plain(data: list[str], out: Path, budget: float | None, extra: list[st
     return json.loads(proc.stdout), wall
 
 
+def fits(result: dict) -> str:
+    """How a run trained, as the budget planned it: one fit of N epochs, a fit and its refit, or the reader kept
+    untrained (the likeliest cause of a rerun reading a captcha or two otherwise)."""
+    if result.get("kept_reader"):
+        return "reader kept"
+    first, refit = len(result.get("history") or []), (result.get("refit") or {}).get("epochs")
+    if not first:  # a checkpoint from before runs recorded their result
+        return "-"
+    kept = (result.get("best") or {}).get("epoch", first)
+    fit = f"{first}" if kept == first else f"{first} (kept {kept})"
+    return f"{fit} + refit {refit}" if refit else f"one of {fit}"
+
+
 def ddddocr_score(test: list[Sample]) -> dict | None:
     """ddddocr's default model on the same test captchas, case-insensitive, restricted to the set's characters."""
     read = ddddocr_reader("".join(sorted({c for _, lab in test for c in lab})))
@@ -199,7 +212,7 @@ def run_set(name: str, work: Path, budget: float | None, limit: int | None = Non
     result, wall = train_plain(data, out, budget, extra)
     solver = load_solver(out)
     row = {"set": name, "train_captchas": limit or len(train), "test_captchas": len(test), "train_wall_s": wall,
-           "method": result.get("method"), "variant": variant,
+           "method": result.get("method"), "fits": fits(result), "variant": variant,
            "unlabelled": len(train) - limit if variant == "unlabelled" else 0,
            "synthetic": synthetic if variant == "synthetic" else 0,
            "self_training": result.get("self_training"), "no_labels": result.get("no_labels"),
@@ -220,6 +233,7 @@ def rescore_set(name: str, kept: Path, wide: int = 0) -> dict:
     solver = load_solver(path)
     return {"set": name, "train_captchas": len(train), "test_captchas": len(test),
             "train_wall_s": None, "method": ckpt.get("method"), "variant": "rescored",
+            "fits": fits(ckpt.get("finished", {}).get("result", {})),
             **scored(solver, test), **scored_wide(solver, name, wide), **solving_figures(solver, [p for p, _ in test]),
             "backend": solver.backend_name, "runtime": solver.runtime}
 
@@ -310,9 +324,9 @@ def main() -> None:
     Path(args.json).write_text(json.dumps({"trained": rows, "zero_shot": zero}, indent=2))
     print("\nplain `captcha train --data DIR`; test = the last 25% of each set by file name (± one standard error); "
           "wider test: more captchas of a leave-style-out site's style, never trained on\n")
-    print("| set | train captchas | added | method | full-string | without re-reading (--recheck off) | characters "
-          "| wrong refused at 95% | ECE | train time | captchas/s | wider test: full-string (captchas) |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("| set | train captchas | added | method | epochs | full-string | without re-reading (--recheck off) "
+          "| characters | wrong refused at 95% | ECE | train time | captchas/s | wider test: full-string (captchas) |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         rate = f"{r['batch_captchas_per_s']:.0f} ({r['backend']})" if "batch_captchas_per_s" in r else "-"
         wall = f"{r['train_wall_s']:.0f} s" if r["train_wall_s"] else "- (kept model)"
@@ -326,7 +340,7 @@ def main() -> None:
                                           + " read surely") if r.get("variant") == "no-labels" else "-"
         wide = f"{_with_error(r['wide']['string_acc'], r['wide']['captchas'])} ({r['wide']['captchas']})" \
             if "wide" in r else "-"
-        print(f"| {r['set']} | {r['train_captchas']} | {unl} | {r['method']} "
+        print(f"| {r['set']} | {r['train_captchas']} | {unl} | {r['method']} | {r.get('fits', '-')} "
               f"| {_with_error(r['string_acc'], r['test_captchas'])} "
               f"| {_pct(r['no_recheck_string_acc'])} | {_pct(r['char_acc'])} "
               f"| {_pct(r['rejection_at_95'].get('wrong_rejected', float('nan')))} | {_pct(r['reliability']['ece'])} "
