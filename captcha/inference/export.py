@@ -17,6 +17,7 @@ import hashlib
 import io
 import json
 import logging
+import math
 import os
 import random
 import shutil
@@ -29,7 +30,7 @@ import onnx
 import torch
 
 from ..charset import Charset
-from ..config import EXPORT_CHECK_SAMPLES, INT8_TOLERANCE, SECOND
+from ..config import EXPORT_CHECK_SAMPLES, INT8_MOST_LOST, INT8_TOLERANCE, SECOND
 from ..data.images import file_digest
 from ..data.preprocess import Preprocess, widened
 from ..data.synth import GlyphStyle, render_char
@@ -189,23 +190,31 @@ def set_metadata(path: Path, base: dict[str, Any] | None = None, **entries: Any)
 
 
 def int8_check(checkpoint: str | os.PathLike, calibration: np.ndarray, inputs: np.ndarray,
-               labels: list[str], stash: Path | None = None) -> dict[str, Any]:
+               labels: list[str], stash: Path | None = None,
+               training: tuple[np.ndarray, list[str]] | None = None) -> dict[str, Any]:
     """Quantise ``checkpoint`` with ``calibration`` (HWC uint8 training inputs), read the held-out
-    ``inputs`` (network inputs of the captchas ``labels``) at fp32 and int8, and decide the default. With a
-    ``stash`` folder the default's file is left there, for :func:`compile_onnx` to take rather than make again."""
+    ``inputs`` (network inputs of the captchas ``labels``), and any ``training`` captchas (inputs, labels), at fp32
+    and int8, and decide the default (:func:`int8_passes`). With a ``stash`` folder the default's file is left
+    there, for :func:`compile_onnx` to take rather than make again."""
     ckpt = load_checkpoint(checkpoint, kind="recognizer")
     charset = Charset.from_dict(ckpt["charset"])
     method, length = ckpt.get("method", "classify"), int(ckpt.get("length") or 0)
-    read: dict[str, float] = {}
     ranges = CALIBRATIONS[0]  # recorded with the check: solving quantises with the ranges it read with
     normalized = _normalized(ckpt, calibration)
     with tempfile.TemporaryDirectory() as tmp:
         fp32, int8 = Path(tmp) / "m.onnx", Path(tmp) / "m.int8.onnx"
         opened = _export(checkpoint, fp32, samples=EXPORT_CHECK_SAMPLES)[1]
         quantize_int8(fp32, int8, normalized, ranges)
-        for name, model in (("fp32", opened), ("int8", OnnxBackend(int8))):
-            read[name] = string_accuracy(model, inputs, labels, charset, method, length)
-        check = {**read, "captchas": len(labels), "tolerance": INT8_TOLERANCE, "ranges": ranges}
+        models = {"fp32": opened, "int8": OnnxBackend(int8)}
+
+        def paired(x: np.ndarray, texts: list[str]) -> dict[str, Any]:
+            right = {name: reads_right(model, x, texts, charset, method, length) for name, model in models.items()}
+            return {**{name: float(r.mean()) for name, r in right.items()}, "captchas": len(texts),
+                    "fp32_only": int((right["fp32"] & ~right["int8"]).sum()),
+                    "int8_only": int((right["int8"] & ~right["fp32"]).sum())}
+
+        check = {**paired(inputs, labels), "tolerance": INT8_TOLERANCE, "ranges": ranges,
+                 "training": paired(*training) if training and training[1] else None}
         default = int8_passes(check)
         if stash is not None:  # the file solving will use by default; another precision asked for is made anew
             kept, key = (int8, network_key(ckpt, "", normalized, ranges)) if default else (fp32, network_key(ckpt))
@@ -263,24 +272,53 @@ def checked_ranges(check: dict[str, Any] | None) -> str:
     return check.get("ranges", "minmax") if check else CALIBRATIONS[0]
 
 
-def string_accuracy(model: OnnxBackend, inputs: np.ndarray, labels: list[str], charset: Charset, method: str,
-                    length: int) -> float:
-    """The share of captchas ``labels`` that the opened ONNX file ``model`` reads whole from their ``inputs``."""
+def reads_right(model: OnnxBackend, inputs: np.ndarray, labels: list[str], charset: Charset, method: str,
+                length: int) -> np.ndarray:
+    """Which of the captchas ``labels`` the opened ONNX file ``model`` reads whole from their ``inputs``."""
     logits = run_batched(model, inputs)
     texts = [s.text for s in decode(logits.reshape(len(labels), -1, logits.shape[-1]), charset, method, length)]
-    return float(np.mean([t == lab for t, lab in zip(texts, labels)]))
+    return np.array([t == lab for t, lab in zip(texts, labels)], dtype=bool)
+
+
+def clearly_more(only_a: int, only_b: int) -> bool:
+    """Whether A reads clearly more than B of the same captchas, from the captchas only A and only B read right:
+    their difference at least two standard errors of it under equal readers (McNemar's test, z >= 2)."""
+    return only_a - only_b >= 2 * math.sqrt(only_a + only_b) > 0
 
 
 def int8_allowance(captchas: int | None) -> float:
-    """How far below fp32 an int8 check may read and pass: :data:`INT8_TOLERANCE`, and never less than
-    one of its ``captchas`` (a one-captcha flip is noise, see the constant)."""
+    """How far below fp32 a check stored without paired counts may read and pass: :data:`INT8_TOLERANCE`, and
+    never less than one of its ``captchas`` (a one-captcha flip is noise, see the constant)."""
     return max(INT8_TOLERANCE, 1 / captchas) if captchas else INT8_TOLERANCE
 
 
 def int8_passes(check: dict[str, Any] | None) -> bool:
-    """Whether an int8 check makes int8 the default: it read within :func:`int8_allowance` of fp32
-    (decided when solving, so a stored check follows today's rule)."""
-    return bool(check) and check["int8"] >= check["fp32"] - int8_allowance(check.get("captchas")) - 1e-9
+    """Whether an int8 check makes int8 the default (decided when solving, so a stored check follows today's rule):
+    on its held-out captchas int8 lost no more than :data:`INT8_MOST_LOST` (or :func:`int8_allowance`, if more), and
+    on those and the training captchas it read, paired, it does not read clearly fewer than fp32
+    (:func:`clearly_more`). Checks made before the paired counts were stored pass within the
+    allowance alone."""
+    if not check:
+        return False
+    lost, allowance = check["fp32"] - check["int8"], int8_allowance(check.get("captchas"))
+    if "fp32_only" not in check:
+        return lost <= allowance + 1e-9
+    both = [check, check.get("training") or {}]
+    worse, better = (sum(part.get(key, 0) for part in both) for key in ("fp32_only", "int8_only"))
+    return lost <= max(allowance, INT8_MOST_LOST) + 1e-9 and not clearly_more(worse, better)
+
+
+def int8_verdict(check: dict[str, Any]) -> str:
+    """How a stored int8 check reads, in a line: both precisions, on how many captchas, and what solving uses."""
+    paired = (f" ({check['fp32_only']} read right only in fp32, {check['int8_only']} only in int8)"
+              if "fp32_only" in check else "")
+    training = check.get("training")
+    if training:
+        paired += (f", and of {training['captchas']} training captchas {training['fp32_only']} only in fp32, "
+                   f"{training['int8_only']} only in int8")
+    return (f"{100 * check['int8']:.2f}% against fp32 {100 * check['fp32']:.2f}% of {check['captchas']} "
+            f"{check.get('on', 'held-out')} captchas{paired}; solving from ONNX uses "
+            f"{'int8' if int8_passes(check) else 'fp32'} by default")
 
 
 def _verify(backend: OnnxBackend, x: np.ndarray, ref: np.ndarray, tolerance: float) -> float:

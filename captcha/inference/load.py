@@ -33,6 +33,7 @@ from ..config import (
     DEFAULT_CHECKPOINT,
     DEFAULT_MAX_PIXELS,
     DEVICES,
+    INT8_MOST_LOST,
     INT8_TOLERANCE,
     PRECISIONS,
     SECOND,
@@ -101,7 +102,7 @@ class OnnxCache:
         """Content hash of the checkpoint, salted with the versions that shape the export and with the
         export code itself: a change in how models are compiled (int8 ranges, say) compiles them again."""
         digest = hashlib.sha256(checkpoint.read_bytes())
-        digest.update(f"{torch_version()}|{__version__}|{INT8_TOLERANCE}".encode())
+        digest.update(f"{torch_version()}|{__version__}|{INT8_TOLERANCE}|{INT8_MOST_LOST}".encode())
         digest.update(Path(__file__).with_name("export.py").read_bytes())
         return digest.hexdigest()[:24]
 

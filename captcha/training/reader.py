@@ -37,7 +37,7 @@ from ..data.synth import seed_for
 from ..errors import DataError, require_writable
 from ..eval.metrics import string_metrics
 from ..inference.decode import decode
-from ..inference.export import int8_check, int8_passes
+from ..inference.export import int8_check, int8_verdict
 from ..inference.solver import Preparer, Solver
 from ..nn.checkpoint import half_precision, last_file, load_checkpoint, save_checkpoint
 from ..nn.device import resolve_device, train_in_bf16
@@ -412,6 +412,4 @@ def _curve(history: list[dict]) -> list[str]:
 def _int8_line(check: dict | None) -> list[str]:
     if not check:
         return []
-    return [f"- int8 check: {100 * check['int8']:.2f}% against fp32 {100 * check['fp32']:.2f}% of its "
-            f"{check['captchas']} held-out captchas read whole; solving from ONNX uses "
-            f"{'int8' if int8_passes(check) else 'fp32'} by default"]
+    return [f"- int8 check, on captchas read whole: {int8_verdict(check)}"]

@@ -12,7 +12,6 @@ has reads less than the run's would, most of all on a far site, where a few more
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from ..charset import Charset
 from ..config import READER_CHECK_FOLDS, TrainConfig
 from ..data.preprocess import Preprocess
 from ..inference.decode import decode
+from ..inference.export import clearly_more
 from ..inference.load import general_reader_path
 from ..nn.networks import (
     CharNet,
@@ -54,12 +54,6 @@ class ReaderCheck:
 
     def to_dict(self) -> dict[str, Any]:
         return {**dataclasses.asdict(self), "kept": self.kept}
-
-
-def clearly_more(only_a: int, only_b: int) -> bool:
-    """Whether A reads clearly more than B of the same captchas, from the captchas only A and only B read right:
-    their difference at least two standard errors of it under equal readers (McNemar's test, z >= 2)."""
-    return only_a - only_b >= 2 * math.sqrt(only_a + only_b) > 0
 
 
 def solving_reader(charset: Charset, path: Path | None = None) -> tuple[str, CharNet, tuple[int, int]]:

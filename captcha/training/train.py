@@ -38,6 +38,7 @@ from ..charset import DEFAULT_CHARSET, Charset
 from ..config import (
     AUTO_EPOCHS,
     INT8_CALIBRATION,
+    INT8_TRAINED,
     ONE_FIT_VALIDATION,
     PROBE_SHARE,
     PSEUDO_CONFIDENCE,
@@ -65,7 +66,7 @@ from ..errors import DataError, require_writable
 from ..eval.metrics import score
 from ..eval.plots import training_curve
 from ..inference.backends import has_onnxruntime
-from ..inference.export import int8_check, int8_passes
+from ..inference.export import int8_check, int8_verdict
 from ..inference.load import cache_dir
 from ..inference.solver import Preparer
 from ..nn.checkpoint import half_precision, last_file, load_checkpoint, save_checkpoint
@@ -542,13 +543,17 @@ def _finish(run: Fit, out: Path, fit_idx: list[int], held_idx: list[int], ends: 
                                  data.length, cfg.method)
         checked = (torch.cat([checked[0], run.cap_x]) if len(run.cap_x) else checked[0], checked[1] + run.cap_labels)
         seen = not checked[1]
-        if seen:  # nothing held out (a refit on every labelled captcha): int8 against fp32 on training captchas
-            checked = _held_captchas(*_first_captchas(fit, fit_idx, data, run.pre, cfg.method), run.charset,
-                                     data.length, cfg.method)
 
         def check_int8() -> None:  # the file at ``out`` holds the kept weights already
-            if has_onnxruntime() and checked[1]:
-                final["int8"] = _int8_check(out, fit[0], run.pre, checked, cfg.seed, say, seen)
+            if not has_onnxruntime():
+                return
+            # training captchas: the whole check where nothing is held out (a refit on every labelled captcha),
+            # else paired evidence of a damaged quantisation beside the few held out
+            trained = _held_captchas(*_first_captchas(fit, fit_idx, data, run.pre, cfg.method), run.charset,
+                                     data.length, cfg.method)
+            held_out, also = (trained, None) if seen else (checked, trained if trained[1] else None)
+            if held_out[1]:
+                final["int8"] = _int8_check(out, fit[0], run.pre, held_out, cfg.seed, say, seen, also)
 
         if not refitting:  # a refit checks the model it makes instead
             check_int8()
@@ -770,7 +775,7 @@ def refit(cfg: TrainConfig, data: TrainingData, first: dict[str, Any], epochs: i
 
 
 def _first_captchas(fit: tuple[list, list], fit_idx: list[int], data: TrainingData, pre: Preprocess, method: str,
-                    limit: int = 256) -> tuple[torch.Tensor, list, list[int]]:
+                    limit: int = INT8_TRAINED) -> tuple[torch.Tensor, list, list[int]]:
     """Network inputs, targets and captcha groups of the first ``limit`` training captchas."""
     groups = [data.train_groups[i] for i in fit_idx]
     wanted = set(sorted(set(groups) - data.extra_groups)[:limit])
@@ -952,16 +957,17 @@ def _held_captchas(x: torch.Tensor, targets: list, groups: list[int], charset: C
 
 
 def _int8_check(out: Path, images: list, pre: Preprocess, held: tuple[torch.Tensor, list[str]], seed: int,
-                say: Callable[[str], None], seen: bool = False) -> dict[str, Any]:
-    """int8 against fp32 on held-out captchas (``seen``: on training ones, when none is held out),
-    calibrated on a sample of the training ``images`` (stored)."""
+                say: Callable[[str], None], seen: bool = False,
+                trained: tuple[torch.Tensor, list[str]] | None = None) -> dict[str, Any]:
+    """int8 against fp32 on held-out captchas (``seen``: on training ones, when none is held out), and on the
+    ``trained`` captchas given, calibrated on a sample of the training ``images`` (stored)."""
     pick = sorted(random.Random(seed_for(seed, "int8")).sample(range(len(images)), min(INT8_CALIBRATION, len(images))))
     calibration = torch.from_numpy(np.stack([pre.resize(images[i]) for i in pick]))
     # the files checked wait in the compile cache: compiling the model for solving takes them, not makes them again
-    check = {**int8_check(out, calibration, held[0].numpy(), held[1], stash=cache_dir()),
+    check = {**int8_check(out, calibration, held[0].numpy(), held[1], stash=cache_dir(),
+                          training=(trained[0].numpy(), trained[1]) if trained else None),
              "on": "training" if seen else "held-out"}
-    say(f"int8 check: {100 * check['int8']:.2f}% against fp32 {100 * check['fp32']:.2f}% of {check['captchas']} "
-        f"{check['on']} captchas; solving from ONNX uses {'int8' if int8_passes(check) else 'fp32'} by default")
+    say(f"int8 check: {int8_verdict(check)}")
     return check
 
 

@@ -146,6 +146,10 @@ def test_training_from_whole_captchas_with_a_recorded_split(flat_captchas, tmp_p
     rep = evaluate_checkpoint(out, backend="torch")
     assert rep.captchas["captchas"] == 10
     assert rep.captchas["string_acc"] == pytest.approx(ck["metrics"]["string_acc"])
+    # int8 against fp32 on the held-out captchas and, paired, on captchas it trained on (none of them twice)
+    check, trained = ck["int8"], ck["int8"]["training"]
+    assert check["on"] == "held-out" and 0 < trained["captchas"] <= 40 - check["captchas"]
+    assert trained["fp32_only"] + trained["int8_only"] <= trained["captchas"]
 
 
 def test_ctc_reads_whole_captchas(flat_captchas, tmp_path):
