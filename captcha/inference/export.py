@@ -4,10 +4,10 @@ The ONNX file carries everything solving needs besides the weights (charset, pre
 captcha length, splitter, method) as JSON in its metadata, so ``Solver.from_onnx`` needs no
 checkpoint and no PyTorch.
 
-int8 is checked, not assumed: at the end of training (where held-out captchas exist) the model is
-quantised with training inputs stored in the checkpoint and both precisions read the held-out
-captchas (:func:`int8_check`); the result is stored in the checkpoint, and solving uses int8 by
-default only when it reads them within :func:`int8_allowance` of fp32 (:func:`compile_onnx`).
+int8 is checked, not assumed: at the end of training the model is quantised with training inputs stored in
+the checkpoint and both precisions read the held-out captchas and training ones (:func:`int8_check`); what each
+read right is stored in the checkpoint, and solving uses int8 by default only where it reads them not clearly
+worse than fp32 (:func:`int8_passes`, :func:`compile_onnx`).
 """
 
 from __future__ import annotations
