@@ -3,7 +3,7 @@
 
 For every checkpoint given (as `captcha train` wrote it: its data folder and validation files are
 recorded in it), the model is exported, quantised with each of ``captcha.inference.export.CALIBRATIONS``
-on the 64 training inputs the checkpoint stores, and the three versions read its validation captchas
+on the 64 training inputs the checkpoint stores, and the versions read its validation captchas
 (what the int8 check at the end of training reads) and, for a model `bench/real.py --keep` trained on a
 set it knows, that set's test quarter (and a leave-style-out site's wider test, ``--wide 2000``). Full-string
 accuracy, as the labels are read for training, and the captchas only one precision reads right; its first
@@ -47,8 +47,8 @@ from captcha.nn.checkpoint import load_checkpoint
 
 
 def captchas_to_read(ckpt: dict, wide: int = 0) -> dict[str, tuple[list[Path], list[str]]]:
-    """The checkpoint's validation captchas, its first training captchas, the test quarter of the bench set its data came from, and for a
-    leave-style-out site ``wide`` captchas of its wider test."""
+    """The checkpoint's validation captchas, its first training captchas, the test quarter of the bench set its data
+    came from, and for a leave-style-out site ``wide`` captchas of its wider test."""
     charset = Charset.from_dict(ckpt["charset"])
     data = Path(ckpt["train_config"]["data"])
     labelled = {s.path.name: s.label for s in read_captcha_labels(data, charset, problems=[])}
@@ -123,7 +123,7 @@ def main() -> None:
                     help="also int8s damaged on purpose, calibrated on inputs dimmed by these factors (2,4)")
     ap.add_argument("--wide", type=int, default=0, help="a leave-style-out site's wider test of this many captchas")
     ap.add_argument("--check-size", type=int, default=ONE_FIT_VALIDATION,
-                    help="captchas in each simulated int8 check, drawn from the largest set read")
+                    help="captchas in each simulated int8 check, drawn from the largest set read but the training one")
     ap.add_argument("--draws", type=int, default=0, help="simulated checks per int8 version (0: none)")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
