@@ -39,6 +39,7 @@ from captcha.inference.export import (
     calibration_inputs,
     export_onnx,
     int8_passes,
+    paired_reading,
     quantize_int8,
     reads_right,
 )
@@ -105,13 +106,11 @@ def check_passes(fp32: np.ndarray, int8: np.ndarray, size: int, draws: int,
     passed = 0
     for _ in range(draws):
         pick = rng.choice(len(fp32), size=min(size, len(fp32)), replace=False)
-        a, b = fp32[pick], int8[pick]
-        check = {"fp32": a.mean(), "int8": b.mean(), "captchas": len(pick)}
-        if training is not None:
-            ta, tb = training
-            check.update(fp32_only=int((a & ~b).sum()), int8_only=int((b & ~a).sum()),
-                         training={"captchas": len(ta), "fp32_only": int((ta & ~tb).sum()),
-                                   "int8_only": int((tb & ~ta).sum())})
+        check = paired_reading(fp32[pick], int8[pick])
+        if training is None:
+            check = {key: check[key] for key in ("fp32", "int8", "captchas")}
+        else:
+            check["training"] = paired_reading(*training)
         passed += int8_passes(check)
     return passed / draws
 
@@ -135,8 +134,8 @@ def main() -> None:
         row = compare(path, args.damaged, args.wide)
         for key, n in row["captchas"].items():
             cells = " | ".join(f"{100 * row[v][key].mean():.2f}%" for v in versions)
-            pairs = ", ".join(f"{v} {int((row['fp32'][key] & ~row[v][key]).sum())} / "
-                              f"{int((row[v][key] & ~row['fp32'][key]).sum())}" for v in versions[1:])
+            reads = {v: paired_reading(row["fp32"][key], row[v][key]) for v in versions[1:]}
+            pairs = ", ".join(f"{v} {r['fp32_only']} / {r['int8_only']}" for v, r in reads.items())
             print(f"| {path.stem} | {key} ({n}) | {cells} | {pairs} |", flush=True)
         if args.draws:
             key = max((k for k in row["captchas"] if k != "train"), key=row["captchas"].get)

@@ -205,13 +205,10 @@ def int8_check(checkpoint: str | os.PathLike, calibration: np.ndarray, inputs: n
         fp32, int8 = Path(tmp) / "m.onnx", Path(tmp) / "m.int8.onnx"
         opened = _export(checkpoint, fp32, samples=EXPORT_CHECK_SAMPLES)[1]
         quantize_int8(fp32, int8, normalized, ranges)
-        models = {"fp32": opened, "int8": OnnxBackend(int8)}
+        models = (opened, OnnxBackend(int8))
 
         def paired(x: np.ndarray, texts: list[str]) -> dict[str, Any]:
-            right = {name: reads_right(model, x, texts, charset, method, length) for name, model in models.items()}
-            return {**{name: float(r.mean()) for name, r in right.items()}, "captchas": len(texts),
-                    "fp32_only": int((right["fp32"] & ~right["int8"]).sum()),
-                    "int8_only": int((right["int8"] & ~right["fp32"]).sum())}
+            return paired_reading(*(reads_right(model, x, texts, charset, method, length) for model in models))
 
         check = {**paired(inputs, labels), "tolerance": INT8_TOLERANCE, "ranges": ranges,
                  "training": paired(*training) if training and training[1] else None}
@@ -278,6 +275,13 @@ def reads_right(model: OnnxBackend, inputs: np.ndarray, labels: list[str], chars
     logits = run_batched(model, inputs)
     texts = [s.text for s in decode(logits.reshape(len(labels), -1, logits.shape[-1]), charset, method, length)]
     return np.array([t == lab for t, lab in zip(texts, labels)], dtype=bool)
+
+
+def paired_reading(fp32: np.ndarray, int8: np.ndarray) -> dict[str, Any]:
+    """What an int8 check stores of a set of captchas, from which of them each precision read right: both
+    accuracies, how many captchas, and those read right by fp32 only and by int8 only."""
+    return {"fp32": float(fp32.mean()), "int8": float(int8.mean()), "captchas": len(fp32),
+            "fp32_only": int((fp32 & ~int8).sum()), "int8_only": int((int8 & ~fp32).sum())}
 
 
 def clearly_more(only_a: int, only_b: int) -> bool:
