@@ -886,12 +886,12 @@ def label(folder, checkpoint, port, retrain_every, length, alphabet) -> None:
     Answers go to FOLDER/labels.csv at once (unreadable ones to FOLDER/unreadable.txt); a restart
     goes on where it stopped. Open http://127.0.0.1:PORT/ in a browser.
     """
-    from .data.layout import LABELS_FILE
+    from .data.layout import labels_file
     from .inference.load import solving_checkpoint
     from .label.app import open_session, serve_label
 
     # labels given already keep their case and characters; an unlabelled folder's file names are no labels
-    labelled = folder if (Path(folder) / LABELS_FILE).is_file() else None
+    labelled = folder if labels_file(Path(folder)) else None
     session = open_session(folder, solving_checkpoint(checkpoint), _charset(alphabet, labelled), length, retrain_every)
     todo = len(session.store.todo())
     click.echo(f"{todo} of {len(session.store.images)} captchas to label in {folder}; open http://127.0.0.1:{port}/")

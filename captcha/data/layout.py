@@ -7,7 +7,9 @@ Layout (see README)::
     DATA/*.png... [+ labels.csv]                         or: a flat folder of labelled captchas
 
 A captcha's label comes from ``labels.csv`` (header ``filename,label``, another naming a file and a label
-column, or none) when present, else from its file name up to the first ``_``, space or ``.``.
+column, or none; commas, tabs or spaces between them; ``labels.tsv`` or ``labels.txt`` where there is no
+labels.csv) when present, else from its file name up to the first ``_``, space or ``.`` (after a leading
+number that numbers the files: ``0001_A7K2.png``).
 """
 
 from __future__ import annotations
@@ -37,7 +39,9 @@ from .images import IMAGE_SUFFIXES, file_digest, is_image_name, load_image, unpa
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "val")
-LABELS_FILE = "labels.csv"
+LABELS_FILE = "labels.csv"  # the labels file this package writes
+# read where no labels.csv is: the names other tools give the same list (tab- or space-separated rows are read too)
+LABELS_FILES = (LABELS_FILE, "labels.tsv", "labels.txt")
 
 
 @dataclass
@@ -89,6 +93,24 @@ def names_not_labels(labels: Sequence[str]) -> str | None:
     return None
 
 
+def labels_after_numbers(names: Sequence[str]) -> list[str] | None:
+    """Labels of files named ``<number>_<text>`` (``0001_A7K2.png``, ``17-A7K2.png``) where the numbers number the
+    files, else None: the text after the numbering, up to the next ``_``, space or ``.``."""
+    parts = [re.fullmatch(r"(\d+)[_\- ]([^_ .]+).*", name) for name in names]
+    if not names or not all(parts):
+        return None
+    numbers = [m.group(1) for m in parts if m]
+    labels = [m.group(2) for m in parts if m]
+    if (names_not_labels(numbers) or "").startswith("number the images") and names_not_labels(labels) is None:
+        return labels
+    return None
+
+
+def labels_file(folder: Path) -> Path | None:
+    """The file listing ``folder``'s labels (:data:`LABELS_FILES`, the first there), or None."""
+    return next((folder / name for name in LABELS_FILES if (folder / name).is_file()), None)
+
+
 def _image_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if is_image_name(p.name))
 
@@ -129,7 +151,11 @@ def _read_labels_csv(labels_path: Path, found: list[Problem]) -> list[tuple[str,
     try:
         # utf-8-sig strips a BOM; newline="" lets csv handle CRLF files.
         with open(labels_path, newline="", encoding="utf-8-sig") as fh:
-            reader = csv.reader(fh)
+            first = fh.readline()
+            fh.seek(0)
+            # other tools list labels tab- or space-separated ("0001.png A7K2"); a CSV's first line has its comma
+            reader = (csv.reader(fh, delimiter="\t") if "\t" in first else csv.reader(fh) if "," in first
+                      else csv.reader(fh, delimiter=" ", skipinitialspace=True))
             header = next(reader, None)
             file_col, label_col, headerless = _label_columns(header, labels_path)
             rows = enumerate(itertools.chain([header] if headerless else [], reader), start=1 if headerless else 2)
@@ -199,11 +225,12 @@ def read_captcha_labels(folder: str | Path, charset: Charset = DEFAULT_CHARSET,
     folder = Path(folder)
     found: list[Problem] = []
     pairs = _label_pairs(folder, found)
+    listing = (labels_file(folder) or folder / LABELS_FILE).name
     samples = []
     for name, label in pairs:
         path = folder / name
         if not path.is_file():
-            found.append(Problem(str(path), f"listed in {LABELS_FILE} but missing"))
+            found.append(Problem(str(path), f"listed in {listing} but missing"))
             continue
         if not label:
             found.append(Problem(str(path), "empty label"))
@@ -253,8 +280,11 @@ def _label_pairs(folder: Path, found: list[Problem]) -> list[tuple[str, str]]:
     if not folder.is_dir():
         raise DataError(f"{folder}: captcha folder does not exist")
     images = _image_files(folder)
-    labels_path = folder / LABELS_FILE
-    if not labels_path.is_file():
+    labels_path = labels_file(folder)
+    if labels_path is None:
+        after = labels_after_numbers([p.name for p in images])
+        if after:
+            return [(p.name, label) for p, label in zip(images, after)]
         pairs = [(p.name, label_from_name(p.name)) for p in images]
         wrong = names_not_labels([label for _, label in pairs])
         if wrong:
@@ -266,7 +296,7 @@ def _label_pairs(folder: Path, found: list[Problem]) -> list[tuple[str, str]]:
     listed = {name for name, _ in pairs}
     for img in images:
         if img.name not in listed:
-            found.append(Problem(str(img), f"image not listed in {LABELS_FILE}; add a row for it or remove it"))
+            found.append(Problem(str(img), f"image not listed in {labels_path.name}; add a row for it or remove it"))
     return pairs
 
 
@@ -376,11 +406,11 @@ def detect_layout(root: Path) -> str:
     """``course`` when ``chars/`` or ``captchas/`` exist, ``flat`` for a folder of captchas."""
     if (root / "chars").is_dir() or (root / "captchas").is_dir():
         return "course"
-    if (root / LABELS_FILE).is_file() or any(is_image_name(p.name) for p in root.iterdir()):
+    if labels_file(root) or any(is_image_name(p.name) for p in root.iterdir()):
         return "flat"
     # a site's captchas split into folders of its own naming (train/, test/): which one to pass
     holding = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")
-                     and ((p / LABELS_FILE).is_file() or any(is_image_name(q.name) for q in p.iterdir())))
+                     and (labels_file(p) or any(is_image_name(q.name) for q in p.iterdir())))
     if holding:
         named = ", ".join(f"{name}/" for name in holding[:4]) + (", ..." if len(holding) > 4 else "")
         example = "train" if "train" in holding else holding[0]
@@ -403,7 +433,7 @@ def dataset_folder(root: str | Path, hint: str = "") -> Path:
         raise DataError(f"{root}: an archive, not a dataset folder: unpack it first ({unpack}) and pass the folder "
                         "that holds the captchas")
     if root.exists():
-        inside = f" (--data {root.parent})" if root.name == LABELS_FILE or is_image_name(root.name) else ""
+        inside = f" (--data {root.parent})" if root.name in LABELS_FILES or is_image_name(root.name) else ""
         raise DataError(f"{root}: a file, not a dataset folder: pass the folder that holds the captchas{inside}")
     raise DataError(f"{root}: dataset folder does not exist{hint}")
 

@@ -16,6 +16,7 @@ from ..data.layout import (
     LABELS_FILE,
     labels_csv_rows,
     labels_csv_text,
+    labels_file,
     one_length,
     read_captcha_labels,
     write_atomically,
@@ -39,9 +40,10 @@ class LabelStore:
             raise DataError(f"{self.folder}: no images (png, jpg, bmp, gif, webp) to label")
         self.labels: dict[str, str] = {}
         self.kept: dict[str, str] = {}  # rows of labels.csv this charset cannot read: written back as they were
-        if (self.folder / LABELS_FILE).is_file():
+        listing = labels_file(self.folder)  # written back as labels.csv, which is then read first
+        if listing:
             self.labels = {s.path.name: s.label for s in read_captcha_labels(self.folder, charset, [], copies=True)}
-            self.kept = {n: lab for n, lab in labels_csv_rows(self.folder / LABELS_FILE) if n not in self.labels}
+            self.kept = {n: lab for n, lab in labels_csv_rows(listing) if n not in self.labels}
         unreadable = self.folder / UNREADABLE_FILE
         self.unreadable = set(unreadable.read_text(encoding="utf-8").split()) if unreadable.is_file() else set()
         # a site whose lengths vary takes any

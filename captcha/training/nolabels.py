@@ -27,7 +27,7 @@ from ..config import (
     UNLABELLED_ROUNDS,
     TrainConfig,
 )
-from ..data.layout import LABELS_FILE, dataset_folder, labels_csv_text
+from ..data.layout import LABELS_FILE, dataset_folder, labels_csv_text, labels_file
 from ..errors import DataError
 from ..inference.load import general_reader_path, load_solver
 from .selftrain import confident_readings, unlabelled_images
@@ -81,8 +81,8 @@ def train_unlabelled(cfg: TrainConfig, say: Callable[[str], None] = print, progr
     when given, hold the readings to that length and those characters."""
     paths, _ = unlabelled_images(cfg.unlabelled)  # a wrong folder is said as --unlabelled's
     root = dataset_folder(cfg.unlabelled)
-    if (root / LABELS_FILE).is_file():
-        say(f"--unlabelled {root}: its {LABELS_FILE} is not read (learning with no labels; `captcha train --data "
+    if labels_file(root):
+        say(f"--unlabelled {root}: its {labels_file(root).name} is not read (learning with no labels; `captcha train --data "
             f"{root}` trains on those labels)")
     out = Path(cfg.out)
     reader: Path = general_reader_path()

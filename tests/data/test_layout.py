@@ -133,6 +133,47 @@ def test_file_names_that_number_the_images_are_not_taken_as_labels(flat_captchas
     assert check_dataset(_named_copy(flat_captchas, tmp_path / "named", n=40), CS).usable
 
 
+@pytest.mark.parametrize("sep", ["_", "-"])
+def test_file_names_numbered_before_the_label_give_the_label(flat_captchas, tmp_path, sep):
+    """0001_A7K2.png, 0002_X9PQ.png...: the number numbers the files, the text after it is the label."""
+    labels = dict(row.split(",") for row in (flat_captchas / "labels.csv").read_text().splitlines()[1:])
+    numbered = tmp_path / "numbered"
+    numbered.mkdir()
+    for i, name in enumerate(sorted(labels), start=1):
+        shutil.copy(flat_captchas / name, numbered / f"{i:04d}{sep}{labels[name]}.png")
+    samples = read_captcha_labels(numbered, Charset())
+    assert sorted(s.label for s in samples) == sorted(labels.values())
+    assert all(s.path.stem.endswith(s.label) for s in samples)
+    assert check_dataset(numbered, CS).usable
+    # numbers drawn at random before the text are labels' own, not a numbering: the name up to "_" stays the label
+    from captcha.data.layout import labels_after_numbers
+    rng = __import__("random").Random(0)
+    assert labels_after_numbers([f"{rng.randrange(10_000):04d}_{i}.png" for i in range(40)]) is None
+    assert labels_after_numbers([f"{i:04d}_AB12.png" for i in range(40)]) is None  # one text for all: no labels
+
+
+@pytest.mark.parametrize("listing, rows", [("labels.csv", "filename\tlabel\n{name}\t{label}\n"),
+                                           ("labels.txt", "{name} {label}\n"),
+                                           ("labels.tsv", "{name}\t{label}\n"),
+                                           ("labels.txt", "{name}  {label}\n")])
+def test_labels_listed_tab_or_space_separated_or_in_labels_txt(flat_captchas, tmp_path, listing, rows):
+    """Other tools list labels one "file label" row a line, tab- or space-separated, often as labels.txt."""
+    site = tmp_path / "site"
+    shutil.copytree(flat_captchas, site)
+    labels = dict(row.split(",") for row in (site / "labels.csv").read_text().splitlines()[1:])
+    (site / "labels.csv").unlink()
+    head, _, row = rows.partition("\n") if rows.startswith("filename") else ("", "", rows)
+    body = "".join(row.format(name=n, label=lab) + ("\n" if head else "") for n, lab in sorted(labels.items()))
+    (site / listing).write_text((head + "\n" if head else "") + body)
+    samples = read_captcha_labels(site, Charset())
+    assert {s.path.name: s.label for s in samples} == labels
+    assert check_dataset(site, CS).usable
+    (site / sorted(labels)[-1]).unlink()  # a listed file gone is a problem that names the list it is in
+    problems = []
+    read_captcha_labels(site, Charset(), problems)
+    assert any(f"listed in {listing} but missing" in str(p) for p in problems)
+
+
 def test_a_folder_of_site_folders_names_the_one_to_pass(flat_captchas, tmp_path):
     """A site split into train/ and test/ of its own: the error names them and the folder to pass."""
     root = tmp_path / "site"
