@@ -329,7 +329,8 @@ def data_check(data_dir, length, as_json, alphabet) -> None:
             click.echo(f"  chars/{split}: {sum(classes.values())} images in {sum(1 for n in classes.values() if n)} classes  [{counts}]")
         for split, n in report.captchas.items():
             lengths = ", ".join(f"{n_}x length {k}" for k, n_ in sorted(report.lengths.get(split, {}).items()))
-            click.echo(f"  captchas/{split}: {n} labelled captchas ({lengths or 'none'})")
+            source = f"; labels from {report.labels_from[split]}" if split in report.labels_from else ""
+            click.echo(f"  captchas/{split}: {n} labelled captchas ({lengths or 'none'}{source})")
         for blocking, what in ((True, "problem(s)"), (False, "note(s), which leave it usable")):
             said = [p for p in report.problems if p.blocking == blocking]
             if said:

@@ -111,6 +111,16 @@ def labels_file(folder: Path) -> Path | None:
     return next((folder / name for name in LABELS_FILES if (folder / name).is_file()), None)
 
 
+def labels_source(folder: Path) -> str:
+    """Where a folder's labels are read from, as :func:`read_captcha_labels` reads them: its labels file's name, or
+    the file names (after the number of each, where one numbers them)."""
+    listing = labels_file(folder)
+    if listing:
+        return listing.name
+    return "file names, after their numbers" if labels_after_numbers([p.name for p in _image_files(folder)]) \
+        else "file names"
+
+
 def _image_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if is_image_name(p.name))
 
@@ -386,6 +396,7 @@ class DatasetReport:
     chars: dict[str, dict[str, int]] = field(default_factory=dict)  # split -> class -> count
     captchas: dict[str, int] = field(default_factory=dict)  # split -> count
     lengths: dict[str, dict[int, int]] = field(default_factory=dict)  # split -> length -> count
+    labels_from: dict[str, str] = field(default_factory=dict)  # split -> where its labels are read (labels_source)
     problems: list[Problem] = field(default_factory=list)
 
     @property
@@ -450,6 +461,7 @@ def check_dataset(root: str | Path, charset: Charset | None = None, length: int 
     if report.layout == "flat":
         caps = read_captcha_labels(root, charset, problems)
         report.captchas["all"] = len(caps)
+        report.labels_from["all"] = labels_source(root)
         report.lengths["all"] = dict(Counter(len(s.label) for s in caps))
         all_samples += caps
         _check_lengths(caps, length, problems)
@@ -476,6 +488,7 @@ def check_dataset(root: str | Path, charset: Charset | None = None, length: int 
             if d.is_dir():
                 caps = split_caps[split] = read_captcha_labels(d, charset, problems)
                 report.captchas[split] = len(caps)
+                report.labels_from[split] = labels_source(d)
                 report.lengths[split] = dict(Counter(len(s.label) for s in caps))
                 all_samples += caps
                 _check_lengths(caps, length, problems)

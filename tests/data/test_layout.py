@@ -101,8 +101,10 @@ def test_a_flat_folder_of_captchas_is_usable(flat_captchas, tmp_path):
     """Step 1 of the README's real-site recipe: labels.csv, or labels in the file names."""
     rep = check_dataset(flat_captchas, CS)
     assert rep.layout == "flat" and rep.captchas == {"all": 40} and rep.usable, rep.problems
+    assert rep.labels_from == {"all": "labels.csv"}
     named = check_dataset(_named_copy(flat_captchas, tmp_path / "named"), CS)
     assert named.captchas == {"all": 12} and named.usable, named.problems
+    assert named.labels_from == {"all": "file names"}
     empty = tmp_path / "only-labels"
     empty.mkdir()
     (empty / "labels.csv").write_text("filename,label\n")
@@ -144,7 +146,8 @@ def test_file_names_numbered_before_the_label_give_the_label(flat_captchas, tmp_
     samples = read_captcha_labels(numbered, Charset())
     assert sorted(s.label for s in samples) == sorted(labels.values())
     assert all(s.path.stem.endswith(s.label) for s in samples)
-    assert check_dataset(numbered, CS).usable
+    report = check_dataset(numbered, CS)
+    assert report.usable and report.labels_from == {"all": "file names, after their numbers"}
     # numbers drawn at random before the text are labels' own, not a numbering: the name up to "_" stays the label
     from captcha.data.layout import labels_after_numbers
     rng = __import__("random").Random(0)
@@ -167,7 +170,8 @@ def test_labels_listed_tab_or_space_separated_or_in_labels_txt(flat_captchas, tm
     (site / listing).write_text((head + "\n" if head else "") + body)
     samples = read_captcha_labels(site, Charset())
     assert {s.path.name: s.label for s in samples} == labels
-    assert check_dataset(site, CS).usable
+    report = check_dataset(site, CS)
+    assert report.usable and report.labels_from == {"all": listing}
     (site / sorted(labels)[-1]).unlink()  # a listed file gone is a problem that names the list it is in
     problems = []
     read_captcha_labels(site, Charset(), problems)
