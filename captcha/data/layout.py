@@ -151,7 +151,8 @@ def _label_columns(header: list[str] | None, labels_path: Path) -> tuple[int, in
     if len(names) >= 2 and is_image_name(names[0]) and (labels_path.parent / header[0].strip()).is_file():
         return 0, 1, True
     raise DataError(f"{labels_path}: first line must be the header 'filename,label' (or one naming a file and a "
-                    f"label column, such as 'image,text'), or a first row 'file,label' of an image here; got {header!r}")
+                    f"label column, such as 'image,text'), or a first row 'file,label' of an image here (tabs or spaces "
+                    f"may separate them); got {header!r}")
 
 
 def _read_labels_csv(labels_path: Path, found: list[Problem]) -> list[tuple[str, str]]:
