@@ -115,10 +115,16 @@ def labels_source(folder: Path) -> str:
     """Where a folder's labels are read from, as :func:`read_captcha_labels` reads them: its labels file's name, or
     the file names (after the number of each, where one numbers them)."""
     listing = labels_file(folder)
-    if listing:
-        return listing.name
-    return "file names, after their numbers" if labels_after_numbers([p.name for p in _image_files(folder)]) \
-        else "file names"
+    return listing.name if listing else _labels_from_names(_image_files(folder))[1]
+
+
+def _labels_from_names(images: Sequence[Path]) -> tuple[list[tuple[str, str]], str]:
+    """(file name, label) of each image read from its name, and how: after the number of each where the numbers
+    number the files, else up to the first ``_``, space or ``.``."""
+    after = labels_after_numbers([p.name for p in images])
+    if after:
+        return [(p.name, label) for p, label in zip(images, after)], "file names, after their numbers"
+    return [(p.name, label_from_name(p.name)) for p in images], "file names"
 
 
 def _image_files(folder: Path) -> list[Path]:
@@ -293,11 +299,8 @@ def _label_pairs(folder: Path, found: list[Problem]) -> list[tuple[str, str]]:
     images = _image_files(folder)
     labels_path = labels_file(folder)
     if labels_path is None:
-        after = labels_after_numbers([p.name for p in images])
-        if after:
-            return [(p.name, label) for p, label in zip(images, after)]
-        pairs = [(p.name, label_from_name(p.name)) for p in images]
-        wrong = names_not_labels([label for _, label in pairs])
+        pairs, how = _labels_from_names(images)
+        wrong = None if how != "file names" else names_not_labels([label for _, label in pairs])
         if wrong:
             raise DataError(f"{folder}: no {LABELS_FILE}, and its file names, read as labels, {wrong}: put each "
                             f"image's text in {folder / LABELS_FILE} (header 'filename,label'; `captcha label "

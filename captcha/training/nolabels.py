@@ -81,8 +81,9 @@ def train_unlabelled(cfg: TrainConfig, say: Callable[[str], None] = print, progr
     when given, hold the readings to that length and those characters."""
     paths, _ = unlabelled_images(cfg.unlabelled)  # a wrong folder is said as --unlabelled's
     root = dataset_folder(cfg.unlabelled)
-    if labels_file(root):
-        say(f"--unlabelled {root}: its {labels_file(root).name} is not read (learning with no labels; `captcha train --data "
+    listing = labels_file(root)
+    if listing:
+        say(f"--unlabelled {root}: its {listing.name} is not read (learning with no labels; `captcha train --data "
             f"{root}` trains on those labels)")
     out = Path(cfg.out)
     reader: Path = general_reader_path()
