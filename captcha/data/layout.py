@@ -83,13 +83,22 @@ def names_not_labels(labels: Sequence[str]) -> str | None:
     common, n = Counter(labels).most_common(1)[0]
     if n > len(labels) / 2:
         return f"give {n} of the {len(labels)} images the same label {common!r}"
+    numbered = _numbering(labels)
+    if numbered:
+        return f"number the images ({numbered[0]}, ..., {numbered[-1]}) rather than spell what each shows"
+    return None
+
+
+def _numbering(labels: Sequence[str]) -> list[str] | None:
+    """``labels`` in the order of the number they end in, where they number files (one pattern, that number
+    running on by one), else None."""
     patterns = {re.sub(r"\d+", "#", label) for label in labels}
-    if len(patterns) > 1 or "#" not in next(iter(patterns)):
+    if len(labels) < NAMES_JUDGED_FROM or len(patterns) > 1 or "#" not in next(iter(patterns)):
         return None
     numbered = sorted((int(re.findall(r"\d+", label)[-1]), label) for label in labels)
     # drawn at random, k-digit labels run on by one about len/10**k of the time; a numbering nearly always does
     if sum(b[0] - a[0] == 1 for a, b in zip(numbered, numbered[1:])) >= 0.9 * (len(numbered) - 1):
-        return f"number the images ({numbered[0][1]}, ..., {numbered[-1][1]}) rather than spell what each shows"
+        return [label for _, label in numbered]
     return None
 
 
@@ -101,7 +110,7 @@ def labels_after_numbers(names: Sequence[str]) -> list[str] | None:
         return None
     numbers = [m.group(1) for m in parts if m]
     labels = [m.group(2) for m in parts if m]
-    if (names_not_labels(numbers) or "").startswith("number the images") and names_not_labels(labels) is None:
+    if _numbering(numbers) and names_not_labels(labels) is None:
         return labels
     return None
 
