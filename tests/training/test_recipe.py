@@ -482,6 +482,11 @@ def test_the_start_on_a_site_written_in_both_cases_is_measured_up_to_case(flat_c
     assert recipe.closeness(reading) == reading.glyph_score
     by_case = Probe("none", (48, 128), "ctc", char_score=reading.char_score)
     assert recipe.start_lr(cfg, source, reading) < recipe.start_lr(cfg, source, by_case)
+    # nor is such a site read magnified for the case the reader cannot tell: half its characters by case, 90% of
+    # its glyphs, is a near site
+    near = Probe("none", (48, 128), "ctc", char_score=0.5, glyph_score=0.9)
+    assert recipe.far_sizes(cfg, len(cased), None, source, ([], []), ([], []), torch.device("cpu"), 4, [(48, 128)],
+                            near, print) == ([(48, 128)], near)
     _, _, one_case = start(Charset("ABC123"), [s.label for s in samples])
     assert one_case.glyph_score is None and recipe.closeness(one_case) == one_case.char_score
 
