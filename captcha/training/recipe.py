@@ -102,9 +102,6 @@ class Probe:
     score: float = float("nan")  # accuracy on the held-out slice of the training data (characters; ctc: strings)
     string_score: float | None = None  # full-string accuracy on the slice's captchas, comparable across methods
     char_score: float | None = None  # character accuracy on the slice's captchas (position by position)
-    # the same up to case, where the charset writes both cases apart: the general reader reads one case, so this
-    # is what it knows of the site's glyphs (:func:`closeness`)
-    glyph_score: float | None = None
     seconds: float = 0.0
     samples: int = 0  # training samples it went through
     read_seconds: float = 0.0  # the forward pass over the slice, timed apart: it runs the whole network
@@ -135,14 +132,8 @@ def start_lr(cfg: TrainConfig, source: str, reading: Probe | None = None) -> flo
     (no reading: the gentle one)."""
     if cfg.lr is not None or not reads_already(source):
         return cfg.lr
-    near = 1.0 if reading is None else min(max(closeness(reading), 0.0), 1.0)
+    near = 1.0 if reading is None else min(max(_or(reading.char_score), 0.0), 1.0)
     return READER_LR_FAR ** (1 - near) * READER_LR ** near
-
-
-def closeness(reading: Probe) -> float:
-    """How much of a site's held-out characters the start reads before training, up to case where the site
-    writes both cases apart (a reader of one case knows their glyphs; which case each is, the fine-tune learns)."""
-    return _or(reading.char_score if reading.glyph_score is None else reading.glyph_score)
 
 
 def start_reading(cfg: TrainConfig, num_classes: int, state: dict[str, torch.Tensor] | None, source: str,
@@ -174,13 +165,12 @@ def far_sizes(cfg: TrainConfig, num_classes: int, state: dict[str, torch.Tensor]
     """The input sizes to train CTC at, and the start's ``reading`` of the slice at the first: where the start
     reads under :data:`CTC_FAR_CHARS` of its characters (a site far from what it knows), the first size
     magnified by :data:`CTC_MAGNIFY` (alone: the short probes cannot tell the sizes apart), read again."""
-    if reading is None or not sizes or closeness(reading) >= CTC_FAR_CHARS:
+    if reading is None or not sizes or _or(reading.char_score) >= CTC_FAR_CHARS:
         return sizes, reading
     big = magnified_size(sizes[0])
     if big == sizes[0]:
         return sizes, reading
-    cased = "" if reading.glyph_score is None else " up to case"
-    say(f"the start reads {100 * closeness(reading):.2f}% of the held-out characters{cased} (under "
+    say(f"the start reads {100 * _or(reading.char_score):.2f}% of the held-out characters (under "
         f"{100 * CTC_FAR_CHARS:.0f}%): a site far from what it knows, read magnified, input {big[0]}x{big[1]} "
         f"(`--method ctc --input-size H W` overrides)")
     return [big], start_reading(cfg, num_classes, state, source, fit, held, device, length, big)
@@ -230,13 +220,9 @@ def run_probe(probe: Probe, cfg: TrainConfig, num_classes: int, state: dict[str,
     probe.read_seconds, probe.read_samples = time.perf_counter() - t0, len(held_x)
     if cfg.method == "ctc":
         charset = Charset(cfg.charset)
-        texts, truth = [s.text for s in decode(logits, charset, "ctc")], [charset.decode(y) for y in held[1]]
-        read = string_metrics(texts, truth)
+        read = string_metrics([s.text for s in decode(logits, charset, "ctc")], [charset.decode(y) for y in held[1]])
         probe.score = probe.string_score = read["string_acc"]
         probe.char_score = read["captcha_char_acc"]
-        if not charset.fold_case:
-            folded = string_metrics([t.upper() for t in texts], [t.upper() for t in truth])
-            probe.glyph_score = folded["captcha_char_acc"]
         return probe
     right = logits.argmax(1) == np.asarray(held[1])
     probe.score = probe.char_score = float(right.mean())
@@ -499,9 +485,7 @@ def choose_method(cfg: TrainConfig, charset: Charset, device: torch.device, say:
             start = first if best.size == first.size else \
                 start_reading(mcfg, len(charset), state, source, fit, held, device, data.length, best.size)
             say(f"the start ({source}) before training: {100 * _or(start.string_score):.2f}% of the held-out "
-                f"training captchas ({100 * _or(start.char_score):.2f}% of characters"
-                + ("" if start.glyph_score is None else f", {100 * start.glyph_score:.2f}% up to case")
-                + "); peak learning rate "
+                f"training captchas ({100 * _or(start.char_score):.2f}% of characters); peak learning rate "
                 f"{mcfg.lr:.2g}")
             scores[method] = max(scores[method], (_or(start.string_score), _or(start.char_score)))
             keep_warm(best, start)

@@ -457,40 +457,6 @@ def test_the_rate_from_the_general_reader_rises_as_it_reads_less_of_the_site():
     assert recipe.start_lr(cfg, "glyphs-v2", None) is None  # other starts: the optimizer's own default
 
 
-def test_the_start_on_a_site_written_in_both_cases_is_measured_up_to_case(flat_captchas):
-    """The general reader reads one case: on a site that writes both apart it knows every glyph it cannot case, so
-    how close the site is (the rate, the magnification) is measured up to case."""
-    from captcha.data.layout import read_captcha_labels
-    from captcha.nn.networks import resolve_start
-
-    samples = read_captcha_labels(flat_captchas, Charset("ABC123"))[:16]
-    images = [Image.open(s.path).convert("RGB") for s in samples]
-
-    def start(charset, labels):
-        cfg = TrainConfig(method="ctc", charset=charset.alphabet)
-        source, state = resolve_start("auto", "ctc", charset.alphabet, bool(charset.fold_case), layer3_inner=256)
-        read = (images, [charset.encode(label) for label in labels])
-        return cfg, source, recipe.start_reading(cfg, len(charset), state, source, read, read, torch.device("cpu"),
-                                                 4, (48, 128))
-
-    cased = Charset("ABCabc123")  # both cases apart
-    assert not cased.fold_case
-    # the same upper-case images, every second character labelled in lower case
-    cfg, source, reading = start(cased, ["".join(c.lower() if i % 2 else c for i, c in enumerate(s.label))
-                                         for s in samples])
-    assert reading.glyph_score >= 0.9 > reading.char_score + 0.1, reading  # it reads the glyphs, not which case
-    assert recipe.closeness(reading) == reading.glyph_score
-    by_case = Probe("none", (48, 128), "ctc", char_score=reading.char_score)
-    assert recipe.start_lr(cfg, source, reading) < recipe.start_lr(cfg, source, by_case)
-    # nor is such a site read magnified for the case the reader cannot tell: half its characters by case, 90% of
-    # its glyphs, is a near site
-    near = Probe("none", (48, 128), "ctc", char_score=0.5, glyph_score=0.9)
-    assert recipe.far_sizes(cfg, len(cased), None, source, ([], []), ([], []), torch.device("cpu"), 4, [(48, 128)],
-                            near, print) == ([(48, 128)], near)
-    _, _, one_case = start(Charset("ABC123"), [s.label for s in samples])
-    assert one_case.glyph_score is None and recipe.closeness(one_case) == one_case.char_score
-
-
 def test_method_auto_with_single_characters_to_learn_from_is_classify(tiny_data, tmp_path):
     from captcha.training.train import train
 
