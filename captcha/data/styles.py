@@ -187,8 +187,8 @@ class HeldOutCaptcha:
 # ones (the thirtieth session) stand for the commonest web generators' look in unseen fonts; no default was set on them.
 # The eight of six characters after them (the thirty-ninth session) were added to measure how the general reader reads
 # six characters (Solver.roomy): the first four chose between widths, the last four were added unseen to confirm it.
-# The last (the sixty-sixth session) writes both cases apart, to measure such a site (scored exactly); its first
-# draw, from other seeds, chose to measure how close a site of two cases is up to case (tuned-on for that rule).
+# The last (the sixty-sixth session) writes both cases apart, to measure such a site (scored exactly); a draw of it
+# from other seeds was looked at for a rule on such sites that a second site then reverted: no default is set on it.
 LOWER, UPPER = "23456789abcdefghjkmnpqrstuvwxyz", "23456789ABCDEFGHJKLMNPQRSTUVWXYZ"
 CAPTCHA_STYLES = {c.name: c for c in (
     HeldOutCaptcha("lso-halftone-lower5", "halftone-serif", 5, LOWER, (-0.08, 0.04), 0.15),
