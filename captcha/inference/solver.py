@@ -484,7 +484,9 @@ def check_settings(preparer: Preparer, charset: Charset, classes: int | None, so
         problems.append(f"{len(charset)} characters is over {MAX_CLASSES}")
     expected = len(charset) + (1 if preparer.method == "ctc" else 0)
     if classes is not None and classes != expected:
-        problems.append(f"its head has {classes} outputs but the charset needs {expected}")
+        # worded as the PyTorch load words it (nn.networks), whichever backend meets the file first
+        problems.append(f"its head has {classes} outputs but the charset has {len(charset)} characters "
+                        f"({preparer.method}: {expected} outputs)")
     if problems:
         raise CheckpointError(f"{source}: refused, {'; '.join(problems)}; retrain or re-export it")
 
