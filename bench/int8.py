@@ -103,14 +103,15 @@ def check_passes(fp32: np.ndarray, int8: np.ndarray, size: int, draws: int,
     (``inference.export.int8_passes``) beside the ``training`` captchas' readings (fp32, int8), as training checks;
     with none, as checks stored before the paired counts were decided."""
     rng = np.random.default_rng(0)
+    trained = paired_reading(*training) if training is not None else None  # the same beside every draw
     passed = 0
     for _ in range(draws):
         pick = rng.choice(len(fp32), size=min(size, len(fp32)), replace=False)
         check = paired_reading(fp32[pick], int8[pick])
-        if training is None:
+        if trained is None:
             check = {key: check[key] for key in ("fp32", "int8", "captchas")}
         else:
-            check["training"] = paired_reading(*training)
+            check["training"] = trained
         passed += int8_passes(check)
     return passed / draws
 
