@@ -246,7 +246,7 @@ class TrainConfig:
     # train again on every labelled captcha for the epochs kept; None: auto epochs keep room for it in the
     # budget when it leaves each fit REFIT_MIN_EPOCHS (on sysu, 16 + 16 epochs read 95.65% against 39 with no
     # refit 95.22%; tuned on), and it runs if it fits, shortened to what the budget left holds down to
-    # REFIT_MIN_EPOCHS (training.train._refit_epochs), and held to the budget as it goes (training.train.train)
+    # REFIT_MIN_EPOCHS (training.budget.refit_epochs), and held to the budget as it goes (training.fit.Fit)
     refit: bool | None = None
     resume: bool = False
     synth_if_missing: bool = False  # the CLI sets it when --data is not given

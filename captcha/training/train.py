@@ -2,7 +2,8 @@
 
 ``train(cfg)`` is the whole job. It reads the data (``dataset``), chooses the method and recipe
 (``recipe``, ``_choose``), builds the network from a pretrained source and freezes it by the course's
-rule, trains one :class:`Fit` through its epochs with the one loop (``loop``), and finishes
+rule, trains one :class:`~captcha.training.fit.Fit` through its epochs (``fit``, on the one loop of
+``loop``), with the epochs and the refit's room that the budget plans (``budget``), and finishes
 (``_finish``: the diagnosis, calibration and int8 check, then self-training and the refit).
 With frozen stages, the frozen part is a fixed feature extractor: its output is computed once per
 augmentation pass and the rest trains on that cache (same result in fp32, less work; with bf16
@@ -14,25 +15,14 @@ from __future__ import annotations
 import collections
 import dataclasses
 import logging
-import math
 import os
-import platform
 import random
-import sys
 import time
-import warnings
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-import albumentations
 import numpy as np
-import PIL
 import torch
-import torchvision
-from torch import nn
-from torch.nn.parallel import DistributedDataParallel
-from tqdm import tqdm
 
 from ..charset import DEFAULT_CHARSET, Charset
 from ..config import (
@@ -40,18 +30,14 @@ from ..config import (
     INT8_CALIBRATION,
     INT8_TRAINED,
     ONE_FIT_VALIDATION,
-    PROBE_SHARE,
     PSEUDO_CONFIDENCE,
     REFIT_MIN_EPOCHS,
     RESUME_OVERRIDES,
     SECOND,
     SECOND_MAX_CAPTCHAS,
-    WARM_LR_DIVISOR,
-    WARMUP,
     SynthConfig,
     TrainConfig,
 )
-from ..data.augment import TrainTransform
 from ..data.layout import (
     dataset_folder,
     decoding_once,
@@ -63,12 +49,10 @@ from ..data.preprocess import Preprocess
 from ..data.segment import SegmentConfig
 from ..data.synth import seed_for, synth_dataset
 from ..errors import DataError, require_writable
-from ..eval.metrics import score
 from ..eval.plots import training_curve
 from ..inference.backends import has_onnxruntime
 from ..inference.export import int8_check, int8_verdict
 from ..inference.load import cache_dir
-from ..inference.solver import Preparer
 from ..nn.checkpoint import half_precision, last_file, load_checkpoint, save_checkpoint
 from ..nn.device import (
     barrier,
@@ -76,15 +60,15 @@ from ..nn.device import (
     from_rank0,
     leave_process_group,
     resolve_device,
-    train_in_bf16,
 )
 from ..nn.networks import (
-    ARCH,
     CharNet,
     checkpoint_shape,
     model_from_checkpoint,
     reads_already,
 )
+from . import budget
+from .budget import RefitStopped
 from .calibrate import fit_temperature, nll
 from .dataset import (
     TrainingData,
@@ -94,18 +78,8 @@ from .dataset import (
     whole_captchas_only,
 )
 from .diagnose import HELD_SLICE, diagnose, labels_against_reader
-from .loop import (
-    CTCLoss,
-    Trainable,
-    frozen_outputs,
-    indexed_batches,
-    make_optimizer,
-    make_schedule,
-    predict,
-    target_tensor,
-    train_one_epoch,
-    validate,
-)
+from .fit import EpochKeeper, Fit
+from .loop import predict
 from .readercheck import check_reader, solving_reader
 from .recipe import (
     MethodChoice,
@@ -115,7 +89,6 @@ from .recipe import (
     far_sizes,
     keep_warm,
     make_network,
-    pass_images,
     plan_fits,
     start_lr,
     start_reading,
@@ -124,18 +97,6 @@ from .recipe import (
 from .selftrain import pseudo_labels, unlabelled_images
 
 log = logging.getLogger(__name__)
-
-
-def _order(n: int, seed: int, epoch: int) -> torch.Tensor:
-    g = torch.Generator().manual_seed(seed_for(seed, "order", epoch) % (2 ** 63))
-    return torch.randperm(n, generator=g)
-
-
-def environment() -> dict[str, str]:
-    """Library versions recorded in checkpoints, for reproducibility."""
-    return {"python": platform.python_version(), "torch": str(torch.__version__), "torchvision": str(torchvision.__version__),
-            "numpy": np.__version__, "pillow": PIL.__version__, "albumentations": albumentations.__version__,
-            "platform": platform.platform()}
 
 
 def ensure_data(cfg: TrainConfig, say: Callable[[str], None]) -> None:
@@ -224,7 +185,8 @@ def train(cfg: TrainConfig, say: Callable[[str], None] = log.info, progress: boo
     choice = None
     if cfg.method == "auto":
         if whole_captchas_only(Path(cfg.data)):
-            choice = choose_method(cfg, charset, device, say, extra, _probes_until(cfg, started)) if rank == 0 else None
+            until = budget.probes_until(cfg, started)
+            choice = choose_method(cfg, charset, device, say, extra, until) if rank == 0 else None
             method, seg = from_rank0([choice.method, choice.segment.to_dict()] if choice else [None, None], world)
             cfg.method, segment = method, SegmentConfig.from_dict(seg) if method == "classify" else None
         else:  # single-character images to learn from (the course's layout): CTC cannot use them
@@ -272,10 +234,10 @@ def train(cfg: TrainConfig, say: Callable[[str], None] = log.info, progress: boo
     # one fit the budget planned (no refit after it to shorten instead), and a refit whose epochs the budget set, are
     # held to the budget as they go: a refit never below REFIT_MIN_EPOCHS, the least a refit is planned for (it
     # stops instead, and the first fit stands)
-    if epochs_by_budget and whole_run and not resume and world == 1 and not _refit_planned(cfg, world):
+    if epochs_by_budget and whole_run and not resume and world == 1 and not budget.refit_planned(cfg, world):
         deadline = ends
     # the chosen probe's weights, for the refit of a resumed run: unchanging, so kept only where a refit may follow
-    for_refit = {"warm": warm} if warm is not None and _refit_planned(cfg, world) else {}
+    for_refit = {"warm": warm} if warm is not None and budget.refit_planned(cfg, world) else {}
     run.run_epochs(out, last_path, for_refit, rank, device, deadline, refitting, say, progress)
     barrier(world)
     leave_process_group(world)
@@ -306,202 +268,6 @@ def _reader_kept(cfg: TrainConfig, charset: Charset, data: TrainingData, fit: tu
     return reader[0], reader[1]
 
 
-class Fit:
-    """One fit's optimisation: the inputs of each augmentation pass, the optimizer and its schedule, the
-    validation data and held-out slice each epoch is judged on, and the epoch kept (:class:`EpochKeeper`).
-
-    ``cfg`` is the run's own copy: a fit the budget shortens sets its ``epochs``.
-    """
-
-    def __init__(self, cfg: TrainConfig, charset: Charset, data: TrainingData, fit: tuple[list, list],
-                 held: tuple[list, list], model: CharNet, source: str, recipe: dict[str, Any], world: int) -> None:
-        self.cfg, self.charset, self.data, self.fit, self.held = cfg, charset, data, fit, held
-        self.model, self.source, self.recipe, self.world = model, source, recipe, world
-        self.pre = Preprocess(size=cfg.size)
-        self.transform = TrainTransform(self.pre, cfg.augment, whole=cfg.method == "ctc")
-        self.passes = 1 if self.transform.aug is None else (cfg.aug_passes or cfg.epochs)
-        self.targets = target_tensor(fit[1])
-        frozen = model.frozen_stages()
-        self.stop = frozen[-1] if frozen else None
-        self.cached = cfg.cache_features and self.stop is not None
-        self.char_x, self.cap_x, self.cap_labels = _validation_inputs(
-            data, Preparer(self.pre, data.length, data.segment, cfg.method))
-        self.validated = len(data.char_targets) + len(self.cap_labels) > 0  # a refit on every captcha has none
-        self.held_x = torch.from_numpy(np.stack([self.pre(im) for im in held[0]])) if held[0] else torch.zeros(0)
-        self.select = _selector(self.held_x, held[1], charset, data.length, cfg.method)
-        self.went_on = bool(recipe.get("warm_start"))  # from the chosen probe's weights: warmed up already
-        self.lr = cfg.peak_lr / WARM_LR_DIVISOR if self.went_on else cfg.peak_lr
-        self.opt = make_optimizer([p for p in model.parameters() if p.requires_grad], cfg.optimizer, self.lr,
-                                  cfg.weight_decay)
-        self.batch = max(1, cfg.batch // world)  # the global batch is split across processes
-        self.steps_per_epoch = math.ceil((len(self.targets) // world) / self.batch)
-        self.sched = self.schedule(cfg.epochs)
-        self.loss_fn = CTCLoss() if cfg.method == "ctc" else nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
-        self.history: list[dict[str, Any]] = []
-        self.first_epoch = 0
-        self.keeper = EpochKeeper(len(held[0]), cfg.epochs)
-        self.train_seconds = self.val_seconds = 0.0
-        self._pass: dict[int, torch.Tensor] = {}
-
-    def schedule(self, epochs: int) -> torch.optim.lr_scheduler.LRScheduler:
-        """The learning-rate schedule over ``epochs`` (no warm-up going on from the probe's weights)."""
-        return make_schedule(self.opt, self.cfg.schedule, self.lr, self.steps_per_epoch * epochs,
-                             warmup=0.0 if self.went_on else WARMUP)
-
-    def restore(self, resume: dict[str, Any], last_path: Path, say: Callable[[str], None]) -> None:
-        """Pick up an interrupted run from its last file: weights, optimizer, schedule, history and the epoch kept."""
-        cfg = self.cfg
-        self.model.load_state_dict(resume["model"])
-        self.opt.load_state_dict(resume["optimizer"])
-        self.history = list(resume["history"])
-        self.first_epoch = int(resume["epoch"]) + 1
-        if resume["train_config"]["epochs"] == cfg.epochs:
-            self.sched.load_state_dict(resume["scheduler"])
-        elif self.first_epoch < cfg.epochs:  # a longer run: follow its schedule from the step reached
-            fast_forward(self.sched, self.first_epoch * self.steps_per_epoch)
-        self.train_seconds = float(resume["metrics"].get("train_seconds", 0.0))
-        for h in self.history:  # the same choice of the epoch kept as without the kill
-            self.keeper.update(h.get("select", {}), h["epoch"])
-        say(f"resuming from {last_path} at epoch {self.first_epoch + 1}/{cfg.epochs}" if self.first_epoch < cfg.epochs
-            else f"resuming from {last_path}: all {cfg.epochs} epochs were trained already, so nothing more is "
-            "(--epochs N with --resume trains on to epoch N)")
-
-    def announcement(self) -> str:
-        """What the fit trains on, how, and what judges it."""
-        cfg, data, pre = self.cfg, self.data, self.pre
-        unit = "whole captchas" if cfg.method == "ctc" else "character crops"
-        held = len(self.held[0])
-        choice = (f"choosing the epoch kept on {held} held out of them" if held else
-                  "keeping the last epoch (none of them held out to choose by)")
-        checks = " and ".join(f"{n} {what}" for n, what in ((len(data.char_images), "chars"),
-                                                            (len(data.captchas), "captchas")) if n) or "nothing"
-        return (f"training on {len(self.targets)} {unit} ({data.split['layout']} layout, input {pre.size[0]}x"
-                f"{pre.size[1]}, {cfg.epochs} epochs"
-                + (f", going on from the probe at a peak rate of {self.lr:.2g} with no warm-up" if self.went_on else "")
-                + f"), {choice}, validating on {checks}; "
-                f"pretrained={self.source}, freeze={cfg.freeze}, "
-                f"{'cached features after ' + self.stop if self.cached else 'plain path'}"
-                + (f", {self.model.width} channels in layer4 and {self.model.layer3_inner} inside each layer3 block"
-                   if cfg.method == "ctc" else "")
-                + (f", {self.world} processes" if self.world > 1 else ""))
-
-    def scores(self) -> dict[str, Any]:
-        """The model's figures on the validation data."""
-        return validate(self.model, self.char_x, np.asarray(self.data.char_targets), self.cap_x, self.cap_labels,
-                        self.charset, self.data.length, self.cfg.method)
-
-    def payload(self, history: list[dict[str, Any]], train_seconds: float) -> dict[str, Any]:
-        """The checkpoint of the model as it is now."""
-        return _payload(self.cfg, self.model, self.charset, self.pre, self.data, self.source, self.recipe, history,
-                        train_seconds)
-
-    def start_competes(self, out: Path, say: Callable[[str], None], from_probe: bool) -> None:
-        """Score the untrained start as epoch 0 and write it as the checkpoint kept until an epoch beats it."""
-        start = {"epoch": 0, "loss": None, "train_seconds": 0.0, "select": self.select(self.model), **self.scores()}
-        self.keeper.update(start["select"], 0)
-        save_checkpoint(self.payload([start], 0.0), out)
-        if self.held[0]:
-            say(f"before training ({'the chosen probe' if from_probe else self.source}): held-out training slice "
-                f"{100 * self.keeper.best_acc:.2f}%")
-
-    def run_epochs(self, out: Path, last_path: Path, for_refit: dict[str, Any], rank: int, device: torch.device,
-               deadline: float | None, refitting: bool, say: Callable[[str], None], progress: bool) -> None:
-        """Train the planned epochs (fewer where ``deadline`` comes first), writing the epoch kept to ``out`` and
-        each epoch's state, to resume from, to ``last_path`` (with ``for_refit``)."""
-        cfg = self.cfg
-        net: nn.Module = Trainable(self.model, self.stop if self.cached else None)
-        if self.world > 1:
-            net = DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
-        least = min(cfg.epochs, REFIT_MIN_EPOCHS) if refitting else AUTO_EPOCHS[0]
-        fit_started = time.perf_counter()
-        for epoch in range(self.first_epoch, cfg.epochs):
-            if epoch >= cfg.epochs:  # shortened below
-                break
-            if deadline is not None and epoch > self.first_epoch:
-                self.hold_to(deadline, epoch, (time.perf_counter() - fit_started) / (epoch - self.first_epoch),
-                             least, refitting, say)
-            loss = self.one_epoch(net, epoch, rank, say, progress)
-            if rank != 0:
-                continue  # rank 0 validates and writes; DDP keeps every rank's weights identical
-            self.judge(epoch, loss, out, last_path, for_refit, say)
-
-    def hold_to(self, deadline: float, epoch: int, epoch_seconds: float, least: int, refitting: bool,
-                say: Callable[[str], None]) -> None:
-        """Before ``epoch``: where the epochs left would end past ``deadline``, run only those that fit (never fewer
-        than ``least`` in all, nor than one more), the rate annealed by the new last epoch; a refit that cannot
-        have ``least`` stops (:class:`RefitStopped`), as one the budget cannot hold is not begun."""
-        cfg = self.cfg
-        epochs = _fit_epochs(cfg.epochs, epoch, epoch_seconds, deadline)
-        if refitting and epochs < least:
-            raise RefitStopped({"planned": cfg.epochs, "after": epoch, "epoch_seconds": epoch_seconds, "fit": epochs})
-        epochs = max(epochs, epoch + 1, least)  # one more at least, in which the rate anneals
-        if epochs >= cfg.epochs:
-            return
-        say(f"the {'refit' if refitting else 'fit'}'s epochs take {epoch_seconds:.1f}s each, longer than "
-            f"planned (a slower or busier machine): {epochs} of the {cfg.epochs} planned fit in --budget "
-            f"{cfg.budget:g}s, and the rate now anneals by epoch {epochs} (a larger --budget trains all "
-            f"{cfg.epochs})")
-        self.recipe["shortened"] = {"planned": cfg.epochs, "epochs": epochs, "after": epoch,
-                                    "epoch_seconds": epoch_seconds}
-        cfg.epochs = self.keeper.epochs = epochs
-        self.sched = self.schedule(epochs)
-        fast_forward(self.sched, epoch * self.steps_per_epoch)
-
-    def one_epoch(self, net: nn.Module, epoch: int, rank: int, say: Callable[[str], None], progress: bool) -> float:
-        """One pass over the fit's samples (this process's share); returns its mean loss."""
-        cfg = self.cfg
-        t0 = time.perf_counter()
-        pass_id = epoch % self.passes
-        if pass_id not in self._pass:
-            x = pass_images(self.fit[0], self.transform, cfg.seed, pass_id)
-            self._pass = {pass_id: frozen_outputs(self.model, x, self.stop) if self.cached else x}
-        bar = tqdm(total=self.steps_per_epoch, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not progress,
-                   leave=False)
-        running: list[float] = []
-
-        def on_batch(b: int, loss: float, _seconds: float) -> None:
-            if epoch == 0 and b == 0 and cfg.method == "classify":
-                classes = len(self.charset)
-                say(f"first batch loss {loss:.3f} (a fresh {classes}-way head starts near "
-                    f"ln({classes}) = {math.log(classes):.2f})")
-            running.append(loss)
-            bar.update(1)
-            bar.set_postfix(loss=f"{np.mean(running[-20:]):.3f}")
-
-        order = _order(len(self.targets), cfg.seed, epoch)
-        order = order[: len(order) - len(order) % self.world][rank::self.world]
-        loss = train_one_epoch(net, indexed_batches(self._pass[pass_id], self.targets, order, self.batch), self.opt,
-                               self.sched, self.loss_fn, on_batch=on_batch, bf16=train_in_bf16(cfg.bf16))
-        bar.close()
-        self.train_seconds += time.perf_counter() - t0
-        return loss
-
-    def judge(self, epoch: int, loss: float, out: Path, last_path: Path, for_refit: dict[str, Any],
-              say: Callable[[str], None]) -> None:
-        """Score the epoch just trained, say so, write it to ``out`` where it is the one to keep, and the state to
-        resume from to ``last_path``."""
-        t0 = time.perf_counter()
-        metrics = self.scores()
-        self.val_seconds += time.perf_counter() - t0
-        held_metrics = self.select(self.model)
-        self.history.append({"epoch": epoch + 1, "loss": loss, "train_seconds": self.train_seconds, **metrics,
-                             "select": held_metrics})
-        char_acc = metrics.get("char_acc", metrics.get("captcha_char_acc", float("nan")))
-        held_acc = EpochKeeper.accuracy(held_metrics)
-        held = bool(self.held[0])
-        val = (("; " if held else ", ") + f"val char acc {100 * char_acc:.2f}%, full-string acc "
-               f"{100 * metrics.get('string_acc', float('nan')):.2f}%") if self.validated else ""
-        say(f"epoch {epoch + 1}/{self.cfg.epochs}: loss {loss:.4f}"
-            + (f", held-out training slice {100 * held_acc:.2f}%" if held else "") + val
-            + f" ({self.train_seconds:.1f}s)")
-        payload = self.payload(self.history, self.train_seconds)
-        # the val figures above are reported, never used to choose: the held-out slice chooses
-        if self.keeper.update(held_metrics, epoch + 1):
-            save_checkpoint(payload, out)
-        save_checkpoint({**payload, "optimizer": self.opt.state_dict(), "scheduler": self.sched.state_dict(),
-                         **for_refit}, last_path)
-
-
 def _finish(run: Fit, out: Path, fit_idx: list[int], held_idx: list[int], ends: float,
             warm: dict[str, torch.Tensor] | None, unlabelled: list[str], pseudo: list, style: dict[str, Any] | None,
             kept_reader: bool, whole_run: bool, say: Callable[[str], None], progress: bool) -> dict[str, Any]:
@@ -528,13 +294,15 @@ def _finish(run: Fit, out: Path, fit_idx: list[int], held_idx: list[int], ends: 
             final["temperature"] = t
             final["calibration"] = {"temperature": t, "held_out": len(y), "on": on, "nll": nll(logits, y),
                                     "nll_calibrated": nll(logits, y, t)}
-    added = _refit_adds(data, len(held[0]), cfg.method)
-    epoch_seconds = (run.train_seconds + (run.val_seconds if _refit_validates(data) else 0.0)) / max(len(history), 1)
+    added = budget.refit_adds(data, len(held[0]), cfg.method)
+    validating = run.val_seconds if budget.refit_validates(data) else 0.0
+    epoch_seconds = (run.train_seconds + validating) / max(len(history), 1)
 
     def refit_epochs(past_budget: bool = False) -> int:  # asked when the refit would start: the budget is read then
-        return _refit_epochs(cfg, run.keeper.best_epoch, len(fit[0]), added, epoch_seconds, ends, say, past_budget)
+        return budget.refit_epochs(cfg, run.keeper.best_epoch, len(fit[0]), added, epoch_seconds, ends, say,
+                                   past_budget)
 
-    refitting = refit_epochs() if final is not None and _refit_planned(cfg, run.world) else 0
+    refitting = refit_epochs() if final is not None and budget.refit_planned(cfg, run.world) else 0
     if final is not None:
         final["warnings"] = problems
         final["self_training"] = {"pseudo_labelled": len(pseudo)} if pseudo else None
@@ -621,7 +389,7 @@ def _judged(keeper: EpochKeeper, held: bool, final: dict[str, Any] | None, data:
     with none (one fit trained on it, or a refit), the validation data's; else None."""
     if held:
         return keeper.best_acc, HELD_SLICE
-    if final is not None and _val_reads(data, method):
+    if final is not None and budget.val_reads(data, method):
         return EpochKeeper.accuracy(final["metrics"]), "the validation data"
     return None, HELD_SLICE
 
@@ -634,103 +402,11 @@ def _split(data: TrainingData, cfg: TrainConfig) -> tuple[list[int], list[int], 
         ([data.train_images[i] for i in held_idx], [data.train_targets[i] for i in held_idx])
 
 
-def _probes_until(cfg: TrainConfig, started: float) -> float:
-    """When the probes' share of the budget is spent (a ``time.perf_counter`` reading); never with
-    --epochs given, as nothing auto then needs the rest of the budget."""
-    return math.inf if cfg.epochs else started + PROBE_SHARE * cfg.budget
-
-
-def _per_captcha(data: TrainingData, method: str) -> int:
-    """Network inputs of a captcha: one for ctc, one per character crop for classify."""
-    return 1 if method == "ctc" else data.length
-
-
-def _val_samples(data: TrainingData, method: str) -> int:
-    """Network inputs of the validation captchas."""
-    return len(data.captchas) * _per_captcha(data, method)
-
-
-def _one_fit_validation(cfg: TrainConfig, data: TrainingData) -> int:
-    """Captchas of a flat folder's validation share that a run fitting once would train on: all but
-    :data:`ONE_FIT_VALIDATION`, unless ``--val-fraction`` was given (the course layout's val folders stay out)."""
-    if cfg.val_fraction is not None or _refit_validates(data):
-        return 0
-    return max(0, len(data.captchas) - ONE_FIT_VALIDATION)
-
-
-def _val_reads(data: TrainingData, method: str) -> int:
-    """Network inputs one validation pass reads: the val characters and the val captchas."""
-    return len(data.char_images) + _val_samples(data, method)
-
-
-def _refit_validates(data: TrainingData) -> bool:
-    """Whether a refit keeps validating: on the course layout's val folders yes; a flat folder's
-    validation share is trained on instead."""
-    return data.split.get("layout") != "flat"
-
-
-def _refit_adds(data: TrainingData, held: int, method: str) -> int:
-    """Samples a refit trains on beyond the first fit's: the held-out slice, and a flat folder's
-    validation share."""
-    return held + (0 if _refit_validates(data) else _val_samples(data, method))
-
-
-def _refit_planned(cfg: TrainConfig, world: int) -> bool:
-    """Whether the budget keeps room for a refit: unless --no-refit, alone, and not self-training."""
-    return cfg.refit is not False and world == 1 and not cfg.unlabelled
-
-
-def _refit_epochs(cfg: TrainConfig, kept_epoch: int, fit: int, added: int, epoch_seconds: float, deadline: float,
-                  say: Callable[[str], None], past_budget: bool = False) -> int:
-    """The epochs of a refit on every labelled sample, 0 for none: as ``--refit`` says, or (auto) where the first
-    fit kept a trained epoch and there are held-out samples to add, the epochs it kept when the budget left holds
-    them by the budget's ``deadline`` (``past_budget``: whatever the budget left). Where it holds fewer but still a
-    long fit (REFIT_MIN_EPOCHS), that many: a plan of two fits that the first overran by an epoch would otherwise
-    leave the rest of the budget and the held-out samples unused; where it holds fewer still, none. Either is
-    said."""
-    if kept_epoch <= 0 or not added:
-        if cfg.refit:
-            say("refit: nothing to do (" + ("the untrained start was kept" if kept_epoch <= 0 else
-                                            "nothing was held out") + ")")
-        return 0
-    if cfg.refit is not None or past_budget:
-        return kept_epoch if cfg.refit is not False else 0
-    per_epoch = epoch_seconds * (fit + added) / max(fit, 1)
-    left = deadline - time.perf_counter()
-    fits = kept_epoch if per_epoch <= 0 else min(kept_epoch, int(max(left, 0.0) // per_epoch))
-    if fits == kept_epoch:
-        return fits
-    if fits >= REFIT_MIN_EPOCHS:
-        say(f"refit shortened to {fits} of the {kept_epoch} epochs the first fit kept: {left:.0f}s of --budget are "
-            f"left, at {per_epoch:.1f}s an epoch on every labelled sample")
-        return fits
-    say(f"no refit: {kept_epoch} epochs on every labelled sample would take ~{kept_epoch * per_epoch:.0f}s and "
-        f"{max(left, 0.0):.0f}s of --budget are left; the model is the first fit's, which did not train on the "
-        f"{added} held-out samples (a larger --budget, or --refit, refits)")
-    return 0
-
-
-def _fit_epochs(planned: int, done: int, epoch_seconds: float, deadline: float) -> int:
-    """The epochs of the ``planned`` that a fit held to the budget has time for in all, now that ``done`` of them
-    took ``epoch_seconds`` each: those done, and as many more as end by the ``deadline``."""
-    left = deadline - time.perf_counter()
-    return min(planned, done + int(max(left, 0.0) // epoch_seconds)) if epoch_seconds > 0 else planned
-
-
-class RefitStopped(Exception):
-    """A refit held to the budget that has time for fewer epochs than the least a refit is planned for: its
-    ``record`` (planned, after which epoch, seconds an epoch, the epochs it had time for)."""
-
-    def __init__(self, record: dict[str, Any]) -> None:
-        super().__init__(record)
-        self.record = record
-
-
 def refit(cfg: TrainConfig, data: TrainingData, first: dict[str, Any], epochs: int, say: Callable[[str], None],
           progress: bool, warm: dict[str, torch.Tensor] | None = None, deadline: float | None = None) -> dict[str, Any]:
     """Train again from the same start (``warm``: the chosen probe's weights) on every labelled sample (the
     held-out slice, and a flat folder's validation share) for ``epochs`` (those the first fit kept, or as many as
-    the budget holds: :func:`_refit_epochs`). On a few hundred captchas that is a third more to learn from. From a
+    the budget holds: :func:`budget.refit_epochs`). On a few hundred captchas that is a third more to learn from. From a
     flat folder the first fit's held-out figures stay in the checkpoint as the estimate, since nothing is left out
     to measure the refit on; the course layout's validation folders stay out of it and measure it. A CTC refit on
     at most SECOND_MAX_CAPTCHAS keeps the first fit as its second network (``config.SECOND``). A resumed run is not
@@ -819,55 +495,6 @@ def self_train(cfg: TrainConfig, data: TrainingData, paths: list[str], first: di
                               "held_out_acc": [first["held_out_acc"], second["held_out_acc"]]}}
 
 
-@dataclass
-class EpochKeeper:
-    """Which epoch to keep, from the held-out slice's score after each epoch.
-
-    The epoch kept is the one the slice scores best (every epoch when nothing is held out), except
-    that the annealed last epoch wins when it is as good within the slice's noise as the best trained
-    epoch (not as the start, epoch 0, which a fine-tune must at least match). Every planned epoch
-    trains: the budget has already priced them, and a slice of a few dozen captchas dips by chance
-    while the rate is high (stopping there, lso-halftone-upper6 from 200 captchas read 57.2%; with
-    the schedule run out, 76.8%).
-    """
-
-    held: int  # samples in the slice
-    epochs: int
-    best: tuple[float, float] = (-2.0, -2.0)
-    best_acc: float = 0.0
-    best_epoch: int = -1
-
-    @staticmethod
-    def accuracy(metrics: dict[str, Any]) -> float:
-        """The slice's accuracy: per character, or per whole captcha for ctc."""
-        return metrics.get("char_acc", metrics.get("string_acc", float("nan")))
-
-    def update(self, metrics: dict[str, Any], epoch: int) -> bool:
-        """Record an epoch's slice metrics; True when it is the epoch to keep (so far)."""
-        acc, scored = self.accuracy(metrics), score(metrics)
-        # a trained epoch that reads the slice as well as the untrained start (epoch 0) replaces it: on
-        # a slice of 3 captchas a tie says nothing, and the fine-tune has learned the site's labels
-        keep = scored > self.best or not self.held or (self.best_epoch == 0 and scored == self.best)
-        if keep:
-            self.best = scored
-        elif epoch == self.epochs and self.best_epoch > 0 and \
-                acc >= self.best_acc - noise((self.best_acc + acc) / 2, self.held):
-            # the spread of the difference is taken at the two epochs' pooled accuracy (a two-proportion
-            # test), not at the best's: at a best of 100% the best's own spread is nil, and on a slice of 3
-            # captchas an early epoch that read all three displaced the annealed last one that read one
-            keep = True
-        if keep:
-            self.best_acc, self.best_epoch = acc, epoch
-        return keep
-
-
-def noise(accuracy: float, n: int) -> float:
-    """How far an accuracy measured on ``n`` samples moves by chance: two standard errors, plus a
-    sample and a half (near 100% the standard error alone would call one sample a change)."""
-    n = max(n, 1)
-    return 2 * math.sqrt(max(accuracy * (1 - accuracy), 0.0) / n) + 1.5 / n
-
-
 def _choose(cfg: TrainConfig, charset: Charset, data: TrainingData, fit: tuple[list, list], held: tuple[list, list],
             device: torch.device, started: float, say: Callable[[str], None], rank: int = 0, world: int = 1,
             choice: MethodChoice | None = None, warm: dict[str, torch.Tensor] | None = None
@@ -899,7 +526,7 @@ def _choose(cfg: TrainConfig, charset: Charset, data: TrainingData, fit: tuple[l
     if rank == 0:
         chosen, probes = choice.probes[cfg.method] if choice else \
             choose_recipe(cfg, num_chars, state, source, fit, held, device, say, sizes=sizes,
-                          until=_probes_until(cfg, started))
+                          until=budget.probes_until(cfg, started))
         cfg.freeze, cfg.size = chosen.freeze, chosen.size
         if not choice and reading is not None:
             keep_warm(chosen, reading if reading.size == chosen.size else
@@ -908,13 +535,13 @@ def _choose(cfg: TrainConfig, charset: Charset, data: TrainingData, fit: tuple[l
             warm = chosen.state
             say(f"training goes on from the chosen probe's weights ({chosen.samples} training samples in): they "
                 "read the held-out slice better than the start")
-        evals = len(held[0]) + _val_reads(data, cfg.method)
-        planned = _refit_planned(cfg, world)
-        again = len(fit[0]) + _refit_adds(data, len(held[0]), cfg.method) if planned else 0
-        again_reads = _val_reads(data, cfg.method) if planned and _refit_validates(data) else 0
-        moved = _one_fit_validation(cfg, data)
+        evals = len(held[0]) + budget.val_reads(data, cfg.method)
+        planned = budget.refit_planned(cfg, world)
+        again = len(fit[0]) + budget.refit_adds(data, len(held[0]), cfg.method) if planned else 0
+        again_reads = budget.val_reads(data, cfg.method) if planned and budget.refit_validates(data) else 0
+        moved = budget.one_fit_validation(cfg, data)
         epochs, refit = plan_fits(cfg, chosen, len(fit[0]), time.perf_counter() - started, evals, again, again_reads,
-                                  len(held[0]), moved * _per_captcha(data, cfg.method), keeps_last=not held[0])
+                                  len(held[0]), moved * budget.per_captcha(data, cfg.method), keeps_last=not held[0])
         if refit is False and cfg.refit is None:
             # the slice has chosen the recipe; with no refit to add it later, the one fit learns from it
             cfg.select_fraction = 0.0
@@ -971,19 +598,6 @@ def _int8_check(out: Path, images: list, pre: Preprocess, held: tuple[torch.Tens
     return check
 
 
-def _selector(x: torch.Tensor, targets: list, charset: Charset, length: int,
-              method: str) -> Callable[[nn.Module], dict[str, Any]]:
-    """Scores a model on the held-out slice of the training data, its inputs ``x`` (characters, or
-    whole captchas for ctc)."""
-    if not len(x):
-        return lambda _model: {}
-    if method == "ctc":
-        labels = [charset.decode(t) for t in targets]
-        return lambda model: validate(model, torch.zeros(0), np.zeros(0), x, labels, charset, length, method)
-    y = np.asarray(targets)
-    return lambda model: validate(model, x, y, torch.zeros(0), [], charset, length, method)
-
-
 def _calibration_set(held_x: torch.Tensor, held_y: list[int], char_x: torch.Tensor, char_y: list[int],
                      cap_x: torch.Tensor, cap_labels: list[str], charset: Charset) -> tuple[torch.Tensor, np.ndarray, str]:
     """The character crops a classifier's temperature is fitted on, and where they come from: the held-out
@@ -999,15 +613,6 @@ def _calibration_set(held_x: torch.Tensor, held_y: list[int], char_x: torch.Tens
     return x, y, "validation"
 
 
-def _validation_inputs(data: TrainingData, preparer: Preparer) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
-    """Network inputs of the validation characters and captchas, prepared as solving prepares them."""
-    char_x = torch.from_numpy(np.stack([preparer.pre(im) for im in data.char_images])) if data.char_images \
-        else torch.zeros(0)
-    cap_x = torch.from_numpy(np.concatenate([preparer.inputs(im) for im, _ in data.captchas])) if data.captchas \
-        else torch.zeros(0)
-    return char_x, cap_x, [lab for _, lab in data.captchas]
-
-
 def resumed_config(given: TrainConfig, recorded: dict[str, Any]) -> TrainConfig:
     """The interrupted run's recorded config, with only :data:`RESUME_OVERRIDES` taken from ``given``."""
     cfg = TrainConfig.from_dict(recorded)
@@ -1017,26 +622,3 @@ def resumed_config(given: TrainConfig, recorded: dict[str, Any]) -> TrainConfig:
     return cfg
 
 
-def fast_forward(sched: Any, steps: int) -> None:
-    """Advance a fresh per-step schedule by ``steps`` without training (resuming with new --epochs)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # "scheduler.step() before optimizer.step()": intended here
-        for _ in range(steps):
-            sched.step()
-
-
-def _payload(cfg: TrainConfig, model: CharNet, charset: Charset, pre: Preprocess, data: TrainingData, source: str,
-             recipe: dict[str, Any], history: list[dict[str, Any]], train_seconds: float) -> dict[str, Any]:
-    conf = cfg.to_dict()
-    conf["size"] = list(pre.size)  # the size actually used (a resumed run keeps it)
-    return {"kind": "recognizer", "arch": ARCH, "charset": charset.to_dict(), "preprocess": pre.to_dict(),
-            "length": data.length, "segment": data.segment.to_dict(), "pretrained": source, "freeze": cfg.freeze,
-            # where the lengths vary (length 0), the ones learned: solving holds a reading of another to them
-            "lengths": sorted(data.label_lengths()) if cfg.method == "ctc" and not data.length else [],
-            "recipe": recipe,
-            "method": cfg.method, "width": model.width, "layer3_inner": model.layer3_inner,
-            "captcha_size": data.captcha_size,
-            "train_config": conf, "epoch": history[-1]["epoch"] - 1,
-            "metrics": {**history[-1], "train_seconds": train_seconds}, "history": history, "split": data.split,
-            "environment": environment(), "command": " ".join(["captcha"] + sys.argv[1:]),
-            "model": model.state_dict()}

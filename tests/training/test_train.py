@@ -83,7 +83,7 @@ def test_resume_finishes_an_interrupted_run_identically(tiny_data, flat_captchas
     part = tmp_path / "part" / "m.pt"
     # run only the first epoch of a 3-epoch schedule by stopping after it, then resume
     cfg = _cfg(tiny_data, part, epochs=3, **RESUMED[start])
-    import captcha.training.train as tr
+    import captcha.training.fit as tr  # where each epoch is validated
 
     calls = {"n": 0}
     real = tr.validate
@@ -259,40 +259,6 @@ def test_resume_with_more_epochs_on_the_default_path(tiny_data, tmp_path):
     assert out.read_bytes() == kept and "refit:" not in res.output  # neither trained nor refit again
 
 
-def test_the_keeper_keeps_the_annealed_last_epoch_and_trains_every_epoch():
-    from captcha.training.train import EpochKeeper
-
-    def run(scores, epochs, replay_until=0, start=None):
-        keeper, kept = EpochKeeper(held=200, epochs=epochs), []
-        if start is not None and keeper.update({"char_acc": start}, 0):
-            kept.append(0)
-        for e, acc in enumerate(scores, 1):
-            if e <= replay_until:  # what a resumed run does with its history
-                keeper.update({"char_acc": acc}, e)
-                continue
-            if keeper.update({"char_acc": acc}, e):
-                kept.append(e)
-        return kept
-
-    # the last epoch is within the slice's noise of the best (0.97 on 200 samples): it is kept
-    assert run([0.50, 0.90, 0.97, 0.96, 0.96], 5) == [1, 2, 3, 5]
-    # a dip while the rate is high does not stop training: the annealed epochs that follow are kept
-    dip = [0.50, 0.90, 0.97, 0.97, 0.80, 0.75, 0.70, 0.70, 0.98, 0.97]
-    assert run(dip, 10) == [1, 2, 3, 9, 10]
-    assert run(dip, 10, replay_until=5) == [9, 10]  # resumed after epoch 5: the same choice from there
-    # on a slice of 3 captchas, all 3 read early against 1 read at the end is within chance: the annealed
-    # last epoch is kept (at the best's own accuracy, 100%, the spread would be nil and it was not)
-    small = EpochKeeper(held=3, epochs=4)
-    assert [small.update({"string_acc": acc}, e) for e, acc in enumerate([1 / 3, 1.0, 2 / 3, 1 / 3], 1)] == \
-        [True, True, False, True]
-    assert small.best_epoch == 4
-    # a start that reads already (the general reader, epoch 0) must be matched, not only come within noise;
-    # a tie goes to the fine-tune
-    assert run([0.90, 0.96], 2, start=0.97) == [0]
-    assert run([0.90, 0.98], 2, start=0.97) == [0, 2]
-    assert run([0.97, 0.96], 2, start=0.97) == [0, 1, 2]  # then the last epoch, within noise of it
-
-
 def _reader_checked(monkeypatch, reader: int, fine_tuned: int) -> list:
     """The reader check as if ``reader`` training captchas were read right by the untrained reader only and
     ``fine_tuned`` by the fine-tunes only; returns the list its calls are recorded in."""
@@ -462,18 +428,18 @@ def test_a_small_set_is_refit_on_every_labelled_captcha(flat_captchas, tmp_path)
 def test_training_and_its_refit_go_on_from_the_chosen_probes_weights(flat_captchas, tmp_path, monkeypatch):
     """The probes' short runs are not thrown away: the first fit starts from the chosen probe's trained
     weights, and the refit on every captcha from the same ones."""
+    import captcha.training.fit as fit_module
     import captcha.training.recipe as recipe
-    import captcha.training.train as train_module
 
     probes, starts = [], []
-    run_probe, one_epoch = recipe.run_probe, train_module.train_one_epoch
+    run_probe, one_epoch = recipe.run_probe, fit_module.train_one_epoch
     monkeypatch.setattr(recipe, "run_probe", lambda probe, *a, **k: probes.append(run_probe(probe, *a, **k)) or probe)
 
     def recording(net, *a, **k):
         starts.append(net.model.fc.weight.detach().clone())
         return one_epoch(net, *a, **k)
 
-    monkeypatch.setattr(train_module, "train_one_epoch", recording)
+    monkeypatch.setattr(fit_module, "train_one_epoch", recording)
     said: list[str] = []
     out = tmp_path / "warm.pt"
     train(_cfg(flat_captchas, out, pretrained="glyphs", freeze="auto", method="classify", split="equal", epochs=2,
@@ -579,11 +545,13 @@ def test_one_fit_trains_on_all_but_a_few_of_the_validation_captchas_too(flat_cap
     smaller share, `captcha eval --val` reads the four, and the epoch kept is said to be the last."""
     from click.testing import CliRunner
 
+    import captcha.training.budget as budget_module
     import captcha.training.train as train_module
     from captcha.cli import main
     from captcha.data.splits import flat_split, validation_data
 
-    monkeypatch.setattr(train_module, "ONE_FIT_VALIDATION", 4)
+    for module in (train_module, budget_module):
+        monkeypatch.setattr(module, "ONE_FIT_VALIDATION", 4)
     out = tmp_path / "one.pt"
     res = CliRunner().invoke(main, ["train", "--data", str(flat_captchas), "--out", str(out), "--charset", "ABC123",
                                     "--pretrained", "glyphs", "--freeze", "all", "--method", "classify", "--split",
@@ -604,44 +572,6 @@ def test_one_fit_trains_on_all_but_a_few_of_the_validation_captchas_too(flat_cap
     assert len(validation_data(ck).captchas) == 4
 
 
-def test_refit_only_when_it_fits_the_budget_or_is_asked_for():
-    import time
-
-    from captcha.config import REFIT_MIN_EPOCHS
-    from captcha.training.train import _refit_epochs
-
-    now, said = time.perf_counter(), []
-    auto = TrainConfig(budget=100.0)
-    ends = now + 100.0  # the budget's deadline
-    # 10 s an epoch on 80 samples, 20 more: 12.5 s an epoch, 5 epochs kept = 62.5 s of the 100 left
-    assert _refit_epochs(auto, 5, 80, 20, 10.0, ends, said.append) == 5
-    assert _refit_epochs(auto, 0, 80, 20, 0.1, ends, said.append) == 0  # the untrained start was kept
-    assert _refit_epochs(auto, 5, 80, 0, 0.1, ends, said.append) == 0  # nothing held out to add
-    assert _refit_epochs(TrainConfig(budget=1.0, refit=True), 10, 80, 20, 10.0, now, said.append) == 10
-    assert _refit_epochs(TrainConfig(refit=False), 5, 80, 20, 0.1, now, said.append) == 0
-    assert not said
-    assert _refit_epochs(TrainConfig(refit=True), 0, 80, 20, 0.1, now, said.append) == 0 and "untrained" in said[0]
-    # 10 kept need 125 s of the 100 left, and 8 fit: under REFIT_MIN_EPOCHS, so none, and the run says why
-    said.clear()
-    assert _refit_epochs(auto, 10, 80, 20, 10.0, ends, said.append) == 0
-    assert said[0].startswith("no refit: 10 epochs") and "--budget" in said[0]
-    # a first fit that kept more than REFIT_MIN_EPOCHS, one epoch short of room for all of them: the refit is
-    # shortened to what the budget holds instead of dropped
-    kept = REFIT_MIN_EPOCHS + 4
-    room = time.perf_counter() + 12.5 * (kept - 1) + 6
-    said.clear()
-    assert _refit_epochs(auto, kept, 80, 20, 10.0, room, said.append) == kept - 1
-    assert said[0].startswith(f"refit shortened to {kept - 1} of the {kept} epochs")
-    # ... but never below REFIT_MIN_EPOCHS
-    tight = time.perf_counter() + 12.5 * (REFIT_MIN_EPOCHS - 1) + 6
-    assert _refit_epochs(auto, kept, 80, 20, 10.0, tight, said.append) == 0
-    # after a self-training round that was not kept the refit runs past the budget, as that round did; --no-refit
-    # still refuses it
-    spent = time.perf_counter() - 900.0  # the deadline long past
-    assert _refit_epochs(auto, 10, 80, 20, 10.0, spent, said.append, past_budget=True) == 10
-    assert _refit_epochs(TrainConfig(refit=False), 10, 80, 20, 10.0, spent, said.append, past_budget=True) == 0
-
-
 @pytest.mark.usefixtures("no_int8_check")
 def test_a_fit_slower_than_its_probe_is_held_to_the_budget(tiny_data, tmp_path, monkeypatch):
     """Epochs planned from a probe's speed that then run slower (a busier machine) are cut to what the budget
@@ -652,21 +582,24 @@ def test_a_fit_slower_than_its_probe_is_held_to_the_budget(tiny_data, tmp_path, 
 
     from click.testing import CliRunner
 
+    import captcha.training.budget as budget_module
+    import captcha.training.fit as fit_module
     import captcha.training.train as train_module
     from captcha.cli import main
-    from captcha.training.train import _fit_epochs
+    from captcha.training.budget import fit_epochs
 
     # training's clock runs 10 s further with each epoch (the probes, timed on the real one, planned fast epochs)
     late = {"by": 0.0}
     clock = types.SimpleNamespace(perf_counter=lambda: time.perf_counter() + late["by"])
-    monkeypatch.setattr(train_module, "time", clock)
-    real_epoch = train_module.train_one_epoch
+    for module in (train_module, fit_module, budget_module):
+        monkeypatch.setattr(module, "time", clock)
+    real_epoch = fit_module.train_one_epoch
 
     def slow_epoch(*args, **kwargs):
         late["by"] += 10.0
         return real_epoch(*args, **kwargs)
 
-    monkeypatch.setattr(train_module, "train_one_epoch", slow_epoch)
+    monkeypatch.setattr(fit_module, "train_one_epoch", slow_epoch)
     out = tmp_path / "m.pt"
     res = CliRunner().invoke(main, ["train", "--data", str(tiny_data), "--out", str(out), "--charset", "ABC123",
                                     "--pretrained", "glyphs", "--freeze", "all", "--budget", "60", "--no-refit",
@@ -682,9 +615,9 @@ def test_a_fit_slower_than_its_probe_is_held_to_the_budget(tiny_data, tmp_path, 
     # the arithmetic: 11 s left at 2 s an epoch after 3 done holds 5 more; never fewer than one more nor the least
     late["by"] = 0.0
     ends = time.perf_counter() + 11.0
-    assert _fit_epochs(20, 3, 2.0, ends) == 8
-    assert _fit_epochs(6, 3, 2.0, ends) == 6  # as planned: it fits
-    assert _fit_epochs(20, 3, 2.0, ends - 20.0) == 3  # none more (the fit runs one more all the same)
+    assert fit_epochs(20, 3, 2.0, ends) == 8
+    assert fit_epochs(6, 3, 2.0, ends) == 6  # as planned: it fits
+    assert fit_epochs(20, 3, 2.0, ends - 20.0) == 3  # none more (the fit runs one more all the same)
 
 
 def test_a_refit_slower_than_its_first_fit_is_held_to_the_budget(tiny_data, tmp_path, monkeypatch):
@@ -695,13 +628,16 @@ def test_a_refit_slower_than_its_first_fit_is_held_to_the_budget(tiny_data, tmp_
 
     from click.testing import CliRunner
 
+    import captcha.training.budget as budget_module
+    import captcha.training.fit as fit_module
     import captcha.training.train as train_module
     from captcha.cli import main
 
     late, refitting = {"by": 0.0}, {"now": False}
     clock = types.SimpleNamespace(perf_counter=lambda: time.perf_counter() + late["by"])
-    monkeypatch.setattr(train_module, "time", clock)
-    real_epoch, real_refit = train_module.train_one_epoch, train_module.refit
+    for module in (train_module, fit_module, budget_module):
+        monkeypatch.setattr(module, "time", clock)
+    real_epoch, real_refit = fit_module.train_one_epoch, train_module.refit
 
     def slow_epoch(*args, **kwargs):  # the refit's epochs, and only they, take 10 s more than the first fit's
         late["by"] += 10.0 if refitting["now"] else 0.0
@@ -711,10 +647,11 @@ def test_a_refit_slower_than_its_first_fit_is_held_to_the_budget(tiny_data, tmp_
         refitting["now"] = True
         return real_refit(*args, **kwargs)
 
-    monkeypatch.setattr(train_module, "train_one_epoch", slow_epoch)
+    monkeypatch.setattr(fit_module, "train_one_epoch", slow_epoch)
     monkeypatch.setattr(train_module, "refit", watched_refit)
-    monkeypatch.setattr(train_module, "_refit_epochs", lambda *args, **kwargs: 8)  # the plan: 8 epochs fit
-    monkeypatch.setattr(train_module, "REFIT_MIN_EPOCHS", 3)
+    monkeypatch.setattr(budget_module, "refit_epochs", lambda *args, **kwargs: 8)  # the plan: 8 epochs fit
+    for module in (train_module, fit_module):  # the least a refit runs, and what the run says of it
+        monkeypatch.setattr(module, "REFIT_MIN_EPOCHS", 3)
     out = tmp_path / "m.pt"
     res = CliRunner().invoke(main, ["train", "--data", str(tiny_data), "--out", str(out), "--charset", "ABC123",
                                     "--pretrained", "glyphs", "--freeze", "all", "--epochs", "2", "--budget", "60",
@@ -737,7 +674,8 @@ def test_a_refit_slower_than_its_first_fit_is_held_to_the_budget(tiny_data, tmp_
     assert not any("epochs take" in line for line in said)
     # where the budget holds fewer than the least a refit is planned for, it stops and the first fit stands, checked
     # for int8 as a run of one fit is
-    monkeypatch.setattr(train_module, "REFIT_MIN_EPOCHS", 7)
+    for module in (train_module, fit_module):
+        monkeypatch.setattr(module, "REFIT_MIN_EPOCHS", 7)
     late["by"], refitting["now"] = 0.0, False
     said = []
     res = train(_cfg(tiny_data, out, pretrained="glyphs", freeze="all", epochs=2, budget=60.0), say=said.append)
@@ -747,15 +685,6 @@ def test_a_refit_slower_than_its_first_fit_is_held_to_the_budget(tiny_data, tmp_
     assert stop["planned"] == 8 and stop["after"] == 1 and stop["fit"] < 7 and ck["int8"]["captchas"] > 0
     assert len(ck["history"]) == 2 and not list(tmp_path.glob("m.refit*"))
     assert any(line.startswith("refit stopped after 1 of its 8 epochs") for line in said), said
-
-
-def test_the_budget_keeps_room_for_a_refit_unless_none_can_follow():
-    from captcha.training.train import _refit_planned
-
-    assert _refit_planned(TrainConfig(), 1) and _refit_planned(TrainConfig(refit=True), 1)
-    assert not _refit_planned(TrainConfig(refit=False), 1)  # --no-refit: the first fit has the whole budget
-    assert not _refit_planned(TrainConfig(), 2)  # DDP: no refit follows
-    assert not _refit_planned(TrainConfig(unlabelled="u"), 1)  # self-training follows instead
 
 
 @pytest.mark.usefixtures("no_int8_check")
