@@ -115,6 +115,25 @@ def labels_after_numbers(names: Sequence[str]) -> list[str] | None:
     return None
 
 
+ID_SUFFIX = re.compile(r"([^_ .\-]+)-(\d+|[0-9a-fA-F]{8,}(?:-[0-9a-fA-F]+)*)(?:[_ .].*)?")
+
+
+def labels_before_ids(names: Sequence[str]) -> list[str] | None:
+    """Labels of files named ``<text>-<id>`` (``A7K2-0001.png``, ``A7K2-3f9c2a1b.png``, ``A7K2-<uuid>.png``: a
+    second copy of a text stays a file of its own) where the ids are the files' own, else None: the text before
+    the id. An id is a numbering of the files, or hex of eight digits or more, one length for all, each once."""
+    parts = [ID_SUFFIX.fullmatch(name) for name in names]
+    if not names or not all(parts):
+        return None
+    ids = [m.group(2) for m in parts if m]
+    labels = [m.group(1) for m in parts if m]
+    numbered = all(i.isdigit() for i in ids) and _numbering(ids)
+    hashed = len({len(i) for i in ids}) == 1 and len(ids[0]) >= 8 and len(set(ids)) == len(ids)
+    if (numbered or hashed) and names_not_labels(labels) is None:
+        return labels
+    return None
+
+
 def labels_file(folder: Path) -> Path | None:
     """The file listing ``folder``'s labels (:data:`LABELS_FILES`, the first there), or None."""
     return next((folder / name for name in LABELS_FILES if (folder / name).is_file()), None)
@@ -129,11 +148,15 @@ def labels_source(folder: Path) -> str:
 
 def _labels_from_names(images: Sequence[Path]) -> tuple[list[tuple[str, str]], str]:
     """(file name, label) of each image read from its name, and how: after the number of each where the numbers
-    number the files, else up to the first ``_``, space or ``.``."""
-    after = labels_after_numbers([p.name for p in images])
-    if after:
-        return [(p.name, label) for p, label in zip(images, after)], "file names, after their numbers"
-    return [(p.name, label_from_name(p.name)) for p in images], "file names"
+    number the files, before the id of each where a ``-`` joins one to each text, else up to the first ``_``,
+    space or ``.``."""
+    names = [p.name for p in images]
+    for read, how in ((labels_after_numbers, "file names, after their numbers"),
+                      (labels_before_ids, "file names, before their ids")):
+        labels = read(names)
+        if labels:
+            return list(zip(names, labels)), how
+    return [(name, label_from_name(name)) for name in names], "file names"
 
 
 def _image_files(folder: Path) -> list[Path]:

@@ -155,6 +155,31 @@ def test_file_names_numbered_before_the_label_give_the_label(flat_captchas, tmp_
     assert labels_after_numbers([f"{i:04d}_AB12.png" for i in range(40)]) is None  # one text for all: no labels
 
 
+@pytest.mark.parametrize("suffix", ["{i:04d}", "{h}", "{u}"])
+def test_labels_before_an_id_of_each_file(flat_captchas, tmp_path, suffix):
+    """A7K2-0001.png, A7K2-3f9c2a1b.png, A7K2-<uuid>.png: the text before the file's own id is the label."""
+    import uuid
+
+    from captcha.data.layout import labels_before_ids
+
+    labels = dict(row.split(",") for row in (flat_captchas / "labels.csv").read_text().splitlines()[1:])
+    named = tmp_path / "named"
+    named.mkdir()
+    for i, name in enumerate(sorted(labels)):
+        u = uuid.UUID(int=i * 7919 + 1)
+        shutil.copy(flat_captchas / name, named / f"{labels[name]}-{suffix.format(i=i, h=u.hex[-8:], u=u)}.png")
+    samples = read_captcha_labels(named, Charset())
+    assert sorted(s.label for s in samples) == sorted(labels.values())
+    report = check_dataset(named, CS)
+    assert report.usable and report.labels_from == {"all": "file names, before their ids"}
+    # what is no id: digits drawn at random, hex of one text each, or one text for all
+    rng = __import__("random").Random(0)
+    texts = [f"AB{i:02d}" for i in range(40)]
+    assert labels_before_ids([f"{t}-{rng.randrange(10_000):04d}.png" for t in texts]) is None
+    assert labels_before_ids([f"{t}-{t}.png" for t in texts]) is None
+    assert labels_before_ids([f"shot-{i:04d}.png" for i in range(40)]) is None
+
+
 @pytest.mark.parametrize("listing, header, sep", [("labels.csv", "filename\tlabel\n", "\t"), ("labels.txt", "", " "),
                                                  ("labels.tsv", "", "\t"), ("labels.txt", "", "  ")])
 def test_labels_listed_tab_or_space_separated_or_in_labels_txt(flat_captchas, tmp_path, listing, header, sep):
