@@ -102,31 +102,35 @@ def _numbering(labels: Sequence[str]) -> list[str] | None:
     return None
 
 
+NUMBER_PREFIX = re.compile(r"(?P<id>\d+)[_\- ](?P<text>[^_ .]+).*")
+ID_SUFFIX = re.compile(r"(?P<text>[^_ .\-]+)-(?P<id>\d+|[0-9a-fA-F]{8,}(?:-[0-9a-fA-F]+)*)(?:[_ .].*)?")
+
+
+def _texts_and_ids(pattern: re.Pattern, names: Sequence[str]) -> tuple[list[str], list[str]] | None:
+    """The ``text`` and ``id`` groups of each of ``names`` where ``pattern`` matches every one whole, else None."""
+    parts = [pattern.fullmatch(name) for name in names]
+    if not names or not all(parts):
+        return None
+    return [m.group("text") for m in parts if m], [m.group("id") for m in parts if m]
+
+
 def labels_after_numbers(names: Sequence[str]) -> list[str] | None:
     """Labels of files named ``<number>_<text>`` (``0001_A7K2.png``, ``17-A7K2.png``) where the numbers number the
     files, else None: the text after the numbering, up to the next ``_``, space or ``.``."""
-    parts = [re.fullmatch(r"(\d+)[_\- ]([^_ .]+).*", name) for name in names]
-    if not names or not all(parts):
-        return None
-    numbers = [m.group(1) for m in parts if m]
-    labels = [m.group(2) for m in parts if m]
-    if _numbering(numbers) and names_not_labels(labels) is None:
-        return labels
+    split = _texts_and_ids(NUMBER_PREFIX, names)
+    if split and _numbering(split[1]) and names_not_labels(split[0]) is None:
+        return split[0]
     return None
-
-
-ID_SUFFIX = re.compile(r"([^_ .\-]+)-(\d+|[0-9a-fA-F]{8,}(?:-[0-9a-fA-F]+)*)(?:[_ .].*)?")
 
 
 def labels_before_ids(names: Sequence[str]) -> list[str] | None:
     """Labels of files named ``<text>-<id>`` (``A7K2-0001.png``, ``A7K2-3f9c2a1b.png``, ``A7K2-<uuid>.png``: a
     second copy of a text stays a file of its own) where the ids are the files' own, else None: the text before
     the id. An id is a numbering of the files, or hex of eight digits or more, one length for all, each once."""
-    parts = [ID_SUFFIX.fullmatch(name) for name in names]
-    if not names or not all(parts):
+    split = _texts_and_ids(ID_SUFFIX, names)
+    if not split:
         return None
-    ids = [m.group(2) for m in parts if m]
-    labels = [m.group(1) for m in parts if m]
+    labels, ids = split
     numbered = all(i.isdigit() for i in ids) and _numbering(ids)
     hashed = len({len(i) for i in ids}) == 1 and len(ids[0]) >= 8 and len(set(ids)) == len(ids)
     if (numbered or hashed) and names_not_labels(labels) is None:
