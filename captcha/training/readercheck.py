@@ -4,9 +4,11 @@ With too few labelled captchas to hold a slice out, nothing in a run measures th
 site close to what the reader knows a fine-tune on a handful can read it worse than the reader did before any
 training (sysu_alnum4 from its first 12: 76.1% fine-tuned, 84.8% untrained). The reader has seen none of the
 user's captchas, so its reading of each of them is a fair measure of it; fine-tunes with the run's own recipe, each
-on all but a quarter of them, read the quarter left out (:data:`READER_CHECK_FOLDS`). The run keeps the reader only
-where it reads clearly more of the same captchas (:func:`clearly_more`): a fine-tune on fewer captchas than the run
-has reads less than the run's would, most of all on a far site, where a few more captchas make the difference.
+on all but a quarter of them, read the quarter left out (:data:`READER_CHECK_FOLDS`). From a handful the two counts
+are too few to tell the two apart (:func:`clearly_more` rarely decides), so how much of the site the reader reads
+decides the tie: where it reads :data:`READER_PRIOR_SHARE` of the captchas or more it is kept unless the fine-tunes
+read clearly more; below, it is kept only where it reads clearly more, since a fine-tune on fewer captchas than the
+run has reads less than the run's would, most of all on a far site, where a few more captchas make the difference.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import numpy as np
 import torch
 
 from ..charset import Charset
-from ..config import READER_CHECK_FOLDS, TrainConfig
+from ..config import READER_CHECK_FOLDS, READER_PRIOR_SHARE, TrainConfig
 from ..data.preprocess import Preprocess
 from ..inference.decode import decode
 from ..inference.export import clearly_more
@@ -38,19 +40,31 @@ from .recipe import Probe, train_briefly
 
 @dataclass
 class ReaderCheck:
-    """What the check read: of how many training captchas, those only the untrained reader read right and those
-    only the fine-tunes that left them out did (the two readings differ on no others)."""
+    """What the check read: of how many training captchas, those the untrained reader read right, those only it
+    read right and those only the fine-tunes that left them out did (the two readings differ on no others)."""
 
     captchas: int
+    reader_read: int
     reader_only: int
     fine_tuned_only: int
     epochs: int  # each fold's fine-tune's
 
     @property
     def kept(self) -> bool:
-        """The reader is kept only where it reads clearly more: anything less goes to training, which learns the
-        site's labels."""
+        """Where the reader reads :data:`READER_PRIOR_SHARE` of the captchas or more, it is kept unless the
+        fine-tunes read clearly more; below, only where it reads clearly more."""
+        if self.reader_read >= READER_PRIOR_SHARE * self.captchas:
+            return not clearly_more(self.fine_tuned_only, self.reader_only)
         return clearly_more(self.reader_only, self.fine_tuned_only)
+
+    @property
+    def reason(self) -> str:
+        """Why :attr:`kept` is what it is, in words."""
+        if self.reader_read >= READER_PRIOR_SHARE * self.captchas:
+            return (f"the reader reads {READER_PRIOR_SHARE:.0%} of them or more, and the fine-tunes "
+                    + ("read clearly more" if not self.kept else "did not read clearly more"))
+        return (f"the reader reads under {READER_PRIOR_SHARE:.0%} of them, and "
+                + ("read clearly more than the fine-tunes" if self.kept else "did not read clearly more than the fine-tunes"))
 
     def to_dict(self) -> dict[str, Any]:
         return {**dataclasses.asdict(self), "kept": self.kept}
@@ -95,5 +109,5 @@ def check_reader(cfg: TrainConfig, charset: Charset, state: dict[str, torch.Tens
             tuned[i] = right
     _, model, size = reader
     read = reads_right(model.to(device), size, images, labels, charset, length)
-    return ReaderCheck(len(images), sum(r and not t for r, t in zip(read, tuned)),
+    return ReaderCheck(len(images), sum(read), sum(r and not t for r, t in zip(read, tuned)),
                        sum(t and not r for r, t in zip(read, tuned)), cfg.epochs)

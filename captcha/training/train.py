@@ -258,8 +258,8 @@ def _reader_kept(cfg: TrainConfig, charset: Charset, data: TrainingData, fit: tu
     recipe["reader_check"] = check.to_dict()
     say(f"none of the {len(fit[0])} training captchas held out, so the general reader ({reader[0]}), untrained, "
         f"read them all against fine-tunes of {check.epochs} epochs on all but a quarter of them reading that "
-        f"quarter: {check.reader_only} read right by the reader only, {check.fine_tuned_only} by the fine-tunes "
-        "only: "
+        f"quarter: the reader read {check.reader_read} right, {check.reader_only} of them read by the reader only, "
+        f"{check.fine_tuned_only} by the fine-tunes only; {check.reason}: "
         + ("keeping the reader, nothing trained (--pretrained reader fine-tunes it anyway)" if check.kept else
            "training"))
     if not check.kept:

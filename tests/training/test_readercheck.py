@@ -1,7 +1,7 @@
 import torch
 
 from captcha.charset import Charset
-from captcha.config import READER_CHECK_FOLDS, TrainConfig
+from captcha.config import READER_CHECK_FOLDS, READER_PRIOR_SHARE, TrainConfig
 from captcha.inference.load import general_reader_path
 from captcha.nn.networks import reader_size
 from captcha.training import readercheck
@@ -15,10 +15,24 @@ from captcha.training.readercheck import (
 from captcha.training.recipe import training_start
 
 
-def test_the_reader_is_kept_only_where_it_reads_clearly_more_of_the_same_captchas():
-    assert not ReaderCheck(captchas=10, reader_only=3, fine_tuned_only=0, epochs=20).kept  # 3 < 2 * sqrt(3)
-    assert ReaderCheck(captchas=10, reader_only=4, fine_tuned_only=0, epochs=20).to_dict() == \
-        {"captchas": 10, "reader_only": 4, "fine_tuned_only": 0, "epochs": 20, "kept": True}
+def test_a_reader_that_reads_little_of_the_site_is_kept_only_where_it_reads_clearly_more():
+    def check(read: int, reader: int, fine_tuned: int) -> ReaderCheck:
+        return ReaderCheck(captchas=20, reader_read=read, reader_only=reader, fine_tuned_only=fine_tuned, epochs=20)
+
+    assert READER_PRIOR_SHARE * 20 == 6
+    assert not check(5, 3, 0).kept  # 3 < 2 * sqrt(3)
+    assert check(5, 4, 0).to_dict() == {"captchas": 20, "reader_read": 5, "reader_only": 4, "fine_tuned_only": 0,
+                                        "epochs": 20, "kept": True}
+    assert "under 30%" in check(5, 4, 0).reason and "did not" in check(5, 3, 0).reason
+
+
+def test_a_reader_that_reads_much_of_the_site_is_kept_unless_the_fine_tunes_read_clearly_more():
+    def check(read: int, reader: int, fine_tuned: int) -> ReaderCheck:
+        return ReaderCheck(captchas=20, reader_read=read, reader_only=reader, fine_tuned_only=fine_tuned, epochs=20)
+
+    assert check(6, 0, 0).kept and check(6, 1, 2).kept and check(15, 0, 3).kept  # 3 < 2 * sqrt(3): a tie
+    assert not check(6, 0, 4).kept and not check(15, 1, 7).kept  # 4 >= 2 * sqrt(4); 6 >= 2 * sqrt(8)
+    assert "30% of them or more" in check(6, 0, 4).reason and "read clearly more" in check(6, 0, 4).reason
 
 
 def test_solving_reader_is_the_whole_reader_with_its_head_on_the_sites_characters():
@@ -53,3 +67,4 @@ def test_check_reader_reads_every_training_captcha_untrained_and_each_fold_with_
     labels = [charset.decode(t) for t in fit[1]]
     read = reads_right(reader[1], reader[2], fit[0], labels, charset, data.length)
     assert len(read) == n and 0 <= check.fine_tuned_only <= n - sum(read) and check.reader_only <= sum(read)
+    assert check.reader_read == sum(read)

@@ -259,9 +259,9 @@ def test_resume_with_more_epochs_on_the_default_path(tiny_data, tmp_path):
     assert out.read_bytes() == kept and "refit:" not in res.output  # neither trained nor refit again
 
 
-def _reader_checked(monkeypatch, reader: int, fine_tuned: int) -> list:
-    """The reader check as if ``reader`` training captchas were read right by the untrained reader only and
-    ``fine_tuned`` by the fine-tunes only; returns the list its calls are recorded in."""
+def _reader_checked(monkeypatch, read: int, reader: int, fine_tuned: int) -> list:
+    """The reader check as if the untrained reader read ``read`` training captchas right, ``reader`` of them read by
+    it only, and ``fine_tuned`` by the fine-tunes only; returns the list its calls are recorded in."""
     from captcha.training import train as train_module
     from captcha.training.readercheck import ReaderCheck
 
@@ -269,7 +269,7 @@ def _reader_checked(monkeypatch, reader: int, fine_tuned: int) -> list:
 
     def checked(cfg, charset, state, source, fit, length, device, reader_):
         calls.append((len(fit[0]), source, reader_[0]))
-        return ReaderCheck(len(fit[0]), reader, fine_tuned, cfg.epochs)
+        return ReaderCheck(len(fit[0]), read, reader, fine_tuned, cfg.epochs)
 
     monkeypatch.setattr(train_module, "check_reader", checked)
     return calls
@@ -278,10 +278,11 @@ def _reader_checked(monkeypatch, reader: int, fine_tuned: int) -> list:
 def test_too_few_captchas_to_hold_any_out_train_ctc_for_a_few_epochs(six_captchas, tmp_path, monkeypatch):
     """Plain `captcha train` on six labelled captchas: nothing is held out to rank the methods or choose the epoch,
     so CTC from the general reader, for at most UNCHOSEN_EPOCHS (its least number of steps would overfit them),
-    unless the untrained reader reads clearly more of them than fine-tunes on the rest (here it does not)."""
+    unless the untrained reader, reading little of them, reads clearly more than fine-tunes on the rest (here it
+    reads one of five, and no more than they do)."""
     from captcha.config import UNCHOSEN_EPOCHS
 
-    calls = _reader_checked(monkeypatch, reader=3, fine_tuned=0)  # not clearly more
+    calls = _reader_checked(monkeypatch, read=1, reader=1, fine_tuned=0)  # under 30% and not clearly more
     said: list[str] = []
     train(TrainConfig(data=str(six_captchas), out=str(tmp_path / "six.pt"), charset="ABC123"), say=said.append)
     ck = load_checkpoint(tmp_path / "six.pt")
@@ -289,8 +290,9 @@ def test_too_few_captchas_to_hold_any_out_train_ctc_for_a_few_epochs(six_captcha
     assert ck["train_config"]["epochs"] == UNCHOSEN_EPOCHS == ck["refit"]["epochs"], said
     # checked once, on the five training captchas (the sixth is validation), not again in the refit
     assert calls == [(5, "reader:reader-ctc.pt", "reader:reader-ctc.pt")]
-    assert ck["recipe"]["reader_check"] == {"captchas": 5, "reader_only": 3, "fine_tuned_only": 0,
+    assert ck["recipe"]["reader_check"] == {"captchas": 5, "reader_read": 1, "reader_only": 1, "fine_tuned_only": 0,
                                             "epochs": UNCHOSEN_EPOCHS, "kept": False}
+    assert any("the reader reads under 30% of them, and did not read clearly more" in line for line in said), said
 
 
 def test_too_few_captchas_that_the_untrained_reader_reads_better_keep_it(six_captchas, tmp_path, monkeypatch):
@@ -299,7 +301,7 @@ def test_too_few_captchas_that_the_untrained_reader_reads_better_keep_it(six_cap
     measured on the validation captchas like any model."""
     from captcha.inference.load import load_solver
 
-    _reader_checked(monkeypatch, reader=4, fine_tuned=0)
+    _reader_checked(monkeypatch, read=4, reader=4, fine_tuned=0)
     said: list[str] = []
     out = tmp_path / "kept.pt"
     result = train(TrainConfig(data=str(six_captchas), out=str(out), charset="ABC123"), say=said.append)
@@ -317,7 +319,7 @@ def test_too_few_captchas_that_the_untrained_reader_reads_better_keep_it(six_cap
 
 
 def test_the_reader_check_is_skipped_where_the_start_was_asked_for(six_captchas, tmp_path, monkeypatch):
-    calls = _reader_checked(monkeypatch, reader=4, fine_tuned=0)
+    calls = _reader_checked(monkeypatch, read=4, reader=4, fine_tuned=0)
     train(TrainConfig(data=str(six_captchas), out=str(tmp_path / "asked.pt"), charset="ABC123", pretrained="reader",
                       epochs=1))
     assert calls == [] and load_checkpoint(tmp_path / "asked.pt")["train_config"]["epochs"] == 1
