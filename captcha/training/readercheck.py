@@ -50,21 +50,26 @@ class ReaderCheck:
     epochs: int  # each fold's fine-tune's
 
     @property
+    def reads_much(self) -> bool:
+        """Whether the reader read :data:`READER_PRIOR_SHARE` of the captchas or more."""
+        return self.reader_read >= READER_PRIOR_SHARE * self.captchas
+
+    @property
     def kept(self) -> bool:
-        """Where the reader reads :data:`READER_PRIOR_SHARE` of the captchas or more, it is kept unless the
-        fine-tunes read clearly more; below, only where it reads clearly more."""
-        if self.reader_read >= READER_PRIOR_SHARE * self.captchas:
+        """Where the reader reads much of the site (:attr:`reads_much`), it is kept unless the fine-tunes read
+        clearly more; below, only where it reads clearly more."""
+        if self.reads_much:
             return not clearly_more(self.fine_tuned_only, self.reader_only)
         return clearly_more(self.reader_only, self.fine_tuned_only)
 
     @property
     def reason(self) -> str:
         """Why :attr:`kept` is what it is, in words."""
-        if self.reader_read >= READER_PRIOR_SHARE * self.captchas:
+        if self.reads_much:
             return (f"the reader reads {READER_PRIOR_SHARE:.0%} of them or more, and the fine-tunes "
-                    + ("read clearly more" if not self.kept else "did not read clearly more"))
+                    + ("did not read clearly more" if self.kept else "read clearly more"))
         return (f"the reader reads under {READER_PRIOR_SHARE:.0%} of them, and "
-                + ("read clearly more than the fine-tunes" if self.kept else "did not read clearly more than the fine-tunes"))
+                + ("read" if self.kept else "did not read") + " clearly more than the fine-tunes")
 
     def to_dict(self) -> dict[str, Any]:
         return {**dataclasses.asdict(self), "kept": self.kept}
