@@ -9,6 +9,8 @@ are too few to tell the two apart (:func:`clearly_more` rarely decides), so how 
 decides the tie: where it reads :data:`READER_PRIOR_SHARE` of the captchas or more it is kept unless the fine-tunes
 read clearly more; below, it is kept only where it reads clearly more, since a fine-tune on fewer captchas than the
 run has reads less than the run's would, most of all on a far site, where a few more captchas make the difference.
+The reader reads first: where its reading settles the choice whatever the fine-tunes could read (from 5 captchas it
+always does), none is trained.
 """
 
 from __future__ import annotations
@@ -38,16 +40,34 @@ from .loop import predict
 from .recipe import Probe, train_briefly
 
 
+def keeps_reader(captchas: int, reader_read: int, reader_only: int, fine_tuned_only: int) -> bool:
+    """The check's choice: where the reader reads :data:`READER_PRIOR_SHARE` of the ``captchas`` or more, it is kept
+    unless the fine-tunes read clearly more; below, only where it reads clearly more."""
+    if reader_read >= READER_PRIOR_SHARE * captchas:
+        return not clearly_more(fine_tuned_only, reader_only)
+    return clearly_more(reader_only, fine_tuned_only)
+
+
+def settled(captchas: int, reader_read: int) -> bool | None:
+    """The choice where the reader's own reading already makes it, whatever the fine-tunes read (they can read right
+    at most the captchas it misses, and take from it at most those it reads), else None: from a handful it always
+    does, so no fine-tune is trained for nothing."""
+    choices = {keeps_reader(captchas, reader_read, only, tuned)
+               for only in range(reader_read + 1) for tuned in range(captchas - reader_read + 1)}
+    return choices.pop() if len(choices) == 1 else None
+
+
 @dataclass
 class ReaderCheck:
     """What the check read: of how many training captchas, those the untrained reader read right, those only it
-    read right and those only the fine-tunes that left them out did (the two readings differ on no others)."""
+    read right and those only the fine-tunes that left them out did (the two readings differ on no others; both
+    None where the reader's reading :func:`settled` the choice and no fine-tune was trained)."""
 
     captchas: int
     reader_read: int
-    reader_only: int
-    fine_tuned_only: int
-    epochs: int  # each fold's fine-tune's
+    reader_only: int | None
+    fine_tuned_only: int | None
+    epochs: int  # each fold's fine-tune's (none trained where the choice was settled)
 
     @property
     def reads_much(self) -> bool:
@@ -56,15 +76,17 @@ class ReaderCheck:
 
     @property
     def kept(self) -> bool:
-        """Where the reader reads much of the site (:attr:`reads_much`), it is kept unless the fine-tunes read
-        clearly more; below, only where it reads clearly more."""
-        if self.reads_much:
-            return not clearly_more(self.fine_tuned_only, self.reader_only)
-        return clearly_more(self.reader_only, self.fine_tuned_only)
+        """Whether the reader is kept (:func:`keeps_reader`)."""
+        if self.reader_only is None or self.fine_tuned_only is None:
+            return bool(settled(self.captchas, self.reader_read))
+        return keeps_reader(self.captchas, self.reader_read, self.reader_only, self.fine_tuned_only)
 
     @property
     def reason(self) -> str:
         """Why :attr:`kept` is what it is, in words."""
+        if self.reader_only is None:
+            return (f"the reader read {self.reader_read} of {self.captchas}, which no fine-tune's reading could "
+                    "outweigh, so none was trained")
         if self.reads_much:
             return (f"the reader reads {READER_PRIOR_SHARE:.0%} of them or more, and the fine-tunes "
                     + ("did not read clearly more" if self.kept else "read clearly more"))
@@ -103,6 +125,10 @@ def check_reader(cfg: TrainConfig, charset: Charset, state: dict[str, torch.Tens
     fourth captcha) and reading that fold."""
     images, targets = fit
     labels = [charset.decode(t) for t in targets]
+    _, model, size = reader
+    read = reads_right(model.to(device), size, images, labels, charset, length)
+    if settled(len(images), sum(read)) is not None:
+        return ReaderCheck(len(images), sum(read), None, None, cfg.epochs)
     tuned = [False] * len(images)
     for k in range(min(READER_CHECK_FOLDS, len(images))):
         out = list(range(k, len(images), READER_CHECK_FOLDS))
@@ -112,7 +138,5 @@ def check_reader(cfg: TrainConfig, charset: Charset, state: dict[str, torch.Tens
         for i, right in zip(out, reads_right(model, tuple(cfg.size), [images[i] for i in out],
                                              [labels[i] for i in out], charset, length)):
             tuned[i] = right
-    _, model, size = reader
-    read = reads_right(model.to(device), size, images, labels, charset, length)
     return ReaderCheck(len(images), sum(read), sum(r and not t for r, t in zip(read, tuned)),
                        sum(t and not r for r, t in zip(read, tuned)), cfg.epochs)

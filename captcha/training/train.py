@@ -256,10 +256,11 @@ def _reader_kept(cfg: TrainConfig, charset: Charset, data: TrainingData, fit: tu
     reader = solving_reader(charset)
     check = check_reader(cfg, charset, model.state_dict(), source, fit, data.length, device, reader)
     recipe["reader_check"] = check.to_dict()
+    against = "" if check.reader_only is None else (
+        f" against fine-tunes of {check.epochs} epochs on all but a quarter of them reading that quarter "
+        f"({check.reader_only} read right by the reader only, {check.fine_tuned_only} by the fine-tunes only)")
     say(f"none of the {len(fit[0])} training captchas held out, so the general reader ({reader[0]}), untrained, "
-        f"read them all against fine-tunes of {check.epochs} epochs on all but a quarter of them reading that "
-        f"quarter: the reader read {check.reader_read} right, {check.reader_only} of them read by the reader only, "
-        f"{check.fine_tuned_only} by the fine-tunes only; {check.reason}: "
+        f"read them all{against}: it read {check.reader_read} right; {check.reason}: "
         + ("keeping the reader, nothing trained (--pretrained reader fine-tunes it anyway)" if check.kept else
            "training"))
     if not check.kept:

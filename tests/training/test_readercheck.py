@@ -9,7 +9,9 @@ from captcha.training.dataset import load_training_data
 from captcha.training.readercheck import (
     ReaderCheck,
     check_reader,
+    keeps_reader,
     reads_right,
+    settled,
     solving_reader,
 )
 from captcha.training.recipe import training_start
@@ -33,6 +35,19 @@ def test_a_reader_that_reads_much_of_the_site_is_kept_unless_the_fine_tunes_read
     assert check(6, 0, 0).kept and check(6, 1, 2).kept and check(15, 0, 3).kept  # 3 < 2 * sqrt(3): a tie
     assert not check(6, 0, 4).kept and not check(15, 1, 7).kept  # 4 >= 2 * sqrt(4); 6 >= 2 * sqrt(8)
     assert "30% of them or more" in check(6, 0, 4).reason and "read clearly more" in check(6, 0, 4).reason
+
+
+def test_the_readers_own_reading_settles_the_choice_where_no_fine_tune_could_change_it():
+    # ten captchas: reading 2 (under 30%) it could at most read 2 only, never clearly more; reading 7, the fine-tunes
+    # could at most read the 3 it misses, never clearly more; in between they decide
+    assert [settled(10, read) for read in range(11)] == [False] * 3 + [None] * 4 + [True] * 4
+    assert all(settled(5, read) is not None for read in range(6))  # from a handful: always settled
+    for read in range(11):
+        choices = {keeps_reader(10, read, only, tuned) for only in range(read + 1) for tuned in range(11 - read)}
+        assert (settled(10, read) is None) == (len(choices) == 2)
+    check = ReaderCheck(captchas=10, reader_read=7, reader_only=None, fine_tuned_only=None, epochs=20)
+    assert check.kept and "none was trained" in check.reason
+    assert not ReaderCheck(captchas=10, reader_read=1, reader_only=None, fine_tuned_only=None, epochs=20).kept
 
 
 def test_solving_reader_is_the_whole_reader_with_its_head_on_the_sites_characters():
@@ -59,6 +74,7 @@ def test_check_reader_reads_every_training_captcha_untrained_and_each_fold_with_
         return real(probe, cfg, num, state, source, fit, *args)
 
     monkeypatch.setattr(readercheck, "train_briefly", recorded)
+    monkeypatch.setattr(readercheck, "settled", lambda captchas, read: None)  # five captchas always settle it
     reader = solving_reader(charset)
     check = check_reader(cfg, charset, state, source, fit, data.length, torch.device("cpu"), reader)
     n = len(fit[0])
@@ -68,3 +84,17 @@ def test_check_reader_reads_every_training_captcha_untrained_and_each_fold_with_
     read = reads_right(reader[1], reader[2], fit[0], labels, charset, data.length)
     assert len(read) == n and 0 <= check.fine_tuned_only <= n - sum(read) and check.reader_only <= sum(read)
     assert check.reader_read == sum(read)
+
+
+def test_check_reader_trains_no_fine_tune_where_the_readers_reading_settles_the_choice(six_captchas, monkeypatch):
+    charset = Charset("ABC123")
+    cfg = TrainConfig(data=str(six_captchas), charset=charset.alphabet, method="ctc", epochs=1, size=(48, 96),
+                      batch_size=4)
+    data = load_training_data(cfg, charset)
+    fit = (data.train_images, data.train_targets)
+    source, state = training_start(cfg, "ctc", charset, data)
+    trained = []
+    monkeypatch.setattr(readercheck, "train_briefly", lambda *args: trained.append(args))
+    check = check_reader(cfg, charset, state, source, fit, data.length, torch.device("cpu"), solving_reader(charset))
+    assert trained == [] and check.reader_only is None and check.fine_tuned_only is None
+    assert check.kept == settled(len(fit[0]), check.reader_read) and check.to_dict()["kept"] == check.kept
