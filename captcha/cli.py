@@ -571,7 +571,7 @@ def train(data_dir, out, pretrained, freeze, epochs, budget, batch_size, optimiz
     best = result["best"]
     why = "the best on the held-out slice of the training data" if result.get("held_out_acc") is not None else \
         "the last: nothing was held out to choose by"
-    kept = "the general reader, untrained (chosen over fine-tunes on part of the training captchas)" \
+    kept = "the general reader, untrained (by the reader check of the training captchas)" \
         if result.get("kept_reader") else f"epoch {best.get('epoch')} ({why})"
     cut = result.get("shortened")
     click.echo(f"kept {kept}: val char acc "

@@ -85,8 +85,9 @@ class ReaderCheck:
     def reason(self) -> str:
         """Why :attr:`kept` is what it is, in words."""
         if self.reader_only is None:
-            return (f"the reader read {self.reader_read} of {self.captchas}, which no fine-tune's reading could "
-                    "outweigh, so none was trained")
+            return (f"the reader read {self.reader_read} of {self.captchas}, "
+                    + ("more than any fine-tune could outweigh" if self.kept else
+                       "too few to keep it whatever fine-tunes read") + ", so none was trained")
         if self.reads_much:
             return (f"the reader reads {READER_PRIOR_SHARE:.0%} of them or more, and the fine-tunes "
                     + ("did not read clearly more" if self.kept else "read clearly more"))

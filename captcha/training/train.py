@@ -258,9 +258,10 @@ def _reader_kept(cfg: TrainConfig, charset: Charset, data: TrainingData, fit: tu
     recipe["reader_check"] = check.to_dict()
     against = "" if check.reader_only is None else (
         f" against fine-tunes of {check.epochs} epochs on all but a quarter of them reading that quarter "
-        f"({check.reader_only} read right by the reader only, {check.fine_tuned_only} by the fine-tunes only)")
+        f"({check.reader_read} read right by the reader, {check.reader_only} by it only, {check.fine_tuned_only} by "
+        "the fine-tunes only)")
     say(f"none of the {len(fit[0])} training captchas held out, so the general reader ({reader[0]}), untrained, "
-        f"read them all{against}: it read {check.reader_read} right; {check.reason}: "
+        f"read them all{against}; {check.reason}: "
         + ("keeping the reader, nothing trained (--pretrained reader fine-tunes it anyway)" if check.kept else
            "training"))
     if not check.kept:
