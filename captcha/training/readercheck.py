@@ -87,7 +87,7 @@ class ReaderCheck:
         if self.reader_only is None:
             return (f"the reader read {self.reader_read} of {self.captchas}, "
                     + ("more than any fine-tune could outweigh" if self.kept else
-                       "too few to keep it whatever fine-tunes read") + ", so none was trained")
+                       "too few to keep it whatever fine-tunes read") + ", so no fine-tune was trained")
         if self.reads_much:
             return (f"the reader reads {READER_PRIOR_SHARE:.0%} of them or more, and the fine-tunes "
                     + ("did not read clearly more" if self.kept else "read clearly more"))

@@ -46,7 +46,7 @@ def test_the_readers_own_reading_settles_the_choice_where_no_fine_tune_could_cha
         choices = {keeps_reader(10, read, only, tuned) for only in range(read + 1) for tuned in range(11 - read)}
         assert (settled(10, read) is None) == (len(choices) == 2)
     check = ReaderCheck(captchas=10, reader_read=7, reader_only=None, fine_tuned_only=None, epochs=20)
-    assert check.kept and "none was trained" in check.reason
+    assert check.kept and "no fine-tune was trained" in check.reason
     assert not ReaderCheck(captchas=10, reader_read=1, reader_only=None, fine_tuned_only=None, epochs=20).kept
 
 

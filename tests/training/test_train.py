@@ -305,8 +305,8 @@ def test_too_few_captchas_that_the_untrained_reader_reads_better_keep_it(six_cap
     said: list[str] = []
     out = tmp_path / "kept.pt"
     result = train(TrainConfig(data=str(six_captchas), out=str(out), charset="ABC123"), say=said.append)
-    assert any("read them all; the reader read 4 of 5, more than any fine-tune could outweigh, so none was trained: "
-               "keeping the reader" in line for line in said), said
+    assert any("read them all; the reader read 4 of 5, more than any fine-tune could outweigh, so no fine-tune was "
+               "trained: keeping the reader" in line for line in said), said
     ck = load_checkpoint(out)
     assert result["kept_reader"] and not result.get("refit") and result["train_seconds"] == 0.0
     assert ck["pretrained"] == "reader:reader-ctc.pt" and ck["train_config"]["epochs"] == 0
