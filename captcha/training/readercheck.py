@@ -40,10 +40,15 @@ from .loop import predict
 from .recipe import Probe, train_briefly
 
 
+def reads_much(captchas: int, reader_read: int) -> bool:
+    """Whether the reader read :data:`READER_PRIOR_SHARE` of the ``captchas`` or more."""
+    return reader_read >= READER_PRIOR_SHARE * captchas
+
+
 def keeps_reader(captchas: int, reader_read: int, reader_only: int, fine_tuned_only: int) -> bool:
-    """The check's choice: where the reader reads :data:`READER_PRIOR_SHARE` of the ``captchas`` or more, it is kept
-    unless the fine-tunes read clearly more; below, only where it reads clearly more."""
-    if reader_read >= READER_PRIOR_SHARE * captchas:
+    """The check's choice: where the reader reads much of the site (:func:`reads_much`), it is kept unless the
+    fine-tunes read clearly more; below, only where it reads clearly more."""
+    if reads_much(captchas, reader_read):
         return not clearly_more(fine_tuned_only, reader_only)
     return clearly_more(reader_only, fine_tuned_only)
 
@@ -70,11 +75,6 @@ class ReaderCheck:
     epochs: int  # each fold's fine-tune's (none trained where the choice was settled)
 
     @property
-    def reads_much(self) -> bool:
-        """Whether the reader read :data:`READER_PRIOR_SHARE` of the captchas or more."""
-        return self.reader_read >= READER_PRIOR_SHARE * self.captchas
-
-    @property
     def kept(self) -> bool:
         """Whether the reader is kept (:func:`keeps_reader`)."""
         if self.reader_only is None or self.fine_tuned_only is None:
@@ -88,7 +88,7 @@ class ReaderCheck:
             return (f"the reader read {self.reader_read} of {self.captchas}, "
                     + ("more than any fine-tune could outweigh" if self.kept else
                        "too few to keep it whatever fine-tunes read") + ", so no fine-tune was trained")
-        if self.reads_much:
+        if reads_much(self.captchas, self.reader_read):
             return (f"the reader reads {READER_PRIOR_SHARE:.0%} of them or more, and the fine-tunes "
                     + ("did not read clearly more" if self.kept else "read clearly more"))
         return (f"the reader reads under {READER_PRIOR_SHARE:.0%} of them, and "

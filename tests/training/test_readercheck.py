@@ -58,14 +58,19 @@ def test_solving_reader_is_the_whole_reader_with_its_head_on_the_sites_character
     assert size == reader_size(str(general_reader_path()))
 
 
-def test_check_reader_reads_every_training_captcha_untrained_and_each_fold_with_a_fine_tune_on_the_rest(
-        six_captchas, monkeypatch):
+def _check_inputs(folder):
+    """A one-epoch CTC recipe on ``folder``'s captchas over ABC123: (cfg, charset, data, fit, source, state)."""
     charset = Charset("ABC123")
-    cfg = TrainConfig(data=str(six_captchas), charset=charset.alphabet, method="ctc", epochs=1, size=(48, 96),
+    cfg = TrainConfig(data=str(folder), charset=charset.alphabet, method="ctc", epochs=1, size=(48, 96),
                       batch_size=4)
     data = load_training_data(cfg, charset)
-    fit = (data.train_images, data.train_targets)
     source, state = training_start(cfg, "ctc", charset, data)
+    return cfg, charset, data, (data.train_images, data.train_targets), source, state
+
+
+def test_check_reader_reads_every_training_captcha_untrained_and_each_fold_with_a_fine_tune_on_the_rest(
+        six_captchas, monkeypatch):
+    cfg, charset, data, fit, source, state = _check_inputs(six_captchas)
     trained_on = []
     real = readercheck.train_briefly
 
@@ -87,12 +92,7 @@ def test_check_reader_reads_every_training_captcha_untrained_and_each_fold_with_
 
 
 def test_check_reader_trains_no_fine_tune_where_the_readers_reading_settles_the_choice(six_captchas, monkeypatch):
-    charset = Charset("ABC123")
-    cfg = TrainConfig(data=str(six_captchas), charset=charset.alphabet, method="ctc", epochs=1, size=(48, 96),
-                      batch_size=4)
-    data = load_training_data(cfg, charset)
-    fit = (data.train_images, data.train_targets)
-    source, state = training_start(cfg, "ctc", charset, data)
+    cfg, charset, data, fit, source, state = _check_inputs(six_captchas)
     trained = []
     monkeypatch.setattr(readercheck, "train_briefly", lambda *args: trained.append(args))
     check = check_reader(cfg, charset, state, source, fit, data.length, torch.device("cpu"), solving_reader(charset))
