@@ -216,7 +216,7 @@ def train(cfg: TrainConfig, say: Callable[[str], None] = log.info, progress: boo
             fit_idx, held_idx, fit, held = _split(data, cfg)
     going_on = bool(resume) or refitting
     kept = _reader_kept(cfg, charset, data, fit, device, recipe, say, model, source) \
-        if _checks_reader(cfg, source, none_held, fit, extra, unlabelled, going_on) and rank == 0 and world == 1 else None
+        if _checks_reader(cfg, source, none_held, fit, extra, going_on) and rank == 0 and world == 1 else None
     if kept is not None:
         source, model = kept
     kept_reader = kept is not None
@@ -376,13 +376,16 @@ def _finished_run(out: Path, last_path: Path, epochs: int | None, say: Callable[
 
 
 def _checks_reader(cfg: TrainConfig, source: str, none_held: bool, fit: tuple[list, list], extra: list,
-                   unlabelled: list, going_on: bool) -> bool:
+                   going_on: bool) -> bool:
     """Whether a run asks if the general reader, untrained, reads the site better than a fine-tune (see
     ``readercheck``): a CTC fine-tune from the reader that `--pretrained auto` chose, nothing held out to measure
-    it by, at least two captchas to fit (one fine-tune reads what the other leaves out), none to learn from but
-    the labelled ones, and not ``going_on`` from an earlier fit (a resumed run, or a refit: its first fit asked)."""
+    it by, at least two captchas to fit (one fine-tune reads what the other leaves out), no captchas added to the
+    labelled ones (synthetic, or pseudo-labelled by a round before), and not ``going_on`` from an earlier fit (a
+    resumed run, or a refit: its first fit asked). Unlabelled captchas given for self-training do not stop it: a
+    fine-tune on a handful is sure of none of them, where a reader kept is sure of many (sysu from its first 5 with
+    685 unlabelled: the fine-tune pseudo-labelled 0, 58.26%; the reader, kept, reads 87.39% before any)."""
     return (cfg.method == "ctc" and cfg.pretrained == "auto" and reads_already(source) and none_held
-            and not extra and not unlabelled and not going_on and len(fit[0]) >= 2)
+            and not extra and not going_on and len(fit[0]) >= 2)
 
 
 def _judged(keeper: EpochKeeper, held: bool, final: dict[str, Any] | None, data: TrainingData,
@@ -478,19 +481,26 @@ def self_train(cfg: TrainConfig, data: TrainingData, paths: list[str], first: di
     round1 = out.with_name(out.stem + ".round1.pt")
     os.replace(out, round1)
     labelled = len(set(data.train_groups) - data.extra_groups)
-    # about the first round's compute: the epochs shrink as the pseudo-labelled captchas join
-    epochs = max(AUTO_EPOCHS[0], round(cfg.epochs * labelled / (labelled + len(pseudo))))
+    # about the first round's compute: the epochs shrink as the pseudo-labelled captchas join; after a reader kept
+    # untrained (no epochs, its own input) the round is the site's first fit, its recipe chosen as for any
+    recipe = {"epochs": None, "size": None, "freeze": "auto"} if first.get("kept_reader") else \
+        {"epochs": max(AUTO_EPOCHS[0], round(cfg.epochs * labelled / (labelled + len(pseudo))))}
     # refit=False: a refit of this round would train on the labelled captchas alone, dropping the pseudo-labelled
-    again = dataclasses.replace(cfg, unlabelled=None, resume=False, split=data.segment.method, epochs=epochs,
-                                refit=False)
+    again = dataclasses.replace(cfg, unlabelled=None, resume=False, split=data.segment.method, refit=False, **recipe)
     second = train(again, say, progress, pseudo=pseudo)
-    kept = (second["held_out_acc"] or 0.0) > (first["held_out_acc"] or 0.0)
+    # with nothing held out to judge by, a second round on the untrained reader's sure readings is kept, as a run
+    # with no labels keeps its rounds ("No labels at all" in the README: every set read more after them)
+    unjudged = first["held_out_acc"] is None and second["held_out_acc"] is None and first.get("kept_reader")
+    kept = bool(unjudged) or (second["held_out_acc"] or 0.0) > (first["held_out_acc"] or 0.0)
     if kept:
         round1.unlink()
     else:
         os.replace(round1, out)
-    say(f"self-training: held-out slice {100 * (first['held_out_acc'] or 0):.2f}% -> "
-        f"{100 * (second['held_out_acc'] or 0):.2f}%; keeping the {'second' if kept else 'first'} round")
+    say("self-training: " + ("nothing held out to judge the rounds by; keeping the second, trained on the general "
+                             "reader's sure readings, as a run with no labels does" if unjudged else
+                             f"held-out slice {100 * (first['held_out_acc'] or 0):.2f}% -> "
+                             f"{100 * (second['held_out_acc'] or 0):.2f}%; keeping the "
+                             f"{'second' if kept else 'first'} round"))
     best = second if kept else first
     return {**best, "train_seconds": first["train_seconds"] + second["train_seconds"],
             "self_training": {"unlabelled": len(paths), "pseudo_labelled": len(pseudo), "kept": kept,

@@ -358,6 +358,39 @@ def test_self_training_reads_unlabelled_captchas_and_keeps_the_better_round(flat
 
 
 @pytest.mark.usefixtures("no_int8_check")
+def test_a_handful_with_unlabelled_captchas_checks_the_reader_and_keeps_a_round_on_its_sure_readings(
+        six_captchas, flat_captchas, tmp_path, monkeypatch):
+    """Unlabelled captchas beside a handful of labelled ones do not skip the reader check; where it keeps the
+    reader, its sure readings teach a second round, kept with nothing held out to judge it by (as with no labels),
+    its recipe chosen as a first fit's (the kept reader trained no epochs)."""
+    import captcha.training.train as train_module
+
+    _reader_checked(monkeypatch, read=4, reader=None, fine_tuned=None)
+    read_by: list[str] = []
+    labelled = [line.split(",") for line in (flat_captchas / "labels.csv").read_text().splitlines()[7:15]]
+
+    def sure(checkpoint, paths, length, *args):
+        read_by.append(load_checkpoint(checkpoint)["pretrained"])
+        return [(Image.open(flat_captchas / name).convert("RGB"), text) for name, text in labelled]
+
+    monkeypatch.setattr(train_module, "pseudo_labels", sure)
+    unlabelled = tmp_path / "unlabelled"
+    unlabelled.mkdir()
+    for name, _ in labelled:
+        Image.open(flat_captchas / name).save(unlabelled / name)
+    out = tmp_path / "few.pt"
+    said: list[str] = []
+    res = train(TrainConfig(data=str(six_captchas), out=str(out), charset="ABC123", unlabelled=str(unlabelled),
+                            budget=20), say=said.append)
+    assert any("keeping the reader, nothing trained" in line for line in said), said
+    assert read_by == ["reader:reader-ctc.pt"]  # the kept reader read them
+    assert res["self_training"]["kept"] and res["self_training"]["pseudo_labelled"] == 8
+    assert any("nothing held out to judge the rounds by; keeping the second" in line for line in said), said
+    ck = load_checkpoint(out)
+    assert ck["self_training"]["pseudo_labelled"] == 8 and ck["train_config"]["epochs"] > 0
+
+
+@pytest.mark.usefixtures("no_int8_check")
 def test_a_second_round_not_kept_leaves_the_first_fit_refit_as_without_unlabelled(flat_captchas, tmp_path, monkeypatch):
     """Self-training takes the refit's place in the plan; where it adds nothing (here no unlabelled captcha is
     read surely enough), the first fit is refit on every labelled captcha as a run without --unlabelled is."""
