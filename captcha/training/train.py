@@ -146,6 +146,7 @@ def train(cfg: TrainConfig, say: Callable[[str], None] = log.info, progress: boo
     started = time.perf_counter()
     whole_run = not refitting and pseudo is None  # not a refit's or a self-training round's inner run
     epochs_by_budget = not cfg.epochs
+    asked = cfg
     cfg = dataclasses.replace(cfg)  # the auto settings are filled in below; the caller's config stays as given
     torch.manual_seed(cfg.seed)
     device = resolve_device(cfg.device)  # a device that is not there fails before any work
@@ -243,7 +244,7 @@ def train(cfg: TrainConfig, say: Callable[[str], None] = log.info, progress: boo
     leave_process_group(world)
     if rank != 0:
         return {"checkpoint": str(out), "rank": rank, "train_seconds": run.train_seconds}
-    return _finish(run, out, fit_idx, held_idx, ends, warm, unlabelled, pseudo or [], style, kept_reader,
+    return _finish(run, out, fit_idx, held_idx, ends, warm, unlabelled, pseudo or [], style, kept_reader, asked,
                    whole_run, say, progress)
 
 
@@ -272,9 +273,11 @@ def _reader_kept(cfg: TrainConfig, charset: Charset, data: TrainingData, fit: tu
 
 def _finish(run: Fit, out: Path, fit_idx: list[int], held_idx: list[int], ends: float,
             warm: dict[str, torch.Tensor] | None, unlabelled: list[str], pseudo: list, style: dict[str, Any] | None,
-            kept_reader: bool, whole_run: bool, say: Callable[[str], None], progress: bool) -> dict[str, Any]:
+            kept_reader: bool, asked: TrainConfig, whole_run: bool, say: Callable[[str], None],
+            progress: bool) -> dict[str, Any]:
     """After the fit: the curve, the diagnosis, the calibration and the int8 check of the model kept at ``out``,
-    then the second round of self-training and the refit where they follow; returns the run's result."""
+    then the second round of self-training (``asked``: the run's config as its caller gave it) and the refit where
+    they follow; returns the run's result."""
     cfg, data, fit, held, history = run.cfg, run.data, run.fit, run.held, run.history
     final = load_checkpoint(out, kind="recognizer") if out.is_file() else None
     curve = out.with_name(out.stem + ".curve.png")
@@ -333,7 +336,7 @@ def _finish(run: Fit, out: Path, fit_idx: list[int], held_idx: list[int], ends: 
               "held_out_acc": run.keeper.best_acc if held[0] else None, "kept_reader": kept_reader,
               "shortened": run.recipe.get("shortened")}
     if unlabelled and final is not None and run.world == 1:
-        result = self_train(cfg, data, unlabelled, result, say, progress)
+        result = self_train(cfg, data, unlabelled, result, say, progress, asked)
         # a second round not kept leaves the first fit, refit on every labelled captcha as without --unlabelled.
         # Self-training runs past --budget (its second round does), and so does this refit: the first fit planned
         # no room for one, and without it the model never learns from the captchas held out to judge the rounds
@@ -468,9 +471,10 @@ def _first_captchas(fit: tuple[list, list], fit_idx: list[int], data: TrainingDa
 
 
 def self_train(cfg: TrainConfig, data: TrainingData, paths: list[str], first: dict[str, Any],
-               say: Callable[[str], None], progress: bool) -> dict[str, Any]:
+               say: Callable[[str], None], progress: bool, asked: TrainConfig) -> dict[str, Any]:
     """The second round of self-training on the unlabelled ``paths`` (see ``selftrain``), kept only when
-    the held-out slice of the labelled captchas reads it better than the first."""
+    the held-out slice of the labelled captchas reads it better than the first (or, with none held out, where the
+    first is the general reader kept untrained). ``asked``: the run's config as its caller gave it."""
     out = Path(cfg.out)
     pseudo = pseudo_labels(out, paths, data.length)
     say(f"self-training: {len(pseudo)} of {len(paths)} unlabelled captchas read with confidence >= "
@@ -482,8 +486,8 @@ def self_train(cfg: TrainConfig, data: TrainingData, paths: list[str], first: di
     os.replace(out, round1)
     labelled = len(set(data.train_groups) - data.extra_groups)
     # about the first round's compute: the epochs shrink as the pseudo-labelled captchas join; after a reader kept
-    # untrained (no epochs, its own input) the round is the site's first fit, its recipe chosen as for any
-    recipe = {"epochs": None, "size": None, "freeze": "auto"} if first.get("kept_reader") else \
+    # untrained (no epochs, its own input) the round is the site's first fit, its recipe as the caller asked it
+    recipe = {field: getattr(asked, field) for field in ("epochs", "size", "freeze")} if first.get("kept_reader") else \
         {"epochs": max(AUTO_EPOCHS[0], round(cfg.epochs * labelled / (labelled + len(pseudo))))}
     # refit=False: a refit of this round would train on the labelled captchas alone, dropping the pseudo-labelled
     again = dataclasses.replace(cfg, unlabelled=None, resume=False, split=data.segment.method, refit=False, **recipe)

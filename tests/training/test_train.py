@@ -358,11 +358,12 @@ def test_self_training_reads_unlabelled_captchas_and_keeps_the_better_round(flat
 
 
 @pytest.mark.usefixtures("no_int8_check")
+@pytest.mark.parametrize("epochs", [None, 2])
 def test_a_handful_with_unlabelled_captchas_checks_the_reader_and_keeps_a_round_on_its_sure_readings(
-        six_captchas, flat_captchas, tmp_path, monkeypatch):
+        six_captchas, flat_captchas, tmp_path, monkeypatch, epochs):
     """Unlabelled captchas beside a handful of labelled ones do not skip the reader check; where it keeps the
     reader, its sure readings teach a second round, kept with nothing held out to judge it by (as with no labels),
-    its recipe chosen as a first fit's (the kept reader trained no epochs)."""
+    its recipe as the run was asked for it (the kept reader trained no epochs)."""
     import captcha.training.train as train_module
 
     _reader_checked(monkeypatch, read=4, reader=None, fine_tuned=None)
@@ -381,13 +382,14 @@ def test_a_handful_with_unlabelled_captchas_checks_the_reader_and_keeps_a_round_
     out = tmp_path / "few.pt"
     said: list[str] = []
     res = train(TrainConfig(data=str(six_captchas), out=str(out), charset="ABC123", unlabelled=str(unlabelled),
-                            budget=20), say=said.append)
+                            budget=20, epochs=epochs), say=said.append)
     assert any("keeping the reader, nothing trained" in line for line in said), said
     assert read_by == ["reader:reader-ctc.pt"]  # the kept reader read them
     assert res["self_training"]["kept"] and res["self_training"]["pseudo_labelled"] == 8
     assert any("nothing held out to judge the rounds by; keeping the second" in line for line in said), said
     ck = load_checkpoint(out)
     assert ck["self_training"]["pseudo_labelled"] == 8 and ck["train_config"]["epochs"] > 0
+    assert epochs is None or ck["train_config"]["epochs"] == epochs  # as asked, not the kept reader's 0
 
 
 @pytest.mark.usefixtures("no_int8_check")
