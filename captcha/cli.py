@@ -554,7 +554,8 @@ def train(data_dir, out, pretrained, freeze, epochs, budget, batch_size, optimiz
     if unlabelled and data_dir is None:  # no labels at all: learned from the site's captchas alone
         from .training.nolabels import UNLABELLED_ROUNDS, round_checkpoint
         from .training.nolabels import train_unlabelled as run
-        rounds = [round_checkpoint(out, k) for k in range(UNLABELLED_ROUNDS - 1, 0, -1)]  # the last one is --out
+        # the last one is --out
+        rounds = [round_checkpoint(out, k, UNLABELLED_ROUNDS) for k in range(UNLABELLED_ROUNDS - 1, 0, -1)]
     with resumable(out, resume, *rounds):
         result = run(cfg, say=say, progress=sys.stderr.isatty() and not as_json)
     if result.get("rank", 0) != 0:
@@ -590,6 +591,9 @@ def train(data_dir, out, pretrained, freeze, epochs, budget, batch_size, optimiz
     if result.get("no_labels"):
         from .training.nolabels import no_labels_caveat
         click.echo(no_labels_caveat(result["checkpoint"]))
+    if (result.get("self_training") or {}).get("ranked"):
+        from .training.selftrain import ranked_caveat
+        click.echo(ranked_caveat(result["checkpoint"]))
     click.echo(f"wrote {result['checkpoint']} and {result['curve']}")
     if result["compiled"]:
         click.echo(f"compiled it to ONNX ({result['compiled']['precision']}) in "

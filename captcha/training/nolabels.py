@@ -27,43 +27,17 @@ from ..config import (
     UNLABELLED_ROUNDS,
     TrainConfig,
 )
-from ..data.layout import LABELS_FILE, dataset_folder, labels_csv_text, labels_file
+from ..data.layout import dataset_folder, labels_file
 from ..errors import DataError
 from ..inference.load import general_reader_path, load_solver
-from .selftrain import confident_readings, unlabelled_images
+from .selftrain import (
+    confident_readings,
+    round_checkpoint,
+    round_folder,
+    unlabelled_images,
+    write_labelled,
+)
 from .train import train
-
-
-def round_folder(out: str | Path, k: int) -> Path:
-    """Where round ``k``'s pseudo-labelled captchas are written: ``<out stem>.round<k>/`` beside the model."""
-    out = Path(out)
-    return out.with_name(f"{out.stem}.round{k}")
-
-
-def round_checkpoint(out: str | Path, k: int) -> Path:
-    """Round ``k``'s model: ``out`` itself for the last round, ``<out stem>.round<k>.pt`` beside it before."""
-    out = Path(out)
-    return out if k == UNLABELLED_ROUNDS else out.with_name(f"{out.stem}.round{k}.pt")
-
-
-def write_labelled(readings: list[tuple[str, str]], root: Path, folder: Path) -> Path:
-    """A flat labelled folder of ``readings`` ((image path, text) of images under ``root``): each image linked
-    (copied where links cannot be made) under its path below ``root`` flattened, and a labels.csv."""
-    shutil.rmtree(folder, ignore_errors=True)
-    folder.mkdir(parents=True)
-    rows, taken = [], set()
-    for k, (path, text) in enumerate(readings):
-        name = Path(os.path.relpath(os.path.abspath(path), os.path.abspath(root))).as_posix().replace("/", "_")
-        if name in taken:  # a/b.png and a_b.png flatten alike
-            name = f"{k}-{name}"
-        taken.add(name)
-        try:
-            os.link(path, folder / name)
-        except OSError:  # another file system, or one without hard links
-            shutil.copyfile(path, folder / name)
-        rows.append((name, text))
-    (folder / LABELS_FILE).write_text(labels_csv_text(rows), encoding="utf-8")
-    return folder
 
 
 def site_lengths(readings: list[tuple[str, str]], told: int | None = None) -> list[int]:
@@ -130,7 +104,7 @@ def train_unlabelled(cfg: TrainConfig, say: Callable[[str], None] = print, progr
         # each round gets --budget: a first round given half read lso-striped-arc6's captchas for the second
         # round less (204 sure against 256; 28 epochs and no refit against 40 and a refit, on 129 captchas)
         step = dataclasses.replace(cfg, data=str(folder), synth_if_missing=False, unlabelled=None, length=length,
-                                   out=str(round_checkpoint(out, k)))
+                                   out=str(round_checkpoint(out, k, UNLABELLED_ROUNDS)))
         result = train(step, say, progress)
         rounds.append({"reader": str(reader), "read": len(paths), "pseudo_labelled": len(readings), "length": length,
                        "folder": str(folder), "checkpoint": result["checkpoint"],

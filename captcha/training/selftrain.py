@@ -2,16 +2,21 @@
 readings kept as labels (pseudo-labels) for a second round on labelled + pseudo-labelled captchas.
 
 The second round is kept only when the held-out slice of the *labelled* training captchas (never
-pseudo-labelled) reads it better; the reported validation captchas are never used to decide.
+pseudo-labelled) reads it better; the reported validation captchas are never used to decide. From a handful
+(nothing held out to judge by) fine-tuned, ranked rounds instead: the surest readings by rank, not by a
+confidence the handful's fine-tune seldom reaches, growing round by round (``ranked_counts``), each round a
+labelled folder of the handful and those readings (``write_labelled``).
 """
 
 from __future__ import annotations
 
+import os
+import shutil
 from pathlib import Path
 
-from ..config import PSEUDO_CONFIDENCE
+from ..config import PSEUDO_CONFIDENCE, RANKED_FIRST, RANKED_GROWTH
 from ..data.images import file_digest, is_image_name, load_image
-from ..data.layout import dataset_folder
+from ..data.layout import LABELS_FILE, dataset_folder, labels_csv_text
 from ..data.splits import Captcha
 from ..errors import DataError
 from ..inference.batch import expand_inputs
@@ -41,20 +46,43 @@ def unlabelled_images(folder: str | Path, labelled: str | Path | None = None) ->
     return kept, len(paths) - len(kept)
 
 
+def _readings(solver: Solver, paths: list[str], failed: list[tuple[str, str]] | None) -> list[tuple[str, str, float]]:
+    """(path, reading, confidence) of every captcha in ``paths`` that ``solver`` reads; unreadable files are skipped
+    (and appended to ``failed`` as (path, error))."""
+    read = []
+    for r in solver.solve_batch(paths):
+        if r.solution is None:
+            if failed is not None:
+                failed.append((r.source, r.error))
+        else:
+            read.append((r.source, r.solution.text, r.solution.confidence))
+    return read
+
+
 def confident_readings(solver: Solver, paths: list[str], length: int | None = None,
                        threshold: float = PSEUDO_CONFIDENCE,
                        failed: list[tuple[str, str]] | None = None) -> list[tuple[str, str]]:
     """(path, reading) of every captcha in ``paths`` that ``solver`` reads with at least ``threshold``
     confidence and, when ``length`` is set, that many characters; unreadable files are skipped (and appended to
     ``failed`` as (path, error))."""
-    kept = []
-    for r in solver.solve_batch(paths):
-        if r.solution is None:
-            if failed is not None:
-                failed.append((r.source, r.error))
-        elif r.solution.confidence >= threshold and (not length or len(r.solution.text) == length):
-            kept.append((r.source, r.solution.text))
-    return kept
+    return [(path, text) for path, text, conf in _readings(solver, paths, failed)
+            if conf >= threshold and (not length or len(text) == length)]
+
+
+def surest_readings(solver: Solver, paths: list[str], lengths: set[int], count: int) -> list[tuple[str, str]]:
+    """(path, reading) of the ``count`` captchas in ``paths`` that ``solver`` is surest of among those it reads with
+    one of ``lengths`` characters, surest first; unreadable files are skipped."""
+    read = sorted((r for r in _readings(solver, paths, None) if len(r[1]) in lengths), key=lambda r: -r[2])
+    return [(path, text) for path, text, _ in read[:count]]
+
+
+def ranked_counts(unlabelled: int) -> list[int]:
+    """How many of ``unlabelled`` captchas each ranked round trains on: ``RANKED_FIRST``, then ``RANKED_GROWTH``
+    times the last, until all of them."""
+    counts = [min(RANKED_FIRST, unlabelled)]
+    while counts[-1] < unlabelled:
+        counts.append(min(counts[-1] * RANKED_GROWTH, unlabelled))
+    return counts
 
 
 def pseudo_labels(checkpoint: str | Path, paths: list[str], length: int,
@@ -63,3 +91,43 @@ def pseudo_labels(checkpoint: str | Path, paths: list[str], length: int,
     confidence and, when ``length`` is set, that many characters (``confident_readings``)."""
     readings = confident_readings(load_solver(checkpoint, backend="torch"), paths, length, threshold)
     return [(load_image(path), text) for path, text in readings]
+
+
+def round_folder(out: str | Path, k: int) -> Path:
+    """Where round ``k``'s pseudo-labelled captchas are written: ``<out stem>.round<k>/`` beside the model."""
+    out = Path(out)
+    return out.with_name(f"{out.stem}.round{k}")
+
+
+def round_checkpoint(out: str | Path, k: int, rounds: int) -> Path:
+    """Round ``k``'s model of ``rounds``: ``out`` itself for the last round, ``<out stem>.round<k>.pt`` beside it
+    before."""
+    out = Path(out)
+    return out if k == rounds else out.with_name(f"{out.stem}.round{k}.pt")
+
+
+def write_labelled(readings: list[tuple[str, str]], root: Path, folder: Path) -> Path:
+    """A flat labelled folder of ``readings`` ((image path, text) of images under ``root``): each image linked
+    (copied where links cannot be made) under its path below ``root`` flattened, and a labels.csv."""
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    rows, taken = [], set()
+    for k, (path, text) in enumerate(readings):
+        name = Path(os.path.relpath(os.path.abspath(path), os.path.abspath(root))).as_posix().replace("/", "_")
+        if name in taken:  # a/b.png and a_b.png flatten alike
+            name = f"{k}-{name}"
+        taken.add(name)
+        try:
+            os.link(path, folder / name)
+        except OSError:  # another file system, or one without hard links
+            shutil.copyfile(path, folder / name)
+        rows.append((name, text))
+    (folder / LABELS_FILE).write_text(labels_csv_text(rows), encoding="utf-8")
+    return folder
+
+
+def ranked_caveat(out: str | Path) -> str:
+    """What the held-out figures of a model trained in ranked rounds mean, and how to measure it."""
+    return ("self-trained in rounds: most captchas those figures are measured on were labelled by the rounds' "
+            "readings, not by you; to measure the model, label a few dozen captchas it did not learn from and run "
+            f"`captcha eval --data DIR --checkpoint {out}`")

@@ -41,6 +41,7 @@ from ..config import (
 from ..data.layout import (
     dataset_folder,
     decoding_once,
+    labelled_captchas,
     left_out,
     left_out_note,
     site_charset,
@@ -52,7 +53,7 @@ from ..errors import DataError, require_writable
 from ..eval.plots import training_curve
 from ..inference.backends import has_onnxruntime
 from ..inference.export import int8_check, int8_verdict
-from ..inference.load import cache_dir
+from ..inference.load import cache_dir, load_solver
 from ..nn.checkpoint import half_precision, last_file, load_checkpoint, save_checkpoint
 from ..nn.device import (
     barrier,
@@ -94,7 +95,15 @@ from .recipe import (
     start_reading,
     training_start,
 )
-from .selftrain import pseudo_labels, unlabelled_images
+from .selftrain import (
+    pseudo_labels,
+    ranked_counts,
+    round_checkpoint,
+    round_folder,
+    surest_readings,
+    unlabelled_images,
+    write_labelled,
+)
 
 log = logging.getLogger(__name__)
 
@@ -476,6 +485,8 @@ def self_train(cfg: TrainConfig, data: TrainingData, paths: list[str], first: di
     the held-out slice of the labelled captchas reads it better than the first (or, with none held out, where the
     first is the general reader kept untrained). ``asked``: the run's config as its caller gave it."""
     out = Path(cfg.out)
+    if first["held_out_acc"] is None and not first.get("kept_reader"):
+        return ranked_rounds(cfg, paths, first, say, progress, asked)
     pseudo = pseudo_labels(out, paths, data.length)
     say(f"self-training: {len(pseudo)} of {len(paths)} unlabelled captchas read with confidence >= "
         f"{PSEUDO_CONFIDENCE}; " + ("training again on the labelled captchas and those" if pseudo else
@@ -509,6 +520,41 @@ def self_train(cfg: TrainConfig, data: TrainingData, paths: list[str], first: di
     return {**best, "train_seconds": first["train_seconds"] + second["train_seconds"],
             "self_training": {"unlabelled": len(paths), "pseudo_labelled": len(pseudo), "kept": kept,
                               "held_out_acc": [first["held_out_acc"], second["held_out_acc"]]}}
+
+
+def ranked_rounds(cfg: TrainConfig, paths: list[str], first: dict[str, Any], say: Callable[[str], None],
+                  progress: bool, asked: TrainConfig) -> dict[str, Any]:
+    """Self-training from a handful (nothing held out to judge a round by) whose fine-tune is at ``cfg.out``: rounds
+    that each train as on a labelled folder (``<out stem>.round<k>/``: the handful and the unlabelled ``paths`` the
+    last model is surest of, ``ranked_counts`` of them), each round's model reading for the next; the last is kept.
+    ``asked``: the run's config as its caller gave it, which each round's recipe is chosen from anew."""
+    out = Path(cfg.out)
+    handful = [(str(s.path), s.label) for s in labelled_captchas(cfg.data, Charset(cfg.charset))]
+    lengths = {len(label) for _, label in handful}
+    counts = ranked_counts(len(paths))
+    say(f"self-training: nothing held out to judge a round by; {len(counts)} rounds on the readings of the "
+        f"{len(paths)} unlabelled captchas the last model is surest of, {' then '.join(map(str, counts))} of them "
+        "beside the labelled captchas")
+    reader, rounds, result = out, [], first
+    for k, count in enumerate(counts, 1):
+        started = time.perf_counter()
+        readings = surest_readings(load_solver(reader, backend="torch"), paths, lengths, count)
+        pairs = handful + readings
+        folder = write_labelled(pairs, Path(os.path.commonpath([os.path.dirname(p) for p, _ in pairs])),
+                                round_folder(out, k))
+        say(f"self-training, round {k} of {len(counts)}: the {len(readings)} readings "
+            f"{'the fine-tune' if k == 1 else f'round {k - 1}'} is surest of and the {len(handful)} labelled "
+            f"captchas ({folder})")
+        step = dataclasses.replace(asked, data=str(folder), synth_if_missing=False, unlabelled=None, resume=False,
+                                   charset=cfg.charset, out=str(round_checkpoint(out, k, len(counts))))
+        result = train(step, say, progress)
+        rounds.append({"pseudo_labelled": len(readings), "folder": str(folder), "checkpoint": result["checkpoint"],
+                       "seconds": round(time.perf_counter() - started, 1)})
+        reader = Path(result["checkpoint"])
+    info = {"unlabelled": len(paths), "pseudo_labelled": rounds[-1]["pseudo_labelled"], "kept": True, "ranked": rounds}
+    save_checkpoint({**load_checkpoint(out), "self_training": info}, out)  # the model says how it was made
+    return {**result, "train_seconds": first["train_seconds"] + sum(r["seconds"] for r in rounds),
+            "self_training": info}
 
 
 def _choose(cfg: TrainConfig, charset: Charset, data: TrainingData, fit: tuple[list, list], held: tuple[list, list],

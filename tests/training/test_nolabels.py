@@ -2,12 +2,10 @@ import shutil
 
 import pytest
 from click.testing import CliRunner
-from PIL import Image
 
 import captcha.training.nolabels as nolabels
 from captcha.cli import main
 from captcha.config import PSEUDO_CONFIDENCE, TrainConfig
-from captcha.data.layout import labels_csv_rows
 from captcha.errors import DataError
 from captcha.inference.decode import Solution
 from captcha.inference.solver import BatchResult
@@ -147,7 +145,7 @@ def test_ctrl_c_in_the_first_round_says_resume_goes_on_from_it(tmp_path, monkeyp
     from captcha.nn.checkpoint import last_file
 
     out = tmp_path / "m.pt"
-    first = last_file(nolabels.round_checkpoint(out, 1))
+    first = last_file(nolabels.round_checkpoint(out, 1, nolabels.UNLABELLED_ROUNDS))
 
     def interrupted(cfg, **_kw):
         first.write_bytes(b"saved")
@@ -156,22 +154,6 @@ def test_ctrl_c_in_the_first_round_says_resume_goes_on_from_it(tmp_path, monkeyp
     monkeypatch.setattr(nolabels, "train_unlabelled", interrupted)
     res = CliRunner().invoke(main, ["train", "--unlabelled", str(tmp_path), "--out", str(out)])
     assert res.exit_code == 130 and f"interrupted: {first} holds the run" in res.output and "--resume" in res.output
-
-
-def test_a_rounds_folder_names_each_image_by_its_path_and_never_twice(tmp_path):
-    root = tmp_path / "site"
-    (root / "a").mkdir(parents=True)
-    for rel in ("a/b.png", "a_b.png", "c.png"):
-        Image.new("L", (8, 4), 255).save(root / rel)
-    out = nolabels.write_labelled([(str(root / "a/b.png"), "AB"), (str(root / "a_b.png"), "CD"),
-                                   (str(root / "c.png"), "EF")], root, tmp_path / "m.round1")
-    assert (out / "labels.csv").read_text().splitlines() == ["filename,label", "a_b.png,AB", "1-a_b.png,CD",
-                                                             "c.png,EF"]
-    assert sorted(p.name for p in out.glob("*.png")) == ["1-a_b.png", "a_b.png", "c.png"]
-    # written as CSV: a name with a comma reads back as the file it names
-    Image.new("L", (8, 4), 255).save(root / "d,1.png")
-    out = nolabels.write_labelled([(str(root / "d,1.png"), "GH")], root, tmp_path / "m.round2")
-    assert labels_csv_rows(out / "labels.csv") == [("d,1.png", "GH")] and (out / "d,1.png").is_file()
 
 
 def test_a_first_round_model_sure_of_too_few_is_kept_rather_than_a_second_round_on_nothing(site, tmp_path,

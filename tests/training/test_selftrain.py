@@ -3,8 +3,15 @@ import shutil
 import pytest
 from PIL import Image
 
+from captcha.data.layout import labels_csv_rows
 from captcha.errors import DataError
-from captcha.training.selftrain import unlabelled_images
+from captcha.inference.decode import BatchResult, Solution
+from captcha.training.selftrain import (
+    ranked_counts,
+    surest_readings,
+    unlabelled_images,
+    write_labelled,
+)
 
 
 def test_the_labelled_captchas_are_never_read_as_unlabelled(flat_captchas, tmp_path):
@@ -34,3 +41,57 @@ def test_an_archive_or_a_file_given_as_the_unlabelled_folder_is_one_clear_error(
         unlabelled_images(tmp_path / "notes.txt")
     with pytest.raises(DataError, match=r"--unlabelled .*nowhere: dataset folder does not exist"):
         unlabelled_images(tmp_path / "nowhere")
+
+
+def test_a_rounds_folder_names_each_image_by_its_path_and_never_twice(tmp_path):
+    root = tmp_path / "site"
+    (root / "a").mkdir(parents=True)
+    for rel in ("a/b.png", "a_b.png", "c.png"):
+        Image.new("L", (8, 4), 255).save(root / rel)
+    out = write_labelled([(str(root / "a/b.png"), "AB"), (str(root / "a_b.png"), "CD"),
+                                   (str(root / "c.png"), "EF")], root, tmp_path / "m.round1")
+    assert (out / "labels.csv").read_text().splitlines() == ["filename,label", "a_b.png,AB", "1-a_b.png,CD",
+                                                             "c.png,EF"]
+    assert sorted(p.name for p in out.glob("*.png")) == ["1-a_b.png", "a_b.png", "c.png"]
+    # written as CSV: a name with a comma reads back as the file it names
+    Image.new("L", (8, 4), 255).save(root / "d,1.png")
+    out = write_labelled([(str(root / "d,1.png"), "GH")], root, tmp_path / "m.round2")
+    assert labels_csv_rows(out / "labels.csv") == [("d,1.png", "GH")] and (out / "d,1.png").is_file()
+
+
+class _Reads:
+    """A solver stand-in that reads each path as ``readings`` gives it: (text, confidence), or None for a file it
+    cannot read."""
+
+    def __init__(self, readings):
+        self.readings = readings
+
+    def solve_batch(self, paths):
+        for path in paths:
+            got = self.readings[path]
+            yield BatchResult(path, None, "cannot open") if got is None else \
+                BatchResult(path, Solution(got[0], [got[1]]))
+
+
+def test_the_surest_readings_of_the_lengths_asked_for_come_first():
+    solver = _Reads({"a": ("ABCD", 0.02), "b": ("ABCDE", 0.9), "c": ("BCDA", 0.4), "d": None, "e": ("CDAB", 0.1)})
+    assert surest_readings(solver, list("abcde"), {4}, 2) == [("c", "BCDA"), ("e", "CDAB")]
+    assert surest_readings(solver, list("abcde"), {4, 5}, 9) == [("b", "ABCDE"), ("c", "BCDA"), ("e", "CDAB"),
+                                                                   ("a", "ABCD")]
+
+
+def test_ranked_rounds_grow_threefold_from_fifty_to_every_unlabelled_captcha():
+    assert ranked_counts(745) == [50, 150, 450, 745]
+    assert ranked_counts(150) == [50, 150] and ranked_counts(151) == [50, 150, 151]
+    assert ranked_counts(12) == [12]
+
+
+def test_a_rounds_folder_from_two_folders_names_each_image_below_both(tmp_path):
+    """The handful's captchas and the unlabelled ones lie in two folders: named by their paths below the folder that
+    holds both, never hidden (a name starting with a dot) nor clashing."""
+    for rel in ("labelled/x.png", "unlabelled/x.png"):
+        (tmp_path / rel).parent.mkdir(exist_ok=True)
+        Image.new("L", (8, 4), 255).save(tmp_path / rel)
+    out = write_labelled([(str(tmp_path / "labelled/x.png"), "AB"), (str(tmp_path / "unlabelled/x.png"), "CD")],
+                         tmp_path, tmp_path / "m.round1")
+    assert labels_csv_rows(out / "labels.csv") == [("labelled_x.png", "AB"), ("unlabelled_x.png", "CD")]

@@ -336,17 +336,17 @@ def test_self_training_reads_unlabelled_captchas_and_keeps_the_better_round(flat
     labelled, unlabelled = tmp_path / "labelled", tmp_path / "unlabelled"
     labelled.mkdir()
     unlabelled.mkdir()
-    for line in body[:28]:
+    for line in body[:34]:  # enough to hold a slice out to judge the second round by
         shutil.copy(flat_captchas / line.split(",")[0], labelled)
-    for line in body[28:]:
+    for line in body[34:]:
         shutil.copy(flat_captchas / line.split(",")[0], unlabelled)
-    (labelled / "labels.csv").write_text("\n".join([header] + body[:28]) + "\n")
+    (labelled / "labels.csv").write_text("\n".join([header] + body[:34]) + "\n")
     out = tmp_path / "self.pt"
     said = []
     res = train(_cfg(labelled, out, pretrained="glyphs", freeze="all", method="classify", split="equal", epochs=3,
                      unlabelled=str(unlabelled)), say=said.append)
     info = res["self_training"]
-    assert info["unlabelled"] == 12 and 0 <= info["pseudo_labelled"] <= 12
+    assert info["unlabelled"] == 6 and 0 <= info["pseudo_labelled"] <= 6 and "ranked" not in info, info
     assert any(s.startswith("self-training:") for s in said)
     assert out.is_file() and not out.with_name("self.round1.pt").exists()
     ck = load_checkpoint(out)
@@ -390,6 +390,47 @@ def test_a_handful_with_unlabelled_captchas_checks_the_reader_and_keeps_a_round_
     ck = load_checkpoint(out)
     assert ck["self_training"]["pseudo_labelled"] == 8 and ck["train_config"]["epochs"] > 0
     assert epochs is None or ck["train_config"]["epochs"] == epochs  # as asked, not the kept reader's 0
+
+
+@pytest.mark.usefixtures("no_int8_check")
+def test_a_handful_fine_tuned_learns_in_rounds_from_the_unlabelled_captchas_it_is_surest_of(
+        six_captchas, flat_captchas, tmp_path, monkeypatch):
+    """Where the reader is not kept and nothing is held out, each round trains as on a labelled folder of the handful
+    (their own labels) and the unlabelled captchas the last model is surest of, growing to all of them; the last
+    round is the model, and each round's folder records what it learned from."""
+    import captcha.training.selftrain as selftrain
+    import captcha.training.train as train_module
+    from captcha.data.layout import labels_csv_rows
+
+    _reader_checked(monkeypatch, read=1, reader=1, fine_tuned=0)  # under 30%, not clearly more: fine-tuned
+    monkeypatch.setattr(selftrain, "RANKED_FIRST", 8)
+    read_by: list[str] = []
+    real_load = train_module.load_solver
+    monkeypatch.setattr(train_module, "load_solver", lambda path, **kw: read_by.append(str(path).rsplit("/", 1)[-1]) or
+                        real_load(path, **kw))
+    unlabelled = tmp_path / "unlabelled"
+    unlabelled.mkdir()
+    for k, path in enumerate(sorted(flat_captchas.glob("*.png"))[10:30]):  # not the handful's files
+        Image.open(path).save(unlabelled / f"u{k:02d}.png", compress_level=1)
+    out = tmp_path / "m.pt"
+    said: list[str] = []
+    res = train(TrainConfig(data=str(six_captchas), out=str(out), charset="ABC123", unlabelled=str(unlabelled),
+                            epochs=1), say=said.append)
+    info = res["self_training"]
+    assert [r["pseudo_labelled"] for r in info["ranked"]] == [8, 20] and info["kept"], info
+    assert read_by == ["m.pt", "m.round1.pt"]  # the handful's fine-tune, then round 1's model
+    assert any("2 rounds on the readings of the 20 unlabelled captchas the last model is surest of, 8 then 20" in line
+               for line in said), said
+    handful = dict(labels_csv_rows(six_captchas / "labels.csv"))
+    for k, count in ((1, 8), (2, 20)):
+        rows = labels_csv_rows(tmp_path / f"m.round{k}" / "labels.csv")
+        assert len(rows) == 6 + count
+        assert {name.split("_", 1)[1]: label for name, label in rows[:6]} == handful  # their own labels
+        assert all(len(label) == 4 for _, label in rows[6:])
+    ck = load_checkpoint(out)
+    assert res["checkpoint"] == str(out) and ck["train_config"]["data"] == str(tmp_path / "m.round2")
+    assert ck["self_training"]["ranked"] == info["ranked"]  # the model says how it was made
+    assert res["train_seconds"] >= sum(r["seconds"] for r in info["ranked"])
 
 
 @pytest.mark.usefixtures("no_int8_check")
