@@ -7,31 +7,7 @@ import captcha.training.nolabels as nolabels
 from captcha.cli import main
 from captcha.config import PSEUDO_CONFIDENCE, TrainConfig
 from captcha.errors import DataError
-from captcha.inference.decode import Solution
-from captcha.inference.solver import BatchResult
 from captcha.nn.checkpoint import load_checkpoint
-from captcha.training.selftrain import confident_readings
-
-
-class _Reader:
-    """A stand-in solver: reads each path as ``texts`` says, at ``sure`` confidence for each character."""
-
-    def __init__(self, texts: dict[str, tuple[str, float]]):
-        self.texts = texts
-
-    def solve_batch(self, paths):
-        for path in paths:
-            text, sure = self.texts[path]
-            yield BatchResult(path, Solution(text, [sure] * len(text)) if text else None, "" if text else "unreadable")
-
-
-def test_confident_readings_keep_only_sure_readings_of_the_length_asked():
-    reader = _Reader({"a": ("AB12", 0.99), "b": ("AB1", 0.999), "c": ("C123", 0.9), "d": ("", 0.0), "e": ("B123", 0.99)})
-    failed: list = []
-    assert confident_readings(reader, list("abcde"), 4, failed=failed) == [("a", "AB12"), ("e", "B123")]  # c: 0.9**4
-    assert failed == [("d", "unreadable")]
-    assert confident_readings(reader, list("abcde")) == [("a", "AB12"), ("b", "AB1"), ("e", "B123")]
-    assert confident_readings(reader, list("abcde"), 4, threshold=0.5) == [("a", "AB12"), ("c", "C123"), ("e", "B123")]
 
 
 def test_a_sites_lengths_are_those_read_surely_a_third_as_often_as_the_commonest():

@@ -7,6 +7,7 @@ from captcha.data.layout import labels_csv_rows
 from captcha.errors import DataError
 from captcha.inference.decode import BatchResult, Solution
 from captcha.training.selftrain import (
+    confident_readings,
     ranked_counts,
     surest_readings,
     unlabelled_images,
@@ -48,8 +49,8 @@ def test_a_rounds_folder_names_each_image_by_its_path_and_never_twice(tmp_path):
     (root / "a").mkdir(parents=True)
     for rel in ("a/b.png", "a_b.png", "c.png"):
         Image.new("L", (8, 4), 255).save(root / rel)
-    out = write_labelled([(str(root / "a/b.png"), "AB"), (str(root / "a_b.png"), "CD"),
-                                   (str(root / "c.png"), "EF")], root, tmp_path / "m.round1")
+    out = write_labelled([(str(root / "a/b.png"), "AB"), (str(root / "a_b.png"), "CD"), (str(root / "c.png"), "EF")],
+                         root, tmp_path / "m.round1")
     assert (out / "labels.csv").read_text().splitlines() == ["filename,label", "a_b.png,AB", "1-a_b.png,CD",
                                                              "c.png,EF"]
     assert sorted(p.name for p in out.glob("*.png")) == ["1-a_b.png", "a_b.png", "c.png"]
@@ -59,22 +60,29 @@ def test_a_rounds_folder_names_each_image_by_its_path_and_never_twice(tmp_path):
     assert labels_csv_rows(out / "labels.csv") == [("d,1.png", "GH")] and (out / "d,1.png").is_file()
 
 
-class _Reads:
-    """A solver stand-in that reads each path as ``readings`` gives it: (text, confidence), or None for a file it
-    cannot read."""
+class _Reader:
+    """A stand-in solver: reads each path as ``texts`` says, at ``sure`` confidence for each character."""
 
-    def __init__(self, readings):
-        self.readings = readings
+    def __init__(self, texts: dict[str, tuple[str, float]]):
+        self.texts = texts
 
     def solve_batch(self, paths):
         for path in paths:
-            got = self.readings[path]
-            yield BatchResult(path, None, "cannot open") if got is None else \
-                BatchResult(path, Solution(got[0], [got[1]]))
+            text, sure = self.texts[path]
+            yield BatchResult(path, Solution(text, [sure] * len(text)) if text else None, "" if text else "unreadable")
+
+
+def test_confident_readings_keep_only_sure_readings_of_the_length_asked():
+    reader = _Reader({"a": ("AB12", 0.99), "b": ("AB1", 0.999), "c": ("C123", 0.9), "d": ("", 0.0), "e": ("B123", 0.99)})
+    failed: list = []
+    assert confident_readings(reader, list("abcde"), 4, failed=failed) == [("a", "AB12"), ("e", "B123")]  # c: 0.9**4
+    assert failed == [("d", "unreadable")]
+    assert confident_readings(reader, list("abcde")) == [("a", "AB12"), ("b", "AB1"), ("e", "B123")]
+    assert confident_readings(reader, list("abcde"), 4, threshold=0.5) == [("a", "AB12"), ("c", "C123"), ("e", "B123")]
 
 
 def test_the_surest_readings_of_the_lengths_asked_for_come_first():
-    solver = _Reads({"a": ("ABCD", 0.02), "b": ("ABCDE", 0.9), "c": ("BCDA", 0.4), "d": None, "e": ("CDAB", 0.1)})
+    solver = _Reader({"a": ("ABCD", 0.3), "b": ("ABCDE", 0.99), "c": ("BCDA", 0.8), "d": ("", 0.0), "e": ("CDAB", 0.5)})
     assert surest_readings(solver, list("abcde"), {4}, 2) == [("c", "BCDA"), ("e", "CDAB")]
     assert surest_readings(solver, list("abcde"), {4, 5}, 9) == [("b", "ABCDE"), ("c", "BCDA"), ("e", "CDAB"),
                                                                    ("a", "ABCD")]
