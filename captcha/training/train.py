@@ -482,10 +482,10 @@ def _first_captchas(fit: tuple[list, list], fit_idx: list[int], data: TrainingDa
 def self_train(cfg: TrainConfig, data: TrainingData, paths: list[str], first: dict[str, Any],
                say: Callable[[str], None], progress: bool, asked: TrainConfig) -> dict[str, Any]:
     """The second round of self-training on the unlabelled ``paths`` (see ``selftrain``), kept only when
-    the held-out slice of the labelled captchas reads it better than the first (or, with none held out, where the
-    first is the general reader kept untrained). ``asked``: the run's config as its caller gave it."""
+    the held-out slice of the labelled captchas reads it better than the first; from a handful, with none held out,
+    ranked rounds instead (``ranked_rounds``). ``asked``: the run's config as its caller gave it."""
     out = Path(cfg.out)
-    if first["held_out_acc"] is None and not first.get("kept_reader"):
+    if first["held_out_acc"] is None:
         return ranked_rounds(cfg, paths, first, say, progress, asked)
     pseudo = pseudo_labels(out, paths, data.length)
     say(f"self-training: {len(pseudo)} of {len(paths)} unlabelled captchas read with confidence >= "
@@ -496,26 +496,19 @@ def self_train(cfg: TrainConfig, data: TrainingData, paths: list[str], first: di
     round1 = out.with_name(out.stem + ".round1.pt")
     os.replace(out, round1)
     labelled = len(set(data.train_groups) - data.extra_groups)
-    # about the first round's compute: the epochs shrink as the pseudo-labelled captchas join; after a reader kept
-    # untrained (no epochs, its own input) the round is the site's first fit, its recipe as the caller asked it
-    recipe = {field: getattr(asked, field) for field in ("epochs", "size", "freeze")} if first.get("kept_reader") else \
-        {"epochs": max(AUTO_EPOCHS[0], round(cfg.epochs * labelled / (labelled + len(pseudo))))}
+    # about the first round's compute: the epochs shrink as the pseudo-labelled captchas join
+    epochs = max(AUTO_EPOCHS[0], round(cfg.epochs * labelled / (labelled + len(pseudo))))
     # refit=False: a refit of this round would train on the labelled captchas alone, dropping the pseudo-labelled
-    again = dataclasses.replace(cfg, unlabelled=None, resume=False, split=data.segment.method, refit=False, **recipe)
+    again = dataclasses.replace(cfg, unlabelled=None, resume=False, split=data.segment.method, refit=False,
+                                epochs=epochs)
     second = train(again, say, progress, pseudo=pseudo)
-    # with nothing held out to judge by, a second round on the untrained reader's sure readings is kept, as a run
-    # with no labels keeps its rounds ("No labels at all" in the README: every set read more after them)
-    unjudged = first["held_out_acc"] is None and second["held_out_acc"] is None and first.get("kept_reader")
-    kept = bool(unjudged) or (second["held_out_acc"] or 0.0) > (first["held_out_acc"] or 0.0)
+    kept = (second["held_out_acc"] or 0.0) > first["held_out_acc"]
     if kept:
         round1.unlink()
     else:
         os.replace(round1, out)
-    say("self-training: " + ("nothing held out to judge the rounds by; keeping the second, trained on the general "
-                             "reader's sure readings, as a run with no labels does" if unjudged else
-                             f"held-out slice {100 * (first['held_out_acc'] or 0):.2f}% -> "
-                             f"{100 * (second['held_out_acc'] or 0):.2f}%; keeping the "
-                             f"{'second' if kept else 'first'} round"))
+    say(f"self-training: held-out slice {100 * first['held_out_acc']:.2f}% -> "
+        f"{100 * (second['held_out_acc'] or 0):.2f}%; keeping the {'second' if kept else 'first'} round")
     best = second if kept else first
     return {**best, "train_seconds": first["train_seconds"] + second["train_seconds"],
             "self_training": {"unlabelled": len(paths), "pseudo_labelled": len(pseudo), "kept": kept,
@@ -542,9 +535,10 @@ def ranked_rounds(cfg: TrainConfig, paths: list[str], first: dict[str, Any], say
         pairs = handful + readings
         folder = write_labelled(pairs, Path(os.path.commonpath([os.path.dirname(p) for p, _ in pairs])),
                                 round_folder(out, k))
-        say(f"self-training, round {k} of {len(counts)}: the {len(readings)} readings "
-            f"{'the fine-tune' if k == 1 else f'round {k - 1}'} is surest of and the {len(handful)} labelled "
-            f"captchas ({folder})")
+        by = f"round {k - 1}'s model" if k > 1 else "the general reader" if first.get("kept_reader") else \
+            "the fine-tune"
+        say(f"self-training, round {k} of {len(counts)}: the {len(readings)} readings {by} is surest of and the "
+            f"{len(handful)} labelled captchas ({folder})")
         step = dataclasses.replace(asked, data=str(folder), synth_if_missing=False, unlabelled=None, resume=False,
                                    charset=cfg.charset, out=str(round_checkpoint(out, k, len(counts))))
         result = train(step, say, progress)

@@ -359,34 +359,33 @@ def test_self_training_reads_unlabelled_captchas_and_keeps_the_better_round(flat
 
 @pytest.mark.usefixtures("no_int8_check")
 @pytest.mark.parametrize("epochs", [None, 2])
-def test_a_handful_with_unlabelled_captchas_checks_the_reader_and_keeps_a_round_on_its_sure_readings(
+def test_a_handful_with_unlabelled_captchas_checks_the_reader_and_learns_in_rounds_from_its_readings(
         six_captchas, flat_captchas, tmp_path, monkeypatch, epochs):
     """Unlabelled captchas beside a handful of labelled ones do not skip the reader check; where it keeps the
-    reader, its sure readings teach a second round, kept with nothing held out to judge it by (as with no labels),
-    its recipe as the run was asked for it (the kept reader trained no epochs)."""
+    reader, the readings it is surest of teach the ranked rounds, each round's recipe as the run was asked for it
+    (the kept reader trained no epochs)."""
+    import captcha.training.selftrain as selftrain
     import captcha.training.train as train_module
 
     _reader_checked(monkeypatch, read=4, reader=None, fine_tuned=None)
+    monkeypatch.setattr(selftrain, "RANKED_FIRST", 8)
     read_by: list[str] = []
-    labelled = [line.split(",") for line in (flat_captchas / "labels.csv").read_text().splitlines()[7:15]]
-
-    def sure(checkpoint, paths, length, *args):
-        read_by.append(load_checkpoint(checkpoint)["pretrained"])
-        return [(Image.open(flat_captchas / name).convert("RGB"), text) for name, text in labelled]
-
-    monkeypatch.setattr(train_module, "pseudo_labels", sure)
+    real_load = train_module.load_solver
+    monkeypatch.setattr(train_module, "load_solver", lambda path, **kw: read_by.append(
+        load_checkpoint(path)["pretrained"]) or real_load(path, **kw))
     unlabelled = tmp_path / "unlabelled"
     unlabelled.mkdir()
-    for name, _ in labelled:
-        Image.open(flat_captchas / name).save(unlabelled / name)
+    for k, path in enumerate(sorted(flat_captchas.glob("*.png"))[10:18]):  # not the handful's files
+        Image.open(path).save(unlabelled / f"u{k}.png", compress_level=1)
     out = tmp_path / "few.pt"
     said: list[str] = []
     res = train(TrainConfig(data=str(six_captchas), out=str(out), charset="ABC123", unlabelled=str(unlabelled),
                             budget=20, epochs=epochs), say=said.append)
     assert any("keeping the reader, nothing trained" in line for line in said), said
     assert read_by == ["reader:reader-ctc.pt"]  # the kept reader read them
-    assert res["self_training"]["kept"] and res["self_training"]["pseudo_labelled"] == 8
-    assert any("nothing held out to judge the rounds by; keeping the second" in line for line in said), said
+    assert res["self_training"]["kept"] and [r["pseudo_labelled"] for r in res["self_training"]["ranked"]] == [8]
+    assert any("the 8 readings the general reader is surest of and the 6 labelled captchas" in line
+               for line in said), said
     ck = load_checkpoint(out)
     assert ck["self_training"]["pseudo_labelled"] == 8 and ck["train_config"]["epochs"] > 0
     assert epochs is None or ck["train_config"]["epochs"] == epochs  # as asked, not the kept reader's 0
