@@ -517,10 +517,11 @@ def self_train(cfg: TrainConfig, data: TrainingData, paths: list[str], first: di
 
 def ranked_rounds(cfg: TrainConfig, paths: list[str], first: dict[str, Any], say: Callable[[str], None],
                   progress: bool, asked: TrainConfig) -> dict[str, Any]:
-    """Self-training from a handful (nothing held out to judge a round by) whose fine-tune is at ``cfg.out``: rounds
-    that each train as on a labelled folder (``<out stem>.round<k>/``: the handful and the unlabelled ``paths`` the
-    last model is surest of, ``ranked_counts`` of them), each round's model reading for the next; the last is kept.
-    ``asked``: the run's config as its caller gave it, which each round's recipe is chosen from anew."""
+    """Self-training from a handful (nothing held out to judge a round by) whose first model (the general reader
+    kept, or a fine-tune) is at ``cfg.out``: rounds that each train as on a labelled folder (``<out stem>.round<k>/``:
+    the handful and the unlabelled ``paths`` the last model is surest of, ``ranked_counts`` of them), each round's
+    model reading for the next; the last is kept. ``asked``: the run's config as its caller gave it, which each
+    round's recipe is chosen from anew."""
     out = Path(cfg.out)
     handful = [(str(s.path), s.label) for s in labelled_captchas(cfg.data, Charset(cfg.charset))]
     lengths = {len(label) for _, label in handful}
