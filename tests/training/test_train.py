@@ -1,5 +1,6 @@
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -357,6 +358,28 @@ def test_self_training_reads_unlabelled_captchas_and_keeps_the_better_round(flat
                    unlabelled=str(tmp_path / "nowhere")))
 
 
+def _ranked(monkeypatch, flat_captchas: Path, tmp_path: Path, count: int) -> tuple[Path, list]:
+    """Ranked rounds from 8 readings up over ``count`` unlabelled captchas (flat ones the handful does not hold):
+    their folder, and the list each model that reads them is recorded in, as (file name, what it started from)."""
+    import captcha.training.selftrain as selftrain
+    import captcha.training.train as train_module
+
+    monkeypatch.setattr(selftrain, "RANKED_FIRST", 8)
+    read_by: list[tuple[str, str]] = []
+    real_load = train_module.load_solver
+
+    def recorded(path, **kw):
+        read_by.append((Path(path).name, load_checkpoint(path)["pretrained"]))
+        return real_load(path, **kw)
+
+    monkeypatch.setattr(train_module, "load_solver", recorded)
+    unlabelled = tmp_path / "unlabelled"
+    unlabelled.mkdir()
+    for k, path in enumerate(sorted(flat_captchas.glob("*.png"))[10:10 + count]):
+        Image.open(path).save(unlabelled / f"u{k:02d}.png", compress_level=1)
+    return unlabelled, read_by
+
+
 @pytest.mark.usefixtures("no_int8_check")
 @pytest.mark.parametrize("epochs", [None, 2])
 def test_a_handful_with_unlabelled_captchas_checks_the_reader_and_learns_in_rounds_from_its_readings(
@@ -364,25 +387,15 @@ def test_a_handful_with_unlabelled_captchas_checks_the_reader_and_learns_in_roun
     """Unlabelled captchas beside a handful of labelled ones do not skip the reader check; where it keeps the
     reader, the readings it is surest of teach the ranked rounds, each round's recipe as the run was asked for it
     (the kept reader trained no epochs)."""
-    import captcha.training.selftrain as selftrain
-    import captcha.training.train as train_module
 
     _reader_checked(monkeypatch, read=4, reader=None, fine_tuned=None)
-    monkeypatch.setattr(selftrain, "RANKED_FIRST", 8)
-    read_by: list[str] = []
-    real_load = train_module.load_solver
-    monkeypatch.setattr(train_module, "load_solver", lambda path, **kw: read_by.append(
-        load_checkpoint(path)["pretrained"]) or real_load(path, **kw))
-    unlabelled = tmp_path / "unlabelled"
-    unlabelled.mkdir()
-    for k, path in enumerate(sorted(flat_captchas.glob("*.png"))[10:18]):  # not the handful's files
-        Image.open(path).save(unlabelled / f"u{k}.png", compress_level=1)
+    unlabelled, read_by = _ranked(monkeypatch, flat_captchas, tmp_path, 8)
     out = tmp_path / "few.pt"
     said: list[str] = []
     res = train(TrainConfig(data=str(six_captchas), out=str(out), charset="ABC123", unlabelled=str(unlabelled),
                             budget=20, epochs=epochs), say=said.append)
     assert any("keeping the reader, nothing trained" in line for line in said), said
-    assert read_by == ["reader:reader-ctc.pt"]  # the kept reader read them
+    assert read_by == [("few.pt", "reader:reader-ctc.pt")]  # the kept reader read them
     assert res["self_training"]["kept"] and [r["pseudo_labelled"] for r in res["self_training"]["ranked"]] == [8]
     assert any("the 8 readings the general reader is surest of and the 6 labelled captchas" in line
                for line in said), said
@@ -397,27 +410,17 @@ def test_a_handful_fine_tuned_learns_in_rounds_from_the_unlabelled_captchas_it_i
     """Where the reader is not kept and nothing is held out, each round trains as on a labelled folder of the handful
     (their own labels) and the unlabelled captchas the last model is surest of, growing to all of them; the last
     round is the model, and each round's folder records what it learned from."""
-    import captcha.training.selftrain as selftrain
-    import captcha.training.train as train_module
     from captcha.data.layout import labels_csv_rows
 
     _reader_checked(monkeypatch, read=1, reader=1, fine_tuned=0)  # under 30%, not clearly more: fine-tuned
-    monkeypatch.setattr(selftrain, "RANKED_FIRST", 8)
-    read_by: list[str] = []
-    real_load = train_module.load_solver
-    monkeypatch.setattr(train_module, "load_solver", lambda path, **kw: read_by.append(str(path).rsplit("/", 1)[-1]) or
-                        real_load(path, **kw))
-    unlabelled = tmp_path / "unlabelled"
-    unlabelled.mkdir()
-    for k, path in enumerate(sorted(flat_captchas.glob("*.png"))[10:30]):  # not the handful's files
-        Image.open(path).save(unlabelled / f"u{k:02d}.png", compress_level=1)
+    unlabelled, read_by = _ranked(monkeypatch, flat_captchas, tmp_path, 20)
     out = tmp_path / "m.pt"
     said: list[str] = []
     res = train(TrainConfig(data=str(six_captchas), out=str(out), charset="ABC123", unlabelled=str(unlabelled),
                             epochs=1), say=said.append)
     info = res["self_training"]
     assert [r["pseudo_labelled"] for r in info["ranked"]] == [8, 20] and info["kept"], info
-    assert read_by == ["m.pt", "m.round1.pt"]  # the handful's fine-tune, then round 1's model
+    assert [name for name, _ in read_by] == ["m.pt", "m.round1.pt"]  # the handful's fine-tune, then round 1's model
     assert any("2 rounds on the readings of the 20 unlabelled captchas the last model is surest of, 8 then 20" in line
                for line in said), said
     handful = dict(labels_csv_rows(six_captchas / "labels.csv"))
