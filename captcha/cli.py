@@ -588,12 +588,10 @@ def train(data_dir, out, pretrained, freeze, epochs, budget, batch_size, optimiz
                    ("the figures above are the estimate (nothing is left out to measure the refit on)"
                     if refit["validation_trained_on"] else "the figures above are the refit's, on validation data "
                     "it never saw"))
-    if result.get("no_labels"):
-        from .training.nolabels import no_labels_caveat
-        click.echo(no_labels_caveat(result["checkpoint"]))
-    if (result.get("self_training") or {}).get("ranked"):
-        from .training.selftrain import ranked_caveat
-        click.echo(ranked_caveat(result["checkpoint"]))
+    from .training.selftrain import readings_caveat
+    caveat = readings_caveat(result)
+    if caveat:
+        click.echo(caveat)
     click.echo(f"wrote {result['checkpoint']} and {result['curve']}")
     if result["compiled"]:
         click.echo(f"compiled it to ONNX ({result['compiled']['precision']}) in "

@@ -433,8 +433,7 @@ PSEUDO_CONFIDENCE = 0.9  # self-training keeps an unlabelled captcha's reading a
 # unlabelled ones at PSEUDO_CONFIDENCE still ranks them well (its surest 50 of lso-eroded-band6's 745 read 72% right,
 # all of them 20%): rounds each train as on a labelled folder, on the handful and the surest RANKED_FIRST readings,
 # then RANKED_GROWTH times as many, the last on all of them, each round's model reading for the next. From the first 5
-# and 745 unlabelled
-# (wider tests of 2,000): lso-warped-lower5 6.85 -> 17.25%, lso-eroded-arc5 3.40 -> 9.50% (neither tuned on for this),
+# and 745 unlabelled (wider tests of 2,000): lso-warped-lower5 6.85 -> 17.25%, lso-eroded-arc5 3.40 -> 9.50% (neither tuned on for this),
 # lso-eroded-band6 19.60 -> 64.05% (the schedule was chosen on it). Where the general reader is kept it reads the first
 # round instead, and rounds read more than one round on its readings at PSEUDO_CONFIDENCE: sysu 96.09 -> 98.70%,
 # lso-striped-arc6 70.00 -> 79.20% (test quarters): docs/measurements.md, "Ranked rounds".

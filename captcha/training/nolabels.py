@@ -114,9 +114,3 @@ def train_unlabelled(cfg: TrainConfig, say: Callable[[str], None] = print, progr
     result["train_seconds"] = sum(r["seconds"] for r in rounds)
     return result
 
-
-def no_labels_caveat(out: str | Path) -> str:
-    """What the figures of a model trained with no labels mean, and how to measure it."""
-    return ("no labels: those figures compare the model with the readings it learned from, not with the truth; to "
-            f"measure it, label a few dozen captchas it did not learn from and run `captcha eval --data DIR "
-            f"--checkpoint {out}`")

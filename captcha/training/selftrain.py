@@ -3,9 +3,9 @@ readings kept as labels (pseudo-labels) for a second round on labelled + pseudo-
 
 The second round is kept only when the held-out slice of the *labelled* training captchas (never
 pseudo-labelled) reads it better; the reported validation captchas are never used to decide. From a handful
-(nothing held out to judge by) fine-tuned, ranked rounds instead: the surest readings by rank, not by a
-confidence the handful's fine-tune seldom reaches, growing round by round (``ranked_counts``), each round a
-labelled folder of the handful and those readings (``write_labelled``).
+(nothing held out to judge by), ranked rounds instead: the surest readings by rank, not by a confidence a
+handful's fine-tune seldom reaches, growing round by round (``ranked_counts``), each round a labelled folder of
+the handful and those readings (``write_labelled``).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
+from typing import Any
 
 from ..config import PSEUDO_CONFIDENCE, RANKED_FIRST, RANKED_GROWTH
 from ..data.images import file_digest, is_image_name, load_image
@@ -126,8 +127,15 @@ def write_labelled(readings: list[tuple[str, str]], root: Path, folder: Path) ->
     return folder
 
 
-def ranked_caveat(out: str | Path) -> str:
-    """What the held-out figures of a model trained in ranked rounds mean, and how to measure it."""
-    return ("self-trained in rounds: most captchas those figures are measured on were labelled by the rounds' "
-            "readings, not by you; to measure the model, label a few dozen captchas it did not learn from and run "
-            f"`captcha eval --data DIR --checkpoint {out}`")
+def readings_caveat(result: dict[str, Any]) -> str | None:
+    """Where a run's training figures compare its model with readings rather than your labels (no labels at all, or
+    ranked rounds), the line that says so and how to measure it; None for any other run."""
+    if result.get("no_labels"):
+        what = "no labels: those figures compare the model with the readings it learned from, not with the truth"
+    elif (result.get("self_training") or {}).get("ranked"):
+        what = ("self-trained in rounds: most captchas those figures are measured on were labelled by the rounds' "
+                "readings, not by you")
+    else:
+        return None
+    return (f"{what}; to measure it, label a few dozen captchas it did not learn from and run `captcha eval --data DIR "
+            f"--checkpoint {result['checkpoint']}`")

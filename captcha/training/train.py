@@ -499,8 +499,8 @@ def self_train(cfg: TrainConfig, data: TrainingData, paths: list[str], first: di
     # about the first round's compute: the epochs shrink as the pseudo-labelled captchas join
     epochs = max(AUTO_EPOCHS[0], round(cfg.epochs * labelled / (labelled + len(pseudo))))
     # refit=False: a refit of this round would train on the labelled captchas alone, dropping the pseudo-labelled
-    again = dataclasses.replace(cfg, unlabelled=None, resume=False, split=data.segment.method, refit=False,
-                                epochs=epochs)
+    again = dataclasses.replace(cfg, unlabelled=None, resume=False, split=data.segment.method, epochs=epochs,
+                                refit=False)
     second = train(again, say, progress, pseudo=pseudo)
     kept = (second["held_out_acc"] or 0.0) > first["held_out_acc"]
     if kept:

@@ -9,6 +9,7 @@ from captcha.inference.decode import BatchResult, Solution
 from captcha.training.selftrain import (
     confident_readings,
     ranked_counts,
+    readings_caveat,
     surest_readings,
     unlabelled_images,
     write_labelled,
@@ -103,3 +104,14 @@ def test_a_rounds_folder_from_two_folders_names_each_image_below_both(tmp_path):
     out = write_labelled([(str(tmp_path / "labelled/x.png"), "AB"), (str(tmp_path / "unlabelled/x.png"), "CD")],
                          tmp_path, tmp_path / "m.round1")
     assert labels_csv_rows(out / "labels.csv") == [("labelled_x.png", "AB"), ("unlabelled_x.png", "CD")]
+
+
+def test_a_run_whose_figures_come_from_readings_says_so_and_how_to_measure_it():
+    tail = "label a few dozen captchas it did not learn from and run `captcha eval --data DIR --checkpoint m.pt`"
+    no_labels = readings_caveat({"checkpoint": "m.pt", "no_labels": {"rounds": []}})
+    assert no_labels.startswith("no labels: those figures compare the model with the readings it learned from")
+    ranked = readings_caveat({"checkpoint": "m.pt", "self_training": {"ranked": [{"pseudo_labelled": 50}]}})
+    assert ranked.startswith("self-trained in rounds: most captchas those figures are measured on were labelled")
+    assert no_labels.endswith(tail) and ranked.endswith(tail)
+    assert readings_caveat({"checkpoint": "m.pt", "self_training": {"kept": True}}) is None  # judged on your labels
+    assert readings_caveat({"checkpoint": "m.pt"}) is None
