@@ -526,9 +526,9 @@ def ranked_rounds(cfg: TrainConfig, paths: list[str], first: dict[str, Any], say
     handful = [(str(s.path), s.label) for s in labelled_captchas(cfg.data, Charset(cfg.charset))]
     lengths = {len(label) for _, label in handful}
     counts = ranked_counts(len(paths))
-    say(f"self-training: nothing held out to judge a round by; {len(counts)} rounds on the readings of the "
-        f"{len(paths)} unlabelled captchas the last model is surest of, {' then '.join(map(str, counts))} of them "
-        "beside the labelled captchas")
+    say(f"self-training: nothing held out to judge a round by; {len(counts)} round{'s' * (len(counts) > 1)} on the "
+        f"readings of the {len(paths)} unlabelled captchas the last model is surest of, "
+        f"{' then '.join(map(str, counts))} of them beside the labelled captchas")
     reader, rounds, result = out, [], first
     for k, count in enumerate(counts, 1):
         started = time.perf_counter()
