@@ -508,8 +508,9 @@ def pretrain(source, data_path, out, steps, batch_size, lr, seed, workers, eval_
                    f"refit) trains on all but {ONE_FIT_VALIDATION} of them].")
 @click.option("--unlabelled", type=click.Path(), default=None,
               help="A folder of the site's captchas with no labels: self-training reads them with the trained model "
-                   "and trains again on the labelled captchas plus the confidently read ones (kept when the "
-                   "held-out slice of the labelled ones reads better). Without --data, the site is learned from "
+                   "and trains again in rounds (each gets --budget) on the labelled captchas plus the readings the last "
+                   "model is surest of, 50, then three times as many, up to all (the held-out slice of the labelled "
+                   "ones stops the rounds where it reads one clearly worse). Without --data, the site is learned from "
                    "these alone: the general reader's sure readings train a first model, which reads them again for "
                    "a second (each round gets --budget); each round's readings are written as a labelled folder "
                    "beside --out.")

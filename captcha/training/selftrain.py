@@ -1,11 +1,11 @@
-"""Self-training: the site's unlabelled captchas, read by the model just trained, the confident
-readings kept as labels (pseudo-labels) for a second round on labelled + pseudo-labelled captchas.
+"""Self-training: the site's unlabelled captchas, read by the model just trained, its surest readings kept as labels
+(pseudo-labels) for rounds on labelled + pseudo-labelled captchas.
 
-The second round is kept only when the held-out slice of the *labelled* training captchas (never
-pseudo-labelled) reads it better; the reported validation captchas are never used to decide. From a handful
-(nothing held out to judge by), ranked rounds instead: the surest readings by rank, not by a confidence a
-handful's fine-tune seldom reaches, growing round by round (``ranked_counts``), each round a labelled folder of
-the handful and those readings (``write_labelled``).
+Rounds go by rank, not by a confidence a model from few labels seldom reaches: the surest ``ranked_counts`` readings,
+growing round by round, each round's model reading for the next. Where a slice of the labelled captchas is held out
+(never pseudo-labelled), it judges each round, and the rounds stop at the first it reads worse; the reported
+validation captchas decide nothing. From a handful (nothing held out to judge by) every round is kept, each a
+labelled folder of the handful and the readings (``write_labelled``).
 """
 
 from __future__ import annotations
@@ -16,12 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from ..config import PSEUDO_CONFIDENCE, RANKED_FIRST, RANKED_GROWTH
-from ..data.images import file_digest, is_image_name, load_image
+from ..data.images import file_digest, is_image_name
 from ..data.layout import LABELS_FILE, dataset_folder, labels_csv_text
-from ..data.splits import Captcha
 from ..errors import DataError
 from ..inference.batch import expand_inputs
-from ..inference.load import load_solver
 from ..inference.solver import Solver
 
 
@@ -86,14 +84,6 @@ def ranked_counts(unlabelled: int) -> list[int]:
     return counts
 
 
-def pseudo_labels(checkpoint: str | Path, paths: list[str], length: int,
-                  threshold: float = PSEUDO_CONFIDENCE) -> list[Captcha]:
-    """(image, reading) of every captcha in ``paths`` that ``checkpoint`` reads with at least ``threshold``
-    confidence and, when ``length`` is set, that many characters (``confident_readings``)."""
-    readings = confident_readings(load_solver(checkpoint, backend="torch"), paths, length, threshold)
-    return [(load_image(path), text) for path, text in readings]
-
-
 def round_folder(out: str | Path, k: int) -> Path:
     """Where round ``k``'s pseudo-labelled captchas are written: ``<out stem>.round<k>/`` beside the model."""
     out = Path(out)
@@ -129,10 +119,10 @@ def write_labelled(readings: list[tuple[str, str]], root: Path, folder: Path) ->
 
 def readings_caveat(result: dict[str, Any]) -> str | None:
     """Where a run's training figures compare its model with readings rather than your labels (no labels at all, or
-    ranked rounds), the line that says so and how to measure it; None for any other run."""
+    rounds from a handful), the line that says so and how to measure it; None for any other run."""
     if result.get("no_labels"):
         what = "no labels: those figures compare the model with the readings it learned from, not with the truth"
-    elif (result.get("self_training") or {}).get("ranked"):
+    elif (result.get("self_training") or {}).get("ranked") and not result["self_training"].get("judged"):
         what = ("self-trained in rounds: most captchas those figures are measured on were labelled by the rounds' "
                 "readings, not by you")
     else:

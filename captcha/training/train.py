@@ -26,11 +26,9 @@ import torch
 
 from ..charset import DEFAULT_CHARSET, Charset
 from ..config import (
-    AUTO_EPOCHS,
     INT8_CALIBRATION,
     INT8_TRAINED,
     ONE_FIT_VALIDATION,
-    PSEUDO_CONFIDENCE,
     REFIT_MIN_EPOCHS,
     RESUME_OVERRIDES,
     SECOND,
@@ -38,6 +36,7 @@ from ..config import (
     SynthConfig,
     TrainConfig,
 )
+from ..data.images import load_image
 from ..data.layout import (
     dataset_folder,
     decoding_once,
@@ -79,7 +78,7 @@ from .dataset import (
     whole_captchas_only,
 )
 from .diagnose import HELD_SLICE, diagnose, labels_against_reader
-from .fit import EpochKeeper, Fit
+from .fit import EpochKeeper, Fit, noise
 from .loop import predict
 from .readercheck import check_reader, solving_reader
 from .recipe import (
@@ -96,7 +95,6 @@ from .recipe import (
     training_start,
 )
 from .selftrain import (
-    pseudo_labels,
     ranked_counts,
     round_checkpoint,
     round_folder,
@@ -342,7 +340,8 @@ def _finish(run: Fit, out: Path, fit_idx: list[int], held_idx: list[int], ends: 
         save_checkpoint(final, out)
     result = {"checkpoint": str(out), "curve": str(curve), "method": cfg.method, "history": history,
               "best": final["metrics"] if final else {}, "train_seconds": run.train_seconds, "warnings": problems,
-              "held_out_acc": run.keeper.best_acc if held[0] else None, "kept_reader": kept_reader,
+              "held_out_acc": run.keeper.best_acc if held[0] else None, "held_out_samples": len(held[0]),
+              "kept_reader": kept_reader,
               "shortened": run.recipe.get("shortened")}
     if unlabelled and final is not None and run.world == 1:
         result = self_train(cfg, data, unlabelled, result, say, progress, asked)
@@ -354,7 +353,7 @@ def _finish(run: Fit, out: Path, fit_idx: list[int], held_idx: list[int], ends: 
         try:
             # held to the budget as it goes where the budget set it (not --refit, nor the refit past it above)
             result = refit(cfg, data, result, refitting, say, progress, warm,
-                           ends if cfg.refit is None and not unlabelled else None)
+                           ends if cfg.refit is None and not unlabelled else None, pseudo)
         except RefitStopped as stop:
             say(f"refit stopped after {stop.record['after']} of its {stop.record['planned']} epochs: they take "
                 f"{stop.record['epoch_seconds']:.1f}s each (a slower or busier machine) and --budget {cfg.budget:g}s "
@@ -420,7 +419,8 @@ def _split(data: TrainingData, cfg: TrainConfig) -> tuple[list[int], list[int], 
 
 
 def refit(cfg: TrainConfig, data: TrainingData, first: dict[str, Any], epochs: int, say: Callable[[str], None],
-          progress: bool, warm: dict[str, torch.Tensor] | None = None, deadline: float | None = None) -> dict[str, Any]:
+          progress: bool, warm: dict[str, torch.Tensor] | None = None, deadline: float | None = None,
+          pseudo: list | None = None) -> dict[str, Any]:
     """Train again from the same start (``warm``: the chosen probe's weights) on every labelled sample (the
     held-out slice, and a flat folder's validation share) for ``epochs`` (those the first fit kept, or as many as
     the budget holds: :func:`budget.refit_epochs`). On a few hundred captchas that is a third more to learn from. From a
@@ -429,7 +429,8 @@ def refit(cfg: TrainConfig, data: TrainingData, first: dict[str, Any], epochs: i
     at most SECOND_MAX_CAPTCHAS keeps the first fit as its second network (``config.SECOND``). A resumed run is not
     probed again: its refit goes on from the probe's weights that the interrupted run's last file kept. With a
     ``deadline`` it runs fewer epochs where the rest would end past it (``train``'s), and stops with
-    :class:`RefitStopped` where fewer than it is planned for at least would."""
+    :class:`RefitStopped` where fewer than it is planned for at least would. ``pseudo``: a self-training round's
+    pseudo-labelled captchas, learned from again."""
     out = Path(cfg.out)
     tmp = out.with_name(out.stem + ".refit.pt")
     again = dataclasses.replace(cfg, out=str(tmp), epochs=epochs, select_fraction=0.0, val_fraction=0.0,
@@ -438,7 +439,7 @@ def refit(cfg: TrainConfig, data: TrainingData, first: dict[str, Any], epochs: i
     say(f"refit: training again from the start{start} on every labelled captcha for {epochs} epochs "
         "(--no-refit keeps the first fit)")
     try:
-        refitted = train(again, say, progress, warm=warm, refitting=True, deadline=deadline)
+        refitted = train(again, say, progress, pseudo=pseudo, warm=warm, refitting=True, deadline=deadline)
     except RefitStopped:
         for leftover in (tmp, last_file(tmp)):
             leftover.unlink(missing_ok=True)
@@ -481,38 +482,60 @@ def _first_captchas(fit: tuple[list, list], fit_idx: list[int], data: TrainingDa
 
 def self_train(cfg: TrainConfig, data: TrainingData, paths: list[str], first: dict[str, Any],
                say: Callable[[str], None], progress: bool, asked: TrainConfig) -> dict[str, Any]:
-    """The second round of self-training on the unlabelled ``paths`` (see ``selftrain``), kept only when
-    the held-out slice of the labelled captchas reads it better than the first; from a handful, with none held out,
-    ranked rounds instead (``ranked_rounds``). ``asked``: the run's config as its caller gave it."""
-    out = Path(cfg.out)
+    """Self-training on the unlabelled ``paths`` (see ``selftrain``) after the first fit at ``cfg.out``: rounds on
+    the readings the last model is surest of, judged by the held-out slice of the labelled captchas
+    (``judged_rounds``); from a handful, with none held out, unjudged (``ranked_rounds``). ``asked``: the run's
+    config as its caller gave it, which each round's recipe is chosen from anew."""
     if first["held_out_acc"] is None:
         return ranked_rounds(cfg, paths, first, say, progress, asked)
-    pseudo = pseudo_labels(out, paths, data.length)
-    say(f"self-training: {len(pseudo)} of {len(paths)} unlabelled captchas read with confidence >= "
-        f"{PSEUDO_CONFIDENCE}; " + ("training again on the labelled captchas and those" if pseudo else
-                                    "no second round, the first fit stands"))
-    if not pseudo:
-        return {**first, "self_training": {"unlabelled": len(paths), "pseudo_labelled": 0, "kept": False}}
-    round1 = out.with_name(out.stem + ".round1.pt")
-    os.replace(out, round1)
-    labelled = len(set(data.train_groups) - data.extra_groups)
-    # about the first round's compute: the epochs shrink as the pseudo-labelled captchas join
-    epochs = max(AUTO_EPOCHS[0], round(cfg.epochs * labelled / (labelled + len(pseudo))))
-    # refit=False: a refit of this round would train on the labelled captchas alone, dropping the pseudo-labelled
-    again = dataclasses.replace(cfg, unlabelled=None, resume=False, split=data.segment.method, epochs=epochs,
-                                refit=False)
-    second = train(again, say, progress, pseudo=pseudo)
-    kept = (second["held_out_acc"] or 0.0) > first["held_out_acc"]
-    if kept:
-        round1.unlink()
-    else:
-        os.replace(round1, out)
-    say(f"self-training: held-out slice {100 * first['held_out_acc']:.2f}% -> "
-        f"{100 * (second['held_out_acc'] or 0):.2f}%; keeping the {'second' if kept else 'first'} round")
-    best = second if kept else first
-    return {**best, "train_seconds": first["train_seconds"] + second["train_seconds"],
-            "self_training": {"unlabelled": len(paths), "pseudo_labelled": len(pseudo), "kept": kept,
-                              "held_out_acc": [first["held_out_acc"], second["held_out_acc"]]}}
+    return judged_rounds(cfg, data, paths, first, say, progress, asked)
+
+
+def judged_rounds(cfg: TrainConfig, data: TrainingData, paths: list[str], first: dict[str, Any],
+                  say: Callable[[str], None], progress: bool, asked: TrainConfig) -> dict[str, Any]:
+    """Ranked rounds where a slice of the labelled captchas is held out: each trains as the first fit did on the
+    labelled captchas (the slice and the validation share stay labelled only) with, as pseudo-labelled captchas
+    beside them, the ``ranked_counts`` readings the model kept so far is surest of, and its refit learns from
+    them too; a round is kept (it becomes ``cfg.out``) unless the slice reads it worse than the best model kept by
+    more than chance moves a slice that size (``fit.noise``), and the rounds stop at the first it does. A round whose
+    budget holds one fit trains on the slice too, as a plain run does, and is kept unjudged."""
+    out = Path(cfg.out)
+    lengths = {len(label) for label in data.train_targets} if cfg.method == "ctc" else {data.length}
+    counts = ranked_counts(len(paths))
+    say(f"self-training: up to {len(counts)} round{'s' * (len(counts) > 1)} on the readings of the {len(paths)} "
+        f"unlabelled captchas the model kept is surest of, {' then '.join(map(str, counts))} of them beside the "
+        "labelled captchas, each kept unless the held-out slice reads it clearly worse")
+    best, top, rounds = first, first["held_out_acc"], []
+    for k, count in enumerate(counts, 1):
+        started = time.perf_counter()
+        readings = surest_readings(load_solver(out, backend="torch"), paths, lengths, count)
+        step = dataclasses.replace(asked, unlabelled=None, resume=False, charset=cfg.charset,
+                                   out=str(out.with_name(f"{out.stem}.round{k}.pt")))
+        result = train(step, say, progress, pseudo=[(load_image(path), text) for path, text in readings])
+        acc = result["held_out_acc"]
+        # a round whose budget held one fit trains on the slice too (as a plain run would): nothing judges it
+        kept = acc is None or acc >= top - noise((top + acc) / 2, first["held_out_samples"])
+        verdict = "kept" if kept else "not kept (clearly worse than the best so far), the rounds stop"
+        say(f"self-training, round {k} of {len(counts)} ({len(readings)} readings): "
+            + (f"held-out slice {100 * top:.2f}% -> {100 * acc:.2f}%; {verdict}" if acc is not None
+               else "one fit, trained on the held-out slice too, nothing to judge it by; kept"))
+        rounds.append({"pseudo_labelled": len(readings), "held_out_acc": result["held_out_acc"], "kept": kept,
+                       "seconds": round(time.perf_counter() - started, 1)})
+        step_out = Path(step.out)
+        last_file(step_out).unlink(missing_ok=True)
+        if not kept:
+            step_out.unlink(missing_ok=True)
+            break
+        os.replace(step_out, out)
+        best, top = {**result, "checkpoint": str(out)}, max(top, acc or 0.0)
+    kept_rounds = [r for r in rounds if r["kept"]]
+    info = {"unlabelled": len(paths), "pseudo_labelled": kept_rounds[-1]["pseudo_labelled"] if kept_rounds else 0,
+            "kept": bool(kept_rounds), "judged": True, "ranked": rounds,
+            "held_out_acc": [first["held_out_acc"]] + [r["held_out_acc"] for r in rounds]}
+    if kept_rounds:
+        save_checkpoint({**load_checkpoint(out), "self_training": info}, out)  # the model says how it was made
+    return {**best, "train_seconds": first["train_seconds"] + sum(r["seconds"] for r in rounds),
+            "self_training": info}
 
 
 def ranked_rounds(cfg: TrainConfig, paths: list[str], first: dict[str, Any], say: Callable[[str], None],

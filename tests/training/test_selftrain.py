@@ -113,5 +113,6 @@ def test_a_run_whose_figures_come_from_readings_says_so_and_how_to_measure_it():
     ranked = readings_caveat({"checkpoint": "m.pt", "self_training": {"ranked": [{"pseudo_labelled": 50}]}})
     assert ranked.startswith("self-trained in rounds: most captchas those figures are measured on were labelled")
     assert no_labels.endswith(tail) and ranked.endswith(tail)
-    assert readings_caveat({"checkpoint": "m.pt", "self_training": {"kept": True}}) is None  # judged on your labels
+    judged = {"kept": True, "judged": True, "ranked": [{"pseudo_labelled": 50}]}  # judged and measured on your labels
+    assert readings_caveat({"checkpoint": "m.pt", "self_training": judged}) is None
     assert readings_caveat({"checkpoint": "m.pt"}) is None

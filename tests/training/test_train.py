@@ -1,6 +1,7 @@
 import json
 import math
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -15,7 +16,7 @@ from captcha.config import (
     WARM_LR_DIVISOR,
     TrainConfig,
 )
-from captcha.nn.checkpoint import load_checkpoint
+from captcha.nn.checkpoint import last_file, load_checkpoint
 from captcha.nn.networks import DEFAULT_GLYPHS, SHIPPED_BACKBONES
 from captcha.training.train import train
 
@@ -329,7 +330,9 @@ def test_the_reader_check_is_skipped_where_the_start_was_asked_for(six_captchas,
 
 
 @pytest.mark.usefixtures("no_int8_check")
-def test_self_training_reads_unlabelled_captchas_and_keeps_the_better_round(flat_captchas, tmp_path):
+def test_self_training_with_a_held_out_slice_goes_in_judged_rounds(flat_captchas, tmp_path):
+    """Enough labelled captchas to hold a slice out: the rounds on the surest readings are judged by it, and the
+    model and its checkpoint say which were kept; no round's files are left beside it."""
     import shutil
 
     rows = (flat_captchas / "labels.csv").read_text().splitlines()
@@ -337,7 +340,7 @@ def test_self_training_reads_unlabelled_captchas_and_keeps_the_better_round(flat
     labelled, unlabelled = tmp_path / "labelled", tmp_path / "unlabelled"
     labelled.mkdir()
     unlabelled.mkdir()
-    for line in body[:34]:  # enough to hold a slice out to judge the second round by
+    for line in body[:34]:  # enough to hold a slice out to judge the rounds by
         shutil.copy(flat_captchas / line.split(",")[0], labelled)
     for line in body[34:]:
         shutil.copy(flat_captchas / line.split(",")[0], unlabelled)
@@ -347,15 +350,59 @@ def test_self_training_reads_unlabelled_captchas_and_keeps_the_better_round(flat
     res = train(_cfg(labelled, out, pretrained="glyphs", freeze="all", method="classify", split="equal", epochs=3,
                      unlabelled=str(unlabelled)), say=said.append)
     info = res["self_training"]
-    assert info["unlabelled"] == 6 and 0 <= info["pseudo_labelled"] <= 6 and "ranked" not in info, info
-    assert any(s.startswith("self-training:") for s in said)
-    assert out.is_file() and not out.with_name("self.round1.pt").exists()
-    ck = load_checkpoint(out)
-    if info["kept"]:  # the second round's checkpoint says what it learned from
-        assert ck["self_training"]["pseudo_labelled"] == info["pseudo_labelled"] > 0
+    assert info["unlabelled"] == 6 and info["judged"] and [r["pseudo_labelled"] for r in info["ranked"]] == [6], info
+    assert info["held_out_acc"][1:] == [r["held_out_acc"] for r in info["ranked"]]
+    assert info["kept"] == info["ranked"][0]["kept"]
+    assert info["kept"] or info["held_out_acc"][1] < info["held_out_acc"][0]  # a round not kept reads the slice worse
+    assert any(s.startswith("self-training, round 1 of 1 (6 readings): held-out slice") for s in said), said
+    assert out.is_file() and sorted(p.name for p in tmp_path.glob("self.round*")) == ["self.round1.curve.png"]
+    if info["kept"]:  # the round's checkpoint says what it learned from
+        assert load_checkpoint(out)["self_training"] == info
     with pytest.raises(Exception, match="--unlabelled"):
         train(_cfg(labelled, tmp_path / "x.pt", freeze="all", method="classify", split="equal", epochs=1,
                    unlabelled=str(tmp_path / "nowhere")))
+
+
+def test_judged_rounds_go_on_unless_the_slice_reads_a_round_clearly_worse(tmp_path, monkeypatch):
+    """Each round reads the unlabelled captchas with the model kept so far; a round becomes the model unless the slice
+    reads it worse than the best so far by more than chance moves a slice of 100 (a point or five does not), and the
+    first it does ends the rounds, its files gone; a round whose budget held one fit, trained on the slice too, is kept
+    unjudged."""
+    import captcha.training.selftrain as selftrain
+    import captcha.training.train as train_module
+
+    monkeypatch.setattr(selftrain, "RANKED_FIRST", 1)
+    image = tmp_path / "u.png"
+    Image.new("RGB", (40, 20), "white").save(image)
+    out = tmp_path / "m.pt"
+    out.write_text("first fit")
+    slice_reads, asked_for, read_with = iter([0.45, None, 0.6, 0.4]), [], []
+
+    def round_trained(cfg, say, progress, pseudo):
+        asked_for.append(len(pseudo))
+        Path(cfg.out).write_text(f"round {len(asked_for)}")
+        last_file(Path(cfg.out)).write_text("last")
+        return {"checkpoint": cfg.out, "held_out_acc": next(slice_reads), "train_seconds": 1.0}
+
+    monkeypatch.setattr(train_module, "train", round_trained)
+    monkeypatch.setattr(train_module, "load_solver", lambda path, **kw: read_with.append(Path(path).read_text()))
+    monkeypatch.setattr(train_module, "surest_readings",
+                        lambda solver, paths, lengths, count: [(str(image), "AB")] * count)
+    monkeypatch.setattr(train_module, "save_checkpoint", lambda ckpt, path: None)
+    monkeypatch.setattr(train_module, "load_checkpoint", lambda path: {})
+    cfg = _cfg(tmp_path, out, method="ctc")
+    data = SimpleNamespace(train_targets=["AB", "BA"], length=2)  # what the rounds read of the training data
+    said: list[str] = []
+    first = {"held_out_acc": 0.5, "held_out_samples": 100, "train_seconds": 2.0}
+    res = train_module.judged_rounds(cfg, data, [str(image)] * 40, first, said.append, False, cfg)
+    assert asked_for == [1, 3, 9, 27] and read_with == ["first fit", "round 1", "round 2", "round 3"]
+    assert [r["kept"] for r in res["self_training"]["ranked"]] == [True, True, True, False]
+    assert res["self_training"]["held_out_acc"] == [0.5, 0.45, None, 0.6, 0.4]
+    assert res["self_training"]["pseudo_labelled"] == 9 and "nothing to judge it by; kept" in said[-3]
+    assert out.read_text() == "round 3" and res["checkpoint"] == str(out) and res["held_out_acc"] == 0.6
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.pt", "u.png"]  # no round's files left
+    assert said[-1].endswith("held-out slice 60.00% -> 40.00%; not kept (clearly worse than the best so far), the "
+                             "rounds stop"), said
 
 
 def _ranked(monkeypatch, flat_captchas: Path, tmp_path: Path, count: int) -> tuple[Path, list]:
@@ -436,12 +483,14 @@ def test_a_handful_fine_tuned_learns_in_rounds_from_the_unlabelled_captchas_it_i
 
 
 @pytest.mark.usefixtures("no_int8_check")
-def test_a_second_round_not_kept_leaves_the_first_fit_refit_as_without_unlabelled(flat_captchas, tmp_path, monkeypatch):
-    """Self-training takes the refit's place in the plan; where it adds nothing (here no unlabelled captcha is
-    read surely enough), the first fit is refit on every labelled captcha as a run without --unlabelled is."""
+def test_rounds_not_kept_leave_the_first_fit_refit_as_without_unlabelled(flat_captchas, tmp_path, monkeypatch):
+    """Self-training takes the refit's place in the plan; where no round is kept, the first fit is refit on every
+    labelled captcha as a run without --unlabelled is."""
     import captcha.training.train as train_module
 
-    monkeypatch.setattr(train_module, "pseudo_labels", lambda *a, **k: [])
+    not_kept = {"unlabelled": 1, "pseudo_labelled": 0, "kept": False}
+    monkeypatch.setattr(train_module, "judged_rounds",
+                        lambda cfg, data, paths, first, *a: {**first, "self_training": not_kept})
     unlabelled = tmp_path / "unlabelled"
     unlabelled.mkdir()
     Image.open(next(flat_captchas.glob("*.png"))).save(unlabelled / "a.png", compress_level=1)  # not a labelled file
@@ -449,7 +498,7 @@ def test_a_second_round_not_kept_leaves_the_first_fit_refit_as_without_unlabelle
     said: list[str] = []
     res = train(_cfg(flat_captchas, out, pretrained="glyphs", freeze="all", method="classify", split="equal", epochs=2,
                      val_fraction=0.25, unlabelled=str(unlabelled)), say=said.append)
-    assert res["self_training"] == {"unlabelled": 1, "pseudo_labelled": 0, "kept": False}
+    assert res["self_training"] == not_kept
     assert any(line.startswith("refit: training again") for line in said), said
     assert res["refit"]["epochs"] == load_checkpoint(out)["refit"]["epochs"] >= 1
     said.clear()  # --no-refit still means none
@@ -459,24 +508,28 @@ def test_a_second_round_not_kept_leaves_the_first_fit_refit_as_without_unlabelle
 
 
 @pytest.mark.usefixtures("no_int8_check")
-def test_a_second_round_is_not_refit_on_the_labelled_captchas_alone(flat_captchas, tmp_path, monkeypatch):
-    """The second round learns from the labelled and the pseudo-labelled captchas and stands as trained: a refit
-    inside it, on the labelled ones alone, dropped what the unlabelled taught and spent a third round's time."""
+def test_a_judged_rounds_refit_learns_its_pseudo_labelled_captchas_too(flat_captchas, tmp_path, monkeypatch):
+    """A round trains on the labelled captchas and its readings, holding out labelled ones only; its refit on every
+    labelled captcha learns the readings again (a refit on the labelled alone dropped what they taught)."""
+    import captcha.training.selftrain as selftrain
     import captcha.training.train as train_module
-    from captcha.data.images import load_image
 
+    monkeypatch.setattr(selftrain, "RANKED_FIRST", 6)
     rows = [line.split(",") for line in (flat_captchas / "labels.csv").read_text().splitlines()[1:7]]
-    monkeypatch.setattr(train_module, "pseudo_labels",
-                        lambda *a, **k: [(load_image(flat_captchas / name), label) for name, label in rows])
+    monkeypatch.setattr(train_module, "surest_readings",
+                        lambda solver, paths, lengths, count: [(str(flat_captchas / n), lab) for n, lab in rows])
     unlabelled = tmp_path / "unlabelled"
     unlabelled.mkdir()
     Image.open(next(flat_captchas.glob("*.png"))).save(unlabelled / "a.png", compress_level=1)  # not a labelled file
     said: list[str] = []
     res = train(_cfg(flat_captchas, tmp_path / "m.pt", pretrained="glyphs", freeze="all", method="classify",
                      split="equal", epochs=2, val_fraction=0.25, unlabelled=str(unlabelled)), say=said.append)
-    verdict = next(i for i, line in enumerate(said) if line.startswith("self-training: held-out slice"))
-    assert res["self_training"]["pseudo_labelled"] == 6
-    assert not any(line.startswith("refit:") for line in said[:verdict]), said
+    fits = [line for line in said if line.startswith("training on ")]
+    assert fits[0].startswith("training on 104 character crops")  # the first fit: 26 of the 40 labelled
+    assert fits[1].startswith("training on 128 character crops")  # the round: those 26 and the 6 readings
+    assert "validating on 10 captchas;" in fits[1]  # labelled ones only
+    assert fits[2].startswith("training on 184 character crops")  # its refit: all 40 and the 6 readings
+    assert [r["pseudo_labelled"] for r in res["self_training"]["ranked"]] == [6]
 
 
 def test_a_small_set_is_refit_on_every_labelled_captcha(flat_captchas, tmp_path):
