@@ -3,8 +3,8 @@
 
 Rounds go by rank, not by a confidence a model from few labels seldom reaches: the surest ``ranked_counts`` readings,
 growing round by round, each round's model reading for the next. Where a slice of the labelled captchas is held out
-(never pseudo-labelled), it judges each round, and the rounds stop at the first it reads worse; the reported
-validation captchas decide nothing. From a handful (nothing held out to judge by) every round is kept, each a
+(never pseudo-labelled), it judges each round, and the rounds stop at the first it reads clearly worse; the
+reported validation captchas decide nothing. From a handful (nothing held out to judge by) every round is kept, each a
 labelled folder of the handful and the readings (``write_labelled``).
 """
 

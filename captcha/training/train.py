@@ -529,13 +529,10 @@ def judged_rounds(cfg: TrainConfig, data: TrainingData, paths: list[str], first:
         os.replace(step_out, out)
         best, top = {**result, "checkpoint": str(out)}, max(top, acc or 0.0)
     kept_rounds = [r for r in rounds if r["kept"]]
-    info = {"unlabelled": len(paths), "pseudo_labelled": kept_rounds[-1]["pseudo_labelled"] if kept_rounds else 0,
-            "kept": bool(kept_rounds), "judged": True, "ranked": rounds,
-            "held_out_acc": [first["held_out_acc"]] + [r["held_out_acc"] for r in rounds]}
-    if kept_rounds:
-        save_checkpoint({**load_checkpoint(out), "self_training": info}, out)  # the model says how it was made
-    return {**best, "train_seconds": first["train_seconds"] + sum(r["seconds"] for r in rounds),
-            "self_training": info}
+    return _after_rounds(out, first, best, {
+        "unlabelled": len(paths), "pseudo_labelled": kept_rounds[-1]["pseudo_labelled"] if kept_rounds else 0,
+        "kept": bool(kept_rounds), "judged": True, "ranked": rounds,
+        "held_out_acc": [first["held_out_acc"]] + [r["held_out_acc"] for r in rounds]})
 
 
 def ranked_rounds(cfg: TrainConfig, paths: list[str], first: dict[str, Any], say: Callable[[str], None],
@@ -569,9 +566,17 @@ def ranked_rounds(cfg: TrainConfig, paths: list[str], first: dict[str, Any], say
         rounds.append({"pseudo_labelled": len(readings), "folder": str(folder), "checkpoint": result["checkpoint"],
                        "seconds": round(time.perf_counter() - started, 1)})
         reader = Path(result["checkpoint"])
-    info = {"unlabelled": len(paths), "pseudo_labelled": rounds[-1]["pseudo_labelled"], "kept": True, "ranked": rounds}
-    save_checkpoint({**load_checkpoint(out), "self_training": info}, out)  # the model says how it was made
-    return {**result, "train_seconds": first["train_seconds"] + sum(r["seconds"] for r in rounds),
+    return _after_rounds(out, first, result, {"unlabelled": len(paths),
+                                              "pseudo_labelled": rounds[-1]["pseudo_labelled"], "kept": True,
+                                              "ranked": rounds})
+
+
+def _after_rounds(out: Path, first: dict[str, Any], last: dict[str, Any], info: dict[str, Any]) -> dict[str, Any]:
+    """The run's result after self-training rounds (``info`` records them, ``last`` is the kept round's result),
+    the model at ``out`` recording them too where one was kept."""
+    if info["kept"]:
+        save_checkpoint({**load_checkpoint(out), "self_training": info}, out)  # the model says how it was made
+    return {**last, "train_seconds": first["train_seconds"] + sum(r["seconds"] for r in info["ranked"]),
             "self_training": info}
 
 
