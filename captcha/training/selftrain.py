@@ -90,11 +90,15 @@ def round_folder(out: str | Path, k: int) -> Path:
     return out.with_name(f"{out.stem}.round{k}")
 
 
-def round_checkpoint(out: str | Path, k: int, rounds: int) -> Path:
-    """Round ``k``'s model of ``rounds``: ``out`` itself for the last round, ``<out stem>.round<k>.pt`` beside it
-    before."""
+def round_file(out: str | Path, k: int) -> Path:
+    """Where round ``k``'s model is written beside the model ``out``: ``<out stem>.round<k>.pt``."""
     out = Path(out)
-    return out if k == rounds else out.with_name(f"{out.stem}.round{k}.pt")
+    return out.with_name(f"{out.stem}.round{k}.pt")
+
+
+def round_checkpoint(out: str | Path, k: int, rounds: int) -> Path:
+    """Round ``k``'s model of ``rounds``: ``out`` itself for the last round, ``round_file`` beside it before."""
+    return Path(out) if k == rounds else round_file(out, k)
 
 
 def write_labelled(readings: list[tuple[str, str]], root: Path, folder: Path) -> Path:

@@ -97,6 +97,7 @@ from .recipe import (
 from .selftrain import (
     ranked_counts,
     round_checkpoint,
+    round_file,
     round_folder,
     surest_readings,
     unlabelled_images,
@@ -510,7 +511,7 @@ def judged_rounds(cfg: TrainConfig, data: TrainingData, paths: list[str], first:
         started = time.perf_counter()
         readings = surest_readings(load_solver(out, backend="torch"), paths, lengths, count)
         step = dataclasses.replace(asked, unlabelled=None, resume=False, charset=cfg.charset,
-                                   out=str(out.with_name(f"{out.stem}.round{k}.pt")))
+                                   out=str(round_file(out, k)))
         result = train(step, say, progress, pseudo=[(load_image(path), text) for path, text in readings])
         acc = result["held_out_acc"]
         # a round whose budget held one fit trains on the slice too (as a plain run would): nothing judges it
