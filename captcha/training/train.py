@@ -509,7 +509,7 @@ def judged_rounds(cfg: TrainConfig, data: TrainingData, paths: list[str], first:
     best, top, rounds = first, first["held_out_acc"], []
     for k, count in enumerate(counts, 1):
         started = time.perf_counter()
-        readings = surest_readings(load_solver(out, backend="torch"), paths, lengths, count)
+        readings = surest_readings(load_solver(out), paths, lengths, count)
         step = dataclasses.replace(asked, unlabelled=None, resume=False, charset=cfg.charset,
                                    out=str(round_file(out, k)))
         result = train(step, say, progress, pseudo=[(load_image(path), text) for path, text in readings])
@@ -553,7 +553,7 @@ def ranked_rounds(cfg: TrainConfig, paths: list[str], first: dict[str, Any], say
     reader, rounds, result = out, [], first
     for k, count in enumerate(counts, 1):
         started = time.perf_counter()
-        readings = surest_readings(load_solver(reader, backend="torch"), paths, lengths, count)
+        readings = surest_readings(load_solver(reader), paths, lengths, count)
         pairs = handful + readings
         folder = write_labelled(pairs, Path(os.path.commonpath([os.path.dirname(p) for p, _ in pairs])),
                                 round_folder(out, k))

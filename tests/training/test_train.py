@@ -407,17 +407,19 @@ def test_judged_rounds_go_on_unless_the_slice_reads_a_round_clearly_worse(tmp_pa
 
 def _ranked(monkeypatch, flat_captchas: Path, tmp_path: Path, count: int) -> tuple[Path, list]:
     """Ranked rounds from 8 readings up over ``count`` unlabelled captchas (flat ones the handful does not hold):
-    their folder, and the list each model that reads them is recorded in, as (file name, what it started from)."""
+    their folder, and the list each model that reads them is recorded in, as (file name, what it started from, the
+    backend that read)."""
     import captcha.training.selftrain as selftrain
     import captcha.training.train as train_module
 
     monkeypatch.setattr(selftrain, "RANKED_FIRST", 8)
-    read_by: list[tuple[str, str]] = []
+    read_by: list[tuple[str, str, str]] = []
     real_load = train_module.load_solver
 
     def recorded(path, **kw):
-        read_by.append((Path(path).name, load_checkpoint(path)["pretrained"]))
-        return real_load(path, **kw)
+        solver = real_load(path, **kw)
+        read_by.append((Path(path).name, load_checkpoint(path)["pretrained"], solver.backend_name))
+        return solver
 
     monkeypatch.setattr(train_module, "load_solver", recorded)
     unlabelled = tmp_path / "unlabelled"
@@ -442,7 +444,7 @@ def test_a_handful_with_unlabelled_captchas_checks_the_reader_and_learns_in_roun
     res = train(TrainConfig(data=str(six_captchas), out=str(out), charset="ABC123", unlabelled=str(unlabelled),
                             budget=20, epochs=epochs), say=said.append)
     assert any("keeping the reader, nothing trained" in line for line in said), said
-    assert read_by == [("few.pt", "reader:reader-ctc.pt")]  # the kept reader read them
+    assert [r[:2] for r in read_by] == [("few.pt", "reader:reader-ctc.pt")]  # the kept reader read them
     assert res["self_training"]["kept"] and [r["pseudo_labelled"] for r in res["self_training"]["ranked"]] == [8]
     assert any("the 8 readings the general reader is surest of and the 6 labelled captchas" in line
                for line in said), said
@@ -467,7 +469,8 @@ def test_a_handful_fine_tuned_learns_in_rounds_from_the_unlabelled_captchas_it_i
                             epochs=1), say=said.append)
     info = res["self_training"]
     assert [r["pseudo_labelled"] for r in info["ranked"]] == [8, 20] and info["kept"], info
-    assert [name for name, _ in read_by] == ["m.pt", "m.round1.pt"]  # the handful's fine-tune, then round 1's model
+    assert [name for name, _, _ in read_by] == ["m.pt", "m.round1.pt"]  # the handful's fine-tune, then round 1's
+    assert all(backend.startswith("onnx") for _, _, backend in read_by), read_by  # read as `captcha solve` reads
     assert any("2 rounds on the readings of the 20 unlabelled captchas the last model is surest of, 8 then 20" in line
                for line in said), said
     handful = dict(labels_csv_rows(six_captchas / "labels.csv"))
