@@ -520,7 +520,7 @@ def judged_rounds(cfg: TrainConfig, data: TrainingData, paths: list[str], first:
         say(f"self-training, round {k} of {len(counts)} ({len(readings)} readings): "
             + (f"held-out slice {100 * top:.2f}% -> {100 * acc:.2f}%; {verdict}" if acc is not None
                else "one fit, trained on the held-out slice too, nothing to judge it by; kept"))
-        rounds.append({"pseudo_labelled": len(readings), "held_out_acc": result["held_out_acc"], "kept": kept,
+        rounds.append({"pseudo_labelled": len(readings), "held_out_acc": acc, "kept": kept,
                        "seconds": round(time.perf_counter() - started, 1)})
         step_out = Path(step.out)
         last_file(step_out).unlink(missing_ok=True)
