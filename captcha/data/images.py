@@ -21,10 +21,15 @@ from PIL import Image, ImageOps, ImageSequence, UnidentifiedImageError
 from ..config import DEFAULT_MAX_PIXELS
 from ..errors import ImageError
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
+# .jfif and .jpe are JPEG under the names browsers on Windows save it with
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".jfif", ".jpe", ".bmp", ".gif", ".webp")
 # The only decoders run on untrusted bytes: Pillow's others (TIFF, ICO, PCX, SGI, TGA, JPEG 2000, EPS
 # through Ghostscript...) are never reached, whatever the file says it is.
 ALLOWED_FORMATS = ("PNG", "JPEG", "BMP", "GIF", "WEBP")
+# Images in formats it does not decode: named in an error, never passed over in silence
+READ_FORMATS = ", ".join(f.lower() for f in ALLOWED_FORMATS)  # as messages name them
+REFUSED_SUFFIXES = (".tif", ".tiff", ".ico", ".tga", ".jp2", ".j2k", ".pcx", ".ppm", ".pgm", ".pbm", ".pnm", ".sgi",
+                    ".eps", ".psd", ".svg", ".avif", ".heic", ".heif", ".jxl")
 
 ImageInput = Union[str, os.PathLike, bytes, bytearray, Image.Image]
 # Text this long of base64's characters alone (never a '.', so never a file name with its suffix) is an image
@@ -48,6 +53,16 @@ def unpack_hint(path: str | os.PathLike) -> str | None:
 def is_image_name(path: str | os.PathLike) -> bool:
     """True when the file name has one of the supported image suffixes."""
     return str(path).lower().endswith(IMAGE_SUFFIXES)
+
+
+def is_refused_image_name(path: str | os.PathLike) -> bool:
+    """True when the file name is an image's in a format it does not decode (TIFF, HEIC...)."""
+    return str(path).lower().endswith(REFUSED_SUFFIXES)
+
+
+def refused_format(path: str | os.PathLike) -> str:
+    """What is wrong with an image file in a format it does not decode, and how to fix it."""
+    return f"a {Path(path).suffix.lower()} image, a format it does not read ({READ_FORMATS}): convert it to png"
 
 
 def _written_out(src: object) -> bool:
@@ -128,8 +143,10 @@ def load_image(src: ImageInput, max_pixels: int = DEFAULT_MAX_PIXELS, name: str 
             if unpack:
                 raise ImageError(f"{name}: an archive, not an image: unpack it first ({unpack}) and pass its images "
                                  "or their folder") from None
-            raise ImageError(f"{name}: not an image, or not in an allowed format "
-                             f"({', '.join(f.lower() for f in ALLOWED_FORMATS)}); convert it to png") from None
+            if isinstance(fp, Path) and is_refused_image_name(fp):
+                raise ImageError(f"{name}: {refused_format(fp)}") from None
+            raise ImageError(f"{name}: not an image, or not in an allowed format ({READ_FORMATS}); convert it to "
+                             "png") from None
         except Image.DecompressionBombError as exc:
             raise ImageError(f"{name}: refused, header claims a huge image: {exc}") from None
         except OSError as exc:

@@ -34,7 +34,16 @@ from PIL import Image
 from ..charset import DEFAULT_CHARSET, Charset, for_labels
 from ..config import ONE_LENGTH_SHARE
 from ..errors import DataError, ImageError
-from .images import IMAGE_SUFFIXES, file_digest, is_image_name, load_image, unpack_hint
+from .images import (
+    IMAGE_SUFFIXES,
+    READ_FORMATS,
+    file_digest,
+    is_image_name,
+    is_refused_image_name,
+    load_image,
+    refused_format,
+    unpack_hint,
+)
 
 log = logging.getLogger(__name__)
 
@@ -333,6 +342,8 @@ def _label_pairs(folder: Path, found: list[Problem]) -> list[tuple[str, str]]:
     if not folder.is_dir():
         raise DataError(f"{folder}: captcha folder does not exist")
     images = _image_files(folder)
+    found += [Problem(str(p), refused_format(p), blocking=False)
+              for p in sorted(folder.iterdir()) if is_refused_image_name(p.name)]
     labels_path = labels_file(folder)
     if labels_path is None:
         pairs, how = _labels_from_names(images)
@@ -459,6 +470,11 @@ def detect_layout(root: Path) -> str:
         return "course"
     if labels_file(root) or any(is_image_name(p.name) for p in root.iterdir()):
         return "flat"
+    refused = sorted({p.suffix.lower() for p in root.iterdir() if is_refused_image_name(p.name)})
+    if refused:
+        raise DataError(f"{root}: its captchas are {', '.join(refused)} images, a format it does not read "
+                        f"({READ_FORMATS}): convert them to png "
+                        f"(e.g. `mogrify -format png {root}/*{refused[0]}`)")
     # a site's captchas split into folders of its own naming (train/, test/): which one to pass
     holding = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")
                      and (labels_file(p) or any(is_image_name(q.name) for q in p.iterdir())))

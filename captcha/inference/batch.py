@@ -12,7 +12,7 @@ from typing import Iterable, Iterator
 from tqdm import tqdm
 
 from ..config import SOLVE_BATCH_SIZE
-from ..data.images import is_image_name
+from ..data.images import is_image_name, is_refused_image_name
 from ..errors import ConfigError, DataError
 from .solver import Solver
 
@@ -34,8 +34,9 @@ def csv_text(cell: str) -> str:
 
 
 def expand_inputs(inputs: Iterable[str], lists: bool = True) -> Iterator[str]:
-    """Paths from directories (recursively, sorted), globs, list files (one path a line; with ``lists``)
-    and plain files; a file reached twice (a symlink loop, overlapping inputs) is given once."""
+    """Paths from directories (recursively, sorted: their images, those in formats it does not read too, which
+    the solver then names), globs, list files (one path a line; with ``lists``) and plain files; a file reached twice
+    (a symlink loop, overlapping inputs) is given once."""
     seen: set[str] = set()
     for path in _expanded(inputs, lists):
         key = os.path.realpath(path)
@@ -51,7 +52,7 @@ def _expanded(inputs: Iterable[str], lists: bool) -> Iterator[str]:
             for root, dirs, files in os.walk(p):  # os.walk does not follow directory symlinks: no loops
                 dirs.sort()
                 for name in sorted(files):
-                    if is_image_name(name):
+                    if is_image_name(name) or is_refused_image_name(name):  # the second kind: an error row, not silence
                         yield os.path.join(root, name)
         elif lists and p.is_file() and p.suffix.lower() in LIST_SUFFIXES:
             with open(p, encoding="utf-8-sig") as fh:

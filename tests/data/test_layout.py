@@ -409,3 +409,21 @@ def test_a_validation_captcha_copied_from_training_is_a_problem(tiny_data, tmp_p
     assert not rep.usable and [str(p) for p in rep.problems] == [
         f"{val / name}: a copy of {train / 'seen.png'} (training): it would measure a captcha trained on; "
         "remove one of them"]
+
+
+def test_captchas_in_a_format_it_does_not_read_are_named_not_passed_over(flat_captchas, tmp_path):
+    """A folder of TIFF captchas says what to convert them to; beside readable ones they are left out, each said."""
+    tiffs = tmp_path / "tiffs"
+    tiffs.mkdir()
+    for p in sorted(flat_captchas.glob("*.png"))[:3]:
+        Image.open(p).save(tiffs / f"{p.stem}.tiff")
+    with pytest.raises(DataError, match=r"its captchas are \.tiff images, a format it does not read \(png, jpeg, bmp, "
+                                        r"gif, webp\): convert them to png \(e\.g\. `mogrify -format png"):
+        check_dataset(tiffs, CS)
+    mixed = tmp_path / "mixed"
+    shutil.copytree(flat_captchas, mixed)
+    shutil.copy(next(tiffs.glob("*.tiff")), mixed)
+    report = check_dataset(mixed, CS)
+    assert report.usable and report.captchas["all"] == len(list(flat_captchas.glob("*.png")))
+    assert [p.message for p in report.problems if p.path.endswith(".tiff")] == [
+        "a .tiff image, a format it does not read (png, jpeg, bmp, gif, webp): convert it to png"]

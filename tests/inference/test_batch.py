@@ -91,7 +91,7 @@ def test_shards_merge_into_one_csv(solver, tiny_data, tmp_path):
 
 def test_expand_inputs_walks_folders_globs_and_lists(tmp_path):
 
-    for rel in ("d/b.png", "d/a.PNG", "d/sub/c.jpg", "d/notes.txt", "e/x.gif", "e/y.bmp"):
+    for rel in ("d/b.png", "d/a.PNG", "d/sub/c.jpg", "d/notes.txt", "d/t.TIFF", "e/x.gif", "e/y.bmp"):
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / rel).write_bytes(b"")
     lst = tmp_path / "list.txt"
@@ -99,7 +99,8 @@ def test_expand_inputs_walks_folders_globs_and_lists(tmp_path):
     got = list(expand_inputs([str(tmp_path / "d"), str(tmp_path / "e" / "*.gif"), str(lst),
                               str(tmp_path / "**" / "*.jpg"), str(tmp_path / "single.png")]))
     rel = [str(p).replace(str(tmp_path) + "/", "") for p in got]
-    assert rel == ["d/a.PNG", "d/b.png", "d/sub/c.jpg",   # a folder: recursive, sorted, images only
+    assert rel == ["d/a.PNG", "d/b.png", "d/t.TIFF",      # a folder: recursive, sorted, images only (one it does
+                   "d/sub/c.jpg",                          # not read too: its error row says so)
                    "e/x.gif",                              # a glob
                    "e/y.bmp", "missing.png",               # a list: comments and blanks skipped
                    "single.png"]                           # a missing file stays, to become an error row
@@ -157,3 +158,20 @@ def test_a_symlink_loop_yields_each_file_once(tmp_path):
     found = list(expand_inputs([str(tmp_path / "a" / "**" / "*.png")]))
     assert len(found) == 1
     assert len(list(expand_inputs([str(tmp_path / "a"), str(tmp_path / "a" / "x.png")]))) == 1
+
+
+def test_an_image_in_a_format_it_does_not_read_is_an_error_row_that_says_so(solver, tmp_path):
+    """A folder's TIFF is not passed over in silence: its row names the format and the fix, the rest are read."""
+    from PIL import Image
+
+    folder = tmp_path / "site"
+    folder.mkdir()
+    for name in ("a.png", "b.tif", "c.jfif"):  # .jfif: a JPEG under the name Windows browsers save it with
+        Image.new("RGB", (64, 24), "white").save(folder / name, "JPEG" if name.endswith(".jfif") else None)
+    out = tmp_path / "pred.csv"
+    stats = run_batch([str(folder)], out, solver)
+    rows = {os.path.basename(r["filename"]): r for r in csv.DictReader(open(out, encoding="utf-8"))}
+    assert sorted(rows) == ["a.png", "b.tif", "c.jfif"] and stats["solved"] == 2 and stats["errors"] == 1
+    assert rows["b.tif"]["error"].endswith("a .tif image, a format it does not read (png, jpeg, bmp, gif, webp): "
+                                           "convert it to png")
+    assert not rows["a.png"]["error"] and not rows["c.jfif"]["error"]
