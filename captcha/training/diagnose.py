@@ -44,11 +44,13 @@ def labels_against_reader(captchas: Sequence[tuple[Image.Image, str]], limit: in
     """Where the shipped general reader reads at least READER_EVIDENCE of (up to ``limit``, evenly spread) labelled
     captchas surely and fewer than READER_AGREES of those as labelled, a line saying so with an example: labels that
     do not match their images (rows shifted, another folder's labels.csv). None where it cannot tell: a site the
-    reader is unsure of says nothing about the labels."""
-    picked = _spread(captchas, limit)[:limit]
+    reader is unsure of says nothing about the labels, nor does a label with characters the reader cannot read
+    (``9+3=?``: the reader would read the ``+`` as another character)."""
+    reader = load_solver(backend="auto")
+    picked = _spread([(img, label) for img, label in captchas if not reader.charset.unknown(label)], limit)[:limit]
     if len(picked) < READER_EVIDENCE:
         return None
-    rows = load_solver(backend="auto").solve_batch([img for img, _ in picked])
+    rows = reader.solve_batch([img for img, _ in picked])
     sure = [(label, row.solution.text) for (_, label), row in zip(picked, rows)
             if row.ok and row.solution.confidence >= READER_SURE]
     differ = [(label, text) for label, text in sure if label.upper() != text.upper()]
