@@ -26,8 +26,8 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".jfif", ".jpe", ".bmp", ".gif", ".we
 # The only decoders run on untrusted bytes: Pillow's others (TIFF, ICO, PCX, SGI, TGA, JPEG 2000, EPS
 # through Ghostscript...) are never reached, whatever the file says it is.
 ALLOWED_FORMATS = ("PNG", "JPEG", "BMP", "GIF", "WEBP")
-# Images in formats it does not decode: named in an error, never passed over in silence
 READ_FORMATS = ", ".join(f.lower() for f in ALLOWED_FORMATS)  # as messages name them
+# Images in formats it does not decode: named in an error, never passed over in silence
 REFUSED_SUFFIXES = (".tif", ".tiff", ".ico", ".tga", ".jp2", ".j2k", ".pcx", ".ppm", ".pgm", ".pbm", ".pnm", ".sgi",
                     ".eps", ".psd", ".svg", ".avif", ".heic", ".heif", ".jxl")
 

@@ -46,6 +46,8 @@ def labels_against_reader(captchas: Sequence[tuple[Image.Image, str]], limit: in
     do not match their images (rows shifted, another folder's labels.csv). None where it cannot tell: a site the
     reader is unsure of says nothing about the labels, nor does a label with characters the reader cannot read
     (``9+3=?``: the reader would read the ``+`` as another character)."""
+    if len(captchas) < READER_EVIDENCE:
+        return None
     reader = load_solver(backend="auto")
     picked = _spread([(img, label) for img, label in captchas if not reader.charset.unknown(label)], limit)[:limit]
     if len(picked) < READER_EVIDENCE:
