@@ -643,6 +643,9 @@ def evaluate(val, data_dir, checkpoint, out_dir, show_errors, allow, length, bac
         click.echo(f"full-string accuracy: {_pct(caps['string_acc'])} of {caps['captchas']} captchas; "
                    f"characters {_pct(caps['captcha_char_acc'])}")
         click.echo("per position: " + ", ".join(f"{i + 1}: {_pct(v)}" for i, v in enumerate(caps["position_acc"])))
+        if caps.get("left_out"):
+            click.echo(f"warning: left out of {data_dir} ({caps['left_out']} not measured): {caps['left_out_note']}",
+                       err=True)
         if caps.get("trained_on"):
             click.echo(f"warning: {caps['trained_on']} of the images in {data_dir} are files of the model's training "
                        "data (all of it but what it held out): the figures overstate what it reads of new captchas "

@@ -182,6 +182,32 @@ def test_eval_any_labelled_folder_and_show_errors(tiny_model, flat_captchas, tmp
     assert Image.open(sheet).height > 40
 
 
+def test_eval_says_which_labelled_captchas_it_left_out(tiny_model, flat_captchas, tmp_path):
+    """A folder whose labels the model's characters cannot spell (or whose images cannot be read) is measured on the
+    rest, and says so; a folder of nothing measurable is one line, exit 2."""
+    import shutil
+
+    from captcha.data.layout import labels_csv_rows
+
+    folder = tmp_path / "site"
+    shutil.copytree(flat_captchas, folder)
+    rows = labels_csv_rows(folder / "labels.csv")
+    (folder / "labels.csv").write_text("filename,label\n" + "".join(
+        f"{name},{'X' + label[1:] if k < 3 else label}\n" for k, (name, label) in enumerate(rows)))  # X: not ABC123
+    (folder / rows[3][0]).write_bytes(b"not an image")
+    res = CliRunner().invoke(main, ["eval", "--data", str(folder), "--checkpoint", str(tiny_model), "--json",
+                                    "--out-dir", str(tmp_path / "ev")])
+    caps = json.loads(res.stdout)["captchas"]
+    assert res.exit_code == 0 and caps["captchas"] == 36 and caps["left_out"] == 4, res.output
+    assert "has characters not in the charset: 'X'" in caps["left_out_note"] and caps["left_out_note"].endswith("3 more")
+    res = CliRunner().invoke(main, ["eval", "--data", str(folder), "--checkpoint", str(tiny_model),
+                                    "--out-dir", str(tmp_path / "ev")])
+    assert f"warning: left out of {folder} (4 not measured): " in res.output
+    (folder / "labels.csv").write_text("filename,label\n" + "".join(f"{name},X{label[1:]}\n" for name, label in rows))
+    res = CliRunner().invoke(main, ["eval", "--data", str(folder), "--checkpoint", str(tiny_model)])
+    assert res.exit_code == 2 and "no labelled data to evaluate" in res.output and "and 39 more" in res.output
+
+
 def test_version_and_quiet_verbose_logging(tiny_data):
     from captcha import __version__
 

@@ -8,7 +8,7 @@ about which captchas were held out. Pure data: no torch.
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,7 @@ from ..config import VAL_FRACTION
 from ..errors import ConfigError, DataError
 from .images import file_digest, is_image_name
 from .layout import (
+    Problem,
     dataset_folder,
     detect_layout,
     load_images,
@@ -39,6 +40,7 @@ class EvalData:
     length: int  # characters a captcha; 0: any (a CTC model of a site whose lengths vary)
     segment: SegmentConfig
     split: dict[str, Any]
+    left_out: list[Problem] = field(default_factory=list)  # labelled files not measured, and why
 
 
 @dataclass
@@ -63,11 +65,16 @@ def flat_split(names: list[str], val_fraction: float, seed: int) -> set[str]:
     return set(order[: max(1, round(len(order) * val_fraction))])
 
 
-def read_captchas(folder: Path, charset: Charset) -> list[Captcha]:
-    """Decoded labelled captchas of one folder (none when it does not exist); unreadable ones are left out."""
+def read_captchas(folder: Path, charset: Charset, problems: list[Problem] | None = None) -> list[Captcha]:
+    """Decoded labelled captchas of one folder (none when it does not exist); unreadable ones, and labels the
+    ``charset`` cannot spell, are left out (each appended to ``problems`` where given)."""
     if not folder.is_dir():
         return []
-    images, kept = load_images(read_captcha_labels(folder, charset, problems=[]))
+    found: list[Problem] = []
+    images, kept = load_images(read_captcha_labels(folder, charset, problems=found),
+                               lambda s, exc: found.append(Problem(str(s.path), str(exc).split(": ", 1)[-1])))
+    if problems is not None:
+        problems += found
     return list(zip(images, [s.label for s in kept]))
 
 
@@ -149,16 +156,24 @@ def labelled_data(ckpt: dict[str, Any], data: str | Path) -> EvalData:
     and captchas/val parts of a course-layout dataset."""
     root = dataset_folder(data)
     charset = Charset.from_dict(ckpt["charset"])
+    left_out: list[Problem] = []  # a flat folder's captchas the model's characters cannot spell, or unreadable
     if detect_layout(root) == "course":
         parts = read_parts(root, charset, 0.2, 0, val_only=True)
     else:
-        parts = Parts([], [], [], read_captchas(root, charset), {"layout": "flat", "root": str(root)})
-    return _evaluation_data(parts, ckpt, charset, root)
+        parts = Parts([], [], [], read_captchas(root, charset, left_out), {"layout": "flat", "root": str(root)})
+    return _evaluation_data(parts, ckpt, charset, root, left_out)
 
 
-def _evaluation_data(parts: Parts, ckpt: dict[str, Any], charset: Charset, root: Path) -> EvalData:
+def left_out_line(problems: list[Problem]) -> str:
+    """The first of the labelled files an evaluation leaves out, and how many more."""
+    return f"{problems[0]}" + (f"; and {len(problems) - 1} more" if len(problems) > 1 else "")
+
+
+def _evaluation_data(parts: Parts, ckpt: dict[str, Any], charset: Charset, root: Path,
+                     left_out: list[Problem] | None = None) -> EvalData:
     v_imgs, v_kept = load_images(parts.val_chars)
     if not v_imgs and not parts.val_caps:
-        raise DataError(f"{root}: no labelled data to evaluate (chars/val, captchas/val, or labelled captchas)")
+        raise DataError(f"{root}: no labelled data to evaluate (chars/val, captchas/val, or labelled captchas)"
+                        + (f"; left out: {left_out_line(left_out)}" if left_out else ""))
     return EvalData(v_imgs, [charset.encode(s.label)[0] for s in v_kept], parts.val_caps,
-                    int(ckpt["length"]), SegmentConfig.from_dict(ckpt["segment"]), parts.split)
+                    int(ckpt["length"]), SegmentConfig.from_dict(ckpt["segment"]), parts.split, list(left_out or []))
