@@ -401,11 +401,13 @@ def left_out(root: str | Path, charset: Charset) -> tuple[int, list[Problem]]:
     return kept, found
 
 
-def left_out_note(problems: Sequence[Problem], root: str | Path) -> str:
-    """One line for the entries of ``root`` a command leaves out: the first, and how to list the rest."""
+def left_out_note(problems: Sequence[Problem], root: str | Path | None = None) -> str:
+    """One line for the entries a command leaves out: the first, and how many more (and, given the dataset's
+    ``root``, how to list them: `data check` judges by the labels' own characters, not a model's)."""
     more = len(problems) - 1
     problems = sorted(problems, key=lambda p: not p.blocking)  # a copy read once is the least of them
-    return f"{problems[0]}" + (f"; and {more} more: `captcha data check --data {root}` lists them" if more else "")
+    listing = f": `captcha data check --data {root}` lists them" if root is not None else ""
+    return f"{problems[0]}" + (f"; and {more} more{listing}" if more else "")
 
 
 def read_char_folder(split_dir: str | Path, charset: Charset = DEFAULT_CHARSET,

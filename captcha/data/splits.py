@@ -20,6 +20,7 @@ from .layout import (
     Problem,
     dataset_folder,
     detect_layout,
+    left_out_note,
     load_images,
     read_captcha_labels,
     read_char_folder,
@@ -164,16 +165,11 @@ def labelled_data(ckpt: dict[str, Any], data: str | Path) -> EvalData:
     return _evaluation_data(parts, ckpt, charset, root, left_out)
 
 
-def left_out_line(problems: list[Problem]) -> str:
-    """The first of the labelled files an evaluation leaves out, and how many more."""
-    return f"{problems[0]}" + (f"; and {len(problems) - 1} more" if len(problems) > 1 else "")
-
-
 def _evaluation_data(parts: Parts, ckpt: dict[str, Any], charset: Charset, root: Path,
                      left_out: list[Problem] | None = None) -> EvalData:
     v_imgs, v_kept = load_images(parts.val_chars)
     if not v_imgs and not parts.val_caps:
         raise DataError(f"{root}: no labelled data to evaluate (chars/val, captchas/val, or labelled captchas)"
-                        + (f"; left out: {left_out_line(left_out)}" if left_out else ""))
+                        + (f"; left out: {left_out_note(left_out)}" if left_out else ""))
     return EvalData(v_imgs, [charset.encode(s.label)[0] for s in v_kept], parts.val_caps,
                     int(ckpt["length"]), SegmentConfig.from_dict(ckpt["segment"]), parts.split, list(left_out or []))

@@ -15,7 +15,8 @@ from typing import Any
 import numpy as np
 from sklearn.metrics import classification_report, confusion_matrix
 
-from ..data.splits import labelled_data, left_out_line, trained_on, validation_data
+from ..data.layout import left_out_note
+from ..data.splits import labelled_data, trained_on, validation_data
 from ..errors import DataError
 from ..inference.backends import run_batched
 from ..inference.load import load_solver
@@ -89,7 +90,7 @@ def evaluate_checkpoint(checkpoint: str | Path, data: str | Path | None = None, 
         caps["calibrated_on_these"] = dataset is None and (ckpt.get("calibration") or {}).get("on") == "validation"
         caps["trained_on"] = trained_on(ckpt, dataset) if dataset is not None else 0
     caps["left_out"] = len(val.left_out)  # labelled files of ``dataset`` not measured
-    caps["left_out_note"] = left_out_line(val.left_out) if val.left_out else None
+    caps["left_out_note"] = left_out_note(val.left_out) if val.left_out else None
     t_chars, p_chars = aligned_chars(texts, truth)
     true_chars += t_chars
     pred_chars += p_chars
