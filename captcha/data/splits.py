@@ -72,7 +72,7 @@ def read_captchas(folder: Path, charset: Charset, problems: list[Problem] | None
     if not folder.is_dir():
         return []
     found: list[Problem] = []
-    images, kept = load_images(read_captcha_labels(folder, charset, problems=found),
+    images, kept = load_images(read_captcha_labels(folder, charset, problems=found), None if problems is None else
                                lambda s, exc: found.append(Problem(str(s.path), str(exc).split(": ", 1)[-1])))
     if problems is not None:
         problems += found
