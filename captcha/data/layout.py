@@ -62,6 +62,11 @@ class Problem:
     message: str
     blocking: bool = True
 
+    @classmethod
+    def unreadable(cls, path: str | Path, exc: ImageError) -> Problem:
+        """A file that does not decode: the image error's words, less the file name it starts with."""
+        return cls(str(path), str(exc).split(": ", 1)[-1])
+
     def __str__(self) -> str:
         return f"{self.path}: {self.message}"
 
@@ -558,7 +563,7 @@ def check_dataset(root: str | Path, charset: Charset | None = None, length: int 
             try:
                 load_image(s.path)
             except ImageError as exc:
-                problems.append(Problem(str(s.path), str(exc).split(": ", 1)[-1]))
+                problems.append(Problem.unreadable(s.path, exc))
     return report
 
 

@@ -71,11 +71,10 @@ def read_captchas(folder: Path, charset: Charset, problems: list[Problem] | None
     ``charset`` cannot spell, are left out (each appended to ``problems`` where given)."""
     if not folder.is_dir():
         return []
-    found: list[Problem] = []
-    images, kept = load_images(read_captcha_labels(folder, charset, problems=found), None if problems is None else
-                               lambda s, exc: found.append(Problem(str(s.path), str(exc).split(": ", 1)[-1])))
-    if problems is not None:
-        problems += found
+    collected = problems is not None  # else an unreadable one is logged, as load_images does
+    problems = problems if collected else []
+    images, kept = load_images(read_captcha_labels(folder, charset, problems=problems),
+                               (lambda s, exc: problems.append(Problem.unreadable(s.path, exc))) if collected else None)
     return list(zip(images, [s.label for s in kept]))
 
 
