@@ -451,6 +451,39 @@ def test_a_second_network_joins_only_ctc_readings_held_to_a_length():
     assert [s.text for s in solver.read(x, length=1)] == ["B"] and seconds  # held to one character: both
 
 
+def test_two_ctc_networks_reading_alike_keep_the_surer_ones_confidence():
+    """Two fits put a character's spike in columns of their own: averaged, each column holds half of it, so the
+    pair's reading carries the confidences of the surer network that reads the same text, not the average's;
+    where the networks disagree, those of the one whose reading the average keeps."""
+    from captcha.charset import Charset
+    from captcha.data.preprocess import Preprocess
+    from captcha.data.segment import SegmentConfig
+    from captcha.inference.decode import softmax
+    from captcha.inference.solver import Preparer, Solver
+
+    blank = [-4.0, -4.0, 4.0]
+
+    def first(x):  # an unsure "A" in the first column
+        return np.tile([[[1.5, 0.0, 0.0], blank, blank]], (len(x), 1, 1))
+
+    def second(x):  # a surer "A" a column later
+        return np.tile([[blank, [2.5, 0.0, 0.0], blank]], (len(x), 1, 1))
+
+    def other(x):  # a sure "B" where the first reads its "A"
+        return np.tile([[[-4.0, 4.0, 0.0], blank, blank]], (len(x), 1, 1))
+
+    x = np.zeros((1, 1, 3, 8, 8), np.float32)
+    solver = Solver(first, Charset("AB"), Preparer(Preprocess(), 0, SegmentConfig("equal"), "ctc"))
+    alone, = solver.read(x, length=1)
+    assert alone.text == "A" and alone.confidence == pytest.approx(softmax(np.array([1.5, 0.0, 0.0]))[0])
+    pair, = solver.with_second(second).read(x, length=1)
+    surer = softmax(np.array([2.5, 0.0, 0.0]))[0]
+    averaged = (softmax(np.array([1.5, 0.0, 0.0]))[0] + softmax(np.array(blank))[0]) / 2
+    assert pair.text == "A" and pair.confidence == pytest.approx(surer) and pair.confidence > 1.5 * averaged
+    apart, = solver.with_second(other).read(x, length=1)
+    assert apart.text == "B" and apart.confidence == pytest.approx(softmax(np.array([-4.0, 4.0, 0.0]))[1])
+
+
 def test_the_general_reader_learns_a_sites_length_from_the_batch():
     """Told no length, once BATCH_LENGTH_MIN sure readings mostly share one, an unsure reading of another length
     (under RECHECK_BELOW, even one sure enough to count) is read again held to it (and says so); a sure one of
