@@ -655,7 +655,7 @@ def evaluate(val, data_dir, checkpoint, out_dir, show_errors, allow, length, bac
             click.echo(f"confidence: ECE {_pct(caps['reliability']['ece'])}; refusing the least confident 5% "
                        f"(--reject-below {rej['threshold']:.3f}) refuses {_pct(rej['wrong_rejected'])} of the wrong "
                        f"readings and leaves {_pct(rej['kept_accuracy'])} right"
-                       + (" (its temperature was fitted on these captchas)" if caps.get("calibrated_on_these") else ""))
+                       + (" (its confidences were calibrated on these captchas)" if caps.get("calibrated_on_these") else ""))
     if rep.confusions:
         click.echo("most frequent confusions (true->read x count): "
                    + ", ".join(f"{t}->{p} x{n}" for t, p, n in rep.confusions))

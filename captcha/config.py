@@ -48,6 +48,12 @@ INT8_TRAINED = 1000
 # the same on sysu's 138-captcha check (runs/real-s16: 119 against 118 read, 87 captchas/s in fp32).
 INT8_TOLERANCE = 0.005
 INT8_CALIBRATION = 64  # training inputs stored in the checkpoint to calibrate its int8 quantisation
+# A CTC run fits its confidence map (training.calibrate.fit_confidence_map) on the captchas its first fit held out
+# where they are at least this many: from 100 labelled captchas a run holds out 32 (its slice and validation share).
+# Fitted on 30 drawn from a far site's test quarter, the map halved the calibration error on its wider test (medians
+# of twenty draws: lso-striped-arc6 17.0 -> 8.0%, lso-warped-lower5 12.0 -> 8.3%; docs/measurements.md, "Confidences
+# of CTC models from few labels").
+CONFIDENCE_MAP_MIN = 30
 # Rendered glyph crops an export is checked on against PyTorch before solving or the int8 check uses it (a CTC
 # export at twice the width too). A wrong export differs on any input; at a far site's 96x288, 64 of them took 6.4 s
 # of each export on a 2-core Xeon, 16 take 1.8 s, and a training exports twice (its int8 check, then the compile

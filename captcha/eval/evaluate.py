@@ -86,8 +86,10 @@ def evaluate_checkpoint(checkpoint: str | Path, data: str | Path | None = None, 
         correct = [p == t for p, t in zip(texts, truth)]
         caps["rejection_at_95"] = rejection(confs, correct, 0.95)
         caps["reliability"] = reliability(confs, correct)
-        # a single fit that trained on its held-out slice fits its temperature on these captchas instead
-        caps["calibrated_on_these"] = dataset is None and (ckpt.get("calibration") or {}).get("on") == "validation"
+        # a single fit that trained on its held-out slice fits its temperature on these captchas instead; a CTC
+        # model's confidence map is fitted on every captcha its first fit held out, these among them
+        caps["calibrated_on_these"] = dataset is None and ((ckpt.get("calibration") or {}).get("on") == "validation"
+                                                           or ckpt.get("confidence_map") is not None)
         caps["trained_on"] = trained_on(ckpt, dataset) if dataset is not None else 0
     caps["left_out"] = len(val.left_out)  # labelled files of ``dataset`` not measured
     caps["left_out_note"] = left_out_note(val.left_out) if val.left_out else None

@@ -27,6 +27,7 @@ class Solution:
     length_ok: bool = True  # False: a length no captcha the model learned from had (see Solver.read)
     views: int = 0  # shifted views it was re-read in (see Solver.read)
     disagreeing: int = 0  # of those, how many read other text
+    calibration: tuple[float, float] | None = None  # (a, b) of the model's confidence map: see :func:`calibrated`
 
     @property
     def answer(self) -> str | None:
@@ -34,13 +35,20 @@ class Solution:
         return None if self.rejected else self.text
 
     @property
-    def confidence(self) -> float:
-        """The whole string's confidence: the product of its characters', times the share of its views
-        (itself and any shifted ones) that read the same; 0 for a reading of a length the model never
-        saw (it cannot be right)."""
+    def raw_confidence(self) -> float:
+        """The network's confidence in the whole string: the product of its characters', times the share of its
+        views (itself and any shifted ones) that read the same; 0 for a reading of a length the model never
+        saw (it cannot be right). What solving decides by (re-reading, lengths)."""
         if not self.confidences or not self.length_ok:
             return 0.0
         return float(np.prod(self.confidences)) * (1 + self.views - self.disagreeing) / (1 + self.views)
+
+    @property
+    def confidence(self) -> float:
+        """The whole string's confidence, calibrated by the model's confidence map where it has one: how often
+        a reading this sure is right. What is reported and refused by (``--reject-below``)."""
+        raw = self.raw_confidence
+        return raw if self.calibration is None else calibrated(raw, *self.calibration)
 
 
 @dataclass
@@ -54,6 +62,23 @@ class BatchResult:
     @property
     def ok(self) -> bool:
         return self.solution is not None
+
+
+CONFIDENCE_EDGE = 1e-4  # confidences are held this far from 0 and 1 before their log-odds are taken
+
+
+def log_odds(p: np.ndarray | float) -> np.ndarray:
+    """log(p / (1 - p)), ``p`` held within CONFIDENCE_EDGE of 0 and 1."""
+    p = np.clip(np.asarray(p, np.float64), CONFIDENCE_EDGE, 1 - CONFIDENCE_EDGE)
+    return np.log(p / (1 - p))
+
+
+def calibrated(p: float, a: float, b: float) -> float:
+    """A confidence through a confidence map: sigmoid(a log-odds(p) + b), with 0 (a reading that cannot be
+    right) kept 0."""
+    if p <= 0.0:
+        return 0.0
+    return float(1 / (1 + np.exp(-(a * log_odds(p) + b))))
 
 
 def captcha_inputs(img: Image.Image, length: int, segment: SegmentConfig, pre: Preprocess) -> np.ndarray:

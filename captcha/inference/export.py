@@ -53,7 +53,7 @@ from .solver import general_reader
 log = logging.getLogger(__name__)
 
 SOLVING_KEYS = ("charset", "preprocess", "length", "lengths", "segment", "method", "captcha_size", "pretrained",
-                "freeze", "temperature")
+                "freeze", "temperature", "confidence_map")
 
 
 def solving_metadata(ckpt: dict[str, Any], member: str = "") -> dict[str, Any]:

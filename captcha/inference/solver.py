@@ -9,6 +9,7 @@ from a file.
 from __future__ import annotations
 
 import logging
+import math
 import multiprocessing
 import os
 import queue
@@ -86,7 +87,7 @@ class Solver:
     def __init__(self, backend: Callable[[np.ndarray], np.ndarray], charset: Charset, preparer: Preparer,
                  trained_size: tuple[int, int] | None = None, temperature: float = 1.0,
                  reject_below: float = 0.0, allow: str = "", lengths: Iterable[int] = (),
-                 general: bool = False) -> None:
+                 general: bool = False, confidence_map: tuple[float, float] | None = None) -> None:
         if preparer.method not in METHODS:
             raise ConfigError(f"unknown method {preparer.method!r}; choose one of {', '.join(METHODS)}")
         if not 0.0 <= reject_below <= 1.0:
@@ -96,6 +97,8 @@ class Solver:
         self.preparer = preparer
         self.trained_size = trained_size  # (width, height) of the captchas it learned from, for warnings
         self.temperature = temperature  # fitted at training time on held-out data: calibrated confidences
+        # (a, b) fitted at training time on the readings of held-out captchas (CTC): see decode.calibrated
+        self.confidence_map = confidence_map
         self.reject_below = reject_below  # a reading less confident than this is refused, not guessed
         self.second: Callable[[np.ndarray], np.ndarray] | None = None  # the first fit beside a refit (with_second)
         self.lengths = tuple(sorted(set(lengths)))  # a CTC model of a site whose lengths vary: the ones it learned
@@ -191,7 +194,7 @@ class Solver:
         if not isinstance(lengths, list) or not all(isinstance(n, int) and 0 < n <= MAX_LENGTH for n in lengths):
             raise CheckpointError(f"{source}: lengths {lengths!r} are not captcha lengths; retrain or re-export it")
         return cls(backend, charset, preparer, tuple(size) if size else None, float(temperature), reject_below,
-                   lengths=lengths, general=general_reader(meta))
+                   lengths=lengths, general=general_reader(meta), confidence_map=stored_confidence_map(meta, source))
 
     @classmethod
     def from_onnx(cls, path: str | os.PathLike, threads: int | None = None, max_pixels: int = DEFAULT_MAX_PIXELS,
@@ -232,7 +235,7 @@ class Solver:
         x = self.roomy(x, length)
         logits = self._logits(x, self.backend)
         sols = self._decode(logits, length)
-        again = [i for i, sol in enumerate(sols) if self._rechecks(sol.confidence)]
+        again = [i for i, sol in enumerate(sols) if self._rechecks(sol.raw_confidence)]
         # two fits place a character's CTC spike in columns of their own: averaged and read at no fixed length,
         # their columns merge or split characters (a site of 4-6 characters from 200: 82.3% read by the refit
         # alone, 75.0% by both), so the second network reads only readings held to a length
@@ -258,6 +261,7 @@ class Solver:
             for i, view in zip(again, left):
                 sols[i] = done[i] if i in done else voted(sols[i], view, right.get(i))
         for sol in sols:
+            sol.calibration = self.confidence_map
             sol.rejected = sol.confidence < self.reject_below
         return sols
 
@@ -307,7 +311,7 @@ class Solver:
         sols = []
         for k, averaged in enumerate(self._decode(averaged_logits(views), length)):
             same = [o[k] for o in own if o[k].text == averaged.text]
-            sol = max(same, key=lambda s: s.confidence) if same else averaged
+            sol = max(same, key=lambda s: s.raw_confidence) if same else averaged
             sol.views, sol.disagreeing = len(views) - 1, len(views) - len(same)
             sols.append(sol)
         return sols
@@ -331,7 +335,7 @@ class Solver:
         reading where two are as near): on a site of 4 to 6 characters, 7 of 2,000 readings had 3 or 7."""
         gap = min(abs(n - read) for n in self.lengths)
         held = [decode(logits, self.charset, self.method, n)[0] for n in self.lengths if abs(n - read) == gap]
-        return max(held, key=lambda sol: (self.trained_length(sol.text), sol.confidence))
+        return max(held, key=lambda sol: (self.trained_length(sol.text), sol.raw_confidence))
 
     def _rechecks(self, confidence: float) -> bool:
         return self.recheck == "all" or (self.recheck == "auto" and confidence < RECHECK_BELOW)
@@ -385,11 +389,11 @@ class Solver:
         length, or from labels of several lengths that the lengths vary."""
         if self.method != "ctc" or self.length or not self.general:
             return set()
-        lengths.update(len(s.text) for s in sols if s.confidence >= BATCH_LENGTH_SURE)
+        lengths.update(len(s.text) for s in sols if s.raw_confidence >= BATCH_LENGTH_SURE)
         usual = one_length(lengths, BATCH_LENGTH_SHARE) if sum(lengths.values()) >= BATCH_LENGTH_MIN else None
         if usual is None:
             return set()
-        unsure = [i for i, s in enumerate(sols) if s.confidence < RECHECK_BELOW]
+        unsure = [i for i, s in enumerate(sols) if s.raw_confidence < RECHECK_BELOW]
         odd = [i for i in unsure if len(sols[i].text) != usual]
         # where the usual length is read wider (roomy), the unsure readings of that length are read again too
         again = unsure if self.roomy_width(x.shape[-1], usual) > x.shape[-1] else odd
@@ -438,7 +442,7 @@ def voted(main: Solution, left: Solution, right: Solution | None = None) -> Solu
     views = [main, left] + ([right] if right is not None else [])
     chosen = main
     if right is not None and left.text == right.text != main.text:
-        chosen = max(left, right, key=lambda s: s.confidence)
+        chosen = max(left, right, key=lambda s: s.raw_confidence)
     chosen.views = len(views) - 1
     chosen.disagreeing = sum(s.text != chosen.text for s in views)
     return chosen
@@ -457,7 +461,7 @@ def surer_of_two(both: list[Solution], first: list[Solution], second: list[Solut
     for k, sol in enumerate(both):
         same = [own for own in (first[k], second[k]) if own.text == sol.text and own.length_ok == sol.length_ok]
         if same:
-            sol.confidences = list(max(same, key=lambda own: own.confidence).confidences)
+            sol.confidences = list(max(same, key=lambda own: own.raw_confidence).confidences)
     return both
 
 
@@ -482,6 +486,18 @@ FURTHER_MOVES = ((RECHECK_SHIFT, -1), (-RECHECK_SHIFT, -2), (RECHECK_SHIFT, -2))
 MAX_LENGTH = 32  # characters a captcha model may declare
 MAX_SIDE = 1024  # pixels an input side may declare
 MAX_CLASSES = 4096
+
+
+def stored_confidence_map(meta: dict[str, Any], source: str) -> tuple[float, float] | None:
+    """The (a, b) of the confidence map a checkpoint or exported file records (``confidence_map``), or None."""
+    entry = meta.get("confidence_map")
+    if entry is None:
+        return None
+    a, b = (entry.get(k) if isinstance(entry, dict) else None for k in "ab")
+    if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in (a, b)) or not 0 < a < 1e3:
+        raise CheckpointError(f"{source}: confidence_map {entry!r} is not a map (a > 0 and b, finite numbers); "
+                              "retrain or re-export it")
+    return float(a), float(b)
 
 
 def general_reader(meta: dict[str, Any]) -> bool:

@@ -54,7 +54,7 @@ def _readings(solver: Solver, paths: list[str], failed: list[tuple[str, str]] | 
             if failed is not None:
                 failed.append((r.source, r.error))
         else:
-            read.append((r.source, r.solution.text, r.solution.confidence))
+            read.append((r.source, r.solution.text, r.solution.raw_confidence))
     return read
 
 

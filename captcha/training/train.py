@@ -26,6 +26,7 @@ import torch
 
 from ..charset import DEFAULT_CHARSET, Charset
 from ..config import (
+    CONFIDENCE_MAP_MIN,
     INT8_CALIBRATION,
     INT8_TRAINED,
     ONE_FIT_VALIDATION,
@@ -49,8 +50,10 @@ from ..data.preprocess import Preprocess
 from ..data.segment import SegmentConfig
 from ..data.synth import seed_for, synth_dataset
 from ..errors import DataError, require_writable
+from ..eval.metrics import reliability
 from ..eval.plots import training_curve
 from ..inference.backends import has_onnxruntime
+from ..inference.decode import calibrated
 from ..inference.export import int8_check, int8_verdict
 from ..inference.load import cache_dir, load_solver
 from ..nn.checkpoint import half_precision, last_file, load_checkpoint, save_checkpoint
@@ -69,7 +72,7 @@ from ..nn.networks import (
 )
 from . import budget
 from .budget import RefitStopped
-from .calibrate import fit_temperature, nll
+from .calibrate import fit_confidence_map, fit_temperature, nll
 from .dataset import (
     TrainingData,
     hold_out_slice,
@@ -324,6 +327,10 @@ def _finish(run: Fit, out: Path, fit_idx: list[int], held_idx: list[int], ends: 
                                  data.length, cfg.method)
         checked = (torch.cat([checked[0], run.cap_x]) if len(run.cap_x) else checked[0], checked[1] + run.cap_labels)
         seen = not checked[1]
+        if cfg.method == "ctc" and len(checked[1]) >= CONFIDENCE_MAP_MIN:
+            final["confidence_map"] = mapped = _confidence_map(out, checked)
+            say(f"confidence map: fitted on how the {mapped['captchas']} captchas held out are read ({mapped['right']} "
+                f"right): calibration error on them {100 * mapped['ece']:.1f}% -> {100 * mapped['ece_fitted']:.1f}%")
 
         def check_int8() -> None:  # the file at ``out`` holds the kept weights already
             if not has_onnxruntime():
@@ -447,7 +454,7 @@ def refit(cfg: TrainConfig, data: TrainingData, first: dict[str, Any], epochs: i
         raise
     kept, ckpt = load_checkpoint(out, kind="recognizer"), load_checkpoint(tmp, kind="recognizer")
     shortened = ckpt.get("recipe", {}).get("shortened")
-    for key in ("recipe", "temperature", "calibration", "warnings", "self_training", "synthetic"):
+    for key in ("recipe", "temperature", "calibration", "confidence_map", "warnings", "self_training", "synthetic"):
         if key in kept:
             ckpt[key] = kept[key]
     folded = data.split.get("layout") == "flat"
@@ -667,6 +674,20 @@ def _held_captchas(x: torch.Tensor, targets: list, groups: list[int], charset: C
     if not len(x) or set(sizes.values()) != {length}:
         return x[:0], []
     return x, [charset.decode(targets[i:i + length]) for i in range(0, len(targets), length)]
+
+
+def _confidence_map(out: Path, held: tuple[torch.Tensor, list[str]], batch: int = 64) -> dict[str, Any]:
+    """The confidence map of the model at ``out`` (``calibrate.fit_confidence_map``), fitted on how the solver
+    reads the ``held`` captchas (network inputs, labels) that it did not train on, with the calibration error on
+    them before and after (after: on the captchas that fitted it)."""
+    solver = load_solver(out, backend="torch")
+    x = held[0].numpy()[:, None]
+    sols = [sol for i in range(0, len(x), batch) for sol in solver.read(x[i:i + batch])]
+    conf = np.array([sol.raw_confidence for sol in sols])
+    right = np.array([sol.text == label for sol, label in zip(sols, held[1])])
+    a, b = fit_confidence_map(conf, right)
+    return {"a": a, "b": b, "captchas": len(right), "right": int(right.sum()), "ece": reliability(conf, right)["ece"],
+            "ece_fitted": reliability([calibrated(c, a, b) for c in conf], right)["ece"]}
 
 
 def _int8_check(out: Path, images: list, pre: Preprocess, held: tuple[torch.Tensor, list[str]], seed: int,

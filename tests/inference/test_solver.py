@@ -212,6 +212,33 @@ def test_reject_below_gives_no_answer_but_keeps_the_guess(tiny_model, tiny_data)
         load_solver(tiny_model, reject_below=1.5)
 
 
+def test_a_confidence_map_is_what_solving_reports_and_refuses_by(tiny_model, tiny_data):
+    """A checkpoint's confidence map turns each reading's confidence (re-reading decides by the network's own,
+    unchanged); ``--reject-below`` compares the mapped one; a malformed map is one clear error."""
+    from captcha.errors import CheckpointError
+    from captcha.inference.decode import calibrated
+    from captcha.inference.solver import Solver
+    from captcha.nn.checkpoint import load_checkpoint
+
+    ckpt = load_checkpoint(tiny_model)
+    img = next((tiny_data / "captchas" / "val").glob("*.png"))
+    solver = load_solver(tiny_model, backend="torch")
+    plain = solver.solve(img)
+    assert plain.calibration is None and plain.confidence == plain.raw_confidence
+    doubt = Solver.from_metadata(solver.backend, {**ckpt, "confidence_map": {"a": 1.0, "b": -3.0}})
+    sol = doubt.solve(img)
+    assert sol.text == plain.text and sol.raw_confidence == pytest.approx(plain.raw_confidence)
+    assert sol.confidence == pytest.approx(calibrated(plain.raw_confidence, 1.0, -3.0)) and sol.confidence < plain.confidence
+    threshold = (sol.confidence + plain.confidence) / 2  # between the two: the mapped one is refused
+    refusing = Solver.from_metadata(solver.backend, {**ckpt, "confidence_map": {"a": 1.0, "b": -3.0}},
+                                    reject_below=threshold)
+    assert refusing.solve(img).rejected
+    assert not Solver.from_metadata(solver.backend, ckpt, reject_below=threshold).solve(img).rejected
+    for bad in ({"a": 0.0, "b": 1.0}, {"a": 1.0}, [1.0, 0.0], {"a": float("nan"), "b": 0.0}):
+        with pytest.raises(CheckpointError, match="confidence_map"):
+            Solver.from_metadata(solver.backend, {**ckpt, "confidence_map": bad}, source="m.pt")
+
+
 def test_reject_below_through_the_cli(tiny_model, tiny_data, tmp_path):
     import csv
     import json

@@ -1,10 +1,11 @@
-"""Temperature scaling: it recovers a known temperature and never makes the held-out likelihood worse."""
+"""Temperature scaling and the confidence map: each recovers what made the labels and leaves calibrated ones be."""
 
 import numpy as np
 
-from captcha.inference.decode import softmax
+from captcha.eval.metrics import reliability
+from captcha.inference.decode import calibrated, softmax
 from captcha.nn.checkpoint import load_checkpoint
-from captcha.training.calibrate import fit_temperature, nll
+from captcha.training.calibrate import fit_confidence_map, fit_temperature, nll
 
 
 def _sample(temperature: float, n: int = 4000, classes: int = 10, seed: int = 0):
@@ -52,3 +53,32 @@ def test_a_fit_that_trained_on_the_held_out_slice_calibrates_on_the_validation_c
     # `captcha eval --val` reads those captchas: it says its calibration figures are not an independent check
     assert evaluate_checkpoint(out, backend="torch").captchas["calibrated_on_these"] is True
     assert evaluate_checkpoint(out, dataset=flat_captchas, backend="torch").captchas["calibrated_on_these"] is False
+
+
+def _readings(truth, n: int = 60, seed: int = 0):
+    """Confidences spread over (0, 1) and whether each reading was right, drawn as ``truth(p)`` says."""
+    rng = np.random.default_rng(seed)
+    conf = rng.uniform(0.02, 0.98, n)
+    return conf, rng.uniform(size=n) < truth(conf)
+
+
+def test_the_confidence_map_straightens_confidences_that_claim_too_little_or_too_much():
+    """Under-confident readings (right far more often than claimed, as a pair of networks' averaged readings were)
+    and over-confident ones come out nearer their accuracy, on readings the map was not fitted on."""
+    for truth in (np.sqrt, lambda p: p ** 3):
+        a, b = fit_confidence_map(*_readings(truth, n=60))
+        conf, right = _readings(truth, n=4000, seed=1)
+        mapped = [calibrated(c, a, b) for c in conf]
+        assert reliability(mapped, right)["ece"] < reliability(conf, right)["ece"] / 2
+
+
+def test_calibrated_confidences_keep_a_map_near_the_identity():
+    a, b = fit_confidence_map(*_readings(lambda p: p, n=400))
+    assert abs(a - 1) < 0.25 and abs(b) < 0.25
+    assert fit_confidence_map(np.zeros(0), np.zeros(0)) == (1.0, 0.0)
+
+
+def test_the_map_keeps_order_and_a_reading_that_cannot_be_right():
+    conf = [0.0, 0.01, 0.3, 0.6, 0.95, 1.0]
+    mapped = [calibrated(c, 0.5, 1.2) for c in conf]
+    assert mapped[0] == 0.0 and all(x < y for x, y in zip(mapped[1:], mapped[2:]))

@@ -603,12 +603,15 @@ def test_a_ctc_refit_keeps_the_first_fit_to_read_the_unsure_captchas(flat_captch
     labelled captchas, here 40: the first fit (a slice and a validation share held out) and the refit on all 40
     count them alike, so the refit goes on from the first fit's probe and both networks are narrowed."""
     import captcha.training.recipe as recipe
+    import captcha.training.train as train_module
     from captcha.config import SECOND
     from captcha.inference.backends import second_path
+    from captcha.inference.decode import calibrated
     from captcha.inference.export import export_onnx
     from captcha.inference.load import OnnxCache, load_solver
 
     monkeypatch.setattr(recipe, "CTC_LAYER3_NARROW_FROM", 40)
+    monkeypatch.setattr(train_module, "CONFIDENCE_MAP_MIN", 10)  # the first fit holds out 10 + its slice of 4
     out = tmp_path / "ctc.pt"
     said: list[str] = []
     res = train(_cfg(flat_captchas, out, method="ctc", pretrained="auto", epochs=2, batch_size=8, size=None,
@@ -623,6 +626,11 @@ def test_a_ctc_refit_keeps_the_first_fit_to_read_the_unsure_captchas(flat_captch
     if ck[SECOND]["epoch"] == first["epoch"]:  # the kept epoch was the last: the first fit's last weights
         assert torch.equal(ck[SECOND]["model"]["fc.weight"], first["model"]["fc.weight"].half())
     assert not torch.equal(ck[SECOND]["model"]["fc.weight"], ck["model"]["fc.weight"].half())  # another network
+    # the confidence map the first fit's held-out readings fitted is the refit's: solving reads through it
+    mapped = ck["confidence_map"]
+    assert mapped["captchas"] == 10 + first["recipe"]["held_out"] and 0 <= mapped["right"] <= mapped["captchas"]
+    assert mapped["a"] > 0 and any(line.startswith(f"confidence map: fitted on how the {mapped['captchas']} captchas")
+                                   for line in said)
     held = sorted(flat_captchas.glob("*.png"))[:6]
     hashed, key = [], OnnxCache.key
     monkeypatch.setattr(OnnxCache, "key", lambda cache, path: hashed.append(path) or key(cache, path))
@@ -632,8 +640,12 @@ def test_a_ctc_refit_keeps_the_first_fit_to_read_the_unsure_captchas(flat_captch
     assert np.allclose(onnx.second(x[:, 0]), torch_.second(x[:, 0]), atol=1e-2)
     assert not np.allclose(torch_.second(x[:, 0]), torch_.backend(x[:, 0]), atol=1e-2)
     assert [s.text for s in onnx.rechecking("all").read(x)] == [s.text for s in torch_.rechecking("all").read(x)]
+    for sol in onnx.read(x):
+        assert sol.calibration == (mapped["a"], mapped["b"])
+        assert sol.confidence == pytest.approx(calibrated(sol.raw_confidence, mapped["a"], mapped["b"]))
     exported = tmp_path / "m.onnx"
     rep = export_onnx(out, exported, quantize=True, with_second=True)
+    assert load_solver(exported).confidence_map == (mapped["a"], mapped["b"])  # exported files carry it
     assert rep[SECOND]["onnx"] == str(second_path(exported)) == str(tmp_path / "m.second.onnx")
     assert rep[SECOND]["int8"] == str(second_path(rep["int8"])) == str(tmp_path / "m.second.int8.onnx")
     assert load_solver(exported).second is not None and load_solver(rep["int8"]).second is not None
