@@ -132,6 +132,11 @@ ONE_LENGTH_SHARE = 0.9
 # --- choices ------------------------------------------------------------------------------------
 FREEZE_LEVELS = ("none", "layer1", "layer2", "layer3", "layer4", "all")
 FREEZE_CHOICES = FREEZE_LEVELS + ("auto",)
+HEAD_ONLY = ("layer4", "all")  # the freeze levels that leave only the head to train
+# Where only the head trains (on the whole backbone's output, cached), a fit cycles HEAD_PASSES augmentation passes,
+# each computed once and kept, instead of one an epoch: the epochs after them cost the head's steps alone (the
+# course's "features computed once"). As measured (docs/measurements.md, "Features computed once").
+HEAD_PASSES = 4
 METHODS = ("classify", "ctc")
 METHOD_CHOICES = METHODS + ("auto",)
 SPLITTERS = ("equal", "projection", "components")

@@ -49,7 +49,7 @@ from .loop import (
     train_one_epoch,
     validate,
 )
-from .recipe import pass_images
+from .recipe import augmentation_passes, pass_images
 
 
 def _order(n: int, seed: int, epoch: int) -> torch.Tensor:
@@ -77,16 +77,21 @@ class Fit:
         self.model, self.source, self.recipe, self.world = model, source, recipe, world
         self.pre = Preprocess(size=cfg.size)
         self.transform = TrainTransform(self.pre, cfg.augment, whole=cfg.method == "ctc")
-        self.passes = 1 if self.transform.aug is None else (cfg.aug_passes or cfg.epochs)
+        self.passes = augmentation_passes(cfg, self.transform.aug is not None)
         self.targets = target_tensor(fit[1])
         frozen = model.frozen_stages()
         self.stop = frozen[-1] if frozen else None
         self.cached = cfg.cache_features and self.stop is not None
+        # passes cycled over the epochs are kept where they are the frozen stages' (small) output: computed once
+        self.keeps_passes = self.cached and self.passes < cfg.epochs
         self.char_x, self.cap_x, self.cap_labels = _validation_inputs(
             data, Preparer(self.pre, data.length, data.segment, cfg.method))
         self.validated = len(data.char_targets) + len(self.cap_labels) > 0  # a refit on every captcha has none
         self.held_x = torch.from_numpy(np.stack([self.pre(im) for im in held[0]])) if held[0] else torch.zeros(0)
-        self.select = _selector(self.held_x, held[1], charset, data.length, cfg.method)
+        # with frozen stages, validation reads their output, computed once (``read_inputs``), through the rest
+        self.reads: nn.Module = Trainable(model, self.stop) if self.cached else model
+        self._read_inputs: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+        self._select = _selector(held[1], charset, data.length, cfg.method)
         self.went_on = bool(recipe.get("warm_start"))  # from the chosen probe's weights: warmed up already
         self.lr = cfg.peak_lr / WARM_LR_DIVISOR if self.went_on else cfg.peak_lr
         self.opt = make_optimizer([p for p in model.parameters() if p.requires_grad], cfg.optimizer, self.lr,
@@ -143,10 +148,25 @@ class Fit:
                    if cfg.method == "ctc" else "")
                 + (f", {self.world} processes" if self.world > 1 else ""))
 
+    def read_inputs(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """What :attr:`reads` takes of the validation characters, the validation captchas and the held-out slice:
+        the inputs, or, where the fit caches the frozen stages' output, that output (computed at the first call:
+        those stages never change)."""
+        if self._read_inputs is None:
+            xs = (self.char_x, self.cap_x, self.held_x)
+            self._read_inputs = tuple(frozen_outputs(self.model, x, self.stop) if self.cached and len(x) else x
+                                      for x in xs)  # type: ignore[assignment]
+        return self._read_inputs  # type: ignore[return-value]
+
     def scores(self) -> dict[str, Any]:
         """The model's figures on the validation data."""
-        return validate(self.model, self.char_x, np.asarray(self.data.char_targets), self.cap_x, self.cap_labels,
+        char_x, cap_x, _ = self.read_inputs()
+        return validate(self.reads, char_x, np.asarray(self.data.char_targets), cap_x, self.cap_labels,
                         self.charset, self.data.length, self.cfg.method)
+
+    def select(self) -> dict[str, Any]:
+        """The model's figures on the held-out slice, which choose the epoch kept."""
+        return self._select(self.reads, self.read_inputs()[2])
 
     def payload(self, history: list[dict[str, Any]], train_seconds: float) -> dict[str, Any]:
         """The checkpoint of the model as it is now."""
@@ -155,7 +175,7 @@ class Fit:
 
     def start_competes(self, out: Path, say: Callable[[str], None], from_probe: bool) -> None:
         """Score the untrained start as epoch 0 and write it as the checkpoint kept until an epoch beats it."""
-        start = {"epoch": 0, "loss": None, "train_seconds": 0.0, "select": self.select(self.model), **self.scores()}
+        start = {"epoch": 0, "loss": None, "train_seconds": 0.0, "select": self.select(), **self.scores()}
         self.keeper.update(start["select"], 0)
         save_checkpoint(self.payload([start], 0.0), out)
         if self.held[0]:
@@ -171,17 +191,21 @@ class Fit:
         if self.world > 1:
             net = DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
         least = min(cfg.epochs, REFIT_MIN_EPOCHS) if refitting else AUTO_EPOCHS[0]
-        fit_started = time.perf_counter()
+        if rank == 0:
+            self.read_inputs()  # what validation reads, prepared once before the epochs' pace is timed
+        paced = (time.perf_counter(), self.first_epoch)  # the pace of the epochs is timed from here
         for epoch in range(self.first_epoch, cfg.epochs):
             if epoch >= cfg.epochs:  # shortened below
                 break
-            if deadline is not None and epoch > self.first_epoch:
-                self.hold_to(deadline, epoch, (time.perf_counter() - fit_started) / (epoch - self.first_epoch),
-                             least, refitting, say)
+            if deadline is not None and epoch > paced[1]:
+                self.hold_to(deadline, epoch, (time.perf_counter() - paced[0]) / (epoch - paced[1]), least,
+                             refitting, say)
+            kept_pass = self.keeps_passes and epoch % self.passes not in self._pass
             loss = self.one_epoch(net, epoch, rank, say, progress)
-            if rank != 0:
-                continue  # rank 0 validates and writes; DDP keeps every rank's weights identical
-            self.judge(epoch, loss, out, last_path, for_refit, say)
+            if rank == 0:  # rank 0 validates and writes; DDP keeps every rank's weights identical
+                self.judge(epoch, loss, out, last_path, for_refit, say)
+            if kept_pass:  # the epochs after one that prepared a pass kept for them are quicker: timed apart
+                paced = (time.perf_counter(), epoch + 1)
 
     def hold_to(self, deadline: float, epoch: int, epoch_seconds: float, least: int, refitting: bool,
                 say: Callable[[str], None]) -> None:
@@ -212,7 +236,8 @@ class Fit:
         pass_id = epoch % self.passes
         if pass_id not in self._pass:
             x = pass_images(self.fit[0], self.transform, cfg.seed, pass_id)
-            self._pass = {pass_id: frozen_outputs(self.model, x, self.stop) if self.cached else x}
+            x = frozen_outputs(self.model, x, self.stop) if self.cached else x
+            self._pass = {**self._pass, pass_id: x} if self.keeps_passes else {pass_id: x}
         bar = tqdm(total=self.steps_per_epoch, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not progress,
                    leave=False)
         running: list[float] = []
@@ -241,7 +266,7 @@ class Fit:
         t0 = time.perf_counter()
         metrics = self.scores()
         self.val_seconds += time.perf_counter() - t0
-        held_metrics = self.select(self.model)
+        held_metrics = self.select()
         self.history.append({"epoch": epoch + 1, "loss": loss, "train_seconds": self.train_seconds, **metrics,
                              "select": held_metrics})
         char_acc = metrics.get("char_acc", metrics.get("captcha_char_acc", float("nan")))
@@ -309,17 +334,17 @@ def noise(accuracy: float, n: int) -> float:
     return 2 * math.sqrt(max(accuracy * (1 - accuracy), 0.0) / n) + 1.5 / n
 
 
-def _selector(x: torch.Tensor, targets: list, charset: Charset, length: int,
-              method: str) -> Callable[[nn.Module], dict[str, Any]]:
-    """Scores a model on the held-out slice of the training data, its inputs ``x`` (characters, or
-    whole captchas for ctc)."""
-    if not len(x):
-        return lambda _model: {}
+def _selector(targets: list, charset: Charset, length: int,
+              method: str) -> Callable[[nn.Module, torch.Tensor], dict[str, Any]]:
+    """Scores a network on the held-out slice of the training data given its inputs (characters, or whole
+    captchas for ctc), whose ``targets`` these are."""
+    if not len(targets):
+        return lambda _net, _x: {}
     if method == "ctc":
         labels = [charset.decode(t) for t in targets]
-        return lambda model: validate(model, torch.zeros(0), np.zeros(0), x, labels, charset, length, method)
+        return lambda net, x: validate(net, torch.zeros(0), np.zeros(0), x, labels, charset, length, method)
     y = np.asarray(targets)
-    return lambda model: validate(model, x, y, torch.zeros(0), [], charset, length, method)
+    return lambda net, x: validate(net, x, y, torch.zeros(0), [], charset, length, method)
 
 
 def _validation_inputs(data: TrainingData, preparer: Preparer) -> tuple[torch.Tensor, torch.Tensor, list[str]]:

@@ -153,9 +153,10 @@ def predict(model: nn.Module, x: np.ndarray | torch.Tensor) -> np.ndarray:
     return run_batched(TorchBackend(model, device=str(device_of(model))), np.asarray(x))
 
 
-def validate(model: CharNet, char_x: torch.Tensor, char_y: np.ndarray, cap_x: torch.Tensor,
+def validate(model: nn.Module, char_x: torch.Tensor, char_y: np.ndarray, cap_x: torch.Tensor,
              cap_labels: list[str], charset: Charset, length: int, method: str = "classify") -> dict[str, Any]:
-    """Character accuracy on val crops and full-string accuracy on val captchas."""
+    """Character accuracy on val crops and full-string accuracy on val captchas, read by ``model`` (a network,
+    or a :class:`Trainable` from cached frozen features, which ``char_x`` and ``cap_x`` then are)."""
     out: dict[str, Any] = {}
     if len(char_x):
         out.update(char_metrics(predict(model, char_x).argmax(1), char_y))

@@ -32,6 +32,8 @@ from ..config import (
     CTC_FAR_CHARS,
     CTC_LAYER3_INNER,
     CTC_LAYER3_NARROW_FROM,
+    HEAD_ONLY,
+    HEAD_PASSES,
     METHODS,
     MIN_SLICE,
     NONE_WHOLE,
@@ -104,8 +106,10 @@ class Probe:
     char_score: float | None = None  # character accuracy on the slice's captchas (position by position)
     seconds: float = 0.0
     samples: int = 0  # training samples it went through
+    prepare_seconds: float = 0.0  # of ``seconds``: augmenting the samples and the frozen stages' pass over them
     read_seconds: float = 0.0  # the forward pass over the slice, timed apart: it runs the whole network
     read_samples: int = 0
+    cached_read_seconds: float = 0.0  # of ``read_seconds``: the stages after the frozen ones (0: none frozen)
     # the weights its short run ended with: training goes on from the chosen probe's instead of starting over
     # (kept for each method's best probe only; never stored)
     state: dict[str, torch.Tensor] | None = field(default=None, repr=False, compare=False)
@@ -118,6 +122,7 @@ class Probe:
     def seconds_per_read(self) -> float:
         """One network input read (no gradients, nothing cached), as measured; else a third of a training sample."""
         return self.read_seconds / self.read_samples if self.read_samples else self.seconds_per_sample / 3
+
 
     def to_dict(self) -> dict[str, Any]:
         d = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "state"}
@@ -215,8 +220,15 @@ def run_probe(probe: Probe, cfg: TrainConfig, num_classes: int, state: dict[str,
     if epochs:
         probe.state = model.state_dict()  # detached; the probe's network is not used again
     held_x = np.stack([pre(im) for im in held[0]])
+    frozen = model.frozen_stages()
     t0 = time.perf_counter()
-    logits = predict(model, held_x)
+    if frozen and cfg.cache_features:  # as the fit will validate: the frozen stages' output once, then the rest
+        features = frozen_outputs(model, torch.from_numpy(held_x), frozen[-1])
+        t1 = time.perf_counter()
+        logits = predict(Trainable(model, frozen[-1]), features)
+        probe.cached_read_seconds = time.perf_counter() - t1
+    else:
+        logits = predict(model, held_x)
     probe.read_seconds, probe.read_samples = time.perf_counter() - t0, len(held_x)
     if cfg.method == "ctc":
         charset = Charset(cfg.charset)
@@ -263,6 +275,7 @@ def train_briefly(probe: Probe, cfg: TrainConfig, num_classes: int, state: dict[
                         bf16=train_in_bf16(cfg.bf16))
     probe.seconds = time.perf_counter() - t0
     probe.samples = len(images) * epochs
+    probe.prepare_seconds = max(probe.seconds - timing["build"] - sum(step_seconds), 0.0)
     return model, pre
 
 
@@ -275,7 +288,7 @@ def price(probe: Probe, cfg: TrainConfig, num_classes: int, state: dict[str, tor
     train_briefly(probe, cfg, num_classes, state, source, fit, device, 1, PRICE_BATCHES * cfg.batch, timing)
     steps = timing["steps"]
     timed = steps[1:] or steps
-    prepare = max(probe.seconds - timing["build"] - sum(steps), 0.0)  # augmenting (and the frozen stages' pass)
+    prepare = probe.prepare_seconds  # augmenting (and the frozen stages' pass)
     probe.seconds = prepare + sum(timed) / len(timed) * len(steps)
     return probe
 
@@ -349,9 +362,9 @@ def auto_epochs(cfg: TrainConfig, probe: Probe, train_samples: int, spent: float
                 refit_samples: int = 0, refit_eval_samples: int = 0, keeps_last: bool = False) -> int:
     """As many epochs as the rest of the budget allows at the probe's measured speeds: each trains on
     ``train_samples`` and then reads ``eval_samples`` (validation and the held-out slice, at the cost of
-    the probe's own reading of the slice: with a frozen backbone training runs on cached features, but
-    reading runs the whole network), and a refit planned after it trains as many epochs on
-    ``refit_samples`` (reading ``refit_eval_samples`` after each); at most :data:`AUTO_EPOCHS`'s, or on a small set as many as make
+    the probe's own reading of the slice), as :func:`fit_seconds` prices them, and a refit planned after it
+    trains as many epochs on ``refit_samples`` (reading ``refit_eval_samples`` after each); at most
+    :data:`AUTO_EPOCHS`'s, or on a small set as many as make
     :data:`AUTO_MIN_STEPS` optimizer steps; where nothing held out chooses the epoch (``keeps_last``), at most
     :data:`UNCHOSEN_EPOCHS`."""
     if cfg.epochs:
@@ -363,10 +376,42 @@ def auto_epochs(cfg: TrainConfig, probe: Probe, train_samples: int, spent: float
         hi = max(hi, math.ceil(AUTO_MIN_STEPS / math.ceil(max(train_samples, 1) / cfg.batch)))
     if not probe.samples:
         return hi if probe.freeze == "all" else max(lo, hi // 2)  # nothing measured: a middle course
-    per_epoch = probe.seconds_per_sample * train_samples + probe.seconds_per_read * eval_samples + 1.0  # + checkpoints
-    if refit_samples:
-        per_epoch += probe.seconds_per_sample * refit_samples + probe.seconds_per_read * refit_eval_samples + 1.0
-    return int(min(hi, max(lo, (cfg.budget - spent) // per_epoch)))
+
+    def seconds(epochs: int) -> float:
+        return fit_seconds(cfg, probe, epochs, train_samples, eval_samples) + \
+            (fit_seconds(cfg, probe, epochs, refit_samples, refit_eval_samples) if refit_samples else 0.0)
+
+    left = cfg.budget - spent
+    return next((e for e in range(hi, lo, -1) if seconds(e) <= left), lo)
+
+
+def fit_seconds(cfg: TrainConfig, probe: Probe, epochs: int, train_samples: int, eval_samples: int) -> float:
+    """How long a fit of ``epochs`` takes at the probe's measured speeds: each epoch trains on ``train_samples``
+    and reads ``eval_samples``, plus a second for its checkpoints. Where stages are frozen and cached, the
+    samples of an augmentation pass the fit keeps (:func:`augmentation_passes`) are prepared once, and the
+    inputs read are read whole once, then from the frozen stages' output."""
+    cached = cfg.cache_features and probe.freeze != "none"
+    passes = augmentation_passes(dataclasses.replace(cfg, freeze=probe.freeze, epochs=epochs), cfg.augment.enabled)
+    prepared = probe.prepare_seconds / max(probe.samples, 1) * train_samples
+    steps = (probe.seconds_per_sample * train_samples - prepared) * epochs
+    preparing = prepared * (passes if cached and passes < epochs else epochs)
+    if cached and probe.cached_read_seconds:  # timed apart by the probe
+        reading = probe.seconds_per_read * eval_samples + \
+            probe.cached_read_seconds / probe.read_samples * eval_samples * epochs
+    else:
+        reading = probe.seconds_per_read * eval_samples * epochs
+    return steps + preparing + reading + 1.0 * epochs
+
+
+def augmentation_passes(cfg: TrainConfig, augmenting: bool) -> int:
+    """The distinct augmentation passes a fit of ``cfg.epochs`` cycles over: one without augmentation;
+    ``--aug-passes`` where given; :data:`HEAD_PASSES` where only the head trains, on the cached output of the
+    whole backbone (each pass is then computed once and kept); else one an epoch."""
+    if not augmenting:
+        return 1
+    if cfg.aug_passes:
+        return cfg.aug_passes
+    return min(cfg.epochs, HEAD_PASSES) if cfg.cache_features and cfg.freeze in HEAD_ONLY else cfg.epochs
 
 
 def plan_fits(cfg: TrainConfig, probe: Probe, train_samples: int, spent: float, eval_samples: int = 0,

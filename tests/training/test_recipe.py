@@ -9,13 +9,20 @@ from PIL import Image, ImageDraw
 
 import captcha.training.recipe as recipe
 from captcha.charset import Charset
-from captcha.config import PROBE_FREEZES, PROBE_SIZES, UNCHOSEN_EPOCHS, TrainConfig
+from captcha.config import (
+    HEAD_PASSES,
+    PROBE_FREEZES,
+    PROBE_SIZES,
+    UNCHOSEN_EPOCHS,
+    TrainConfig,
+)
 from captcha.data.preprocess import magnified_size
 from captcha.data.synth import render_char
 from captcha.nn.networks import resolve_pretrained
 from captcha.training.dataset import hold_out_slice
 from captcha.training.recipe import (
     Probe,
+    augmentation_passes,
     auto_epochs,
     candidates,
     choose_recipe,
@@ -194,6 +201,39 @@ def test_auto_epochs_fill_the_budget_within_bounds():
     assert auto_epochs(TrainConfig(budget=240), p, 1000, spent=40, keeps_last=True) == 18  # the budget binds first
     assert auto_epochs(TrainConfig(budget=100_000), p, 2000, spent=0) == 40  # 32 steps an epoch: the most
     assert auto_epochs(TrainConfig(epochs=7), p, 100, spent=0) == 7  # given: kept
+
+
+
+def test_a_head_only_fit_prepares_its_passes_once_and_reads_from_the_cache():
+    """Where only the head trains, its HEAD_PASSES passes are prepared once (augmenting, the frozen stages' pass)
+    and each epoch after costs the head's steps alone; where stages are frozen, what is read each epoch is read
+    whole once, then from their cached output, at the cost the probe timed for each."""
+    cfg = TrainConfig(budget=240)
+    assert HEAD_PASSES < 40
+    # 10 ms a sample, 9 of them preparing: 1000 samples are 10 s an epoch, 1 s of it steps (+ 1 s checkpoints)
+    head = Probe("all", (64, 64), score=1.0, seconds=10.0, samples=1000, prepare_seconds=9.0)
+    assert recipe.fit_seconds(cfg, head, 40, 1000, 0) == pytest.approx(HEAD_PASSES * 9 + 40 * 2)
+    assert auto_epochs(cfg, head, 1000, spent=40) == 40  # 200 s left: 36 + 2 s an epoch
+    assert auto_epochs(TrainConfig(budget=240, cache_features=False), head, 1000, spent=40) == 18  # 11 s an epoch
+    partly = Probe("layer2", (64, 64), score=1.0, seconds=10.0, samples=1000, prepare_seconds=9.0)
+    assert auto_epochs(cfg, partly, 1000, spent=40) == 18  # a pass an epoch: each prepared anew
+    # reading 1500 inputs: 20 ms each whole (once, 30 s), 5 ms from the cache (7.5 s an epoch)
+    read = Probe("layer2", (64, 64), score=1.0, seconds=10.0, samples=1000, read_seconds=2.0, read_samples=100,
+                 cached_read_seconds=0.5)
+    assert recipe.fit_seconds(cfg, read, 10, 1000, 1500) == pytest.approx(30 + 10 * (10 + 7.5 + 1))
+    assert auto_epochs(cfg, read, 1000, spent=40, eval_samples=1500) == 9  # (200 - 30) // 18.5
+    assert recipe.fit_seconds(TrainConfig(cache_features=False), read, 10, 1000, 1500) == pytest.approx(10 * 41)
+
+
+@pytest.mark.parametrize("freeze,given,augment,expected", [("all", None, True, HEAD_PASSES),
+                                                            ("layer4", None, True, HEAD_PASSES),
+                                                            ("layer2", None, True, 40), ("none", None, True, 40),
+                                                            ("all", 3, True, 3), ("layer2", 3, True, 3),
+                                                            ("all", None, False, 1)])
+def test_augmentation_passes(freeze, given, augment, expected):
+    cfg = TrainConfig(freeze=freeze, epochs=40, aug_passes=given)
+    assert augmentation_passes(cfg, augment) == expected
+    assert augmentation_passes(TrainConfig(freeze=freeze, epochs=2, aug_passes=given), augment) <= max(2, given or 0)
 
 
 HUES = [(200, 40, 40), (40, 160, 40), (40, 40, 200), (190, 170, 30), (30, 160, 170), (170, 40, 170)]
