@@ -123,7 +123,6 @@ class Probe:
         """One network input read (no gradients, nothing cached), as measured; else a third of a training sample."""
         return self.read_seconds / self.read_samples if self.read_samples else self.seconds_per_sample / 3
 
-
     def to_dict(self) -> dict[str, Any]:
         d = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "state"}
         d["size"] = list(self.size)
