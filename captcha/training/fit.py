@@ -88,8 +88,9 @@ class Fit:
             data, Preparer(self.pre, data.length, data.segment, cfg.method))
         self.validated = len(data.char_targets) + len(self.cap_labels) > 0  # a refit on every captcha has none
         self.held_x = torch.from_numpy(np.stack([self.pre(im) for im in held[0]])) if held[0] else torch.zeros(0)
-        # with frozen stages, validation reads their output, computed once (``read_inputs``), through the rest
-        self.reads: nn.Module = Trainable(model, self.stop) if self.cached else model
+        # what trains and what validation reads: with frozen stages cached, from their output (for validation
+        # computed once, ``read_inputs``) through the rest
+        self.net = Trainable(model, self.stop if self.cached else None)
         self._read_inputs: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
         self._select = _selector(held[1], charset, data.length, cfg.method)
         self.went_on = bool(recipe.get("warm_start"))  # from the chosen probe's weights: warmed up already
@@ -149,7 +150,7 @@ class Fit:
                 + (f", {self.world} processes" if self.world > 1 else ""))
 
     def read_inputs(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """What :attr:`reads` takes of the validation characters, the validation captchas and the held-out slice:
+        """What :attr:`net` reads of the validation characters, the validation captchas and the held-out slice:
         the inputs, or, where the fit caches the frozen stages' output, that output (computed at the first call:
         those stages never change)."""
         if self._read_inputs is None:
@@ -161,12 +162,12 @@ class Fit:
     def scores(self) -> dict[str, Any]:
         """The model's figures on the validation data."""
         char_x, cap_x, _ = self.read_inputs()
-        return validate(self.reads, char_x, np.asarray(self.data.char_targets), cap_x, self.cap_labels,
+        return validate(self.net, char_x, np.asarray(self.data.char_targets), cap_x, self.cap_labels,
                         self.charset, self.data.length, self.cfg.method)
 
     def select(self) -> dict[str, Any]:
         """The model's figures on the held-out slice, which choose the epoch kept."""
-        return self._select(self.reads, self.read_inputs()[2])
+        return self._select(self.net, self.read_inputs()[2])
 
     def payload(self, history: list[dict[str, Any]], train_seconds: float) -> dict[str, Any]:
         """The checkpoint of the model as it is now."""
@@ -187,7 +188,7 @@ class Fit:
         """Train the planned epochs (fewer where ``deadline`` comes first), writing the epoch kept to ``out`` and
         each epoch's state, to resume from, to ``last_path`` (with ``for_refit``)."""
         cfg = self.cfg
-        net: nn.Module = Trainable(self.model, self.stop if self.cached else None)
+        net: nn.Module = self.net
         if self.world > 1:
             net = DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
         least = min(cfg.epochs, REFIT_MIN_EPOCHS) if refitting else AUTO_EPOCHS[0]
