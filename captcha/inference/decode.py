@@ -73,12 +73,16 @@ def log_odds(p: np.ndarray | float) -> np.ndarray:
     return np.log(p / (1 - p))
 
 
+def mapped(odds: np.ndarray, a: float, b: float) -> np.ndarray:
+    """The confidence map on confidences' log-odds: sigmoid(a odds + b)."""
+    return 1 / (1 + np.exp(-(a * odds + b)))
+
+
 def calibrated(p: float, a: float, b: float) -> float:
-    """A confidence through a confidence map: sigmoid(a log-odds(p) + b), with 0 (a reading that cannot be
-    right) kept 0."""
+    """A confidence through a confidence map (:func:`mapped`), with 0 (a reading that cannot be right) kept 0."""
     if p <= 0.0:
         return 0.0
-    return float(1 / (1 + np.exp(-(a * log_odds(p) + b))))
+    return float(mapped(log_odds(p), a, b))
 
 
 def captcha_inputs(img: Image.Image, length: int, segment: SegmentConfig, pre: Preprocess) -> np.ndarray:

@@ -16,7 +16,7 @@ import math
 
 import numpy as np
 
-from ..inference.decode import log_odds, softmax
+from ..inference.decode import log_odds, mapped, softmax
 
 T_RANGE = (0.05, 20.0)
 
@@ -62,7 +62,7 @@ def fit_confidence_map(confidences: np.ndarray, right: np.ndarray) -> tuple[floa
     if not len(x):
         return a, b
     for _ in range(MAP_STEPS):
-        gap = 1 / (1 + np.exp(-(a * x + b))) - y
+        gap = mapped(x, a, b) - y
         grad_a, grad_b = float(np.mean(gap * x)) + MAP_PULL * (a - 1), float(np.mean(gap)) + MAP_PULL * b
         a, b = a - MAP_RATE * grad_a, b - MAP_RATE * grad_b
     return max(a, 1e-3), b
