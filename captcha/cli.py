@@ -490,8 +490,8 @@ def pretrain(source, data_path, out, steps, batch_size, lr, seed, workers, eval_
 @click.option("--aug-passes", type=POSITIVE, default=None, help="Distinct augmentation passes cycled over the epochs [default: one per epoch].")
 @click.option("--no-cache", is_flag=True, help="With frozen stages, run them every batch instead of caching their output.")
 @click.option("--bf16/--no-bf16", default=None,
-              help="bfloat16 mixed precision while training on the CPU [default: where the CPU has native bf16, "
-                   "AVX-512 BF16 or AMX; a GPU always trains in bf16].")
+              help="bfloat16 mixed precision while training on the CPU, and for the frozen stages' cached output "
+                   "[default: where the CPU has native bf16, AVX-512 BF16 or AMX; a GPU always trains in bf16].")
 @click.option("--length", type=LENGTH, default=None, help="Characters per captcha [default: from the labels].")
 @click.option("--split", "split_method", type=click.Choice(SPLIT_CHOICES), default=TrainConfig.split,
               help="How captchas are cut into characters; auto: exact cells when chars/ is given, else the "

@@ -246,7 +246,8 @@ class TrainConfig:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     aug_passes: int | None = None  # distinct augmentation passes cycled over the epochs (None: one per epoch)
     cache_features: bool = True
-    bf16: bool | None = None  # bfloat16 autocast while training; None: where the CPU has it natively (nn.device)
+    bf16: bool | None = None  # bfloat16 autocast while training and caching frozen stages' output; None: where the
+    # CPU has it natively (nn.device)
     length: int | None = None  # None: from the labels (4 for the course data)
     split: str = "auto"  # auto: equal cells for course data, else the splitter a quick probe reads best
     # a flat folder's validation share; None: VAL_FRACTION, and a run that fits once keeps ONE_FIT_VALIDATION of it
@@ -426,6 +427,10 @@ ONE_FIT_VALIDATION = 50
 # 91.40%, lso-warped-upper4 65.15 -> 64.05%), about one standard error of that mean, at no cost to solving:
 # docs/measurements.md, "One fit for far sites".
 REFIT_MIN_EPOCHS = 18
+# a fit writes the state to resume from (and the epoch kept) after its first and last epochs and otherwise at most
+# this often: a head-only fit's epochs take milliseconds, and writing a ResNet-18 each epoch took 12 s of the
+# course command's 109 here; a kill loses at most this much training
+RESUME_SECONDS = 30.0
 # (40: on sysu (tuned on) the CTC fine-tune from 690 captchas read 91.7% after 20 epochs, 95.2% after 40, in bf16)
 AUTO_EPOCHS = (3, 40)  # the least and the most epochs --epochs auto gives the chosen recipe, except that
 # a small set gets more epochs, up to this many optimizer steps: on sysu (tuned on) 100 captchas read by CTC

@@ -2,7 +2,7 @@
 
 :class:`Fit` holds what one fit needs (each augmentation pass's inputs, the optimizer and its schedule,
 the validation data) and runs its epochs with the one loop (``loop``), writing the epoch to keep
-(:class:`EpochKeeper`) and the state to resume from after each. ``train`` builds it once the recipe is
+(:class:`EpochKeeper`) and the state to resume from as it goes. ``train`` builds it once the recipe is
 chosen; a refit and a self-training round are fits of their own.
 """
 
@@ -27,15 +27,22 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from ..charset import Charset
-from ..config import AUTO_EPOCHS, REFIT_MIN_EPOCHS, WARM_LR_DIVISOR, WARMUP, TrainConfig
+from ..config import (
+    AUTO_EPOCHS,
+    REFIT_MIN_EPOCHS,
+    RESUME_SECONDS,
+    WARM_LR_DIVISOR,
+    WARMUP,
+    TrainConfig,
+)
 from ..data.augment import TrainTransform
 from ..data.preprocess import Preprocess
 from ..data.synth import seed_for
 from ..eval.metrics import score
 from ..inference.solver import Preparer
 from ..nn.checkpoint import save_checkpoint
-from ..nn.device import train_in_bf16
-from ..nn.networks import ARCH, CharNet
+from ..nn.device import device_of, train_in_bf16
+from ..nn.networks import ARCH, CharNet, model_from_checkpoint
 from .budget import RefitStopped, fit_epochs
 from .dataset import TrainingData
 from .loop import (
@@ -82,6 +89,7 @@ class Fit:
         frozen = model.frozen_stages()
         self.stop = frozen[-1] if frozen else None
         self.cached = cfg.cache_features and self.stop is not None
+        self.bf16 = train_in_bf16(cfg.bf16)
         # passes cycled over the epochs are kept where they are the frozen stages' (small) output: computed once
         self.keeps_passes = self.cached and self.passes < cfg.epochs
         self.char_x, self.cap_x, self.cap_labels = _validation_inputs(
@@ -106,6 +114,8 @@ class Fit:
         self.keeper = EpochKeeper(len(held[0]), cfg.epochs)
         self.train_seconds = self.val_seconds = 0.0
         self._pass: dict[int, torch.Tensor] = {}
+        self._written: float | None = None  # when the state to resume from was last written (this process)
+        self._kept: dict[str, Any] | None = None  # the epoch kept, where it is not written yet
 
     def schedule(self, epochs: int) -> torch.optim.lr_scheduler.LRScheduler:
         """The learning-rate schedule over ``epochs`` (no warm-up going on from the probe's weights)."""
@@ -155,9 +165,14 @@ class Fit:
         those stages never change)."""
         if self._read_inputs is None:
             xs = (self.char_x, self.cap_x, self.held_x)
-            self._read_inputs = tuple(frozen_outputs(self.model, x, self.stop) if self.cached and len(x) else x
+            self._read_inputs = tuple(frozen_outputs(self.model, x, self.stop, self.bf16) if self.cached and len(x) else x
                                       for x in xs)  # type: ignore[assignment]
         return self._read_inputs  # type: ignore[return-value]
+
+    def reader_of(self, ckpt: dict[str, Any]) -> nn.Module:
+        """The network of ``ckpt`` (one of this fit's epochs) as it reads :meth:`read_inputs`: where the fit caches
+        its frozen stages' output, from that output (the stages are the fit's, which never change)."""
+        return Trainable(model_from_checkpoint(ckpt).to(device_of(self.model)), self.stop if self.cached else None)
 
     def scores(self) -> dict[str, Any]:
         """The model's figures on the validation data."""
@@ -186,7 +201,7 @@ class Fit:
     def run_epochs(self, out: Path, last_path: Path, for_refit: dict[str, Any], rank: int, device: torch.device,
                deadline: float | None, refitting: bool, say: Callable[[str], None], progress: bool) -> None:
         """Train the planned epochs (fewer where ``deadline`` comes first), writing the epoch kept to ``out`` and
-        each epoch's state, to resume from, to ``last_path`` (with ``for_refit``)."""
+        the state to resume from to ``last_path`` (with ``for_refit``), as :meth:`judge` says."""
         cfg = self.cfg
         net: nn.Module = self.net
         if self.world > 1:
@@ -237,7 +252,7 @@ class Fit:
         pass_id = epoch % self.passes
         if pass_id not in self._pass:
             x = pass_images(self.fit[0], self.transform, cfg.seed, pass_id)
-            x = frozen_outputs(self.model, x, self.stop) if self.cached else x
+            x = frozen_outputs(self.model, x, self.stop, self.bf16) if self.cached else x
             self._pass = {**self._pass, pass_id: x} if self.keeps_passes else {pass_id: x}
         bar = tqdm(total=self.steps_per_epoch, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not progress,
                    leave=False)
@@ -255,15 +270,16 @@ class Fit:
         order = _order(len(self.targets), cfg.seed, epoch)
         order = order[: len(order) - len(order) % self.world][rank::self.world]
         loss = train_one_epoch(net, indexed_batches(self._pass[pass_id], self.targets, order, self.batch), self.opt,
-                               self.sched, self.loss_fn, on_batch=on_batch, bf16=train_in_bf16(cfg.bf16))
+                               self.sched, self.loss_fn, on_batch=on_batch, bf16=self.bf16)
         bar.close()
         self.train_seconds += time.perf_counter() - t0
         return loss
 
     def judge(self, epoch: int, loss: float, out: Path, last_path: Path, for_refit: dict[str, Any],
               say: Callable[[str], None]) -> None:
-        """Score the epoch just trained, say so, write it to ``out`` where it is the one to keep, and the state to
-        resume from to ``last_path``."""
+        """Score the epoch just trained, say so, and write the epoch kept to ``out`` and the state to resume from
+        to ``last_path``: after the first and the last epoch, else once ``RESUME_SECONDS`` have passed since the
+        last write."""
         t0 = time.perf_counter()
         metrics = self.scores()
         self.val_seconds += time.perf_counter() - t0
@@ -281,9 +297,19 @@ class Fit:
         payload = self.payload(self.history, self.train_seconds)
         # the val figures above are reported, never used to choose: the held-out slice chooses
         if self.keeper.update(held_metrics, epoch + 1):
-            save_checkpoint(payload, out)
+            self._kept = payload
+        if self._written is not None and epoch + 1 < self.cfg.epochs and \
+                time.perf_counter() - self._written < RESUME_SECONDS:
+            if self._kept is payload:  # written later, after the weights have moved on: a copy of these
+                self._kept = {**payload, "history": list(self.history),
+                              "model": {k: v.clone() for k, v in payload["model"].items()}}
+            return
+        if self._kept is not None:  # first: the file to resume from never names an epoch kept that is not written
+            save_checkpoint(self._kept, out)
+            self._kept = None
         save_checkpoint({**payload, "optimizer": self.opt.state_dict(), "scheduler": self.sched.state_dict(),
                          **for_refit}, last_path)
+        self._written = time.perf_counter()
 
 
 @dataclass

@@ -222,7 +222,7 @@ def run_probe(probe: Probe, cfg: TrainConfig, num_classes: int, state: dict[str,
     frozen = model.frozen_stages()
     t0 = time.perf_counter()
     if frozen and cfg.cache_features:  # as the fit will validate: the frozen stages' output once, then the rest
-        features = frozen_outputs(model, torch.from_numpy(held_x), frozen[-1])
+        features = frozen_outputs(model, torch.from_numpy(held_x), frozen[-1], train_in_bf16(cfg.bf16))
         t1 = time.perf_counter()
         logits = predict(Trainable(model, frozen[-1]), features)
         probe.cached_read_seconds = time.perf_counter() - t1
@@ -265,13 +265,14 @@ def train_briefly(probe: Probe, cfg: TrainConfig, num_classes: int, state: dict[
     steps = math.ceil(len(images) / cfg.batch)
     sched = make_schedule(opt, cfg.schedule, cfg.peak_lr, max(steps * epochs, 1))
     loss_fn = CTCLoss() if cfg.method == "ctc" else nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+    bf16 = train_in_bf16(cfg.bf16)
     for epoch in range(epochs):
         x = pass_images(images, transform, cfg.seed, epoch)
-        inputs = frozen_outputs(model, x, stop) if stop else x
+        inputs = frozen_outputs(model, x, stop, bf16) if stop else x
         order = torch.randperm(len(targets), generator=torch.Generator().manual_seed(seed_for(cfg.seed, "probe", epoch)))
         train_one_epoch(net, indexed_batches(inputs, targets, order, cfg.batch), opt, sched, loss_fn,
                         on_batch=lambda _b, _loss, seconds: step_seconds.append(seconds),
-                        bf16=train_in_bf16(cfg.bf16))
+                        bf16=bf16)
     probe.seconds = time.perf_counter() - t0
     probe.samples = len(images) * epochs
     probe.prepare_seconds = max(probe.seconds - timing["build"] - sum(step_seconds), 0.0)

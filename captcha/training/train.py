@@ -67,7 +67,6 @@ from ..nn.device import (
 from ..nn.networks import (
     CharNet,
     checkpoint_shape,
-    model_from_checkpoint,
     reads_already,
 )
 from . import budget
@@ -302,10 +301,10 @@ def _finish(run: Fit, out: Path, fit_idx: list[int], held_idx: list[int], ends: 
     for line in problems:
         say(f"warning: {line}")
     if final is not None and cfg.method == "classify":  # CTC's loss has no label smoothing to undo
-        x, y, on = _calibration_set(run.held_x, held[1], run.char_x, data.char_targets, run.cap_x, run.cap_labels,
-                                    run.charset)
+        char_x, cap_x, held_x = run.read_inputs()
+        x, y, on = _calibration_set(held_x, held[1], char_x, data.char_targets, cap_x, run.cap_labels, run.charset)
         if len(y):
-            logits = predict(model_from_checkpoint(final), x)
+            logits = predict(run.reader_of(final), x)
             t = fit_temperature(logits, y)
             final["temperature"] = t
             final["calibration"] = {"temperature": t, "held_out": len(y), "on": on, "nll": nll(logits, y),

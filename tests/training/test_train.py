@@ -35,7 +35,7 @@ def _cfg(data, out, **kw) -> TrainConfig:
 @pytest.mark.usefixtures("no_int8_check")
 def test_cached_features_match_the_plain_path(tiny_data, tmp_path):
     """Frozen stages cached once per augmentation pass give the same model as running them every batch
-    (in fp32: in bf16 the plain path runs them in bf16 every batch, the cache keeps their fp32 output)."""
+    (in fp32: in bf16 the two paths round the frozen stages' output at different places)."""
     results = {}
     for cache in (True, False):
         out = tmp_path / f"cache{cache}" / "m.pt"
@@ -50,6 +50,42 @@ def test_cached_features_match_the_plain_path(tiny_data, tmp_path):
     for key in ("char_acc", "string_acc"):
         assert [h[key] for h in a["history"]] == [h[key] for h in b["history"]], key
     assert [h["select"] for h in a["history"]] == [h["select"] for h in b["history"]]
+
+
+@pytest.mark.usefixtures("no_int8_check")
+def test_a_fit_writes_its_files_at_most_every_resume_seconds_and_loses_no_epoch_kept(tiny_data, tmp_path,
+                                                                                      monkeypatch):
+    """Held to RESUME_SECONDS, a fit writes the state to resume from after its first and last epochs only, and the
+    epoch kept (written late, after the weights moved on) is the same file as a fit that writes every epoch leaves."""
+    import captcha.training.fit as fit_module
+
+    real_save, real_update = fit_module.save_checkpoint, fit_module.EpochKeeper.update
+    runs = {}
+    for every in (0.0, 1e9):
+        written = []
+
+        def save(payload, path, written=written):
+            written.append((Path(path).name, payload["epoch"]))
+            return real_save(payload, path)
+
+        def update(keeper, metrics, epoch):  # the second epoch is the one kept: later epochs move the weights on
+            real_update(keeper, metrics, epoch)
+            return epoch == 2
+
+        monkeypatch.setattr(fit_module, "save_checkpoint", save)
+        monkeypatch.setattr(fit_module.EpochKeeper, "update", update)
+        monkeypatch.setattr(fit_module, "RESUME_SECONDS", every)
+        out = tmp_path / f"every{every:g}" / "m.pt"
+        train(_cfg(tiny_data, out, freeze="layer3", epochs=4, refit=False))
+        runs[every] = (written, load_checkpoint(out), load_checkpoint(last_file(out)))
+    assert runs[0.0][0] == [("m.last.pt", 0), ("m.pt", 1), ("m.last.pt", 1), ("m.last.pt", 2), ("m.last.pt", 3)]
+    assert runs[1e9][0] == [("m.last.pt", 0), ("m.pt", 1), ("m.last.pt", 3)]  # epochs count from 0 in the file
+    (_, kept, last), (_, late_kept, late_last) = runs[0.0], runs[1e9]
+    assert kept["epoch"] == late_kept["epoch"] == 1 and [h["epoch"] for h in late_kept["history"]] == [1, 2]
+    for k in kept["model"]:
+        assert torch.equal(kept["model"][k], late_kept["model"][k]), k
+        assert torch.equal(last["model"][k], late_last["model"][k]), k
+    assert not all(torch.equal(late_kept["model"][k], late_last["model"][k]) for k in kept["model"])
 
 
 @pytest.mark.usefixtures("no_int8_check")
