@@ -27,6 +27,8 @@ from ..config import (
     BATCH_LENGTH_MIN,
     BATCH_LENGTH_SHARE,
     BATCH_LENGTH_SURE,
+    BATCH_WIDTH_MIN,
+    BATCH_WIDTHS,
     DEFAULT_MAX_PIXELS,
     METHODS,
     RECHECK_BELOW,
@@ -356,16 +358,22 @@ class Solver:
 
         Decoding and splitting run in a background thread (``workers=0``) or in ``workers``
         processes; a file that cannot be read becomes an error result and never stops the run.
-        With ``one_site`` (the images come from one site), a model told no length learns the site's
-        from the readings (:meth:`held_to_usual_length`); pass False for unrelated images.
+        With ``one_site`` (the images come from one site), the general reader reads them at the width its
+        first chunk reads surest (:meth:`surest_width`), and, told no length, learns the site's from the
+        readings (:meth:`held_to_usual_length`); pass False for unrelated images.
         """
         lengths: Counter = Counter()
+        width = 0  # the batch's input width, once chosen
         for chunk in _prefetched(_chunks(self.preparer, images, batch_size, workers)):
             good = [i for i, row in enumerate(chunk) if row[1] is not None]
             sols: list[Solution] = []
             if good:
                 t0 = time.perf_counter()
                 x = np.stack([chunk[i][1] for i in good])
+                if one_site and not width and len(good) >= BATCH_WIDTH_MIN:
+                    width = self.surest_width(x)
+                if width and width != x.shape[-1]:
+                    x = widened(x, width)
                 sols = self.read(x)
                 held = self.held_to_usual_length(x, sols, lengths) if one_site else set()
                 per = (time.perf_counter() - t0) / len(good)
@@ -378,6 +386,22 @@ class Solver:
             it = iter(sols)
             for src, x, err, _ in chunk:
                 yield BatchResult(src, next(it), "") if x is not None else BatchResult(src, None, err)
+
+    def surest_width(self, x: np.ndarray) -> int:
+        """The input width the general reader reads captchas of one site at, from network inputs ``x`` of some of
+        them: of BATCH_WIDTHS and their own width, the one whose readings (no re-reading) are surest on average,
+        their own on a tie. Any other model learned its site at its width and keeps it, as does a network of one
+        fixed width."""
+        own = x.shape[-1]
+        if self.method != "ctc" or not self.general or not getattr(self.backend, "any_width", False):
+            return own
+
+        def sureness(width: int) -> float:
+            inputs = self.roomy(x if width == own else widened(x, width), self.length)
+            return float(np.mean([s.raw_confidence for s in self._decode(self._logits(inputs, self.backend),
+                                                                         self.length)]))
+
+        return max(sorted({own, *BATCH_WIDTHS}), key=lambda w: (sureness(w), w == own))
 
     def held_to_usual_length(self, x: np.ndarray, sols: list[Solution], lengths: Counter) -> set[int]:
         """Where no length is expected (the general reader), count the lengths of the readings at least

@@ -672,3 +672,49 @@ def test_once_the_batch_knows_a_length_its_input_is_too_narrow_for_unsure_readin
     assert sols[-1].text == "B" and {s.text for s in sols[:-1]} == {"A"}
     assert solver.held_to_usual_length(x, sols, Counter()) == set()
     assert sols[-1].text == "A" and read_wide == [1]  # the unsure one, read wider; the sure ones stand
+
+
+def test_the_general_reader_reads_a_sites_batch_at_the_width_it_reads_surest():
+    """One site's batch is read by the general reader at the width of BATCH_WIDTHS (or its own) that its first
+    chunk reads surest; its own on a tie, with fewer than BATCH_WIDTH_MIN captchas, for unrelated images, and
+    by any other model."""
+    from captcha.charset import Charset
+    from captcha.config import BATCH_WIDTH_MIN, BATCH_WIDTHS
+    from captcha.data.preprocess import Preprocess
+    from captcha.data.segment import SegmentConfig
+    from captcha.inference.solver import Preparer, Solver
+
+    a, b, blank = np.eye(3)
+    widths = []
+
+    class Free:  # reads "A" sure from 192 columns, "B" unsure from any other width
+        any_width = True
+
+        def __init__(self, surest=192):
+            self.surest = surest
+
+        def __call__(self, x):
+            widths.append(x.shape[-1])
+            sure = x.shape[-1] == self.surest
+            col = a * 0.98 if sure else (b * 0.5 + blank * 0.3 + a * 0.2)
+            return np.log(np.tile(np.stack([col, blank * 0.98]) + 0.0067, (len(x), 1, 1)))
+
+    def solver(net, general=True):
+        return Solver(net, Charset("AB"), Preparer(Preprocess(size=(8, 160)), 0, SegmentConfig("equal"), "ctc"),
+                      general=general).rechecking("off")
+
+    x = np.zeros((BATCH_WIDTH_MIN, 1, 3, 8, 160), np.float32)
+    assert 192 in BATCH_WIDTHS and solver(Free()).surest_width(x) == 192
+    assert solver(Free(surest=1)).surest_width(x) == 160  # a tie: its own width
+    assert solver(Free(), general=False).surest_width(x) == 160  # a model trained on its site keeps its width
+    assert solver(lambda v: Free()(v)).surest_width(x) == 160  # a network of one fixed width too
+
+    images = [Image.fromarray(np.full((8, 160, 3), 200, np.uint8)) for _ in range(BATCH_WIDTH_MIN)]
+    images[0].putpixel((3, 3), (0, 0, 0))
+    widths.clear()
+    texts = [r.solution.text for r in solver(Free()).solve_batch(images)]
+    assert texts == ["A"] * BATCH_WIDTH_MIN and widths[-1] == 192
+    for few, one_site in ((images[:BATCH_WIDTH_MIN - 1], True), (images, False)):
+        widths.clear()
+        assert {r.solution.text for r in solver(Free()).solve_batch(few, one_site=one_site)} == {"B"}
+        assert set(widths) == {160}
