@@ -165,8 +165,8 @@ class Fit:
         those stages never change)."""
         if self._read_inputs is None:
             xs = (self.char_x, self.cap_x, self.held_x)
-            self._read_inputs = tuple(frozen_outputs(self.model, x, self.stop, self.bf16) if self.cached and len(x) else x
-                                      for x in xs)  # type: ignore[assignment]
+            self._read_inputs = tuple(frozen_outputs(self.model, x, self.stop, self.bf16)
+                                      if self.cached and len(x) else x for x in xs)  # type: ignore[assignment]
         return self._read_inputs  # type: ignore[return-value]
 
     def reader_of(self, ckpt: dict[str, Any]) -> nn.Module:
