@@ -100,10 +100,12 @@ class OnnxCache:
 
     def key(self, checkpoint: Path) -> str:
         """Content hash of the checkpoint, salted with the versions that shape the export and with the
-        export code itself: a change in how models are compiled (int8 ranges, say) compiles them again."""
+        export code itself and the solver's (which decides settings the file records, e.g. whether it is the
+        general reader): a change in either compiles them again."""
         digest = hashlib.sha256(checkpoint.read_bytes())
         digest.update(f"{torch_version()}|{__version__}|{INT8_TOLERANCE}|{INT8_MOST_LOST}".encode())
-        digest.update(Path(__file__).with_name("export.py").read_bytes())
+        for code in ("export.py", "solver.py"):
+            digest.update(Path(__file__).with_name(code).read_bytes())
         return digest.hexdigest()[:24]
 
     def entries(self) -> list[Path]:

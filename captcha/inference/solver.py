@@ -526,13 +526,15 @@ def stored_confidence_map(meta: dict[str, Any], source: str) -> tuple[float, flo
 
 def general_reader(meta: dict[str, Any]) -> bool:
     """Whether solving settings (a checkpoint, or an exported file's metadata) are the general reader's, trained
-    on no site: its checkpoint's recipe says so and exports record it; a file exported before they did is told
-    by recording no captcha size (every trained model records its captchas')."""
+    on no site: its checkpoint's recipe says so, or that `captcha train` kept it untrained (the reader check, no
+    epoch trained), and exports record it; a file exported before they did is told by recording no captcha size
+    (every trained model records its captchas')."""
     if "general_reader" in meta:
         return bool(meta["general_reader"])
     recipe = meta.get("recipe")
     if isinstance(recipe, dict):
-        return bool(recipe.get("general_reader"))
+        kept = (recipe.get("reader_check") or {}).get("kept") and (meta.get("train_config") or {}).get("epochs") == 0
+        return bool(recipe.get("general_reader") or kept)
     return not meta.get("captcha_size")
 
 

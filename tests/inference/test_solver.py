@@ -573,8 +573,9 @@ def test_the_general_reader_learns_a_sites_length_from_the_batch():
 
 
 def test_solving_settings_say_whether_they_are_the_general_readers():
-    """The reader's checkpoint says so in its recipe and its exports record it; a trained model's say not; a file
-    exported before exports recorded it is the general reader when it records no captcha size."""
+    """The reader's checkpoint says so in its recipe (or that training kept it untrained) and its exports record
+    it; a trained model's say not; a file exported before exports recorded it is the general reader when it records
+    no captcha size."""
     from captcha.inference.export import solving_metadata
     from captcha.inference.solver import general_reader
 
@@ -582,6 +583,12 @@ def test_solving_settings_say_whether_they_are_the_general_readers():
     trained = {"recipe": {"method": "ctc"}, "captcha_size": [160, 48], "lengths": [4, 5]}
     assert general_reader(reader) and not general_reader(trained)
     assert solving_metadata(reader)["general_reader"] is True and solving_metadata(trained)["general_reader"] is False
+    # `captcha train` that kept the reader untrained (its reader check, no epoch) made the general reader; a model
+    # trained after such a check (a refit or a round copies the recipe) did not
+    kept = {"recipe": {"reader_check": {"kept": True}}, "captcha_size": [200, 50], "train_config": {"epochs": 0}}
+    assert general_reader(kept) and solving_metadata(kept)["general_reader"] is True
+    assert not general_reader({**kept, "train_config": {"epochs": 20}})
+    assert not general_reader({**kept, "recipe": {"reader_check": {"kept": False}}})
     assert general_reader({"captcha_size": None}) and not general_reader({"captcha_size": [160, 48]})
     assert general_reader({"general_reader": False, "captcha_size": None}) is False  # what a file records wins
 
