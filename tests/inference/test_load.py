@@ -77,15 +77,21 @@ def test_a_compiled_checkpoint_is_solved_without_importing_torch(tiny_model, tin
     assert len(list((tmp_path / "cache").glob("*.onnx"))) == 1  # read from the cache, not compiled again
 
 
-def test_a_change_in_the_export_code_compiles_again(tiny_model, tmp_path, monkeypatch):
-    """A cached model compiled by other export code (int8 ranges changed, say) is not reused."""
+def test_a_change_in_the_export_or_solver_code_compiles_again(tiny_model, tmp_path, monkeypatch):
+    """A cached model compiled by other export code (int8 ranges changed, say), or whose recorded settings other
+    solver code decided (whether it is the general reader, say), is not reused."""
     cache = OnnxCache(tmp_path / "cache")
     before = cache.key(tiny_model)
-    code = tmp_path / "pkg" / "export.py"
-    code.parent.mkdir()
-    code.write_bytes((Path(load.__file__).with_name("export.py")).read_bytes() + b"# changed")
-    monkeypatch.setattr(load, "__file__", str(code.with_name("load.py")))
-    assert cache.key(tiny_model) != before
+    pkg = tmp_path / "pkg"
+    pkg.mkdir()
+    keys = set()
+    for changed in ("export.py", "solver.py"):
+        for code in ("export.py", "solver.py"):
+            (pkg / code).write_bytes(Path(load.__file__).with_name(code).read_bytes()
+                                     + (b"# changed" if code == changed else b""))
+        monkeypatch.setattr(load, "__file__", str(pkg / "load.py"))
+        keys.add(cache.key(tiny_model))
+    assert len(keys) == 2 and before not in keys
 
 
 def test_a_damaged_or_foreign_cache_file_is_rebuilt(tiny_model, tiny_data, tmp_path, exports):
