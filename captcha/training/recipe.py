@@ -32,6 +32,7 @@ from ..config import (
     CTC_FAR_CHARS,
     CTC_LAYER3_INNER,
     CTC_LAYER3_NARROW_FROM,
+    EPOCH_OVERHEAD_SECONDS,
     HEAD_ONLY,
     HEAD_PASSES,
     METHODS,
@@ -387,7 +388,8 @@ def auto_epochs(cfg: TrainConfig, probe: Probe, train_samples: int, spent: float
 
 def fit_seconds(cfg: TrainConfig, probe: Probe, epochs: int, train_samples: int, eval_samples: int) -> float:
     """How long a fit of ``epochs`` takes at the probe's measured speeds: each epoch trains on ``train_samples``
-    and reads ``eval_samples``, plus a second for its checkpoints. Where stages are frozen and cached, the
+    and reads ``eval_samples``, plus :data:`EPOCH_OVERHEAD_SECONDS` (what the probe does not time: the epoch's
+    start, bookkeeping and writes). Where stages are frozen and cached, the
     samples of an augmentation pass the fit keeps (:func:`augmentation_passes`) are prepared once, and the
     inputs read are read whole once, then from the frozen stages' output."""
     cached = cfg.cache_features and probe.freeze != "none"
@@ -400,7 +402,7 @@ def fit_seconds(cfg: TrainConfig, probe: Probe, epochs: int, train_samples: int,
             probe.cached_read_seconds / probe.read_samples * eval_samples * epochs
     else:
         reading = probe.seconds_per_read * eval_samples * epochs
-    return steps + preparing + reading + 1.0 * epochs
+    return steps + preparing + reading + EPOCH_OVERHEAD_SECONDS * epochs
 
 
 def augmentation_passes(cfg: TrainConfig, augmenting: bool) -> int:

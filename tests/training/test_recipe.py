@@ -10,6 +10,7 @@ from PIL import Image, ImageDraw
 import captcha.training.recipe as recipe
 from captcha.charset import Charset
 from captcha.config import (
+    EPOCH_OVERHEAD_SECONDS,
     HEAD_PASSES,
     PROBE_FREEZES,
     PROBE_SIZES,
@@ -209,7 +210,8 @@ def test_a_head_only_fit_prepares_its_passes_once_and_reads_from_the_cache():
     whole once, then from their cached output, at the cost the probe timed for each."""
     cfg = TrainConfig(budget=240)
     assert HEAD_PASSES < 40
-    # 10 ms a sample, 9 of them preparing: 1000 samples are 10 s an epoch, 1 s of it steps (+ 1 s checkpoints)
+    # 10 ms a sample, 9 of them preparing: 1000 samples are 10 s an epoch, 1 s of it steps (+ 1 s an epoch unprobed)
+    assert EPOCH_OVERHEAD_SECONDS == 1.0
     head = Probe("all", (64, 64), score=1.0, seconds=10.0, samples=1000, prepare_seconds=9.0)
     assert recipe.fit_seconds(cfg, head, 40, 1000, 0) == pytest.approx(HEAD_PASSES * 9 + 40 * 2)
     assert auto_epochs(cfg, head, 1000, spent=40) == 40  # 200 s left: 36 + 2 s an epoch
