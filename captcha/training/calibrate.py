@@ -54,15 +54,16 @@ def fit_temperature(logits: np.ndarray, targets: np.ndarray, iters: int = 60) ->
 MAP_STEPS, MAP_RATE, MAP_PULL = 500, 0.1, 0.01
 
 
-def fit_confidence_map(confidences: np.ndarray, right: np.ndarray) -> tuple[float, float]:
+def fit_confidence_map(confidences: np.ndarray, right: np.ndarray, slope: bool = True) -> tuple[float, float]:
     """The (a, b) of the map sigmoid(a log-odds(p) + b) of readings' ``confidences`` p toward whether each was
-    ``right``: minimum log-loss, pulled toward the identity (MAP_PULL), by MAP_STEPS of gradient descent."""
+    ``right``: minimum log-loss, pulled toward the identity (MAP_PULL), by MAP_STEPS of gradient descent; without
+    ``slope``, a shift alone (a = 1): all a handful of readings can tell."""
     x, y = log_odds(confidences), np.asarray(right, np.float64)
     a, b = 1.0, 0.0
     if not len(x):
         return a, b
     for _ in range(MAP_STEPS):
         gap = mapped(x, a, b) - y
-        grad_a, grad_b = float(np.mean(gap * x)) + MAP_PULL * (a - 1), float(np.mean(gap)) + MAP_PULL * b
-        a, b = a - MAP_RATE * grad_a, b - MAP_RATE * grad_b
+        grad_a = float(np.mean(gap * x)) + MAP_PULL * (a - 1) if slope else 0.0
+        a, b = a - MAP_RATE * grad_a, b - MAP_RATE * (float(np.mean(gap)) + MAP_PULL * b)
     return max(a, 1e-3), b

@@ -26,9 +26,12 @@ import torch
 
 from ..charset import DEFAULT_CHARSET, Charset
 from ..config import (
+    BATCH_WIDTHS,
     CONFIDENCE_MAP_MIN,
     INT8_CALIBRATION,
     INT8_TRAINED,
+    KEPT_MAP_MIN,
+    KEPT_MAP_SHARE,
     ONE_FIT_VALIDATION,
     REFIT_MIN_EPOCHS,
     RESUME_OVERRIDES,
@@ -46,7 +49,7 @@ from ..data.layout import (
     left_out_note,
     site_charset,
 )
-from ..data.preprocess import Preprocess
+from ..data.preprocess import Preprocess, widened
 from ..data.segment import SegmentConfig
 from ..data.synth import seed_for, synth_dataset
 from ..errors import DataError, require_writable
@@ -220,10 +223,10 @@ def train(cfg: TrainConfig, say: Callable[[str], None] = log.info, progress: boo
     else:
         cfg, model, source, recipe, warm = _choose(cfg, charset, data, fit, held, device, started, say, rank, world,
                                                    choice, warm)
-        widened = cfg.val_share != data.split.get("val_fraction", cfg.val_share)
-        if widened:  # one fit, no refit: it trains on most of the validation share too (``_choose``)
+        trains_on_val = cfg.val_share != data.split.get("val_fraction", cfg.val_share)
+        if trains_on_val:  # one fit, no refit: it trains on most of the validation share too (``_choose``)
             data = load_training_data(cfg, charset, data.segment, extra)
-        if widened or (held[0] and not cfg.select_fraction):  # one fit: the slice is trained on
+        if trains_on_val or (held[0] and not cfg.select_fraction):  # one fit: the slice is trained on
             fit_idx, held_idx, fit, held = _split(data, cfg)
     going_on = bool(resume) or refitting
     kept = _reader_kept(cfg, charset, data, fit, device, recipe, say, model, source) \
@@ -326,7 +329,11 @@ def _finish(run: Fit, out: Path, fit_idx: list[int], held_idx: list[int], ends: 
                                  data.length, cfg.method)
         checked = (torch.cat([checked[0], run.cap_x]) if len(run.cap_x) else checked[0], checked[1] + run.cap_labels)
         seen = not checked[1]
-        if cfg.method == "ctc" and len(checked[1]) >= CONFIDENCE_MAP_MIN:
+        if cfg.method == "ctc" and kept_reader:  # it trained on none of them: each labelled captcha is held out
+            read = _held_captchas(*_first_captchas(fit, fit_idx, data, run.pre, cfg.method, len(fit[0])),
+                                  run.charset, data.length, cfg.method)
+            _kept_reader_map(final, out, (torch.cat([read[0], checked[0]]), read[1] + checked[1]), say)
+        elif cfg.method == "ctc" and len(checked[1]) >= CONFIDENCE_MAP_MIN:
             final["confidence_map"] = mapped = _confidence_map(out, checked)
             say(f"confidence map: fitted on how the {mapped['captchas']} captchas held out are read ({mapped['right']} "
                 f"right): calibration error on them {100 * mapped['ece']:.1f}% -> {100 * mapped['ece_fitted']:.1f}%")
@@ -675,18 +682,41 @@ def _held_captchas(x: torch.Tensor, targets: list, groups: list[int], charset: C
     return x, [charset.decode(targets[i:i + length]) for i in range(0, len(targets), length)]
 
 
-def _confidence_map(out: Path, held: tuple[torch.Tensor, list[str]], batch: int = 64) -> dict[str, Any]:
+def _confidence_map(out: Path, held: tuple[torch.Tensor, list[str]], batch: int = 64,
+                    kept_reader: bool = False) -> dict[str, Any]:
     """The confidence map of the model at ``out`` (``calibrate.fit_confidence_map``), fitted on how the solver
     reads the ``held`` captchas (network inputs, labels) that it did not train on, with the calibration error on
-    them before and after (after: on the captchas that fitted it)."""
+    them before and after (after: on the captchas that fitted it). A ``kept_reader`` reads them at each width it may
+    read a batch of the site at (``Solver.surest_width`` chooses one from the batch), and its map is a shift alone."""
     solver = load_solver(out, backend="torch")
     x = held[0].numpy()[:, None]
-    sols = [sol for i in range(0, len(x), batch) for sol in solver.read(x[i:i + batch])]
+    own = x.shape[-1]
+    views = [x if w == own else widened(x, w) for w in sorted({own, *BATCH_WIDTHS})] if kept_reader else [x]
+    sols = [sol for v in views for i in range(0, len(v), batch) for sol in solver.read(v[i:i + batch])]
     conf = np.array([sol.raw_confidence for sol in sols])
-    right = np.array([sol.text == label for sol, label in zip(sols, held[1])])
-    a, b = fit_confidence_map(conf, right)
+    right = np.array([sol.text == label for sol, label in zip(sols, held[1] * len(views))])
+    a, b = fit_confidence_map(conf, right, slope=not kept_reader)
     return {"a": a, "b": b, "captchas": len(right), "right": int(right.sum()), "ece": reliability(conf, right)["ece"],
             "ece_fitted": reliability([calibrated(c, a, b) for c in conf], right)["ece"]}
+
+
+def _kept_reader_map(final: dict[str, Any], out: Path, read: tuple[torch.Tensor, list[str]],
+                     say: Callable[[str], None]) -> None:
+    """A kept reader's confidence map, in ``final``: a shift fitted on how it reads the site's labelled captchas
+    (``read``, none of them trained on) at each width a batch may be read at, where there are KEPT_MAP_MIN of them or
+    more and KEPT_MAP_SHARE of those readings or more are right; else its confidences stand as they are."""
+    if len(read[1]) < KEPT_MAP_MIN:
+        return
+    mapped = _confidence_map(out, read, kept_reader=True)
+    if mapped["right"] < KEPT_MAP_SHARE * mapped["captchas"]:
+        say(f"confidence map: none (the reader reads {mapped['right']} of {mapped['captchas']} readings of the "
+            f"{len(read[1])} labelled captchas right, under {KEPT_MAP_SHARE:.0%}: too few to tell how far its "
+            "confidences are off)")
+        return
+    final["confidence_map"] = mapped
+    say(f"confidence map: a shift fitted on how the reader reads the {len(read[1])} labelled captchas at "
+        f"{mapped['captchas'] // len(read[1])} widths ({mapped['right']} of {mapped['captchas']} right): calibration "
+        f"error on them {100 * mapped['ece']:.1f}% -> {100 * mapped['ece_fitted']:.1f}%")
 
 
 def _int8_check(out: Path, images: list, pre: Preprocess, held: tuple[torch.Tensor, list[str]], seed: int,

@@ -82,3 +82,14 @@ def test_the_map_keeps_order_and_a_reading_that_cannot_be_right():
     conf = [0.0, 0.01, 0.3, 0.6, 0.95, 1.0]
     mapped = [calibrated(c, 0.5, 1.2) for c in conf]
     assert mapped[0] == 0.0 and all(x < y for x, y in zip(mapped[1:], mapped[2:]))
+
+
+def test_a_shift_alone_keeps_the_slope_and_lifts_readings_that_claim_too_little():
+    """Without a slope (a kept reader's few captchas), the map is a shift: readings right far more often than they
+    claim are lifted, in order, and their calibration error drops on readings it was not fitted on."""
+    a, b = fit_confidence_map(*_readings(np.sqrt, n=20), slope=False)
+    assert a == 1.0 and b > 0
+    conf, right = _readings(np.sqrt, n=4000, seed=1)
+    mapped = [calibrated(c, a, b) for c in conf]
+    assert reliability(mapped, right)["ece"] < reliability(conf, right)["ece"]
+    assert np.all(np.diff([calibrated(c, a, b) for c in np.sort(conf)]) >= 0)

@@ -376,11 +376,42 @@ def test_too_few_captchas_that_the_untrained_reader_reads_better_keep_it(six_cap
     assert (ck["width"], ck["layer3_inner"], ck["length"]) == (512, 256, 4)
     assert ck["recipe"]["reader_check"]["kept"] and "string_acc" in ck["metrics"]
     assert not any(s.startswith("training on") for s in said), said
+    # none of its six labelled captchas trained it: its confidences are shifted to how it reads them all
+    from captcha.config import BATCH_WIDTHS
+
+    mapped = ck["confidence_map"]
+    widths = len({160, *BATCH_WIDTHS})  # its own and those a batch may be read at
+    assert mapped["a"] == 1.0 and mapped["captchas"] == 6 * widths and mapped["right"] >= 5 * widths, said
+    assert load_solver(out).confidence_map == (1.0, mapped["b"])
     image = sorted(six_captchas.glob("*.png"))[0]
     assert len(load_solver(out).solve(image).text) == 4
     said.clear()  # --resume of the finished run: the same result, the check not made again
     again = train(TrainConfig(data=str(six_captchas), out=str(out), charset="ABC123", resume=True), say=said.append)
     assert again == result and len(said) == 1 and "is a finished run of 0 epochs" in said[0], said
+
+
+def test_a_kept_reader_gets_a_shift_only_where_it_reads_most_of_enough_captchas(monkeypatch, tmp_path):
+    """A kept reader's map is fitted from KEPT_MAP_MIN labelled captchas, and kept only where it reads KEPT_MAP_SHARE of
+    them: from fewer, or fewer right, its confidences stand as they are."""
+    from captcha.config import KEPT_MAP_MIN, KEPT_MAP_SHARE
+    from captcha.training import train as train_module
+
+    def fitted(right):
+        return lambda out, read, kept_reader: {"a": 1.0, "b": 0.5, "captchas": len(read[1]), "right": right,
+                                               "ece": 0.2, "ece_fitted": 0.05}
+
+    def run(n: int, right: int) -> tuple[dict, list[str]]:
+        final, said = {}, []
+        monkeypatch.setattr(train_module, "_confidence_map", fitted(right))
+        train_module._kept_reader_map(final, tmp_path / "m.pt", (torch.zeros(n, 3, 4, 4), ["AB"] * n), said.append)
+        return final, said
+
+    assert run(KEPT_MAP_MIN - 1, KEPT_MAP_MIN - 1) == ({}, [])
+    n = 10
+    final, said = run(n, round(KEPT_MAP_SHARE * n))
+    assert final["confidence_map"]["b"] == 0.5 and "a shift fitted" in said[0]
+    final, said = run(n, round(KEPT_MAP_SHARE * n) - 1)
+    assert final == {} and "confidence map: none" in said[0] and f"under {KEPT_MAP_SHARE:.0%}" in said[0]
 
 
 def test_the_reader_check_is_skipped_where_the_start_was_asked_for(six_captchas, tmp_path, monkeypatch):
@@ -505,7 +536,8 @@ def test_a_handful_with_unlabelled_captchas_checks_the_reader_and_learns_in_roun
     res = train(TrainConfig(data=str(six_captchas), out=str(out), charset="ABC123", unlabelled=str(unlabelled),
                             budget=20, epochs=epochs), say=said.append)
     assert any("keeping the reader, nothing trained" in line for line in said), said
-    assert [r[:2] for r in read_by] == [("few.pt", "reader:reader-ctc.pt")]  # the kept reader read them
+    # the kept reader read them (and, before, its labelled captchas for its confidence map)
+    assert {r[:2] for r in read_by} == {("few.pt", "reader:reader-ctc.pt")} and len(read_by) <= 2
     assert res["self_training"]["kept"] and [r["pseudo_labelled"] for r in res["self_training"]["ranked"]] == [8]
     assert any("the 8 readings the general reader is surest of and the 6 labelled captchas" in line
                for line in said), said
