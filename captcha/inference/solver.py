@@ -396,12 +396,12 @@ class Solver:
         if self.method != "ctc" or not self.general or not getattr(self.backend, "any_width", False):
             return own
 
-        def sureness(width: int) -> float:
-            inputs = self.roomy(x if width == own else widened(x, width), self.length)
+        def sureness(inputs: np.ndarray) -> float:
+            inputs = self.roomy(inputs, self.length)
             return float(np.mean([s.raw_confidence for s in self._decode(self._logits(inputs, self.backend),
                                                                          self.length)]))
 
-        return max(sorted({own, *BATCH_WIDTHS}), key=lambda w: (sureness(w), w == own))
+        return max(batch_widths(x), key=lambda view: (sureness(view[1]), view[0] == own))[0]
 
     def held_to_usual_length(self, x: np.ndarray, sols: list[Solution], lengths: Counter) -> set[int]:
         """Where no length is expected (the general reader), count the lengths of the readings at least
@@ -457,6 +457,13 @@ class Solver:
         if self.length:
             return len(text) == self.length
         return not self.lengths or len(text) in self.lengths
+
+
+def batch_widths(x: np.ndarray) -> list[tuple[int, np.ndarray]]:
+    """Network inputs ``x`` of one site's captchas at each width a batch of them may be read at
+    (:meth:`Solver.surest_width` chooses one): their own and BATCH_WIDTHS, in order, as (width, inputs)."""
+    own = x.shape[-1]
+    return [(w, x if w == own else widened(x, w)) for w in sorted({own, *BATCH_WIDTHS})]
 
 
 def voted(main: Solution, left: Solution, right: Solution | None = None) -> Solution:

@@ -26,7 +26,6 @@ import torch
 
 from ..charset import DEFAULT_CHARSET, Charset
 from ..config import (
-    BATCH_WIDTHS,
     CONFIDENCE_MAP_MIN,
     INT8_CALIBRATION,
     INT8_TRAINED,
@@ -49,7 +48,7 @@ from ..data.layout import (
     left_out_note,
     site_charset,
 )
-from ..data.preprocess import Preprocess, widened
+from ..data.preprocess import Preprocess
 from ..data.segment import SegmentConfig
 from ..data.synth import seed_for, synth_dataset
 from ..errors import DataError, require_writable
@@ -59,6 +58,7 @@ from ..inference.backends import has_onnxruntime
 from ..inference.decode import calibrated
 from ..inference.export import int8_check, int8_verdict
 from ..inference.load import cache_dir, load_solver
+from ..inference.solver import batch_widths
 from ..nn.checkpoint import half_precision, last_file, load_checkpoint, save_checkpoint
 from ..nn.device import (
     barrier,
@@ -690,8 +690,7 @@ def _confidence_map(out: Path, held: tuple[torch.Tensor, list[str]], batch: int 
     read a batch of the site at (``Solver.surest_width`` chooses one from the batch), and its map is a shift alone."""
     solver = load_solver(out, backend="torch")
     x = held[0].numpy()[:, None]
-    own = x.shape[-1]
-    views = [x if w == own else widened(x, w) for w in sorted({own, *BATCH_WIDTHS})] if kept_reader else [x]
+    views = [inputs for _, inputs in batch_widths(x)] if kept_reader else [x]
     sols = [sol for v in views for i in range(0, len(v), batch) for sol in solver.read(v[i:i + batch])]
     conf = np.array([sol.raw_confidence for sol in sols])
     right = np.array([sol.text == label for sol, label in zip(sols, held[1] * len(views))])
