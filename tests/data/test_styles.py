@@ -1,6 +1,6 @@
 """The held-out styles: deterministic per seed, each appearance family really changes the glyph, none of them
-is named as a family the pretraining corpus draws (warped-mixed's warps, dots and curve are like the synthesis's
-own by design: only its fonts are unseen), and a colourful captcha inks each glyph in its own colour."""
+is named as a family the pretraining corpus draws (warped-mixed's warps, dots and curve and ruled-ripple's wave,
+lines and background are like the synthesis's own by design: only their fonts are unseen), and a colourful captcha inks each glyph in its own colour."""
 
 import dataclasses
 import random
@@ -41,7 +41,8 @@ def test_each_style_is_deterministic_per_seed(name):
 
 FAMILIES = {"halftone": dict(halftone=3), "stripes": dict(stripes=5), "grid": dict(grid=9), "erode": dict(erode=0.3),
             "pixelate": dict(pixelate=2), "motion blur": dict(motion=5), "warp": dict(warp=0.2),
-            "colourful": dict(colourful=True), "dots": dict(dots=30), "crossing": dict(crossing=True)}
+            "colourful": dict(colourful=True), "dots": dict(dots=30), "crossing": dict(crossing=True),
+            "ripple": dict(ripple=0.15), "rules": dict(rules=3), "tinted": dict(tinted=True)}
 
 
 @needs_fonts
