@@ -239,7 +239,8 @@ class HeldOutCaptcha:
 # The last (the sixty-sixth session) writes both cases apart, to measure such a site (scored exactly); a draw of it
 # from other seeds was looked at for a rule on such sites that a second site then reverted: no default is set on it.
 # The ruled ones (the seventy-seventh session) stand for the PHP and Java generators' look: a grainy tinted background,
-# the line of text bent by a wave, thin lines ruled over it, in unseen fonts; no default was set on them.
+# the line of text bent by a wave, thin lines ruled over it, in unseen fonts; no default was set on them (upper5's
+# gain read magnified had every site magnified tried, on three striped sites: not kept).
 LOWER, UPPER = "23456789abcdefghjkmnpqrstuvwxyz", "23456789ABCDEFGHJKLMNPQRSTUVWXYZ"
 CAPTCHA_STYLES = {c.name: c for c in (
     HeldOutCaptcha("lso-halftone-lower5", "halftone-serif", 5, LOWER, (-0.08, 0.04), 0.15),
