@@ -4,11 +4,13 @@ The shipped backbones learned glyphs drawn by ``corpus`` (v2) or ``synth`` (v1).
 change what a captcha generator can change, in ways neither ever draws: font families held out of
 pretraining (``fonts.HELD_OUT_PREFIXES``: Liberation, FreeFont, URW, Carlito, Caladea) and
 appearance families outside ``corpus.FAMILIES``: ink printed as a halftone dot screen, glyphs filled
-with stripes over a lattice of grid lines, ink eroded into holes, pixelation, motion blur. Two more are
+with stripes over a lattice of grid lines, ink eroded into holes, pixelation, motion blur. Three more are
 drawn the way common web generators draw: ``warped-mixed``, each glyph warped by its own quadrilateral
 and in its own colour, dots and a crossing curve over them; ``ruled-ripple``, the line of text bent by a
-wave on a grainy tinted background, thin lines ruled over it. What the synthesis has not seen there is
-the fonts and the combination, not the families, so they stand for near sites, not far ones. Our own code on Pillow, numpy and scipy; every cell is drawn from its own seed.
+wave on a grainy tinted background, thin lines ruled over it; ``negative-mixed``, light glyphs in
+colours of their own with dots on a dark ground. What the synthesis has not seen there is the fonts and
+the combination, not the families, so they stand for near sites, not far ones. Our own code on
+Pillow, numpy and scipy; every cell is drawn from its own seed.
 
 ``CAPTCHA_STYLES`` are whole captchas in those styles (glyphs on one canvas, touching, overlapping, on
 a bent baseline, in a band of a larger canvas): sites no pretraining drew, for the benchmark
@@ -22,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFilter, ImageFont
+from PIL import Image, ImageDraw, ImageFilter, ImageFont, ImageOps
 from scipy import ndimage
 
 from .captchas import in_band
@@ -52,6 +54,7 @@ class HeldOutStyle:
     ripple: float = 0.0  # the whole line of text bent by a sine wave of up to this amplitude, in cell heights
     rules: int = 0  # thin lines ruled across the captcha over the text, each in its own ink
     tinted: bool = False  # a grainy gradient between two light colours behind the text, not one flat colour
+    negative: bool = False  # the finished captcha's colours inverted: light glyphs on a dark ground
 
 
 STYLES = {
@@ -67,6 +70,9 @@ STYLES = {
     "ruled-ripple": HeldOutStyle("ruled-ripple", ("LiberationSerif", "FreeSans", "NimbusRoman", "P052", "Carlito",
                                                   "URWBookman"), (36, 48), rotation=20.0, ripple=0.12, rules=4,
                                  tinted=True),
+    "negative-mixed": HeldOutStyle("negative-mixed", ("FreeSans", "LiberationSans", "NimbusSans", "URWGothic",
+                                                      "Caladea"), (36, 44), rotation=20.0, colourful=True, dots=40,
+                                   tinted=True, negative=True),
 }
 
 
@@ -200,6 +206,8 @@ def _appearance(mask: np.ndarray, rng: random.Random, style: HeldOutStyle, scale
     if style.pixelate > 1:
         p = style.pixelate
         img = img.resize((max(1, w // p), max(1, h // p)), Image.BOX).resize((w, h), Image.NEAREST)
+    if style.negative:
+        img = ImageOps.invert(img)
     return img.filter(ImageFilter.GaussianBlur(rng.uniform(0, 0.5)))
 
 
@@ -241,6 +249,8 @@ class HeldOutCaptcha:
 # The ruled ones (the seventy-seventh session) stand for the PHP and Java generators' look: a grainy tinted background,
 # the line of text bent by a wave, thin lines ruled over it, in unseen fonts; no default was set on them (upper5's
 # gain read magnified had every site magnified tried, on three striped sites: not kept).
+# The negative ones (the same session) print light glyphs, each in its own colour, with dots on a dark ground, the one
+# in a band of white margins; no default was set on them.
 LOWER, UPPER = "23456789abcdefghjkmnpqrstuvwxyz", "23456789ABCDEFGHJKLMNPQRSTUVWXYZ"
 CAPTCHA_STYLES = {c.name: c for c in (
     HeldOutCaptcha("lso-halftone-lower5", "halftone-serif", 5, LOWER, (-0.08, 0.04), 0.15),
@@ -266,6 +276,8 @@ CAPTCHA_STYLES = {c.name: c for c in (
     HeldOutCaptcha("lso-striped-cased5", "striped-sans", 5, LOWER + UPPER, (-0.08, 0.06), 0.1),
     HeldOutCaptcha("lso-ruled-upper5", "ruled-ripple", 5, UPPER, (-0.08, 0.04), 0.0),
     HeldOutCaptcha("lso-ruled-lower4", "ruled-ripple", 4, LOWER, (-0.1, 0.05), 0.1),
+    HeldOutCaptcha("lso-negative-upper5", "negative-mixed", 5, UPPER, (-0.1, 0.05), 0.1),
+    HeldOutCaptcha("lso-negative-lower5", "negative-mixed", 5, LOWER, (-0.12, 0.03), 0.0, band=True),
 )}
 
 

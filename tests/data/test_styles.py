@@ -42,7 +42,8 @@ def test_each_style_is_deterministic_per_seed(name):
 FAMILIES = {"halftone": dict(halftone=3), "stripes": dict(stripes=5), "grid": dict(grid=9), "erode": dict(erode=0.3),
             "pixelate": dict(pixelate=2), "motion blur": dict(motion=5), "warp": dict(warp=0.2),
             "colourful": dict(colourful=True), "dots": dict(dots=30), "crossing": dict(crossing=True),
-            "ripple": dict(ripple=0.15), "rules": dict(rules=3), "tinted": dict(tinted=True)}
+            "ripple": dict(ripple=0.15), "rules": dict(rules=3), "tinted": dict(tinted=True),
+            "negative": dict(negative=True)}
 
 
 @needs_fonts
