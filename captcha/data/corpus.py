@@ -99,6 +99,16 @@ def _displace(mask: np.ndarray, rng: random.Random, kind: str) -> np.ndarray:
     return ndimage.map_coordinates(mask, [yy + dy, xx + dx], order=1, mode="constant", cval=0).astype(np.uint8)
 
 
+def gradient(rng: random.Random, size: tuple[int, int], first: np.ndarray, lo: int, hi: int) -> np.ndarray:
+    """An HxWx3 float gradient in any direction from colour ``first`` to one drawn with channels in [lo, hi]."""
+    w, h = size
+    other = np.array([rng.randint(lo, hi) for _ in range(3)], np.float32)
+    a = rng.uniform(0, 2 * np.pi)
+    t = (np.cos(a) * np.linspace(0, 1, w)[None, :] + np.sin(a) * np.linspace(0, 1, h)[:, None])
+    t = (t - t.min()) / max(np.ptp(t), 1e-6)
+    return first * (1 - t[..., None]) + other * t[..., None]
+
+
 def _background(rng: random.Random, size: tuple[int, int], fams: Sequence[str]) -> tuple[np.ndarray, bool]:
     """(HxWx3 float background, whether it is dark)."""
     w, h = size
@@ -111,12 +121,8 @@ def _background(rng: random.Random, size: tuple[int, int], fams: Sequence[str]) 
     kind = rng.randrange(4)
     if kind == 0:  # flat
         arr = np.broadcast_to(base, (h, w, 3)).copy()
-    elif kind == 1:  # gradient in any direction
-        other = np.array([rng.randint(lo, hi) for _ in range(3)], np.float32)
-        a = rng.uniform(0, 2 * np.pi)
-        t = (np.cos(a) * np.linspace(0, 1, w)[None, :] + np.sin(a) * np.linspace(0, 1, h)[:, None])
-        t = (t - t.min()) / max(np.ptp(t), 1e-6)
-        arr = base * (1 - t[..., None]) + other * t[..., None]
+    elif kind == 1:
+        arr = gradient(rng, size, base, lo, hi)
     elif kind == 2:  # pixel noise
         arr = base + nrng.normal(0, rng.uniform(8, 40), (h, w, 3))
     else:  # smooth blotchy texture in several colours

@@ -28,6 +28,7 @@ from PIL import Image, ImageDraw, ImageFilter, ImageFont, ImageOps
 from scipy import ndimage
 
 from .captchas import in_band
+from .corpus import gradient
 from .fonts import held_out_files
 from .layout import write_labels_csv
 from .synth import seed_for
@@ -139,12 +140,10 @@ def _rule(shape: tuple[int, int], rng: random.Random, scale: int) -> np.ndarray:
 
 def _tint(rng: random.Random, H: int, W: int) -> np.ndarray:
     """A light background: a gradient between two colours in any direction, with grain."""
-    a, b = (np.array([rng.randint(170, 255) for _ in range(3)], np.float32) for _ in range(2))
-    angle = rng.uniform(0, 2 * np.pi)
-    t = np.cos(angle) * np.linspace(0, 1, W)[None, :] + np.sin(angle) * np.linspace(0, 1, H)[:, None]
-    t = (t - t.min()) / max(float(np.ptp(t)), 1e-6)
+    first = np.array([rng.randint(170, 255) for _ in range(3)], np.float32)
+    arr = gradient(rng, (W, H), first, 170, 255)
     grain = np.random.default_rng(rng.getrandbits(32)).normal(0, rng.uniform(6, 14), (H, W, 1))
-    return (a * (1 - t[..., None]) + b * t[..., None] + grain).astype(np.float32)
+    return (arr + grain).astype(np.float32)
 
 
 def _appearance(mask: np.ndarray, rng: random.Random, style: HeldOutStyle, scale: int,

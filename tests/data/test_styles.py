@@ -1,6 +1,7 @@
 """The held-out styles: deterministic per seed, each appearance family really changes the glyph, none of them
-is named as a family the pretraining corpus draws (warped-mixed's warps, dots and curve and ruled-ripple's wave,
-lines and background are like the synthesis's own by design: only their fonts are unseen), and a colourful captcha inks each glyph in its own colour."""
+is named as a family the pretraining corpus draws (warped-mixed's warps, dots and curve, ruled-ripple's wave, lines
+and background and negative-mixed's dark ground are like the synthesis's own by design: only their fonts are
+unseen), and a colourful captcha inks each glyph in its own colour."""
 
 import dataclasses
 import random
