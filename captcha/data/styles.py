@@ -180,9 +180,7 @@ def _appearance(mask: np.ndarray, rng: random.Random, style: HeldOutStyle, scale
         other = np.array([rng.randint(60, 170) for _ in range(3)], np.float32)
         band = ((xx + yy * rng.choice((-1, 1))) // (style.stripes * scale / 2)) % 2 == 1
         ink_map = np.where(band[..., None], other, ink_map)
-    canvas = np.broadcast_to(bg, (H, W, 3)).astype(np.float32)
-    if style.tinted:
-        canvas = _tint(rng, H, W)
+    canvas = _tint(rng, H, W) if style.tinted else np.broadcast_to(bg, (H, W, 3)).astype(np.float32)
     if style.grid:  # a regular lattice of thin lines behind the glyph
         step = style.grid * scale
         ox, oy = rng.uniform(0, step), rng.uniform(0, step)
@@ -191,8 +189,8 @@ def _appearance(mask: np.ndarray, rng: random.Random, style: HeldOutStyle, scale
     out = canvas * (1 - mask[..., None]) + ink_map * mask[..., None]
     for _ in range(style.rules):  # over the text, each in an ink of its own
         rule = _rule((H, W), rng, scale)
-        ink = np.array([rng.randint(0, 160) for _ in range(3)], np.float32)
-        out = out * (1 - rule[..., None]) + ink * rule[..., None]
+        rule_ink = np.array([rng.randint(0, 160) for _ in range(3)], np.float32)
+        out = out * (1 - rule[..., None]) + rule_ink * rule[..., None]
     img = Image.fromarray(np.clip(out, 0, 255).astype(np.uint8)).resize((w, h), Image.LANCZOS)
     if style.motion:  # a straight streak in one direction
         arr = np.asarray(img, dtype=np.float32)
