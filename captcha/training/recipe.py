@@ -370,11 +370,7 @@ def auto_epochs(cfg: TrainConfig, probe: Probe, train_samples: int, spent: float
     :data:`UNCHOSEN_EPOCHS`."""
     if cfg.epochs:
         return cfg.epochs
-    lo, hi = AUTO_EPOCHS
-    if keeps_last:
-        hi = min(hi, UNCHOSEN_EPOCHS)
-    else:
-        hi = max(hi, math.ceil(AUTO_MIN_STEPS / math.ceil(max(train_samples, 1) / cfg.batch)))
+    lo, hi = AUTO_EPOCHS[0], most_epochs(cfg, train_samples, keeps_last)
     if not probe.samples:
         return hi if probe.freeze == "all" else max(lo, hi // 2)  # nothing measured: a middle course
 
@@ -384,6 +380,13 @@ def auto_epochs(cfg: TrainConfig, probe: Probe, train_samples: int, spent: float
 
     left = cfg.budget - spent
     return next((e for e in range(hi, lo, -1) if seconds(e) <= left), lo)
+
+
+def most_epochs(cfg: TrainConfig, train_samples: int, keeps_last: bool = False) -> int:
+    """The most epochs :func:`auto_epochs` gives a fit of ``train_samples``, whatever the budget."""
+    if keeps_last:
+        return min(AUTO_EPOCHS[1], UNCHOSEN_EPOCHS)
+    return max(AUTO_EPOCHS[1], math.ceil(AUTO_MIN_STEPS / math.ceil(max(train_samples, 1) / cfg.batch)))
 
 
 def fit_seconds(cfg: TrainConfig, probe: Probe, epochs: int, train_samples: int, eval_samples: int) -> float:
@@ -421,11 +424,14 @@ def plan_fits(cfg: TrainConfig, probe: Probe, train_samples: int, spent: float, 
               validation: int = 0, keeps_last: bool = False) -> tuple[int, bool | None]:
     """The first fit's epochs (:func:`auto_epochs`) and ``--refit`` as it then stands: where a refit is
     planned (``refit_samples``) but would leave each fit fewer than :data:`REFIT_MIN_EPOCHS`, no refit
-    (False) and one longer fit instead, which also trains on the ``held`` samples of the held-out slice and
-    on ``validation`` samples of the validation share (both read by ``eval_samples`` after each epoch until
-    then). ``keeps_last``: nothing is held out to choose the epoch by (see :func:`auto_epochs`)."""
+    (False) and one longer fit instead (unless :func:`most_epochs` is what holds it there), which also trains on
+    the ``held`` samples of the held-out slice and on ``validation`` samples of the validation share (both read by
+    ``eval_samples`` after each epoch until then). ``keeps_last``: nothing is held out to choose the epoch by (see :func:`auto_epochs`)."""
     epochs = auto_epochs(cfg, probe, train_samples, spent, eval_samples, refit_samples, refit_eval_samples, keeps_last)
-    if refit_samples and cfg.refit is None and not cfg.epochs and epochs < REFIT_MIN_EPOCHS:
+    # where the most epochs a fit gets (UNCHOSEN_EPOCHS), not the budget, hold it under REFIT_MIN_EPOCHS, one fit
+    # would be no longer: the refit stays
+    if refit_samples and cfg.refit is None and not cfg.epochs and \
+            epochs < min(REFIT_MIN_EPOCHS, most_epochs(cfg, train_samples, keeps_last)):
         moved = held + validation
         return auto_epochs(cfg, probe, train_samples + moved, spent, eval_samples - moved, keeps_last=keeps_last), False
     return epochs, cfg.refit

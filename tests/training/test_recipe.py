@@ -149,7 +149,9 @@ def test_a_refit_is_planned_only_where_both_fits_get_enough_epochs():
     p = Probe("none", (48, 104), "ctc", score=0.5, seconds=10.0, samples=1000)  # 10 ms a sample
     # 200 s left; a fit of 1000 is 11 s, with a refit of 1500 planned 27 s an epoch: 7 epochs each
     assert plan_fits(TrainConfig(budget=240), p, 1000, spent=40, refit_samples=1500) == (18, False)
-    assert plan_fits(TrainConfig(budget=600), p, 1000, spent=40, refit_samples=1500) == (20, None)  # 560 // 27
+    assert plan_fits(TrainConfig(budget=800), p, 1000, spent=40, refit_samples=1500) == (28, None)  # 760 // 27
+    # 20 each (560 // 27) is under REFIT_MIN_EPOCHS: one fit of 40, the most (560 // 11 = 50)
+    assert plan_fits(TrainConfig(budget=600), p, 1000, spent=40, refit_samples=1500) == (40, False)
     assert plan_fits(TrainConfig(budget=240, refit=True), p, 1000, spent=40, refit_samples=1500) == (7, True)
     assert plan_fits(TrainConfig(budget=240), p, 1000, spent=40) == (18, None)  # none planned
     assert plan_fits(TrainConfig(budget=240, epochs=5), p, 1000, spent=40, refit_samples=1500) == (5, None)
@@ -159,7 +161,19 @@ def test_a_refit_is_planned_only_where_both_fits_get_enough_epochs():
     # ... and on 100 validation captchas, which it no longer reads either: 200 // (12.5 + 1 s)
     assert plan_fits(TrainConfig(budget=240), p, 1000, spent=40, eval_samples=250, refit_samples=1500,
                      held=150, validation=100) == (14, False)
-    assert plan_fits(TrainConfig(budget=600), p, 1000, spent=40, refit_samples=1500, held=150) == (20, None)
+    assert plan_fits(TrainConfig(budget=800), p, 1000, spent=40, refit_samples=1500, held=150) == (28, None)
+
+
+def test_a_refit_stays_where_a_cap_not_the_budget_holds_the_fit(monkeypatch):
+    """A few captchas with nothing held out train UNCHOSEN_EPOCHS at most: under REFIT_MIN_EPOCHS, one fit would be
+    no longer than the fit before the refit, so the refit on every captcha stays."""
+    monkeypatch.setattr(recipe, "REFIT_MIN_EPOCHS", UNCHOSEN_EPOCHS + 5)
+    p = Probe("none", (48, 104), "ctc", score=0.5, seconds=10.0, samples=1000)
+    assert plan_fits(TrainConfig(budget=100_000), p, 20, spent=0, refit_samples=25, keeps_last=True) == \
+        (UNCHOSEN_EPOCHS, None)
+    # where the budget holds the fit under the cap (10 s // (0.2 + 1 + 0.25 + 1 s): 4 each), one longer fit as
+    # elsewhere, on the 5 held out too: 10 s // (0.25 + 1 s)
+    assert plan_fits(TrainConfig(budget=10), p, 20, spent=0, refit_samples=25, keeps_last=True, held=5) == (8, False)
 
 
 def test_ctc_probes_the_sizes_given_and_ties_on_whole_captchas_go_to_more_characters_read(monkeypatch):
