@@ -445,7 +445,7 @@ ONE_FIT_VALIDATION = 50
 # 91.40%, lso-warped-upper4 65.15 -> 64.05%), about one standard error of that mean, at no cost to solving:
 # docs/measurements.md, "One fit for far sites". 18 -> 25 on the AVX-512 EPYC, where near sites given --budget 300
 # planned fits of 20-24 epochs and a refit of as many: one fit (of 40, AUTO_EPOCHS' most) on eight leave-style-out
-# sites not chosen on for it read their wider tests +0.04 points on average (four up, four down, each within a
+# sites not chosen on for it read their wider tests +0.04 points on average (three up, five down, each within a
 # standard error) in 9% less training (269 -> 245 s); sysu (tuned-on), 23 + 23 at the default budget, read 97.83% in
 # its last four runs that way and 99.13% in both runs of one fit: docs/measurements.md, "One fit up to 25 epochs".
 REFIT_MIN_EPOCHS = 25
