@@ -426,7 +426,8 @@ def plan_fits(cfg: TrainConfig, probe: Probe, train_samples: int, spent: float, 
     planned (``refit_samples``) but would leave each fit fewer than :data:`REFIT_MIN_EPOCHS`, no refit
     (False) and one longer fit instead (unless :func:`most_epochs` is what holds it there), which also trains on
     the ``held`` samples of the held-out slice and on ``validation`` samples of the validation share (both read by
-    ``eval_samples`` after each epoch until then). ``keeps_last``: nothing is held out to choose the epoch by (see :func:`auto_epochs`)."""
+    ``eval_samples`` after each epoch until then). ``keeps_last``: nothing is held out to choose the epoch by
+    (see :func:`auto_epochs`)."""
     epochs = auto_epochs(cfg, probe, train_samples, spent, eval_samples, refit_samples, refit_eval_samples, keeps_last)
     # where the most epochs a fit gets (UNCHOSEN_EPOCHS), not the budget, hold it under REFIT_MIN_EPOCHS, one fit
     # would be no longer: the refit stays

@@ -172,8 +172,9 @@ def test_a_refit_stays_where_a_cap_not_the_budget_holds_the_fit(monkeypatch):
     assert plan_fits(TrainConfig(budget=100_000), p, 20, spent=0, refit_samples=25, keeps_last=True) == \
         (UNCHOSEN_EPOCHS, None)
     # where the budget holds the fit under the cap (10 s // (0.2 + 1 + 0.25 + 1 s): 4 each), one longer fit as
-    # elsewhere, on the 5 held out too: 10 s // (0.25 + 1 s)
-    assert plan_fits(TrainConfig(budget=10), p, 20, spent=0, refit_samples=25, keeps_last=True, held=5) == (8, False)
+    # elsewhere, on 5 validation captchas too: 10 s // (0.25 + 1 s)
+    assert plan_fits(TrainConfig(budget=10), p, 20, spent=0, refit_samples=25, validation=5, keeps_last=True) == \
+        (8, False)
 
 
 def test_ctc_probes_the_sizes_given_and_ties_on_whole_captchas_go_to_more_characters_read(monkeypatch):
