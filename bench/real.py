@@ -42,6 +42,7 @@ from rivals import ddddocr_reader
 
 from captcha.bench.speed import solving_figures
 from captcha.charset import for_labels
+from captcha.data.images import is_image_name
 from captcha.data.layout import read_captcha_labels, site_charset
 from captcha.data.styles import CAPTCHA_STYLES, write_captcha_set
 from captcha.eval.metrics import rejection, reliability, string_metrics
@@ -80,7 +81,7 @@ def wide_test(name: str, count: int) -> list[Sample]:
     """``count`` more captchas of leave-style-out site ``name``, drawn from another seed than its own set's
     (written once into runs/lso/<name>-wide/; a folder of another size is drawn again)."""
     source = LSO / f"{name}-wide"
-    if not (source / "labels.csv").is_file() or len(list(source.glob("*.png"))) != count:
+    if not (source / "labels.csv").is_file() or sum(is_image_name(p) for p in source.iterdir()) != count:
         shutil.rmtree(source, ignore_errors=True)
         write_captcha_set(name, source, count, seed=1)
     return by_name(source)

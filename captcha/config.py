@@ -189,6 +189,7 @@ GENERALIZE_SETS = ("halftone-serif", "striped-sans", "eroded-mono", "sysu-cut")
 
 # --- limits on what is read ---------------------------------------------------------------------
 DEFAULT_MAX_PIXELS = 4096 * 4096  # captchas are tiny; anything beyond this is a mistake or an attack
+ANIMATION_FRAMES = 64  # an animated captcha's frames merged into the image read; later ones are not decoded
 SOLVE_BATCH_SIZE = 64  # captchas per network call when solving many
 
 

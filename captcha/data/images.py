@@ -18,7 +18,7 @@ from typing import Union
 import numpy as np
 from PIL import Image, ImageOps, ImageSequence, UnidentifiedImageError
 
-from ..config import DEFAULT_MAX_PIXELS
+from ..config import ANIMATION_FRAMES, DEFAULT_MAX_PIXELS
 from ..errors import ImageError
 
 # .jfif and .jpe are JPEG under the names browsers on Windows save it with
@@ -110,12 +110,32 @@ def _flatten(img: Image.Image) -> Image.Image:
     return img
 
 
+def merged_frames(frames: list[Image.Image]) -> Image.Image:
+    """An animation's RGB frames as one image: each pixel as the frame that shows it furthest from the background
+    (the commonest colour of the frames' edges), so ink any frame shows is kept, a glyph at its strongest.
+
+    Animated captchas blink their glyphs in turn (Java's GIF generators fade each glyph out in one frame and in
+    over the next, so no frame shows them all: the first leaves the first glyph out), and a reader of the first
+    frame alone never sees what it lacks; static ink is the same in every frame, whichever is taken.
+    """
+    if len(frames) == 1 or len({f.size for f in frames}) > 1:
+        return frames[0]
+    stack = np.stack([np.asarray(f, dtype=np.int16) for f in frames])  # (frames, H, W, 3)
+    edges = np.concatenate([stack[:, 0], stack[:, -1], stack[:, :, 0], stack[:, :, -1]], axis=1).reshape(-1, 3)
+    colours, counts = np.unique(edges // 8, axis=0, return_counts=True)  # near colours as one (GIF palettes)
+    background = colours[counts.argmax()] * 8 + 4
+    far = np.abs(stack - background).sum(-1).argmax(0)  # (H, W): the frame each pixel is taken from
+    merged = np.take_along_axis(stack, far[None, ..., None], axis=0)[0]
+    return Image.fromarray(merged.astype(np.uint8), "RGB")
+
+
 def load_image(src: ImageInput, max_pixels: int = DEFAULT_MAX_PIXELS, name: str | None = None) -> Image.Image:
     """Decode a path, bytes, a PIL image or an image written out as base64 text (bare or a ``data:`` URL) into an
     RGB PIL image, or raise :class:`ImageError`.
 
     The size is checked from the header before any pixel is decoded, EXIF rotation is applied,
-    animations give their first frame, and every mode is flattened onto white RGB. Errors name the
+    an animation's frames are merged (:func:`merged_frames`; its first ANIMATION_FRAMES), and every mode is
+    flattened onto white RGB. Errors name the
     input by ``name`` (default: its path, or its size for bytes).
     """
     name = name or describe(src)
@@ -166,7 +186,10 @@ def load_image(src: ImageInput, max_pixels: int = DEFAULT_MAX_PIXELS, name: str 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # PIL's DecompressionBombWarning: we bound size ourselves
             if getattr(img, "is_animated", False):
-                img = next(iter(ImageSequence.Iterator(img))).copy()
+                # at most max_pixels decoded in all, as for one image
+                count = min(ANIMATION_FRAMES, max(1, max_pixels // (width * height)))
+                frames = zip(range(count), ImageSequence.Iterator(img))
+                return merged_frames([_flatten(frame.copy()) for _, frame in frames])  # a frame is the seeked image
             img.load()
             img = ImageOps.exif_transpose(img) or img
             return _flatten(img)

@@ -12,6 +12,9 @@ colours of their own with dots on a dark ground. What the synthesis has not seen
 the combination, not the families, so they stand for near sites, not far ones. Our own code on
 Pillow, numpy and scipy; every cell is drawn from its own seed.
 
+A captcha site may also blink (``HeldOutCaptcha.blink``): written as an animated GIF whose glyphs fade out and
+in by turns, as Java's GIF captcha generators draw them, so that no frame shows every glyph.
+
 ``CAPTCHA_STYLES`` are whole captchas in those styles (glyphs on one canvas, touching, overlapping, on
 a bent baseline, in a band of a larger canvas): sites no pretraining drew, for the benchmark
 (``write_captcha_set``; bench/real.py); which of them a default was set on is said beside them.
@@ -74,6 +77,8 @@ STYLES = {
     "negative-mixed": HeldOutStyle("negative-mixed", ("FreeSans", "LiberationSans", "NimbusSans", "URWGothic",
                                                       "Caladea"), (36, 44), rotation=20.0, colourful=True, dots=40,
                                    tinted=True, negative=True),
+    "blink-mixed": HeldOutStyle("blink-mixed", ("LiberationSerif", "FreeSans", "NimbusSans", "Caladea", "URWBookman"),
+                                (34, 44), rotation=20.0, colourful=True, dots=25, crossing=True),
 }
 
 
@@ -229,6 +234,7 @@ class HeldOutCaptcha:
     arc: float = 0.0  # how far the baseline bends, in cell heights
     band: bool = False  # drawn in a band of a larger white canvas
     longest: int = 0  # > length: each captcha's length drawn from length..longest (a site whose lengths vary)
+    blink: bool = False  # an animated GIF of a frame a glyph, each glyph fading out and in by turns (blink_alphas)
 
 
 # No 0/O or 1/I: sites drop the pairs nobody can tell apart, and so do these. The first three were
@@ -248,6 +254,9 @@ class HeldOutCaptcha:
 # gain read magnified had every site magnified tried, on three striped sites: not kept).
 # The negative ones (the same session) print light glyphs, each in its own colour, with dots on a dark ground, the one
 # in a band of white margins; no default was set on them.
+# The blinking ones (the eighty-first session) are animated GIFs, each glyph fading out and in by turns, as Java's GIF
+# generators write them; drawn to measure how an animation is read (data.images.merged_frames), which was built
+# before any of them was drawn; no default was set on them.
 LOWER, UPPER = "23456789abcdefghjkmnpqrstuvwxyz", "23456789ABCDEFGHJKLMNPQRSTUVWXYZ"
 CAPTCHA_STYLES = {c.name: c for c in (
     HeldOutCaptcha("lso-halftone-lower5", "halftone-serif", 5, LOWER, (-0.08, 0.04), 0.15),
@@ -275,11 +284,26 @@ CAPTCHA_STYLES = {c.name: c for c in (
     HeldOutCaptcha("lso-ruled-lower4", "ruled-ripple", 4, LOWER, (-0.1, 0.05), 0.1),
     HeldOutCaptcha("lso-negative-upper5", "negative-mixed", 5, UPPER, (-0.1, 0.05), 0.1),
     HeldOutCaptcha("lso-negative-lower5", "negative-mixed", 5, LOWER, (-0.12, 0.03), 0.0, band=True),
+    HeldOutCaptcha("lso-blink-upper5", "blink-mixed", 5, UPPER, (-0.05, 0.1), 0.1, blink=True),
+    HeldOutCaptcha("lso-blink-lower4", "blink-mixed", 4, LOWER, (-0.1, 0.05), 0.0, blink=True),
 )}
 
 
+def blink_alphas(frames: int, glyphs: int) -> np.ndarray:
+    """(frames, glyphs) ink opacities of a blinking captcha: glyph j in frame f at ((f + j) mod n) / (n - 1) of its
+    ink, n = ``frames``: each glyph fully inked in one frame and gone in another, the first frame lacking the first."""
+    n = max(frames, 2)
+    return ((np.arange(frames)[:, None] + np.arange(glyphs)[None, :]) % n) / (n - 1)
+
+
 def render_styled_captcha(text: str, rng: random.Random, spec: HeldOutCaptcha) -> Image.Image:
-    """One captcha showing ``text`` in held-out captcha style ``spec``."""
+    """One captcha showing ``text`` in held-out captcha style ``spec`` (a blinking one's first frame)."""
+    return render_styled_frames(text, rng, spec)[0]
+
+
+def render_styled_frames(text: str, rng: random.Random, spec: HeldOutCaptcha) -> list[Image.Image]:
+    """The frames of one captcha showing ``text`` in held-out captcha style ``spec``: one, or where it blinks one a
+    glyph, drawn alike but for each glyph's ink (:func:`blink_alphas`)."""
     style = STYLES[spec.style]
     w, h = style.cell
     masks = []
@@ -305,16 +329,23 @@ def render_styled_captcha(text: str, rng: random.Random, spec: HeldOutCaptcha) -
         owner[region] = np.where(m > canvas[region], i, owner[region])
         np.maximum(canvas[region], m, out=canvas[region])
         x += m.shape[1] + gap
-    img = _appearance(canvas, rng, style, SCALE, owner)
-    if spec.band:
-        size = (int(img.width * rng.uniform(1.2, 1.6)), int(img.height * rng.uniform(1.8, 2.8)))
-        img = in_band(img, rng, size, (255, 255, 255))
-    return img
+    state = rng.getstate()
+    frames = []
+    for alphas in blink_alphas(len(masks), len(masks)) if spec.blink else [np.ones(len(masks))]:
+        rng.setstate(state)  # every frame draws the same colours, noise and margins
+        ink = (canvas * alphas[owner]).astype(np.float32) if spec.blink else canvas
+        img = _appearance(ink, rng, style, SCALE, owner)
+        if spec.band:
+            size = (int(img.width * rng.uniform(1.2, 1.6)), int(img.height * rng.uniform(1.8, 2.8)))
+            img = in_band(img, rng, size, (255, 255, 255))
+        frames.append(img)
+    return frames
 
 
 def write_captcha_set(name: str, out: Path, count: int = 1000, seed: int = 0) -> Path:
     """``count`` captchas of held-out captcha style ``name`` as a flat folder with labels.csv (what a user
-    hands to `captcha train --data DIR`); each from its own seed, so the set is the same on every machine."""
+    hands to `captcha train --data DIR`; a blinking site's as GIFs); each from its own seed, so the set is the same on
+    every machine."""
     spec = CAPTCHA_STYLES[name]
     out.mkdir(parents=True, exist_ok=True)
     rows = []
@@ -322,7 +353,12 @@ def write_captcha_set(name: str, out: Path, count: int = 1000, seed: int = 0) ->
         rng = random.Random(seed_for(seed, f"{name}/{i}"))
         length = rng.randint(spec.length, spec.longest) if spec.longest > spec.length else spec.length
         text = "".join(rng.choice(spec.alphabet) for _ in range(length))
-        render_styled_captcha(text, rng, spec).save(out / f"{i:05d}.png")
-        rows.append((f"{i:05d}.png", text))
+        frames = render_styled_frames(text, rng, spec)
+        file = f"{i:05d}.gif" if spec.blink else f"{i:05d}.png"
+        if spec.blink:  # a tenth of a second a frame, looping, as the generators write them
+            frames[0].save(out / file, save_all=True, append_images=frames[1:], duration=100, loop=0)
+        else:
+            frames[0].save(out / file)
+        rows.append((file, text))
     write_labels_csv(out, rows)
     return out

@@ -1,3 +1,6 @@
+import io
+
+import numpy as np
 import pytest
 from hostile import make_corpus
 from PIL import Image
@@ -120,3 +123,38 @@ def test_a_file_named_as_a_format_it_does_not_read_says_to_convert_it_and_jfif_i
         load_image(tmp_path / "x.tiff")
     Image.new("RGB", (16, 16), "red").save(tmp_path / "y.jfif", "JPEG")
     assert load_image(tmp_path / "y.jfif").size == (16, 16)
+
+
+def _blinking(ground: tuple[int, int, int], ink: tuple[int, int, int], fmt: str = "GIF") -> bytes:
+    """Three squares that blink by turns over three frames, as GIF captcha generators draw glyphs: square j at
+    ((f + j) mod 3) / 2 of its ink in frame f, so the first frame lacks the first square."""
+    from PIL import ImageDraw
+
+    frames = []
+    for f in range(3):
+        img = Image.new("RGB", (90, 30), ground)
+        draw = ImageDraw.Draw(img)
+        for j in range(3):
+            a = ((f + j) % 3) / 2
+            colour = tuple(round(g + a * (i - g)) for g, i in zip(ground, ink))
+            draw.rectangle([5 + 30 * j, 5, 25 + 30 * j, 25], fill=colour)
+        frames.append(img)
+    buf = io.BytesIO()
+    frames[0].save(buf, fmt, save_all=True, append_images=frames[1:], duration=100, loop=0)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("ground,ink", [((250, 250, 240), (200, 30, 30)), ((20, 20, 60), (240, 240, 90))])
+def test_an_animation_is_read_as_its_frames_merged_each_glyph_at_its_strongest(ground, ink):
+    first = np.asarray(Image.open(io.BytesIO(_blinking(ground, ink))).convert("RGB"))
+    assert tuple(first[15, 15]) == ground  # the first frame alone shows no first square
+    merged = np.asarray(load_image(_blinking(ground, ink)))
+    assert [tuple(merged[15, 15 + 30 * j]) for j in range(3)] == [ink] * 3
+    assert tuple(merged[2, 2]) == ground and tuple(merged[15, 30]) == ground  # the ground between stays
+
+
+def test_an_animated_webp_is_merged_too_and_a_huge_animation_reads_its_first_frame():
+    merged = np.asarray(load_image(_blinking((255, 255, 255), (0, 0, 0), "WEBP")))
+    assert all(merged[15, 15 + 30 * j].max() < 60 for j in range(3))  # lossy, but every square inked
+    one = np.asarray(load_image(_blinking((255, 255, 255), (0, 0, 0)), max_pixels=90 * 30))  # room for one frame
+    assert one[15, 15].min() == 255 and one[15, 75].max() == 0  # the first frame, as decoded

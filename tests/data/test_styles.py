@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from captcha.data.fonts import held_out_files
 from captcha.data.styles import STYLES, HeldOutStyle, render_styled
@@ -119,3 +120,29 @@ def test_a_colourful_captcha_inks_each_glyph_in_its_own_colour(monkeypatch):
 
     assert ink_gap(quiet) > 30
     assert ink_gap(dataclasses.replace(quiet, colourful=False)) < 10
+
+
+def test_blinking_glyphs_are_each_fully_inked_in_one_frame_and_gone_in_another():
+    from captcha.data.styles import blink_alphas
+
+    alphas = blink_alphas(5, 5)
+    assert alphas[0, 0] == 0.0  # the first frame lacks the first glyph
+    assert (alphas.max(0) == 1.0).all() and (alphas.min(0) == 0.0).all()
+    assert (alphas.sum(1) == alphas[0].sum()).all()  # every frame as inked as the next
+
+
+@needs_fonts
+def test_a_blinking_site_is_written_as_gifs_whose_first_frame_lacks_a_glyph_the_merge_shows(tmp_path):
+    from captcha.data.images import load_image
+    from captcha.data.styles import write_captcha_set
+
+    out = write_captcha_set("lso-blink-upper5", tmp_path / "site", 2)
+    gif = out / "00000.gif"
+    with Image.open(gif) as img:
+        assert img.n_frames == 5
+        first = _pixels(img.convert("RGB")).astype(int)
+    merged = _pixels(load_image(gif)).astype(int)
+    ground = np.median(first[0], 0)
+    ink = lambda a: np.abs(a - ground).sum(-1) > 120  # noqa: E731
+    left = np.s_[:, : first.shape[1] // 3]  # where the first glyph stands
+    assert ink(merged[left]).sum() > 1.5 * ink(first[left]).sum()
