@@ -31,6 +31,7 @@ READ_FORMATS = ", ".join(f.lower() for f in ALLOWED_FORMATS)  # as messages name
 REFUSED_SUFFIXES = (".tif", ".tiff", ".ico", ".tga", ".jp2", ".j2k", ".pcx", ".ppm", ".pgm", ".pbm", ".pnm", ".sgi",
                     ".eps", ".psd", ".svg", ".avif", ".heic", ".heif", ".jxl")
 
+LIGHT_INK = 200  # opaque pixels this light on average, over a mostly transparent ground, go onto black (_ground)
 ImageInput = Union[str, os.PathLike, bytes, bytearray, Image.Image]
 # Text this long of base64's characters alone (never a '.', so never a file name with its suffix) is an image
 # written out, as web pages embed them and scrapers pass them on
@@ -92,7 +93,8 @@ def decode_base64(text: str, name: str) -> bytes:
 
 
 def _flatten(img: Image.Image) -> Image.Image:
-    """Any PIL mode -> RGB, compositing transparency onto white as a browser would show it."""
+    """Any PIL mode -> RGB, compositing transparency onto white as a browser would show it, or onto black where the
+    opaque part is light ink over a mostly transparent ground (made for a dark page: on white it would vanish)."""
     if img.mode in ("I;16", "I;16B", "I;16L", "I"):
         # 16/32-bit greyscale: scale 16-bit values down instead of clipping everything to white.
         arr = np.asarray(img, dtype=np.float64)
@@ -103,11 +105,22 @@ def _flatten(img: Image.Image) -> Image.Image:
         img = img.convert("RGBA" if "transparency" in img.info else "RGB")
     if img.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
         rgba = img.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        background = Image.new("RGBA", rgba.size, _ground(np.asarray(rgba)))
         return Image.alpha_composite(background, rgba).convert("RGB")
     if img.mode != "RGB":
         img = img.convert("RGB")  # L, 1, CMYK, YCbCr, F ...
     return img
+
+
+def _ground(rgba: np.ndarray) -> tuple[int, int, int, int]:
+    """The colour a transparent image goes onto: white, or black where under half of it is opaque and that part is
+    light (its mean luminance over LIGHT_INK)."""
+    opaque = rgba[..., 3] > 127
+    if 0 < opaque.sum() < 0.5 * opaque.size:
+        luminance = rgba[opaque][:, :3].astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+        if luminance.mean() > LIGHT_INK:
+            return (0, 0, 0, 255)
+    return (255, 255, 255, 255)
 
 
 def merged_frames(frames: list[Image.Image]) -> Image.Image:

@@ -158,3 +158,22 @@ def test_an_animated_webp_is_merged_too_and_a_huge_animation_reads_its_first_fra
     assert all(merged[15, 15 + 30 * j].max() < 60 for j in range(3))  # lossy, but every square inked
     one = np.asarray(load_image(_blinking((255, 255, 255), (0, 0, 0)), max_pixels=90 * 30))  # room for one frame
     assert one[15, 15].min() == 255 and one[15, 75].max() == 0  # the first frame, as decoded
+
+
+def test_light_ink_on_transparency_goes_onto_black_and_dark_ink_or_an_opaque_card_onto_white():
+    from PIL import ImageDraw
+
+    def drawn(ink, card=None):
+        img = Image.new("RGBA", (60, 20), (0, 0, 0, 0))
+        draw = ImageDraw.Draw(img)
+        if card:
+            draw.rectangle([2, 1, 57, 18], fill=card)  # an opaque card with transparent corners and margins
+        draw.rectangle([10, 5, 20, 15], fill=ink)
+        return np.asarray(load_image(img))
+
+    white_text = drawn((255, 255, 255, 255))
+    assert tuple(white_text[0, 0]) == (0, 0, 0) and tuple(white_text[10, 15]) == (255, 255, 255)  # still readable
+    dark_text = drawn((20, 20, 20, 255))
+    assert tuple(dark_text[0, 0]) == (255, 255, 255) and tuple(dark_text[10, 15]) == (20, 20, 20)
+    on_card = drawn((20, 20, 20, 255), card=(250, 250, 250, 255))
+    assert tuple(on_card[0, 0]) == (255, 255, 255) and tuple(on_card[10, 40]) == (250, 250, 250)
