@@ -123,6 +123,16 @@ def _ground(rgba: np.ndarray) -> tuple[int, int, int, int]:
     return (255, 255, 255, 255)
 
 
+def is_animated(path: str | os.PathLike) -> bool:
+    """Whether the image file at ``path`` has several frames (read as one by :func:`merged_frames`); False for any
+    file it cannot open."""
+    try:
+        with Image.open(path, formats=ALLOWED_FORMATS) as img:
+            return bool(getattr(img, "is_animated", False))
+    except Exception:  # noqa: BLE001 - unreadable files are said where they are read
+        return False
+
+
 def merged_frames(frames: list[Image.Image]) -> Image.Image:
     """An animation's RGB frames as one image: each pixel as the frame that shows it furthest from the background
     (the commonest colour of the frames' edges), so ink any frame shows is kept, a glyph at its strongest.

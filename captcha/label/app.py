@@ -11,6 +11,7 @@ refreshed. The page is never blocked by it.
 
 # no `from __future__ import annotations`: FastAPI reads the endpoint annotations at run time
 
+import io
 import logging
 import subprocess
 import sys
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from ..charset import Charset
+from ..data.images import is_animated, load_image
 from ..errors import CaptchaError, DataError
 from ..inference.decode import Solution
 from ..inference.load import load_solver
@@ -127,7 +129,7 @@ def create_label_app(session: Session):
     """The FastAPI application serving the page and its small JSON API."""
     # optional heavy dependencies, needed only by the page
     from fastapi import FastAPI, HTTPException
-    from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
+    from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 
     app = FastAPI(title="captcha label", version="1")
     page = (resources.files("captcha") / "label" / "static" / "index.html").read_text(encoding="utf-8")
@@ -168,7 +170,12 @@ def create_label_app(session: Session):
     def image(name: str):
         if name not in session.store.names:  # only the folder's own images, never a path
             raise HTTPException(404, f"{name!r} is not an image of this folder")
-        return FileResponse(session.store.folder / name)
+        path = session.store.folder / name
+        if is_animated(path):  # shown still, as it is read (its frames merged), not blinking
+            buf = io.BytesIO()
+            load_image(path).save(buf, "PNG")
+            return Response(buf.getvalue(), media_type="image/png")
+        return FileResponse(path)
 
     @app.post("/api/label")
     def label(body: dict[str, Any]) -> dict[str, Any]:

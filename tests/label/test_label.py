@@ -111,6 +111,25 @@ def test_the_api_proposes_least_confident_first_and_records_answers(folder, tiny
     assert progress["answered"] == 1 and progress["seconds_per_captcha"] == pytest.approx(1.5)
 
 
+def test_an_animated_captcha_is_shown_still_as_it_is_read(folder, tiny_model):
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    frames = [Image.new("RGB", (60, 20), "white") for _ in range(2)]
+    frames[0].paste((0, 0, 0), (5, 5, 15, 15))  # one square a frame: no frame shows both
+    frames[1].paste((0, 0, 0), (40, 5, 50, 15))
+    frames[0].save(folder / "blink.gif", save_all=True, append_images=frames[1:], duration=100, loop=0)
+    client = TestClient(create_label_app(open_session(folder, tiny_model, CHARSET, length=4)))
+    shown = client.get("/api/image/blink.gif")
+    assert shown.headers["content-type"] == "image/png"
+    still = np.asarray(Image.open(io.BytesIO(shown.content)).convert("L"))
+    assert still[10, 10] < 50 and still[10, 45] < 50  # both squares
+    name = sorted(p.name for p in folder.glob("*.png"))[0]
+    assert client.get(f"/api/image/{name}").content == (folder / name).read_bytes()  # a still image as it is
+
+
 def test_nothing_is_lost_when_the_page_is_killed(folder, tiny_model, tiny_data, tmp_path):
     truth = _truth(tiny_data)
 
