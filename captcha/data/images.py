@@ -20,16 +20,17 @@ from PIL import Image, ImageOps, ImageSequence, UnidentifiedImageError
 
 from ..config import ANIMATION_FRAMES, DEFAULT_MAX_PIXELS
 from ..errors import ImageError
+from .svg import MAX_SVG_BYTES, looks_like_svg, render_svg
 
 # .jfif and .jpe are JPEG under the names browsers on Windows save it with
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".jfif", ".jpe", ".bmp", ".gif", ".webp")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".jfif", ".jpe", ".bmp", ".gif", ".webp", ".svg")
 # The only decoders run on untrusted bytes: Pillow's others (TIFF, ICO, PCX, SGI, TGA, JPEG 2000, EPS
 # through Ghostscript...) are never reached, whatever the file says it is.
 ALLOWED_FORMATS = ("PNG", "JPEG", "BMP", "GIF", "WEBP")
-READ_FORMATS = ", ".join(f.lower() for f in ALLOWED_FORMATS)  # as messages name them
+READ_FORMATS = ", ".join([*(f.lower() for f in ALLOWED_FORMATS), "svg"])  # as messages name them; svg: data.svg
 # Images in formats it does not decode: named in an error, never passed over in silence
 REFUSED_SUFFIXES = (".tif", ".tiff", ".ico", ".tga", ".jp2", ".j2k", ".pcx", ".ppm", ".pgm", ".pbm", ".pnm", ".sgi",
-                    ".eps", ".psd", ".svg", ".avif", ".heic", ".heif", ".jxl")
+                    ".eps", ".psd", ".avif", ".heic", ".heif", ".jxl")
 
 LIGHT_INK = 200  # opaque pixels this light on average, over a mostly transparent ground, go onto black (_ground)
 ImageInput = Union[str, os.PathLike, bytes, bytearray, Image.Image]
@@ -112,6 +113,16 @@ def _flatten(img: Image.Image) -> Image.Image:
     return img
 
 
+def _svg_file(path: Path) -> bytes | None:
+    """The bytes of a file Pillow could not identify where it starts as an SVG document does, else None."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(4096)
+            return head + fh.read(MAX_SVG_BYTES) if looks_like_svg(head) else None  # render_svg refuses more
+    except OSError:
+        return None
+
+
 def _ground(rgba: np.ndarray) -> tuple[int, int, int, int]:
     """The colour a transparent image goes onto: white, or black where under half of it is opaque and that part is
     light (its mean luminance over LIGHT_INK)."""
@@ -182,6 +193,9 @@ def load_image(src: ImageInput, max_pixels: int = DEFAULT_MAX_PIXELS, name: str 
         try:
             img = Image.open(fp, formats=ALLOWED_FORMATS)
         except UnidentifiedImageError:
+            data = fp.getvalue() if isinstance(fp, io.BytesIO) else _svg_file(fp)
+            if data is not None and looks_like_svg(data):  # drawn by our own renderer: Pillow reads no SVG
+                return _flatten(render_svg(data, name, max_pixels))
             unpack = unpack_hint(fp) if isinstance(fp, Path) else None
             if unpack:
                 raise ImageError(f"{name}: an archive, not an image: unpack it first ({unpack}) and pass its images "

@@ -171,7 +171,7 @@ def create_label_app(session: Session):
         if name not in session.store.names:  # only the folder's own images, never a path
             raise HTTPException(404, f"{name!r} is not an image of this folder")
         path = session.store.folder / name
-        if is_animated(path):  # shown still, as it is read (its frames merged), not blinking
+        if path.suffix.lower() == ".svg" or is_animated(path):  # as it is read: drawn here, its frames merged
             buf = io.BytesIO()
             load_image(path).save(buf, "PNG")
             return Response(buf.getvalue(), media_type="image/png")

@@ -119,7 +119,7 @@ def test_webp_is_allowed():
 def test_a_file_named_as_a_format_it_does_not_read_says_to_convert_it_and_jfif_is_jpeg(tmp_path):
     Image.new("RGB", (16, 16), "white").save(tmp_path / "x.tiff")
     with pytest.raises(ImageError, match=r"x\.tiff: a \.tiff image, a format it does not read \(png, jpeg, bmp, gif, "
-                                         r"webp\): convert it to png"):
+                                         r"webp, svg\): convert it to png"):
         load_image(tmp_path / "x.tiff")
     Image.new("RGB", (16, 16), "red").save(tmp_path / "y.jfif", "JPEG")
     assert load_image(tmp_path / "y.jfif").size == (16, 16)

@@ -418,7 +418,7 @@ def test_captchas_in_a_format_it_does_not_read_are_named_not_passed_over(flat_ca
     for p in sorted(flat_captchas.glob("*.png"))[:3]:
         Image.open(p).save(tiffs / f"{p.stem}.tiff")
     with pytest.raises(DataError, match=r"its captchas are \.tiff images, a format it does not read \(png, jpeg, bmp, "
-                                        r"gif, webp\): convert them to png \(e\.g\. `mogrify -format png"):
+                                        r"gif, webp, svg\): convert them to png \(e\.g\. `mogrify -format png"):
         check_dataset(tiffs, CS)
     mixed = tmp_path / "mixed"
     shutil.copytree(flat_captchas, mixed)
@@ -426,4 +426,4 @@ def test_captchas_in_a_format_it_does_not_read_are_named_not_passed_over(flat_ca
     report = check_dataset(mixed, CS)
     assert report.usable and report.captchas["all"] == len(list(flat_captchas.glob("*.png")))
     assert [p.message for p in report.problems if p.path.endswith(".tiff")] == [
-        "a .tiff image, a format it does not read (png, jpeg, bmp, gif, webp): convert it to png"]
+        "a .tiff image, a format it does not read (png, jpeg, bmp, gif, webp, svg): convert it to png"]

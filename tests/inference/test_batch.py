@@ -172,6 +172,6 @@ def test_an_image_in_a_format_it_does_not_read_is_an_error_row_that_says_so(solv
     stats = run_batch([str(folder)], out, solver)
     rows = {os.path.basename(r["filename"]): r for r in csv.DictReader(open(out, encoding="utf-8"))}
     assert sorted(rows) == ["a.png", "b.tif", "c.jfif"] and stats["solved"] == 2 and stats["errors"] == 1
-    assert rows["b.tif"]["error"].endswith("a .tif image, a format it does not read (png, jpeg, bmp, gif, webp): "
+    assert rows["b.tif"]["error"].endswith("a .tif image, a format it does not read (png, jpeg, bmp, gif, webp, svg): "
                                            "convert it to png")
     assert not rows["a.png"]["error"] and not rows["c.jfif"]["error"]

@@ -111,7 +111,7 @@ def test_the_api_proposes_least_confident_first_and_records_answers(folder, tiny
     assert progress["answered"] == 1 and progress["seconds_per_captcha"] == pytest.approx(1.5)
 
 
-def test_an_animated_captcha_is_shown_still_as_it_is_read(folder, tiny_model):
+def test_an_animated_or_svg_captcha_is_shown_as_it_is_read(folder, tiny_model):
     import io
 
     import numpy as np
@@ -128,6 +128,11 @@ def test_an_animated_captcha_is_shown_still_as_it_is_read(folder, tiny_model):
     assert still[10, 10] < 50 and still[10, 45] < 50  # both squares
     name = sorted(p.name for p in folder.glob("*.png"))[0]
     assert client.get(f"/api/image/{name}").content == (folder / name).read_bytes()  # a still image as it is
+    (folder / "drawn.svg").write_text('<svg xmlns="http://www.w3.org/2000/svg" width="60" height="20">'
+                                      '<rect x="5" y="5" width="10" height="10"/><script>alert(1)</script></svg>')
+    session = open_session(folder, tiny_model, CHARSET, length=4)
+    drawn = TestClient(create_label_app(session)).get("/api/image/drawn.svg")  # pixels, never the page's script
+    assert drawn.headers["content-type"] == "image/png" and b"script" not in drawn.content
 
 
 def test_nothing_is_lost_when_the_page_is_killed(folder, tiny_model, tiny_data, tmp_path):

@@ -1,0 +1,295 @@
+"""SVG captchas as pixels: the captchas web apps draw as SVG (text as filled outlines, noise as stroked curves, a
+rectangle behind), rasterised by our own small renderer on Pillow and numpy, no SVG library.
+
+It draws what such captchas use: ``rect``, ``circle``, ``ellipse``, ``line``, ``polyline``, ``polygon`` and ``path``
+(every command; an arc as the straight line to its end), each filled (even-odd) and stroked in a solid colour with
+its opacity, in the ``viewBox`` the root gives, groups passing their paint on. ``text`` elements (a font the page
+would choose), transforms, gradients and patterns are not drawn. Input is untrusted: the file's size, the pixels
+and the points drawn are bounded, and XML entities are refused.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import re
+import xml.etree.ElementTree as ET
+
+import numpy as np
+from PIL import Image, ImageColor, ImageDraw
+
+from ..errors import ImageError
+
+MAX_SVG_BYTES = 2_000_000  # an SVG captcha is a few kilobytes
+MAX_POINTS = 500_000  # points drawn in all, curves flattened
+SUPERSAMPLE = 4  # drawn this many times larger, then reduced: smooth edges
+CURVE_STEPS = 12  # straight pieces a Bezier curve is drawn with
+_NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
+_TOKEN = re.compile(r"([MmLlHhVvCcSsQqTtAaZz])|" + _NUMBER.pattern)
+_SKIPPED = {"defs", "clipPath", "mask", "pattern", "linearGradient", "radialGradient", "symbol", "marker", "style",
+            "title", "desc", "metadata", "text", "script", "foreignObject", "image", "use"}
+_PAINT = ("fill", "stroke", "stroke-width", "opacity", "fill-opacity", "stroke-opacity", "fill-rule")
+
+Subpath = tuple[list[tuple[float, float]], bool]  # points, closed
+
+
+def looks_like_svg(data: bytes) -> bool:
+    """Whether ``data`` is an SVG document (its start, past a BOM, an XML declaration or comments)."""
+    head = data[:2048].lstrip(b"\xef\xbb\xbf \t\r\n")
+    return head.startswith(b"<svg") or (head.startswith((b"<?xml", b"<!--")) and b"<svg" in data[:4096])
+
+
+def render_svg(data: bytes, name: str, max_pixels: int) -> Image.Image:
+    """An SVG document -> an RGBA image at its own size (width and height, else its viewBox's); ImageError if it
+    is not one, is too large, or draws too much."""
+    if len(data) > MAX_SVG_BYTES:
+        raise ImageError(f"{name}: an SVG of {len(data)} bytes is over the limit of {MAX_SVG_BYTES}")
+    if b"<!ENTITY" in data:
+        raise ImageError(f"{name}: an SVG that declares XML entities is refused; save it without them")
+    try:
+        root = ET.fromstring(data)
+    except ET.ParseError as exc:
+        raise ImageError(f"{name}: not a well-formed SVG ({exc}); convert it to png") from None
+    if _tag(root) != "svg":
+        raise ImageError(f"{name}: an XML document, not an SVG image")
+    box = _numbers(root.get("viewBox", ""))
+    width, height = _length(root.get("width")), _length(root.get("height"))
+    if len(box) != 4 or box[2] <= 0 or box[3] <= 0:
+        if not width or not height:
+            raise ImageError(f"{name}: an SVG with neither a size nor a viewBox; give it width and height")
+        box = [0.0, 0.0, width, height]
+    width, height = width or box[2], height or box[3]
+    w, h = max(1, round(width)), max(1, round(height))
+    if w * h > max_pixels:
+        raise ImageError(f"{name}: {w}x{h} pixels is over the limit of {max_pixels} "
+                         "(raise max_pixels if this is really a captcha)")
+    scale = (w * SUPERSAMPLE / box[2], h * SUPERSAMPLE / box[3])
+    canvas = _Canvas((w * SUPERSAMPLE, h * SUPERSAMPLE), box[:2], scale, name)
+    canvas.walk(root, {"fill": "black"})
+    return canvas.image().resize((w, h), Image.BOX)
+
+
+def _tag(element: ET.Element) -> str:
+    return element.tag.rsplit("}", 1)[-1]
+
+
+def _numbers(text: str) -> list[float]:
+    return [float(v) for v in _NUMBER.findall(text or "")]
+
+
+def _length(text: str | None) -> float:
+    """A length attribute in user units (px, or none); 0 for a missing or relative one (``100%``)."""
+    if not text or text.strip().endswith("%"):
+        return 0.0
+    found = _NUMBER.match(text.strip())
+    return float(found.group()) if found else 0.0
+
+
+class _Canvas:
+    """Premultiplied RGBA layers composited in document order, at the supersampled size."""
+
+    def __init__(self, size: tuple[int, int], origin: list[float], scale: tuple[float, float], name: str) -> None:
+        self.size, self.origin, self.scale, self.name = size, origin, scale, name
+        self.rgb = np.zeros((size[1], size[0], 3), np.float32)
+        self.alpha = np.zeros((size[1], size[0]), np.float32)
+        self.points = 0
+
+    def walk(self, element: ET.Element, paint: dict[str, str]) -> None:
+        tag = _tag(element)
+        if tag in _SKIPPED:
+            return
+        paint = {**paint, **_style(element)}
+        if tag not in ("svg", "g", "a", "switch"):
+            self.draw(tag, element, paint)
+        for child in element:
+            self.walk(child, paint)
+
+    def draw(self, tag: str, e: ET.Element, paint: dict[str, str]) -> None:
+        shapes = _shape(tag, e, self.origin_size())
+        if not shapes:
+            return
+        sx, sy = self.scale
+        ox, oy = self.origin
+        shapes = [([((x - ox) * sx, (y - oy) * sy) for x, y in points], closed) for points, closed in shapes]
+        self.points += sum(len(p) for p, _ in shapes)
+        if self.points > MAX_POINTS:
+            raise ImageError(f"{self.name}: an SVG that draws over {MAX_POINTS} points is refused")
+        opacity = _opacity(paint.get("opacity"))
+        fill = _colour(paint.get("fill"))
+        if fill is not None and tag != "line":
+            mask = np.zeros(self.alpha.shape, bool)
+            for points, _ in shapes:
+                if len(points) >= 3:
+                    one = Image.new("1", self.size, 0)
+                    ImageDraw.Draw(one).polygon(points, fill=1)
+                    mask ^= np.asarray(one, bool)  # even-odd: a glyph's counters are holes
+            self.paint(mask.astype(np.float32), fill, opacity * _opacity(paint.get("fill-opacity")))
+        stroke = _colour(paint.get("stroke"))
+        if stroke is not None:
+            width = max(1, round(_length(paint.get("stroke-width", "1")) * (sx + sy) / 2))
+            layer = Image.new("L", self.size, 0)
+            draw = ImageDraw.Draw(layer)
+            for points, closed in shapes:
+                if len(points) >= 2:
+                    draw.line(points + points[:1] if closed else points, fill=255, width=width, joint="curve")
+            self.paint(np.asarray(layer, np.float32) / 255, stroke, opacity * _opacity(paint.get("stroke-opacity")))
+
+    def origin_size(self) -> tuple[float, float]:
+        return self.size[0] / self.scale[0], self.size[1] / self.scale[1]
+
+    def paint(self, coverage: np.ndarray, colour: tuple[int, int, int], opacity: float) -> None:
+        a = coverage * opacity
+        self.rgb = self.rgb * (1 - a[..., None]) + np.array(colour, np.float32) * a[..., None]
+        self.alpha = self.alpha * (1 - a) + a
+
+    def image(self) -> Image.Image:
+        rgb = np.where(self.alpha[..., None] > 0, self.rgb / np.maximum(self.alpha[..., None], 1e-6), 0)
+        rgba = np.dstack([np.clip(rgb, 0, 255), self.alpha * 255]).round().astype(np.uint8)
+        return Image.fromarray(rgba, "RGBA")
+
+
+def _style(e: ET.Element) -> dict[str, str]:
+    """The paint an element sets: its attributes, then its ``style`` declarations."""
+    out = {k: e.get(k) for k in _PAINT if e.get(k) is not None}
+    for part in (e.get("style") or "").split(";"):
+        key, _, value = part.partition(":")
+        if key.strip() in _PAINT:
+            out[key.strip()] = value.strip()
+    return out
+
+
+def _colour(text: str | None) -> tuple[int, int, int] | None:
+    if text is None or text.strip() in ("none", "transparent", ""):
+        return None
+    text = text.strip()
+    if text == "currentColor":
+        return (0, 0, 0)
+    try:
+        return ImageColor.getrgb(text)[:3]
+    except ValueError:
+        return (0, 0, 0)  # a paint server (url(#...)) or an unknown name: drawn as ink, not dropped
+
+
+def _opacity(text: str | None) -> float:
+    try:
+        return min(1.0, max(0.0, float(text))) if text is not None else 1.0
+    except ValueError:
+        return 1.0
+
+
+def _shape(tag: str, e: ET.Element, view: tuple[float, float]) -> list[Subpath]:
+    """An element's outline as subpaths in user units."""
+
+    def num(key: str, of: float = 0.0) -> float:
+        value = (e.get(key) or "0").strip()
+        return float(value[:-1]) / 100 * of if value.endswith("%") else _length(value)
+
+    if tag == "rect":
+        x, y, w, h = num("x", view[0]), num("y", view[1]), num("width", view[0]), num("height", view[1])
+        return [([(x, y), (x + w, y), (x + w, y + h), (x, y + h)], True)] if w > 0 and h > 0 else []
+    if tag in ("circle", "ellipse"):
+        cx, cy = num("cx", view[0]), num("cy", view[1])
+        rx, ry = (num("r"), num("r")) if tag == "circle" else (num("rx"), num("ry"))
+        steps = 48
+        return [([(cx + rx * math.cos(2 * math.pi * k / steps), cy + ry * math.sin(2 * math.pi * k / steps))
+                  for k in range(steps)], True)] if rx > 0 and ry > 0 else []
+    if tag == "line":
+        return [([(num("x1"), num("y1")), (num("x2"), num("y2"))], False)]
+    if tag in ("polyline", "polygon"):
+        values = _numbers(e.get("points", ""))
+        points = list(zip(values[0::2], values[1::2]))
+        return [(points, tag == "polygon")] if points else []
+    if tag == "path":
+        return path_outline(e.get("d", ""))
+    return []
+
+
+def path_outline(d: str) -> list[Subpath]:
+    """A path's ``d`` -> its subpaths as points, curves flattened (CURVE_STEPS pieces each), arcs drawn straight."""
+    tokens = [(c, float(n) if not c else 0.0) for c, n in ((m.group(1), m.group(0)) for m in _TOKEN.finditer(d))]
+    out: list[Subpath] = []
+    points: list[tuple[float, float]] = []
+    x = y = sx = sy = 0.0
+    last_control: tuple[float, float] | None = None
+    command, last_command, i = "", "", 0
+
+    def take(n: int) -> list[float] | None:
+        nonlocal i
+        if i + n > len(tokens) or any(c for c, _ in tokens[i:i + n]):
+            return None
+        values = [v for _, v in tokens[i:i + n]]
+        i += n
+        return values
+
+    def curve(controls: list[tuple[float, float]]) -> None:
+        start = (x, y)
+        for k in range(1, CURVE_STEPS + 1):
+            t = k / CURVE_STEPS
+            ps = [start, *controls]
+            while len(ps) > 1:  # de Casteljau
+                ps = [(a[0] + (b[0] - a[0]) * t, a[1] + (b[1] - a[1]) * t) for a, b in itertools.pairwise(ps)]
+            points.append(ps[0])
+
+    while i < len(tokens):
+        if tokens[i][0]:
+            command = tokens[i][0]
+            i += 1
+            if command in "Zz":
+                if points:
+                    out.append((points, True))
+                points, (x, y), last_control = [], (sx, sy), None
+                continue
+        elif not command or command in "Zz":
+            break  # numbers with no command before them: the rest is not drawn
+        rel = command.islower()
+        ox, oy = (x, y) if rel else (0.0, 0.0)
+        kind = command.upper()
+        arity = {"M": 2, "L": 2, "H": 1, "V": 1, "C": 6, "S": 4, "Q": 4, "T": 2, "A": 7}[kind]
+        v = take(arity)
+        if v is None:
+            break
+        control: tuple[float, float] | None = None
+        if kind == "M":
+            if len(points) > 1:
+                out.append((points, False))
+            x, y = v[0] + ox, v[1] + oy
+            sx, sy, points = x, y, [(x, y)]
+            command = "l" if rel else "L"  # further pairs are lines
+        elif kind == "L":
+            x, y = v[0] + ox, v[1] + oy
+            points.append((x, y))
+        elif kind == "H":
+            x = v[0] + ox
+            points.append((x, y))
+        elif kind == "V":
+            y = v[0] + (y if rel else 0.0)
+            points.append((x, y))
+        elif kind == "C":
+            c1, control, end = (v[0] + ox, v[1] + oy), (v[2] + ox, v[3] + oy), (v[4] + ox, v[5] + oy)
+            curve([c1, control, end])
+            x, y = end
+        elif kind == "S":
+            c1 = (2 * x - last_control[0], 2 * y - last_control[1]) if last_control and last_command in "CcSs" \
+                else (x, y)
+            control, end = (v[0] + ox, v[1] + oy), (v[2] + ox, v[3] + oy)
+            curve([c1, control, end])
+            x, y = end
+        elif kind == "Q":
+            control, end = (v[0] + ox, v[1] + oy), (v[2] + ox, v[3] + oy)
+            curve([control, end])
+            x, y = end
+        elif kind == "T":
+            control = (2 * x - last_control[0], 2 * y - last_control[1]) if last_control and last_command in "QqTt" \
+                else (x, y)
+            end = (v[0] + ox, v[1] + oy)
+            curve([control, end])
+            x, y = end
+        elif kind == "A":
+            x, y = v[5] + ox, v[6] + oy
+            points.append((x, y))
+        if not points:
+            points = [(x, y)]
+        last_control, last_command = control, command
+    if len(points) > 1:
+        out.append((points, False))
+    return out

@@ -1,0 +1,80 @@
+"""SVG captchas: drawn by the package's own renderer as a browser shows them, read wherever an image is read, and
+untrusted SVG refused with one clear error."""
+
+import base64
+
+import numpy as np
+import pytest
+
+from captcha.data.images import is_image_name, load_image
+from captcha.data.svg import path_outline, render_svg
+from captcha.errors import ImageError
+
+RING = "M10 10 H50 V50 H10 Z M20 20 H40 V40 H20 Z"  # a square with a square hole, as a glyph's counter
+
+
+def _svg(body: str, size: str = 'width="60" height="60"', box: str = "0 0 60 60") -> bytes:
+    return f'<svg xmlns="http://www.w3.org/2000/svg" {size} viewBox="{box}">{body}</svg>'.encode()
+
+
+def test_a_filled_outline_keeps_its_holes_and_strokes_and_the_ground_are_drawn():
+    body = f'<rect width="100%" height="100%" fill="#e0d0c0"/><path fill="#c03030" d="{RING}"/>' \
+           '<line x1="0" y1="55" x2="60" y2="55" stroke="rgb(0,0,200)" stroke-width="2"/>'
+    img = np.asarray(load_image(_svg(body)))
+    assert tuple(img[15, 15]) == (192, 48, 48)  # the ring
+    assert tuple(img[30, 30]) == (224, 208, 192)  # its hole shows the ground
+    assert tuple(img[5, 5]) == (224, 208, 192)
+    assert img[55, 30, 2] > 150 and img[55, 30, 0] < 60  # the stroke
+
+
+def test_relative_commands_curves_and_the_viewbox_draw_what_absolute_ones_do():
+    relative = path_outline("m10 10 h40 v40 h-40 z m10 10 h20 v20 h-20 z")
+    absolute = path_outline(RING)
+    assert [p for p, _ in relative] == [p for p, _ in absolute]
+    # a circle as four cubic curves and as an element cover the same pixels, here in a viewBox four times smaller
+    k = 0.5523 * 5
+    arcs = f"M15 10 C15 {10 + k} {10 + k} 15 10 15 S5 {10 + k} 5 10 S{10 - k} 5 10 5 S15 {10 - k} 15 10 Z"
+    size, box = 'width="80" height="80"', "0 0 20 20"
+    drawn = [np.asarray(load_image(_svg(f'<path fill="black" d="{arcs}"/>', size, box)).convert("L")) < 128,
+             np.asarray(load_image(_svg('<circle cx="10" cy="10" r="5" fill="black"/>', size, box)).convert("L")) < 128]
+    assert abs(drawn[0].sum() - np.pi * 20 ** 2) < 0.05 * np.pi * 20 ** 2
+    assert (drawn[0] != drawn[1]).sum() < 0.04 * drawn[1].sum()
+    quadratic = path_outline("M0 0 Q10 20 20 0 T40 0")
+    assert max(y for y, in [(p[1],) for p in quadratic[0][0]]) == pytest.approx(10, abs=0.1)  # the peak of a parabola
+
+
+def test_an_svg_is_read_from_a_file_of_any_name_from_base64_and_by_the_batch(tmp_path):
+    data = _svg(f'<path fill="#000" d="{RING}"/>')
+    (tmp_path / "a.svg").write_bytes(data)
+    (tmp_path / "b.png").write_bytes(data)  # saved under another name
+    url = "data:image/svg+xml;base64," + base64.b64encode(data).decode()
+    read = [np.asarray(load_image(src)) for src in (tmp_path / "a.svg", tmp_path / "b.png", url, data)]
+    assert all((r == read[0]).all() for r in read) and read[0].shape == (60, 60, 3)
+    assert tuple(read[0][15, 15]) == (0, 0, 0) and tuple(read[0][30, 30]) == (255, 255, 255)  # onto white
+    assert is_image_name("site/0001.svg")
+
+
+@pytest.mark.parametrize("data,message", [
+    (b'<?xml version="1.0"?><!DOCTYPE s [<!ENTITY a "aaaa"><!ENTITY b "&a;&a;">]><svg width="9" height="9">&b;</svg>',
+     "entities"),
+    (_svg("", 'width="9000" height="9000"', "0 0 9000 9000"), "over the limit"),
+    (b"<svg xmlns='http://www.w3.org/2000/svg'><rect width='5' height='5'/></svg>", "neither a size nor a viewBox"),
+    (_svg('<path d="M0 0 L5 5')[:-20], "not a well-formed SVG"),
+    (b"<svg" + b" " * 3_000_000 + b"/>", "over the limit of"),
+])
+def test_untrusted_svg_is_refused_with_one_clear_error(data, message):
+    with pytest.raises(ImageError, match=message):
+        load_image(data, max_pixels=4096 * 4096)
+
+
+def test_too_many_points_is_refused_and_truncated_documents_read_or_raise_image_error():
+    curves = "C1 2 3 4 5 6 " * 3000  # each curve drawn as CURVE_STEPS points: a small file that draws a lot
+    body = "".join(f'<path fill="black" d="M0 0 {curves}Z"/>' for _ in range(15))
+    with pytest.raises(ImageError, match="points"):
+        render_svg(_svg(body), "many.svg", 4096 * 4096)
+    data = _svg(f'<rect width="100%" height="100%" fill="#fff"/><path fill="#123" d="{RING} C1 2 3 4 5 6 Q1 2 3"/>')
+    for cut in range(0, len(data), 7):
+        try:
+            assert load_image(data[:cut]).mode == "RGB"
+        except ImageError:
+            pass
