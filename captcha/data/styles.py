@@ -13,7 +13,9 @@ the combination, not the families, so they stand for near sites, not far ones. O
 Pillow, numpy and scipy; every cell is drawn from its own seed.
 
 A captcha site may also blink (``HeldOutCaptcha.blink``): written as an animated GIF whose glyphs fade out and
-in by turns, as Java's GIF captcha generators draw them, so that no frame shows every glyph.
+in by turns, as Java's GIF captcha generators draw them, so that no frame shows every glyph. Or be drawn as SVG
+(``HeldOutCaptcha.svg``), as Node's SVG captcha generators draw: each glyph's outline from the font file (fontTools)
+filled in its own colour, scaled, turned and moved on its own, curves stroked across, a light rectangle behind.
 
 ``CAPTCHA_STYLES`` are whole captchas in those styles (glyphs on one canvas, touching, overlapping, on
 a bent baseline, in a band of a larger canvas): sites no pretraining drew, for the benchmark
@@ -25,6 +27,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont, ImageOps
@@ -79,6 +82,8 @@ STYLES = {
                                    tinted=True, negative=True),
     "blink-mixed": HeldOutStyle("blink-mixed", ("LiberationSerif", "FreeSans", "NimbusSans", "Caladea", "URWBookman"),
                                 (34, 44), rotation=20.0, colourful=True, dots=25, crossing=True),
+    "outline-svg": HeldOutStyle("outline-svg", ("LiberationSans", "FreeSerif", "NimbusSans", "Carlito", "Caladea"),
+                                (30, 50), rotation=25.0, colourful=True, crossing=True),
 }
 
 
@@ -235,6 +240,8 @@ class HeldOutCaptcha:
     band: bool = False  # drawn in a band of a larger white canvas
     longest: int = 0  # > length: each captcha's length drawn from length..longest (a site whose lengths vary)
     blink: bool = False  # an animated GIF of a frame a glyph, each glyph fading out and in by turns (blink_alphas)
+    svg: bool = False  # an SVG document of the glyphs' outlines (render_svg_captcha); only the style's fonts, cell,
+    # rotation, colourful and crossing apply
 
 
 # No 0/O or 1/I: sites drop the pairs nobody can tell apart, and so do these. The first three were
@@ -256,7 +263,9 @@ class HeldOutCaptcha:
 # in a band of white margins; no default was set on them.
 # The blinking ones (the eighty-first session) are animated GIFs, each glyph fading out and in by turns, as Java's GIF
 # generators write them; drawn to measure how an animation is read (data.images.merged_frames), which was built
-# before any of them was drawn; no default was set on them.
+# before any of them was drawn; no default was set on them. The SVG ones (the same session) are drawn as SVG documents,
+# as Node's SVG generators write them, to measure data.svg's renderer, built before any of them was drawn; no default
+# was set on them.
 LOWER, UPPER = "23456789abcdefghjkmnpqrstuvwxyz", "23456789ABCDEFGHJKLMNPQRSTUVWXYZ"
 CAPTCHA_STYLES = {c.name: c for c in (
     HeldOutCaptcha("lso-halftone-lower5", "halftone-serif", 5, LOWER, (-0.08, 0.04), 0.15),
@@ -286,6 +295,8 @@ CAPTCHA_STYLES = {c.name: c for c in (
     HeldOutCaptcha("lso-negative-lower5", "negative-mixed", 5, LOWER, (-0.12, 0.03), 0.0, band=True),
     HeldOutCaptcha("lso-blink-upper5", "blink-mixed", 5, UPPER, (-0.05, 0.1), 0.1, blink=True),
     HeldOutCaptcha("lso-blink-lower4", "blink-mixed", 4, LOWER, (-0.1, 0.05), 0.0, blink=True),
+    HeldOutCaptcha("lso-svg-upper5", "outline-svg", 5, UPPER, (-0.1, 0.05), svg=True),
+    HeldOutCaptcha("lso-svg-lower4", "outline-svg", 4, LOWER, (-0.15, 0.0), svg=True),
 )}
 
 
@@ -342,6 +353,75 @@ def render_styled_frames(text: str, rng: random.Random, spec: HeldOutCaptcha) ->
     return frames
 
 
+def _outline(char: str, font_file: str, size: float, angle: float, at: tuple[float, float]) -> tuple[str, float]:
+    """SVG path data of ``char``'s outline in ``font_file``, ``size`` user units tall (the font's em), turned by ``angle``
+    degrees about its centre and its centre placed ``at``; and its advance width at that size."""
+    from fontTools.pens.svgPathPen import SVGPathPen
+    from fontTools.pens.transformPen import TransformPen
+
+    font = _font_file(font_file)
+    glyphs, em = font.getGlyphSet(), font["head"].unitsPerEm
+    glyph = glyphs[font.getBestCmap()[ord(char)]]
+    k = size / em
+    cx, cy = glyph.width / 2, em * 0.35  # about the middle of a capital, in font units (y up)
+    cos, sin = np.cos(np.radians(angle)), np.sin(np.radians(angle))
+    # font units -> centred, scaled, y flipped, turned, placed (fontTools' order: x' = a x + c y + e, y' = b x + d y + f)
+    transform = (k * cos, k * sin, k * sin, -k * cos, at[0] - k * (cos * cx + sin * cy), at[1] - k * (sin * cx - cos * cy))
+    pen = SVGPathPen(glyphs, ntos=lambda v: f"{v:.2f}".rstrip("0").rstrip("."))
+    glyph.draw(TransformPen(pen, transform))
+    return pen.getCommands(), glyph.width * k
+
+
+_FONTS: dict[str, Any] = {}
+
+
+def _font_file(path: str) -> Any:
+    """A font file parsed once (fontTools)."""
+    if path not in _FONTS:
+        import logging
+
+        from fontTools.ttLib import TTFont
+
+        logging.getLogger("fontTools").setLevel(logging.ERROR)  # old fonts' header dates, said for every file
+        _FONTS[path] = TTFont(path, lazy=True)
+    return _FONTS[path]
+
+
+def render_svg_captcha(text: str, rng: random.Random, spec: HeldOutCaptcha) -> str:
+    """One captcha showing ``text`` as an SVG document in ``spec``'s style (``HeldOutCaptcha.svg``): a light rectangle,
+    each glyph's outline filled in its own colour (grey where the style is not colourful), scaled, turned and moved on
+    its own, and two or three curves stroked across, before or after the glyphs."""
+    style = STYLES[spec.style]
+    w, h = style.cell
+    files = held_out_files(style.families)
+    width, height = w * len(text) + w, h
+    ground = tuple(rng.randint(215, 255) for _ in range(3))
+    parts = [f'<rect width="100%" height="100%" fill="rgb{ground}"/>']
+    curves = []
+    for _ in range(rng.randint(2, 3) if style.crossing else 0):
+        ys = [rng.uniform(0.2, 0.8) * height for _ in range(4)]
+        xs = [rng.uniform(0, 0.1) * width, rng.uniform(0.25, 0.5) * width, rng.uniform(0.5, 0.75) * width,
+              rng.uniform(0.9, 1.0) * width]
+        ink = tuple(rng.randint(40, 160) for _ in range(3))
+        curves.append(f'<path d="M{xs[0]:.1f} {ys[0]:.1f} C{xs[1]:.1f} {ys[1]:.1f},{xs[2]:.1f} {ys[2]:.1f},'
+                      f'{xs[3]:.1f} {ys[3]:.1f}" stroke="rgb{ink}" stroke-width="{rng.uniform(1, 2.2):.1f}" '
+                      'fill="none"/>')
+    before = rng.randint(0, len(curves))  # some curves under the glyphs, the rest over them
+    parts += curves[:before]
+    x = w * 0.6
+    for char in text:
+        size = h * rng.uniform(0.75, 1.0)
+        y = h * (0.5 + rng.uniform(-0.12, 0.12))
+        colour = tuple(rng.randint(0, 150) for _ in range(3)) if style.colourful else (rng.randint(30, 110),) * 3
+        path, advance = _outline(char, rng.choice(files), size, rng.uniform(-style.rotation, style.rotation),
+                                 (x + size * 0.3, y))
+        parts.append(f'<path fill="rgb{colour}" d="{path}"/>')
+        x += advance + rng.uniform(*spec.spacing) * w
+    parts += curves[before:]
+    return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+            f'viewBox="0,0,{width},{height}">{"".join(parts)}</svg>')
+
+
 def write_captcha_set(name: str, out: Path, count: int = 1000, seed: int = 0) -> Path:
     """``count`` captchas of held-out captcha style ``name`` as a flat folder with labels.csv (what a user
     hands to `captcha train --data DIR`; a blinking site's as GIFs); each from its own seed, so the set is the same on
@@ -353,6 +433,10 @@ def write_captcha_set(name: str, out: Path, count: int = 1000, seed: int = 0) ->
         rng = random.Random(seed_for(seed, f"{name}/{i}"))
         length = rng.randint(spec.length, spec.longest) if spec.longest > spec.length else spec.length
         text = "".join(rng.choice(spec.alphabet) for _ in range(length))
+        if spec.svg:
+            (out / f"{i:05d}.svg").write_text(render_svg_captcha(text, rng, spec), encoding="utf-8")
+            rows.append((f"{i:05d}.svg", text))
+            continue
         frames = render_styled_frames(text, rng, spec)
         file = f"{i:05d}.gif" if spec.blink else f"{i:05d}.png"
         if spec.blink:  # a tenth of a second a frame, looping, as the generators write them

@@ -146,3 +146,15 @@ def test_a_blinking_site_is_written_as_gifs_whose_first_frame_lacks_a_glyph_the_
     left = np.s_[:, : first.shape[1] // 3]  # where the first glyph stands
     inked = [(np.abs(a[left] - ground).sum(-1) > 120).sum() for a in (merged, first)]
     assert inked[0] > 1.5 * inked[1]
+
+
+@needs_fonts
+def test_an_svg_site_is_written_as_svg_documents_of_outlines_that_are_read_as_drawn(tmp_path):
+    from captcha.data.images import load_image
+    from captcha.data.styles import CAPTCHA_STYLES, write_captcha_set
+
+    out = write_captcha_set("lso-svg-upper5", tmp_path / "site", 2)
+    doc = (out / "00000.svg").read_text()
+    assert doc.startswith("<svg") and doc.count('<path fill="rgb') == CAPTCHA_STYLES["lso-svg-upper5"].length
+    ink = _pixels(load_image(out / "00000.svg").convert("L"))
+    assert (ink < 150).mean() > 0.05 and (ink > 200).mean() > 0.4  # glyphs filled on a light ground
