@@ -24,12 +24,15 @@ a bent baseline, in a band of a larger canvas): sites no pretraining drew, for t
 
 from __future__ import annotations
 
+import logging
 import random
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
+from fontTools.pens.svgPathPen import SVGPathPen
+from fontTools.pens.transformPen import TransformPen
+from fontTools.ttLib import TTFont
 from PIL import Image, ImageDraw, ImageFilter, ImageFont, ImageOps
 from scipy import ndimage
 
@@ -356,9 +359,6 @@ def render_styled_frames(text: str, rng: random.Random, spec: HeldOutCaptcha) ->
 def _outline(char: str, font_file: str, size: float, angle: float, at: tuple[float, float]) -> tuple[str, float]:
     """SVG path data of ``char``'s outline in ``font_file``, ``size`` user units tall (the font's em), turned by ``angle``
     degrees about its centre and its centre placed ``at``; and its advance width at that size."""
-    from fontTools.pens.svgPathPen import SVGPathPen
-    from fontTools.pens.transformPen import TransformPen
-
     font = _font_file(font_file)
     glyphs, em = font.getGlyphSet(), font["head"].unitsPerEm
     glyph = glyphs[font.getBestCmap()[ord(char)]]
@@ -372,16 +372,12 @@ def _outline(char: str, font_file: str, size: float, angle: float, at: tuple[flo
     return pen.getCommands(), glyph.width * k
 
 
-_FONTS: dict[str, Any] = {}
+_FONTS: dict[str, TTFont] = {}
 
 
-def _font_file(path: str) -> Any:
+def _font_file(path: str) -> TTFont:
     """A font file parsed once (fontTools)."""
     if path not in _FONTS:
-        import logging
-
-        from fontTools.ttLib import TTFont
-
         logging.getLogger("fontTools").setLevel(logging.ERROR)  # old fonts' header dates, said for every file
         _FONTS[path] = TTFont(path, lazy=True)
     return _FONTS[path]
