@@ -20,6 +20,7 @@ from ..errors import ImageError
 
 MAX_SVG_BYTES = 2_000_000  # an SVG captcha is a few kilobytes
 MAX_POINTS = 500_000  # points drawn in all, curves flattened
+MAX_DEPTH = 64  # elements nested in one another (groups in groups): a captcha nests two or three
 # drawn this many times larger, then reduced: smooth edges. On the SVG leave-style-out sites' captchas (180x50) 3
 # drew one in 6.2 ms against 4's 9.5 ms, its pixels 2.0 grey levels from 4's on average (2: 4.0 ms, 3.2 levels)
 SUPERSAMPLE = 3
@@ -68,7 +69,12 @@ def render_svg(data: bytes, name: str, max_pixels: int) -> Image.Image:
                          "(raise max_pixels if this is really a captcha)")
     scale = (w * SUPERSAMPLE / box[2], h * SUPERSAMPLE / box[3])
     canvas = _Canvas((w * SUPERSAMPLE, h * SUPERSAMPLE), box[:2], scale, name)
-    canvas.walk(root, {"fill": "black"})
+    try:
+        canvas.walk(root, {"fill": "black"}, 0)
+    except ImageError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - whatever a hostile document trips in drawing is this file's error
+        raise ImageError(f"{name}: an SVG it cannot draw ({type(exc).__name__}: {exc}); convert it to png") from None
     return canvas.image().resize((w, h), Image.BOX)
 
 
@@ -77,7 +83,7 @@ def _tag(element: ET.Element) -> str:
 
 
 def _numbers(text: str) -> list[float]:
-    return [float(v) for v in _NUMBER.findall(text or "")]
+    return [v for v in map(float, _NUMBER.findall(text or "")) if math.isfinite(v)]
 
 
 def _length(text: str | None) -> float:
@@ -85,7 +91,8 @@ def _length(text: str | None) -> float:
     if not text or text.strip().endswith("%"):
         return 0.0
     found = _NUMBER.match(text.strip())
-    return float(found.group()) if found else 0.0
+    value = float(found.group()) if found else 0.0
+    return value if math.isfinite(value) else 0.0
 
 
 class _Canvas:
@@ -97,15 +104,17 @@ class _Canvas:
         self.canvas = Image.new("RGBA", size, (0, 0, 0, 0))
         self.points = 0
 
-    def walk(self, element: ET.Element, paint: dict[str, str]) -> None:
+    def walk(self, element: ET.Element, paint: dict[str, str], depth: int) -> None:
         tag = _tag(element)
         if tag in _SKIPPED:
             return
+        if depth > MAX_DEPTH:
+            raise ImageError(f"{self.name}: an SVG nested over {MAX_DEPTH} elements deep is refused")
         paint = {**paint, **_style(element)}
         if tag not in ("svg", "g", "a", "switch"):
             self.draw(tag, element, paint)
         for child in element:
-            self.walk(child, paint)
+            self.walk(child, paint, depth + 1)
 
     def draw(self, tag: str, e: ET.Element, paint: dict[str, str]) -> None:
         shapes = _shape(tag, e, self.origin_size())
@@ -113,7 +122,12 @@ class _Canvas:
             return
         sx, sy = self.scale
         ox, oy = self.origin
-        shapes = [([((x - ox) * sx, (y - oy) * sy) for x, y in points], closed) for points, closed in shapes]
+        far = 4 * max(self.size)  # a point further off the canvas is drawn this far: Pillow draws in C ints
+
+        def placed(x: float, y: float) -> tuple[float, float]:
+            return min(far, max(-far, (x - ox) * sx)), min(far, max(-far, (y - oy) * sy))
+
+        shapes = [([placed(x, y) for x, y in points], closed) for points, closed in shapes]
         self.points += sum(len(p) for p, _ in shapes)
         if self.points > MAX_POINTS:
             raise ImageError(f"{self.name}: an SVG that draws over {MAX_POINTS} points is refused")
@@ -191,7 +205,7 @@ def _shape(tag: str, e: ET.Element, view: tuple[float, float]) -> list[Subpath]:
 
     def num(key: str, of: float = 0.0) -> float:
         value = (e.get(key) or "0").strip()
-        return float(value[:-1]) / 100 * of if value.endswith("%") else _length(value)
+        return _length(value[:-1]) / 100 * of if value.endswith("%") else _length(value)  # junk: 0, as browsers skip it
 
     if tag == "rect":
         x, y, w, h = num("x", view[0]), num("y", view[1]), num("width", view[0]), num("height", view[1])

@@ -78,3 +78,14 @@ def test_too_many_points_is_refused_and_truncated_documents_read_or_raise_image_
             assert load_image(data[:cut]).mode == "RGB"
         except ImageError:
             pass
+
+
+def test_hostile_numbers_and_nesting_are_drawn_or_refused_never_a_crash():
+    huge = _svg('<path fill="red" d="M1e999 0 L-1e999 1e308 L5 nan Z"/><rect x="10" y="10" width="1e300" height="20"/>')
+    assert load_image(huge).size == (60, 60)
+    assert load_image(_svg("", 'width="1e999" height="nan"', "0 0 40 30")).size == (40, 30)  # the viewBox's size
+    nested = _svg("<g>" * 5000 + '<rect width="5" height="5"/>' + "</g>" * 5000)
+    with pytest.raises(ImageError, match="nested"):
+        load_image(nested)
+    junk = np.asarray(load_image(_svg('<rect width="abc%" height="5%"/><rect x="z" width="9" height="9" fill="x"/>')))
+    assert tuple(junk[30, 30]) == (255, 255, 255) and junk[4, 4].max() < 255  # a junk size skips the shape, as browsers do
