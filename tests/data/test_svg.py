@@ -5,6 +5,8 @@ import base64
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from captcha.data.images import is_image_name, load_image
 from captcha.data.svg import path_outline, render_svg
@@ -89,3 +91,14 @@ def test_hostile_numbers_and_nesting_are_drawn_or_refused_never_a_crash():
         load_image(nested)
     junk = np.asarray(load_image(_svg('<rect width="abc%" height="5%"/><rect x="z" width="9" height="9" fill="x"/>')))
     assert tuple(junk[30, 30]) == (255, 255, 255) and junk[4, 4].max() < 255  # a junk size skips the shape, as browsers do
+
+
+@settings(max_examples=150, deadline=None)
+@given(d=st.text(alphabet="MmLlHhVvCcSsQqTtAaZz0123456789.-+eE ,", max_size=120),
+       attrs=st.text(alphabet='abcdefghijklmnopqrstuvwxyz="#%0123456789. -', max_size=40))
+def test_any_path_and_attributes_read_or_raise_image_error(d, attrs):
+    try:
+        img = load_image(_svg(f'<path {attrs} d="{d}"/><circle {attrs} r="3"/>'))
+    except ImageError:
+        return
+    assert img.mode == "RGB" and img.size == (60, 60)
