@@ -167,10 +167,10 @@ def load_image(src: ImageInput, max_pixels: int = DEFAULT_MAX_PIXELS, name: str 
     """Decode a path, bytes, a PIL image or an image written out as base64 text (bare or a ``data:`` URL) into an
     RGB PIL image, or raise :class:`ImageError`.
 
-    The size is checked from the header before any pixel is decoded, EXIF rotation is applied,
-    an animation's frames are merged (:func:`merged_frames`; its first ANIMATION_FRAMES), and every mode is
-    flattened onto white RGB. Errors name the
-    input by ``name`` (default: its path, or its size for bytes).
+    The size is checked from the header before any pixel is decoded, EXIF rotation is applied, an animation's frames
+    are merged (:func:`merged_frames`; its first ANIMATION_FRAMES), an SVG document is drawn (:mod:`.svg`), and every
+    mode is flattened onto white RGB (black under light ink on a transparent ground: :func:`_ground`). Errors name
+    the input by ``name`` (default: its path, or its size for bytes).
     """
     name = name or describe(src)
     if _written_out(src):

@@ -24,7 +24,7 @@ from typing import Any
 
 from ..charset import Charset
 from ..data.images import is_animated, load_image
-from ..errors import CaptchaError, DataError
+from ..errors import CaptchaError, DataError, ImageError
 from ..inference.decode import Solution
 from ..inference.load import load_solver
 from ..inference.solver import Solver
@@ -172,8 +172,12 @@ def create_label_app(session: Session):
             raise HTTPException(404, f"{name!r} is not an image of this folder")
         path = session.store.folder / name
         if path.suffix.lower() == ".svg" or is_animated(path):  # as it is read: drawn here, its frames merged
+            try:
+                img = load_image(path)
+            except ImageError as exc:  # said, not a server error: the page can mark it unreadable
+                raise HTTPException(422, str(exc)) from None
             buf = io.BytesIO()
-            load_image(path).save(buf, "PNG")
+            img.save(buf, "PNG")
             return Response(buf.getvalue(), media_type="image/png")
         return FileResponse(path)
 

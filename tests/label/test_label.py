@@ -133,6 +133,10 @@ def test_an_animated_or_svg_captcha_is_shown_as_it_is_read(folder, tiny_model):
     session = open_session(folder, tiny_model, CHARSET, length=4)
     drawn = TestClient(create_label_app(session)).get("/api/image/drawn.svg")  # pixels, never the page's script
     assert drawn.headers["content-type"] == "image/png" and b"script" not in drawn.content
+    (folder / "broken.svg").write_text('<svg xmlns="http://www.w3.org/2000/svg"><rect/></svg>')  # no size
+    session = open_session(folder, tiny_model, CHARSET, length=4)
+    broken = TestClient(create_label_app(session)).get("/api/image/broken.svg")
+    assert broken.status_code == 422 and "neither a size nor a viewBox" in broken.json()["detail"]
 
 
 def test_nothing_is_lost_when_the_page_is_killed(folder, tiny_model, tiny_data, tmp_path):
