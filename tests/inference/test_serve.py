@@ -69,6 +69,16 @@ def test_solve_multipart_json_and_raw(server, image):
     assert a["text"] == b["text"] == c["text"] and len(a["text"]) == 4 and len(a["confidences"]) == 4
 
 
+def test_an_svg_captcha_is_solved_as_drawn(server):
+    svg = (b'<svg xmlns="http://www.w3.org/2000/svg" width="160" height="48"><rect width="100%" height="100%" '
+           b'fill="#eee"/><path fill="#222" d="M20 10 h30 v28 h-30 z"/></svg>')
+    r = httpx.post(f"{server}/solve", content=svg, headers={"content-type": "image/svg+xml"})
+    assert r.status_code == 200 and len(r.json()["text"]) == 4  # read, whatever the square reads as
+    bad = httpx.post(f"{server}/solve", content=b'<svg xmlns="http://www.w3.org/2000/svg"><rect/></svg>',
+                     headers={"content-type": "image/svg+xml"})
+    assert bad.status_code == 422 and "neither a size nor a viewBox" in bad.text
+
+
 def test_clear_4xx_errors(server, image):
     bad = httpx.post(f"{server}/solve", files={"file": ("x.png", b"not an image", "image/png")})
     assert bad.status_code == 422 and "not an image" in bad.json()["detail"]
