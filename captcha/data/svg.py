@@ -1,5 +1,5 @@
 """SVG captchas as pixels: the captchas web apps draw as SVG (text as filled outlines, noise as stroked curves, a
-rectangle behind), rasterised by our own small renderer on Pillow and numpy, no SVG library.
+rectangle behind), rasterised by our own small renderer on Pillow, no SVG library.
 
 It draws what such captchas use: ``rect``, ``circle``, ``ellipse``, ``line``, ``polyline``, ``polygon`` and ``path``
 (every command; an arc as the straight line to its end), each filled (even-odd) and stroked in a solid colour with
@@ -38,9 +38,9 @@ _BERNSTEIN = {n: [[math.comb(n - 1, i) * (k / CURVE_STEPS) ** i * (1 - k / CURVE
 
 
 def looks_like_svg(data: bytes) -> bool:
-    """Whether ``data`` is an SVG document (its start, past a BOM, an XML declaration or comments)."""
+    """Whether ``data`` is an SVG document (its start, past a BOM, an XML declaration, a doctype or comments)."""
     head = data[:2048].lstrip(b"\xef\xbb\xbf \t\r\n")
-    return head.startswith(b"<svg") or (head.startswith((b"<?xml", b"<!--")) and b"<svg" in data[:4096])
+    return head.startswith(b"<svg") or (head.startswith((b"<?xml", b"<!--", b"<!DOCTYPE")) and b"<svg" in data[:4096])
 
 
 def render_svg(data: bytes, name: str, max_pixels: int) -> Image.Image:
@@ -52,7 +52,7 @@ def render_svg(data: bytes, name: str, max_pixels: int) -> Image.Image:
         raise ImageError(f"{name}: an SVG that declares XML entities is refused; save it without them")
     try:
         root = ET.fromstring(data)
-    except ET.ParseError as exc:
+    except (ET.ParseError, ValueError) as exc:
         raise ImageError(f"{name}: not a well-formed SVG ({exc}); convert it to png") from None
     if _tag(root) != "svg":
         raise ImageError(f"{name}: an XML document, not an SVG image")

@@ -54,6 +54,10 @@ def test_an_svg_is_read_from_a_file_of_any_name_from_base64_and_by_the_batch(tmp
     assert all((r == read[0]).all() for r in read) and read[0].shape == (60, 60, 3)
     assert tuple(read[0][15, 15]) == (0, 0, 0) and tuple(read[0][30, 30]) == (255, 255, 255)  # onto white
     assert is_image_name("site/0001.svg")
+    declared = b'<?xml version="1.0"?>\n<!DOCTYPE svg PUBLIC "-//W3C//DTD SVG 1.1//EN" ' \
+               b'"http://www.w3.org/Graphics/SVG/1.1/DTD/svg11.dtd">\n' + data  # as editors save it: nothing fetched
+    assert (np.asarray(load_image(declared)) == read[0]).all()
+    assert (np.asarray(load_image(declared[declared.index(b"<!DOCTYPE"):])) == read[0]).all()
 
 
 @pytest.mark.parametrize("data,message", [
