@@ -133,7 +133,7 @@ class _Canvas:
             raise ImageError(f"{self.name}: an SVG that draws over {MAX_POINTS} points is refused")
         opacity = _opacity(paint.get("opacity"))
         fill, stroke = _colour(paint.get("fill")), _colour(paint.get("stroke"))
-        width = max(1, round(_length(paint.get("stroke-width", "1")) * (sx + sy) / 2)) if stroke is not None else 0
+        width = min(far, max(1, round(_length(paint.get("stroke-width", "1")) * (sx + sy) / 2))) if stroke else 0
         xs = [x for points, _ in shapes for x, _ in points]
         ys = [y for points, _ in shapes for _, y in points]
         left, top = max(0, int(min(xs)) - width - 1), max(0, int(min(ys)) - width - 1)

@@ -89,6 +89,8 @@ def test_too_many_points_is_refused_and_truncated_documents_read_or_raise_image_
 def test_hostile_numbers_and_nesting_are_drawn_or_refused_never_a_crash():
     huge = _svg('<path fill="red" d="M1e999 0 L-1e999 1e308 L5 nan Z"/><rect x="10" y="10" width="1e300" height="20"/>')
     assert load_image(huge).size == (60, 60)
+    wide = _svg('<line x1="0" y1="0" x2="60" y2="60" stroke="black" stroke-width="1e300"/>')
+    assert np.asarray(load_image(wide)).mean() < 5  # drawn, not refused: a stroke wider than the canvas inks it
     assert load_image(_svg("", 'width="1e999" height="nan"', "0 0 40 30")).size == (40, 30)  # the viewBox's size
     nested = _svg("<g>" * 5000 + '<rect width="5" height="5"/>' + "</g>" * 5000)
     with pytest.raises(ImageError, match="nested"):
