@@ -83,6 +83,8 @@ STYLES = {
     "negative-mixed": HeldOutStyle("negative-mixed", ("FreeSans", "LiberationSans", "NimbusSans", "URWGothic",
                                                       "Caladea"), (36, 44), rotation=20.0, colourful=True, dots=40,
                                    tinted=True, negative=True),
+    # the appearances of the blinking and the SVG sites (HeldOutCaptcha.blink, .svg); a course-layout cell of either
+    # (`captcha bench generalize`) is one still glyph drawn as pixels
     "blink-mixed": HeldOutStyle("blink-mixed", ("LiberationSerif", "FreeSans", "NimbusSans", "Caladea", "URWBookman"),
                                 (34, 44), rotation=20.0, colourful=True, dots=25, crossing=True),
     "outline-svg": HeldOutStyle("outline-svg", ("LiberationSans", "FreeSerif", "NimbusSans", "Carlito", "Caladea"),
