@@ -268,6 +268,8 @@ def path_outline(d: str) -> list[Subpath]:
         if v is None:
             break
         control: tuple[float, float] | None = None
+        if kind != "M" and not points:  # drawing on after a close: a new subpath from where it closed
+            points = [(x, y)]
         if kind == "M":
             if len(points) > 1:
                 out.append((points, False))
@@ -306,8 +308,6 @@ def path_outline(d: str) -> list[Subpath]:
         elif kind == "A":
             x, y = v[5] + ox, v[6] + oy
             points.append((x, y))
-        if not points:
-            points = [(x, y)]
         last_control, last_command = control, command
     if len(points) > 1:
         out.append((points, False))

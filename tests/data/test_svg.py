@@ -30,6 +30,7 @@ def test_a_filled_outline_keeps_its_holes_and_strokes_and_the_ground_are_drawn()
 
 
 def test_relative_commands_curves_and_the_viewbox_draw_what_absolute_ones_do():
+    assert path_outline("M0 0 H10 V10 Z L20 0 L20 20 Z")[1][0] == [(0, 0), (20, 0), (20, 20)]  # on from the close
     relative = path_outline("m10 10 h40 v40 h-40 z m10 10 h20 v20 h-20 z")
     absolute = path_outline(RING)
     assert [p for p, _ in relative] == [p for p, _ in absolute]
