@@ -3,8 +3,8 @@ rectangle behind), rasterised by our own small renderer on Pillow, no SVG librar
 
 It draws what such captchas use: ``rect``, ``circle``, ``ellipse``, ``line``, ``polyline``, ``polygon`` and ``path``
 (every command; an arc as the straight line to its end), each filled (even-odd) and stroked in a solid colour with
-its opacity, in the ``viewBox`` the root gives, groups passing their paint on. ``text`` elements (a font the page
-would choose), transforms, gradients and patterns are not drawn. Input is untrusted: the file's size, the pixels
+its opacity, moved by its own and its groups' ``transform``, in the ``viewBox`` the root gives, groups passing their
+paint on. ``text`` elements (a font the page would choose), gradients and patterns are not drawn. Input is untrusted: the file's size, the pixels
 and the points drawn are bounded, and XML entities are refused.
 """
 
@@ -32,6 +32,9 @@ _SKIPPED = {"defs", "clipPath", "mask", "pattern", "linearGradient", "radialGrad
 _PAINT = ("fill", "stroke", "stroke-width", "opacity", "fill-opacity", "stroke-opacity", "fill-rule")
 
 Subpath = tuple[list[tuple[float, float]], bool]  # points, closed
+Matrix = tuple[float, float, float, float, float, float]  # SVG's (a, b, c, d, e, f): x' = a x + c y + e, y' = b x + d y + f
+IDENTITY: Matrix = (1.0, 0.0, 0.0, 1.0, 0.0, 0.0)
+_FUNCTION = re.compile(r"(matrix|translate|scale|rotate|skewX|skewY)\s*\(([^)]*)\)")
 # the weights of a quadratic's (3 points) and a cubic's (4) control points at each of the CURVE_STEPS points drawn
 _BERNSTEIN = {n: [[math.comb(n - 1, i) * (k / CURVE_STEPS) ** i * (1 - k / CURVE_STEPS) ** (n - 1 - i) for i in range(n)]
                   for k in range(1, CURVE_STEPS + 1)] for n in (3, 4)}
@@ -70,7 +73,7 @@ def render_svg(data: bytes, name: str, max_pixels: int) -> Image.Image:
     scale = (w * SUPERSAMPLE / box[2], h * SUPERSAMPLE / box[3])
     canvas = _Canvas((w * SUPERSAMPLE, h * SUPERSAMPLE), box[:2], scale, name)
     try:
-        canvas.walk(root, {"fill": "black"}, 0)
+        canvas.walk(root, {"fill": "black"}, IDENTITY, 0)
     except ImageError:
         raise
     except Exception as exc:  # noqa: BLE001 - whatever a hostile document trips in drawing is this file's error
@@ -104,27 +107,32 @@ class _Canvas:
         self.canvas = Image.new("RGBA", size, (0, 0, 0, 0))
         self.points = 0
 
-    def walk(self, element: ET.Element, paint: dict[str, str], depth: int) -> None:
+    def walk(self, element: ET.Element, paint: dict[str, str], matrix: Matrix, depth: int) -> None:
         tag = _tag(element)
         if tag in _SKIPPED:
             return
         if depth > MAX_DEPTH:
             raise ImageError(f"{self.name}: an SVG nested over {MAX_DEPTH} elements deep is refused")
         paint = {**paint, **_style(element)}
+        if tag != "svg":  # the root's transform is not SVG 1.1's; its viewBox places it
+            matrix = _times(matrix, transform_matrix(element.get("transform", "")))
         if tag not in ("svg", "g", "a", "switch"):
-            self.draw(tag, element, paint)
+            self.draw(tag, element, paint, matrix)
         for child in element:
-            self.walk(child, paint, depth + 1)
+            self.walk(child, paint, matrix, depth + 1)
 
-    def draw(self, tag: str, e: ET.Element, paint: dict[str, str]) -> None:
+    def draw(self, tag: str, e: ET.Element, paint: dict[str, str], matrix: Matrix = IDENTITY) -> None:
         shapes = _shape(tag, e, self.origin_size())
         if not shapes:
             return
+        a, b, c, d, tx, ty = matrix
+        grow = math.sqrt(abs(a * d - b * c))  # a stroke's width grows as the transform scales
         sx, sy = self.scale
         ox, oy = self.origin
         far = 4 * max(self.size)  # a point further off the canvas is drawn this far: Pillow draws in C ints
 
         def placed(x: float, y: float) -> tuple[float, float]:
+            x, y = a * x + c * y + tx, b * x + d * y + ty
             return min(far, max(-far, (x - ox) * sx)), min(far, max(-far, (y - oy) * sy))
 
         shapes = [([placed(x, y) for x, y in points], closed) for points, closed in shapes]
@@ -133,7 +141,7 @@ class _Canvas:
             raise ImageError(f"{self.name}: an SVG that draws over {MAX_POINTS} points is refused")
         opacity = _opacity(paint.get("opacity"))
         fill, stroke = _colour(paint.get("fill")), _colour(paint.get("stroke"))
-        width = min(far, max(1, round(_length(paint.get("stroke-width", "1")) * (sx + sy) / 2))) if stroke else 0
+        width = min(far, max(1, round(_length(paint.get("stroke-width", "1")) * grow * (sx + sy) / 2))) if stroke else 0
         xs = [x for points, _ in shapes for x, _ in points]
         ys = [y for points, _ in shapes for _, y in points]
         left, top = max(0, int(min(xs)) - width - 1), max(0, int(min(ys)) - width - 1)
@@ -169,6 +177,39 @@ class _Canvas:
 
     def image(self) -> Image.Image:
         return self.canvas
+
+
+def _times(m: Matrix, n: Matrix) -> Matrix:
+    """The transform that applies ``n``, then ``m``."""
+    a, b, c, d, e, f = m
+    p, q, r, s, t, u = n
+    return (a * p + c * q, b * p + d * q, a * r + c * s, b * r + d * s, a * t + c * u + e, b * t + d * u + f)
+
+
+def transform_matrix(text: str) -> Matrix:
+    """An SVG ``transform`` attribute as one matrix (its functions applied right to left, as SVG applies them); a
+    function with the wrong number of values is left out."""
+    out = IDENTITY
+    for name, args in _FUNCTION.findall(text or ""):
+        v = _numbers(args)
+        m: Matrix | None = None
+        if name == "matrix" and len(v) == 6:
+            m = (v[0], v[1], v[2], v[3], v[4], v[5])
+        elif name == "translate" and len(v) in (1, 2):
+            m = (1.0, 0.0, 0.0, 1.0, v[0], v[1] if len(v) == 2 else 0.0)
+        elif name == "scale" and len(v) in (1, 2):
+            m = (v[0], 0.0, 0.0, v[-1], 0.0, 0.0)
+        elif name == "rotate" and len(v) in (1, 3):
+            cos, sin = math.cos(math.radians(v[0])), math.sin(math.radians(v[0]))
+            m = (cos, sin, -sin, cos, 0.0, 0.0)
+            if len(v) == 3:  # about (cx, cy): there, turned, back
+                m = _times(_times((1.0, 0.0, 0.0, 1.0, v[1], v[2]), m), (1.0, 0.0, 0.0, 1.0, -v[1], -v[2]))
+        elif name in ("skewX", "skewY") and len(v) == 1:
+            k = math.tan(math.radians(v[0]))
+            m = (1.0, 0.0, k, 1.0, 0.0, 0.0) if name == "skewX" else (1.0, k, 0.0, 1.0, 0.0, 0.0)
+        if m is not None:
+            out = _times(out, m)
+    return out
 
 
 def _style(e: ET.Element) -> dict[str, str]:

@@ -109,3 +109,18 @@ def test_any_path_and_attributes_read_or_raise_image_error(d, attrs):
     except ImageError:
         return
     assert img.mode == "RGB" and img.size == (60, 60)
+
+
+def test_transforms_move_turn_and_scale_shapes_and_their_strokes_composing_down_groups():
+    def inked(body: str) -> np.ndarray:
+        return np.asarray(load_image(_svg(body)).convert("L")) < 128
+
+    bar = inked('<rect x="10" y="25" width="40" height="10" transform="rotate(90 30 30)"/>')  # turned upright
+    assert bar[15, 30] and bar[45, 30] and not bar[30, 15] and not bar[30, 45]
+    nested = inked('<g transform="translate(20,0)"><rect width="10" height="10" transform="scale(2)"/></g>')
+    assert nested[10, 30] and nested[18, 38] and not nested[10, 10] and not nested[30, 30]
+    assert (inked('<rect width="10" height="10" transform="matrix(2 0 0 2 20 0)"/>') == nested).all()
+    thin = inked('<line x1="0" y1="5" x2="15" y2="5" stroke="black"/>')
+    thick = inked('<line x1="0" y1="5" x2="15" y2="5" stroke="black" transform="scale(4)"/>')
+    assert thick[:, 30].sum() >= 3 * thin[:, 5].sum()  # the stroke is four times as wide too
+    assert (inked('<rect width="9" height="9" transform="rotate(oops) skewX()"/>')[4, 4])  # junk functions left out
