@@ -78,7 +78,7 @@ def render_svg(data: bytes, name: str, max_pixels: int) -> Image.Image:
         raise
     except Exception as exc:  # noqa: BLE001 - whatever a hostile document trips in drawing is this file's error
         raise ImageError(f"{name}: an SVG it cannot draw ({type(exc).__name__}: {exc}); convert it to png") from None
-    return canvas.image().resize((w, h), Image.BOX)
+    return canvas.canvas.resize((w, h), Image.BOX)
 
 
 def _tag(element: ET.Element) -> str:
@@ -121,7 +121,7 @@ class _Canvas:
         for child in element:
             self.walk(child, paint, matrix, depth + 1)
 
-    def draw(self, tag: str, e: ET.Element, paint: dict[str, str], matrix: Matrix = IDENTITY) -> None:
+    def draw(self, tag: str, e: ET.Element, paint: dict[str, str], matrix: Matrix) -> None:
         shapes = _shape(tag, e, self.origin_size())
         if not shapes:
             return
@@ -174,9 +174,6 @@ class _Canvas:
         layer = Image.new("RGBA", coverage.size, (*colour, 0))
         layer.putalpha(coverage if opacity >= 1 else coverage.point(lambda v: round(v * opacity)))
         self.canvas.alpha_composite(layer, dest=at)
-
-    def image(self) -> Image.Image:
-        return self.canvas
 
 
 def _times(m: Matrix, n: Matrix) -> Matrix:

@@ -11,7 +11,7 @@ from collections import Counter
 from pathlib import Path
 
 from ..charset import Charset
-from ..data.images import is_image_name
+from ..data.images import READ_FORMATS, is_image_name
 from ..data.layout import (
     LABELS_FILE,
     labels_csv_rows,
@@ -37,7 +37,7 @@ class LabelStore:
         self.images = sorted(p.name for p in self.folder.iterdir() if p.is_file() and is_image_name(p.name))
         self.names = frozenset(self.images)  # for the checks on every answer and request
         if not self.images:
-            raise DataError(f"{self.folder}: no images (png, jpg, bmp, gif, webp, svg) to label")
+            raise DataError(f"{self.folder}: no images ({READ_FORMATS}) to label")
         self.labels: dict[str, str] = {}
         self.kept: dict[str, str] = {}  # rows of labels.csv this charset cannot read: written back as they were
         listing = labels_file(self.folder)  # written back as labels.csv, which is then read first
