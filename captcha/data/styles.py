@@ -245,8 +245,8 @@ class HeldOutCaptcha:
     band: bool = False  # drawn in a band of a larger white canvas
     longest: int = 0  # > length: each captcha's length drawn from length..longest (a site whose lengths vary)
     blink: bool = False  # an animated GIF of a frame a glyph, each glyph fading out and in by turns (blink_alphas)
-    svg: bool = False  # an SVG document of the glyphs' outlines (render_svg_captcha); only the style's fonts, cell,
-    # rotation, colourful and crossing apply
+    svg: str = ""  # an SVG document (render_svg_captcha): "outline", the glyphs' outlines, or "text", text elements
+    # (drawn in the renderer's one font, not the style's); only the style's cell, rotation, colourful and crossing apply
 
 
 # No 0/O or 1/I: sites drop the pairs nobody can tell apart, and so do these. The first three were
@@ -270,8 +270,11 @@ class HeldOutCaptcha:
 # generators write them; drawn to measure how an animation is read (data.images.merged_frames), which was built
 # before any of them was drawn; no default was set on them. The SVG ones (the same session) are drawn as SVG documents,
 # as Node's SVG generators write them, to measure data.svg's renderer, built before any of them was drawn; no default
-# was set on them.
+# was set on them. The SVG text ones (the eighty-second session) write each glyph as a text element, as the web
+# generators that leave the font to the browser do; drawn to measure how data.svg draws text, built before any of them
+# was drawn; no default was set on them.
 LOWER, UPPER = "23456789abcdefghjkmnpqrstuvwxyz", "23456789ABCDEFGHJKLMNPQRSTUVWXYZ"
+WEB_FONTS = ("Arial", "Verdana", "Georgia", "Times New Roman", "Courier New", "sans-serif")  # what text sites name
 CAPTCHA_STYLES = {c.name: c for c in (
     HeldOutCaptcha("lso-halftone-lower5", "halftone-serif", 5, LOWER, (-0.08, 0.04), 0.15),
     HeldOutCaptcha("lso-striped-upper4", "striped-sans", 4, UPPER, (-0.05, 0.15)),
@@ -300,8 +303,10 @@ CAPTCHA_STYLES = {c.name: c for c in (
     HeldOutCaptcha("lso-negative-lower5", "negative-mixed", 5, LOWER, (-0.12, 0.03), 0.0, band=True),
     HeldOutCaptcha("lso-blink-upper5", "blink-mixed", 5, UPPER, (-0.05, 0.1), 0.1, blink=True),
     HeldOutCaptcha("lso-blink-lower4", "blink-mixed", 4, LOWER, (-0.1, 0.05), 0.0, blink=True),
-    HeldOutCaptcha("lso-svg-upper5", "outline-svg", 5, UPPER, (-0.1, 0.05), svg=True),
-    HeldOutCaptcha("lso-svg-lower4", "outline-svg", 4, LOWER, (-0.15, 0.0), svg=True),
+    HeldOutCaptcha("lso-svg-upper5", "outline-svg", 5, UPPER, (-0.1, 0.05), svg="outline"),
+    HeldOutCaptcha("lso-svg-lower4", "outline-svg", 4, LOWER, (-0.15, 0.0), svg="outline"),
+    HeldOutCaptcha("lso-svgtext-upper5", "outline-svg", 5, UPPER, (-0.2, -0.05), svg="text"),
+    HeldOutCaptcha("lso-svgtext-lower4", "outline-svg", 4, LOWER, (-0.25, -0.1), svg="text"),
 )}
 
 
@@ -387,11 +392,13 @@ def _font_file(path: str) -> TTFont:
 
 def render_svg_captcha(text: str, rng: random.Random, spec: HeldOutCaptcha) -> str:
     """One captcha showing ``text`` as an SVG document in ``spec``'s style (``HeldOutCaptcha.svg``): a light rectangle,
-    each glyph's outline filled in its own colour (grey where the style is not colourful), scaled, turned and moved on
-    its own, and two or three curves stroked across, before or after the glyphs."""
+    each glyph in its own colour (grey where the style is not colourful), turned and moved on its own, and two or three
+    curves stroked across, before or after the glyphs. An ``outline`` site writes each glyph's outline from the
+    style's fonts, scaled; a ``text`` site writes it as a ``text`` element a cell apart, naming a web font, bold or
+    not, with dots scattered over them."""
     style = STYLES[spec.style]
     w, h = style.cell
-    files = held_out_files(style.families)
+    files = held_out_files(style.families) if spec.svg == "outline" else ()  # a text site names web fonts
     width, height = w * len(text) + w, h
     ground = tuple(rng.randint(215, 255) for _ in range(3))
     parts = [f'<rect width="100%" height="100%" fill="rgb{ground}"/>']
@@ -411,11 +418,24 @@ def render_svg_captcha(text: str, rng: random.Random, spec: HeldOutCaptcha) -> s
         size = h * rng.uniform(0.75, 1.0)
         y = h * (0.5 + rng.uniform(-0.12, 0.12))
         colour = tuple(rng.randint(0, 150) for _ in range(3)) if style.colourful else (rng.randint(30, 110),) * 3
+        if spec.svg == "text":  # as the web generators that write text place it: a cell a glyph, its baseline low
+            angle, at = rng.uniform(-style.rotation, style.rotation), (x + w * 0.4, y + size * 0.3)
+            weight = ' font-weight="bold"' if rng.random() < 0.5 else ""
+            parts.append(f'<text x="{at[0]:.1f}" y="{at[1]:.1f}" font-size="{size * 0.9:.1f}" '
+                         f'font-family="{rng.choice(WEB_FONTS)}"{weight} text-anchor="middle" fill="rgb{colour}" '
+                         f'transform="rotate({angle:.1f} {at[0]:.1f} {at[1] - size * 0.3:.1f})">{char}</text>')
+            x += w * (1 + rng.uniform(*spec.spacing))
+            continue
         path, advance = _outline(char, rng.choice(files), size, rng.uniform(-style.rotation, style.rotation),
                                  (x + size * 0.3, y))
         parts.append(f'<path fill="rgb{colour}" d="{path}"/>')
         x += advance + rng.uniform(*spec.spacing) * w
     parts += curves[before:]
+    if spec.svg == "text":
+        for _ in range(rng.randint(15, 30)):
+            dot = tuple(rng.randint(40, 200) for _ in range(3))
+            parts.append(f'<circle cx="{rng.uniform(0, width):.1f}" cy="{rng.uniform(0, height):.1f}" '
+                         f'r="{rng.uniform(0.6, 1.6):.1f}" fill="rgb{dot}"/>')
     return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
             f'viewBox="0,0,{width},{height}">{"".join(parts)}</svg>')
 

@@ -4,17 +4,22 @@ rectangle behind), rasterised by our own small renderer on Pillow, no SVG librar
 It draws what such captchas use: ``rect``, ``circle``, ``ellipse``, ``line``, ``polyline``, ``polygon`` and ``path``
 (every command; an arc as the straight line to its end), each filled (even-odd) and stroked in a solid colour with
 its opacity, moved by its own and its groups' ``transform``, in the ``viewBox`` the root gives, groups passing their
-paint on. ``text`` elements (a font the page would choose), gradients and patterns are not drawn. Input is untrusted: the file's size, the pixels
-and the points drawn are bounded, and XML entities are refused.
+paint on. ``text`` (and its ``tspan``) is drawn at its positions, shifts, per-character turns, anchor, baseline,
+size, weight and slant, in one font whatever family it names: Pillow's own, the same on every machine, so that a
+model reads a site's captchas at solving as it learned them, where the family a page names would resolve to whatever
+fonts each machine has. Gradients and patterns are not drawn. Input is untrusted: the file's size, the pixels and
+the points drawn are bounded, and XML entities are refused.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 import xml.etree.ElementTree as ET
+from collections.abc import Iterator
 
-from PIL import Image, ImageChops, ImageColor, ImageDraw
+from PIL import Image, ImageChops, ImageColor, ImageDraw, ImageFont
 
 from ..errors import ImageError
 
@@ -28,8 +33,18 @@ CURVE_STEPS = 12  # straight pieces a Bezier curve is drawn with
 _NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
 _TOKEN = re.compile(r"([MmLlHhVvCcSsQqTtAaZz])|" + _NUMBER.pattern)
 _SKIPPED = {"defs", "clipPath", "mask", "pattern", "linearGradient", "radialGradient", "symbol", "marker", "style",
-            "title", "desc", "metadata", "text", "script", "foreignObject", "image", "use"}
-_PAINT = ("fill", "stroke", "stroke-width", "opacity", "fill-opacity", "stroke-opacity", "fill-rule")
+            "title", "desc", "metadata", "script", "foreignObject", "image", "use"}
+_PAINT = ("fill", "stroke", "stroke-width", "opacity", "fill-opacity", "stroke-opacity", "fill-rule", "font-size",
+          "font-weight", "font-style", "text-anchor", "dominant-baseline", "letter-spacing")
+FONT_SIZE = 16.0  # a browser's default, in user units
+# a text's em in raster pixels at most, in canvas sizes (a larger one is drawn at this and scaled: its edges blur)
+MAX_EM = 2
+_LAYOUT_EM = 64  # advances are measured on the font at this size and scaled: the same at any resolution
+_BOLD = 0.04  # a bold glyph's extra stroke, in ems: the one font has one weight
+_ITALIC = "skewX(-12)"  # an italic or oblique glyph's slant: the one font has no italic
+# dominant-baseline -> Pillow's vertical anchor (the alphabetic baseline where it names none of these)
+_BASELINE = {"middle": "m", "central": "m", "hanging": "a", "text-before-edge": "a", "text-top": "a",
+             "text-after-edge": "d", "ideographic": "d", "text-bottom": "d"}
 
 Subpath = tuple[list[tuple[float, float]], bool]  # points, closed
 Matrix = tuple[float, float, float, float, float, float]  # SVG's (a, b, c, d, e, f): x' = a x + c y + e, y' = b x + d y + f
@@ -116,6 +131,10 @@ class _Canvas:
         paint = {**paint, **_style(element)}
         if tag != "svg":  # the root's transform is not SVG 1.1's; its viewBox places it
             matrix = _times(matrix, transform_matrix(element.get("transform", "")))
+        if tag == "text":
+            for char, x, y, turn, glyph_paint in _text_layout(element, paint):
+                self.glyph(char, (x, y, turn), glyph_paint, matrix)
+            return
         if tag not in ("svg", "g", "a", "switch"):
             self.draw(tag, element, paint, matrix)
         for child in element:
@@ -166,6 +185,61 @@ class _Canvas:
                     draw.line(points + points[:1] if closed else points, fill=255, width=width, joint="curve")
             self.paint(layer, (left, top), stroke, opacity * _opacity(paint.get("stroke-opacity")))
 
+    def glyph(self, char: str, at: tuple[float, float, float], paint: dict[str, str], matrix: Matrix) -> None:
+        """One character of a ``text``, its baseline's start at (x, y) in user units, turned by ``turn`` degrees:
+        drawn by FreeType into a raster at the canvas's resolution, then mapped onto the canvas by one affine."""
+        fill, stroke = _colour(paint.get("fill")), _colour(paint.get("stroke"))
+        size = _font_size(paint.get("font-size"))
+        a, b, c, d, _, _ = matrix
+        sx, sy = self.scale
+        em = min(round(size * math.sqrt(abs(a * d - b * c)) * (sx + sy) / 2), MAX_EM * max(self.size))
+        if (fill is None and stroke is None) or char.isspace() or em < 2:
+            return
+        self.points += em  # a glyph costs as its size does
+        if self.points > MAX_POINTS:
+            raise ImageError(f"{self.name}: an SVG that draws over {MAX_POINTS} points is refused")
+        unit = size / em  # user units per raster pixel
+        weight = paint.get("font-weight", "").strip()
+        bold = round(em * _BOLD) if weight in ("bold", "bolder") or (weight.isdigit() and int(weight) >= 600) else 0
+        outline = round(_length(paint.get("stroke-width", "1")) / unit) if stroke is not None else 0
+        anchor = "l" + _BASELINE.get(paint.get("dominant-baseline", "").strip(), "s")
+        font = _font(em)
+        left, top, right, bottom = font.getbbox(char, anchor=anchor, stroke_width=bold + outline)
+        if right <= left or bottom <= top:
+            return
+        x, y, turn = at
+        slant = _ITALIC if paint.get("font-style", "").strip() in ("italic", "oblique") else ""
+        ox, oy = self.origin
+        forward = _times(_times((sx, 0.0, 0.0, sy, -ox * sx, -oy * sy), matrix),
+                         _times(transform_matrix(f"translate({x} {y}) rotate({turn}) {slant}"),
+                                (unit, 0.0, 0.0, unit, left * unit, top * unit)))
+        corners = [(forward[0] * u + forward[2] * v + forward[4], forward[1] * u + forward[3] * v + forward[5])
+                   for u in (0, right - left) for v in (0, bottom - top)]
+        x0, y0 = max(0, int(min(p[0] for p in corners)) - 1), max(0, int(min(p[1] for p in corners)) - 1)
+        x1 = min(self.size[0], int(max(p[0] for p in corners)) + 2)
+        y1 = min(self.size[1], int(max(p[1] for p in corners)) + 2)
+        det = forward[0] * forward[3] - forward[1] * forward[2]
+        if x1 <= x0 or y1 <= y0 or abs(det) < 1e-9:
+            return  # off the canvas, or flattened to a line
+        p, q, r, s, e, f = _times((1.0, 0.0, 0.0, 1.0, -x0, -y0), forward)
+        back = (s / det, -r / det, (r * f - s * e) / det, -q / det, p / det, (q * e - p * f) / det)  # Pillow's order
+
+        def drawn(width: int) -> Image.Image:
+            raster = Image.new("L", (right - left, bottom - top), 0)
+            ImageDraw.Draw(raster).text((-left, -top), char, fill=255, font=font, anchor=anchor, stroke_width=width,
+                                        stroke_fill=255)
+            return raster
+
+        body = drawn(bold)
+        opacity = _opacity(paint.get("opacity"))
+        if fill is not None:
+            self.paint(body.transform((x1 - x0, y1 - y0), Image.AFFINE, back, resample=Image.BILINEAR), (x0, y0),
+                       fill, opacity * _opacity(paint.get("fill-opacity")))
+        if stroke is not None and outline:
+            ring = ImageChops.subtract(drawn(bold + outline), body)
+            self.paint(ring.transform((x1 - x0, y1 - y0), Image.AFFINE, back, resample=Image.BILINEAR), (x0, y0),
+                       stroke, opacity * _opacity(paint.get("stroke-opacity")))
+
     def origin_size(self) -> tuple[float, float]:
         return self.size[0] / self.scale[0], self.size[1] / self.scale[1]
 
@@ -174,6 +248,88 @@ class _Canvas:
         layer = Image.new("RGBA", coverage.size, (*colour, 0))
         layer.putalpha(coverage if opacity >= 1 else coverage.point(lambda v: round(v * opacity)))
         self.canvas.alpha_composite(layer, dest=at)
+
+
+@functools.lru_cache(maxsize=32)
+def _font(em: int) -> ImageFont.FreeTypeFont:
+    """Pillow's own scalable font (Aileron) at ``em`` pixels: the one every ``text`` is drawn in."""
+    font = ImageFont.load_default(em)
+    if not isinstance(font, ImageFont.FreeTypeFont):
+        raise ImageError("this Pillow was built without FreeType, so an SVG's text cannot be drawn; "
+                         "install Pillow from its wheels")
+    return font
+
+
+def _font_size(text: str | None) -> float:
+    """A ``font-size`` in user units: px or none, pt, em or a percentage of the default; the default if unreadable."""
+    text = (text or "").strip()
+    found = _NUMBER.match(text)
+    value = float(found.group()) if found else FONT_SIZE
+    unit = text[found.end():].strip() if found else ""
+    value *= {"pt": 4 / 3, "em": FONT_SIZE, "rem": FONT_SIZE, "%": FONT_SIZE / 100}.get(unit, 1.0)
+    return value if math.isfinite(value) and value > 0 else FONT_SIZE
+
+
+def _text_chars(e: ET.Element, paint: dict[str, str], chain: tuple[ET.Element, ...] = (), depth: int = 0
+                ) -> Iterator[tuple[str, dict[str, str], tuple[ET.Element, ...]]]:
+    """A ``text``'s characters in document order, each with its paint and the elements it lies in, innermost first
+    (whose ``x``/``y``/``dx``/``dy``/``rotate`` lists may place it)."""
+    chain = (e, *chain)
+    for char in e.text or "":
+        yield char, paint, chain
+    for child in e:
+        if _tag(child) in ("tspan", "a") and depth < MAX_DEPTH:
+            yield from _text_chars(child, {**paint, **_style(child)}, chain, depth + 1)
+        for char in child.tail or "":
+            yield char, paint, chain
+
+
+def _text_layout(e: ET.Element, paint: dict[str, str]) -> list[tuple[str, float, float, float, dict[str, str]]]:
+    """Where each character of a ``text`` goes: (character, x, y of its baseline's start, turn in degrees, paint).
+    White space collapses as a browser collapses it; a character takes each of ``x``, ``y``, ``dx``, ``dy`` from the
+    innermost element whose list reaches its index there, ``rotate`` from the innermost that has one (its last value
+    going on); each chunk (from an absolute position on) moves by its ``text-anchor``."""
+    out: list[tuple[str, float, float, float, dict[str, str]]] = []
+    chunks: list[list[int]] = [[]]
+    advances: list[float] = []
+    lists: dict[ET.Element, dict[str, list[float]]] = {}
+    seen: dict[ET.Element, int] = {}  # characters kept so far inside each element: the index into its lists
+    x = y = 0.0
+    for char, p, chain in _text_chars(e, paint):
+        char = " " if char.isspace() else char
+        if char == " " and (not out or out[-1][0] == " "):
+            continue
+        values: dict[str, float] = {}
+        turns: list[float] = []
+        for element in chain:
+            if element not in lists:
+                lists[element] = {k: _numbers(element.get(k, "")) for k in ("x", "y", "dx", "dy", "rotate")}
+            i = seen.get(element, 0)
+            seen[element] = i + 1
+            for key, got in lists[element].items():
+                if key != "rotate" and key not in values and i < len(got):
+                    values[key] = got[i]
+            turns = turns or lists[element]["rotate"][:i + 1]
+        if "x" in values or "y" in values:
+            x, y = values.get("x", x), values.get("y", y)
+            chunks.append([])
+        x, y = x + values.get("dx", 0.0), y + values.get("dy", 0.0)
+        chunks[-1].append(len(out))
+        out.append((char, x, y, turns[-1] if turns else 0.0, p))
+        advances.append(_font(_LAYOUT_EM).getlength(char) * _font_size(p.get("font-size")) / _LAYOUT_EM
+                        + _length(p.get("letter-spacing")))
+        x += advances[-1]
+    for chunk in chunks:
+        while chunk and out[chunk[-1]][0] == " ":  # a chunk's trailing space takes no room for its anchor
+            chunk.pop()
+        if not chunk:
+            continue
+        shift = {"middle": 0.5, "end": 1.0}.get(out[chunk[0]][4].get("text-anchor", "").strip(), 0.0) \
+            * sum(advances[j] for j in chunk)
+        for j in chunk:
+            char, cx, cy, turn, p = out[j]
+            out[j] = (char, cx - shift, cy, turn, p)
+    return out
 
 
 def _times(m: Matrix, n: Matrix) -> Matrix:

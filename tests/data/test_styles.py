@@ -158,3 +158,17 @@ def test_an_svg_site_is_written_as_svg_documents_of_outlines_that_are_read_as_dr
     assert doc.startswith("<svg") and doc.count('<path fill="rgb') == CAPTCHA_STYLES["lso-svg-upper5"].length
     ink = _pixels(load_image(out / "00000.svg").convert("L"))
     assert (ink < 150).mean() > 0.05 and (ink > 200).mean() > 0.4  # glyphs filled on a light ground
+
+
+def test_an_svg_text_site_writes_a_text_element_a_glyph_each_drawn_in_its_cell(tmp_path):
+    from captcha.data.images import load_image
+    from captcha.data.styles import CAPTCHA_STYLES, STYLES, write_captcha_set
+
+    spec = CAPTCHA_STYLES["lso-svgtext-upper5"]
+    out = write_captcha_set(spec.name, tmp_path / "site", 2)
+    doc = (out / "00000.svg").read_text()
+    assert doc.count("<text ") == spec.length and doc.count("<circle ") >= 15
+    ink = _pixels(load_image(out / "00000.svg").convert("L")) < 150
+    w = STYLES[spec.style].cell[0]
+    cells = [ink[:, round(w * 0.6 + i * w * 0.85):round(w * 0.6 + (i + 1) * w * 0.85)].mean() for i in range(spec.length)]
+    assert min(cells) > 0.12 and ink.mean() < 0.5  # every glyph inked where its cell is, on a light ground

@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from PIL import Image, ImageDraw, ImageFont
 
 from captcha.data.images import is_image_name, load_image
-from captcha.data.svg import path_outline, render_svg
+from captcha.data.svg import SUPERSAMPLE, path_outline, render_svg
 from captcha.errors import ImageError
 
 RING = "M10 10 H50 V50 H10 Z M20 20 H40 V40 H20 Z"  # a square with a square hole, as a glyph's counter
@@ -124,3 +125,66 @@ def test_transforms_move_turn_and_scale_shapes_and_their_strokes_composing_down_
     thick = inked('<line x1="0" y1="5" x2="15" y2="5" stroke="black" transform="scale(4)"/>')
     assert thick[:, 30].sum() >= 3 * thin[:, 5].sum()  # the stroke is four times as wide too
     assert (inked('<rect width="9" height="9" transform="rotate(oops) skewX()"/>')[4, 4])  # junk functions left out
+
+
+def _ink(body: str, size: tuple[int, int] = (60, 60)) -> np.ndarray:
+    w, h = size
+    return np.asarray(load_image(_svg(body, f'width="{w}" height="{h}"', f"0 0 {w} {h}")).convert("L")) < 128
+
+
+def test_text_is_drawn_as_pillows_own_font_draws_it_whatever_family_it_names():
+    drawn = _ink('<text x="10" y="45" font-size="40" font-family="Georgia, serif">K</text>')
+    k = SUPERSAMPLE  # as every shape: drawn k times larger, then reduced
+    direct = Image.new("L", (60 * k, 60 * k), 255)
+    ImageDraw.Draw(direct).text((10 * k, 45 * k), "K", fill=0, font=ImageFont.load_default(40 * k), anchor="ls")
+    direct = np.asarray(direct.resize((60, 60), Image.BOX)) < 128
+    assert (drawn & direct).sum() > 0.95 * (drawn | direct).sum() > 100  # the same glyph, in the same place
+    assert (_ink('<text x="10" y="45" font-size="40" font-family="monospace">K</text>') == drawn).all()
+    # the text's paint, size, weight and slant, from attributes or from a style, and a group's paint passed on
+    styled = _ink('<g fill="black"><text x="10" y="45" style="font-size:40px">K</text></g>')
+    assert (styled == drawn).all()
+    assert (_ink('<text x="10" y="45" font-size="30pt">K</text>') == drawn).all()  # 30 pt is 40 px
+    assert _ink('<text x="10" y="45" font-size="40" font-weight="bold">K</text>').sum() > 1.2 * drawn.sum()
+    italic = _ink('<text x="10" y="45" font-size="40" font-style="italic">I</text>')
+    rows = np.nonzero(italic.any(axis=1))[0]
+    top, bottom = (np.nonzero(italic[r])[0].mean() for r in (rows[2], rows[-3]))
+    assert top > bottom + 4  # leaning right
+    assert not _ink('<text x="10" y="45" font-size="40" fill="none">K</text>').any()
+
+
+def test_text_positions_anchors_turns_and_spans_place_each_character():
+    one = _ink('<text x="30" y="45" font-size="40" text-anchor="middle">H</text>')
+    cols = np.nonzero(one.any(axis=0))[0]
+    assert abs((cols[0] + cols[-1]) / 2 - 30) <= 2  # centred on its x
+    middle = np.nonzero(_ink('<text x="5" y="30" font-size="30" dominant-baseline="middle">H</text>').any(axis=1))[0]
+    assert abs((middle[0] + middle[-1]) / 2 - 30) <= 2
+    # a position a character, a shift, a turn a character, and a tspan in its own paint drawn where its x says
+    apart = _ink('<text x="5 70" y="40" font-size="30">I<tspan fill="none">I</tspan>I</text>', (120, 60))
+    cols = np.nonzero(apart.any(axis=0))[0]
+    assert cols[0] < 20 and not apart[:, 20:76].any()  # the tspan's I, at its parent's second x, is not inked
+    assert 76 < cols[-1] < 90  # the third I goes on from the second, the tspan's, placed by its parent's list
+    shifted, plain = (_ink(f'<text x="5 70" {dx} y="40" font-size="30">II</text>', (120, 60)) for dx in ('dx="0 10"', ""))
+    assert (shifted[:, 70:] == plain[:, 60:-10]).all() and (shifted[:, :30] == plain[:, :30]).all()
+    turned = _ink('<text x="20" y="50" font-size="40" rotate="30">l</text>')
+    same = _ink('<text x="20" y="50" font-size="40" transform="rotate(30 20 50)">l</text>')
+    assert (turned == same).all()
+    rows = np.nonzero(turned.any(axis=1))[0]
+    assert np.nonzero(turned[rows[1]])[0].mean() > np.nonzero(turned[rows[-2]])[0].mean() + 8  # clockwise
+    assert (_ink('<text x="5" y="40" font-size="20">  A \n\t B </text>') ==
+            _ink('<text x="5" y="40" font-size="20">A B</text>')).all()  # white space collapsed
+
+
+@pytest.mark.parametrize("body", [
+    '<text x="0" y="50" font-size="1e308">W</text>', '<text font-size="nan" x="inf">A</text>',
+    '<text x="5" y="40" font-size="30" transform="scale(0)">A</text>', "<text>" + "<tspan>A" * 100 + "</tspan>" * 100
+    + "</text>", '<text x="5" y="40" font-size="30" transform="matrix(1e9 0 0 1e9 0 0)">A</text>'])
+def test_hostile_text_is_drawn_or_refused_never_a_crash(body):
+    try:
+        assert load_image(_svg(body)).size == (60, 60)
+    except ImageError:
+        pass
+
+
+def test_much_text_is_refused_by_the_points_budget():
+    with pytest.raises(ImageError, match="points"):
+        render_svg(_svg('<text x="0" y="50" font-size="60">' + "W" * 20_000 + "</text>"), "wordy.svg", 4096 * 4096)
