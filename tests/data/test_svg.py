@@ -106,7 +106,8 @@ def test_hostile_numbers_and_nesting_are_drawn_or_refused_never_a_crash():
        attrs=st.text(alphabet='abcdefghijklmnopqrstuvwxyz="#%0123456789. -', max_size=40))
 def test_any_path_and_attributes_read_or_raise_image_error(d, attrs):
     try:
-        img = load_image(_svg(f'<path {attrs} d="{d}"/><circle {attrs} r="3"/>'))
+        img = load_image(_svg(f'<path {attrs} d="{d}"/><circle {attrs} r="3"/><text {attrs}>{d}<tspan {attrs}>A</tspan>'
+                              '</text>'))
     except ImageError:
         return
     assert img.mode == "RGB" and img.size == (60, 60)
@@ -144,7 +145,10 @@ def test_text_is_drawn_as_pillows_own_font_draws_it_whatever_family_it_names():
     styled = _ink('<g fill="black"><text x="10" y="45" style="font-size:40px">K</text></g>')
     assert (styled == drawn).all()
     assert (_ink('<text x="10" y="45" font-size="30pt">K</text>') == drawn).all()  # 30 pt is 40 px
-    assert _ink('<text x="10" y="45" font-size="40" font-weight="bold">K</text>').sum() > 1.2 * drawn.sum()
+    assert (_ink('<text x="10" y="45" style="font: 30pt/1.2 \'Times New Roman\', serif">K</text>') == drawn).all()
+    bold = _ink('<text x="10" y="45" font-size="40" font-weight="bold">K</text>')
+    assert (_ink('<text x="10" y="45" font="bold 40px Arial">K</text>') == bold).all()
+    assert bold.sum() > 1.2 * drawn.sum()
     italic = _ink('<text x="10" y="45" font-size="40" font-style="italic">I</text>')
     rows = np.nonzero(italic.any(axis=1))[0]
     top, bottom = (np.nonzero(italic[r])[0].mean() for r in (rows[2], rows[-3]))
@@ -188,3 +192,36 @@ def test_hostile_text_is_drawn_or_refused_never_a_crash(body):
 def test_much_text_is_refused_by_the_points_budget():
     with pytest.raises(ImageError, match="points"):
         render_svg(_svg('<text x="0" y="50" font-size="60">' + "W" * 20_000 + "</text>"), "wordy.svg", 4096 * 4096)
+
+
+def test_uses_draw_what_they_point_at_as_cairo_and_matplotlib_write_glyphs():
+    # cairo: glyphs as symbols in defs, each placed by a use at x, y, painted by the use's group
+    cairo = ('<defs><g><symbol id="glyph0-1"><path d="M0 0 H10 V-20 H0 Z"/></symbol></g></defs>'
+             '<g style="fill:rgb(100%,0%,0%)"><use xlink:href="#glyph0-1" x="10" y="40"/>'
+             '<use href="#glyph0-1" x="40" y="40" transform="scale(1)"/></g>')
+    drawn = np.asarray(load_image(_svg(cairo).replace(b"<svg", b'<svg xmlns:xlink="http://www.w3.org/1999/xlink"')))
+    assert tuple(drawn[30, 15]) == (255, 0, 0) and tuple(drawn[30, 45]) == (255, 0, 0)
+    assert tuple(drawn[30, 30]) == (255, 255, 255) and tuple(drawn[10, 15]) == (255, 255, 255)  # defs never drawn
+    assert not _ink('<g id="a"><use href="#a"/><use href="#nowhere"/></g>').any()  # pointing back, or at nothing
+    bomb = '<g id="l0"><rect width="1" height="1"/></g>' + "".join(
+        f'<g id="l{i}">' + f'<use href="#l{i - 1}"/>' * 10 + "</g>" for i in range(1, 9))
+    with pytest.raises(ImageError, match="elements"):
+        load_image(_svg(f"<defs>{bomb}</defs><use href='#l8'/>"))
+
+
+def test_a_matplotlib_svg_of_text_reads_as_its_own_png():
+    matplotlib = pytest.importorskip("matplotlib")
+    matplotlib.use("Agg")
+    import io
+
+    import matplotlib.pyplot as plt
+
+    fig = plt.figure(figsize=(2.0, 0.5), dpi=96)  # 144 pt wide: 192 px at CSS's 96 px an inch, as the png
+    fig.text(0.1, 0.3, "AB12", fontsize=20, rotation=10, color="#a03030")
+    svg, png = io.BytesIO(), io.BytesIO()
+    fig.savefig(svg, format="svg")
+    fig.savefig(png, format="png", dpi=96)
+    plt.close(fig)
+    drawn, shown = (np.asarray(load_image(b.getvalue()).convert("L")) < 128 for b in (svg, png))
+    assert drawn.shape == shown.shape == (48, 192)
+    assert (drawn & shown).sum() > 0.6 * (drawn | shown).sum() > 200
