@@ -8,8 +8,9 @@ paint on; a ``use`` draws what it points at (a glyph cairo or matplotlib keeps i
 in any CSS unit. ``text`` (and its ``tspan``) is drawn at its positions, shifts, per-character turns, anchor, baseline,
 size, weight and slant, in one font whatever family it names: Pillow's own, the same on every machine, so that a
 model reads a site's captchas at solving as it learned them, where the family a page names would resolve to whatever
-fonts each machine has. Gradients, patterns, clips, masks and style sheets are not drawn. Input is untrusted: the
-file's size, the pixels, the elements and the points drawn are bounded, and XML entities are refused.
+fonts each machine has. Style sheets' rules of a tag, classes and an id apply; gradients, patterns, clips and masks
+are not drawn. Input is untrusted: the file's size, the pixels, the elements and the points drawn are bounded, and
+XML entities are refused.
 """
 
 from __future__ import annotations
@@ -37,6 +38,9 @@ _TOKEN = re.compile(r"([MmLlHhVvCcSsQqTtAaZz])|" + _NUMBER.pattern)
 _SKIPPED = {"defs", "clipPath", "mask", "pattern", "linearGradient", "radialGradient", "symbol", "marker", "style",
             "title", "desc", "metadata", "script", "foreignObject", "image"}  # drawn only through a use, or never
 _XLINK = "{http://www.w3.org/1999/xlink}href"
+MAX_RULES = 2_000  # style sheet rules read: a captcha's sheet has a handful
+_RULE = re.compile(r"([^{}]+)\{([^{}]*)\}")
+_SELECTOR = re.compile(r"^(\*|[A-Za-z][\w-]*)?((?:[.#][\w-]+)*)$")  # a tag, classes and an id: nothing between
 _PAINT = ("fill", "stroke", "stroke-width", "opacity", "fill-opacity", "stroke-opacity", "fill-rule", "font-size",
           "font-weight", "font-style", "text-anchor", "dominant-baseline", "letter-spacing")
 FONT_SIZE = 16.0  # a browser's default, in user units
@@ -90,6 +94,7 @@ def render_svg(data: bytes, name: str, max_pixels: int) -> Image.Image:
                          "(raise max_pixels if this is really a captcha)")
     scale = (w * SUPERSAMPLE / box[2], h * SUPERSAMPLE / box[3])
     ids = {e.get("id", ""): e for e in root.iter() if e.get("id")}
+    _apply_style_sheets(root)
     canvas = _Canvas((w * SUPERSAMPLE, h * SUPERSAMPLE), box[:2], scale, name, ids)
     try:
         canvas.walk(root, {"fill": "black"}, IDENTITY, 0)
@@ -402,6 +407,40 @@ def _style(e: ET.Element) -> dict[str, str]:
         elif key.strip() == "font":
             out.update(_font_shorthand(value))
     return out
+
+
+def _apply_style_sheets(root: ET.Element) -> None:
+    """The rules of the document's ``style`` elements written into the ``style`` of each element they select, before
+    its own declarations (CSS's order: presentation attributes, then the sheet by specificity, then the element's
+    style). Selectors of a tag, classes and an id (``*``, ``text``, ``.c1``, ``path#n.c1``); any other is skipped."""
+    buckets: dict[str, list[tuple[int, int, str | None, list[str], set[str], str]]] = {}
+    count = 0
+    for sheet in root.iter():
+        if _tag(sheet) != "style":
+            continue
+        text = re.sub(r"/\*.*?\*/", "", "".join(sheet.itertext()), flags=re.S)
+        for selectors, body in _RULE.findall(text):
+            for selector in selectors.split(","):
+                found = _SELECTOR.match(selector.strip())
+                if not found or not selector.strip() or count >= MAX_RULES:
+                    continue
+                tag = found.group(1) if found.group(1) not in (None, "*") else None
+                parts = re.findall(r"([.#])([\w-]+)", found.group(2))
+                ids, classes = [v for k, v in parts if k == "#"], {v for k, v in parts if k == "."}
+                rule = (100 * len(ids) + 10 * len(classes) + (tag is not None), count, tag, ids, classes,
+                        body.replace("!important", ""))
+                key = f"#{ids[0]}" if ids else f".{min(classes)}" if classes else tag or "*"
+                buckets.setdefault(key, []).append(rule)  # each element looks up only the rules that could select it
+                count += 1
+    if not buckets:
+        return
+    for e in root.iter():
+        classes = set((e.get("class") or "").split())
+        keys = ["*", _tag(e), f"#{e.get('id')}", *(f".{c}" for c in classes)]
+        picked = sorted(r for k in keys for r in buckets.get(k, ()) if (r[2] is None or r[2] == _tag(e))
+                        and all(i == e.get("id") for i in r[3]) and r[4] <= classes)
+        if picked:
+            e.set("style", ";".join(r[5] for r in picked) + ";" + (e.get("style") or ""))
 
 
 def _font_shorthand(text: str) -> dict[str, str]:

@@ -167,7 +167,8 @@ def test_text_positions_anchors_turns_and_spans_place_each_character():
     cols = np.nonzero(apart.any(axis=0))[0]
     assert cols[0] < 20 and not apart[:, 20:76].any()  # the tspan's I, at its parent's second x, is not inked
     assert 76 < cols[-1] < 90  # the third I goes on from the second, the tspan's, placed by its parent's list
-    shifted, plain = (_ink(f'<text x="5 70" {dx} y="40" font-size="30">II</text>', (120, 60)) for dx in ('dx="0 10"', ""))
+    shifted, plain = (_ink(f'<text x="5 70" {dx} y="40" font-size="30">II</text>', (120, 60))
+                      for dx in ('dx="0 10"', ""))
     assert (shifted[:, 70:] == plain[:, 60:-10]).all() and (shifted[:, :30] == plain[:, :30]).all()
     turned = _ink('<text x="20" y="50" font-size="40" rotate="30">l</text>')
     same = _ink('<text x="20" y="50" font-size="40" transform="rotate(30 20 50)">l</text>')
@@ -225,3 +226,19 @@ def test_a_matplotlib_svg_of_text_reads_as_its_own_png():
     drawn, shown = (np.asarray(load_image(b.getvalue()).convert("L")) < 128 for b in (svg, png))
     assert drawn.shape == shown.shape == (48, 192)
     assert (drawn & shown).sum() > 0.6 * (drawn | shown).sum() > 200
+
+
+def test_style_sheets_paint_what_their_rules_select_in_css_order():
+    sheet = ("<style>/* a comment */ .a { fill: #00f } rect.a#b{fill:rgb(0,200,0)} path, .c {fill:red !important}"
+             " g > rect {fill: #fff} text{font-size:40px}</style>")
+    body = (f'<defs>{sheet}</defs><rect class="a" width="10" height="10" fill="black"/>'
+            '<rect class="a x" id="b" x="20" width="10" height="10"/><rect class="c" x="40" width="10" height="10"/>'
+            '<g><rect class="a" y="20" width="10" height="10" style="fill:#ff0"/></g>'
+            '<rect class="z" x="20" y="20" width="10" height="10"/>')
+    img = np.asarray(load_image(_svg(body)))
+    assert tuple(img[5, 5]) == (0, 0, 255)  # the sheet beats the attribute
+    assert tuple(img[5, 25]) == (0, 200, 0)  # the more specific rule wins
+    assert tuple(img[5, 45]) == (255, 0, 0)
+    assert tuple(img[25, 5]) == (255, 255, 0)  # the element's own style beats the sheet; "g > rect" is skipped
+    assert tuple(img[25, 25]) == (0, 0, 0)  # no rule: the default fill
+    assert (_ink(f'{sheet}<text x="10" y="45">K</text>') == _ink('<text x="10" y="45" font-size="40">K</text>')).all()
