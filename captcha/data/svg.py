@@ -8,9 +8,9 @@ paint on; a ``use`` draws what it points at (a glyph cairo or matplotlib keeps i
 in any CSS unit. ``text`` (and its ``tspan``) is drawn at its positions, shifts, per-character turns, anchor, baseline,
 size, weight and slant, in one font whatever family it names: Pillow's own, the same on every machine, so that a
 model reads a site's captchas at solving as it learned them, where the family a page names would resolve to whatever
-fonts each machine has. Style sheets' rules of a tag, classes and an id apply; gradients, patterns, clips and masks
-are not drawn. Input is untrusted: the file's size, the pixels, the elements and the points drawn are bounded, and
-XML entities are refused.
+fonts each machine has. Style sheets' rules of a tag, classes and an id apply; a gradient is drawn as its mean
+colour; patterns, clips and masks are not drawn. Input is untrusted: the file's size, the pixels, the elements and
+the points drawn are bounded, and XML entities are refused.
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ _TOKEN = re.compile(r"([MmLlHhVvCcSsQqTtAaZz])|" + _NUMBER.pattern)
 _SKIPPED = {"defs", "clipPath", "mask", "pattern", "linearGradient", "radialGradient", "symbol", "marker", "style",
             "title", "desc", "metadata", "script", "foreignObject", "image"}  # drawn only through a use, or never
 _XLINK = "{http://www.w3.org/1999/xlink}href"
+_URL = re.compile(r"url\(\s*['\"]?#([^)'\"\s]+)['\"]?\s*\)")
 MAX_RULES = 2_000  # style sheet rules read: a captcha's sheet has a handful
 _RULE = re.compile(r"([^{}]+)\{([^{}]*)\}")
 _SELECTOR = re.compile(r"^(\*|[A-Za-z][\w-]*)?((?:[.#][\w-]+)*)$")  # a tag, classes and an id: nothing between
@@ -189,7 +190,7 @@ class _Canvas:
         if self.points > MAX_POINTS:
             raise ImageError(f"{self.name}: an SVG that draws over {MAX_POINTS} points is refused")
         opacity = _opacity(paint.get("opacity"))
-        fill, stroke = _colour(paint.get("fill")), _colour(paint.get("stroke"))
+        fill, stroke = _colour(paint.get("fill"), self.ids), _colour(paint.get("stroke"), self.ids)
         width = min(far, max(1, round(_length(paint.get("stroke-width", "1")) * grow * (sx + sy) / 2))) if stroke else 0
         xs = [x for points, _ in shapes for x, _ in points]
         ys = [y for points, _ in shapes for _, y in points]
@@ -219,7 +220,7 @@ class _Canvas:
     def glyph(self, char: str, at: tuple[float, float, float], paint: dict[str, str], matrix: Matrix) -> None:
         """One character of a ``text``, its baseline's start at (x, y) in user units, turned by ``turn`` degrees:
         drawn by FreeType into a raster at the canvas's resolution, then mapped onto the canvas by one affine."""
-        fill, stroke = _colour(paint.get("fill")), _colour(paint.get("stroke"))
+        fill, stroke = _colour(paint.get("fill"), self.ids), _colour(paint.get("stroke"), self.ids)
         size = _font_size(paint.get("font-size"))
         a, b, c, d, _, _ = matrix
         sx, sy = self.scale
@@ -458,16 +459,54 @@ def _font_shorthand(text: str) -> dict[str, str]:
     return out
 
 
-def _colour(text: str | None) -> tuple[int, int, int] | None:
+def _colour(text: str | None, ids: dict[str, ET.Element] | None = None) -> tuple[int, int, int] | None:
+    """A paint as one colour; None for none. A gradient is drawn as its mean colour (a ramp behind the text reads
+    as its middle; drawn as ink, it would hide dark glyphs); another paint server as its fallback, else as ink."""
     if text is None or text.strip() in ("none", "transparent", ""):
         return None
     text = text.strip()
     if text == "currentColor":
         return (0, 0, 0)
+    server = _URL.match(text)
+    if server:
+        element = (ids or {}).get(server.group(1))
+        mean = _gradient_mean(element, ids or {}) if element is not None else None
+        return mean or _colour(text[server.end():].strip() or "black")
     try:
         return ImageColor.getrgb(text)[:3]
     except ValueError:
-        return (0, 0, 0)  # a paint server (url(#...)) or an unknown name: drawn as ink, not dropped
+        return (0, 0, 0)  # an unknown name: drawn as ink, not dropped
+
+
+def _gradient_mean(element: ET.Element, ids: dict[str, ET.Element]) -> tuple[int, int, int] | None:
+    """A gradient's colour averaged along it (its stops', or those of the gradient it points at); None if it is not
+    one or has no stops."""
+    for _ in range(8):  # a gradient takes its stops from the one it points at: a few hops at most
+        if _tag(element) not in ("linearGradient", "radialGradient"):
+            return None
+        stops = [child for child in element if _tag(child) == "stop"]
+        if stops:
+            break
+        element = ids.get((element.get(_XLINK) or element.get("href") or "").strip().removeprefix("#"))
+        if element is None:
+            return None
+    else:
+        return None
+    points: list[tuple[float, tuple[int, int, int]]] = []
+    for stop in stops:
+        style = {k.strip(): v.strip() for k, _, v in (part.partition(":") for part in (stop.get("style") or "").split(";"))}
+        text = (stop.get("offset") or "0").strip()
+        offset = _length(text[:-1]) / 100 if text.endswith("%") else _length(text)
+        offset = min(1.0, max(offset, points[-1][0] if points else 0.0))  # offsets never go back
+        points.append((offset, _colour(style.get("stop-color") or stop.get("stop-color") or "black") or (0, 0, 0)))
+    # flat before the first stop and after the last, a linear ramp between each two
+    spans = [(points[0][0], points[0][1], points[0][1]),
+             *((b[0] - a[0], a[1], b[1]) for a, b in zip(points, points[1:])),
+             (1.0 - points[-1][0], points[-1][1], points[-1][1])]
+    total = sum(w for w, _, _ in spans)
+    if total <= 0:
+        return points[-1][1]
+    return tuple(round(sum(w * (a[i] + b[i]) / 2 for w, a, b in spans) / total) for i in range(3))  # type: ignore[return-value]
 
 
 def _opacity(text: str | None) -> float:

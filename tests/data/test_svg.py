@@ -242,3 +242,17 @@ def test_style_sheets_paint_what_their_rules_select_in_css_order():
     assert tuple(img[25, 5]) == (255, 255, 0)  # the element's own style beats the sheet; "g > rect" is skipped
     assert tuple(img[25, 25]) == (0, 0, 0)  # no rule: the default fill
     assert (_ink(f'{sheet}<text x="10" y="45">K</text>') == _ink('<text x="10" y="45" font-size="40">K</text>')).all()
+
+
+def test_a_gradient_is_drawn_as_its_mean_colour_and_an_unknown_paint_server_as_its_fallback():
+    defs = ('<defs><linearGradient id="g"><stop offset="0" stop-color="#fff"/><stop offset="50%" '
+            'style="stop-color:#000"/></linearGradient><radialGradient id="h" xlink:href="#g"/></defs>')
+    body = (f'{defs}<rect width="30" height="20" fill="url(#g)"/><rect x="30" width="30" height="20" '
+            'style="fill:url(\'#h\')"/><rect y="30" width="10" height="10" fill="url(#nowhere) #f00"/>'
+            '<rect x="20" y="30" width="10" height="10" fill="url(#nowhere)"/>')
+    img = np.asarray(load_image(_svg(body).replace(b"<svg", b'<svg xmlns:xlink="http://www.w3.org/1999/xlink"')))
+    # white to black over the first half, black after: a quarter of white on average
+    assert tuple(img[10, 10]) == (64, 64, 64) and tuple(img[10, 40]) == (64, 64, 64)  # the stops it points at
+    assert tuple(img[35, 5]) == (255, 0, 0) and tuple(img[35, 25]) == (0, 0, 0)
+    loop = '<defs><linearGradient id="a" href="#b"/><linearGradient id="b" href="#a"/></defs>'
+    assert _ink(f'{loop}<rect width="10" height="10" fill="url(#a)"/>')[5, 5]  # stops never found: drawn as ink
