@@ -21,6 +21,7 @@ import re
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 
+import numpy as np
 from PIL import Image, ImageChops, ImageColor, ImageDraw, ImageFont
 
 from ..errors import ImageError
@@ -33,6 +34,7 @@ MAX_ELEMENTS = 20_000  # elements drawn, each use of one counted: a captcha draw
 # drew one in 6.2 ms against 4's 9.5 ms, its pixels 2.0 grey levels from 4's on average (2: 4.0 ms, 3.2 levels)
 SUPERSAMPLE = 3
 CURVE_STEPS = 12  # straight pieces a Bezier curve is drawn with
+CIRCLE_SIDE = 3.0  # canvas pixels (one output pixel) a side of the polygon a circle is drawn as, at most
 _NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
 _TOKEN = re.compile(r"([MmLlHhVvCcSsQqTtAaZz])|" + _NUMBER.pattern)
 _SKIPPED = {"defs", "clipPath", "mask", "pattern", "linearGradient", "radialGradient", "symbol", "marker", "style",
@@ -172,50 +174,60 @@ class _Canvas:
             self.walk(child, paint, matrix, depth + 1)
 
     def draw(self, tag: str, e: ET.Element, paint: dict[str, str], matrix: Matrix) -> None:
-        shapes = _shape(tag, e, self.origin_size())
-        if not shapes:
-            return
         a, b, c, d, tx, ty = matrix
         grow = math.sqrt(abs(a * d - b * c))  # a stroke's width grows as the transform scales
         sx, sy = self.scale
+        shapes = _shape(tag, e, self.origin_size(), grow * max(sx, sy))
+        if not shapes:
+            return
         ox, oy = self.origin
         far = 4 * max(self.size)  # a point further off the canvas is drawn this far: Pillow draws in C ints
-
-        def placed(x: float, y: float) -> tuple[float, float]:
-            x, y = a * x + c * y + tx, b * x + d * y + ty
-            return min(far, max(-far, (x - ox) * sx)), min(far, max(-far, (y - oy) * sy))
-
-        shapes = [([placed(x, y) for x, y in points], closed) for points, closed in shapes]
         self.points += sum(len(p) for p, _ in shapes)
         if self.points > MAX_POINTS:
             raise ImageError(f"{self.name}: an SVG that draws over {MAX_POINTS} points is refused")
+        # every point at once (a captcha's glyphs are thousands): the transform, the viewBox, clamped (NaN to -far)
+        at = np.array([pt for points, _ in shapes for pt in points], dtype=np.float64).reshape(-1, 2)
+        xs, ys = at[:, 0], at[:, 1]
+        with np.errstate(invalid="ignore", over="ignore"):  # inf times 0 is NaN, drawn at -far as a number is
+            at = np.stack([((a * xs + c * ys + tx) - ox) * sx, ((b * xs + d * ys + ty) - oy) * sy], axis=1)
+        at = np.where(np.isnan(at), -far, np.clip(at, -far, far))
+        ends = np.cumsum([len(p) for p, _ in shapes])[:-1]
+        placed = [(part, closed) for part, (_, closed) in zip(np.split(at, ends), shapes)]
         opacity = _opacity(paint.get("opacity"))
         fill, stroke = _colour(paint.get("fill"), self.ids), _colour(paint.get("stroke"), self.ids)
         width = min(far, max(1, round(_length(paint.get("stroke-width", "1")) * grow * (sx + sy) / 2))) if stroke else 0
-        xs = [x for points, _ in shapes for x, _ in points]
-        ys = [y for points, _ in shapes for _, y in points]
-        left, top = max(0, int(min(xs)) - width - 1), max(0, int(min(ys)) - width - 1)
-        right, bottom = min(self.size[0], int(max(xs)) + width + 2), min(self.size[1], int(max(ys)) + width + 2)
+        low, high = at.min(axis=0), at.max(axis=0)
+        left, top = max(0, int(low[0]) - width - 1), max(0, int(low[1]) - width - 1)
+        right, bottom = min(self.size[0], int(high[0]) + width + 2), min(self.size[1], int(high[1]) + width + 2)
         if right <= left or bottom <= top:
             return  # wholly outside the canvas
         box = (right - left, bottom - top)
-        shapes = [([(x - left, y - top) for x, y in points], closed) for points, closed in shapes]
+        inside = [(points - (left, top), closed) for points, closed in placed]  # in the box's own pixels
+        fill_alpha = opacity * _opacity(paint.get("fill-opacity"))
+        stroke_alpha = opacity * _opacity(paint.get("stroke-opacity"))
         if fill is not None and tag != "line":
-            filled = [points for points, _ in shapes if len(points) >= 3]
-            mask = Image.new("1", box, 0)
-            for points in filled:  # even-odd: a glyph's counters are holes (one outline, a dot or a bar, needs no xor)
-                one = Image.new("1", box, 0) if len(filled) > 1 else mask
-                ImageDraw.Draw(one).polygon(points, fill=1)
-                if one is not mask:
-                    mask = ImageChops.logical_xor(mask, one)
-            self.paint(mask.convert("L"), (left, top), fill, opacity * _opacity(paint.get("fill-opacity")))
+            filled = [points for points, _ in placed if len(points) >= 3]
+            if len(filled) == 1 and fill_alpha >= 1:  # one opaque outline (a dot, a bar) replaces what it covers
+                ImageDraw.Draw(self.canvas).polygon(filled[0].ravel().tolist(), fill=(*fill, 255))
+            else:
+                mask = Image.new("1", box, 0)
+                for points, _ in inside:  # even-odd: a glyph's counters are holes
+                    if len(points) >= 3:
+                        one = Image.new("1", box, 0)
+                        ImageDraw.Draw(one).polygon(points.ravel().tolist(), fill=1)
+                        mask = ImageChops.logical_xor(mask, one)
+                self.paint(mask.convert("L"), (left, top), fill, fill_alpha)
         if stroke is not None:
-            layer = Image.new("L", box, 0)
+            opaque = stroke_alpha >= 1  # an opaque stroke is drawn on the canvas, a translucent one composited
+            layer = self.canvas if opaque else Image.new("L", box, 0)
             draw = ImageDraw.Draw(layer)
-            for points, closed in shapes:
+            for points, closed in placed if opaque else inside:
                 if len(points) >= 2:
-                    draw.line(points + points[:1] if closed else points, fill=255, width=width, joint="curve")
-            self.paint(layer, (left, top), stroke, opacity * _opacity(paint.get("stroke-opacity")))
+                    line = np.concatenate([points, points[:1]]) if closed else points
+                    draw.line(line.ravel().tolist(), fill=(*stroke, 255) if opaque else 255, width=width,
+                              joint="curve")
+            if not opaque:
+                self.paint(layer, (left, top), stroke, stroke_alpha)
 
     def glyph(self, char: str, at: tuple[float, float, float], paint: dict[str, str], matrix: Matrix) -> None:
         """One character of a ``text``, its baseline's start at (x, y) in user units, turned by ``turn`` degrees:
@@ -516,8 +528,9 @@ def _opacity(text: str | None) -> float:
         return 1.0
 
 
-def _shape(tag: str, e: ET.Element, view: tuple[float, float]) -> list[Subpath]:
-    """An element's outline as subpaths in user units."""
+def _shape(tag: str, e: ET.Element, view: tuple[float, float], detail: float = 1.0) -> list[Subpath]:
+    """An element's outline as subpaths in user units; ``detail``: canvas pixels a user unit, which sets how many
+    points draw a circle."""
 
     def num(key: str, of: float = 0.0) -> float:
         value = (e.get(key) or "0").strip()
@@ -529,7 +542,8 @@ def _shape(tag: str, e: ET.Element, view: tuple[float, float]) -> list[Subpath]:
     if tag in ("circle", "ellipse"):
         cx, cy = num("cx", view[0]), num("cy", view[1])
         rx, ry = (num("r"), num("r")) if tag == "circle" else (num("rx"), num("ry"))
-        steps = 48
+        # a side of CIRCLE_SIDE canvas pixels, 8 to 48 sides: a captcha's dots are small, and each point costs
+        steps = min(48, max(8, math.ceil(2 * math.pi * max(rx, ry) * min(detail, 1e6) / CIRCLE_SIDE)))
         return [([(cx + rx * math.cos(2 * math.pi * k / steps), cy + ry * math.sin(2 * math.pi * k / steps))
                   for k in range(steps)], True)] if rx > 0 and ry > 0 else []
     if tag == "line":
@@ -561,9 +575,13 @@ def path_outline(d: str) -> list[Subpath]:
         return values
 
     def curve(controls: list[tuple[float, float]]) -> None:
-        ps = [(x, y), *controls]
-        points.extend((sum(w * p[0] for w, p in zip(weights, ps)), sum(w * p[1] for w, p in zip(weights, ps)))
-                      for weights in _BERNSTEIN[len(ps)])
+        if len(controls) == 3:  # written out, not summed: a captcha's glyphs are hundreds of curves
+            (x1, y1), (x2, y2), (x3, y3) = controls
+            points.extend((a * x + b * x1 + c * x2 + d * x3, a * y + b * y1 + c * y2 + d * y3)
+                          for a, b, c, d in _BERNSTEIN[4])
+        else:
+            (x1, y1), (x2, y2) = controls
+            points.extend((a * x + b * x1 + c * x2, a * y + b * y1 + c * y2) for a, b, c in _BERNSTEIN[3])
 
     while i < len(tokens):
         if tokens[i][0]:
