@@ -116,8 +116,8 @@ def _numbers(text: str) -> list[float]:
     return [v for v in map(float, _NUMBER.findall(text or "")) if math.isfinite(v)]
 
 
-_UNITS = {"": 1.0, "px": 1.0, "pt": 4 / 3, "pc": 16.0, "in": 96.0, "cm": 96 / 2.54, "mm": 96 / 25.4, "em": 16.0,
-          "ex": 8.0}  # CSS's absolute units in px; em and ex of the default font
+_UNITS = {"": 1.0, "px": 1.0, "pt": 4 / 3, "pc": 16.0, "in": 96.0, "cm": 96 / 2.54, "mm": 96 / 25.4,
+          "em": FONT_SIZE, "rem": FONT_SIZE, "ex": FONT_SIZE / 2}  # CSS's absolute units in px; em, ex of the default
 
 
 def _length(text: str | None) -> float:
@@ -182,9 +182,7 @@ class _Canvas:
             return
         ox, oy = self.origin
         far = 4 * max(self.size)  # a point further off the canvas is drawn this far: Pillow draws in C ints
-        self.points += sum(len(p) for p, _ in shapes)
-        if self.points > MAX_POINTS:
-            raise ImageError(f"{self.name}: an SVG that draws over {MAX_POINTS} points is refused")
+        self.spend(sum(len(p) for p, _ in shapes))
         # every point at once (a captcha's glyphs are thousands): the transform, the viewBox, clamped (NaN to -far)
         at = np.array([pt for points, _ in shapes for pt in points], dtype=np.float64).reshape(-1, 2)
         xs, ys = at[:, 0], at[:, 1]
@@ -239,9 +237,7 @@ class _Canvas:
         em = min(round(size * math.sqrt(abs(a * d - b * c)) * (sx + sy) / 2), MAX_EM * max(self.size))
         if (fill is None and stroke is None) or char.isspace() or em < 2:
             return
-        self.points += em  # a glyph costs as its size does
-        if self.points > MAX_POINTS:
-            raise ImageError(f"{self.name}: an SVG that draws over {MAX_POINTS} points is refused")
+        self.spend(em)  # a glyph costs as its size does
         unit = size / em  # user units per raster pixel
         weight = paint.get("font-weight", "").strip()
         bold = round(em * _BOLD) if weight in ("bold", "bolder") or (weight.isdigit() and int(weight) >= 600) else 0
@@ -274,15 +270,22 @@ class _Canvas:
                                         stroke_fill=255)
             return raster
 
+        def placed(raster: Image.Image) -> Image.Image:
+            return raster.transform((x1 - x0, y1 - y0), Image.AFFINE, back, resample=Image.BILINEAR)
+
         body = drawn(bold)
         opacity = _opacity(paint.get("opacity"))
         if fill is not None:
-            self.paint(body.transform((x1 - x0, y1 - y0), Image.AFFINE, back, resample=Image.BILINEAR), (x0, y0),
-                       fill, opacity * _opacity(paint.get("fill-opacity")))
+            self.paint(placed(body), (x0, y0), fill, opacity * _opacity(paint.get("fill-opacity")))
         if stroke is not None and outline:
             ring = ImageChops.subtract(drawn(bold + outline), body)
-            self.paint(ring.transform((x1 - x0, y1 - y0), Image.AFFINE, back, resample=Image.BILINEAR), (x0, y0),
-                       stroke, opacity * _opacity(paint.get("stroke-opacity")))
+            self.paint(placed(ring), (x0, y0), stroke, opacity * _opacity(paint.get("stroke-opacity")))
+
+    def spend(self, points: int) -> None:
+        """Count ``points`` drawn against MAX_POINTS; ImageError past it."""
+        self.points += points
+        if self.points > MAX_POINTS:
+            raise ImageError(f"{self.name}: an SVG that draws over {MAX_POINTS} points is refused")
 
     def origin_size(self) -> tuple[float, float]:
         return self.size[0] / self.scale[0], self.size[1] / self.scale[1]
@@ -307,11 +310,8 @@ def _font(em: int) -> ImageFont.FreeTypeFont:
 def _font_size(text: str | None) -> float:
     """A ``font-size`` in user units: px or none, pt, em or a percentage of the default; the default if unreadable."""
     text = (text or "").strip()
-    found = _NUMBER.match(text)
-    value = float(found.group()) if found else FONT_SIZE
-    unit = text[found.end():].strip() if found else ""
-    value *= {"pt": 4 / 3, "em": FONT_SIZE, "rem": FONT_SIZE, "%": FONT_SIZE / 100}.get(unit, 1.0)
-    return value if math.isfinite(value) and value > 0 else FONT_SIZE
+    value = _length(text[:-1]) * FONT_SIZE / 100 if text.endswith("%") else _length(text)
+    return value if value > 0 else FONT_SIZE
 
 
 def _text_chars(e: ET.Element, paint: dict[str, str], chain: tuple[ET.Element, ...] = (), depth: int = 0
@@ -413,13 +413,17 @@ def _style(e: ET.Element) -> dict[str, str]:
     """The paint an element sets: its attributes, then its ``style`` declarations (a ``font`` shorthand spread out)."""
     out = {k: e.get(k) for k in _PAINT if e.get(k) is not None}
     out.update(_font_shorthand(e.get("font", "")))
-    for part in (e.get("style") or "").split(";"):
-        key, _, value = part.partition(":")
-        if key.strip() in _PAINT:
-            out[key.strip()] = value.strip()
-        elif key.strip() == "font":
+    for key, value in _declarations(e.get("style")).items():
+        if key in _PAINT:
+            out[key] = value
+        elif key == "font":
             out.update(_font_shorthand(value))
     return out
+
+
+def _declarations(text: str | None) -> dict[str, str]:
+    """A ``style`` attribute's declarations (``fill: red; stroke: none``), the last of each name kept."""
+    return {k.strip(): v.strip() for k, _, v in (part.partition(":") for part in (text or "").split(";")) if k.strip()}
 
 
 def _apply_style_sheets(root: ET.Element) -> None:
@@ -506,7 +510,7 @@ def _gradient_mean(element: ET.Element, ids: dict[str, ET.Element]) -> tuple[int
         return None
     points: list[tuple[float, tuple[int, int, int]]] = []
     for stop in stops:
-        style = {k.strip(): v.strip() for k, _, v in (part.partition(":") for part in (stop.get("style") or "").split(";"))}
+        style = _declarations(stop.get("style"))
         text = (stop.get("offset") or "0").strip()
         offset = _length(text[:-1]) / 100 if text.endswith("%") else _length(text)
         offset = min(1.0, max(offset, points[-1][0] if points else 0.0))  # offsets never go back
