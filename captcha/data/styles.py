@@ -15,7 +15,8 @@ Pillow, numpy and scipy; every cell is drawn from its own seed.
 A captcha site may also blink (``HeldOutCaptcha.blink``): written as an animated GIF whose glyphs fade out and
 in by turns, as Java's GIF captcha generators draw them, so that no frame shows every glyph. Or be drawn as SVG
 (``HeldOutCaptcha.svg``), as Node's SVG captcha generators draw: each glyph's outline from the font file (fontTools)
-filled in its own colour, scaled, turned and moved on its own, curves stroked across, a light rectangle behind.
+filled in its own colour, scaled, turned and moved on its own, curves stroked across, a light rectangle behind; or
+each glyph a ``text`` element naming a web font, as pages that leave the font to the browser write them.
 
 ``CAPTCHA_STYLES`` are whole captchas in those styles (glyphs on one canvas, touching, overlapping, on
 a bent baseline, in a band of a larger canvas): sites no pretraining drew, for the benchmark
