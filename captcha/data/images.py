@@ -123,6 +123,21 @@ def _svg_file(path: Path) -> bytes | None:
         return None
 
 
+def _embedded(data: bytes, max_pixels: int) -> Image.Image | None:
+    """A raster an SVG's ``image`` carries -> RGBA (its first frame), in the formats and size a captcha is read in;
+    None for one that cannot be read, which the SVG leaves out as a browser does."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # PIL's DecompressionBombWarning: the size is bounded here
+            img = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
+            if img.width < 1 or img.height < 1 or img.width * img.height > max_pixels:
+                return None
+            img.load()
+            return img.convert("RGBA")
+    except Exception:  # noqa: BLE001 - any decoder's error: the image is not drawn, the document still is
+        return None
+
+
 def _ground(rgba: np.ndarray) -> tuple[int, int, int, int]:
     """The colour a transparent image goes onto: white, or black where under half of it is opaque and that part is
     light (its mean luminance over LIGHT_INK)."""
@@ -195,7 +210,7 @@ def load_image(src: ImageInput, max_pixels: int = DEFAULT_MAX_PIXELS, name: str 
         except UnidentifiedImageError:
             data = fp.getvalue() if isinstance(fp, io.BytesIO) else _svg_file(fp)
             if data is not None and looks_like_svg(data):  # drawn by our own renderer: Pillow reads no SVG
-                return _flatten(render_svg(data, name, max_pixels))
+                return _flatten(render_svg(data, name, max_pixels, lambda raster: _embedded(raster, max_pixels)))
             unpack = unpack_hint(fp) if isinstance(fp, Path) else None
             if unpack:
                 raise ImageError(f"{name}: an archive, not an image: unpack it first ({unpack}) and pass its images "

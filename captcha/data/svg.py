@@ -9,17 +9,21 @@ in any CSS unit. ``text`` (and its ``tspan``) is drawn at its positions, shifts,
 size, weight and slant, in one font whatever family it names: Pillow's own, the same on every machine, so that a
 model reads a site's captchas at solving as it learned them, where the family a page names would resolve to whatever
 fonts each machine has. Style sheets' rules of a tag, classes and an id apply; a gradient is drawn as its mean
-colour; patterns, clips and masks are not drawn. Input is untrusted: the file's size, the pixels, the elements and
-the points drawn are bounded, and XML entities are refused.
+colour; an ``image`` carried in a ``data:`` URL is drawn (nothing outside the document is read). Patterns, clips and
+masks are not. Input is untrusted: the file's size, the pixels, the elements and the points drawn are bounded, and
+XML entities are refused.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import functools
 import math
 import re
+import urllib.parse
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 from PIL import Image, ImageChops, ImageColor, ImageDraw, ImageFont
@@ -38,7 +42,7 @@ CIRCLE_SIDE = 3.0  # canvas pixels (one output pixel) a side of the polygon a ci
 _NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
 _TOKEN = re.compile(r"([MmLlHhVvCcSsQqTtAaZz])|" + _NUMBER.pattern)
 _SKIPPED = {"defs", "clipPath", "mask", "pattern", "linearGradient", "radialGradient", "symbol", "marker", "style",
-            "title", "desc", "metadata", "script", "foreignObject", "image"}  # drawn only through a use, or never
+            "title", "desc", "metadata", "script", "foreignObject"}  # drawn only through a use, or never
 _XLINK = "{http://www.w3.org/1999/xlink}href"
 _URL = re.compile(r"url\(\s*['\"]?#([^)'\"\s]+)['\"]?\s*\)")
 MAX_RULES = 2_000  # style sheet rules read: a captcha's sheet has a handful
@@ -71,9 +75,11 @@ def looks_like_svg(data: bytes) -> bool:
     return head.startswith(b"<svg") or (head.startswith((b"<?xml", b"<!--", b"<!DOCTYPE")) and b"<svg" in data[:4096])
 
 
-def render_svg(data: bytes, name: str, max_pixels: int) -> Image.Image:
+def render_svg(data: bytes, name: str, max_pixels: int,
+               embedded: Callable[[bytes], Image.Image | None] | None = None) -> Image.Image:
     """An SVG document -> an RGBA image at its own size (width and height, else its viewBox's); ImageError if it
-    is not one, is too large, or draws too much."""
+    is not one, is too large, or draws too much. ``embedded`` decodes a raster an ``image`` carries (bytes -> RGBA,
+    None if unreadable); without it such images are not drawn."""
     if len(data) > MAX_SVG_BYTES:
         raise ImageError(f"{name}: an SVG of {len(data)} bytes is over the limit of {MAX_SVG_BYTES}")
     if b"<!ENTITY" in data:
@@ -98,7 +104,7 @@ def render_svg(data: bytes, name: str, max_pixels: int) -> Image.Image:
     scale = (w * SUPERSAMPLE / box[2], h * SUPERSAMPLE / box[3])
     ids = {e.get("id", ""): e for e in root.iter() if e.get("id")}
     _apply_style_sheets(root)
-    canvas = _Canvas((w * SUPERSAMPLE, h * SUPERSAMPLE), box[:2], scale, name, ids)
+    canvas = _Canvas((w * SUPERSAMPLE, h * SUPERSAMPLE), box[:2], scale, name, ids, embedded)
     try:
         canvas.walk(root, {"fill": "black"}, IDENTITY, 0)
     except ImageError:
@@ -136,8 +142,9 @@ class _Canvas:
     shape's own box (a captcha's shapes are small: painting the whole canvas for each took 30 ms a captcha)."""
 
     def __init__(self, size: tuple[int, int], origin: list[float], scale: tuple[float, float], name: str,
-                 ids: dict[str, ET.Element]) -> None:
+                 ids: dict[str, ET.Element], embedded: Callable[[bytes], Image.Image | None] | None = None) -> None:
         self.size, self.origin, self.scale, self.name, self.ids = size, origin, scale, name, ids
+        self.embedded = embedded  # a raster's bytes -> an RGBA image (data.images decodes it, bounded)
         self.canvas = Image.new("RGBA", size, (0, 0, 0, 0))
         self.points = self.elements = 0
         self.using: list[ET.Element] = []  # the elements the uses being drawn point at: one pointing back is skipped
@@ -163,6 +170,9 @@ class _Canvas:
             for part in target if _tag(target) == "symbol" else [target]:
                 self.walk(part, paint, matrix, depth + 1)
             self.using.pop()
+            return
+        if tag == "image":
+            self.image(element, paint, matrix)
             return
         if tag == "text":
             for char, x, y, turn, glyph_paint in _text_layout(element, paint):
@@ -249,20 +259,11 @@ class _Canvas:
             return
         x, y, turn = at
         slant = _ITALIC if paint.get("font-style", "").strip() in ("italic", "oblique") else ""
-        ox, oy = self.origin
-        forward = _times(_times((sx, 0.0, 0.0, sy, -ox * sx, -oy * sy), matrix),
-                         _times(transform_matrix(f"translate({x} {y}) rotate({turn}) {slant}"),
-                                (unit, 0.0, 0.0, unit, left * unit, top * unit)))
-        corners = [(forward[0] * u + forward[2] * v + forward[4], forward[1] * u + forward[3] * v + forward[5])
-                   for u in (0, right - left) for v in (0, bottom - top)]
-        x0, y0 = max(0, int(min(p[0] for p in corners)) - 1), max(0, int(min(p[1] for p in corners)) - 1)
-        x1 = min(self.size[0], int(max(p[0] for p in corners)) + 2)
-        y1 = min(self.size[1], int(max(p[1] for p in corners)) + 2)
-        det = forward[0] * forward[3] - forward[1] * forward[2]
-        if x1 <= x0 or y1 <= y0 or abs(det) < 1e-9:
-            return  # off the canvas, or flattened to a line
-        p, q, r, s, e, f = _times((1.0, 0.0, 0.0, 1.0, -x0, -y0), forward)
-        back = (s / det, -r / det, (r * f - s * e) / det, -q / det, p / det, (q * e - p * f) / det)  # Pillow's order
+        local = _times(transform_matrix(f"translate({x} {y}) rotate({turn}) {slant}"),
+                       (unit, 0.0, 0.0, unit, left * unit, top * unit))  # the raster's pixels in user units
+        mapped = self.mapping(matrix, local, (right - left, bottom - top))
+        if mapped is None:
+            return
 
         def drawn(width: int) -> Image.Image:
             raster = Image.new("L", (right - left, bottom - top), 0)
@@ -270,16 +271,72 @@ class _Canvas:
                                         stroke_fill=255)
             return raster
 
-        def placed(raster: Image.Image) -> Image.Image:
-            return raster.transform((x1 - x0, y1 - y0), Image.AFFINE, back, resample=Image.BILINEAR)
-
+        place, at_box = mapped
         body = drawn(bold)
         opacity = _opacity(paint.get("opacity"))
         if fill is not None:
-            self.paint(placed(body), (x0, y0), fill, opacity * _opacity(paint.get("fill-opacity")))
+            self.paint(place(body), at_box, fill, opacity * _opacity(paint.get("fill-opacity")))
         if stroke is not None and outline:
             ring = ImageChops.subtract(drawn(bold + outline), body)
-            self.paint(placed(ring), (x0, y0), stroke, opacity * _opacity(paint.get("stroke-opacity")))
+            self.paint(place(ring), at_box, stroke, opacity * _opacity(paint.get("stroke-opacity")))
+
+    def image(self, e: ET.Element, paint: dict[str, str], matrix: Matrix) -> None:
+        """An ``image`` whose ``href`` is a ``data:`` URL of a raster (nothing outside the document is read), fitted
+        into its x, y, width, height as ``preserveAspectRatio`` says (centred whole by default, or stretched)."""
+        href = (e.get(_XLINK) or e.get("href") or "").strip()
+        if not href.startswith("data:") or "," not in href or self.embedded is None:
+            return
+        head, _, payload = href.partition(",")
+        try:
+            data = base64.b64decode("".join(payload.split()), validate=True) if head.endswith(";base64") \
+                else urllib.parse.unquote_to_bytes(payload)
+        except (binascii.Error, ValueError):
+            return  # an image a browser cannot show either
+        if looks_like_svg(data):
+            return  # an SVG inside an SVG is not drawn: no document draws another
+        raster = self.embedded(data)
+        if raster is None:
+            return
+        iw, ih = raster.size
+        self.spend(iw * ih // 64)  # decoded pixels cost as points do
+        width, height = _length(e.get("width")) or iw, _length(e.get("height")) or ih
+        kx, ky = width / iw, height / ih
+        x, y = _length(e.get("x")), _length(e.get("y"))
+        if (e.get("preserveAspectRatio") or "").split()[:1] != ["none"]:  # xMidYMid meet: whole, centred
+            k = min(kx, ky)
+            x, y, kx, ky = x + (width - iw * k) / 2, y + (height - ih * k) / 2, k, k
+        mapped = self.mapping(matrix, (kx, 0.0, 0.0, ky, x, y), (iw, ih))
+        if mapped is None:
+            return
+        place, at_box = mapped
+        layer = place(raster)
+        opacity = _opacity(paint.get("opacity"))
+        if opacity < 1:
+            layer.putalpha(layer.getchannel("A").point(lambda v: round(v * opacity)))
+        self.canvas.alpha_composite(layer, dest=at_box)
+
+    def mapping(self, matrix: Matrix, local: Matrix, size: tuple[int, int]
+                ) -> tuple[Callable[[Image.Image], Image.Image], tuple[int, int]] | None:
+        """How a raster of ``size`` pixels lands on the canvas: ``local`` takes its pixels to user units, ``matrix``
+        those onto the page, the viewBox onto the canvas. A function that maps such a raster into the box it covers,
+        and that box's corner; None where it lies off the canvas or is flattened to a line."""
+        sx, sy = self.scale
+        ox, oy = self.origin
+        forward = _times(_times((sx, 0.0, 0.0, sy, -ox * sx, -oy * sy), matrix), local)
+        corners = [(forward[0] * u + forward[2] * v + forward[4], forward[1] * u + forward[3] * v + forward[5])
+                   for u in (0, size[0]) for v in (0, size[1])]
+        if not all(math.isfinite(c) for corner in corners for c in corner):
+            return None
+        x0, y0 = max(0, int(min(p[0] for p in corners)) - 1), max(0, int(min(p[1] for p in corners)) - 1)
+        x1 = min(self.size[0], int(max(p[0] for p in corners)) + 2)
+        y1 = min(self.size[1], int(max(p[1] for p in corners)) + 2)
+        det = forward[0] * forward[3] - forward[1] * forward[2]
+        if x1 <= x0 or y1 <= y0 or abs(det) < 1e-9:
+            return None
+        p, q, r, s, e, f = _times((1.0, 0.0, 0.0, 1.0, -x0, -y0), forward)
+        back = (s / det, -r / det, (r * f - s * e) / det, -q / det, p / det, (q * e - p * f) / det)  # Pillow's order
+        return (lambda raster: raster.transform((x1 - x0, y1 - y0), Image.AFFINE, back, resample=Image.BILINEAR),
+                (x0, y0))
 
     def spend(self, points: int) -> None:
         """Count ``points`` drawn against MAX_POINTS; ImageError past it."""
@@ -522,7 +579,8 @@ def _gradient_mean(element: ET.Element, ids: dict[str, ET.Element]) -> tuple[int
     total = sum(w for w, _, _ in spans)
     if total <= 0:
         return points[-1][1]
-    return tuple(round(sum(w * (a[i] + b[i]) / 2 for w, a, b in spans) / total) for i in range(3))  # type: ignore[return-value]
+    r, g, b = (round(sum(w * (lo[i] + hi[i]) / 2 for w, lo, hi in spans) / total) for i in range(3))
+    return r, g, b
 
 
 def _opacity(text: str | None) -> float:

@@ -256,3 +256,25 @@ def test_a_gradient_is_drawn_as_its_mean_colour_and_an_unknown_paint_server_as_i
     assert tuple(img[35, 5]) == (255, 0, 0) and tuple(img[35, 25]) == (0, 0, 0)
     loop = '<defs><linearGradient id="a" href="#b"/><linearGradient id="b" href="#a"/></defs>'
     assert _ink(f'{loop}<rect width="10" height="10" fill="url(#a)"/>')[5, 5]  # stops never found: drawn as ink
+
+
+def test_an_image_in_a_data_url_is_drawn_where_it_is_placed_and_nothing_outside_is_read(tmp_path):
+    import io
+
+    raster = Image.new("RGBA", (20, 10), (0, 0, 255, 255))
+    raster.paste((255, 0, 0, 0), (10, 0, 20, 10))  # its right half transparent
+    png = io.BytesIO()
+    raster.save(png, "PNG")
+    url = "data:image/png;base64," + base64.b64encode(png.getvalue()).decode()
+    body = (f'<rect width="60" height="60" fill="#0f0"/><image x="10" y="10" width="40" height="20" href="{url}"/>'
+            f'<image x="0" y="40" width="20" height="20" preserveAspectRatio="none" xlink:href="{url}"/>')
+    img = np.asarray(load_image(_svg(body).replace(b"<svg", b'<svg xmlns:xlink="http://www.w3.org/1999/xlink"')))
+    assert tuple(img[20, 15]) == (0, 0, 255)  # fitted whole into 40x20: its blue half
+    assert tuple(img[20, 45]) == (0, 255, 0)  # its transparent half shows the ground
+    assert tuple(img[55, 5]) == (0, 0, 255) and tuple(img[45, 15]) == (0, 255, 0)  # stretched to 20x20
+    (tmp_path / "blue.png").write_bytes(png.getvalue())
+    nested = base64.b64encode(_svg('<rect width="60" height="60"/>')).decode()
+    outside = _svg(f'<image width="60" height="60" href="{tmp_path / "blue.png"}"/>'
+                   '<image width="60" height="60" href="data:image/png;base64,!!!"/>'
+                   f'<image width="60" height="60" href="data:image/svg+xml;base64,{nested}"/>')
+    assert tuple(np.asarray(load_image(outside))[30, 30]) == (255, 255, 255)  # a file, junk, an SVG: none drawn
