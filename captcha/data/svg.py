@@ -118,6 +118,11 @@ def _tag(element: ET.Element) -> str:
     return element.tag.rsplit("}", 1)[-1]
 
 
+def _href(element: ET.Element) -> str:
+    """What an element points at: its ``href``, or SVG 1.1's ``xlink:href``."""
+    return (element.get(_XLINK) or element.get("href") or "").strip()
+
+
 def _numbers(text: str) -> list[float]:
     return [v for v in map(float, _NUMBER.findall(text or "")) if math.isfinite(v)]
 
@@ -162,7 +167,7 @@ class _Canvas:
         if tag != "svg":  # the root's transform is not SVG 1.1's; its viewBox places it
             matrix = _times(matrix, transform_matrix(element.get("transform", "")))
         if tag == "use":  # as a group holding the element it points at (cairo's and matplotlib's glyphs), at x, y
-            target = self.ids.get((element.get(_XLINK) or element.get("href") or "").strip().removeprefix("#"))
+            target = self.ids.get(_href(element).removeprefix("#"))
             if target is None or target in self.using:
                 return
             self.using.append(target)
@@ -283,7 +288,7 @@ class _Canvas:
     def image(self, e: ET.Element, paint: dict[str, str], matrix: Matrix) -> None:
         """An ``image`` whose ``href`` is a ``data:`` URL of a raster (nothing outside the document is read), fitted
         into its x, y, width, height as ``preserveAspectRatio`` says (centred whole by default, or stretched)."""
-        href = (e.get(_XLINK) or e.get("href") or "").strip()
+        href = _href(e)
         if not href.startswith("data:") or "," not in href or self.embedded is None:
             return
         head, _, payload = href.partition(",")
@@ -560,7 +565,7 @@ def _gradient_mean(element: ET.Element, ids: dict[str, ET.Element]) -> tuple[int
         stops = [child for child in element if _tag(child) == "stop"]
         if stops:
             break
-        element = ids.get((element.get(_XLINK) or element.get("href") or "").strip().removeprefix("#"))
+        element = ids.get(_href(element).removeprefix("#"))
         if element is None:
             return None
     else:
