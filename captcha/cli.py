@@ -47,6 +47,7 @@ from .config import (
     SCHEDULES,
     SECOND,
     SOLVE_BATCH_SIZE,
+    SOLVE_WORKERS,
     SPLIT_CHOICES,
     TRAIN_BATCH,
     VAL_FRACTION,
@@ -178,6 +179,22 @@ POSITIVE_FLOAT = click.FloatRange(min=0, min_open=True)
 FRACTION = click.FloatRange(0, 1, min_open=True, max_open=True)
 LENGTH = click.IntRange(1, 32)
 SIDE = click.IntRange(8, 1024)
+
+
+class _Workers(click.ParamType):
+    """A count of processes, or auto."""
+
+    name = "N|auto"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> int | str:
+        if value == "auto" or isinstance(value, int):
+            return value
+        if str(value).isdigit():
+            return int(value)
+        self.fail(f"{value!r}: expected a count of processes (0: one background thread) or auto", param, ctx)
+
+
+WORKERS = _Workers()
 
 # Options shared by several commands: one definition each, so they cannot drift apart.
 charset_option = click.option("--charset", "alphabet", default=None, metavar="CHARS",
@@ -728,7 +745,9 @@ def solve(images, checkpoint, as_json, max_pixels, backend, precision, device, r
 @click.option("--out", type=click.Path(dir_okay=False), required=True, help="CSV: filename,text,confidence,error.")
 @solving_checkpoint_option
 @batch_size_option
-@click.option("--workers", type=COUNT, default=0, help="Processes decoding images (0: one background thread).")
+@click.option("--workers", type=WORKERS, default=SOLVE_WORKERS, show_default=True,
+              help="Processes decoding images: 0 for one background thread; auto starts processes once the batch "
+                   "proves bound by decoding (SVG captchas are drawn in Python) with enough left to repay their start.")
 @click.option("--resume", is_flag=True, help="Skip inputs already read into --out and append the rest (files whose "
                                               "rows there are errors are read again, their old rows dropped).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing --out (without it, or --resume, it is refused).")

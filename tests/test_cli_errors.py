@@ -27,6 +27,7 @@ BAD = [
     (["solve-batch", "{img}", "--out", "{tmp}/o.csv", "--checkpoint", "{model}", "--shard", "5/2"], "--shard"),
     (["solve-batch", "{img}", "--out", "{tmp}/o.csv", "--checkpoint", "{model}", "--shard", "x"], "--shard"),
     (["solve-batch", "{tmp}/nothing-here", "--out", "{tmp}/o.csv", "--checkpoint", "{model}"], "could be read"),
+    (["solve-batch", "{img}", "--out", "{tmp}/o.csv", "--checkpoint", "{model}", "--workers", "many"], "or auto"),
     (["visualize", "{img}", "--checkpoint", "{model}", "--layers", "layer9"], "layer9"),
     (["merge-results", "{tmp}/hello.pt", "--out", "{tmp}/m.csv"], "not a solve-batch CSV"),
     (["eval", "--checkpoint", "{model}"], "nothing to evaluate"),

@@ -10,7 +10,8 @@ from ..inference.solver import Solver
 
 
 def solving_figures(solver: Solver, images: list[Path], repeat: int = 4) -> dict[str, float]:
-    """Batch throughput (files decoded, split, read) and single-image latency once loaded."""
+    """Batch throughput (files decoded, split, read; in processes where the batch proves bound by that) and
+    single-image latency once loaded."""
     paths = [str(p) for p in images] * repeat
     list(solver.solve_batch(paths[:64]))  # warm-up
     t0 = time.perf_counter()

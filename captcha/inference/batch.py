@@ -11,7 +11,7 @@ from typing import Iterable, Iterator
 
 from tqdm import tqdm
 
-from ..config import SOLVE_BATCH_SIZE
+from ..config import SOLVE_BATCH_SIZE, SOLVE_WORKERS
 from ..data.images import is_image_name, is_refused_image_name
 from ..errors import ConfigError, DataError
 from .solver import Solver
@@ -109,7 +109,7 @@ def _drop_failed_rows(out: Path, paths: set[str]) -> None:
 
 
 def run_batch(inputs: Iterable[str], out: str | os.PathLike, solver: Solver, batch_size: int = SOLVE_BATCH_SIZE,
-              workers: int = 0, resume: bool = False, progress: bool = False,
+              workers: int | str = SOLVE_WORKERS, resume: bool = False, progress: bool = False,
               shard: tuple[int, int] | None = None, overwrite: bool = False) -> dict:
     """Solve every input into ``out`` with ``solver``; an unreadable file becomes an error row, never a stop.
 
@@ -132,12 +132,8 @@ def run_batch(inputs: Iterable[str], out: str | os.PathLike, solver: Solver, bat
         _drop_failed_rows(out, retry)
         stats["retried"] = len(retry)
 
-    def todo() -> Iterator[str]:
-        for path in todo_paths:
-            if os.path.realpath(path) in skip:
-                stats["skipped"] += 1
-                continue
-            yield path
+    todo = [path for path in todo_paths if os.path.realpath(path) not in skip]  # a list: its length paces workers
+    stats["skipped"] = len(todo_paths) - len(todo)
 
     fresh = not (resume and out.is_file() and out.stat().st_size > 0)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -147,7 +143,7 @@ def run_batch(inputs: Iterable[str], out: str | os.PathLike, solver: Solver, bat
         writer = csv.writer(fh, lineterminator="\n")
         if fresh:
             writer.writerow(FIELDS)
-        for k, res in enumerate(solver.solve_batch(todo(), batch_size=batch_size, workers=workers), start=1):
+        for k, res in enumerate(solver.solve_batch(todo, batch_size=batch_size, workers=workers), start=1):
             if res.solution:
                 sol = res.solution
                 note = f"rejected: confidence below {solver.reject_below:g}" if sol.rejected else ""

@@ -8,14 +8,20 @@ from a file.
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import logging
 import math
 import multiprocessing
+import operator
 import os
 import queue
+import sys
 import threading
 import time
-from collections import Counter
+import types
+from collections import Counter, deque
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator
 
@@ -36,6 +42,9 @@ from ..config import (
     RECHECKS,
     SECOND,
     SOLVE_BATCH_SIZE,
+    SOLVE_WORKERS,
+    WORKERS_PAY_S,
+    WORKERS_PROBE,
 )
 from ..data.images import ImageInput, describe, load_image
 from ..data.layout import one_length
@@ -48,6 +57,8 @@ from .decode import BatchResult, Solution, averaged_logits, captcha_inputs, deco
 log = logging.getLogger(__name__)
 
 SIZE_TOLERANCE = 2.0  # an image whose height or aspect is this many times off the training captchas' is warned about
+PART = 8  # captchas a worker process prepares per task: few enough that the rows come back in step
+PARTS_AHEAD = 32  # parts handed to the processes ahead of the rows taken: two chunks, so they work on while one is read
 BLANK_LEVELS = 12.0  # an input none of whose channels spans this many grey levels (of 255) is a blank: nothing drawn
 
 
@@ -353,30 +364,38 @@ class Solver:
         return sol
 
     def solve_batch(self, images: Iterable[ImageInput], batch_size: int = SOLVE_BATCH_SIZE,
-                    workers: int = 0, one_site: bool = True) -> Iterator[BatchResult]:
+                    workers: int | str = SOLVE_WORKERS, one_site: bool = True) -> Iterator[BatchResult]:
         """Read many captchas in batches, yielding one result per input, in input order.
 
-        Decoding and splitting run in a background thread (``workers=0``) or in ``workers``
-        processes; a file that cannot be read becomes an error result and never stops the run.
+        Decoding and splitting run in a background thread (``workers=0``), in ``workers`` processes, or with
+        ``"auto"`` in the thread until the batch proves bound by it (:meth:`Pace.workers`), the rest in processes;
+        a file that cannot be read becomes an error result and never stops the run.
         With ``one_site`` (the images come from one site), the general reader reads them at the width its
         first chunk reads surest (:meth:`surest_width`), and, told no length, learns the site's from the
         readings (:meth:`held_to_usual_length`); pass False for unrelated images.
         """
+        if not (workers == "auto" or (isinstance(workers, int) and workers >= 0)):
+            raise ConfigError(f"workers={workers!r}: expected a count of processes (0: one background thread) or auto")
         lengths: Counter = Counter()
         width = 0  # the batch's input width, once chosen
-        for chunk in _prefetched(_chunks(self.preparer, images, batch_size, workers)):
+        pace = Pace()
+        for chunk in _prefetched(_batched(_prepared(self.preparer, images, workers, pace), batch_size)):
             good = [i for i, row in enumerate(chunk) if row[1] is not None]
             sols: list[Solution] = []
             if good:
                 t0 = time.perf_counter()
+                choosing = 0.0  # a batch's first chunk is read at several widths once; not the network's pace
                 x = np.stack([chunk[i][1] for i in good])
                 if one_site and not width and len(good) >= BATCH_WIDTH_MIN:
                     width = self.surest_width(x)
+                    choosing = time.perf_counter() - t0
                 if width and width != x.shape[-1]:
                     x = widened(x, width)
                 sols = self.read(x)
                 held = self.held_to_usual_length(x, sols, lengths) if one_site else set()
-                per = (time.perf_counter() - t0) / len(good)
+                spent = time.perf_counter() - t0
+                pace.read(len(good), spent - choosing)
+                per = spent / len(good)
                 for k, (s, i) in enumerate(zip(sols, good)):
                     s.seconds = per
                     s.warnings = self.warnings(chunk[i][3], s, chunk[i][1])
@@ -567,15 +586,127 @@ def check_settings(preparer: Preparer, charset: Charset, classes: int | None, so
         raise CheckpointError(f"{source}: refused, {'; '.join(problems)}; retrain or re-export it")
 
 
-def _chunks(preparer: Preparer, images: Iterable[ImageInput], batch_size: int, workers: int) -> Iterator[list]:
-    """Prepared rows in lists of ``batch_size``, in input order; ``workers`` processes decode when > 0."""
-    if workers > 0:
-        # spawn, not fork: the backend's thread pools are running, and forking a threaded process can hang
-        ctx = multiprocessing.get_context("spawn")
-        with ctx.Pool(workers) as pool:
-            yield from _batched(pool.imap(preparer, images, chunksize=8), batch_size)
-    else:
-        yield from _batched(map(preparer, images), batch_size)
+@dataclass
+class Pace:
+    """Seconds a batch spends preparing captchas (decoding, drawing, splitting) in the background thread and
+    reading them (the network), for ``solve_batch(workers="auto")``."""
+
+    prepared: int = 0
+    preparing_s: float = 0.0
+    read_n: int = 0
+    reading_s: float = 0.0
+
+    def prepare(self, seconds: float) -> None:
+        self.prepared += 1
+        self.preparing_s += seconds
+
+    def read(self, n: int, seconds: float) -> None:
+        self.read_n += n
+        self.reading_s += seconds
+
+    def per_captcha(self) -> tuple[float, float]:
+        """Seconds a captcha so far: preparing it in the thread, reading it in the network (0 before any)."""
+        return (self.preparing_s / self.prepared if self.prepared else 0.0,
+                self.reading_s / self.read_n if self.read_n else 0.0)
+
+    def workers(self, left: int, cores: int | None = None) -> int:
+        """Processes worth starting to prepare the ``left`` captchas still to come, 0 for none: once
+        WORKERS_PROBE are prepared and a chunk read, where preparing them in the thread would take WORKERS_PAY_S
+        longer than the network takes to read them; as many as preparing is slower than reading, up to the
+        cores this process may use, at least two (one is the thread again, plus a start)."""
+        if self.prepared < WORKERS_PROBE or not self.read_n or left <= 0:
+            return 0
+        preparing, reading = self.per_captcha()
+        if left * (preparing - reading) < WORKERS_PAY_S:
+            return 0
+        cores = cores or _cores()
+        n = min(cores, math.ceil(preparing / max(reading, 1e-6)))
+        return n if n >= 2 else 0
+
+
+def _cores() -> int:
+    """CPU cores this process may run on (its affinity where the platform tells it)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS and Windows have no affinity call
+        return os.cpu_count() or 1
+
+
+def _prepared(preparer: Preparer, images: Iterable[ImageInput], workers: int | str, pace: Pace) -> Iterator[tuple]:
+    """Prepared rows, in input order: in this thread (``workers=0``), in ``workers`` processes, or ("auto") in this
+    thread, timed into ``pace``, until :meth:`Pace.workers` finds processes worth starting for the rest."""
+    if workers != "auto":
+        yield from _in_processes(preparer, images, workers) if workers else map(preparer, images)
+        return
+    rest = iter(images)
+    for image in rest:
+        t0 = time.perf_counter()
+        row = preparer(image)
+        pace.prepare(time.perf_counter() - t0)
+        yield row
+        n = pace.workers(operator.length_hint(rest))
+        if n:
+            log.info("preparing the rest in %d processes: %.2f ms a captcha in the thread, the network %.2f ms",
+                     n, *(1000 * s for s in pace.per_captcha()))
+            yield from _in_processes(preparer, rest, n)
+            return
+
+
+def _in_processes(preparer: Preparer, images: Iterable[ImageInput], workers: int) -> Iterator[tuple]:
+    """Prepared rows, in input order, from ``workers`` processes given PART captchas at a time, this thread
+    preparing until they have started. Processes that fail leave the rest to this thread, with a warning: never a
+    hang, never a lost row."""
+    rest = iter(images)
+    parts: deque[tuple[list, Future]] = deque()  # in input order, PARTS_AHEAD at most
+    here = there = 0
+    # spawn, not fork: the backend's thread pools are running, and forking a threaded process can hang
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+    try:
+        with _main_script_hidden():  # the processes start here, one a submit
+            started = [pool.submit(_prepare_part, preparer, []) for _ in range(workers)]
+        for image in rest:
+            here += 1
+            yield preparer(image)
+            if all(f.done() for f in started):
+                break
+        while True:
+            while len(parts) < PARTS_AHEAD and (part := list(itertools.islice(rest, PART))):
+                parts.append((part, pool.submit(_prepare_part, preparer, part)))
+            if not parts:
+                break
+            part, future = parts.popleft()
+            try:
+                rows = future.result()
+            except Exception as exc:  # noqa: BLE001 - the pool's failure, not an image's: preparing carries on here
+                log.warning("worker processes failed (%s: %s); preparing the rest in this thread",
+                            type(exc).__name__, exc)
+                for part, _ in [(part, future), *parts]:
+                    yield from map(preparer, part)
+                yield from map(preparer, rest)
+                return
+            there += len(rows)
+            yield from rows
+        log.debug("prepared %d captchas in this thread, %d in %d processes", here, there, workers)
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
+@contextlib.contextmanager
+def _main_script_hidden() -> Iterator[None]:
+    """While processes are spawned, ``__main__`` is a bare module: spawn re-imports the main script in each
+    (multiprocessing's rule), and the workers need only this package. So no script runs twice, whether or not its
+    work sits under ``if __name__ == "__main__":``, a script read from stdin works, and a heavy one (a bench that
+    imports torch) costs the workers nothing to start."""
+    main = sys.modules["__main__"]
+    sys.modules["__main__"] = types.ModuleType("__main__")
+    try:
+        yield
+    finally:
+        sys.modules["__main__"] = main
+
+
+def _prepare_part(preparer: Preparer, images: list) -> list[tuple]:
+    return [preparer(image) for image in images]
 
 
 def _batched(rows: Iterable, size: int) -> Iterator[list]:

@@ -1,4 +1,6 @@
 import io
+import logging
+import time
 from pathlib import Path
 
 import numpy as np
@@ -36,11 +38,129 @@ def test_batch_keeps_every_row_in_order(solver, corpus):
         assert r.ok == ok and (r.error == "") == ok
 
 
-def test_batch_with_worker_processes_matches(solver, corpus):
-    paths = [str(p) for p, _ in corpus.values()]
-    a = [(r.source, r.solution.text if r.ok else r.error) for r in solver.solve_batch(paths, batch_size=3)]
-    b = [(r.source, r.solution.text if r.ok else r.error) for r in solver.solve_batch(paths, batch_size=3, workers=2)]
+class slowly:
+    """``items``, the first ones held back a little: the worker processes start (half a second or so) before this
+    thread has prepared them all, so they are sure to prepare some. Tells how many are left, as a list does."""
+
+    def __init__(self, items, first=40, pause=0.02):
+        self.items, self.first, self.pause, self.i = list(items), first, pause, 0
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        if self.i >= len(self.items):
+            raise StopIteration
+        if self.i < self.first:
+            time.sleep(self.pause)
+        self.i += 1
+        return self.items[self.i - 1]
+
+    def __length_hint__(self):
+        return len(self.items) - self.i
+
+
+def in_processes(caplog) -> int:
+    """Captchas the worker processes prepared, as the solver's debug line counts them."""
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("prepared ")]
+    assert len(lines) == 1, lines
+    return int(lines[0].split(", ")[1].split()[0])
+
+
+def test_batch_with_worker_processes_matches(solver, corpus, caplog):
+    paths = [str(p) for p, _ in corpus.values()] * 4
+    a = [(r.source, r.solution.text if r.ok else r.error) for r in solver.solve_batch(paths, batch_size=3, workers=0)]
+    with caplog.at_level(logging.DEBUG, logger="captcha.inference.solver"):
+        b = [(r.source, r.solution.text if r.ok else r.error)
+             for r in solver.solve_batch(slowly(paths), batch_size=3, workers=2)]
     assert a == b
+    assert in_processes(caplog) > 0
+
+
+def test_batch_moves_to_processes_midway_and_keeps_every_row(solver, corpus, monkeypatch, caplog):
+    """With workers="auto", rows prepared in the thread and then in processes come back in input order, bad files
+    as errors, as the thread alone gives them."""
+    from captcha.inference.solver import Pace
+
+    paths = [str(p) for p, _ in corpus.values()] * 2
+    a = [(r.source, r.solution.text if r.ok else r.error) for r in solver.solve_batch(paths, batch_size=3)]
+    paces = []
+
+    def after_three(self, left, cores=None):
+        paces.append(self)
+        return 2 if self.prepared >= 3 and left else 0
+
+    monkeypatch.setattr(Pace, "workers", after_three)
+    with caplog.at_level(logging.DEBUG, logger="captcha.inference.solver"):
+        b = [(r.source, r.solution.text if r.ok else r.error)
+             for r in solver.solve_batch(slowly(paths), batch_size=3, workers="auto")]
+    assert a == b
+    assert paces[-1].prepared == 3  # the thread timed three, then started the processes
+    assert in_processes(caplog) > 0
+
+
+def test_processes_never_run_the_main_script_again(tiny_model, corpus, tmp_path):
+    """A script with no ``if __name__ == "__main__":`` guard, even one read from stdin (which spawn cannot
+    re-import), solves in worker processes: its work runs once, every row comes back, nothing hangs."""
+    import subprocess
+    import sys
+
+    paths = [str(p) for p, _ in corpus.values()] * 4
+    marks = tmp_path / "ran.txt"
+    script = f"""
+import logging, time
+from captcha.inference.load import load_solver
+logging.basicConfig(level=logging.DEBUG, format="%(message)s")
+open({str(marks)!r}, "a").write("ran\\n")
+slowly = ((time.sleep(0.02), p)[1] if i < 40 else p for i, p in enumerate({paths!r}))
+rows = list(load_solver({str(tiny_model)!r}).solve_batch(slowly, batch_size=4, workers=2))
+print(sum(r.ok for r in rows), len(rows))
+"""
+    done = subprocess.run([sys.executable, "-"], input=script, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    ok = sum(ok for _, ok in corpus.values()) * 4
+    assert done.stdout.split() == [str(ok), str(len(paths))]
+    assert marks.read_text() == "ran\n"
+    assert "worker processes failed" not in done.stderr
+    there = [line for line in done.stderr.splitlines() if line.startswith("prepared ")]
+    assert there and int(there[0].split(", ")[1].split()[0]) > 0, done.stderr
+
+
+def test_an_abandoned_batch_stops_its_processes(solver, corpus):
+    import multiprocessing
+    import time
+
+    paths = [str(p) for p, _ in corpus.values()] * 20
+    rows = solver.solve_batch(paths, batch_size=4, workers=2)
+    assert next(rows).source == paths[0]
+    rows.close()
+    deadline = time.monotonic() + 60
+    while multiprocessing.active_children() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not multiprocessing.active_children()
+
+
+def test_pace_starts_processes_only_where_they_repay_their_start():
+    from captcha.config import WORKERS_PAY_S, WORKERS_PROBE
+    from captcha.inference.solver import Pace
+
+    drawn = Pace(prepared=WORKERS_PROBE, preparing_s=WORKERS_PROBE * 0.005, read_n=64, reading_s=64 * 0.001)
+    left = int(WORKERS_PAY_S / 0.004) + 1  # each captcha left costs 4 ms more in the thread than the network takes
+    assert drawn.workers(left, cores=2) == 2
+    assert drawn.workers(left, cores=16) == 5  # as many as preparing is slower than reading
+    assert drawn.workers(left - 2, cores=2) == 0  # too few left to repay the start
+    assert drawn.workers(left, cores=1) == 0
+    assert Pace(prepared=WORKERS_PROBE - 1, preparing_s=1.0, read_n=64, reading_s=0.01).workers(10**6, cores=2) == 0
+    assert Pace(prepared=WORKERS_PROBE, preparing_s=1.0).workers(10**6, cores=2) == 0  # no chunk read yet
+    network_bound = Pace(prepared=100, preparing_s=0.1, read_n=64, reading_s=0.128)
+    assert network_bound.workers(10**6, cores=2) == 0
+
+
+def test_batch_refuses_a_bad_worker_count(solver):
+    from captcha.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="workers=-1"):
+        list(solver.solve_batch(["x.png"], workers=-1))
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
