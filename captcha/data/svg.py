@@ -40,7 +40,7 @@ SUPERSAMPLE = 3
 CURVE_STEPS = 12  # straight pieces a Bezier curve is drawn with
 CIRCLE_SIDE = 3.0  # canvas pixels (one output pixel) a side of the polygon a circle is drawn as, at most
 _NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
-_TOKEN = re.compile(r"([MmLlHhVvCcSsQqTtAaZz])|" + _NUMBER.pattern)
+_TOKEN = re.compile(r"([MmLlHhVvCcSsQqTtAaZz])|(" + _NUMBER.pattern + ")")
 _SKIPPED = {"defs", "clipPath", "mask", "pattern", "linearGradient", "radialGradient", "symbol", "marker", "style",
             "title", "desc", "metadata", "script", "foreignObject"}  # drawn only through a use, or never
 _XLINK = "{http://www.w3.org/1999/xlink}href"
@@ -151,6 +151,7 @@ class _Canvas:
         self.size, self.origin, self.scale, self.name, self.ids = size, origin, scale, name, ids
         self.embedded = embedded  # a raster's bytes -> an RGBA image (data.images decodes it, bounded)
         self.canvas = Image.new("RGBA", size, (0, 0, 0, 0))
+        self.pen = ImageDraw.Draw(self.canvas)  # what is drawn straight on the canvas (opaque outlines and strokes)
         self.points = self.elements = 0
         self.using: list[ET.Element] = []  # the elements the uses being drawn point at: one pointing back is skipped
 
@@ -198,49 +199,54 @@ class _Canvas:
         ox, oy = self.origin
         far = 4 * max(self.size)  # a point further off the canvas is drawn this far: Pillow draws in C ints
         self.spend(sum(len(p) for p, _ in shapes))
-        # every point at once (a captcha's glyphs are thousands): the transform, the viewBox, clamped (NaN to -far)
+        # every point at once (a captcha's glyphs are thousands): the transform and the viewBox as one product,
+        # clamped (inf times 0 is NaN, drawn at -far as a number is)
         at = np.array([pt for points, _ in shapes for pt in points], dtype=np.float64).reshape(-1, 2)
-        xs, ys = at[:, 0], at[:, 1]
-        with np.errstate(invalid="ignore", over="ignore"):  # inf times 0 is NaN, drawn at -far as a number is
-            at = np.stack([((a * xs + c * ys + tx) - ox) * sx, ((b * xs + d * ys + ty) - oy) * sy], axis=1)
-        at = np.where(np.isnan(at), -far, np.clip(at, -far, far))
-        ends = np.cumsum([len(p) for p, _ in shapes])[:-1]
-        placed = [(part, closed) for part, (_, closed) in zip(np.split(at, ends), shapes)]
+        at = at @ np.array([[a * sx, b * sy], [c * sx, d * sy]]) + ((tx - ox) * sx, (ty - oy) * sy)
+        np.clip(at, -far, far, out=at)
+        at[np.isnan(at)] = -far
+        placed, k = [], 0
+        for points, closed in shapes:
+            placed.append((at[k:k + len(points)], closed))
+            k += len(points)
         opacity = _opacity(paint.get("opacity"))
         fill, stroke = _colour(paint.get("fill"), self.ids), _colour(paint.get("stroke"), self.ids)
         width = min(far, max(1, round(_length(paint.get("stroke-width", "1")) * grow * (sx + sy) / 2))) if stroke else 0
-        low, high = at.min(axis=0), at.max(axis=0)
-        left, top = max(0, int(low[0]) - width - 1), max(0, int(low[1]) - width - 1)
-        right, bottom = min(self.size[0], int(high[0]) + width + 2), min(self.size[1], int(high[1]) + width + 2)
-        if right <= left or bottom <= top:
-            return  # wholly outside the canvas
-        box = (right - left, bottom - top)
-        inside = [(points - (left, top), closed) for points, closed in placed]  # in the box's own pixels
         fill_alpha = opacity * _opacity(paint.get("fill-opacity"))
         stroke_alpha = opacity * _opacity(paint.get("stroke-opacity"))
         if fill is not None and tag != "line":
             filled = [points for points, _ in placed if len(points) >= 3]
             if len(filled) == 1 and fill_alpha >= 1:  # one opaque outline (a dot, a bar) replaces what it covers
-                ImageDraw.Draw(self.canvas).polygon(filled[0].ravel().tolist(), fill=(*fill, 255))
-            else:
-                mask = Image.new("1", box, 0)
-                for points, _ in inside:  # even-odd: a glyph's counters are holes
-                    if len(points) >= 3:
-                        one = Image.new("1", box, 0)
-                        ImageDraw.Draw(one).polygon(points.ravel().tolist(), fill=1)
-                        mask = ImageChops.logical_xor(mask, one)
+                self.pen.polygon(filled[0].ravel().tolist(), fill=(*fill, 255))
+            elif filled and (box := self.box(at, 0)):
+                (left, top), size = box
+                mask = Image.new("1", size, 0)
+                for points in filled:  # even-odd: a glyph's counters are holes
+                    one = Image.new("1", size, 0)
+                    ImageDraw.Draw(one).polygon((points - (left, top)).ravel().tolist(), fill=1)
+                    mask = ImageChops.logical_xor(mask, one)
                 self.paint(mask.convert("L"), (left, top), fill, fill_alpha)
         if stroke is not None:
-            opaque = stroke_alpha >= 1  # an opaque stroke is drawn on the canvas, a translucent one composited
-            layer = self.canvas if opaque else Image.new("L", box, 0)
-            draw = ImageDraw.Draw(layer)
-            for points, closed in placed if opaque else inside:
-                if len(points) >= 2:
-                    line = np.concatenate([points, points[:1]]) if closed else points
-                    draw.line(line.ravel().tolist(), fill=(*stroke, 255) if opaque else 255, width=width,
-                              joint="curve")
-            if not opaque:
+            lines = [(np.concatenate([points, points[:1]]) if closed else points) for points, closed in placed
+                     if len(points) >= 2]
+            if stroke_alpha >= 1:  # an opaque stroke is drawn on the canvas, a translucent one composited
+                for line in lines:
+                    self.pen.line(line.ravel().tolist(), fill=(*stroke, 255), width=width, joint="curve")
+            elif lines and (box := self.box(at, width)):
+                (left, top), size = box
+                layer = Image.new("L", size, 0)
+                draw = ImageDraw.Draw(layer)
+                for line in lines:
+                    draw.line((line - (left, top)).ravel().tolist(), fill=255, width=width, joint="curve")
                 self.paint(layer, (left, top), stroke, stroke_alpha)
+
+    def box(self, at: np.ndarray, width: int) -> tuple[tuple[int, int], tuple[int, int]] | None:
+        """The canvas pixels points ``at`` cover, a stroke ``width`` around them: its corner and size; None where
+        they lie wholly off the canvas."""
+        low, high = at.min(axis=0), at.max(axis=0)
+        left, top = max(0, int(low[0]) - width - 1), max(0, int(low[1]) - width - 1)
+        right, bottom = min(self.size[0], int(high[0]) + width + 2), min(self.size[1], int(high[1]) + width + 2)
+        return ((left, top), (right - left, bottom - top)) if right > left and bottom > top else None
 
     def glyph(self, char: str, at: tuple[float, float, float], paint: dict[str, str], matrix: Matrix) -> None:
         """One character of a ``text``, its baseline's start at (x, y) in user units, turned by ``turn`` degrees:
@@ -626,7 +632,8 @@ def _shape(tag: str, e: ET.Element, view: tuple[float, float], detail: float = 1
 
 def path_outline(d: str) -> list[Subpath]:
     """A path's ``d`` -> its subpaths as points, curves flattened (CURVE_STEPS pieces each), arcs drawn straight."""
-    tokens = [(c, float(n) if not c else 0.0) for c, n in ((m.group(1), m.group(0)) for m in _TOKEN.finditer(d))]
+    found = _TOKEN.findall(d)
+    commands, values = [c for c, _ in found], [float(n) if n else 0.0 for _, n in found]
     out: list[Subpath] = []
     points: list[tuple[float, float]] = []
     x = y = sx = sy = 0.0
@@ -635,11 +642,10 @@ def path_outline(d: str) -> list[Subpath]:
 
     def take(n: int) -> list[float] | None:
         nonlocal i
-        if i + n > len(tokens) or any(c for c, _ in tokens[i:i + n]):
+        if i + n > len(commands) or any(commands[i:i + n]):
             return None
-        values = [v for _, v in tokens[i:i + n]]
         i += n
-        return values
+        return values[i - n:i]
 
     def curve(controls: list[tuple[float, float]]) -> None:
         if len(controls) == 3:  # written out, not summed: a captcha's glyphs are hundreds of curves
@@ -650,9 +656,9 @@ def path_outline(d: str) -> list[Subpath]:
             (x1, y1), (x2, y2) = controls
             points.extend((a * x + b * x1 + c * x2, a * y + b * y1 + c * y2) for a, b, c in _BERNSTEIN[3])
 
-    while i < len(tokens):
-        if tokens[i][0]:
-            command = tokens[i][0]
+    while i < len(commands):
+        if commands[i]:
+            command = commands[i]
             i += 1
             if command in "Zz":
                 if points:
