@@ -149,12 +149,13 @@ def _ground(rgba: np.ndarray) -> tuple[int, int, int, int]:
     return (255, 255, 255, 255)
 
 
-def is_animated(path: str | os.PathLike) -> bool:
-    """Whether the image file at ``path`` has several frames (read as one by :func:`merged_frames`); False for any
-    file it cannot open."""
+def shown_as_is(path: str | os.PathLike) -> bool:
+    """Whether a browser shows the file at ``path`` as it is read: one frame of a raster format (browsers draw all
+    of ALLOWED_FORMATS). Not an SVG, whatever its name (drawn by data.svg), nor an animation (read as its frames
+    merged: :func:`merged_frames`), nor a file it cannot open."""
     try:
         with Image.open(path, formats=ALLOWED_FORMATS) as img:
-            return bool(getattr(img, "is_animated", False))
+            return not getattr(img, "is_animated", False)
     except Exception:  # noqa: BLE001 - unreadable files are said where they are read
         return False
 

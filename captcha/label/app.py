@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from ..charset import Charset
-from ..data.images import is_animated, load_image
+from ..data.images import load_image, shown_as_is
 from ..errors import CaptchaError, DataError, ImageError
 from ..inference.decode import Solution
 from ..inference.load import load_solver
@@ -171,7 +171,7 @@ def create_label_app(session: Session):
         if name not in session.store.names:  # only the folder's own images, never a path
             raise HTTPException(404, f"{name!r} is not an image of this folder")
         path = session.store.folder / name
-        if path.suffix.lower() == ".svg" or is_animated(path):  # as it is read: drawn here, its frames merged
+        if not shown_as_is(path):  # as it is read: an SVG (by its content) drawn here, an animation's frames merged
             try:
                 img = load_image(path)
             except ImageError as exc:  # said, not a server error: the page can mark it unreadable

@@ -133,6 +133,12 @@ def test_an_animated_or_svg_captcha_is_shown_as_it_is_read(folder, tiny_model):
     session = open_session(folder, tiny_model, CHARSET, length=4)
     drawn = TestClient(create_label_app(session)).get("/api/image/drawn.svg")  # pixels, never the page's script
     assert drawn.headers["content-type"] == "image/png" and b"script" not in drawn.content
+    # an SVG saved under a raster's name is read by its content, and shown so
+    (folder / "misnamed.png").write_bytes((folder / "drawn.svg").read_bytes())
+    session = open_session(folder, tiny_model, CHARSET, length=4)
+    misnamed = TestClient(create_label_app(session)).get("/api/image/misnamed.png")
+    assert misnamed.status_code == 200 and misnamed.content.startswith(b"\x89PNG") and b"script" not in misnamed.content
+    assert np.asarray(Image.open(io.BytesIO(misnamed.content)).convert("L"))[10, 10] < 50  # its square, drawn
     (folder / "broken.svg").write_text('<svg xmlns="http://www.w3.org/2000/svg"><rect/></svg>')  # no size
     session = open_session(folder, tiny_model, CHARSET, length=4)
     broken = TestClient(create_label_app(session)).get("/api/image/broken.svg")
