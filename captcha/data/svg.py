@@ -106,7 +106,8 @@ def render_svg(data: bytes, name: str, max_pixels: int,
     _apply_style_sheets(root)
     canvas = _Canvas((w * SUPERSAMPLE, h * SUPERSAMPLE), box[:2], scale, name, ids, embedded)
     try:
-        canvas.walk(root, {"fill": "black"}, IDENTITY, 0)
+        with np.errstate(invalid="ignore", over="ignore"):  # inf times 0 is NaN: drawn at the edge, not warned of
+            canvas.walk(root, {"fill": "black"}, IDENTITY, 0)
     except ImageError:
         raise
     except Exception as exc:  # noqa: BLE001 - whatever a hostile document trips in drawing is this file's error
@@ -200,7 +201,7 @@ class _Canvas:
         far = 4 * max(self.size)  # a point further off the canvas is drawn this far: Pillow draws in C ints
         self.spend(sum(len(p) for p, _ in shapes))
         # every point at once (a captcha's glyphs are thousands): the transform and the viewBox as one product,
-        # clamped (inf times 0 is NaN, drawn at -far as a number is)
+        # clamped (NaN drawn at -far, as a number is)
         at = np.array([pt for points, _ in shapes for pt in points], dtype=np.float64).reshape(-1, 2)
         at = at @ np.array([[a * sx, b * sy], [c * sx, d * sy]]) + ((tx - ox) * sx, (ty - oy) * sy)
         np.clip(at, -far, far, out=at)
