@@ -58,7 +58,7 @@ log = logging.getLogger(__name__)
 
 SIZE_TOLERANCE = 2.0  # an image whose height or aspect is this many times off the training captchas' is warned about
 PART = 8  # captchas a worker process prepares per task: few enough that the rows come back in step
-PARTS_AHEAD = 32  # parts handed to the processes ahead of the rows taken: two chunks, so they work on while one is read
+PARTS_AHEAD = 32  # parts handed to the processes ahead of the rows taken (256 captchas): they work on while a chunk is read
 BLANK_LEVELS = 12.0  # an input none of whose channels spans this many grey levels (of 255) is a blank: nothing drawn
 
 
@@ -663,7 +663,7 @@ def _in_processes(preparer: Preparer, images: Iterable[ImageInput], workers: int
     pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
     try:
         with _main_script_hidden():  # the processes start here, one a submit
-            started = [pool.submit(_prepare_part, preparer, []) for _ in range(workers)]
+            started = [_submitted(pool, preparer, []) for _ in range(workers)]
         for image in rest:
             here += 1
             yield preparer(image)
@@ -671,7 +671,7 @@ def _in_processes(preparer: Preparer, images: Iterable[ImageInput], workers: int
                 break
         while True:
             while len(parts) < PARTS_AHEAD and (part := list(itertools.islice(rest, PART))):
-                parts.append((part, pool.submit(_prepare_part, preparer, part)))
+                parts.append((part, _submitted(pool, preparer, part)))
             if not parts:
                 break
             part, future = parts.popleft()
@@ -703,6 +703,17 @@ def _main_script_hidden() -> Iterator[None]:
         yield
     finally:
         sys.modules["__main__"] = main
+
+
+def _submitted(pool: ProcessPoolExecutor, preparer: Preparer, images: list) -> Future:
+    """``images`` handed to the pool; a pool that refuses them (broken, or its processes could not start) gives a
+    future that fails, read where the rows are taken."""
+    try:
+        return pool.submit(_prepare_part, preparer, images)
+    except Exception as exc:  # noqa: BLE001 - the pool's failure: the part is prepared in the thread
+        failed: Future = Future()
+        failed.set_exception(exc)
+        return failed
 
 
 def _prepare_part(preparer: Preparer, images: list) -> list[tuple]:

@@ -126,6 +126,30 @@ print(sum(r.ok for r in rows), len(rows))
     assert there and int(there[0].split(", ")[1].split()[0]) > 0, done.stderr
 
 
+def test_processes_that_cannot_start_leave_every_row_to_the_thread(solver, corpus, monkeypatch, caplog):
+    from concurrent.futures.process import BrokenProcessPool
+
+    import captcha.inference.solver as solving
+
+    class Refusing:
+        def __init__(self, *args, **kwargs):
+            pass
+
+        def submit(self, *args, **kwargs):
+            raise BrokenProcessPool("no process could start")
+
+        def shutdown(self, *args, **kwargs):
+            pass
+
+    paths = [str(p) for p, _ in corpus.values()] * 3
+    a = [(r.source, r.solution.text if r.ok else r.error) for r in solver.solve_batch(paths, batch_size=4, workers=0)]
+    monkeypatch.setattr(solving, "ProcessPoolExecutor", Refusing)
+    with caplog.at_level(logging.WARNING, logger="captcha.inference.solver"):
+        b = [(r.source, r.solution.text if r.ok else r.error) for r in solver.solve_batch(paths, batch_size=4, workers=2)]
+    assert a == b
+    assert any("worker processes failed (BrokenProcessPool" in r.getMessage() for r in caplog.records)
+
+
 def test_an_abandoned_batch_stops_its_processes(solver, corpus):
     import multiprocessing
     import time
