@@ -132,12 +132,14 @@ _UNITS = {"": 1.0, "px": 1.0, "pt": 4 / 3, "pc": 16.0, "in": 96.0, "cm": 96 / 2.
           "em": FONT_SIZE, "rem": FONT_SIZE, "ex": FONT_SIZE / 2}  # CSS's absolute units in px; em, ex of the default
 
 
-def _length(text: str | None) -> float:
-    """A length attribute in user units (px, pt, mm... as CSS converts them); 0 for a missing, relative (``100%``) or
-    unreadable one."""
+def _length(text: str | None, whole: float = 0.0) -> float:
+    """A length attribute in user units (px, pt, mm... as CSS converts them), a percentage of ``whole``; 0 for a
+    missing or unreadable one, or a percentage with no whole given."""
     text = (text or "").strip()
+    if text.endswith("%"):
+        return _length(text[:-1]) / 100 * whole if whole else 0.0
     found = _NUMBER.match(text)
-    if not found or text.endswith("%"):
+    if not found:
         return 0.0
     value = float(found.group()) * _UNITS.get(text[found.end():].strip(), 1.0)
     return value if math.isfinite(value) else 0.0
@@ -324,7 +326,7 @@ class _Canvas:
         layer = place(raster)
         opacity = _opacity(paint.get("opacity"))
         if opacity < 1:
-            layer.putalpha(layer.getchannel("A").point(lambda v: round(v * opacity)))
+            layer.putalpha(_faded(layer.getchannel("A"), opacity))
         self.canvas.alpha_composite(layer, dest=at_box)
 
     def mapping(self, matrix: Matrix, local: Matrix, size: tuple[int, int]
@@ -339,16 +341,14 @@ class _Canvas:
                    for u in (0, size[0]) for v in (0, size[1])]
         if not all(math.isfinite(c) for corner in corners for c in corner):
             return None
-        x0, y0 = max(0, int(min(p[0] for p in corners)) - 1), max(0, int(min(p[1] for p in corners)) - 1)
-        x1 = min(self.size[0], int(max(p[0] for p in corners)) + 2)
-        y1 = min(self.size[1], int(max(p[1] for p in corners)) + 2)
+        box = self.box(np.array(corners), 0)
         det = forward[0] * forward[3] - forward[1] * forward[2]
-        if x1 <= x0 or y1 <= y0 or abs(det) < 1e-9:
+        if box is None or abs(det) < 1e-9:
             return None
+        (x0, y0), covered = box
         p, q, r, s, e, f = _times((1.0, 0.0, 0.0, 1.0, -x0, -y0), forward)
         back = (s / det, -r / det, (r * f - s * e) / det, -q / det, p / det, (q * e - p * f) / det)  # Pillow's order
-        return (lambda raster: raster.transform((x1 - x0, y1 - y0), Image.AFFINE, back, resample=Image.BILINEAR),
-                (x0, y0))
+        return (lambda raster: raster.transform(covered, Image.AFFINE, back, resample=Image.BILINEAR), (x0, y0))
 
     def spend(self, points: int) -> None:
         """Count ``points`` drawn against MAX_POINTS; ImageError past it."""
@@ -362,8 +362,13 @@ class _Canvas:
     def paint(self, coverage: Image.Image, at: tuple[int, int], colour: tuple[int, int, int], opacity: float) -> None:
         """``colour`` over the canvas where ``coverage`` (an L image placed ``at``) says, times ``opacity``."""
         layer = Image.new("RGBA", coverage.size, (*colour, 0))
-        layer.putalpha(coverage if opacity >= 1 else coverage.point(lambda v: round(v * opacity)))
+        layer.putalpha(coverage if opacity >= 1 else _faded(coverage, opacity))
         self.canvas.alpha_composite(layer, dest=at)
+
+
+def _faded(alpha: Image.Image, opacity: float) -> Image.Image:
+    """An L coverage or alpha channel times ``opacity``."""
+    return alpha.point(lambda v: round(v * opacity))
 
 
 @functools.lru_cache(maxsize=32)
@@ -379,7 +384,7 @@ def _font(em: int) -> ImageFont.FreeTypeFont:
 def _font_size(text: str | None) -> float:
     """A ``font-size`` in user units: px or none, pt, em or a percentage of the default; the default if unreadable."""
     text = (text or "").strip()
-    value = _length(text[:-1]) * FONT_SIZE / 100 if text.endswith("%") else _length(text)
+    value = _length(text, FONT_SIZE)
     return value if value > 0 else FONT_SIZE
 
 
@@ -581,7 +586,7 @@ def _gradient_mean(element: ET.Element, ids: dict[str, ET.Element]) -> tuple[int
     for stop in stops:
         style = _declarations(stop.get("style"))
         text = (stop.get("offset") or "0").strip()
-        offset = _length(text[:-1]) / 100 if text.endswith("%") else _length(text)
+        offset = _length(text, 1.0)
         offset = min(1.0, max(offset, points[-1][0] if points else 0.0))  # offsets never go back
         points.append((offset, _colour(style.get("stop-color") or stop.get("stop-color") or "black") or (0, 0, 0)))
     # flat before the first stop and after the last, a linear ramp between each two
@@ -608,7 +613,7 @@ def _shape(tag: str, e: ET.Element, view: tuple[float, float], detail: float = 1
 
     def num(key: str, of: float = 0.0) -> float:
         value = (e.get(key) or "0").strip()
-        return _length(value[:-1]) / 100 * of if value.endswith("%") else _length(value)  # junk: 0, as browsers skip it
+        return _length(value, of)  # junk: 0, as browsers skip it
 
     if tag == "rect":
         x, y, w, h = num("x", view[0]), num("y", view[1]), num("width", view[0]), num("height", view[1])
