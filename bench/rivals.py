@@ -22,10 +22,10 @@ def ddddocr_reader(chars: str) -> Callable[[bytes], str] | None:
 
 
 def rival_input(data: bytes) -> bytes:
-    """An image as a general-purpose solver is handed it: an SVG drawn as png first by this package's renderer (they
-    open no SVG, so their users convert one first), any other image as it is."""
+    """An image as a general-purpose solver is handed it: an SVG drawn as png first by this package's renderer as the
+    page shows it (they open no SVG, so their users convert one first), any other image as it is."""
     if not looks_like_svg(data):
         return data
     out = io.BytesIO()
-    load_image(data).save(out, "PNG")
+    load_image(data, svg_apart=False).save(out, "PNG")
     return out.getvalue()

@@ -18,7 +18,7 @@ from typing import Union
 import numpy as np
 from PIL import Image, ImageOps, ImageSequence, UnidentifiedImageError
 
-from ..config import ANIMATION_FRAMES, DEFAULT_MAX_PIXELS
+from ..config import ANIMATION_FRAMES, DEFAULT_MAX_PIXELS, SVG_APART
 from ..errors import ImageError
 from .svg import MAX_SVG_BYTES, looks_like_svg, render_svg
 
@@ -179,12 +179,14 @@ def merged_frames(frames: list[Image.Image]) -> Image.Image:
     return Image.fromarray(merged.astype(np.uint8), "RGB")
 
 
-def load_image(src: ImageInput, max_pixels: int = DEFAULT_MAX_PIXELS, name: str | None = None) -> Image.Image:
+def load_image(src: ImageInput, max_pixels: int = DEFAULT_MAX_PIXELS, name: str | None = None,
+               svg_apart: bool = SVG_APART) -> Image.Image:
     """Decode a path, bytes, a PIL image or an image written out as base64 text (bare or a ``data:`` URL) into an
     RGB PIL image, or raise :class:`ImageError`.
 
     The size is checked from the header before any pixel is decoded, EXIF rotation is applied, an animation's frames
-    are merged (:func:`merged_frames`; its first ANIMATION_FRAMES), an SVG document is drawn (:mod:`.svg`), and every
+    are merged (:func:`merged_frames`; its first ANIMATION_FRAMES), an SVG document is drawn (:mod:`.svg`; with
+    ``svg_apart``, one whose glyphs are elements of their own as those glyphs alone, side by side), and every
     mode is flattened onto white RGB (black under light ink on a transparent ground: :func:`_ground`). Errors name
     the input by ``name`` (default: its path, or its size for bytes).
     """
@@ -211,7 +213,8 @@ def load_image(src: ImageInput, max_pixels: int = DEFAULT_MAX_PIXELS, name: str 
         except UnidentifiedImageError:
             data = fp.getvalue() if isinstance(fp, io.BytesIO) else _svg_file(fp)
             if data is not None and looks_like_svg(data):  # drawn by our own renderer: Pillow reads no SVG
-                return _flatten(render_svg(data, name, max_pixels, lambda raster: _embedded(raster, max_pixels)))
+                return _flatten(render_svg(data, name, max_pixels, lambda raster: _embedded(raster, max_pixels),
+                                           apart=svg_apart))
             unpack = unpack_hint(fp) if isinstance(fp, Path) else None
             if unpack:
                 raise ImageError(f"{name}: an archive, not an image: unpack it first ({unpack}) and pass its images "

@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from ..config import SPLITTERS
+from ..config import SPLITTERS, SVG_APART
 from ..errors import ConfigError
 
 Box = tuple[int, int, int, int]
@@ -31,6 +31,9 @@ class SegmentConfig:
     frame: bool = True  # the content crop reads the ground inside a frame round the edge (False: as before it)
     specks: bool = True  # the content crop looks past noise dots strewn over the canvas (False: as before it)
     context: float = 0.1  # extra width on each side, as a fraction of a character's width
+    # an SVG whose glyphs are elements of their own is drawn as those glyphs alone, side by side (False: as the page
+    # shows it, as checkpoints made before it were trained)
+    apart: bool = SVG_APART
 
     def __post_init__(self) -> None:
         if self.method not in SPLITTERS:
@@ -41,9 +44,9 @@ class SegmentConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "SegmentConfig":
-        """The splitter a checkpoint recorded; one made before ``lines``, ``frame`` or ``specks`` existed crops
-        as it did then."""
-        return cls(**{"lines": False, "frame": False, "specks": False, **d})
+        """The splitter a checkpoint recorded; one made before ``lines``, ``frame``, ``specks`` or ``apart`` existed
+        crops and draws as it did then."""
+        return cls(**{"lines": False, "frame": False, "specks": False, "apart": False, **d})
 
 
 CONTENT_MASS = 0.01  # share of the ink allowed outside the content box on each side (specks, stray lines)

@@ -24,6 +24,7 @@ import re
 import urllib.parse
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import numpy as np
 from PIL import Image, ImageChops, ImageColor, ImageDraw, ImageFont
@@ -38,6 +39,10 @@ MAX_ELEMENTS = 20_000  # elements drawn, each use of one counted: a captcha draw
 # drew one in 6.2 ms against 4's 9.5 ms, its pixels 2.0 grey levels from 4's on average (2: 4.0 ms, 3.2 levels)
 SUPERSAMPLE = 3
 CURVE_STEPS = 12  # straight pieces a Bezier curve is drawn with
+GLYPH_HEIGHT = 0.25  # of the page's height: a filled shape at least this tall (and no wider than GLYPH_WIDTH of its
+GLYPH_WIDTH = 0.5  # width) is a glyph when drawing apart; dots, backgrounds and bands are not
+GLYPH_SAME = 0.7  # layers whose inks' boxes overlap more than this (over their union) are one glyph
+GLYPH_GAP = 0.15  # of the page's height: the blank between glyphs drawn apart
 CIRCLE_SIDE = 3.0  # canvas pixels (one output pixel) a side of the polygon a circle is drawn as, at most
 _NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
 _TOKEN = re.compile(r"([MmLlHhVvCcSsQqTtAaZz])|(" + _NUMBER.pattern + ")")
@@ -76,10 +81,12 @@ def looks_like_svg(data: bytes) -> bool:
 
 
 def render_svg(data: bytes, name: str, max_pixels: int,
-               embedded: Callable[[bytes], Image.Image | None] | None = None) -> Image.Image:
+               embedded: Callable[[bytes], Image.Image | None] | None = None, apart: bool = False) -> Image.Image:
     """An SVG document -> an RGBA image at its own size (width and height, else its viewBox's); ImageError if it
     is not one, is too large, or draws too much. ``embedded`` decodes a raster an ``image`` carries (bytes -> RGBA,
-    None if unreadable); without it such images are not drawn."""
+    None if unreadable); without it such images are not drawn. With ``apart``, a document that draws its glyphs
+    as elements of their own (:meth:`_Canvas.glyph_like`) is drawn as those glyphs alone, side by side a gap apart
+    in their order across the page (:func:`_spaced`): no glyph hides another, and no stroke or dot crosses one."""
     if len(data) > MAX_SVG_BYTES:
         raise ImageError(f"{name}: an SVG of {len(data)} bytes is over the limit of {MAX_SVG_BYTES}")
     if b"<!ENTITY" in data:
@@ -105,6 +112,7 @@ def render_svg(data: bytes, name: str, max_pixels: int,
     ids = {e.get("id", ""): e for e in root.iter() if e.get("id")}
     _apply_style_sheets(root)
     canvas = _Canvas((w * SUPERSAMPLE, h * SUPERSAMPLE), box[:2], scale, name, ids, embedded)
+    canvas.glyphs = [] if apart else None
     try:
         with np.errstate(invalid="ignore", over="ignore"):  # inf times 0 is NaN: drawn at the edge, not warned of
             canvas.walk(root, {"fill": "black"}, IDENTITY, 0)
@@ -112,6 +120,9 @@ def render_svg(data: bytes, name: str, max_pixels: int,
         raise
     except Exception as exc:  # noqa: BLE001 - whatever a hostile document trips in drawing is this file's error
         raise ImageError(f"{name}: an SVG it cannot draw ({type(exc).__name__}: {exc}); convert it to png") from None
+    if canvas.glyphs is not None and len(canvas.glyphs) >= 2:
+        drawn = _spaced(canvas.glyphs, canvas.canvas)
+        return drawn.resize((max(1, round(drawn.width / SUPERSAMPLE)), h), Image.BOX)
     return canvas.canvas.resize((w, h), Image.BOX)
 
 
@@ -157,6 +168,31 @@ class _Canvas:
         self.pen = ImageDraw.Draw(self.canvas)  # what is drawn straight on the canvas (opaque outlines and strokes)
         self.points = self.elements = 0
         self.using: list[ET.Element] = []  # the elements the uses being drawn point at: one pointing back is skipped
+        # drawing apart: each glyph-like element on a layer of its own, with the box its ink covers
+        self.glyphs: list[tuple[Image.Image, tuple[int, int, int, int]]] | None = None
+
+    def glyph_like(self, box: tuple[tuple[int, int], tuple[int, int]] | None) -> bool:
+        """Whether a filled shape covering ``box`` is drawn apart as a glyph: at least GLYPH_HEIGHT of the page's
+        height and at most GLYPH_WIDTH of its width (not a dot, not a background or a band across the page)."""
+        return self.glyphs is not None and box is not None and box[1][1] >= GLYPH_HEIGHT * self.size[1] \
+            and box[1][0] <= GLYPH_WIDTH * self.size[0]
+
+    @contextmanager
+    def own_layer(self, apart: bool) -> Iterator[None]:
+        """What is drawn inside drawn on a fresh layer kept in :attr:`glyphs` where ``apart``, else on the canvas."""
+        if not apart:
+            yield
+            return
+        canvas, pen = self.canvas, self.pen
+        self.canvas = Image.new("RGBA", self.size, (0, 0, 0, 0))
+        self.pen = ImageDraw.Draw(self.canvas)
+        try:
+            yield
+        finally:
+            layer, self.canvas, self.pen = self.canvas, canvas, pen
+            ink = layer.getchannel("A").getbbox()
+            if ink is not None and self.glyphs is not None:
+                self.glyphs.append((layer, ink))
 
     def walk(self, element: ET.Element, paint: dict[str, str], matrix: Matrix, depth: int) -> None:
         tag = _tag(element)
@@ -217,6 +253,13 @@ class _Canvas:
         width = min(far, max(1, round(_length(paint.get("stroke-width", "1")) * grow * (sx + sy) / 2))) if stroke else 0
         fill_alpha = opacity * _opacity(paint.get("fill-opacity"))
         stroke_alpha = opacity * _opacity(paint.get("stroke-opacity"))
+        apart = fill is not None and tag != "line" and self.glyph_like(self.box(at, 0))
+        with self.own_layer(apart):
+            self.fill_and_stroke(placed, at, fill, stroke, width, fill_alpha, stroke_alpha, tag)
+
+    def fill_and_stroke(self, placed: list[tuple[np.ndarray, bool]], at: np.ndarray, fill: tuple[int, int, int] | None,
+                        stroke: tuple[int, int, int] | None, width: int, fill_alpha: float, stroke_alpha: float,
+                        tag: str) -> None:
         if fill is not None and tag != "line":
             filled = [points for points, _ in placed if len(points) >= 3]
             if len(filled) == 1 and fill_alpha >= 1:  # one opaque outline (a dot, a bar) replaces what it covers
@@ -288,11 +331,12 @@ class _Canvas:
         place, at_box = mapped
         body = drawn(bold)
         opacity = _opacity(paint.get("opacity"))
-        if fill is not None:
-            self.paint(place(body), at_box, fill, opacity * _opacity(paint.get("fill-opacity")))
-        if stroke is not None and outline:
-            ring = ImageChops.subtract(drawn(bold + outline), body)
-            self.paint(place(ring), at_box, stroke, opacity * _opacity(paint.get("stroke-opacity")))
+        with self.own_layer(self.glyphs is not None):  # a text's character is a glyph, whatever its size
+            if fill is not None:
+                self.paint(place(body), at_box, fill, opacity * _opacity(paint.get("fill-opacity")))
+            if stroke is not None and outline:
+                ring = ImageChops.subtract(drawn(bold + outline), body)
+                self.paint(place(ring), at_box, stroke, opacity * _opacity(paint.get("stroke-opacity")))
 
     def image(self, e: ET.Element, paint: dict[str, str], matrix: Matrix) -> None:
         """An ``image`` whose ``href`` is a ``data:`` URL of a raster (nothing outside the document is read), fitted
@@ -364,6 +408,38 @@ class _Canvas:
         layer = Image.new("RGBA", coverage.size, (*colour, 0))
         layer.putalpha(coverage if opacity >= 1 else _faded(coverage, opacity))
         self.canvas.alpha_composite(layer, dest=at)
+
+
+def _spaced(glyphs: list[tuple[Image.Image, tuple[int, int, int, int]]], page: Image.Image) -> Image.Image:
+    """Glyph layers (each with its ink's box) side by side in their order across the page, GLYPH_GAP of its height
+    apart, each at its own height, on the page's commonest colour. Layers whose inks cover nearly the same box
+    are one glyph drawn twice (a shadow, an outline over a fill) and stay together; overlapping neighbours do not."""
+    groups: list[list[tuple[Image.Image, tuple[int, int, int, int]]]] = []
+    for layer, ink in sorted(glyphs, key=lambda g: (g[1][0] + g[1][2]) / 2):
+        same = next((g for g in groups if any(_overlap(ink, b) > GLYPH_SAME for _, b in g)), None)
+        if same is not None:
+            same.append((layer, ink))
+        else:
+            groups.append([(layer, ink)])
+    gap = max(1, round(GLYPH_GAP * page.height))
+    spans = [(min(b[0] for _, b in g), max(b[2] for _, b in g)) for g in groups]
+    colours = page.getcolors(page.width * page.height)
+    background = max(colours)[1] if colours else (0, 0, 0, 0)
+    out = Image.new("RGBA", (sum(r - le for le, r in spans) + gap * (len(spans) + 1), page.height), background)
+    x = gap
+    order = {id(layer): k for k, (layer, _) in enumerate(glyphs)}
+    for group, (left, right) in zip(groups, spans):
+        for layer, _ in sorted(group, key=lambda g: order[id(g[0])]):  # document order: what is drawn last is on top
+            out.alpha_composite(layer.crop((left, 0, right, page.height)), dest=(x, 0))
+        x += right - left + gap
+    return out
+
+
+def _overlap(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
+    """Two boxes' intersection over their union."""
+    w, h = min(a[2], b[2]) - max(a[0], b[0]), min(a[3], b[3]) - max(a[1], b[1])
+    both = max(0, w) * max(0, h)
+    return both / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - both)
 
 
 def _faded(alpha: Image.Image, opacity: float) -> Image.Image:

@@ -132,8 +132,8 @@ def visualize(image, checkpoint: str, layers: str = "conv1,layer1,layer2,layer3,
     ckpt = load_checkpoint(checkpoint, kind="recognizer")
     model = model_from_checkpoint(ckpt, checkpoint)
     pre = Preprocess.from_dict(ckpt["preprocess"])
-    img = load_image(image)
     segment = SegmentConfig.from_dict(ckpt["segment"])
+    img = load_image(image, svg_apart=segment.apart)
     if ckpt.get("method") == "ctc":
         single, img = True, to_content(img, segment)
     if single is None:  # wider than two cells: treat it as a whole captcha
