@@ -246,8 +246,9 @@ class HeldOutCaptcha:
     band: bool = False  # drawn in a band of a larger white canvas
     longest: int = 0  # > length: each captcha's length drawn from length..longest (a site whose lengths vary)
     blink: bool = False  # an animated GIF of a frame a glyph, each glyph fading out and in by turns (blink_alphas)
-    svg: str = ""  # an SVG document (render_svg_captcha): "outline", the glyphs' outlines, or "text", text elements
-    # (drawn in the renderer's one font, not the style's); only the style's cell, rotation, colourful and crossing apply
+    svg: str = ""  # an SVG document (render_svg_captcha): "outline", the glyphs' outlines, "shadow", each outline over
+    # a dark copy of it moved down and right, or "text", text elements (drawn in the renderer's one font, not the
+    # style's); only the style's cell, rotation, colourful and crossing apply
 
 
 # No 0/O or 1/I: sites drop the pairs nobody can tell apart, and so do these. The first three were
@@ -273,7 +274,9 @@ class HeldOutCaptcha:
 # as Node's SVG generators write them, to measure data.svg's renderer, built before any of them was drawn; no default
 # was set on them. The SVG text ones (the eighty-second session) write each glyph as a text element, as the web
 # generators that leave the font to the browser do; drawn to measure how data.svg draws text, built before any of them
-# was drawn; no default was set on them.
+# was drawn; no default was set on them. The shadowed one (the eighty-fourth session) draws each glyph's outline over a
+# dark copy of it, six glyphs overlapping more than lso-svg-lower4's: drawn after glyphs drawn apart (data.svg) were
+# built and measured on the four SVG sites before it, to confirm them on a site none of their settings saw.
 LOWER, UPPER = "23456789abcdefghjkmnpqrstuvwxyz", "23456789ABCDEFGHJKLMNPQRSTUVWXYZ"
 WEB_FONTS = ("Arial", "Verdana", "Georgia", "Times New Roman", "Courier New", "sans-serif")  # what text sites name
 CAPTCHA_STYLES = {c.name: c for c in (
@@ -308,6 +311,7 @@ CAPTCHA_STYLES = {c.name: c for c in (
     HeldOutCaptcha("lso-svg-lower4", "outline-svg", 4, LOWER, (-0.15, 0.0), svg="outline"),
     HeldOutCaptcha("lso-svgtext-upper5", "outline-svg", 5, UPPER, (-0.2, -0.05), svg="text"),
     HeldOutCaptcha("lso-svgtext-lower4", "outline-svg", 4, LOWER, (-0.25, -0.1), svg="text"),
+    HeldOutCaptcha("lso-svg-shadow6", "outline-svg", 6, LOWER, (-0.25, -0.05), svg="shadow"),
 )}
 
 
@@ -395,11 +399,11 @@ def render_svg_captcha(text: str, rng: random.Random, spec: HeldOutCaptcha) -> s
     """One captcha showing ``text`` as an SVG document in ``spec``'s style (``HeldOutCaptcha.svg``): a light rectangle,
     each glyph in its own colour (grey where the style is not colourful), turned and moved on its own, and two or three
     curves stroked across, before or after the glyphs. An ``outline`` site writes each glyph's outline from the
-    style's fonts, scaled; a ``text`` site writes it as a ``text`` element a cell apart, naming a web font, bold or
+    style's fonts, scaled (a ``shadow`` site over a dark copy of it, moved); a ``text`` site writes it as a ``text`` element a cell apart, naming a web font, bold or
     not, with dots scattered over them."""
     style = STYLES[spec.style]
     w, h = style.cell
-    files = held_out_files(style.families) if spec.svg == "outline" else ()  # a text site names web fonts
+    files = held_out_files(style.families) if spec.svg != "text" else ()  # a text site names web fonts
     width, height = w * len(text) + w, h
     ground = tuple(rng.randint(215, 255) for _ in range(3))
     parts = [f'<rect width="100%" height="100%" fill="rgb{ground}"/>']
@@ -429,6 +433,9 @@ def render_svg_captcha(text: str, rng: random.Random, spec: HeldOutCaptcha) -> s
             continue
         path, advance = _outline(char, rng.choice(files), size, rng.uniform(-style.rotation, style.rotation),
                                  (x + size * 0.3, y))
+        if spec.svg == "shadow":
+            dark, move = (rng.randint(20, 70),) * 3, rng.uniform(0.8, 1.6)
+            parts.append(f'<path fill="rgb{dark}" transform="translate({move:.1f} {move:.1f})" d="{path}"/>')
         parts.append(f'<path fill="rgb{colour}" d="{path}"/>')
         x += advance + rng.uniform(*spec.spacing) * w
     parts += curves[before:]

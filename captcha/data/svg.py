@@ -43,6 +43,7 @@ GLYPH_HEIGHT = 0.25  # of the page's height: a filled shape at least this tall (
 GLYPH_WIDTH = 0.5  # width) is a glyph when drawing apart; dots, backgrounds and bands are not
 GLYPH_SAME = 0.7  # layers whose inks' boxes overlap more than this (over their union) are one glyph
 GLYPH_GAP = 0.15  # of the page's height: the blank between glyphs drawn apart
+PAGE_COVER = 0.8  # of the page's area: a filled shape whose box covers this much is a ground, not text
 CIRCLE_SIDE = 3.0  # canvas pixels (one output pixel) a side of the polygon a circle is drawn as, at most
 _NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
 _TOKEN = re.compile(r"([MmLlHhVvCcSsQqTtAaZz])|(" + _NUMBER.pattern + ")")
@@ -120,9 +121,12 @@ def render_svg(data: bytes, name: str, max_pixels: int,
         raise
     except Exception as exc:  # noqa: BLE001 - whatever a hostile document trips in drawing is this file's error
         raise ImageError(f"{name}: an SVG it cannot draw ({type(exc).__name__}: {exc}); convert it to png") from None
-    if canvas.glyphs is not None and len(canvas.glyphs) >= 2:
-        drawn = _spaced(canvas.glyphs, canvas.canvas)
-        return drawn.resize((max(1, round(drawn.width / SUPERSAMPLE)), h), Image.BOX)
+    if canvas.glyphs is not None:
+        if len(canvas.glyphs) >= 2 and not canvas.one_shape:
+            drawn = _spaced(canvas.glyphs, canvas.canvas)
+            return drawn.resize((max(1, round(drawn.width / SUPERSAMPLE)), h), Image.BOX)
+        if canvas.glyphs or canvas.left_out:  # nothing to draw apart after all: the page, with what was taken out
+            return render_svg(data, name, max_pixels, embedded)
     return canvas.canvas.resize((w, h), Image.BOX)
 
 
@@ -170,29 +174,41 @@ class _Canvas:
         self.using: list[ET.Element] = []  # the elements the uses being drawn point at: one pointing back is skipped
         # drawing apart: each glyph-like element on a layer of its own, with the box its ink covers
         self.glyphs: list[tuple[Image.Image, tuple[int, int, int, int]]] | None = None
+        self.one_shape = False
+        self.left_out = False  # a shape left out of the page while drawing apart
+        self.scratch: Image.Image | None = None  # what a glyph drawn apart is drawn on
 
     def glyph_like(self, box: tuple[tuple[int, int], tuple[int, int]] | None) -> bool:
         """Whether a filled shape covering ``box`` is drawn apart as a glyph: at least GLYPH_HEIGHT of the page's
-        height and at most GLYPH_WIDTH of its width (not a dot, not a background or a band across the page)."""
-        return self.glyphs is not None and box is not None and box[1][1] >= GLYPH_HEIGHT * self.size[1] \
-            and box[1][0] <= GLYPH_WIDTH * self.size[0]
+        height and at most GLYPH_WIDTH of its width (not a dot, not a background or a band across the page). One as
+        tall and wider that leaves most of the page uncovered is text drawn as one shape: such a document is not
+        drawn apart (:attr:`one_shape`)."""
+        if self.glyphs is None or box is None or box[1][1] < GLYPH_HEIGHT * self.size[1]:
+            return False
+        if box[1][0] <= GLYPH_WIDTH * self.size[0]:
+            return True
+        self.one_shape |= box[1][0] * box[1][1] < PAGE_COVER * self.size[0] * self.size[1]
+        return False
 
     @contextmanager
     def own_layer(self, apart: bool) -> Iterator[None]:
-        """What is drawn inside drawn on a fresh layer kept in :attr:`glyphs` where ``apart``, else on the canvas."""
+        """What is drawn inside kept apart in :attr:`glyphs` (its ink cut out, with its box) where ``apart``, else
+        drawn on the canvas."""
         if not apart:
             yield
             return
         canvas, pen = self.canvas, self.pen
-        self.canvas = Image.new("RGBA", self.size, (0, 0, 0, 0))
-        self.pen = ImageDraw.Draw(self.canvas)
+        if self.scratch is None:  # one layer, cleared where each glyph inked it: a fresh one a glyph cost 0.1 ms
+            self.scratch = Image.new("RGBA", self.size, (0, 0, 0, 0))
+        self.canvas, self.pen = self.scratch, ImageDraw.Draw(self.scratch)
         try:
             yield
         finally:
-            layer, self.canvas, self.pen = self.canvas, canvas, pen
-            ink = layer.getchannel("A").getbbox()
+            self.canvas, self.pen = canvas, pen
+            ink = self.scratch.getbbox()  # of its alpha
             if ink is not None and self.glyphs is not None:
-                self.glyphs.append((layer, ink))
+                self.glyphs.append((self.scratch.crop(ink), ink))
+                self.scratch.paste((0, 0, 0, 0), ink)
 
     def walk(self, element: ET.Element, paint: dict[str, str], matrix: Matrix, depth: int) -> None:
         tag = _tag(element)
@@ -229,6 +245,10 @@ class _Canvas:
             self.walk(child, paint, matrix, depth + 1)
 
     def draw(self, tag: str, e: ET.Element, paint: dict[str, str], matrix: Matrix) -> None:
+        fill, stroke = _colour(paint.get("fill"), self.ids), _colour(paint.get("stroke"), self.ids)
+        if self.glyphs is not None and (fill is None or tag == "line"):
+            self.left_out = True  # a stroke: never a glyph drawn apart (the page is drawn again if none is)
+            return
         a, b, c, d, tx, ty = matrix
         grow = math.sqrt(abs(a * d - b * c))  # a stroke's width grows as the transform scales
         sx, sy = self.scale
@@ -249,42 +269,40 @@ class _Canvas:
             placed.append((at[k:k + len(points)], closed))
             k += len(points)
         opacity = _opacity(paint.get("opacity"))
-        fill, stroke = _colour(paint.get("fill"), self.ids), _colour(paint.get("stroke"), self.ids)
         width = min(far, max(1, round(_length(paint.get("stroke-width", "1")) * grow * (sx + sy) / 2))) if stroke else 0
         fill_alpha = opacity * _opacity(paint.get("fill-opacity"))
         stroke_alpha = opacity * _opacity(paint.get("stroke-opacity"))
-        apart = fill is not None and tag != "line" and self.glyph_like(self.box(at, 0))
+        covered = self.box(at, 0)
+        apart = self.glyph_like(covered)
+        if self.glyphs is not None and not apart and (not covered or covered[1][0] <= GLYPH_WIDTH * self.size[0]):
+            self.left_out = True  # a dot, left out as strokes are; a shape across the page (a ground) is drawn
+            return
         with self.own_layer(apart):
-            self.fill_and_stroke(placed, at, fill, stroke, width, fill_alpha, stroke_alpha, tag)
-
-    def fill_and_stroke(self, placed: list[tuple[np.ndarray, bool]], at: np.ndarray, fill: tuple[int, int, int] | None,
-                        stroke: tuple[int, int, int] | None, width: int, fill_alpha: float, stroke_alpha: float,
-                        tag: str) -> None:
-        if fill is not None and tag != "line":
-            filled = [points for points, _ in placed if len(points) >= 3]
-            if len(filled) == 1 and fill_alpha >= 1:  # one opaque outline (a dot, a bar) replaces what it covers
-                self.pen.polygon(filled[0].ravel().tolist(), fill=(*fill, 255))
-            elif filled and (box := self.box(at, 0)):
-                (left, top), size = box
-                mask = Image.new("1", size, 0)
-                for points in filled:  # even-odd: a glyph's counters are holes
-                    one = Image.new("1", size, 0)
-                    ImageDraw.Draw(one).polygon((points - (left, top)).ravel().tolist(), fill=1)
-                    mask = ImageChops.logical_xor(mask, one)
-                self.paint(mask.convert("L"), (left, top), fill, fill_alpha)
-        if stroke is not None:
-            lines = [(np.concatenate([points, points[:1]]) if closed else points) for points, closed in placed
-                     if len(points) >= 2]
-            if stroke_alpha >= 1:  # an opaque stroke is drawn on the canvas, a translucent one composited
-                for line in lines:
-                    self.pen.line(line.ravel().tolist(), fill=(*stroke, 255), width=width, joint="curve")
-            elif lines and (box := self.box(at, width)):
-                (left, top), size = box
-                layer = Image.new("L", size, 0)
-                draw = ImageDraw.Draw(layer)
-                for line in lines:
-                    draw.line((line - (left, top)).ravel().tolist(), fill=255, width=width, joint="curve")
-                self.paint(layer, (left, top), stroke, stroke_alpha)
+            if fill is not None and tag != "line":
+                filled = [points for points, _ in placed if len(points) >= 3]
+                if len(filled) == 1 and fill_alpha >= 1:  # one opaque outline (a dot, a bar) replaces what it covers
+                    self.pen.polygon(filled[0].ravel().tolist(), fill=(*fill, 255))
+                elif filled and (box := self.box(at, 0)):
+                    (left, top), size = box
+                    mask = Image.new("1", size, 0)
+                    for points in filled:  # even-odd: a glyph's counters are holes
+                        one = Image.new("1", size, 0)
+                        ImageDraw.Draw(one).polygon((points - (left, top)).ravel().tolist(), fill=1)
+                        mask = ImageChops.logical_xor(mask, one)
+                    self.paint(mask.convert("L"), (left, top), fill, fill_alpha)
+            if stroke is not None:
+                lines = [(np.concatenate([points, points[:1]]) if closed else points) for points, closed in placed
+                         if len(points) >= 2]
+                if stroke_alpha >= 1:  # an opaque stroke is drawn on the canvas, a translucent one composited
+                    for line in lines:
+                        self.pen.line(line.ravel().tolist(), fill=(*stroke, 255), width=width, joint="curve")
+                elif lines and (box := self.box(at, width)):
+                    (left, top), size = box
+                    layer = Image.new("L", size, 0)
+                    draw = ImageDraw.Draw(layer)
+                    for line in lines:
+                        draw.line((line - (left, top)).ravel().tolist(), fill=255, width=width, joint="curve")
+                    self.paint(layer, (left, top), stroke, stroke_alpha)
 
     def box(self, at: np.ndarray, width: int) -> tuple[tuple[int, int], tuple[int, int]] | None:
         """The canvas pixels points ``at`` cover, a stroke ``width`` around them: its corner and size; None where
@@ -411,7 +429,7 @@ class _Canvas:
 
 
 def _spaced(glyphs: list[tuple[Image.Image, tuple[int, int, int, int]]], page: Image.Image) -> Image.Image:
-    """Glyph layers (each with its ink's box) side by side in their order across the page, GLYPH_GAP of its height
+    """Glyphs (each its ink cut out, with its box) side by side in their order across the page, GLYPH_GAP of its height
     apart, each at its own height, on the page's commonest colour. Layers whose inks cover nearly the same box
     are one glyph drawn twice (a shadow, an outline over a fill) and stay together; overlapping neighbours do not."""
     groups: list[list[tuple[Image.Image, tuple[int, int, int, int]]]] = []
@@ -423,14 +441,14 @@ def _spaced(glyphs: list[tuple[Image.Image, tuple[int, int, int, int]]], page: I
             groups.append([(layer, ink)])
     gap = max(1, round(GLYPH_GAP * page.height))
     spans = [(min(b[0] for _, b in g), max(b[2] for _, b in g)) for g in groups]
-    colours = page.getcolors(page.width * page.height)
-    background = max(colours)[1] if colours else (0, 0, 0, 0)
+    sample = page.resize((max(1, page.width // 4), max(1, page.height // 4)), Image.NEAREST)  # a sixteenth is enough
+    background = max(sample.getcolors(sample.width * sample.height))[1]
     out = Image.new("RGBA", (sum(r - le for le, r in spans) + gap * (len(spans) + 1), page.height), background)
     x = gap
     order = {id(layer): k for k, (layer, _) in enumerate(glyphs)}
     for group, (left, right) in zip(groups, spans):
-        for layer, _ in sorted(group, key=lambda g: order[id(g[0])]):  # document order: what is drawn last is on top
-            out.alpha_composite(layer.crop((left, 0, right, page.height)), dest=(x, 0))
+        for layer, ink in sorted(group, key=lambda g: order[id(g[0])]):  # document order: the last drawn on top
+            out.alpha_composite(layer, dest=(x + ink[0] - left, ink[1]))
         x += right - left + gap
     return out
 

@@ -283,3 +283,60 @@ def test_an_image_in_a_data_url_is_drawn_where_it_is_placed_and_nothing_outside_
                    '<image width="60" height="60" href="data:image/png;base64,!!!"/>'
                    f'<image width="60" height="60" href="data:image/svg+xml;base64,{nested}"/>')
     assert tuple(np.asarray(shown(outside))[30, 30]) == (255, 255, 255)  # a file, junk, an SVG: none drawn
+
+
+def _inked_columns(img: Image.Image, ground: tuple[int, int, int]) -> np.ndarray:
+    a = np.asarray(img).astype(int)
+    return (np.abs(a - ground).sum(axis=2) > 60).any(axis=0)
+
+
+def _runs(columns: np.ndarray) -> int:
+    """Runs of inked columns: glyphs with blank columns between them."""
+    return int(np.sum(columns[1:] & ~columns[:-1]) + columns[0])
+
+
+GROUND = (240, 230, 220)
+# two bars as glyphs, the second overlapping the first by a third of its width, a curve struck across both, and dots
+OVERLAPPING = (f'<rect width="100%" height="100%" fill="rgb{GROUND}"/>'
+               '<path d="M2 30 C40 10,80 50,118 30" stroke="rgb(0,160,0)" stroke-width="2" fill="none"/>'
+               '<path fill="rgb(200,0,0)" d="M20 8 H50 V52 H20 Z"/><path fill="rgb(0,0,200)" d="M40 10 H70 V50 H40 Z"/>'
+               '<circle cx="100" cy="10" r="1.5" fill="black"/><circle cx="10" cy="55" r="1.5" fill="black"/>')
+
+
+def test_glyphs_drawn_apart_stand_alone_side_by_side_without_noise():
+    doc = _svg(OVERLAPPING, 'width="120" height="60"', "0 0 120 60")
+    page, apart = shown(doc), load_image(doc)
+    assert _runs(_inked_columns(page, GROUND)) == 1  # as the page shows it: one blot of ink, the curve across
+    cols = _inked_columns(apart, GROUND)
+    assert _runs(cols) == 2 and apart.height == 60
+    a = np.asarray(apart).astype(int)
+    first, second = np.flatnonzero(cols)[[0, -1]]
+    assert tuple(a[30, first + 2]) == (200, 0, 0) and tuple(a[30, second - 2]) == (0, 0, 200)  # each glyph whole
+    assert tuple(a[30, first - 1]) == GROUND  # the ground is the page's commonest colour
+    assert not ((a[..., 1] > 100) & (a[..., 0] < 60)).any()  # the green curve is gone
+    assert not (a.max(axis=2) < 40).any()  # and the black dots
+    assert cols.sum() == 62  # 30 + 30 units wide, each whole: the blue one no longer hides part of the red
+
+
+def test_a_glyph_drawn_twice_stays_one_and_shapes_that_are_no_glyphs_draw_the_page():
+    shadowed = (f'<rect width="100%" height="100%" fill="rgb{GROUND}"/>'
+                '<path fill="gray" d="M21 9 H51 V53 H21 Z"/><path fill="rgb(200,0,0)" d="M20 8 H50 V52 H20 Z"/>'
+                '<path fill="gray" d="M71 11 H91 V51 H71 Z"/><path fill="rgb(0,0,200)" d="M70 10 H90 V50 H70 Z"/>')
+    doc = _svg(shadowed, 'width="120" height="60"', "0 0 120 60")
+    assert _runs(_inked_columns(load_image(doc), GROUND)) == 2  # each glyph with its shadow, not four
+    # one element holding all the text (too wide to be one glyph), beside glyph-like shapes or alone; one glyph;
+    # strokes; dots: nothing to draw apart, the page as it shows
+    text = '<path fill="black" d="M5 10 H30 V50 H5 Z M40 10 H65 V50 H40 Z M75 10 H100 V50 H75 Z"/>'
+    blots = '<ellipse cx="20" cy="30" rx="8" ry="12" fill="rgb(0,0,200)"/><ellipse cx="90" cy="30" rx="8" ry="12"/>'
+    for body in (text, text + blots, blots[:blots.index("/>") + 2],
+                 '<path d="M10 10 L10 50 M30 10 L30 50" stroke="black" stroke-width="4" fill="none"/>',
+                 '<circle cx="30" cy="30" r="2"/><circle cx="60" cy="30" r="2"/>'):
+        doc = _svg(body, 'width="120" height="60"', "0 0 120 60")
+        assert (np.asarray(load_image(doc)) == np.asarray(shown(doc))).all()
+
+
+def test_text_characters_are_glyphs_of_their_own_when_drawn_apart():
+    doc = _svg('<text x="4" y="44" font-size="40" letter-spacing="-8">WM</text>', 'width="90" height="60"',
+               "0 0 90 60")
+    assert _runs(_inked_columns(shown(doc), (255, 255, 255))) == 1  # drawn close, they touch
+    assert _runs(_inked_columns(load_image(doc), (255, 255, 255))) == 2

@@ -869,3 +869,25 @@ def test_the_general_reader_reads_a_sites_batch_at_the_width_it_reads_surest():
         widths.clear()
         assert {r.solution.text for r in solver(Free()).solve_batch(few, one_site=one_site)} == {"B"}
         assert set(widths) == {160}
+
+
+def test_svg_glyphs_are_drawn_apart_as_the_checkpoint_says(tiny_model, tmp_path):
+    """A checkpoint records whether an SVG's glyphs are drawn apart (new ones do); one made before it draws the page as
+    it was trained on it, and the general reader, which never trained on an SVG, draws them apart."""
+    from captcha.data.images import load_image
+    from captcha.inference.solver import Solver
+    from captcha.nn.checkpoint import load_checkpoint
+
+    doc = tmp_path / "two.svg"
+    doc.write_text('<svg xmlns="http://www.w3.org/2000/svg" width="120" height="60"><rect width="120" height="60" '
+                   'fill="white"/><path fill="red" d="M20 8 H50 V52 H20 Z"/><path fill="blue" d="M40 10 H70 V50 H40 Z"/>'
+                   '<path d="M0 30 L120 30" stroke="green" fill="none"/></svg>')
+    ckpt = load_checkpoint(tiny_model)
+    solver = load_solver(tiny_model, backend="torch")
+    assert ckpt["segment"]["apart"] is True and solver.preparer.load(doc).size == load_image(doc).size != (120, 60)
+    before = {**ckpt, "segment": {k: v for k, v in ckpt["segment"].items() if k != "apart"}}
+    old = Solver.from_metadata(solver.backend, before)
+    assert old.preparer.load(doc).size == (120, 60)  # as the page shows it
+    assert (old.inputs(doc) == old.preparer.inputs(load_image(doc, svg_apart=False))).all()
+    reader = Solver.from_metadata(solver.backend, {**before, "general_reader": True})
+    assert reader.preparer.load(doc).size == load_image(doc).size
