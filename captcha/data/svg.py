@@ -730,8 +730,10 @@ def _shape(tag: str, e: ET.Element, view: tuple[float, float], detail: float = 1
     return []
 
 
+@functools.lru_cache(maxsize=64)  # a glyph drawn twice (its shadow, its outline over it) is read once
 def path_outline(d: str) -> list[Subpath]:
-    """A path's ``d`` -> its subpaths as points, curves flattened (CURVE_STEPS pieces each), arcs drawn straight."""
+    """A path's ``d`` -> its subpaths as points, curves flattened (CURVE_STEPS pieces each), arcs drawn straight;
+    shared between the calls with one ``d``, so read, never changed."""
     found = _TOKEN.findall(d)
     commands, values = [c for c, _ in found], [float(n) if n else 0.0 for _, n in found]
     out: list[Subpath] = []
