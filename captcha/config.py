@@ -193,7 +193,7 @@ ANIMATION_FRAMES = 64  # an animated captcha's frames merged into the image read
 # An SVG that draws each glyph as an element of its own is read as those glyphs alone, side by side a gap apart
 # (data.svg, render_svg's apart): no glyph hides part of another and no noise stroke crosses one. The shipped reader,
 # no training, on four SVG sites drawn after the renderer (test quarters): 95.20 / 60.00 / 95.20 / 81.60% as the page
-# shows them -> 100.00 / 97.20 / 98.40 / 99.20% (docs/measurements.md, "SVG glyphs drawn apart").
+# shows them -> 100.00 / 97.20 / 100.00 / 99.20% (docs/measurements.md, "SVG glyphs drawn apart").
 SVG_APART = True
 SOLVE_BATCH_SIZE = 64  # captchas per network call when solving many
 # Decoding a batch in processes (Solver.solve_batch and `captcha solve-batch --workers`, "auto" by default): the first

@@ -399,8 +399,8 @@ def render_svg_captcha(text: str, rng: random.Random, spec: HeldOutCaptcha) -> s
     """One captcha showing ``text`` as an SVG document in ``spec``'s style (``HeldOutCaptcha.svg``): a light rectangle,
     each glyph in its own colour (grey where the style is not colourful), turned and moved on its own, and two or three
     curves stroked across, before or after the glyphs. An ``outline`` site writes each glyph's outline from the
-    style's fonts, scaled (a ``shadow`` site over a dark copy of it, moved); a ``text`` site writes it as a ``text`` element a cell apart, naming a web font, bold or
-    not, with dots scattered over them."""
+    style's fonts, scaled (a ``shadow`` site over a dark copy of it, moved); a ``text`` site writes it as a ``text``
+    element a cell apart, naming a web font, bold or not, with dots scattered over them."""
     style = STYLES[spec.style]
     w, h = style.cell
     files = held_out_files(style.families) if spec.svg != "text" else ()  # a text site names web fonts

@@ -44,6 +44,7 @@ GLYPH_WIDTH = 0.5  # width) is a glyph when drawing apart; dots, backgrounds and
 GLYPH_SAME = 0.7  # layers whose inks' boxes overlap more than this (over their union) are one glyph
 GLYPH_GAP = 0.15  # of the page's height: the blank between glyphs drawn apart
 PAGE_COVER = 0.8  # of the page's area: a filled shape whose box covers this much is a ground, not text
+GLYPH_PAGES = 3  # pages of glyph boxes kept apart at most (a captcha's glyphs, shadows and all, cover one or two)
 CIRCLE_SIDE = 3.0  # canvas pixels (one output pixel) a side of the polygon a circle is drawn as, at most
 _NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
 _TOKEN = re.compile(r"([MmLlHhVvCcSsQqTtAaZz])|(" + _NUMBER.pattern + ")")
@@ -117,12 +118,14 @@ def render_svg(data: bytes, name: str, max_pixels: int,
     try:
         with np.errstate(invalid="ignore", over="ignore"):  # inf times 0 is NaN: drawn at the edge, not warned of
             canvas.walk(root, {"fill": "black"}, IDENTITY, 0)
+    except _NotApart:
+        return render_svg(data, name, max_pixels, embedded)
     except ImageError:
         raise
     except Exception as exc:  # noqa: BLE001 - whatever a hostile document trips in drawing is this file's error
         raise ImageError(f"{name}: an SVG it cannot draw ({type(exc).__name__}: {exc}); convert it to png") from None
     if canvas.glyphs is not None:
-        if len(canvas.glyphs) >= 2 and not canvas.one_shape:
+        if len(canvas.glyphs) >= 2:
             drawn = _spaced(canvas.glyphs, canvas.canvas)
             return drawn.resize((max(1, round(drawn.width / SUPERSAMPLE)), h), Image.BOX)
         if canvas.glyphs or canvas.left_out:  # nothing to draw apart after all: the page, with what was taken out
@@ -174,20 +177,21 @@ class _Canvas:
         self.using: list[ET.Element] = []  # the elements the uses being drawn point at: one pointing back is skipped
         # drawing apart: each glyph-like element on a layer of its own, with the box its ink covers
         self.glyphs: list[tuple[Image.Image, tuple[int, int, int, int]]] | None = None
-        self.one_shape = False
+        self.glyph_area = 0  # canvas pixels the glyphs' inks' boxes cover, together
         self.left_out = False  # a shape left out of the page while drawing apart
         self.scratch: Image.Image | None = None  # what a glyph drawn apart is drawn on
 
     def glyph_like(self, box: tuple[tuple[int, int], tuple[int, int]] | None) -> bool:
         """Whether a filled shape covering ``box`` is drawn apart as a glyph: at least GLYPH_HEIGHT of the page's
         height and at most GLYPH_WIDTH of its width (not a dot, not a background or a band across the page). One as
-        tall and wider that leaves most of the page uncovered is text drawn as one shape: such a document is not
-        drawn apart (:attr:`one_shape`)."""
+        tall and wider that leaves most of the page uncovered is text drawn as one shape: such a document is drawn as
+        the page shows it (:class:`_NotApart`)."""
         if self.glyphs is None or box is None or box[1][1] < GLYPH_HEIGHT * self.size[1]:
             return False
         if box[1][0] <= GLYPH_WIDTH * self.size[0]:
             return True
-        self.one_shape |= box[1][0] * box[1][1] < PAGE_COVER * self.size[0] * self.size[1]
+        if box[1][0] * box[1][1] < PAGE_COVER * self.size[0] * self.size[1]:
+            raise _NotApart
         return False
 
     @contextmanager
@@ -207,6 +211,9 @@ class _Canvas:
             self.canvas, self.pen = canvas, pen
             ink = self.scratch.getbbox()  # of its alpha
             if ink is not None and self.glyphs is not None:
+                self.glyph_area += (ink[2] - ink[0]) * (ink[3] - ink[1])
+                if self.glyph_area > GLYPH_PAGES * self.size[0] * self.size[1]:
+                    raise _NotApart  # more than a captcha's glyphs: each kept apart would cost memory without end
                 self.glyphs.append((self.scratch.crop(ink), ink))
                 self.scratch.paste((0, 0, 0, 0), ink)
 
@@ -428,26 +435,30 @@ class _Canvas:
         self.canvas.alpha_composite(layer, dest=at)
 
 
+class _NotApart(Exception):
+    """A document whose glyphs are not drawn apart after all: it is drawn as the page shows it."""
+
+
 def _spaced(glyphs: list[tuple[Image.Image, tuple[int, int, int, int]]], page: Image.Image) -> Image.Image:
-    """Glyphs (each its ink cut out, with its box) side by side in their order across the page, GLYPH_GAP of its height
-    apart, each at its own height, on the page's commonest colour. Layers whose inks cover nearly the same box
-    are one glyph drawn twice (a shadow, an outline over a fill) and stay together; overlapping neighbours do not."""
-    groups: list[list[tuple[Image.Image, tuple[int, int, int, int]]]] = []
-    for layer, ink in sorted(glyphs, key=lambda g: (g[1][0] + g[1][2]) / 2):
-        same = next((g for g in groups if any(_overlap(ink, b) > GLYPH_SAME for _, b in g)), None)
+    """Glyphs (each its ink cut out, with its box; in document order) side by side in their order across the page,
+    GLYPH_GAP of its height apart, each at its own height, on the page's commonest colour. Inks that cover nearly the
+    same box are one glyph drawn twice (a shadow, an outline over a fill) and stay together; overlapping neighbours
+    do not."""
+    groups: list[list[tuple[int, Image.Image, tuple[int, int, int, int]]]] = []
+    for k, (layer, ink) in sorted(enumerate(glyphs), key=lambda g: (g[1][1][0] + g[1][1][2]) / 2):
+        same = next((g for g in groups if any(_overlap(ink, b) > GLYPH_SAME for _, _, b in g)), None)
         if same is not None:
-            same.append((layer, ink))
+            same.append((k, layer, ink))
         else:
-            groups.append([(layer, ink)])
+            groups.append([(k, layer, ink)])
     gap = max(1, round(GLYPH_GAP * page.height))
-    spans = [(min(b[0] for _, b in g), max(b[2] for _, b in g)) for g in groups]
+    spans = [(min(b[0] for _, _, b in g), max(b[2] for _, _, b in g)) for g in groups]
     sample = page.resize((max(1, page.width // 4), max(1, page.height // 4)), Image.NEAREST)  # a sixteenth is enough
     background = max(sample.getcolors(sample.width * sample.height))[1]
     out = Image.new("RGBA", (sum(r - le for le, r in spans) + gap * (len(spans) + 1), page.height), background)
     x = gap
-    order = {id(layer): k for k, (layer, _) in enumerate(glyphs)}
     for group, (left, right) in zip(groups, spans):
-        for layer, ink in sorted(group, key=lambda g: order[id(g[0])]):  # document order: the last drawn on top
+        for _, layer, ink in sorted(group, key=lambda g: g[0]):  # document order: the last drawn on top
             out.alpha_composite(layer, dest=(x + ink[0] - left, ink[1]))
         x += right - left + gap
     return out
