@@ -41,7 +41,9 @@ SUPERSAMPLE = 3
 CURVE_STEPS = 12  # straight pieces a Bezier curve is drawn with
 GLYPH_HEIGHT = 0.25  # of the page's height: a filled shape at least this tall (and no wider than GLYPH_WIDTH of its
 GLYPH_WIDTH = 0.5  # width) is a glyph when drawing apart; dots, backgrounds and bands are not
-GLYPH_SAME = 0.7  # layers whose inks' boxes overlap more than this (over their union) are one glyph
+# two inks are one glyph drawn twice (a shadow, an outline over a fill) where their boxes' sides differ by at most
+# GLYPH_SAME and their centres lie less than GLYPH_NEAR of the longest side apart; an overlapping neighbour is another
+GLYPH_SAME, GLYPH_NEAR = 0.2, 0.1
 GLYPH_GAP = 0.15  # of the page's height: the blank between glyphs drawn apart
 PAGE_COVER = 0.8  # of the page's area: a filled shape whose box covers this much is a ground, not text
 GLYPH_PAGES = 3  # pages of glyph boxes kept apart at most (a captcha's glyphs, shadows and all, cover one or two)
@@ -446,7 +448,7 @@ def _spaced(glyphs: list[tuple[Image.Image, tuple[int, int, int, int]]], page: I
     do not."""
     groups: list[list[tuple[int, Image.Image, tuple[int, int, int, int]]]] = []
     for k, (layer, ink) in sorted(enumerate(glyphs), key=lambda g: (g[1][1][0] + g[1][1][2]) / 2):
-        same = next((g for g in groups if any(_overlap(ink, b) > GLYPH_SAME for _, _, b in g)), None)
+        same = next((g for g in groups if any(_drawn_twice(ink, b) for _, _, b in g)), None)
         if same is not None:
             same.append((k, layer, ink))
         else:
@@ -464,11 +466,15 @@ def _spaced(glyphs: list[tuple[Image.Image, tuple[int, int, int, int]]], page: I
     return out
 
 
-def _overlap(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
-    """Two boxes' intersection over their union."""
-    w, h = min(a[2], b[2]) - max(a[0], b[0]), min(a[3], b[3]) - max(a[1], b[1])
-    both = max(0, w) * max(0, h)
-    return both / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - both)
+def _drawn_twice(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> bool:
+    """Whether two inks' boxes are one glyph's, drawn twice: sides alike (GLYPH_SAME), centres near (GLYPH_NEAR)."""
+    longest = max(a[2] - a[0], a[3] - a[1], b[2] - b[0], b[3] - b[1])
+    for lo, hi in ((0, 2), (1, 3)):
+        side_a, side_b = a[hi] - a[lo], b[hi] - b[lo]
+        if abs(side_a - side_b) > GLYPH_SAME * max(side_a, side_b) or \
+                abs(a[lo] + a[hi] - b[lo] - b[hi]) / 2 >= GLYPH_NEAR * longest:
+            return False
+    return True
 
 
 def _faded(alpha: Image.Image, opacity: float) -> Image.Image:

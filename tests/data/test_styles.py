@@ -160,6 +160,20 @@ def test_an_svg_site_is_written_as_svg_documents_of_outlines_that_are_read_as_dr
     assert (ink < 150).mean() > 0.05 and (ink > 200).mean() > 0.4  # glyphs filled on a light ground
 
 
+@needs_fonts
+def test_a_shadowed_svg_site_writes_each_outline_twice_and_its_glyphs_are_read_apart(tmp_path):
+    from captcha.data.images import load_image
+    from captcha.data.styles import CAPTCHA_STYLES, write_captcha_set
+
+    spec = CAPTCHA_STYLES["lso-svg-shadow6"]
+    out = write_captcha_set(spec.name, tmp_path / "site", 3)
+    for k in range(3):
+        doc = (out / f"{k:05d}.svg").read_text()
+        assert doc.count('<path fill="rgb') == 2 * spec.length and doc.count("translate(") == spec.length
+        ink = (_pixels(load_image(out / f"{k:05d}.svg").convert("L")) < 200).any(axis=0)  # the ground is lighter
+        assert int(np.sum(ink[1:] & ~ink[:-1]) + ink[0]) == spec.length  # each glyph and its shadow one, apart
+
+
 def test_an_svg_text_site_writes_a_text_element_a_glyph_each_drawn_in_its_cell(tmp_path):
     from captcha.data.images import load_image
     from captcha.data.styles import CAPTCHA_STYLES, STYLES, write_captcha_set
@@ -168,7 +182,7 @@ def test_an_svg_text_site_writes_a_text_element_a_glyph_each_drawn_in_its_cell(t
     out = write_captcha_set(spec.name, tmp_path / "site", 2)
     doc = (out / "00000.svg").read_text()
     assert doc.count("<text ") == spec.length and doc.count("<circle ") >= 15
-    ink = _pixels(load_image(out / "00000.svg").convert("L")) < 150
+    ink = _pixels(load_image(out / "00000.svg", svg_apart=False).convert("L")) < 150  # the page as it shows
     w = STYLES[spec.style].cell[0]
     step = w * 0.85  # a cell a glyph, less the overlap the site draws
     cells = [ink[:, round(w * 0.6 + i * step):round(w * 0.6 + (i + 1) * step)].mean() for i in range(spec.length)]

@@ -321,9 +321,11 @@ def test_glyphs_drawn_apart_stand_alone_side_by_side_without_noise():
 def test_a_glyph_drawn_twice_stays_one_and_shapes_that_are_no_glyphs_draw_the_page():
     shadowed = (f'<rect width="100%" height="100%" fill="rgb{GROUND}"/>'
                 '<path fill="gray" d="M21 9 H51 V53 H21 Z"/><path fill="rgb(200,0,0)" d="M20 8 H50 V52 H20 Z"/>'
-                '<path fill="gray" d="M71 11 H91 V51 H71 Z"/><path fill="rgb(0,0,200)" d="M70 10 H90 V50 H70 Z"/>')
+                '<path fill="gray" d="M71 11 H91 V51 H71 Z"/><path fill="rgb(0,0,200)" d="M70 10 H90 V50 H70 Z"/>'
+                # a narrow glyph, its shadow moved a third of its width: their boxes' union is twice their overlap
+                '<path fill="gray" d="M102 12 H108 V52 H102 Z"/><path fill="rgb(0,120,0)" d="M100 10 H106 V50 H100 Z"/>')
     doc = _svg(shadowed, 'width="120" height="60"', "0 0 120 60")
-    assert _runs(_inked_columns(load_image(doc), GROUND)) == 2  # each glyph with its shadow, not four
+    assert _runs(_inked_columns(load_image(doc), GROUND)) == 3  # each glyph with its shadow, not six
     # one element holding all the text (too wide to be one glyph), beside glyph-like shapes or alone; one glyph; ten
     # glyph-like shapes heaped up (more than GLYPH_PAGES pages of them); strokes; dots: the page as it shows
     text = '<path fill="black" d="M5 10 H30 V50 H5 Z M40 10 H65 V50 H40 Z M75 10 H100 V50 H75 Z"/>'
