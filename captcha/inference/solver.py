@@ -43,6 +43,7 @@ from ..config import (
     SECOND,
     SOLVE_BATCH_SIZE,
     SOLVE_WORKERS,
+    SVG_APART,
     WORKERS_PAY_S,
     WORKERS_PROBE,
 )
@@ -201,7 +202,7 @@ class Solver:
             if general_reader(meta) and "apart" not in meta["segment"]:
                 # the shipped reader learned from rasters, never an SVG: how a document is drawn for it is a solving
                 # choice, and glyphs drawn apart read 97.2-100% of four SVG sites with no training against 60.0-95.2%
-                segment.apart = True
+                segment.apart = SVG_APART
             preparer = Preparer(Preprocess.from_dict(meta["preprocess"]), int(meta["length"]), segment,
                                 meta.get("method", "classify"), max_pixels)
         except (KeyError, TypeError, ValueError, CaptchaError) as exc:

@@ -36,6 +36,7 @@ from ..config import (
     RESUME_OVERRIDES,
     SECOND,
     SECOND_MAX_CAPTCHAS,
+    SVG_APART,
     SynthConfig,
     TrainConfig,
 )
@@ -190,6 +191,8 @@ def train(cfg: TrainConfig, say: Callable[[str], None] = log.info, progress: boo
     charset = training_charset(cfg, say if whole_run else (lambda _msg: None))
     cfg.charset = charset.alphabet  # the probes and the checkpoint read the alphabet chosen here
     segment = SegmentConfig.from_dict(resume["segment"]) if resume else None
+    if segment is not None:  # its captchas are decoded below as the package decodes them now (load_images)
+        segment.apart = SVG_APART
     extra, style = list(pseudo or []), None
     if cfg.synthetic:
         made, style = synthetic_captchas(cfg, charset)

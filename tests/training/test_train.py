@@ -1070,3 +1070,20 @@ def test_a_run_decodes_its_folder_once(flat_captchas, tmp_path, monkeypatch):
           say=said.append)
     assert sum(line.startswith("probe ") for line in said) >= 2 and sum(line.startswith("refit:") for line in said) == 1
     assert len(decoded) == 40 and set(decoded.values()) == {1}
+
+
+def test_a_run_made_before_glyphs_were_drawn_apart_resumes_as_the_package_decodes_now(tiny_data, tmp_path):
+    """A checkpoint that records no ``apart`` (made before SVG glyphs were drawn apart) goes on with its captchas
+    decoded as the package decodes them now: the checkpoint it writes records the package's drawing."""
+    from captcha.config import SVG_APART
+    from captcha.nn.checkpoint import save_checkpoint
+
+    out = tmp_path / "m.pt"
+    train(_cfg(tiny_data, out, epochs=1, split="equal", pretrained="none", freeze="none"))
+    last = last_file(out)
+    old = load_checkpoint(last)
+    old["segment"].pop("apart")
+    save_checkpoint(old, last)
+    train(_cfg(tiny_data, out, epochs=2, split="equal", pretrained="none", freeze="none", resume=True))
+    assert load_checkpoint(last)["segment"]["apart"] is SVG_APART and [h["epoch"] for h in
+                                                                        load_checkpoint(last)["history"]] == [1, 2]
