@@ -196,6 +196,16 @@ class _Canvas:
             raise _NotApart
         return False
 
+    def no_glyph(self, tag: str, e: ET.Element, grow: float) -> bool:
+        """Whether an element is no glyph before it is drawn: a line, or a dot (by its radius, ``grow``: how its
+        transform scales it): a site's dots are many, and drawing them only to leave them out cost a millisecond."""
+        if tag == "line":
+            return True
+        if tag not in ("circle", "ellipse"):
+            return False
+        radius = max(_length(e.get(key)) for key in (("r",) if tag == "circle" else ("rx", "ry")))
+        return 2 * radius * grow * max(self.scale) < GLYPH_HEIGHT * self.size[1]
+
     @contextmanager
     def own_layer(self, apart: bool) -> Iterator[None]:
         """What is drawn inside kept apart in :attr:`glyphs` (its ink cut out, with its box) where ``apart``, else
@@ -254,13 +264,16 @@ class _Canvas:
             self.walk(child, paint, matrix, depth + 1)
 
     def draw(self, tag: str, e: ET.Element, paint: dict[str, str], matrix: Matrix) -> None:
-        fill, stroke = _colour(paint.get("fill"), self.ids), _colour(paint.get("stroke"), self.ids)
-        if self.glyphs is not None and (fill is None or tag == "line"):
-            self.left_out = True  # a stroke: never a glyph drawn apart (the page is drawn again if none is)
-            return
         a, b, c, d, tx, ty = matrix
         grow = math.sqrt(abs(a * d - b * c))  # a stroke's width grows as the transform scales
         sx, sy = self.scale
+        if self.glyphs is not None and self.no_glyph(tag, e, grow):
+            self.left_out = True  # the page is drawn again if no glyph is drawn apart
+            return
+        fill, stroke = _colour(paint.get("fill"), self.ids), _colour(paint.get("stroke"), self.ids)
+        if self.glyphs is not None and fill is None:
+            self.left_out = True  # a stroke: never a glyph drawn apart
+            return
         shapes = _shape(tag, e, self.origin_size(), grow * max(sx, sy))
         if not shapes:
             return
