@@ -46,7 +46,7 @@ GLYPH_WIDTH = 0.5  # width) is a glyph when drawing apart; dots, backgrounds and
 GLYPH_SAME, GLYPH_NEAR = 0.2, 0.1
 GLYPH_GAP = 0.15  # of the page's height: the blank between glyphs drawn apart
 PAGE_COVER = 0.8  # of the page's area: a filled shape whose box covers this much is a ground, not text
-GLYPH_PAGES = 3  # pages of glyph boxes kept apart at most (a captcha's glyphs, shadows and all, cover one or two)
+GLYPH_PAGES = 3  # pages of glyph boxes kept apart, and of width drawn apart, at most (a captcha's take one or two)
 CIRCLE_SIDE = 3.0  # canvas pixels (one output pixel) a side of the polygon a circle is drawn as, at most
 _NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
 _TOKEN = re.compile(r"([MmLlHhVvCcSsQqTtAaZz])|(" + _NUMBER.pattern + ")")
@@ -120,18 +120,17 @@ def render_svg(data: bytes, name: str, max_pixels: int,
     try:
         with np.errstate(invalid="ignore", over="ignore"):  # inf times 0 is NaN: drawn at the edge, not warned of
             canvas.walk(root, {"fill": "black"}, IDENTITY, 0)
+        if canvas.glyphs is not None and len(canvas.glyphs) >= 2:
+            drawn = _spaced(canvas.glyphs, canvas.canvas)
+            return drawn.resize((max(1, round(drawn.width / SUPERSAMPLE)), h), Image.BOX)
     except _NotApart:
         return render_svg(data, name, max_pixels, embedded)
     except ImageError:
         raise
     except Exception as exc:  # noqa: BLE001 - whatever a hostile document trips in drawing is this file's error
         raise ImageError(f"{name}: an SVG it cannot draw ({type(exc).__name__}: {exc}); convert it to png") from None
-    if canvas.glyphs is not None:
-        if len(canvas.glyphs) >= 2:
-            drawn = _spaced(canvas.glyphs, canvas.canvas)
-            return drawn.resize((max(1, round(drawn.width / SUPERSAMPLE)), h), Image.BOX)
-        if canvas.glyphs or canvas.left_out:  # nothing to draw apart after all: the page, with what was taken out
-            return render_svg(data, name, max_pixels, embedded)
+    if canvas.glyphs or canvas.left_out:  # nothing to draw apart after all: the page, with what was taken out
+        return render_svg(data, name, max_pixels, embedded)
     return canvas.canvas.resize((w, h), Image.BOX)
 
 
@@ -468,9 +467,12 @@ def _spaced(glyphs: list[tuple[Image.Image, tuple[int, int, int, int]]], page: I
             groups.append([(k, layer, ink)])
     gap = max(1, round(GLYPH_GAP * page.height))
     spans = [(min(b[0] for _, _, b in g), max(b[2] for _, _, b in g)) for g in groups]
+    width = sum(r - le for le, r in spans) + gap * (len(spans) + 1)
+    if width > GLYPH_PAGES * page.width:
+        raise _NotApart  # hundreds of thin glyphs (a hostile document): as wide as their gaps make them
     sample = page.resize((max(1, page.width // 4), max(1, page.height // 4)), Image.NEAREST)  # a sixteenth is enough
     background = max(sample.getcolors(sample.width * sample.height))[1]
-    out = Image.new("RGBA", (sum(r - le for le, r in spans) + gap * (len(spans) + 1), page.height), background)
+    out = Image.new("RGBA", (width, page.height), background)
     x = gap
     for group, (left, right) in zip(groups, spans):
         for _, layer, ink in sorted(group, key=lambda g: g[0]):  # document order: the last drawn on top

@@ -327,11 +327,13 @@ def test_a_glyph_drawn_twice_stays_one_and_shapes_that_are_no_glyphs_draw_the_pa
     doc = _svg(shadowed, 'width="120" height="60"', "0 0 120 60")
     assert _runs(_inked_columns(load_image(doc), GROUND)) == 3  # each glyph with its shadow, not six
     # one element holding all the text (too wide to be one glyph), beside glyph-like shapes or alone; one glyph; ten
-    # glyph-like shapes heaped up (more than GLYPH_PAGES pages of them); strokes; dots: the page as it shows
+    # glyph-like shapes heaped up (more than GLYPH_PAGES pages of them); forty thin ones (more pages wide, drawn
+    # apart); strokes; dots: the page as it shows
     text = '<path fill="black" d="M5 10 H30 V50 H5 Z M40 10 H65 V50 H40 Z M75 10 H100 V50 H75 Z"/>'
     blots = '<ellipse cx="20" cy="30" rx="8" ry="12" fill="rgb(0,0,200)"/><ellipse cx="90" cy="30" rx="8" ry="12"/>'
     stacked = "".join(f'<rect x="{k}" y="5" width="45" height="50" fill="rgb({20 * k},0,0)"/>' for k in range(10))
-    for body in (text, text + blots, blots[:blots.index("/>") + 2], stacked,  # stacked: more ink than glyphs have
+    combed = "".join(f'<rect x="{3 * k}" y="20" width="1" height="20"/>' for k in range(40))  # apart: 3.4 pages wide
+    for body in (text, text + blots, blots[:blots.index("/>") + 2], stacked, combed,  # stacked: more ink than glyphs have
                  '<path d="M10 10 L10 50 M30 10 L30 50" stroke="black" stroke-width="4" fill="none"/>',
                  '<circle cx="30" cy="30" r="2"/><circle cx="60" cy="30" r="2"/>'):
         doc = _svg(body, 'width="120" height="60"', "0 0 120 60")
