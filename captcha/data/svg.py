@@ -303,8 +303,8 @@ class _Canvas:
                 filled = [points for points, _ in placed if len(points) >= 3]
                 if len(filled) == 1 and fill_alpha >= 1:  # one opaque outline (a dot, a bar) replaces what it covers
                     self.pen.polygon(filled[0].ravel().tolist(), fill=(*fill, 255))
-                elif filled and (box := self.box(at, 0)):
-                    (left, top), size = box
+                elif filled and covered:
+                    (left, top), size = covered
                     mask = Image.new("1", size, 0)
                     for points in filled:  # even-odd: a glyph's counters are holes
                         one = Image.new("1", size, 0)
