@@ -69,13 +69,13 @@ _ITALIC = "skewX(-12)"  # an italic or oblique glyph's slant: the one font has n
 _BASELINE = {"middle": "m", "central": "m", "hanging": "a", "text-before-edge": "a", "text-top": "a",
              "text-after-edge": "d", "ideographic": "d", "text-bottom": "d"}
 
-Subpath = tuple[list[tuple[float, float]], bool]  # points, closed
+Subpath = tuple[np.ndarray, bool]  # points (n x 2), closed
 Matrix = tuple[float, float, float, float, float, float]  # SVG's (a, b, c, d, e, f): x' = a x + c y + e, y' = b x + d y + f
 IDENTITY: Matrix = (1.0, 0.0, 0.0, 1.0, 0.0, 0.0)
 _FUNCTION = re.compile(r"(matrix|translate|scale|rotate|skewX|skewY)\s*\(([^)]*)\)")
-# the weights of a quadratic's (3 points) and a cubic's (4) control points at each of the CURVE_STEPS points drawn
-_BERNSTEIN = {n: [[math.comb(n - 1, i) * (k / CURVE_STEPS) ** i * (1 - k / CURVE_STEPS) ** (n - 1 - i) for i in range(n)]
-                  for k in range(1, CURVE_STEPS + 1)] for n in (3, 4)}
+# the weights of a cubic's 4 control points at each of the CURVE_STEPS points drawn (a quadratic is raised to one)
+_CUBIC = np.array([[math.comb(3, i) * (k / CURVE_STEPS) ** i * (1 - k / CURVE_STEPS) ** (3 - i) for i in range(4)]
+                   for k in range(1, CURVE_STEPS + 1)])
 
 
 def looks_like_svg(data: bytes) -> bool:
@@ -281,7 +281,7 @@ class _Canvas:
         self.spend(sum(len(p) for p, _ in shapes))
         # every point at once (a captcha's glyphs are thousands): the transform and the viewBox as one product,
         # clamped (NaN drawn at -far, as a number is)
-        at = np.array([pt for points, _ in shapes for pt in points], dtype=np.float64).reshape(-1, 2)
+        at = np.concatenate([points for points, _ in shapes])
         at = at @ np.array([[a * sx, b * sy], [c * sx, d * sy]]) + ((tx - ox) * sx, (ty - oy) * sy)
         np.clip(at, -far, far, out=at)
         at[np.isnan(at)] = -far
@@ -741,35 +741,43 @@ def _shape(tag: str, e: ET.Element, view: tuple[float, float], detail: float = 1
         value = (e.get(key) or "0").strip()
         return _length(value, of)  # junk: 0, as browsers skip it
 
+    if tag == "path":
+        return path_outline(e.get("d", ""))
+    outline: list[tuple[list[tuple[float, float]], bool]] = []
     if tag == "rect":
         x, y, w, h = num("x", view[0]), num("y", view[1]), num("width", view[0]), num("height", view[1])
-        return [([(x, y), (x + w, y), (x + w, y + h), (x, y + h)], True)] if w > 0 and h > 0 else []
-    if tag in ("circle", "ellipse"):
+        if w > 0 and h > 0:
+            outline = [([(x, y), (x + w, y), (x + w, y + h), (x, y + h)], True)]
+    elif tag in ("circle", "ellipse"):
         cx, cy = num("cx", view[0]), num("cy", view[1])
         rx, ry = (num("r"), num("r")) if tag == "circle" else (num("rx"), num("ry"))
         # a side of CIRCLE_SIDE canvas pixels, 8 to 48 sides: a captcha's dots are small, and each point costs
         steps = min(48, max(8, math.ceil(2 * math.pi * max(rx, ry) * min(detail, 1e6) / CIRCLE_SIDE)))
-        return [([(cx + rx * math.cos(2 * math.pi * k / steps), cy + ry * math.sin(2 * math.pi * k / steps))
-                  for k in range(steps)], True)] if rx > 0 and ry > 0 else []
-    if tag == "line":
-        return [([(num("x1"), num("y1")), (num("x2"), num("y2"))], False)]
-    if tag in ("polyline", "polygon"):
+        if rx > 0 and ry > 0:
+            outline = [([(cx + rx * math.cos(2 * math.pi * k / steps), cy + ry * math.sin(2 * math.pi * k / steps))
+                         for k in range(steps)], True)]
+    elif tag == "line":
+        outline = [([(num("x1"), num("y1")), (num("x2"), num("y2"))], False)]
+    elif tag in ("polyline", "polygon"):
         values = _numbers(e.get("points", ""))
-        points = list(zip(values[0::2], values[1::2]))
-        return [(points, tag == "polygon")] if points else []
-    if tag == "path":
-        return path_outline(e.get("d", ""))
-    return []
+        if len(values) >= 2:
+            outline = [(list(zip(values[0::2], values[1::2])), tag == "polygon")]
+    return [(np.array(points, dtype=np.float64), closed) for points, closed in outline]
 
 
 @functools.lru_cache(maxsize=64)  # a glyph drawn twice (its shadow, its outline over it) is read once
 def path_outline(d: str) -> list[Subpath]:
     """A path's ``d`` -> its subpaths as points, curves flattened (CURVE_STEPS pieces each), arcs drawn straight;
-    shared between the calls with one ``d``, so read, never changed."""
+    shared between the calls with one ``d``, so read-only."""
     found = _TOKEN.findall(d)
     commands, values = [c for c, _ in found], [float(n) if n else 0.0 for _, n in found]
-    out: list[Subpath] = []
-    points: list[tuple[float, float]] = []
+    # the path as pieces in order: a point, or a cubic's control points (a quadratic raised to one: the same
+    # curve at the same steps), all curves then flattened at once (a captcha's glyphs are hundreds of curves)
+    corners: list[tuple[float, float]] = []
+    curves: list[tuple[float, ...]] = []
+    is_curve: list[bool] = []
+    subpaths: list[tuple[int, bool]] = []  # pieces each subpath holds, and whether it is closed
+    start = 0  # the current subpath's first piece
     x = y = sx = sy = 0.0
     last_control: tuple[float, float] | None = None
     command, last_command, i = "", "", 0
@@ -781,23 +789,23 @@ def path_outline(d: str) -> list[Subpath]:
         i += n
         return values[i - n:i]
 
-    def curve(controls: list[tuple[float, float]]) -> None:
-        if len(controls) == 3:  # written out, not summed: a captcha's glyphs are hundreds of curves
-            (x1, y1), (x2, y2), (x3, y3) = controls
-            points.extend((a * x + b * x1 + c * x2 + d * x3, a * y + b * y1 + c * y2 + d * y3)
-                          for a, b, c, d in _BERNSTEIN[4])
-        else:
-            (x1, y1), (x2, y2) = controls
-            points.extend((a * x + b * x1 + c * x2, a * y + b * y1 + c * y2) for a, b, c in _BERNSTEIN[3])
+    def point(px: float, py: float) -> None:
+        corners.append((px, py))
+        is_curve.append(False)
+
+    def cubic(x1: float, y1: float, x2: float, y2: float, x3: float, y3: float) -> None:
+        curves.append((x, y, x1, y1, x2, y2, x3, y3))
+        is_curve.append(True)
 
     while i < len(commands):
         if commands[i]:
             command = commands[i]
             i += 1
             if command in "Zz":
-                if points:
-                    out.append((points, True))
-                points, (x, y), last_control = [], (sx, sy), None
+                if len(is_curve) > start:
+                    subpaths.append((len(is_curve) - start, True))
+                start = len(is_curve)
+                (x, y), last_control = (sx, sy), None
                 continue
         elif not command or command in "Zz":
             break  # numbers with no command before them: the rest is not drawn
@@ -809,47 +817,75 @@ def path_outline(d: str) -> list[Subpath]:
         if v is None:
             break
         control: tuple[float, float] | None = None
-        if kind != "M" and not points:  # drawing on after a close: a new subpath from where it closed
-            points = [(x, y)]
+        if kind != "M" and len(is_curve) == start:  # drawing on after a close: a new subpath from where it closed
+            point(x, y)
         if kind == "M":
-            if len(points) > 1:
-                out.append((points, False))
+            if len(is_curve) - start > 1:
+                subpaths.append((len(is_curve) - start, False))
+            elif len(is_curve) > start:  # a lone moveto draws nothing
+                del is_curve[start:]
+                corners.pop()
+            start = len(is_curve)
             x, y = v[0] + ox, v[1] + oy
-            sx, sy, points = x, y, [(x, y)]
+            sx, sy = x, y
+            point(x, y)
             command = "l" if rel else "L"  # further pairs are lines
         elif kind == "L":
             x, y = v[0] + ox, v[1] + oy
-            points.append((x, y))
+            point(x, y)
         elif kind == "H":
             x = v[0] + ox
-            points.append((x, y))
+            point(x, y)
         elif kind == "V":
             y = v[0] + (y if rel else 0.0)
-            points.append((x, y))
+            point(x, y)
         elif kind == "C":
-            c1, control, end = (v[0] + ox, v[1] + oy), (v[2] + ox, v[3] + oy), (v[4] + ox, v[5] + oy)
-            curve([c1, control, end])
-            x, y = end
+            control = (v[2] + ox, v[3] + oy)
+            cubic(v[0] + ox, v[1] + oy, *control, v[4] + ox, v[5] + oy)
+            x, y = v[4] + ox, v[5] + oy
         elif kind == "S":
             c1 = (2 * x - last_control[0], 2 * y - last_control[1]) if last_control and last_command in "CcSs" \
                 else (x, y)
-            control, end = (v[0] + ox, v[1] + oy), (v[2] + ox, v[3] + oy)
-            curve([c1, control, end])
-            x, y = end
-        elif kind == "Q":
-            control, end = (v[0] + ox, v[1] + oy), (v[2] + ox, v[3] + oy)
-            curve([control, end])
-            x, y = end
-        elif kind == "T":
-            control = (2 * x - last_control[0], 2 * y - last_control[1]) if last_control and last_command in "QqTt" \
-                else (x, y)
-            end = (v[0] + ox, v[1] + oy)
-            curve([control, end])
-            x, y = end
+            control = (v[0] + ox, v[1] + oy)
+            cubic(*c1, *control, v[2] + ox, v[3] + oy)
+            x, y = v[2] + ox, v[3] + oy
+        elif kind in "QT":
+            if kind == "Q":
+                control, (ex, ey) = (v[0] + ox, v[1] + oy), (v[2] + ox, v[3] + oy)
+            else:
+                control = (2 * x - last_control[0], 2 * y - last_control[1]) \
+                    if last_control and last_command in "QqTt" else (x, y)
+                ex, ey = v[0] + ox, v[1] + oy
+            qx, qy = control
+            cubic(x + 2 / 3 * (qx - x), y + 2 / 3 * (qy - y), ex + 2 / 3 * (qx - ex), ey + 2 / 3 * (qy - ey), ex, ey)
+            x, y = ex, ey
         elif kind == "A":
             x, y = v[5] + ox, v[6] + oy
-            points.append((x, y))
+            point(x, y)
         last_control, last_command = control, command
-    if len(points) > 1:
-        out.append((points, False))
-    return out
+    if len(is_curve) - start > 1:
+        subpaths.append((len(is_curve) - start, False))
+    return _flattened(corners, curves, is_curve, subpaths)
+
+
+def _flattened(corners: list[tuple[float, float]], curves: list[tuple[float, ...]], is_curve: list[bool],
+               subpaths: list[tuple[int, bool]]) -> list[Subpath]:
+    """Pieces in order (a corner, or a cubic's start and control points) -> each subpath's points, every cubic
+    drawn as its CURVE_STEPS points at once; the arrays are read-only (path_outline's cache shares them)."""
+    if not subpaths:
+        return []
+    used = sum(n for n, _ in subpaths)
+    kinds = np.array(is_curve[:used], dtype=bool)
+    sizes = np.where(kinds, CURVE_STEPS, 1)
+    ends = np.cumsum(sizes)
+    out = np.empty((int(ends[-1]), 2))
+    firsts = ends - sizes
+    points = np.array(corners, dtype=np.float64).reshape(-1, 2)
+    out[firsts[~kinds]] = points[:int((~kinds).sum())]
+    if kinds.any():
+        controls = np.array(curves, dtype=np.float64).reshape(-1, 4, 2)[:int(kinds.sum())]
+        out[firsts[kinds][:, None] + np.arange(CURVE_STEPS)] = np.einsum("kj,njd->nkd", _CUBIC, controls)
+    out.setflags(write=False)
+    bounds = np.cumsum([0] + [n for n, _ in subpaths])
+    return [(out[ends[a] - sizes[a]:ends[b - 1]], closed) for (a, b), (_, closed)
+            in zip(zip(bounds[:-1], bounds[1:]), subpaths)]

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from PIL import Image, ImageDraw, ImageFont
 
 from captcha.data.images import is_image_name, load_image
-from captcha.data.svg import SUPERSAMPLE, path_outline, render_svg
+from captcha.data.svg import CURVE_STEPS, SUPERSAMPLE, path_outline, render_svg
 from captcha.errors import ImageError
 
 RING = "M10 10 H50 V50 H10 Z M20 20 H40 V40 H20 Z"  # a square with a square hole, as a glyph's counter
@@ -36,10 +36,11 @@ def test_a_filled_outline_keeps_its_holes_and_strokes_and_the_ground_are_drawn()
 
 
 def test_relative_commands_curves_and_the_viewbox_draw_what_absolute_ones_do():
-    assert path_outline("M0 0 H10 V10 Z L20 0 L20 20 Z")[1][0] == [(0, 0), (20, 0), (20, 20)]  # on from the close
+    assert path_outline("M0 0 H10 V10 Z L20 0 L20 20 Z")[1][0].tolist() == [[0, 0], [20, 0], [20, 20]]  # on from Z
+    assert [(p.tolist(), closed) for p, closed in path_outline("M1 1 M2 2 L3 3 M4 4")] == [([[2, 2], [3, 3]], False)]
     relative = path_outline("m10 10 h40 v40 h-40 z m10 10 h20 v20 h-20 z")
     absolute = path_outline(RING)
-    assert [p for p, _ in relative] == [p for p, _ in absolute]
+    assert [p.tolist() for p, _ in relative] == [p.tolist() for p, _ in absolute]
     # a circle as four cubic curves and as an element cover the same pixels, here in a viewBox four times smaller
     k = 0.5523 * 5
     arcs = f"M15 10 C15 {10 + k} {10 + k} 15 10 15 S5 {10 + k} 5 10 S{10 - k} 5 10 5 S15 {10 - k} 15 10 Z"
@@ -48,8 +49,10 @@ def test_relative_commands_curves_and_the_viewbox_draw_what_absolute_ones_do():
              np.asarray(shown(_svg('<circle cx="10" cy="10" r="5" fill="black"/>', size, box)).convert("L")) < 128]
     assert abs(drawn[0].sum() - np.pi * 20 ** 2) < 0.05 * np.pi * 20 ** 2
     assert (drawn[0] != drawn[1]).sum() < 0.04 * drawn[1].sum()
-    quadratic = path_outline("M0 0 Q10 20 20 0 T40 0")
-    assert max(y for y, in [(p[1],) for p in quadratic[0][0]]) == pytest.approx(10, abs=0.1)  # the peak of a parabola
+    quadratic = path_outline("M0 0 Q10 20 20 0 T40 0")[0][0]
+    assert len(quadratic) == 1 + 2 * CURVE_STEPS and quadratic[:, 1].max() == pytest.approx(10, abs=0.1)  # a peak
+    t = np.arange(1, CURVE_STEPS + 1) / CURVE_STEPS  # the smooth one mirrors the first: its points are the parabola's
+    assert np.allclose(quadratic[1 + CURVE_STEPS:], np.stack([20 + 20 * t, -40 * t * (1 - t)], 1))
 
 
 def test_an_svg_is_read_from_a_file_of_any_name_from_base64_and_by_the_batch(tmp_path):
