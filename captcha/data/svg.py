@@ -887,5 +887,4 @@ def _flattened(corners: list[tuple[float, float]], curves: list[tuple[float, ...
         out[firsts[kinds][:, None] + np.arange(CURVE_STEPS)] = np.einsum("kj,njd->nkd", _CUBIC, controls)
     out.setflags(write=False)
     bounds = np.cumsum([0] + [n for n, _ in subpaths])
-    return [(out[ends[a] - sizes[a]:ends[b - 1]], closed) for (a, b), (_, closed)
-            in zip(zip(bounds[:-1], bounds[1:]), subpaths)]
+    return [(out[firsts[a]:ends[b - 1]], closed) for (a, b), (_, closed) in zip(zip(bounds[:-1], bounds[1:]), subpaths)]
