@@ -78,6 +78,9 @@ STYLES = {
                                 pixelate=2, rotation=10.0),
     "warped-mixed": HeldOutStyle("warped-mixed", ("LiberationSans", "FreeSerif", "NimbusSans", "Caladea", "URWGothic"),
                                  (40, 48), rotation=30.0, warp=0.2, colourful=True, dots=30, crossing=True),
+    # warped-mixed in one ink, its dots and curve too: as the commonest Python generators draw
+    "warped-mono": HeldOutStyle("warped-mono", ("LiberationSerif", "FreeSans", "NimbusSans", "Carlito", "URWBookman"),
+                                (40, 48), rotation=30.0, warp=0.2, dots=30, crossing=True),
     "ruled-ripple": HeldOutStyle("ruled-ripple", ("LiberationSerif", "FreeSans", "NimbusRoman", "P052", "Carlito",
                                                   "URWBookman"), (36, 48), rotation=20.0, ripple=0.12, rules=4,
                                  tinted=True),
@@ -277,6 +280,8 @@ class HeldOutCaptcha:
 # was drawn; no default was set on them. The shadowed one (the eighty-fourth session) draws each glyph's outline over a
 # dark copy of it, six glyphs overlapping more than lso-svg-lower4's: drawn after glyphs drawn apart (data.svg) were
 # built and measured on the four SVG sites before it, to confirm them on a site none of their settings saw.
+# The one-ink ones (the eighty-fifth session) draw the warped sites' look with glyphs, dots and curve in one ink, as
+# the commonest Python generators do, in another draw of the unseen fonts; drawn to measure, no default set on them.
 LOWER, UPPER = "23456789abcdefghjkmnpqrstuvwxyz", "23456789ABCDEFGHJKLMNPQRSTUVWXYZ"
 WEB_FONTS = ("Arial", "Verdana", "Georgia", "Times New Roman", "Courier New", "sans-serif")  # what text sites name
 CAPTCHA_STYLES = {c.name: c for c in (
@@ -312,6 +317,8 @@ CAPTCHA_STYLES = {c.name: c for c in (
     HeldOutCaptcha("lso-svgtext-upper5", "outline-svg", 5, UPPER, (-0.2, -0.05), svg="text"),
     HeldOutCaptcha("lso-svgtext-lower4", "outline-svg", 4, LOWER, (-0.25, -0.1), svg="text"),
     HeldOutCaptcha("lso-svg-shadow6", "outline-svg", 6, LOWER, (-0.25, -0.05), svg="shadow"),
+    HeldOutCaptcha("lso-mono-upper5", "warped-mono", 5, UPPER, (-0.25, -0.05), 0.1),
+    HeldOutCaptcha("lso-mono-lower4", "warped-mono", 4, LOWER, (-0.2, 0.0), 0.15),
 )}
 
 
