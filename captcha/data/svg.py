@@ -738,8 +738,7 @@ def _shape(tag: str, e: ET.Element, view: tuple[float, float], detail: float = 1
     points draw a circle."""
 
     def num(key: str, of: float = 0.0) -> float:
-        value = (e.get(key) or "0").strip()
-        return _length(value, of)  # junk: 0, as browsers skip it
+        return _length(e.get(key), of)  # missing or junk: 0, as browsers skip it
 
     if tag == "path":
         return path_outline(e.get("d", ""))
