@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from ..inference.solver import Solver
@@ -27,3 +28,25 @@ def solving_figures(solver: Solver, images: list[Path], repeat: int = 4) -> dict
         lat.append(time.perf_counter() - t)
     return {"batch_captchas_per_s": batch_rate, "single_ms_median": 1000 * statistics.median(lat),
             "single_ms_p90": 1000 * sorted(lat)[int(0.9 * len(lat))]}
+
+
+def paired_rates(solver: Solver, images: list[Path], rival: Callable[[bytes], object], rival_inputs: list[bytes],
+                 rounds: int = 4) -> dict[str, float]:
+    """Captchas a second of ``solver`` (a batch, as :func:`solving_figures` times it) and of ``rival`` (one
+    image's bytes at a time, ``rival_inputs``: the same images as it is handed them), timed in alternating rounds
+    over the same images: a machine whose speed wanders over minutes moves both rates alike, and their ratio stays."""
+    paths = [str(p) for p in images]
+    list(solver.solve_batch(paths[:64]))  # warm-up, both
+    for data in rival_inputs[:16]:
+        rival(data)
+    ours = theirs = 0.0
+    read = 0
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        read += sum(1 for r in solver.solve_batch(paths, batch_size=128) if r.ok)
+        ours += time.perf_counter() - t0
+        t0 = time.perf_counter()
+        for data in rival_inputs:
+            rival(data)
+        theirs += time.perf_counter() - t0
+    return {"captchas_per_s": read / ours, "rival_captchas_per_s": rounds * len(rival_inputs) / theirs}
