@@ -178,10 +178,15 @@ def _or_nothing(read, data: bytes) -> str:
         return ""
 
 
+def set_chars(test: list[Sample]) -> str:
+    """The characters a set's test labels use, which both zero-shot readers are restricted to."""
+    return "".join(sorted({c for _, lab in test for c in lab}))
+
+
 def ddddocr_score(test: list[Sample]) -> dict | None:
     """ddddocr's default model on the same test captchas, scored as :func:`folded` compares, restricted to the set's
     characters."""
-    read = ddddocr_reader("".join(sorted({c for _, lab in test for c in lab})))
+    read = ddddocr_reader(set_chars(test))
     if read is None:
         return None
     data = [rival_input(p.read_bytes()) for p, _ in test]  # an SVG drawn as png before the clock starts
@@ -197,7 +202,7 @@ def reader_score(test: list[Sample], reader: Path | None = None) -> dict | None:
     reader = reader or solving_checkpoint(None)
     if reader.name == "model.pt" or not reader.is_file():
         return None
-    solver = load_solver(reader).allow("".join(sorted({c for _, lab in test for c in lab})))
+    solver = load_solver(reader).allow(set_chars(test))
     out = scored(solver, test)
     out.update(solving_figures(solver, [p for p, _ in test]))
     lengths = {len(lab) for _, lab in test}
@@ -247,7 +252,7 @@ def speed(solver: Solver, test: list[Sample]) -> dict:
     rates timed minutes apart on a machine whose speed wanders do not give)."""
     images = [p for p, _ in test]
     row = {**solving_figures(solver, images), "backend": solver.backend_name, "runtime": solver.runtime}
-    read = ddddocr_reader("".join(sorted({c for _, lab in test for c in lab})))
+    read = ddddocr_reader(set_chars(test))
     if read is not None:
         row["paired"] = paired_rates(solver, images, lambda data: _or_nothing(read, data),
                                      [rival_input(p.read_bytes()) for p in images])
