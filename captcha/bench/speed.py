@@ -15,9 +15,8 @@ def solving_figures(solver: Solver, images: list[Path], repeat: int = 4) -> dict
     single-image latency once loaded."""
     paths = [str(p) for p in images] * repeat
     list(solver.solve_batch(paths[:64]))  # warm-up
-    t0 = time.perf_counter()
-    n = sum(1 for r in solver.solve_batch(paths, batch_size=128) if r.ok)
-    batch_rate = n / (time.perf_counter() - t0)
+    n, seconds = _timed_batch(solver, paths)
+    batch_rate = n / seconds
     data = [p.read_bytes() for p in images[:200]]
     for d in data[:10]:
         solver.solve(d)
@@ -43,12 +42,17 @@ def paired_rates(solver: Solver, images: list[Path], rival: Callable[[bytes], ob
     ours = theirs = 0.0
     read = 0
     for _ in range(rounds):
-        t0 = time.perf_counter()
-        read += sum(1 for r in solver.solve_batch(paths, batch_size=128) if r.ok)
-        ours += time.perf_counter() - t0
+        n, seconds = _timed_batch(solver, paths)
+        read, ours = read + n, ours + seconds
         t0 = time.perf_counter()
         for _ in range(repeat):
             for data in rival_inputs:
                 rival(data)
         theirs += time.perf_counter() - t0
     return {"captchas_per_s": read / ours, "rival_captchas_per_s": rounds * repeat * len(rival_inputs) / theirs}
+
+
+def _timed_batch(solver: Solver, paths: list[str]) -> tuple[int, float]:
+    """The captchas read in one batch of ``paths`` and the seconds it took."""
+    t0 = time.perf_counter()
+    return sum(1 for r in solver.solve_batch(paths, batch_size=128) if r.ok), time.perf_counter() - t0
