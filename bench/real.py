@@ -5,8 +5,8 @@ recipe), the last 25% solved and scored. The same for the leave-style-out sites 
 captchas each in fonts, and mostly appearance families, no pretraining draws, ``captcha.data.styles.CAPTCHA_STYLES``,
 generated once into runs/lso/; which of them are tuned-on is said there). Also: the shipped general
 reader with no training, ddddocr with no training (when `pip install ddddocr` is done), each trained model's rate and
-ddddocr's timed in alternating rounds over the test captchas (the ratio issue 15 asks for, on a machine whose speed
-wanders), a reliability table of the confidences, and optionally a learning curve (the first 25, 100, 200 captchas to
+the reader's, each timed in alternating rounds with ddddocr's over the test captchas (the ratio issue 15 asks for, on
+a machine whose speed wanders), a reliability table of the confidences, and optionally a learning curve (the first 25, 100, 200 captchas to
 train on, the same test captchas).
 A leave-style-out site's model is also scored on a wider test (``--wide N``, 2,000 by default): more
 captchas of its style, drawn from another seed into runs/lso/<site>-wide/, never trained on. 250 test
@@ -30,6 +30,7 @@ Targets (issue 15): henan >= 99.8%, sysu >= 98%, captcha_images_v2 >= 99% full-s
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import shutil
@@ -37,7 +38,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from rivals import ddddocr_reader, rival_input
@@ -62,6 +63,7 @@ CURVE = (25, 100, 200)
 Sample = tuple[Path, str]
 
 
+@functools.lru_cache(maxsize=None)
 def split_set(name: str) -> tuple[list[Sample], list[Sample]]:
     """(first 75% by file name, last 25%) of a shared set's labelled captchas, or of a leave-style-out set's."""
     source = SHARED / name
@@ -185,28 +187,42 @@ def set_chars(test: list[Sample]) -> str:
     return "".join(sorted({c for _, lab in test for c in lab}))
 
 
-def ddddocr_score(test: list[Sample]) -> dict | None:
-    """ddddocr's default model on the same test captchas, scored as :func:`folded` compares, restricted to the set's
-    characters."""
+@functools.lru_cache(maxsize=2)
+def ddddocr_on(name: str) -> tuple[Callable[[bytes], str], list[bytes]] | None:
+    """ddddocr restricted to the set's characters (no text where it cannot open an image), and the set's test
+    captchas as it is handed them (an SVG drawn as png, before any clock starts): built once a set, for its
+    zero-shot score and every rate timed beside it. None when ddddocr is not installed."""
+    test = split_set(name)[1]
     read = ddddocr_reader(set_chars(test))
     if read is None:
         return None
-    data = [rival_input(p.read_bytes()) for p, _ in test]  # an SVG drawn as png before the clock starts
+    return (lambda data: _or_nothing(read, data)), [rival_input(p.read_bytes()) for p, _ in test]
+
+
+def ddddocr_score(name: str) -> dict | None:
+    """ddddocr's default model on the set's test captchas, scored as :func:`folded` compares, restricted to the set's
+    characters."""
+    rival = ddddocr_on(name)
+    if rival is None:
+        return None
+    read, data = rival
+    test = split_set(name)[1]
     t0 = time.perf_counter()
-    preds = [_or_nothing(read, d) for d in data]
+    preds = [read(d) for d in data]
     rate = len(data) / (time.perf_counter() - t0)
     m = string_metrics(folded(preds, two_cases(test)), folded((lab for _, lab in test), two_cases(test)))
     return {"string_acc": m["string_acc"], "char_acc": m["captcha_char_acc"], "captchas_per_s": rate}
 
 
-def reader_score(test: list[Sample], reader: Path | None = None) -> dict | None:
-    """A general reader (the shipped one unless ``reader``), no training, restricted to the set's characters."""
+def reader_score(name: str, reader: Path | None = None) -> dict | None:
+    """A general reader (the shipped one unless ``reader``), no training, restricted to the set's characters, and
+    its rate timed alternately with ddddocr's as a trained model's is (:func:`speed`)."""
     reader = reader or solving_checkpoint(None)
     if reader.name == "model.pt" or not reader.is_file():
         return None
+    test = split_set(name)[1]
     solver = load_solver(reader).allow(set_chars(test))
-    out = scored(solver, test)
-    out.update(solving_figures(solver, [p for p, _ in test]))
+    out = {**scored(solver, test), **speed(solver, name)}
     lengths = {len(lab) for _, lab in test}
     if len(lengths) == 1:  # told the site's length too (`solve --length N`)
         out["told_length"] = scored(solver.expect_length(lengths.pop()), test)["string_acc"]
@@ -244,20 +260,19 @@ def run_set(name: str, work: Path, budget: float | None, limit: int | None = Non
            "self_training": result.get("self_training"), "no_labels": result.get("no_labels"),
            **scored(solver, test), **scored_wide(solver, name, wide)}
     if solve_speed:
-        row.update(speed(solver, test))
+        row.update(speed(solver, name))
     return row
 
 
-def speed(solver: Solver, test: list[Sample]) -> dict:
-    """How fast a trained model solves the test captchas (:func:`solving_figures`), and, where ddddocr is installed,
+def speed(solver: Solver, name: str) -> dict:
+    """How fast a solver reads the set's test captchas (:func:`solving_figures`), and, where ddddocr is installed,
     its rate and ddddocr's timed in alternating rounds over them (``paired``: the ratio issue 15 asks for, which two
     rates timed minutes apart on a machine whose speed wanders do not give)."""
-    images = [p for p, _ in test]
+    images = [p for p, _ in split_set(name)[1]]
     row = {**solving_figures(solver, images), "backend": solver.backend_name, "runtime": solver.runtime}
-    read = ddddocr_reader(set_chars(test))
-    if read is not None:
-        row["paired"] = paired_rates(solver, images, lambda data: _or_nothing(read, data),
-                                     [rival_input(p.read_bytes()) for p in images])
+    rival = ddddocr_on(name)
+    if rival is not None:
+        row["paired"] = paired_rates(solver, images, *rival)
     return row
 
 
@@ -273,19 +288,26 @@ def rescore_set(name: str, kept: Path, wide: int = 0) -> dict:
     return {"set": name, "train_captchas": len(train), "test_captchas": len(test),
             "train_wall_s": None, "method": ckpt.get("method"), "variant": "rescored",
             "fits": fits(ckpt.get("finished", {}).get("result", {})),
-            **scored(solver, test), **scored_wide(solver, name, wide), **speed(solver, test)}
+            **scored(solver, test), **scored_wide(solver, name, wide), **speed(solver, name)}
 
 
 def zero_shot(name: str, reader: str | None) -> dict:
     """A general reader (the shipped one unless ``reader``) and ddddocr on the set's test captchas, no training."""
-    test = split_set(name)[1]
-    row = {"set": name, "reader": reader_score(test, reader and Path(reader)), "ddddocr": ddddocr_score(test)}
+    row = {"set": name, "reader": reader_score(name, reader and Path(reader)), "ddddocr": ddddocr_score(name)}
     print(json.dumps(row, default=str)[:400], flush=True)
     return row
 
 
 def _pct(v: float) -> str:
     return f"{100 * v:.2f}%"
+
+
+def _paired(pair: dict | None) -> str:
+    """Two rates timed alternately (:func:`~captcha.bench.speed.paired_rates`) and their ratio, or "-"."""
+    if not pair:
+        return "-"
+    ours, theirs = pair["captchas_per_s"], pair["rival_captchas_per_s"]
+    return f"{ours:.0f} / {theirs:.0f} ({ours / theirs:.1f}x)"
 
 
 def _with_error(v: float, n: int) -> str:
@@ -379,26 +401,23 @@ def main() -> None:
                                           + " read surely") if r.get("variant") == "no-labels" else "-"
         wide = f"{_with_error(r['wide']['string_acc'], r['wide']['captchas'])} ({r['wide']['captchas']})" \
             if "wide" in r else "-"
-        pair = r.get("paired")
-        paired = f"{pair['captchas_per_s']:.0f} / {pair['rival_captchas_per_s']:.0f} " \
-            f"({pair['captchas_per_s'] / pair['rival_captchas_per_s']:.1f}x)" if pair else "-"
         print(f"| {r['set']} | {r['train_captchas']} | {unl} | {r['method']} | {r.get('fits', '-')} "
               f"| {_with_error(r['string_acc'], r['test_captchas'])} "
               f"| {_pct(r['no_recheck_string_acc'])} | {_pct(r['char_acc'])} "
               f"| {_pct(r['rejection_at_95'].get('wrong_rejected', float('nan')))} | {_pct(r['reliability']['ece'])} "
-              f"| {wall} | {rate} | {paired} | {wide} |")
+              f"| {wall} | {rate} | {_paired(r.get('paired'))} | {wide} |")
     reader = f"the general reader {args.reader}" if args.reader else "the shipped general reader"
     print(f"\nno training: {reader} and ddddocr, case-insensitive (exactly on a site of two cases), restricted to "
           "the set's characters; ddddocr, which opens no SVG, given an SVG drawn as png by this package, untimed\n")
     print("| set | reader full-string | told the length (--length) | reader characters | reader captchas/s "
-          "| ddddocr full-string | ddddocr captchas/s |")
-    print("|---|---|---|---|---|---|---|")
+          "| ddddocr full-string | ddddocr captchas/s | timed alternately: reader / ddddocr's captchas/s |")
+    print("|---|---|---|---|---|---|---|---|")
     for z in zero:
         rd, dd = z["reader"] or {}, z["ddddocr"] or {}
         print(f"| {z['set']} | {_pct(rd['string_acc']) if rd else '-'} | {_pct(rd['told_length']) if rd and 'told_length' in rd else '-'} "
               f"| {_pct(rd['char_acc']) if rd else '-'} "
               f"| {rd.get('batch_captchas_per_s', float('nan')):.0f} | {_pct(dd['string_acc']) if dd else '-'} "
-              f"| {dd.get('captchas_per_s', float('nan')):.0f} |")
+              f"| {dd.get('captchas_per_s', float('nan')):.0f} | {_paired(rd.get('paired'))} |")
     print("\nreliability of the trained models' confidences on the test captchas (bins by confidence)\n")
     print("| set | train captchas | bin | captchas | mean confidence | accuracy |")
     print("|---|---|---|---|---|---|")
