@@ -6,8 +6,8 @@ captchas each in fonts, and mostly appearance families, no pretraining draws, ``
 generated once into runs/lso/; which of them are tuned-on is said there). Also: the shipped general
 reader with no training, ddddocr with no training (when `pip install ddddocr` is done), each trained model's rate and
 the reader's, each timed in alternating rounds with ddddocr's over the test captchas (the ratio issue 15 asks for, on
-a machine whose speed wanders), a reliability table of the confidences, and optionally a learning curve (the first 25, 100, 200 captchas to
-train on, the same test captchas).
+a machine whose speed wanders), a reliability table of the confidences, and optionally a learning curve (the first
+25, 100, 200 captchas to train on, the same test captchas).
 A leave-style-out site's model is also scored on a wider test (``--wide N``, 2,000 by default): more
 captchas of its style, drawn from another seed into runs/lso/<site>-wide/, never trained on. 250 test
 captchas leave a full-string figure near 70% one standard error of about 3 points; 2,000 about 1.
