@@ -200,6 +200,9 @@ FRAME_WIDTH = 3
 FRAME_SIDE = 0.9
 
 
+FLOAT32_EXACT = 1 << 24  # the most pixels a float32 count holds exactly
+
+
 def ink_mask(img: Image.Image, frame: bool = False) -> np.ndarray:
     """Boolean H x W mask of foreground: pixels far from the background colour (:func:`ground_level`)."""
     g = np.asarray(img.convert("L"))
@@ -212,7 +215,7 @@ def ink_mask(img: Image.Image, frame: bool = False) -> np.ndarray:
 
 def _grey_counts(g: np.ndarray) -> np.ndarray:
     """How many pixels of a uint8 image have each of the 256 grey levels."""
-    if g.size <= 1 << 24:  # counted exactly in OpenCV's float32
+    if g.size <= FLOAT32_EXACT:  # OpenCV counts in float32: about three times faster than np.bincount
         return cv2.calcHist([g], [0], None, [256], [0, 256]).ravel()
     return np.bincount(g.ravel(), minlength=256)
 

@@ -5,6 +5,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 from captcha.config import SPLITTERS
+from captcha.data import segment
 from captcha.data.segment import (
     SegmentConfig,
     components,
@@ -80,6 +81,20 @@ def test_ink_mask_finds_dark_text_on_noise():
         img.putpixel((rng.randrange(200), rng.randrange(50)), (220, 225, 215))
     mask = ink_mask(img)
     assert mask[12:38, 20:45].mean() > 0.95 and mask[:10].mean() < 0.01
+
+
+@pytest.mark.parametrize("size", [1, 2, 545, 546])
+def test_the_median_is_numpys(size):
+    values = np.random.default_rng(size).integers(0, 256, size, dtype=np.uint8)
+    assert segment._median(values) == np.median(values)
+
+
+def test_the_grey_counts_are_exact_either_way(monkeypatch):
+    g = np.random.default_rng(0).integers(0, 256, (61, 97), dtype=np.uint8)
+    counted = np.bincount(g.ravel(), minlength=256)
+    assert np.array_equal(segment._grey_counts(g), counted)
+    monkeypatch.setattr(segment, "FLOAT32_EXACT", 0)  # as for an image too large for float32 counts
+    assert np.array_equal(segment._grey_counts(g), counted)
 
 
 def test_unknown_splitter_is_named():
