@@ -5,7 +5,7 @@ import pytest
 from hostile import make_corpus
 from PIL import Image
 
-from captcha.data.images import load_image
+from captcha.data.images import load_image, merged_frames
 from captcha.errors import ImageError
 
 
@@ -151,6 +151,21 @@ def test_an_animation_is_read_as_its_frames_merged_each_glyph_at_its_strongest(g
     merged = np.asarray(load_image(_blinking(ground, ink)))
     assert [tuple(merged[15, 15 + 30 * j]) for j in range(3)] == [ink] * 3
     assert tuple(merged[2, 2]) == ground and tuple(merged[15, 30]) == ground  # the ground between stays
+
+
+def test_each_merged_pixel_is_the_frames_furthest_from_the_commonest_edge_colour():
+    rng = np.random.default_rng(3)
+    palette = np.array([[250, 250, 250], [252, 249, 251], [30, 60, 200], [200, 40, 40], [120, 120, 120]])
+    arrays = [palette[rng.choice(5, (7, 9), p=[0.3, 0.3, 0.2, 0.1, 0.1])].astype(np.uint8) for _ in range(3)]
+    merged = np.asarray(merged_frames([Image.fromarray(a) for a in arrays]))
+    # the definition, spelled out: edges as top row, bottom row, left and right columns (corners twice), colours
+    # eight levels apart as one, the commonest (the first of equals in (r, g, b) order) the ground
+    edge = [tuple(int(v) // 8 for v in px) for a in arrays for side in (a[0], a[-1], a[:, 0], a[:, -1]) for px in side]
+    ground = np.array(max(sorted(set(edge)), key=edge.count)) * 8 + 4
+    for y in range(7):
+        for x in range(9):
+            furthest = int(np.argmax([np.abs(a[y, x].astype(int) - ground).sum() for a in arrays]))
+            assert tuple(merged[y, x]) == tuple(arrays[furthest][y, x])
 
 
 def test_an_animated_webp_is_merged_too_and_a_huge_animation_reads_its_first_frame():
