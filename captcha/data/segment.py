@@ -121,11 +121,12 @@ def _mass_box(mask: np.ndarray) -> Box:
     """The box holding all but CONTENT_MASS of the ink on each side, padded; the whole image when it
     covers nearly all of it."""
     h, w = mask.shape
-    total = np.count_nonzero(mask)
+    ink = _ink_counts(mask)
+    total = int(ink[0].sum())
     if total == 0:
         return (0, 0, w, h)
     spans = []
-    for counts in _ink_counts(mask):  # columns, then rows
+    for counts in ink:  # columns, then rows
         cum = np.cumsum(counts) / total
         spans.append((int(np.searchsorted(cum, CONTENT_MASS)), int(np.searchsorted(cum, 1 - CONTENT_MASS)) + 1))
     (x0, x1), (y0, y1) = spans
