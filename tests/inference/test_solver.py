@@ -91,9 +91,12 @@ def test_batch_moves_to_processes_midway_and_keeps_every_row(solver, corpus, mon
         return 2 if self.prepared >= 3 and left else 0
 
     monkeypatch.setattr(Pace, "workers", after_three)
+    # each row held back longer than in the other test: the processes start only after the third row, and spawning
+    # them under a loaded CI once took longer than the other 33 rows at 0.02 s (the thread prepared them all)
+    held = slowly(paths, pause=0.08)
     with caplog.at_level(logging.DEBUG, logger="captcha.inference.solver"):
         b = [(r.source, r.solution.text if r.ok else r.error)
-             for r in solver.solve_batch(slowly(paths), batch_size=3, workers="auto")]
+             for r in solver.solve_batch(held, batch_size=3, workers="auto")]
     assert a == b
     assert paces[-1].prepared == 3  # the thread timed three, then started the processes
     assert in_processes(caplog) > 0
